@@ -1,0 +1,91 @@
+"""The contract between a channel-sender plugin and the core's dispatcher.
+
+The dispatcher claims outbox rows, renders each into an :class:`OutboundMessage`, groups them into
+batches no larger than the channel's ``capabilities.batch_size`` and calls :meth:`Channel.send`.
+The channel answers one :class:`DeliveryResult` per message: ``sent``, ``transient`` (retry with
+backoff) or ``permanent`` (dead letter, with the provider's answer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Protocol
+
+import attrs
+
+RESULT_STATES = ("sent", "transient", "permanent")
+
+
+@attrs.frozen
+class ChannelCapabilities:
+    """What a channel can do and the limits its provider documents."""
+
+    address_type: str  # identifier type the channel sends to: "phone", "email", "wecom_external_userid", ...
+    batch_size: int = 1  # most messages per send() call (Tencent SMS: 200 numbers a request)
+    rate_limit_per_second: float | None = None  # provider's request-rate limit (None = none known)
+    supports_idempotency_key: bool = False  # provider deduplicates on a key we pass
+    max_length: int | None = None  # longest body the provider accepts, in characters
+    send_window: tuple[str, str] | None = None  # provider-enforced local sending hours, e.g. ("08:00", "22:00")
+    marketing_allowed: bool = True  # False for service-notification-only channels (WeChat OA templates)
+
+
+@attrs.frozen
+class OutboundMessage:
+    """One rendered message for one person."""
+
+    idempotency_key: str  # the outbox row's key; pass it to providers that accept one
+    person_id: int  # recipient person
+    address: str  # where to send: phone, e-mail, openid, external userid, advisor id
+    template: str  # template name (some providers take a template id plus parameters)
+    body: str  # rendered text
+    subject: str | None = None  # e-mail subject or card title
+    params: dict[str, Any] = attrs.field(factory=dict)  # template parameters (for provider-side templates)
+    metadata: dict[str, Any] = attrs.field(factory=dict)  # origin, run id, revision, step
+
+
+@attrs.frozen
+class DeliveryResult:
+    """The channel's answer for one message."""
+
+    idempotency_key: str  # which message
+    status: str  # one of RESULT_STATES
+    provider_message_id: str | None = None  # provider's id (for receipts)
+    detail: str = ""  # the provider's answer, verbatim where possible
+    retry_after: float | None = None  # seconds the provider asked us to wait (transient only)
+
+
+class TokenCache(Protocol):
+    """Shared access-token cache kept in the store, so two workers never invalidate each other's token."""
+
+    def get_or_refresh(self, key: str, fetch: Callable[[], tuple[str, float]]) -> str:
+        """Return a valid token for ``key``; call ``fetch() -> (token, expires_in_seconds)`` if none."""
+
+
+@attrs.frozen
+class ChannelContext:
+    """What a channel instance gets from the core."""
+
+    project_dir: Path  # the project directory (for files a channel writes)
+    token_cache: TokenCache | None = None  # shared token cache (WeCom, WeChat OA)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)  # injectable for tests
+    store: Any = None  # the Store, for channels that write their own records (advisor tasks)
+
+
+class Channel:
+    """Base class of a channel sender."""
+
+    name: ClassVar[str] = ""  # channel name used in rules: `via sms template "..."`
+    description: ClassVar[str] = ""  # one line for `motorcade plugins`
+    capabilities: ClassVar[ChannelCapabilities]
+
+    def __init__(self, settings: dict[str, Any], context: ChannelContext):
+        self.settings = settings
+        self.context = context
+
+    def send(self, batch: list[OutboundMessage]) -> list[DeliveryResult]:
+        """Deliver a batch; return exactly one result per message, in any order."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections. Called once when the dispatcher is done with the channel."""

@@ -1,0 +1,132 @@
+"""The contract between a data-source connector plugin and the core.
+
+A connector reads one external system (a CSV export, a JSON Lines event log, a SQL database) and
+yields *records* in batches; the core cleans them, resolves identities, writes them and quarantines
+what cannot be used. A connector never writes to the store itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Union
+
+import attrs
+
+
+@attrs.frozen
+class RawIdentifier:
+    """An identifier as the source has it (cleaning and validation happen in the core)."""
+
+    type: str  # identifier type (see motorcade.model.IDENTIFIER_TYPES)
+    value: str  # raw value as read
+
+
+@attrs.frozen
+class PersonRecord:
+    """A person as one source knows them: a few identifiers and some attributes."""
+
+    source_key: str  # the record's key within the source (e.g. CRM customer number)
+    identifiers: tuple[RawIdentifier, ...]  # identifiers found on the row
+    attributes: dict[str, Any] = attrs.field(factory=dict)  # profile attributes (name, gender, city, ...)
+    position: str = ""  # where in the source: "line 17", "row id 4411"
+    raw: str = ""  # the raw row, for quarantine
+
+
+@attrs.frozen
+class StoreRecord:
+    """A store row."""
+
+    id: str  # store code
+    name: str  # display name
+    group: str  # dealer group / region
+    city: str | None = None  # city
+    brand: str | None = None  # franchise brand
+    position: str = ""  # where in the source
+    raw: str = ""  # raw row
+
+
+@attrs.frozen
+class AdvisorRecord:
+    """An advisor row."""
+
+    id: str  # advisor code
+    name: str  # display name
+    store_id: str  # store the advisor works at
+    role: str = "sales"  # sales or service
+    phone: str | None = None  # work phone, raw
+    position: str = ""  # where in the source
+    raw: str = ""  # raw row
+
+
+@attrs.frozen
+class CarRecord:
+    """A car row, optionally with the owner (by identifiers) and the serving advisor."""
+
+    vin: str  # raw VIN
+    brand: str  # brand
+    model: str  # model
+    model_year: int | None = None  # model year
+    purchase_date: str | None = None  # raw date text
+    store_id: str | None = None  # selling store
+    owner: tuple[RawIdentifier, ...] = ()  # identifiers of the owner, if the row names one
+    owned_from: str | None = None  # raw date text: start of this ownership
+    owned_to: str | None = None  # raw date text: end of this ownership (sold)
+    advisor_id: str | None = None  # serving advisor
+    position: str = ""  # where in the source
+    raw: str = ""  # raw row
+
+
+@attrs.frozen
+class EventRecord:
+    """A behaviour event; the person is named by identifiers and resolved by One-ID."""
+
+    name: str  # event name
+    ts: str | dt.datetime  # raw time text or a datetime (naive = the source's declared time zone)
+    identifiers: tuple[RawIdentifier, ...]  # who did it
+    properties: dict[str, Any] = attrs.field(factory=dict)  # event properties
+    dedup_key: str | None = None  # unique within the source; None = derived from the content
+    position: str = ""  # where in the source
+    raw: str = ""  # raw row
+
+
+@attrs.frozen
+class RejectedRow:
+    """A row the connector itself could not read (bad CSV quoting, invalid JSON): goes to quarantine."""
+
+    position: str  # where in the source
+    raw: str  # the raw text
+    reason: str  # why it was rejected, in words an operator understands
+
+
+SourceRecord = Union[PersonRecord, StoreRecord, AdvisorRecord, CarRecord, EventRecord, RejectedRow]
+
+
+class Source:
+    """Base class of a connector type. Subclasses set ``type_name`` and implement :meth:`read`.
+
+    One instance is made per configured source: ``[sources.crm]`` with ``type = "csv"`` gives
+    ``CsvSource(name="crm", settings={...}, project_dir=...)``.
+    """
+
+    type_name: ClassVar[str] = ""  # the `type = "..."` value in motorcade.toml
+    description: ClassVar[str] = ""  # one line for `motorcade plugins`
+    yields: ClassVar[tuple[str, ...]] = ()  # record kinds it can yield: "people", "events", "cars", ...
+
+    def __init__(self, name: str, settings: dict[str, Any], project_dir: Path):
+        self.name = name
+        self.settings = settings
+        self.project_dir = project_dir
+
+    def read(self, cursor: str | None = None) -> Iterator[list[SourceRecord]]:
+        """Yield batches of records. ``cursor`` is the value :meth:`next_cursor` returned last run."""
+        raise NotImplementedError
+
+    def next_cursor(self) -> str | None:
+        """After :meth:`read` is exhausted: the cursor to resume from next run (None = re-read all)."""
+        return None
+
+    @property
+    def timezone(self) -> str:
+        """The time zone naive timestamps in this source are in (``timezone`` setting)."""
+        return self.settings.get("timezone", "Asia/Shanghai")

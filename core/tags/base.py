@@ -1,0 +1,56 @@
+"""The contract between a tag-calculator plugin and the core.
+
+A calculator declares the tags it produces and what they depend on; the core orders calculators by
+those dependencies, hands each a :class:`TagContext`, and writes the values it returns together with
+``computed_at`` and the calculator's version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar, Iterable, Iterator
+
+import attrs
+
+TAG_TYPES = ("string", "number", "boolean", "date")
+
+
+@attrs.frozen
+class TagDefinition:
+    """One tag in the catalogue."""
+
+    name: str  # tag name used in rules: `tag intent_level = "high"`
+    type: str  # one of TAG_TYPES
+    description: str  # what it means, for `motorcade tags list`
+    title: str = ""  # display title, e.g. "购买意向等级"
+    allowed_values: tuple[Any, ...] | None = None  # closed set of values (levels), if any
+    value_range: tuple[float, float] | None = None  # inclusive numeric range, if any
+
+    def __attrs_post_init__(self):
+        if self.type not in TAG_TYPES:
+            raise ValueError(f"tag {self.name!r}: type {self.type!r} is not one of {', '.join(TAG_TYPES)}")
+
+
+@attrs.frozen
+class TagContext:
+    """What a calculator gets for one computation."""
+
+    store: Any  # the project's Store (read through its query functions)
+    as_of: dt.datetime  # the instant "now" means for this computation (aware)
+    settings: dict[str, Any]  # this calculator's `[tags.NAME]` table from motorcade.toml
+    person_ids: frozenset[int] | None = None  # None = everyone; else only these people (incremental)
+
+
+class TagCalculator:
+    """Base class of a tag calculator. Subclasses set the class attributes and implement compute."""
+
+    name: ClassVar[str] = ""  # calculator name, e.g. "activity"
+    version: ClassVar[str] = "1"  # bump when the computation changes; stored with every value
+    produces: ClassVar[tuple[TagDefinition, ...]] = ()  # the tags it writes
+    depends_on_tags: ClassVar[tuple[str, ...]] = ()  # tags (of other calculators) it reads
+    depends_on_events: ClassVar[tuple[str, ...]] = ()  # event names it reads
+    default_settings: ClassVar[dict[str, Any]] = {}  # documented defaults for `[tags.NAME]`
+
+    def compute(self, context: TagContext) -> Iterable[tuple[int, str, Any]] | Iterator[tuple[int, str, Any]]:
+        """Return or yield ``(person_id, tag_name, value)`` for every person that has a value."""
+        raise NotImplementedError
