@@ -1,0 +1,35 @@
+"""The store seam: every stage reads and writes operational data through a Store's named functions.
+
+The embedded default is :class:`~motorcade.store.sqlite.SQLiteStore`. A bigger engine (PostgreSQL,
+DuckDB, ClickHouse) takes over by implementing the same named functions and a SQL dialect for the
+segment compiler; :func:`open_store` picks the implementation from the database setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from .sqlite import SQLiteStore
+
+Store = SQLiteStore  # the interface every implementation offers (today: the SQLite one)
+
+
+def open_store(database: str | Path, *, base_dir: Path | None = None, migrate: bool = True) -> Store:
+    """Open the project's store. ``database`` is a file path or ``sqlite:///path``."""
+    text = str(database)
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme != "sqlite":
+            raise ConfigError(
+                f"database {text!r}: no store for {scheme!r} is installed",
+                hint="the embedded default is SQLite: database = \"motorcade.db\"",
+            )
+        text = rest[1:] if rest.startswith("/") else rest  # sqlite:///rel.db, sqlite:////abs.db
+    path = Path(text)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return SQLiteStore(path, migrate=migrate)
+
+
+__all__ = ["Store", "SQLiteStore", "open_store"]

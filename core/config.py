@@ -1,0 +1,124 @@
+"""``motorcade.toml``: a project's configuration, with documented defaults.
+
+::
+
+    [project]
+    name = "dealer_group"
+    timezone = "Asia/Shanghai"    # the project's time zone: relative times in rules resolve in it
+    database = "motorcade.db"     # file path (relative to the project) or sqlite:///path
+    rules = ["rules"]             # rule files (*.mc) or folders of them
+
+    [sources.crm]                 # one table per configured source; `type` names a source plugin
+    type = "csv"
+
+    [tags.activity]               # settings per tag calculator (thresholds, weights)
+    [channels.email]              # settings per channel plugin
+    [guardrails]                  # consent, quiet hours, frequency caps (activation)
+    [pipeline]                    # the stages `motorcade pipeline` runs
+"""
+
+from __future__ import annotations
+
+import tomllib
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import ConfigError
+
+CONFIG_FILENAME = "motorcade.toml"
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+@attrs.frozen
+class ProjectConfig:
+    """The parsed configuration of one project."""
+
+    path: Path  # the motorcade.toml file
+    name: str  # project name
+    timezone: str  # IANA time zone of the project
+    database: str  # database setting (path or URL)
+    rules: tuple[str, ...]  # rule paths, relative to the project directory
+    sources: dict[str, dict[str, Any]]  # [sources.NAME] tables
+    tags: dict[str, dict[str, Any]]  # [tags.NAME] tables
+    channels: dict[str, dict[str, Any]]  # [channels.NAME] tables
+    identity: dict[str, Any]  # [identity] table
+    guardrails: dict[str, Any]  # [guardrails] table
+    pipeline: dict[str, Any]  # [pipeline] table
+    raw: dict[str, Any]  # the whole document, for plugins' own sections
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+def _table(doc: dict, key: str, path: Path) -> dict:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{key}] must be a table, not {type(value).__name__}")
+    return value
+
+
+def load_config(path: Path) -> ProjectConfig:
+    """Read and validate ``motorcade.toml``."""
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist", hint="create a project with `motorcade init DIR`") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    project = _table(doc, "project", path)
+    timezone = project.get("timezone", DEFAULT_TIMEZONE)
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{path}: [project] timezone {timezone!r} is not an IANA time zone",
+                          hint='e.g. timezone = "Asia/Shanghai"') from None
+    rules = project.get("rules", ["rules"])
+    if isinstance(rules, str):
+        rules = [rules]
+    sources = _table(doc, "sources", path)
+    for name, table in sources.items():
+        if not isinstance(table, dict) or "type" not in table:
+            raise ConfigError(f"{path}: [sources.{name}] needs a `type` (the source plugin, e.g. \"csv\")")
+    return ProjectConfig(
+        path=path,
+        name=project.get("name", path.parent.name),
+        timezone=timezone,
+        database=project.get("database", "motorcade.db"),
+        rules=tuple(rules),
+        sources=sources,
+        tags=_table(doc, "tags", path),
+        channels=_table(doc, "channels", path),
+        identity=_table(doc, "identity", path),
+        guardrails=_table(doc, "guardrails", path),
+        pipeline=_table(doc, "pipeline", path),
+        raw=doc,
+    )
+
+
+INIT_TEMPLATE = """\
+# Motorcade project configuration. Every setting is documented in the README.
+[project]
+name = "{name}"
+timezone = "Asia/Shanghai"
+database = "motorcade.db"
+rules = ["rules"]
+
+# A source per system you load from, e.g.:
+# [sources.crm]
+# type = "csv"
+# path = "data/crm_customers.csv"
+
+[guardrails]
+# at most this many marketing messages per person in the window (transactional triggers are exempt)
+frequency_cap = {{ count = 2, days = 7 }}
+# no marketing sends between these local hours; sends are deferred, not dropped
+quiet_hours = {{ start = "21:00", end = "09:00" }}
+"""

@@ -1,0 +1,298 @@
+"""The one place that builds Motorcade's plugin manager and collects what plugins register.
+
+Plugins come from two places: the built-in default plugins listed in :data:`BUILTIN_PLUGINS`, and
+installed distributions' entry points in the group ``motorcade``. Environment switches:
+
+- ``MOTORCADE_LOAD_PLUGINS=a,b`` loads only these entry points (by entry-point or distribution name);
+  an empty value loads none (built-ins still load).
+- ``MOTORCADE_BLOCK_PLUGINS=a,b`` skips these.
+- ``MOTORCADE_TRACE_PLUGINS=1`` prints every hook call and result to stderr (pluggy's tracing).
+
+A plugin that fails to import is reported by name with its error and skipped; it never breaks
+commands that do not need it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import sys
+import traceback
+from typing import Any, Callable
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+
+ENTRY_POINT_GROUP = "motorcade"
+
+# Built-in default plugins: registered through the same manager, so the hooks are used for real.
+BUILTIN_PLUGINS: tuple[str, ...] = ()
+
+KIND_BY_HOOK = {
+    "register_sources": "source",
+    "register_tag_calculators": "tag",
+    "register_channels": "channel",
+    "register_commands": "command",
+}
+
+
+@attrs.frozen
+class PluginLoadError:
+    """A plugin that could not be loaded."""
+
+    name: str  # entry point name
+    distribution: str | None  # the distribution that declared it
+    error: str  # one-line error
+    traceback: str  # the full traceback, for --verbose
+
+
+@attrs.frozen
+class PluginInfo:
+    """What `motorcade plugins` shows about one plugin."""
+
+    name: str  # plugin name as registered with the manager
+    distribution: str | None  # distribution name, None for in-memory plugins
+    version: str | None  # distribution version
+    hooks: tuple[str, ...]  # hook names it implements
+    kinds: tuple[str, ...]  # source / tag / channel / command
+    provides: tuple[str, ...]  # names of the things it registered (source types, tags, channels)
+
+
+@attrs.define
+class Registered:
+    """One registered object and which plugin supplied it."""
+
+    name: str
+    obj: Any
+    plugin: str
+
+
+@attrs.define
+class Registry:
+    """Everything plugins registered, by kind and name."""
+
+    sources: dict[str, Registered] = attrs.field(factory=dict)
+    tag_calculators: dict[str, Registered] = attrs.field(factory=dict)
+    channels: dict[str, Registered] = attrs.field(factory=dict)
+
+    def source_class(self, type_name: str):
+        return self._get(self.sources, type_name, "source type", "sources").obj
+
+    def channel_class(self, name: str):
+        return self._get(self.channels, name, "channel", "channels").obj
+
+    def tag_calculator(self, name: str):
+        return self._get(self.tag_calculators, name, "tag calculator", "tags").obj
+
+    @staticmethod
+    def _get(table: dict[str, Registered], name: str, what: str, kind: str) -> Registered:
+        try:
+            return table[name]
+        except KeyError:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(table), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else (
+                f"installed: {', '.join(sorted(table)) or 'none'}; install a plugin under plugins/{kind}/"
+            )
+            raise PluginError(f"no {what} named {name!r} is installed", hint=hint) from None
+
+
+def _split_env(name: str) -> set[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+class MotorcadePluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers load errors and each plugin's distribution."""
+
+    def __init__(self) -> None:
+        super().__init__("motorcade")
+        self.add_hookspecs(hookspecs)
+        self.load_errors: list[PluginLoadError] = []
+        self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (dist name, version)
+        self._registry: Registry | None = None
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    def load_builtins(self) -> None:
+        for module_name in BUILTIN_PLUGINS:
+            if self.has_plugin(module_name):
+                continue
+            module = importlib.import_module(module_name)
+            self.register(module, name=module_name)
+
+    def load_entry_points(self) -> None:
+        allow = _split_env("MOTORCADE_LOAD_PLUGINS")
+        block = _split_env("MOTORCADE_BLOCK_PLUGINS") or set()
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist_name = ep.dist.name if ep.dist is not None else None
+            names = {ep.name, dist_name}
+            if allow is not None and not (names & allow):
+                continue
+            if names & block:
+                continue
+            if self.has_plugin(ep.name) or self.get_plugin(ep.name) is not None:
+                continue
+            try:
+                plugin = ep.load()
+                self.register(plugin, name=ep.name)
+            except Exception as exc:  # a broken plugin must not break the CLI
+                self.load_errors.append(
+                    PluginLoadError(
+                        name=ep.name,
+                        distribution=dist_name,
+                        error=f"{type(exc).__name__}: {exc}",
+                        traceback=traceback.format_exc(),
+                    )
+                )
+                continue
+            if ep.dist is not None:
+                self.distributions[ep.name] = (ep.dist.name, ep.dist.version)
+        self.check_pending()
+
+    def enable_tracing(self) -> None:
+        """Print every hook call (with the plugins it reaches) and its outcome to stderr."""
+
+        def before(hook_name: str, impls: list, kwargs: dict) -> None:
+            print(f"[motorcade] call {hook_name} -> {[i.plugin_name for i in impls]}", file=sys.stderr)
+
+        def after(outcome: Any, hook_name: str, impls: list, kwargs: dict) -> None:
+            error = outcome.exception
+            print(f"[motorcade] {hook_name} {'raised ' + repr(error) if error else 'done'}", file=sys.stderr)
+
+        self.add_hookcall_monitoring(before, after)
+
+    # -- registration -----------------------------------------------------------------------------
+
+    def registry(self) -> Registry:
+        """Call the register_* hooks once and return what they registered (validated, no duplicates)."""
+        if self._registry is None:
+            self._registry = self._collect()
+        return self._registry
+
+    def invalidate(self) -> None:
+        """Forget the collected registry (after registering or unregistering a plugin)."""
+        self._registry = None
+
+    def register(self, plugin, name=None):  # type: ignore[override]
+        result = super().register(plugin, name=name)
+        self._registry = None
+        return result
+
+    def unregister(self, plugin=None, name=None):  # type: ignore[override]
+        result = super().unregister(plugin=plugin, name=name)
+        self._registry = None
+        return result
+
+    def _collect(self) -> Registry:
+        from .activation.channel import Channel
+        from .sources.base import Source
+        from .tags.base import TagCalculator
+
+        registry = Registry()
+        self._call_register(
+            "register_sources", registry.sources, "source type",
+            lambda obj: isinstance(obj, type) and issubclass(obj, Source) and obj.type_name,
+            lambda obj: obj.type_name,
+            "a subclass of motorcade.sources.base.Source with a type_name",
+        )
+        self._call_register(
+            "register_tag_calculators", registry.tag_calculators, "tag calculator",
+            lambda obj: isinstance(obj, TagCalculator) and obj.name,
+            lambda obj: obj.name,
+            "an instance of motorcade.tags.base.TagCalculator with a name",
+        )
+        self._call_register(
+            "register_channels", registry.channels, "channel",
+            lambda obj: isinstance(obj, type) and issubclass(obj, Channel) and obj.name,
+            lambda obj: obj.name,
+            "a subclass of motorcade.activation.channel.Channel with a name",
+        )
+        return registry
+
+    def _call_register(self, hook_name: str, table: dict[str, Registered], what: str,
+                       valid: Callable[[Any], bool], name_of: Callable[[Any], str], expected: str) -> None:
+        hook = getattr(self.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            plugin_name = impl.plugin_name
+
+            def register(obj: Any, _plugin: str = plugin_name) -> None:
+                if not valid(obj):
+                    raise PluginError(f"plugin {_plugin!r} registered {obj!r} as a {what}; expected {expected}")
+                name = name_of(obj)
+                if name in table:
+                    raise PluginError(
+                        f"{what} {name!r} is registered twice: by plugin {table[name].plugin!r} and by {_plugin!r}",
+                        hint="uninstall one of them or block it with MOTORCADE_BLOCK_PLUGINS",
+                    )
+                table[name] = Registered(name=name, obj=obj, plugin=_plugin)
+
+            # Call through pluggy (so tracing and monitoring see it), restricted to this one plugin.
+            others = [p for p in self.get_plugins() if p is not impl.plugin]
+            self.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
+
+    # -- introspection ----------------------------------------------------------------------------
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        registry = self.registry()
+        provided: dict[str, list[str]] = {}
+        for table in (registry.sources, registry.tag_calculators, registry.channels):
+            for entry in table.values():
+                provided.setdefault(entry.plugin, []).append(entry.name)
+        infos = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = tuple(sorted(h.name for h in self.get_hookcallers(plugin) or ()))
+            dist, version = self.distributions.get(name, (None, None))
+            if dist is None and name in BUILTIN_PLUGINS:
+                from . import __version__
+
+                dist, version = "motorcade", __version__
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    distribution=dist,
+                    version=version,
+                    hooks=hooks,
+                    kinds=tuple(sorted({KIND_BY_HOOK[h] for h in hooks if h in KIND_BY_HOOK})),
+                    provides=tuple(sorted(provided.get(name, ()))),
+                )
+            )
+        return sorted(infos, key=lambda i: i.name)
+
+
+def load_plugins(*, entry_points: bool = True, builtins: bool = True) -> MotorcadePluginManager:
+    """Build a plugin manager with the built-ins and (unless disabled) the installed entry points."""
+    pm = MotorcadePluginManager()
+    if builtins:
+        pm.load_builtins()
+    if entry_points:
+        pm.load_entry_points()
+    if os.environ.get("MOTORCADE_TRACE_PLUGINS", "") in ("1", "true", "yes"):
+        pm.enable_tracing()
+    return pm
+
+
+_default: MotorcadePluginManager | None = None
+
+
+def get_plugin_manager() -> MotorcadePluginManager:
+    """The process-wide plugin manager, loaded on first use."""
+    global _default
+    if _default is None:
+        _default = load_plugins()
+    return _default
+
+
+def set_plugin_manager(pm: MotorcadePluginManager | None) -> None:
+    """Replace the process-wide manager (tests, embedding applications)."""
+    global _default
+    _default = pm

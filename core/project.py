@@ -1,0 +1,109 @@
+"""A project: one directory holding ``motorcade.toml``, the rule files and the database file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .config import CONFIG_FILENAME, INIT_TEMPLATE, ProjectConfig, load_config
+from .errors import MotorcadeError, ProjectNotFound
+from .plugins import MotorcadePluginManager, get_plugin_manager
+
+
+class Project:
+    """Everything a command needs about one project: config, store, plugins, rules."""
+
+    def __init__(self, directory: Path, *, plugin_manager: MotorcadePluginManager | None = None):
+        self.directory = Path(directory).resolve()
+        self.config: ProjectConfig = load_config(self.directory / CONFIG_FILENAME)
+        self._pm = plugin_manager
+
+    @property
+    def plugins(self) -> MotorcadePluginManager:
+        if self._pm is None:
+            self._pm = get_plugin_manager()
+        return self._pm
+
+    @cached_property
+    def store(self):
+        from .store import open_store
+
+        return open_store(self.config.database, base_dir=self.directory)
+
+    @property
+    def timezone(self):
+        return self.config.tz
+
+    def now(self) -> dt.datetime:
+        """The current instant in the project's time zone."""
+        return dt.datetime.now(self.config.tz)
+
+    def rule_paths(self) -> list[Path]:
+        return [self.directory / p for p in self.config.rules]
+
+    def rules(self):
+        """Load every rule file of the project into one RuleSet (raises DslError on syntax errors)."""
+        from motorcade.dsl import load_rules
+
+        return load_rules(self.rule_paths())
+
+    def catalogue(self):
+        """What the rules may refer to: events, tags, attributes, channels seen in this project."""
+        from .catalogue import build_catalogue
+
+        return build_catalogue(self)
+
+    def source_settings(self, name: str) -> dict[str, Any]:
+        try:
+            return self.config.sources[name]
+        except KeyError:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(self.config.sources), n=1)
+            raise MotorcadeError(
+                f"no source named {name!r} in {self.config.path}",
+                hint=f"did you mean {close[0]!r}?" if close else
+                f"configured sources: {', '.join(self.config.sources) or 'none'}",
+            ) from None
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
+
+def find_project(start: str | Path | None = None, *, plugin_manager: MotorcadePluginManager | None = None) -> Project:
+    """The project in ``start`` (or $MOTORCADE_PROJECT, or the current directory and its parents)."""
+    if start is None:
+        start = os.environ.get("MOTORCADE_PROJECT") or Path.cwd()
+        directory = Path(start).resolve()
+        for candidate in (directory, *directory.parents):
+            if (candidate / CONFIG_FILENAME).exists():
+                return Project(candidate, plugin_manager=plugin_manager)
+        raise ProjectNotFound(
+            f"no {CONFIG_FILENAME} in {directory} or its parents",
+            hint="pass --project DIR, set MOTORCADE_PROJECT, or create one with `motorcade init DIR`",
+        )
+    directory = Path(start).resolve()
+    if not (directory / CONFIG_FILENAME).exists():
+        raise ProjectNotFound(
+            f"{directory} is not a Motorcade project (no {CONFIG_FILENAME})",
+            hint="create one with `motorcade init DIR`",
+        )
+    return Project(directory, plugin_manager=plugin_manager)
+
+
+def init_project(directory: str | Path, *, name: str | None = None) -> Project:
+    """Create a project directory with a commented motorcade.toml, a rules folder and an empty store."""
+    directory = Path(directory)
+    config = directory / CONFIG_FILENAME
+    if config.exists():
+        raise MotorcadeError(f"{config} already exists", hint="choose an empty directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "rules").mkdir(exist_ok=True)
+    config.write_text(INIT_TEMPLATE.format(name=name or directory.resolve().name), encoding="utf-8")
+    project = Project(directory)
+    project.store  # creates the database and applies every migration
+    return project

@@ -1,0 +1,295 @@
+"""Numbered schema migrations for the SQLite store.
+
+Each migration is a function ``(db: sqlite_utils.Database) -> None`` appended to :data:`MIGRATIONS`;
+its number is its position (1-based). The ``schema_version`` table records every applied migration
+(version, name, applied_at). Never edit or reorder a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import sqlite_utils
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+
+
+def migration(fn: Callable[[sqlite_utils.Database], None]):
+    """Register ``fn`` as the next numbered migration."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """Operational tables for every pipeline stage."""
+    db.executescript(
+        """
+        -- Stitched people (golden records). Attributes are a JSON object.
+        CREATE TABLE people (
+            id INTEGER PRIMARY KEY,
+            attributes TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        -- A merged person id keeps resolving: old_id -> new_id (chains are followed).
+        CREATE TABLE person_merges (
+            old_id INTEGER PRIMARY KEY,
+            new_id INTEGER NOT NULL,
+            merged_at TEXT NOT NULL,
+            reason TEXT NOT NULL
+        );
+        -- One row per source record that described a person (CRM customer, lead, DMS owner...).
+        CREATE TABLE identity_records (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            source_key TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            attributes TEXT NOT NULL DEFAULT '{}',
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            UNIQUE (source, source_key)
+        );
+        CREATE INDEX identity_records_person ON identity_records (person_id);
+        -- Cleaned identifiers and the person they currently resolve to.
+        CREATE TABLE identifiers (
+            id INTEGER PRIMARY KEY,
+            type TEXT NOT NULL,
+            value TEXT NOT NULL,
+            person_id INTEGER,
+            flagged INTEGER NOT NULL DEFAULT 0,
+            flag_reason TEXT,
+            UNIQUE (type, value)
+        );
+        CREATE INDEX identifiers_person ON identifiers (person_id);
+        -- Edges of the identity graph: a record carries an identifier (with provenance and validity).
+        CREATE TABLE identity_links (
+            id INTEGER PRIMARY KEY,
+            record_id INTEGER NOT NULL REFERENCES identity_records(id),
+            identifier_id INTEGER NOT NULL REFERENCES identifiers(id),
+            source TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            valid_from TEXT,
+            valid_to TEXT,
+            removed_at TEXT,
+            UNIQUE (record_id, identifier_id)
+        );
+        CREATE INDEX identity_links_identifier ON identity_links (identifier_id);
+        CREATE TABLE stores (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            group_name TEXT NOT NULL,
+            city TEXT,
+            brand TEXT
+        );
+        CREATE TABLE advisors (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            store_id TEXT NOT NULL REFERENCES stores(id),
+            role TEXT NOT NULL DEFAULT 'sales',
+            phone TEXT
+        );
+        CREATE TABLE cars (
+            vin TEXT PRIMARY KEY,
+            brand TEXT NOT NULL,
+            model TEXT NOT NULL,
+            model_year INTEGER,
+            purchase_date TEXT,
+            store_id TEXT REFERENCES stores(id)
+        );
+        -- Person owns car from valid_from to valid_to (NULL = still owns it).
+        CREATE TABLE ownerships (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER NOT NULL,
+            vin TEXT NOT NULL REFERENCES cars(vin),
+            valid_from TEXT,
+            valid_to TEXT,
+            source TEXT,
+            UNIQUE (vin, valid_from)
+        );
+        CREATE INDEX ownerships_person ON ownerships (person_id);
+        -- Person to advisor/store relations: sales_advisor, service_advisor, selling_store, service_store.
+        CREATE TABLE person_relations (
+            person_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            target_id TEXT NOT NULL,
+            source TEXT,
+            since TEXT,
+            PRIMARY KEY (person_id, kind, target_id)
+        );
+        CREATE INDEX person_relations_target ON person_relations (kind, target_id);
+        -- Behaviour and feedback events. ts = seconds since the epoch, UTC.
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER,
+            name TEXT NOT NULL,
+            ts INTEGER NOT NULL,
+            properties TEXT NOT NULL DEFAULT '{}',
+            source TEXT NOT NULL,
+            dedup_key TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX events_dedup ON events (source, dedup_key);
+        CREATE INDEX events_name_ts ON events (name, ts);
+        CREATE INDEX events_person_name_ts ON events (person_id, name, ts);
+        -- Current consent state per person and channel ('*' = all channels).
+        CREATE TABLE consents (
+            person_id INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            granted INTEGER NOT NULL,
+            ts INTEGER NOT NULL,
+            source TEXT,
+            PRIMARY KEY (person_id, channel)
+        );
+        -- Rows a source could not use, with the reason. Never silently dropped.
+        CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            position TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            retried_at TEXT,
+            resolved INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (source, position, raw)
+        );
+        -- Incremental cursors of sources (e.g. the last updated_at read from a SQL source).
+        CREATE TABLE source_cursors (
+            source TEXT PRIMARY KEY,
+            cursor TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE tag_definitions (
+            name TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            description TEXT NOT NULL,
+            title TEXT,
+            allowed_values TEXT,
+            value_range TEXT,
+            calculator TEXT NOT NULL,
+            calculator_version TEXT NOT NULL
+        );
+        CREATE TABLE tag_values (
+            tag TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            value,
+            computed_at TEXT NOT NULL,
+            calculator TEXT NOT NULL,
+            calculator_version TEXT NOT NULL,
+            PRIMARY KEY (tag, person_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX tag_values_tag_value ON tag_values (tag, value);
+        CREATE INDEX tag_values_person ON tag_values (person_id);
+        -- One row per calculator run, with health figures (coverage, distribution) as JSON.
+        CREATE TABLE tag_runs (
+            id INTEGER PRIMARY KEY,
+            calculator TEXT NOT NULL,
+            calculator_version TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            rows_written INTEGER,
+            health TEXT
+        );
+        -- The rule text a revision (content hash) stands for, so any send traces to its rules.
+        CREATE TABLE rule_revisions (
+            revision TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            files TEXT NOT NULL
+        );
+        CREATE TABLE segment_runs (
+            id INTEGER PRIMARY KEY,
+            segment TEXT NOT NULL,
+            revision TEXT NOT NULL,
+            as_of TEXT NOT NULL,
+            computed_at TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            entered INTEGER NOT NULL,
+            left_count INTEGER NOT NULL,
+            duration_ms REAL NOT NULL,
+            plan TEXT
+        );
+        CREATE INDEX segment_runs_segment ON segment_runs (segment, id);
+        CREATE TABLE segment_members (
+            segment TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            entered_at TEXT NOT NULL,
+            computed_at TEXT NOT NULL,
+            revision TEXT NOT NULL,
+            PRIMARY KEY (segment, person_id)
+        ) WITHOUT ROWID;
+        -- Entered/left history per computation: feeds `new members only` and enter/leave triggers.
+        CREATE TABLE segment_changes (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES segment_runs(id),
+            segment TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            change TEXT NOT NULL CHECK (change IN ('enter', 'leave')),
+            at TEXT NOT NULL
+        );
+        CREATE INDEX segment_changes_segment ON segment_changes (segment, id);
+        -- Campaign runs and trigger firings; the audience snapshot is written with the outbox rows.
+        CREATE TABLE activation_runs (
+            id TEXT PRIMARY KEY,
+            origin_kind TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            revision TEXT NOT NULL,
+            scheduled_for TEXT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            audience_size INTEGER,
+            status TEXT NOT NULL
+        );
+        CREATE TABLE audience_snapshots (
+            run_id TEXT NOT NULL REFERENCES activation_runs(id),
+            person_id INTEGER NOT NULL,
+            arm TEXT NOT NULL CHECK (arm IN ('treatment', 'holdout')),
+            PRIMARY KEY (run_id, person_id)
+        ) WITHOUT ROWID;
+        -- The transactional outbox: one row per planned send, keyed by a deterministic idempotency key.
+        CREATE TABLE outbox (
+            idempotency_key TEXT PRIMARY KEY,
+            origin_kind TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            step INTEGER NOT NULL DEFAULT 0,
+            channel TEXT NOT NULL,
+            template TEXT NOT NULL,
+            revision TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            not_before INTEGER,
+            claimed_by TEXT,
+            claimed_until INTEGER,
+            reason TEXT,
+            provider_message_id TEXT,
+            payload TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX outbox_status_not_before ON outbox (status, not_before);
+        CREATE INDEX outbox_person ON outbox (person_id, created_at);
+        -- Leases: at most one holder per name (scheduler, dispatcher) until expires_at.
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+        );
+        -- Shared provider access tokens (WeCom, WeChat) so workers never invalidate each other's token.
+        CREATE TABLE channel_tokens (
+            key TEXT PRIMARY KEY,
+            token TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+        );
+        -- Call tasks for sales advisors (the advisor_task channel).
+        CREATE TABLE advisor_tasks (
+            idempotency_key TEXT PRIMARY KEY,
+            advisor_id TEXT,
+            store_id TEXT,
+            person_id INTEGER NOT NULL,
+            note TEXT,
+            created_at TEXT NOT NULL,
+            done_at TEXT
+        );
+        """
+    )

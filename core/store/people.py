@@ -1,0 +1,189 @@
+"""People, stores, advisors, cars, ownerships, person relations and consent."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from ..model import Advisor, Car, Consent, Ownership, Person, Store
+from .codec import date_text, dumps, epoch, from_date_text, from_epoch, from_iso, iso, loads, utc_now
+
+
+class PeopleMixin:
+    # -- people -----------------------------------------------------------------------------------
+
+    def create_person(self, attributes: dict[str, Any] | None = None, *, at: dt.datetime | None = None) -> int:
+        """Insert a new person and return their id."""
+        now = iso(at or utc_now())
+        cur = self.conn.execute(
+            "INSERT INTO people (attributes, created_at, updated_at) VALUES (?, ?, ?)",
+            (dumps(attributes or {}), now, now),
+        )
+        return cur.lastrowid
+
+    def update_person_attributes(self, person_id: int, attributes: dict[str, Any], *, replace: bool = False) -> None:
+        """Merge ``attributes`` into the person's (or replace them all with ``replace=True``)."""
+        row = self.conn.execute("SELECT attributes FROM people WHERE id = ?", (person_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no person with id {person_id}")
+        merged = attributes if replace else {**loads(row[0]), **attributes}
+        self.conn.execute(
+            "UPDATE people SET attributes = ?, updated_at = ? WHERE id = ?",
+            (dumps(merged), iso(utc_now()), person_id),
+        )
+
+    def resolve_person_id(self, person_id: int) -> int:
+        """Follow the merge log: the id that ``person_id`` stands for today."""
+        seen = set()
+        while person_id not in seen:
+            seen.add(person_id)
+            row = self.conn.execute("SELECT new_id FROM person_merges WHERE old_id = ?", (person_id,)).fetchone()
+            if row is None:
+                return person_id
+            person_id = row[0]
+        raise RuntimeError(f"merge log has a cycle through person {person_id}")
+
+    def get_person(self, person_id: int) -> Person | None:
+        """The person (following merges), with identifiers, or None."""
+        person_id = self.resolve_person_id(person_id)
+        row = self.conn.execute(
+            "SELECT id, attributes, created_at FROM people WHERE id = ?", (person_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        from ..model import Identifier
+
+        identifiers = tuple(
+            Identifier(t, v)
+            for t, v in self.conn.execute(
+                "SELECT type, value FROM identifiers WHERE person_id = ? ORDER BY type, value", (person_id,)
+            )
+        )
+        return Person(id=row[0], attributes=loads(row[1]), identifiers=identifiers, created_at=from_iso(row[2]))
+
+    def person_ids(self) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM people ORDER BY id")]
+
+    # -- stores, advisors, cars -------------------------------------------------------------------
+
+    def upsert_stores(self, stores: Iterable[Store]) -> int:
+        rows = [(s.id, s.name, s.group, s.city, s.brand) for s in stores]
+        self.conn.executemany(
+            "INSERT INTO stores (id, name, group_name, city, brand) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET name=excluded.name, group_name=excluded.group_name, "
+            "city=excluded.city, brand=excluded.brand",
+            rows,
+        )
+        return len(rows)
+
+    def get_store(self, store_id: str) -> Store | None:
+        row = self.conn.execute(
+            "SELECT id, name, group_name, city, brand FROM stores WHERE id = ?", (store_id,)
+        ).fetchone()
+        return None if row is None else Store(*row)
+
+    def list_stores(self) -> list[Store]:
+        return [Store(*r) for r in self.conn.execute("SELECT id, name, group_name, city, brand FROM stores ORDER BY id")]
+
+    def upsert_advisors(self, advisors: Iterable[Advisor]) -> int:
+        rows = [(a.id, a.name, a.store_id, a.role, a.phone) for a in advisors]
+        self.conn.executemany(
+            "INSERT INTO advisors (id, name, store_id, role, phone) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET name=excluded.name, store_id=excluded.store_id, "
+            "role=excluded.role, phone=excluded.phone",
+            rows,
+        )
+        return len(rows)
+
+    def get_advisor(self, advisor_id: str) -> Advisor | None:
+        row = self.conn.execute(
+            "SELECT id, name, store_id, role, phone FROM advisors WHERE id = ?", (advisor_id,)
+        ).fetchone()
+        return None if row is None else Advisor(*row)
+
+    def upsert_cars(self, cars: Iterable[Car]) -> int:
+        rows = [(c.vin, c.brand, c.model, c.model_year, date_text(c.purchase_date), c.store_id) for c in cars]
+        self.conn.executemany(
+            "INSERT INTO cars (vin, brand, model, model_year, purchase_date, store_id) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(vin) DO UPDATE SET brand=excluded.brand, model=excluded.model, "
+            "model_year=coalesce(excluded.model_year, cars.model_year), "
+            "purchase_date=coalesce(cars.purchase_date, excluded.purchase_date), "
+            "store_id=coalesce(cars.store_id, excluded.store_id)",
+            rows,
+        )
+        return len(rows)
+
+    def get_car(self, vin: str) -> Car | None:
+        row = self.conn.execute(
+            "SELECT vin, brand, model, model_year, purchase_date, store_id FROM cars WHERE vin = ?", (vin,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Car(row[0], row[1], row[2], row[3], from_date_text(row[4]), row[5])
+
+    def add_ownership(self, ownership: Ownership) -> None:
+        """Record that a person owns a car from a date. A later owner closes the previous ownership."""
+        frm = date_text(ownership.valid_from)
+        self.conn.execute(
+            "INSERT INTO ownerships (person_id, vin, valid_from, valid_to, source) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(vin, valid_from) DO UPDATE SET person_id=excluded.person_id, "
+            "valid_to=coalesce(excluded.valid_to, ownerships.valid_to), source=excluded.source",
+            (ownership.person_id, ownership.vin, frm, date_text(ownership.valid_to), ownership.source),
+        )
+        if frm is not None:
+            # The previous open ownership of this car ends when the new one starts (a used-car sale).
+            self.conn.execute(
+                "UPDATE ownerships SET valid_to = ? WHERE vin = ? AND valid_to IS NULL "
+                "AND valid_from IS NOT NULL AND valid_from < ?",
+                (frm, ownership.vin, frm),
+            )
+
+    def ownerships_of(self, person_id: int) -> list[Ownership]:
+        return [
+            Ownership(r[0], r[1], from_date_text(r[2]), from_date_text(r[3]), r[4])
+            for r in self.conn.execute(
+                "SELECT person_id, vin, valid_from, valid_to, source FROM ownerships WHERE person_id = ? "
+                "ORDER BY valid_from",
+                (person_id,),
+            )
+        ]
+
+    def set_relation(self, person_id: int, kind: str, target_id: str, *, source: str | None = None,
+                     since: dt.date | None = None) -> None:
+        """Link a person to an advisor or store: kind is sales_advisor, service_advisor, selling_store, ..."""
+        self.conn.execute(
+            "INSERT INTO person_relations (person_id, kind, target_id, source, since) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(person_id, kind, target_id) DO UPDATE SET source=excluded.source, "
+            "since=coalesce(person_relations.since, excluded.since)",
+            (person_id, kind, target_id, source, date_text(since)),
+        )
+
+    def relations_of(self, person_id: int) -> list[tuple[str, str]]:
+        return [
+            (r[0], r[1])
+            for r in self.conn.execute(
+                "SELECT kind, target_id FROM person_relations WHERE person_id = ? ORDER BY kind, target_id",
+                (person_id,),
+            )
+        ]
+
+    # -- consent ----------------------------------------------------------------------------------
+
+    def set_consent(self, consent: Consent) -> bool:
+        """Record a consent state unless a newer one is already stored; True if it changed."""
+        cur = self.conn.execute(
+            "INSERT INTO consents (person_id, channel, granted, ts, source) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(person_id, channel) DO UPDATE SET granted=excluded.granted, ts=excluded.ts, "
+            "source=excluded.source WHERE excluded.ts >= consents.ts",
+            (consent.person_id, consent.channel, int(consent.granted), epoch(consent.ts), consent.source),
+        )
+        return cur.rowcount > 0
+
+    def consents_of(self, person_id: int) -> list[Consent]:
+        return [
+            Consent(r[0], r[1], bool(r[2]), from_epoch(r[3]), r[4])
+            for r in self.conn.execute(
+                "SELECT person_id, channel, granted, ts, source FROM consents WHERE person_id = ? ORDER BY channel",
+                (person_id,),
+            )
+        ]

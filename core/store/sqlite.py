@@ -1,0 +1,161 @@
+"""The embedded default store: one SQLite file, opened through sqlite-utils.
+
+:class:`SQLiteStore` is assembled from one mixin per pipeline stage (people, events, quarantine,
+tags, ...); each mixin module owns its tables and exposes named functions. Nothing outside
+``motorcade.store`` writes SQL for the operational tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlite_utils
+
+from .codec import iso, utc_now
+from .migrations import MIGRATIONS
+from .people import PeopleMixin
+from .events import EventsMixin
+from .quarantine import QuarantineMixin
+from .tags import TagsMixin
+
+
+class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, TagsMixin):
+    """A project's operational data in one SQLite file (WAL mode, foreign keys on)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, migrate: bool = True):
+        self.path = Path(path)
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if migrate:
+            self.migrate()
+
+    # -- connection -------------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """One connection per thread (sqlite3 connections must not cross threads)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA cache_size=-262144")
+            self._local.conn = conn
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite_utils.Database(self.conn)
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+            self._local.db = None
+
+    @contextlib.contextmanager
+    def transaction(self, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front). Nests by savepoint."""
+        conn = self.conn
+        if conn.in_transaction:
+            name = f"sp{id(conn)}_{getattr(self._local, 'depth', 0)}"
+            self._local.depth = getattr(self._local, "depth", 0) + 1
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                conn.execute(f"RELEASE {name}")
+            finally:
+                self._local.depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    # -- schema -----------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        if not self.db["schema_version"].exists():
+            return 0
+        row = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return row[0] or 0
+
+    def migrate(self, *, upto: int | None = None) -> list[str]:
+        """Apply pending migrations in order; return the names applied."""
+        conn = self.conn
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        applied: list[str] = []
+        target = len(MIGRATIONS) if upto is None else upto
+        current = self.schema_version()
+        for number, fn in enumerate(MIGRATIONS, start=1):
+            if number <= current or number > target:
+                continue
+            with self.transaction():
+                fn(self.db)
+                conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                    (number, fn.__name__, iso(utc_now())),
+                )
+            applied.append(fn.__name__)
+        return applied
+
+    # -- reads for other stages -------------------------------------------------------------------
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        """Run a read-only query (compiled segments, tag calculators, reports) and return rows.
+
+        Writes are refused: use the store's named functions to change data.
+        """
+        conn = self.conn
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH", "EXPLAIN")):
+            raise ValueError("Store.query is for reads; use the store's named functions to write")
+        cursor = conn.execute(sql, params)
+        cursor.row_factory = sqlite3.Row
+        return cursor.fetchall()
+
+    def status_counts(self) -> dict[str, int]:
+        """Headline counts for `motorcade status`."""
+        one = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "people": one("SELECT count(*) FROM people"),
+            "identifiers": one("SELECT count(*) FROM identifiers"),
+            "cars": one("SELECT count(*) FROM cars"),
+            "events": one("SELECT count(*) FROM events"),
+            "quarantined": one("SELECT count(*) FROM quarantine WHERE resolved = 0"),
+            "tag_values": one("SELECT count(*) FROM tag_values"),
+            "tags": one("SELECT count(DISTINCT tag) FROM tag_values"),
+            "segments": one("SELECT count(DISTINCT segment) FROM segment_runs"),
+            "segment_members": one("SELECT count(*) FROM segment_members"),
+            "sends": one("SELECT count(*) FROM outbox"),
+        }
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics (after bulk loads)."""
+        self.conn.execute("ANALYZE")

@@ -1,0 +1,57 @@
+"""pytest fixtures for Motorcade and its plugins (installed as a ``pytest11`` plugin).
+
+- ``motorcade_pm``: a fresh plugin manager with the built-ins only (tests never auto-load whatever
+  happens to be installed), installed as the process-wide manager for the test.
+- ``register_plugin``: ``register_plugin(obj, name=...)`` registers an in-memory plugin object into
+  ``motorcade_pm`` and unregisters it after the test.
+- ``motorcade_project``: a fresh project (``motorcade init``) in a temporary directory, using
+  ``motorcade_pm``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import pytest
+
+
+@pytest.fixture
+def motorcade_pm() -> Iterator[Any]:
+    from motorcade.plugins import get_plugin_manager, load_plugins, set_plugin_manager
+
+    previous = get_plugin_manager.__globals__["_default"]
+    pm = load_plugins(entry_points=False)
+    set_plugin_manager(pm)
+    try:
+        yield pm
+    finally:
+        set_plugin_manager(previous)
+
+
+@pytest.fixture
+def register_plugin(motorcade_pm) -> Iterator[Callable[..., Any]]:
+    registered: list[str] = []
+
+    def register(obj: Any, name: str | None = None) -> str:
+        plugin_name = motorcade_pm.register(obj, name=name)
+        registered.append(plugin_name)
+        return plugin_name
+
+    try:
+        yield register
+    finally:
+        for name in registered:
+            if motorcade_pm.get_plugin(name) is not None:
+                motorcade_pm.unregister(name=name)
+
+
+@pytest.fixture
+def motorcade_project(tmp_path, motorcade_pm) -> Iterator[Any]:
+    from motorcade.project import init_project
+
+    project = init_project(tmp_path / "project", name="test")
+    project._pm = motorcade_pm
+    try:
+        yield project
+    finally:
+        project.close()

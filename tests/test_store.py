@@ -1,0 +1,145 @@
+"""The SQLite store: migrations, pragmas, indexes, and the model's round trip through it."""
+
+import datetime as dt
+import sqlite3
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from motorcade.model import Advisor, Car, Consent, Event, Ownership, Store
+from motorcade.store import open_store
+from motorcade.store.migrations import MIGRATIONS
+
+UTC = dt.timezone.utc
+
+
+def test_migrates_from_empty_and_records_each_version(tmp_path):
+    store = open_store(tmp_path / "m.db")
+    rows = store.conn.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall()
+    assert [r[0] for r in rows] == list(range(1, len(MIGRATIONS) + 1))
+    assert rows[0][1] == "m001_initial"
+    assert store.migrate() == []  # idempotent
+
+
+def test_migrates_from_the_previous_version_keeping_data(tmp_path):
+    path = tmp_path / "prev.db"
+    old = open_store(path, migrate=False)
+    old.migrate(upto=len(MIGRATIONS) - 1)
+    if len(MIGRATIONS) > 1:
+        person = old.create_person({"name": "张伟"})
+    old.close()
+    store = open_store(path)
+    assert store.schema_version() == len(MIGRATIONS)
+    if len(MIGRATIONS) > 1:
+        assert store.get_person(person).attributes == {"name": "张伟"}
+
+
+def test_wal_foreign_keys_and_event_indexes(tmp_path):
+    store = open_store(tmp_path / "w.db")
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    indexes = {r[1]: [c[2] for c in store.conn.execute(f"PRAGMA index_info({r[1]})")]
+               for r in store.conn.execute("PRAGMA index_list(events)")}
+    assert indexes["events_name_ts"] == ["name", "ts"]
+    assert indexes["events_person_name_ts"] == ["person_id", "name", "ts"]
+    plan = " ".join(r[3] for r in store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT person_id FROM events WHERE name = ? AND ts >= ?", ("share", 0)))
+    assert "events_name_ts" in plan
+
+
+def test_foreign_keys_are_enforced(tmp_path):
+    store = open_store(tmp_path / "fk.db")
+    import pytest
+
+    with pytest.raises(sqlite3.IntegrityError):
+        store.upsert_advisors([Advisor("A1", "王芳", store_id="NO_SUCH_STORE")])
+
+
+def test_events_are_deduplicated_per_source(tmp_path):
+    store = open_store(tmp_path / "e.db")
+    pid = store.create_person()
+    event = Event("share", dt.datetime(2026, 11, 1, 10, tzinfo=UTC), pid, {"content": "x"}, "app", "e1")
+    with store.transaction():
+        assert store.insert_events([event, event]) == 1
+    assert store.insert_events([event]) == 0
+    assert store.insert_events([Event("share", event.ts, pid, {}, "other-source", "e1")]) == 1
+
+
+def test_read_only_query_refuses_writes(tmp_path):
+    import pytest
+
+    store = open_store(tmp_path / "q.db")
+    with pytest.raises(ValueError):
+        store.query("DELETE FROM people")
+
+
+def test_transaction_rolls_back_on_error(tmp_path):
+    import pytest
+
+    store = open_store(tmp_path / "t.db")
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.create_person({"a": 1})
+            raise RuntimeError("boom")
+    assert store.status_counts()["people"] == 0
+
+
+def test_resale_closes_the_previous_ownership(tmp_path):
+    store = open_store(tmp_path / "o.db")
+    store.upsert_stores([Store("SH001", "上海浦东4S店", "华东")])
+    store.upsert_cars([Car("LBV3A5106KMA00001", "BMW", "X3", 2019, dt.date(2019, 5, 1), "SH001")])
+    first, second = store.create_person(), store.create_person()
+    store.add_ownership(Ownership(first, "LBV3A5106KMA00001", dt.date(2019, 5, 1)))
+    store.add_ownership(Ownership(second, "LBV3A5106KMA00001", dt.date(2023, 2, 1)))
+    assert store.ownerships_of(first)[0].valid_to == dt.date(2023, 2, 1)
+    assert store.ownerships_of(second)[0].valid_to is None
+
+
+def test_older_consent_never_overwrites_newer(tmp_path):
+    store = open_store(tmp_path / "c.db")
+    pid = store.create_person()
+    newer = Consent(pid, "sms", False, dt.datetime(2026, 5, 1, tzinfo=UTC), "unsubscribe_event")
+    older = Consent(pid, "sms", True, dt.datetime(2026, 1, 1, tzinfo=UTC), "crm")
+    assert store.set_consent(newer)
+    assert not store.set_consent(older)
+    assert store.consents_of(pid) == [newer]
+
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | text,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3),
+    max_leaves=8,
+)
+aware_times = st.datetimes(
+    min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2040, 1, 1),
+    timezones=st.sampled_from([UTC, dt.timezone(dt.timedelta(hours=8)), dt.timezone(dt.timedelta(hours=-5))]),
+).map(lambda t: t.replace(microsecond=0))
+events = st.builds(
+    Event, name=st.sampled_from(["share", "test_drive", "订单"]), ts=aware_times,
+    properties=st.dictionaries(text, json_values, max_size=4), source=st.sampled_from(["app", "dms"]),
+    dedup_key=st.uuids().map(str),
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(attributes=st.dictionaries(text, json_values, max_size=5), evs=st.lists(events, max_size=8),
+       cars=st.lists(st.builds(Car, vin=st.text("ABCDEFGHJKLMNPRSTUVWXYZ0123456789", min_size=17, max_size=17),
+                               brand=text, model=text, model_year=st.none() | st.integers(1990, 2030),
+                               purchase_date=st.none() | st.dates(), store_id=st.none()), max_size=3,
+                     unique_by=lambda c: c.vin))
+def test_model_round_trips_through_the_store(tmp_path_factory, attributes, evs, cars):
+    store = open_store(tmp_path_factory.mktemp("rt") / "rt.db")
+    pid = store.create_person(attributes)
+    assert store.get_person(pid).attributes == attributes
+    with store.transaction():
+        store.insert_events([Event(e.name, e.ts, pid, e.properties, e.source, e.dedup_key) for e in evs])
+        store.upsert_cars(cars)
+    stored = store.events_of(pid)
+    expected = sorted((Event(e.name, e.ts, pid, e.properties, e.source, e.dedup_key) for e in evs),
+                      key=lambda e: e.ts)
+    assert [(e.name, e.ts, e.properties, e.source, e.dedup_key) for e in stored] == \
+           [(e.name, e.ts, e.properties, e.source, e.dedup_key) for e in expected]
+    for car in cars:
+        assert store.get_car(car.vin) == car
+    store.close()
