@@ -139,7 +139,15 @@ def _add_library_commands(group: click.Group) -> None:
 
 
 # Modules whose COMMANDS list is added to the CLI (kept in one place so `--help` shows everything).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "motorcade.sources.commands",  # ingest, quarantine
+    "motorcade.identity.commands",  # identity
+    "motorcade.tags.commands",  # tags
+    "motorcade.segments.commands",  # segments, explain, diff
+    "motorcade.activation.commands",  # run, serve, sends
+    "motorcade.feedback.commands",  # report
+    "motorcade.pipeline",  # pipeline
+)
 
 
 def build_cli() -> click.Group:

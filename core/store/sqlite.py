@@ -18,13 +18,16 @@ import sqlite_utils
 
 from .codec import iso, utc_now
 from .migrations import MIGRATIONS
+from .identity import IdentityMixin
+from .outbox import OutboxMixin
 from .people import PeopleMixin
+from .segments import SegmentsMixin
 from .events import EventsMixin
 from .quarantine import QuarantineMixin
 from .tags import TagsMixin
 
 
-class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, TagsMixin):
+class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, TagsMixin, SegmentsMixin, OutboxMixin):
     """A project's operational data in one SQLite file (WAL mode, foreign keys on)."""
 
     dialect = "sqlite"

@@ -1,0 +1,3 @@
+"""CLI commands of the identity stage (added to the root CLI by motorcade.cli)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""The whole pipeline as one command: the stages configured in motorcade.toml."""
+
+COMMANDS: list = []

@@ -1,0 +1,7 @@
+"""Segment runs, memberships and their enter/leave history."""
+
+from __future__ import annotations
+
+
+class SegmentsMixin:
+    pass
