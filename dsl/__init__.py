@@ -1,0 +1,1 @@
+"""Motorcade's rule language (placeholder docstring, replaced below)."""
