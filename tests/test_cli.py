@@ -1,0 +1,80 @@
+"""The CLI: init, status, plugins, --version, exit codes; the plugin docs cover every hook."""
+
+import inspect
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from motorcade import __version__, hookspecs
+from motorcade.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(args, **kw):
+    return subprocess.run([sys.executable, "-m", "motorcade.cli", *args], capture_output=True, text=True, **kw)
+
+
+def test_version_and_help():
+    result = run(["--version"])
+    assert result.returncode == 0 and __version__ in result.stdout
+    assert "Commands:" in run(["--help"]).stdout
+
+
+def test_init_then_status(tmp_path):
+    result = run(["init", str(tmp_path / "proj"), "--name", "demo"])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "proj" / "motorcade.toml").exists()
+    result = run(["--project", str(tmp_path / "proj"), "status", "--json"])
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["project"] == "demo" and payload["people"] == 0 and payload["sends"] == 0
+
+
+def test_project_from_environment(tmp_path):
+    run(["init", str(tmp_path / "p")])
+    result = run(["status", "--json"], env={"MOTORCADE_PROJECT": str(tmp_path / "p"), "PATH": ""})
+    assert result.returncode == 0, result.stderr
+
+
+def test_exit_codes(tmp_path):
+    assert run(["--project", str(tmp_path / "missing"), "status"]).returncode == 2  # no project: usage
+    assert run(["no-such-command"]).returncode == 2  # usage
+    run(["init", str(tmp_path / "p")])
+    again = run(["init", str(tmp_path / "p")])
+    assert again.returncode == 1 and "already exists" in again.stderr  # domain error
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "motorcade.toml").write_text("[project\nname=")
+    bad = run(["--project", str(tmp_path / "bad"), "status"])
+    assert bad.returncode == 1 and "not valid TOML" in bad.stderr
+
+
+def test_plugins_json_lists_each_bundled_kind():
+    result = run(["plugins", "--json"])
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["errors"] == []
+    kinds = {kind for p in payload["plugins"] if (p["distribution"] or "").startswith("motorcade-")
+             for kind in p["kinds"]}
+    for p in payload["plugins"]:
+        assert p["version"], p
+    assert "channel" in kinds
+
+
+def test_plugin_docs_show_every_hook_with_its_exact_signature():
+    docs = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    for name, fn in inspect.getmembers(hookspecs, inspect.isfunction):
+        if not name.startswith("register_"):
+            continue
+        signature = f"{name}{inspect.signature(fn)}".replace("'", "")
+        assert f"`{signature}`" in docs, signature
+
+
+def test_main_maps_domain_errors_to_exit_1(tmp_path, capsys):
+    assert main(["init", str(tmp_path / "x")]) == 0
+    assert main(["init", str(tmp_path / "x")]) == 1
+    assert "already exists" in capsys.readouterr().err
