@@ -128,6 +128,21 @@ def status(state: CliState, as_json: bool) -> None:
         click.echo(f"  {key.ljust(width)}  {value:>10,}")
 
 
+@cli.command(name="new-plugin")
+@click.argument("kind", type=click.Choice(["source", "tag", "channel"]))
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where to create the package.")
+def new_plugin(kind: str, name: str, directory: str) -> None:
+    """Create a plugin package: pyproject with the entry point, module, README and a passing test."""
+    from .scaffold import new_plugin as scaffold
+
+    root = scaffold(kind, name, Path(directory))
+    click.echo(f"Created {kind} plugin {name!r} in {root}")
+    click.echo(f"  install: pip install -e {root}")
+    click.echo(f"  test:    pytest {root / 'tests'}")
+
+
 def _add_library_commands(group: click.Group) -> None:
     """Commands that live next to the library code they drive (each module exposes click commands)."""
     import importlib
