@@ -613,7 +613,8 @@ class TriggerDecision:
 def trigger_fires(rule_set, name: str, dataset: Dataset, person_id: int, *, event: EventData | None = None,
                   segment_change: tuple[str, str] | None = None, as_of: dt.datetime | None = None,
                   previous_firings: tuple[dt.datetime, ...] | list = (),
-                  tz: str | dt.tzinfo = DEFAULT_TIMEZONE) -> TriggerDecision:
+                  tz: str | dt.tzinfo = DEFAULT_TIMEZONE,
+                  on_result: Callable[[Any, Tri], None] | None = None) -> TriggerDecision:
     """Whether trigger ``name`` fires for a person, given the event that happened (``event``) or the
     segment change (``("enter" | "leave", segment)``). ``as_of`` defaults to the event's time; the ``if``
     condition is evaluated at ``as_of``. ``previous_firings`` (times this trigger fired for this person)
@@ -628,7 +629,7 @@ def trigger_fires(rule_set, name: str, dataset: Dataset, person_id: int, *, even
         if event is None:
             raise EvaluationError("give as_of when no event is given")
         as_of = event.ts
-    evaluator = Evaluator(rule_set, dataset, as_of, tz)
+    evaluator = Evaluator(rule_set, dataset, as_of, tz, on_result=on_result)
     on = rule.on
     if isinstance(on, ast.OnEvent):
         if event is None or event.name != on.event:

@@ -1,0 +1,367 @@
+"""Semantic checks of a RuleSet against the project's catalogue: unknown names (with "did you mean"),
+names used in the wrong scope, segment cycles, missing clauses, and warnings for rules whose cost
+is unbounded. Every finding is returned; nothing stops at the first."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+from motorcade.dsl import ast
+from motorcade.dsl.errors import ERROR, WARNING, Diagnostic, did_you_mean, make
+
+
+def _opt_set(value):
+    return None if value is None else frozenset(value)
+
+
+@attrs.frozen
+class Catalogue:
+    """What the project knows exists. ``None`` = unknown (that kind of name is not checked).
+
+    ``tags`` maps tag name -> value type ("string", "number", "bool", "date") or None for untyped.
+    """
+
+    events: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
+    tags: dict[str, str | None] | None = None
+    profile_attributes: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
+    segments: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
+    channels: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
+    templates: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
+
+
+CAR_FIELDS = ("vin", "brand", "model", "model_year", "purchase_date", "store", "age")
+PERSON_FIELDS = ("store", "advisor")
+_SET_OPS_HINT = "`store` and `advisor` support =, !=, in, not in, is null, is not null"
+_LITERAL_KINDS = {bool: "bool", int: "number", float: "number", str: "string", dt.date: "date", dt.datetime: "date"}
+
+
+def _literal_kind(value) -> str:
+    for typ in (bool, int, float, str, dt.datetime, dt.date):
+        if isinstance(value, typ):
+            return _LITERAL_KINDS[typ]
+    return "other"
+
+
+class _Checker:
+    def __init__(self, rule_set, catalogue: Catalogue):
+        self.rule_set = rule_set
+        self.catalogue = catalogue
+        self.diagnostics: list[Diagnostic] = []
+        self.file: ast.RuleFile | None = None
+        self.segment_refs: dict[str, list[ast.InSegment]] = {}
+        self.tag_rule_names = set(rule_set.tags)
+
+    # -- reporting --
+    def report(self, severity, message, node, hint=None):
+        file = self.file
+        self.diagnostics.append(make(severity, message, file=file.filename if file else "<rules>",
+                                     source=file.source if file else "", line=getattr(node, "line", None),
+                                     column=getattr(node, "column", None), hint=hint))
+
+    def unknown(self, what: str, name: str, known, node, extra_hint: str | None = None):
+        hint = did_you_mean(name, known) or extra_hint
+        self.report(ERROR, f"unknown {what} `{name}`", node, hint)
+
+    # -- names --
+    def known_segments(self):
+        return set(self.rule_set.segments) | set(self.catalogue.segments or ())
+
+    def check_event(self, name: str, node):
+        if self.catalogue.events is not None and name not in self.catalogue.events:
+            self.unknown("event", name, self.catalogue.events, node,
+                         "add the event to a source's catalogue or fix the name")
+
+    def check_segment_name(self, name: str, node):
+        if name not in self.known_segments():
+            self.unknown("segment", name, self.known_segments(), node, "define it with `segment NAME { ... }`")
+
+    def check_channel(self, name: str, node):
+        if self.catalogue.channels is not None and name not in self.catalogue.channels:
+            self.unknown("channel", name, self.catalogue.channels, node, "install and configure a channel plugin")
+
+    # -- walking --
+    def run(self) -> list[Diagnostic]:
+        for rule_file in self.rule_set.files:
+            self.file = rule_file
+            for rule in rule_file.rules:
+                getattr(self, "rule_" + type(rule).__name__)(rule)
+        self.file = None
+        self.check_cycles()
+        return self.diagnostics
+
+    def rule_Segment(self, rule):  # noqa: N802
+        self.current_segment = rule.name
+        self.segment_refs.setdefault(rule.name, [])
+        self.cond(rule.where, "person", segment=rule.name)
+
+    def rule_TagRule(self, rule):  # noqa: N802
+        for case in rule.cases:
+            self.cond(case.when, "person")
+        kinds = {_literal_kind(v.value) for v in [c.then for c in rule.cases] + [rule.default] if v is not None}
+        if len(kinds) > 1:
+            self.report(ERROR, f"rule tag `{rule.name}` mixes value types ({', '.join(sorted(kinds))})", rule,
+                        "every `then`/`else` value of a tag must have the same type")
+
+    def rule_Funnel(self, rule):  # noqa: N802
+        for step in rule.steps:
+            self.check_event(step, rule)
+        if rule.within is None:
+            self.report(WARNING, f"funnel `{rule.name}` has no `within`: steps are joined over all history",
+                        rule, "add `within N days` to bound the cost")
+
+    def rule_Campaign(self, rule):  # noqa: N802
+        if rule.audience is None:
+            self.report(ERROR, f"campaign `{rule.name}` has no `audience`", rule, "add `audience SEGMENT`")
+        else:
+            self.check_segment_name(rule.audience, rule)
+        if rule.schedule is None:
+            self.report(ERROR, f"campaign `{rule.name}` has no `schedule`", rule,
+                        "add e.g. `schedule daily at 10:00` or `schedule at 2026-12-01 10:00`")
+        elif isinstance(rule.schedule, ast.Cron):
+            fields = rule.schedule.expr.split()
+            if len(fields) != 5:
+                self.report(ERROR, f"cron expression `{rule.schedule.expr}` needs 5 fields, has {len(fields)}",
+                            rule.schedule, 'minute hour day-of-month month day-of-week, e.g. "0 10 * * 1"')
+        elif isinstance(rule.schedule, ast.Every) and rule.schedule.amount < 1:
+            self.report(ERROR, "`schedule every` needs a positive interval", rule.schedule)
+        if rule.holdout is not None and not 0 <= rule.holdout < 100:
+            self.report(ERROR, f"holdout {rule.holdout}% is out of range", rule, "use 0% to 99%")
+        self.delivery(rule)
+
+    def rule_Trigger(self, rule):  # noqa: N802
+        if rule.on is None:
+            self.report(ERROR, f"trigger `{rule.name}` has no `on` clause", rule,
+                        "add `on EVENT [where ...]` or `on enter segment NAME`")
+        elif isinstance(rule.on, ast.OnEvent):
+            self.check_event(rule.on.event, rule.on)
+            if rule.on.where is not None:
+                self.cond(rule.on.where, "event")
+        else:
+            self.check_segment_name(rule.on.segment, rule.on)
+        if rule.condition is not None:
+            self.cond(rule.condition, "person")
+        if rule.wait is not None and rule.wait.unit not in ("minutes", "hours", "days"):
+            self.report(ERROR, f"`wait` takes minutes, hours or days, not {rule.wait.unit}", rule.wait)
+        self.delivery(rule)
+
+    def delivery(self, rule):
+        kind = "campaign" if isinstance(rule, ast.Campaign) else "trigger"
+        if rule.via is None:
+            self.report(ERROR, f"{kind} `{rule.name}` has no `via` clause", rule,
+                        'add e.g. `via sms template "welcome"`')
+            return
+        for step in rule.via.steps:
+            self.check_channel(step.channel, step)
+            if self.catalogue.templates is not None and step.template not in self.catalogue.templates:
+                self.unknown("template", step.template, self.catalogue.templates, step,
+                             "add the template to the project's templates")
+
+    # -- conditions --
+    def cond(self, node, scope: str, segment: str | None = None):
+        """Check a condition in ``scope`` ("person", "car" or "event")."""
+        if isinstance(node, (ast.And, ast.Or)):
+            for item in node.items:
+                self.cond(item, scope, segment)
+            return
+        if isinstance(node, ast.Not):
+            self.cond(node.item, scope, segment)
+            return
+        if isinstance(node, (ast.Compare, ast.InList, ast.Between, ast.IsNull, ast.TextMatch)):
+            self.predicate(node, scope)
+            return
+        if scope != "person":
+            self.report(ERROR, f"`{_describe(node)}` cannot be used inside a {scope} condition", node,
+                        f"a {scope} condition only compares the {scope}'s own fields"
+                        + ("; move it out of `has car where`" if scope == "car" else ""))
+            return
+        if isinstance(node, ast.Did):
+            self.check_event(node.event, node)
+            self.window(node.window)
+        elif isinstance(node, ast.DidAny):
+            for event in node.events:
+                self.check_event(event, node)
+            self.window(node.window)
+        elif isinstance(node, ast.Sequence):
+            for event in node.steps:
+                self.check_event(event, node)
+            self.window(node.window)
+            if node.within is None and node.window is None:
+                self.report(WARNING, "this sequence has no `within` and no time window: it is matched over "
+                            "every event the person ever had (unbounded cost)", node,
+                            f"add `within 14 days` or a window such as `in last 90 days`")
+        elif isinstance(node, ast.InSegment):
+            self.check_segment_name(node.segment, node)
+            if segment is not None:
+                self.segment_refs.setdefault(segment, []).append(node)
+        elif isinstance(node, ast.HasCar):
+            if node.where is not None:
+                self.cond(node.where, "car")
+        elif isinstance(node, ast.ConsentCond):
+            if node.channel != "*":
+                self.check_channel(node.channel, node)
+
+    def window(self, window):
+        if window is None:
+            return
+        if isinstance(window, ast.BetweenTimes):
+            start, end = window.start, window.end
+            if (isinstance(start, ast.Literal) and isinstance(end, ast.Literal)
+                    and type(start.value) is type(end.value) and start.value > end.value):
+                self.report(ERROR, "this window ends before it starts", window, "swap the two dates")
+        if isinstance(window, ast.LastN) and window.amount == 0:
+            self.report(WARNING, "`in last 0 ...` only matches events at exactly as_of", window)
+
+    def predicate(self, node, scope):
+        subject = node.subject
+        if isinstance(subject, ast.TagRef):
+            self.not_in_scope(node, scope, "tag")
+            self.check_tag(subject, node)
+        elif isinstance(subject, ast.ProfileRef):
+            self.not_in_scope(node, scope, "profile attribute")
+            attrs_known = self.catalogue.profile_attributes
+            if attrs_known is not None and subject.name not in attrs_known:
+                self.unknown("profile attribute", subject.name, attrs_known, subject,
+                             "add the attribute to the profile schema or fix the name")
+        elif isinstance(subject, ast.Aggregate):
+            if scope != "person":
+                self.report(ERROR, f"`{subject.func}(...)` cannot be used inside a {scope} condition", subject)
+                return
+            self.aggregate(subject, node)
+        elif isinstance(subject, ast.FieldRef):
+            self.field(subject, node, scope)
+        self.values(node)
+
+    def not_in_scope(self, node, scope, what):
+        if scope != "person":
+            self.report(ERROR, f"a {what} cannot be used inside a {scope} condition", node,
+                        f"a {scope} condition only compares the {scope}'s own fields")
+
+    def check_tag(self, subject, node):
+        tags = self.catalogue.tags
+        if tags is None:
+            return
+        if subject.name not in tags and subject.name not in self.tag_rule_names:
+            self.unknown("tag", subject.name, set(tags) | self.tag_rule_names, subject,
+                         "define the tag in the tag catalogue or fix the name")
+            return
+        expected = tags.get(subject.name)
+        if expected is None:
+            return
+        for value in _literals_of(node):
+            kind = _literal_kind(value.value)
+            if kind != expected:
+                self.report(ERROR, f"tag `{subject.name}` holds {expected} values, compared with a {kind}", value,
+                            f"compare with a {expected} value")
+
+    def aggregate(self, subject: ast.Aggregate, node):
+        self.check_event(subject.event, subject)
+        self.window(subject.window)
+        if subject.where is not None:
+            self.cond(subject.where, "event")
+        numeric = subject.func in ("sum", "avg", "min", "max")
+        if numeric and subject.prop is None:
+            self.report(ERROR, f"`{subject.func}` needs a property: `{subject.func}({subject.event}.PROPERTY)`", subject)
+        if not numeric and subject.prop is not None:
+            self.report(ERROR, f"`{subject.func}` counts events and takes no property", subject,
+                        f"write `{subject.func}({subject.event})`")
+        if isinstance(node, (ast.InList, ast.TextMatch)):
+            self.report(ERROR, f"`{subject.func}(...)` is compared with =, <, >, between or is null", node)
+        wants_time = subject.func in ("first", "last")
+        for value in _values_of(node):
+            is_time = isinstance(value, ast.Ago) or (
+                isinstance(value, ast.Literal) and isinstance(value.value, (dt.date, dt.datetime)))
+            if wants_time and not is_time:
+                self.report(ERROR, f"`{subject.func}(...)` is a time; compare it with a date or `N days ago`", value)
+            if not wants_time and not (isinstance(value, ast.Literal) and _literal_kind(value.value) == "number"):
+                self.report(ERROR, f"`{subject.func}(...)` is a number; compare it with a number", value)
+
+    def field(self, subject: ast.FieldRef, node, scope):
+        name = subject.name
+        if scope == "person":
+            if name not in PERSON_FIELDS:
+                self.report(ERROR, f"unknown name `{name}` in a person condition", subject,
+                            f"write `profile.{name}` for a profile attribute or `tag {name}` for a tag")
+                return
+            if isinstance(node, (ast.Between, ast.TextMatch)) or (
+                    isinstance(node, ast.Compare) and node.op not in ("=", "!=")):
+                self.report(ERROR, f"`{name}` cannot be used with this test", node, _SET_OPS_HINT)
+        elif scope == "car":
+            if name not in CAR_FIELDS:
+                self.report(ERROR, f"cars have no field `{name}`", subject,
+                            did_you_mean(name, CAR_FIELDS) or f"car fields: {', '.join(CAR_FIELDS)}")
+                return
+            for value in _values_of(node):
+                if isinstance(value, ast.Duration) and (name != "age" or value.unit != "years"):
+                    self.report(ERROR, f"`{value.amount} {value.unit}` can only be compared with `age` in years",
+                                value, "write e.g. `age >= 5 years`")
+        # event scope: any property name is allowed (properties are free-form)
+        if scope != "car":
+            for value in _values_of(node):
+                if isinstance(value, ast.Duration):
+                    self.report(ERROR, "a duration can only be compared with a car's `age`", value,
+                                "write a number, a date or `N days ago`")
+
+    def values(self, node):
+        if not isinstance(node.subject, ast.FieldRef):
+            for value in _values_of(node):
+                if isinstance(value, ast.Duration):
+                    self.report(ERROR, "a duration can only be compared with a car's `age`", value,
+                                "write a number, a date or `N days ago`")
+
+    # -- cycles --
+    def check_cycles(self):
+        graph = {name: [ref.segment for ref in refs] for name, refs in self.segment_refs.items()}
+        state: dict[str, str] = {}
+        reported = set()
+
+        def visit(name, path):
+            state[name] = "active"
+            for target in graph.get(name, []):
+                if state.get(target) == "active":
+                    cycle = path[path.index(target):] + [target]
+                    key = frozenset(cycle)
+                    if key not in reported:
+                        reported.add(key)
+                        segment = self.rule_set.segments[target]
+                        self.file = self.rule_set.file_of(segment)
+                        self.report(ERROR, "segments refer to each other in a cycle: " + " -> ".join(cycle),
+                                    segment, "one of these segments must not use `in segment` on the others")
+                        self.file = None
+                elif state.get(target) is None and target in graph:
+                    visit(target, path + [target])
+            state[name] = "done"
+
+        for name in graph:
+            if state.get(name) is None:
+                visit(name, [name])
+
+
+def _values_of(node) -> list:
+    if isinstance(node, ast.Compare):
+        return [node.value]
+    if isinstance(node, ast.Between):
+        return [node.low, node.high]
+    if isinstance(node, ast.InList):
+        return list(node.items)
+    return []
+
+
+def _literals_of(node) -> list:
+    values = _values_of(node)
+    if isinstance(node, ast.TextMatch):
+        return [ast.Literal(node.text, line=node.line, column=node.column)]
+    return [v for v in values if isinstance(v, ast.Literal)]
+
+
+def _describe(node) -> str:
+    from motorcade.dsl.format import fmt_cond
+
+    text = fmt_cond(node)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check(rule_set, catalogue: Catalogue | None = None) -> list[Diagnostic]:
+    """Every error and warning about ``rule_set``, in file order (cycles last)."""
+    return _Checker(rule_set, catalogue or Catalogue()).run()

@@ -1,0 +1,112 @@
+"""``motorcade check``, ``motorcade fmt`` and ``motorcade test``: thin click wrappers over the library.
+
+The root CLI adds them with ``cli.add_command``. The catalogue comes from ``ctx.obj.catalogue()`` when the
+context object has one (the project), else an empty :class:`Catalogue` (names are not checked); the
+default paths come from ``ctx.obj.rule_paths()`` when available, else ``./rules`` if it exists, else ``.``.
+Exit codes: 0 ok, 1 a domain error (bad rules, failed tests), 2 usage (click's own).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from motorcade.dsl.check import Catalogue, check
+from motorcade.dsl.errors import ERROR, DslError
+from motorcade.dsl.format import format_rules
+from motorcade.dsl.parser import parse_text
+from motorcade.dsl.rules import load_rules, rule_file_paths
+from motorcade.dsl.ruletest import run_rule_tests
+from motorcade.errors import EXIT_DOMAIN_ERROR
+
+_PATHS = click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+
+
+def _catalogue(ctx: click.Context) -> Catalogue:
+    provider = getattr(ctx.obj, "catalogue", None)
+    return provider() if callable(provider) else Catalogue()
+
+
+def _paths(ctx: click.Context, paths) -> list[Path]:
+    if paths:
+        return list(paths)
+    provider = getattr(ctx.obj, "rule_paths", None)
+    if callable(provider):
+        return list(provider())
+    return [Path("rules")] if Path("rules").is_dir() else [Path(".")]
+
+
+def _fail(exc: DslError) -> None:
+    click.echo(str(exc), err=True)
+    errors = sum(1 for d in exc.diagnostics if d.severity == ERROR)
+    click.echo(f"{errors} error{'s' if errors != 1 else ''}", err=True)
+    sys.exit(EXIT_DOMAIN_ERROR)
+
+
+@click.command("check")
+@_PATHS
+@click.pass_context
+def check_command(ctx: click.Context, paths) -> None:
+    """Check rule files (.mc): syntax, unknown names, segment cycles. Reports every problem; exits 1 on any error."""
+    try:
+        rule_set = load_rules(_paths(ctx, paths))
+    except DslError as exc:
+        _fail(exc)
+    diagnostics = check(rule_set, _catalogue(ctx))
+    for diagnostic in diagnostics:
+        click.echo(diagnostic.render())
+    errors = sum(1 for d in diagnostics if d.severity == ERROR)
+    warnings = len(diagnostics) - errors
+    rules = sum(len(f.rules) for f in rule_set.files)
+    click.echo(f"{len(rule_set.files)} files, {rules} rules: {errors} errors, {warnings} warnings "
+               f"(revision {rule_set.revision[:12]})")
+    if errors:
+        sys.exit(EXIT_DOMAIN_ERROR)
+
+
+@click.command("fmt")
+@click.option("--check", "check_only", is_flag=True, help="Do not write; exit 1 if a file is not formatted.")
+@_PATHS
+@click.pass_context
+def fmt_command(ctx: click.Context, check_only: bool, paths) -> None:
+    """Rewrite rule files (.mc) in canonical form (comments are kept)."""
+    changed, problems = [], []
+    for path, _name in rule_file_paths(_paths(ctx, paths)):
+        text = path.read_text(encoding="utf-8")
+        try:
+            formatted = format_rules(parse_text(text, str(path)))
+        except DslError as exc:
+            problems.append(exc)
+            continue
+        if formatted != text:
+            changed.append(path)
+            if not check_only:
+                path.write_text(formatted, encoding="utf-8")
+    for exc in problems:
+        click.echo(str(exc), err=True)
+    for path in changed:
+        click.echo(f"{'would reformat' if check_only else 'reformatted'} {path}")
+    if problems or (check_only and changed):
+        sys.exit(EXIT_DOMAIN_ERROR)
+
+
+@click.command("test")
+@click.option("--rules", "rules_paths", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Rule files or directories to test (default: the .mc files next to each test file).")
+@click.option("--no-coverage", is_flag=True, help="Do not print condition coverage.")
+@_PATHS
+@click.pass_context
+def test_command(ctx: click.Context, rules_paths, no_coverage: bool, paths) -> None:
+    """Run rule tests (*.test.mc); prints `N passed, N failed` and condition coverage."""
+    try:
+        report = run_rule_tests(_paths(ctx, paths), rules=list(rules_paths) or None)
+    except DslError as exc:
+        _fail(exc)
+    click.echo(report.render(show_coverage=not no_coverage))
+    if not report.ok:
+        sys.exit(EXIT_DOMAIN_ERROR)
+
+
+COMMANDS = (check_command, fmt_command, test_command)
