@@ -144,6 +144,10 @@ class Simulation:
         self._channel_cum = _cum([w for _, w in LEAD_CHANNELS])
         self._service_cum = _cum([w for *_, w, _lo, _hi in SERVICE_TYPES])
         self._insurer_cum = _cum([w for *_, w in INSURERS])
+        self._campaigns_by_day = [
+            [(code, title, channel) for code, title, channel, first, last in CAMPAIGNS if first <= day <= last]
+            for day in day_text
+        ]
         self._male_chars = [c for c in GIVEN_CHARS if c[2] != "f"]
         self._female_chars = [c for c in GIVEN_CHARS if c[2] != "m"]
 
@@ -220,7 +224,7 @@ class Simulation:
         bucket = int(t) // 7
         writer.add(bucket, key, _DUMPS(obj))
         self.truth.events_by_name[name] += 1
-        p.links.add(tuple(sorted(_ID_LABEL[k] for k in ids)))
+        p.links.add(tuple(ids))  # identifier field names; mapped to labels in _components
         p.sources.add("events")
         p.events += 1
         self._track_recent(p, name, t)
@@ -564,7 +568,7 @@ class Simulation:
     # ---------------------------------------------------------------- digital life
     def _digital(self, p: Person, bursts: list, owner: bool) -> None:
         rng = self.rng
-        base = (2.2 if p.activity == "high" else 0.35) / 30  # events per day
+        base = (2.4 if p.activity == "high" else 0.35) / 30  # events per day
         start = rng.uniform(-300, WINDOW_DAYS - 30)
         # intent rises before a lead: more visits, shares and configurator views in the weeks around it
         burst = base * 2.5 + 0.5 / 30
@@ -624,7 +628,10 @@ class Simulation:
             if not owner or rng.random() < 0.35:
                 self._configurator(p, t, brand, None)
         else:
-            code, title, channel = rng.choice(CAMPAIGNS)
+            running = self._campaigns_by_day[int(t)]
+            if not running:
+                return
+            code, title, channel = rng.choice(running)
             props = {"campaign": code, "campaign_name": title, "channel": channel}
             if channel == "wechat_template" and p.oa_openid:
                 self._event(p, "message_click", t, {"openid": p.oa_openid}, props)
@@ -821,6 +828,7 @@ def _components(links: set) -> int:
     for labels in links:
         if not labels:
             continue
+        labels = [_ID_LABEL.get(label, label) for label in labels]
         root = find(labels[0])
         for other in labels[1:]:
             parent[find(other)] = root

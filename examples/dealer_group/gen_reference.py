@@ -126,15 +126,18 @@ TOUCHPOINT_PAGES = {
 }
 TOUCHPOINT_CHANNELS = ("app", "official_site", "wecom")
 
+# (campaign code, name, channel, first day, last day) -- clicks only happen while a campaign runs
 CAMPAIGNS = (
-    ("CMP-2025-SPRING-SERVICE", "春季保养节", "sms"),
-    ("CMP-2025-OWNER-DAY", "车主节", "app_push"),
-    ("CMP-2025-NEV-LAUNCH", "新能源车型上市", "wechat_template"),
-    ("CMP-2025-FAMILY-TRIP", "家庭自驾季", "wechat_template"),
-    ("CMP-2026-TRADE-IN", "置换补贴", "sms"),
-    ("CMP-2026-SUMMER-CHECK", "夏季空调检测", "app_push"),
-    ("CMP-2026-AUTUMN-TEST-DRIVE", "秋季试驾会", "wechat_template"),
-    ("CMP-2026-RECALL-LAPSED", "老友回厂礼", "sms"),
+    ("CMP-2024-YEAR-END", "年终购车季", "wechat_template", "2024-11-20", "2025-01-31"),
+    ("CMP-2025-SPRING-SERVICE", "春季保养节", "sms", "2025-03-01", "2025-04-30"),
+    ("CMP-2025-OWNER-DAY", "车主节", "app_push", "2025-05-10", "2025-06-10"),
+    ("CMP-2025-NEV-LAUNCH", "新能源车型上市", "wechat_template", "2025-06-15", "2025-08-31"),
+    ("CMP-2025-FAMILY-TRIP", "家庭自驾季", "wechat_template", "2025-09-15", "2025-10-15"),
+    ("CMP-2025-WINTER-CHECK", "冬季安全检测", "sms", "2025-11-15", "2026-01-15"),
+    ("CMP-2026-TRADE-IN", "置换补贴", "sms", "2026-02-15", "2026-04-30"),
+    ("CMP-2026-SUMMER-CHECK", "夏季空调检测", "app_push", "2026-06-01", "2026-07-31"),
+    ("CMP-2026-AUTUMN-TEST-DRIVE", "秋季试驾会", "wechat_template", "2026-09-01", "2026-10-31"),
+    ("CMP-2026-RECALL-LAPSED", "老友回厂礼", "sms", "2026-08-01", "2026-11-19"),
 )
 
 SERVICE_TYPES = (
