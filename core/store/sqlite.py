@@ -24,10 +24,12 @@ from .people import PeopleMixin
 from .segments import SegmentsMixin
 from .events import EventsMixin
 from .quarantine import QuarantineMixin
+from .reports import ReportsMixin
 from .tags import TagsMixin
 
 
-class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, TagsMixin, SegmentsMixin, OutboxMixin):
+class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, TagsMixin, SegmentsMixin, OutboxMixin,
+                  ReportsMixin):
     """A project's operational data in one SQLite file (WAL mode, foreign keys on)."""
 
     dialect = "sqlite"

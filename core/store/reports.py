@@ -1,0 +1,306 @@
+"""Read functions for the feedback reports (funnels, uplift, retention, churn).
+
+Everything here is a read; the report modules in :mod:`motorcade.feedback` turn the rows into
+numbers. Two conventions hold for every function:
+
+- **Event order** is ``(ts, id)``: two events in the same second are ordered by their row id (the
+  order they were stored in), so "B after A" is well defined even at one-second resolution.
+- **A person's store** ("home store") is their ``service_store`` relation, else their
+  ``selling_store`` relation (the smallest store id when there are several). ``store=S`` restricts a
+  report to the people whose home store is S; without it the whole group is counted. Home stores
+  partition the people, so the store views add up to the group view (plus people with no store).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+# SQLite date modifiers for a DSL duration (weeks have no modifier of their own).
+_MODIFIER_UNITS = {"minutes": ("minutes", 1), "hours": ("hours", 1), "days": ("days", 1), "weeks": ("days", 7),
+                   "months": ("months", 1), "years": ("years", 1)}
+
+
+def duration_modifier(amount: int, unit: str) -> str:
+    """``(14, "days")`` -> ``"+14 days"``: a SQLite date modifier (calendar months and years stay exact)."""
+    try:
+        name, factor = _MODIFIER_UNITS[unit]
+    except KeyError:
+        raise ValueError(f"unknown time unit {unit!r}; use one of {', '.join(_MODIFIER_UNITS)}") from None
+    return f"+{int(amount) * factor} {name}"
+
+
+def home_store_expr(person_column: str) -> str:
+    """SQL for the home store of the person in ``person_column`` (see the module docstring)."""
+    return (
+        "COALESCE("
+        f"(SELECT min(hs.target_id) FROM person_relations hs WHERE hs.person_id = {person_column} "
+        "AND hs.kind = 'service_store'), "
+        f"(SELECT min(hs.target_id) FROM person_relations hs WHERE hs.person_id = {person_column} "
+        "AND hs.kind = 'selling_store'))"
+    )
+
+
+def store_filter(person_column: str, store: str | None) -> tuple[str, list]:
+    """``AND person IN (people of store)`` for a store view; nothing for the group view."""
+    if store is None:
+        return "", []
+    sql = (
+        f" AND {person_column} IN (SELECT sr.person_id FROM person_relations sr "
+        "WHERE sr.kind IN ('service_store', 'selling_store') AND sr.target_id = ? "
+        f"AND {home_store_expr('sr.person_id')} = ?)"
+    )
+    return sql, [store, store]
+
+
+class ReportsMixin:
+    # -- stores -----------------------------------------------------------------------------------
+
+    def store_names(self) -> dict[str, str]:
+        """``{store id: display name}`` of every store."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT id, name FROM stores ORDER BY id")}
+
+    def home_stores(self, person_ids: Iterable[int]) -> dict[int, str | None]:
+        """The home store of each person (None when they have no store relation)."""
+        ids = sorted(set(person_ids))
+        out: dict[int, str | None] = {}
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            marks = ",".join("?" * len(part))
+            sql = f"SELECT p.id, {home_store_expr('p.id')} FROM people p WHERE p.id IN ({marks})"
+            out.update({r[0]: r[1] for r in self.conn.execute(sql, part)})
+        return out
+
+    def segment_memberships(self, person_ids: Iterable[int]) -> dict[int, list[str]]:
+        """The segments each person is currently a member of (sorted)."""
+        ids = sorted(set(person_ids))
+        out: dict[int, list[str]] = {}
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            marks = ",".join("?" * len(part))
+            for person_id, segment in self.conn.execute(
+                f"SELECT person_id, segment FROM segment_members WHERE person_id IN ({marks}) "
+                "ORDER BY person_id, segment", part):
+                out.setdefault(person_id, []).append(segment)
+        return out
+
+    # -- funnels ----------------------------------------------------------------------------------
+
+    def funnel_paths(self, steps: Sequence[str], *, within: str | None = None, since: int | None = None,
+                     until: int | None = None, campaign: str | None = None, store: str | None = None,
+                     by: str | None = None) -> list[tuple]:
+        """Each person's best pass through the funnel: ``(person_id, key, t1, t2, ..., tk)``.
+
+        A pass starts at an event of the first step (``since <= ts < until``, of ``campaign`` when
+        given) and takes, for every next step, the first event of that step after the previous one in
+        ``(ts, id)`` order, no later than the start plus ``within`` (a SQLite modifier such as
+        ``"+14 days"``; no limit when None). A person's best pass is the one that gets furthest, the
+        earliest such start on a tie. ``t_i`` is None for steps not reached. ``key`` is the breakdown
+        value ``by`` read from the first step's event properties (``store`` falls back to the person's
+        home store); None without ``by``.
+        """
+        if len(steps) < 1:
+            raise ValueError("a funnel needs at least one step")
+        if by == "store":
+            key = ("COALESCE(json_extract(e.properties, '$.store_id'), json_extract(e.properties, '$.store'), "
+                   f"{home_store_expr('e.person_id')})")
+            key_params: list = []
+        elif by:
+            key, key_params = "json_extract(e.properties, ?)", [f'$."{by}"']
+        else:
+            key, key_params = "NULL", []
+        limit = "CAST(strftime('%s', e.ts, 'unixepoch', ?) AS INTEGER)" if within else "NULL"
+        where = ["e.name = ?", "e.person_id IS NOT NULL"]
+        params: list = [*key_params, *([within] if within else []), steps[0]]
+        if since is not None:
+            where.append("e.ts >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("e.ts < ?")
+            params.append(until)
+        if campaign is not None:
+            where.append("json_extract(e.properties, '$.campaign') = ?")
+            params.append(campaign)
+        pop_sql, pop_params = store_filter("e.person_id", store)
+        params.extend(pop_params)
+        ctes = [
+            f"s1 AS (SELECT e.person_id, {key} AS key, {limit} AS lim, e.id AS id1, e.ts AS t1 "
+            f"FROM events e WHERE {' AND '.join(where)}{pop_sql})"
+        ]
+        for i, step in enumerate(steps[1:], start=2):
+            bound = " AND y.ts <= s.lim" if within else ""
+            ctes.append(
+                f"s{i} AS (SELECT s.*, x.id AS id{i}, x.ts AS t{i} FROM s{i - 1} s LEFT JOIN events x ON x.id = "
+                f"(SELECT y.id FROM events y WHERE y.person_id = s.person_id AND y.name = ? "
+                f"AND (y.ts > s.t{i - 1} OR (y.ts = s.t{i - 1} AND y.id > s.id{i - 1})){bound} "
+                "ORDER BY y.ts, y.id LIMIT 1))"
+            )
+            params.append(step)
+        k = len(steps)
+        depth = " + ".join(f"(t{i} IS NOT NULL)" for i in range(1, k + 1))
+        times = ", ".join(f"t{i}" for i in range(1, k + 1))
+        ctes.append(
+            f"ranked AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY {depth} DESC, t1, id1) "
+            f"AS rn FROM s{k})"
+        )
+        sql = f"WITH {', '.join(ctes)} SELECT person_id, key, {times} FROM ranked WHERE rn = 1 ORDER BY person_id"
+        return [tuple(r) for r in self.conn.execute(sql, params)]
+
+    # -- campaign uplift ----------------------------------------------------------------------------
+
+    def campaign_runs(self, campaign: str) -> list[tuple]:
+        """``(run id, started_at, status, audience_size)`` of a campaign's runs, oldest first."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT id, started_at, status, audience_size FROM activation_runs "
+            "WHERE origin_kind = 'campaign' AND origin = ? ORDER BY started_at, id", (campaign,))]
+
+    def campaign_outcomes(self, campaign: str, *, event: str, window_seconds: int, service_event: str,
+                          run_id: str | None = None, store: str | None = None) -> list[tuple]:
+        """One row per person in the campaign's audience snapshots (their first run only):
+
+        ``(person_id, arm, run_id, t0, converted_at, last_service_before, owner_since, home_store)``
+
+        ``t0`` is the run's start (the snapshot instant, the same for both arms: an intention-to-treat
+        comparison). ``converted_at`` is the first ``event`` with ``t0 < ts <= t0 + window``;
+        ``last_service_before`` the last ``service_event`` at or before t0; ``owner_since`` the earliest
+        start of an ownership still held at t0 (None for people who owned no car then).
+        """
+        run_sql, run_params = ("AND id = ?", [run_id]) if run_id else ("", [])
+        pop_sql, pop_params = store_filter("a.person_id", store)
+        sql = f"""
+            WITH runs AS (
+                SELECT id, CAST(strftime('%s', started_at) AS INTEGER) AS t0 FROM activation_runs
+                WHERE origin_kind = 'campaign' AND origin = ? {run_sql}),
+            snap AS (
+                SELECT a.person_id, a.arm, r.id AS run_id, r.t0,
+                       ROW_NUMBER() OVER (PARTITION BY a.person_id ORDER BY r.t0, r.id) AS rn
+                FROM audience_snapshots a JOIN runs r ON r.id = a.run_id WHERE 1 = 1 {pop_sql})
+            SELECT f.person_id, f.arm, f.run_id, f.t0,
+                (SELECT min(e.ts) FROM events e WHERE e.person_id = f.person_id AND e.name = ?
+                    AND e.ts > f.t0 AND e.ts <= f.t0 + ?),
+                (SELECT max(e.ts) FROM events e WHERE e.person_id = f.person_id AND e.name = ? AND e.ts <= f.t0),
+                (SELECT min(o.valid_from) FROM ownerships o WHERE o.person_id = f.person_id
+                    AND (o.valid_from IS NULL OR o.valid_from <= date(f.t0, 'unixepoch'))
+                    AND (o.valid_to IS NULL OR o.valid_to > date(f.t0, 'unixepoch'))),
+                (SELECT count(*) FROM ownerships o WHERE o.person_id = f.person_id
+                    AND (o.valid_from IS NULL OR o.valid_from <= date(f.t0, 'unixepoch'))
+                    AND (o.valid_to IS NULL OR o.valid_to > date(f.t0, 'unixepoch'))),
+                {home_store_expr('f.person_id')}
+            FROM snap f WHERE f.rn = 1 ORDER BY f.person_id"""
+        params = [campaign, *run_params, *pop_params, event, window_seconds, service_event]
+        rows = []
+        for r in self.conn.execute(sql, params):
+            person_id, arm, run, t0, converted, last_service, owner_since, owned, home = r
+            # an ownership with no start date still makes an owner: its start shows as ""
+            rows.append((person_id, arm, run, t0, converted, last_service,
+                         (owner_since or "") if owned else None, home))
+        return rows
+
+    def campaign_send_counts(self, campaign: str, *, run_id: str | None = None,
+                             store: str | None = None) -> dict[str, dict[str, int]]:
+        """``{"outbox": {status: n}, "events": {feedback event name: distinct people}}`` for a campaign."""
+        run_sql, run_params = ("AND o.run_id = ?", [run_id]) if run_id else ("", [])
+        pop_sql, pop_params = store_filter("o.person_id", store)
+        outbox = {r[0]: r[1] for r in self.conn.execute(
+            f"SELECT o.status, count(*) FROM outbox o WHERE o.origin_kind = 'campaign' AND o.origin = ? "
+            f"{run_sql}{pop_sql} GROUP BY o.status ORDER BY o.status", [campaign, *run_params, *pop_params])}
+        ev_run_sql, ev_run_params = ("AND json_extract(e.properties, '$.run_id') = ?", [run_id]) if run_id else ("", [])
+        ev_pop_sql, ev_pop_params = store_filter("e.person_id", store)
+        events = {r[0]: r[1] for r in self.conn.execute(
+            "SELECT e.name, count(DISTINCT e.person_id) FROM events e WHERE e.source = 'motorcade' "
+            f"AND json_extract(e.properties, '$.campaign') = ? {ev_run_sql}{ev_pop_sql} GROUP BY e.name "
+            "ORDER BY e.name", [campaign, *ev_run_params, *ev_pop_params])}
+        return {"outbox": outbox, "events": events}
+
+    # -- retention ----------------------------------------------------------------------------------
+
+    def _cohort_cte(self, cohort_event: str | None, offset_seconds: int, store: str | None) -> tuple[str, list]:
+        """``firsts(person_id, t0, id0)``: each person's first cohort event, or first ownership start."""
+        if cohort_event is None:
+            pop_sql, pop_params = store_filter("o.person_id", store)
+            # a date is midnight in the project's time zone
+            return (
+                "firsts AS (SELECT o.person_id, min(CAST(strftime('%s', o.valid_from) AS INTEGER)) - ? AS t0, "
+                f"0 AS id0 FROM ownerships o WHERE o.valid_from IS NOT NULL{pop_sql} GROUP BY o.person_id)",
+                [offset_seconds, *pop_params],
+            )
+        pop_sql, pop_params = store_filter("e.person_id", store)
+        return (
+            "firsts AS (SELECT person_id, t0, id0 FROM (SELECT e.person_id, e.ts AS t0, e.id AS id0, "
+            "ROW_NUMBER() OVER (PARTITION BY e.person_id ORDER BY e.ts, e.id) AS rn FROM events e "
+            f"WHERE e.name = ? AND e.person_id IS NOT NULL{pop_sql}) WHERE rn = 1)",
+            [cohort_event, *pop_params],
+        )
+
+    def cohort_activity(self, *, cohort_event: str | None, return_event: str, offset_seconds: int,
+                        store: str | None = None) -> dict[str, list[tuple]]:
+        """Monthly cohort counts.
+
+        Cohort = the calendar month (at UTC offset ``offset_seconds``) of each person's first
+        ``cohort_event`` (or, with ``cohort_event=None``, of their first ownership start). Period N of
+        a return event = its month minus the cohort month. Only return events after the cohort event
+        in ``(ts, id)`` order count. Returns ``sizes`` ``(cohort, people)``, ``active``
+        ``(cohort, period, people with a return event in that period)`` and ``first_return``
+        ``(cohort, period, people whose first return falls in that period)``.
+        """
+        firsts, params = self._cohort_cte(cohort_event, offset_seconds, store)
+        month = "(CAST(strftime('%Y', {t}, 'unixepoch', ?) AS INTEGER) * 12 + " \
+                "CAST(strftime('%m', {t}, 'unixepoch', ?) AS INTEGER))"
+        offset = f"{int(offset_seconds)} seconds"
+        base = (
+            f"WITH {firsts}, cohorts AS (SELECT person_id, t0, id0, strftime('%Y-%m', t0, 'unixepoch', ?) AS cohort, "
+            f"{month.format(t='t0')} AS m0 FROM firsts), "
+            "returns AS (SELECT c.cohort, c.person_id, "
+            f"{month.format(t='e.ts')} - c.m0 AS period FROM cohorts c JOIN events e ON e.person_id = c.person_id "
+            "AND e.name = ? AND (e.ts > c.t0 OR (e.ts = c.t0 AND e.id > c.id0))) "
+        )
+        base_params = [*params, offset, offset, offset, offset, offset, return_event]
+        sizes = [tuple(r) for r in self.conn.execute(
+            base + "SELECT cohort, count(*) FROM cohorts GROUP BY cohort ORDER BY cohort", base_params)]
+        active = [tuple(r) for r in self.conn.execute(
+            base + "SELECT cohort, period, count(DISTINCT person_id) FROM returns GROUP BY cohort, period "
+            "ORDER BY cohort, period", base_params)]
+        first_return = [tuple(r) for r in self.conn.execute(
+            base + "SELECT cohort, period, count(*) FROM (SELECT cohort, person_id, min(period) AS period "
+            "FROM returns GROUP BY cohort, person_id) GROUP BY cohort, period ORDER BY cohort, period",
+            base_params)]
+        return {"sizes": sizes, "active": active, "first_return": first_return}
+
+    # -- churn ------------------------------------------------------------------------------------
+
+    def owner_service_histories(self, *, service_event: str, as_of: int, store: str | None = None
+                                ) -> list[tuple[int, str | None, str | None, list[int]]]:
+        """Current owners at ``as_of``: ``(person_id, home store, earliest ownership start, visit times)``.
+
+        Visit times are the person's ``service_event`` timestamps up to ``as_of``, ascending.
+        """
+        pop_sql, pop_params = store_filter("o.person_id", store)
+        day = "date(?, 'unixepoch')"
+        owners = self.conn.execute(
+            f"SELECT o.person_id, {home_store_expr('o.person_id')}, min(o.valid_from) FROM ownerships o "
+            f"WHERE (o.valid_from IS NULL OR o.valid_from <= {day}) AND (o.valid_to IS NULL OR o.valid_to > {day})"
+            f"{pop_sql} GROUP BY o.person_id ORDER BY o.person_id",
+            [as_of, as_of, *pop_params]).fetchall()
+        visits: dict[int, list[int]] = {}
+        for person_id, ts in self.conn.execute(
+            f"SELECT e.person_id, e.ts FROM events e WHERE e.name = ? AND e.ts <= ? AND e.person_id IN "
+            f"(SELECT o.person_id FROM ownerships o WHERE (o.valid_from IS NULL OR o.valid_from <= {day}) "
+            f"AND (o.valid_to IS NULL OR o.valid_to > {day}){pop_sql}) ORDER BY e.person_id, e.ts, e.id",
+            [service_event, as_of, as_of, as_of, *pop_params]):
+            visits.setdefault(person_id, []).append(ts)
+        return [(p, home, since, visits.get(p, [])) for p, home, since in owners]
+
+    def contact_summaries(self, person_ids: Iterable[int]) -> dict[int, dict]:
+        """``{person_id: {"name": ..., "phone": ...}}`` (unmasked: the caller masks for display)."""
+        ids = sorted(set(person_ids))
+        out: dict[int, dict] = {p: {"name": None, "phone": None} for p in ids}
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            marks = ",".join("?" * len(part))
+            for person_id, name in self.conn.execute(
+                f"SELECT id, json_extract(attributes, '$.name') FROM people WHERE id IN ({marks})", part):
+                out[person_id]["name"] = name
+            for person_id, phone in self.conn.execute(
+                f"SELECT person_id, min(value) FROM identifiers WHERE type = 'phone' AND person_id IN ({marks}) "
+                "GROUP BY person_id", part):
+                out[person_id]["phone"] = phone
+        return out
