@@ -303,7 +303,8 @@ def test_resold_cars_have_a_second_owner_row(small):
 def test_identity_traps_are_planted(small):
     out, result = small
     truth = result["manifest"]["truth"]
-    leads = _csv(out / "leads.csv")
+    leads = [row for row in _csv(out / "leads.csv")  # clean rows only: dirty copies repeat a phone
+             if row["lead_id"] and _date_ok(row["created_at"], "%Y/%m/%d %H:%M")]
     advisor_phones = {_digits(a["work_phone"]) for a in _csv(out / "advisors.csv")}
     per_phone = Counter(_digits(row["mobile"]) for row in leads if row["mobile"])
     typed_by_advisors = {phone: n for phone, n in per_phone.items() if phone in advisor_phones}
