@@ -96,3 +96,82 @@ class TagsMixin:
                 (calculator, limit),
             )
         ]
+
+    # -- incremental runs and health ----------------------------------------------------------------
+
+    def max_event_id(self) -> int:
+        """The events' high-water mark: ids are assigned in insertion order, so later events have larger ids."""
+        return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+
+    def people_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM people").fetchone()[0]
+
+    def changed_people(self, *, after_event_id: int, upto_event_id: int, event_names: Iterable[str] | None,
+                       updated_since: dt.datetime | None) -> set[int]:
+        """People whose inputs changed: events with ``after_event_id < id <= upto_event_id`` (only the given
+        names, or any when ``event_names`` is None), plus people whose record was updated since
+        ``updated_since`` (attributes, merges)."""
+        params: list[Any] = [after_event_id, upto_event_id]
+        sql = "SELECT DISTINCT person_id FROM events WHERE id > ? AND id <= ? AND person_id IS NOT NULL"
+        if event_names is not None:
+            names = list(event_names)
+            sql += f" AND name IN ({', '.join('?' for _ in names)})"
+            params += names
+        people = {r[0] for r in self.conn.execute(sql, params)}
+        if updated_since is not None:
+            people.update(r[0] for r in self.conn.execute(
+                "SELECT id FROM people WHERE updated_at > ?", (iso(updated_since),)))
+        return people
+
+    def tag_value_figures(self, tag: str, *, numeric: bool, top: int = 20) -> dict[str, Any]:
+        """Health figures of one tag over all its stored values: count; the value counts (top ``top``) for
+        categorical tags; min, max, mean, standard deviation and quartiles for numeric ones."""
+        conn = self.conn
+        count = conn.execute("SELECT count(*) FROM tag_values WHERE tag = ? AND value IS NOT NULL",
+                             (tag,)).fetchone()[0]
+        figures: dict[str, Any] = {"count": count}
+        if not numeric:
+            rows = conn.execute(
+                "SELECT value, count(*) AS n FROM tag_values WHERE tag = ? AND value IS NOT NULL "
+                "GROUP BY value ORDER BY n DESC, value LIMIT ?", (tag, top + 1)).fetchall()
+            counts = {str(v): n for v, n in rows[:top]}
+            if len(rows) > top:
+                counts["(other)"] = count - sum(counts.values())
+            figures["counts"] = counts
+            return figures
+        if count == 0:
+            return figures
+        lo, hi, mean, mean_sq = conn.execute(
+            "SELECT min(value), max(value), avg(value), avg(value * value) FROM tag_values "
+            "WHERE tag = ? AND value IS NOT NULL", (tag,)).fetchone()
+        figures.update(min=lo, max=hi, mean=mean, std=max(mean_sq - mean * mean, 0.0) ** 0.5)
+        for label, q in (("p25", 0.25), ("p50", 0.5), ("p75", 0.75)):
+            # nearest-rank quantile; the (tag, value) index makes the OFFSET walk cheap
+            offset = max(int(-(-q * count // 1)) - 1, 0)
+            figures[label] = conn.execute(
+                "SELECT value FROM tag_values WHERE tag = ? AND value IS NOT NULL ORDER BY value LIMIT 1 OFFSET ?",
+                (tag, offset)).fetchone()[0]
+        return figures
+
+    def tag_histogram(self, tag: str, low: float, high: float, bins: int = 10) -> list[int]:
+        """Counts of the tag's values in ``bins`` equal-width bins over [low, high] (ends clamp)."""
+        width = (high - low) / bins or 1.0
+        counts = [0] * bins
+        for b, n in self.conn.execute(
+            "SELECT min(max(CAST((value - ?) / ? AS INTEGER), 0), ?) AS b, count(*) FROM tag_values "
+            "WHERE tag = ? AND value IS NOT NULL GROUP BY b", (low, width, bins - 1, tag)):
+            counts[int(b)] = n
+        return counts
+
+    def latest_tag_runs(self) -> list[dict[str, Any]]:
+        """The newest run of every calculator that has run, by calculator name."""
+        return [
+            {"id": r[0], "calculator": r[1], "calculator_version": r[2], "started_at": r[3], "finished_at": r[4],
+             "rows_written": r[5], "health": loads(r[6])}
+            for r in self.conn.execute(
+                "SELECT id, calculator, calculator_version, started_at, finished_at, rows_written, health "
+                "FROM tag_runs WHERE id IN (SELECT max(id) FROM tag_runs GROUP BY calculator) ORDER BY calculator")
+        ]
+
+    def tag_value_count(self, tag: str) -> int:
+        return self.conn.execute("SELECT count(*) FROM tag_values WHERE tag = ?", (tag,)).fetchone()[0]

@@ -40,6 +40,34 @@ class TagContext:
     settings: dict[str, Any]  # this calculator's `[tags.NAME]` table from motorcade.toml
     person_ids: frozenset[int] | None = None  # None = everyone; else only these people (incremental)
 
+    @property
+    def as_of_epoch(self) -> int:
+        """``as_of`` as events.ts counts time: whole seconds since the epoch."""
+        return int(self.as_of.timestamp())
+
+    @property
+    def utc_offset_seconds(self) -> int:
+        """The UTC offset of ``as_of`` in seconds: calculators bucket events into local days with it."""
+        offset = self.as_of.utcoffset()
+        return 0 if offset is None else int(offset.total_seconds())
+
+    def person_filter(self, column: str) -> tuple[str, dict[str, Any]]:
+        """An ``AND column IN (...)`` clause restricting a query to :attr:`person_ids`, and its parameters.
+
+        Empty for a full run. The ids travel as one JSON parameter (``json_each``), so a large incremental
+        set costs one bound value, not thousands.
+        """
+        if self.person_ids is None:
+            return "", {}
+        import json
+
+        return (f" AND {column} IN (SELECT value FROM json_each(:person_ids_json))",
+                {"person_ids_json": json.dumps(sorted(self.person_ids))})
+
+    def wants(self, person_id: int) -> bool:
+        """Whether this computation should yield a value for ``person_id``."""
+        return self.person_ids is None or person_id in self.person_ids
+
 
 class TagCalculator:
     """Base class of a tag calculator. Subclasses set the class attributes and implement compute."""
@@ -50,7 +78,22 @@ class TagCalculator:
     depends_on_tags: ClassVar[tuple[str, ...]] = ()  # tags (of other calculators) it reads
     depends_on_events: ClassVar[tuple[str, ...]] = ()  # event names it reads
     default_settings: ClassVar[dict[str, Any]] = {}  # documented defaults for `[tags.NAME]`
+    # False when the calculator's inputs cannot be tracked per person (e.g. tables without a change time):
+    # the core then runs it in full even when asked for an incremental run.
+    supports_incremental: ClassVar[bool] = True
+
+    def input_events(self, settings: dict[str, Any]) -> tuple[str, ...] | None:
+        """Event names whose arrival changes this calculator's values (for incremental runs).
+
+        Defaults to ``depends_on_events``; a calculator whose settings choose the events overrides this.
+        None (no events declared) means any new event of a person counts as a change.
+        """
+        return tuple(self.depends_on_events) or None
 
     def compute(self, context: TagContext) -> Iterable[tuple[int, str, Any]] | Iterator[tuple[int, str, Any]]:
-        """Return or yield ``(person_id, tag_name, value)`` for every person that has a value."""
+        """Return or yield ``(person_id, tag_name, value)`` for every person that has a value.
+
+        With ``context.person_ids`` set (an incremental run), yield values only for those people: the core
+        replaces exactly their values of the produced tags. Values are checked against the definitions.
+        """
         raise NotImplementedError

@@ -1,3 +1,175 @@
-"""CLI commands of the tags stage (added to the root CLI by motorcade.cli)."""
+"""CLI commands of the tags stage (added to the root CLI by motorcade.cli): ``motorcade tags ...``."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import click
+
+
+def _state():
+    return click.get_current_context().find_root().obj
+
+
+def _parse_as_of(value: str | None, project):
+    if value is None:
+        return project.now()
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or date-time, e.g. 2026-11-20T08:00",
+                                 param_hint="--as-of") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=project.timezone)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86400:.0f}d ago"
+
+
+def _distribution(figures: dict) -> str:
+    if "counts" in figures:
+        total = sum(figures["counts"].values()) or 1
+        return " · ".join(f"{value} {n / total:.0%}" for value, n in list(figures["counts"].items())[:4])
+    if "p50" in figures:
+        return (f"p50 {_number(figures['p50'])} (IQR {_number(figures['p25'])}–{_number(figures['p75'])}, "
+                f"range {_number(figures['min'])}–{_number(figures['max'])})")
+    return "-"
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+@click.group(name="tags")
+def tags_group() -> None:
+    """Compute tags and inspect the tag catalogue and its health."""
+
+
+@tags_group.command(name="compute")
+@click.argument("names", nargs=-1)
+@click.option("--incremental", is_flag=True,
+              help="Recompute only people whose inputs changed since each calculator's last run.")
+@click.option("--as-of", "as_of", help="The instant 'now' means (ISO; default: now in the project's time zone).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run results as JSON.")
+def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None, as_json: bool) -> None:
+    """Compute tags: all calculators, or NAMES (calculators or tags) and what they depend on."""
+    from .engine import compute_project_tags, plan
+
+    project = _state().project
+    moment = _parse_as_of(as_of, project)
+    calculators = {n: e.obj for n, e in project.plugins.registry().tag_calculators.items()}
+    if not calculators:
+        raise click.ClickException("no tag calculators are installed; install a plugin under plugins/tags/")
+    planned = plan(calculators, names or None)
+    with click.progressbar(length=len(planned), label="Computing tags", file=click.get_text_stream("stderr"),
+                           item_show_func=lambda c: c.name if c else "") as bar:
+        current = []
+
+        def progress(calc) -> None:
+            if current:
+                bar.update(1)
+            current.append(calc)
+            bar.update(0, calc)
+
+        results = compute_project_tags(project, names or None, incremental=incremental, as_of=moment,
+                                       progress=progress)
+        bar.update(1)
+    if as_json:
+        click.echo(json.dumps([
+            {"calculator": r.calculator, "version": r.version, "mode": r.mode, "people": r.people,
+             "rows_written": r.rows_written, "seconds": round(r.seconds, 3), "warnings": list(r.warnings)}
+            for r in results], ensure_ascii=False, indent=2))
+        return
+    for r in results:
+        who = "everyone" if r.people is None else f"{r.people:,} changed people"
+        click.echo(f"{r.calculator} v{r.version}: {r.rows_written:,} values for {who} ({r.mode}) "
+                   f"in {r.seconds:.2f}s")
+        for warning in r.warnings:
+            click.secho(f"  warning: {warning}", fg="yellow")
+
+
+@tags_group.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_command(as_json: bool) -> None:
+    """The tag catalogue: every tag the installed calculators produce, with type, values and description."""
+    from .engine import plan
+
+    project = _state().project
+    registry = project.plugins.registry()
+    calculators = {n: e.obj for n, e in registry.tag_calculators.items()}
+    order = {c.name: i for i, c in enumerate(plan(calculators))}
+    rows = []
+    for calc in sorted(calculators.values(), key=lambda c: order[c.name]):
+        for d in calc.produces:
+            values = (list(d.allowed_values) if d.allowed_values is not None else
+                      list(d.value_range) if d.value_range is not None else None)
+            rows.append({"tag": d.name, "title": d.title, "type": d.type, "values": values,
+                         "description": d.description, "calculator": calc.name, "version": calc.version,
+                         "plugin": registry.tag_calculators[calc.name].plugin,
+                         "depends_on": list(calc.depends_on_tags) + list(calc.depends_on_events)})
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Tags")
+    for column in ("tag", "title", "type", "values", "calculator", "description"):
+        table.add_column(column)
+    for r in rows:
+        values = r["values"]
+        shown = "" if values is None else (" / ".join(map(str, values)) if r["type"] != "number" or
+                                           len(values) != 2 else f"{values[0]}–{values[1]}")
+        table.add_row(r["tag"], r["title"], r["type"], shown, f"{r['calculator']} v{r['version']}",
+                      r["description"])
+    console = Console()
+    console.print(table) if console.is_terminal else Console(width=160).print(table)
+
+
+@tags_group.command(name="health")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--stale-hours", default=48.0, show_default=True,
+              help="Mark tags computed longer ago than this as stale.")
+def health_command(as_json: bool, stale_hours: float) -> None:
+    """Tag health: coverage, value distribution, freshness, and drift since the previous run."""
+    from .engine import health_report
+
+    project = _state().project
+    rows = health_report(project.store)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("No tag has been computed yet: run `motorcade tags compute`.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Tag health ({project.config.name})")
+    for column in ("tag", "calculator", "coverage", "values", "distribution", "computed", "status"):
+        table.add_column(column)
+    warnings = []
+    for r in rows:
+        stale = r["age_seconds"] > stale_hours * 3600
+        status = "drift" if r["warnings"] else ("stale" if stale else "ok")
+        style = {"drift": "yellow", "stale": "red", "ok": "green"}[status]
+        table.add_row(r["tag"], f"{r['calculator']} v{r['version']}", f"{r['coverage']:.1%}", f"{r['count']:,}",
+                      _distribution(r["figures"]), f"{_age(r['age_seconds'])} ({r['mode']})",
+                      f"[{style}]{status}[/{style}]")
+        warnings.extend(r["warnings"])
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # piped or captured: do not squeeze the table into 80 columns
+    console.print(table)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+COMMANDS = [tags_group]
