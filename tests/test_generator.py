@@ -158,6 +158,19 @@ def test_same_seed_gives_byte_identical_files(small, tmp_path):
     assert again["counts"] == result["counts"]
 
 
+def test_output_does_not_depend_on_the_process(tmp_path):
+    """Separate interpreters with different string-hash seeds write the same bytes."""
+    import os
+    import subprocess
+
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, str(GENERATOR), "--size", "small", "--people", "300", "--out",
+                        str(tmp_path / hash_seed)], check=True, env=env, capture_output=True)
+    for path in sorted((tmp_path / "1").iterdir()):
+        assert path.read_bytes() == (tmp_path / "2" / path.name).read_bytes(), path.name
+
+
 def test_another_seed_gives_other_data(tmp_path):
     gen.generate(tmp_path / "a", size="small", seed=1, people=300)
     gen.generate(tmp_path / "b", size="small", seed=2, people=300)
