@@ -1,0 +1,260 @@
+"""Motorcade channel ``wechat_oa``: WeChat official-account template messages (service notifications).
+
+Built from the WeChat official-account documentation (``cgi-bin/stable_token``,
+``cgi-bin/message/template/send``, the ``TEMPLATESENDJOBFINISH`` event) and tested against a local server
+that checks every request as documented; it has never contacted the real WeChat API.
+
+Template messages are service notifications only (WeChat forbids marketing in them), so the channel
+declares ``marketing_allowed=False``. Sending is synchronous only up to "accepted"; the outcome arrives
+later as a ``TEMPLATESENDJOBFINISH`` event, parsed by :func:`parse_template_send_event`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import threading
+import time
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ElementTree
+import zoneinfo
+from typing import Any, Callable
+
+import attrs
+
+import motorcade
+from motorcade.activation.channel import (
+    Channel,
+    ChannelCapabilities,
+    ChannelContext,
+    DeliveryResult,
+    OutboundMessage,
+)
+from motorcade.errors import ConfigError
+
+__version__ = "0.1.0"
+
+BEIJING = zoneinfo.ZoneInfo("Asia/Shanghai")
+TOKEN_ERRCODES = {40001, 40014, 42001}  # invalid credential / invalid token / expired token
+PERMANENT_ERRCODES = {
+    43004: "the user has not followed (or has unfollowed) the official account",
+    40003: "invalid openid",
+    40037: "invalid template_id",
+    47003: "template data does not match the template's fields",
+    43101: "the user refused this subscription",
+}
+TRANSIENT_ERRCODES = {-1: "system busy", 45009: "daily API quota reached", 45047: "too many messages to the user"}
+
+
+class TokenError(Exception):
+    """stable_token failed; the detail is WeChat's answer."""
+
+
+class InProcessTokenCache:
+    """Token cache for one process, used when the core passes no shared cache."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, margin: float = 300):
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._margin = margin
+
+    def get_or_refresh(self, key: str, fetch: Callable[[], tuple[str, float]]) -> str:
+        with self._lock:
+            token, expires_at = self._tokens.get(key, ("", 0.0))
+            if token and self._clock() < expires_at:
+                return token
+            token, expires_in = fetch()
+            self._tokens[key] = (token, self._clock() + max(0.0, float(expires_in) - self._margin))
+            return token
+
+    def invalidate(self, key: str, stale_token: str) -> None:
+        with self._lock:
+            if self._tokens.get(key, ("",))[0] == stale_token:
+                del self._tokens[key]
+
+
+# -- the asynchronous result event -------------------------------------------------------------------
+
+@attrs.frozen
+class TemplateSendOutcome:
+    """A ``TEMPLATESENDJOBFINISH`` event: the final outcome of one template message."""
+
+    msgid: str  # the msgid template/send returned (our provider_message_id)
+    openid: str  # FromUserName: the recipient
+    official_account: str  # ToUserName
+    status: str  # "delivered" or "failed"
+    reason: str  # WeChat's Status verbatim: "success", "failed:user block", "failed: system failed"
+    created_at: dt.datetime
+    dedupe_key: str  # WeChat retries an event it got no answer for; handle each key once
+
+
+def parse_template_send_event(xml_body: bytes | str, seen: set[str] | None = None) -> TemplateSendOutcome | None:
+    """Parse the pushed event XML; None for another event type or one already in ``seen``."""
+    root = ElementTree.fromstring(xml_body)
+
+    def text(tag: str) -> str:
+        node = root.find(tag)
+        return (node.text or "").strip() if node is not None else ""
+
+    if text("MsgType") != "event" or text("Event") != "TEMPLATESENDJOBFINISH":
+        return None
+    msgid = text("MsgID") or text("MsgId")
+    reason = text("Status")
+    dedupe_key = f"wechat_oa|{msgid}|{reason}"
+    if seen is not None:
+        if dedupe_key in seen:
+            return None
+        seen.add(dedupe_key)
+    return TemplateSendOutcome(
+        msgid=msgid,
+        openid=text("FromUserName"),
+        official_account=text("ToUserName"),
+        status="delivered" if reason == "success" else "failed",
+        reason=reason,
+        created_at=dt.datetime.fromtimestamp(int(text("CreateTime") or 0), dt.timezone.utc),
+        dedupe_key=dedupe_key,
+    )
+
+
+def client_msg_id(idempotency_key: str) -> str:
+    """WeChat deduplicates openid + client_msg_id for 10 minutes; keys are hashed to a fixed 32 chars."""
+    return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
+
+
+def _secret(settings: dict[str, Any]) -> str:
+    if settings.get("secret_env"):
+        name = settings["secret_env"]
+        value = os.environ.get(name)
+        if not value:
+            raise ConfigError(f"channel wechat_oa: secret_env names {name!r}, which is not set",
+                              hint=f"export {name}=<AppSecret> before running")
+        return value
+    if settings.get("secret"):
+        return str(settings["secret"])
+    raise ConfigError("channel wechat_oa: [channels.wechat_oa] has no secret_env",
+                      hint='add secret_env = "WECHAT_OA_SECRET" (the AppSecret) and export it')
+
+
+class WeChatTemplateChannel(Channel):
+    name = "wechat_oa"
+    description = "WeChat official-account template messages (service notifications only)"
+    capabilities = ChannelCapabilities(
+        address_type="wechat_openid",
+        batch_size=20,
+        supports_idempotency_key=True,  # client_msg_id: deduplicated per openid for 10 minutes
+        marketing_allowed=False,
+    )
+
+    def __init__(self, settings: dict[str, Any], context: ChannelContext):
+        super().__init__(settings, context)
+        if not settings.get("appid"):
+            raise ConfigError("channel wechat_oa: [channels.wechat_oa] has no appid",
+                              hint="copy the AppID from the official account's 开发 > 基本配置 page")
+        self._appid = str(settings["appid"])
+        self._secret = _secret(settings)
+        self._api = str(settings.get("api_base", "https://api.weixin.qq.com")).rstrip("/")
+        self._timeout = float(settings.get("timeout", 10))
+        self._templates = {str(k): str(v) for k, v in (settings.get("templates") or {}).items()}
+        self.token_key = f"wechat_oa:{self._appid}"
+        self._tokens = context.token_cache or InProcessTokenCache()
+        self.capabilities = attrs.evolve(type(self).capabilities, batch_size=int(settings.get("batch_size", 20)))
+
+    # -- HTTP and token ------------------------------------------------------------------------------
+
+    def _post(self, path: str, body: dict, query: dict[str, str] | None = None) -> dict:
+        url = f"{self._api}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        request = urllib.request.Request(
+            url, data=json.dumps(body, ensure_ascii=False).encode("utf-8"), method="POST",
+            headers={"Content-Type": "application/json; charset=utf-8"})
+        with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            return json.loads(response.read())
+
+    def _stable_token(self, force_refresh: bool) -> tuple[str, float]:
+        answer = self._post("/cgi-bin/stable_token", {"grant_type": "client_credential", "appid": self._appid,
+                                                      "secret": self._secret, "force_refresh": force_refresh})
+        if not answer.get("access_token"):
+            raise TokenError(f"stable_token failed: {json.dumps(answer, ensure_ascii=False)}; check appid, "
+                             "secret_env and the IP allow-list in [channels.wechat_oa] / the account console")
+        return answer["access_token"], float(answer.get("expires_in", 7200))
+
+    def _token(self) -> str:
+        return self._tokens.get_or_refresh(self.token_key, lambda: self._stable_token(False))
+
+    def _renew(self, stale: str) -> str:
+        """A token WeChat refused: take the current stable token, forcing a new one only if it is the same."""
+        invalidate = getattr(self._tokens, "invalidate", None)
+        if invalidate is not None:
+            invalidate(self.token_key, stale)
+            token = self._token()
+        else:
+            token = self._stable_token(False)[0]
+        if token == stale:
+            token = self._stable_token(True)[0]
+            if invalidate is not None:
+                invalidate(self.token_key, stale)
+                token = self._tokens.get_or_refresh(self.token_key, lambda: (token, 7200))
+        return token
+
+    # -- sending -------------------------------------------------------------------------------------
+
+    def build_request(self, message: OutboundMessage) -> dict[str, Any]:
+        template_id = self._templates.get(message.template, message.template)
+        body: dict[str, Any] = {
+            "touser": message.address,
+            "template_id": template_id,
+            "client_msg_id": client_msg_id(message.idempotency_key),
+            "data": {str(k): {"value": str(v)} for k, v in message.params.items()},
+        }
+        if message.metadata.get("url"):
+            body["url"] = str(message.metadata["url"])
+        if message.metadata.get("miniprogram"):
+            body["miniprogram"] = dict(message.metadata["miniprogram"])
+        return body
+
+    def send(self, batch: list[OutboundMessage]) -> list[DeliveryResult]:
+        results = []
+        for message in batch:
+            if not message.params:
+                results.append(DeliveryResult(message.idempotency_key, "permanent",
+                                              detail="template message without data: message.params is empty"))
+                continue
+            results.append(self._send_one(message))
+        return results
+
+    def _send_one(self, message: OutboundMessage) -> DeliveryResult:
+        key = message.idempotency_key
+        body = self.build_request(message)
+        path = "/cgi-bin/message/template/send"
+        try:
+            token = self._token()
+            answer = self._post(path, body, {"access_token": token})
+            if answer.get("errcode") in TOKEN_ERRCODES:
+                answer = self._post(path, body, {"access_token": self._renew(token)})
+        except TokenError as exc:
+            return DeliveryResult(key, "transient", detail=str(exc))
+        except (OSError, ValueError) as exc:
+            return DeliveryResult(key, "transient",
+                                  detail=f"template/send request failed: {type(exc).__name__}: {exc} ({self._api})")
+        detail = json.dumps(answer, ensure_ascii=False)
+        errcode = answer.get("errcode", 0)
+        if errcode == 0:
+            return DeliveryResult(key, "sent", provider_message_id=str(answer.get("msgid")), detail=detail)
+        if errcode in TRANSIENT_ERRCODES or errcode in TOKEN_ERRCODES:
+            retry_after = self._until_tomorrow() if errcode == 45009 else None
+            return DeliveryResult(key, "transient", detail=detail, retry_after=retry_after)
+        return DeliveryResult(key, "permanent", detail=detail)
+
+    def _until_tomorrow(self) -> float:
+        """The daily quota resets at midnight Beijing time."""
+        now = self.context.clock().astimezone(BEIJING)
+        tomorrow = (now + dt.timedelta(days=1)).replace(hour=0, minute=5, second=0, microsecond=0)
+        return (tomorrow - now).total_seconds()
+
+
+@motorcade.hookimpl
+def register_channels(register):
+    register(WeChatTemplateChannel)
