@@ -51,7 +51,7 @@ class Diagnostic:
 def source_line(source: str, line: int | None) -> str | None:
     if line is None or line < 1:
         return None
-    lines = source.splitlines()
+    lines = source.split("\n")
     if line > len(lines):
         return ""
     return lines[line - 1]

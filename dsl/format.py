@@ -124,8 +124,9 @@ def fmt_cond(cond, follow: str | None = None) -> str:
     if isinstance(cond, ast.HasCar):
         if cond.where is None:
             return "has car"
-        text = "has car where " + fmt_cond(cond.where)
-        return f"({text})" if follow == "op" else text
+        if follow == "op":
+            return f"(has car where {fmt_cond(cond.where)})"
+        return "has car where " + fmt_cond(cond.where, follow)
     if isinstance(cond, ast.Did):
         text = _with_window(f"did {'not ' if cond.negated else ''}{cond.event}", cond.window)
         return f"({text})" if follow == "then" and cond.window is None else text

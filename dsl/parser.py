@@ -472,7 +472,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, filename: str) -> Diagno
     elif isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         message = "unexpected end of file"
         expected = set(getattr(exc, "expected", ()) or ())
-        lines = text.splitlines() or [""]
+        lines = text.split("\n")
         line, column = len(lines), len(lines[-1]) + 1
     else:
         message = f"unexpected `{exc.token}`"
@@ -499,7 +499,7 @@ def _blank_before(text: str, offset: int) -> str:
 def scan_comments(text: str) -> list[tuple[int, str]]:
     """``(line, text)`` of every ``#`` comment (outside strings)."""
     comments = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         in_string = False
         escaped = False
         for index, char in enumerate(line):
