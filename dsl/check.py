@@ -20,7 +20,7 @@ def _opt_set(value):
 class Catalogue:
     """What the project knows exists. ``None`` = unknown (that kind of name is not checked).
 
-    ``tags`` maps tag name -> value type ("string", "number", "bool", "date") or None for untyped.
+    ``tags`` maps tag name -> value type ("string", "number", "boolean", "date") or None for untyped.
     """
 
     events: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
@@ -30,11 +30,20 @@ class Catalogue:
     channels: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
     templates: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
 
+    @classmethod
+    def from_names(cls, *, events=None, tags=None, attributes=None, segments=None, channels=None,
+                   templates=None) -> "Catalogue":
+        """Build from plain collections; ``tags`` may be a mapping name -> type or just names."""
+        if tags is not None and not isinstance(tags, dict):
+            tags = {name: None for name in tags}
+        return cls(events=events, tags=tags, profile_attributes=attributes, segments=segments,
+                   channels=channels, templates=templates)
+
 
 CAR_FIELDS = ("vin", "brand", "model", "model_year", "purchase_date", "store", "age")
 PERSON_FIELDS = ("store", "advisor")
 _SET_OPS_HINT = "`store` and `advisor` support =, !=, in, not in, is null, is not null"
-_LITERAL_KINDS = {bool: "bool", int: "number", float: "number", str: "string", dt.date: "date", dt.datetime: "date"}
+_LITERAL_KINDS = {bool: "boolean", int: "number", float: "number", str: "string", dt.date: "date", dt.datetime: "date"}
 
 
 def _literal_kind(value) -> str:
@@ -172,7 +181,7 @@ class _Checker:
             self.predicate(node, scope)
             return
         if scope != "person":
-            self.report(ERROR, f"`{_describe(node)}` cannot be used inside a {scope} condition", node,
+            self.report(ERROR, f"`{_describe(node)}` cannot be used inside {_a(scope)} condition", node,
                         f"a {scope} condition only compares the {scope}'s own fields"
                         + ("; move it out of `has car where`" if scope == "car" else ""))
             return
@@ -226,7 +235,8 @@ class _Checker:
                              "add the attribute to the profile schema or fix the name")
         elif isinstance(subject, ast.Aggregate):
             if scope != "person":
-                self.report(ERROR, f"`{subject.func}(...)` cannot be used inside a {scope} condition", subject)
+                self.report(ERROR, f"`{subject.func}(...)` cannot be used inside {_a(scope)} condition", subject,
+                            "an event's `where` compares the event's own properties")
                 return
             self.aggregate(subject, node)
         elif isinstance(subject, ast.FieldRef):
@@ -235,7 +245,7 @@ class _Checker:
 
     def not_in_scope(self, node, scope, what):
         if scope != "person":
-            self.report(ERROR, f"a {what} cannot be used inside a {scope} condition", node,
+            self.report(ERROR, f"a {what} cannot be used inside {_a(scope)} condition", node,
                         f"a {scope} condition only compares the {scope}'s own fields")
 
     def check_tag(self, subject, node):
@@ -324,10 +334,11 @@ class _Checker:
                     key = frozenset(cycle)
                     if key not in reported:
                         reported.add(key)
-                        segment = self.rule_set.segments[target]
-                        self.file = self.rule_set.file_of(segment)
+                        # point at the reference that closes the cycle
+                        ref = next(r for r in self.segment_refs[name] if r.segment == target)
+                        self.file = self.rule_set.file_of(self.rule_set.segments[name])
                         self.report(ERROR, "segments refer to each other in a cycle: " + " -> ".join(cycle),
-                                    segment, "one of these segments must not use `in segment` on the others")
+                                    ref, "one of these segments must not use `in segment` on the others")
                         self.file = None
                 elif state.get(target) is None and target in graph:
                     visit(target, path + [target])
@@ -336,6 +347,10 @@ class _Checker:
         for name in graph:
             if state.get(name) is None:
                 visit(name, [name])
+
+
+def _a(scope: str) -> str:
+    return f"an {scope}" if scope[0] in "aeiou" else f"a {scope}"
 
 
 def _values_of(node) -> list:

@@ -380,7 +380,7 @@ class ToAst(Transformer):
         for field, value, meta in clauses:
             if field in fields:
                 word = {"send_to": "send to", "quiet_hours": "quiet hours", "condition": "if"}.get(field, field)
-                self.collect.error(f"this {kind} already has a `{word}` clause", meta.line, meta.column,
+                self.collect.error(f"this {kind} has a second `{word}` clause", meta.line, meta.column,
                                    f"a {kind} takes each clause at most once; remove one of them")
                 continue
             fields[field] = value
@@ -431,6 +431,8 @@ _EXAMPLES = {
     ],
     "a list is written in brackets, e.g. [\"X3\", \"X5\"]": ['segment a { where tag x in "a" }'],
     "to test several events write `did any of [a, b]`": ["segment a { where did [a, b] }"],
+    "`did` is followed by an event name, e.g. `did test_drive in last 30 days`": [
+        "segment a { where did }", "segment a { where did and did x }"],
     "a rule's body is enclosed in `{ ... }`; is a closing `}` missing?": [
         "segment a { where did x", "segment a { where did x segment b { where did y }",
     ],
@@ -458,13 +460,36 @@ def _raw_parse(text: str):
     return get_parser().parse(text, start="start")
 
 
+@functools.lru_cache(maxsize=1)
+def _example_errors() -> list[tuple[str, UnexpectedInput]]:
+    out = []
+    for label, examples in _EXAMPLES.items():
+        for example in examples:
+            try:
+                _raw_parse(example)
+            except UnexpectedInput as exc:
+                out.append((label, exc))
+    return out
+
+
+def _label(exc: UnexpectedInput) -> str | None:
+    """The friendly label of the example that fails in the same parser state on the same kind of token
+    (stricter than lark's ``match_examples``, which falls back to the state alone)."""
+    for label, example in _example_errors():
+        if type(example) is not type(exc) or example.state != exc.state:
+            continue
+        if isinstance(exc, UnexpectedToken) and example.token.type != exc.token.type:
+            continue
+        if isinstance(exc, UnexpectedCharacters) and example.char != exc.char:
+            continue
+        return label
+    return None
+
+
 def _syntax_diagnostic(exc: UnexpectedInput, text: str, filename: str) -> Diagnostic:
-    label = None
-    try:
-        label = exc.match_examples(_raw_parse, _EXAMPLES, use_accepts=True)
-    except Exception:  # noqa: BLE001 - a failing label lookup must not hide the real error
-        label = None
+    label = _label(exc)
     line, column = exc.line, exc.column
+    at_end = False
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         message = f"unexpected character `{char}`"
@@ -473,7 +498,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, filename: str) -> Diagno
         message = "unexpected end of file"
         expected = set(getattr(exc, "expected", ()) or ())
         lines = text.split("\n")
-        line, column = len(lines), len(lines[-1]) + 1
+        line, column, at_end = len(lines), len(lines[-1]) + 1, True
     else:
         message = f"unexpected `{exc.token}`"
         expected = set(exc.expected or ())
@@ -482,7 +507,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, filename: str) -> Diagno
     hint_parts = []
     if label:
         hint_parts.append(label)
-    if expected:
+    if expected and not (at_end and label):
         hint_parts.append(f"expected {_expected_words(expected)}")
     return make(ERROR, message, file=filename, source=text, line=line, column=column,
                 hint="; ".join(hint_parts) or None)
