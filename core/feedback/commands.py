@@ -1,3 +1,137 @@
-"""CLI commands of the feedback stage (added to the root CLI by motorcade.cli)."""
+"""CLI commands of the feedback stage (added to the root CLI by motorcade.cli): ``motorcade report ...``."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+
+from ..errors import MotorcadeError
+
+
+def _common(fn):
+    fn = click.option("--out", type=click.Path(dir_okay=False),
+                      help="Write the report to this file (HTML, or JSON with --format json).")(fn)
+    fn = click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table",
+                      show_default=True, help="table = print in the terminal; html has charts.")(fn)
+    fn = click.option("--store", "store_id", metavar="STORE",
+                      help="Restrict to the people of one store (default: the whole group).")(fn)
+    return fn
+
+
+def _as_of(project, value):
+    import datetime as dt
+
+    from .common import to_epoch
+
+    if value is None:
+        return None
+    return dt.datetime.fromtimestamp(to_epoch(value, project.timezone), dt.timezone.utc)
+
+
+def _emit(report, fmt, out):
+    from .render import emit
+
+    path = emit(report, fmt, out)
+    if path:
+        click.echo(f"Wrote {path}", err=True)
+
+
+@click.group()
+def report() -> None:
+    """Reports over the store: funnels, campaign uplift, retention cohorts, churn warning."""
+
+
+@report.command()
+@click.argument("name", required=False)
+@click.option("--steps", help="Ad-hoc funnel: comma-separated event names (instead of a funnel NAME from the rules).")
+@click.option("--within", "within_days", type=int, help="Ad-hoc funnel: conversion window in days.")
+@click.option("--by", help="Break down by a property (channel, template, campaign, store, segment...).")
+@click.option("--campaign", help="Only passes that start with an event of this campaign.")
+@click.option("--since", help="First step on or after this date (project time zone).")
+@click.option("--until", help="First step before this date (project time zone).")
+@_common
+@click.pass_obj
+def funnel(state, name, steps, within_days, by, campaign, since, until, store_id, fmt, out) -> None:
+    """Funnel NAME (declared with `funnel NAME { steps ... }` in the rules): people per step, conversion,
+    median time between steps."""
+    from .common import to_epoch
+    from .funnel import FunnelSpec, compute_funnel, funnel_spec
+
+    project = state.project
+    if steps:
+        names = [s.strip() for s in steps.split(",") if s.strip()]
+        if len(names) < 2:
+            raise MotorcadeError("--steps needs at least two event names", hint="e.g. --steps sent,clicked,service_visit")
+        spec = FunnelSpec(name or "ad_hoc", names, None if within_days is None else (within_days, "days"))
+    elif name:
+        spec = funnel_spec(project.rules(), name)
+    else:
+        raise click.UsageError("give a funnel NAME from the rules or --steps a,b,c")
+    tz = project.timezone
+    result = compute_funnel(project.store, spec, since=to_epoch(since, tz), until=to_epoch(until, tz),
+                            campaign=campaign, store_id=store_id, by=by)
+    _emit(result, fmt, out)
+
+
+@report.command()
+@click.argument("campaign")
+@click.option("--event", default="service_visit", show_default=True, help="Target event that counts as conversion.")
+@click.option("--days", default=30, show_default=True, help="Conversion window after the audience snapshot.")
+@click.option("--run", "run_id", help="One run of the campaign (default: all its runs).")
+@click.option("--ci", "method", type=click.Choice(["newcombe", "wald"]), default="newcombe", show_default=True,
+              help="Interval for the difference of proportions.")
+@click.option("--confidence", default=0.95, show_default=True)
+@click.option("--lapsed-days", default=365, show_default=True, help="An owner is lapsed after this many days without a visit.")
+@click.option("--as-of", help="Treat this date as today (windows still open are reported).")
+@_common
+@click.pass_obj
+def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days, as_of, store_id, fmt, out) -> None:
+    """Uplift of CAMPAIGN against its holdout, with confidence intervals and the lapsed-owner recall rate."""
+    from .common import to_epoch
+    from .uplift import compute_uplift
+
+    project = state.project
+    result = compute_uplift(project.store, campaign, event=event, days=days, run_id=run_id, store_id=store_id,
+                            lapsed_days=lapsed_days, confidence=confidence, method=method,
+                            as_of=to_epoch(as_of, project.timezone), tz=project.timezone)
+    _emit(result, fmt, out)
+
+
+@report.command()
+@click.option("--event", "return_event", default="service_visit", show_default=True,
+              help="The event people come back for.")
+@click.option("--cohort-event", help="Cohort by the month of this first event (e.g. purchase, sent). "
+                                     "Default: the month of the first car ownership (owners' return to workshop).")
+@click.option("--periods", default=12, show_default=True, help="Months after the cohort month to show.")
+@click.option("--as-of", help="Treat this date as today.")
+@_common
+@click.pass_obj
+def retention(state, return_event, cohort_event, periods, as_of, store_id, fmt, out) -> None:
+    """Monthly cohort table of people doing an event again; return-to-workshop curves for owners."""
+    from .retention import compute_retention
+
+    project = state.project
+    result = compute_retention(project.store, return_event=return_event, cohort_event=cohort_event, periods=periods,
+                               store_id=store_id, as_of=_as_of(project, as_of), tz=project.timezone)
+    _emit(result, fmt, out)
+
+
+@report.command()
+@click.option("--event", "service_event", default="service_visit", show_default=True, help="The service visit event.")
+@click.option("--limit", default=50, show_default=True, help="Length of the ranked list.")
+@click.option("--default-interval", default=180, show_default=True,
+              help="Days between visits assumed when neither the owner nor their store has history.")
+@click.option("--as-of", help="Treat this date as today.")
+@_common
+@click.pass_obj
+def churn(state, service_event, limit, default_interval, as_of, store_id, fmt, out) -> None:
+    """Owners whose expected service interval (from their own history) has passed, ranked, per store."""
+    from .churn import compute_churn
+
+    project = state.project
+    result = compute_churn(project.store, service_event=service_event, as_of=_as_of(project, as_of),
+                           store_id=store_id, limit=limit, default_interval_days=default_interval,
+                           tz=project.timezone)
+    _emit(result, fmt, out)
+
+
+COMMANDS: list = [report]

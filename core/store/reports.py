@@ -213,36 +213,38 @@ class ReportsMixin:
 
     # -- retention ----------------------------------------------------------------------------------
 
-    def _cohort_cte(self, cohort_event: str | None, offset_seconds: int, store: str | None) -> tuple[str, list]:
+    def _cohort_cte(self, cohort_event: str | None, offset_seconds: int, store: str | None,
+                    until: int | None) -> tuple[str, list]:
         """``firsts(person_id, t0, id0)``: each person's first cohort event, or first ownership start."""
         if cohort_event is None:
             pop_sql, pop_params = store_filter("o.person_id", store)
             # a date is midnight in the project's time zone
             return (
-                "firsts AS (SELECT o.person_id, min(CAST(strftime('%s', o.valid_from) AS INTEGER)) - ? AS t0, "
-                f"0 AS id0 FROM ownerships o WHERE o.valid_from IS NOT NULL{pop_sql} GROUP BY o.person_id)",
-                [offset_seconds, *pop_params],
+                "firsts AS (SELECT person_id, t0, id0 FROM (SELECT o.person_id, "
+                "min(CAST(strftime('%s', o.valid_from) AS INTEGER)) - ? AS t0, 0 AS id0 FROM ownerships o "
+                f"WHERE o.valid_from IS NOT NULL{pop_sql} GROUP BY o.person_id) WHERE t0 <= ?)",
+                [offset_seconds, *pop_params, until if until is not None else 2**62],
             )
         pop_sql, pop_params = store_filter("e.person_id", store)
         return (
             "firsts AS (SELECT person_id, t0, id0 FROM (SELECT e.person_id, e.ts AS t0, e.id AS id0, "
             "ROW_NUMBER() OVER (PARTITION BY e.person_id ORDER BY e.ts, e.id) AS rn FROM events e "
-            f"WHERE e.name = ? AND e.person_id IS NOT NULL{pop_sql}) WHERE rn = 1)",
-            [cohort_event, *pop_params],
+            f"WHERE e.name = ? AND e.person_id IS NOT NULL AND e.ts <= ?{pop_sql}) WHERE rn = 1)",
+            [cohort_event, until if until is not None else 2**62, *pop_params],
         )
 
     def cohort_activity(self, *, cohort_event: str | None, return_event: str, offset_seconds: int,
-                        store: str | None = None) -> dict[str, list[tuple]]:
+                        store: str | None = None, until: int | None = None) -> dict[str, list[tuple]]:
         """Monthly cohort counts.
 
         Cohort = the calendar month (at UTC offset ``offset_seconds``) of each person's first
         ``cohort_event`` (or, with ``cohort_event=None``, of their first ownership start). Period N of
         a return event = its month minus the cohort month. Only return events after the cohort event
-        in ``(ts, id)`` order count. Returns ``sizes`` ``(cohort, people)``, ``active``
+        in ``(ts, id)`` order count; nothing after ``until`` counts. Returns ``sizes`` ``(cohort, people)``, ``active``
         ``(cohort, period, people with a return event in that period)`` and ``first_return``
         ``(cohort, period, people whose first return falls in that period)``.
         """
-        firsts, params = self._cohort_cte(cohort_event, offset_seconds, store)
+        firsts, params = self._cohort_cte(cohort_event, offset_seconds, store, until)
         month = "(CAST(strftime('%Y', {t}, 'unixepoch', ?) AS INTEGER) * 12 + " \
                 "CAST(strftime('%m', {t}, 'unixepoch', ?) AS INTEGER))"
         offset = f"{int(offset_seconds)} seconds"
@@ -251,9 +253,10 @@ class ReportsMixin:
             f"{month.format(t='t0')} AS m0 FROM firsts), "
             "returns AS (SELECT c.cohort, c.person_id, "
             f"{month.format(t='e.ts')} - c.m0 AS period FROM cohorts c JOIN events e ON e.person_id = c.person_id "
-            "AND e.name = ? AND (e.ts > c.t0 OR (e.ts = c.t0 AND e.id > c.id0))) "
+            "AND e.name = ? AND e.ts <= ? AND (e.ts > c.t0 OR (e.ts = c.t0 AND e.id > c.id0))) "
         )
-        base_params = [*params, offset, offset, offset, offset, offset, return_event]
+        base_params = [*params, offset, offset, offset, offset, offset, return_event,
+                       until if until is not None else 2**62]
         sizes = [tuple(r) for r in self.conn.execute(
             base + "SELECT cohort, count(*) FROM cohorts GROUP BY cohort ORDER BY cohort", base_params)]
         active = [tuple(r) for r in self.conn.execute(

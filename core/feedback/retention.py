@@ -1,0 +1,153 @@
+"""Retention and return: monthly cohort tables and "return to workshop" curves.
+
+A person's cohort is the calendar month (in the project's time zone) of their first ``cohort_event``
+(e.g. ``purchase``, ``sent``) — or, with ``cohort_event=None``, of the start of their first car
+ownership (the owners' "return to workshop" view). Period N is the N-th calendar month after the
+cohort month (period 0 = the cohort month itself). For each cohort and period the report counts the
+people who did ``return_event`` again (after the cohort event) in that period, and the people who
+have returned at least once by that period (cumulative: the return curve). Periods that have not
+started yet at ``as_of`` are left empty rather than counted as zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+from ..errors import MotorcadeError
+from .common import UTC, check_store, pct, scope_text, utc_offset_seconds
+from .html import LineChart, Section, Series, Table
+
+
+def month_index(text: str) -> int:
+    """"2026-03" -> 2026 * 12 + 3."""
+    year, month = text.split("-")
+    return int(year) * 12 + int(month)
+
+
+@attrs.frozen
+class Cohort:
+    cohort: str  # "YYYY-MM"
+    size: int
+    active: tuple[int | None, ...] = attrs.field(converter=tuple)  # people returning in period N (None: not yet)
+    cumulative: tuple[int | None, ...] = attrs.field(converter=tuple)  # people returned at least once by N
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class RetentionReport:
+    cohort_event: str | None
+    return_event: str
+    periods: int
+    cohorts: tuple[Cohort, ...] = attrs.field(converter=tuple)
+    as_of_month: str
+    scope: str = ""
+    store_id: str | None = None
+
+    @property
+    def cohort_label(self) -> str:
+        return "first car ownership" if self.cohort_event is None else f"first {self.cohort_event}"
+
+    @property
+    def title(self) -> str:
+        if self.cohort_event is None:
+            return f"Return to workshop · {self.return_event} by month of {self.cohort_label}"
+        return f"Retention · {self.return_event} by month of {self.cohort_label}"
+
+    @property
+    def subtitle(self) -> str:
+        return f"monthly cohorts up to {self.as_of_month}; periods 0..{self.periods}; {self.scope}"
+
+    def curve(self, *, cumulative: bool) -> list[float | None]:
+        """Across cohorts: returning people / cohort people, over the cohorts that reached period N."""
+        out = []
+        for n in range(self.periods + 1):
+            num = den = 0
+            for c in self.cohorts:
+                value = (c.cumulative if cumulative else c.active)[n]
+                if value is not None:
+                    num += value
+                    den += c.size
+            out.append(num / den if den else None)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "report": "retention", "cohort_event": self.cohort_event, "cohort": self.cohort_label,
+            "return_event": self.return_event, "periods": self.periods, "as_of_month": self.as_of_month,
+            "store": self.store_id, "cohorts": [c.to_dict() for c in self.cohorts],
+            "curve": self.curve(cumulative=False), "cumulative_curve": self.curve(cumulative=True),
+        }
+
+    def _table(self, cumulative: bool) -> Table:
+        columns = ["cohort", "people"] + [f"M{n}" for n in range(self.periods + 1)]
+        rows, shade = [], []
+        for c in self.cohorts:
+            values = c.cumulative if cumulative else c.active
+            rows.append([c.cohort, f"{c.size:,}"] + ["" if v is None else pct(v / c.size if c.size else None)
+                                                       for v in values])
+            shade.append([None, None] + [None if v is None or not c.size else v / c.size for v in values])
+        curve = self.curve(cumulative=cumulative)
+        rows.append(["all", f"{sum(c.size for c in self.cohorts):,}"] + ["" if v is None else pct(v) for v in curve])
+        shade.append([None] * len(columns))
+        return Table(columns, rows, shade=shade)
+
+    def sections(self, *, max_cohort_lines: int = 6) -> list[Section]:
+        x = [f"M{n}" for n in range(self.periods + 1)]
+        recent = self.cohorts[-max_cohort_lines:]
+        cumulative_lines = [Series(c.cohort, [None if v is None else v / c.size for v in c.cumulative])
+                            for c in recent if c.size]
+        cumulative_lines.append(Series("all cohorts", self.curve(cumulative=True)))
+        what = "return to the workshop" if self.cohort_event is None else f"do {self.return_event} again"
+        return [
+            Section(
+                f"Share who {what} in month N",
+                text=(f"Cohort = month of {self.cohort_label}; M0 is that month. A cell is the share of the cohort "
+                      f"with {self.return_event} in that month; blank = month not reached yet."),
+                table=self._table(cumulative=False),
+            ),
+            Section(
+                f"Cumulative: share who did {self.return_event} at least once by month N",
+                text=f"The curves show the {len(recent)} most recent cohorts and the weighted average.",
+                table=self._table(cumulative=True),
+                chart=LineChart(x, cumulative_lines, percent=True, y_label=f"returned ({self.return_event})",
+                                x_label=f"months since {self.cohort_label}"),
+            ),
+        ]
+
+
+def compute_retention(store, *, return_event: str, cohort_event: str | None = None, periods: int = 12,
+                      store_id: str | None = None, as_of: dt.datetime | None = None,
+                      tz: dt.tzinfo = UTC) -> RetentionReport:
+    """The cohort report. ``cohort_event=None`` builds cohorts from ownership starts (owners)."""
+    check_store(store, store_id)
+    if periods < 0 or periods > 120:
+        raise MotorcadeError(f"--periods must be between 0 and 120, got {periods}")
+    as_of = as_of or dt.datetime.now(UTC)
+    offset = utc_offset_seconds(tz, as_of)
+    data = store.cohort_activity(cohort_event=cohort_event, return_event=return_event, offset_seconds=offset,
+                                 store=store_id, until=int(as_of.timestamp()))
+    as_of_month = (as_of.astimezone(UTC) + dt.timedelta(seconds=offset)).strftime("%Y-%m")
+    last = month_index(as_of_month)
+    active: dict[tuple[str, int], int] = {(c, p): n for c, p, n in data["active"]}
+    firsts: dict[tuple[str, int], int] = {(c, p): n for c, p, n in data["first_return"]}
+    cohorts = []
+    for cohort, size in data["sizes"]:
+        if month_index(cohort) > last:
+            continue  # a cohort that starts after as_of (future-dated data)
+        reachable = last - month_index(cohort)
+        act, cum, running = [], [], 0
+        for n in range(periods + 1):
+            running += firsts.get((cohort, n), 0)
+            if n > reachable:
+                act.append(None)
+                cum.append(None)
+            else:
+                act.append(active.get((cohort, n), 0))
+                cum.append(running)
+        cohorts.append(Cohort(cohort, size, act, cum))
+    return RetentionReport(cohort_event, return_event, periods, cohorts, as_of_month, scope_text(store, store_id),
+                           store_id)
