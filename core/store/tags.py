@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 from typing import Any, Iterable
 
 from ..model import TagValue
@@ -106,11 +107,24 @@ class TagsMixin:
     def people_count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM people").fetchone()[0]
 
+    def people_update_mark(self, *, keep_ids: int = 10000) -> dict[str, Any]:
+        """Where people's ``updated_at`` stands now: the latest value and the ids updated in that second
+        (``updated_at`` has whole-second resolution) with a fingerprint of their attributes, or None for the
+        ids when more than ``keep_ids``."""
+        mark = self.conn.execute("SELECT max(updated_at) FROM people").fetchone()[0]
+        rows = self.conn.execute(
+            "SELECT id, attributes FROM people WHERE updated_at = ? LIMIT ?", (mark, keep_ids + 1)).fetchall() \
+            if mark else []
+        # a fingerprint per id: a second update within the same second shows as a changed fingerprint
+        ids = {str(pid): zlib.crc32(attributes.encode()) for pid, attributes in rows}
+        return {"updated_at": mark, "ids": ids if len(ids) <= keep_ids else None}
+
     def changed_people(self, *, after_event_id: int, upto_event_id: int, event_names: Iterable[str] | None,
-                       updated_since: dt.datetime | None) -> set[int]:
+                       people_mark: dict[str, Any] | None) -> set[int]:
         """People whose inputs changed: events with ``after_event_id < id <= upto_event_id`` (only the given
-        names, or any when ``event_names`` is None), plus people whose record was updated since
-        ``updated_since`` (attributes, merges)."""
+        names, or any when ``event_names`` is None), plus people whose record was updated after
+        ``people_mark`` (from :meth:`people_update_mark`: attributes, merges). Updates within the mark's own
+        second count unless the mark listed them, so none is missed."""
         params: list[Any] = [after_event_id, upto_event_id]
         sql = "SELECT DISTINCT person_id FROM events WHERE id > ? AND id <= ? AND person_id IS NOT NULL"
         if event_names is not None:
@@ -118,9 +132,16 @@ class TagsMixin:
             sql += f" AND name IN ({', '.join('?' for _ in names)})"
             params += names
         people = {r[0] for r in self.conn.execute(sql, params)}
-        if updated_since is not None:
+        if people_mark is not None and people_mark.get("updated_at"):
+            mark, seen = people_mark["updated_at"], people_mark.get("ids")
             people.update(r[0] for r in self.conn.execute(
-                "SELECT id FROM people WHERE updated_at > ?", (iso(updated_since),)))
+                "SELECT id FROM people WHERE updated_at > ?", (mark,)))
+            for pid, attributes in self.conn.execute(
+                    "SELECT id, attributes FROM people WHERE updated_at = ?", (mark,)):
+                if seen is None or seen.get(str(pid)) != zlib.crc32(attributes.encode()):
+                    people.add(pid)
+        elif people_mark is not None:
+            people.update(r[0] for r in self.conn.execute("SELECT id FROM people"))
         return people
 
     def tag_value_figures(self, tag: str, *, numeric: bool, top: int = 20) -> dict[str, Any]:

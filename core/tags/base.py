@@ -86,9 +86,12 @@ class TagCalculator:
         """Event names whose arrival changes this calculator's values (for incremental runs).
 
         Defaults to ``depends_on_events``; a calculator whose settings choose the events overrides this.
-        None (no events declared) means any new event of a person counts as a change.
+        A calculator that declares neither events nor tags gets None: any new event of a person counts as
+        a change. One that reads only tags gets ``()``: only rewritten upstream values count.
         """
-        return tuple(self.depends_on_events) or None
+        if self.depends_on_events:
+            return tuple(self.depends_on_events)
+        return () if self.depends_on_tags else None
 
     def compute(self, context: TagContext) -> Iterable[tuple[int, str, Any]] | Iterator[tuple[int, str, Any]]:
         """Return or yield ``(person_id, tag_name, value)`` for every person that has a value.

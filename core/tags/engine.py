@@ -12,9 +12,10 @@ The engine is what ``motorcade tags compute`` calls:
    distribution) and warns when they moved sharply since the calculator's previous run.
 
 Incremental runs ("people whose inputs changed since the last run"): every run records the events'
-high-water mark (the largest ``events.id`` when it started). An incremental run of a calculator recomputes
-the people who have an event of one of its ``depends_on_events`` with an id above its last run's mark, or
-whose person record was updated since that run started (attributes, merges), or whose upstream tags were
+high-water mark (the largest ``events.id`` when it started) and the latest ``people.updated_at`` with the
+ids updated in that second. An incremental run of a calculator recomputes the people who have an event of
+one of its input events (``depends_on_events``) with an id above its last run's mark, or whose person
+record was updated after that run's people mark (attributes, merges), or whose upstream tags were
 rewritten earlier in the same invocation. A calculator without a previous run, one that sets
 ``supports_incremental = False`` or one downstream of a full run runs in full. Time alone also changes
 tags (recency, decay): run in full on a schedule (e.g. nightly) and incrementally in between.
@@ -293,12 +294,11 @@ class TagRunResult:
     run_id: int
 
 
-def _last_mark(store, calc: TagCalculator) -> tuple[int, dt.datetime] | None:
+def _last_mark(store, calc: TagCalculator) -> tuple[int, dict[str, Any]] | None:
     runs = store.tag_runs(calc.name, limit=1)
     if not runs or "event_high_water" not in runs[0]["health"]:
         return None
-    started = dt.datetime.fromisoformat(runs[0]["started_at"])
-    return runs[0]["health"]["event_high_water"], started
+    return runs[0]["health"]["event_high_water"], runs[0]["health"].get("people_mark")
 
 
 def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.datetime,
@@ -325,13 +325,15 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
         started = utc_now()
         clock = time.perf_counter()
         high_water = store.max_event_id()
+        people_mark = store.people_update_mark()
         person_ids: frozenset[int] | None = None
         mode = "full"
         mark = _last_mark(store, calc) if incremental and calc.supports_incremental else None
         upstream = {producer[t] for t in calc.depends_on_tags} - {calc.name}
         if mark is not None and all(rewritten.get(u, set()) is not None for u in upstream):
             changed = store.changed_people(after_event_id=mark[0], upto_event_id=high_water,
-                                           event_names=calc.input_events(configured[calc.name]), updated_since=mark[1])
+                                           event_names=calc.input_events(configured[calc.name]),
+                                           people_mark=mark[1])
             for u in upstream:
                 changed |= rewritten.get(u) or set()
             person_ids, mode = frozenset(changed), "incremental"
@@ -362,6 +364,7 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                     for w in drift_warnings(d.name, tags_health[d.name], previous_tags.get(d.name), options)]
         seconds = time.perf_counter() - clock
         health = {"mode": mode, "as_of": as_of.isoformat(), "people": people, "event_high_water": high_water,
+                  "people_mark": people_mark,
                   "recomputed_people": None if person_ids is None else len(person_ids), "seconds": seconds,
                   "tags": tags_health, "warnings": warnings}
         run_id = store.record_tag_run(calculator=calc.name, calculator_version=calc.version, started_at=started,

@@ -31,9 +31,6 @@ class QuadrantTags(TagCalculator):
                       title="意向×活跃分层", allowed_values=QUADRANTS),
     )
 
-    def input_events(self, settings: dict[str, Any]) -> tuple[str, ...]:
-        return ()  # only its upstream tags: the core adds the people whose intent or activity was rewritten
-
     def compute(self, context: TagContext) -> Iterator[tuple[int, str, Any]]:
         s = context.settings
         people_filter, params = context.person_filter("i.person_id")
