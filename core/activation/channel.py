@@ -61,9 +61,6 @@ class TokenCache(Protocol):
     def get_or_refresh(self, key: str, fetch: Callable[[], tuple[str, float]]) -> str:
         """Return a valid token for ``key``; call ``fetch() -> (token, expires_in_seconds)`` if none."""
 
-    def invalidate(self, key: str, stale_token: str) -> None:
-        """Forget ``key``'s token only if it is still ``stale_token`` (never another worker's fresh one)."""
-
     def invalidate(self, key: str, token: str) -> bool:
         """The provider rejected ``token`` (e.g. WeCom errcode 40014/42001): forget it so the next
         ``get_or_refresh`` fetches a new one -- unless another worker already replaced it. True if dropped."""
