@@ -1,0 +1,120 @@
+"""What activation reads about one person: template context, trigger-evaluation data, addresses, time zone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Any
+
+from motorcade.dsl.data import CarData, EventData, PersonData
+
+# Channels whose address is the person id itself (the receiver looks the person up).
+PERSON_ADDRESS_TYPES = ("webhook", "person", "person_id")
+# Channels that address the person's advisor (the address is the advisor id).
+ADVISOR_ADDRESS_TYPES = ("advisor", "advisor_id")
+
+
+def person_timezone(attributes: dict[str, Any], default: dt.tzinfo) -> dt.tzinfo:
+    """The person's IANA time zone (profile attribute ``timezone``), else the project's."""
+    name = attributes.get("timezone")
+    if isinstance(name, str) and name:
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    return default
+
+
+def _advisor_and_store(store, person_id: int) -> tuple[Any, Any]:
+    relations = store.relations_of(person_id)
+    advisor = None
+    for kind in ("sales_advisor", "service_advisor"):
+        for rel_kind, target in relations:
+            if rel_kind == kind and advisor is None:
+                advisor = store.get_advisor(target)
+    shop = None
+    for kind in ("selling_store", "service_store"):
+        for rel_kind, target in relations:
+            if rel_kind == kind and shop is None:
+                shop = store.get_store(target)
+    if shop is None and advisor is not None:
+        shop = store.get_store(advisor.store_id)
+    return advisor, shop
+
+
+def template_context(store, person_id: int, *, origin_kind: str, origin: str, now: dt.datetime, tz: dt.tzinfo,
+                     event_properties: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The names a template sees for this person (see :mod:`motorcade.activation.templates`)."""
+    person = store.get_person(person_id)
+    attributes = dict(person.attributes) if person else {}
+    tags = {t.tag: t.value for t in store.tags_of(person_id)}
+    today = now.astimezone(tz).date()
+    cars = []
+    for ownership in store.ownerships_of(person_id):
+        if ownership.valid_to is not None and ownership.valid_to <= today:
+            continue
+        car = store.get_car(ownership.vin)
+        if car is not None:
+            cars.append({"vin": car.vin, "brand": car.brand, "model": car.model, "model_year": car.model_year,
+                         "purchase_date": car.purchase_date, "store_id": car.store_id,
+                         "_since": ownership.valid_from or dt.date.min})
+    cars.sort(key=lambda c: c.pop("_since"), reverse=True)
+    advisor, shop = _advisor_and_store(store, person_id)
+    if shop is None and cars and cars[0]["store_id"]:
+        shop = store.get_store(cars[0]["store_id"])
+    return {
+        "person": {**attributes, "id": person_id},
+        "profile": attributes,
+        "tags": tags,
+        "car": cars[0] if cars else None,
+        "cars": cars,
+        "advisor": None if advisor is None else {"id": advisor.id, "name": advisor.name, "phone": advisor.phone,
+                                                  "store_id": advisor.store_id, "role": advisor.role},
+        "store": None if shop is None else {"id": shop.id, "name": shop.name, "group": shop.group, "city": shop.city,
+                                            "brand": shop.brand},
+        "origin": {"kind": origin_kind, "name": origin},
+        "event": event_properties or {},
+        "now": now.astimezone(tz),
+    }
+
+
+def address_of(store, person_id: int, address_type: str) -> str | None:
+    """Where a channel with this address type reaches the person (None = the person has none)."""
+    if address_type in PERSON_ADDRESS_TYPES:
+        return str(person_id)
+    if address_type in ADVISOR_ADDRESS_TYPES:
+        advisor, _ = _advisor_and_store(store, person_id)
+        return None if advisor is None else advisor.id
+    values = store.identifiers_of(person_id, address_type)
+    return values[0] if values else None
+
+
+def consent_map(store, person_id: int) -> dict[str, bool]:
+    return {c.channel: c.granted for c in store.consents_of(person_id)}
+
+
+def person_data(store, person_id: int, *, as_of: dt.datetime) -> PersonData:
+    """The person as the DSL's reference evaluator sees them (for trigger conditions)."""
+    person = store.get_person(person_id)
+    attributes = dict(person.attributes) if person else {}
+    cars = []
+    for ownership in store.ownerships_of(person_id):
+        car = store.get_car(ownership.vin)
+        if car is None:
+            continue
+        cars.append(CarData(vin=car.vin, brand=car.brand, model=car.model, model_year=car.model_year,
+                            purchase_date=car.purchase_date, store_id=car.store_id,
+                            owned_from=ownership.valid_from, owned_to=ownership.valid_to))
+    relations = store.relations_of(person_id)
+    events = [EventData(e.name, e.ts, dict(e.properties), id=e.id) for e in store.events_of(person_id)
+              if e.ts <= as_of]
+    return PersonData(
+        id=person_id,
+        attributes=attributes,
+        tags={t.tag: t.value for t in store.tags_of(person_id)},
+        cars=cars,
+        advisor_ids={t for k, t in relations if k.endswith("advisor")},
+        store_ids={t for k, t in relations if k.endswith("store")},
+        consents=consent_map(store, person_id),
+        events=events,
+    )

@@ -1,0 +1,344 @@
+"""Planning: turn a due campaign slot, a matching event or a segment change into outbox rows.
+
+A run's activation_runs row, its audience snapshot, one outbox row per planned send, the ``queued``
+feedback events and the cursor it advances are written in ONE transaction. Keys are deterministic::
+
+    campaign:<name>:<slot>:p<person>:s<step>        (slot = the schedule slot, UTC, e.g. 20261123T0200Z)
+    trigger:<name>:e<event id>:p<person>:s<step>     (event triggers)
+    trigger:<name>:c<change id>:p<person>:s<step>    (segment enter/leave triggers)
+
+so planning the same thing twice (two workers, a crash and a restart) inserts nothing new.
+
+Messages are rendered here, once, for every step of the ``via`` chain the person has an address for,
+and stored in the row's payload: a retry re-sends exactly the same bytes, and editing a template or a
+rule never changes a run already planned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from motorcade.dsl import ast
+from motorcade.dsl.data import Dataset, EventData
+from motorcade.dsl.evaluate import shift, trigger_fires
+from motorcade.errors import MotorcadeError
+from motorcade.store.codec import iso
+
+from .feedback import write_feedback
+from .guardrails import in_holdout
+from .people import address_of, template_context
+from .schedule import slot_text
+from .settings import ActivationContext
+from .templates import TemplateError, TemplateStore
+
+
+class PlanningError(MotorcadeError):
+    """A campaign or trigger cannot be planned (no audience, no `via`, unknown segment)."""
+
+
+# -- segment memberships (through the segment stage's store functions when present) -----------------
+
+
+def _field(item: Any, name: str, index: int):
+    if isinstance(item, dict):
+        return item[name]
+    try:
+        return item[name]  # sqlite3.Row
+    except (TypeError, IndexError, KeyError):
+        pass
+    if hasattr(item, name):
+        return getattr(item, name)
+    return item[index]
+
+
+def segment_member_ids(store, segment: str) -> list[int]:
+    fn = getattr(store, "segment_member_ids", None)
+    if fn is not None:
+        return sorted(int(p) for p in fn(segment))
+    return [r[0] for r in store.query(
+        "SELECT person_id FROM segment_members WHERE segment = ? ORDER BY person_id", (segment,))]
+
+
+def segment_changes_since(store, segment: str, after_id: int) -> list[tuple[int, int, str, dt.datetime | None]]:
+    """``(change id, person id, 'enter'|'leave', at)`` after ``after_id``, in id order."""
+    fn = getattr(store, "segment_changes_since", None)
+    if fn is not None:
+        raw = list(fn(segment, after_id))
+        out = []
+        for item in raw:
+            if isinstance(item, tuple) and len(item) == 6:  # the table's column order
+                cid, pid, change, at = item[0], item[3], item[4], item[5]
+            else:
+                cid, pid, change, at = (_field(item, "id", 0), _field(item, "person_id", 1),
+                                        _field(item, "change", 2), _field(item, "at", 3))
+            if isinstance(at, str):
+                at = dt.datetime.fromisoformat(at)
+            out.append((int(cid), int(pid), str(change), at))
+        return sorted(out)
+    return [
+        (r[0], r[1], r[2], dt.datetime.fromisoformat(r[3]) if r[3] else None)
+        for r in store.query("SELECT id, person_id, change, at FROM segment_changes WHERE segment = ? AND id > ? "
+                             "ORDER BY id", (segment, after_id))
+    ]
+
+
+def last_segment_change_id(store, segment: str) -> int:
+    fn = getattr(store, "last_segment_change_id", None)
+    if fn is not None:
+        return int(fn(segment) or 0)
+    return store.query("SELECT coalesce(max(id), 0) FROM segment_changes WHERE segment = ?", (segment,))[0][0]
+
+
+# -- building sends ---------------------------------------------------------------------------------
+
+
+def send_key(origin_kind: str, origin: str, occasion: str, person_id: int, step: int = 0) -> str:
+    return f"{origin_kind}:{origin}:{occasion}:p{person_id}:s{step}"
+
+
+def _quiet_hours(rule, ctx: ActivationContext) -> list[str] | None:
+    """The quiet window this send obeys: the rule's own, else the project's (transactional: only the rule's)."""
+    if rule.quiet_hours is not None:
+        if rule.quiet_hours.start is None:
+            return None  # `quiet hours off`
+        return [rule.quiet_hours.start.strftime("%H:%M"), rule.quiet_hours.end.strftime("%H:%M")]
+    if rule.transactional or ctx.guardrails.quiet_hours is None:
+        return None
+    start, end = ctx.guardrails.quiet_hours
+    return [start.strftime("%H:%M"), end.strftime("%H:%M")]
+
+
+class Renderer:
+    """Renders every ``via`` step of a rule for a person (once per planning pass, templates cached)."""
+
+    def __init__(self, ctx: ActivationContext):
+        self.ctx = ctx
+        self.templates = TemplateStore(ctx.project_dir / ctx.settings.templates)
+
+    def steps(self, rule, person_id: int, now: dt.datetime, event_properties: dict | None = None) -> list[dict]:
+        ctx = self.ctx
+        context = None
+        out = []
+        for step in rule.via.steps:
+            entry: dict[str, Any] = {"channel": step.channel, "template": step.template}
+            try:
+                channel_class = ctx.registry.channel_class(step.channel)
+            except MotorcadeError as exc:
+                entry["error"] = f"channel {step.channel!r} is not installed ({exc.hint or exc.message})"
+                out.append(entry)
+                continue
+            address_type = channel_class.capabilities.address_type
+            address = address_of(ctx.store, person_id, address_type)
+            if address is None:
+                entry["error"] = f"no {address_type}"
+                out.append(entry)
+                continue
+            if context is None:
+                context = template_context(ctx.store, person_id, origin_kind=_kind(rule), origin=rule.name, now=now,
+                                           tz=ctx.tz, event_properties=event_properties)
+            try:
+                rendered = self.templates.render(step.template, step.channel, context)
+            except TemplateError as exc:
+                entry["error"] = f"template: {exc.message}"
+                out.append(entry)
+                continue
+            entry.update(address=address, subject=rendered.subject, body=rendered.body)
+            out.append(entry)
+        return out
+
+
+def _kind(rule) -> str:
+    return "campaign" if isinstance(rule, ast.Campaign) else "trigger"
+
+
+def _send(rule, run_id: str, occasion: str, person_id: int, revision: str, payload: dict[str, Any],
+          not_before: dt.datetime | None = None) -> dict[str, Any]:
+    first = rule.via.steps[0]
+    kind = _kind(rule)
+    return {
+        "idempotency_key": send_key(kind, rule.name, occasion, person_id, 0),
+        "origin_kind": kind, "origin": rule.name, "run_id": run_id, "person_id": person_id, "step": 0,
+        "channel": first.channel, "template": first.template, "revision": revision, "status": "planned",
+        "not_before": not_before, "payload": payload,
+    }
+
+
+def _enqueue(ctx: ActivationContext, sends: list[dict[str, Any]], now: dt.datetime) -> int:
+    inserted = set(ctx.store.enqueue_sends(sends, at=now))
+    write_feedback(ctx.store, [(s, "queued", now, {}) for s in sends
+                               if s["idempotency_key"] in inserted and s["payload"]["arm"] == "treatment"])
+    return len(inserted)
+
+
+# -- campaigns --------------------------------------------------------------------------------------
+
+
+def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, renderer: Renderer | None = None
+                  ) -> dict[str, Any] | None:
+    """Plan one run of campaign ``name`` for schedule slot ``slot``; None if that run was planned before."""
+    rule = ctx.rule_set.campaigns.get(name)
+    if rule is None:
+        raise PlanningError(f"no campaign named {name!r} in the rules (revision {ctx.revision[:12]})")
+    if not rule.audience:
+        raise PlanningError(f"campaign {name!r} has no `audience`", hint="add `audience SEGMENT_NAME`")
+    if rule.via is None:
+        raise PlanningError(f"campaign {name!r} has no `via`", hint='add `via CHANNEL template "NAME"`')
+    renderer = renderer or Renderer(ctx)
+    store = ctx.store
+    now = ctx.now()
+    slot_id = slot_text(slot)
+    run_id = f"campaign:{name}:{slot_id}"
+    cursor_name = f"campaign:{name}:segment_change_id"
+    with store.transaction():
+        if not store.create_run(run_id, origin_kind="campaign", origin=name, revision=ctx.revision,
+                                scheduled_for=slot, started_at=now):
+            return None
+        members = segment_member_ids(store, rule.audience)
+        high_water = last_segment_change_id(store, rule.audience)
+        previous = store.get_activation_cursor(cursor_name)
+        if rule.send_to == "new" and previous is not None:
+            current = set(members)
+            entered = {pid for _, pid, change, _ in segment_changes_since(store, rule.audience, int(previous))
+                       if change == "enter"}
+            members = sorted(entered & current)
+        store.set_activation_cursor(cursor_name, str(high_water), at=now)
+        quiet = _quiet_hours(rule, ctx)
+        snapshot, sends = [], []
+        for pid in members:
+            arm = "holdout" if in_holdout(pid, name, rule.holdout) else "treatment"
+            snapshot.append((pid, arm))
+            payload = {"arm": arm, "transactional": bool(rule.transactional), "quiet_hours": quiet,
+                       "holdout_percent": rule.holdout,
+                       "steps": [] if arm == "holdout" else renderer.steps(rule, pid, now)}
+            sends.append(_send(rule, run_id, slot_id, pid, ctx.revision, payload))
+        store.add_audience_snapshot(run_id, snapshot)
+        planned = _enqueue(ctx, sends, now)
+        store.finish_run(run_id, status="planned", audience_size=len(members), finished_at=now)
+    holdout = sum(1 for _, arm in snapshot if arm == "holdout")
+    ctx.log(f"campaign {name}: run {run_id} planned {planned} sends ({holdout} in holdout) for {len(members)} people")
+    return {"run_id": run_id, "audience": len(members), "planned": planned, "holdout": holdout}
+
+
+# -- triggers ---------------------------------------------------------------------------------------
+
+
+def _wait_until(rule: ast.Trigger, fired_at: dt.datetime, tz) -> dt.datetime | None:
+    if rule.wait is None:
+        return None
+    return shift(fired_at, rule.wait.amount, rule.wait.unit, tz)
+
+
+def _plan_firing(ctx: ActivationContext, rule: ast.Trigger, renderer: Renderer, occasion: str, person_id: int,
+                 fired_at: dt.datetime, now: dt.datetime, event_properties: dict | None) -> dict[str, Any]:
+    run_id = f"trigger:{rule.name}:{occasion}"
+    ctx.store.create_run(run_id, origin_kind="trigger", origin=rule.name, revision=ctx.revision,
+                         scheduled_for=fired_at, started_at=now, status="planned")
+    ctx.store.add_audience_snapshot(run_id, [(person_id, "treatment")])
+    ctx.store.finish_run(run_id, status="planned", audience_size=1, finished_at=now)
+    payload = {"arm": "treatment", "transactional": bool(rule.transactional), "quiet_hours": _quiet_hours(rule, ctx),
+               "fired_at": iso(fired_at), "steps": renderer.steps(rule, person_id, now, event_properties)}
+    return _send(rule, run_id, occasion, person_id, ctx.revision, payload,
+                 not_before=_wait_until(rule, fired_at, ctx.tz))
+
+
+def process_event_trigger(ctx: ActivationContext, name: str, *, renderer: Renderer | None = None) -> dict[str, int]:
+    """Handle events newer than the trigger's high-water mark, one transaction per batch."""
+    from .people import person_data
+
+    rule = ctx.rule_set.triggers[name]
+    if rule.via is None:
+        raise PlanningError(f"trigger {name!r} has no `via`", hint='add `via CHANNEL template "NAME"`')
+    renderer = renderer or Renderer(ctx)
+    store = ctx.store
+    cursor_name = f"trigger:{name}:event_id"
+    totals = {"events": 0, "fired": 0, "planned": 0}
+    while True:
+        now = ctx.now()
+        with store.transaction():
+            cursor = store.get_activation_cursor(cursor_name)
+            if cursor is None:
+                start = store.first_event_id_since(now - dt.timedelta(hours=ctx.settings.trigger_lookback_hours))
+            else:
+                start = int(cursor)
+            events = store.events_after(start, [rule.on.event], limit=ctx.settings.trigger_batch)
+            if not events:
+                if cursor is None:
+                    store.set_activation_cursor(cursor_name, str(start), at=now)
+                return totals
+            sends = []
+            fired_in_batch: dict[int, list[dt.datetime]] = {}
+            for event_id, person_id, event_name, ts, properties in events:
+                totals["events"] += 1
+                if person_id is None:
+                    continue
+                person_id = store.resolve_person_id(person_id)
+                data = person_data(store, person_id, as_of=max(ts, now))
+                previous = store.trigger_firings(name, person_id) + fired_in_batch.get(person_id, [])
+                decision = trigger_fires(
+                    ctx.rule_set, name, Dataset.of(data), person_id,
+                    event=EventData(event_name, ts, properties, id=event_id),
+                    previous_firings=previous, tz=ctx.tz,
+                )
+                if not decision.fires:
+                    continue
+                totals["fired"] += 1
+                fired_in_batch.setdefault(person_id, []).append(ts)
+                sends.append(_plan_firing(ctx, rule, renderer, f"e{event_id}", person_id, ts, now, properties))
+            totals["planned"] += _enqueue(ctx, sends, now)
+            store.set_activation_cursor(cursor_name, str(events[-1][0]), at=now)
+        if len(events) < ctx.settings.trigger_batch:
+            break
+    if totals["fired"]:
+        ctx.log(f"trigger {name}: {totals['events']} events, fired {totals['fired']}, planned {totals['planned']}")
+    return totals
+
+
+def process_segment_trigger(ctx: ActivationContext, name: str, *, renderer: Renderer | None = None
+                            ) -> dict[str, int]:
+    """Handle segment enter/leave changes newer than the trigger's high-water mark (one transaction)."""
+    from .people import person_data
+
+    rule = ctx.rule_set.triggers[name]
+    if rule.via is None:
+        raise PlanningError(f"trigger {name!r} has no `via`", hint='add `via CHANNEL template "NAME"`')
+    renderer = renderer or Renderer(ctx)
+    store = ctx.store
+    on: ast.OnSegment = rule.on
+    cursor_name = f"trigger:{name}:segment_change_id"
+    totals = {"changes": 0, "fired": 0, "planned": 0}
+    now = ctx.now()
+    with store.transaction():
+        cursor = store.get_activation_cursor(cursor_name)
+        changes = segment_changes_since(store, on.segment, int(cursor or 0))
+        if cursor is None:  # a new trigger reacts to recent changes only, never to the whole history
+            earliest = now - dt.timedelta(hours=ctx.settings.trigger_lookback_hours)
+            changes = [c for c in changes if c[3] is None or c[3] >= earliest]
+        sends = []
+        fired_in_pass: dict[int, list[dt.datetime]] = {}
+        for change_id, person_id, change, at in changes:
+            totals["changes"] += 1
+            if change != on.change:
+                continue
+            at = at or now
+            person_id = store.resolve_person_id(person_id)
+            data = person_data(store, person_id, as_of=max(at, now))
+            previous = store.trigger_firings(name, person_id) + fired_in_pass.get(person_id, [])
+            decision = trigger_fires(ctx.rule_set, name, Dataset.of(data), person_id, segment_change=(change, on.segment),
+                                     as_of=at, previous_firings=previous, tz=ctx.tz)
+            if not decision.fires:
+                continue
+            totals["fired"] += 1
+            fired_in_pass.setdefault(person_id, []).append(at)
+            sends.append(_plan_firing(ctx, rule, renderer, f"c{change_id}", person_id, at, now, None))
+        totals["planned"] = _enqueue(ctx, sends, now)
+        high_water = max([c[0] for c in changes] + [int(cursor or 0), last_segment_change_id(store, on.segment)
+                                                     if cursor is None else 0])
+        store.set_activation_cursor(cursor_name, str(high_water), at=now)
+    if totals["fired"]:
+        ctx.log(f"trigger {name}: {totals['changes']} segment changes, fired {totals['fired']}")
+    return totals
+
+
+def plannable(rules: Iterable) -> list:
+    return [r for r in rules if r.via is not None]

@@ -1,0 +1,146 @@
+"""`motorcade run` and `motorcade serve`: plan what is due, then dispatch what is due.
+
+Planning (campaign slots, event triggers, segment triggers) is done by the worker holding the
+``scheduler`` lease; every worker dispatches (claims are transactions, so two dispatchers never send
+the same row). Planning is idempotent by construction (deterministic run ids and idempotency keys), so
+the lease only saves work -- it is not what prevents double sends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import threading
+from typing import Any, Callable
+
+import attrs
+
+from motorcade.dsl import ast
+from motorcade.errors import MotorcadeError
+
+from .dispatcher import Dispatcher
+from .planner import Renderer, plan_campaign, process_event_trigger, process_segment_trigger
+from .schedule import latest_slot
+from .settings import ActivationContext
+
+SCHEDULER_LEASE = "scheduler"
+
+
+@attrs.define
+class RunReport:
+    """What one pass did."""
+
+    planned_runs: list[dict[str, Any]] = attrs.field(factory=list)
+    trigger_firings: dict[str, int] = attrs.field(factory=dict)
+    dispatched: dict[str, int] = attrs.field(factory=dict)
+    errors: list[str] = attrs.field(factory=list)
+    planner: bool = False  # whether this worker held the scheduler lease
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def record_revision(ctx: ActivationContext) -> None:
+    files = {rf.filename: rf.source for rf in ctx.rule_set.files}
+    with ctx.store.transaction():
+        ctx.store.record_rule_revision(ctx.revision, files, at=ctx.now())
+
+
+def plan_due(ctx: ActivationContext, report: RunReport) -> None:
+    """Plan every due campaign slot and process every trigger's new events and segment changes."""
+    now = ctx.now()
+    renderer = Renderer(ctx)
+    horizon = dt.timedelta(hours=ctx.settings.catch_up_hours)
+    for name, rule in sorted(ctx.rule_set.campaigns.items()):
+        if rule.schedule is None:
+            continue
+        try:
+            slot = latest_slot(rule.schedule, now, ctx.tz, horizon=horizon)
+            if slot is None or ctx.store.get_run(f"campaign:{name}:{_slot(slot)}") is not None:
+                continue
+            result = plan_campaign(ctx, name, slot, renderer=renderer)
+            if result is not None:
+                report.planned_runs.append(result)
+        except MotorcadeError as exc:
+            report.errors.append(f"campaign {name}: {exc}")
+            ctx.log(f"campaign {name}: {exc}")
+    for name, rule in sorted(ctx.rule_set.triggers.items()):
+        try:
+            if isinstance(rule.on, ast.OnEvent):
+                totals = process_event_trigger(ctx, name, renderer=renderer)
+            elif isinstance(rule.on, ast.OnSegment):
+                totals = process_segment_trigger(ctx, name, renderer=renderer)
+            else:
+                continue
+            report.trigger_firings[name] = report.trigger_firings.get(name, 0) + totals["fired"]
+        except MotorcadeError as exc:
+            report.errors.append(f"trigger {name}: {exc}")
+            ctx.log(f"trigger {name}: {exc}")
+
+
+def _slot(slot: dt.datetime) -> str:
+    from .schedule import slot_text
+
+    return slot_text(slot)
+
+
+def run_once(ctx: ActivationContext, *, dispatch: bool = True, plan: bool = True) -> RunReport:
+    """One pass: plan (if this worker gets the scheduler lease) and dispatch everything due now."""
+    report = RunReport()
+    if plan:
+        record_revision(ctx)
+        if ctx.store.acquire_lease(SCHEDULER_LEASE, ctx.worker_id, ttl_seconds=ctx.settings.scheduler_lease_seconds,
+                                   now=ctx.now()):
+            report.planner = True
+            try:
+                plan_due(ctx, report)
+            finally:
+                ctx.store.release_lease(SCHEDULER_LEASE, ctx.worker_id)
+    if dispatch:
+        dispatcher = Dispatcher(ctx)
+        try:
+            report.dispatched = dispatcher.dispatch_due()
+        finally:
+            dispatcher.close()
+    return report
+
+
+def next_wakeup(ctx: ActivationContext) -> dt.datetime:
+    """When `serve` should look again: the next due send, the next schedule slot, or the poll interval."""
+    now = ctx.now()
+    candidates = [now + dt.timedelta(seconds=ctx.settings.poll_seconds)]
+    due = ctx.store.next_due_at()
+    if due is not None:
+        candidates.append(max(now, due))
+    return min(candidates)
+
+
+def serve(make_context: Callable[[], ActivationContext], *, stop: threading.Event | None = None,
+          max_passes: int | None = None, log: Callable[[str], None] = lambda m: None) -> int:
+    """Run passes until ``stop`` is set (SIGINT/SIGTERM set it when called from the main thread).
+
+    Sleeps until the next due send or the poll interval -- never busy-waits. The rules are reloaded
+    every pass, so a pass always uses one immutable snapshot and an edit takes effect at the next pass.
+    Returns the number of passes made.
+    """
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    passes = 0
+    while not stop.is_set() and (max_passes is None or passes < max_passes):
+        passes += 1
+        try:
+            ctx = make_context()
+            report = run_once(ctx)
+            if report.planned_runs or any(report.dispatched.values()):
+                log(f"pass {passes}: planned {len(report.planned_runs)} runs, dispatched {report.dispatched}")
+            for error in report.errors:
+                log(f"error: {error}")
+            wake = next_wakeup(ctx)
+            delay = max(0.05, (wake - ctx.now()).total_seconds())
+        except MotorcadeError as exc:  # a broken rule file: keep serving, try again after the poll interval
+            log(f"error: {exc}")
+            delay = 5.0
+        stop.wait(min(delay, 60.0))
+    return passes

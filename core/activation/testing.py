@@ -1,0 +1,127 @@
+"""Test support for activation: an in-memory channel and a local HTTP receiver that counts idempotency keys.
+
+Used by Motorcade's own tests and benchmark, and available to channel-plugin authors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+from typing import Any
+
+import attrs
+
+import motorcade
+
+from .channel import Channel, ChannelCapabilities, DeliveryResult, OutboundMessage
+
+
+def memory_channel_plugin(name: str = "memory", *, address_type: str = "person", batch_size: int = 50,
+                          answers: dict[str, list[str]] | None = None, **capabilities: Any):
+    """A plugin object registering channel ``name`` that keeps what it sends in ``plugin.sent``.
+
+    ``answers`` maps an idempotency key to the statuses to answer on successive attempts
+    (e.g. ``["transient", "sent"]``); any other key is ``sent``.
+    """
+    sent: list[OutboundMessage] = []
+    scripted = {k: list(v) for k, v in (answers or {}).items()}
+    caps = ChannelCapabilities(address_type=address_type, batch_size=batch_size, **capabilities)
+
+    class MemoryChannel(Channel):
+        description = "in-memory test channel"
+        capabilities = caps
+
+        def send(self, batch: list[OutboundMessage]) -> list[DeliveryResult]:
+            results = []
+            for message in batch:
+                queue = scripted.get(message.idempotency_key)
+                status = queue.pop(0) if queue else "sent"
+                if status == "sent":
+                    sent.append(message)
+                results.append(DeliveryResult(message.idempotency_key, status, detail=f"memory: {status}",
+                                              provider_message_id=f"m-{len(sent)}" if status == "sent" else None))
+            return results
+
+    MemoryChannel.name = name
+
+    class Plugin:
+        channel_class = MemoryChannel
+
+        @staticmethod
+        @motorcade.hookimpl
+        def register_channels(register):
+            register(MemoryChannel)
+
+    Plugin.sent = sent
+    return Plugin
+
+
+@attrs.define
+class Delivery:
+    key: str
+    body_sha256: str
+
+
+class KeyCountingServer:
+    """A webhook receiver on 127.0.0.1 that deduplicates on the idempotency key, like a provider would.
+
+    Accepts the webhook channel's wire format (one message, or ``{"messages": [...]}``). ``deliveries``
+    counts every request per key; ``bodies`` records the sha256 of each delivered message object so a
+    test can check a re-delivery carried exactly the same message.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.deliveries: dict[str, int] = {}
+        self.bodies: dict[str, set[str]] = {}
+        self.requests = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                payload = json.loads(self.rfile.read(length))
+                messages = payload["messages"] if "messages" in payload else [payload]
+                with outer.lock:
+                    outer.requests += 1
+                    for message in messages:
+                        key = message["idempotency_key"]
+                        digest = hashlib.sha256(json.dumps(
+                            {k: message[k] for k in ("person_id", "address", "template", "subject", "body")},
+                            sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+                        outer.deliveries[key] = outer.deliveries.get(key, 0) + 1
+                        outer.bodies.setdefault(key, set()).add(digest)
+                body = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/hook"
+
+    def __enter__(self) -> "KeyCountingServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, set[str]]]:
+        with self.lock:
+            return dict(self.deliveries), {k: set(v) for k, v in self.bodies.items()}

@@ -1,0 +1,488 @@
+"""Activation at run time: campaign runs, the outbox, guard rails, retries, triggers, feedback events.
+
+Real SQLite project, real rule files and templates, in-memory channels registered as plugins.
+Segment memberships are written by a tiny helper below (the segment compiler fills them in production).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import pytest
+
+from motorcade.activation.dispatcher import Dispatcher, backoff_seconds
+from motorcade.activation.feedback import record_receipt
+from motorcade.activation.guardrails import in_holdout
+from motorcade.activation.planner import plan_campaign
+from motorcade.activation.runner import run_once
+from motorcade.activation.settings import ActivationContext
+from motorcade.activation.testing import memory_channel_plugin
+from motorcade.model import Consent, Event, Identifier
+from motorcade.project import Project
+from motorcade.store.codec import iso
+
+SH = zoneinfo.ZoneInfo("Asia/Shanghai")
+UTC = dt.timezone.utc
+
+
+class Clock:
+    def __init__(self, at: dt.datetime):
+        self.at = at
+
+    def __call__(self) -> dt.datetime:
+        return self.at
+
+    def advance(self, **delta) -> None:
+        self.at += dt.timedelta(**delta)
+
+
+def put_members(store, segment: str, ids, at: dt.datetime) -> None:
+    """Test helper: make ``ids`` the segment's members, recording enter/leave changes like the compiler does."""
+    ids = set(ids)
+    with store.transaction():
+        run_id = store.conn.execute(
+            "INSERT INTO segment_runs (segment, revision, as_of, computed_at, size, entered, left_count, duration_ms) "
+            "VALUES (?, 'test', ?, ?, ?, 0, 0, 0)", (segment, iso(at), iso(at), len(ids))).lastrowid
+        current = {r[0] for r in store.conn.execute("SELECT person_id FROM segment_members WHERE segment = ?",
+                                                      (segment,))}
+        for pid in sorted(ids - current):
+            store.conn.execute("INSERT INTO segment_members VALUES (?, ?, ?, ?, 'test')", (segment, pid, iso(at), iso(at)))
+            store.conn.execute("INSERT INTO segment_changes (run_id, segment, person_id, change, at) "
+                               "VALUES (?, ?, ?, 'enter', ?)", (run_id, segment, pid, iso(at)))
+        for pid in sorted(current - ids):
+            store.conn.execute("DELETE FROM segment_members WHERE segment = ? AND person_id = ?", (segment, pid))
+            store.conn.execute("INSERT INTO segment_changes (run_id, segment, person_id, change, at) "
+                               "VALUES (?, ?, ?, 'leave', ?)", (run_id, segment, pid, iso(at)))
+
+
+def add_identifier(store, person_id: int, type_: str, value: str) -> None:
+    store.conn.execute("INSERT INTO identifiers (type, value, person_id) VALUES (?, ?, ?)", (type_, value, person_id))
+
+
+CONFIG = """
+[project]
+name = "t"
+timezone = "Asia/Shanghai"
+database = "motorcade.db"
+rules = ["rules"]
+
+[guardrails]
+{guardrails}
+
+[activation]
+backoff_base_seconds = 10
+max_attempts = 3
+"""
+
+RULES = """
+segment owners {{ where profile.is_owner = true }}
+campaign recall "回厂" {{
+  audience owners
+  schedule daily at 10:00
+  send to {send_to}
+  {holdout}
+  via {via}
+}}
+"""
+
+
+@pytest.fixture
+def setup(motorcade_project, motorcade_pm, register_plugin):
+    """Build a project: setup(rules=..., guardrails=..., templates={...}, channels=[plugin, ...])."""
+
+    def build(rules: str, *, guardrails: str = "", templates: dict[str, str] | None = None, channels=(),
+              clock: Clock | None = None):
+        directory = motorcade_project.directory
+        (directory / "motorcade.toml").write_text(CONFIG.format(guardrails=guardrails), encoding="utf-8")
+        (directory / "rules" / "main.mc").write_text(rules, encoding="utf-8")
+        (directory / "templates").mkdir(exist_ok=True)
+        for name, text in (templates or {"hello.txt": "您好 {{ person.name }}"}).items():
+            (directory / "templates" / name).write_text(text, encoding="utf-8")
+        for plugin in channels:
+            register_plugin(plugin, name=plugin.channel_class.name)
+        project = Project(directory, plugin_manager=motorcade_pm)
+        project.__dict__["store"] = motorcade_project.store
+        clock = clock or Clock(dt.datetime(2026, 11, 23, 10, 0, tzinfo=SH))
+        ctx = ActivationContext.for_project(project, clock=clock, worker_id="w1")
+        return project, ctx, clock
+
+    return build
+
+
+def people(store, n: int, **attributes) -> list[int]:
+    with store.transaction():
+        return [store.create_person({"name": f"客户{i}", "is_owner": True, **attributes}) for i in range(n)]
+
+
+def rules(send_to="all members", holdout="", via='memory template "hello.txt"'):
+    return RULES.format(send_to=send_to, holdout=holdout, via=via.replace('.txt"', '"'))
+
+
+def statuses(store) -> dict[str, str]:
+    return {s["idempotency_key"]: s["status"] for s in store.list_sends(limit=100000)}
+
+
+# -- the outbox ---------------------------------------------------------------------------------------
+
+
+def test_campaign_run_writes_snapshot_and_outbox_once_with_deterministic_keys(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), guardrails="", channels=[memory])
+    store = project.store
+    ids = people(store, 5)
+    put_members(store, "owners", ids, clock())
+    slot = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SH)
+    result = plan_campaign(ctx, "recall", slot)
+    assert result["planned"] == 5
+    assert plan_campaign(ctx, "recall", slot) is None  # the same slot is never planned twice
+    sends = store.list_sends(limit=100)
+    assert sorted(s["idempotency_key"] for s in sends) == sorted(
+        f"campaign:recall:20261123T0200Z:p{pid}:s0" for pid in ids)
+    assert {s["revision"] for s in sends} == {ctx.revision} and len(ctx.revision) == 64
+    assert store.audience_snapshot(result["run_id"]) == {pid: "treatment" for pid in ids}
+    queued = store.events_of(ids[0], name="queued")
+    assert queued[0].source == "motorcade" and queued[0].properties["revision"] == ctx.revision
+    assert queued[0].properties["campaign"] == "recall"
+    # the rendered message is stored with the row (a retry sends the same bytes)
+    assert sends[0]["payload"]["steps"][0]["body"].startswith("您好 客户")
+
+
+def test_run_once_plans_the_due_slot_and_delivers_with_sent_feedback(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    ids = people(store, 3)
+    put_members(store, "owners", ids, clock())
+    report = run_once(ctx)
+    assert report.planner and report.dispatched["sent"] == 3
+    assert sorted(m.person_id for m in memory.sent) == ids
+    assert set(statuses(store).values()) == {"sent"}
+    sent = store.events_of(ids[1], name="sent")
+    assert sent[0].properties["revision"] == ctx.revision and sent[0].properties["channel"] == "memory"
+    # a second pass at the same time plans and sends nothing new
+    assert run_once(ctx).dispatched["sent"] == 0 and len(memory.sent) == 3
+    assert store.rule_revision_files(ctx.revision)  # the rule text behind the revision is kept
+
+
+def test_new_members_only_sends_to_people_who_entered_since_the_last_run(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(send_to="new members only"), channels=[memory])
+    store = project.store
+    first, second = people(store, 3), people(store, 2)
+    put_members(store, "owners", first, clock())
+    run_once(ctx)
+    clock.advance(days=1)
+    put_members(store, "owners", first[1:] + second, clock())  # first[0] left, two entered
+    report = run_once(ctx)
+    assert report.planned_runs[0]["audience"] == 2
+    assert sorted(m.person_id for m in memory.sent) == sorted(first + second)
+
+
+# -- guard rails -----------------------------------------------------------------------------------------
+
+
+def test_consent_opt_out_stops_the_send_with_its_reason(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    a, b, c = people(store, 3)
+    with store.transaction():
+        store.set_consent(Consent(a, "*", False, clock(), source="crm"))
+        store.set_consent(Consent(b, "memory", False, clock(), source="unsubscribe_event"))
+    put_members(store, "owners", [a, b, c], clock())
+    run_once(ctx)
+    by_person = {s["person_id"]: s for s in store.list_sends()}
+    assert by_person[a]["status"] == "suppressed" and by_person[a]["reason"].startswith("consent: opted out of every")
+    assert by_person[b]["status"] == "suppressed" and "consent: opted out for memory" in by_person[b]["reason"]
+    assert by_person[c]["status"] == "sent"
+    assert [m.person_id for m in memory.sent] == [c]
+
+
+def test_opt_in_mode_needs_a_recorded_grant(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), guardrails='consent = "opt_in"', channels=[memory])
+    store = project.store
+    a, b = people(store, 2)
+    with store.transaction():
+        store.set_consent(Consent(a, "memory", True, clock(), source="crm"))
+    put_members(store, "owners", [a, b], clock())
+    run_once(ctx)
+    by_person = {s["person_id"]: s for s in store.list_sends()}
+    assert by_person[a]["status"] == "sent"
+    assert by_person[b]["status"] == "suppressed" and "no consent recorded" in by_person[b]["reason"]
+
+
+def test_quiet_hours_defer_the_send_to_the_end_of_the_window_in_the_persons_zone(setup):
+    memory = memory_channel_plugin()
+    clock = Clock(dt.datetime(2026, 11, 23, 22, 30, tzinfo=SH))
+    text = rules().replace("daily at 10:00", "daily at 22:00")
+    project, ctx, clock = setup(text, guardrails='quiet_hours = { start = "21:00", end = "09:00" }',
+                                channels=[memory], clock=clock)
+    store = project.store
+    local, london = people(store, 1) + people(store, 1, timezone="Europe/London")
+    put_members(store, "owners", [local, london], clock())
+    run_once(ctx)
+    by_person = {s["person_id"]: s for s in store.list_sends()}
+    assert by_person[local]["status"] == "deferred"
+    assert "quiet_hours: 21:00-09:00" in by_person[local]["reason"]
+    assert dt.datetime.fromtimestamp(by_person[local]["not_before"], SH) == dt.datetime(2026, 11, 24, 9, 0, tzinfo=SH)
+    assert by_person[london]["status"] == "sent"  # 14:30 in London
+    clock.at = dt.datetime(2026, 11, 24, 8, 59, tzinfo=SH)
+    assert run_once(ctx).dispatched["sent"] == 0  # still quiet: not even claimed
+    clock.at = dt.datetime(2026, 11, 24, 9, 0, tzinfo=SH)
+    run_once(ctx)
+    assert store.get_send(by_person[local]["idempotency_key"])["status"] == "sent"
+
+
+CAP_RULES = """
+segment owners { where profile.is_owner = true }
+campaign a { audience owners  schedule daily at 10:00  via memory template "hello" }
+campaign b { audience owners  schedule daily at 10:00  via memory template "hello" }
+campaign c { audience owners  schedule daily at 10:00  via memory template "hello" }
+trigger receipt { on order  via memory template "hello"  transactional  reenter always }
+"""
+
+
+def test_frequency_cap_across_campaigns_with_transactional_exempt(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(CAP_RULES, guardrails="frequency_cap = { count = 2, days = 7 }", channels=[memory])
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    with store.transaction():
+        store.insert_events([Event("order", clock() - dt.timedelta(minutes=1), pid, {"amount": 1}, "dms", "o1")])
+    run_once(ctx)
+    by_origin = {s["origin"]: s for s in store.list_sends()}
+    assert [by_origin[o]["status"] for o in ("a", "b", "c")] == ["sent", "sent", "suppressed"]
+    assert by_origin["c"]["reason"] == "frequency_cap: 2 marketing sends in the last 7 days (cap 2)"
+    assert by_origin["receipt"]["status"] == "sent"  # transactional: exempt, and not counted
+    # a week later the cap has room again
+    clock.advance(days=8)
+    run_once(ctx)
+    assert sum(1 for s in store.list_sends() if s["status"] == "sent") == 5
+
+
+def test_holdout_is_deterministic_recorded_in_the_snapshot_and_not_sent(setup):
+    memory = memory_channel_plugin(batch_size=500)
+    project, ctx, clock = setup(rules(holdout="holdout 10%"), channels=[memory])
+    store = project.store
+    ids = people(store, 600)
+    put_members(store, "owners", ids, clock())
+    report = run_once(ctx)
+    snapshot = store.audience_snapshot(report.planned_runs[0]["run_id"])
+    held = {pid for pid, arm in snapshot.items() if arm == "holdout"}
+    assert held == {pid for pid in ids if in_holdout(pid, "recall", 10)}
+    assert 30 <= len(held) <= 90  # ~10% of 600
+    sends = {s["person_id"]: s for s in store.list_sends(limit=1000)}
+    assert all(sends[p]["status"] == "holdout" and sends[p]["reason"].startswith("holdout") for p in held)
+    assert {m.person_id for m in memory.sent} == set(ids) - held
+    assert not store.events_of(next(iter(held)), name="queued")
+
+
+def test_fallback_to_sms_when_the_person_has_no_wecom_identifier(setup):
+    wecom = memory_channel_plugin("wecom", address_type="wecom_external_userid")
+    sms = memory_channel_plugin("sms", address_type="phone", max_length=70)
+    project, ctx, clock = setup(rules(via='wecom template "hello" fallback sms template "hello"'),
+                                channels=[wecom, sms])
+    store = project.store
+    linked, unlinked, unreachable = people(store, 3)
+    with store.transaction():
+        add_identifier(store, linked, "wecom_external_userid", "wmABC")
+        add_identifier(store, unlinked, "phone", "+8613800000001")
+    put_members(store, "owners", [linked, unlinked, unreachable], clock())
+    run_once(ctx)
+    by_person = {s["person_id"]: s for s in store.list_sends()}
+    assert [m.address for m in wecom.sent] == ["wmABC"]
+    assert [m.address for m in sms.sent] == ["+8613800000001"]
+    assert by_person[unlinked]["channel"] == "sms"
+    assert by_person[unlinked]["reason"] == "fallback: wecom -> sms (wecom: no wecom_external_userid)"
+    assert by_person[unreachable]["status"] == "suppressed"
+    assert by_person[unreachable]["reason"].startswith("no channel: wecom: no wecom_external_userid; sms: no phone")
+
+
+def test_channel_limits_send_window_defers_and_max_length_skips(setup):
+    sms = memory_channel_plugin("sms", address_type="phone", max_length=10, send_window=("08:00", "22:00"))
+    clock = Clock(dt.datetime(2026, 11, 23, 7, 0, tzinfo=SH))
+    text = rules(via='sms template "hello"').replace("daily at 10:00", "daily at 07:00")
+    project, ctx, clock = setup(text, templates={"hello.txt": "{{ person.code }}"}, channels=[sms], clock=clock)
+    store = project.store
+    short = people(store, 1, code="hi")[0]
+    long = people(store, 1, code="这是一条超过十个字的短信正文内容")[0]
+    with store.transaction():
+        add_identifier(store, short, "phone", "+8613800000002")
+        add_identifier(store, long, "phone", "+8613800000003")
+    put_members(store, "owners", [short, long], clock())
+    run_once(ctx)
+    by_person = {s["person_id"]: s for s in store.list_sends()}
+    assert by_person[short]["status"] == "deferred" and by_person[short]["reason"].startswith("send_window: sms")
+    assert by_person[long]["status"] == "suppressed" and "accepts 10" in by_person[long]["reason"]
+    clock.at = dt.datetime(2026, 11, 23, 8, 0, tzinfo=SH)
+    run_once(ctx)
+    assert [m.body for m in sms.sent] == ["hi"]
+
+
+# -- delivery: retries, dead letters, operator retry -----------------------------------------------------
+
+
+def test_transient_failures_back_off_with_jitter_then_succeed_or_go_dead(setup):
+    key = "campaign:recall:20261123T0200Z:p{}:s0"
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    flaky, broken, rejected = people(store, 3)
+    memory_answers = {key.format(flaky): ["transient", "sent"], key.format(broken): ["transient"] * 5,
+                      key.format(rejected): ["permanent"]}
+    memory2 = memory_channel_plugin("memory", answers=memory_answers)
+    ctx.registry.channels["memory"].obj = memory2.channel_class  # same name, scripted answers
+    put_members(store, "owners", [flaky, broken, rejected], clock())
+    run_once(ctx)
+    sends = {s["person_id"]: s for s in store.list_sends()}
+    assert sends[flaky]["status"] == "failed" and sends[flaky]["attempts"] == 1
+    wait = sends[flaky]["not_before"] - int(clock().timestamp())
+    assert 5 <= wait <= 10  # base 10 s, equal jitter: [5, 10]
+    assert sends[rejected]["status"] == "dead" and sends[rejected]["reason"] == "permanent: memory: permanent"
+    for _ in range(4):
+        clock.advance(seconds=3600)
+        run_once(ctx)
+    sends = {s["person_id"]: s for s in store.list_sends()}
+    assert sends[flaky]["status"] == "sent" and sends[flaky]["attempts"] == 2
+    assert sends[broken]["status"] == "dead" and sends[broken]["attempts"] == 3
+    assert sends[broken]["reason"].startswith("retries exhausted after 3 attempts")
+    assert store.events_of(broken, name="failed")
+    # the operator puts the dead letters back; the same keys are delivered
+    with store.transaction():
+        assert store.retry_sends(status="dead") == 2
+    run_once(ctx)
+    assert store.get_send(key.format(rejected))["status"] == "sent"
+    assert store.get_send(key.format(broken))["status"] == "failed"  # two scripted transients left
+    for _ in range(2):
+        clock.advance(seconds=3600)
+        run_once(ctx)
+    assert store.get_send(key.format(broken))["status"] == "sent"
+    assert sorted(m.idempotency_key for m in memory2.sent) == sorted(key.format(p) for p in (flaky, broken, rejected))
+
+
+def test_backoff_grows_exponentially_and_is_capped():
+    import random
+
+    rng = random.Random(1)
+    delays = [backoff_seconds(n, base=30, cap=3600, rng=rng) for n in range(1, 10)]
+    for n, delay in enumerate(delays, start=1):
+        full = min(3600, 30 * 2 ** (n - 1))
+        assert full / 2 <= delay <= full
+
+
+def test_a_worker_whose_claim_expired_cannot_overwrite_the_new_owners_result(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx, dispatch=False)
+    slow = Dispatcher(ctx)
+    claimed = slow.claim()
+    assert len(claimed) == 1
+    clock.advance(seconds=ctx.settings.claim_seconds + 1)
+    other = ActivationContext.for_project(project, clock=clock, worker_id="w2")
+    fast = Dispatcher(other)
+    assert len(fast.claim()) == 1  # the expired claim is taken over, same key
+    from motorcade.activation.channel import DeliveryResult
+
+    counts = slow.record(claimed, [DeliveryResult(claimed[0]["idempotency_key"], "permanent", detail="late")])
+    assert counts == {"sent": 0, "failed": 0, "dead": 0}
+    assert store.get_send(claimed[0]["idempotency_key"])["claimed_by"] == "w2"
+
+
+# -- triggers ----------------------------------------------------------------------------------------------
+
+TRIGGER_RULES = """
+segment vip { where tag value_tier = "vip" }
+trigger order_thanks {
+  on order where amount > 100000
+  if in segment vip
+  wait 10 minutes
+  via memory template "thanks"
+}
+trigger welcome {
+  on enter segment owners
+  reenter once per 30 days
+  via memory template "hello"
+}
+"""
+
+
+def test_event_trigger_conditions_wait_and_high_water_mark(setup):
+    memory = memory_channel_plugin()
+    clock = Clock(dt.datetime(2026, 11, 23, 12, 0, tzinfo=SH))
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory], clock=clock,
+                                templates={"thanks.txt": "感谢订购 {{ event.model }}", "hello.txt": "hi"})
+    store = project.store
+    vip, normal = people(store, 2)
+    store.write_tag_values([(vip, "value_tier", "vip"), (normal, "value_tier", "normal")], tags=["value_tier"],
+                           calculator="t", calculator_version="1", computed_at=clock())
+    t0 = clock() - dt.timedelta(minutes=5)
+    with store.transaction():
+        store.insert_events([
+            Event("order", t0, vip, {"amount": 300000, "model": "X5"}, "dms", "o1"),
+            Event("order", t0, vip, {"amount": 500, "model": "mug"}, "dms", "o2"),
+            Event("order", t0, normal, {"amount": 300000, "model": "X3"}, "dms", "o3"),
+        ])
+    run_once(ctx)
+    (send,) = store.list_sends()
+    assert send["idempotency_key"].startswith("trigger:order_thanks:e") and send["person_id"] == vip
+    assert send["status"] == "planned"  # waits 10 minutes from the event: 5 more minutes
+    assert send["not_before"] == int((t0 + dt.timedelta(minutes=10)).timestamp())
+    clock.advance(minutes=5)
+    run_once(ctx)
+    assert [m.body for m in memory.sent] == ["感谢订购 X5"]
+    # events already seen are not processed again; a new one is (reenter once is the default)
+    with store.transaction():
+        store.insert_events([Event("order", clock(), vip, {"amount": 200000, "model": "i7"}, "dms", "o4")])
+    run_once(ctx)
+    assert len(store.list_sends()) == 1  # fired once already for this person
+
+
+def test_segment_enter_trigger_with_reentry_once_per_period(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory], templates={"thanks.txt": "x", "hello.txt": "欢迎"})
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    assert len(memory.sent) == 1
+    for days in (1, 2):  # leaves and re-enters within 30 days: no second welcome
+        clock.advance(days=1)
+        put_members(store, "owners", [], clock())
+        clock.advance(hours=1)
+        put_members(store, "owners", [pid], clock())
+        run_once(ctx)
+    assert len(memory.sent) == 1
+    clock.advance(days=31)
+    put_members(store, "owners", [], clock())
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    assert len(memory.sent) == 2
+
+
+# -- feedback ------------------------------------------------------------------------------------------------
+
+
+def test_receipts_become_events_once_and_unsubscribe_records_consent(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    (send,) = store.list_sends()
+    key = send["idempotency_key"]
+    assert record_receipt(store, key, "delivered", at=clock())
+    assert not record_receipt(store, key, "delivered", at=clock())  # duplicate receipt (Aliyun): stored once
+    assert record_receipt(store, key, "clicked", at=clock())
+    assert record_receipt(store, key, "unsubscribed", at=clock())
+    names = [e.name for e in store.events_of(pid)]
+    assert names.count("delivered") == 1 and "clicked" in names and "unsubscribed" in names
+    clicked = store.events_of(pid, name="clicked")[0]
+    assert clicked.properties["campaign"] == "recall" and clicked.properties["revision"] == ctx.revision
+    assert [c.granted for c in store.consents_of(pid) if c.channel == "memory"] == [False]
