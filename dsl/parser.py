@@ -472,11 +472,17 @@ def _example_errors() -> list[tuple[str, UnexpectedInput]]:
     return out
 
 
+def _state_key(exc: UnexpectedInput):
+    """The LALR state the parser was in (not the whole stack: earlier rules in a file deepen it)."""
+    state = getattr(exc, "state", None)
+    return getattr(state, "position", state)
+
+
 def _label(exc: UnexpectedInput) -> str | None:
     """The friendly label of the example that fails in the same parser state on the same kind of token
     (stricter than lark's ``match_examples``, which falls back to the state alone)."""
     for label, example in _example_errors():
-        if type(example) is not type(exc) or example.state != exc.state:
+        if type(example) is not type(exc) or _state_key(example) != _state_key(exc):
             continue
         if isinstance(exc, UnexpectedToken) and example.token.type != exc.token.type:
             continue
