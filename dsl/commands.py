@@ -38,10 +38,13 @@ def _paths(ctx: click.Context, paths) -> list[Path]:
     return [Path("rules")] if Path("rules").is_dir() else [Path(".")]
 
 
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
+
 def _fail(exc: DslError) -> None:
     click.echo(str(exc), err=True)
-    errors = sum(1 for d in exc.diagnostics if d.severity == ERROR)
-    click.echo(f"{errors} error{'s' if errors != 1 else ''}", err=True)
+    click.echo(_count(sum(1 for d in exc.diagnostics if d.severity == ERROR), "error"), err=True)
     sys.exit(EXIT_DOMAIN_ERROR)
 
 
@@ -60,8 +63,8 @@ def check_command(ctx: click.Context, paths) -> None:
     errors = sum(1 for d in diagnostics if d.severity == ERROR)
     warnings = len(diagnostics) - errors
     rules = sum(len(f.rules) for f in rule_set.files)
-    click.echo(f"{len(rule_set.files)} files, {rules} rules: {errors} errors, {warnings} warnings "
-               f"(revision {rule_set.revision[:12]})")
+    click.echo(f"{_count(len(rule_set.files), 'file')}, {_count(rules, 'rule')}: {_count(errors, 'error')}, "
+               f"{_count(warnings, 'warning')} (revision {rule_set.revision[:12]})")
     if errors:
         sys.exit(EXIT_DOMAIN_ERROR)
 

@@ -60,6 +60,8 @@ from motorcade.dsl.rules import TEST_SUFFIX, RuleSet, load_rules
 class TestResult:
     """One ``expect`` line."""
 
+    __test__ = False  # not a pytest class
+
     name: str  # "file:line expect ..."
     passed: bool
     message: str = ""  # why it failed
@@ -78,6 +80,9 @@ class CoverageEntry:
 
 @attrs.define
 class TestReport:
+    """Results of a run; ``summary()`` is exactly ``N passed, N failed``."""
+
+    __test__ = False
     results: list[TestResult] = attrs.field(factory=list)
     coverage: list[CoverageEntry] = attrs.field(factory=list)
 
@@ -137,6 +142,7 @@ class Scenario:
 
 @attrs.define
 class TestFile:
+    __test__ = False
     path: str
     as_of: dt.datetime | None
     timezone: str
