@@ -31,6 +31,10 @@ class PersonRecord:
     attributes: dict[str, Any] = attrs.field(factory=dict)  # profile attributes (name, gender, city, ...)
     position: str = ""  # where in the source: "line 17", "row id 4411"
     raw: str = ""  # the raw row, for quarantine
+    # (kind, target id): advisor/store relations, e.g. ("sales_advisor", "A0012"), ("selling_store", "SH001")
+    relations: tuple[tuple[str, str], ...] = ()
+    # (channel, granted, raw time or None): consent columns on the row ("*" = every channel)
+    consents: tuple[tuple[str, bool, Any], ...] = ()
 
 
 @attrs.frozen
@@ -75,6 +79,7 @@ class CarRecord:
     advisor_id: str | None = None  # serving advisor
     position: str = ""  # where in the source
     raw: str = ""  # raw row
+    owner_key: str | None = None  # source_key of a PersonRecord of this source that owns the car
 
 
 @attrs.frozen
@@ -124,6 +129,18 @@ class Source:
 
     def next_cursor(self) -> str | None:
         """After :meth:`read` is exhausted: the cursor to resume from next run (None = re-read all)."""
+        return None
+
+    def reparse(self, position: str, raw: str) -> list[SourceRecord]:
+        """Records from one quarantined row's raw text (for ``motorcade quarantine retry``).
+
+        Connectors that cannot re-read a single row leave this unimplemented; retry then tells the
+        operator to re-ingest the source instead.
+        """
+        raise NotImplementedError
+
+    def size_hint(self) -> int | None:
+        """Roughly how many rows :meth:`read` will yield (for the progress bar), or None if unknown."""
         return None
 
     @property

@@ -1,3 +1,155 @@
-"""CLI commands of the sources stage (added to the root CLI by motorcade.cli)."""
+"""CLI commands of the sources stage (added to the root CLI by motorcade.cli): ingest, quarantine."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import re
+
+import click
+
+from ..masking import mask_email, mask_phone, pii_visible
+
+_PHONE_RUN = re.compile(r"(?<![\w])(\+?\d[\d \-]{6,}\d)(?![\w])")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_HEX_ID = re.compile(r"\b[0-9a-fA-F]{32,}\b")
+
+
+def mask_text(text: str) -> str:
+    """Mask phone numbers, e-mail addresses and long hashes inside free text (a quarantined raw row)."""
+    if pii_visible():
+        return text
+    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    text = _HEX_ID.sub(lambda m: m.group(0)[:6] + "…", text)
+    return _PHONE_RUN.sub(lambda m: mask_phone(re.sub(r"[ \-]", "", m.group(1))), text)
+
+
+def _state():
+    return click.get_current_context().obj
+
+
+@click.command()
+@click.argument("sources", nargs=-1)
+@click.option("--all", "all_sources", is_flag=True, help="Ingest every configured source, in config order.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bool) -> None:
+    """Read SOURCES (names of [sources.*] in motorcade.toml): clean, stitch identities, write.
+
+    Bad rows go to quarantine with the reason (see `motorcade quarantine list`). Re-running a
+    source is safe: what is already stored is not written twice.
+    """
+    from ..errors import MotorcadeError
+    from .ingest import ingest as run_ingest, project_ingestor
+
+    project = _state().project
+    names = list(project.config.sources) if all_sources else list(sources)
+    if not names:
+        raise MotorcadeError("name the sources to ingest, or pass --all",
+                             hint=f"configured: {', '.join(project.config.sources) or 'none'}")
+    for name in names:
+        project.source_settings(name)  # fail early on a misspelled name
+    ingestor = project_ingestor(project)
+    results = []
+    for name in names:
+        if quiet or as_json:
+            summary = run_ingest(project, name, ingestor=ingestor)
+        else:
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                          TextColumn("{task.completed:>10,} rows"), TextColumn("{task.fields[rate]:>9} rows/s"),
+                          TimeElapsedColumn(), transient=False) as bar:
+                task = bar.add_task(name, total=None, rate="-")
+
+                def progress(n: int, _task=task, _bar=bar) -> None:
+                    _bar.advance(_task, n)
+                    t = _bar.tasks[0]
+                    elapsed = t.elapsed or 0
+                    _bar.update(_task, rate=f"{t.completed / elapsed:,.0f}" if elapsed else "-")
+
+                summary = run_ingest(project, name, progress=progress, ingestor=ingestor)
+                bar.update(task, total=summary.read, completed=summary.read)
+        results.append(summary)
+        if not as_json:
+            click.echo(
+                f"{name}: read {summary.read:,}, written {summary.written:,} (events {summary.events:,}, "
+                f"already stored {summary.duplicates:,}), people created {summary.people_created:,}, "
+                f"merged {summary.merged:,}, flagged identifiers {summary.flagged:,}, "
+                f"quarantined {summary.rejected:,} ({summary.quarantined:,} new)"
+                + (f", identifiers dropped {summary.identifiers_dropped:,}" if summary.identifiers_dropped else "")
+                + f" in {summary.seconds:.1f} s ({summary.rows_per_second:,.0f} rows/s)"
+            )
+    if as_json:
+        click.echo(json.dumps([s.as_dict() for s in results], ensure_ascii=False))
+    if any(s.rejected for s in results) and not as_json:
+        click.echo("Rows in quarantine: `motorcade quarantine list` shows them with the reason.")
+
+
+@click.group()
+def quarantine() -> None:
+    """Rows that could not be used, with the reason: list them, retry them after a fix."""
+
+
+@quarantine.command("list")
+@click.option("--source", help="Only this source.")
+@click.option("--limit", default=50, show_default=True, help="At most this many rows (0 = all).")
+@click.option("--summary", "as_summary", is_flag=True, help="Counts per source and reason instead of rows.")
+@click.option("--all", "include_resolved", is_flag=True, help="Include rows a retry has fixed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def quarantine_list(source: str | None, limit: int, as_summary: bool, include_resolved: bool, as_json: bool) -> None:
+    """List quarantined rows (phone numbers and e-mails masked; MOTORCADE_SHOW_PII=1 shows them)."""
+    store = _state().project.store
+    if as_summary:
+        rows = store.quarantine_summary()
+        if source:
+            rows = [r for r in rows if r[0] == source]
+        if as_json:
+            click.echo(json.dumps([{"source": s, "reason": r, "count": n} for s, r, n in rows], ensure_ascii=False))
+            return
+        for s, r, n in rows:
+            click.echo(f"{n:>8,}  {s:<16} {r}")
+        return
+    rows = store.list_quarantine(source=source, include_resolved=include_resolved, limit=limit or None)
+    if as_json:
+        click.echo(json.dumps([
+            {"id": r.id, "source": r.source, "position": r.position, "reason": r.reason, "raw": mask_text(r.raw),
+             "resolved": r.resolved} for r in rows], ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("Quarantine is empty." if not source else f"No quarantined rows for {source}.")
+        return
+    for r in rows:
+        click.echo(f"#{r.id} {r.source} {r.position}: {r.reason}" + (" (fixed)" if r.resolved else ""))
+        click.echo(f"    {mask_text(r.raw)[:200]}")
+
+
+@quarantine.command("retry")
+@click.option("--source", help="Only this source.")
+@click.option("--id", "row_ids", multiple=True, type=int, help="Only these quarantine row ids.")
+def quarantine_retry(source: str | None, row_ids: tuple[int, ...]) -> None:
+    """Re-read quarantined rows with the current mapping and guards; fixed rows are written."""
+    from .ingest import open_source, project_ingestor
+
+    project = _state().project
+    store = project.store
+    rows = store.list_quarantine(source=source)
+    if row_ids:
+        rows = [r for r in rows if r.id in set(row_ids)]
+    by_source: dict[str, list] = {}
+    for r in rows:
+        by_source.setdefault(r.source, []).append(r)
+    ingestor = project_ingestor(project)
+    total = fixed = 0
+    for name, group in by_source.items():
+        if name not in project.config.sources:
+            click.echo(f"{name}: no longer configured; {len(group)} row(s) left in quarantine")
+            continue
+        n, ok = ingestor.retry(open_source(project, name), group)
+        total += n
+        fixed += ok
+        click.echo(f"{name}: retried {n:,}, fixed {ok:,}, still quarantined {n - ok:,}")
+    if not total:
+        click.echo("Nothing to retry.")
+
+
+COMMANDS: list = [ingest, quarantine]

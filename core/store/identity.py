@@ -1,7 +1,461 @@
-"""One-ID: identity records, identifiers, links, merges and splits."""
+"""One-ID: identity records, identifiers, links, merges and splits (every SQL statement on those tables).
+
+The graph: an *identity record* (one CRM customer, one lead, one combination of identifiers seen
+together on events) carries *identifiers* through *links*. People are the connected components of
+records joined by identifiers that are not flagged (junk, over-shared, split off by an operator).
+
+Stable ids: a person is created by one record (its ``origin_person_id``); a component's id is the
+smallest origin id among its records. Merging two components therefore keeps the older id, and a
+split hands every piece the id it had before the merge (``person_merges`` maps the others to it).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any, Iterable, Iterator, Sequence
+
+from .codec import dumps, iso, loads, utc_now
+
+_CHUNK = 5000
+
+
+def _chunks(items: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
 
 class IdentityMixin:
-    pass
+    # -- id allocation (callers hold the write lock: BEGIN IMMEDIATE) -----------------------------
+
+    def identity_next_ids(self) -> tuple[int, int, int]:
+        """Next free (person id, record id, identifier id)."""
+        one = lambda sql: (self.conn.execute(sql).fetchone()[0] or 0) + 1  # noqa: E731
+        person = max(one("SELECT max(id) FROM people"), one("SELECT max(old_id) FROM person_merges"))
+        return person, one("SELECT max(id) FROM identity_records"), one("SELECT max(id) FROM identifiers")
+
+    # -- lookups ----------------------------------------------------------------------------------
+
+    def find_records(self, source: str, keys: Sequence[str]) -> dict[str, tuple[int, int, str]]:
+        """``source_key -> (record id, person id, attributes JSON)`` for the keys that exist."""
+        found: dict[str, tuple[int, int, str]] = {}
+        for chunk in _chunks(list(keys)):
+            for key, rid, pid, attributes in self.conn.execute(
+                f"SELECT source_key, id, person_id, attributes FROM identity_records "
+                f"WHERE source = ? AND source_key IN ({_marks(len(chunk))})",
+                (source, *chunk),
+            ):
+                found[key] = (rid, pid, attributes)
+        return found
+
+    def record_link_ids(self, record_ids: Sequence[int]) -> dict[int, set[int]]:
+        """``record id -> identifier ids`` it is linked to (removed links included: never re-added)."""
+        links: dict[int, set[int]] = {}
+        for chunk in _chunks(list(record_ids)):
+            for rid, iid in self.conn.execute(
+                f"SELECT record_id, identifier_id FROM identity_links WHERE record_id IN ({_marks(len(chunk))})",
+                tuple(chunk),
+            ):
+                links.setdefault(rid, set()).add(iid)
+        return links
+
+    def find_identifiers(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int | None, str | None]]:
+        """``(type, value) -> (identifier id, person id, flag reason or None)`` for those that exist."""
+        found: dict[tuple[str, str], tuple[int, int | None, str | None]] = {}
+        by_type: dict[str, list[str]] = {}
+        for type_, value in pairs:
+            by_type.setdefault(type_, []).append(value)
+        for type_, values in by_type.items():
+            for chunk in _chunks(values):
+                for value, iid, pid, flagged, reason in self.conn.execute(
+                    f"SELECT value, id, person_id, flagged, flag_reason FROM identifiers "
+                    f"WHERE type = ? AND value IN ({_marks(len(chunk))})",
+                    (type_, *chunk),
+                ):
+                    found[(type_, value)] = (iid, pid, (reason or "flagged") if flagged else None)
+        return found
+
+    def identifier_link_counts(self, source: str, identifier_ids: Sequence[int]) -> dict[int, int]:
+        """How many records of ``source`` carry each identifier (live links)."""
+        counts: dict[int, int] = {}
+        for chunk in _chunks(list(identifier_ids)):
+            for iid, n in self.conn.execute(
+                f"SELECT identifier_id, count(*) FROM identity_links WHERE source = ? AND removed_at IS NULL "
+                f"AND identifier_id IN ({_marks(len(chunk))}) GROUP BY identifier_id",
+                (source, *chunk),
+            ):
+                counts[iid] = n
+        return counts
+
+    def person_of_identifier(self, type_: str, value: str) -> int | None:
+        row = self.conn.execute("SELECT person_id FROM identifiers WHERE type = ? AND value = ?", (type_, value)).fetchone()
+        return None if row is None else row[0]
+
+    def person_exists(self, person_id: int) -> bool:
+        return self.conn.execute("SELECT 1 FROM people WHERE id = ?", (person_id,)).fetchone() is not None
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def insert_people_rows(self, rows: Iterable[tuple[int, str, str]]) -> None:
+        """``(id, attributes JSON, at ISO)`` rows."""
+        self.conn.executemany(
+            "INSERT INTO people (id, attributes, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            [(pid, attributes, at, at) for pid, attributes, at in rows],
+        )
+
+    def insert_identity_records(self, rows: Iterable[tuple]) -> None:
+        """``(id, source, source_key, person_id, origin_person_id, attributes JSON, at ISO)`` rows."""
+        self.conn.executemany(
+            "INSERT INTO identity_records (id, source, source_key, person_id, origin_person_id, attributes, "
+            "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*row[:6], row[6], row[6]) for row in rows],
+        )
+
+    def update_record_attributes(self, rows: Iterable[tuple[str, str, int]]) -> None:
+        """``(attributes JSON, at ISO, record id)``."""
+        self.conn.executemany("UPDATE identity_records SET attributes = ?, last_seen = ? WHERE id = ?", list(rows))
+
+    def insert_identifiers(self, rows: Iterable[tuple[int, str, str, int | None, str | None]]) -> None:
+        """``(id, type, value, person_id, flag reason or None)`` rows."""
+        self.conn.executemany(
+            "INSERT INTO identifiers (id, type, value, person_id, flagged, flag_reason) VALUES (?, ?, ?, ?, ?, ?)",
+            [(iid, t, v, pid, int(reason is not None), reason) for iid, t, v, pid, reason in rows],
+        )
+
+    def set_identifier_people(self, rows: Iterable[tuple[int | None, int]]) -> None:
+        """``(person id, identifier id)``."""
+        self.conn.executemany("UPDATE identifiers SET person_id = ? WHERE id = ?", list(rows))
+
+    def insert_identity_links(self, rows: Iterable[tuple]) -> None:
+        """``(record_id, identifier_id, source, rule, at ISO, valid_from, valid_to)`` rows."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO identity_links (record_id, identifier_id, source, rule, created_at, valid_from, "
+            "valid_to) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            list(rows),
+        )
+
+    def flag_identifier(self, identifier_id: int, reason: str) -> int | None:
+        """Flag an identifier so it stops linking; returns the person it belonged to (to re-derive)."""
+        row = self.conn.execute("SELECT person_id FROM identifiers WHERE id = ?", (identifier_id,)).fetchone()
+        self.conn.execute(
+            "UPDATE identifiers SET flagged = 1, flag_reason = ?, person_id = NULL WHERE id = ?", (reason, identifier_id)
+        )
+        return None if row is None else row[0]
+
+    def mark_identity_dirty(self, person_ids: Iterable[int]) -> None:
+        self.conn.executemany("INSERT OR IGNORE INTO identity_dirty (person_id) VALUES (?)", [(p,) for p in person_ids])
+
+    def merge_people(self, target: int, others: Sequence[int], *, reason: str, at: dt.datetime | None = None) -> None:
+        """Merge ``others`` into ``target`` (the smallest id): records, identifiers and the merge log follow.
+
+        Events, ownerships, relations, consents, tags and memberships follow in :meth:`settle_identity`.
+        """
+        others = [o for o in others if o != target]
+        if not others:
+            return
+        now = iso(at or utc_now())
+        conn = self.conn
+        for chunk in _chunks(others):
+            marks = _marks(len(chunk))
+            conn.execute(f"UPDATE person_merges SET new_id = ? WHERE new_id IN ({marks})", (target, *chunk))
+            conn.executemany(
+                "INSERT INTO person_merges (old_id, new_id, merged_at, reason) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(old_id) DO UPDATE SET new_id = excluded.new_id, merged_at = excluded.merged_at, "
+                "reason = excluded.reason",
+                [(o, target, now, reason) for o in chunk],
+            )
+            conn.execute(f"UPDATE identity_records SET person_id = ? WHERE person_id IN ({marks})", (target, *chunk))
+            conn.execute(f"UPDATE identifiers SET person_id = ? WHERE person_id IN ({marks})", (target, *chunk))
+            conn.execute(
+                f"UPDATE people SET created_at = min(created_at, (SELECT min(created_at) FROM people "
+                f"WHERE id IN ({marks}))) WHERE id = ?",
+                (*chunk, target),
+            )
+            conn.execute(f"DELETE FROM people WHERE id IN ({marks})", tuple(chunk))
+        self.mark_identity_dirty([target, *others])
+
+    def rederive_person(self, person_id: int, *, reason: str, at: dt.datetime | None = None) -> list[int]:
+        """Recompute the people of ``person_id``'s records from the live graph (after a flag or a split).
+
+        Every resulting component gets the smallest origin id among its records; ids that lost their
+        merge-log entry come back to life. Returns the ids of the resulting people.
+        """
+        conn = self.conn
+        now = iso(at or utc_now())
+        records = conn.execute(
+            "SELECT id, origin_person_id FROM identity_records WHERE person_id = ? ORDER BY id", (person_id,)
+        ).fetchall()
+        if not records:
+            return []
+        parent = {rid: rid for rid, _ in records}
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        by_identifier: dict[int, int] = {}
+        for rid, iid in conn.execute(
+            "SELECT l.record_id, l.identifier_id FROM identity_links l JOIN identifiers i ON i.id = l.identifier_id "
+            "JOIN identity_records r ON r.id = l.record_id WHERE r.person_id = ? AND l.removed_at IS NULL "
+            "AND i.flagged = 0",
+            (person_id,),
+        ):
+            first = by_identifier.setdefault(iid, rid)
+            a, b = find(first), find(rid)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        components: dict[int, list[tuple[int, int | None]]] = {}
+        for rid, origin in records:
+            components.setdefault(find(rid), []).append((rid, origin))
+        attributes, created = conn.execute(
+            "SELECT attributes, created_at FROM people WHERE id = ?", (person_id,)
+        ).fetchone() or ("{}", now)
+        consents = conn.execute(
+            "SELECT channel, granted, ts, source FROM consents WHERE person_id = ?", (person_id,)
+        ).fetchall()
+        result = []
+        for members in components.values():
+            origins = sorted(o for _, o in members if o is not None)
+            new_id = origins[0] if origins else None
+            if new_id is None:  # a record that never created a person (cannot happen via ingest): new id
+                new_id = self.identity_next_ids()[0]
+                conn.execute("UPDATE identity_records SET origin_person_id = ? WHERE id = ?", (new_id, members[0][0]))
+            result.append(new_id)
+            if new_id != person_id:
+                conn.execute("DELETE FROM person_merges WHERE old_id = ?", (new_id,))
+                conn.execute(
+                    "INSERT OR IGNORE INTO people (id, attributes, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                    (new_id, attributes, created, now),
+                )
+                # Opt-outs must survive a split: every piece keeps the consent state it had.
+                conn.executemany(
+                    "INSERT OR IGNORE INTO consents (person_id, channel, granted, ts, source) VALUES (?, ?, ?, ?, ?)",
+                    [(new_id, *c) for c in consents],
+                )
+            for other in origins[1:]:
+                conn.execute(
+                    "INSERT INTO person_merges (old_id, new_id, merged_at, reason) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(old_id) DO UPDATE SET new_id = excluded.new_id",
+                    (other, new_id, now, reason),
+                )
+            rids = [rid for rid, _ in members]
+            for chunk in _chunks(rids):
+                conn.execute(
+                    f"UPDATE identity_records SET person_id = ? WHERE id IN ({_marks(len(chunk))})", (new_id, *chunk)
+                )
+        if person_id not in result:
+            conn.execute("DELETE FROM people WHERE id = ?", (person_id,))
+            # the old id stands for the piece that holds its oldest record
+            conn.execute(
+                "INSERT INTO person_merges (old_id, new_id, merged_at, reason) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(old_id) DO UPDATE SET new_id = excluded.new_id",
+                (person_id, result[0], now, reason),
+            )
+        # identifiers follow the records that carry them (flagged ones belong to nobody)
+        conn.execute(
+            "UPDATE identifiers SET person_id = (SELECT min(r.person_id) FROM identity_links l "
+            "JOIN identity_records r ON r.id = l.record_id WHERE l.identifier_id = identifiers.id "
+            "AND l.removed_at IS NULL) WHERE person_id = ? AND flagged = 0",
+            (person_id,),
+        )
+        self.mark_identity_dirty([person_id, *result])
+        return result
+
+    def remove_identity_link(self, link_id: int, *, at: dt.datetime | None = None) -> int | None:
+        """Mark one link removed (it never links again); returns the person to re-derive."""
+        row = self.conn.execute(
+            "SELECT r.person_id FROM identity_links l JOIN identity_records r ON r.id = l.record_id WHERE l.id = ?",
+            (link_id,),
+        ).fetchone()
+        self.conn.execute(
+            "UPDATE identity_links SET removed_at = ?, valid_to = coalesce(valid_to, ?) WHERE id = ?",
+            (iso(at or utc_now()), iso(at or utc_now()), link_id),
+        )
+        return None if row is None else row[0]
+
+    # -- golden record ----------------------------------------------------------------------------
+
+    def recompute_golden_records(self, person_ids: Iterable[int], priority: Sequence[str]) -> int:
+        """Rebuild people's attributes from their records: the record holding the highest-priority
+        identifier type wins each attribute (ties: source name, then record key). Returns rows changed."""
+        rank = {t: i for i, t in enumerate(priority)}
+        worst = len(priority)
+        ids = sorted(set(person_ids))
+        changed = 0
+        now = iso(utc_now())
+        for chunk in _chunks(ids):
+            per_person: dict[int, list[tuple]] = {}
+            for pid, source, key, attributes, types in self.conn.execute(
+                f"SELECT r.person_id, r.source, r.source_key, r.attributes, group_concat(i.type) "
+                f"FROM identity_records r LEFT JOIN identity_links l ON l.record_id = r.id AND l.removed_at IS NULL "
+                f"LEFT JOIN identifiers i ON i.id = l.identifier_id AND i.flagged = 0 "
+                f"WHERE r.person_id IN ({_marks(len(chunk))}) GROUP BY r.id",
+                tuple(chunk),
+            ):
+                best = min((rank.get(t, worst) for t in (types or "").split(",") if t), default=worst + 1)
+                per_person.setdefault(pid, []).append((best, source, key, attributes))
+            updates = []
+            for pid, records in per_person.items():
+                golden: dict[str, Any] = {}
+                for _best, _source, _key, attributes in sorted(records):
+                    for name, value in loads(attributes).items():
+                        if value is not None and value != "" and name not in golden:
+                            golden[name] = value
+                golden["sources"] = sorted({r[1] for r in records})
+                updates.append((dumps(golden), now, pid, dumps(golden)))
+            before = self.conn.total_changes
+            self.conn.executemany(
+                "UPDATE people SET attributes = ?, updated_at = ? WHERE id = ? AND attributes != ?", updates
+            )
+            changed += self.conn.total_changes - before
+        return changed
+
+    # -- settling: what follows people after merges and splits -------------------------------------
+
+    def settle_identity(self) -> int:
+        """Make events, ownerships, relations, consents, tags and memberships follow merges and splits.
+
+        Works through ``identity_dirty`` (written with every merge/split) and empties it; safe to run
+        again at any time. Returns how many dirty people were settled.
+        """
+        conn = self.conn
+        n = conn.execute("SELECT count(*) FROM identity_dirty").fetchone()[0]
+        if not n:
+            return 0
+        dirty = "(SELECT person_id FROM identity_dirty)"
+        merged = "(SELECT d.person_id FROM identity_dirty d JOIN person_merges m ON m.old_id = d.person_id)"
+        for table in ("events", "ownerships"):
+            conn.execute(
+                f"UPDATE {table} SET person_id = (SELECT r.person_id FROM identity_records r "
+                f"WHERE r.id = {table}.record_id) WHERE person_id IN {dirty} AND record_id IS NOT NULL"
+            )
+        # rows written by other stages without a record (feedback events) follow the merge log
+        conn.execute(
+            f"UPDATE events SET person_id = (SELECT new_id FROM person_merges WHERE old_id = events.person_id) "
+            f"WHERE person_id IN {merged} AND record_id IS NULL"
+        )
+        conn.execute(f"DELETE FROM person_relations WHERE person_id IN {dirty}")
+        conn.execute(
+            f"INSERT OR IGNORE INTO person_relations (person_id, kind, target_id, source, since) "
+            f"SELECT r.person_id, rr.kind, rr.target_id, min(rr.source), min(rr.since) FROM record_relations rr "
+            f"JOIN identity_records r ON r.id = rr.record_id WHERE r.person_id IN {dirty} "
+            f"GROUP BY r.person_id, rr.kind, rr.target_id"
+        )
+        conn.execute(
+            f"INSERT INTO consents (person_id, channel, granted, ts, source) "
+            f"SELECT m.new_id, c.channel, c.granted, c.ts, c.source FROM consents c "
+            f"JOIN person_merges m ON m.old_id = c.person_id WHERE c.person_id IN {merged} ORDER BY c.ts "
+            f"ON CONFLICT(person_id, channel) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, "
+            f"source = excluded.source WHERE excluded.ts >= consents.ts"
+        )
+        conn.execute(f"DELETE FROM consents WHERE person_id IN {merged}")
+        for table, columns in (
+            ("tag_values", "tag, {pid}, value, computed_at, calculator, calculator_version"),
+            ("segment_members", "segment, {pid}, entered_at, computed_at, revision"),
+        ):
+            names = columns.format(pid="person_id")
+            conn.execute(
+                f"INSERT OR IGNORE INTO {table} ({names}) SELECT {columns.format(pid='m.new_id')} FROM {table} t "
+                f"JOIN person_merges m ON m.old_id = t.person_id WHERE t.person_id IN {merged}"
+            )
+            conn.execute(f"DELETE FROM {table} WHERE person_id IN {merged}")
+        conn.execute("DELETE FROM identity_dirty")
+        return n
+
+    # -- reading the graph (explain, stats) -------------------------------------------------------
+
+    def identity_records_of(self, person_id: int) -> list[dict[str, Any]]:
+        return [
+            {"id": r[0], "source": r[1], "source_key": r[2], "attributes": loads(r[3]), "first_seen": r[4],
+             "origin_person_id": r[5]}
+            for r in self.conn.execute(
+                "SELECT id, source, source_key, attributes, first_seen, origin_person_id FROM identity_records "
+                "WHERE person_id = ? ORDER BY id",
+                (person_id,),
+            )
+        ]
+
+    def identity_links_of(self, person_id: int) -> list[dict[str, Any]]:
+        """Every link of the person's records, with the identifier and its flag."""
+        return [
+            {"link_id": r[0], "record_id": r[1], "identifier_id": r[2], "type": r[3], "value": r[4],
+             "flagged": bool(r[5]), "flag_reason": r[6], "source": r[7], "rule": r[8], "created_at": r[9],
+             "valid_from": r[10], "valid_to": r[11], "removed_at": r[12]}
+            for r in self.conn.execute(
+                "SELECT l.id, l.record_id, l.identifier_id, i.type, i.value, i.flagged, i.flag_reason, l.source, "
+                "l.rule, l.created_at, l.valid_from, l.valid_to, l.removed_at FROM identity_links l "
+                "JOIN identifiers i ON i.id = l.identifier_id JOIN identity_records r ON r.id = l.record_id "
+                "WHERE r.person_id = ? ORDER BY l.record_id, l.id",
+                (person_id,),
+            )
+        ]
+
+    def find_identifier(self, type_: str | None, value: str) -> list[tuple[int, str, str, int | None, str | None]]:
+        """Identifiers with this value (of this type, or any type): (id, type, value, person, flag reason)."""
+        if type_ is None:
+            rows = self.conn.execute(
+                "SELECT id, type, value, person_id, flag_reason FROM identifiers WHERE value = ?", (value,)
+            )
+        else:
+            rows = self.conn.execute(
+                "SELECT id, type, value, person_id, flag_reason FROM identifiers WHERE type = ? AND value = ?",
+                (type_, value),
+            )
+        return [tuple(r) for r in rows]
+
+    def records_of_identifier(self, identifier_id: int) -> list[tuple[int, str, str, int]]:
+        return [
+            tuple(r)
+            for r in self.conn.execute(
+                "SELECT r.id, r.source, r.source_key, r.person_id FROM identity_links l "
+                "JOIN identity_records r ON r.id = l.record_id WHERE l.identifier_id = ? ORDER BY r.id",
+                (identifier_id,),
+            )
+        ]
+
+    def person_merges_into(self, person_id: int) -> list[tuple[int, str, str]]:
+        """(old id, merged_at, reason) of ids that resolve to ``person_id``."""
+        return [
+            tuple(r)
+            for r in self.conn.execute(
+                "SELECT old_id, merged_at, reason FROM person_merges WHERE new_id = ? ORDER BY old_id", (person_id,)
+            )
+        ]
+
+    def identity_stats(self, *, flagged_limit: int = 20) -> dict[str, Any]:
+        one = lambda sql, *p: self.conn.execute(sql, p).fetchone()[0]  # noqa: E731
+        return {
+            "people": one("SELECT count(*) FROM people"),
+            "records": one("SELECT count(*) FROM identity_records"),
+            "identifiers": one("SELECT count(*) FROM identifiers"),
+            "links": one("SELECT count(*) FROM identity_links WHERE removed_at IS NULL"),
+            "removed_links": one("SELECT count(*) FROM identity_links WHERE removed_at IS NOT NULL"),
+            "merged_ids": one("SELECT count(*) FROM person_merges"),
+            "people_merged_from_several_records": one(
+                "SELECT count(*) FROM (SELECT person_id FROM identity_records GROUP BY person_id HAVING count(*) > 1)"
+            ),
+            "identifiers_by_type": dict(self.conn.execute(
+                "SELECT type, count(*) FROM identifiers GROUP BY type ORDER BY count(*) DESC").fetchall()),
+            "records_by_source": dict(self.conn.execute(
+                "SELECT source, count(*) FROM identity_records GROUP BY source ORDER BY source").fetchall()),
+            "people_by_source_count": dict(self.conn.execute(
+                "SELECT n, count(*) FROM (SELECT person_id, count(DISTINCT source) AS n FROM identity_records "
+                "GROUP BY person_id) GROUP BY n ORDER BY n").fetchall()),
+            "flagged_by_reason": dict(self.conn.execute(
+                "SELECT flag_reason, count(*) FROM identifiers WHERE flagged = 1 GROUP BY flag_reason "
+                "ORDER BY count(*) DESC").fetchall()),
+            "flagged": [
+                {"type": r[0], "value": r[1], "reason": r[2], "records": r[3]}
+                for r in self.conn.execute(
+                    "SELECT i.type, i.value, i.flag_reason, (SELECT count(*) FROM identity_links l "
+                    "WHERE l.identifier_id = i.id) AS n FROM identifiers i WHERE i.flagged = 1 "
+                    "ORDER BY n DESC, i.type, i.value LIMIT ?",
+                    (flagged_limit,),
+                )
+            ],
+        }

@@ -293,3 +293,35 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migration
+def m002_identity_provenance(db: sqlite_utils.Database) -> None:
+    """One-ID provenance: which record an event, ownership or relation came from, so they follow splits.
+
+    - ``identity_records.origin_person_id``: the person id this record created (if it created one).
+      A person's id is the smallest origin id among its records: merges and splits keep ids stable.
+    - ``events.record_id`` / ``ownerships.record_id``: the identity record that named the person.
+    - ``record_relations``: advisor/store relations per record; ``person_relations`` is derived from it.
+    - ``identity_dirty``: person ids whose events/ownerships/relations/tags must follow a merge or split
+      (written in the same transaction as the merge, so a killed run is settled by the next one).
+    """
+    db.executescript(
+        """
+        ALTER TABLE identity_records ADD COLUMN origin_person_id INTEGER;
+        CREATE INDEX identity_records_origin ON identity_records (origin_person_id);
+        ALTER TABLE events ADD COLUMN record_id INTEGER;
+        ALTER TABLE ownerships ADD COLUMN record_id INTEGER;
+        CREATE TABLE record_relations (
+            record_id INTEGER NOT NULL REFERENCES identity_records(id),
+            kind TEXT NOT NULL,
+            target_id TEXT NOT NULL,
+            source TEXT,
+            since TEXT,
+            PRIMARY KEY (record_id, kind, target_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE identity_dirty (
+            person_id INTEGER PRIMARY KEY
+        );
+        """
+    )

@@ -19,6 +19,7 @@ import sqlite_utils
 from .codec import iso, utc_now
 from .migrations import MIGRATIONS
 from .identity import IdentityMixin
+from .ingest import IngestMixin
 from .outbox import OutboxMixin
 from .people import PeopleMixin
 from .segments import SegmentsMixin
@@ -28,7 +29,7 @@ from .reports import ReportsMixin
 from .tags import TagsMixin
 
 
-class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, TagsMixin, SegmentsMixin, OutboxMixin,
+class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin, TagsMixin, SegmentsMixin, OutboxMixin,
                   ReportsMixin):
     """A project's operational data in one SQLite file (WAL mode, foreign keys on)."""
 

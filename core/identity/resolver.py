@@ -1,0 +1,334 @@
+"""Incremental identity resolution: union-find over records and identifiers, one batch at a time.
+
+:meth:`IdentityResolver.resolve` takes the *observations* of one batch (a CRM row, the identifiers
+seen together on an event, a car's owner), finds or creates their identity records, links them to
+their identifiers and unites the people those identifiers already belong to. Everything is decided
+in memory for the whole batch and written with a handful of ``executemany`` calls.
+
+Guards (see :mod:`motorcade.identity.guards`): junk values are stored flagged and never link; an
+identifier that more than N records of one source carry is flagged when it crosses the limit and the
+person it had joined is re-derived without it, so the result does not depend on the order rows
+arrive in: people are always the components of the graph over unflagged identifiers.
+
+Callers hold the write transaction (``store.transaction()``) around :meth:`resolve`; if it fails,
+call :meth:`reset` (the caches may hold ids of rows that were rolled back).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any, Iterable, Sequence
+
+import attrs
+
+from ..model import Identifier
+from ..store.codec import dumps, iso, utc_now
+from .guards import IdentityGuards
+
+_CACHE_LIMIT = 3_000_000
+
+
+@attrs.frozen
+class Observation:
+    """Identifiers seen together, by one source, on one record (keyed) or one event (unkeyed)."""
+
+    key: str | None  # the record's key in the source; None = the record is this set of identifiers
+    identifiers: tuple[Identifier, ...]  # cleaned identifiers
+    attributes: dict[str, Any] | None = None  # profile attributes the record states (None = none)
+    rule: str = "shared_identifier"  # why its links exist (shown by explain)
+
+
+def combination_key(identifiers: Iterable[Identifier]) -> str:
+    """The key of an unkeyed record: its identifiers, sorted (hashed when long)."""
+    text = "|".join(sorted(f"{i.type}={i.value}" for i in identifiers))
+    if len(text) > 120:
+        return "ids:" + hashlib.sha256(text.encode()).hexdigest()[:40]
+    return "ids:" + text
+
+
+class IdentityResolver:
+    """Resolves observations to identity records and people, keeping the store's graph consistent."""
+
+    def __init__(self, store, guards: IdentityGuards | None = None, *, now: dt.datetime | None = None):
+        self.store = store
+        self.guards = guards or IdentityGuards()
+        self.now = now
+        self.merged = 0  # person ids merged away by this resolver
+        self.created = 0  # people created
+        self.flagged = 0  # identifiers flagged for crossing their limit
+        self.records_created = 0  # identity records created
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget cached state (after a rollback, or when another writer may have changed the graph)."""
+        self._records: dict[tuple[str, str], list] = {}  # (source, key) -> [record id, person id, attributes JSON]
+        self._links: dict[int, set[int]] = {}  # record id -> identifier ids
+        self._idents: dict[tuple[str, str], list] = {}  # (type, value) -> [id, person id, flag reason]
+        self._counts: dict[tuple[int, str], int] = {}  # (identifier id, source) -> records carrying it
+        self._redirect: dict[int, int] = {}  # person merged away in this run -> the id it merged into
+
+    def _person(self, pid: int | None) -> int | None:
+        redirect = self._redirect
+        if pid is None or pid not in redirect:
+            return pid
+        root = pid
+        while root in redirect:
+            root = redirect[root]
+        while pid in redirect and redirect[pid] != root:  # path compression
+            redirect[pid], pid = root, redirect[pid]
+        return root
+
+    # ------------------------------------------------------------------------------------------
+
+    def resolve(self, source: str, observations: Sequence[Observation]) -> list[tuple[int, int]]:
+        """``(record id, person id)`` for every observation, in order."""
+        if len(self._records) > _CACHE_LIMIT or len(self._idents) > _CACHE_LIMIT:
+            self.reset()
+        store = self.store
+        now = iso(self.now or utc_now())
+        keys = [o.key if o.key else combination_key(o.identifiers) for o in observations]
+        self._load(source, keys, observations)
+        next_pid, next_rid, next_iid = store.identity_next_ids()
+        guards = self.guards
+
+        new_records: list[list] = []
+        new_record_attrs: dict[int, str] = {}
+        record_updates: dict[int, str] = {}
+        new_idents: list[tuple[str, str, list]] = []
+        new_links: list[tuple] = []
+        newly_flagged: list[list] = []
+        touched: list[tuple[list, Observation]] = []  # records with new links (or new records)
+        entries: list[list] = []
+
+        for obs, key in zip(observations, keys):
+            entry = self._records.get((source, key))
+            attrs_json = dumps(obs.attributes) if obs.attributes else "{}"
+            if entry is None:
+                entry = [next_rid, None, attrs_json]
+                next_rid += 1
+                self._records[(source, key)] = entry
+                self._links[entry[0]] = set()
+                new_records.append(entry)
+                new_record_attrs[entry[0]] = key
+                is_new = True
+            else:
+                is_new = False
+                if obs.attributes and attrs_json != entry[2]:
+                    entry[2] = attrs_json
+                    if entry[0] not in new_record_attrs:
+                        record_updates[entry[0]] = entry
+            entries.append(entry)
+            linked = self._links.get(entry[0])
+            if linked is None:
+                linked = self._links[entry[0]] = set()
+            new_link = False
+            for ident in obs.identifiers:
+                pair = (ident.type, ident.value)
+                ie = self._idents.get(pair)
+                if ie is None:
+                    ie = [next_iid, None, guards.junk_reason(ident.type, ident.value)]
+                    next_iid += 1
+                    self._idents[pair] = ie
+                    self._counts[(ie[0], source)] = 0
+                    new_idents.append((ident.type, ident.value, ie))
+                if ie[0] in linked:
+                    continue
+                linked.add(ie[0])
+                new_link = True
+                new_links.append((entry[0], ie[0], source, obs.rule, now, None, None))
+                count_key = (ie[0], source)
+                count = self._counts.get(count_key)
+                if count is None:
+                    count = store.identifier_link_counts(source, [ie[0]]).get(ie[0], 0)
+                count += 1
+                self._counts[count_key] = count
+                if ie[2] is None and count > guards.limit(ident.type):
+                    ie[2] = guards.over_limit_reason(ident.type, source, count)
+                    newly_flagged.append(ie)
+            if is_new or new_link:
+                touched.append((entry, obs))
+
+        # Identifiers that crossed their limit stop linking: people they had joined are re-derived.
+        if newly_flagged:
+            self.flagged += len(newly_flagged)
+            rederive = set()
+            for ie in newly_flagged:
+                if ie[0] < self._first_new_iid(new_idents):
+                    pid = store.flag_identifier(ie[0], ie[2])
+                    if pid is not None:
+                        rederive.add(self._person(pid))
+                ie[1] = None
+            for pid in sorted(p for p in rederive if p is not None):
+                store.rederive_person(pid, reason="identifier flagged: " + "; ".join(
+                    sorted({ie[2] for ie in newly_flagged})), at=self.now)
+            if rederive:
+                self._refresh_persons()
+
+        # Union-find over people (existing), new records and new identifiers.
+        parent: dict[tuple, tuple] = {}
+
+        def find(x: tuple) -> tuple:
+            root = x
+            while parent.get(root, root) != root:
+                root = parent[root]
+            while parent.get(x, x) != root:
+                parent[x], x = root, parent[x]
+            return root
+
+        bridge: dict[tuple, str] = {}
+        for entry, obs in touched:
+            pid = self._person(entry[1])
+            a = ("p", pid) if pid is not None else ("r", entry[0])
+            parent.setdefault(a, a)
+            for ident in obs.identifiers:
+                ie = self._idents[(ident.type, ident.value)]
+                if ie[2] is not None:
+                    continue
+                ipid = self._person(ie[1])
+                b = ("p", ipid) if ipid is not None else ("i", ie[0])
+                parent.setdefault(b, b)
+                ra, rb = find(a), find(b)
+                if ra != rb:
+                    root, child = (ra, rb) if ra < rb else (rb, ra)
+                    parent[child] = root
+                    if ra[0] == "p" or rb[0] == "p" or ra in bridge or rb in bridge:
+                        bridge.setdefault(root, f"{ident.type} identifier #{ie[0]} on a {source} record")
+
+        components: dict[tuple, list[tuple]] = {}
+        for node in parent:
+            components.setdefault(find(node), []).append(node)
+        new_people: list[int] = []
+        merges: list[tuple[int, list[int], str]] = []
+        assign: dict[tuple, int] = {}
+        for root, nodes in components.items():
+            people = sorted(n[1] for n in nodes if n[0] == "p")
+            if people:
+                target = people[0]
+                if len(people) > 1:
+                    merges.append((target, people[1:], "linked by " + bridge.get(root, "a shared identifier")))
+            else:
+                target = next_pid
+                next_pid += 1
+                new_people.append(target)
+            for n in nodes:
+                assign[n] = target
+        origin: dict[int, int] = {}
+        for pid in new_people:
+            origin[pid] = None  # filled below with the smallest new record of the component
+        for entry in new_records:
+            node = ("r", entry[0])
+            target = assign.get(node)
+            if target is None:  # an existing person reached through an identifier
+                target = self._person(entry[1])
+            entry[1] = target
+            if target in origin and (origin[target] is None or entry[0] < origin[target]):
+                origin[target] = entry[0]
+        ident_updates = []
+        for type_, value, ie in new_idents:
+            if ie[2] is None:
+                ie[1] = assign.get(("i", ie[0]))
+        for entry, obs in touched:
+            for ident in obs.identifiers:
+                ie = self._idents[(ident.type, ident.value)]
+                if ie[2] is None and ie[1] is None:
+                    ie[1] = entry[1] if entry[1] is not None else assign.get(("i", ie[0]))
+                    if ie[0] < self._first_new_iid(new_idents):
+                        ident_updates.append((ie[1], ie[0]))
+
+        # -- write ------------------------------------------------------------------------------
+        store.insert_people_rows([(pid, "{}", now) for pid in new_people])
+        store.insert_identity_records([
+            (e[0], source, new_record_attrs[e[0]], e[1], e[1] if origin.get(e[1]) == e[0] else None, e[2], now)
+            for e in new_records
+        ])
+        if record_updates:
+            store.update_record_attributes([(e[2], now, rid) for rid, e in record_updates.items()])
+        store.insert_identifiers([(ie[0], t, v, ie[1], ie[2]) for t, v, ie in new_idents])
+        if ident_updates:
+            store.set_identifier_people(ident_updates)
+        store.insert_identity_links(new_links)
+        for target, others, reason in merges:
+            store.merge_people(target, others, reason=reason, at=self.now)
+            for other in others:
+                self._redirect[other] = target
+        self.merged += sum(len(o) for _, o, _ in merges)
+        self.created += len(new_people)
+        self.records_created += len(new_records)
+        golden = set(new_people)
+        golden.update(t for t, _, _ in merges)
+        golden.update(self._person(e[1]) for e, _ in touched)
+        if record_updates:
+            golden.update(self._person(e[1]) for e in record_updates.values())
+        golden.discard(None)
+        if golden:
+            store.recompute_golden_records(golden, guards.priority)
+        return [(e[0], self._person(e[1])) for e in entries]
+
+    # ------------------------------------------------------------------------------------------
+
+    def flag(self, identifiers: Iterable[Identifier], reason: str) -> int:
+        """Flag identifiers (e.g. advisors' work phones) so they never link; re-derives who they joined."""
+        store = self.store
+        pairs = [(i.type, i.value) for i in identifiers]
+        found = store.find_identifiers(pairs)
+        next_iid = store.identity_next_ids()[2]
+        new_rows = []
+        rederive = set()
+        for pair in dict.fromkeys(pairs):
+            if pair in found:
+                iid, pid, existing = found[pair]
+                if existing is not None:
+                    continue
+                pid = store.flag_identifier(iid, reason)
+                if pid is not None:
+                    rederive.add(pid)
+            else:
+                new_rows.append((next_iid, pair[0], pair[1], None, reason))
+                next_iid += 1
+        store.insert_identifiers(new_rows)
+        for pid in sorted(rederive):
+            store.rederive_person(pid, reason="identifier flagged: " + reason, at=self.now)
+        self.reset()
+        return len(new_rows) + len(rederive)
+
+    def _first_new_iid(self, new_idents: list) -> float:
+        return new_idents[0][2][0] if new_idents else float("inf")
+
+    def _load(self, source: str, keys: list[str], observations: Sequence[Observation]) -> None:
+        store = self.store
+        missing = [k for k in dict.fromkeys(keys) if (source, k) not in self._records]
+        if missing:
+            found = store.find_records(source, missing)
+            for key, (rid, pid, attributes) in found.items():
+                self._records[(source, key)] = [rid, pid, attributes]
+            if found:
+                links = store.record_link_ids([v[0] for v in found.values()])
+                for rid, _pid, _a in found.values():
+                    self._links[rid] = links.get(rid, set())
+        pairs = {(i.type, i.value) for o in observations for i in o.identifiers}
+        missing_pairs = [p for p in pairs if p not in self._idents]
+        if missing_pairs:
+            for pair, (iid, pid, reason) in store.find_identifiers(missing_pairs).items():
+                self._idents[pair] = [iid, pid, reason]
+
+    def _refresh_persons(self) -> None:
+        """After a re-derivation in the store: reload the people of cached records and identifiers."""
+        self._redirect.clear()
+        conn = self.store.conn
+        by_id = {}
+        for entry in self._records.values():
+            by_id[entry[0]] = entry
+        ids = [rid for rid in by_id]
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start:start + 5000]
+            for rid, pid in conn.execute(
+                f"SELECT id, person_id FROM identity_records WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                by_id[rid][1] = pid
+        pairs = list(self._idents)
+        for pair, (iid, pid, reason) in self.store.find_identifiers(pairs).items():
+            entry = self._idents[pair]
+            entry[1] = pid
+            if reason is not None:
+                entry[2] = reason

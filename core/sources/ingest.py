@@ -1,0 +1,425 @@
+"""The ingest core: records from a connector -> cleaned -> identities resolved -> written, or quarantined.
+
+One batch from the connector is one write transaction: cleaning, identity resolution, people, cars,
+ownerships, relations, events, consents and quarantined rows of the batch commit together, so a run
+killed half-way leaves whole batches behind and a re-run (events dedup per source, records keyed per
+source) ends in the same database as one clean run. Merges and splits mark people dirty in the same
+transaction; :meth:`SQLiteStore.settle_identity` moves their events, tags and memberships at the end
+of the run (and at the start of the next one, should a run die before its end).
+
+A row that cannot be used goes to quarantine with its source, position, raw text and the reason; a
+row is used whole or not at all (a DMS row with a bad VIN brings neither its person nor its car).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import attrs
+
+from ..errors import MotorcadeError
+from ..identity.guards import IdentityGuards
+from ..identity.resolver import IdentityResolver, Observation
+from ..model import Advisor, Car, Consent, Identifier, Store
+from ..store.codec import dumps
+from .base import (
+    AdvisorRecord,
+    CarRecord,
+    EventRecord,
+    PersonRecord,
+    RejectedRow,
+    Source,
+    SourceRecord,
+    StoreRecord,
+)
+from .clean import CleanError, clean_identifier, clean_phone, clean_vin, parse_date, parse_timestamp, zone
+
+# Events that carry a consent change, unless the source maps its own (``consent_events``).
+DEFAULT_CONSENT_EVENTS = {
+    "unsubscribe": {"granted": False},
+    "subscribe": {"granted": True},
+}
+_JSON = __import__("json").JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
+@attrs.define
+class IngestSummary:
+    """What one ingest run did."""
+
+    source: str
+    read: int = 0  # records read from the connector (rejected rows included)
+    written: int = 0  # rows new in the store: identity records, events, cars, stores, advisors
+    events: int = 0  # events new in the store
+    duplicates: int = 0  # events already stored (re-ingest)
+    people_created: int = 0  # people created
+    merged: int = 0  # person ids merged into others
+    flagged: int = 0  # identifiers flagged for being shared too widely
+    quarantined: int = 0  # rows sent to quarantine (new ones)
+    rejected: int = 0  # rows rejected this run (new or already in quarantine)
+    identifiers_dropped: int = 0  # identifier values that did not clean (bad phone, bad e-mail)
+    seconds: float = 0.0  # wall-clock time
+    bulk: bool = False  # event indexes were dropped and rebuilt
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.read / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**attrs.asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
+
+
+class Ingestor:
+    """Writes connector records into one store. Reuse one instance for several sources of a run."""
+
+    def __init__(self, store, *, guards: IdentityGuards | None = None, timezone: str = "Asia/Shanghai",
+                 now: dt.datetime | None = None):
+        self.store = store
+        self.guards = guards or IdentityGuards()
+        self.timezone = timezone
+        self.resolver = IdentityResolver(store, self.guards, now=now)
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def ingest(self, source: Source, *, progress: Callable[[int], None] | None = None,
+               bulk: bool | None = None) -> IngestSummary:
+        """Read ``source`` to the end (from its saved cursor) and write everything it yields."""
+        store = self.store
+        started = time.perf_counter()
+        summary = IngestSummary(source=source.name)
+        store.ensure_event_indexes()  # a killed bulk load may have left them dropped
+        with store.transaction():
+            store.settle_identity()
+        if bulk is None:
+            hint = source.size_hint() or 0
+            bulk = "events" in source.yields and hint >= max(50_000, 2 * store.event_count())
+        summary.bulk = bulk
+        cursor = store.get_source_cursor(source.name)
+        settings = _SourceSettings.of(source, self.timezone)
+        merged0, created0, flagged0 = self.resolver.merged, self.resolver.created, self.resolver.flagged
+        try:
+            if bulk:
+                with store.bulk_event_load():
+                    self._run(source, cursor, settings, summary, progress)
+            else:
+                self._run(source, cursor, settings, summary, progress)
+            with store.transaction():
+                store.set_source_cursor(source.name, source.next_cursor())
+        finally:
+            with store.transaction():
+                store.settle_identity()
+        if bulk:
+            store.analyze()
+        summary.merged = self.resolver.merged - merged0
+        summary.people_created = self.resolver.created - created0
+        summary.flagged = self.resolver.flagged - flagged0
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _run(self, source: Source, cursor, settings: "_SourceSettings", summary: IngestSummary,
+             progress: Callable[[int], None] | None) -> None:
+        for batch in source.read(cursor):
+            if not batch:
+                continue
+            try:
+                with self.store.transaction():
+                    self.write_batch(settings, batch, summary)
+            except BaseException:
+                self.resolver.reset()
+                raise
+            if progress is not None:
+                progress(len(batch))
+
+    def ingest_records(self, source_name: str, batches: Iterable[list[SourceRecord]], *,
+                       settings: dict[str, Any] | None = None) -> IngestSummary:
+        """Write in-memory batches as if a connector named ``source_name`` yielded them."""
+
+        class _Memory(Source):
+            type_name = "memory"
+            yields = ("people", "events", "cars", "stores", "advisors")
+
+            def read(self, cursor=None):
+                yield from batches
+
+        return self.ingest(_Memory(source_name, dict(settings or {}), Path(".")), bulk=False)
+
+    # -- one batch --------------------------------------------------------------------------------
+
+    def write_batch(self, settings: "_SourceSettings", records: list[SourceRecord], summary: IngestSummary) -> list[tuple[str, str, str]]:
+        """Clean, resolve and write one batch (inside a transaction). Returns the rows quarantined."""
+        store, guards = self.store, self.guards
+        name = settings.name
+        summary.read += len(records)
+        failed: dict[Any, tuple[str, str, str]] = {}
+        persons, cars, events, stores, advisors = [], [], [], [], []
+
+        def fail(rec, reason: str) -> None:
+            group = rec.position or id(rec)
+            failed.setdefault(group, (rec.position or "?", rec.raw or "", reason))
+
+        for rec in records:
+            try:
+                kind = type(rec)
+                if kind is EventRecord:
+                    events.append(self._clean_event(rec, settings, summary))
+                elif kind is PersonRecord:
+                    ids = self._clean_identifiers(rec.identifiers, settings, summary)
+                    if not rec.source_key and not self._usable(ids):
+                        raise CleanError(_no_identifier(rec.identifiers, ids, guards))
+                    persons.append((rec, ids))
+                elif kind is CarRecord:
+                    cars.append(self._clean_car(rec, settings, summary))
+                elif kind is RejectedRow:
+                    fail(rec, rec.reason)
+                elif kind is StoreRecord:
+                    if not rec.id or not rec.name:
+                        raise CleanError("missing store " + ("code" if not rec.id else "name"))
+                    stores.append(Store(rec.id, rec.name, rec.group, rec.city, rec.brand))
+                elif kind is AdvisorRecord:
+                    if not rec.id or not rec.name or not rec.store_id:
+                        raise CleanError("missing advisor " + ("code" if not rec.id else "name" if not rec.name else "store"))
+                    phone = None
+                    if rec.phone:
+                        try:
+                            phone = clean_phone(rec.phone, settings.region)
+                        except CleanError as exc:
+                            raise CleanError(f"advisor phone: {exc}") from None
+                    advisors.append(Advisor(rec.id, rec.name, rec.store_id, rec.role, phone))
+                else:
+                    raise CleanError(f"unknown record type {kind.__name__}")
+            except CleanError as exc:
+                fail(rec, str(exc))
+        if failed:  # a row is used whole or not at all
+            keep = lambda rec: (rec.position or id(rec)) not in failed  # noqa: E731
+            persons = [p for p in persons if keep(p[0])]
+            cars = [c for c in cars if keep(c[0])]
+            events = [e for e in events if keep(e[0])]
+            stores_ok = {r.id for r in records if isinstance(r, StoreRecord) and keep(r)}
+            stores = [s for s in stores if s.id in stores_ok]
+            advisors_ok = {r.id for r in records if isinstance(r, AdvisorRecord) and keep(r)}
+            advisors = [a for a in advisors if a.id in advisors_ok]
+
+        # -- reference data first: stores, advisors (their phones never link customers)
+        if stores:
+            store.upsert_stores(stores)
+            summary.written += len(stores)
+        if advisors:
+            store.ensure_stores(a.store_id for a in advisors)
+            store.upsert_advisors(advisors)
+            summary.written += len(advisors)
+            phones = [Identifier("phone", a.phone) for a in advisors if a.phone]
+            if phones and not guards.advisor_phones_link:
+                self.resolver.flag(phones, "an advisor's work phone")
+
+        # -- identities: persons, car owners, event actors, all in one resolution
+        observations: list[Observation] = []
+        rule = f"{name} record"
+        for rec, ids in persons:
+            observations.append(Observation(rec.source_key or None, ids, rec.attributes or None, rule))
+        for car in cars:
+            rec, owner_ids = car[0], car[5]
+            if rec.owner_key:
+                observations.append(Observation(rec.owner_key, (), None, rule))
+            elif owner_ids:
+                observations.append(Observation(None, owner_ids, None, f"{name} car owner"))
+        event_rule = f"{name} event"
+        for ev in events:
+            observations.append(Observation(None, ev[2], ev[6], event_rule))
+        records_before = self.resolver.records_created
+        resolved = self.resolver.resolve(name, observations) if observations else []
+        summary.written += self.resolver.records_created - records_before
+        it = iter(resolved)
+
+        relations: list[tuple] = []
+        for rec, _ids in persons:
+            rid, pid = next(it)
+            for kind, target in rec.relations:
+                relations.append((rid, pid, kind, target, name, None))
+            for channel, granted, at in rec.consents:
+                ts = parse_timestamp(at, settings.tz) if at is not None else settings.now()
+                store.set_consent(Consent(pid, channel, granted, ts, name))
+        ownerships = []
+        car_rows = []
+        for rec, vin, purchase, owned_from, owned_to, owner_ids in cars:
+            car_rows.append(Car(vin, rec.brand, rec.model, rec.model_year, purchase, rec.store_id))
+            if rec.owner_key or owner_ids:
+                rid, pid = next(it)
+                start = owned_from or purchase
+                ownerships.append((pid, vin, start.isoformat() if start else None,
+                                   owned_to.isoformat() if owned_to else None, name, rid))
+                since = start.isoformat() if start else None
+                if rec.advisor_id:
+                    relations.append((rid, pid, settings.car_advisor_relation, rec.advisor_id, name, since))
+                if rec.store_id:
+                    relations.append((rid, pid, settings.car_store_relation, rec.store_id, name, since))
+        if car_rows:
+            store.ensure_stores(c.store_id for c in car_rows if c.store_id)
+            store.upsert_cars(car_rows)
+            summary.written += len(car_rows)
+        if ownerships:
+            store.upsert_ownership_rows(ownerships)
+        if relations:
+            store.add_record_relations(relations)
+
+        if events:
+            rows = []
+            consent_events = settings.consent_events
+            for ev in events:
+                rid, pid = next(it)
+                rec, epoch, _ids, props_json, dedup, props, _attrs = ev
+                rows.append((pid, rec.name, epoch, props_json, name, dedup, rid))
+                rule_ = consent_events.get(rec.name)
+                if rule_ is not None:
+                    channel = rule_.get("channel") or props.get("channel") or "*"
+                    store.set_consent(Consent(pid, str(channel), bool(rule_.get("granted", False)),
+                                              dt.datetime.fromtimestamp(epoch, dt.timezone.utc), name))
+            new = store.insert_event_rows(rows)
+            summary.events += new
+            summary.duplicates += len(rows) - new
+            summary.written += new
+
+        quarantined = list(failed.values())
+        if quarantined:
+            summary.rejected += len(quarantined)
+            summary.quarantined += store.quarantine_rows(name, quarantined)
+        return quarantined
+
+    # -- cleaning ---------------------------------------------------------------------------------
+
+    def _clean_identifiers(self, raw, settings: "_SourceSettings", summary: IngestSummary) -> tuple[Identifier, ...]:
+        out = []
+        region = settings.region
+        for ident in raw:
+            try:
+                out.append(Identifier(ident.type, clean_identifier(ident.type, ident.value, region=region)))
+            except CleanError:
+                summary.identifiers_dropped += 1
+        return tuple(dict.fromkeys(out))
+
+    def _usable(self, ids: tuple[Identifier, ...]) -> bool:
+        return any(self.guards.junk_reason(i.type, i.value) is None for i in ids)
+
+    def _clean_event(self, rec: EventRecord, settings: "_SourceSettings", summary: IngestSummary) -> tuple:
+        if not rec.name:
+            raise CleanError("missing event name")
+        ts = parse_timestamp(rec.ts, settings.tzinfo)
+        epoch = int(ts.timestamp())
+        ids = self._clean_identifiers(rec.identifiers, settings, summary)
+        if not self._usable(ids):
+            raise CleanError(_no_identifier(rec.identifiers, ids, self.guards))
+        props = rec.properties
+        props_json = _JSON(props) if props else "{}"
+        dedup = rec.dedup_key
+        if not dedup:
+            text = "\x1f".join([rec.name, str(epoch), *sorted(f"{i.type}={i.value}" for i in ids), props_json])
+            dedup = "h:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+        return (rec, epoch, ids, props_json, dedup, props, None)
+
+    def _clean_car(self, rec: CarRecord, settings: "_SourceSettings", summary: IngestSummary) -> tuple:
+        vin = clean_vin(rec.vin, check_digit=settings.vin_check_digit)
+        purchase = parse_date(rec.purchase_date) if rec.purchase_date else None
+        owned_from = parse_date(rec.owned_from) if rec.owned_from else None
+        owned_to = parse_date(rec.owned_to) if rec.owned_to else None
+        if owned_from and owned_to and owned_to < owned_from:
+            raise CleanError(f"ownership ends ({owned_to}) before it starts ({owned_from})")
+        owner_ids = self._clean_identifiers(rec.owner, settings, summary) if rec.owner and not rec.owner_key else ()
+        if rec.owner and not rec.owner_key and not self._usable(owner_ids):
+            raise CleanError("car owner: " + _no_identifier(rec.owner, owner_ids, self.guards))
+        return (rec, vin, purchase, owned_from, owned_to, owner_ids)
+
+    # -- quarantine retry -------------------------------------------------------------------------
+
+    def retry(self, source: Source, rows) -> tuple[int, int]:
+        """Re-read quarantined rows of ``source`` with today's mapping and guards; returns (retried, fixed)."""
+        settings = _SourceSettings.of(source, self.timezone)
+        fixed = 0
+        for row in rows:
+            try:
+                records = source.reparse(row.position, row.raw)
+            except NotImplementedError:
+                raise MotorcadeError(
+                    f"source type {source.type_name!r} cannot re-read single rows",
+                    hint=f"fix the data or mapping and run `motorcade ingest {source.name}` again",
+                ) from None
+            summary = IngestSummary(source=source.name)
+            try:
+                with self.store.transaction():
+                    again = self.write_batch(settings, records, summary)
+                    if again:
+                        self.store.mark_quarantine_retried(row.id, resolved=False, reason=again[0][2])
+                    else:
+                        self.store.mark_quarantine_retried(row.id, resolved=True)
+                        fixed += 1
+            except BaseException:
+                self.resolver.reset()
+                raise
+        with self.store.transaction():
+            self.store.settle_identity()
+        return len(rows), fixed
+
+
+def _no_identifier(raw, cleaned, guards: IdentityGuards) -> str:
+    if not raw:
+        return "missing identifiers: the row names nobody"
+    if not cleaned:
+        return "no usable identifier: " + ", ".join(sorted({r.type for r in raw})) + " did not clean"
+    reasons = sorted({f"{i.type} is a {guards.junk_reason(i.type, i.value)}" for i in cleaned})
+    return "no usable identifier: " + "; ".join(reasons)
+
+
+@attrs.frozen
+class _SourceSettings:
+    name: str
+    tz: str
+    tzinfo: Any
+    region: str
+    vin_check_digit: Any
+    consent_events: dict[str, dict[str, Any]]
+    car_advisor_relation: str
+    car_store_relation: str
+
+    @classmethod
+    def of(cls, source: Source, default_tz: str) -> "_SourceSettings":
+        s = source.settings
+        tz = s.get("timezone", default_tz)
+        try:
+            tzinfo = zone(tz)
+        except CleanError as exc:
+            raise MotorcadeError(f"[sources.{source.name}] timezone: {exc}", hint='e.g. timezone = "Asia/Shanghai"') from None
+        consent = dict(DEFAULT_CONSENT_EVENTS)
+        consent.update(s.get("consent_events", {}))
+        return cls(
+            name=source.name, tz=tz, tzinfo=tzinfo, region=s.get("phone_region", "CN"),
+            vin_check_digit=s.get("vin_check_digit", True), consent_events=consent,
+            car_advisor_relation=s.get("car_advisor_relation", "service_advisor"),
+            car_store_relation=s.get("car_store_relation", "selling_store"),
+        )
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+
+# -- project-level entry points (the CLI calls these) ---------------------------------------------
+
+def open_source(project, name: str) -> Source:
+    """Instantiate the configured source ``name`` of ``project`` through its plugin."""
+    settings = dict(project.source_settings(name))
+    settings.setdefault("timezone", project.config.timezone)
+    cls = project.plugins.registry().source_class(settings["type"])
+    return cls(name, settings, project.directory)
+
+
+def project_ingestor(project) -> Ingestor:
+    identity = project.config.identity
+    guards = IdentityGuards.from_config(identity, region=identity.get("phone_region", "CN"))
+    return Ingestor(project.store, guards=guards, timezone=project.config.timezone)
+
+
+def ingest(project, name: str, *, progress: Callable[[int], None] | None = None,
+           ingestor: Ingestor | None = None) -> IngestSummary:
+    """Ingest one configured source of ``project``."""
+    source = open_source(project, name)
+    return (ingestor or project_ingestor(project)).ingest(source, progress=progress)

@@ -1,0 +1,283 @@
+"""Column mappings: how a row of a table (CSV file, SQL query) becomes records, from ``motorcade.toml``.
+
+A source table has one sub-table per kind of record a row yields; each maps record fields to
+columns. A column is named by a string, or by a table with a type (and optionally a constant)::
+
+    [sources.dms]
+    type = "csv"
+    path = "data/dms_owners.csv"
+
+    [sources.dms.person]
+    key = "customer_id"                                      # the record's key in the source
+    identifiers = { dms_customer_id = "customer_id", phone = "mobile" }
+    attributes = { name = "name", birth_year = { column = "birth_year", type = "int" } }
+    relations = { selling_store = "store_code" }             # kind = column holding the target id
+    consents = { sms = "sms_opt_in" }                        # channel = yes/no column
+
+    [sources.dms.car]                                        # owner = this row's person
+    vin = "vin"
+    brand = "brand"
+    model = "model"
+    model_year = "model_year"
+    purchase_date = "purchase_date"
+    store_id = "store_code"
+    advisor_id = "service_advisor"
+    owned_from = "owned_from"
+    owned_to = "owned_to"
+
+    [sources.insurance.event]                                # identifiers = the person's
+    name = "insurance_policy"                                # a constant, or name_column = "..."
+    ts = "start_date"
+    dedup_key = "policy_no"
+    properties = { insurer = "insurer", vin = { column = "vin", type = "vin" } }
+
+    [sources.stores.store]                                   # id, name, group, city, brand
+    [sources.advisors.advisor]                               # id, name, store_id, role, phone
+
+Types: str (default), int, float, bool, date, datetime, vin, phone, email. A value that does not
+convert rejects the whole row (it goes to quarantine with the column named), never half of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+from .base import (
+    AdvisorRecord,
+    CarRecord,
+    EventRecord,
+    PersonRecord,
+    RawIdentifier,
+    RejectedRow,
+    SourceRecord,
+    StoreRecord,
+)
+from .clean import CleanError, convert, parse_bool
+
+KINDS = ("person", "car", "event", "store", "advisor")
+
+
+class _Column:
+    __slots__ = ("column", "type", "const", "required")
+
+    def __init__(self, spec: Any, where: str, *, default_type: str = "str"):
+        if isinstance(spec, str):
+            self.column, self.type, self.const = spec, default_type, None
+        elif isinstance(spec, dict):
+            self.column = spec.get("column")
+            self.type = spec.get("type", default_type)
+            self.const = spec.get("value")
+            if self.column is None and self.const is None:
+                raise ConfigError(f"{where}: give a column (column = \"...\") or a constant (value = ...)")
+        else:
+            raise ConfigError(f"{where}: expected a column name or {{ column = ..., type = ... }}, got {spec!r}")
+
+    def raw(self, row: Mapping[str, Any]) -> Any:
+        if self.const is not None:
+            return self.const
+        return row.get(self.column)
+
+    def value(self, row: Mapping[str, Any], tz: str, vin_check: Any) -> Any:
+        raw = self.raw(row)
+        try:
+            return convert(raw, self.type, tz=tz, vin_check_digit=vin_check)
+        except CleanError as exc:
+            raise CleanError(f"column {self.column}: {exc}") from None
+
+
+def _text(row: Mapping[str, Any], column: _Column | None) -> str | None:
+    if column is None:
+        return None
+    raw = column.raw(row)
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    return text or None
+
+
+class RowMapping:
+    """The record mapping of one source (built once from its settings, applied to every row)."""
+
+    def __init__(self, source: str, settings: Mapping[str, Any]):
+        self.source = source
+        self.tz = settings.get("timezone", "Asia/Shanghai")
+        self.vin_check = settings.get("vin_check_digit", True)
+        where = f"[sources.{source}]"
+        if not any(k in settings for k in KINDS):
+            raise ConfigError(f"{where} maps no records", hint=f"add at least one of {', '.join(f'[sources.{source}.{k}]' for k in KINDS)}")
+        self.person = self._person(settings.get("person"), f"[sources.{source}.person]")
+        self.car = self._fields(settings.get("car"), f"[sources.{source}.car]",
+                                ("vin", "brand", "model", "model_year", "purchase_date", "store_id", "advisor_id",
+                                 "owned_from", "owned_to"), required=("vin", "brand", "model"))
+        self.event = self._event(settings.get("event"), f"[sources.{source}.event]")
+        self.store = self._fields(settings.get("store"), f"[sources.{source}.store]",
+                                  ("id", "name", "group", "city", "brand"), required=("id", "name"))
+        self.advisor = self._fields(settings.get("advisor"), f"[sources.{source}.advisor]",
+                                    ("id", "name", "store_id", "role", "phone"), required=("id", "name", "store_id"))
+        self.columns_used = self._columns_used()
+
+    # -- building ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _fields(table: Any, where: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict[str, _Column] | None:
+        if table is None:
+            return None
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        unknown = sorted(set(table) - set(allowed))
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}", hint=f"fields: {', '.join(allowed)}")
+        missing = [f for f in required if f not in table]
+        if missing:
+            raise ConfigError(f"{where}: map the required field(s) {', '.join(missing)}")
+        return {name: _Column(spec, f"{where} {name}") for name, spec in table.items()}
+
+    @staticmethod
+    def _map(table: Any, where: str) -> dict[str, _Column]:
+        if table is None:
+            return {}
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table of name = column")
+        return {name: _Column(spec, f"{where} {name}") for name, spec in table.items()}
+
+    def _person(self, table: Any, where: str) -> dict[str, Any] | None:
+        if table is None:
+            return None
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        identifiers = self._map(table.get("identifiers"), f"{where} identifiers")
+        if not identifiers:
+            raise ConfigError(f"{where}: map at least one identifier", hint='identifiers = { phone = "mobile" }')
+        return {
+            "key": _Column(table["key"], f"{where} key") if "key" in table else None,
+            "identifiers": identifiers,
+            "attributes": self._map(table.get("attributes"), f"{where} attributes"),
+            "relations": self._map(table.get("relations"), f"{where} relations"),
+            "consents": self._map(table.get("consents"), f"{where} consents"),
+        }
+
+    def _event(self, table: Any, where: str) -> dict[str, Any] | None:
+        if table is None:
+            return None
+        if "ts" not in table or not ("name" in table or "name_column" in table):
+            raise ConfigError(f"{where}: map ts and a name (name = \"...\" or name_column = \"...\")")
+        identifiers = self._map(table.get("identifiers"), f"{where} identifiers")
+        if not identifiers and self.person is None:
+            raise ConfigError(f"{where}: map identifiers (or a [sources.{self.source}.person] table)")
+        return {
+            "name": table.get("name"),
+            "name_column": _Column(table["name_column"], where) if "name_column" in table else None,
+            "ts": _Column(table["ts"], f"{where} ts"),
+            "dedup_key": _Column(table["dedup_key"], f"{where} dedup_key") if "dedup_key" in table else None,
+            "identifiers": identifiers,
+            "properties": self._map(table.get("properties"), f"{where} properties"),
+        }
+
+    def _columns_used(self) -> set[str]:
+        cols: set[str] = set()
+
+        def add(c: _Column | None) -> None:
+            if c is not None and c.column is not None:
+                cols.add(c.column)
+
+        if self.person:
+            add(self.person["key"])
+            for group in ("identifiers", "attributes", "relations", "consents"):
+                for c in self.person[group].values():
+                    add(c)
+        for table in (self.car, self.store, self.advisor):
+            for c in (table or {}).values():
+                add(c)
+        if self.event:
+            add(self.event["ts"])
+            add(self.event["dedup_key"])
+            add(self.event["name_column"])
+            for group in ("identifiers", "properties"):
+                for c in self.event[group].values():
+                    add(c)
+        return cols
+
+    def check_columns(self, header: list[str], where: str) -> None:
+        """Raise a ConfigError naming columns the mapping uses that the file does not have."""
+        missing = sorted(self.columns_used - set(header))
+        if missing:
+            raise ConfigError(
+                f"{where}: the mapping of source {self.source!r} names column(s) {', '.join(missing)} "
+                f"that are not in the header",
+                hint=f"columns present: {', '.join(header)}",
+            )
+
+    # -- applying ---------------------------------------------------------------------------------
+
+    def records(self, row: Mapping[str, Any], position: str, raw: str) -> list[SourceRecord]:
+        """The records of one row, or a single RejectedRow saying why it cannot be used."""
+        try:
+            return self._records(row, position, raw)
+        except CleanError as exc:
+            return [RejectedRow(position=position, raw=raw, reason=str(exc))]
+
+    def _records(self, row: Mapping[str, Any], position: str, raw: str) -> list[SourceRecord]:
+        out: list[SourceRecord] = []
+        tz, vin_check = self.tz, self.vin_check
+        person_key = None
+        person_ids: tuple[RawIdentifier, ...] = ()
+        if self.person is not None:
+            p = self.person
+            if p["key"] is not None:
+                person_key = _text(row, p["key"])
+                if person_key is None:
+                    raise CleanError(f"missing key: column {p['key'].column} is empty")
+            person_ids = tuple(
+                RawIdentifier(t, text) for t, c in p["identifiers"].items() if (text := _text(row, c)) is not None
+            )
+            attributes = {name: c.value(row, tz, vin_check) for name, c in p["attributes"].items()}
+            relations = tuple((kind, text) for kind, c in p["relations"].items() if (text := _text(row, c)) is not None)
+            consents = []
+            for channel, c in p["consents"].items():
+                text = _text(row, c)
+                if text is not None:
+                    try:
+                        consents.append((channel, parse_bool(text), None))
+                    except CleanError as exc:
+                        raise CleanError(f"column {c.column}: {exc}") from None
+            out.append(PersonRecord(source_key=person_key or "", identifiers=person_ids,
+                                    attributes={k: v for k, v in attributes.items() if v is not None},
+                                    position=position, raw=raw, relations=relations, consents=tuple(consents)))
+        if self.car is not None:
+            c = self.car
+            brand, model = _text(row, c["brand"]), _text(row, c["model"])
+            if brand is None or model is None:
+                raise CleanError(f"missing {'brand' if brand is None else 'model'} of the car")
+            year = c["model_year"].value(row, tz, vin_check) if "model_year" in c else None
+            if year is not None and not isinstance(year, int):
+                year = convert(year, "int")
+            out.append(CarRecord(
+                vin=_text(row, c["vin"]) or "", brand=brand, model=model, model_year=year,
+                purchase_date=_text(row, c.get("purchase_date")), store_id=_text(row, c.get("store_id")),
+                owner=() if person_key else person_ids, owned_from=_text(row, c.get("owned_from")),
+                owned_to=_text(row, c.get("owned_to")), advisor_id=_text(row, c.get("advisor_id")),
+                position=position, raw=raw, owner_key=person_key,
+            ))
+        if self.event is not None:
+            e = self.event
+            name = e["name"] if e["name_column"] is None else _text(row, e["name_column"])
+            if not name:
+                raise CleanError("missing event name")
+            identifiers = tuple(
+                RawIdentifier(t, text) for t, col in e["identifiers"].items() if (text := _text(row, col)) is not None
+            ) or person_ids
+            properties = {k: v for k, col in e["properties"].items() if (v := col.value(row, tz, vin_check)) is not None}
+            out.append(EventRecord(name=name, ts=e["ts"].raw(row), identifiers=identifiers, properties=properties,
+                                   dedup_key=_text(row, e["dedup_key"]), position=position, raw=raw))
+        if self.store is not None:
+            s = self.store
+            out.append(StoreRecord(id=_text(row, s["id"]) or "", name=_text(row, s["name"]) or "",
+                                   group=_text(row, s.get("group")) or "", city=_text(row, s.get("city")),
+                                   brand=_text(row, s.get("brand")), position=position, raw=raw))
+        if self.advisor is not None:
+            a = self.advisor
+            out.append(AdvisorRecord(id=_text(row, a["id"]) or "", name=_text(row, a["name"]) or "",
+                                     store_id=_text(row, a["store_id"]) or "", role=_text(row, a.get("role")) or "sales",
+                                     phone=_text(row, a.get("phone")), position=position, raw=raw))
+        return out
