@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 
 import click
 
@@ -68,7 +69,7 @@ def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None
     if not calculators:
         raise click.ClickException("no tag calculators are installed; install a plugin under plugins/tags/")
     planned = plan(calculators, names or None)
-    with click.progressbar(length=len(planned), label="Computing tags", file=click.get_text_stream("stderr"),
+    with click.progressbar(length=len(planned), label="Computing tags", file=sys.stderr,
                            item_show_func=lambda c: c.name if c else "") as bar:
         current = []
 
