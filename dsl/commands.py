@@ -19,7 +19,7 @@ from motorcade.dsl.format import format_rules
 from motorcade.dsl.parser import parse_text
 from motorcade.dsl.rules import load_rules, rule_file_paths
 from motorcade.dsl.ruletest import run_rule_tests
-from motorcade.errors import EXIT_DOMAIN_ERROR
+from motorcade.errors import EXIT_DOMAIN_ERROR, ProjectNotFound
 
 _PATHS = click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 
@@ -34,7 +34,10 @@ def _paths(ctx: click.Context, paths) -> list[Path]:
         return list(paths)
     provider = getattr(ctx.obj, "rule_paths", None)
     if callable(provider):
-        return list(provider())
+        try:
+            return list(provider())
+        except ProjectNotFound:
+            pass  # outside a project: fall back to ./rules or .
     return [Path("rules")] if Path("rules").is_dir() else [Path(".")]
 
 

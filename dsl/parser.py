@@ -423,7 +423,6 @@ _EXAMPLES = {
     "a segment's condition starts with `where`": [
         'segment a { tag x = "y" }', "segment a \"t\" { did x }", "segment a { in segment b }",
     ],
-    "strings are written in double quotes, e.g. \"high\"": ["segment a { where tag x = 'high' }"],
     "a time window needs a unit, e.g. `in last 90 days`": ["segment a { where did x in last 90 }"],
     "a count/sum/avg/min/max/first/last needs a comparison, e.g. `count(share) in last 90 days >= 3`": [
         "segment a { where count(x) }", "segment a { where count(x) in last 9 days }",
@@ -478,9 +477,17 @@ def _state_key(exc: UnexpectedInput):
     return getattr(state, "position", state)
 
 
+_CHARACTER_LABELS = {
+    "'": 'strings are written in double quotes, e.g. "high"',
+    '"': 'this string has no closing `"` on the same line',
+}
+
+
 def _label(exc: UnexpectedInput) -> str | None:
     """The friendly label of the example that fails in the same parser state on the same kind of token
     (stricter than lark's ``match_examples``, which falls back to the state alone)."""
+    if isinstance(exc, UnexpectedCharacters) and exc.char in _CHARACTER_LABELS:
+        return _CHARACTER_LABELS[exc.char]
     for label, example in _example_errors():
         if type(example) is not type(exc) or _state_key(example) != _state_key(exc):
             continue
@@ -565,8 +572,10 @@ def parse_text(text: str, filename: str = "<text>") -> ast.RuleFile:
         except UnexpectedInput as exc:
             diagnostics.append(_syntax_diagnostic(exc, text, filename))
             line_start = _line_offset(text, (exc.line or 1))
+            if isinstance(exc, UnexpectedEOF) or (exc.line or 0) < 1:
+                break
             match = _RULE_START.search(text, line_start + 1 + max(0, (exc.column or 1) - 1))
-            if match is None:
+            if match is None or match.start() <= offset:
                 break
             offset = match.start()
             tree = None

@@ -86,6 +86,13 @@ GOLDEN_SYNTAX = {
         '  hint: strings are written in double quotes, e.g. "high"; expected `false`, `true`, a "quoted string", '
         "a date (2026-01-31), a date-time (2026-01-31 10:00), a number"
     ),
+    'segment a {\n  where tag x in ["a", "b]\n}': (
+        "rules/demo.mc:2:23: error: unexpected character `\"`\n"
+        '      where tag x in ["a", "b]\n'
+        "                          ^\n"
+        '  hint: this string has no closing `"` on the same line; expected `false`, `true`, a "quoted string", '
+        "a date (2026-01-31), a date-time (2026-01-31 10:00), a number"
+    ),
     "segment a { where did x": (
         "rules/demo.mc:1:24: error: unexpected end of file\n"
         "    segment a { where did x\n"
