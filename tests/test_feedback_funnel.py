@@ -1,0 +1,272 @@
+"""Funnels: the SQL computation agrees with a plain-Python recomputation on generated histories, and
+hand-checked cases cover the DSL declaration, breakdowns, store views and the CLI."""
+
+import datetime as dt
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from motorcade.dsl import rule_set_from_text
+from motorcade.feedback.funnel import FunnelSpec, compute_funnel, funnel_spec
+from motorcade.errors import MotorcadeError
+from motorcade.model import Event, Store
+from motorcade.store import open_store
+
+UTC = dt.timezone.utc
+BASE = int(dt.datetime(2026, 5, 1, tzinfo=UTC).timestamp())
+HOUR, DAY = 3600, 86400
+WINDOW_SECONDS = {None: None, (6, "hours"): 6 * HOUR, (2, "days"): 2 * DAY, (1, "weeks"): 7 * DAY}
+
+
+# ---- an independent recomputation ------------------------------------------------------------------
+
+def reference_funnel(histories, steps, window_seconds, since=None, until=None, campaign=None, key_prop=None):
+    """Per person: try every first-step event as a start, walk the history in (ts, id) order taking the
+    next matching event of each step inside the window; keep the deepest attempt (earliest on a tie)."""
+    results = {}
+    for person, events in histories.items():
+        ordered = sorted(events, key=lambda e: (e["ts"], e["id"]))
+        best = None
+        for i, start in enumerate(ordered):
+            if start["name"] != steps[0]:
+                continue
+            if since is not None and start["ts"] < since or until is not None and start["ts"] >= until:
+                continue
+            if campaign is not None and start["props"].get("campaign") != campaign:
+                continue
+            times, position = [start["ts"]], i
+            for step in steps[1:]:
+                nxt = None
+                for j in range(position + 1, len(ordered)):
+                    candidate = ordered[j]
+                    if window_seconds is not None and candidate["ts"] > start["ts"] + window_seconds:
+                        break
+                    if candidate["name"] == step:
+                        nxt = j
+                        break
+                if nxt is None:
+                    break
+                times.append(ordered[nxt]["ts"])
+                position = nxt
+            if best is None or len(times) > len(best[0]):
+                best = (times, start["props"].get(key_prop) if key_prop else None)
+        if best is not None:
+            results[person] = best
+    return results
+
+
+def reference_summary(steps, attempts):
+    out = []
+    for k in range(len(steps)):
+        reached = [times for times in attempts if len(times) > k]
+        gaps = sorted(times[k] - times[k - 1] for times in reached) if k else []
+        if gaps:
+            mid = len(gaps) // 2
+            median = gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2
+        else:
+            median = None
+        out.append((len(reached), median))
+    return out
+
+
+def _check_group(group, steps, attempts):
+    expected = reference_summary(steps, attempts)
+    assert [(s.people, s.median_seconds_from_previous) for s in group.steps] == expected
+    first = expected[0][0]
+    for k, step in enumerate(group.steps[1:], start=1):
+        previous = expected[k - 1][0]
+        assert step.from_previous == (expected[k][0] / previous if previous else None)
+        assert step.from_first == (expected[k][0] / first if first else None)
+
+
+# ---- generated histories -----------------------------------------------------------------------------
+
+event_st = st.fixed_dictionaries({
+    "name": st.sampled_from("abcx"),
+    "ts": st.integers(0, 160).map(lambda n: BASE + n * 1800),  # half-hour grid: ties are common
+    "channel": st.sampled_from(["sms", "wecom", None]),
+})
+histories_st = st.lists(st.lists(event_st, max_size=12), min_size=1, max_size=7)
+relations_st = st.lists(st.tuples(st.sampled_from(["service_store", "selling_store"]), st.sampled_from(["S1", "S2"])),
+                        max_size=2)
+
+
+def _build(tmp: Path, people, relations):
+    store = open_store(tmp / "funnel.db")
+    store.upsert_stores([Store("S1", "一店", "集团"), Store("S2", "二店", "集团")])
+    histories, homes = {}, {}
+    for events, rels in zip(people, relations):
+        pid = store.create_person()
+        for kind, target in rels:
+            store.set_relation(pid, kind, target)
+        service = sorted(t for k, t in rels if k == "service_store")
+        selling = sorted(t for k, t in rels if k == "selling_store")
+        homes[pid] = (service or selling or [None])[0]
+        rows = []
+        for n, e in enumerate(events):
+            props = {"channel": e["channel"]} if e["channel"] else {}
+            rows.append(Event(e["name"], dt.datetime.fromtimestamp(e["ts"], UTC), pid, props, "gen", f"{pid}-{n}"))
+        store.insert_events(rows)
+        stored = store.events_of(pid)
+        histories[pid] = [{"name": s.name, "ts": int(s.ts.timestamp()), "id": s.id, "props": s.properties}
+                          for s in stored]
+    return store, histories, homes
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    people=histories_st,
+    relations=st.lists(relations_st, min_size=7, max_size=7),
+    steps=st.lists(st.sampled_from("abc"), min_size=2, max_size=4),
+    within=st.sampled_from(list(WINDOW_SECONDS)),
+    since_slot=st.none() | st.integers(0, 160),
+)
+def test_funnel_matches_an_independent_recomputation(people, relations, steps, within, since_slot):
+    since = None if since_slot is None else BASE + since_slot * 1800
+    with tempfile.TemporaryDirectory() as tmp:
+        store, histories, homes = _build(Path(tmp), people, relations)
+        spec = FunnelSpec("gen", steps, within)
+        report = compute_funnel(store, spec, since=since)
+        expected = reference_funnel(histories, steps, WINDOW_SECONDS[within], since=since)
+        _check_group(report.total, steps, [times for times, _ in expected.values()])
+
+        by_channel = compute_funnel(store, spec, since=since, by="channel")
+        expected_keys = reference_funnel(histories, steps, WINDOW_SECONDS[within], since=since, key_prop="channel")
+        groups = {}
+        for times, key in expected_keys.values():
+            groups.setdefault("(none)" if key is None else key, []).append(times)
+        assert {g.key for g in by_channel.groups} == set(groups)
+        for group in by_channel.groups:
+            _check_group(group, steps, groups[group.key])
+        assert sum(g.entered for g in by_channel.groups) == by_channel.total.entered
+
+        for store_id in ("S1", "S2"):
+            view = compute_funnel(store, spec, since=since, store_id=store_id)
+            mine = {p: h for p, h in histories.items() if homes[p] == store_id}
+            expected_view = reference_funnel(mine, steps, WINDOW_SECONDS[within], since=since)
+            _check_group(view.total, steps, [times for times, _ in expected_view.values()])
+        store.close()
+
+
+# ---- hand-checked cases --------------------------------------------------------------------------------
+
+RULES = '''
+funnel recall_funnel "保客召回" { steps sent, clicked, lead_submit, service_visit within 14 days by channel }
+'''
+
+
+def _ev(name, day, pid, n, **props):
+    return Event(name, dt.datetime.fromtimestamp(BASE + int(day * DAY), UTC), pid, props, "t", f"{pid}-{n}")
+
+
+@pytest.fixture
+def recall_store(tmp_path):
+    store = open_store(tmp_path / "recall.db")
+    store.upsert_stores([Store("SH01", "上海一店", "集团"), Store("SH02", "上海二店", "集团")])
+    p = [store.create_person() for _ in range(5)]
+    for pid, home in zip(p, ["SH01", "SH01", "SH02", "SH02", "SH01"]):
+        store.set_relation(pid, "service_store", home)
+    store.insert_events([
+        # p0: the whole funnel in 10 days by sms
+        _ev("sent", 0, p[0], 0, channel="sms", campaign="recall"), _ev("clicked", 1, p[0], 1),
+        _ev("lead_submit", 2, p[0], 2), _ev("service_visit", 10, p[0], 3),
+        # p1: clicks but the visit comes on day 15: outside the 14-day window
+        _ev("sent", 0, p[1], 0, channel="sms", campaign="recall"), _ev("clicked", 0.5, p[1], 1),
+        _ev("lead_submit", 3, p[1], 2), _ev("service_visit", 15, p[1], 3),
+        # p2: wecom; clicked before the send does not count; clicks again after
+        _ev("clicked", -1, p[2], 0), _ev("sent", 0, p[2], 1, channel="wecom", campaign="recall"),
+        _ev("clicked", 2, p[2], 2),
+        # p3: wecom, another campaign; sent only
+        _ev("sent", 0, p[3], 0, channel="wecom", campaign="other"),
+        # p4: never sent
+        _ev("clicked", 1, p[4], 0), _ev("service_visit", 2, p[4], 1),
+    ])
+    store.conn.executemany("INSERT INTO segment_members (segment, person_id, entered_at, computed_at, revision) "
+                           "VALUES (?, ?, 'x', 'x', 'r')", [("lapsed", p[0]), ("lapsed", p[1]), ("vip", p[0])])
+    return store, p
+
+
+def test_declared_funnel_with_window_and_breakdown(recall_store):
+    store, _ = recall_store
+    spec = funnel_spec(rule_set_from_text(RULES), "recall_funnel")
+    assert spec == FunnelSpec("recall_funnel", ("sent", "clicked", "lead_submit", "service_visit"), (14, "days"),
+                              "channel", "保客召回")
+    report = compute_funnel(store, spec)
+    assert [s.people for s in report.total.steps] == [4, 3, 2, 1]
+    assert report.total.steps[1].from_previous == pytest.approx(0.75)
+    assert report.total.steps[3].from_first == pytest.approx(0.25)
+    assert report.total.steps[1].median_seconds_from_previous == DAY  # 1 d, 0.5 d, 2 d
+    assert report.total.steps[3].median_seconds_from_previous == 8 * DAY
+    groups = {g.key: [s.people for s in g.steps] for g in report.groups}
+    assert groups == {"sms": [2, 2, 2, 1], "wecom": [2, 1, 0, 0]}
+    assert [g.key for g in report.groups] == ["sms", "wecom"]
+
+    longer = compute_funnel(store, FunnelSpec("x", spec.steps, (15, "days")))
+    assert [s.people for s in longer.total.steps] == [4, 3, 2, 2]
+    assert [s.people for s in compute_funnel(store, spec, campaign="recall").total.steps] == [3, 3, 2, 1]
+    assert [s.people for s in compute_funnel(store, spec, store_id="SH02").total.steps] == [2, 1, 0, 0]
+    by_store = compute_funnel(store, spec, by="store")
+    assert {g.key: g.entered for g in by_store.groups} == {"SH01": 2, "SH02": 2}
+    by_segment = compute_funnel(store, spec, by="segment")
+    assert {g.key: [s.people for s in g.steps] for g in by_segment.groups} == {
+        "lapsed": [2, 2, 2, 1], "vip": [1, 1, 1, 1], "(none)": [2, 1, 0, 0]}
+    since = compute_funnel(store, spec, since=BASE + 1, until=BASE + 30 * DAY)
+    assert since.total.entered == 0
+
+
+def test_window_in_months_uses_calendar_months(tmp_path):
+    store = open_store(tmp_path / "m.db")
+    pid = store.create_person()
+    jan31 = dt.datetime(2026, 1, 31, tzinfo=UTC)
+    store.insert_events([Event("sent", jan31, pid, {}, "t", "1"),
+                         Event("service_visit", dt.datetime(2026, 3, 3, tzinfo=UTC), pid, {}, "t", "2")])
+    one_month = compute_funnel(store, FunnelSpec("m", ["sent", "service_visit"], (1, "months")))
+    # SQLite's "+1 months" from 31 January is 3 March (February 31st rolls over), so the visit is in
+    assert one_month.total.steps[1].people == 1
+    assert compute_funnel(store, FunnelSpec("d", ["sent", "service_visit"], (30, "days"))).total.steps[1].people == 0
+
+
+def test_unknown_funnel_and_store_are_explained(recall_store):
+    store, _ = recall_store
+    with pytest.raises(MotorcadeError, match="no funnel named 'recal_funnel'") as info:
+        funnel_spec(rule_set_from_text(RULES), "recal_funnel")
+    assert "recall_funnel" in str(info.value)
+    with pytest.raises(MotorcadeError, match="no store 'SH9'"):
+        compute_funnel(store, FunnelSpec("f", ["sent", "clicked"]), store_id="SH9")
+    with pytest.raises(MotorcadeError, match="cannot break a funnel down"):
+        compute_funnel(store, FunnelSpec("f", ["sent", "clicked"]), by="a.b")
+
+
+def test_cli_funnel_from_the_project_rules(recall_store, motorcade_project, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from motorcade.cli import build_cli
+
+    store, _ = recall_store
+    store.close()
+    motorcade_project.store.close()
+    shutil.copy(store.path, motorcade_project.store.path)
+    (motorcade_project.directory / "rules" / "funnels.mc").write_text(RULES, encoding="utf-8")
+    runner = CliRunner()
+    base = ["--project", str(motorcade_project.directory), "report", "funnel"]
+    result = runner.invoke(build_cli(), [*base, "recall_funnel", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [s["people"] for s in data["total"]["steps"]] == [4, 3, 2, 1]
+    result = runner.invoke(build_cli(), [*base, "recall_funnel"])
+    assert result.exit_code == 0, result.output
+    assert "lead_submit" in result.output and "Breakdown by channel" in result.output
+    out = tmp_path / "f.html"
+    result = runner.invoke(build_cli(), [*base, "--steps", "sent,clicked", "--within", "1", "--format", "html",
+                                         "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "<svg" in out.read_text(encoding="utf-8")
+    result = runner.invoke(build_cli(), [*base, "nope"])
+    assert isinstance(result.exception, MotorcadeError) and "no funnel named 'nope'" in str(result.exception)
