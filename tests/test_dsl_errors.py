@@ -87,9 +87,9 @@ GOLDEN_SYNTAX = {
         "a date (2026-01-31), a date-time (2026-01-31 10:00), a number"
     ),
     'segment a {\n  where tag x in ["a", "b]\n}': (
-        "rules/demo.mc:2:23: error: unexpected character `\"`\n"
+        "rules/demo.mc:2:24: error: unexpected character `\"`\n"
         '      where tag x in ["a", "b]\n'
-        "                          ^\n"
+        "                           ^\n"
         '  hint: this string has no closing `"` on the same line; expected `false`, `true`, a "quoted string", '
         "a date (2026-01-31), a date-time (2026-01-31 10:00), a number"
     ),
