@@ -276,6 +276,17 @@ def format_rule(rule, inner_comments: list[str] = ()) -> str:
     raise TypeError(f"not a rule: {type(rule).__name__}")
 
 
+def _comment_lines(comments: list[tuple[int, str]], next_line: int | None) -> str:
+    """Comment lines, keeping one blank line wherever the source had at least one."""
+    out = ""
+    for index, (line, text) in enumerate(comments):
+        out += text + "\n"
+        following = comments[index + 1][0] if index + 1 < len(comments) else next_line
+        if following is not None and following - line > 1:
+            out += "\n"
+    return out
+
+
 def format_rules(rule_file: ast.RuleFile) -> str:
     """Canonical text of a whole file, keeping its comments (see module docstring)."""
     comments = list(rule_file.comments)
@@ -283,11 +294,10 @@ def format_rules(rule_file: ast.RuleFile) -> str:
     for rule in rule_file.rules:
         start = rule.line or 0
         end = rule.end_line or start
-        leading = [text for line, text in comments if line < start]
+        leading = [(line, text) for line, text in comments if line < start]
         inner = [text for line, text in comments if start <= line <= end]
         comments = [(line, text) for line, text in comments if line > end]
-        blocks.append("".join(c + "\n" for c in leading) + format_rule(rule, inner))
-    trailing = [text for _, text in comments]
-    if trailing:
-        blocks.append("\n".join(trailing))
+        blocks.append(_comment_lines(leading, start) + format_rule(rule, inner))
+    if comments:
+        blocks.append(_comment_lines(comments, None).rstrip("\n"))
     return "\n\n".join(blocks) + "\n" if blocks else ""
