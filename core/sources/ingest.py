@@ -81,6 +81,8 @@ class Ingestor:
         self.guards = guards or IdentityGuards()
         self.timezone = timezone
         self.resolver = IdentityResolver(store, self.guards, now=now)
+        self._cleaned: dict[tuple[str, str, str], Identifier | None] = {}  # (type, raw, region) -> cleaned
+        self._junk: dict[Identifier, bool] = {}  # cleaned identifier -> may link
 
     # -- runs -------------------------------------------------------------------------------------
 
@@ -292,15 +294,33 @@ class Ingestor:
     def _clean_identifiers(self, raw, settings: "_SourceSettings", summary: IngestSummary) -> tuple[Identifier, ...]:
         out = []
         region = settings.region
+        cache = self._cleaned
         for ident in raw:
-            try:
-                out.append(Identifier(ident.type, clean_identifier(ident.type, ident.value, region=region)))
-            except CleanError:
+            key = (ident.type, ident.value, region)
+            cleaned = cache.get(key, False)
+            if cleaned is False:
+                try:
+                    cleaned = Identifier(ident.type, clean_identifier(ident.type, ident.value, region=region))
+                except CleanError:
+                    cleaned = None
+                if len(cache) > 1_000_000:
+                    cache.clear()
+                cache[key] = cleaned
+            if cleaned is None:
                 summary.identifiers_dropped += 1
-        return tuple(dict.fromkeys(out))
+            else:
+                out.append(cleaned)
+        return tuple(dict.fromkeys(out)) if len(out) > 1 else tuple(out)
 
     def _usable(self, ids: tuple[Identifier, ...]) -> bool:
-        return any(self.guards.junk_reason(i.type, i.value) is None for i in ids)
+        junk = self._junk
+        for i in ids:
+            ok = junk.get(i)
+            if ok is None:
+                ok = junk[i] = self.guards.junk_reason(i.type, i.value) is None
+            if ok:
+                return True
+        return False
 
     def _clean_event(self, rec: EventRecord, settings: "_SourceSettings", summary: IngestSummary) -> tuple:
         if not rec.name:

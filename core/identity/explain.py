@@ -1,0 +1,133 @@
+"""Explain, split and stats: reading and repairing the identity graph (the CLI calls these)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import attrs
+
+from ..errors import MotorcadeError
+from ..masking import mask_identifier
+from ..sources.clean import CleanError, clean_identifier
+
+
+@attrs.frozen
+class Explanation:
+    """Why a person's records are one person."""
+
+    person_id: int
+    asked: str  # what the operator asked about
+    merged_ids: tuple[tuple[int, str, str], ...]  # (old id, merged_at, reason) resolving to this person
+    records: tuple[dict[str, Any], ...]  # the person's identity records
+    identifiers: tuple[dict[str, Any], ...]  # distinct identifiers with flags
+    chain: tuple[tuple[int, int, dict[str, Any]], ...]  # (from record, to record, link): a spanning tree
+    not_linking: tuple[dict[str, Any], ...]  # identifiers on the records that do not link (flagged/removed)
+
+
+def find_person(store, query: str) -> tuple[int, str]:
+    """A person id from ``42``, ``phone:13812345678``, ``crm_id:C00000042`` or a bare identifier value."""
+    text = query.strip()
+    if text.isdigit() and len(text) < 11:
+        pid = store.resolve_person_id(int(text))
+        if store.get_person(pid) is None:
+            raise MotorcadeError(f"no person with id {text}", hint="pass an id from `motorcade status` or an identifier")
+        return pid, f"person {text}"
+    type_, sep, value = text.partition(":")
+    candidates = []
+    if sep and type_ and not type_.startswith("+"):
+        try:
+            value = clean_identifier(type_, value)
+        except CleanError:
+            pass
+        candidates = store.find_identifier(type_, value)
+    else:
+        for t in ("phone", "email"):
+            try:
+                candidates += store.find_identifier(t, clean_identifier(t, text))
+            except CleanError:
+                pass
+        candidates += [c for c in store.find_identifier(None, text) if c not in candidates]
+    if not candidates:
+        raise MotorcadeError(f"no identifier {mask_identifier(type_ if sep else '', value if sep else text)} is known",
+                             hint="use TYPE:VALUE, e.g. phone:13812345678 or crm_id:C00000042")
+    iid, t, v, pid, flag = candidates[0]
+    if pid is None:
+        records = store.records_of_identifier(iid)
+        if not records:
+            raise MotorcadeError(f"{t} {mask_identifier(t, v)} belongs to nobody ({flag or 'no links'})")
+        if flag:
+            people = sorted({r[3] for r in records})
+            raise MotorcadeError(
+                f"{t} {mask_identifier(t, v)} is flagged ({flag}) and links nobody; it appears on "
+                f"{len(records)} record(s) of {len(people)} people",
+                hint=f"explain one of them: motorcade identity explain {people[0]}",
+            )
+        pid = records[0][3]
+    return store.resolve_person_id(pid), f"{t} {mask_identifier(t, v)}"
+
+
+def explain(store, query: str) -> Explanation:
+    pid, asked = find_person(store, query)
+    records = store.identity_records_of(pid)
+    links = store.identity_links_of(pid)
+    by_record: dict[int, list[dict]] = {}
+    by_identifier: dict[int, list[dict]] = {}
+    for link in links:
+        by_record.setdefault(link["record_id"], []).append(link)
+        if not link["flagged"] and link["removed_at"] is None:
+            by_identifier.setdefault(link["identifier_id"], []).append(link)
+    # breadth-first from the oldest record: each other record is reached through one shared identifier
+    chain = []
+    if records:
+        seen = {records[0]["id"]}
+        queue = deque([records[0]["id"]])
+        while queue:
+            rid = queue.popleft()
+            for link in by_record.get(rid, ()):
+                for other in by_identifier.get(link["identifier_id"], ()):
+                    if other["record_id"] not in seen:
+                        seen.add(other["record_id"])
+                        queue.append(other["record_id"])
+                        chain.append((rid, other["record_id"], other))
+    identifiers = {}
+    for link in links:
+        identifiers.setdefault(link["identifier_id"], {
+            "type": link["type"], "value": link["value"], "flagged": link["flagged"],
+            "flag_reason": link["flag_reason"], "records": 0})["records"] += 1
+    not_linking = tuple(l for l in links if l["flagged"] or l["removed_at"] is not None)
+    return Explanation(pid, asked, tuple(store.person_merges_into(pid)), tuple(records),
+                       tuple(identifiers.values()), tuple(chain), not_linking)
+
+
+def split(store, person_id: int, *, identifier: str | None = None, link_id: int | None = None,
+          reason: str = "split by operator") -> list[int]:
+    """Undo a bad merge: flag an identifier (it never links again) or remove one link, then re-derive.
+
+    Returns the ids of the resulting people. Events, ownerships, relations follow at once.
+    """
+    pid = store.resolve_person_id(person_id)
+    with store.transaction():
+        if link_id is not None:
+            owner = store.remove_identity_link(link_id)
+            if owner is None or store.resolve_person_id(owner) != pid:
+                raise MotorcadeError(f"link {link_id} does not belong to person {person_id}",
+                                     hint=f"see the links with `motorcade identity explain {person_id}`")
+        elif identifier is not None:
+            type_, sep, value = identifier.partition(":")
+            if not sep:
+                raise MotorcadeError("give the identifier as TYPE:VALUE, e.g. phone:13812345678")
+            try:
+                value = clean_identifier(type_, value)
+            except CleanError as exc:
+                raise MotorcadeError(f"identifier {identifier!r}: {exc}") from None
+            found = store.find_identifier(type_, value)
+            if not found or found[0][3] is None or store.resolve_person_id(found[0][3]) != pid:
+                raise MotorcadeError(f"{type_} {mask_identifier(type_, value)} does not link person {person_id}",
+                                     hint=f"see its identifiers with `motorcade identity explain {person_id}`")
+            store.flag_identifier(found[0][0], reason)
+        else:
+            raise MotorcadeError("say what to split off: --identifier TYPE:VALUE or --link LINK_ID")
+        people = store.rederive_person(pid, reason=reason)
+        store.settle_identity()
+    return people

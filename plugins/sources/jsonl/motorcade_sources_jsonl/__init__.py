@@ -1,0 +1,202 @@
+"""Motorcade source ``jsonl``: behaviour events, one JSON object per line.
+
+Two shapes, chosen by ``format`` (``auto`` decides per line):
+
+- ``native``: ``{"event": ..., "ts": ..., "<id field>": ..., "properties": {...}, "id": ...}`` with the
+  identifier fields mapped by ``identifiers = { phone = "phone", crm_id = "crm_id", ... }``.
+- ``segment``: Segment's tracking spec. ``track`` calls become events (``messageId`` is the dedup key),
+  ``identify`` calls become person records (traits mapped by ``traits`` and ``identify_attributes``),
+  ``page``/``screen`` calls become ``page_viewed``/``screen_viewed`` events. ``userId`` and
+  ``anonymousId`` are identifiers of the types ``user_id`` and ``anonymous_id`` name.
+
+Lines that are not JSON, or name no event, are rejected with their line number and text.
+With ``follow = true`` the source remembers the byte offset it read to and starts there next run
+(for append-only logs); otherwise it re-reads the file and the event dedup keys make that a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import motorcade
+from motorcade.errors import ConfigError
+from motorcade.sources.clean import CleanError, parse_timestamp
+from motorcade.sources.base import EventRecord, PersonRecord, RawIdentifier, RejectedRow, Source, SourceRecord
+
+__all__ = ["JsonlSource"]
+
+SEGMENT_TYPES = ("track", "identify", "page", "screen")
+
+
+class JsonlSource(Source):
+    """Settings: ``path``, ``format`` (auto|native|segment), ``identifiers``, ``name_field`` (event),
+    ``ts_field`` (ts), ``id_field`` (id), ``properties_field`` (properties), ``user_id``,
+    ``anonymous_id``, ``traits``, ``identify_attributes``, ``batch_size`` (20000), ``follow``."""
+
+    type_name = "jsonl"
+    description = "JSON Lines events: native shape or Segment track/identify"
+    yields = ("events", "people")
+
+    def __init__(self, name, settings, project_dir):
+        super().__init__(name, settings, project_dir)
+        if "path" not in settings:
+            raise ConfigError(f"[sources.{name}] needs a path", hint='path = "data/events.jsonl"')
+        self.path = Path(project_dir) / settings["path"]
+        self.format = settings.get("format", "auto")
+        if self.format not in ("auto", "native", "segment"):
+            raise ConfigError(f"[sources.{name}] format {self.format!r}: use auto, native or segment")
+        self.identifiers: dict[str, str] = dict(settings.get("identifiers", {}))  # type -> field
+        self.name_field = settings.get("name_field", "event")
+        self.ts_field = settings.get("ts_field", "ts")
+        self.id_field = settings.get("id_field", "id")
+        self.properties_field = settings.get("properties_field", "properties")
+        self.user_id = settings.get("user_id", "user_id")
+        self.anonymous_id = settings.get("anonymous_id", "anonymous_id")
+        self.traits: dict[str, str] = dict(settings.get("traits", {"phone": "phone", "email": "email"}))  # trait -> type
+        self.identify_attributes: dict[str, str] = dict(settings.get("identify_attributes", {}))  # trait -> attribute
+        self.batch_size = int(settings.get("batch_size", 20000))
+        self.follow = bool(settings.get("follow", False))
+        if self.format == "native" and not self.identifiers:
+            raise ConfigError(f"[sources.{name}] maps no identifier fields",
+                              hint='identifiers = { phone = "phone", crm_id = "crm_id" }')
+        self._id_fields = tuple((field, type_) for type_, field in self.identifiers.items())
+        self._end = 0
+
+    def size_hint(self) -> int | None:
+        try:
+            return self.path.stat().st_size // 200
+        except OSError:
+            return None
+
+    def next_cursor(self) -> str | None:
+        return str(self._end) if self.follow else None
+
+    def read(self, cursor: str | None = None) -> Iterator[list[SourceRecord]]:
+        try:
+            handle = open(self.path, "rb")
+        except FileNotFoundError:
+            raise ConfigError(f"[sources.{self.name}] file {self.path} does not exist",
+                              hint="check `path` (it is relative to the project directory)") from None
+        with handle:
+            start = 0
+            line_no = 0
+            if self.follow and cursor and cursor.isdigit():
+                offset = int(cursor)
+                if offset <= os.fstat(handle.fileno()).st_size:  # a shorter file was replaced: start over
+                    handle.seek(offset)
+                    start = offset
+                    line_no = -1  # unknown: positions become byte offsets
+            self._end = start
+            batch: list[SourceRecord] = []
+            parse = self.parse_line
+            offset = start
+            for raw_line in handle:
+                if line_no >= 0:
+                    line_no += 1
+                    position = f"line {line_no}"
+                else:
+                    position = f"byte {offset}"
+                offset += len(raw_line)
+                if not raw_line.endswith(b"\n"):
+                    # an incomplete last line (the writer is mid-line): leave it for the next run
+                    if self.follow:
+                        offset -= len(raw_line)
+                        break
+                text = raw_line.decode("utf-8", "replace").rstrip("\r\n")
+                if not text.strip():
+                    continue
+                batch.append(parse(text, position))
+                if len(batch) >= self.batch_size:
+                    yield batch
+                    batch = []
+            self._end = offset
+            if batch:
+                yield batch
+
+    def reparse(self, position: str, raw: str) -> list[SourceRecord]:
+        return [self.parse_line(raw, position)]
+
+    # -- one line ---------------------------------------------------------------------------------
+
+    def parse_line(self, text: str, position: str) -> SourceRecord:
+        try:
+            obj = json.loads(text)
+        except ValueError as exc:
+            return RejectedRow(position, text, f"not valid JSON: {exc.args[0] if exc.args else exc}")
+        if not isinstance(obj, dict):
+            return RejectedRow(position, text, "a line must be a JSON object")
+        shape = self.format
+        if shape == "auto":
+            shape = "segment" if obj.get("type") in SEGMENT_TYPES and "messageId" in obj else "native"
+        if shape == "native":
+            return self._native(obj, text, position)
+        return self._segment(obj, text, position)
+
+    def _native(self, obj: dict, text: str, position: str) -> SourceRecord:
+        name = obj.get(self.name_field)
+        if not name or not isinstance(name, str):
+            return RejectedRow(position, text, f"missing event name (field {self.name_field!r})")
+        ts = obj.get(self.ts_field)
+        if ts is None:
+            return RejectedRow(position, text, f"missing time stamp (field {self.ts_field!r})")
+        ids = tuple(RawIdentifier(t, str(v)) for f, t in self._id_fields if (v := obj.get(f)) not in (None, ""))
+        props = obj.get(self.properties_field) or {}
+        if not isinstance(props, dict):
+            return RejectedRow(position, text, f"field {self.properties_field!r} must be an object")
+        dedup = obj.get(self.id_field)
+        return EventRecord(name, ts, ids, props, str(dedup) if dedup not in (None, "") else None, position, text)
+
+    def _segment(self, obj: dict, text: str, position: str) -> SourceRecord:
+        kind = obj.get("type")
+        if kind not in SEGMENT_TYPES:
+            return RejectedRow(position, text, f"Segment call type {kind!r} is not track, identify, page or screen")
+        if obj.get("userId") in (None, "") and obj.get("anonymousId") in (None, ""):
+            # Segment's spec: every call names its user by userId or anonymousId
+            return RejectedRow(position, text, "missing identifiers: neither userId nor anonymousId")
+        ids: list[RawIdentifier] = []
+        if obj.get("userId") not in (None, ""):
+            ids.append(RawIdentifier(self.user_id, str(obj["userId"])))
+        if obj.get("anonymousId") not in (None, ""):
+            ids.append(RawIdentifier(self.anonymous_id, str(obj["anonymousId"])))
+        context = obj.get("context") if isinstance(obj.get("context"), dict) else {}
+        traits: dict[str, Any] = {}
+        if isinstance(context.get("traits"), dict):
+            traits.update(context["traits"])
+        if kind == "identify" and isinstance(obj.get("traits"), dict):
+            traits.update(obj["traits"])
+        for trait, type_ in self.traits.items():
+            value = traits.get(trait)
+            if value not in (None, ""):
+                ids.append(RawIdentifier(type_, str(value)))
+        ids_t = tuple(dict.fromkeys(ids))
+        ts = obj.get("timestamp") or obj.get("originalTimestamp") or obj.get("sentAt")
+        if ts is None:
+            return RejectedRow(position, text, "missing timestamp")
+        if kind == "identify":
+            try:  # an identify call with a broken time stamp is as unusable as a track call with one
+                parse_timestamp(ts, self.timezone)
+            except CleanError as exc:
+                return RejectedRow(position, text, str(exc))
+            attributes = {attr: traits[t] for t, attr in self.identify_attributes.items() if traits.get(t) not in (None, "")}
+            return PersonRecord(source_key="", identifiers=ids_t, attributes=attributes, position=position, raw=text)
+        if kind == "track":
+            name = obj.get("event")
+            if not name or not isinstance(name, str):
+                return RejectedRow(position, text, "missing event name (field 'event')")
+        else:
+            name = "page_viewed" if kind == "page" else "screen_viewed"
+        props = obj.get("properties") or {}
+        if not isinstance(props, dict):
+            return RejectedRow(position, text, "field 'properties' must be an object")
+        if kind in ("page", "screen") and obj.get("name"):
+            props = {**props, "name": obj["name"]}
+        dedup = obj.get("messageId")
+        return EventRecord(name, ts, ids_t, props, str(dedup) if dedup else None, position, text)
+
+
+@motorcade.hookimpl
+def register_sources(register):
+    register(JsonlSource)
