@@ -325,3 +325,59 @@ def test_trigger_fires_on_matching_event_with_condition_and_reentry():
                              previous_firings=[week_ago + dt.timedelta(seconds=1)]).fires
     assert trigger_fires(rule_set, "welcome", data, 1, segment_change=("enter", "vip"), as_of=AS_OF).fires
     assert not trigger_fires(rule_set, "welcome", data, 1, segment_change=("leave", "vip"), as_of=AS_OF).fires
+
+
+# ---- laws the evaluator must obey (random people, fixed conditions) ----------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from motorcade.dsl import ast  # noqa: E402
+from motorcade.dsl.evaluate import Evaluator, Scope  # noqa: E402
+
+_instants = st.integers(min_value=-400 * 86400, max_value=86400).map(lambda s: AS_OF + dt.timedelta(seconds=s))
+_values = st.none() | st.integers(-3, 3) | st.sampled_from(["a", "b", "车"]) | st.booleans() | st.just(1.5)
+_people = st.builds(
+    PersonData, st.just(1),
+    attributes=st.dictionaries(st.sampled_from(["x", "y"]), _values, max_size=2),
+    tags=st.dictionaries(st.sampled_from(["t"]), _values, max_size=1),
+    events=st.lists(st.builds(EventData, st.sampled_from(["a", "b"]), _instants,
+                              st.dictionaries(st.just("n"), _values, max_size=1)), max_size=6),
+)
+_leaves = [parse_cond(text) for text in (
+    "profile.x = 1", "profile.y > 0", 'tag t in ["a", 1]', "profile.x between -1 and 2", "did a in last 90 days",
+    'tag t contains "车"', "count(b where n >= 1) >= 1", "avg(a.n) < 1", "profile.y is null",
+    "did a then b within 30 days",
+)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(_people, st.sampled_from(_leaves), st.sampled_from(_leaves))
+def test_logic_laws_hold(person, left, right):
+    evaluator = Evaluator(None, Dataset.of(person), AS_OF)
+
+    def value(cond):
+        return evaluator.cond(cond, Scope(person))
+
+    assert value(ast.Not(ast.Not(left))) == value(left)
+    assert value(ast.Not(ast.And((left, right)))) == value(ast.Or((ast.Not(left), ast.Not(right))))
+    assert value(ast.Not(ast.Or((left, right)))) == value(ast.And((ast.Not(left), ast.Not(right))))
+    assert value(ast.And((left, right))) == value(ast.And((right, left)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_people, st.integers(0, 400), st.sampled_from(["days", "weeks", "months", "hours"]))
+def test_equivalent_forms_agree(person, amount, unit):
+    evaluator = Evaluator(None, Dataset.of(person), AS_OF)
+
+    def value(text):
+        return evaluator.cond(parse_cond(text), Scope(person))
+
+    window = f"{amount} {unit}"
+    assert value(f"did a in last {window}") == value(f"did a since {window} ago")
+    assert value(f"did not a in last {window}") == (not value(f"did a in last {window}"))
+    assert value(f"did a in last {window}") == value(f"count(a) in last {window} >= 1")
+    assert value(f"did any of [a, b] in last {window}") == value(f"did a in last {window} or did b in last {window}")
+    assert value(f"did a before {window} ago") == (value(f"first(a) < {window} ago") is True)  # null -> not true
+    assert value('tag t not in ["a", 1]') == value('not tag t in ["a", 1]')
+    assert value("profile.x between -1 and 2") == value("profile.x >= -1 and profile.x <= 2")

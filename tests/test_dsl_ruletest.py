@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from motorcade.dsl import DslError, run_rule_tests
+from motorcade.dsl import DslError, load_rules, run_rule_tests
 from motorcade.dsl.commands import check_command, fmt_command
 from motorcade.dsl.commands import test_command as rule_test_command
 
@@ -148,6 +148,10 @@ def test_fmt_check_and_rewrite(tmp_path):
 
 
 def test_fmt_leaves_the_fixtures_unchanged_after_one_pass(tmp_path):
+    assert CliRunner().invoke(fmt_command, ["--check", str(FIXTURES / "dealer")]).exit_code == 0  # canonical
+    shutil.copytree(FIXTURES / "issue", tmp_path / "issue")
+    CliRunner().invoke(fmt_command, [str(tmp_path / "issue")])
+    assert load_rules([tmp_path / "issue"]).segments == load_rules([FIXTURES / "issue"]).segments
     shutil.copytree(FIXTURES / "dealer", tmp_path / "dealer")
     CliRunner().invoke(fmt_command, [str(tmp_path / "dealer")])
     assert CliRunner().invoke(fmt_command, ["--check", str(tmp_path / "dealer")]).exit_code == 0
