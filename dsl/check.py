@@ -33,11 +33,19 @@ class Catalogue:
     @classmethod
     def from_names(cls, *, events=None, tags=None, attributes=None, segments=None, channels=None,
                    templates=None) -> "Catalogue":
-        """Build from plain collections; ``tags`` may be a mapping name -> type or just names."""
+        """Build from names observed in a project; ``tags`` may be a mapping name -> type or just names.
+
+        An empty collection counts as *unknown* (not checked), so a fresh project with no events yet
+        does not flag every event name; use the constructor for an exact, possibly empty, set.
+        """
+        def known(names):
+            return None if names is None or len(names) == 0 else names
+
+        tags = known(tags)
         if tags is not None and not isinstance(tags, dict):
             tags = {name: None for name in tags}
-        return cls(events=events, tags=tags, profile_attributes=attributes, segments=segments,
-                   channels=channels, templates=templates)
+        return cls(events=known(events), tags=tags, profile_attributes=known(attributes),
+                   segments=known(segments), channels=known(channels), templates=known(templates))
 
 
 CAR_FIELDS = ("vin", "brand", "model", "model_year", "purchase_date", "store", "age")
@@ -101,7 +109,6 @@ class _Checker:
         return self.diagnostics
 
     def rule_Segment(self, rule):  # noqa: N802
-        self.current_segment = rule.name
         self.segment_refs.setdefault(rule.name, [])
         self.cond(rule.where, "person", segment=rule.name)
 

@@ -47,7 +47,7 @@ from motorcade.dsl import ast
 from motorcade.dsl.data import CarData, Dataset, EventData, PersonData
 from motorcade.dsl.errors import ERROR, Diagnostic, DslError, make
 from motorcade.dsl.evaluate import (
-    DEFAULT_TIMEZONE, EvaluationError, Evaluator, Scope, get_zone, tag_value, trigger_fires,
+    DEFAULT_TIMEZONE, EvaluationError, Evaluator, get_zone, tag_value, trigger_fires,
 )
 from motorcade.dsl.format import fmt_cond
 from motorcade.dsl.parser import parse_cell, parse_datetime

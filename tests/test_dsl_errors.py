@@ -221,3 +221,9 @@ def test_comments_unicode_names_and_case_insensitive_logic_words():
     assert rule.where == ast.Or((ast.And((ast.Compare(ast.TagRef("意向"), "=", ast.Literal("高")),
                                           ast.Not(ast.Did("试驾")))), ast.Did("x")))
     assert rule_file.comments == ((1, "# 注释"), (2, "# inside"))
+
+
+def test_catalogue_from_names_treats_empty_collections_as_unknown():
+    rule_set = rule_set_from_text("segment a { where did anything and profile.whatever = 1 }")
+    assert check(rule_set, Catalogue.from_names(events=set(), attributes=[])) == []
+    assert len(check(rule_set, Catalogue(events=set(), profile_attributes=set()))) == 2
