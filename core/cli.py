@@ -155,6 +155,7 @@ def _add_library_commands(group: click.Group) -> None:
 
 # Modules whose COMMANDS list is added to the CLI (kept in one place so `--help` shows everything).
 COMMAND_MODULES: tuple[str, ...] = (
+    "motorcade.dsl.commands",  # check, fmt, test
     "motorcade.sources.commands",  # ingest, quarantine
     "motorcade.identity.commands",  # identity
     "motorcade.tags.commands",  # tags
