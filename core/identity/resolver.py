@@ -164,6 +164,7 @@ class IdentityResolver:
                     sorted({ie[2] for ie in newly_flagged})), at=self.now)
             if rederive:
                 self._refresh_persons()
+        next_pid = store.identity_next_ids()[0]  # a re-derivation may have issued ids
 
         # Union-find over people (existing), new records and new identifiers.
         parent: dict[tuple, tuple] = {}

@@ -73,7 +73,9 @@ def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bo
         if not as_json:
             click.echo(
                 f"{name}: read {summary.read:,}, written {summary.written:,} (events {summary.events:,}, "
-                f"already stored {summary.duplicates:,}), people created {summary.people_created:,}, "
+                f"already stored {summary.duplicates:,})"
+                + (f", stores/advisors/cars {summary.reference:,}" if summary.reference else "")
+                + f", people created {summary.people_created:,}, "
                 f"merged {summary.merged:,}, flagged identifiers {summary.flagged:,}, "
                 f"quarantined {summary.rejected:,} ({summary.quarantined:,} new)"
                 + (f", identifiers dropped {summary.identifiers_dropped:,}" if summary.identifiers_dropped else "")

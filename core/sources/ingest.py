@@ -52,7 +52,8 @@ class IngestSummary:
 
     source: str
     read: int = 0  # records read from the connector (rejected rows included)
-    written: int = 0  # rows new in the store: identity records, events, cars, stores, advisors
+    written: int = 0  # rows new in the store: identity records and events
+    reference: int = 0  # stores, advisors and cars upserted (unchanged rows included)
     events: int = 0  # events new in the store
     duplicates: int = 0  # events already stored (re-ingest)
     people_created: int = 0  # people created
@@ -207,11 +208,11 @@ class Ingestor:
         # -- reference data first: stores, advisors (their phones never link customers)
         if stores:
             store.upsert_stores(stores)
-            summary.written += len(stores)
+            summary.reference += len(stores)
         if advisors:
             store.ensure_stores(a.store_id for a in advisors)
             store.upsert_advisors(advisors)
-            summary.written += len(advisors)
+            summary.reference += len(advisors)
             phones = [Identifier("phone", a.phone) for a in advisors if a.phone]
             if phones and not guards.advisor_phones_link:
                 self.resolver.flag(phones, "an advisor's work phone")
@@ -260,7 +261,7 @@ class Ingestor:
         if car_rows:
             store.ensure_stores(c.store_id for c in car_rows if c.store_id)
             store.upsert_cars(car_rows)
-            summary.written += len(car_rows)
+            summary.reference += len(car_rows)
         if ownerships:
             store.upsert_ownership_rows(ownerships)
         if relations:

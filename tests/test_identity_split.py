@@ -1,0 +1,87 @@
+"""Stable ids, the merge log, explain and split: a bad merge is undone and events follow their people."""
+
+import datetime as dt
+
+from click.testing import CliRunner
+
+from motorcade.identity.explain import explain, split
+from motorcade.sources.base import EventRecord, PersonRecord, RawIdentifier
+from motorcade.sources.ingest import Ingestor
+from motorcade.store import open_store
+
+
+def person(key, **ids):
+    return PersonRecord(source_key=key, identifiers=tuple(RawIdentifier(t, v) for t, v in ids.items()), position=key)
+
+
+def event(name, ts, dedup, **ids):
+    return EventRecord(name=name, ts=ts, identifiers=tuple(RawIdentifier(t, v) for t, v in ids.items()),
+                       dedup_key=dedup, position=dedup)
+
+
+def test_merge_keeps_the_oldest_id_and_split_restores_both(tmp_path):
+    store = open_store(tmp_path / "m.db")
+    ing = Ingestor(store)
+    ing.ingest_records("crm", [[person("C1", crm_id="C1", phone="13900000001")]])
+    ing.ingest_records("app", [[person("U7", app_user_id="U7", email="a@b.cn")]])
+    a = store.person_of_identifier("crm_id", "C1")
+    b = store.person_of_identifier("app_user_id", "U7")
+    assert a < b
+    ing.ingest_records("events", [[
+        event("app_login", "2025-01-01 10:00:00", "e1", app_user_id="U7"),
+        event("order", "2025-01-02 10:00:00", "e2", crm_id="C1"),
+    ]])
+    # an event carrying both identifiers merges the two people into the older id
+    ing.ingest_records("events", [[event("app_login", "2025-01-03 10:00:00", "e3", app_user_id="U7",
+                                         phone="13900000001")]])
+    assert store.person_of_identifier("app_user_id", "U7") == a
+    assert store.resolve_person_id(b) == a
+    assert {e.dedup_key for e in store.events_of(a)} == {"e1", "e2", "e3"}
+    e = explain(store, f"{b}")
+    assert e.person_id == a and any(old == b for old, _, _ in e.merged_ids)
+    assert {l["type"] for _, _, l in e.chain} >= {"phone", "app_user_id"}
+
+    # the phone typed into the app was someone else's: split it off
+    people = split(store, a, identifier="phone:13900000001")
+    assert sorted(people) == [a, b]
+    assert store.person_of_identifier("app_user_id", "U7") == b
+    assert store.resolve_person_id(b) == b  # the old id means the old person again
+    assert {e.dedup_key for e in store.events_of(b)} == {"e1", "e3"}
+    assert {e.dedup_key for e in store.events_of(a)} == {"e2"}
+    # e3 carried only the split phone and the app id: it follows the app user
+    e3 = store.conn.execute("SELECT person_id FROM events WHERE dedup_key = 'e3'").fetchone()[0]
+    assert e3 == b
+    # the flagged phone never links again, even when re-ingested
+    ing.ingest_records("events", [[event("app_login", "2025-01-04 10:00:00", "e4", app_user_id="U7",
+                                         phone="13900000001")]])
+    assert store.resolve_person_id(b) == b and store.get_person(a) is not None
+
+
+def test_shared_identifier_over_the_limit_is_flagged_and_unmerged(tmp_path):
+    store = open_store(tmp_path / "s.db")
+    ing = Ingestor(store)
+    leads = [person(f"L{i}", lead_id=f"L{i}", phone="13912345678") for i in range(8)]
+    ing.ingest_records("leads", [leads[:3], leads[3:]])
+    pids = {store.person_of_identifier("lead_id", f"L{i}") for i in range(8)}
+    assert len(pids) == 8
+    stats = store.identity_stats()
+    assert stats["flagged"][0]["reason"].startswith("shared by 6 records of source leads")
+
+
+def test_cli_explain_and_split(tmp_path, motorcade_project):
+    store = motorcade_project.store
+    ing = Ingestor(store)
+    ing.ingest_records("crm", [[person("C1", crm_id="C1", phone="13900000001"),
+                                person("C2", crm_id="C2", phone="13900000001")]])
+    pid = store.person_of_identifier("crm_id", "C1")
+    from motorcade.cli import build_cli
+
+    runner = CliRunner()
+    args = ["--project", str(motorcade_project.directory), "identity"]
+    out = runner.invoke(build_cli(), args + ["explain", "phone:13900000001"])
+    assert out.exit_code == 0, out.output
+    assert "+86139****0001" in out.output and "13900000001" not in out.output
+    assert "-- phone" in out.output
+    out = runner.invoke(build_cli(), args + ["split", str(pid), "--identifier", "phone:13900000001"])
+    assert out.exit_code == 0, out.output
+    assert "is now 2 people" in out.output
