@@ -79,6 +79,10 @@ class ChurnReport:
     scope: str = ""
     store_id: str | None = None
     store_names: dict = attrs.field(factory=dict)
+    tz: dt.tzinfo = UTC  # dates are shown in the project's time zone
+
+    def _day(self, ts: int) -> str:
+        return dt.datetime.fromtimestamp(ts, self.tz).date().isoformat()
 
     @property
     def title(self) -> str:
@@ -86,8 +90,7 @@ class ChurnReport:
 
     @property
     def subtitle(self) -> str:
-        day = dt.datetime.fromtimestamp(self.as_of, UTC).date().isoformat()
-        return f"as of {day}; {self.service_event} history; {self.scope}"
+        return f"as of {self._day(self.as_of)}; {self.service_event} history; {self.scope}"
 
     def to_dict(self) -> dict:
         return {"report": "churn", "as_of": self.as_of, "service_event": self.service_event, "store": self.store_id,
@@ -112,8 +115,8 @@ class ChurnReport:
             ))
         rows = []
         for rank, e in enumerate(self.entries, start=1):
-            last = "never" if e.last_visit is None else dt.datetime.fromtimestamp(e.last_visit, UTC).date().isoformat()
-            due = dt.datetime.fromtimestamp(e.due, UTC).date().isoformat()
+            last = "never" if e.last_visit is None else self._day(e.last_visit)
+            due = self._day(e.due)
             rows.append((str(rank), e.store or "", str(e.person_id), e.name or "", e.phone or "", last,
                          str(e.visits), f"{e.interval_days:.0f} d ({e.basis})", due, f"{e.overdue_days:.0f}",
                          f"{e.overdue_ratio:.2f}", e.status))
@@ -183,4 +186,4 @@ def compute_churn(store, *, service_event: str = "service_visit", as_of: dt.date
                         phone=mask_phone(contacts[e.person_id]["phone"] or "") or None) for e in top]
     per_store = sorted(summary.values(), key=lambda s: (-(s["overdue"] + s["lapsed"]), s["store"] or "~"))
     return ChurnReport(top, per_store, len(owners), len(entries), as_of_ts, service_event, limit,
-                       scope_text(store, store_id), store_id, store.store_names())
+                       scope_text(store, store_id), store_id, store.store_names(), tz)

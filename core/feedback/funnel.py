@@ -147,10 +147,15 @@ class FunnelReport:
                 [Series(str(g.key), [s.from_first for s in g.steps[1:]]) for g in shown],
                 percent=True, y_label="conversion from first step",
             )
-            note = f"by {self.by}" + (f"; the chart shows the {len(shown)} largest groups" if len(self.groups) > len(shown) else "")
+            notes = [f"The {self.by} is read from each person's first-step event."]
+            if self.by == "store":
+                notes = ["The store is read from the first-step event, else the person's home store."]
             if self.by == "segment":
-                note += "; a person in several segments counts in each"
-            out.append(Section(f"Breakdown by {self.by}", text=note, table=Table(columns, table_rows), chart=chart))
+                notes = ["Segments are the people's current memberships; a person in several counts in each."]
+            if len(self.groups) > len(shown):
+                notes.append(f"The chart shows the {len(shown)} largest groups.")
+            out.append(Section(f"Breakdown by {self.by}", text=" ".join(notes), table=Table(columns, table_rows),
+                               chart=chart))
         return out
 
 

@@ -100,22 +100,24 @@ def _esc(text) -> str:
 
 
 def _nice_max(value: float, percent: bool) -> float:
+    """The top of the axis: four gridline steps of a round size (1, 2, 2.5 or 5 × 10^k) covering value."""
     if value <= 0 or not math.isfinite(value):
         return 1.0
-    if percent and value <= 1:
-        for step in (0.05, 0.1, 0.2, 0.25, 0.5, 1.0):
-            if value <= step:
-                return step
-    magnitude = 10 ** math.floor(math.log10(value))
+    raw = value / 4
+    magnitude = 10 ** math.floor(math.log10(raw))
     for factor in (1, 2, 2.5, 5, 10):
-        if value <= factor * magnitude:
-            return factor * magnitude
-    return 10 * magnitude
+        if raw <= factor * magnitude * (1 + 1e-9):
+            top = 4 * factor * magnitude
+            return min(top, 1.0) if percent and value <= 1 and top > 1 else top
+    return 40 * magnitude
 
 
 def _fmt(value: float, percent: bool) -> str:
     if percent:
-        return f"{value * 100:.1f}%" if abs(value) < 0.1 else f"{value * 100:.0f}%"
+        shown = value * 100
+        if abs(shown) >= 10 and abs(shown - round(shown)) < 0.05:
+            return f"{shown:.0f}%"
+        return f"{shown:.1f}%" if abs(shown) >= 1 or shown == 0 else f"{shown:.2f}%"
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.2f}"
@@ -159,7 +161,7 @@ def _x_label(x: float, text: str, rotate: bool) -> str:
 
 def bar_chart_svg(chart: BarChart) -> str:
     """Inline SVG for a bar chart (hover a bar for its exact value)."""
-    values = [v for s in chart.series for v in (*s.values, *(s.upper or ())) if v is not None]
+    values = [v for s in chart.series for v in (*s.values, *(s.upper or ()), *(s.lower or ())) if v is not None]
     low = min([0.0, *values])
     top = _nice_max(max([0.0, *values]), chart.percent)
     bottom = -_nice_max(-low, chart.percent) if low < 0 else 0.0
@@ -197,6 +199,8 @@ def bar_chart_svg(chart: BarChart) -> str:
                                  f'y2="{y_of(bound):.1f}" class="whisker"/>')
             if n_ser == 1 or bar_w >= 34:
                 label_y = (y0 - 4) if value >= 0 else (y1 + 12)
+                if lower is not None and upper is not None:  # keep the label clear of the whisker
+                    label_y = (min(y0, y_of(upper)) - 4) if value >= 0 else (max(y1, y_of(lower)) + 12)
                 parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{label_y:.1f}" text-anchor="middle" class="value">'
                              f'{_esc(_fmt(value, chart.percent))}</text>')
         parts.append(_x_label(LEFT + group_w * (ci + 0.5), category, rotate))
