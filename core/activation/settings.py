@@ -30,7 +30,7 @@ class ActivationSettings:
     trigger_lookback_hours: float = 24  # a new trigger starts with events (or segment changes) this recent
     trigger_batch: int = 1000  # events handled per transaction
     poll_seconds: float = 5  # `serve`: how often to look for new events when nothing else is due
-    scheduler_lease_seconds: float = 300  # how long a worker owns planning before another may take over
+    scheduler_lease_seconds: float = 60  # a planner killed mid-pass blocks planning at most this long
 
     @classmethod
     def from_config(cls, table: dict[str, Any]) -> "ActivationSettings":
