@@ -40,7 +40,7 @@ def oracle(recs):
     for source, key, ids in recs:
         for t, v in set(ids):
             carriers.setdefault((t, v), {}).setdefault(source, set()).add(key)
-    guards = IdentityGuards()
+    guards = IdentityGuards.from_config({"max_records_per_source": LIMIT})
     linking = {i for i, by_source in carriers.items()
                if guards.junk_reason(i[0], clean(*i)) is None and all(len(keys) <= LIMIT for keys in by_source.values())}
     parent = {key: key for _, key, _ in recs}
@@ -100,3 +100,12 @@ def test_partition_is_independent_of_order_and_batches_and_guards_hold(data, rnd
     shuffled = list(recs)
     rnd.shuffle(shuffled)
     assert run(shuffled, batch_size) == expected
+    # the junk number alone never joins two records
+    for group in expected:
+        if len(group) > 1:
+            assert not all(set(dict(recs_by_key(recs)[k])) <= {"phone"} and ("phone", JUNK) in recs_by_key(recs)[k]
+                           for k in group)
+
+
+def recs_by_key(recs):
+    return {key: ids for _, key, ids in recs}
