@@ -15,10 +15,16 @@
     [channels.email]              # settings per channel plugin
     [guardrails]                  # consent, quiet hours, frequency caps (activation)
     [pipeline]                    # the stages `motorcade pipeline` runs
+
+Any string value may name environment variables: ``"${SMTP_HOST}"`` or ``"${SMTP_PORT:-2525}"``
+(with a default). Keep secrets out of the file this way. A variable that is unset and has no default
+is an error naming the setting.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -58,6 +64,34 @@ class ProjectConfig:
         return zoneinfo.ZoneInfo(self.timezone)
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_environment(value: Any, path: Path, where: str = "") -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a parsed TOML document."""
+    if isinstance(value, dict):
+        return {k: expand_environment(v, path, f"{where}.{k}" if where else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_environment(v, path, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: {where} refers to ${{{name}}}, which is not set",
+                          hint=f"export {name}=... or write a default: ${{{name}:-value}}")
+
+    expanded = _ENV_REFERENCE.sub(replace, value)
+    # A value that is exactly one reference to a number keeps TOML's type (port = "${SMTP_PORT:-25}").
+    if _ENV_REFERENCE.fullmatch(value) and re.fullmatch(r"-?\d+", expanded):
+        return int(expanded)
+    return expanded
+
+
 def _table(doc: dict, key: str, path: Path) -> dict:
     value = doc.get(key, {})
     if not isinstance(value, dict):
@@ -73,6 +107,7 @@ def load_config(path: Path) -> ProjectConfig:
         raise ConfigError(f"{path} does not exist", hint="create a project with `motorcade init DIR`") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    doc = expand_environment(doc, path)
     project = _table(doc, "project", path)
     timezone = project.get("timezone", DEFAULT_TIMEZONE)
     try:
