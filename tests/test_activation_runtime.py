@@ -486,3 +486,38 @@ def test_receipts_become_events_once_and_unsubscribe_records_consent(setup):
     clicked = store.events_of(pid, name="clicked")[0]
     assert clicked.properties["campaign"] == "recall" and clicked.properties["revision"] == ctx.revision
     assert [c.granted for c in store.consents_of(pid) if c.channel == "memory"] == [False]
+
+
+def test_editing_rules_or_templates_never_changes_a_planned_run(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    ids = people(store, 2)
+    put_members(store, "owners", ids, clock())
+    old_revision = ctx.revision
+    run_once(ctx, dispatch=False)
+    (project.directory / "templates" / "hello.txt").write_text("changed {{ person.name }}", encoding="utf-8")
+    (project.directory / "rules" / "main.mc").write_text(rules().replace("回厂", "回厂 v2"), encoding="utf-8")
+    later = ActivationContext.for_project(project, clock=clock, worker_id="w2")
+    assert later.revision != old_revision
+    run_once(later)
+    assert sorted(m.body for m in memory.sent) == ["您好 客户0", "您好 客户1"]
+    assert {s["revision"] for s in store.list_sends()} == {old_revision}
+    assert {e.properties["revision"] for pid in ids for e in store.events_of(pid, name="sent")} == {old_revision}
+
+
+def test_a_misconfigured_channel_stops_the_pass_and_leaves_sends_planned(setup):
+    from motorcade.errors import ConfigError
+
+    class Picky(memory_channel_plugin("picky").channel_class):
+        def __init__(self, settings, context):
+            raise ConfigError("channel picky: [channels.picky] has no api_key", hint="add api_key_env = ...")
+
+    plugin = memory_channel_plugin("picky")
+    project, ctx, clock = setup(rules(via='picky template "hello"'), channels=[plugin])
+    ctx.registry.channels["picky"].obj = Picky
+    store = project.store
+    put_members(store, "owners", people(store, 2), clock())
+    with pytest.raises(ConfigError, match="has no api_key"):
+        run_once(ctx)
+    assert set(statuses(store).values()) == {"planned"}  # nothing suppressed because of a typo in settings

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from motorcade.errors import MotorcadeError
+from motorcade.errors import PluginError
 
 from .channel import Channel, ChannelContext, DeliveryResult, OutboundMessage
 from .feedback import write_feedback
@@ -97,16 +97,17 @@ class Dispatcher:
         person_id = send["person_id"]
         rails = ctx.guardrails
         steps = payload.get("steps", [])
-        person = store.get_person(person_id)
+        person = store.get_person(person_id)  # follows merges: consent and caps of the surviving person
         if person is None:
             return {"status": "suppressed", "reason": "person: no longer exists"}
+        person_id = person.id
         # 1. consent
         consents = consent_map(store, person_id)
         if consents.get("*") is False:
             return {"status": "suppressed", "reason": "consent: opted out of every channel"}
         channels = [s["channel"] for s in steps] or [send["channel"]]
         allowed = [c for c in channels if consent_allows(consents, c, rails.consent_mode)]
-        if payload.get("arm") != "holdout" and not allowed:
+        if not allowed:
             how = "no consent recorded" if rails.consent_mode == "opt_in" else "opted out"
             return {"status": "suppressed", "reason": f"consent: {how} for {', '.join(dict.fromkeys(channels))}"}
         tz = person_timezone(person.attributes, ctx.tz)
@@ -142,7 +143,7 @@ class Dispatcher:
                 continue
             try:
                 channel = self.channel(name)
-            except MotorcadeError as exc:
+            except PluginError as exc:  # not installed: fall back (a bad [channels.X] setting raises instead)
                 skipped.append(f"{name}: {exc.message}")
                 continue
             caps = channel.capabilities
