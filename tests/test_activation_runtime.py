@@ -521,3 +521,21 @@ def test_a_misconfigured_channel_stops_the_pass_and_leaves_sends_planned(setup):
     with pytest.raises(ConfigError, match="has no api_key"):
         run_once(ctx)
     assert set(statuses(store).values()) == {"planned"}  # nothing suppressed because of a typo in settings
+
+
+@pytest.mark.parametrize("window_zone, opens", [(None, dt.datetime(2026, 11, 24, 8, 0, tzinfo=zoneinfo.ZoneInfo(
+    "Europe/London"))), ("Asia/Shanghai", dt.datetime(2026, 11, 24, 8, 0, tzinfo=SH))])
+def test_send_window_is_read_in_the_providers_zone_when_the_channel_names_one(setup, window_zone, opens):
+    sms = memory_channel_plugin("sms", address_type="phone", send_window=("08:00", "22:00"),
+                                send_window_timezone=window_zone)
+    clock = Clock(dt.datetime(2026, 11, 24, 7, 0, tzinfo=SH))  # 23:00 in London the day before
+    text = rules(via='sms template "hello"').replace("daily at 10:00", "daily at 07:00")
+    project, ctx, clock = setup(text, channels=[sms], clock=clock)
+    store = project.store
+    (pid,) = people(store, 1, timezone="Europe/London")
+    with store.transaction():
+        add_identifier(store, pid, "phone", "+447700900000")
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    (send,) = store.list_sends()
+    assert send["status"] == "deferred" and dt.datetime.fromtimestamp(send["not_before"], UTC) == opens

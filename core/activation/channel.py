@@ -28,6 +28,7 @@ class ChannelCapabilities:
     max_length: int | None = None  # longest body the provider accepts, in characters
     send_window: tuple[str, str] | None = None  # provider-enforced local sending hours, e.g. ("08:00", "22:00")
     marketing_allowed: bool = True  # False for service-notification-only channels (WeChat OA templates)
+    send_window_timezone: str | None = None  # IANA zone of send_window (None = the recipient's time zone)
 
 
 @attrs.frozen

@@ -20,6 +20,7 @@ import datetime as dt
 import random
 import threading
 import time
+import zoneinfo
 from typing import Any
 
 from motorcade.errors import PluginError
@@ -154,12 +155,14 @@ class Dispatcher:
                 skipped.append(f"{name}: body is {len(step['body'])} characters, the channel accepts {caps.max_length}")
                 continue
             if caps.send_window is not None:
-                open_at = outside_window_until(local, parse_hhmm(caps.send_window[0], name),
+                window_tz = zoneinfo.ZoneInfo(caps.send_window_timezone) if getattr(
+                    caps, "send_window_timezone", None) else tz
+                open_at = outside_window_until(now.astimezone(window_tz), parse_hhmm(caps.send_window[0], name),
                                                parse_hhmm(caps.send_window[1], name))
                 if open_at is not None:
                     return {"status": "deferred", "not_before": open_at,
                             "reason": f"send_window: {name} sends {caps.send_window[0]}-{caps.send_window[1]} "
-                                      f"{tz}, deferred to {open_at.isoformat()}"}
+                                      f"{window_tz}, deferred to {open_at.isoformat()}"}
             fallback = f"fallback: {send['payload']['steps'][0]['channel']} -> {name} ({'; '.join(skipped)})" \
                 if index else None
             payload = {**payload, "chosen": index}
