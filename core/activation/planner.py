@@ -190,10 +190,10 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
     slot_id = slot_text(slot)
     run_id = f"campaign:{name}:{slot_id}"
     cursor_name = f"campaign:{name}:segment_change_id"
-    with store.transaction():
-        if not store.create_run(run_id, origin_kind="campaign", origin=name, revision=ctx.revision,
-                                scheduled_for=slot, started_at=now):
-            return None
+    if store.get_run(run_id) is not None:
+        return None
+    # Read and render in a read transaction (one consistent snapshot; writers are not blocked meanwhile) ...
+    with store.transaction(immediate=False):
         members = segment_member_ids(store, rule.audience)
         high_water = last_segment_change_id(store, rule.audience)
         previous = store.get_activation_cursor(cursor_name)
@@ -202,7 +202,6 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
             entered = {pid for _, pid, change, _ in segment_changes_since(store, rule.audience, int(previous))
                        if change == "enter"}
             members = sorted(entered & current)
-        store.set_activation_cursor(cursor_name, str(high_water), at=now)
         quiet = _quiet_hours(rule, ctx)
         snapshot, sends = [], []
         for pid in members:
@@ -212,9 +211,18 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
                        "holdout_percent": rule.holdout,
                        "steps": [] if arm == "holdout" else renderer.steps(rule, pid, now)}
             sends.append(_send(rule, run_id, slot_id, pid, ctx.revision, payload))
+    # ... then write the run, its snapshot, its outbox rows and the advanced cursor in ONE write transaction.
+    with store.transaction():
+        if not store.create_run(run_id, origin_kind="campaign", origin=name, revision=ctx.revision,
+                                scheduled_for=slot, started_at=now):
+            return None  # another worker planned this slot meanwhile
+        if store.get_activation_cursor(cursor_name) != previous:
+            raise PlanningError(f"campaign {name!r}: its segment cursor moved while run {run_id} was being planned",
+                                hint="another worker planned a run of this campaign; the next pass retries")
+        store.set_activation_cursor(cursor_name, str(high_water), at=now)
         store.add_audience_snapshot(run_id, snapshot)
         planned = _enqueue(ctx, sends, now)
-        store.finish_run(run_id, status="planned", audience_size=len(members), finished_at=now)
+        store.finish_run(run_id, status="planned", audience_size=len(members), finished_at=ctx.now())
     holdout = sum(1 for _, arm in snapshot if arm == "holdout")
     ctx.log(f"campaign {name}: run {run_id} planned {planned} sends ({holdout} in holdout) for {len(members)} people")
     return {"run_id": run_id, "audience": len(members), "planned": planned, "holdout": holdout}
