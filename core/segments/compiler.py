@@ -1,0 +1,608 @@
+"""Rule AST -> SQL for the SQLite store, built as a sqlglot expression tree.
+
+One class per target (:class:`SQLiteCompiler`), one ``c_<NodeName>`` method per condition node and a
+default that raises :class:`Unsupported` naming the node: never a silent wrong answer.
+
+The semantics are the reference evaluator's (``motorcade.dsl.evaluate``, docs/dsl.md), to the letter:
+
+* Conditions are three-valued (1 / 0 / NULL), like SQL's own logic, so ``AND`` / ``OR`` / ``NOT`` map
+  straight onto SQL; a person is a member when the condition is 1.
+* Comparisons look at the *kind* of both sides (bool, number, string, date, instant). Different kinds:
+  ``=`` is false, ``!=`` true, ordering unknown (NULL); a null side gives NULL. Tag values carry their
+  SQLite type, profile attributes and event properties their JSON type (``json_type``), so ``true`` and
+  ``1`` stay apart the way they do in Python.
+* Every relative time (windows, ``N days ago``, the day a car is owned on) is resolved in Python against
+  ``as_of`` and the project time zone with the evaluator's own time functions, and bound as a constant.
+  Events after ``as_of`` are invisible.
+
+Values never reach the SQL text: every literal is a named placeholder (``:v1``) with its value in
+:attr:`CompiledQuery.params`. Table and column names are fixed by the compiler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import attrs
+from sqlglot import exp
+
+from motorcade.dsl import ast
+from motorcade.dsl.evaluate import (EvaluationError, Unsupported, ago, get_zone, local_date, local_midnight,
+                                    window_interval)
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+# person_relations kinds that make up a person's `store` and `advisor` sets (the loader uses the same).
+STORE_RELATIONS = ("selling_store", "service_store", "store")
+ADVISOR_RELATIONS = ("sales_advisor", "service_advisor", "advisor")
+_SET_RELATIONS = {"store": STORE_RELATIONS, "advisor": ADVISOR_RELATIONS}
+_CAR_COLUMNS = {"vin": ("c", "vin", "string"), "brand": ("c", "brand", "string"), "model": ("c", "model", "string"),
+                "model_year": ("c", "model_year", "number"), "purchase_date": ("c", "purchase_date", "date"),
+                "store": ("c", "store_id", "string")}
+# SQL kind expression of a JSON value: the evaluator's kind_of over json.loads output.
+_JSON_KINDS = {"true": "bool", "false": "bool", "integer": "number", "real": "number", "text": "string",
+               "array": "other", "object": "other"}
+
+
+class CompileError(EvaluationError):
+    """The rule cannot be compiled (unknown segment, cycle, a value of the wrong kind)."""
+
+
+# ---- small sqlglot helpers ---------------------------------------------------------------------
+
+
+def col(table: str, name: str) -> exp.Column:
+    return exp.column(name, table)
+
+
+def num(value: int) -> exp.Literal:
+    return exp.Literal.number(value)
+
+
+def null() -> exp.Null:
+    return exp.Null()
+
+
+def func(name: str, *args) -> exp.Anonymous:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def and_(*items) -> exp.Expression:
+    items = [i for i in items if i is not None]
+    if not items:
+        return num(1)
+    out = items[0]
+    for item in items[1:]:
+        out = exp.And(this=_paren(out), expression=_paren(item))
+    return out
+
+
+def or_(*items) -> exp.Expression:
+    if not items:
+        return num(0)
+    out = items[0]
+    for item in items[1:]:
+        out = exp.Or(this=_paren(out), expression=_paren(item))
+    return out
+
+
+def _paren(e: exp.Expression) -> exp.Expression:
+    if isinstance(e, (exp.And, exp.Or, exp.Not, exp.Case)):
+        return exp.Paren(this=e)
+    return e
+
+
+def not_(e: exp.Expression) -> exp.Expression:
+    return exp.Not(this=exp.Paren(this=e))
+
+
+def case(*whens, default=None) -> exp.Case:
+    node = exp.Case()
+    for cond, value in whens:
+        node = node.when(cond, value)
+    if default is not None:
+        node = node.else_(default)
+    return node
+
+
+def is_null(e) -> exp.Is:
+    return exp.Is(this=e, expression=null())
+
+
+def is_not_null(e) -> exp.Expression:
+    return exp.Not(this=exp.Is(this=e, expression=null()))
+
+
+def coalesce0(e) -> exp.Expression:
+    return exp.Coalesce(this=e, expressions=[num(0)])
+
+
+def exists(select: exp.Select) -> exp.Exists:
+    return exp.Exists(this=select)
+
+
+_CMP = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
+
+
+def cmp(op: str, left, right) -> exp.Expression:
+    return _CMP[op](this=left, expression=right)
+
+
+def epoch_floor(instant: dt.datetime) -> int:
+    return (instant - EPOCH) // dt.timedelta(seconds=1)
+
+
+def epoch_ceil(instant: dt.datetime) -> int:
+    return -((EPOCH - instant) // dt.timedelta(seconds=1))
+
+
+# ---- compiled output ---------------------------------------------------------------------------
+
+
+@attrs.define
+class CompiledQuery:
+    """A SELECT returning ``person_id`` of the members, with its bound parameters."""
+
+    tree: exp.Select
+    params: dict[str, Any]
+    driver: str  # a one-line description of the plan shape chosen
+
+    def sql(self, dialect: str = "sqlite", pretty: bool = False) -> str:
+        return self.tree.sql(dialect=dialect, pretty=pretty)
+
+
+@attrs.define
+class Typed:
+    """A subject in SQL: its value, its kind (a static kind name, or an SQL expression giving one, NULL when
+    missing) and an optional ``wrap`` that puts a finished predicate inside a correlated lookup."""
+
+    value: exp.Expression
+    kind: str | exp.Expression
+    wrap: Any = None
+    is_set: str | None = None  # "store" / "advisor": the person's id set (value unused)
+
+    def finish(self, predicate: exp.Expression) -> exp.Expression:
+        return self.wrap(predicate) if self.wrap else predicate
+
+
+@attrs.frozen
+class Scope:
+    """What names refer to: ``person`` is the alias of the people row; ``car`` / ``event`` the current car
+    (cars joined to ownerships) or event alias in car / event scope."""
+
+    person: str | None
+    car: str | None = None
+    ownership: str | None = None
+    event: str | None = None
+
+
+# ---- the compiler ------------------------------------------------------------------------------
+
+
+class SQLiteCompiler:
+    """Compiles segment conditions of one rule set at one ``as_of`` for the SQLite store."""
+
+    dialect = "sqlite"
+
+    def __init__(self, rule_set, as_of: dt.datetime, tz="Asia/Shanghai"):
+        if as_of.tzinfo is None:
+            raise CompileError("as_of has no time zone", "pass an aware datetime")
+        self.rule_set = rule_set
+        self.as_of = as_of
+        self.tz = get_zone(tz)
+        self.today = local_date(as_of, self.tz)
+        self.params: dict[str, Any] = {}
+        self._names = itertools.count(1)
+        self._aliases = itertools.count(1)
+        self._segment_path: list[str] = []
+
+    # -- parameters and aliases --
+    def bind(self, value: Any) -> exp.Placeholder:
+        """A named placeholder for ``value`` (the only way a value enters the SQL)."""
+        if isinstance(value, bool):
+            value = int(value)
+        name = f"v{next(self._names)}"
+        self.params[name] = value
+        return exp.Placeholder(this=name)
+
+    def alias(self, prefix: str) -> str:
+        return f"{prefix}{next(self._aliases)}"
+
+    # -- entry points --
+    def segment_condition(self, name: str, scope: Scope) -> exp.Expression:
+        """The condition of segment ``name`` (three-valued), with cycle detection."""
+        segment = self.rule_set.segments.get(name)
+        if segment is None:
+            raise CompileError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
+        if name in self._segment_path:
+            cycle = " -> ".join(self._segment_path[self._segment_path.index(name):] + [name])
+            raise CompileError(f"segments refer to each other in a cycle: {cycle}",
+                               "break the cycle: one of these segments must not use `in segment`")
+        self._segment_path.append(name)
+        try:
+            return self.cond(segment.where, scope)
+        finally:
+            self._segment_path.pop()
+
+    def cond(self, node, scope: Scope) -> exp.Expression:
+        method = getattr(self, "c_" + type(node).__name__, None)
+        if method is None:
+            raise Unsupported(f"unsupported: {type(node).__name__} (the {self.dialect} compiler has no rule for it)")
+        return method(node, scope)
+
+    # -- boolean structure --
+    def c_And(self, node, scope):  # noqa: N802 (dispatch by node class name)
+        return and_(*[self.cond(i, scope) for i in node.items])
+
+    def c_Or(self, node, scope):  # noqa: N802
+        return or_(*[self.cond(i, scope) for i in node.items])
+
+    def c_Not(self, node, scope):  # noqa: N802
+        return not_(self.cond(node.item, scope))
+
+    # -- values --
+    def literal(self, node) -> tuple[str, Any]:
+        """``(kind, python value)`` of a value node, as the evaluator sees it."""
+        if isinstance(node, ast.Literal):
+            value = node.value
+            if isinstance(value, bool):
+                return "bool", value
+            if isinstance(value, (int, float)):
+                return "number", value
+            if isinstance(value, str):
+                return "string", value
+            if isinstance(value, dt.datetime):
+                return "instant", value if value.tzinfo else value.replace(tzinfo=self.tz)
+            if isinstance(value, dt.date):
+                return "date", value
+            raise Unsupported(f"unsupported: literal {value!r}")
+        if isinstance(node, ast.Ago):
+            return "instant", ago(node.amount, node.unit, self.as_of, self.tz)
+        if isinstance(node, ast.Duration):
+            if node.unit == "years":
+                return "number", node.amount
+            raise CompileError(f"`{node.amount} {node.unit}` can only be compared with a car's age in years")
+        raise Unsupported(f"unsupported: value {type(node).__name__}")
+
+    # -- subjects --
+    def subject(self, node, scope: Scope) -> Typed:
+        if isinstance(node, ast.TagRef):
+            t = self.alias("t")
+            value = col(t, "value")
+            kind = case((exp.In(this=func("typeof", value), expressions=[exp.Literal.string("integer"),
+                                                                          exp.Literal.string("real")]),
+                         exp.Literal.string("number")),
+                        (exp.EQ(this=func("typeof", value), expression=exp.Literal.string("text")),
+                         exp.Literal.string("string")),
+                        (is_null(value), null()),
+                        default=exp.Literal.string("other"))
+            tag = self.bind(node.name)
+            person = col(scope.person, "id")
+
+            def wrap(predicate, t=t, tag=tag, person=person):
+                # One lookup on the (tag, person_id) key; no row = missing = NULL.
+                return exp.Subquery(this=exp.select(predicate).from_(exp.to_table("tag_values").as_(t)).where(
+                    and_(exp.EQ(this=col(t, "tag"), expression=tag),
+                         exp.EQ(this=col(t, "person_id"), expression=person))))
+
+            return Typed(value, kind, wrap)
+        if isinstance(node, ast.ProfileRef):
+            return self._json(col(scope.person, "attributes"), node.name)
+        if isinstance(node, ast.FieldRef):
+            if scope.event is not None:
+                return self._json(col(scope.event, "properties"), node.name)
+            if scope.car is not None:
+                if node.name == "age":
+                    pd = col(scope.car, "purchase_date")
+                    before_birthday = exp.GT(this=func("substr", pd, num(6), num(5)),
+                                             expression=self.bind(self.today.strftime("%m-%d")))
+                    years = exp.Sub(this=exp.Sub(this=self.bind(self.today.year),
+                                                 expression=exp.Cast(this=func("substr", pd, num(1), num(4)),
+                                                                     to=exp.DataType.build("INTEGER"))),
+                                    expression=exp.Paren(this=before_birthday))
+                    return Typed(case((is_null(pd), null()), default=years), "number")
+                if node.name in _CAR_COLUMNS:
+                    _, column, kind = _CAR_COLUMNS[node.name]
+                    return Typed(col(scope.car, column), kind)
+                raise CompileError(f"cars have no field `{node.name}`")
+            if node.name in _SET_RELATIONS:
+                return Typed(null(), "set", is_set=node.name)
+            raise CompileError(f"unknown name `{node.name}` in a person condition",
+                               f"write `profile.{node.name}` or `tag {node.name}`")
+        if isinstance(node, ast.Aggregate):
+            return self.aggregate(node, scope)
+        raise Unsupported(f"unsupported: subject {type(node).__name__}")
+
+    def _json(self, document: exp.Expression, key: str) -> Typed:
+        path = self.bind('$."' + key.replace('"', '\\"') + '"')
+        value = func("json_extract", document, path)
+        json_kind = func("json_type", document, path)
+        kind = case(*[(exp.EQ(this=json_kind, expression=exp.Literal.string(k)), exp.Literal.string(v))
+                      for k, v in _JSON_KINDS.items()], default=null())
+        return Typed(value, kind)
+
+    # -- events --
+    def event_filter(self, e: str, names, window, scope: Scope, where=None) -> exp.Expression:
+        """The person's events named ``names`` in ``window`` (and at or before as_of) where ``where`` is True."""
+        ts = col(e, "ts")
+        parts = []
+        if scope.person is not None:  # None: every person's events (a plan's driver)
+            parts.append(exp.EQ(this=col(e, "person_id"), expression=col(scope.person, "id")))
+        names = list(names)
+        if len(names) == 1:
+            parts.append(exp.EQ(this=col(e, "name"), expression=self.bind(names[0])))
+        else:
+            parts.append(exp.In(this=col(e, "name"), expressions=[self.bind(n) for n in names]))
+        parts.extend(self.window_bounds(ts, window))
+        if where is not None:
+            parts.append(self.cond(where, attrs.evolve(scope, event=e)))
+        return and_(*parts)
+
+    def window_bounds(self, ts: exp.Expression, window) -> list[exp.Expression]:
+        """Integer bounds on ``ts`` (epoch seconds) equal to the evaluator's interval and the as_of cap."""
+        interval = window_interval(window, self.as_of, self.tz)
+        low, low_incl = interval.start, interval.start_inclusive
+        high, high_incl = self.as_of, True
+        if interval.end is not None and (interval.end < high or (interval.end == high and not interval.end_inclusive)):
+            high, high_incl = interval.end, interval.end_inclusive
+        bounds = []
+        if low is not None:
+            first = epoch_ceil(low) if low_incl else epoch_floor(low) + 1
+            bounds.append(exp.GTE(this=ts, expression=self.bind(first)))
+        last = epoch_floor(high) if high_incl else epoch_ceil(high) - 1
+        bounds.append(exp.LTE(this=ts, expression=self.bind(last)))
+        return bounds
+
+    def aggregate(self, node: ast.Aggregate, scope: Scope) -> Typed:
+        e = self.alias("e")
+        where = self.event_filter(e, [node.event], node.window, scope, node.where)
+        source = exp.to_table("events").as_(e)
+        if node.func == "count":
+            value = exp.Subquery(this=exp.select(exp.Count(this=exp.Star())).from_(source).where(where))
+            return Typed(value, "number")
+        if node.func in ("first", "last"):
+            agg = exp.Min if node.func == "first" else exp.Max
+            value = exp.Subquery(this=exp.select(agg(this=col(e, "ts"))).from_(source).where(where))
+            return Typed(value, "instant")
+        if node.prop is None:
+            raise CompileError(f"{node.func}({node.event}) needs a property: {node.func}({node.event}.amount)")
+        path = self.bind('$."' + node.prop.replace('"', '\\"') + '"')
+        prop = func("json_extract", col(e, "properties"), path)
+        numeric = exp.In(this=func("json_type", col(e, "properties"), path),
+                         expressions=[exp.Literal.string("integer"), exp.Literal.string("real")])
+        where = and_(where, numeric)
+        if node.func == "sum":
+            agg = exp.Coalesce(this=exp.Sum(this=prop), expressions=[num(0)])  # evaluator: no numbers -> 0
+        elif node.func == "avg":
+            agg = exp.Avg(this=prop)
+        elif node.func == "min":
+            agg = exp.Min(this=prop)
+        elif node.func == "max":
+            agg = exp.Max(this=prop)
+        else:
+            raise Unsupported(f"unsupported: aggregate {node.func}")
+        return Typed(exp.Subquery(this=exp.select(agg).from_(source).where(where)), "number")
+
+    # -- comparisons (the evaluator's compare_values) --
+    def compare(self, subject: Typed, op: str, kind: str, value: Any) -> exp.Expression:
+        """Three-valued ``subject op value`` for a literal of ``kind``."""
+        v = subject.value
+        mismatch = {"=": num(0), "!=": num(1)}.get(op, null())
+        matched = self._matched(subject, op, kind, value)
+        if isinstance(subject.kind, str):
+            if matched is None:
+                return case((is_null(v), null()), default=mismatch)
+            return matched
+        # dynamic kind (tags, JSON): NULL when missing, the comparison when the kinds agree, else mismatch
+        if matched is None:
+            return case((is_null(v), null()), default=mismatch)
+        return case((is_null(v), null()),
+                    (exp.EQ(this=subject.kind, expression=exp.Literal.string(kind)), matched),
+                    default=mismatch)
+
+    def _matched(self, subject: Typed, op: str, kind: str, value: Any) -> exp.Expression | None:
+        """The comparison when the subject has ``kind`` (or can be brought to it); None = kinds differ."""
+        v = subject.value
+        static = subject.kind if isinstance(subject.kind, str) else None
+        if static == "instant" and kind == "date":
+            return self._instant_vs_date(v, op, value)
+        if static == "instant" and kind == "instant":
+            return self._instant_vs_instant(v, op, value)
+        if static == "date" and kind == "instant":
+            return cmp(op, v, self.bind(local_date(value, self.tz).isoformat()))
+        if static == "date" and kind == "date":
+            return cmp(op, v, self.bind(value.isoformat()))
+        if kind in ("date", "instant") or static in ("date", "instant"):
+            return None
+        if static is not None and static != kind:
+            return None
+        if kind == "bool":
+            return cmp(op, v, self.bind(int(value)))
+        return cmp(op, v, self.bind(value))
+
+    def _instant_vs_instant(self, v, op: str, instant: dt.datetime) -> exp.Expression:
+        lo, hi = epoch_floor(instant), epoch_ceil(instant)
+        if op == "<":
+            return exp.LT(this=v, expression=self.bind(hi))
+        if op == "<=":
+            return exp.LTE(this=v, expression=self.bind(lo))
+        if op == ">":
+            return exp.GT(this=v, expression=self.bind(lo))
+        if op == ">=":
+            return exp.GTE(this=v, expression=self.bind(hi))
+        if lo != hi:  # a fractional instant never equals a whole-second timestamp
+            return case((is_null(v), null()), default=num(0 if op == "=" else 1))
+        return cmp(op, v, self.bind(lo))
+
+    def _instant_vs_date(self, v, op: str, day: dt.date) -> exp.Expression:
+        """Compare the local date of an epoch timestamp with ``day`` as a range of instants."""
+        start = epoch_ceil(local_midnight(day, self.tz))
+        end = epoch_ceil(local_midnight(day + dt.timedelta(days=1), self.tz))
+        if op == "=":
+            return and_(exp.GTE(this=v, expression=self.bind(start)), exp.LT(this=v, expression=self.bind(end)))
+        if op == "!=":
+            return or_(exp.LT(this=v, expression=self.bind(start)), exp.GTE(this=v, expression=self.bind(end)))
+        if op == "<":
+            return exp.LT(this=v, expression=self.bind(start))
+        if op == "<=":
+            return exp.LT(this=v, expression=self.bind(end))
+        if op == ">":
+            return exp.GTE(this=v, expression=self.bind(end))
+        return exp.GTE(this=v, expression=self.bind(start))
+
+    def _set_member(self, which: str, ids: list, scope: Scope) -> exp.Expression:
+        """True when one of the person's store / advisor ids is in ``ids`` (ids are strings)."""
+        ids = [i for i in ids if isinstance(i, str)]
+        if not ids:
+            return num(0)
+        r = self.alias("r")
+        kinds = _SET_RELATIONS[which]
+        return exists(exp.select(num(1)).from_(exp.to_table("person_relations").as_(r)).where(and_(
+            exp.EQ(this=col(r, "person_id"), expression=col(scope.person, "id")),
+            exp.In(this=col(r, "kind"), expressions=[self.bind(k) for k in kinds]),
+            exp.In(this=col(r, "target_id"), expressions=[self.bind(i) for i in ids]))))
+
+    # -- predicates --
+    def c_Compare(self, node, scope):  # noqa: N802
+        subject = self.subject(node.subject, scope)
+        kind, value = self.literal(node.value)
+        if subject.is_set:
+            if node.op == "=":
+                return self._set_member(subject.is_set, [value], scope)
+            if node.op == "!=":
+                return not_(self._set_member(subject.is_set, [value], scope))
+            raise CompileError(f"`{subject.is_set}` only supports =, !=, in, not in, is null")
+        return subject.finish(self.compare(subject, node.op, kind, value))
+
+    def c_InList(self, node, scope):  # noqa: N802
+        subject = self.subject(node.subject, scope)
+        items = [self.literal(i) for i in node.items]
+        if subject.is_set:
+            found = self._set_member(subject.is_set, [v for _, v in items], scope)
+            return not_(found) if node.negated else found
+        if not items:
+            found = num(0)
+        else:
+            found = or_(*[coalesce0(self.compare(subject, "=", k, v)) for k, v in items])
+        result = case((is_null(subject.value), null()), default=not_(found) if node.negated else found)
+        return subject.finish(result)
+
+    def c_Between(self, node, scope):  # noqa: N802
+        subject = self.subject(node.subject, scope)
+        if subject.is_set:
+            raise CompileError(f"`{subject.is_set}` does not support between")
+        low_kind, low = self.literal(node.low)
+        high_kind, high = self.literal(node.high)
+        return subject.finish(and_(self.compare(subject, ">=", low_kind, low),
+                                   self.compare(subject, "<=", high_kind, high)))
+
+    def c_IsNull(self, node, scope):  # noqa: N802
+        subject = self.subject(node.subject, scope)
+        if subject.is_set:
+            r = self.alias("r")
+            has_any = exists(exp.select(num(1)).from_(exp.to_table("person_relations").as_(r)).where(and_(
+                exp.EQ(this=col(r, "person_id"), expression=col(scope.person, "id")),
+                exp.In(this=col(r, "kind"), expressions=[self.bind(k) for k in _SET_RELATIONS[subject.is_set]]))))
+            return has_any if node.negated else not_(has_any)
+        test = is_not_null(subject.value) if node.negated else is_null(subject.value)
+        if subject.wrap:
+            # no row at all is missing too: the lookup gives NULL, which counts as "is null"
+            looked_up = subject.finish(test)
+            return coalesce0(looked_up) if node.negated else exp.Coalesce(this=looked_up, expressions=[num(1)])
+        return test
+
+    def c_TextMatch(self, node, scope):  # noqa: N802
+        subject = self.subject(node.subject, scope)
+        if subject.is_set:
+            return null()
+        v = subject.value
+        text = self.bind(node.text)
+        if node.op == "contains":
+            test = exp.GT(this=func("instr", v, text), expression=num(0))
+        else:
+            test = exp.EQ(this=func("substr", v, num(1), func("length", text)), expression=text)
+        if isinstance(subject.kind, str):
+            result = test if subject.kind == "string" else null()
+        else:
+            result = case((exp.EQ(this=subject.kind, expression=exp.Literal.string("string")), test), default=null())
+        return subject.finish(result)
+
+    # -- behaviour --
+    def _events_exist(self, names, window, scope: Scope) -> exp.Expression:
+        e = self.alias("e")
+        return exists(exp.select(num(1)).from_(exp.to_table("events").as_(e)).where(
+            self.event_filter(e, names, window, scope)))
+
+    def c_Did(self, node, scope):  # noqa: N802
+        found = self._events_exist([node.event], node.window, scope)
+        return not_(found) if node.negated else found
+
+    def c_DidAny(self, node, scope):  # noqa: N802
+        return self._events_exist(sorted(set(node.events)), node.window, scope)
+
+    def c_Sequence(self, node, scope):  # noqa: N802
+        within = None
+        if node.within is not None:
+            seconds = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400}.get(node.within.unit)
+            if seconds is None:
+                raise Unsupported(f"unsupported: Sequence within {node.within.unit} (calendar units per event)")
+            within = node.within.amount * seconds
+        aliases = [self.alias("s") for _ in node.steps]
+        # Innermost first: step i+1 strictly after step i, every step no later than first + within.
+        inner = None
+        for i in range(len(node.steps) - 1, -1, -1):
+            a = aliases[i]
+            parts = [self.event_filter(a, [node.steps[i]], node.window, scope)]
+            if i > 0:
+                parts.append(exp.GT(this=col(a, "ts"), expression=col(aliases[i - 1], "ts")))
+                if within is not None:
+                    parts.append(exp.LTE(this=col(a, "ts"), expression=exp.Add(
+                        this=col(aliases[0], "ts"), expression=self.bind(within))))
+            if inner is not None:
+                parts.append(inner)
+            inner = exists(exp.select(num(1)).from_(exp.to_table("events").as_(a)).where(and_(*parts)))
+        return inner
+
+    def c_InSegment(self, node, scope):  # noqa: N802
+        # Membership is two-valued: the referenced condition is True or the person is not a member.
+        return coalesce0(self.segment_condition(node.segment, Scope(scope.person)))
+
+    def c_HasCar(self, node, scope):  # noqa: N802
+        o, c = self.alias("o"), self.alias("c")
+        today = self.today.isoformat()
+        parts = [
+            exp.EQ(this=col(o, "person_id"), expression=col(scope.person, "id")),
+            or_(is_null(col(o, "valid_from")), exp.LTE(this=col(o, "valid_from"), expression=self.bind(today))),
+            or_(is_null(col(o, "valid_to")), exp.GT(this=col(o, "valid_to"), expression=self.bind(today))),
+        ]
+        if node.where is not None:
+            parts.append(self.cond(node.where, attrs.evolve(scope, car=c, ownership=o, event=None)))
+        select = (exp.select(num(1)).from_(exp.to_table("ownerships").as_(o))
+                  .join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")))
+                  .where(and_(*parts)))
+        return exists(select)
+
+    def c_ConsentCond(self, node, scope):  # noqa: N802
+        def granted(channel):
+            k = self.alias("k")
+            return exp.Subquery(this=exp.select(col(k, "granted")).from_(exp.to_table("consents").as_(k)).where(
+                and_(exp.EQ(this=col(k, "person_id"), expression=col(scope.person, "id")),
+                     exp.EQ(this=col(k, "channel"), expression=self.bind(channel)))))
+
+        own = granted(node.channel)
+        # consent_state: a global refusal wins, then the channel's own state, then the global state.
+        state = case((exp.EQ(this=granted("*"), expression=num(0)), num(0)),
+                     (is_not_null(own), granted(node.channel)),
+                     default=granted("*"))
+        return coalesce0(exp.EQ(this=state, expression=num(1 if node.state == "consented" else 0)))
+
+
+def compile_condition(rule_set, cond, as_of: dt.datetime, tz="Asia/Shanghai") -> CompiledQuery:
+    """``SELECT p.id FROM people p WHERE <cond>`` (one full pass; used by tests and explain --person)."""
+    compiler = SQLiteCompiler(rule_set, as_of, tz)
+    where = compiler.cond(cond, Scope("p"))
+    tree = (exp.select(exp.alias_(col("p", "id"), "person_id")).from_(exp.to_table("people").as_("p"))
+            .where(where).order_by(col("p", "id")))
+    return CompiledQuery(tree, compiler.params, "scan people")
