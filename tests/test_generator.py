@@ -171,6 +171,24 @@ def test_output_does_not_depend_on_the_process(tmp_path):
         assert path.read_bytes() == (tmp_path / "2" / path.name).read_bytes(), path.name
 
 
+def test_output_does_not_depend_on_the_number_of_workers(tmp_path):
+    one = gen.generate(tmp_path / "one", size="small", seed=5, people=1200, shard_size=400, workers=1)
+    two = gen.generate(tmp_path / "two", size="small", seed=5, people=1200, shard_size=400, workers=2)
+    assert one["workers"] == 1 and two["workers"] == 2
+    for path in sorted((tmp_path / "one").iterdir()):
+        assert path.read_bytes() == (tmp_path / "two" / path.name).read_bytes(), path.name
+    # three shards really ran: every shard's people are in the data, ids never collide
+    crm = _csv(tmp_path / "one" / "crm_customers.csv")
+    keys = [row["customer_no"] for row in crm if row["customer_no"]]
+    assert one["manifest"]["truth"]["persons"] == 1200
+    assert len(keys) == len(set(keys)) + one["manifest"]["dirty_rows"]["crm_customers.csv"].get("bad_date", 0)
+    event_ids = [e["id"] for _l, e in _events(tmp_path / "one" / "events.jsonl")
+                 if e and "event" in e and _ts(e["ts"]) and any(e.get(k) for k in ID_FIELDS)]
+    assert len(event_ids) == len(set(event_ids))
+    vins = {row["vin"] for row in _csv(tmp_path / "one" / "dms_owners.csv") if gen_ids.vin_is_valid(row["vin"])}
+    assert len(vins) == one["manifest"]["truth"]["cars"]
+
+
 def test_another_seed_gives_other_data(tmp_path):
     gen.generate(tmp_path / "a", size="small", seed=1, people=300)
     gen.generate(tmp_path / "b", size="small", seed=2, people=300)

@@ -86,6 +86,16 @@ class Truth:
     def dirty_row(self, file: str, kind: str) -> None:
         self.dirty.setdefault(file, Counter())[kind] += 1
 
+    def merge(self, other: "Truth") -> None:
+        """Add another shard's counters to these."""
+        self.counts.update(other.counts)
+        self.personas.update(other.personas)
+        self.events_by_name.update(other.events_by_name)
+        self.wechat_by_type.update(other.wechat_by_type)
+        self.sources_per_person.update(other.sources_per_person)
+        for file, kinds in other.dirty.items():
+            self.dirty.setdefault(file, Counter()).update(kinds)
+
 
 class Person:
     """The state of one simulated person while their rows are written."""
@@ -114,7 +124,7 @@ class Person:
 class Simulation:
     """Generates ``n_people`` people into the given writers. See ``generate.py`` for the files."""
 
-    def __init__(self, rng, seed, stores, advisors, writers, truth, day_text):
+    def __init__(self, rng, seed, stores, advisors, writers, truth, day_text, shard: int = 0):
         self.rng = rng
         self.seed = seed
         self.stores = stores  # list of dicts
@@ -133,11 +143,11 @@ class Simulation:
         for store in stores:
             self.stores_by_brand.setdefault(store["brand"], []).append(store)
         self.used_cars = deque()  # cars sold by one person, waiting for a used-car buyer
-        self.car_counter = 0
-        self.lead_counter = 0
-        self.event_counter = 0
-        self.policy_counter = 0
-        self.message_counter = 0
+        # id counters start at a per-shard offset, so shards never issue the same id
+        self.car_counter = shard * 100_000
+        self.lead_counter = shard * 10_000_000
+        self.event_counter = shard * 100_000_000
+        self.policy_counter = shard * 10_000_000
         self._surname_cum = _cum([w for _, _, w in SURNAMES])
         self._persona_cum = _cum(PERSONA_WEIGHTS)
         self._domain_cum = _cum([w for _, w in EMAIL_DOMAINS])

@@ -1,8 +1,10 @@
 """Streaming writers: CSV files row by row, and JSON Lines files sorted by time without holding them.
 
-Events are produced person by person, but the files must be in time order. ``TimeSortedLines``
-spools each line into a bucket file per week of its time stamp, then sorts one bucket at a time in
-memory and concatenates them: memory stays at one week of events even at the benchmark size.
+Events are produced person by person, but the files must be in time order. ``BucketSpool`` spools
+each line into a bucket file per week of its time stamp; ``merge_buckets`` then sorts one bucket at a
+time in memory and concatenates them: memory stays at one week of events even at the benchmark size.
+People are simulated in shards (possibly in parallel processes); each shard writes its own CSV parts
+and spools, merged in shard order so the result does not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -14,43 +16,38 @@ from pathlib import Path
 
 
 class CsvOut:
-    """A CSV file with a header, written row by row; counts the rows it wrote."""
+    """A CSV file written row by row (with a header unless ``header=False``); counts the rows it wrote."""
 
-    def __init__(self, path: Path, columns: tuple[str, ...]):
+    def __init__(self, path: Path, columns: tuple[str, ...], header: bool = True):
         self.path = path
         self.columns = columns
         self._file = open(path, "w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._file, lineterminator="\n")
-        self._writer.writerow(columns)
+        if header:
+            self._writer.writerow(columns)
         self.rows = 0
 
     def write(self, row: list | tuple) -> None:
         self._writer.writerow(row)
         self.rows += 1
 
-    def write_raw(self, text: str) -> None:
-        """A line exactly as given (for planted malformed rows); must end with a newline."""
-        self._file.write(text)
-        self.rows += 1
-
     def close(self) -> None:
         self._file.close()
 
 
-class TimeSortedLines:
-    """Collect ``(bucket, sort_key, line)`` triples in any order; :meth:`finish` writes the lines sorted by key.
+class BucketSpool:
+    """Collect ``(bucket, sort_key, line)`` triples in any order into one spool file per bucket.
 
-    Buckets must be in time order (e.g. weeks since the start of the window); keys must sort
-    correctly as plain strings within a bucket (fixed-width time stamp + fixed-width id).
+    Buckets are in time order (weeks since the start of the window); keys sort correctly as plain
+    strings within a bucket (fixed-width time stamp + fixed-width id). :func:`merge_buckets` turns
+    one or more spools (one per shard of people) into the final, sorted file.
     """
 
-    def __init__(self, path: Path, tmp_dir: Path, n_buckets: int):
-        self.path = path
-        self.n_buckets = n_buckets
-        self._tmp = tmp_dir / (path.name + ".spool")
-        self._tmp.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Path, n_buckets: int):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self._buckets = [
-            open(self._tmp / f"{i:04d}.txt", "w", encoding="utf-8", newline="\n", buffering=1 << 16)
+            open(directory / f"{i:04d}.txt", "w", encoding="utf-8", newline="\n", buffering=1 << 16)
             for i in range(n_buckets)
         ]
         self.lines = 0
@@ -60,25 +57,37 @@ class TimeSortedLines:
         self._buckets[bucket].write(f"{sort_key}\t{line}\n")
         self.lines += 1
 
-    def finish(self) -> None:
-        for handle in self._buckets:
-            handle.close()
-        # bytes, not str: UTF-8 keeps Chinese text at 3 bytes a character instead of a 2- or 4-byte
-        # str per line, and byte order equals code-point order, so the ASCII sort keys sort the same
-        with open(self.path, "wb") as out:
-            for i in range(self.n_buckets):
-                spool = self._tmp / f"{i:04d}.txt"
-                with open(spool, "rb") as handle:
-                    rows = handle.read().split(b"\n")
-                rows.pop()  # the text ends with a newline
-                rows.sort()
-                out.writelines(row[row.index(b"\t") + 1 :] + b"\n" for row in rows)
-                del rows
-                os.remove(spool)
-        shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def abort(self) -> None:
+    def close(self) -> None:
         for handle in self._buckets:
             if not handle.closed:
                 handle.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def merge_buckets(path: Path, spools: list[Path], n_buckets: int) -> None:
+    """Write every spool's lines to ``path``, bucket by bucket, each bucket sorted by key.
+
+    Bytes, not str: UTF-8 keeps Chinese text at 3 bytes a character instead of a wide str per line,
+    and byte order equals code-point order, so the ASCII sort keys sort the same. Memory holds one
+    bucket (one week of events) at a time.
+    """
+    with open(path, "wb") as out:
+        for i in range(n_buckets):
+            rows = []
+            for spool in spools:
+                part = spool / f"{i:04d}.txt"
+                with open(part, "rb") as handle:
+                    rows.extend(handle.read().split(b"\n")[:-1])  # each part ends with a newline
+                os.remove(part)
+            rows.sort()
+            out.writelines(row[row.index(b"\t") + 1 :] + b"\n" for row in rows)
+            del rows
+
+
+def concatenate(path: Path, header: tuple[str, ...], parts: list[Path]) -> None:
+    """The CSV header, then the parts (written without header) in order."""
+    with open(path, "wb") as out:
+        out.write((",".join(header) + "\n").encode("utf-8"))
+        for part in parts:
+            with open(part, "rb") as handle:
+                shutil.copyfileobj(handle, out, 1 << 20)
+            os.remove(part)

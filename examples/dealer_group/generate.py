@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import random
 import shutil
 import sys
@@ -28,9 +30,10 @@ if str(_HERE) not in sys.path:  # the gen_* helper modules live next to this fil
     sys.path.insert(0, str(_HERE))
 
 from gen_ids import format_mobile, mobile_number  # noqa: E402
-from gen_people import AS_OF, WINDOW_DAYS, WINDOW_START, Simulation, Truth  # noqa: E402
+from gen_people import AS_OF, WINDOW_START, Truth  # noqa: E402
 from gen_reference import BRAND_ORDER, BRAND_WEIGHTS, BRANDS, CITIES, GIVEN_CHARS, SURNAMES  # noqa: E402
-from gen_writers import CsvOut, TimeSortedLines  # noqa: E402
+from gen_shard import CSV_KEYS, JSONL_KEYS, N_BUCKETS, run_shard, shard_dir  # noqa: E402
+from gen_writers import CsvOut, concatenate, merge_buckets  # noqa: E402
 
 # size -> (people, stores)
 SIZES = {
@@ -41,6 +44,7 @@ SIZES = {
 }
 AS_OF_TEXT = AS_OF.strftime("%Y-%m-%dT%H:%M:%S") + "+08:00"
 GENERATOR_VERSION = "1"
+SHARD_PEOPLE = 25_000  # people per shard (part of what determines the output, like the seed)
 ADVISOR_PHONE_BASE = 3_000_000_000  # advisors' phone indexes never meet customers' (< 10**9)
 
 FILES = {
@@ -121,11 +125,13 @@ def make_advisors(rng: random.Random, stores: list[dict], seed: int) -> list[dic
 
 
 def generate(out_dir, size: str = "small", seed: int = 42, people: int | None = None,
-             progress=None) -> dict:
+             workers: int | None = None, shard_size: int = SHARD_PEOPLE, progress=None) -> dict:
     """Write the example data set into ``out_dir``; returns file paths, counts and timing.
 
-    ``people`` overrides the number of people of ``size`` (stores stay as the size says).
-    ``progress(done, total)`` is called every 50,000 people if given.
+    ``people`` overrides the number of people of ``size`` (stores stay as the size says). People are
+    simulated in shards of ``shard_size``; ``workers`` processes run them (default: one per CPU, and
+    none for a single shard). The output depends on seed, size, people and shard size only, never on
+    the number of workers. ``progress(done, total)`` is called after each shard if given.
     """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}: choose one of {', '.join(SIZES)}")
@@ -149,34 +155,51 @@ def generate(out_dir, size: str = "small", seed: int = 42, people: int | None = 
     writer.close()
 
     spool = out / ".spool"
-    n_buckets = WINDOW_DAYS // 7 + 1
-    writers = {key: CsvOut(out / FILES[key], COLUMNS[key]) for key in ("crm", "dms", "leads", "insurance")}
-    writers["events"] = TimeSortedLines(out / FILES["events"], spool, n_buckets)
-    writers["wechat"] = TimeSortedLines(out / FILES["wechat"], spool, n_buckets)
-    day_text = [(WINDOW_START.date() + _days(d)).isoformat() for d in range(WINDOW_DAYS)]
+    shutil.rmtree(spool, ignore_errors=True)
+    jobs = [
+        {"shard": n, "first": first, "count": min(shard_size, n_people - first), "seed": seed,
+         "spool": str(spool), "stores": stores, "advisors": advisors, "columns": COLUMNS}
+        for n, first in enumerate(range(0, n_people, shard_size))
+    ]
     truth = Truth()
-    sim = Simulation(rng, seed, stores, advisors, writers, truth, day_text)
+    rows = {"stores": len(stores), "advisors": len(advisors)}
+    rows.update({key: 0 for key in CSV_KEYS + JSONL_KEYS})
+    n_workers = min(workers or os.cpu_count() or 1, len(jobs))
+    pool = None
     try:
-        for index in range(n_people):
-            sim.person(index)
-            if progress and index % 50_000 == 49_999:
-                progress(index + 1, n_people)
+        if n_workers <= 1:
+            results = map(run_shard, jobs)
+        else:
+            # fork where there is one: workers inherit the loaded modules and need not re-import the
+            # caller's __main__ (which spawn cannot do for code run from stdin or a REPL)
+            methods = multiprocessing.get_all_start_methods()
+            pool = multiprocessing.get_context("fork" if "fork" in methods else "spawn").Pool(n_workers)
+            results = pool.imap(run_shard, jobs)  # results in shard order, whoever finishes first
+        done = 0
+        for result in results:
+            truth.merge(result["truth"])
+            for key, n in result["rows"].items():
+                rows[key] += n
+            done += jobs[result["shard"]]["count"]
+            if progress:
+                progress(done, n_people)
+        if pool is not None:
+            pool.close()
+            pool.join()
+            pool = None
         simulated = time.perf_counter()
-        for key in ("crm", "dms", "leads", "insurance"):
-            writers[key].close()
-        writers["events"].finish()
-        writers["wechat"].finish()
-    except BaseException:
-        for key in ("events", "wechat"):
-            writers[key].abort()
-        raise
+        shards = [shard_dir(spool, job["shard"]) for job in jobs]
+        for key in CSV_KEYS:
+            concatenate(out / FILES[key], COLUMNS[key], [home / f"{key}.csv" for home in shards])
+        for key in JSONL_KEYS:
+            merge_buckets(out / FILES[key], [home / key for home in shards], N_BUCKETS)
     finally:
+        if pool is not None:  # an error in a shard: stop the other workers
+            pool.terminate()
+            pool.join()
         shutil.rmtree(spool, ignore_errors=True)
     finished = time.perf_counter()
 
-    rows = {"stores": len(stores), "advisors": len(advisors)}
-    rows.update({key: writers[key].rows for key in ("crm", "dms", "leads", "insurance")})
-    rows.update({key: writers[key].lines for key in ("events", "wechat")})
     manifest = _manifest(size, seed, n_people, stores, advisors, rows, truth)
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
@@ -189,14 +212,9 @@ def generate(out_dir, size: str = "small", seed: int = 42, people: int | None = 
         "seconds": round(seconds, 3),
         "simulate_seconds": round(simulated - started, 3),
         "sort_seconds": round(finished - simulated, 3),
+        "workers": n_workers,
         "rows_per_second": int(total_rows / seconds) if seconds else None,
     }
-
-
-def _days(n: int):
-    import datetime as dt
-
-    return dt.timedelta(days=n)
 
 
 def _manifest(size, seed, n_people, stores, advisors, rows, truth: Truth) -> dict:
@@ -259,12 +277,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     parser.add_argument("--out", required=True, help="directory to write the files into")
     parser.add_argument("--people", type=int, default=None, help="override the number of people")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes simulating people (default: one per CPU; output does not depend on it)")
     args = parser.parse_args(argv)
 
     def progress(done, total):
         print(f"  {done:,}/{total:,} people", file=sys.stderr, flush=True)
 
-    result = generate(args.out, size=args.size, seed=args.seed, people=args.people,
+    result = generate(args.out, size=args.size, seed=args.seed, people=args.people, workers=args.workers,
                       progress=progress if args.size in ("large", "bench") else None)
     truth = result["manifest"]["truth"]
     print(f"wrote {args.out} (size={args.size}, seed={args.seed}, as of {AS_OF_TEXT})")
@@ -274,7 +294,8 @@ def main(argv=None) -> int:
           f"owners {truth['owners']:,}, lapsed {truth['owners_lapsed_365d']:,}")
     total = sum(result["counts"].values())
     print(f"  {total:,} rows in {result['seconds']:.1f} s ({result['rows_per_second']:,} rows/s; "
-          f"simulate {result['simulate_seconds']:.1f} s, sort {result['sort_seconds']:.1f} s)")
+          f"simulate {result['simulate_seconds']:.1f} s with {result['workers']} worker(s), "
+          f"sort {result['sort_seconds']:.1f} s)")
     return 0
 
 
