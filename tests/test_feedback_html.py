@@ -69,3 +69,17 @@ def test_terminal_rendering_prints_tables():
     text = console.export_text()
     assert "Sends" in text and "failed" in text and "2026-01" in text
     assert "treatment" in bar_lines(_sections()[1].chart)
+
+
+def test_several_reports_on_one_page(tmp_path):
+    from motorcade.feedback.funnel import FunnelSpec, compute_funnel
+    from motorcade.feedback.render import combined_html, emit
+    from motorcade.store import open_store
+
+    store = open_store(tmp_path / "empty.db")
+    funnel = compute_funnel(store, FunnelSpec("recall", ["sent", "clicked"], (7, "days"), "channel"))
+    assert funnel.total.entered == 0 and all(s.from_first is None for s in funnel.total.steps[1:])
+    page = combined_html("Demo", [funnel, funnel])
+    assert page.count("Funnel recall — Steps") == 2 and page.count("<svg") == 2
+    out = emit(funnel, "json", tmp_path / "sub" / "f.json")
+    assert '"funnel": "recall"' in (tmp_path / "sub" / "f.json").read_text() and out.endswith("f.json")

@@ -51,8 +51,10 @@ def report() -> None:
 @_common
 @click.pass_obj
 def funnel(state, name, steps, within_days, by, campaign, since, until, store_id, fmt, out) -> None:
-    """Funnel NAME (declared with `funnel NAME { steps ... }` in the rules): people per step, conversion,
-    median time between steps."""
+    """People per funnel step, conversion and median time between steps.
+
+    NAME is a funnel declared in the rules (`funnel NAME { steps a, b, c within 14 days by channel }`);
+    or give --steps for an ad-hoc funnel."""
     from .common import to_epoch
     from .funnel import FunnelSpec, compute_funnel, funnel_spec
 
@@ -85,7 +87,7 @@ def funnel(state, name, steps, within_days, by, campaign, since, until, store_id
 @_common
 @click.pass_obj
 def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days, as_of, store_id, fmt, out) -> None:
-    """Uplift of CAMPAIGN against its holdout, with confidence intervals and the lapsed-owner recall rate."""
+    """Uplift of CAMPAIGN against its holdout, with intervals and the lapsed-owner recall rate."""
     from .common import to_epoch
     from .uplift import compute_uplift
 
@@ -106,7 +108,7 @@ def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days
 @_common
 @click.pass_obj
 def retention(state, return_event, cohort_event, periods, as_of, store_id, fmt, out) -> None:
-    """Monthly cohort table of people doing an event again; return-to-workshop curves for owners."""
+    """Monthly cohorts of people doing an event again; owners' return-to-workshop curves."""
     from .retention import compute_retention
 
     project = state.project
@@ -124,7 +126,9 @@ def retention(state, return_event, cohort_event, periods, as_of, store_id, fmt, 
 @_common
 @click.pass_obj
 def churn(state, service_event, limit, default_interval, as_of, store_id, fmt, out) -> None:
-    """Owners whose expected service interval (from their own history) has passed, ranked, per store."""
+    """Owners past their expected service interval, ranked, per store.
+
+    The interval comes from each owner's own visit history (else their store's or the group's)."""
     from .churn import compute_churn
 
     project = state.project

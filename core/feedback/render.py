@@ -16,6 +16,19 @@ def report_html(report) -> str:
     return render_report(report.title, report.sections(), subtitle=report.subtitle)
 
 
+def combined_html(title: str, reports, *, subtitle: str | None = None) -> str:
+    """One page holding several reports (e.g. the demo's funnel and uplift), each section titled by its report."""
+    from .html import Section
+
+    sections = []
+    for report in reports:
+        for section in report.sections():
+            sections.append(Section(f"{report.title} — {section.title}",
+                                    text="\n".join(t for t in (report.subtitle, section.text) if t),
+                                    table=section.table, chart=section.chart))
+    return render_report(title, sections, subtitle=subtitle)
+
+
 def report_json(report) -> str:
     return json.dumps(report.to_dict(), ensure_ascii=False, indent=2, default=str)
 
