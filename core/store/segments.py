@@ -1,7 +1,93 @@
-"""Segment runs, memberships and their enter/leave history."""
+"""Segment runs, memberships and their enter/leave history, and the rule text behind each revision."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any, Iterable
+
+from .codec import dumps, iso, loads
+
 
 class SegmentsMixin:
-    pass
+    # -- rule revisions ---------------------------------------------------------------------------
+
+    def record_rule_revision(self, revision: str, files: dict[str, str], *, at: dt.datetime) -> None:
+        """Keep the rule text (path -> content) a revision hash stands for (first write wins)."""
+        self.conn.execute("INSERT OR IGNORE INTO rule_revisions (revision, created_at, files) VALUES (?, ?, ?)",
+                          (revision, iso(at), dumps(files)))
+
+    def rule_revision_files(self, revision: str) -> dict[str, str] | None:
+        row = self.conn.execute("SELECT files FROM rule_revisions WHERE revision = ?", (revision,)).fetchone()
+        return None if row is None else loads(row[0])
+
+    # -- runs and memberships ---------------------------------------------------------------------
+
+    def record_segment_run(self, segment: str, member_ids: Iterable[int], *, revision: str, as_of: dt.datetime,
+                           computed_at: dt.datetime, duration_ms: float, plan: str | None) -> dict[str, Any]:
+        """Replace the segment's members with ``member_ids`` in one transaction and log the run.
+
+        People already in keep their ``entered_at``; new members get ``computed_at``; leavers are deleted.
+        Every enter and leave is appended to ``segment_changes`` (what `send to new members only` and
+        enter/leave triggers read). Returns ``{"run_id", "size", "entered", "left"}``.
+        """
+        new = set(member_ids)
+        at = iso(computed_at)
+        conn = self.conn
+        with self.transaction():
+            old = {r[0] for r in conn.execute("SELECT person_id FROM segment_members WHERE segment = ?",
+                                              (segment,))}
+            entered = sorted(new - old)
+            left = sorted(old - new)
+            cur = conn.execute(
+                "INSERT INTO segment_runs (segment, revision, as_of, computed_at, size, entered, left_count, "
+                "duration_ms, plan) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (segment, revision, iso(as_of), at, len(new), len(entered), len(left), duration_ms, plan))
+            run_id = cur.lastrowid
+            conn.executemany("DELETE FROM segment_members WHERE segment = ? AND person_id = ?",
+                             ((segment, pid) for pid in left))
+            conn.execute("UPDATE segment_members SET computed_at = ?, revision = ? WHERE segment = ?",
+                         (at, revision, segment))
+            conn.executemany(
+                "INSERT INTO segment_members (segment, person_id, entered_at, computed_at, revision) "
+                "VALUES (?, ?, ?, ?, ?)", ((segment, pid, at, at, revision) for pid in entered))
+            conn.executemany(
+                "INSERT INTO segment_changes (run_id, segment, person_id, change, at) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, segment, pid, "enter", at) for pid in entered]
+                + [(run_id, segment, pid, "leave", at) for pid in left])
+        return {"run_id": run_id, "size": len(new), "entered": len(entered), "left": len(left)}
+
+    def segment_member_ids(self, segment: str) -> list[int]:
+        """The members stored by the segment's last computation, by id."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT person_id FROM segment_members WHERE segment = ? ORDER BY person_id", (segment,))]
+
+    def segment_membership(self, segment: str, person_id: int) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT entered_at, computed_at, revision FROM segment_members WHERE segment = ? AND person_id = ?",
+            (segment, person_id)).fetchone()
+        return None if row is None else {"entered_at": row[0], "computed_at": row[1], "revision": row[2]}
+
+    def segment_changes_since(self, segment: str, after_id: int = 0) -> list[tuple[int, int, str, str]]:
+        """``(change_id, person_id, "enter" | "leave", at)`` of the segment after change ``after_id``, in order."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT id, person_id, change, at FROM segment_changes WHERE segment = ? AND id > ? ORDER BY id",
+            (segment, after_id))]
+
+    def last_segment_change_id(self, segment: str) -> int:
+        """The id of the segment's latest change (0 when it has none): a cursor for segment_changes_since."""
+        row = self.conn.execute("SELECT max(id) FROM segment_changes WHERE segment = ?", (segment,)).fetchone()
+        return row[0] or 0
+
+    def last_segment_run(self, segment: str) -> dict[str, Any] | None:
+        runs = self.segment_runs(segment, limit=1)
+        return runs[0] if runs else None
+
+    def segment_runs(self, segment: str, *, limit: int = 10) -> list[dict[str, Any]]:
+        """The segment's most recent runs, newest first."""
+        keys = ("id", "segment", "revision", "as_of", "computed_at", "size", "entered", "left", "duration_ms", "plan")
+        return [dict(zip(keys, r)) for r in self.conn.execute(
+            "SELECT id, segment, revision, as_of, computed_at, size, entered, left_count, duration_ms, plan "
+            "FROM segment_runs WHERE segment = ? ORDER BY id DESC LIMIT ?", (segment, limit))]
+
+    def computed_segments(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT segment FROM segment_runs ORDER BY segment")]

@@ -1,0 +1,148 @@
+"""Compute segments through the compiler and store their memberships (the library behind
+``motorcade segments compute``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Iterable
+
+import attrs
+
+from motorcade.dsl import ast
+from motorcade.dsl.evaluate import Unsupported, evaluate_segment
+from motorcade.errors import MotorcadeError
+
+from .compiler import CompiledQuery
+from .dataset import load_dataset
+from .plan import plan_segment
+
+
+@attrs.frozen
+class SegmentResult:
+    """One segment computed at ``as_of``: its size, the change since the previous run and how."""
+
+    name: str
+    size: int
+    entered: int
+    left: int
+    run_id: int | None  # None when not stored (members_now)
+    revision: str
+    as_of: dt.datetime
+    computed_at: dt.datetime
+    seconds: float
+    plan: str
+    member_ids: tuple[int, ...] = attrs.field(repr=False, converter=tuple, default=())
+
+
+def dependencies(rule_set, name: str) -> list[str]:
+    """Segments that ``name`` refers to with ``in segment`` (directly), in order of appearance."""
+    segment = rule_set.segments.get(name)
+    if segment is None:
+        raise MotorcadeError(f"unknown segment `{name}`",
+                             f"segments in the rules: {', '.join(sorted(rule_set.segments)) or 'none'}")
+    seen = []
+    for node in ast.walk(segment.where):
+        if isinstance(node, ast.InSegment) and node.segment not in seen:
+            seen.append(node.segment)
+    return seen
+
+
+def dependency_order(rule_set, names: Iterable[str]) -> list[str]:
+    """``names`` ordered so a segment comes after the segments it refers to; a cycle is an error."""
+    order: list[str] = []
+    state: dict[str, str] = {}
+    wanted = list(names)
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            cycle = " -> ".join(path[path.index(name):] + [name])
+            raise MotorcadeError(f"segments refer to each other in a cycle: {cycle}",
+                                 "break the cycle: one of these segments must not use `in segment`")
+        state[name] = "active"
+        for dep in dependencies(rule_set, name):
+            if dep not in rule_set.segments:
+                raise MotorcadeError(f"segment `{name}` refers to unknown segment `{dep}`",
+                                     "define it or fix the name in `in segment`")
+            visit(dep, path + [name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in wanted:
+        visit(name, [])
+    return [n for n in order if n in wanted]
+
+
+def parse_as_of(value, tz) -> dt.datetime:
+    """An aware instant from None (now), a datetime or ISO text; naive values are project-local."""
+    if value is None:
+        return dt.datetime.now(tz)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise MotorcadeError(f"as-of {value!r} is not an ISO date or date-time",
+                                 "e.g. --as-of 2026-11-20T08:00 (project time zone) or 2026-11-20T00:00+00:00") from None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    return value if value.tzinfo else value.replace(tzinfo=tz)
+
+
+def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz) -> tuple[list[int], str, CompiledQuery | None]:
+    """Member ids of segment ``name`` at ``as_of`` (sorted), the plan description and the query.
+
+    Compiled SQL first; a condition the compiler has no rule for falls back to the reference evaluator
+    over the whole store (slow, but the same answer), and the plan says so.
+    """
+    try:
+        query = plan_segment(store, rule_set, name, as_of, tz)
+    except Unsupported as exc:
+        members = evaluate_segment(rule_set, name, load_dataset(store), as_of, tz)
+        return sorted(members), f"reference evaluator ({exc})", None
+    rows = store.query(query.sql(), query.params)
+    return [r[0] for r in rows], query.driver, query
+
+
+def members_now(project, segment: str, as_of=None) -> list[int]:
+    """Member ids of ``segment`` at ``as_of`` (default now) from the working-tree rules, without storing."""
+    tz = project.timezone
+    rule_set = project.rules()
+    members, _, _ = evaluate_members(project.store, rule_set, segment, parse_as_of(as_of, tz), tz)
+    return members
+
+
+def compute_segments(project, names=None, as_of=None, *, rule_set=None) -> list[SegmentResult]:
+    """Compute ``names`` (default: every segment) at ``as_of`` in dependency order and store them.
+
+    Each segment gets a ``segment_runs`` row, its members (``entered_at`` kept for people already in,
+    ``computed_at`` = now) and ``enter`` / ``leave`` rows in ``segment_changes``; the rule text of the
+    revision is recorded in ``rule_revisions`` so every membership traces to the rules that made it.
+    """
+    tz = project.timezone
+    as_of = parse_as_of(as_of, tz)
+    rule_set = rule_set or project.rules()
+    wanted = list(names) if names else sorted(rule_set.segments)
+    for name in wanted:
+        if name not in rule_set.segments:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(rule_set.segments), n=1)
+            raise MotorcadeError(f"no segment named `{name}` in the rules",
+                                 f"did you mean `{close[0]}`?" if close else
+                                 f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
+    store = project.store
+    files = {rf.filename: rf.source for rf in rule_set.files}
+    store.record_rule_revision(rule_set.revision, files, at=dt.datetime.now(dt.timezone.utc))
+    results = []
+    for name in dependency_order(rule_set, wanted):
+        started = time.perf_counter()
+        members, plan, _ = evaluate_members(store, rule_set, name, as_of, tz)
+        seconds = time.perf_counter() - started
+        computed_at = dt.datetime.now(dt.timezone.utc)
+        run = store.record_segment_run(name, members, revision=rule_set.revision, as_of=as_of,
+                                       computed_at=computed_at, duration_ms=seconds * 1000, plan=plan)
+        results.append(SegmentResult(name, run["size"], run["entered"], run["left"], run["run_id"],
+                                     rule_set.revision, as_of, computed_at, seconds, plan, members))
+    return results

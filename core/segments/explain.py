@@ -1,0 +1,91 @@
+"""``motorcade explain``: the plan of a segment, and why one person is (not) in it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import attrs
+
+from motorcade.dsl.evaluate import ExplainNode, explain_person
+from motorcade.errors import MotorcadeError
+from motorcade.masking import mask_id
+
+from .compiler import Scope, SQLiteCompiler, col
+from .compute import evaluate_members, parse_as_of
+from .dataset import load_dataset
+
+
+@attrs.frozen
+class SegmentExplanation:
+    segment: str
+    as_of: dt.datetime
+    sql: str | None
+    params: dict
+    plan: str  # the plan shape chosen
+    query_plan: list[str]  # SQLite's EXPLAIN QUERY PLAN, indented
+    size: int
+    sample: list[str]  # masked ids
+    seconds: float
+
+
+def masked(person_id: int) -> str:
+    return mask_id(str(person_id))
+
+
+def explain_segment(project, segment: str, as_of=None, *, sample: int = 5) -> SegmentExplanation:
+    tz = project.timezone
+    as_of = parse_as_of(as_of, tz)
+    rule_set = project.rules()
+    store = project.store
+    started = time.perf_counter()
+    members, plan, query = evaluate_members(store, rule_set, segment, as_of, tz)
+    seconds = time.perf_counter() - started
+    query_plan: list[str] = []
+    if query is not None:
+        depth: dict[int, int] = {0: -1}
+        for row in store.query("EXPLAIN QUERY PLAN " + query.sql(), query.params):
+            node_id, parent, detail = row[0], row[1], row[3]
+            depth[node_id] = depth.get(parent, -1) + 1
+            query_plan.append("  " * depth[node_id] + detail)
+    return SegmentExplanation(segment, as_of, query.sql(pretty=True) if query else None,
+                              dict(query.params) if query else {}, plan, query_plan, len(members),
+                              [masked(p) for p in members[:sample]], seconds)
+
+
+@attrs.frozen
+class PersonExplanation:
+    segment: str
+    person_id: int
+    as_of: dt.datetime
+    tree: ExplainNode
+    sql_member: bool  # what the compiled SQL says (must equal tree.result)
+    stored: dict | None  # the stored membership from the last computation, if any
+
+
+def explain_person_in_segment(project, segment: str, person_id: int, as_of=None) -> PersonExplanation:
+    """The condition tree for one person (values seen, pass / fail / null per condition) by the reference
+    evaluator over the person's rows, cross-checked with the compiled SQL for the same person."""
+    tz = project.timezone
+    as_of = parse_as_of(as_of, tz)
+    rule_set = project.rules()
+    store = project.store
+    if segment not in rule_set.segments:
+        raise MotorcadeError(f"unknown segment `{segment}`",
+                             f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
+    resolved = store.resolve_person_id(person_id)
+    dataset = load_dataset(store, [resolved])
+    if resolved not in dataset.people:
+        raise MotorcadeError(f"no person with id {person_id} in {store.path}",
+                             "check the id (e.g. from `motorcade explain SEGMENT` samples with MOTORCADE_SHOW_PII=1)")
+    tree = explain_person(rule_set, segment, dataset, resolved, as_of, tz)
+    compiler = SQLiteCompiler(rule_set, as_of, tz)
+    from sqlglot import exp
+
+    condition = compiler.segment_condition(segment, Scope("p"))
+    query = exp.select(exp.alias_(condition, "v")).from_(exp.to_table("people").as_("p")).where(
+        exp.EQ(this=col("p", "id"), expression=compiler.bind(resolved)))
+    rows = store.query(query.sql(dialect="sqlite"), compiler.params)
+    sql_member = bool(rows and rows[0][0] == 1)
+    return PersonExplanation(segment, resolved, as_of, tree, sql_member,
+                             store.segment_membership(segment, resolved))
