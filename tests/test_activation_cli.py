@@ -18,7 +18,6 @@ from motorcade.cli import main
 from motorcade.dsl.rules import rule_set_from_text
 from motorcade.model import Event
 from motorcade.project import Project
-from motorcade.store.codec import iso
 
 SH = zoneinfo.ZoneInfo("Asia/Shanghai")
 
@@ -42,15 +41,8 @@ max_attempts = 1
 
 
 def add_members(store, segment, ids):
-    now = iso(dt.datetime.now(dt.timezone.utc))
-    with store.transaction():
-        run_id = store.conn.execute(
-            "INSERT INTO segment_runs (segment, revision, as_of, computed_at, size, entered, left_count, duration_ms) "
-            "VALUES (?, 'test', ?, ?, 0, 0, 0, 0)", (segment, now, now)).lastrowid
-        for pid in ids:
-            store.conn.execute("INSERT INTO segment_members VALUES (?, ?, ?, ?, 'test')", (segment, pid, now, now))
-            store.conn.execute("INSERT INTO segment_changes (run_id, segment, person_id, change, at) "
-                               "VALUES (?, ?, ?, 'enter', ?)", (run_id, segment, pid, now))
+    now = dt.datetime.now(dt.timezone.utc)
+    store.record_segment_run(segment, ids, revision="test", as_of=now, computed_at=now, duration_ms=0, plan=None)
 
 
 def past_minute() -> str:

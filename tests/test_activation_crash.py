@@ -30,7 +30,6 @@ from hypothesis import strategies as st
 
 from motorcade.activation.testing import KeyCountingServer
 from motorcade.project import Project
-from motorcade.store.codec import iso
 
 PEOPLE = 2000
 SH = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -69,17 +68,12 @@ campaign blast {{
                                                         encoding="utf-8")
     project = Project(directory)
     store = project.store
-    now = iso(dt.datetime.now(dt.timezone.utc))
+    now = dt.datetime.now(dt.timezone.utc)
     with store.transaction():
         ids = [store.create_person({"name": f"客户{i}", "plate": f"沪A{i:05d}", "is_owner": True})
                for i in range(people)]
-        run_id = store.conn.execute(
-            "INSERT INTO segment_runs (segment, revision, as_of, computed_at, size, entered, left_count, duration_ms) "
-            "VALUES ('everyone', 'test', ?, ?, ?, ?, 0, 0)", (now, now, len(ids), len(ids))).lastrowid
-        store.conn.executemany("INSERT INTO segment_members VALUES ('everyone', ?, ?, ?, 'test')",
-                               [(pid, now, now) for pid in ids])
-        store.conn.executemany("INSERT INTO segment_changes (run_id, segment, person_id, change, at) "
-                               "VALUES (?, 'everyone', ?, 'enter', ?)", [(run_id, pid, now) for pid in ids])
+    store.record_segment_run("everyone", ids, revision="test", as_of=now, computed_at=now, duration_ms=0,
+                             plan=None)
     return project, slot
 
 

@@ -1,7 +1,7 @@
 """Activation at run time: campaign runs, the outbox, guard rails, retries, triggers, feedback events.
 
 Real SQLite project, real rule files and templates, in-memory channels registered as plugins.
-Segment memberships are written by a tiny helper below (the segment compiler fills them in production).
+Segment memberships are written with the store's ``record_segment_run`` (what the segment compiler calls).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from motorcade.activation.settings import ActivationContext
 from motorcade.activation.testing import memory_channel_plugin
 from motorcade.model import Consent, Event, Identifier
 from motorcade.project import Project
-from motorcade.store.codec import iso
 
 SH = zoneinfo.ZoneInfo("Asia/Shanghai")
 UTC = dt.timezone.utc
@@ -38,22 +37,8 @@ class Clock:
 
 
 def put_members(store, segment: str, ids, at: dt.datetime) -> None:
-    """Test helper: make ``ids`` the segment's members, recording enter/leave changes like the compiler does."""
-    ids = set(ids)
-    with store.transaction():
-        run_id = store.conn.execute(
-            "INSERT INTO segment_runs (segment, revision, as_of, computed_at, size, entered, left_count, duration_ms) "
-            "VALUES (?, 'test', ?, ?, ?, 0, 0, 0)", (segment, iso(at), iso(at), len(ids))).lastrowid
-        current = {r[0] for r in store.conn.execute("SELECT person_id FROM segment_members WHERE segment = ?",
-                                                      (segment,))}
-        for pid in sorted(ids - current):
-            store.conn.execute("INSERT INTO segment_members VALUES (?, ?, ?, ?, 'test')", (segment, pid, iso(at), iso(at)))
-            store.conn.execute("INSERT INTO segment_changes (run_id, segment, person_id, change, at) "
-                               "VALUES (?, ?, ?, 'enter', ?)", (run_id, segment, pid, iso(at)))
-        for pid in sorted(current - ids):
-            store.conn.execute("DELETE FROM segment_members WHERE segment = ? AND person_id = ?", (segment, pid))
-            store.conn.execute("INSERT INTO segment_changes (run_id, segment, person_id, change, at) "
-                               "VALUES (?, ?, ?, 'leave', ?)", (run_id, segment, pid, iso(at)))
+    """Make ``ids`` the segment's members (the segment stage's own writer records the enter/leave changes)."""
+    store.record_segment_run(segment, ids, revision="test", as_of=at, computed_at=at, duration_ms=0, plan=None)
 
 
 def add_identifier(store, person_id: int, type_: str, value: str) -> None:

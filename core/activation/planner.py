@@ -37,57 +37,21 @@ class PlanningError(MotorcadeError):
     """A campaign or trigger cannot be planned (no audience, no `via`, unknown segment)."""
 
 
-# -- segment memberships (through the segment stage's store functions when present) -----------------
-
-
-def _field(item: Any, name: str, index: int):
-    if isinstance(item, dict):
-        return item[name]
-    try:
-        return item[name]  # sqlite3.Row
-    except (TypeError, IndexError, KeyError):
-        pass
-    if hasattr(item, name):
-        return getattr(item, name)
-    return item[index]
+# -- segment memberships (written by the segment stage: motorcade.segments.compute_segments) ------------
 
 
 def segment_member_ids(store, segment: str) -> list[int]:
-    fn = getattr(store, "segment_member_ids", None)
-    if fn is not None:
-        return sorted(int(p) for p in fn(segment))
-    return [r[0] for r in store.query(
-        "SELECT person_id FROM segment_members WHERE segment = ? ORDER BY person_id", (segment,))]
+    return list(store.segment_member_ids(segment))
 
 
 def segment_changes_since(store, segment: str, after_id: int) -> list[tuple[int, int, str, dt.datetime | None]]:
     """``(change id, person id, 'enter'|'leave', at)`` after ``after_id``, in id order."""
-    fn = getattr(store, "segment_changes_since", None)
-    if fn is not None:
-        raw = list(fn(segment, after_id))
-        out = []
-        for item in raw:
-            if isinstance(item, tuple) and len(item) == 6:  # the table's column order
-                cid, pid, change, at = item[0], item[3], item[4], item[5]
-            else:
-                cid, pid, change, at = (_field(item, "id", 0), _field(item, "person_id", 1),
-                                        _field(item, "change", 2), _field(item, "at", 3))
-            if isinstance(at, str):
-                at = dt.datetime.fromisoformat(at)
-            out.append((int(cid), int(pid), str(change), at))
-        return sorted(out)
-    return [
-        (r[0], r[1], r[2], dt.datetime.fromisoformat(r[3]) if r[3] else None)
-        for r in store.query("SELECT id, person_id, change, at FROM segment_changes WHERE segment = ? AND id > ? "
-                             "ORDER BY id", (segment, after_id))
-    ]
+    return [(int(cid), int(pid), str(change), dt.datetime.fromisoformat(at) if isinstance(at, str) else at)
+            for cid, pid, change, at in store.segment_changes_since(segment, after_id)]
 
 
 def last_segment_change_id(store, segment: str) -> int:
-    fn = getattr(store, "last_segment_change_id", None)
-    if fn is not None:
-        return int(fn(segment) or 0)
-    return store.query("SELECT coalesce(max(id), 0) FROM segment_changes WHERE segment = ?", (segment,))[0][0]
+    return int(store.last_segment_change_id(segment) or 0)
 
 
 # -- building sends ---------------------------------------------------------------------------------

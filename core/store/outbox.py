@@ -40,19 +40,6 @@ def _send_row(row: tuple) -> dict[str, Any]:
 
 
 class OutboxMixin:
-    # -- rule revisions -----------------------------------------------------------------------------
-
-    def record_rule_revision(self, revision: str, files: dict[str, str], *, at: dt.datetime | None = None) -> None:
-        """Keep the rule text a revision stands for (once per revision)."""
-        self.conn.execute(
-            "INSERT OR IGNORE INTO rule_revisions (revision, created_at, files) VALUES (?, ?, ?)",
-            (revision, iso(at or utc_now()), dumps(files)),
-        )
-
-    def rule_revision_files(self, revision: str) -> dict[str, str] | None:
-        row = self.conn.execute("SELECT files FROM rule_revisions WHERE revision = ?", (revision,)).fetchone()
-        return None if row is None else loads(row[0])
-
     # -- runs and audience snapshots ----------------------------------------------------------------
 
     def create_run(self, run_id: str, *, origin_kind: str, origin: str, revision: str,
