@@ -11,7 +11,10 @@ def build_catalogue(project: Any):
 
     store = project.store
     registry = project.plugins.registry()
+    from .activation.feedback import OUTCOMES
+
     events = set(store.event_names())
+    events.update(OUTCOMES)  # feedback events activation writes back (sent, clicked, ...)
     events.update(
         name for entry in registry.tag_calculators.values() for name in getattr(entry.obj, "depends_on_events", ())
     )
