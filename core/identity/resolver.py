@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any, Iterable, Sequence
-
-import attrs
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from ..model import Identifier
-from ..store.codec import dumps, iso, utc_now
+from ..store.codec import dumps, iso, loads, utc_now
 from .guards import IdentityGuards
 
 _CACHE_LIMIT = 3_000_000
 
 
-@attrs.frozen
-class Observation:
-    """Identifiers seen together, by one source, on one record (keyed) or one event (unkeyed)."""
+class Observation(NamedTuple):
+    """Identifiers seen together, by one source, on one record (keyed) or one event (unkeyed).
+
+    A named tuple, not an attrs class: a bulk load makes one per record, and a frozen attrs
+    ``__init__`` costs several times as much.
+    """
 
     key: str | None  # the record's key in the source; None = the record is this set of identifiers
     identifiers: tuple[Identifier, ...]  # cleaned identifiers
@@ -139,7 +140,7 @@ class IdentityResolver:
                 new_links.append((entry[0], ie[0], source, obs.rule, now, None, None))
                 count_key = (ie[0], source)
                 count = self._counts.get(count_key)
-                if count is None:
+                if count is None:  # preloaded by _load for every identifier of the batch; kept as a fallback
                     count = store.identifier_link_counts(source, [ie[0]]).get(ie[0], 0)
                 count += 1
                 self._counts[count_key] = count
@@ -238,7 +239,8 @@ class IdentityResolver:
                         ident_updates.append((ie[1], ie[0]))
 
         # -- write ------------------------------------------------------------------------------
-        store.insert_people_rows([(pid, "{}", now) for pid in new_people])
+        new_golden = self._new_golden_records(source, new_people, new_records, new_record_attrs, touched)
+        store.insert_people_rows([(pid, new_golden[pid], now) for pid in new_people])
         store.insert_identity_records([
             (e[0], source, new_record_attrs[e[0]], e[1], e[1] if origin.get(e[1]) == e[0] else None, e[2], now)
             for e in new_records
@@ -256,15 +258,57 @@ class IdentityResolver:
         self.merged += sum(len(o) for _, o, _ in merges)
         self.created += len(new_people)
         self.records_created += len(new_records)
-        golden = set(new_people)
-        golden.update(t for t, _, _ in merges)
+        golden = {t for t, _, _ in merges}
         golden.update(self._person(e[1]) for e, _ in touched)
         if record_updates:
             golden.update(self._person(e[1]) for e in record_updates.values())
         golden.discard(None)
+        golden.difference_update(new_golden)  # written with their golden record already
         if golden:
             store.recompute_golden_records(golden, guards.priority)
         return [(e[0], self._person(e[1])) for e in entries]
+
+    def _new_golden_records(self, source: str, new_people: list[int], new_records: list[list],
+                            new_record_attrs: dict[int, str], touched: list) -> dict[int, str]:
+        """Golden-record JSON of the people created in this batch, without a query.
+
+        A person created here is made of records created here only (every stored record already has
+        a person), so the store's rule (:meth:`recompute_golden_records`) can be applied in memory: the
+        record holding the highest-priority unflagged identifier type wins each attribute, ties broken
+        by source and record key.
+        """
+        if not new_people:
+            return {}
+        fresh = set(new_people)
+        rank = {t: i for i, t in enumerate(self.guards.priority)}
+        worst = len(rank)
+        best: dict[int, int] = {}
+        idents = self._idents
+        for entry, obs in touched:
+            if entry[1] in fresh:
+                b = best.get(entry[0], worst + 1)
+                for ident in obs.identifiers:
+                    if idents[(ident.type, ident.value)][2] is None:
+                        r = rank.get(ident.type, worst)
+                        if r < b:
+                            b = r
+                best[entry[0]] = b
+        per_person: dict[int, list[tuple]] = {}
+        for entry in new_records:
+            if entry[1] in fresh:
+                per_person.setdefault(entry[1], []).append(
+                    (best.get(entry[0], worst + 1), source, new_record_attrs[entry[0]], entry[2]))
+        out: dict[int, str] = {}
+        for pid in new_people:
+            golden: dict[str, Any] = {}
+            for _best, _source, _key, attributes in sorted(per_person.get(pid, ())):
+                if attributes != "{}":
+                    for name, value in loads(attributes).items():
+                        if value is not None and value != "" and name not in golden:
+                            golden[name] = value
+            golden["sources"] = [source]
+            out[pid] = dumps(golden)
+        return out
 
     # ------------------------------------------------------------------------------------------
 
@@ -307,11 +351,19 @@ class IdentityResolver:
                 links = store.record_link_ids([v[0] for v in found.values()])
                 for rid, _pid, _a in found.values():
                     self._links[rid] = links.get(rid, set())
+        idents = self._idents
         pairs = {(i.type, i.value) for o in observations for i in o.identifiers}
-        missing_pairs = [p for p in pairs if p not in self._idents]
+        missing_pairs = [p for p in pairs if p not in idents]
         if missing_pairs:
             for pair, (iid, pid, reason) in store.find_identifiers(missing_pairs).items():
-                self._idents[pair] = [iid, pid, reason]
+                idents[pair] = [iid, pid, reason]
+        # how many records of this source carry each stored identifier: one query per batch, not per link
+        counts = self._counts
+        uncounted = [ie[0] for p in pairs if (ie := idents.get(p)) is not None and (ie[0], source) not in counts]
+        if uncounted:
+            found = store.identifier_link_counts(source, uncounted)
+            for iid in uncounted:
+                counts[(iid, source)] = found.get(iid, 0)
 
     def _refresh_persons(self) -> None:
         """After a re-derivation in the store: reload the people of cached records and identifiers."""
