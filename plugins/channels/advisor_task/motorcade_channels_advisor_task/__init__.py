@@ -53,6 +53,14 @@ class AdvisorTaskChannel(Channel):
         self.capabilities = attrs.evolve(type(self).capabilities,
                                          batch_size=int(settings.get("batch_size", 500)))
 
+    def _advisor_store(self, advisor_id: str) -> str | None:
+        """The advisor's own store, when the message does not name one (the task goes to their store's list)."""
+        get_advisor = getattr(self.context.store, "get_advisor", None)
+        if get_advisor is None or not advisor_id:
+            return None
+        advisor = get_advisor(advisor_id)
+        return None if advisor is None else advisor.store_id
+
     def csv_path(self, store_id: str) -> Path:
         return self.directory / f"{store_id}.csv"
 
@@ -61,7 +69,7 @@ class AdvisorTaskChannel(Channel):
         by_store: dict[str, list[dict[str, Any]]] = {}
         created_at = self.context.clock().isoformat()
         for message in batch:
-            store_id = str(message.metadata.get("store_id") or "")
+            store_id = str(message.metadata.get("store_id") or self._advisor_store(message.address) or "")
             if not STORE_ID.fullmatch(store_id):
                 results.append(DeliveryResult(
                     message.idempotency_key, "permanent",

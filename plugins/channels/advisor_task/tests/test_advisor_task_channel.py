@@ -162,3 +162,17 @@ def test_registers_through_the_hook_and_the_entry_point():
     pm.hook.register_channels(register=registered.append)
     assert registered == [advisor_task.AdvisorTaskChannel]
     assert any(ep.name == "advisor_task" for ep in importlib.metadata.entry_points(group="motorcade"))
+
+
+def test_without_a_store_id_the_task_goes_to_the_advisors_own_store(tmp_path):
+    from motorcade.model import Advisor, Store
+    from motorcade.store import open_store
+
+    store = open_store(tmp_path / "m.db")
+    store.upsert_stores([Store("SH002", "上海浦西4S店", "华东")])
+    store.upsert_advisors([Advisor("A9", "李娜", "SH002")])
+    channel = make_channel(tmp_path, store=store)
+    results = channel.send([task("k1", advisor="A9", store=None), task("k2", advisor="NOBODY", store=None)])
+    assert sorted((r.idempotency_key, r.status) for r in results) == [("k1", "sent"), ("k2", "permanent")]
+    assert [row["advisor_id"] for row in read_csv(tmp_path / "out" / "advisor_tasks" / "SH002.csv")] == ["A9"]
+    assert tuple(store.query("SELECT advisor_id, store_id FROM advisor_tasks")[0]) == ("A9", "SH002")
