@@ -159,7 +159,7 @@ class Typed:
     missing) and an optional ``wrap`` that puts a finished predicate inside a correlated lookup."""
 
     value: exp.Expression
-    kind: str | exp.Expression
+    kind: str | Any  # a static kind name, or a function kind -> SQL test "the value has this kind"
     wrap: Any = None
     is_set: str | None = None  # "store" / "advisor": the person's id set (value unused)
 
@@ -271,13 +271,14 @@ class SQLiteCompiler:
         if isinstance(node, ast.TagRef):
             t = self.alias("t")
             value = col(t, "value")
-            kind = case((exp.In(this=func("typeof", value), expressions=[exp.Literal.string("integer"),
-                                                                          exp.Literal.string("real")]),
-                         exp.Literal.string("number")),
-                        (exp.EQ(this=func("typeof", value), expression=exp.Literal.string("text")),
-                         exp.Literal.string("string")),
-                        (is_null(value), null()),
-                        default=exp.Literal.string("other"))
+            sqlite_types = {"number": ("integer", "real"), "string": ("text",)}
+
+            def kind(k, value=value):
+                types = sqlite_types.get(k)
+                if not types:
+                    return num(0)  # tag values are numbers or strings (bools are stored as integers)
+                return exp.In(this=func("typeof", value), expressions=[exp.Literal.string(x) for x in types])
+
             tag = self.bind(node.name)
             person = col(scope.person, "id")
 
@@ -319,8 +320,13 @@ class SQLiteCompiler:
         path = self.bind('$."' + key.replace('"', '\\"') + '"')
         value = func("json_extract", document, path)
         json_kind = func("json_type", document, path)
-        kind = case(*[(exp.EQ(this=json_kind, expression=exp.Literal.string(k)), exp.Literal.string(v))
-                      for k, v in _JSON_KINDS.items()], default=null())
+
+        def kind(k):
+            types = [j for j, v in _JSON_KINDS.items() if v == k]
+            if not types:
+                return num(0)
+            return exp.In(this=json_kind, expressions=[exp.Literal.string(x) for x in types])
+
         return Typed(value, kind)
 
     # -- events --
@@ -398,9 +404,7 @@ class SQLiteCompiler:
         # dynamic kind (tags, JSON): NULL when missing, the comparison when the kinds agree, else mismatch
         if matched is None:
             return case((is_null(v), null()), default=mismatch)
-        return case((is_null(v), null()),
-                    (exp.EQ(this=subject.kind, expression=exp.Literal.string(kind)), matched),
-                    default=mismatch)
+        return case((is_null(v), null()), (subject.kind(kind), matched), default=mismatch)
 
     def _matched(self, subject: Typed, op: str, kind: str, value: Any) -> exp.Expression | None:
         """The comparison when the subject has ``kind`` (or can be brought to it); None = kinds differ."""
@@ -526,7 +530,7 @@ class SQLiteCompiler:
         if isinstance(subject.kind, str):
             result = test if subject.kind == "string" else null()
         else:
-            result = case((exp.EQ(this=subject.kind, expression=exp.Literal.string("string")), test), default=null())
+            result = case((subject.kind("string"), test), default=null())
         return subject.finish(result)
 
     # -- behaviour --

@@ -28,7 +28,7 @@ from sqlglot import exp
 from motorcade.dsl import ast
 from motorcade.dsl.evaluate import compare_values
 
-from .compiler import CompileError, CompiledQuery, Scope, SQLiteCompiler, and_, col, num
+from .compiler import CompileError, CompiledQuery, Scope, SQLiteCompiler, and_, col, is_null, num, or_
 
 PROBE_CAP = 250_000
 _EVENT_FIELD_NODES = (ast.Compare, ast.InList, ast.Between, ast.IsNull, ast.TextMatch, ast.And, ast.Or, ast.Not,
@@ -85,6 +85,47 @@ def _tag_driver(index, tag, items, description) -> Driver:
     return Driver(index, True, description, lambda c: select(c, probe=False), lambda c: select(c, probe=True))
 
 
+def _car_driver(index, cond) -> Driver:
+    def select(compiler: SQLiteCompiler, *, probe: bool) -> exp.Select:
+        o, c = compiler.alias("o"), compiler.alias("c")
+        today = compiler.today.isoformat()
+        parts = [
+            or_(is_null(col(o, "valid_from")), exp.LTE(this=col(o, "valid_from"), expression=compiler.bind(today))),
+            or_(is_null(col(o, "valid_to")), exp.GT(this=col(o, "valid_to"), expression=compiler.bind(today))),
+        ]
+        query = exp.select(num(1) if probe else exp.alias_(col(o, "person_id"), "person_id")).from_(
+            exp.to_table("ownerships").as_(o))
+        if probe:
+            inner = query.where(and_(*parts)).limit(PROBE_CAP)
+            return exp.select(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"))
+        if cond.where is not None:
+            parts.append(compiler.cond(cond.where, Scope(None, car=c, ownership=o)))
+        return (query.join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")))
+                .where(and_(*parts)).group_by(col(o, "person_id")))
+
+    return Driver(index, True, "ownerships for has car" + (" where ..." if cond.where is not None else ""),
+                  lambda c: select(c, probe=False), lambda c: select(c, probe=True))
+
+
+def _car_fields_only(cond) -> bool:
+    return cond is None or all(isinstance(n, _EVENT_FIELD_NODES) for n in ast.walk(cond))
+
+
+def flatten_conjuncts(rule_set, cond, path=()) -> list:
+    """The top-level ``and`` items of ``cond``, with ``in segment X`` replaced by X's own items.
+
+    Exact at the top of a WHERE: ``in segment X and rest`` is true exactly when X's condition and rest
+    are both true (a cycle is left alone; the compiler reports it)."""
+    items = list(cond.items) if isinstance(cond, ast.And) else [cond]
+    out = []
+    for item in items:
+        if isinstance(item, ast.InSegment) and item.segment in rule_set.segments and item.segment not in path:
+            out.extend(flatten_conjuncts(rule_set, rule_set.segments[item.segment].where, (*path, item.segment)))
+        else:
+            out.append(item)
+    return out
+
+
 def _plain(value) -> bool:
     return isinstance(value, (int, float, str)) and not isinstance(value, bool)
 
@@ -109,6 +150,8 @@ def drivers_for(index: int, cond) -> list[Driver]:
             agg = cond.subject
             return [_events_driver(index, [agg.event], agg.window, agg.where, (cond.op, k),
                                    f"events(name, ts) for count({agg.event}) {cond.op} {k}", True)]
+    if isinstance(cond, ast.HasCar) and _car_fields_only(cond.where):
+        return [_car_driver(index, cond)]
     if isinstance(cond, ast.Compare) and isinstance(cond.subject, ast.TagRef) and cond.op == "=" \
             and isinstance(cond.value, ast.Literal) and _plain(cond.value.value):
         return [_tag_driver(index, cond.subject.name, [cond.value.value],
@@ -127,7 +170,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
     segment = rule_set.segments.get(name)
     if segment is None:
         raise CompileError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
-    conjuncts = list(segment.where.items) if isinstance(segment.where, ast.And) else [segment.where]
+    conjuncts = flatten_conjuncts(rule_set, segment.where, (name,))
     chosen = None
     if not force_scan:
         candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c)]

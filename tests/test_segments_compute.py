@@ -1,0 +1,168 @@
+"""compute_segments / members_now / explain / diff and their CLI commands on a real project."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import pytest
+from click.testing import CliRunner
+
+from motorcade.cli import build_cli
+from motorcade.errors import MotorcadeError
+from motorcade.model import Car, Consent, Event, Ownership
+from motorcade.segments import compute_segments, dependency_order, members_now
+from motorcade.segments.diff import diff_segments
+from motorcade.segments.explain import explain_person_in_segment, explain_segment
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+AS_OF = dt.datetime(2026, 11, 20, 10, 0, tzinfo=TZ)
+
+RULES = """
+segment owners "车主" {
+  where has car
+}
+segment lapsed_owners "一年未回厂" {
+  where in segment owners and not did service_visit in last 365 days
+}
+segment sharers {
+  where count(share) in last 90 days >= 2 and tag intent_level = "high"
+}
+"""
+
+
+@pytest.fixture
+def project(motorcade_project):
+    (motorcade_project.directory / "rules" / "segments.mc").write_text(RULES, encoding="utf-8")
+    store = motorcade_project.store
+    with store.transaction():
+        ids = [store.create_person({"name": f"p{i}"}) for i in range(6)]
+        # 0, 1, 2 own cars; 1 serviced recently; 3 sold theirs last year
+        for pid, frm, to in ((ids[0], dt.date(2018, 1, 1), None), (ids[1], dt.date(2020, 1, 1), None),
+                             (ids[2], dt.date(2025, 1, 1), None), (ids[3], dt.date(2015, 1, 1), dt.date(2025, 6, 1))):
+            store.upsert_cars([Car(f"VIN{pid}", "BMW", "X5", 2018, frm, None)])
+            store.add_ownership(Ownership(pid, f"VIN{pid}", frm, to, "test"))
+        store.insert_events([
+            Event(person_id=ids[1], name="service_visit", ts=AS_OF - dt.timedelta(days=100), source="t", dedup_key="1"),
+            Event(person_id=ids[2], name="service_visit", ts=AS_OF - dt.timedelta(days=366), source="t", dedup_key="2"),
+            Event(person_id=ids[4], name="share", ts=AS_OF - dt.timedelta(days=3), source="t", dedup_key="3"),
+            Event(person_id=ids[4], name="share", ts=AS_OF - dt.timedelta(days=89), source="t", dedup_key="4"),
+            Event(person_id=ids[5], name="share", ts=AS_OF - dt.timedelta(days=3), source="t", dedup_key="5"),
+        ])
+        store.write_tag_values([(ids[4], "intent_level", "high"), (ids[5], "intent_level", "high")],
+                               tags=["intent_level"], calculator="t", calculator_version="1", computed_at=AS_OF)
+        store.set_consent(Consent(ids[0], "sms", True, AS_OF, "t"))
+    motorcade_project.ids = ids
+    return motorcade_project
+
+
+def test_compute_stores_members_runs_changes_and_revision(project):
+    ids = project.ids
+    results = {r.name: r for r in compute_segments(project, as_of=AS_OF)}
+    assert list(results) == ["owners", "lapsed_owners", "sharers"]  # a segment after the ones it refers to
+    store = project.store
+    assert store.segment_member_ids("owners") == sorted(ids[:3])
+    assert store.segment_member_ids("lapsed_owners") == sorted([ids[0], ids[2]])
+    assert store.segment_member_ids("sharers") == [ids[4]]
+    assert results["owners"].entered == 3 and results["owners"].left == 0
+    run = store.last_segment_run("owners")
+    assert run["size"] == 3 and run["revision"] == results["owners"].revision
+    assert "owners.mc" not in (store.rule_revision_files(run["revision"]) or {})  # keyed by the real file name
+    assert any("segment owners" in text for text in store.rule_revision_files(run["revision"]).values())
+    changes = store.segment_changes_since("owners", 0)
+    assert sorted(c[1] for c in changes) == sorted(ids[:3]) and {c[2] for c in changes} == {"enter"}
+    cursor = store.last_segment_change_id("owners")
+    assert cursor == changes[-1][0]
+
+    # A new service visit: person 0 leaves lapsed_owners; entered_at of the others is kept.
+    entered_before = store.segment_membership("lapsed_owners", ids[2])["entered_at"]
+    store.insert_events([Event(person_id=ids[0], name="service_visit", ts=AS_OF - dt.timedelta(days=1),
+                               source="t", dedup_key="6")])
+    later = AS_OF + dt.timedelta(hours=1)
+    again = {r.name: r for r in compute_segments(project, ["lapsed_owners"], as_of=later)}
+    assert again["lapsed_owners"].left == 1 and again["lapsed_owners"].entered == 0
+    assert store.segment_member_ids("lapsed_owners") == [ids[2]]
+    assert store.segment_membership("lapsed_owners", ids[2])["entered_at"] == entered_before
+    last = store.last_segment_change_id("lapsed_owners")
+    since = store.segment_changes_since("lapsed_owners", last - 1)
+    assert since == [(last, ids[0], "leave", since[0][3])]
+    assert store.segment_changes_since("owners", cursor) == []
+
+
+def test_members_now_does_not_store(project):
+    assert members_now(project, "owners", AS_OF) == sorted(project.ids[:3])
+    assert project.store.segment_member_ids("owners") == []
+    assert members_now(project, "owners", "2026-11-20T10:00") == sorted(project.ids[:3])
+
+
+def test_dependency_order_and_cycles(project):
+    rules = project.rules()
+    assert dependency_order(rules, ["lapsed_owners", "owners"]) == ["owners", "lapsed_owners"]
+    (project.directory / "rules" / "cycle.mc").write_text(
+        "segment a { where in segment b }\nsegment b { where in segment a }\n", encoding="utf-8")
+    with pytest.raises(MotorcadeError, match="cycle: a -> b -> a"):
+        compute_segments(project, ["a"], as_of=AS_OF)
+
+
+def test_unknown_segment_names_a_close_match(project):
+    with pytest.raises(MotorcadeError, match="did you mean `owners`"):
+        compute_segments(project, ["ownerz"], as_of=AS_OF)
+
+
+def test_explain_segment_shows_sql_plan_size_and_masked_sample(project):
+    result = explain_segment(project, "sharers", AS_OF)
+    assert "FROM events" in result.sql and ":v" in result.sql
+    assert "high" not in result.sql  # values are bound, never in the text
+    assert "high" in result.params.values()
+    assert any("events_name_ts" in line or "events_person_name_ts" in line for line in result.query_plan)
+    assert result.size == 1 and result.plan.startswith("drive from")
+
+
+def test_explain_person_tree_agrees_with_sql(project):
+    ids = project.ids
+    member = explain_person_in_segment(project, "lapsed_owners", ids[2], AS_OF)
+    assert member.tree.result is True and member.sql_member is True
+    text = member.tree.render()
+    assert "[PASS] segment lapsed_owners" in text and "did service_visit in last 365 days" in text
+    not_member = explain_person_in_segment(project, "lapsed_owners", ids[1], AS_OF)
+    assert not_member.tree.result is False and not_member.sql_member is False
+    assert "[FAIL] did service_visit" not in not_member.tree.render()
+    assert "1 matching events" in not_member.tree.render()
+    with pytest.raises(MotorcadeError, match="no person with id 999"):
+        explain_person_in_segment(project, "owners", 999, AS_OF)
+
+
+def test_diff_compares_working_tree_rules_with_last_computed_revision(project):
+    compute_segments(project, as_of=AS_OF)
+    rules = project.directory / "rules" / "segments.mc"
+    rules.write_text(RULES.replace("in last 365 days", "in last 30 days").replace(">= 2 and", ">= 1 and")
+                     + "segment brand_new { where consented to sms }\n", encoding="utf-8")
+    diffs = {d.segment: d for d in diff_segments(project, AS_OF)}
+    assert diffs["owners"].status == "unchanged"
+    lapsed = diffs["lapsed_owners"]
+    assert lapsed.status == "changed" and (lapsed.old_size, lapsed.new_size) == (2, 3)
+    assert (lapsed.added, lapsed.removed) == (1, 0)
+    assert diffs["sharers"].added == 1  # person 5 with one share now counts
+    assert diffs["brand_new"].status == "never computed" and diffs["brand_new"].added == 1
+
+
+def test_cli_compute_explain_diff(project):
+    runner = CliRunner()
+    cli = build_cli()
+    base = ["--project", str(project.directory)]
+    result = runner.invoke(cli, [*base, "segments", "compute", "--as-of", "2026-11-20T10:00"])
+    assert result.exit_code == 0, result.output
+    assert "owners: 3 members (+3 entered, -0 left)" in result.output
+    result = runner.invoke(cli, [*base, "segments", "compute", "owners", "--as-of", "2026-11-20T10:00"])
+    assert "owners: 3 members (+0 entered, -0 left)" in result.output
+    result = runner.invoke(cli, [*base, "explain", "owners", "--as-of", "2026-11-20T10:00"])
+    assert result.exit_code == 0, result.output
+    assert "SQL:" in result.output and "query plan:" in result.output and "audience: 3 people" in result.output
+    result = runner.invoke(cli, [*base, "explain", "lapsed_owners", "--person", str(project.ids[1]),
+                                 "--as-of", "2026-11-20T10:00"])
+    assert result.exit_code == 0, result.output
+    assert "is NOT a member" in result.output and "[FAIL] not did service_visit" in result.output
+    result = runner.invoke(cli, [*base, "diff", "--as-of", "2026-11-20T10:00"])
+    assert result.exit_code == 0 and "owners: unchanged" in result.output
+    result = runner.invoke(cli, [*base, "segments", "compute", "nope"])
+    assert isinstance(result.exception, MotorcadeError) and "no segment named `nope`" in str(result.exception)
