@@ -24,7 +24,8 @@ from generate import generate  # noqa: E402
 from receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
 from responses import simulate  # noqa: E402
 
-REPORT_DAYS = 30  # how long after the campaigns the reports look
+REPORT_DAYS = 30  # the conversion window of the uplift report
+os.environ.setdefault("COLUMNS", "150")  # wide tables even when the output is not a terminal
 
 
 def heading(text: str) -> None:
@@ -49,7 +50,7 @@ def main() -> int:
 
     heading("1. Generate the example dealer group (seeded, small)")
     t = time.perf_counter()
-    manifest = generate(HERE / "data", size="small", seed=42)
+    manifest = generate(HERE / "data", size="small", seed=42)["manifest"]
     timings["generate"] = time.perf_counter() - t
     truth = manifest["truth"]
     click.echo(f"  {truth['stores']} stores, {truth['advisors']} advisors, {truth['persons']:,} real people behind "
@@ -77,7 +78,8 @@ def main() -> int:
 
         heading(f"4. Feedback: funnel and uplift of the recall campaign, {REPORT_DAYS} days on")
         t = time.perf_counter()
-        report_day = (as_of + dt.timedelta(days=REPORT_DAYS)).date().isoformat()
+        # the first day every recall recipient's 30-day window has closed
+        report_day = (as_of + dt.timedelta(days=REPORT_DAYS + 1)).date().isoformat()
         out = HERE / "out"
         project_args = ["--project", str(HERE)]
         codes = [

@@ -10,10 +10,18 @@ from __future__ import annotations
 import collections
 import http.server
 import json
+import socket
 import threading
 
 from aiosmtpd.controller import Controller
 from motorcade_channels_webhook import verify_signature
+
+
+def _free_port() -> int:
+    """A port free on 127.0.0.1 now (aiosmtpd's start-up check cannot use port 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class SmtpReceiver:
@@ -28,11 +36,11 @@ class SmtpReceiver:
                 receiver.messages.append({"to": list(envelope.rcpt_tos), "data": envelope.content})
                 return "250 OK"
 
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+        self.port = _free_port()
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
 
     def __enter__(self) -> "SmtpReceiver":
         self._controller.start()
-        self.port = self._controller.server.sockets[0].getsockname()[1]
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import collections
+import re
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table as RichTable
+
+
+def reason_kind(reason: str) -> str:
+    """A quarantine reason without its row-specific details: the kind of problem, for counting."""
+    text = re.sub(r"'[^']*'", "'…'", reason)
+    text = re.sub(r": line \d+ column \d+ \(char \d+\)", "", text)
+    return re.sub(r"(?<!ISO )\b\d+\b", "N", text)
 
 
 def _count(store, sql: str, params=()) -> int:
@@ -37,7 +46,7 @@ def build_summary(project, manifest, results, *, smtp, gateway, responses, timin
             "ownerships": _count(store, "SELECT count(*) FROM ownerships"),
             "events": _count(store, "SELECT count(*) FROM events"),
         },
-        "quarantine": [tuple(r) for r in store.quarantine_summary()],
+        "quarantine": _quarantine_kinds(store),
         "tags": [(row["tag"], row["calculator"], row["coverage"], row["count"]) for row in health_report(store)],
         "segments": segments,
         "sends": [tuple(r) for r in sends],
@@ -53,6 +62,13 @@ def build_summary(project, manifest, results, *, smtp, gateway, responses, timin
         },
         "timings": timings,
     }
+
+
+def _quarantine_kinds(store) -> list[tuple[str, str, int]]:
+    kinds: collections.Counter[tuple[str, str]] = collections.Counter()
+    for source, reason, n in store.quarantine_summary():
+        kinds[(source, reason_kind(reason))] += n
+    return [(source, kind, n) for (source, kind), n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def print_summary(summary: dict[str, Any]) -> None:
