@@ -1,10 +1,12 @@
 """Funnels: the SQL computation agrees with a plain-Python recomputation on generated histories, and
 hand-checked cases cover the DSL declaration, breakdowns, store views and the CLI."""
 
+import calendar
 import datetime as dt
 import json
 import statistics
 import tempfile
+import zoneinfo
 from pathlib import Path
 
 import pytest
@@ -12,47 +14,58 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from motorcade.dsl import rule_set_from_text
+from motorcade.dsl.evaluate import evaluate_segment
 from motorcade.feedback.funnel import FunnelSpec, compute_funnel, funnel_spec
 from motorcade.errors import MotorcadeError
 from motorcade.model import Event, Store
+from motorcade.segments.dataset import load_dataset
 from motorcade.store import open_store
 
 UTC = dt.timezone.utc
+SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 BASE = int(dt.datetime(2026, 5, 1, tzinfo=UTC).timestamp())
 HOUR, DAY = 3600, 86400
-WINDOW_SECONDS = {None: None, (6, "hours"): 6 * HOUR, (2, "days"): 2 * DAY, (1, "weeks"): 7 * DAY}
+WINDOWS = [None, (6, "hours"), (2, "days"), (1, "weeks"), (1, "months"), (2, "months")]
 
 
 # ---- an independent recomputation ------------------------------------------------------------------
 
-def reference_funnel(histories, steps, window_seconds, since=None, until=None, campaign=None, key_prop=None):
-    """Per person: try every first-step event as a start, walk the history in (ts, id) order taking the
-    next matching event of each step inside the window; keep the deepest attempt (earliest on a tie)."""
+def window_end(start: int, within) -> int | None:
+    """start + within: fixed seconds, or calendar months on the Shanghai wall clock (day clamped)."""
+    if within is None:
+        return None
+    amount, unit = within
+    if unit != "months":
+        return start + amount * {"hours": HOUR, "days": DAY, "weeks": 7 * DAY}[unit]
+    local = dt.datetime.fromtimestamp(start, SHANGHAI)
+    year, month = divmod(local.year * 12 + local.month - 1 + amount, 12)
+    day = min(local.day, calendar.monthrange(year, month + 1)[1])
+    return int(local.replace(year=year, month=month + 1, day=day).timestamp())
+
+
+def reference_funnel(histories, steps, within, since=None, until=None, campaign=None, key_prop=None):
+    """Per person: try every first-step event as a start, walk the history in time order taking the
+    next matching event of each step strictly later than the previous one and inside the window; keep
+    the deepest attempt (the earliest start on a tie)."""
     results = {}
     for person, events in histories.items():
         ordered = sorted(events, key=lambda e: (e["ts"], e["id"]))
         best = None
-        for i, start in enumerate(ordered):
+        for start in ordered:
             if start["name"] != steps[0]:
                 continue
             if since is not None and start["ts"] < since or until is not None and start["ts"] >= until:
                 continue
             if campaign is not None and start["props"].get("campaign") != campaign:
                 continue
-            times, position = [start["ts"]], i
+            end = window_end(start["ts"], within)
+            times = [start["ts"]]
             for step in steps[1:]:
-                nxt = None
-                for j in range(position + 1, len(ordered)):
-                    candidate = ordered[j]
-                    if window_seconds is not None and candidate["ts"] > start["ts"] + window_seconds:
-                        break
-                    if candidate["name"] == step:
-                        nxt = j
-                        break
+                nxt = next((e for e in ordered if e["name"] == step and e["ts"] > times[-1]
+                            and (end is None or e["ts"] <= end)), None)
                 if nxt is None:
                     break
-                times.append(ordered[nxt]["ts"])
-                position = nxt
+                times.append(nxt["ts"])
             if best is None or len(times) > len(best[0]):
                 best = (times, start["props"].get(key_prop) if key_prop else None)
         if best is not None:
@@ -88,7 +101,7 @@ def _check_group(group, steps, attempts):
 
 event_st = st.fixed_dictionaries({
     "name": st.sampled_from("abcx"),
-    "ts": st.integers(0, 160).map(lambda n: BASE + n * 1800),  # half-hour grid: ties are common
+    "slot": st.integers(0, 160),  # on a grid (see `grid`): ties are common
     "channel": st.sampled_from(["sms", "wecom", None]),
 })
 histories_st = st.lists(st.lists(event_st, max_size=12), min_size=1, max_size=7)
@@ -96,7 +109,7 @@ relations_st = st.lists(st.tuples(st.sampled_from(["service_store", "selling_sto
                         max_size=2)
 
 
-def _build(tmp: Path, people, relations):
+def _build(tmp: Path, people, relations, grid):
     store = open_store(tmp / "funnel.db")
     store.upsert_stores([Store("S1", "一店", "集团"), Store("S2", "二店", "集团")])
     histories, homes = {}, {}
@@ -110,7 +123,8 @@ def _build(tmp: Path, people, relations):
         rows = []
         for n, e in enumerate(events):
             props = {"channel": e["channel"]} if e["channel"] else {}
-            rows.append(Event(e["name"], dt.datetime.fromtimestamp(e["ts"], UTC), pid, props, "gen", f"{pid}-{n}"))
+            ts = BASE + e["slot"] * grid
+            rows.append(Event(e["name"], dt.datetime.fromtimestamp(ts, UTC), pid, props, "gen", f"{pid}-{n}"))
         store.insert_events(rows)
         stored = store.events_of(pid)
         histories[pid] = [{"name": s.name, "ts": int(s.ts.timestamp()), "id": s.id, "props": s.properties}
@@ -118,25 +132,33 @@ def _build(tmp: Path, people, relations):
     return store, histories, homes
 
 
+def _sequence_rules(steps, within):
+    """Segments `reach_k { where did s1 then ... then sk [within N unit] }` for k >= 2."""
+    clause = "" if within is None else f" within {within[0]} {within[1]}"
+    return "\n".join(f"segment reach_{k} {{ where did {' then '.join(steps[:k])}{clause} }}"
+                      for k in range(2, len(steps) + 1))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     people=histories_st,
     relations=st.lists(relations_st, min_size=7, max_size=7),
     steps=st.lists(st.sampled_from("abc"), min_size=2, max_size=4),
-    within=st.sampled_from(list(WINDOW_SECONDS)),
+    within=st.sampled_from(WINDOWS),
+    grid=st.sampled_from([1800, 3 * DAY + 7 * HOUR]),  # half hours, or ~3 days (month ends, 16 months)
     since_slot=st.none() | st.integers(0, 160),
 )
-def test_funnel_matches_an_independent_recomputation(people, relations, steps, within, since_slot):
-    since = None if since_slot is None else BASE + since_slot * 1800
+def test_funnel_matches_an_independent_recomputation(people, relations, steps, within, grid, since_slot):
+    since = None if since_slot is None else BASE + since_slot * grid
     with tempfile.TemporaryDirectory() as tmp:
-        store, histories, homes = _build(Path(tmp), people, relations)
+        store, histories, homes = _build(Path(tmp), people, relations, grid)
         spec = FunnelSpec("gen", steps, within)
-        report = compute_funnel(store, spec, since=since)
-        expected = reference_funnel(histories, steps, WINDOW_SECONDS[within], since=since)
+        report = compute_funnel(store, spec, since=since, tz=SHANGHAI)
+        expected = reference_funnel(histories, steps, within, since=since)
         _check_group(report.total, steps, [times for times, _ in expected.values()])
 
-        by_channel = compute_funnel(store, spec, since=since, by="channel")
-        expected_keys = reference_funnel(histories, steps, WINDOW_SECONDS[within], since=since, key_prop="channel")
+        by_channel = compute_funnel(store, spec, since=since, by="channel", tz=SHANGHAI)
+        expected_keys = reference_funnel(histories, steps, within, since=since, key_prop="channel")
         groups = {}
         for times, key in expected_keys.values():
             groups.setdefault("(none)" if key is None else key, []).append(times)
@@ -146,10 +168,20 @@ def test_funnel_matches_an_independent_recomputation(people, relations, steps, w
         assert sum(g.entered for g in by_channel.groups) == by_channel.total.entered
 
         for store_id in ("S1", "S2"):
-            view = compute_funnel(store, spec, since=since, store_id=store_id)
+            view = compute_funnel(store, spec, since=since, store_id=store_id, tz=SHANGHAI)
             mine = {p: h for p, h in histories.items() if homes[p] == store_id}
-            expected_view = reference_funnel(mine, steps, WINDOW_SECONDS[within], since=since)
+            expected_view = reference_funnel(mine, steps, within, since=since)
             _check_group(view.total, steps, [times for times, _ in expected_view.values()])
+
+        if since is None:
+            # step k is reached exactly by the people for whom `did s1 then ... then sk within N` holds
+            rules = rule_set_from_text(_sequence_rules(steps, within))
+            dataset = load_dataset(store)
+            as_of = dt.datetime.fromtimestamp(BASE + 200 * grid, UTC)
+            paths = store.funnel_paths(steps, within=within, offset_seconds=8 * HOUR)
+            for k in range(2, len(steps) + 1):
+                reached = {p[0] for p in paths if p[1 + k] is not None}
+                assert reached == evaluate_segment(rules, f"reach_{k}", dataset, as_of, SHANGHAI), k
         store.close()
 
 
@@ -219,16 +251,24 @@ def test_declared_funnel_with_window_and_breakdown(recall_store):
     assert since.total.entered == 0
 
 
-def test_window_in_months_uses_calendar_months(tmp_path):
+def test_window_in_months_uses_calendar_months_clamped_to_the_month_end(tmp_path):
     store = open_store(tmp_path / "m.db")
-    pid = store.create_person()
-    jan31 = dt.datetime(2026, 1, 31, tzinfo=UTC)
-    store.insert_events([Event("sent", jan31, pid, {}, "t", "1"),
-                         Event("service_visit", dt.datetime(2026, 3, 3, tzinfo=UTC), pid, {}, "t", "2")])
-    one_month = compute_funnel(store, FunnelSpec("m", ["sent", "service_visit"], (1, "months")))
-    # SQLite's "+1 months" from 31 January is 3 March (February 31st rolls over), so the visit is in
+    a, b = store.create_person(), store.create_person()
+    sent = dt.datetime(2026, 1, 31, 10, 0, tzinfo=SHANGHAI)
+    store.insert_events([
+        Event("sent", sent, a, {}, "t", "1"),
+        Event("service_visit", dt.datetime(2026, 2, 28, 10, 0, tzinfo=SHANGHAI), a, {}, "t", "2"),  # last instant in
+        Event("sent", sent, b, {}, "t", "3"),
+        Event("service_visit", dt.datetime(2026, 2, 28, 10, 0, 1, tzinfo=SHANGHAI), b, {}, "t", "4"),  # 1 s late
+    ])
+    one_month = compute_funnel(store, FunnelSpec("m", ["sent", "service_visit"], (1, "months")), tz=SHANGHAI)
     assert one_month.total.steps[1].people == 1
-    assert compute_funnel(store, FunnelSpec("d", ["sent", "service_visit"], (30, "days"))).total.steps[1].people == 0
+    a_year = compute_funnel(store, FunnelSpec("y", ["sent", "service_visit"], (1, "years")), tz=SHANGHAI)
+    assert a_year.total.steps[1].people == 2
+    # the same second is not "then"
+    c = store.create_person()
+    store.insert_events([Event("sent", sent, c, {}, "t", "5"), Event("clicked", sent, c, {}, "t", "6")])
+    assert compute_funnel(store, FunnelSpec("s", ["sent", "clicked"])).total.steps[1].people == 0
 
 
 def test_unknown_funnel_and_store_are_explained(recall_store):

@@ -70,7 +70,7 @@ def funnel(state, name, steps, within_days, by, campaign, since, until, store_id
         raise click.UsageError("give a funnel NAME from the rules or --steps a,b,c")
     tz = project.timezone
     result = compute_funnel(project.store, spec, since=to_epoch(since, tz), until=to_epoch(until, tz),
-                            campaign=campaign, store_id=store_id, by=by)
+                            campaign=campaign, store_id=store_id, by=by, tz=tz)
     _emit(result, fmt, out)
 
 

@@ -5,9 +5,9 @@ A funnel is declared in the rule language::
     funnel recall_funnel "保客召回漏斗" { steps sent, clicked, lead_submit, service_visit within 14 days by channel }
 
 and computed per person (:meth:`ReportsMixin.funnel_paths` has the exact matching rule): a pass
-starts at an event of the first step; each next step is the first event of that step after the
-previous step (events ordered by time, then by row id), no later than the start plus the window. A
-person counts once, with their deepest pass. Per step the report gives the people who reached it,
+starts at an event of the first step; each next step is the first event of that step strictly later
+than the previous step, no later than the start plus the window (inclusive) — ``did a then b then c
+within N`` of the rule language, step by step. A person counts once, with their deepest pass. Per step the report gives the people who reached it,
 the conversion from the previous step and from the first, and the median time from the previous step.
 
 Breakdowns: ``by channel`` / ``by template`` / ``by campaign`` / any property reads the value from the
@@ -17,14 +17,14 @@ store; ``by segment`` counts a person under every segment they are a member of n
 
 from __future__ import annotations
 
+import datetime as dt
 import statistics
 from typing import Sequence
 
 import attrs
 
 from ..errors import MotorcadeError
-from ..store.reports import duration_modifier
-from .common import check_store, duration_text, pct, scope_text
+from .common import UTC, check_store, duration_text, pct, scope_text, utc_offset_seconds
 from .html import BarChart, Section, Series, Table
 
 NO_VALUE = "(none)"
@@ -160,16 +160,18 @@ class FunnelReport:
 
 
 def compute_funnel(store, spec: FunnelSpec, *, since: int | None = None, until: int | None = None,
-                   campaign: str | None = None, store_id: str | None = None, by: str | None = None) -> FunnelReport:
-    """The funnel report for ``spec`` over ``store`` (``by`` overrides the funnel's own breakdown)."""
+                   campaign: str | None = None, store_id: str | None = None, by: str | None = None,
+                   tz: dt.tzinfo = UTC) -> FunnelReport:
+    """The funnel report for ``spec`` over ``store`` (``by`` overrides the funnel's own breakdown).
+
+    ``tz`` is the project's time zone: a ``within N months`` window counts calendar months there."""
     check_store(store, store_id)
     by = by if by is not None else spec.by
     if by is not None and not by.replace("_", "a").isalnum():
         raise MotorcadeError(f"cannot break a funnel down by {by!r}",
                              hint="use a property name such as channel, template, campaign, store or segment")
-    within = None if spec.within is None else duration_modifier(*spec.within)
-    paths = store.funnel_paths(spec.steps, within=within, since=since, until=until, campaign=campaign,
-                               store=store_id, by=None if by == "segment" else by)
+    paths = store.funnel_paths(spec.steps, within=spec.within, offset_seconds=utc_offset_seconds(tz), since=since,
+                               until=until, campaign=campaign, store=store_id, by=None if by == "segment" else by)
     times = [row[2:] for row in paths]
     total = summarize(spec.steps, times)
     groups: list[FunnelGroup] = []

@@ -3,8 +3,9 @@
 Everything here is a read; the report modules in :mod:`motorcade.feedback` turn the rows into
 numbers. Two conventions hold for every function:
 
-- **Event order** is ``(ts, id)``: two events in the same second are ordered by their row id (the
-  order they were stored in), so "B after A" is well defined even at one-second resolution.
+- **Event order**: a funnel step must be strictly later than the previous one (as ``then`` in the rule
+  language: two events in the same second are not "then"). A return event in a cohort must come after
+  the cohort event in ``(ts, id)`` order (the first purchase itself is not a return).
 - **A person's store** ("home store") is their ``service_store`` relation, else their
   ``selling_store`` relation (the smallest store id when there are several). ``store=S`` restricts a
   report to the people whose home store is S; without it the whole group is counted. Home stores
@@ -15,18 +16,32 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-# SQLite date modifiers for a DSL duration (weeks have no modifier of their own).
-_MODIFIER_UNITS = {"minutes": ("minutes", 1), "hours": ("hours", 1), "days": ("days", 1), "weeks": ("days", 7),
-                   "months": ("months", 1), "years": ("years", 1)}
+FIXED_UNIT_SECONDS = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400}
 
 
-def duration_modifier(amount: int, unit: str) -> str:
-    """``(14, "days")`` -> ``"+14 days"``: a SQLite date modifier (calendar months and years stay exact)."""
-    try:
-        name, factor = _MODIFIER_UNITS[unit]
-    except KeyError:
-        raise ValueError(f"unknown time unit {unit!r}; use one of {', '.join(_MODIFIER_UNITS)}") from None
-    return f"+{int(amount) * factor} {name}"
+def window_limit_sql(within: tuple[int, str] | None) -> tuple[str, list]:
+    """SQL for the end of a conversion window, from columns ``t1`` (epoch) and ``loc`` (t1 + UTC offset).
+
+    Minutes to weeks are fixed lengths (a day is 86 400 s). Months and years move the local wall-clock
+    time by calendar months, the day clamped to the month's last day (31 January + 1 month = 28
+    February), as the rule language defines ``within`` (motorcade.dsl.evaluate.shift).
+    """
+    if within is None:
+        return "NULL", []
+    amount, unit = int(within[0]), within[1]
+    if unit in FIXED_UNIT_SECONDS:
+        return "t1 + ?", [amount * FIXED_UNIT_SECONDS[unit]]
+    if unit not in ("months", "years"):
+        raise ValueError(f"unknown time unit {unit!r}; use minutes, hours, days, weeks, months or years")
+    months = f"{amount * (12 if unit == 'years' else 1):+d} months"
+    target = "date(loc, 'unixepoch', 'start of month', ?)"  # the first day of the target month
+    sql = (
+        f"CAST(strftime('%s', {target}) AS INTEGER) "
+        f"+ (min(CAST(strftime('%d', loc, 'unixepoch') AS INTEGER), "
+        f"CAST(strftime('%d', {target}, '+1 months', '-1 days') AS INTEGER)) - 1) * 86400 "
+        "+ (loc % 86400) - (loc - t1)"
+    )
+    return sql, [months, months]
 
 
 def home_store_expr(person_column: str) -> str:
@@ -85,18 +100,20 @@ class ReportsMixin:
 
     # -- funnels ----------------------------------------------------------------------------------
 
-    def funnel_paths(self, steps: Sequence[str], *, within: str | None = None, since: int | None = None,
-                     until: int | None = None, campaign: str | None = None, store: str | None = None,
-                     by: str | None = None) -> list[tuple]:
+    def funnel_paths(self, steps: Sequence[str], *, within: tuple[int, str] | None = None,
+                     offset_seconds: int = 0, since: int | None = None, until: int | None = None,
+                     campaign: str | None = None, store: str | None = None, by: str | None = None) -> list[tuple]:
         """Each person's best pass through the funnel: ``(person_id, key, t1, t2, ..., tk)``.
 
         A pass starts at an event of the first step (``since <= ts < until``, of ``campaign`` when
-        given) and takes, for every next step, the first event of that step after the previous one in
-        ``(ts, id)`` order, no later than the start plus ``within`` (a SQLite modifier such as
-        ``"+14 days"``; no limit when None). A person's best pass is the one that gets furthest, the
-        earliest such start on a tie. ``t_i`` is None for steps not reached. ``key`` is the breakdown
-        value ``by`` read from the first step's event properties (``store`` falls back to the person's
-        home store); None without ``by``.
+        given) and takes, for every next step, the first event of that step strictly later than the
+        previous step's event, no later than the start plus ``within`` (``(amount, unit)``, inclusive;
+        calendar units in local time at ``offset_seconds`` from UTC; no limit when None) — the
+        meaning of ``did A then B within N unit`` in the rule language. A person's best pass is the
+        one that gets furthest, the earliest start on a tie (so step k is reached exactly when
+        ``did s1 then ... then sk within N`` holds for a start in the period). ``t_i`` is None for steps
+        not reached. ``key`` is the breakdown value ``by`` read from the first step's event properties
+        (``store`` falls back to the person's home store); None without ``by``.
         """
         if len(steps) < 1:
             raise ValueError("a funnel needs at least one step")
@@ -108,9 +125,8 @@ class ReportsMixin:
             key, key_params = "json_extract(e.properties, ?)", [f'$."{by}"']
         else:
             key, key_params = "NULL", []
-        limit = "CAST(strftime('%s', e.ts, 'unixepoch', ?) AS INTEGER)" if within else "NULL"
         where = ["e.name = ?", "e.person_id IS NOT NULL"]
-        params: list = [*key_params, *([within] if within else []), steps[0]]
+        params: list = [*key_params, int(offset_seconds), steps[0]]
         if since is not None:
             where.append("e.ts >= ?")
             params.append(since)
@@ -122,17 +138,19 @@ class ReportsMixin:
             params.append(campaign)
         pop_sql, pop_params = store_filter("e.person_id", store)
         params.extend(pop_params)
+        limit_sql, limit_params = window_limit_sql(within)
+        params.extend(limit_params)
         ctes = [
-            f"s1 AS (SELECT e.person_id, {key} AS key, {limit} AS lim, e.id AS id1, e.ts AS t1 "
-            f"FROM events e WHERE {' AND '.join(where)}{pop_sql})"
+            f"starts AS (SELECT e.person_id, {key} AS key, e.id AS id1, e.ts AS t1, e.ts + ? AS loc "
+            f"FROM events e WHERE {' AND '.join(where)}{pop_sql})",
+            f"s1 AS (SELECT person_id, key, id1, t1, {limit_sql} AS lim FROM starts)",
         ]
         for i, step in enumerate(steps[1:], start=2):
             bound = " AND y.ts <= s.lim" if within else ""
             ctes.append(
-                f"s{i} AS (SELECT s.*, x.id AS id{i}, x.ts AS t{i} FROM s{i - 1} s LEFT JOIN events x ON x.id = "
+                f"s{i} AS (SELECT s.*, x.ts AS t{i} FROM s{i - 1} s LEFT JOIN events x ON x.id = "
                 f"(SELECT y.id FROM events y WHERE y.person_id = s.person_id AND y.name = ? "
-                f"AND (y.ts > s.t{i - 1} OR (y.ts = s.t{i - 1} AND y.id > s.id{i - 1})){bound} "
-                "ORDER BY y.ts, y.id LIMIT 1))"
+                f"AND y.ts > s.t{i - 1}{bound} ORDER BY y.ts, y.id LIMIT 1))"
             )
             params.append(step)
         k = len(steps)
