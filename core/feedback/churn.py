@@ -149,6 +149,7 @@ def compute_churn(store, *, service_event: str = "service_visit", as_of: dt.date
         if o[4] is not None:
             by_store.setdefault(o[1], []).append(o[4])
     group_median = statistics.median(group_intervals) if group_intervals else None
+    store_medians = {home: statistics.median(v) for home, v in by_store.items() if len(v) >= min_peers}
 
     entries, summary = [], {}
     for person_id, home, since, visits, own in owners:
@@ -156,8 +157,8 @@ def compute_churn(store, *, service_event: str = "service_visit", as_of: dt.date
         counts["owners"] += 1
         if own is not None:
             interval, basis = own, "own"
-        elif len(by_store.get(home, ())) >= min_peers:
-            interval, basis = statistics.median(by_store[home]), "store"
+        elif home in store_medians:
+            interval, basis = store_medians[home], "store"
         elif group_median is not None:
             interval, basis = group_median, "group"
         else:
