@@ -119,6 +119,12 @@ def coalesce0(e) -> exp.Expression:
     return exp.Coalesce(this=e, expressions=[num(0)])
 
 
+def select_(*columns) -> exp.Select:
+    """A SELECT of ``columns``; the builder calls below pass copy=False (sqlglot copies every argument
+    by default, which made compiling deep conditions quadratic)."""
+    return exp.Select(expressions=list(columns))
+
+
 def exists(select: exp.Select) -> exp.Exists:
     return exp.Exists(this=select)
 
@@ -284,9 +290,9 @@ class SQLiteCompiler:
 
             def wrap(predicate, t=t, tag=tag, person=person):
                 # One lookup on the (tag, person_id) key; no row = missing = NULL.
-                return exp.Subquery(this=exp.select(predicate).from_(exp.to_table("tag_values").as_(t)).where(
+                return exp.Subquery(this=select_(predicate).from_(exp.to_table("tag_values").as_(t), copy=False).where(
                     and_(exp.EQ(this=col(t, "tag"), expression=tag),
-                         exp.EQ(this=col(t, "person_id"), expression=person))))
+                         exp.EQ(this=col(t, "person_id"), expression=person)), copy=False))
 
             return Typed(value, kind, wrap)
         if isinstance(node, ast.ProfileRef):
@@ -366,11 +372,11 @@ class SQLiteCompiler:
         where = self.event_filter(e, [node.event], node.window, scope, node.where)
         source = exp.to_table("events").as_(e)
         if node.func == "count":
-            value = exp.Subquery(this=exp.select(exp.Count(this=exp.Star())).from_(source).where(where))
+            value = exp.Subquery(this=select_(exp.Count(this=exp.Star())).from_(source, copy=False).where(where, copy=False))
             return Typed(value, "number")
         if node.func in ("first", "last"):
             agg = exp.Min if node.func == "first" else exp.Max
-            value = exp.Subquery(this=exp.select(agg(this=col(e, "ts"))).from_(source).where(where))
+            value = exp.Subquery(this=select_(agg(this=col(e, "ts"))).from_(source, copy=False).where(where, copy=False))
             return Typed(value, "instant")
         if node.prop is None:
             raise CompileError(f"{node.func}({node.event}) needs a property: {node.func}({node.event}.amount)")
@@ -389,7 +395,7 @@ class SQLiteCompiler:
             agg = exp.Max(this=prop)
         else:
             raise Unsupported(f"unsupported: aggregate {node.func}")
-        return Typed(exp.Subquery(this=exp.select(agg).from_(source).where(where)), "number")
+        return Typed(exp.Subquery(this=select_(agg).from_(source, copy=False).where(where, copy=False)), "number")
 
     # -- comparisons (the evaluator's compare_values) --
     def compare(self, subject: Typed, op: str, kind: str, value: Any) -> exp.Expression:
@@ -463,10 +469,10 @@ class SQLiteCompiler:
             return num(0)
         r = self.alias("r")
         kinds = _SET_RELATIONS[which]
-        return exists(exp.select(num(1)).from_(exp.to_table("person_relations").as_(r)).where(and_(
+        return exists(select_(num(1)).from_(exp.to_table("person_relations").as_(r), copy=False).where(and_(
             exp.EQ(this=col(r, "person_id"), expression=col(scope.person, "id")),
             exp.In(this=col(r, "kind"), expressions=[self.bind(k) for k in kinds]),
-            exp.In(this=col(r, "target_id"), expressions=[self.bind(i) for i in ids]))))
+            exp.In(this=col(r, "target_id"), expressions=[self.bind(i) for i in ids])), copy=False))
 
     # -- predicates --
     def c_Compare(self, node, scope):  # noqa: N802
@@ -506,9 +512,9 @@ class SQLiteCompiler:
         subject = self.subject(node.subject, scope)
         if subject.is_set:
             r = self.alias("r")
-            has_any = exists(exp.select(num(1)).from_(exp.to_table("person_relations").as_(r)).where(and_(
+            has_any = exists(select_(num(1)).from_(exp.to_table("person_relations").as_(r), copy=False).where(and_(
                 exp.EQ(this=col(r, "person_id"), expression=col(scope.person, "id")),
-                exp.In(this=col(r, "kind"), expressions=[self.bind(k) for k in _SET_RELATIONS[subject.is_set]]))))
+                exp.In(this=col(r, "kind"), expressions=[self.bind(k) for k in _SET_RELATIONS[subject.is_set]])), copy=False))
             return has_any if node.negated else not_(has_any)
         test = is_not_null(subject.value) if node.negated else is_null(subject.value)
         if subject.wrap:
@@ -536,8 +542,8 @@ class SQLiteCompiler:
     # -- behaviour --
     def _events_exist(self, names, window, scope: Scope) -> exp.Expression:
         e = self.alias("e")
-        return exists(exp.select(num(1)).from_(exp.to_table("events").as_(e)).where(
-            self.event_filter(e, names, window, scope)))
+        return exists(select_(num(1)).from_(exp.to_table("events").as_(e), copy=False).where(
+            self.event_filter(e, names, window, scope), copy=False))
 
     def c_Did(self, node, scope):  # noqa: N802
         found = self._events_exist([node.event], node.window, scope)
@@ -566,7 +572,7 @@ class SQLiteCompiler:
                         this=col(aliases[0], "ts"), expression=self.bind(within))))
             if inner is not None:
                 parts.append(inner)
-            inner = exists(exp.select(num(1)).from_(exp.to_table("events").as_(a)).where(and_(*parts)))
+            inner = exists(select_(num(1)).from_(exp.to_table("events").as_(a), copy=False).where(and_(*parts), copy=False))
         return inner
 
     def c_InSegment(self, node, scope):  # noqa: N802
@@ -583,17 +589,17 @@ class SQLiteCompiler:
         ]
         if node.where is not None:
             parts.append(self.cond(node.where, attrs.evolve(scope, car=c, ownership=o, event=None)))
-        select = (exp.select(num(1)).from_(exp.to_table("ownerships").as_(o))
-                  .join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")))
-                  .where(and_(*parts)))
+        select = (select_(num(1)).from_(exp.to_table("ownerships").as_(o), copy=False)
+                  .join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")), copy=False)
+                  .where(and_(*parts), copy=False))
         return exists(select)
 
     def c_ConsentCond(self, node, scope):  # noqa: N802
         def granted(channel):
             k = self.alias("k")
-            return exp.Subquery(this=exp.select(col(k, "granted")).from_(exp.to_table("consents").as_(k)).where(
+            return exp.Subquery(this=select_(col(k, "granted")).from_(exp.to_table("consents").as_(k), copy=False).where(
                 and_(exp.EQ(this=col(k, "person_id"), expression=col(scope.person, "id")),
-                     exp.EQ(this=col(k, "channel"), expression=self.bind(channel)))))
+                     exp.EQ(this=col(k, "channel"), expression=self.bind(channel))), copy=False))
 
         own = granted(node.channel)
         # consent_state: a global refusal wins, then the channel's own state, then the global state.
@@ -607,6 +613,6 @@ def compile_condition(rule_set, cond, as_of: dt.datetime, tz="Asia/Shanghai") ->
     """``SELECT p.id FROM people p WHERE <cond>`` (one full pass; used by tests and explain --person)."""
     compiler = SQLiteCompiler(rule_set, as_of, tz)
     where = compiler.cond(cond, Scope("p"))
-    tree = (exp.select(exp.alias_(col("p", "id"), "person_id")).from_(exp.to_table("people").as_("p"))
-            .where(where).order_by(col("p", "id")))
+    tree = (select_(exp.alias_(col("p", "id"), "person_id")).from_(exp.to_table("people").as_("p"), copy=False)
+            .where(where, copy=False).order_by(col("p", "id"), copy=False))
     return CompiledQuery(tree, compiler.params, "scan people")

@@ -11,7 +11,7 @@ from motorcade.dsl.evaluate import ExplainNode, explain_person
 from motorcade.errors import MotorcadeError
 from motorcade.masking import mask_id
 
-from .compiler import Scope, SQLiteCompiler, col
+from .compiler import Scope, SQLiteCompiler, col, select_
 from .compute import evaluate_members, parse_as_of
 from .dataset import load_dataset
 
@@ -83,8 +83,8 @@ def explain_person_in_segment(project, segment: str, person_id: int, as_of=None)
     from sqlglot import exp
 
     condition = compiler.segment_condition(segment, Scope("p"))
-    query = exp.select(exp.alias_(condition, "v")).from_(exp.to_table("people").as_("p")).where(
-        exp.EQ(this=col("p", "id"), expression=compiler.bind(resolved)))
+    query = select_(exp.alias_(condition, "v")).from_(exp.to_table("people").as_("p"), copy=False).where(
+        exp.EQ(this=col("p", "id"), expression=compiler.bind(resolved)), copy=False)
     rows = store.query(query.sql(dialect="sqlite"), compiler.params)
     sql_member = bool(rows and rows[0][0] == 1)
     return PersonExplanation(segment, resolved, as_of, tree, sql_member,

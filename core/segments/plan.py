@@ -28,7 +28,7 @@ from sqlglot import exp
 from motorcade.dsl import ast
 from motorcade.dsl.evaluate import compare_values
 
-from .compiler import CompileError, CompiledQuery, Scope, SQLiteCompiler, and_, col, is_null, num, or_
+from .compiler import CompileError, CompiledQuery, Scope, SQLiteCompiler, and_, col, is_null, num, or_, select_
 
 PROBE_CAP = 250_000
 _EVENT_FIELD_NODES = (ast.Compare, ast.InList, ast.Between, ast.IsNull, ast.TextMatch, ast.And, ast.Or, ast.Not,
@@ -43,7 +43,7 @@ class Driver:
     exact: bool  # candidates == the people for whom the conjunct is True
     description: str
     build: Callable[[SQLiteCompiler], exp.Select]  # SELECT person_id ...
-    probe: Callable[[SQLiteCompiler], exp.Select]  # the index range the driver reads (capped count)
+    probe: Callable[[SQLiteCompiler, int], exp.Select]  # count of the index range it reads, up to a cap
     estimate: int = -1
 
 
@@ -52,59 +52,61 @@ def _event_fields_only(cond) -> bool:
 
 
 def _events_driver(index, names, window, where, having, description, exact) -> Driver:
-    def select(compiler: SQLiteCompiler, *, probe: bool) -> exp.Select:
+    def select(compiler: SQLiteCompiler, *, probe: bool, cap: int = PROBE_CAP) -> exp.Select:
         e = compiler.alias("e")
         scope = Scope(None)
         condition = compiler.event_filter(e, names, window, scope, None if probe else where)
         if probe:
-            inner = exp.select(num(1)).from_(exp.to_table("events").as_(e)).where(condition).limit(PROBE_CAP)
-            return exp.select(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"))
-        query = exp.select(exp.alias_(col(e, "person_id"), "person_id")).from_(
-            exp.to_table("events").as_(e)).where(condition).group_by(col(e, "person_id"))
+            inner = select_(num(1)).from_(exp.to_table("events").as_(e), copy=False).where(condition, copy=False).limit(cap, copy=False)
+            return select_(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"), copy=False)
+        query = select_(exp.alias_(col(e, "person_id"), "person_id")).from_(
+            exp.to_table("events").as_(e), copy=False).where(condition, copy=False).group_by(col(e, "person_id"), copy=False)
         if having is not None:
             op, k = having
             query = query.having(exp.GTE(this=exp.Count(this=exp.Star()), expression=compiler.bind(k)) if op == ">="
                                  else {">": exp.GT, "=": exp.EQ}[op](this=exp.Count(this=exp.Star()),
-                                                                     expression=compiler.bind(k)))
+                                                                     expression=compiler.bind(k)), copy=False)
         return query
 
-    return Driver(index, exact, description, lambda c: select(c, probe=False), lambda c: select(c, probe=True))
+    return Driver(index, exact, description, lambda c: select(c, probe=False),
+                  lambda c, cap: select(c, probe=True, cap=cap))
 
 
 def _tag_driver(index, tag, items, description) -> Driver:
-    def select(compiler: SQLiteCompiler, *, probe: bool) -> exp.Select:
+    def select(compiler: SQLiteCompiler, *, probe: bool, cap: int = PROBE_CAP) -> exp.Select:
         t = compiler.alias("t")
         condition = and_(exp.EQ(this=col(t, "tag"), expression=compiler.bind(tag)),
                          exp.In(this=col(t, "value"), expressions=[compiler.bind(v) for v in items]))
         if probe:
-            inner = exp.select(num(1)).from_(exp.to_table("tag_values").as_(t)).where(condition).limit(PROBE_CAP)
-            return exp.select(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"))
-        return exp.select(exp.alias_(col(t, "person_id"), "person_id")).from_(
-            exp.to_table("tag_values").as_(t)).where(condition)
+            inner = select_(num(1)).from_(exp.to_table("tag_values").as_(t), copy=False).where(condition, copy=False).limit(cap, copy=False)
+            return select_(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"), copy=False)
+        return select_(exp.alias_(col(t, "person_id"), "person_id")).from_(
+            exp.to_table("tag_values").as_(t), copy=False).where(condition, copy=False)
 
-    return Driver(index, True, description, lambda c: select(c, probe=False), lambda c: select(c, probe=True))
+    return Driver(index, True, description, lambda c: select(c, probe=False),
+                  lambda c, cap: select(c, probe=True, cap=cap))
 
 
 def _car_driver(index, cond) -> Driver:
-    def select(compiler: SQLiteCompiler, *, probe: bool) -> exp.Select:
+    def select(compiler: SQLiteCompiler, *, probe: bool, cap: int = PROBE_CAP) -> exp.Select:
         o, c = compiler.alias("o"), compiler.alias("c")
         today = compiler.today.isoformat()
         parts = [
             or_(is_null(col(o, "valid_from")), exp.LTE(this=col(o, "valid_from"), expression=compiler.bind(today))),
             or_(is_null(col(o, "valid_to")), exp.GT(this=col(o, "valid_to"), expression=compiler.bind(today))),
         ]
-        query = exp.select(num(1) if probe else exp.alias_(col(o, "person_id"), "person_id")).from_(
-            exp.to_table("ownerships").as_(o))
+        query = select_(num(1) if probe else exp.alias_(col(o, "person_id"), "person_id")).from_(
+            exp.to_table("ownerships").as_(o), copy=False)
         if probe:
-            inner = query.where(and_(*parts)).limit(PROBE_CAP)
-            return exp.select(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"))
+            inner = query.where(and_(*parts), copy=False).limit(cap, copy=False)
+            return select_(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"), copy=False)
         if cond.where is not None:
             parts.append(compiler.cond(cond.where, Scope(None, car=c, ownership=o)))
-        return (query.join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")))
-                .where(and_(*parts)).group_by(col(o, "person_id")))
+        return (query.join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")), copy=False)
+                .where(and_(*parts), copy=False).group_by(col(o, "person_id"), copy=False))
 
     return Driver(index, True, "ownerships for has car" + (" where ..." if cond.where is not None else ""),
-                  lambda c: select(c, probe=False), lambda c: select(c, probe=True))
+                  lambda c: select(c, probe=False), lambda c, cap: select(c, probe=True, cap=cap))
 
 
 def _car_fields_only(cond) -> bool:
@@ -174,10 +176,15 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
     chosen = None
     if not force_scan:
         candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c)]
+        # Probe the usually selective ranges first (tag values, then events, then ownerships).
+        candidates.sort(key=lambda d: ("tag_values" not in d.description, "ownerships" in d.description))
+        best = PROBE_CAP
         for driver in candidates:
+            # Each probe only counts up to the best range so far: probing costs at most one full cap.
             probe = SQLiteCompiler(rule_set, as_of, tz)
-            query = driver.probe(probe)
+            query = driver.probe(probe, best)
             driver.estimate = store.query(query.sql(dialect="sqlite"), probe.params)[0][0]
+            best = min(best, driver.estimate + 1)
         if candidates:
             # Smallest index range first; on a tie prefer exact drivers (their conjunct needs no re-check).
             chosen = min(candidates, key=lambda d: (d.estimate, not d.exact))
@@ -185,18 +192,18 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
     compiler._segment_path.append(name)
     residual = [compiler.cond(c, Scope("p")) for i, c in enumerate(conjuncts)
                 if chosen is None or i != chosen.index or not chosen.exact]
-    select = exp.select(exp.alias_(col("p", "id"), "person_id"))
+    select = select_(exp.alias_(col("p", "id"), "person_id"))
     if chosen is None:
-        select = select.from_(exp.to_table("people").as_("p"))
+        select = select.from_(exp.to_table("people").as_("p"), copy=False)
         description = "scan people; check every condition per person"
     else:
         driver_sql = chosen.build(compiler)
-        select = select.from_(exp.Subquery(this=driver_sql, alias="d")).join(
-            exp.to_table("people").as_("p"), on=exp.EQ(this=col("p", "id"), expression=col("d", "person_id")))
+        select = select.from_(exp.Subquery(this=driver_sql, alias="d"), copy=False).join(
+            exp.to_table("people").as_("p"), on=exp.EQ(this=col("p", "id"), expression=col("d", "person_id")), copy=False)
         description = (f"drive from {chosen.description} (~{chosen.estimate}"
                        f"{'+' if chosen.estimate >= PROBE_CAP else ''} index rows); "
                        f"check the other {len(residual)} condition(s) per candidate")
     if residual:
-        select = select.where(and_(*residual))
-    select = select.order_by(col("p", "id"))
+        select = select.where(and_(*residual), copy=False)
+    select = select.order_by(col("p", "id"), copy=False)
     return CompiledQuery(select, compiler.params, description)

@@ -1,0 +1,130 @@
+"""DSL -> SQL for the SQLite target: a table of cases (sqlglot's validate_all style), plan shapes, binding."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import pytest
+
+from motorcade.dsl.evaluate import Unsupported, evaluate_segment
+from motorcade.dsl.rules import rule_set_from_text
+from motorcade.model import Event
+from motorcade.segments.compiler import Scope, SQLiteCompiler
+from motorcade.segments.dataset import load_dataset
+from motorcade.segments.plan import plan_segment
+from motorcade.store.sqlite import SQLiteStore
+
+AS_OF = dt.datetime(2026, 11, 20, tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai"))
+HI = 1795104000  # AS_OF in epoch seconds: every event condition stops there
+
+# DSL condition -> (SQL for the SQLite target, bound parameters)
+CASES = {
+    'tag intent_level = "high"': (
+        "(SELECT CASE WHEN t1.value IS NULL THEN NULL WHEN TYPEOF(t1.value) IN ('text') THEN t1.value = :v2 "
+        "ELSE 0 END FROM tag_values AS t1 WHERE t1.tag = :v1 AND t1.person_id = p.id)",
+        {"v1": "intent_level", "v2": "high"}),
+    "profile.is_owner = true": (
+        "CASE WHEN JSON_EXTRACT(p.attributes, :v1) IS NULL THEN NULL WHEN JSON_TYPE(p.attributes, :v1) IN "
+        "('true', 'false') THEN JSON_EXTRACT(p.attributes, :v1) = :v2 ELSE 0 END",
+        {"v1": '$."is_owner"', "v2": 1}),
+    "not did order in last 180 days": (
+        "NOT (EXISTS(SELECT 1 FROM events AS e1 WHERE ((e1.person_id = p.id AND e1.name = :v1) "
+        "AND e1.ts >= :v2) AND e1.ts <= :v3))",
+        {"v1": "order", "v2": HI - 180 * 86400, "v3": HI}),
+    "count(share) in last 90 days >= 3": (
+        "(SELECT COUNT(*) FROM events AS e1 WHERE ((e1.person_id = p.id AND e1.name = :v1) AND e1.ts >= :v2) "
+        "AND e1.ts <= :v3) >= :v4",
+        {"v1": "share", "v2": HI - 90 * 86400, "v3": HI, "v4": 3}),
+    "has car where age >= 5 years": (
+        "EXISTS(SELECT 1 FROM ownerships AS o1 JOIN cars AS c2 ON c2.vin = o1.vin WHERE ((o1.person_id = p.id "
+        "AND (o1.valid_from IS NULL OR o1.valid_from <= :v1)) AND (o1.valid_to IS NULL OR o1.valid_to > :v2)) "
+        "AND CASE WHEN c2.purchase_date IS NULL THEN NULL ELSE :v4 - CAST(SUBSTR(c2.purchase_date, 1, 4) AS "
+        "INTEGER) - (SUBSTR(c2.purchase_date, 6, 5) > :v3) END >= :v5)",
+        {"v1": "2026-11-20", "v2": "2026-11-20", "v3": "11-20", "v4": 2026, "v5": 5}),
+    'store in ["S1"]': (
+        "EXISTS(SELECT 1 FROM person_relations AS r1 WHERE (r1.person_id = p.id AND r1.kind IN (:v1, :v2, :v3)) "
+        "AND r1.target_id IN (:v4))",
+        {"v1": "selling_store", "v2": "service_store", "v3": "store", "v4": "S1"}),
+    "did lead_submit then test_drive within 14 days": (
+        "EXISTS(SELECT 1 FROM events AS s1 WHERE ((s1.person_id = p.id AND s1.name = :v4) AND s1.ts <= :v5) "
+        "AND EXISTS(SELECT 1 FROM events AS s2 WHERE (((s2.person_id = p.id AND s2.name = :v1) AND s2.ts <= :v2) "
+        "AND s2.ts > s1.ts) AND s2.ts <= s1.ts + :v3))",
+        {"v1": "test_drive", "v2": HI, "v3": 14 * 86400, "v4": "lead_submit", "v5": HI}),
+    # a date stands for the whole local day: before 2026-01-01 00:00 Asia/Shanghai
+    "last(service_visit) < 2026-01-01": (
+        "(SELECT MAX(e1.ts) FROM events AS e1 WHERE (e1.person_id = p.id AND e1.name = :v1) AND e1.ts <= :v2) < :v3",
+        {"v1": "service_visit", "v2": HI, "v3": 1767196800}),
+    'profile.city contains "海"': (
+        "CASE WHEN JSON_TYPE(p.attributes, :v1) IN ('text') THEN INSTR(JSON_EXTRACT(p.attributes, :v1), :v2) > 0 "
+        "ELSE NULL END",
+        {"v1": '$."city"', "v2": "海"}),
+    "in segment base": (
+        "COALESCE(EXISTS(SELECT 1 FROM events AS e1 WHERE (e1.person_id = p.id AND e1.name = :v1) "
+        "AND e1.ts <= :v2), 0)",
+        {"v1": "x", "v2": HI}),
+}
+
+
+def _compile(condition: str):
+    rule_set = rule_set_from_text(f"segment base {{ where did x }}\nsegment s {{ where {condition} }}")
+    compiler = SQLiteCompiler(rule_set, AS_OF, "Asia/Shanghai")
+    return compiler.cond(rule_set.segments["s"].where, Scope("p")).sql(dialect="sqlite"), compiler.params
+
+
+@pytest.mark.parametrize("condition", list(CASES))
+def test_dsl_to_sqlite(condition):
+    sql, params = _compile(condition)
+    assert (sql, params) == CASES[condition]
+
+
+def test_unsupported_node_is_named_not_guessed():
+    with pytest.raises(Unsupported, match="unsupported: Sequence within months"):
+        _compile("did a then b within 2 months")
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteStore(tmp_path / "plan.db")
+    with s.transaction():
+        for i in range(40):
+            pid = s.create_person({"n": i})
+            events = [Event(person_id=pid, name="share", ts=AS_OF - dt.timedelta(days=k + 1), source="t",
+                            dedup_key=f"{pid}-s{k}") for k in range(i % 5)]
+            if i % 7 == 0:
+                events.append(Event(person_id=pid, name="lead_submit", ts=AS_OF - dt.timedelta(days=2), source="t",
+                                    dedup_key=f"{pid}-l"))
+            s.insert_events(events)
+        s.write_tag_values([(pid, "intent_level", "high" if pid % 3 == 0 else "low") for pid in range(1, 41)],
+                           tags=["intent_level"], calculator="t", calculator_version="1", computed_at=AS_OF)
+    yield s
+    s.close()
+
+
+def test_plan_drives_from_the_smallest_index_range(store):
+    rule_set = rule_set_from_text("""
+        segment a { where count(share) in last 90 days >= 3 and did lead_submit in last 90 days }
+        segment b { where tag intent_level = "high" and count(share) in last 90 days >= 1 }
+        segment c { where profile.n >= 0 or did share }
+    """)
+    dataset = load_dataset(store)
+    for name, shape in (("a", "drive from events(name, ts) for did lead_submit"),
+                        ("b", "drive from tag_values(tag, value)"), ("c", "scan people")):
+        query = plan_segment(store, rule_set, name, AS_OF, "Asia/Shanghai")
+        assert query.driver.startswith(shape), query.driver
+        members = {r[0] for r in store.query(query.sql(), query.params)}
+        assert members == evaluate_segment(rule_set, name, dataset, AS_OF, "Asia/Shanghai")
+        plan = " ".join(r[3] for r in store.query("EXPLAIN QUERY PLAN " + query.sql(), query.params))
+        if name == "a":
+            assert "events_name_ts" in plan and "events_person_name_ts" in plan
+        if name == "b":
+            assert "tag_values_tag_value" in plan
+
+
+def test_dsl_text_never_reaches_the_sql(store):
+    hostile = "x'); DROP TABLE people; --"
+    rule_set = rule_set_from_text(f'segment s {{ where tag intent_level != "{hostile}" and profile.n = 3 }}')
+    query = plan_segment(store, rule_set, "s", AS_OF, "Asia/Shanghai")
+    assert "DROP" not in query.sql() and hostile in query.params.values()
+    assert [r[0] for r in store.query(query.sql(), query.params)] == [4]
+    assert store.query("SELECT count(*) FROM people")[0][0] == 40
