@@ -43,6 +43,16 @@ def window_end(start: int, within) -> int | None:
     return int(local.replace(year=year, month=month + 1, day=day).timestamp())
 
 
+def _of_campaign(event, campaign) -> bool:
+    """With a campaign, later steps skip events that name another campaign or a trigger."""
+    if campaign is None:
+        return True
+    props = event["props"]
+    if "campaign" in props:
+        return props["campaign"] == campaign
+    return "origin" not in props
+
+
 def reference_funnel(histories, steps, within, since=None, until=None, campaign=None, key_prop=None):
     """Per person: try every first-step event as a start, walk the history in time order taking the
     next matching event of each step strictly later than the previous one and inside the window; keep
@@ -62,7 +72,7 @@ def reference_funnel(histories, steps, within, since=None, until=None, campaign=
             times = [start["ts"]]
             for step in steps[1:]:
                 nxt = next((e for e in ordered if e["name"] == step and e["ts"] > times[-1]
-                            and (end is None or e["ts"] <= end)), None)
+                            and (end is None or e["ts"] <= end) and _of_campaign(e, campaign)), None)
                 if nxt is None:
                     break
                 times.append(nxt["ts"])
@@ -103,6 +113,7 @@ event_st = st.fixed_dictionaries({
     "name": st.sampled_from("abcx"),
     "slot": st.integers(0, 160),  # on a grid (see `grid`): ties are common
     "channel": st.sampled_from(["sms", "wecom", None]),
+    "origin": st.sampled_from([None, None, ("campaign", "recall"), ("campaign", "other"), ("trigger", "welcome")]),
 })
 histories_st = st.lists(st.lists(event_st, max_size=12), min_size=1, max_size=7)
 relations_st = st.lists(st.tuples(st.sampled_from(["service_store", "selling_store"]), st.sampled_from(["S1", "S2"])),
@@ -123,6 +134,9 @@ def _build(tmp: Path, people, relations, grid):
         rows = []
         for n, e in enumerate(events):
             props = {"channel": e["channel"]} if e["channel"] else {}
+            if e["origin"]:
+                kind, name = e["origin"]
+                props.update({"origin_kind": kind, "origin": name, kind: name})
             ts = BASE + e["slot"] * grid
             rows.append(Event(e["name"], dt.datetime.fromtimestamp(ts, UTC), pid, props, "gen", f"{pid}-{n}"))
         store.insert_events(rows)
@@ -166,6 +180,10 @@ def test_funnel_matches_an_independent_recomputation(people, relations, steps, w
         for group in by_channel.groups:
             _check_group(group, steps, groups[group.key])
         assert sum(g.entered for g in by_channel.groups) == by_channel.total.entered
+
+        one_campaign = compute_funnel(store, spec, since=since, campaign="recall", tz=SHANGHAI)
+        expected_campaign = reference_funnel(histories, steps, within, since=since, campaign="recall")
+        _check_group(one_campaign.total, steps, [times for times, _ in expected_campaign.values()])
 
         for store_id in ("S1", "S2"):
             view = compute_funnel(store, spec, since=since, store_id=store_id, tz=SHANGHAI)
@@ -212,7 +230,7 @@ def recall_store(tmp_path):
         _ev("lead_submit", 3, p[1], 2), _ev("service_visit", 15, p[1], 3),
         # p2: wecom; clicked before the send does not count; clicks again after
         _ev("clicked", -1, p[2], 0), _ev("sent", 0, p[2], 1, channel="wecom", campaign="recall"),
-        _ev("clicked", 2, p[2], 2),
+        _ev("clicked", 1, p[2], 4, origin="other", campaign="other"), _ev("clicked", 2, p[2], 2),
         # p3: wecom, another campaign; sent only
         _ev("sent", 0, p[3], 0, channel="wecom", campaign="other"),
         # p4: never sent
@@ -241,6 +259,8 @@ def test_declared_funnel_with_window_and_breakdown(recall_store):
     longer = compute_funnel(store, FunnelSpec("x", spec.steps, (15, "days")))
     assert [s.people for s in longer.total.steps] == [4, 3, 2, 2]
     assert [s.people for s in compute_funnel(store, spec, campaign="recall").total.steps] == [3, 3, 2, 1]
+    other = compute_funnel(store, FunnelSpec("o", ["sent", "clicked"], (1, "days")), campaign="recall")
+    assert [s.people for s in other.total.steps] == [3, 2]  # p2's click on day 1 was another campaign's
     assert [s.people for s in compute_funnel(store, spec, store_id="SH02").total.steps] == [2, 1, 0, 0]
     by_store = compute_funnel(store, spec, by="store")
     assert {g.key: g.entered for g in by_store.groups} == {"SH01": 2, "SH02": 2}

@@ -106,7 +106,7 @@ class ReportsMixin:
         """Each person's best pass through the funnel: ``(person_id, key, t1, t2, ..., tk)``.
 
         A pass starts at an event of the first step (``since <= ts < until``, of ``campaign`` when
-        given) and takes, for every next step, the first event of that step strictly later than the
+        given; later steps then skip events of other campaigns and triggers) and takes, for every next step, the first event of that step strictly later than the
         previous step's event, no later than the start plus ``within`` (``(amount, unit)``, inclusive;
         calendar units in local time at ``offset_seconds`` from UTC; no limit when None) — the
         meaning of ``did A then B within N unit`` in the rule language. A person's best pass is the
@@ -145,14 +145,21 @@ class ReportsMixin:
             f"FROM events e WHERE {' AND '.join(where)}{pop_sql})",
             f"s1 AS (SELECT person_id, key, id1, t1, {limit_sql} AS lim FROM starts)",
         ]
+        # With a campaign, a later step's event that names a campaign or trigger (feedback events carry
+        # `origin`, and `campaign` for campaign sends) must name this campaign: another message's click
+        # is not this campaign's click. Events that name none (service_visit, lead_submit) all count.
+        own = (" AND (json_extract(y.properties, '$.campaign') = ? OR (json_extract(y.properties, '$.campaign') "
+               "IS NULL AND json_extract(y.properties, '$.origin') IS NULL))") if campaign is not None else ""
         for i, step in enumerate(steps[1:], start=2):
             bound = " AND y.ts <= s.lim" if within else ""
             ctes.append(
                 f"s{i} AS (SELECT s.*, x.ts AS t{i} FROM s{i - 1} s LEFT JOIN events x ON x.id = "
                 f"(SELECT y.id FROM events y WHERE y.person_id = s.person_id AND y.name = ? "
-                f"AND y.ts > s.t{i - 1}{bound} ORDER BY y.ts, y.id LIMIT 1))"
+                f"AND y.ts > s.t{i - 1}{bound}{own} ORDER BY y.ts, y.id LIMIT 1))"
             )
             params.append(step)
+            if campaign is not None:
+                params.append(campaign)
         k = len(steps)
         depth = " + ".join(f"(t{i} IS NOT NULL)" for i in range(1, k + 1))
         times = ", ".join(f"t{i}" for i in range(1, k + 1))
