@@ -524,3 +524,35 @@ def test_send_window_is_read_in_the_providers_zone_when_the_channel_names_one(se
     run_once(ctx)
     (send,) = store.list_sends()
     assert send["status"] == "deferred" and dt.datetime.fromtimestamp(send["not_before"], UTC) == opens
+
+
+def test_advisor_call_tasks_through_the_advisor_task_plugin_once_per_key(setup):
+    import motorcade_channels_advisor_task as advisor_task
+
+    from motorcade.model import Advisor, Store
+
+    plugin = type("P", (), {"channel_class": advisor_task.AdvisorTaskChannel,
+                            "register_channels": staticmethod(advisor_task.register_channels)})
+    project, ctx, clock = setup(rules(via='advisor_task template "call"'), channels=[plugin],
+                                templates={"call.txt": "请电联{{ person.name }}，{{ car.model or '车型未知' }}已一年未回厂"})
+    store = project.store
+    with_advisor, without = people(store, 2)
+    with store.transaction():
+        store.upsert_stores([Store("SH001", "上海浦东4S店", "华东")])
+        store.upsert_advisors([Advisor("A01", "李娜", "SH001")])
+        store.set_relation(with_advisor, "sales_advisor", "A01")
+    put_members(store, "owners", [with_advisor, without], clock())
+    run_once(ctx)
+    tasks = store.advisor_tasks(store_id="SH001")
+    assert [(t["advisor_id"], t["person_id"], t["note"]) for t in tasks] == [
+        ("A01", with_advisor, "请电联客户0，车型未知已一年未回厂")]
+    by_person = {s["person_id"]: s for s in store.list_sends()}
+    assert by_person[without]["reason"] == "no channel: advisor_task: no advisor_id"
+    # the operator retries the sent task's key: the store keeps one task, the CSV one row
+    with store.transaction():
+        store.conn.execute("UPDATE outbox SET status = 'dead' WHERE person_id = ?", (with_advisor,))
+        store.retry_sends(status="dead")
+    run_once(ctx)
+    assert len(store.advisor_tasks()) == 1
+    csv_text = (project.directory / "out" / "advisor_tasks" / "SH001.csv").read_text(encoding="utf-8")
+    assert csv_text.count(by_person[with_advisor]["idempotency_key"]) == 1

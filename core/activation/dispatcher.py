@@ -203,7 +203,7 @@ class Dispatcher:
             template=step["template"], body=step["body"], subject=step.get("subject"),
             params=dict(step.get("params") or {}),
             metadata={"origin_kind": send["origin_kind"], "origin": send["origin"], "run_id": send["run_id"],
-                      "revision": send["revision"], "step": send["step"]},
+                      "revision": send["revision"], "step": send["step"], "store_id": step.get("store_id")},
         )
 
     def deliver(self, claimed: list[dict[str, Any]]) -> dict[str, int]:

@@ -107,7 +107,8 @@ class Renderer:
                 entry["error"] = f"template: {exc.message}"
                 out.append(entry)
                 continue
-            entry.update(address=address, subject=rendered.subject, body=rendered.body)
+            entry.update(address=address, subject=rendered.subject, body=rendered.body,
+                         store_id=(context["store"] or {}).get("id"))
             out.append(entry)
         return out
 
