@@ -173,3 +173,13 @@ def test_check_project_uses_the_projects_catalogue(motorcade_project, register_p
         motorcade_project.store.create_person({"name": "张伟"})
     problems = check_project(motorcade_project)
     assert [p.message for p in problems] == ["`profile.plate` does not exist"]
+
+
+def test_reasons_quoting_phone_numbers_or_emails_are_masked(monkeypatch):
+    from motorcade.activation.commands import _mask_text
+
+    text = 'permanent: HTTP 400: {"PhoneNumber": "+8613812345678", "To": "zhang.wei@example.com"}'
+    masked = _mask_text(text)
+    assert "+8613812345678" not in masked and "+86138****5678" in masked and "z***@example.com" in masked
+    monkeypatch.setenv("MOTORCADE_SHOW_PII", "1")
+    assert _mask_text(text) == text
