@@ -33,7 +33,10 @@ def _advisor_and_store(store, person_id: int) -> tuple[Any, Any]:
             if rel_kind == kind and advisor is None:
                 advisor = store.get_advisor(target)
     shop = None
-    for kind in ("selling_store", "service_store"):
+    # the store the person deals with: preferred (CRM), then where the car is serviced, then where it was sold
+    store_kinds = ["home_store", "service_store", "selling_store"]
+    store_kinds += sorted({k for k, _ in relations if k.endswith("store") and k not in store_kinds})
+    for kind in store_kinds:
         for rel_kind, target in relations:
             if rel_kind == kind and shop is None:
                 shop = store.get_store(target)
