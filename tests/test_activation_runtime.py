@@ -536,16 +536,21 @@ def test_advisor_call_tasks_through_the_advisor_task_plugin_once_per_key(setup):
     project, ctx, clock = setup(rules(via='advisor_task template "call"'), channels=[plugin],
                                 templates={"call.txt": "请电联{{ person.name }}，{{ car.model or '车型未知' }}已一年未回厂"})
     store = project.store
-    with_advisor, without = people(store, 2)
+    with_advisor, prospect_a, prospect_b, without = people(store, 4)
     with store.transaction():
-        store.upsert_stores([Store("SH001", "上海浦东4S店", "华东")])
-        store.upsert_advisors([Advisor("A01", "李娜", "SH001")])
-        store.set_relation(with_advisor, "sales_advisor", "A01")
-    put_members(store, "owners", [with_advisor, without], clock())
+        store.upsert_stores([Store("SH001", "上海浦东4S店", "华东"), Store("SH002", "上海闵行4S店", "华东")])
+        store.upsert_advisors([Advisor("A01", "李娜", "SH001", "service"), Advisor("A02", "王强", "SH002"),
+                               Advisor("A03", "赵敏", "SH002")])
+        store.set_relation(with_advisor, "service_advisor", "A01")
+        store.set_relation(prospect_a, "lead_store", "SH002")  # no advisor yet: one of the store's sales team
+        store.set_relation(prospect_b, "lead_store", "SH002")
+    put_members(store, "owners", [with_advisor, prospect_a, prospect_b, without], clock())
     run_once(ctx)
     tasks = store.advisor_tasks(store_id="SH001")
     assert [(t["advisor_id"], t["person_id"], t["note"]) for t in tasks] == [
         ("A01", with_advisor, "请电联客户0，车型未知已一年未回厂")]
+    assigned = {t["person_id"]: t["advisor_id"] for t in store.advisor_tasks(store_id="SH002")}
+    assert assigned == {prospect_a: ["A02", "A03"][prospect_a % 2], prospect_b: ["A02", "A03"][prospect_b % 2]}
     by_person = {s["person_id"]: s for s in store.list_sends()}
     assert by_person[without]["reason"] == "no channel: advisor_task: no advisor_id"
     # the operator retries the sent task's key: the store keeps one task, the CSV one row
@@ -553,6 +558,6 @@ def test_advisor_call_tasks_through_the_advisor_task_plugin_once_per_key(setup):
         store.conn.execute("UPDATE outbox SET status = 'dead' WHERE person_id = ?", (with_advisor,))
         store.retry_sends(status="dead")
     run_once(ctx)
-    assert len(store.advisor_tasks()) == 1
+    assert len(store.advisor_tasks()) == 3
     csv_text = (project.directory / "out" / "advisor_tasks" / "SH001.csv").read_text(encoding="utf-8")
     assert csv_text.count(by_person[with_advisor]["idempotency_key"]) == 1

@@ -34,7 +34,7 @@ def _advisor_and_store(store, person_id: int) -> tuple[Any, Any]:
                 advisor = store.get_advisor(target)
     shop = None
     # the store the person deals with: preferred (CRM), then where the car is serviced, then where it was sold
-    store_kinds = ["home_store", "service_store", "selling_store"]
+    store_kinds = ["home_store", "service_store", "selling_store", "lead_store"]
     store_kinds += sorted({k for k, _ in relations if k.endswith("store") and k not in store_kinds})
     for kind in store_kinds:
         for rel_kind, target in relations:
@@ -42,6 +42,12 @@ def _advisor_and_store(store, person_id: int) -> tuple[Any, Any]:
                 shop = store.get_store(target)
     if shop is None and advisor is not None:
         shop = store.get_store(advisor.store_id)
+    if advisor is None and shop is not None:
+        # a prospect without an advisor of their own: one of the store's sales advisors, the same one every
+        # time for the same person (a stable share of the store's new leads per advisor)
+        candidates = store.advisor_ids_of_store(shop.id, "sales")
+        if candidates:
+            advisor = store.get_advisor(candidates[person_id % len(candidates)])
     return advisor, shop
 
 

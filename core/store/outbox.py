@@ -300,6 +300,11 @@ class OutboxMixin:
             return row[0] - 1
         return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
 
+    def advisor_ids_of_store(self, store_id: str, role: str = "sales") -> list[str]:
+        """Advisors of a store with ``role``, by id (to assign a person who has no advisor of their own)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM advisors WHERE store_id = ? AND role = ? ORDER BY id", (store_id, role))]
+
     def identifiers_of(self, person_id: int, type_: str) -> list[str]:
         return [r[0] for r in self.conn.execute(
             "SELECT value FROM identifiers WHERE person_id = ? AND type = ? AND flagged = 0 ORDER BY value",
