@@ -561,3 +561,15 @@ def test_advisor_call_tasks_through_the_advisor_task_plugin_once_per_key(setup):
     assert len(store.advisor_tasks()) == 3
     csv_text = (project.directory / "out" / "advisor_tasks" / "SH001.csv").read_text(encoding="utf-8")
     assert csv_text.count(by_person[with_advisor]["idempotency_key"]) == 1
+
+
+def test_a_campaign_whose_segment_was_never_computed_keeps_its_slot(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    ids = people(store, 2)
+    report = run_once(ctx)
+    assert report.errors and "segment 'owners' has never been computed" in report.errors[0]
+    assert store.runs_of("campaign", "recall") == []
+    put_members(store, "owners", ids, clock())
+    assert run_once(ctx).dispatched["sent"] == 2

@@ -157,6 +157,9 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
     cursor_name = f"campaign:{name}:segment_change_id"
     if store.get_run(run_id) is not None:
         return None
+    if store.last_segment_run(rule.audience) is None:  # planning now would spend the slot on an empty audience
+        raise PlanningError(f"campaign {name!r}: segment {rule.audience!r} has never been computed",
+                            hint="run `motorcade segments compute` (or the pipeline) first; the slot stays due")
     # Read and render in a read transaction (one consistent snapshot; writers are not blocked meanwhile) ...
     with store.transaction(immediate=False):
         members = segment_member_ids(store, rule.audience)
