@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import gc
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -25,7 +26,7 @@ import attrs
 
 from ..errors import MotorcadeError
 from ..identity.guards import IdentityGuards
-from ..identity.resolver import IdentityResolver, Observation
+from ..identity.resolver import IdentityResolver, Observation, combination_key
 from ..model import Advisor, Car, Consent, Identifier, Store
 from ..store.codec import dumps
 from .base import (
@@ -38,6 +39,7 @@ from .base import (
     SourceRecord,
     StoreRecord,
 )
+from .batch import EventBatch, properties_json
 from .clean import CleanError, clean_identifier, clean_phone, clean_vin, parse_date, parse_timestamp, zone
 
 # Events that carry a consent change, unless the source maps its own (``consent_events``).
@@ -45,7 +47,7 @@ DEFAULT_CONSENT_EVENTS = {
     "unsubscribe": {"granted": False},
     "subscribe": {"granted": True},
 }
-_JSON = __import__("json").JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+_FROMISO = dt.datetime.fromisoformat
 
 
 @attrs.define
@@ -86,6 +88,8 @@ class Ingestor:
         self.resolver = IdentityResolver(store, self.guards, now=now)
         self._cleaned: dict[tuple[str, str, str], Identifier | None] = {}  # (type, raw, region) -> cleaned
         self._junk: dict[Identifier, bool] = {}  # cleaned identifier -> may link
+        # (raw (type, value) pairs, region) -> (identifiers, dropped, unusable reason, combination key, hash text)
+        self._id_sets: dict[tuple, tuple] = {}
 
     # -- runs -------------------------------------------------------------------------------------
 
@@ -126,12 +130,17 @@ class Ingestor:
 
     def _run(self, source: Source, cursor, settings: "_SourceSettings", summary: IngestSummary,
              progress: Callable[[int], None] | None) -> None:
-        for batch in source.read(cursor):
+        # event-heavy connectors offer columnar batches (see motorcade.sources.batch)
+        read_columns = getattr(source, "read_columns", None)
+        for batch in (read_columns(cursor) if read_columns is not None else source.read(cursor)):
             if not batch:
                 continue
             try:
                 with _gc_paused(), self.store.transaction():
-                    self.write_batch(settings, batch, summary)
+                    if isinstance(batch, EventBatch):
+                        self.write_batch(settings, batch.records, summary, event_batch=batch)
+                    else:
+                        self.write_batch(settings, batch, summary)
             except BaseException:
                 self.resolver.reset()
                 raise
@@ -153,8 +162,12 @@ class Ingestor:
 
     # -- one batch --------------------------------------------------------------------------------
 
-    def write_batch(self, settings: "_SourceSettings", records: list[SourceRecord], summary: IngestSummary) -> list[tuple[str, str, str]]:
-        """Clean, resolve and write one batch (inside a transaction). Returns the rows quarantined."""
+    def write_batch(self, settings: "_SourceSettings", records: list[SourceRecord], summary: IngestSummary,
+                    event_batch: EventBatch | None = None) -> list[tuple[str, str, str]]:
+        """Clean, resolve and write one batch (inside a transaction). Returns the rows quarantined.
+
+        ``event_batch``: events in columns (the connector's fast path), written with the same rules.
+        """
         store, guards = self.store, self.guards
         name = settings.name
         summary.read += len(records)
@@ -169,11 +182,13 @@ class Ingestor:
             try:
                 kind = type(rec)
                 if kind is EventRecord:
-                    events.append(self._clean_event(rec, settings, summary))
+                    events.append(self._clean_event(
+                        rec.position or id(rec), rec.name, rec.ts, tuple((i.type, i.value) for i in rec.identifiers),
+                        properties_json(rec.properties), rec.dedup_key, settings, summary))
                 elif kind is PersonRecord:
                     ids = self._clean_identifiers(rec.identifiers, settings, summary)
                     if not rec.source_key and not self._usable(ids):
-                        raise CleanError(_no_identifier(rec.identifiers, ids, guards))
+                        raise CleanError(_no_identifier([i.type for i in rec.identifiers], ids, guards))
                     persons.append((rec, ids))
                 elif kind is CarRecord:
                     cars.append(self._clean_car(rec, settings, summary))
@@ -201,11 +216,26 @@ class Ingestor:
             keep = lambda rec: (rec.position or id(rec)) not in failed  # noqa: E731
             persons = [p for p in persons if keep(p[0])]
             cars = [c for c in cars if keep(c[0])]
-            events = [e for e in events if keep(e[0])]
+            events = [e for e in events if e[0] not in failed]
             stores_ok = {r.id for r in records if isinstance(r, StoreRecord) and keep(r)}
             stores = [s for s in stores if s.id in stores_ok]
             advisors_ok = {r.id for r in records if isinstance(r, AdvisorRecord) and keep(r)}
             advisors = [a for a in advisors if a.id in advisors_ok]
+        if event_batch is not None and event_batch.events:
+            # the fast path: one line is one event, so a failure concerns that line alone
+            summary.read += len(event_batch.events)
+            clean_event = self._clean_event
+            position = event_batch.position
+            fast = []
+            for where, ev_name, ts, raw_ids, props_json, dedup, raw in event_batch.events:
+                try:
+                    fast.append(clean_event(where, ev_name, ts, raw_ids, props_json, dedup, settings, summary))
+                except CleanError as exc:
+                    pos = position(where)
+                    failed.setdefault(pos, (pos, event_batch.raw_text(raw), str(exc)))
+            if failed and records:  # a record of the batch that failed may share a fast row's position
+                fast = [e for e in fast if position(e[0]) not in failed]
+            events.extend(fast)
 
         # -- reference data first: stores, advisors (their phones never link customers)
         if stores:
@@ -219,7 +249,8 @@ class Ingestor:
             if phones and not guards.advisor_phones_link:
                 self.resolver.flag(phones, "an advisor's work phone")
 
-        # -- identities: persons, car owners, event actors, all in one resolution
+        # -- identities: persons and car owners here; event actors below, one observation per distinct
+        #    identifier set (a person's events repeat the same few identifiers)
         observations: list[Observation] = []
         rule = f"{name} record"
         for rec, ids in persons:
@@ -230,9 +261,6 @@ class Ingestor:
                 observations.append(Observation(rec.owner_key, (), None, rule))
             elif owner_ids:
                 observations.append(Observation(None, owner_ids, None, f"{name} car owner"))
-        event_rule = f"{name} event"
-        for ev in events:
-            observations.append(Observation(None, ev[2], ev[6], event_rule))
         records_before = self.resolver.records_created
         resolved = self.resolver.resolve(name, observations) if observations else []
         summary.written += self.resolver.records_created - records_before
@@ -270,23 +298,11 @@ class Ingestor:
             store.add_record_relations(relations)
 
         if events:
-            rows = []
-            consent_events = settings.consent_events
-            for ev in events:
-                rid, pid = next(it)
-                rec, epoch, _ids, props_json, dedup, props, _attrs = ev
-                rows.append((pid, rec.name, epoch, props_json, name, dedup, rid))
-                rule_ = consent_events.get(rec.name)
-                if rule_ is not None:
-                    channel = rule_.get("channel") or props.get("channel") or "*"
-                    store.set_consent(Consent(pid, str(channel), bool(rule_.get("granted", False)),
-                                              dt.datetime.fromtimestamp(epoch, dt.timezone.utc), name))
-            new = store.insert_event_rows(rows)
-            summary.events += new
-            summary.duplicates += len(rows) - new
-            summary.written += new
+            self._write_events(settings, events, summary)
 
         quarantined = list(failed.values())
+        if event_batch is not None and len(quarantined) > 1:  # in the order of the source's lines
+            quarantined.sort(key=event_batch.order_of)
         if quarantined:
             summary.rejected += len(quarantined)
             summary.quarantined += store.quarantine_rows(name, quarantined)
@@ -325,21 +341,82 @@ class Ingestor:
                 return True
         return False
 
-    def _clean_event(self, rec: EventRecord, settings: "_SourceSettings", summary: IngestSummary) -> tuple:
-        if not rec.name:
+    def _write_events(self, settings: "_SourceSettings", events: list[tuple], summary: IngestSummary) -> None:
+        """Resolve cleaned events (one observation per distinct identifier set) and insert them."""
+        name = settings.name
+        event_rule = f"{name} event"
+        index: dict[str, int] = {}
+        observations: list[Observation] = []
+        slots = []
+        for ev in events:
+            combo = ev[6]
+            i = index.get(combo)
+            if i is None:
+                i = index[combo] = len(observations)
+                observations.append(Observation(combo, ev[3], None, event_rule))
+            slots.append(i)
+        records_before = self.resolver.records_created
+        resolved = self.resolver.resolve(name, observations)
+        summary.written += self.resolver.records_created - records_before
+        rows = []
+        consent_events = settings.consent_events
+        for ev, i in zip(events, slots):
+            rid, pid = resolved[i]
+            rows.append((pid, ev[1], ev[2], ev[4], name, ev[5], rid))
+            rule_ = consent_events.get(ev[1])
+            if rule_ is not None:
+                channel = rule_.get("channel") or json.loads(ev[4]).get("channel") or "*"
+                self.store.set_consent(Consent(pid, str(channel), bool(rule_.get("granted", False)),
+                                               dt.datetime.fromtimestamp(ev[2], dt.timezone.utc), name))
+        new = self.store.insert_event_rows(rows)
+        summary.events += new
+        summary.duplicates += len(rows) - new
+        summary.written += new
+
+    def _clean_event(self, where: Any, name: str, ts: Any, raw_ids: tuple[tuple[str, str], ...], props_json: str,
+                     dedup: str | None, settings: "_SourceSettings", summary: IngestSummary) -> tuple:
+        """``(where, name, epoch, identifiers, properties JSON, dedup key, combination key)`` of one event."""
+        if not name:
             raise CleanError("missing event name")
-        ts = parse_timestamp(rec.ts, settings.tzinfo)
-        epoch = int(ts.timestamp())
-        ids = self._clean_identifiers(rec.identifiers, settings, summary)
-        if not self._usable(ids):
-            raise CleanError(_no_identifier(rec.identifiers, ids, self.guards))
-        props = rec.properties
-        props_json = _JSON(props) if props else "{}"
-        dedup = rec.dedup_key
+        # fast path: ISO 8601 text (what event logs carry); everything else through parse_timestamp
+        if type(ts) is str:
+            try:
+                value = _FROMISO(ts)
+            except ValueError:
+                value = None
+            if value is None or value.year < 1900:
+                epoch = int(parse_timestamp(ts, settings.tzinfo).timestamp())
+            elif value.tzinfo is None:
+                epoch = int(value.replace(tzinfo=settings.tzinfo).timestamp())
+            else:
+                epoch = int(value.timestamp())
+        else:
+            epoch = int(parse_timestamp(ts, settings.tzinfo).timestamp())
+        id_set = self._id_sets.get((raw_ids, settings.region))
+        if id_set is None:
+            id_set = self._identifier_set(raw_ids, settings)
+        ids, dropped, unusable, combo, ids_text = id_set
+        if dropped:
+            summary.identifiers_dropped += dropped
+        if unusable is not None:
+            raise CleanError(unusable)
         if not dedup:
-            text = "\x1f".join([rec.name, str(epoch), *sorted(f"{i.type}={i.value}" for i in ids), props_json])
+            text = f"{name}\x1f{epoch}\x1f{ids_text}\x1f{props_json}"
             dedup = "h:" + hashlib.sha256(text.encode()).hexdigest()[:32]
-        return (rec, epoch, ids, props_json, dedup, props, None)
+        return (where, name, epoch, ids, props_json, dedup, combo)
+
+    def _identifier_set(self, raw_ids: tuple[tuple[str, str], ...], settings: "_SourceSettings") -> tuple:
+        """Cleaned identifiers of an event, and what follows from them, cached per raw identifier set
+        (a person's identifiers recur on every one of their events)."""
+        dropped = _Counter()
+        ids = self._clean_identifiers([Identifier(t, v) for t, v in raw_ids], settings, dropped)
+        unusable = None if self._usable(ids) else _no_identifier([t for t, _ in raw_ids], ids, self.guards)
+        ids_text = "\x1f".join(sorted(f"{i.type}={i.value}" for i in ids))
+        entry = (ids, dropped.identifiers_dropped, unusable, combination_key(ids) if ids else "", ids_text)
+        if len(self._id_sets) > 1_000_000:
+            self._id_sets.clear()
+        self._id_sets[(raw_ids, settings.region)] = entry
+        return entry
 
     def _clean_car(self, rec: CarRecord, settings: "_SourceSettings", summary: IngestSummary) -> tuple:
         vin = clean_vin(rec.vin, check_digit=settings.vin_check_digit)
@@ -350,7 +427,7 @@ class Ingestor:
             raise CleanError(f"ownership ends ({owned_to}) before it starts ({owned_from})")
         owner_ids = self._clean_identifiers(rec.owner, settings, summary) if rec.owner and not rec.owner_key else ()
         if rec.owner and not rec.owner_key and not self._usable(owner_ids):
-            raise CleanError("car owner: " + _no_identifier(rec.owner, owner_ids, self.guards))
+            raise CleanError("car owner: " + _no_identifier([i.type for i in rec.owner], owner_ids, self.guards))
         return (rec, vin, purchase, owned_from, owned_to, owner_ids)
 
     # -- quarantine retry -------------------------------------------------------------------------
@@ -401,11 +478,15 @@ def _gc_paused():
             gc.enable()
 
 
-def _no_identifier(raw, cleaned, guards: IdentityGuards) -> str:
-    if not raw:
+class _Counter:
+    identifiers_dropped = 0
+
+
+def _no_identifier(raw_types: list[str], cleaned, guards: IdentityGuards) -> str:
+    if not raw_types:
         return "missing identifiers: the row names nobody"
     if not cleaned:
-        return "no usable identifier: " + ", ".join(sorted({r.type for r in raw})) + " did not clean"
+        return "no usable identifier: " + ", ".join(sorted(set(raw_types))) + " did not clean"
     reasons = sorted({f"{i.type} is a {guards.junk_reason(i.type, i.value)}" for i in cleaned})
     return "no usable identifier: " + "; ".join(reasons)
 
