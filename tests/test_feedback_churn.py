@@ -103,3 +103,35 @@ def test_default_interval_when_nobody_has_history(tmp_path):
     sections = report.sections()
     assert sections[0].table.rows[0][:3] == ("S1", "一店", "2")
     assert sections[1].table.rows[0][0] == "1"
+
+
+def test_cli_churn_and_retention(owners, motorcade_project, tmp_path):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from motorcade.cli import build_cli
+    from motorcade.errors import MotorcadeError
+
+    store, ids = owners
+    store.close()
+    motorcade_project.store.close()
+    shutil.copy(store.path, motorcade_project.store.path)
+    runner = CliRunner()
+    base = ["--project", str(motorcade_project.directory), "report"]
+    result = runner.invoke(build_cli(), [*base, "churn", "--as-of", "2026-06-01", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [e["person_id"] for e in data["entries"]] == [ids["C"], ids["G"], ids["D"], ids["A"]]
+    result = runner.invoke(build_cli(), [*base, "churn", "--as-of", "2026-06-01", "--store", "S2"])
+    assert result.exit_code == 0, result.output
+    assert "Ranked list" in result.output and "S2" in result.output and "S1 " not in result.output
+    out = tmp_path / "retention.html"
+    result = runner.invoke(build_cli(), [*base, "retention", "--as-of", "2026-06-01", "--periods", "6",
+                                         "--format", "html", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    assert "Return to workshop" in page and "<svg" in page
+    result = runner.invoke(build_cli(), [*base, "retention", "--store", "NOPE"])
+    assert isinstance(result.exception, MotorcadeError) and "known stores: S1, S2" in str(result.exception)
