@@ -275,7 +275,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.8em;border
 .meta{color:#666;font-size:.9em}p.text{white-space:pre-line;color:#333}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ddd;padding:.3em .6em}th{background:#f3f5f8;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 svg .grid{stroke:#eee}svg .axis{stroke:#888}svg .whisker{stroke:#222;stroke-width:1.5}
 svg text{font-size:11px;fill:#444}svg .value{font-size:10px;fill:#222}svg .axis-label{font-size:12px;fill:#333}
 """
