@@ -116,8 +116,9 @@ event_st = st.fixed_dictionaries({
     "origin": st.sampled_from([None, None, ("campaign", "recall"), ("campaign", "other"), ("trigger", "welcome")]),
 })
 histories_st = st.lists(st.lists(event_st, max_size=12), min_size=1, max_size=7)
-relations_st = st.lists(st.tuples(st.sampled_from(["service_store", "selling_store"]), st.sampled_from(["S1", "S2"])),
-                        max_size=2)
+STORE_KINDS = ["home_store", "service_store", "selling_store", "lead_store"]
+relations_st = st.lists(st.tuples(st.sampled_from(STORE_KINDS + ["sales_advisor"]), st.sampled_from(["S1", "S2"])),
+                        max_size=3)
 
 
 def _build(tmp: Path, people, relations, grid):
@@ -128,9 +129,9 @@ def _build(tmp: Path, people, relations, grid):
         pid = store.create_person()
         for kind, target in rels:
             store.set_relation(pid, kind, target)
-        service = sorted(t for k, t in rels if k == "service_store")
-        selling = sorted(t for k, t in rels if k == "selling_store")
-        homes[pid] = (service or selling or [None])[0]
+        # the home store: the first kind present in this order, its smallest target
+        homes[pid] = next((min(t for k, t in rels if k == kind) for kind in STORE_KINDS
+                           if any(k == kind for k, _ in rels)), None)
         rows = []
         for n, e in enumerate(events):
             props = {"channel": e["channel"]} if e["channel"] else {}

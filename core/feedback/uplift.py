@@ -205,7 +205,7 @@ class UpliftReport:
                            _interval_text(c.absolute_interval)) for s, c in self.by_store]
             out.append(Section(
                 "By store",
-                text="Each person is counted at their home store (service store, else selling store).",
+                text="Each person is counted at their home store (home, else service, else selling, else lead store).",
                 table=Table(("store", "name", "treatment", "rate", "holdout", "rate", "uplift", "interval"),
                             store_rows, numeric=(2, 3, 4, 5, 6, 7)),
                 chart=BarChart([s for s, _ in self.by_store],

@@ -6,8 +6,9 @@ numbers. Two conventions hold for every function:
 - **Event order**: a funnel step must be strictly later than the previous one (as ``then`` in the rule
   language: two events in the same second are not "then"). A return event in a cohort must come after
   the cohort event in ``(ts, id)`` order (the first purchase itself is not a return).
-- **A person's store** ("home store") is their ``service_store`` relation, else their
-  ``selling_store`` relation (the smallest store id when there are several). ``store=S`` restricts a
+- **A person's store** ("home store") is their first relation among ``home_store``,
+  ``service_store``, ``selling_store``, ``lead_store`` (the smallest store id when a kind has several),
+  the order activation uses for a message's store. ``store=S`` restricts a
   report to the people whose home store is S; without it the whole group is counted. Home stores
   partition the people, so the store views add up to the group view (plus people with no store).
 """
@@ -44,24 +45,28 @@ def window_limit_sql(within: tuple[int, str] | None) -> tuple[str, list]:
     return sql, [months, months]
 
 
+# A person's store, most specific first: a preferred store (CRM), where the car is serviced, where it was
+# sold, where the lead came in. The same order activation uses for a message's store.
+HOME_STORE_KINDS = ("home_store", "service_store", "selling_store", "lead_store")
+
+
 def home_store_expr(person_column: str) -> str:
     """SQL for the home store of the person in ``person_column`` (see the module docstring)."""
-    return (
-        "COALESCE("
+    parts = ", ".join(
         f"(SELECT min(hs.target_id) FROM person_relations hs WHERE hs.person_id = {person_column} "
-        "AND hs.kind = 'service_store'), "
-        f"(SELECT min(hs.target_id) FROM person_relations hs WHERE hs.person_id = {person_column} "
-        "AND hs.kind = 'selling_store'))"
+        f"AND hs.kind = '{kind}')" for kind in HOME_STORE_KINDS
     )
+    return f"COALESCE({parts})"
 
 
 def store_filter(person_column: str, store: str | None) -> tuple[str, list]:
     """``AND person IN (people of store)`` for a store view; nothing for the group view."""
     if store is None:
         return "", []
+    kinds = ", ".join(f"'{kind}'" for kind in HOME_STORE_KINDS)
     sql = (
         f" AND {person_column} IN (SELECT sr.person_id FROM person_relations sr "
-        "WHERE sr.kind IN ('service_store', 'selling_store') AND sr.target_id = ? "
+        f"WHERE sr.kind IN ({kinds}) AND sr.target_id = ? "
         f"AND {home_store_expr('sr.person_id')} = ?)"
     )
     return sql, [store, store]
