@@ -128,3 +128,10 @@ def test_return_to_workshop_for_owners(tmp_path):
     assert sections[1].chart is not None and sections[0].table.shade is not None
     with pytest.raises(MotorcadeError, match="--periods"):
         compute_retention(store, return_event="service_visit", periods=-1)
+
+
+def test_an_empty_store_says_so(tmp_path):
+    report = compute_retention(open_store(tmp_path / "e.db"), return_event="service_visit", cohort_event="purchase")
+    assert report.cohorts == () and report.curve(cumulative=True) == [None] * 13
+    (section,) = report.sections()
+    assert "No person in this view has a `purchase` event" in section.text

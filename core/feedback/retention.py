@@ -102,6 +102,9 @@ class RetentionReport:
                             for c in recent if c.size]
         cumulative_lines.append(Series("all cohorts", self.curve(cumulative=True)))
         what = "return to the workshop" if self.cohort_event is None else f"do {self.return_event} again"
+        if not self.cohorts:
+            source = "car ownership with a start date" if self.cohort_event is None else f"`{self.cohort_event}` event"
+            return [Section("No cohorts", text=f"No person in this view has a {source} up to {self.as_of_month}.")]
         return [
             Section(
                 f"Share who {what} in month N",

@@ -249,6 +249,8 @@ def compute_uplift(store, campaign: str, *, event: str = "service_visit", days: 
     check_store(store, store_id)
     if days <= 0:
         raise MotorcadeError(f"--days must be positive, got {days}")
+    if not 0 < confidence < 1:
+        raise MotorcadeError(f"--confidence must be between 0 and 1, got {confidence}", hint="e.g. 0.95")
     if method not in stats.DIFFERENCE_METHODS:
         raise MotorcadeError(f"unknown interval method {method!r}",
                              hint=f"use one of {', '.join(stats.DIFFERENCE_METHODS)}")
