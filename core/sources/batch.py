@@ -19,9 +19,33 @@ from .base import SourceRecord
 _PROPERTIES_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
 
+_FLAT = frozenset({str, int, bool, type(None)})
+
+try:
+    import orjson as _orjson
+except ImportError:  # optional: the standard library writes the same text, slower
+    _orjson = None
+
+
 def properties_json(properties: dict[str, Any] | None) -> str:
-    """Event properties as the events table keeps them."""
-    return _PROPERTIES_JSON(properties) if properties else "{}"
+    """Event properties as the events table keeps them.
+
+    With orjson installed, flat properties (text, integers, booleans, nulls: most events) are
+    encoded by orjson, which writes the very same text for them several times faster; floats
+    (whose exponent notation differs) and nested values take the standard library's encoder.
+    """
+    if not properties:
+        return "{}"
+    if _orjson is not None:
+        for value in properties.values():
+            if type(value) not in _FLAT:
+                break
+        else:
+            try:
+                return _orjson.dumps(properties, option=_orjson.OPT_SORT_KEYS).decode()
+            except TypeError:  # integers beyond 64 bits, lone surrogates
+                pass
+    return _PROPERTIES_JSON(properties)
 
 
 class EventBatch:

@@ -224,15 +224,8 @@ class Ingestor:
         if event_batch is not None and event_batch.events:
             # the fast path: one line is one event, so a failure concerns that line alone
             summary.read += len(event_batch.events)
-            clean_event = self._clean_event
+            fast = self._clean_event_rows(event_batch, settings, summary, failed)
             position = event_batch.position
-            fast = []
-            for where, ev_name, ts, raw_ids, props_json, dedup, raw in event_batch.events:
-                try:
-                    fast.append(clean_event(where, ev_name, ts, raw_ids, props_json, dedup, settings, summary))
-                except CleanError as exc:
-                    pos = position(where)
-                    failed.setdefault(pos, (pos, event_batch.raw_text(raw), str(exc)))
             if failed and records:  # a record of the batch that failed may share a fast row's position
                 fast = [e for e in fast if position(e[0]) not in failed]
             events.extend(fast)
@@ -372,6 +365,44 @@ class Ingestor:
         summary.events += new
         summary.duplicates += len(rows) - new
         summary.written += new
+
+    def _clean_event_rows(self, batch: EventBatch, settings: "_SourceSettings", summary: IngestSummary,
+                          failed: dict) -> list[tuple]:
+        """:meth:`_clean_event` of every row of a columnar batch, with its common case inlined:
+        ISO text time stamps and identifier sets seen before with a usable identifier."""
+        out = []
+        append = out.append
+        id_sets = self._id_sets
+        region, tzinfo = settings.region, settings.tzinfo
+        fromiso = _FROMISO
+        sha256 = hashlib.sha256
+        dropped_total = 0
+        for row in batch.events:
+            where, name, ts, raw_ids, props_json, dedup, raw = row
+            id_set = id_sets.get((raw_ids, region))
+            if name and type(ts) is str and id_set is not None and id_set[2] is None:
+                try:
+                    value = fromiso(ts)
+                except ValueError:
+                    value = None
+                if value is not None and value.year >= 1900:
+                    if value.tzinfo is None:
+                        value = value.replace(tzinfo=tzinfo)
+                    epoch = int(value.timestamp())
+                    if id_set[1]:
+                        dropped_total += id_set[1]
+                    if not dedup:
+                        text = f"{name}\x1f{epoch}\x1f{id_set[4]}\x1f{props_json}"
+                        dedup = "h:" + sha256(text.encode()).hexdigest()[:32]
+                    append((where, name, epoch, id_set[0], props_json, dedup, id_set[3]))
+                    continue
+            try:  # everything else: the general path (and its error messages)
+                append(self._clean_event(where, name, ts, raw_ids, props_json, dedup, settings, summary))
+            except CleanError as exc:
+                pos = batch.position(where)
+                failed.setdefault(pos, (pos, batch.raw_text(raw), str(exc)))
+        summary.identifiers_dropped += dropped_total
+        return out
 
     def _clean_event(self, where: Any, name: str, ts: Any, raw_ids: tuple[tuple[str, str], ...], props_json: str,
                      dedup: str | None, settings: "_SourceSettings", summary: IngestSummary) -> tuple:
