@@ -379,7 +379,11 @@ def compute_project_tags(project, names: Iterable[str] | None = None, *, increme
                          as_of: dt.datetime | None = None,
                          progress: Callable[[TagCalculator], None] | None = None) -> list[TagRunResult]:
     """:func:`compute_tags` with the project's store, installed calculators and ``[tags]`` settings."""
+    from .rules import rule_tag_calculators
+
     calculators = {name: entry.obj for name, entry in project.plugins.registry().tag_calculators.items()}
+    rule_set = project.rules()
+    calculators.update(rule_tag_calculators(rule_set, project.timezone))  # tags defined in the rules
     return compute_tags(project.store, calculators, as_of=as_of or project.now(), settings=project.config.tags,
                         names=names, incremental=incremental, progress=progress)
 
