@@ -177,7 +177,8 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
             snapshot.append((pid, arm))
             payload = {"arm": arm, "transactional": bool(rule.transactional), "quiet_hours": quiet,
                        "holdout_percent": rule.holdout,
-                       "steps": [] if arm == "holdout" else renderer.steps(rule, pid, now)}
+                       "steps": [{"channel": st.channel, "template": st.template, "error": "holdout: not rendered"}
+                                 for st in rule.via.steps] if arm == "holdout" else renderer.steps(rule, pid, now)}
             sends.append(_send(rule, run_id, slot_id, pid, ctx.revision, payload))
     # ... then write the run, its snapshot, its outbox rows and the advanced cursor in ONE write transaction.
     with store.transaction():
