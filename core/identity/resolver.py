@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from typing import Any, Iterable, NamedTuple, Sequence
 
 from ..model import Identifier
@@ -25,6 +26,11 @@ from ..store.codec import dumps, iso, loads, utc_now
 from .guards import IdentityGuards
 
 _CACHE_LIMIT = 3_000_000
+# union-find node kinds (see resolve): identifier id, _PERSON + person id, _RECORD + record id
+_PERSON = 1 << 48
+_RECORD = 2 << 48
+# codec.dumps with its settings made once (json.dumps builds an encoder per call when given options)
+_dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str).encode
 
 
 class Observation(NamedTuple):
@@ -102,14 +108,17 @@ class IdentityResolver:
         touched: list[tuple[list, Observation]] = []  # records with new links (or new records)
         entries: list[list] = []
 
+        records, links, idents, counts = self._records, self._links, self._idents, self._counts
+        limits: dict[str, int] = {}
+        junk_reason = guards.junk_reason
         for obs, key in zip(observations, keys):
-            entry = self._records.get((source, key))
-            attrs_json = dumps(obs.attributes) if obs.attributes else "{}"
+            entry = records.get((source, key))
+            attrs_json = _dumps(obs.attributes) if obs.attributes else "{}"
             if entry is None:
                 entry = [next_rid, None, attrs_json]
                 next_rid += 1
-                self._records[(source, key)] = entry
-                self._links[entry[0]] = set()
+                records[(source, key)] = entry
+                links[entry[0]] = linked = set()
                 new_records.append(entry)
                 new_record_attrs[entry[0]] = key
                 is_new = True
@@ -119,34 +128,41 @@ class IdentityResolver:
                     entry[2] = attrs_json
                     if entry[0] not in new_record_attrs:
                         record_updates[entry[0]] = entry
+                linked = links.get(entry[0])
+                if linked is None:
+                    linked = links[entry[0]] = set()
             entries.append(entry)
-            linked = self._links.get(entry[0])
-            if linked is None:
-                linked = self._links[entry[0]] = set()
             new_link = False
             for ident in obs.identifiers:
-                pair = (ident.type, ident.value)
-                ie = self._idents.get(pair)
+                type_ = ident.type
+                value = ident.value
+                pair = (type_, value)
+                ie = idents.get(pair)
                 if ie is None:
-                    ie = [next_iid, None, guards.junk_reason(ident.type, ident.value)]
+                    ie = [next_iid, None, junk_reason(type_, value)]
                     next_iid += 1
-                    self._idents[pair] = ie
-                    self._counts[(ie[0], source)] = 0
-                    new_idents.append((ident.type, ident.value, ie))
-                if ie[0] in linked:
+                    idents[pair] = ie
+                    counts[(ie[0], source)] = 0
+                    new_idents.append((type_, value, ie))
+                iid = ie[0]
+                if iid in linked:
                     continue
-                linked.add(ie[0])
+                linked.add(iid)
                 new_link = True
-                new_links.append((entry[0], ie[0], source, obs.rule, now, None, None))
-                count_key = (ie[0], source)
-                count = self._counts.get(count_key)
+                new_links.append((entry[0], iid, source, obs.rule, now, None, None))
+                count_key = (iid, source)
+                count = counts.get(count_key)
                 if count is None:  # preloaded by _load for every identifier of the batch; kept as a fallback
-                    count = store.identifier_link_counts(source, [ie[0]]).get(ie[0], 0)
+                    count = store.identifier_link_counts(source, [iid]).get(iid, 0)
                 count += 1
-                self._counts[count_key] = count
-                if ie[2] is None and count > guards.limit(ident.type):
-                    ie[2] = guards.over_limit_reason(ident.type, source, count)
-                    newly_flagged.append(ie)
+                counts[count_key] = count
+                if ie[2] is None:
+                    limit = limits.get(type_)
+                    if limit is None:
+                        limit = limits[type_] = guards.limit(type_)
+                    if count > limit:
+                        ie[2] = guards.over_limit_reason(type_, source, count)
+                        newly_flagged.append(ie)
             if is_new or new_link:
                 touched.append((entry, obs))
 
@@ -167,44 +183,62 @@ class IdentityResolver:
                 self._refresh_persons()
         next_pid = store.identity_next_ids()[0]  # a re-derivation may have issued ids
 
-        # Union-find over people (existing), new records and new identifiers.
-        parent: dict[tuple, tuple] = {}
+        # Union-find over people (existing), new records and new identifiers. A node is an int that
+        # orders like the (kind, id) pair it stands for: identifiers < people < records.
+        parent: dict[int, int] = {}
 
-        def find(x: tuple) -> tuple:
+        def find(x: int) -> int:
             root = x
-            while parent.get(root, root) != root:
-                root = parent[root]
-            while parent.get(x, x) != root:
+            up = parent[root]
+            while up != root:
+                root = up
+                up = parent[root]
+            while x != root:  # path compression
                 parent[x], x = root, parent[x]
             return root
 
-        bridge: dict[tuple, str] = {}
+        redirect = self._redirect
+        person = self._person
+        bridge: dict[int, str] = {}
         for entry, obs in touched:
-            pid = self._person(entry[1])
-            a = ("p", pid) if pid is not None else ("r", entry[0])
-            parent.setdefault(a, a)
+            pid = entry[1]
+            if pid is not None and pid in redirect:
+                pid = person(pid)
+            a = _PERSON + pid if pid is not None else _RECORD + entry[0]
+            if a in parent:
+                ra = find(a)
+            else:
+                parent[a] = ra = a
             for ident in obs.identifiers:
-                ie = self._idents[(ident.type, ident.value)]
+                ie = idents[(ident.type, ident.value)]
                 if ie[2] is not None:
                     continue
-                ipid = self._person(ie[1])
-                b = ("p", ipid) if ipid is not None else ("i", ie[0])
-                parent.setdefault(b, b)
-                ra, rb = find(a), find(b)
+                ipid = ie[1]
+                if ipid is None:
+                    b = ie[0]
+                else:
+                    if ipid in redirect:
+                        ipid = person(ipid)
+                    b = _PERSON + ipid
+                if b in parent:
+                    rb = find(b)
+                else:
+                    parent[b] = rb = b
                 if ra != rb:
                     root, child = (ra, rb) if ra < rb else (rb, ra)
                     parent[child] = root
-                    if ra[0] == "p" or rb[0] == "p" or ra in bridge or rb in bridge:
+                    if _PERSON <= ra < _RECORD or _PERSON <= rb < _RECORD or ra in bridge or rb in bridge:
                         bridge.setdefault(root, f"{ident.type} identifier #{ie[0]} on a {source} record")
+                    ra = root
 
-        components: dict[tuple, list[tuple]] = {}
+        components: dict[int, list[int]] = {}
         for node in parent:
             components.setdefault(find(node), []).append(node)
         new_people: list[int] = []
         merges: list[tuple[int, list[int], str]] = []
-        assign: dict[tuple, int] = {}
+        assign: dict[int, int] = {}
         for root, nodes in components.items():
-            people = sorted(n[1] for n in nodes if n[0] == "p")
+            people = sorted(n - _PERSON for n in nodes if _PERSON <= n < _RECORD)
             if people:
                 target = people[0]
                 if len(people) > 1:
@@ -215,12 +249,12 @@ class IdentityResolver:
                 new_people.append(target)
             for n in nodes:
                 assign[n] = target
+
         origin: dict[int, int] = {}
         for pid in new_people:
             origin[pid] = None  # filled below with the smallest new record of the component
         for entry in new_records:
-            node = ("r", entry[0])
-            target = assign.get(node)
+            target = assign.get(_RECORD + entry[0])
             if target is None:  # an existing person reached through an identifier
                 target = self._person(entry[1])
             entry[1] = target
@@ -229,13 +263,14 @@ class IdentityResolver:
         ident_updates = []
         for type_, value, ie in new_idents:
             if ie[2] is None:
-                ie[1] = assign.get(("i", ie[0]))
+                ie[1] = assign.get(ie[0])
+        first_new_iid = self._first_new_iid(new_idents)
         for entry, obs in touched:
             for ident in obs.identifiers:
-                ie = self._idents[(ident.type, ident.value)]
+                ie = idents[(ident.type, ident.value)]
                 if ie[2] is None and ie[1] is None:
-                    ie[1] = entry[1] if entry[1] is not None else assign.get(("i", ie[0]))
-                    if ie[0] < self._first_new_iid(new_idents):
+                    ie[1] = entry[1] if entry[1] is not None else assign.get(ie[0])
+                    if ie[0] < first_new_iid:
                         ident_updates.append((ie[1], ie[0]))
 
         # -- write ------------------------------------------------------------------------------
