@@ -573,3 +573,29 @@ def test_a_campaign_whose_segment_was_never_computed_keeps_its_slot(setup):
     assert store.runs_of("campaign", "recall") == []
     put_members(store, "owners", ids, clock())
     assert run_once(ctx).dispatched["sent"] == 2
+
+
+def test_event_trigger_high_water_mark_skips_other_events_and_batches(setup):
+    memory = memory_channel_plugin(batch_size=500)
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", "")
+                                .replace("on order where amount > 100000", "on order  reenter always"),
+                                channels=[memory], templates={"thanks.txt": "谢谢", "hello.txt": "hi"})
+    ctx.settings = type(ctx.settings)(**{**__import__("attrs").asdict(ctx.settings), "trigger_batch": 7})
+    store = project.store
+    (pid,) = people(store, 1)
+    t = clock() - dt.timedelta(minutes=1)
+    with store.transaction():
+        store.insert_events([Event("page_view", t, pid, {}, "app", f"v{i}") for i in range(30)])
+    run_once(ctx)
+    cursor = int(store.get_activation_cursor("trigger:order_thanks:event_id"))
+    assert cursor == store.max_event_id()  # no order yet, but the views are behind us
+    with store.transaction():
+        store.insert_events([Event("order", t, pid, {"amount": i}, "dms", f"o{i}") for i in range(20)]
+                            + [Event("page_view", t, pid, {}, "app", f"w{i}") for i in range(5)])
+    run_once(ctx)  # 20 orders in batches of 7: three transactions
+    assert len(memory.sent) == 20 and len({m.idempotency_key for m in memory.sent}) == 20
+    last_order = max(e.id for e in store.events_of(pid, name="order"))
+    assert int(store.get_activation_cursor("trigger:order_thanks:event_id")) >= last_order
+    run_once(ctx)  # nothing new to fire; the feedback events written meanwhile are skipped past
+    assert len(memory.sent) == 20
+    assert int(store.get_activation_cursor("trigger:order_thanks:event_id")) == store.max_event_id()

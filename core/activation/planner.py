@@ -239,9 +239,13 @@ def process_event_trigger(ctx: ActivationContext, name: str, *, renderer: Render
             else:
                 start = int(cursor)
             events = store.events_after(start, [rule.on.event], limit=ctx.settings.trigger_batch)
+            # Inside this write transaction no other writer is active: every event id up to max_event_id()
+            # is committed and visible, so a trigger whose event is rare skips past the others for good.
+            caught_up = len(events) < ctx.settings.trigger_batch
+            high_water = store.max_event_id() if caught_up else events[-1][0]
             if not events:
-                if cursor is None:
-                    store.set_activation_cursor(cursor_name, str(start), at=now)
+                if cursor is None or high_water > start:
+                    store.set_activation_cursor(cursor_name, str(max(start, high_water)), at=now)
                 return totals
             sends = []
             fired_in_batch: dict[int, list[dt.datetime]] = {}
@@ -263,8 +267,8 @@ def process_event_trigger(ctx: ActivationContext, name: str, *, renderer: Render
                 fired_in_batch.setdefault(person_id, []).append(ts)
                 sends.append(_plan_firing(ctx, rule, renderer, f"e{event_id}", person_id, ts, now, properties))
             totals["planned"] += _enqueue(ctx, sends, now)
-            store.set_activation_cursor(cursor_name, str(events[-1][0]), at=now)
-        if len(events) < ctx.settings.trigger_batch:
+            store.set_activation_cursor(cursor_name, str(max(high_water, events[-1][0])), at=now)
+        if caught_up:
             break
     if totals["fired"]:
         ctx.log(f"trigger {name}: {totals['events']} events, fired {totals['fired']}, planned {totals['planned']}")
