@@ -211,3 +211,20 @@ def test_advisor_tasks_are_idempotent_on_the_key(tmp_path):
         assert store.add_advisor_tasks([row]) == 1
         assert store.add_advisor_tasks([row, {**row, "idempotency_key": "k2"}]) == 1
     assert [t["idempotency_key"] for t in store.advisor_tasks(store_id="SH001")] == ["k1", "k2"]
+
+
+def test_rate_limiter_paces_requests():
+    import time
+
+    from motorcade.activation.dispatcher import RateLimiter
+
+    limiter = RateLimiter(50)
+    started = time.monotonic()
+    for _ in range(11):
+        limiter.wait(1)
+    assert time.monotonic() - started >= 0.19  # 10 intervals of 20 ms
+    unlimited = RateLimiter(None)
+    started = time.monotonic()
+    for _ in range(1000):
+        unlimited.wait(1)
+    assert time.monotonic() - started < 0.1

@@ -599,3 +599,33 @@ def test_event_trigger_high_water_mark_skips_other_events_and_batches(setup):
     run_once(ctx)  # nothing new to fire; the feedback events written meanwhile are skipped past
     assert len(memory.sent) == 20
     assert int(store.get_activation_cursor("trigger:order_thanks:event_id")) == store.max_event_id()
+
+
+def test_a_channel_that_answers_nothing_or_raises_leaves_the_send_for_a_retry(setup):
+    from motorcade.activation.channel import Channel, ChannelCapabilities
+
+    class Silent(Channel):
+        name = "silent"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+        calls = 0
+
+        def send(self, batch):
+            type(self).calls += 1
+            if type(self).calls == 1:
+                return []  # a buggy plugin: no result at all
+            raise ConnectionError("gateway unreachable")
+
+    plugin = type("P", (), {"channel_class": Silent, "register_channels": staticmethod(
+        __import__("motorcade").hookimpl(lambda register: register(Silent)))})
+    project, ctx, clock = setup(rules(via='silent template "hello"'), channels=[plugin])
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    (send,) = store.list_sends()
+    assert send["status"] == "failed" and "channel silent returned no result" in send["reason"]
+    clock.advance(hours=1)
+    run_once(ctx)
+    (send,) = store.list_sends()
+    assert send["status"] == "failed" and "ConnectionError: gateway unreachable" in send["reason"]
+    assert send["attempts"] == 2
