@@ -629,3 +629,25 @@ def test_a_channel_that_answers_nothing_or_raises_leaves_the_send_for_a_retry(se
     (send,) = store.list_sends()
     assert send["status"] == "failed" and "ConnectionError: gateway unreachable" in send["reason"]
     assert send["attempts"] == 2
+
+
+def test_a_slow_worker_renews_its_claim_batch_by_batch_and_never_sends_a_row_it_lost(setup):
+    memory = memory_channel_plugin(batch_size=2)
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    ids = people(store, 6)
+    put_members(store, "owners", ids, clock())
+    run_once(ctx, dispatch=False)
+    slow = Dispatcher(ctx)
+    claimed = slow.claim()
+    assert len(claimed) == 6
+    # the first batch goes out, then the provider stalls past the claim ...
+    first, rest = claimed[:2], claimed[2:]
+    slow.deliver(first)
+    clock.advance(seconds=ctx.settings.claim_seconds + 1)
+    # ... another worker takes over the expired claims and sends them
+    other = Dispatcher(ActivationContext.for_project(project, clock=clock, worker_id="w2"))
+    assert other.dispatch_due()["sent"] == 4
+    # the slow worker resumes: it checks ownership before each batch and sends nothing twice
+    assert slow.deliver(rest) == {"sent": 0, "failed": 0, "dead": 0}
+    assert sorted(m.person_id for m in memory.sent) == ids and len(memory.sent) == 6

@@ -4,7 +4,9 @@ Delivery is at-least-once with a stable idempotency key per send:
 
 1. **Claim** (one write transaction): each due row passes the guard rails; a row that may go is set to
    ``claimed`` by this worker until ``now + claim_seconds``, with the chosen channel and step.
-2. **Send** (no transaction open): the channel gets the message with the row's idempotency key.
+2. **Send** (no transaction open): just before each batch goes to the channel the worker renews its claims
+   on that batch and drops rows it no longer owns (a slow provider never makes two workers send one row);
+   the channel gets each message with the row's idempotency key.
 3. **Record** (one write transaction per batch): ``sent`` / ``failed`` (retry later, exponential backoff
    with jitter) / ``dead`` -- only if the row is still claimed by this worker.
 
@@ -217,6 +219,13 @@ class Dispatcher:
             size = max(1, channel.capabilities.batch_size)
             for start in range(0, len(sends), size):
                 group = sends[start:start + size]
+                now = self.ctx.now()
+                owned = self.ctx.store.renew_claims(
+                    [s["idempotency_key"] for s in group], self.ctx.worker_id,
+                    until=now + dt.timedelta(seconds=self.ctx.settings.claim_seconds), now=now)
+                group = [s for s in group if s["idempotency_key"] in owned]  # lost ones: another worker has them
+                if not group:
+                    continue
                 messages = [self._message(s) for s in group]
                 self._limiters[name].wait(1)
                 try:

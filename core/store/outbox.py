@@ -171,6 +171,23 @@ class OutboxMixin:
             params.append(expect_claimed_by)
         return self.conn.execute(sql, params).rowcount > 0
 
+    def renew_claims(self, keys: list[str], worker: str, *, until: dt.datetime, now: dt.datetime) -> set[str]:
+        """Extend this worker's claims on ``keys`` to ``until``; returns the keys it still owns.
+
+        Called just before each batch is handed to a channel, so a worker slowed down by a slow provider
+        never sends a row another worker has taken over meanwhile.
+        """
+        if not keys:
+            return set()
+        placeholders = ", ".join("?" for _ in keys)
+        with self.transaction():
+            self.conn.execute(
+                f"UPDATE outbox SET claimed_until = ?, updated_at = ? WHERE idempotency_key IN ({placeholders}) "
+                "AND status = 'claimed' AND claimed_by = ?", (epoch(until), iso(now), *keys, worker))
+            return {r[0] for r in self.conn.execute(
+                f"SELECT idempotency_key FROM outbox WHERE idempotency_key IN ({placeholders}) "
+                "AND status = 'claimed' AND claimed_by = ?", (*keys, worker))}
+
     def marketing_sends_since(self, person_id: int, since: dt.datetime, *, exclude_key: str | None = None) -> int:
         """Marketing (non-transactional) sends to the person claimed or sent since ``since``, all campaigns."""
         return self.conn.execute(
