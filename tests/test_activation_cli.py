@@ -183,3 +183,56 @@ def test_reasons_quoting_phone_numbers_or_emails_are_masked(monkeypatch):
     assert "+8613812345678" not in masked and "+86138****5678" in masked and "z***@example.com" in masked
     monkeypatch.setenv("MOTORCADE_SHOW_PII", "1")
     assert _mask_text(text) == text
+
+
+def test_campaign_through_the_email_plugin_to_a_local_smtp_server(tmp_path, motorcade_pm):
+    """The email channel plugin end to end: planned, rendered with a subject, delivered over SMTP once."""
+    import email as email_lib
+    import email.policy
+    import socket
+
+    import motorcade_channels_email
+    from aiosmtpd.controller import Controller
+
+    class Inbox:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            self.messages.append(email_lib.message_from_bytes(envelope.content, policy=email_lib.policy.default))
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        motorcade_pm.register(motorcade_channels_email, name="email")
+        directory = tmp_path / "p"
+        write_project(directory, f"""
+segment all_owners {{ where profile.is_owner = true }}
+campaign recall {{ audience all_owners  schedule at {past_minute()}  via email template "recall"  quiet hours off }}
+""", channels=f'[channels.email]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "plain"\n'
+               f'from = "宝悦汽车 <care@example-dealer.cn>"\n',
+            templates={"recall.txt": "Subject: {{ person.name }}，您的爱车该保养了\n\n{{ person.name }}您好，请回厂保养。"})
+        project = Project(directory, plugin_manager=motorcade_pm)
+        store = project.store
+        with store.transaction():
+            ids = [store.create_person({"name": n, "is_owner": True}) for n in ("张伟", "李娜")]
+            for pid in ids:
+                store.conn.execute("INSERT INTO identifiers (type, value, person_id) VALUES ('email', ?, ?)",
+                                   (f"p{pid}@example.com", pid))
+        add_members(store, "all_owners", ids)
+        from motorcade.activation.runner import run_once
+        from motorcade.activation.settings import ActivationContext
+
+        report = run_once(ActivationContext.for_project(project))
+        assert report.dispatched["sent"] == 2
+        assert sorted(str(m["Subject"]) for m in inbox.messages) == ["张伟，您的爱车该保养了", "李娜，您的爱车该保养了"]
+        keys = {m["X-Motorcade-Idempotency-Key"] for m in inbox.messages}
+        assert keys == {s["idempotency_key"] for s in store.list_sends()}
+        project.close()
+    finally:
+        controller.stop()
