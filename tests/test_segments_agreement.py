@@ -275,7 +275,7 @@ def sql_truth(store, rule_set, cond, as_of, tz) -> dict[int, bool | None]:
     return {r[0]: None if r[1] is None else bool(r[1]) for r in rows}
 
 
-@settings(max_examples=int(os.environ.get("AGREEMENT_EXAMPLES", "100")), deadline=None,
+@settings(max_examples=int(os.environ.get("AGREEMENT_EXAMPLES", "200")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
                                  HealthCheck.function_scoped_fixture])
 @given(case=cases())

@@ -182,6 +182,10 @@ class Scope:
     car: str | None = None
     ownership: str | None = None
     event: str | None = None
+    person_key: str = "id"  # the column of ``person`` holding the person id (a driver row has no attributes)
+
+    def person_id(self) -> exp.Column:
+        return col(self.person, self.person_key)
 
 
 # ---- the compiler ------------------------------------------------------------------------------
@@ -286,7 +290,7 @@ class SQLiteCompiler:
                 return exp.In(this=func("typeof", value), expressions=[exp.Literal.string(x) for x in types])
 
             tag = self.bind(node.name)
-            person = col(scope.person, "id")
+            person = scope.person_id()
 
             def wrap(predicate, t=t, tag=tag, person=person):
                 # One lookup on the (tag, person_id) key; no row = missing = NULL.
@@ -296,6 +300,8 @@ class SQLiteCompiler:
 
             return Typed(value, kind, wrap)
         if isinstance(node, ast.ProfileRef):
+            if scope.person_key != "id":
+                raise Unsupported("unsupported: ProfileRef outside a people row (plan error)")
             return self._json(col(scope.person, "attributes"), node.name)
         if isinstance(node, ast.FieldRef):
             if scope.event is not None:
@@ -341,7 +347,7 @@ class SQLiteCompiler:
         ts = col(e, "ts")
         parts = []
         if scope.person is not None:  # None: every person's events (a plan's driver)
-            parts.append(exp.EQ(this=col(e, "person_id"), expression=col(scope.person, "id")))
+            parts.append(exp.EQ(this=col(e, "person_id"), expression=scope.person_id()))
         names = list(names)
         if len(names) == 1:
             parts.append(exp.EQ(this=col(e, "name"), expression=self.bind(names[0])))
@@ -470,7 +476,7 @@ class SQLiteCompiler:
         r = self.alias("r")
         kinds = _SET_RELATIONS[which]
         return exists(select_(num(1)).from_(exp.to_table("person_relations").as_(r), copy=False).where(and_(
-            exp.EQ(this=col(r, "person_id"), expression=col(scope.person, "id")),
+            exp.EQ(this=col(r, "person_id"), expression=scope.person_id()),
             exp.In(this=col(r, "kind"), expressions=[self.bind(k) for k in kinds]),
             exp.In(this=col(r, "target_id"), expressions=[self.bind(i) for i in ids])), copy=False))
 
@@ -513,7 +519,7 @@ class SQLiteCompiler:
         if subject.is_set:
             r = self.alias("r")
             has_any = exists(select_(num(1)).from_(exp.to_table("person_relations").as_(r), copy=False).where(and_(
-                exp.EQ(this=col(r, "person_id"), expression=col(scope.person, "id")),
+                exp.EQ(this=col(r, "person_id"), expression=scope.person_id()),
                 exp.In(this=col(r, "kind"), expressions=[self.bind(k) for k in _SET_RELATIONS[subject.is_set]])), copy=False))
             return has_any if node.negated else not_(has_any)
         test = is_not_null(subject.value) if node.negated else is_null(subject.value)
@@ -577,13 +583,13 @@ class SQLiteCompiler:
 
     def c_InSegment(self, node, scope):  # noqa: N802
         # Membership is two-valued: the referenced condition is True or the person is not a member.
-        return coalesce0(self.segment_condition(node.segment, Scope(scope.person)))
+        return coalesce0(self.segment_condition(node.segment, Scope(scope.person, person_key=scope.person_key)))
 
     def c_HasCar(self, node, scope):  # noqa: N802
         o, c = self.alias("o"), self.alias("c")
         today = self.today.isoformat()
         parts = [
-            exp.EQ(this=col(o, "person_id"), expression=col(scope.person, "id")),
+            exp.EQ(this=col(o, "person_id"), expression=scope.person_id()),
             or_(is_null(col(o, "valid_from")), exp.LTE(this=col(o, "valid_from"), expression=self.bind(today))),
             or_(is_null(col(o, "valid_to")), exp.GT(this=col(o, "valid_to"), expression=self.bind(today))),
         ]
@@ -598,7 +604,7 @@ class SQLiteCompiler:
         def granted(channel):
             k = self.alias("k")
             return exp.Subquery(this=select_(col(k, "granted")).from_(exp.to_table("consents").as_(k), copy=False).where(
-                and_(exp.EQ(this=col(k, "person_id"), expression=col(scope.person, "id")),
+                and_(exp.EQ(this=col(k, "person_id"), expression=scope.person_id()),
                      exp.EQ(this=col(k, "channel"), expression=self.bind(channel))), copy=False))
 
         own = granted(node.channel)

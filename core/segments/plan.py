@@ -31,6 +31,9 @@ from motorcade.dsl.evaluate import compare_values
 from .compiler import CompileError, CompiledQuery, Scope, SQLiteCompiler, and_, col, is_null, num, or_, select_
 
 PROBE_CAP = 250_000
+# Measured on the 20M-event store: reading a row of events(name, ts) and fetching its person_id costs
+# about 4 rows of the covering tag_values(tag, value) index.
+EVENT_ROW_COST = 4.0
 _EVENT_FIELD_NODES = (ast.Compare, ast.InList, ast.Between, ast.IsNull, ast.TextMatch, ast.And, ast.Or, ast.Not,
                       ast.FieldRef, ast.Literal, ast.Ago, ast.Duration)
 
@@ -45,6 +48,11 @@ class Driver:
     build: Callable[[SQLiteCompiler], exp.Select]  # SELECT person_id ...
     probe: Callable[[SQLiteCompiler, int], exp.Select]  # count of the index range it reads, up to a cap
     estimate: int = -1
+    row_cost: float = 1.0  # relative cost of one index row (events rows need a table lookup for person_id)
+
+    @property
+    def cost(self) -> float:
+        return self.estimate * self.row_cost
 
 
 def _event_fields_only(cond) -> bool:
@@ -68,8 +76,9 @@ def _events_driver(index, names, window, where, having, description, exact) -> D
                                                                      expression=compiler.bind(k)), copy=False)
         return query
 
+    # events(name, ts) does not hold person_id: every row read costs a lookup in the table.
     return Driver(index, exact, description, lambda c: select(c, probe=False),
-                  lambda c, cap: select(c, probe=True, cap=cap))
+                  lambda c, cap: select(c, probe=True, cap=cap), row_cost=EVENT_ROW_COST)
 
 
 def _tag_driver(index, tag, items, description) -> Driver:
@@ -101,16 +110,19 @@ def _car_driver(index, cond) -> Driver:
             inner = query.where(and_(*parts), copy=False).limit(cap, copy=False)
             return select_(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"), copy=False)
         if cond.where is not None:
-            parts.append(compiler.cond(cond.where, Scope(None, car=c, ownership=o)))
-        return (query.join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")), copy=False)
-                .where(and_(*parts), copy=False).group_by(col(o, "person_id"), copy=False))
+            # The ownership row stands for the person: its person_id keys every person-scope lookup.
+            parts.append(compiler.cond(cond.where, Scope(o, car=c, ownership=o, person_key="person_id")))
+            query = query.join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")),
+                               copy=False)
+        return query.where(and_(*parts), copy=False).group_by(col(o, "person_id"), copy=False)
 
     return Driver(index, True, "ownerships for has car" + (" where ..." if cond.where is not None else ""),
                   lambda c: select(c, probe=False), lambda c, cap: select(c, probe=True, cap=cap))
 
 
-def _car_fields_only(cond) -> bool:
-    return cond is None or all(isinstance(n, _EVENT_FIELD_NODES) for n in ast.walk(cond))
+def _no_profile(cond) -> bool:
+    """No ``profile.x`` (it needs the people row) and no ``in segment`` (it may bring one in)."""
+    return cond is None or not any(isinstance(n, (ast.ProfileRef, ast.InSegment)) for n in ast.walk(cond))
 
 
 def flatten_conjuncts(rule_set, cond, path=()) -> list:
@@ -152,7 +164,7 @@ def drivers_for(index: int, cond) -> list[Driver]:
             agg = cond.subject
             return [_events_driver(index, [agg.event], agg.window, agg.where, (cond.op, k),
                                    f"events(name, ts) for count({agg.event}) {cond.op} {k}", True)]
-    if isinstance(cond, ast.HasCar) and _car_fields_only(cond.where):
+    if isinstance(cond, ast.HasCar) and _no_profile(cond.where):
         return [_car_driver(index, cond)]
     if isinstance(cond, ast.Compare) and isinstance(cond.subject, ast.TagRef) and cond.op == "=" \
             and isinstance(cond.value, ast.Literal) and _plain(cond.value.value):
@@ -178,31 +190,48 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
         candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c)]
         # Probe the usually selective ranges first (tag values, then events, then ownerships).
         candidates.sort(key=lambda d: ("tag_values" not in d.description, "ownerships" in d.description))
-        best = PROBE_CAP
+        best_cost = float(PROBE_CAP)
         for driver in candidates:
-            # Each probe only counts up to the best range so far: probing costs at most one full cap.
+            # Count only as far as could still beat the cheapest driver so far: probing reads at most
+            # about one cap of index entries in all.
+            cap = max(1, min(PROBE_CAP, int(best_cost / driver.row_cost) + 1))
             probe = SQLiteCompiler(rule_set, as_of, tz)
-            query = driver.probe(probe, best)
+            query = driver.probe(probe, cap)
             driver.estimate = store.query(query.sql(dialect="sqlite"), probe.params)[0][0]
-            best = min(best, driver.estimate + 1)
+            best_cost = min(best_cost, driver.cost)
         if candidates:
-            # Smallest index range first; on a tie prefer exact drivers (their conjunct needs no re-check).
-            chosen = min(candidates, key=lambda d: (d.estimate, not d.exact))
+            # Cheapest range first; on a tie prefer exact drivers (their conjunct needs no re-check).
+            chosen = min(candidates, key=lambda d: (d.cost, not d.exact))
     compiler = SQLiteCompiler(rule_set, as_of, tz)
     compiler._segment_path.append(name)
-    residual = [compiler.cond(c, Scope("p")) for i, c in enumerate(conjuncts)
-                if chosen is None or i != chosen.index or not chosen.exact]
-    select = select_(exp.alias_(col("p", "id"), "person_id"))
+    rest = [c for i, c in enumerate(conjuncts) if chosen is None or i != chosen.index or not chosen.exact]
     if chosen is None:
-        select = select.from_(exp.to_table("people").as_("p"), copy=False)
-        description = "scan people; check every condition per person"
-    else:
-        driver_sql = chosen.build(compiler)
-        select = select.from_(exp.Subquery(this=driver_sql, alias="d"), copy=False).join(
-            exp.to_table("people").as_("p"), on=exp.EQ(this=col("p", "id"), expression=col("d", "person_id")), copy=False)
-        description = (f"drive from {chosen.description} (~{chosen.estimate}"
-                       f"{'+' if chosen.estimate >= PROBE_CAP else ''} index rows); "
-                       f"check the other {len(residual)} condition(s) per candidate")
+        residual = [compiler.cond(c, Scope("p")) for c in rest]
+        select = select_(exp.alias_(col("p", "id"), "person_id")).from_(exp.to_table("people").as_("p"), copy=False)
+        if residual:
+            select = select.where(and_(*residual), copy=False)
+        select = select.order_by(col("p", "id"), copy=False)
+        return CompiledQuery(select, compiler.params, "scan people; check every condition per person")
+    driver_sql = chosen.build(compiler)
+    capped = chosen.estimate * chosen.row_cost >= PROBE_CAP
+    description = (f"drive from {chosen.description} (~{chosen.estimate}{'+' if capped else ''} index rows); "
+                   f"check the other {len(rest)} condition(s) per candidate")
+    source = exp.Subquery(this=driver_sql, alias="d")
+    if all(_no_profile(c) for c in rest):
+        # Check candidates on their driver row (d.person_id) and only the survivors against people: a
+        # person must exist to be a member, but most candidates never need their people row read.
+        residual = [compiler.cond(c, Scope("d", person_key="person_id")) for c in rest]
+        exists_person = exp.Exists(this=select_(num(1)).from_(exp.to_table("people").as_("p"), copy=False).where(
+            exp.EQ(this=col("p", "id"), expression=col("d", "person_id")), copy=False))
+        select = (select_(exp.alias_(col("d", "person_id"), "person_id")).from_(source, copy=False)
+                  .where(and_(*residual, exists_person), copy=False).order_by(col("d", "person_id"), copy=False))
+        return CompiledQuery(select, compiler.params, description)
+    residual = [compiler.cond(c, Scope("p")) for c in rest]
+    # CROSS JOIN keeps the driver outermost: SQLite never reorders it, and would otherwise scan people
+    # in id order to save the final sort.
+    select = select_(exp.alias_(col("p", "id"), "person_id")).from_(source, copy=False).join(
+        exp.to_table("people").as_("p"), on=exp.EQ(this=col("p", "id"), expression=col("d", "person_id")),
+        join_type="cross", copy=False)
     if residual:
         select = select.where(and_(*residual), copy=False)
     select = select.order_by(col("p", "id"), copy=False)
