@@ -17,7 +17,7 @@ rule never changes a run already planned.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from typing import Any
 
 from motorcade.dsl import ast
 from motorcade.dsl.data import Dataset, EventData
@@ -319,7 +319,3 @@ def process_segment_trigger(ctx: ActivationContext, name: str, *, renderer: Rend
     if totals["fired"]:
         ctx.log(f"trigger {name}: {totals['changes']} segment changes, fired {totals['fired']}")
     return totals
-
-
-def plannable(rules: Iterable) -> list:
-    return [r for r in rules if r.via is not None]

@@ -20,7 +20,7 @@ from motorcade.errors import MotorcadeError
 
 from .dispatcher import Dispatcher
 from .planner import Renderer, plan_campaign, process_event_trigger, process_segment_trigger
-from .schedule import latest_slot
+from .schedule import latest_slot, slot_text
 from .settings import ActivationContext
 
 SCHEDULER_LEASE = "scheduler"
@@ -56,7 +56,7 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
             continue
         try:
             slot = latest_slot(rule.schedule, now, ctx.tz, horizon=horizon)
-            if slot is None or ctx.store.get_run(f"campaign:{name}:{_slot(slot)}") is not None:
+            if slot is None or ctx.store.get_run(f"campaign:{name}:{slot_text(slot)}") is not None:
                 continue
             result = plan_campaign(ctx, name, slot, renderer=renderer)
             if result is not None:
@@ -76,12 +76,6 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
         except MotorcadeError as exc:
             report.errors.append(f"trigger {name}: {exc}")
             ctx.log(f"trigger {name}: {exc}")
-
-
-def _slot(slot: dt.datetime) -> str:
-    from .schedule import slot_text
-
-    return slot_text(slot)
 
 
 def run_once(ctx: ActivationContext, *, dispatch: bool = True, plan: bool = True) -> RunReport:

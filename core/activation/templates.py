@@ -18,7 +18,6 @@ Names a template can use::
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +234,3 @@ def check_template(name: str, path: Path, text: str, *, attributes: set[str] | N
                 f"{len(literal)} characters of fixed text; {channel or 'the channel'} accepts at most {max_length}",
                 "shorten the template (an SMS over the limit is split or refused by the provider)"))
     return problems
-
-
-def local_now(tz: dt.tzinfo, now: dt.datetime) -> dt.datetime:
-    return now.astimezone(tz)
