@@ -471,6 +471,12 @@ def test_receipts_become_events_once_and_unsubscribe_records_consent(setup):
     clicked = store.events_of(pid, name="clicked")[0]
     assert clicked.properties["campaign"] == "recall" and clicked.properties["revision"] == ctx.revision
     assert [c.granted for c in store.consents_of(pid) if c.channel == "memory"] == [False]
+    # a receipt that only names the provider's message id (Aliyun BizId, WeCom msgid)
+    provider_id = store.get_send(key)["provider_message_id"]
+    assert provider_id
+    assert record_receipt(store, None, "opened", at=clock(), channel="memory", provider_message_id=provider_id)
+    assert not record_receipt(store, None, "opened", at=clock(), channel="memory", provider_message_id="nope")
+    assert len(store.events_of(pid, name="opened")) == 1
 
 
 def test_editing_rules_or_templates_never_changes_a_planned_run(setup):

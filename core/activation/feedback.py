@@ -45,14 +45,22 @@ def write_feedback(store, items: Iterable[tuple[dict[str, Any], str, dt.datetime
     return store.insert_events(events) if events else 0
 
 
-def record_receipt(store, idempotency_key: str, outcome: str, *, at: dt.datetime,
-                   detail: str | None = None, scope: str | None = None) -> bool:
+def record_receipt(store, idempotency_key: str | None, outcome: str, *, at: dt.datetime,
+                   detail: str | None = None, scope: str | None = None, channel: str | None = None,
+                   provider_message_id: str | None = None) -> bool:
     """A provider receipt or tracking hit for a send (delivered, opened, clicked, unsubscribed, failed).
 
-    Returns False if the key is unknown or the receipt was already recorded (duplicates are normal).
+    Name the send by its idempotency key, or by ``channel`` and the provider's ``provider_message_id``
+    (receipts that only carry the provider's id). Returns False if the send is unknown or the receipt was
+    already recorded (duplicate receipts are normal and stored once).
     """
     with store.transaction():
-        send = store.get_send(idempotency_key)
+        if idempotency_key is not None:
+            send = store.get_send(idempotency_key)
+        elif channel is not None and provider_message_id is not None:
+            send = store.send_by_provider_message_id(channel, provider_message_id)
+        else:
+            raise ValueError("record_receipt needs an idempotency key, or a channel and provider_message_id")
         if send is None:
             return False
         new = write_feedback(store, [(send, outcome, at, {"detail": detail, "scope": scope})])

@@ -201,6 +201,13 @@ class OutboxMixin:
             f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE idempotency_key = ?", (key,)).fetchone()
         return None if row is None else _send_row(row)
 
+    def send_by_provider_message_id(self, channel: str, provider_message_id: str) -> dict[str, Any] | None:
+        """The send a provider receipt refers to by the provider's own message id (Aliyun BizId, WeCom msgid)."""
+        row = self.conn.execute(
+            f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE channel = ? AND provider_message_id = ? LIMIT 1",
+            (channel, provider_message_id)).fetchone()
+        return None if row is None else _send_row(row)
+
     def next_due_at(self) -> dt.datetime | None:
         """The earliest time a pending send becomes claimable (None when nothing is pending)."""
         placeholders = ", ".join("?" for _ in CLAIMABLE_STATES)
