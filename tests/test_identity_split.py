@@ -44,6 +44,9 @@ def test_merge_keeps_the_oldest_id_and_split_restores_both(tmp_path):
     # the phone typed into the app was someone else's: split it off
     people = split(store, a, identifier="phone:13900000001")
     assert sorted(people) == [a, b]
+    # each piece's golden record comes from its own records again (not the merged person's)
+    assert store.get_person(b).attributes["sources"] == ["app", "events"]
+    assert store.recompute_golden_records([a, b], ing.guards.priority) == 0
     assert store.person_of_identifier("app_user_id", "U7") == b
     assert store.resolve_person_id(b) == b  # the old id means the old person again
     assert {e.dedup_key for e in store.events_of(b)} == {"e1", "e3"}

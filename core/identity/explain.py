@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Sequence
 
 import attrs
 
 from ..errors import MotorcadeError
+from .guards import DEFAULT_PRIORITY
 from ..masking import mask_identifier
 from ..sources.clean import CleanError, clean_identifier
 
@@ -101,10 +102,11 @@ def explain(store, query: str) -> Explanation:
 
 
 def split(store, person_id: int, *, identifier: str | None = None, link_id: int | None = None,
-          reason: str = "split by operator") -> list[int]:
+          reason: str = "split by operator", priority: Sequence[str] = DEFAULT_PRIORITY) -> list[int]:
     """Undo a bad merge: flag an identifier (it never links again) or remove one link, then re-derive.
 
-    Returns the ids of the resulting people. Events, ownerships, relations follow at once.
+    Returns the ids of the resulting people. Events, ownerships, relations follow at once; each
+    person's golden record is rebuilt from its own records (``priority``: ``[identity] priority``).
     """
     pid = store.resolve_person_id(person_id)
     with store.transaction():
@@ -129,5 +131,6 @@ def split(store, person_id: int, *, identifier: str | None = None, link_id: int 
         else:
             raise MotorcadeError("say what to split off: --identifier TYPE:VALUE or --link LINK_ID")
         people = store.rederive_person(pid, reason=reason)
+        store.recompute_golden_records(people, priority)
         store.settle_identity()
     return people

@@ -167,6 +167,7 @@ class IdentityResolver:
                 touched.append((entry, obs))
 
         # Identifiers that crossed their limit stop linking: people they had joined are re-derived.
+        rederived: set[int] = set()  # people re-derived here: their golden records are recomputed below
         if newly_flagged:
             self.flagged += len(newly_flagged)
             rederive = set()
@@ -177,8 +178,8 @@ class IdentityResolver:
                         rederive.add(self._person(pid))
                 ie[1] = None
             for pid in sorted(p for p in rederive if p is not None):
-                store.rederive_person(pid, reason="identifier flagged: " + "; ".join(
-                    sorted({ie[2] for ie in newly_flagged})), at=self.now)
+                rederived.update(store.rederive_person(pid, reason="identifier flagged: " + "; ".join(
+                    sorted({ie[2] for ie in newly_flagged})), at=self.now))
             if rederive:
                 self._refresh_persons()
         next_pid = store.identity_next_ids()[0]  # a re-derivation may have issued ids
@@ -294,6 +295,7 @@ class IdentityResolver:
         self.created += len(new_people)
         self.records_created += len(new_records)
         golden = {t for t, _, _ in merges}
+        golden.update(self._person(p) for p in rederived)
         golden.update(self._person(e[1]) for e, _ in touched)
         if record_updates:
             golden.update(self._person(e[1]) for e in record_updates.values())
@@ -367,8 +369,11 @@ class IdentityResolver:
                 new_rows.append((next_iid, pair[0], pair[1], None, reason))
                 next_iid += 1
         store.insert_identifiers(new_rows)
+        rederived: set[int] = set()
         for pid in sorted(rederive):
-            store.rederive_person(pid, reason="identifier flagged: " + reason, at=self.now)
+            rederived.update(store.rederive_person(pid, reason="identifier flagged: " + reason, at=self.now))
+        if rederived:
+            store.recompute_golden_records(rederived, self.guards.priority)
         self.reset()
         return len(new_rows) + len(rederive)
 
