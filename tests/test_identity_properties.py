@@ -113,3 +113,63 @@ def test_partition_is_independent_of_order_and_batches_and_guards_hold(data, rnd
 
 def recs_by_key(recs):
     return {key: ids for _, key, ids in recs}
+
+
+# -- events: every event is an unkeyed record (its identifier set); the same properties hold -----------
+
+event_ids = st.lists(identifier, min_size=1, max_size=3)
+
+
+def event_oracle(events):
+    """Event index groups: components of identifier sets over identifiers that may link (events with
+    junk identifiers only are quarantined)."""
+    guards = IdentityGuards.from_config({"max_records_per_source": LIMIT})
+    usable = lambda ids: any(guards.junk_reason(t, clean(t, v)) is None for t, v in ids)  # noqa: E731
+    events = [ids if usable(ids) else None for ids in events]
+    combos = {frozenset((t, clean(t, v)) for t, v in ids) for ids in events if ids is not None}
+    carriers = {}
+    for combo in combos:
+        for i in combo:
+            carriers.setdefault(i, set()).add(combo)
+    parent = {c: c for c in combos}
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for i, cs in carriers.items():
+        if guards.junk_reason(*i) is None and len(cs) <= LIMIT:
+            cs = sorted(cs, key=sorted)
+            for c in cs[1:]:
+                parent[find(c)] = find(cs[0])
+    groups = {}
+    for n, ids in enumerate(events):
+        if ids is not None:
+            groups.setdefault(find(frozenset((t, clean(t, v)) for t, v in ids)), set()).add(n)
+    return {frozenset(g) for g in groups.values()}
+
+
+def run_events(events, batch_size):
+    from motorcade.sources.base import EventRecord
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "e.db")
+        ingestor = Ingestor(store, guards=IdentityGuards.from_config({"max_records_per_source": LIMIT}))
+        records = [EventRecord(name="view", ts=f"2025-01-01T00:00:{n % 60:02d}", position=f"e{n}", dedup_key=f"e{n}",
+                               identifiers=tuple(RawIdentifier(t, v) for t, v in ids)) for n, ids in enumerate(events)]
+        ingestor.ingest_records("app", [records[i:i + batch_size] for i in range(0, len(records), batch_size)])
+        groups = {}
+        for key, pid in store.conn.execute("SELECT dedup_key, person_id FROM events"):
+            assert store.get_person(pid) is not None
+            groups.setdefault(pid, set()).add(int(key[1:]))
+        store.close()
+        return {frozenset(g) for g in groups.values()}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(event_ids, min_size=1, max_size=25), st.integers(1, 7))
+def test_events_resolve_to_the_same_people_in_one_batch_or_many(events, batch_size):
+    expected = event_oracle(events)
+    assert run_events(events, len(events)) == expected
+    assert run_events(events, batch_size) == expected

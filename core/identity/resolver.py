@@ -74,6 +74,32 @@ class IdentityResolver:
         self._idents: dict[tuple[str, str], list] = {}  # (type, value) -> [id, person id, flag reason]
         self._counts: dict[tuple[int, str], int] = {}  # (identifier id, source) -> records carrying it
         self._redirect: dict[int, int] = {}  # person merged away in this run -> the id it merged into
+        self.generation = getattr(self, "generation", 0) + 1  # entries of an earlier generation are stale
+
+    def unchanged_record(self, source: str, key: str, identifiers: Sequence[Identifier]) -> list | None:
+        """The cached ``[record id, person id, ...]`` entry of an attribute-less observation that
+        :meth:`resolve` would leave as it is (a known record, every identifier linked already), else None.
+
+        Callers skip resolving such observations and read the person after resolving the others
+        (``person_of(entry[1])``), so merges made by those are followed; while :attr:`generation`
+        is unchanged the entry is kept current.
+        """
+        entry = self._records.get((source, key))
+        if entry is None:
+            return None
+        linked = self._links.get(entry[0])
+        if linked is None:
+            return None
+        idents = self._idents
+        for ident in identifiers:
+            ie = idents.get((ident.type, ident.value))
+            if ie is None or ie[0] not in linked:
+                return None
+        return entry
+
+    def person_of(self, pid: int | None) -> int | None:
+        """Where a person id seen earlier in this run lives now (after merges in this run)."""
+        return self._person(pid)
 
     def _person(self, pid: int | None) -> int | None:
         redirect = self._redirect

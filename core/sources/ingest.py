@@ -344,6 +344,7 @@ class Ingestor:
         """Resolve cleaned events (one observation per distinct identifier set) and insert them."""
         name = settings.name
         event_rule = f"{name} event"
+        resolver = self.resolver
         index: dict[str, int] = {}
         observations: list[Observation] = []
         slots = []
@@ -354,9 +355,18 @@ class Ingestor:
                 i = index[combo] = len(observations)
                 observations.append(Observation(combo, ev[3], None, event_rule))
             slots.append(i)
-        records_before = self.resolver.records_created
-        resolved = self.resolver.resolve(name, observations)
-        summary.written += self.resolver.records_created - records_before
+        # identifier sets already stored as they are need no resolution, only their person after it
+        generation = resolver.generation
+        unchanged = [resolver.unchanged_record(name, o.key, o.identifiers) for o in observations]
+        todo = [o for o, entry in zip(observations, unchanged) if entry is None]
+        records_before = resolver.records_created
+        done = iter(resolver.resolve(name, todo) if todo else ())
+        if resolver.generation != generation:  # the caches were reset meanwhile: resolve them all
+            resolved = resolver.resolve(name, observations)
+        else:
+            resolved = [next(done) if entry is None else (entry[0], resolver.person_of(entry[1]))
+                        for entry in unchanged]
+        summary.written += resolver.records_created - records_before
         people = [resolved[i] for i in slots]
         rows = [(pid, ev[1], ev[2], ev[4], name, ev[5], rid) for ev, (rid, pid) in zip(events, people)]
         consent_events = settings.consent_events
