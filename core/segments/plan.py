@@ -49,6 +49,7 @@ class Driver:
     probe: Callable[[SQLiteCompiler, int], exp.Select]  # count of the index range it reads, up to a cap
     estimate: int = -1
     row_cost: float = 1.0  # relative cost of one index row (events rows need a table lookup for person_id)
+    filtered: bool = False  # rows of the range are filtered further (a where the probe does not count)
 
     @property
     def cost(self) -> float:
@@ -78,7 +79,8 @@ def _events_driver(index, names, window, where, having, description, exact) -> D
 
     # events(name, ts) does not hold person_id: every row read costs a lookup in the table.
     return Driver(index, exact, description, lambda c: select(c, probe=False),
-                  lambda c, cap: select(c, probe=True, cap=cap), row_cost=EVENT_ROW_COST)
+                  lambda c, cap: select(c, probe=True, cap=cap), row_cost=EVENT_ROW_COST,
+                  filtered=where is not None or having is not None)
 
 
 def _tag_driver(index, tag, items, description) -> Driver:
@@ -117,7 +119,8 @@ def _car_driver(index, cond) -> Driver:
         return query.where(and_(*parts), copy=False).group_by(col(o, "person_id"), copy=False)
 
     return Driver(index, True, "ownerships for has car" + (" where ..." if cond.where is not None else ""),
-                  lambda c: select(c, probe=False), lambda c, cap: select(c, probe=True, cap=cap))
+                  lambda c: select(c, probe=False), lambda c, cap: select(c, probe=True, cap=cap),
+                  filtered=cond.where is not None)
 
 
 def _no_profile(cond) -> bool:
@@ -201,7 +204,9 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
             best_cost = min(best_cost, driver.cost)
         if candidates:
             # Cheapest range first; on a tie prefer exact drivers (their conjunct needs no re-check).
-            chosen = min(candidates, key=lambda d: (d.cost, not d.exact))
+            # Capped ranges tie: then a driver with its own filter (`has car where ...`, `count(E where ...)`)
+            # yields fewer candidates than one without.
+            chosen = min(candidates, key=lambda d: (d.cost, not d.filtered, not d.exact))
     compiler = SQLiteCompiler(rule_set, as_of, tz)
     compiler._segment_path.append(name)
     rest = [c for i, c in enumerate(conjuncts) if chosen is None or i != chosen.index or not chosen.exact]
