@@ -166,3 +166,19 @@ def test_cli_compute_explain_diff(project):
     assert result.exit_code == 0 and "owners: unchanged" in result.output
     result = runner.invoke(cli, [*base, "segments", "compute", "nope"])
     assert isinstance(result.exception, MotorcadeError) and "no segment named `nope`" in str(result.exception)
+
+
+def test_a_rule_the_compiler_cannot_compile_falls_back_to_the_evaluator(project):
+    ids = project.ids
+    project.store.insert_events([
+        Event(person_id=ids[4], name="lead_submit", ts=AS_OF - dt.timedelta(days=50), source="t", dedup_key="7"),
+        Event(person_id=ids[4], name="test_drive", ts=AS_OF - dt.timedelta(days=5), source="t", dedup_key="8"),
+        Event(person_id=ids[5], name="lead_submit", ts=AS_OF - dt.timedelta(days=90), source="t", dedup_key="9"),
+        Event(person_id=ids[5], name="test_drive", ts=AS_OF - dt.timedelta(days=5), source="t", dedup_key="10"),
+    ])
+    (project.directory / "rules" / "months.mc").write_text(
+        "segment converted { where did lead_submit then test_drive within 2 months }\n", encoding="utf-8")
+    [result] = compute_segments(project, ["converted"], as_of=AS_OF)
+    assert result.plan.startswith("reference evaluator (unsupported: Sequence within months")
+    assert project.store.segment_member_ids("converted") == [ids[4]]
+    assert explain_segment(project, "converted", AS_OF).sql is None
