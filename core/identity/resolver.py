@@ -265,8 +265,9 @@ class IdentityResolver:
         merges: list[tuple[int, list[int], str]] = []
         assign: dict[int, int] = {}
         for root, nodes in components.items():
-            people = sorted(n - _PERSON for n in nodes if _PERSON <= n < _RECORD)
+            people = [n - _PERSON for n in nodes if _PERSON <= n < _RECORD]
             if people:
+                people.sort()
                 target = people[0]
                 if len(people) > 1:
                     merges.append((target, people[1:], "linked by " + bridge.get(root, "a shared identifier")))

@@ -181,22 +181,23 @@ class JsonlSource(Source):
         return self._segment(obj)
 
     def _native(self, obj: dict) -> tuple | _Reject:
-        name = obj.get(self.name_field)
+        get = obj.get
+        name = get(self.name_field)
         if not name or not isinstance(name, str):
             return _Reject(f"missing event name (field {self.name_field!r})")
-        ts = obj.get(self.ts_field)
+        ts = get(self.ts_field)
         if ts is None:
             return _Reject(f"missing time stamp (field {self.ts_field!r})")
         ids = []
         for field, type_ in self._id_fields:
-            v = obj.get(field)
+            v = get(field)
             if v is not None and v != "":
                 ids.append((type_, v if type(v) is str else str(v)))
         ids = tuple(ids)
-        props = obj.get(self.properties_field) or {}
+        props = get(self.properties_field) or {}
         if not isinstance(props, dict):
             return _Reject(f"field {self.properties_field!r} must be an object")
-        dedup = obj.get(self.id_field)
+        dedup = get(self.id_field)
         return name, ts, ids, props, str(dedup) if dedup is not None and dedup != "" else None
 
     def _segment(self, obj: dict) -> tuple | _Reject | _Identify:
