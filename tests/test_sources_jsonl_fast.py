@@ -186,3 +186,27 @@ def test_ingest_makes_no_reference_cycles_per_row(tmp_path):
     store.close()
     assert summary.events == 3000 and summary.rejected == 600
     assert garbage < 100, f"{garbage} objects in reference cycles after {len(lines)} rows"
+
+
+def test_follow_reads_only_what_was_appended_and_waits_for_a_complete_line(tmp_path):
+    line = '{{"event":"view","ts":"2025-03-01T10:00:0{n}+08:00","phone":"1381234567{n}","id":"e{n}"}}\n'
+    path = tmp_path / "e.jsonl"
+    path.write_text(line.format(n=1) + line.format(n=2), encoding="utf-8")
+    store = open_store(tmp_path / "s.db")
+    ingestor = Ingestor(store, guards=IdentityGuards.from_config({}))
+    source = JsonlSource("ev", {**SETTINGS, "follow": True}, tmp_path)
+    assert ingestor.ingest(source).events == 2
+    offset = path.stat().st_size
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line.format(n=3) + '{"event":"view"}\n' + line.format(n=4)[:20])  # the writer is mid-line
+    first = ingestor.ingest(source)
+    assert (first.read, first.events, first.rejected) == (2, 1, 1)
+    # resumed reads name rows by byte offset
+    bad = store.conn.execute("SELECT position FROM quarantine").fetchone()[0]
+    assert bad == f"byte {offset + len(line.format(n=3))}"
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line.format(n=4)[20:])
+    second = ingestor.ingest(source)
+    assert (second.read, second.events) == (1, 1)
+    assert {r[0] for r in store.conn.execute("SELECT dedup_key FROM events")} == {"e1", "e2", "e3", "e4"}
+    store.close()
