@@ -22,7 +22,7 @@ import json
 from typing import Any, Iterable, NamedTuple, Sequence
 
 from ..model import Identifier
-from ..store.codec import dumps, iso, loads, utc_now
+from ..store.codec import iso, loads, utc_now
 from .guards import IdentityGuards
 
 _CACHE_LIMIT = 3_000_000
@@ -371,7 +371,7 @@ class IdentityResolver:
                         if value is not None and value != "" and name not in golden:
                             golden[name] = value
             golden["sources"] = [source]
-            out[pid] = dumps(golden)
+            out[pid] = _dumps(golden)
         return out
 
     # ------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from ..errors import MotorcadeError
 from ..identity.guards import IdentityGuards
 from ..identity.resolver import IdentityResolver, Observation, combination_key
 from ..model import Advisor, Car, Consent, Identifier, Store
-from ..store.codec import dumps
 from .base import (
     AdvisorRecord,
     CarRecord,
