@@ -102,12 +102,14 @@ def write_html(summary: dict[str, Any], path: Path, *, links: dict[str, str]) ->
     for channel, status, _reason, n in summary["sends"]:
         status_totals[status] = status_totals.get(status, 0) + n
         channel_totals[channel] = channel_totals.get(channel, 0) + n
+    by_source: dict[str, int] = {}
+    for source, _reason, n in summary["quarantine"]:
+        by_source[source] = by_source.get(source, 0) + n
     sections = [
         Section("One-ID", text="Source records stitched into people (person–car–advisor–store).",
                 table=Table(("", "count"), [(k, f"{v:,}") for k, v in summary["identity"].items()])),
         Section("Quarantined rows", text="Rows that could not be used, with the reason; nothing is dropped silently.",
-                chart=BarChart([f"{s}: {r}" for s, r, _ in summary["quarantine"]],
-                               [Series("rows", [n for _, _, n in summary["quarantine"]])], y_label="rows"),
+                chart=BarChart(list(by_source), [Series("rows", list(by_source.values()))], y_label="rows per source"),
                 table=Table(("source", "reason", "rows"), [(s, r, f"{n:,}") for s, r, n in summary["quarantine"]])),
         Section("Tag coverage",
                 chart=BarChart([t for t, *_ in summary["tags"]], [Series("coverage", [c for _, _, c, _ in
