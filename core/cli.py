@@ -45,6 +45,18 @@ class CliState:
     def rule_paths(self) -> list[Path]:
         return self.project.rule_paths()
 
+    def activation_problems(self) -> list:
+        """Missing templates, unknown template fields, uninstalled channels (empty outside a project)."""
+        from .errors import ProjectNotFound
+
+        try:
+            project = self.project
+        except ProjectNotFound:
+            return []
+        from .activation.check import check_project
+
+        return check_project(project)
+
 
 pass_state = click.make_pass_decorator(CliState)
 

@@ -65,6 +65,12 @@ def check_command(ctx: click.Context, paths) -> None:
         click.echo(diagnostic.render())
     errors = sum(1 for d in diagnostics if d.severity == ERROR)
     warnings = len(diagnostics) - errors
+    # Templates and channels the campaigns and triggers use (only for a project's own rules).
+    provider = getattr(ctx.obj, "activation_problems", None)
+    if not paths and callable(provider):
+        for problem in provider():
+            click.echo(f"error: {problem}")
+            errors += 1
     rules = sum(len(f.rules) for f in rule_set.files)
     click.echo(f"{_count(len(rule_set.files), 'file')}, {_count(rules, 'rule')}: {_count(errors, 'error')}, "
                f"{_count(warnings, 'warning')} (revision {rule_set.revision[:12]})")
