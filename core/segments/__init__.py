@@ -8,6 +8,13 @@ Public API (activation and others rely on these names)::
 and on the store: ``segment_member_ids``, ``segment_changes_since``, ``last_segment_change_id``.
 """
 
-from .compute import SegmentResult, compute_segments, dependency_order, members_now
-
 __all__ = ["SegmentResult", "compute_segments", "dependency_order", "members_now"]
+
+
+def __getattr__(name: str):
+    # Imported on first use: the compiler pulls in sqlglot, which `motorcade --help` should not pay for.
+    if name in __all__:
+        from . import compute
+
+        return getattr(compute, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
