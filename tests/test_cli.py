@@ -78,3 +78,12 @@ def test_main_maps_domain_errors_to_exit_1(tmp_path, capsys):
     assert main(["init", str(tmp_path / "x")]) == 0
     assert main(["init", str(tmp_path / "x")]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_building_the_cli_imports_no_heavy_dependency():
+    """`motorcade --help` stays fast however many plugins are installed: heavy imports happen on use."""
+    code = ("import sys; from motorcade.cli import build_cli; build_cli(); "
+            "print(sorted(m for m in ('sqlglot', 'jinja2', 'phonenumbers', 'sqlite_utils', 'rich') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -27,7 +27,6 @@ import zoneinfo
 from typing import Any, Iterable
 
 import attrs
-import phonenumbers
 
 import motorcade
 from motorcade.activation.channel import (
@@ -257,7 +256,12 @@ class TencentSmsChannel(Channel):
     # -- preparing -----------------------------------------------------------------------------------
 
     def _e164(self, address: str) -> str:
-        number = phonenumbers.parse(address, None if address.startswith("+") else self._default_region)
+        import phonenumbers  # on first send: plugins keep `motorcade --help` fast
+
+        try:
+            number = phonenumbers.parse(address, None if address.startswith("+") else self._default_region)
+        except phonenumbers.NumberParseException as exc:
+            raise ValueError(str(exc)) from None
         if not phonenumbers.is_valid_number(number):
             raise ValueError("not a valid phone number")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -318,7 +322,7 @@ class TencentSmsChannel(Channel):
             try:
                 phone = self._e164(message.address)
                 template_id, values = self._template(message)
-            except (ValueError, phonenumbers.NumberParseException) as exc:
+            except ValueError as exc:
                 results.append(DeliveryResult(message.idempotency_key, "permanent",
                                               detail=f"not sent: {exc}"))
                 continue
