@@ -327,7 +327,14 @@ class Ingestor:
                 summary.identifiers_dropped += 1
             else:
                 out.append(cleaned)
-        return tuple(dict.fromkeys(out)) if len(out) > 1 else tuple(out)
+        if len(out) < 2:
+            return tuple(out)
+        # duplicates (two raw spellings of one number) dropped, first kept; keyed by (type, value)
+        # tuples, whose hash is C, not by the attrs class's Python-level __hash__
+        seen: dict[tuple[str, str], Identifier] = {}
+        for i in out:
+            seen.setdefault((i.type, i.value), i)
+        return tuple(seen.values())
 
     def _usable(self, ids: tuple[Identifier, ...]) -> bool:
         junk = self._junk
