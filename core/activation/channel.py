@@ -9,6 +9,7 @@ backoff) or ``permanent`` (dead letter, with the provider's answer).
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
@@ -75,6 +76,25 @@ class ChannelContext:
     token_cache: TokenCache | None = None  # shared token cache (WeCom, WeChat OA)
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)  # injectable for tests
     store: Any = None  # the Store, for channels that write their own records (advisor tasks)
+
+
+def secret_setting(settings: dict[str, Any], *, channel: str, name: str, what: str, example_env: str) -> str:
+    """A credential from a channel's settings: ``NAME_env`` names an environment variable (recommended,
+    keeps it out of motorcade.toml), else ``NAME`` holds it. Missing or unset is a ConfigError saying
+    what to add."""
+    from ..errors import ConfigError
+
+    env_name = settings.get(f"{name}_env")
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            raise ConfigError(f"channel {channel}: [channels.{channel}] {name}_env names {env_name!r}, which is not set",
+                              hint=f"export {env_name}=<{what}> before running, or point {name}_env at another variable")
+        return value
+    if settings.get(name):
+        return str(settings[name])
+    raise ConfigError(f"channel {channel}: [channels.{channel}] has no {what} ({name}_env or {name})",
+                      hint=f'add {name}_env = "{example_env}" and export that variable')
 
 
 class Channel:

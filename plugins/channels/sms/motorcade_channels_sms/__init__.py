@@ -19,7 +19,6 @@ import hmac
 import http.client
 import json
 import logging
-import os
 import threading
 import time
 import urllib.parse
@@ -30,6 +29,7 @@ import attrs
 
 import motorcade
 from motorcade.activation.channel import (
+    secret_setting,
     Channel,
     ChannelCapabilities,
     ChannelContext,
@@ -197,19 +197,7 @@ class _RequestRateLimiter:
 
 
 def _setting_or_env(settings: dict[str, Any], name: str) -> str:
-    env_name = settings.get(f"{name}_env")
-    if env_name:
-        value = os.environ.get(env_name)
-        if not value:
-            raise ConfigError(f"channel sms: {name}_env names {env_name!r}, which is not set",
-                              hint=f"export {env_name}=<{name}> before running")
-        return value
-    if settings.get(name):
-        return str(settings[name])
-    raise ConfigError(f"channel sms: [channels.sms] needs {name}_env (or {name})",
-                      hint=f'add {name}_env = "TENCENTCLOUD_{name.upper()}" and export that variable')
-
-
+    return secret_setting(settings, channel="sms", name=name, what=name, example_env=f"TENCENTCLOUD_{name.upper()}")
 class TencentSmsChannel(Channel):
     name = "sms"
     description = "Tencent Cloud SMS (SendSms 2021-01-11, TC3-HMAC-SHA256), up to 200 numbers a request"

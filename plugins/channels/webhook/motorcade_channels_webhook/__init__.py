@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import os
 import queue
 import socket
 import ssl
@@ -34,6 +33,7 @@ import attrs
 
 import motorcade
 from motorcade.activation.channel import (
+    secret_setting,
     Channel,
     ChannelCapabilities,
     ChannelContext,
@@ -89,23 +89,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def _resolve_secret(settings: dict[str, Any]) -> bytes:
-    if settings.get("secret_env"):
-        name = settings["secret_env"]
-        value = os.environ.get(name)
-        if not value:
-            raise ConfigError(
-                f"channel webhook: [channels.webhook] secret_env names {name!r}, which is not set",
-                hint=f"export {name}=<shared secret> before running, or set secret_env to another variable",
-            )
-        return value.encode("utf-8")
-    if settings.get("secret"):
-        return str(settings["secret"]).encode("utf-8")
-    raise ConfigError(
-        "channel webhook: [channels.webhook] has no signing secret",
-        hint='add secret_env = "WEBHOOK_SECRET" (recommended) and export that variable',
-    )
-
-
+    return secret_setting(settings, channel="webhook", name="secret", what="signing secret",
+                          example_env="WEBHOOK_SECRET").encode("utf-8")
 def message_payload(message: OutboundMessage) -> dict[str, Any]:
     """The JSON object sent for one message."""
     return {

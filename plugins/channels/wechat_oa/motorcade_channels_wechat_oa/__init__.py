@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import threading
 import time
 import urllib.parse
@@ -27,6 +26,7 @@ import attrs
 
 import motorcade
 from motorcade.activation.channel import (
+    secret_setting,
     Channel,
     ChannelCapabilities,
     ChannelContext,
@@ -126,19 +126,7 @@ def client_msg_id(idempotency_key: str) -> str:
 
 
 def _secret(settings: dict[str, Any]) -> str:
-    if settings.get("secret_env"):
-        name = settings["secret_env"]
-        value = os.environ.get(name)
-        if not value:
-            raise ConfigError(f"channel wechat_oa: secret_env names {name!r}, which is not set",
-                              hint=f"export {name}=<AppSecret> before running")
-        return value
-    if settings.get("secret"):
-        return str(settings["secret"])
-    raise ConfigError("channel wechat_oa: [channels.wechat_oa] has no secret_env",
-                      hint='add secret_env = "WECHAT_OA_SECRET" (the AppSecret) and export it')
-
-
+    return secret_setting(settings, channel="wechat_oa", name="secret", what="AppSecret", example_env="WECHAT_OA_SECRET")
 class WeChatTemplateChannel(Channel):
     name = "wechat_oa"
     description = "WeChat official-account template messages (service notifications only)"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import os
 import threading
 import time
 import urllib.error
@@ -32,6 +31,7 @@ import attrs
 
 import motorcade
 from motorcade.activation.channel import (
+    secret_setting,
     Channel,
     ChannelCapabilities,
     ChannelContext,
@@ -105,19 +105,8 @@ class MemberWindow:
 
 
 def _secret(settings: dict[str, Any]) -> str:
-    if settings.get("corpsecret_env"):
-        name = settings["corpsecret_env"]
-        value = os.environ.get(name)
-        if not value:
-            raise ConfigError(f"channel wecom: corpsecret_env names {name!r}, which is not set",
-                              hint=f"export {name}=<the 客户联系 secret> before running")
-        return value
-    if settings.get("corpsecret"):
-        return str(settings["corpsecret"])
-    raise ConfigError("channel wecom: [channels.wecom] has no corpsecret_env",
-                      hint='add corpsecret_env = "WECOM_SECRET" (the 客户联系 or app secret) and export it')
-
-
+    return secret_setting(settings, channel="wecom", name="corpsecret", what="客户联系 secret",
+                          example_env="WECOM_SECRET")
 class WeComChannel(Channel):
     name = "wecom"
     description = "WeCom (企业微信) messages to customers via externalcontact/add_msg_template"
