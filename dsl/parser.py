@@ -534,25 +534,31 @@ def _blank_before(text: str, offset: int) -> str:
     return re.sub(r"[^\n]", " ", text[:offset]) + text[offset:]
 
 
+def comment_start(line: str) -> int | None:
+    """Index of the ``#`` that starts a comment on ``line`` (outside strings), or None."""
+    in_string = escaped = False
+    for index, char in enumerate(line):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "#":
+            return index
+    return None
+
+
 def scan_comments(text: str) -> list[tuple[int, str]]:
     """``(line, text)`` of every ``#`` comment (outside strings)."""
     comments = []
     for number, line in enumerate(text.split("\n"), start=1):
-        in_string = False
-        escaped = False
-        for index, char in enumerate(line):
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif char == "\\":
-                    escaped = True
-                elif char == '"':
-                    in_string = False
-            elif char == '"':
-                in_string = True
-            elif char == "#":
-                comments.append((number, line[index:].rstrip()))
-                break
+        start = comment_start(line)
+        if start is not None:
+            comments.append((number, line[start:].rstrip()))
     return comments
 
 

@@ -50,7 +50,7 @@ from motorcade.dsl.evaluate import (
     DEFAULT_TIMEZONE, EvaluationError, Evaluator, get_zone, tag_value, trigger_fires,
 )
 from motorcade.dsl.format import fmt_cond
-from motorcade.dsl.parser import parse_cell, parse_datetime
+from motorcade.dsl.parser import comment_start, parse_cell, parse_datetime
 from motorcade.dsl.rules import TEST_SUFFIX, RuleSet, load_rules
 
 # ---- results ----------------------------------------------------------------------------------
@@ -158,22 +158,8 @@ _SECTIONS = ("people", "events", "cars")
 
 
 def _strip_comment(line: str) -> str:
-    in_string = escaped = False
-    for index, char in enumerate(line):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char == "#":
-            return line[:index]
-    return line
-
-
+    start = comment_start(line)
+    return line if start is None else line[:start]
 def _split_cells(line: str, outer: bool) -> list[tuple[int, str]]:
     """``(column, text)`` of each ``|``-separated cell (``|`` inside strings or lists is kept). With
     ``outer``, the row is written ``| a | b |`` and the first and last ``|`` are dropped."""
