@@ -160,6 +160,8 @@ _SECTIONS = ("people", "events", "cars")
 def _strip_comment(line: str) -> str:
     start = comment_start(line)
     return line if start is None else line[:start]
+
+
 def _split_cells(line: str, outer: bool) -> list[tuple[int, str]]:
     """``(column, text)`` of each ``|``-separated cell (``|`` inside strings or lists is kept). With
     ``outer``, the row is written ``| a | b |`` and the first and last ``|`` are dropped."""
