@@ -60,7 +60,7 @@ def bench_events(report, n: int) -> float:
         path.with_suffix(".tmp").rename(path)
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         tmp = Path(tmp)
-        source = JsonlSource("events", {"path": str(path), "format": "native", "batch_size": 20000,
+        source = JsonlSource("events", {"path": str(path), "format": "native",
                                         "identifiers": {"phone": "phone", "app_user_id": "app_user_id", "crm_id": "crm_id"}}, tmp)
         store = open_store(tmp / "b.db")
         load = _load()

@@ -36,7 +36,7 @@ SEGMENT_TYPES = ("track", "identify", "page", "screen")
 class JsonlSource(Source):
     """Settings: ``path``, ``format`` (auto|native|segment), ``identifiers``, ``name_field`` (event),
     ``ts_field`` (ts), ``id_field`` (id), ``properties_field`` (properties), ``user_id``,
-    ``anonymous_id``, ``traits``, ``identify_attributes``, ``batch_size`` (20000), ``follow``."""
+    ``anonymous_id``, ``traits``, ``identify_attributes``, ``batch_size`` (50000: one transaction each), ``follow``."""
 
     type_name = "jsonl"
     description = "JSON Lines events: native shape or Segment track/identify"
@@ -59,7 +59,7 @@ class JsonlSource(Source):
         self.anonymous_id = settings.get("anonymous_id", "anonymous_id")
         self.traits: dict[str, str] = dict(settings.get("traits", {"phone": "phone", "email": "email"}))  # trait -> type
         self.identify_attributes: dict[str, str] = dict(settings.get("identify_attributes", {}))  # trait -> attribute
-        self.batch_size = int(settings.get("batch_size", 20000))
+        self.batch_size = int(settings.get("batch_size", 50000))
         self.follow = bool(settings.get("follow", False))
         if self.format == "native" and not self.identifiers:
             raise ConfigError(f"[sources.{name}] maps no identifier fields",
