@@ -83,8 +83,13 @@ def explain_cmd(query: str, as_json: bool) -> None:
 def split_cmd(person_id: int, identifier: str | None, link_id: int | None, reason: str) -> None:
     """Undo a bad merge of PERSON_ID: remove the offending link and re-derive the people."""
     from .explain import split
+    from .guards import IdentityGuards
 
-    people = split(_store(), person_id, identifier=identifier, link_id=link_id, reason=reason)
+    project = click.get_current_context().obj.project
+    identity_table = project.config.identity
+    guards = IdentityGuards.from_config(identity_table, region=identity_table.get("phone_region", "CN"))
+    people = split(project.store, person_id, identifier=identifier, link_id=link_id, reason=reason,
+                   priority=guards.priority)
     if len(people) == 1:
         click.echo(f"Person {people[0]} stays one person: the remaining identifiers still link the records.")
     else:

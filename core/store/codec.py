@@ -35,9 +35,12 @@ def from_epoch(seconds: int | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, UTC)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+
+
 def dumps(value: Any) -> str:
     """JSON text as the store keeps it (UTF-8, no ASCII escaping, stable key order)."""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | None) -> Any:
