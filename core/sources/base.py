@@ -127,6 +127,11 @@ class Source:
         """Yield batches of records. ``cursor`` is the value :meth:`next_cursor` returned last run."""
         raise NotImplementedError
 
+    # Optional fast path for event-heavy connectors: ``read_columns(cursor)`` yielding
+    # :class:`motorcade.sources.batch.EventBatch` objects (events as plain tuples). When a source defines
+    # it, the ingest core uses it instead of :meth:`read`, with the same cleaning, dedup keys and
+    # quarantine reasons; see motorcade.sources.batch.
+
     def next_cursor(self) -> str | None:
         """After :meth:`read` is exhausted: the cursor to resume from next run (None = re-read all)."""
         return None
