@@ -30,7 +30,7 @@ from pathlib import Path
 OUT_DIR = Path(__file__).resolve().parent / "out"
 AS_OF = dt.datetime(2026, 11, 20, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 DAYS = 730
-GENERATOR_VERSION = "2"  # 2: funnel events as rare as in a dealer group (2.4 % of events, was 10 %)
+GENERATOR_VERSION = "3"  # 3: schema migration 3 (covering events index); 2: funnel events 2.4 % of events
 
 CITIES = ("上海", "北京", "广州", "深圳", "杭州", "成都", "南京", "武汉")
 BRANDS = ("BMW", "MINI", "Audi", "Mercedes")

@@ -40,11 +40,11 @@ def test_wal_foreign_keys_and_event_indexes(tmp_path):
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     indexes = {r[1]: [c[2] for c in store.conn.execute(f"PRAGMA index_info({r[1]})")]
                for r in store.conn.execute("PRAGMA index_list(events)")}
-    assert indexes["events_name_ts"] == ["name", "ts"]
+    assert indexes["events_name_ts_person"] == ["name", "ts", "person_id"]
     assert indexes["events_person_name_ts"] == ["person_id", "name", "ts"]
     plan = " ".join(r[3] for r in store.conn.execute(
         "EXPLAIN QUERY PLAN SELECT person_id FROM events WHERE name = ? AND ts >= ?", ("share", 0)))
-    assert "events_name_ts" in plan
+    assert "COVERING INDEX events_name_ts_person" in plan
 
 
 def test_foreign_keys_are_enforced(tmp_path):

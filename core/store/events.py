@@ -12,7 +12,7 @@ from .codec import dumps, epoch, from_epoch, loads
 
 # Secondary indexes on events that segment plans seek; dropped during large first loads and rebuilt.
 EVENT_INDEXES = {
-    "events_name_ts": "CREATE INDEX IF NOT EXISTS events_name_ts ON events (name, ts)",
+    "events_name_ts_person": "CREATE INDEX IF NOT EXISTS events_name_ts_person ON events (name, ts, person_id)",
     "events_person_name_ts": "CREATE INDEX IF NOT EXISTS events_person_name_ts ON events (person_id, name, ts)",
 }
 

@@ -325,3 +325,17 @@ def m002_identity_provenance(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migration
+def m003_covering_event_index_and_outbox_lookups(db: sqlite_utils.Database) -> None:
+    """events(name, ts, person_id) covers windowed event scans (no table lookup per row for the person);
+    outbox lookups by provider message id (receipts) and by origin and person (re-entry, caps)."""
+    db.executescript(
+        """
+        DROP INDEX IF EXISTS events_name_ts;
+        CREATE INDEX IF NOT EXISTS events_name_ts_person ON events (name, ts, person_id);
+        CREATE INDEX IF NOT EXISTS outbox_provider_message ON outbox (channel, provider_message_id);
+        CREATE INDEX IF NOT EXISTS outbox_origin_person ON outbox (origin_kind, origin, person_id);
+        """
+    )
