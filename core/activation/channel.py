@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
@@ -66,6 +68,34 @@ class TokenCache(Protocol):
     def invalidate(self, key: str, token: str) -> bool:
         """The provider rejected ``token`` (e.g. WeCom errcode 40014/42001): forget it so the next
         ``get_or_refresh`` fetches a new one -- unless another worker already replaced it. True if dropped."""
+
+
+class InProcessTokenCache:
+    """A :class:`TokenCache` for one process, for a channel the core passes no shared cache (tests, scripts).
+
+    ``margin``: renew this many seconds before the provider's stated expiry.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time, margin: float = 300):
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._margin = margin
+
+    def get_or_refresh(self, key: str, fetch: Callable[[], tuple[str, float]]) -> str:
+        with self._lock:
+            token, expires_at = self._tokens.get(key, ("", 0.0))
+            if token and self._clock() < expires_at:
+                return token
+            token, expires_in = fetch()
+            self._tokens[key] = (token, self._clock() + max(0.0, float(expires_in) - self._margin))
+            return token
+
+    def invalidate(self, key: str, stale_token: str) -> None:
+        """Forget ``stale_token`` -- only if it is still the cached one (another worker may have renewed)."""
+        with self._lock:
+            if self._tokens.get(key, ("",))[0] == stale_token:
+                del self._tokens[key]
 
 
 @attrs.frozen

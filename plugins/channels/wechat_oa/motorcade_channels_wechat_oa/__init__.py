@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -26,6 +25,7 @@ import attrs
 
 import motorcade
 from motorcade.activation.channel import (
+    InProcessTokenCache,
     secret_setting,
     Channel,
     ChannelCapabilities,
@@ -51,30 +51,6 @@ TRANSIENT_ERRCODES = {-1: "system busy", 45009: "daily API quota reached", 45047
 
 class TokenError(Exception):
     """stable_token failed; the detail is WeChat's answer."""
-
-
-class InProcessTokenCache:
-    """Token cache for one process, used when the core passes no shared cache."""
-
-    def __init__(self, clock: Callable[[], float] = time.time, margin: float = 300):
-        self._tokens: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
-        self._clock = clock
-        self._margin = margin
-
-    def get_or_refresh(self, key: str, fetch: Callable[[], tuple[str, float]]) -> str:
-        with self._lock:
-            token, expires_at = self._tokens.get(key, ("", 0.0))
-            if token and self._clock() < expires_at:
-                return token
-            token, expires_in = fetch()
-            self._tokens[key] = (token, self._clock() + max(0.0, float(expires_in) - self._margin))
-            return token
-
-    def invalidate(self, key: str, stale_token: str) -> None:
-        with self._lock:
-            if self._tokens.get(key, ("",))[0] == stale_token:
-                del self._tokens[key]
 
 
 # -- the asynchronous result event -------------------------------------------------------------------

@@ -21,7 +21,6 @@ import collections
 import hashlib
 import json
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,6 +30,7 @@ import attrs
 
 import motorcade
 from motorcade.activation.channel import (
+    InProcessTokenCache,
     secret_setting,
     Channel,
     ChannelCapabilities,
@@ -49,31 +49,6 @@ MAX_EXTERNAL_USERIDS = 10000
 
 class TokenError(Exception):
     """gettoken failed; the detail is WeCom's answer."""
-
-
-class InProcessTokenCache:
-    """Token cache for one process, used when the core passes no shared cache."""
-
-    def __init__(self, clock: Callable[[], float] = time.time, margin: float = 300):
-        self._tokens: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
-        self._clock = clock
-        self._margin = margin  # renew this long before the documented expiry
-
-    def get_or_refresh(self, key: str, fetch: Callable[[], tuple[str, float]]) -> str:
-        with self._lock:
-            token, expires_at = self._tokens.get(key, ("", 0.0))
-            if token and self._clock() < expires_at:
-                return token
-            token, expires_in = fetch()
-            self._tokens[key] = (token, self._clock() + max(0.0, float(expires_in) - self._margin))
-            return token
-
-    def invalidate(self, key: str, stale_token: str) -> None:
-        """Forget ``stale_token`` -- only if it is still the cached one (another worker may have renewed)."""
-        with self._lock:
-            if self._tokens.get(key, ("",))[0] == stale_token:
-                del self._tokens[key]
 
 
 class MemberWindow:
