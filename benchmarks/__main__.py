@@ -31,7 +31,7 @@ MODULES = {
 def main(argv: list[str]) -> int:
     wanted = argv or list(MODULES)
     rows: list[tuple[str, str, float, float | None, str]] = []
-    console = Console()
+    console = Console(width=int(os.environ.get("COLUMNS", "160")))  # the table stays readable in a log
     failures = 0
     for key in wanted:
         module_name = MODULES[key]
