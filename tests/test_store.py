@@ -143,3 +143,40 @@ def test_model_round_trips_through_the_store(tmp_path_factory, attributes, evs, 
     for car in cars:
         assert store.get_car(car.vin) == car
     store.close()
+
+
+def test_processes_opening_a_new_store_at_once_migrate_it_once(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import sys; from motorcade.store import open_store; print(open_store(sys.argv[1]).status_counts()['people'])"
+    for round_ in range(4):
+        path = tmp_path / f"race{round_}.db"
+        workers = [subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        outputs = [w.communicate(timeout=60) for w in workers]
+        assert [(w.returncode, out.strip()) for w, (out, _err) in zip(workers, outputs)] == [(0, "0")] * 3, outputs
+        versions = open_store(path).conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        assert [v[0] for v in versions] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_a_store_newer_than_the_code_is_refused(tmp_path):
+    import pytest
+
+    from motorcade.errors import MotorcadeError
+
+    store = open_store(tmp_path / "new.db")
+    store.conn.execute("INSERT INTO schema_version VALUES (?, 'm999_future', '2030-01-01')", (len(MIGRATIONS) + 1,))
+    store.close()
+    with pytest.raises(MotorcadeError, match="newer than this Motorcade knows"):
+        open_store(tmp_path / "new.db")
+
+
+def test_a_file_that_is_not_a_database_is_an_operator_error(tmp_path):
+    import pytest
+
+    from motorcade.errors import MotorcadeError
+
+    (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(MotorcadeError, match="cannot be opened as a Motorcade database"):
+        open_store(tmp_path / "junk.db")

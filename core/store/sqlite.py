@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import sqlite_utils
 
+from ..errors import MotorcadeError
 from .codec import iso, utc_now
 from .migrations import MIGRATIONS
 from .identity import IdentityMixin
@@ -50,7 +51,13 @@ class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, Inge
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
-            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise MotorcadeError(f"{self.path} cannot be opened as a Motorcade database: {exc}",
+                                     hint="check the [project] database setting; move the file away to start afresh"
+                                     ) from None
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -120,10 +127,18 @@ class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, Inge
         applied: list[str] = []
         target = len(MIGRATIONS) if upto is None else upto
         current = self.schema_version()
+        if current > len(MIGRATIONS):
+            raise MotorcadeError(
+                f"{self.path} has schema version {current}, newer than this Motorcade knows ({len(MIGRATIONS)})",
+                hint="upgrade Motorcade (and its plugins) before opening this project",
+            )
         for number, fn in enumerate(MIGRATIONS, start=1):
             if number <= current or number > target:
                 continue
             with self.transaction():
+                # Another process may have applied it since we looked: check again under the write lock.
+                if self.schema_version() >= number:
+                    continue
                 fn(self.db)
                 conn.execute(
                     "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
