@@ -85,11 +85,8 @@ def expand_environment(value: Any, path: Path, where: str = "") -> Any:
         raise ConfigError(f"{path}: {where} refers to ${{{name}}}, which is not set",
                           hint=f"export {name}=... or write a default: ${{{name}:-value}}")
 
-    expanded = _ENV_REFERENCE.sub(replace, value)
-    # A value that is exactly one reference to a number keeps TOML's type (port = "${SMTP_PORT:-25}").
-    if _ENV_REFERENCE.fullmatch(value) and re.fullmatch(r"-?\d+", expanded):
-        return int(expanded)
-    return expanded
+    # Always text: a secret of digits keeps its leading zeros; settings that need a number convert it.
+    return _ENV_REFERENCE.sub(replace, value)
 
 
 def _table(doc: dict, key: str, path: Path) -> dict:
@@ -110,6 +107,9 @@ def load_config(path: Path) -> ProjectConfig:
     doc = expand_environment(doc, path)
     project = _table(doc, "project", path)
     timezone = project.get("timezone", DEFAULT_TIMEZONE)
+    if not isinstance(timezone, str):
+        raise ConfigError(f"{path}: [project] timezone must be text, not {timezone!r}",
+                          hint='e.g. timezone = "Asia/Shanghai"')
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -118,6 +118,11 @@ def load_config(path: Path) -> ProjectConfig:
     rules = project.get("rules", ["rules"])
     if isinstance(rules, str):
         rules = [rules]
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise ConfigError(f"{path}: [project] rules must be a path or a list of paths, not {rules!r}",
+                          hint='e.g. rules = ["rules"]')
+    if not isinstance(project.get("database", ""), str) or not isinstance(project.get("name", ""), str):
+        raise ConfigError(f"{path}: [project] name and database must be text")
     sources = _table(doc, "sources", path)
     for name, table in sources.items():
         if not isinstance(table, dict) or "type" not in table:
@@ -141,7 +146,7 @@ def load_config(path: Path) -> ProjectConfig:
 INIT_TEMPLATE = """\
 # Motorcade project configuration. Every setting is documented in the README.
 [project]
-name = "{name}"
+name = {name}
 timezone = "Asia/Shanghai"
 database = "motorcade.db"
 rules = ["rules"]

@@ -3,7 +3,9 @@
 Stages come from ``[pipeline] stages`` in motorcade.toml (default: all of :data:`STAGES`, in order);
 each stage is also its own command (`motorcade ingest --all`, `tags compute`, `segments compute`,
 `run`). ``as_of`` pins "now" for every stage, which makes a run reproducible (the example project pins
-it to the end of its generated data).
+it to the end of its generated data). The run stage's clock is pinned too, so a delivery that failed
+transiently is not retried by a later pinned pipeline: `motorcade run` / `serve` (the real clock) deliver
+those; the stage's summary says how many wait.
 """
 
 from __future__ import annotations
@@ -74,10 +76,12 @@ def _run(project, as_of: dt.datetime, log: Callable[[str], None]) -> StageResult
     for error in report.errors:
         log(f"  error: {error}")
     d = report.dispatched
+    waiting = project.store.query("SELECT count(*) FROM outbox WHERE status = 'failed'")[0][0]
     return StageResult(
         "run", 0.0,
         f"{len(report.planned_runs)} campaign runs, {sum(report.trigger_firings.values())} trigger firings, "
-        f"sent {d.get('sent', 0)}, retrying {d.get('failed', 0)}, dead {d.get('dead', 0)}",
+        f"sent {d.get('sent', 0)}, retrying {d.get('failed', 0)}, dead {d.get('dead', 0)}"
+        + (f"; {waiting:,} sends wait for a retry (`motorcade run` delivers them)" if waiting else ""),
         report,
     )
 
@@ -86,7 +90,11 @@ STAGE_FUNCTIONS = {"ingest": _ingest, "tags": _tags, "segments": _segments, "run
 
 
 def configured_stages(project) -> list[str]:
-    stages = list(project.config.pipeline.get("stages", STAGES))
+    stages = project.config.pipeline.get("stages", STAGES)
+    if isinstance(stages, str) or not all(isinstance(s, str) for s in stages):
+        raise ConfigError(f"{project.config.path}: [pipeline] stages must be a list of stage names, not {stages!r}",
+                          hint=f"e.g. stages = {list(STAGES)!r}".replace("'", '"'))
+    stages = list(stages)
     unknown = [s for s in stages if s not in STAGE_FUNCTIONS]
     if unknown:
         raise ConfigError(f"{project.config.path}: [pipeline] stages has unknown stage(s) {', '.join(unknown)}",
@@ -99,7 +107,11 @@ def pinned_as_of(project) -> dt.datetime | None:
     text = project.config.pipeline.get("as_of")
     if text is None:
         return None
-    value = text if isinstance(text, dt.datetime) else dt.datetime.fromisoformat(str(text))
+    try:
+        value = text if isinstance(text, dt.datetime) else dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        raise ConfigError(f"{project.config.path}: [pipeline] as_of = {text!r} is not an ISO date-time",
+                          hint='e.g. as_of = "2026-11-21T10:30:00" (project time zone)') from None
     return value if value.tzinfo else value.replace(tzinfo=project.config.tz)
 
 
@@ -108,7 +120,9 @@ def run_pipeline(project, *, stages: list[str] | None = None, as_of: dt.datetime
     """Run the stages in order; each result carries its wall-clock time."""
     as_of = as_of or pinned_as_of(project) or project.now()
     results = []
-    for stage in stages or configured_stages(project):
+    chosen = set(stages or configured_stages(project))
+    # stages always run in pipeline order, each once (`--stage run --stage tags` = tags, then run)
+    for stage in [s for s in (STAGES if stages else configured_stages(project)) if s in chosen]:
         log(f"[{stage}]")
         started = time.perf_counter()
         result = STAGE_FUNCTIONS[stage](project, as_of, log)

@@ -103,7 +103,11 @@ def init_project(directory: str | Path, *, name: str | None = None) -> Project:
         raise MotorcadeError(f"{config} already exists", hint="choose an empty directory")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "rules").mkdir(exist_ok=True)
-    config.write_text(INIT_TEMPLATE.format(name=name or directory.resolve().name), encoding="utf-8")
+    import json
+
+    # a JSON string is a valid TOML basic string: quotes and backslashes in the name stay legal
+    config.write_text(INIT_TEMPLATE.format(name=json.dumps(name or directory.resolve().name, ensure_ascii=False)),
+                      encoding="utf-8")
     project = Project(directory)
     project.store  # creates the database and applies every migration
     return project

@@ -24,7 +24,7 @@ def test_environment_references(tmp_path, monkeypatch):
     config = load_config(write(tmp_path, '[channels.webhook]\nurl = "${HOOK_URL}"\n'
                                          '[channels.email]\nport = "${SMTP_PORT:-2525}"\nfrom = "a${X:-b}c"\n'))
     assert config.channels["webhook"]["url"] == "http://127.0.0.1:9/hook"
-    assert config.channels["email"]["port"] == 2525
+    assert config.channels["email"]["port"] == "2525"  # text: channels convert the settings they need
     assert config.channels["email"]["from"] == "abc"
 
 
@@ -39,3 +39,23 @@ def test_bad_timezone_and_source_without_type(tmp_path):
         load_config(write(tmp_path, '[project]\ntimezone = "Mars/Olympus"\n'))
     with pytest.raises(ConfigError, match=r"\[sources.crm\] needs a `type`"):
         load_config(write(tmp_path, '[sources.crm]\npath = "x.csv"\n'))
+
+
+def test_a_secret_of_digits_keeps_its_leading_zeros(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOOK_SECRET", "00012345")
+    config = load_config(write(tmp_path, '[channels.webhook]\nsecret = "${HOOK_SECRET}"\n'))
+    assert config.channels["webhook"]["secret"] == "00012345"
+
+
+def test_settings_of_the_wrong_type_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="timezone must be text"):
+        load_config(write(tmp_path, "[project]\ntimezone = 8\n"))
+    with pytest.raises(ConfigError, match="rules must be a path or a list of paths"):
+        load_config(write(tmp_path, "[project]\nrules = 5\n"))
+
+
+def test_init_escapes_the_project_name(tmp_path):
+    from motorcade.project import init_project
+
+    project = init_project(tmp_path / "q", name='Bao "Yue" \\ 集团')
+    assert project.config.name == 'Bao "Yue" \\ 集团'

@@ -91,11 +91,14 @@ class InProcessTokenCache:
             self._tokens[key] = (token, self._clock() + max(0.0, float(expires_in) - self._margin))
             return token
 
-    def invalidate(self, key: str, stale_token: str) -> None:
-        """Forget ``stale_token`` -- only if it is still the cached one (another worker may have renewed)."""
+    def invalidate(self, key: str, stale_token: str) -> bool:
+        """Forget ``stale_token`` -- only if it is still the cached one (another worker may have renewed).
+        True if it was dropped."""
         with self._lock:
             if self._tokens.get(key, ("",))[0] == stale_token:
                 del self._tokens[key]
+                return True
+            return False
 
 
 @attrs.frozen
