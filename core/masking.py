@@ -54,3 +54,28 @@ def mask_name(value: str) -> str:
     if all(ord(c) > 127 for c in value):
         return value[0] + "*" * (len(value) - 1)
     return " ".join(part[:1] + "***" for part in value.split())
+
+
+_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_HEX_IN_TEXT = re.compile(r"\b[0-9a-fA-F]{32,}\b")
+_DATE_LIKE = re.compile(r"^\d{4}[-/]\d{1,2}[-/]\d{1,2}")
+_PHONE_IN_TEXT = re.compile(r"(?<![\w])(\+?\d[\d \-]{6,}\d)(?![\w])")
+# ids: 6+ letters/digits with at least one digit (customer numbers, VINs, openids, policy numbers)
+_ID_IN_TEXT = re.compile(r"(?<![\w\-])(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{6,}(?![\w\-])")
+# a field that is just a Chinese name (2-4 characters between delimiters)
+_CJK_NAME_FIELD = re.compile(r"(?:(?<=^)|(?<=[,|\t\"]))([\u4e00-\u9fff]{2,4})(?=$|[,|\t\"])", re.M)
+
+
+def mask_free_text(text: str) -> str:
+    """Mask personal data inside free text such as a quarantined raw row: e-mails, phone numbers, ids and
+    hashes, Chinese names standing alone in a field. Dates and times stay readable (they are often what
+    is wrong with the row)."""
+    if pii_visible() or not text:
+        return text
+    text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group(0)), text)
+    text = _HEX_IN_TEXT.sub(lambda m: m.group(0)[:6] + "…", text)
+    text = _PHONE_IN_TEXT.sub(
+        lambda m: m.group(0) if _DATE_LIKE.match(m.group(1)) else mask_phone(re.sub(r"[ \-]", "", m.group(1))), text)
+    text = _ID_IN_TEXT.sub(lambda m: m.group(0) if _DATE_LIKE.match(m.group(0)) or "*" in m.group(0)
+                           else mask_id(m.group(0)), text)
+    return _CJK_NAME_FIELD.sub(lambda m: mask_name(m.group(1)), text)

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 
 import click
 
-from ..masking import mask_email, mask_phone, pii_visible
-
-_PHONE_RUN = re.compile(r"(?<![\w])(\+?\d[\d \-]{6,}\d)(?![\w])")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-_HEX_ID = re.compile(r"\b[0-9a-fA-F]{32,}\b")
-
+from ..masking import mask_free_text
 
 def mask_text(text: str) -> str:
-    """Mask phone numbers, e-mail addresses and long hashes inside free text (a quarantined raw row)."""
-    if pii_visible():
-        return text
-    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
-    text = _HEX_ID.sub(lambda m: m.group(0)[:6] + "…", text)
-    return _PHONE_RUN.sub(lambda m: mask_phone(re.sub(r"[ \-]", "", m.group(1))), text)
+    """A quarantined raw row with its personal data masked (MOTORCADE_SHOW_PII=1 shows it)."""
+    return mask_free_text(text)
 
 
 def _state():
@@ -99,7 +89,7 @@ def quarantine() -> None:
 @click.option("--all", "include_resolved", is_flag=True, help="Include rows a retry has fixed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def quarantine_list(source: str | None, limit: int, as_summary: bool, include_resolved: bool, as_json: bool) -> None:
-    """List quarantined rows (phone numbers and e-mails masked; MOTORCADE_SHOW_PII=1 shows them)."""
+    """List quarantined rows (personal data in the raw row masked; MOTORCADE_SHOW_PII=1 shows it)."""
     store = _state().project.store
     if as_summary:
         rows = store.quarantine_summary()
