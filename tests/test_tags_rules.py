@@ -111,3 +111,18 @@ def test_a_rule_tag_reading_a_tag_nobody_produces_is_an_error(project):
     rules.write_text('tag x = case when tag no_such_tag = 1 then "y" end\n', encoding="utf-8")
     with pytest.raises(TagError, match="no_such_tag"):
         compute_project_tags(project, as_of=AS_OF)
+
+
+def test_tags_list_shows_rule_tags(project):
+    from click.testing import CliRunner
+
+    import json
+
+    from motorcade.cli import build_cli
+
+    result = CliRunner().invoke(build_cli(), ["--project", str(project.directory), "tags", "list", "--json"],
+                                catch_exceptions=False)
+
+    rows = {r["tag"]: r for r in json.loads(result.output)}
+    assert rows["quadrant"]["plugin"] == "rules" and rows["quadrant"]["calculator"] == "rule:quadrant"
+    assert rows["intent_level"]["plugin"] == "intent-test"

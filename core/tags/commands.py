@@ -99,12 +99,12 @@ def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None
 @tags_group.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_command(as_json: bool) -> None:
-    """The tag catalogue: every tag the installed calculators produce, with type, values and description."""
-    from .engine import plan
+    """The tag catalogue: every tag the installed calculators and the rules produce, with type, values and description."""
+    from .engine import plan, project_calculators
 
     project = _state().project
     registry = project.plugins.registry()
-    calculators = {n: e.obj for n, e in registry.tag_calculators.items()}
+    calculators = project_calculators(project)
     order = {c.name: i for i, c in enumerate(plan(calculators))}
     rows = []
     for calc in sorted(calculators.values(), key=lambda c: order[c.name]):
@@ -113,7 +113,8 @@ def list_command(as_json: bool) -> None:
                       list(d.value_range) if d.value_range is not None else None)
             rows.append({"tag": d.name, "title": d.title, "type": d.type, "values": values,
                          "description": d.description, "calculator": calc.name, "version": calc.version,
-                         "plugin": registry.tag_calculators[calc.name].plugin,
+                         "plugin": registry.tag_calculators[calc.name].plugin
+                         if calc.name in registry.tag_calculators else "rules",
                          "depends_on": list(calc.depends_on_tags) + list(calc.depends_on_events)})
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))

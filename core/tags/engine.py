@@ -375,15 +375,20 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
     return results
 
 
+def project_calculators(project) -> dict[str, TagCalculator]:
+    """The installed plugins' calculators plus one per rule tag of the project's rules (``rule:NAME``)."""
+    from .rules import rule_tag_calculators
+
+    calculators = {name: entry.obj for name, entry in project.plugins.registry().tag_calculators.items()}
+    calculators.update(rule_tag_calculators(project.rules(), project.timezone))
+    return calculators
+
+
 def compute_project_tags(project, names: Iterable[str] | None = None, *, incremental: bool = False,
                          as_of: dt.datetime | None = None,
                          progress: Callable[[TagCalculator], None] | None = None) -> list[TagRunResult]:
     """:func:`compute_tags` with the project's store, installed calculators and ``[tags]`` settings."""
-    from .rules import rule_tag_calculators
-
-    calculators = {name: entry.obj for name, entry in project.plugins.registry().tag_calculators.items()}
-    rule_set = project.rules()
-    calculators.update(rule_tag_calculators(rule_set, project.timezone))  # tags defined in the rules
+    calculators = project_calculators(project)
     return compute_tags(project.store, calculators, as_of=as_of or project.now(), settings=project.config.tags,
                         names=names, incremental=incremental, progress=progress)
 
