@@ -126,3 +126,12 @@ def test_tags_list_shows_rule_tags(project):
     rows = {r["tag"]: r for r in json.loads(result.output)}
     assert rows["quadrant"]["plugin"] == "rules" and rows["quadrant"]["calculator"] == "rule:quadrant"
     assert rows["intent_level"]["plugin"] == "intent-test"
+
+
+def test_a_rule_tag_mixing_value_types_is_refused(project):
+    from motorcade.errors import MotorcadeError
+
+    rules = project.directory / "rules" / "tags.mc"
+    rules.write_text('tag flag = case when did order then true else "no" end\n', encoding="utf-8")
+    with pytest.raises(MotorcadeError, match="mixes value types"):
+        compute_project_tags(project, as_of=AS_OF)

@@ -26,7 +26,12 @@ _KIND = {bool: "boolean", int: "number", float: "number", str: "string", dt.date
 def _value_type(rule: ast.TagRule) -> str:
     values = [case.then.value for case in rule.cases] + ([rule.default.value] if rule.default else [])
     kinds = {_KIND[type(v)] for v in values}
-    return kinds.pop() if len(kinds) == 1 else "string"
+    if len(kinds) != 1:
+        from motorcade.errors import MotorcadeError
+
+        raise MotorcadeError(f"rule tag {rule.name!r} (line {rule.line}) mixes value types: {', '.join(sorted(kinds))}",
+                             hint="give every `then` and the `else` values of one type; `motorcade check` shows it")
+    return kinds.pop()
 
 
 def _referenced(rule_set, root) -> tuple[set[str], set[str]]:
