@@ -132,6 +132,6 @@ def test_a_rule_tag_mixing_value_types_is_refused(project):
     from motorcade.errors import MotorcadeError
 
     rules = project.directory / "rules" / "tags.mc"
-    rules.write_text('tag flag = case when did order then true else "no" end\n', encoding="utf-8")
+    rules.write_text('tag flag = case when count(order) >= 1 then true else "no" end\n', encoding="utf-8")
     with pytest.raises(MotorcadeError, match="mixes value types"):
         compute_project_tags(project, as_of=AS_OF)
