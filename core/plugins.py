@@ -177,10 +177,6 @@ class MotorcadePluginManager(pluggy.PluginManager):
             self._registry = self._collect()
         return self._registry
 
-    def invalidate(self) -> None:
-        """Forget the collected registry (after registering or unregistering a plugin)."""
-        self._registry = None
-
     def register(self, plugin, name=None):  # type: ignore[override]
         result = super().register(plugin, name=name)
         self._registry = None

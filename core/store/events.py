@@ -72,9 +72,3 @@ class EventsMixin:
     def event_names(self) -> list[str]:
         """Distinct event names present (for the DSL catalogue)."""
         return [r[0] for r in self.conn.execute("SELECT DISTINCT name FROM events ORDER BY name")]
-
-    def reassign_events(self, from_person: int, to_person: int) -> int:
-        """Move a person's events to another person (after a merge or split)."""
-        return self.conn.execute(
-            "UPDATE events SET person_id = ? WHERE person_id = ?", (to_person, from_person)
-        ).rowcount
