@@ -128,3 +128,28 @@ def test_dsl_text_never_reaches_the_sql(store):
     assert "DROP" not in query.sql() and hostile in query.params.values()
     assert [r[0] for r in store.query(query.sql(), query.params)] == [4]
     assert store.query("SELECT count(*) FROM people")[0][0] == 40
+
+
+def test_plan_reads_people_only_while_a_merge_waits_to_settle(store):
+    """Settled identity: every person id in the events names a person, so the plan skips `people`.
+    A merge not yet settled leaves events naming the merged-away id: the plan must check `people` then."""
+    rule_set = rule_set_from_text("segment s { where did lead_submit in last 90 days }")
+    with store.transaction():  # an event that names nobody is nobody's
+        store.insert_events([Event(person_id=None, name="lead_submit", ts=AS_OF - dt.timedelta(days=1), source="t",
+                                   dedup_key="nobody")])
+    settled = plan_segment(store, rule_set, "s", AS_OF, "Asia/Shanghai")
+    assert "people" not in settled.sql()
+    assert store.query_person_ids(settled.sql(), settled.params) == [1, 8, 15, 22, 29, 36]
+    with store.transaction():
+        store.merge_people(1, [8], reason="test")  # person 8's events still name 8 until settled
+    pending = plan_segment(store, rule_set, "s", AS_OF, "Asia/Shanghai")
+    assert "people" in pending.sql()
+    assert [r[0] for r in store.query(pending.sql(), pending.params)] == [1, 15, 22, 29, 36]
+    # without the check the merged-away id would come back: the check is what keeps it out
+    assert 8 in [r[0] for r in store.query(settled.sql(), settled.params)]
+    with store.transaction():
+        store.settle_identity()
+    again = plan_segment(store, rule_set, "s", AS_OF, "Asia/Shanghai")
+    assert "people" not in again.sql()
+    assert [r[0] for r in store.query(again.sql(), again.params)] == [1, 15, 22, 29, 36]
+    assert evaluate_segment(rule_set, "s", load_dataset(store), AS_OF, "Asia/Shanghai") == {1, 15, 22, 29, 36}

@@ -96,13 +96,14 @@ def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz) -> tupl
     Compiled SQL first; a condition the compiler has no rule for falls back to the reference evaluator
     over the whole store (slow, but the same answer), and the plan says so.
     """
-    try:
-        query = plan_segment(store, rule_set, name, as_of, tz)
-    except Unsupported as exc:
-        members = evaluate_segment(rule_set, name, load_dataset(store), as_of, tz)
-        return sorted(members), f"reference evaluator ({exc})", None
-    rows = store.query(query.sql(), query.params)
-    return [r[0] for r in rows], query.driver, query
+    with store.read_snapshot():  # the plan's probes and checks see the rows its query reads
+        try:
+            query = plan_segment(store, rule_set, name, as_of, tz)
+        except Unsupported as exc:
+            members = evaluate_segment(rule_set, name, load_dataset(store), as_of, tz)
+            return sorted(members), f"reference evaluator ({exc})", None
+        members = store.query_person_ids(query.sql(), query.params)
+    return members, query.driver, query
 
 
 def members_now(project, segment: str, as_of=None) -> list[int]:

@@ -10,8 +10,15 @@ seeking ``tag_values(tag, value)`` likewise beats a set-based pass. So for a seg
    ``count(E [where event-fields]) >= k`` (k such that zero events fail) on ``events(name, ts)``, a tag
    ``=`` / ``in [...]`` on ``tag_values(tag, value)``, the first step of a sequence (a superset);
 2. each candidate's index range is measured with a capped count (an index-only probe, milliseconds);
-3. the smallest range drives: ``SELECT p.id FROM (driver) d JOIN people p ON p.id = d.person_id WHERE
-   <the other conjuncts>``. An exact driver's conjunct is dropped from the residual; a superset's stays.
+3. the smallest range drives: ``SELECT key FROM <driver rows> WHERE ... GROUP BY key HAVING <the other
+   conjuncts> ORDER BY key`` — the other conjuncts are correlated lookups run once per candidate, and
+   ORDER BY repeats the grouping key so SQLite sorts at most once. An exact driver's conjunct is dropped
+   from the residual; a superset's stays. When a residual conjunct reads the profile (``profile.x``), the
+   candidates join ``people`` instead.
+
+Members must be people. Once identity is settled (no merge or split waiting for ``settle_identity``)
+every person id in events, ownerships, tags and consents names a row of ``people``, so the plan reads
+``people`` only while a merge is pending.
 
 Without a drivable conjunct the plan scans ``people`` with the correlated checks. Either way the answer
 is the condition's exact answer; only the speed differs.
@@ -28,7 +35,8 @@ from sqlglot import exp
 from motorcade.dsl import ast
 from motorcade.dsl.evaluate import compare_values
 
-from .compiler import CompileError, CompiledQuery, Scope, SQLiteCompiler, and_, col, is_null, num, or_, select_
+from .compiler import (CompileError, CompiledQuery, Scope, SQLiteCompiler, and_, col, is_not_null, is_null, num, or_,
+                       select_)
 
 PROBE_CAP = 250_000
 # Measured on the 20M-event store: reading a row of events(name, ts) and fetching its person_id costs
@@ -45,7 +53,8 @@ class Driver:
     index: int  # position of the conjunct
     exact: bool  # candidates == the people for whom the conjunct is True
     description: str
-    build: Callable[[SQLiteCompiler], exp.Select]  # SELECT person_id ...
+    # (SELECT key AS person_id ... [GROUP BY key], key): one row per candidate, ordered by key when read
+    rows: Callable[[SQLiteCompiler], tuple[exp.Select, exp.Column]]
     probe: Callable[[SQLiteCompiler, int], exp.Select]  # count of the index range it reads, up to a cap
     estimate: int = -1
     row_cost: float = 1.0  # relative cost of one index row (events rows need a table lookup for person_id)
@@ -60,67 +69,83 @@ def _event_fields_only(cond) -> bool:
     return cond is None or all(isinstance(n, _EVENT_FIELD_NODES) for n in ast.walk(cond))
 
 
+def _capped_count(inner: exp.Select, cap: int) -> exp.Select:
+    """``count(*)`` of ``inner``'s rows, reading at most ``cap`` of them."""
+    inner = inner.limit(cap, copy=False)
+    return select_(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"), copy=False)
+
+
 def _events_driver(index, names, window, where, having, description, exact) -> Driver:
-    def select(compiler: SQLiteCompiler, *, probe: bool, cap: int = PROBE_CAP) -> exp.Select:
+    def rows(compiler: SQLiteCompiler) -> tuple[exp.Select, exp.Column]:
         e = compiler.alias("e")
-        scope = Scope(None)
-        condition = compiler.event_filter(e, names, window, scope, None if probe else where)
-        if probe:
-            inner = select_(num(1)).from_(exp.to_table("events").as_(e), copy=False).where(condition, copy=False).limit(cap, copy=False)
-            return select_(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"), copy=False)
-        query = select_(exp.alias_(col(e, "person_id"), "person_id")).from_(
-            exp.to_table("events").as_(e), copy=False).where(condition, copy=False).group_by(col(e, "person_id"), copy=False)
+        key = col(e, "person_id")
+        # events name their person once resolved; a row without one is nobody's (and no group)
+        condition = and_(compiler.event_filter(e, names, window, Scope(None), where), is_not_null(key.copy()))
+        query = select_(exp.alias_(key.copy(), "person_id")).from_(
+            exp.to_table("events").as_(e), copy=False).where(condition, copy=False).group_by(key.copy(), copy=False)
         if having is not None:
             op, k = having
-            query = query.having(exp.GTE(this=exp.Count(this=exp.Star()), expression=compiler.bind(k)) if op == ">="
-                                 else {">": exp.GT, "=": exp.EQ}[op](this=exp.Count(this=exp.Star()),
-                                                                     expression=compiler.bind(k)), copy=False)
-        return query
+            query = query.having({">=": exp.GTE, ">": exp.GT, "=": exp.EQ}[op](
+                this=exp.Count(this=exp.Star()), expression=compiler.bind(k)), copy=False)
+        return query, key
 
-    # events(name, ts) does not hold person_id: every row read costs a lookup in the table.
-    return Driver(index, exact, description, lambda c: select(c, probe=False),
-                  lambda c, cap: select(c, probe=True, cap=cap), row_cost=EVENT_ROW_COST,
+    def probe(compiler: SQLiteCompiler, cap: int) -> exp.Select:
+        e = compiler.alias("e")
+        condition = compiler.event_filter(e, names, window, Scope(None), None)
+        return _capped_count(select_(num(1)).from_(exp.to_table("events").as_(e), copy=False).where(condition, copy=False), cap)
+
+    # events(name, ts, person_id) covers the range, but its rows are many per person: weigh them more.
+    return Driver(index, exact, description, rows, probe, row_cost=EVENT_ROW_COST,
                   filtered=where is not None or having is not None)
 
 
 def _tag_driver(index, tag, items, description) -> Driver:
-    def select(compiler: SQLiteCompiler, *, probe: bool, cap: int = PROBE_CAP) -> exp.Select:
-        t = compiler.alias("t")
-        condition = and_(exp.EQ(this=col(t, "tag"), expression=compiler.bind(tag)),
-                         exp.In(this=col(t, "value"), expressions=[compiler.bind(v) for v in items]))
-        if probe:
-            inner = select_(num(1)).from_(exp.to_table("tag_values").as_(t), copy=False).where(condition, copy=False).limit(cap, copy=False)
-            return select_(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"), copy=False)
-        return select_(exp.alias_(col(t, "person_id"), "person_id")).from_(
-            exp.to_table("tag_values").as_(t), copy=False).where(condition, copy=False)
+    def condition(compiler: SQLiteCompiler, t: str) -> exp.Expression:
+        return and_(exp.EQ(this=col(t, "tag"), expression=compiler.bind(tag)),
+                    exp.In(this=col(t, "value"), expressions=[compiler.bind(v) for v in items]))
 
-    return Driver(index, True, description, lambda c: select(c, probe=False),
-                  lambda c, cap: select(c, probe=True, cap=cap))
+    def rows(compiler: SQLiteCompiler) -> tuple[exp.Select, exp.Column]:
+        t = compiler.alias("t")
+        key = col(t, "person_id")
+        # (tag, person_id) is the key of tag_values: one row per person, no grouping needed
+        return select_(exp.alias_(key.copy(), "person_id")).from_(
+            exp.to_table("tag_values").as_(t), copy=False).where(condition(compiler, t), copy=False), key
+
+    def probe(compiler: SQLiteCompiler, cap: int) -> exp.Select:
+        t = compiler.alias("t")
+        return _capped_count(select_(num(1)).from_(exp.to_table("tag_values").as_(t), copy=False).where(
+            condition(compiler, t), copy=False), cap)
+
+    return Driver(index, True, description, rows, probe)
 
 
 def _car_driver(index, cond) -> Driver:
-    def select(compiler: SQLiteCompiler, *, probe: bool, cap: int = PROBE_CAP) -> exp.Select:
-        o, c = compiler.alias("o"), compiler.alias("c")
+    def current(compiler: SQLiteCompiler, o: str) -> list[exp.Expression]:
         today = compiler.today.isoformat()
-        parts = [
+        return [
             or_(is_null(col(o, "valid_from")), exp.LTE(this=col(o, "valid_from"), expression=compiler.bind(today))),
             or_(is_null(col(o, "valid_to")), exp.GT(this=col(o, "valid_to"), expression=compiler.bind(today))),
         ]
-        query = select_(num(1) if probe else exp.alias_(col(o, "person_id"), "person_id")).from_(
-            exp.to_table("ownerships").as_(o), copy=False)
-        if probe:
-            inner = query.where(and_(*parts), copy=False).limit(cap, copy=False)
-            return select_(exp.Count(this=exp.Star())).from_(exp.Subquery(this=inner, alias="r"), copy=False)
+
+    def rows(compiler: SQLiteCompiler) -> tuple[exp.Select, exp.Column]:
+        o, c = compiler.alias("o"), compiler.alias("c")
+        key = col(o, "person_id")
+        parts = current(compiler, o)
+        query = select_(exp.alias_(key.copy(), "person_id")).from_(exp.to_table("ownerships").as_(o), copy=False)
         if cond.where is not None:
             # The ownership row stands for the person: its person_id keys every person-scope lookup.
             parts.append(compiler.cond(cond.where, Scope(o, car=c, ownership=o, person_key="person_id")))
             query = query.join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")),
                                copy=False)
-        return query.where(and_(*parts), copy=False).group_by(col(o, "person_id"), copy=False)
+        return query.where(and_(*parts), copy=False).group_by(key.copy(), copy=False), key
+
+    def probe(compiler: SQLiteCompiler, cap: int) -> exp.Select:
+        o = compiler.alias("o")
+        return _capped_count(select_(num(1)).from_(exp.to_table("ownerships").as_(o), copy=False).where(
+            and_(*current(compiler, o)), copy=False), cap)
 
     return Driver(index, True, "ownerships for has car" + (" where ..." if cond.where is not None else ""),
-                  lambda c: select(c, probe=False), lambda c, cap: select(c, probe=True, cap=cap),
-                  filtered=cond.where is not None)
+                  rows, probe, filtered=cond.where is not None)
 
 
 def _no_profile(cond) -> bool:
@@ -182,8 +207,12 @@ def drivers_for(index: int, cond) -> list[Driver]:
 
 
 def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shanghai", *,
-                 force_scan: bool = False) -> CompiledQuery:
-    """The plan for segment ``name``: a SELECT of ``person_id`` (sorted) and its parameters."""
+                 force_scan: bool = False, settled: bool | None = None) -> CompiledQuery:
+    """The plan for segment ``name``: a SELECT of ``person_id`` (sorted) and its parameters.
+
+    ``settled``: whether the store's identity is settled (default: ask the store). Run the plan and
+    its query in one :meth:`read_snapshot` so the answer holds for the rows the query reads.
+    """
     segment = rule_set.segments.get(name)
     if segment is None:
         raise CompileError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
@@ -217,23 +246,32 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
             select = select.where(and_(*residual), copy=False)
         select = select.order_by(col("p", "id"), copy=False)
         return CompiledQuery(select, compiler.params, "scan people; check every condition per person")
-    driver_sql = chosen.build(compiler)
+    driver_sql, key = chosen.rows(compiler)
     capped = chosen.estimate * chosen.row_cost >= PROBE_CAP
     description = (f"drive from {chosen.description} (~{chosen.estimate}{'+' if capped else ''} index rows); "
                    f"check the other {len(rest)} condition(s) per candidate")
-    source = exp.Subquery(this=driver_sql, alias="d")
     if all(_no_profile(c) for c in rest):
-        # Check candidates on their driver row (d.person_id) and only the survivors against people: a
-        # person must exist to be a member, but most candidates never need their people row read.
-        residual = [compiler.cond(c, Scope("d", person_key="person_id")) for c in rest]
-        exists_person = exp.Exists(this=select_(num(1)).from_(exp.to_table("people").as_("p"), copy=False).where(
-            exp.EQ(this=col("p", "id"), expression=col("d", "person_id")), copy=False))
-        select = (select_(exp.alias_(col("d", "person_id"), "person_id")).from_(source, copy=False)
-                  .where(and_(*residual, exists_person), copy=False).order_by(col("d", "person_id"), copy=False))
-        return CompiledQuery(select, compiler.params, description)
+        # One query over the driver's rows: the other conditions are checked once per candidate (in
+        # HAVING when the driver groups its rows by person, else in WHERE), and ORDER BY repeats the
+        # grouping key so SQLite sorts once (or not at all when the index is in person order).
+        checks = [compiler.cond(c, Scope(key.table, person_key="person_id")) for c in rest]
+        if settled is None:
+            settled = store.identity_settled()
+        if not settled:
+            # A merge or split waits for settle_identity: rows may still name a person id that is gone.
+            checks.append(exp.Exists(this=select_(num(1)).from_(exp.to_table("people").as_("p"), copy=False).where(
+                exp.EQ(this=col("p", "id"), expression=key.copy()), copy=False)))
+        select = driver_sql
+        if checks:
+            if select.args.get("group"):
+                select = select.having(and_(*checks), copy=False)
+            else:
+                select = select.where(and_(*checks), copy=False)
+        return CompiledQuery(select.order_by(key.copy(), copy=False), compiler.params, description)
     residual = [compiler.cond(c, Scope("p")) for c in rest]
     # CROSS JOIN keeps the driver outermost: SQLite never reorders it, and would otherwise scan people
     # in id order to save the final sort.
+    source = exp.Subquery(this=driver_sql, alias="d")
     select = select_(exp.alias_(col("p", "id"), "person_id")).from_(source, copy=False).join(
         exp.to_table("people").as_("p"), on=exp.EQ(this=col("p", "id"), expression=col("d", "person_id")),
         join_type="cross", copy=False)

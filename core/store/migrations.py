@@ -339,3 +339,15 @@ def m003_covering_event_index_and_outbox_lookups(db: sqlite_utils.Database) -> N
         CREATE INDEX IF NOT EXISTS outbox_origin_person ON outbox (origin_kind, origin, person_id);
         """
     )
+
+
+@migration
+def m004_covering_ownership_index(db: sqlite_utils.Database) -> None:
+    """ownerships(person_id, valid_from, valid_to, vin) covers `has car` (a segment plan walks it in person
+    order: who owns a car today, with no table lookup per row) and replaces the person_id-only index."""
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS ownerships_person_current ON ownerships (person_id, valid_from, valid_to, vin);
+        DROP INDEX IF EXISTS ownerships_person;
+        """
+    )

@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any, Iterable
 
 from .codec import dumps, iso, loads
 
+try:
+    from orjson import loads as _json_loads
+except ImportError:  # optional: the standard library parses the same array, slower
+    from json import loads as _json_loads
+
 
 class SegmentsMixin:
+    # -- reading for a plan -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def read_snapshot(self):
+        """Statements inside see one snapshot of the file (a deferred read transaction), so a plan's
+        probes, its checks of the store's state and its query agree. Inside a transaction: that one."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def query_person_ids(self, sql: str, params: dict | tuple = ()) -> list[int]:
+        """The ``person_id`` column of a read query (a compiled segment), ascending.
+
+        The ids leave SQLite as one JSON array: materialising a Python row per member costs more than
+        the query itself for large segments (400,000 owners: 0.30 s as rows, 0.09 s as one array).
+        """
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise ValueError("person_ids takes a SELECT")
+        row = self.conn.execute(f"SELECT json_group_array(person_id) FROM ({sql})", params).fetchone()
+        ids = _json_loads(row[0])
+        ids.sort()  # json_group_array keeps no promised order (already ascending in practice: timsort is linear then)
+        return ids
+
+    def identity_settled(self) -> bool:
+        """True when no merge or split waits for :meth:`settle_identity`: then every person id in events,
+        ownerships, relations, consents and tag values names a row of ``people``."""
+        return self.conn.execute("SELECT NOT EXISTS (SELECT 1 FROM identity_dirty)").fetchone()[0] == 1
+
     # -- rule revisions ---------------------------------------------------------------------------
 
     def record_rule_revision(self, revision: str, files: dict[str, str], *, at: dt.datetime) -> None:
