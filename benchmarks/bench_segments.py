@@ -76,11 +76,12 @@ HAND_WRITTEN = {
                           AND e.ts >= :lo365 AND e.ts <= :hi)
         ORDER BY o.person_id""",
     "replacement_candidates": """
-        SELECT DISTINCT o.person_id FROM ownerships o JOIN cars c ON c.vin = o.vin
+        SELECT o.person_id FROM ownerships o JOIN cars c ON c.vin = o.vin
         WHERE (o.valid_from IS NULL OR o.valid_from <= :today) AND (o.valid_to IS NULL OR o.valid_to > :today)
           AND c.purchase_date <= :age5 AND c.model IN ('X3', 'X5')
-          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.person_id = o.person_id AND e.name = 'order'
-                          AND e.ts >= :lo180 AND e.ts <= :hi)
+        GROUP BY o.person_id
+        HAVING NOT EXISTS (SELECT 1 FROM events e WHERE e.person_id = o.person_id AND e.name = 'order'
+                           AND e.ts >= :lo180 AND e.ts <= :hi)
         ORDER BY o.person_id""",
     "big_recent_orders": """
         SELECT DISTINCT e.person_id FROM events e

@@ -132,12 +132,22 @@ def _car_driver(index, cond) -> Driver:
         key = col(o, "person_id")
         parts = current(compiler, o)
         query = select_(exp.alias_(key.copy(), "person_id")).from_(exp.to_table("ownerships").as_(o), copy=False)
-        if cond.where is not None:
+        items = [] if cond.where is None else list(cond.where.items) if isinstance(cond.where, ast.And) else [cond.where]
+        of_car = [i for i in items if _mentions_car(i)]
+        of_person = [i for i in items if not _mentions_car(i)]
+        if of_car:
             # The ownership row stands for the person: its person_id keys every person-scope lookup.
-            parts.append(compiler.cond(cond.where, Scope(o, car=c, ownership=o, person_key="person_id")))
+            scope = Scope(o, car=c, ownership=o, person_key="person_id")
+            parts.extend(compiler.cond(i, scope) for i in of_car)
             query = query.join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")),
                                copy=False)
-        return query.where(and_(*parts), copy=False).group_by(key.copy(), copy=False), key
+        query = query.where(and_(*parts), copy=False).group_by(key.copy(), copy=False)
+        if of_person:
+            # `has car where A(car) and B(person)` is `(has car where A) and B`: B is checked once per
+            # person that has such a car, not once per ownership row before the car is looked at.
+            query = query.having(and_(*[compiler.cond(i, Scope(o, person_key="person_id")) for i in of_person]),
+                                 copy=False)
+        return query, key
 
     def probe(compiler: SQLiteCompiler, cap: int) -> exp.Select:
         o = compiler.alias("o")
@@ -146,6 +156,16 @@ def _car_driver(index, cond) -> Driver:
 
     return Driver(index, True, "ownerships for has car" + (" where ..." if cond.where is not None else ""),
                   rows, probe, filtered=cond.where is not None)
+
+
+def _mentions_car(cond) -> bool:
+    """Whether a condition inside ``has car where`` reads the car (a bare field name). Names inside an
+    aggregate's event filter are event fields, and a nested ``has car`` has a car of its own."""
+    if isinstance(cond, ast.FieldRef):
+        return True
+    if isinstance(cond, (ast.Aggregate, ast.HasCar)):
+        return False
+    return any(_mentions_car(child) for child in ast.children(cond))
 
 
 def _no_profile(cond) -> bool:
@@ -165,6 +185,21 @@ def flatten_conjuncts(rule_set, cond, path=()) -> list:
             out.extend(flatten_conjuncts(rule_set, rule_set.segments[item.segment].where, (*path, item.segment)))
         else:
             out.append(item)
+    return out
+
+
+def drop_implied(conjuncts: list) -> list:
+    """The conjuncts without those another one implies: a repeated condition (``A and A`` is ``A``) and
+    a bare ``has car`` beside a ``has car where ...`` (an owned car that matches is an owned car; both
+    are two-valued), which ``in segment owners and has car where ...`` produces."""
+    out = []
+    for item in conjuncts:
+        if item in out:
+            continue
+        if isinstance(item, ast.HasCar) and item.where is None and any(
+                isinstance(c, ast.HasCar) and c.where is not None for c in conjuncts):
+            continue
+        out.append(item)
     return out
 
 
@@ -216,14 +251,15 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
     segment = rule_set.segments.get(name)
     if segment is None:
         raise CompileError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
-    conjuncts = flatten_conjuncts(rule_set, segment.where, (name,))
+    conjuncts = drop_implied(flatten_conjuncts(rule_set, segment.where, (name,)))
     chosen = None
     if not force_scan:
         candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c)]
         # Probe the usually selective ranges first (tag values, then events, then ownerships).
         candidates.sort(key=lambda d: ("tag_values" not in d.description, "ownerships" in d.description))
         best_cost = float(PROBE_CAP)
-        for driver in candidates:
+        # A lone candidate drives without being counted: there is nothing to compare its range with.
+        for driver in candidates if len(candidates) > 1 else ():
             # Count only as far as could still beat the cheapest driver so far: probing reads at most
             # about one cap of index entries in all.
             cap = max(1, min(PROBE_CAP, int(best_cost / driver.row_cost) + 1))
@@ -247,8 +283,11 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
         select = select.order_by(col("p", "id"), copy=False)
         return CompiledQuery(select, compiler.params, "scan people; check every condition per person")
     driver_sql, key = chosen.rows(compiler)
-    capped = chosen.estimate * chosen.row_cost >= PROBE_CAP
-    description = (f"drive from {chosen.description} (~{chosen.estimate}{'+' if capped else ''} index rows); "
+    if chosen.estimate < 0:
+        size = "the only indexed condition"
+    else:
+        size = f"~{chosen.estimate}{'+' if chosen.estimate * chosen.row_cost >= PROBE_CAP else ''} index rows"
+    description = (f"drive from {chosen.description} ({size}); "
                    f"check the other {len(rest)} condition(s) per candidate")
     if all(_no_profile(c) for c in rest):
         # One query over the driver's rows: the other conditions are checked once per candidate (in
