@@ -266,10 +266,11 @@ def person_scope_conditions(cond):
         yield from person_scope_conditions(cond.item)
 
 
-def sql_truth(store, rule_set, cond, as_of, tz) -> dict[int, bool | None]:
-    """Each person's three-valued result of ``cond`` as the compiled SQL computes it."""
+def sql_truth(store, rule_set, cond, as_of, tz, *, only_true: bool = False) -> dict[int, bool | None]:
+    """Each person's three-valued result of ``cond`` as the compiled SQL computes it (``only_true``: the
+    form plans use for top-level conjuncts, exact only about TRUE)."""
     compiler = SQLiteCompiler(rule_set, as_of, tz)
-    value = compiler.cond(cond, Scope("p"))
+    value = compiler.truth(cond, Scope("p")) if only_true else compiler.cond(cond, Scope("p"))
     query = exp.select(col("p", "id"), exp.alias_(value, "v")).from_(exp.to_table("people").as_("p"))
     rows = store.query(query.sql(dialect="sqlite"), compiler.params)
     return {r[0]: None if r[1] is None else bool(r[1]) for r in rows}
@@ -295,6 +296,8 @@ def test_compiled_sql_agrees_with_the_reference_evaluator(store, case):
     # Every condition of the tree, three-valued, person by person: a wrong NULL under a NOT shows here.
     for cond, expected_truth in truths:
         assert sql_truth(store, rule_set, cond, as_of, tz) == expected_truth, fmt_cond(cond)
+        true_ones = {pid for pid, v in sql_truth(store, rule_set, cond, as_of, tz, only_true=True).items() if v}
+        assert true_ones == {pid for pid, v in expected_truth.items() if v is True}, fmt_cond(cond)
     compiled = compile_condition(rule_set, main, as_of, tz)
     note(compiled.sql(pretty=True))
     assert {r[0] for r in store.query(compiled.sql(), compiled.params)} == expected

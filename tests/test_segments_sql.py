@@ -36,12 +36,23 @@ CASES = {
         "(SELECT COUNT(*) FROM events AS e1 WHERE ((e1.person_id = p.id AND e1.name = :v1) AND e1.ts >= :v2) "
         "AND e1.ts <= :v3) >= :v4",
         {"v1": "share", "v2": HI - 90 * 86400, "v3": HI, "v4": 3}),
+    # whole years of age: bought on or before today five years back
     "has car where age >= 5 years": (
         "EXISTS(SELECT 1 FROM ownerships AS o1 JOIN cars AS c2 ON c2.vin = o1.vin WHERE ((o1.person_id = p.id "
         "AND (o1.valid_from IS NULL OR o1.valid_from <= :v1)) AND (o1.valid_to IS NULL OR o1.valid_to > :v2)) "
-        "AND CASE WHEN c2.purchase_date IS NULL THEN NULL ELSE :v4 - CAST(SUBSTR(c2.purchase_date, 1, 4) AS "
-        "INTEGER) - (SUBSTR(c2.purchase_date, 6, 5) > :v3) END >= :v5)",
-        {"v1": "2026-11-20", "v2": "2026-11-20", "v3": "11-20", "v4": 2026, "v5": 5}),
+        "AND c2.purchase_date <= :v3)",
+        {"v1": "2026-11-20", "v2": "2026-11-20", "v3": "2021-11-20"}),
+    'has car where model in ["X3", "X5"]': (
+        "EXISTS(SELECT 1 FROM ownerships AS o1 JOIN cars AS c2 ON c2.vin = o1.vin WHERE ((o1.person_id = p.id "
+        "AND (o1.valid_from IS NULL OR o1.valid_from <= :v1)) AND (o1.valid_to IS NULL OR o1.valid_to > :v2)) "
+        "AND c2.model IN (:v3, :v4))",
+        {"v1": "2026-11-20", "v2": "2026-11-20", "v3": "X3", "v4": "X5"}),
+    # a value equals only the items of its own kind
+    'tag level in ["a", 2]': (
+        "(SELECT CASE WHEN t1.value IS NULL THEN NULL WHEN TYPEOF(t1.value) IN ('text') THEN t1.value IN (:v2) "
+        "WHEN TYPEOF(t1.value) IN ('integer', 'real') THEN t1.value IN (:v3) ELSE 0 END FROM tag_values AS t1 "
+        "WHERE t1.tag = :v1 AND t1.person_id = p.id)",
+        {"v1": "level", "v2": "a", "v3": 2}),
     'store in ["S1"]': (
         "EXISTS(SELECT 1 FROM person_relations AS r1 WHERE (r1.person_id = p.id AND r1.kind IN (:v1, :v2, :v3)) "
         "AND r1.target_id IN (:v4))",

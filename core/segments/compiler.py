@@ -207,6 +207,7 @@ class SQLiteCompiler:
         self._names = itertools.count(1)
         self._aliases = itertools.count(1)
         self._segment_path: list[str] = []
+        self._truth_subject = None  # a tag subject whose lookup may take the EXISTS form (see truth)
 
     # -- parameters and aliases --
     def bind(self, value: Any) -> exp.Placeholder:
@@ -235,6 +236,23 @@ class SQLiteCompiler:
             return self.cond(segment.where, scope)
         finally:
             self._segment_path.pop()
+
+    def truth(self, node, scope: Scope) -> exp.Expression:
+        """``node`` where only TRUE matters: a top-level conjunct of a plan, where FALSE and NULL both leave
+        the person out. The result is true exactly where ``cond`` is; it may be 0 where ``cond`` is NULL.
+
+        A tag predicate then becomes ``EXISTS (row with the predicate true)`` instead of a scalar lookup
+        of its three-valued result, which SQLite answers faster.
+        """
+        if isinstance(node, ast.And):
+            return and_(*[self.truth(i, scope) for i in node.items])
+        if isinstance(node, (ast.Compare, ast.InList, ast.Between, ast.TextMatch)) and isinstance(node.subject, ast.TagRef):
+            self._truth_subject = node.subject
+            try:
+                return self.cond(node, scope)
+            finally:
+                self._truth_subject = None
+        return self.cond(node, scope)
 
     def cond(self, node, scope: Scope) -> exp.Expression:
         method = getattr(self, "c_" + type(node).__name__, None)
@@ -291,12 +309,18 @@ class SQLiteCompiler:
 
             tag = self.bind(node.name)
             person = scope.person_id()
+            only_truth = self._truth_subject is node
+            if only_truth:
+                self._truth_subject = None
 
             def wrap(predicate, t=t, tag=tag, person=person):
                 # One lookup on the (tag, person_id) key; no row = missing = NULL.
+                key = and_(exp.EQ(this=col(t, "tag"), expression=tag), exp.EQ(this=col(t, "person_id"), expression=person))
+                if only_truth:  # only TRUE matters (see truth): the row exists and the predicate holds
+                    return exists(select_(num(1)).from_(exp.to_table("tag_values").as_(t), copy=False).where(
+                        and_(key, predicate), copy=False))
                 return exp.Subquery(this=select_(predicate).from_(exp.to_table("tag_values").as_(t), copy=False).where(
-                    and_(exp.EQ(this=col(t, "tag"), expression=tag),
-                         exp.EQ(this=col(t, "person_id"), expression=person)), copy=False))
+                    key, copy=False))
 
             return Typed(value, kind, wrap)
         if isinstance(node, ast.ProfileRef):
@@ -482,8 +506,12 @@ class SQLiteCompiler:
 
     # -- predicates --
     def c_Compare(self, node, scope):  # noqa: N802
-        subject = self.subject(node.subject, scope)
         kind, value = self.literal(node.value)
+        if (scope.car is not None and scope.event is None and isinstance(node.subject, ast.FieldRef)
+                and node.subject.name == "age" and kind == "number" and type(value) is int
+                and 1 <= self.today.year - value - 1 and self.today.year - value <= 9999):
+            return self._car_age(scope.car, node.op, value)
+        subject = self.subject(node.subject, scope)
         if subject.is_set:
             if node.op == "=":
                 return self._set_member(subject.is_set, [value], scope)
@@ -492,18 +520,58 @@ class SQLiteCompiler:
             raise CompileError(f"`{subject.is_set}` only supports =, !=, in, not in, is null")
         return subject.finish(self.compare(subject, node.op, kind, value))
 
+    def _car_age(self, car: str, op: str, years: int) -> exp.Expression:
+        """``age op years`` as a comparison of the purchase date (ISO text) with today ``years`` years back:
+        a car is at least N whole years old exactly when it was bought on or before that day. NULL when
+        the purchase date is missing, like the age itself; and an index on purchase_date can answer it."""
+        pd = col(car, "purchase_date")
+
+        def at_least(n: int) -> exp.Expression:
+            return exp.LTE(this=pd, expression=self.bind(f"{self.today.year - n:04d}-{self.today:%m-%d}"))
+
+        def younger(n: int) -> exp.Expression:
+            return exp.GT(this=pd, expression=self.bind(f"{self.today.year - n:04d}-{self.today:%m-%d}"))
+
+        return {">=": lambda: at_least(years), ">": lambda: at_least(years + 1), "<": lambda: younger(years),
+                "<=": lambda: younger(years + 1), "=": lambda: and_(at_least(years), younger(years + 1)),
+                "!=": lambda: or_(younger(years), at_least(years + 1))}[op]()
+
     def c_InList(self, node, scope):  # noqa: N802
         subject = self.subject(node.subject, scope)
         items = [self.literal(i) for i in node.items]
         if subject.is_set:
             found = self._set_member(subject.is_set, [v for _, v in items], scope)
             return not_(found) if node.negated else found
+        found = self._in_list(subject, items)
+        if found is not None:  # NULL when the value is missing, like the general form below
+            return subject.finish(not_(found) if node.negated else found)
         if not items:
             found = num(0)
         else:
             found = or_(*[coalesce0(self.compare(subject, "=", k, v)) for k, v in items])
         result = case((is_null(subject.value), null()), default=not_(found) if node.negated else found)
         return subject.finish(result)
+
+    def _in_list(self, subject: Typed, items: list[tuple[str, Any]]) -> exp.Expression | None:
+        """``value IN (...)`` per kind: a value equals only the items of its own kind. None when an item or
+        the subject is a date or instant (those compare through their own conversions)."""
+        static = subject.kind if isinstance(subject.kind, str) else None
+        if static in ("date", "instant") or any(k in ("date", "instant") for k, _ in items):
+            return None
+        v = subject.value
+        by_kind: dict[str, list] = {}
+        for k, value in items:
+            by_kind.setdefault(k, []).append(value)
+
+        def member(k: str) -> exp.Expression:
+            return exp.In(this=v, expressions=[self.bind(x) for x in by_kind[k]])
+
+        if static is not None:
+            if static in by_kind:
+                return member(static)
+            return case((is_null(v), null()), default=num(0))
+        whens = [(is_null(v), null())] + [(subject.kind(k), member(k)) for k in by_kind]
+        return case(*whens, default=num(0))
 
     def c_Between(self, node, scope):  # noqa: N802
         subject = self.subject(node.subject, scope)

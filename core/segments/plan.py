@@ -138,14 +138,14 @@ def _car_driver(index, cond) -> Driver:
         if of_car:
             # The ownership row stands for the person: its person_id keys every person-scope lookup.
             scope = Scope(o, car=c, ownership=o, person_key="person_id")
-            parts.extend(compiler.cond(i, scope) for i in of_car)
+            parts.extend(compiler.truth(i, scope) for i in of_car)
             query = query.join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")),
                                copy=False)
         query = query.where(and_(*parts), copy=False).group_by(key.copy(), copy=False)
         if of_person:
             # `has car where A(car) and B(person)` is `(has car where A) and B`: B is checked once per
             # person that has such a car, not once per ownership row before the car is looked at.
-            query = query.having(and_(*[compiler.cond(i, Scope(o, person_key="person_id")) for i in of_person]),
+            query = query.having(and_(*[compiler.truth(i, Scope(o, person_key="person_id")) for i in of_person]),
                                  copy=False)
         return query, key
 
@@ -276,7 +276,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
     compiler._segment_path.append(name)
     rest = [c for i, c in enumerate(conjuncts) if chosen is None or i != chosen.index or not chosen.exact]
     if chosen is None:
-        residual = [compiler.cond(c, Scope("p")) for c in rest]
+        residual = [compiler.truth(c, Scope("p")) for c in rest]
         select = select_(exp.alias_(col("p", "id"), "person_id")).from_(exp.to_table("people").as_("p"), copy=False)
         if residual:
             select = select.where(and_(*residual), copy=False)
@@ -293,7 +293,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
         # One query over the driver's rows: the other conditions are checked once per candidate (in
         # HAVING when the driver groups its rows by person, else in WHERE), and ORDER BY repeats the
         # grouping key so SQLite sorts once (or not at all when the index is in person order).
-        checks = [compiler.cond(c, Scope(key.table, person_key="person_id")) for c in rest]
+        checks = [compiler.truth(c, Scope(key.table, person_key="person_id")) for c in rest]
         if settled is None:
             settled = store.identity_settled()
         if not settled:
@@ -307,7 +307,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
             else:
                 select = select.where(and_(*checks), copy=False)
         return CompiledQuery(select.order_by(key.copy(), copy=False), compiler.params, description)
-    residual = [compiler.cond(c, Scope("p")) for c in rest]
+    residual = [compiler.truth(c, Scope("p")) for c in rest]
     # CROSS JOIN keeps the driver outermost: SQLite never reorders it, and would otherwise scan people
     # in id order to save the final sort.
     source = exp.Subquery(this=driver_sql, alias="d")
