@@ -10,9 +10,21 @@ Python objects are gone. Everything that is not an event (rejected lines, identi
 
 from __future__ import annotations
 
+import gc
 import json
-from typing import Any
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable, Iterable, Iterator
 
+from ..errors import MotorcadeError
 from .base import SourceRecord
 
 # The stored form of event properties (and what content dedup keys hash): compact, sorted keys, UTF-8.
@@ -82,3 +94,237 @@ class EventBatch:
         if isinstance(raw, (bytes, bytearray)):
             return bytes(raw).decode("utf-8", "replace").rstrip("\r\n")
         return str(raw)
+
+
+# -- the parallel bulk path: worker processes parse and clean, the main process writes --------------
+
+STAGE_SCHEMA = "motorcade_stage"  # the name a staging database is attached under
+
+
+class StagedEvents:
+    """One batch of events parsed and cleaned by a worker process, ready to be written.
+
+    The rows travel as a serialized in-memory SQLite database (``data``): the main process attaches
+    it and copies the rows into ``events`` with one ``INSERT ... SELECT``, so no row becomes a Python
+    object on the writing side. Its tables:
+
+    - ``events(name, ts, idset, properties, dedup_key)``: in the source's order; ``idset`` numbers
+      the event's cleaned identifier set in ``idsets``.
+    - ``people(idset INTEGER PRIMARY KEY, person_id, record_id)``: empty; the writer fills it with
+      the resolved person of each set.
+
+    ``idsets``: ``(combination key, identifiers)`` per set, in order of first appearance (the order the
+    record path resolves them in). ``consents``: ``(idset, name, ts, properties JSON)`` of consent
+    events, in order. ``failed``: ``(position, raw, reason)`` of event lines that did not clean, in
+    order. ``records``: the batch's other records (identify calls, rejected lines). ``events``: event
+    lines read (cleaned or not); ``identifiers_dropped`` as :class:`IngestSummary` counts it.
+    """
+
+    __slots__ = ("data", "idsets", "consents", "failed", "records", "events", "identifiers_dropped", "seconds")
+
+    def __init__(self, data: bytes, idsets: list, consents: list, failed: list, records: list, events: int,
+                 identifiers_dropped: int):
+        self.data = data
+        self.idsets = idsets
+        self.consents = consents
+        self.failed = failed
+        self.records = records
+        self.events = events
+        self.identifiers_dropped = identifiers_dropped
+        self.seconds = 0.0  # CPU seconds the worker spent on it
+
+    def __len__(self) -> int:
+        return self.events + len(self.records)
+
+    @staticmethod
+    def pack(rows: list[tuple]) -> bytes:
+        """The staging database of ``(name, ts, idset, properties JSON, dedup key)`` rows."""
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            conn.execute("CREATE TABLE events (name, ts, idset, properties, dedup_key)")
+            conn.execute("CREATE TABLE people (idset INTEGER PRIMARY KEY, person_id, record_id)")
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+            return conn.serialize()
+        finally:
+            conn.close()
+
+
+def default_workers() -> int:
+    """Parse workers for this machine: one per core, none on one core (the main process parses)."""
+    cores = os.cpu_count() or 1
+    return cores if cores > 1 and "fork" in multiprocessing.get_all_start_methods() else 0
+
+
+class ParseWorkerError(MotorcadeError):
+    """A parse worker failed or died."""
+
+
+class ParseWorkers:
+    """Forked worker processes that apply ``work`` to tasks, results returned in task order.
+
+    ``work(task)`` runs in a worker (a fork of this process: it sees the caller's objects as they were
+    at the fork, nothing is pickled on the way in) and returns a picklable value. Each worker has its
+    own pipe; a reader thread per worker drains it, so a worker starts its next task while the caller
+    is still busy with an earlier result. Up to ``ahead`` tasks per worker are in flight.
+
+    No process outlives its use: leaving the ``with`` block (normally or by an exception) stops and
+    reaps every worker, and a worker dies with its parent (``PR_SET_PDEATHSIG`` on Linux) should the
+    parent be killed. Workers run with the cyclic garbage collector off (parsing allocates millions
+    of objects and makes no cycles; with it on, parsing costs several times as much).
+    """
+
+    def __init__(self, count: int, work: Callable[[Any], Any], *, ahead: int = 2, name: str = "motorcade-parse"):
+        if count < 1:
+            raise ValueError("ParseWorkers needs at least one worker")
+        self.count = count
+        self.work = work
+        self.ahead = ahead
+        self.name = name
+        self._procs: list = []
+        self._conns: list = []
+        self._results: list[queue.SimpleQueue] = []
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> "ParseWorkers":
+        ctx = multiprocessing.get_context("fork")
+        parent = os.getpid()
+        try:
+            for i in range(self.count):
+                mine, theirs = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=_worker_loop, args=(theirs, self.work, parent), name=f"{self.name}-{i}",
+                                   daemon=True)
+                proc.start()
+                theirs.close()
+                self._procs.append(proc)
+                self._conns.append(mine)
+            for i, conn in enumerate(self._conns):  # threads after every fork: a fork copies no threads
+                results: queue.SimpleQueue = queue.SimpleQueue()
+                thread = threading.Thread(target=_drain, args=(conn, results), name=f"{self.name}-reader-{i}",
+                                          daemon=True)
+                thread.start()
+                self._results.append(results)
+                self._threads.append(thread)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def map(self, tasks: Iterable[Any]) -> Iterator[Any]:
+        """``work(task)`` of every task, in the order of ``tasks``."""
+        tasks = iter(tasks)
+        sent = 0
+        done = 0
+        limit = self.count * self.ahead
+        exhausted = False
+        while True:
+            while not exhausted and sent - done < limit:
+                task = next(tasks, _END)
+                if task is _END:
+                    exhausted = True
+                    break
+                self._send(sent % self.count, task)
+                sent += 1
+            if done == sent:
+                return
+            yield self._receive(done % self.count)
+            done += 1
+
+    def _send(self, worker: int, task: Any) -> None:
+        try:
+            self._conns[worker].send(task)
+        except OSError as exc:
+            raise ParseWorkerError(f"parse worker {worker} is gone ({exc})",
+                                   hint="see the error above; run the ingest again with workers = 0 to parse in one process") from None
+
+    def _receive(self, worker: int) -> Any:
+        kind, value = self._results[worker].get()
+        if kind == "ok":
+            return value
+        if kind == "error":
+            error, trace = value
+            if isinstance(error, MotorcadeError):
+                raise error
+            raise ParseWorkerError(f"parse worker {worker} failed: {trace.strip().splitlines()[-1]}",
+                                   hint="the worker's traceback:\n" + trace) from None
+        code = self._procs[worker].exitcode if self._procs else None
+        raise ParseWorkerError(f"parse worker {worker} died (exit code {code})",
+                               hint="out of memory or killed? run the ingest again; workers = 0 parses in one process")
+
+    def close(self) -> None:
+        """Stop the workers (ask, then kill what does not stop) and reap them."""
+        for conn in self._conns:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2.0
+        for proc in self._procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for thread in self._threads:
+            thread.join(1.0)
+        for conn in self._conns:
+            conn.close()
+        self._procs, self._conns, self._threads, self._results = [], [], [], []
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs]
+
+
+_END = object()
+
+
+def _drain(conn, results: "queue.SimpleQueue") -> None:
+    """Reader thread: every message of one worker into ``results`` (then ``("gone", None)``)."""
+    try:
+        while True:
+            results.put(conn.recv())
+    except (EOFError, OSError):
+        results.put(("gone", None))
+    except BaseException as exc:  # an unpicklable result: report it as the worker's failure
+        results.put(("error", (None, f"{type(exc).__name__}: {exc}")))
+
+
+def _worker_loop(conn, work: Callable[[Any], Any], parent: int) -> None:
+    _die_with_parent(parent)
+    gc.disable()
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        try:
+            result = ("ok", work(task))
+        except BaseException as exc:  # reported to the parent, which raises it
+            trace = traceback.format_exc()
+            try:
+                pickle.dumps(exc)
+            except Exception:
+                exc = None
+            conn.send(("error", (exc if isinstance(exc, MotorcadeError) else None, trace)))
+            return
+        conn.send(result)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux); exit if it died already."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)

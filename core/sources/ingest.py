@@ -38,7 +38,7 @@ from .base import (
     SourceRecord,
     StoreRecord,
 )
-from .batch import EventBatch, properties_json
+from .batch import STAGE_SCHEMA, EventBatch, ParseWorkers, StagedEvents, default_workers, properties_json
 from .clean import CleanError, clean_identifier, clean_phone, clean_vin, parse_date, parse_timestamp, zone
 
 # Events that carry a consent change, unless the source maps its own (``consent_events``).
@@ -80,8 +80,11 @@ class Ingestor:
     """Writes connector records into one store. Reuse one instance for several sources of a run."""
 
     def __init__(self, store, *, guards: IdentityGuards | None = None, timezone: str = "Asia/Shanghai",
-                 now: dt.datetime | None = None):
+                 now: dt.datetime | None = None, workers: int | None = None):
+        """``workers``: parse worker processes for large first loads of sources that can be read in
+        parallel (None: the source's ``workers`` setting, else one per core; 0: parse in this process)."""
         self.store = store
+        self.workers = workers
         self.guards = guards or IdentityGuards()
         self.timezone = timezone
         self.resolver = IdentityResolver(store, self.guards, now=now)
@@ -89,6 +92,9 @@ class Ingestor:
         self._junk: dict[Identifier, bool] = {}  # cleaned identifier -> may link
         # region -> raw (type, value) pairs -> (identifiers, dropped, unusable reason, combination key, hash text)
         self._id_sets: dict[str, dict[tuple, tuple]] = {}
+        self._hours: dict[str, dict[str, int | None]] = {}  # time zone -> see _hour_epoch
+        self.timings: dict[str, float] = {}  # seconds per stage of the last run (the bulk paths)
+        self._settled: dict = {}  # combination key -> unchanged_record entry (for one source and generation)
 
     # -- runs -------------------------------------------------------------------------------------
 
@@ -98,6 +104,7 @@ class Ingestor:
         store = self.store
         started = time.perf_counter()
         summary = IngestSummary(source=source.name)
+        self.timings = {}
         store.ensure_event_indexes()  # a killed bulk load may have left them dropped
         with store.transaction():
             store.settle_identity()
@@ -110,8 +117,17 @@ class Ingestor:
         merged0, created0, flagged0 = self.resolver.merged, self.resolver.created, self.resolver.flagged
         try:
             if bulk:
-                with store.bulk_event_load():
-                    self._run(source, cursor, settings, summary, progress)
+                load = None
+                try:
+                    with store.bulk_event_load(defer_dedup=True) as load:
+                        self._run(source, cursor, settings, summary, progress)
+                        finishing = time.perf_counter()
+                    self.timings["indexes"] = time.perf_counter() - finishing
+                finally:
+                    if load is not None and load.removed:  # the load's duplicates, removed at its end
+                        summary.events -= load.removed
+                        summary.written -= load.removed
+                        summary.duplicates += load.removed
             else:
                 self._run(source, cursor, settings, summary, progress)
             with store.transaction():
@@ -120,7 +136,9 @@ class Ingestor:
             with store.transaction():
                 store.settle_identity()
         if bulk:
+            analyzing = time.perf_counter()
             store.analyze()
+            self.timings["analyze"] = time.perf_counter() - analyzing
         summary.merged = self.resolver.merged - merged0
         summary.people_created = self.resolver.created - created0
         summary.flagged = self.resolver.flagged - flagged0
@@ -131,9 +149,73 @@ class Ingestor:
              progress: Callable[[int], None] | None) -> None:
         # event-heavy connectors offer columnar batches (see motorcade.sources.batch)
         read_columns = getattr(source, "read_columns", None)
+        workers = self._workers_for(source) if summary.bulk else 0
         with _gc_paused():  # the connector's parsing too: it allocates as much as the writing does
+            if workers:
+                self._run_parallel(source, cursor, settings, summary, progress, workers)
+                return
             self._run_batches(read_columns(cursor) if read_columns is not None else source.read(cursor),
                               settings, summary, progress)
+
+    def _workers_for(self, source: Source) -> int:
+        """Parse workers for a bulk load of ``source``: 0 unless it can be read in parallel."""
+        if getattr(source, "column_ranges", None) is None or getattr(source, "read_column_range", None) is None:
+            return 0
+        workers = self.workers
+        if workers is None:
+            workers = source.settings.get("workers")
+        if workers is None:
+            return default_workers()
+        try:
+            workers = int(workers)
+        except (TypeError, ValueError):
+            raise MotorcadeError(f"[sources.{source.name}] workers = {workers!r} is not a whole number",
+                                 hint="workers = 2 (parse processes), 0 to parse in the ingest process") from None
+        if workers < 0:
+            raise MotorcadeError(f"[sources.{source.name}] workers = {workers} is negative",
+                                 hint="workers = 2 (parse processes), 0 to parse in the ingest process")
+        return workers if default_workers() or workers == 0 else 0  # no fork: no workers
+
+    def _run_parallel(self, source: Source, cursor, settings: "_SourceSettings", summary: IngestSummary,
+                      progress: Callable[[int], None] | None, workers: int) -> None:
+        """A bulk load with worker processes: each parses and cleans whole batches (byte ranges of the
+        source, :meth:`Source.column_ranges`) into a staging database, in parallel; this process
+        resolves identities and copies each batch's rows into ``events`` in the source's order, one
+        transaction per batch as on the other paths."""
+        store = self.store
+
+        def work(task: tuple) -> StagedEvents:  # runs in a worker
+            started = time.process_time()
+            staged = self._stage(settings, source.read_column_range(*task))
+            staged.seconds = time.process_time() - started
+            return staged
+
+        timings = self.timings
+        clock = time.perf_counter
+        with ParseWorkers(workers, work, ahead=4) as pool:
+            store.attach_stage(STAGE_SCHEMA)
+            try:
+                results = pool.map(source.column_ranges(cursor))
+                while True:
+                    waited = clock()
+                    staged = next(results, None)
+                    started = clock()
+                    timings["waiting for workers"] = timings.get("waiting for workers", 0.0) + started - waited
+                    if staged is None:
+                        break
+                    store.load_stage(STAGE_SCHEMA, staged.data)
+                    try:
+                        with store.transaction():
+                            self.write_batch(settings, staged.records, summary, staged=staged)
+                    except BaseException:
+                        self.resolver.reset()
+                        raise
+                    timings["writing"] = timings.get("writing", 0.0) + clock() - started
+                    timings["worker parse+clean"] = timings.get("worker parse+clean", 0.0) + staged.seconds
+                    if progress is not None:
+                        progress(len(staged))
+            finally:
+                store.detach_stage(STAGE_SCHEMA)
 
     def _run_batches(self, batches, settings: "_SourceSettings", summary: IngestSummary,
                      progress: Callable[[int], None] | None) -> None:
@@ -168,10 +250,12 @@ class Ingestor:
     # -- one batch --------------------------------------------------------------------------------
 
     def write_batch(self, settings: "_SourceSettings", records: list[SourceRecord], summary: IngestSummary,
-                    event_batch: EventBatch | None = None) -> list[tuple[str, str, str]]:
+                    event_batch: EventBatch | None = None, staged: StagedEvents | None = None
+                    ) -> list[tuple[str, str, str]]:
         """Clean, resolve and write one batch (inside a transaction). Returns the rows quarantined.
 
         ``event_batch``: events in columns (the connector's fast path), written with the same rules.
+        ``staged``: events a parse worker cleaned already (:meth:`_stage`), in the attached staging database.
         """
         store, guards = self.store, self.guards
         name = settings.name
@@ -234,6 +318,11 @@ class Ingestor:
             if failed and records:  # a record of the batch that failed may share a fast row's position
                 fast = [e for e in fast if position(e[0]) not in failed]
             events.extend(fast)
+        if staged is not None:  # cleaned by a worker with the rules of _clean_event; one line, one row
+            summary.read += staged.events
+            summary.identifiers_dropped += staged.identifiers_dropped
+            for row in staged.failed:
+                failed.setdefault(row[0], row)
 
         # -- reference data first: stores, advisors (their phones never link customers)
         if stores:
@@ -297,10 +386,14 @@ class Ingestor:
 
         if events:
             self._write_events(settings, events, summary)
+        if staged is not None and staged.idsets:
+            self._write_staged(settings, staged, summary)
 
         quarantined = list(failed.values())
         if event_batch is not None and len(quarantined) > 1:  # in the order of the source's lines
             quarantined.sort(key=event_batch.order_of)
+        elif staged is not None and len(quarantined) > 1:
+            quarantined.sort(key=_line_order)
         if quarantined:
             summary.rejected += len(quarantined)
             summary.quarantined += store.quarantine_rows(name, quarantined)
@@ -350,7 +443,6 @@ class Ingestor:
         """Resolve cleaned events (one observation per distinct identifier set) and insert them."""
         name = settings.name
         event_rule = f"{name} event"
-        resolver = self.resolver
         index: dict[str, int] = {}
         observations: list[Observation] = []
         slots = []
@@ -361,9 +453,52 @@ class Ingestor:
                 i = index[combo] = len(observations)
                 observations.append(Observation(combo, ev[3], None, event_rule))
             slots.append(i)
-        # identifier sets already stored as they are need no resolution, only their person after it
+        resolved = self._resolve_event_sets(name, observations, summary)
+        people = [resolved[i] for i in slots]
+        rows = [(pid, ev[1], ev[2], ev[4], name, ev[5], rid) for ev, (rid, pid) in zip(events, people)]
+        for ev, (_rid, pid) in zip(events, people):
+            if ev[1] in settings.consent_events:
+                self._consent(settings, pid, ev[1], ev[2], ev[4])
+        new = self.store.insert_event_rows(rows)
+        summary.events += new
+        summary.duplicates += len(rows) - new
+        summary.written += new
+
+    def _write_staged(self, settings: "_SourceSettings", staged: StagedEvents, summary: IngestSummary) -> None:
+        """:meth:`_write_events` for rows a worker cleaned: the same resolution, then one INSERT ... SELECT."""
+        name = settings.name
+        event_rule = f"{name} event"
+        observations = [Observation(combo, ids, None, event_rule) for combo, ids in staged.idsets]
+        resolving = time.perf_counter()
+        resolved = self._resolve_event_sets(name, observations, summary)
+        self.timings["resolving identities"] = self.timings.get("resolving identities", 0.0) + time.perf_counter() - resolving
+        for idset, event_name, epoch, props in staged.consents:
+            self._consent(settings, resolved[idset][1], event_name, epoch, props)
+        people = [(i, pid, rid) for i, (rid, pid) in enumerate(resolved)]
+        rows = staged.events - len(staged.failed)
+        new = self.store.insert_staged_events(STAGE_SCHEMA, name, people)
+        summary.events += new
+        summary.duplicates += rows - new
+        summary.written += new
+
+    def _resolve_event_sets(self, name: str, observations: list[Observation], summary: IngestSummary) -> list:
+        """``(record id, person id)`` of each distinct identifier set of a batch's events."""
+        resolver = self.resolver
+        # identifier sets already stored as they are need no resolution, only their person after it;
+        # once found so, a set stays so while the resolver's caches live (links are only added)
         generation = resolver.generation
-        unchanged = [resolver.unchanged_record(name, o.key, o.identifiers) for o in observations]
+        settled = self._settled
+        if settled.get(None) != (name, generation):
+            settled.clear()
+            settled[None] = (name, generation)
+        unchanged = []
+        for o in observations:
+            entry = settled.get(o.key)
+            if entry is None:
+                entry = resolver.unchanged_record(name, o.key, o.identifiers)
+                if entry is not None:
+                    settled[o.key] = entry
+            unchanged.append(entry)
         todo = [o for o, entry in zip(observations, unchanged) if entry is None]
         records_before = resolver.records_created
         done = iter(resolver.resolve(name, todo) if todo else ())
@@ -373,19 +508,73 @@ class Ingestor:
             resolved = [next(done) if entry is None else (entry[0], resolver.person_of(entry[1]))
                         for entry in unchanged]
         summary.written += resolver.records_created - records_before
-        people = [resolved[i] for i in slots]
-        rows = [(pid, ev[1], ev[2], ev[4], name, ev[5], rid) for ev, (rid, pid) in zip(events, people)]
+        return resolved
+
+    def _consent(self, settings: "_SourceSettings", pid: int, event_name: str, epoch: int, props: str) -> None:
+        rule_ = settings.consent_events[event_name]
+        channel = rule_.get("channel") or json.loads(props).get("channel") or "*"
+        self.store.set_consent(Consent(pid, str(channel), bool(rule_.get("granted", False)),
+                                       dt.datetime.fromtimestamp(epoch, dt.timezone.utc), settings.name))
+
+    def _stage(self, settings: "_SourceSettings", batch: EventBatch) -> StagedEvents:
+        """The work of a parse worker: :meth:`_clean_event` of every event of ``batch`` into a
+        :class:`StagedEvents`, with a cheap path for ISO time stamps (an epoch per hour and offset)."""
+        rows: list[tuple] = []
+        append = rows.append
+        idsets: list[tuple] = []
+        numbers: dict[str, int] = {}  # combination key -> idset number
+        consents: list[tuple] = []
         consent_events = settings.consent_events
-        for ev, (_rid, pid) in zip(events, people):
-            rule_ = consent_events.get(ev[1])
-            if rule_ is not None:
-                channel = rule_.get("channel") or json.loads(ev[4]).get("channel") or "*"
-                self.store.set_consent(Consent(pid, str(channel), bool(rule_.get("granted", False)),
-                                               dt.datetime.fromtimestamp(ev[2], dt.timezone.utc), name))
-        new = self.store.insert_event_rows(rows)
-        summary.events += new
-        summary.duplicates += len(rows) - new
-        summary.written += new
+        failed: list[tuple] = []
+        region, tzinfo = settings.region, settings.tzinfo
+        id_sets = self._id_sets.setdefault(region, {})
+        hours = self._hours.setdefault(settings.tz, {})
+        minutes_seconds = _MINUTES_SECONDS
+        by_object: dict[int, tuple] = {}
+        sha256 = hashlib.sha256
+        dropped = 0
+        for where, name, ts, raw_ids, props_json, dedup, raw in batch.events:
+            try:
+                if not name:
+                    raise CleanError("missing event name")
+                epoch = None
+                if type(ts) is str and len(ts) >= 19 and ts[13] == ":":
+                    seconds = minutes_seconds.get(ts[14:19])  # "MM:SS"
+                    if seconds is not None:
+                        key = ts[:13] + ts[19:]
+                        base = hours.get(key, -1)
+                        if base == -1:
+                            base = _hour_epoch(hours, key, ts[:13], ts[19:], tzinfo)
+                        if base is not None:
+                            epoch = base + seconds
+                if epoch is None:
+                    epoch = _epoch(ts, tzinfo)
+                id_set = by_object.get(id(raw_ids))  # connectors reuse one tuple per identifier set
+                if id_set is None:
+                    id_set = id_sets.get(raw_ids)
+                    if id_set is None:
+                        id_set = self._identifier_set(raw_ids, settings)
+                    by_object[id(raw_ids)] = id_set  # batch.events keeps raw_ids alive: ids stay unique
+                if id_set[1]:
+                    dropped += id_set[1]
+                if id_set[2] is not None:
+                    raise CleanError(id_set[2])
+            except CleanError as exc:
+                failed.append((batch.position(where), batch.raw_text(raw), str(exc)))
+                continue
+            combo = id_set[3]
+            if not dedup:
+                text = f"{name}\x1f{epoch}\x1f{id_set[4]}\x1f{props_json}"
+                dedup = "h:" + sha256(text.encode()).hexdigest()[:32]
+            number = numbers.get(combo)
+            if number is None:
+                number = numbers[combo] = len(idsets)
+                idsets.append((combo, id_set[0]))
+            append((name, epoch, number, props_json, dedup))
+            if name in consent_events:
+                consents.append((number, name, epoch, props_json))
+        return StagedEvents(StagedEvents.pack(rows), idsets, consents, failed, batch.records, len(batch.events),
+                            dropped)
 
     def _clean_event_rows(self, batch: EventBatch, settings: "_SourceSettings", summary: IngestSummary,
                           failed: dict) -> list[tuple]:
@@ -430,20 +619,7 @@ class Ingestor:
         """``(where, name, epoch, identifiers, properties JSON, dedup key, combination key)`` of one event."""
         if not name:
             raise CleanError("missing event name")
-        # fast path: ISO 8601 text (what event logs carry); everything else through parse_timestamp
-        if type(ts) is str:
-            try:
-                value = _FROMISO(ts)
-            except ValueError:
-                value = None
-            if value is None or value.year < 1900:
-                epoch = int(parse_timestamp(ts, settings.tzinfo).timestamp())
-            elif value.tzinfo is None:
-                epoch = int(value.replace(tzinfo=settings.tzinfo).timestamp())
-            else:
-                epoch = int(value.timestamp())
-        else:
-            epoch = int(parse_timestamp(ts, settings.tzinfo).timestamp())
+        epoch = _epoch(ts, settings.tzinfo)
         id_set = self._id_sets.get(settings.region, {}).get(raw_ids)
         if id_set is None:
             id_set = self._identifier_set(raw_ids, settings)
@@ -534,6 +710,56 @@ def _gc_paused():
 
 class _Counter:
     identifiers_dropped = 0
+
+
+def _epoch(ts: Any, tzinfo) -> int:
+    """Seconds since the epoch of an event's time stamp: ISO 8601 text (what event logs carry) through
+    ``datetime.fromisoformat``, everything else through :func:`parse_timestamp`."""
+    if type(ts) is str:
+        try:
+            value = _FROMISO(ts)
+        except ValueError:
+            value = None
+        if value is None or value.year < 1900:
+            return int(parse_timestamp(ts, tzinfo).timestamp())
+        if value.tzinfo is None:
+            return int(value.replace(tzinfo=tzinfo).timestamp())
+        return int(value.timestamp())
+    return int(parse_timestamp(ts, tzinfo).timestamp())
+
+
+# "MM:SS" of a time stamp (ASCII digits, 00-59 each) -> seconds into the hour
+_MINUTES_SECONDS = {f"{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(60)}
+
+
+def _hour_epoch(hours: dict, key: str, prefix: str, suffix: str, tzinfo) -> int | None:
+    """The epoch of ``prefix:00:00suffix`` (``prefix`` = ``YYYY-MM-DDTHH``, ``suffix`` = offset or
+    nothing), cached in ``hours`` under ``key``; None when time stamps of that hour must take
+    :func:`_epoch`: the hour text is not ISO 8601, lies before 1970, or its offset changes within the
+    hour (a daylight-saving change of a naive time). Otherwise every ``prefix:MM:SSsuffix`` with valid
+    minutes and seconds is exactly this epoch plus ``MM * 60 + SS``, as :func:`_epoch` would compute
+    it: the two ends of the hour are checked to be 3599 seconds apart."""
+    try:
+        start, end = _FROMISO(prefix + ":00:00" + suffix), _FROMISO(prefix + ":59:59" + suffix)
+    except ValueError:
+        start = end = None
+    base = None
+    if start is not None and start.year >= 1900:
+        if start.tzinfo is None:
+            start, end = start.replace(tzinfo=tzinfo), end.replace(tzinfo=tzinfo)
+        first, last = int(start.timestamp()), int(end.timestamp())
+        if first >= 0 and last - first == 3599:
+            base = first
+    if len(hours) > 100_000:
+        hours.clear()
+    hours[key] = base
+    return base
+
+
+def _line_order(quarantined: tuple[str, str, str]) -> tuple[int, int]:
+    """Sort key of a quarantined ``(position, raw, reason)``: line or byte number (the source's order)."""
+    number = quarantined[0].partition(" ")[2]
+    return (0, int(number)) if number.isdigit() else (1, 0)
 
 
 def _no_identifier(raw_types: list[str], cleaned, guards: IdentityGuards) -> str:

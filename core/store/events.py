@@ -10,11 +10,56 @@ from typing import Iterable, Iterator
 from ..model import Event
 from .codec import dumps, epoch, from_epoch, loads
 
+# The index that makes (source, dedup_key) unique: INSERT OR IGNORE relies on it for idempotency.
+DEDUP_INDEX = "events_dedup"
+DEDUP_INDEX_DDL = "CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events (source, dedup_key)"
+
 # Secondary indexes on events that segment plans seek; dropped during large first loads and rebuilt.
 EVENT_INDEXES = {
     "events_name_ts_person": "CREATE INDEX IF NOT EXISTS events_name_ts_person ON events (name, ts, person_id)",
     "events_person_name_ts": "CREATE INDEX IF NOT EXISTS events_person_name_ts ON events (person_id, name, ts)",
 }
+
+
+class BulkEventLoad:
+    """What :meth:`EventsMixin.bulk_event_load` did at its end: ``removed`` duplicate rows."""
+
+    removed = 0
+
+
+def remove_duplicate_events(conn) -> int:
+    """Delete events that repeat an earlier row's (source, dedup_key) and close up the ids after them.
+
+    The row kept is the one with the lowest id: the one ``INSERT OR IGNORE`` under the unique index
+    would have kept. Ids after a deleted row move down by the number of rows deleted below them, which
+    gives every surviving row of the load the id it would have had (rows ignored by ``INSERT OR
+    IGNORE`` take no id). Runs in the caller's transaction; returns the number of rows deleted.
+    """
+    conn.execute("DROP TABLE IF EXISTS temp.events_duplicates")
+    conn.execute(
+        "CREATE TEMP TABLE events_duplicates AS SELECT id FROM ("
+        " SELECT id, row_number() OVER (PARTITION BY source, dedup_key ORDER BY id) AS n FROM events"
+        ") WHERE n > 1 ORDER BY id"
+    )
+    removed, first = conn.execute("SELECT count(*), min(id) FROM temp.events_duplicates").fetchone()
+    if removed:
+        conn.execute("DELETE FROM events WHERE id IN (SELECT id FROM temp.events_duplicates)")
+        # new id = id - (rows deleted below it); moved in two steps so no new id meets an old one
+        conn.execute("DROP TABLE IF EXISTS temp.events_renumbered")
+        conn.execute(
+            "CREATE TEMP TABLE events_renumbered AS SELECT id AS old_id, id - gone AS new_id FROM ("
+            " SELECT id, dup, sum(dup) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS gone FROM ("
+            "  SELECT id, 0 AS dup FROM events WHERE id > ? UNION ALL SELECT id, 1 FROM temp.events_duplicates"
+            " )) WHERE dup = 0",
+            (first,),
+        )
+        conn.execute("UPDATE events SET id = -id WHERE id > ?", (first,))
+        conn.execute(
+            "UPDATE events SET id = r.new_id FROM temp.events_renumbered r WHERE events.id < 0 AND r.old_id = -events.id"
+        )
+        conn.execute("DROP TABLE temp.events_renumbered")
+    conn.execute("DROP TABLE temp.events_duplicates")
+    return removed
 
 
 def content_dedup_key(event: Event) -> str:
@@ -42,18 +87,39 @@ class EventsMixin:
         return self.conn.total_changes - before
 
     @contextlib.contextmanager
-    def bulk_event_load(self) -> Iterator[None]:
+    def bulk_event_load(self, *, defer_dedup: bool = False) -> Iterator["BulkEventLoad"]:
         """Drop the events' secondary indexes for a large first load and rebuild them afterwards.
 
-        The dedup index stays: idempotency must hold during the load too.
+        ``defer_dedup=False``: the dedup index stays, so ``INSERT OR IGNORE`` keeps idempotency during the
+        load. ``defer_dedup=True`` drops it too (inserting into a table without any index is about twice
+        as fast) and restores it at the end: duplicates of (source, dedup_key) are deleted keeping the
+        first (the lowest id, the row ``INSERT OR IGNORE`` would have kept) and the ids after them closed
+        up, so the table is exactly what loading with the index would have left
+        (:func:`remove_duplicate_events`). The yielded :class:`BulkEventLoad` says how many rows went.
+
+        Each batch of the load still commits on its own. A run killed before the end leaves the
+        indexes dropped (and perhaps duplicates): :meth:`ensure_event_indexes`, which every ingest
+        run calls first, repairs that the same way. While such a load runs, other readers may see
+        the duplicates it has not removed yet; the load is meant for large first loads.
+
+        Synchronous writes are turned off for the load (``PRAGMA synchronous=OFF``): in WAL mode a
+        killed process loses nothing the operating system was handed, so the kill/re-run guarantee
+        holds; only a power cut or kernel crash during the load could damage the file, and such a load
+        is repeated from the source anyway. The setting is restored (and a checkpoint run) at the end.
         """
+        conn = self.conn
+        load = BulkEventLoad()
         for name in EVENT_INDEXES:
-            self.conn.execute(f"DROP INDEX IF EXISTS {name}")
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+        if defer_dedup:
+            conn.execute(f"DROP INDEX IF EXISTS {DEDUP_INDEX}")
+        synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
+        conn.execute("PRAGMA synchronous=OFF")
         try:
-            yield
+            yield load
         finally:
-            for ddl in EVENT_INDEXES.values():
-                self.conn.execute(ddl)
+            conn.execute(f"PRAGMA synchronous={int(synchronous)}")
+            load.removed = self.ensure_event_indexes()
 
     def events_of(self, person_id: int, *, name: str | None = None) -> list[Event]:
         """The person's events in time order (optionally one event name)."""

@@ -3,6 +3,8 @@ placeholder stores, and source cursors. Callers wrap a batch in :meth:`transacti
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from typing import Iterable
 
 from .codec import iso, utc_now
@@ -22,12 +24,73 @@ class IngestMixin:
         )
         return self.conn.total_changes - before
 
-    def ensure_event_indexes(self) -> None:
-        """Recreate event indexes a killed bulk load may have left dropped."""
-        from .events import EVENT_INDEXES
+    def ensure_event_indexes(self) -> int:
+        """Recreate event indexes a bulk load dropped (at its end, or after a killed one); returns the
+        duplicate events removed first (see :func:`motorcade.store.events.remove_duplicate_events`).
 
-        for ddl in EVENT_INDEXES.values():
-            self.conn.execute(ddl)
+        The sorts of the index builds may use a helper thread per core (``PRAGMA threads``).
+        """
+        from .events import DEDUP_INDEX, DEDUP_INDEX_DDL, EVENT_INDEXES, remove_duplicate_events
+
+        conn = self.conn
+        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")}
+        missing = [name for name in (DEDUP_INDEX, *EVENT_INDEXES) if name not in present]
+        if not missing:
+            return 0
+        removed = 0
+        threads = conn.execute("PRAGMA threads").fetchone()[0]
+        conn.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4) - 1}")
+        try:
+            with self.transaction():
+                if DEDUP_INDEX in missing:
+                    try:
+                        conn.execute(DEDUP_INDEX_DDL)
+                    except sqlite3.IntegrityError:  # a bulk load's duplicates (the common case has none)
+                        removed = remove_duplicate_events(conn)
+                        conn.execute(DEDUP_INDEX_DDL)
+                for name, ddl in EVENT_INDEXES.items():
+                    if name in missing:
+                        conn.execute(ddl)
+        finally:
+            conn.execute(f"PRAGMA threads={int(threads)}")
+        return removed
+
+    def attach_stage(self, schema: str) -> None:
+        """Attach an empty in-memory database as ``schema`` for :meth:`load_stage` (outside a transaction)."""
+        self.conn.execute("ATTACH DATABASE ':memory:' AS " + _identifier(schema))
+
+    def load_stage(self, schema: str, data: bytes) -> None:
+        """Replace the attached ``schema`` by the serialized database ``data`` (between transactions)."""
+        self.conn.deserialize(data, name=schema)
+
+    def detach_stage(self, schema: str) -> None:
+        if self.conn.in_transaction:  # after a failure: the rollback has not happened yet
+            return
+        try:
+            self.conn.execute("DETACH DATABASE " + _identifier(schema))
+        except sqlite3.OperationalError:  # not attached (attaching failed)
+            pass
+
+    def insert_staged_events(self, schema: str, source: str, people: list[tuple[int, int, int]]) -> int:
+        """Insert the events of a staging database attached as ``schema`` (see
+        :class:`motorcade.sources.batch.StagedEvents`); returns rows inserted.
+
+        ``people``: ``(identifier set number, person_id, record_id)`` of the sets the rows name; rows of
+        a set not listed are left out. One ``INSERT ... SELECT`` in staging order (the source's order):
+        no row crosses into Python. Duplicates are ignored only while the dedup index exists.
+        """
+        conn = self.conn
+        conn.execute(f"DELETE FROM {schema}.people")
+        conn.executemany(f"INSERT INTO {schema}.people (idset, person_id, record_id) VALUES (?, ?, ?)", people)
+        before = conn.total_changes
+        # CROSS JOIN: staged rows are the outer loop, read in rowid order (no sort)
+        conn.execute(
+            "INSERT OR IGNORE INTO events (person_id, name, ts, properties, source, dedup_key, record_id) "
+            f"SELECT p.person_id, s.name, s.ts, s.properties, ?, s.dedup_key, p.record_id FROM {schema}.events s "
+            f"CROSS JOIN {schema}.people p ON p.idset = s.idset ORDER BY s.rowid",
+            (source,),
+        )
+        return conn.total_changes - before
 
     def event_count(self) -> int:
         row = self.conn.execute("SELECT max(id) FROM events").fetchone()
@@ -99,3 +162,9 @@ class IngestMixin:
         from .quarantine import QuarantinedRow
 
         return QuarantinedRow(*row[:7], bool(row[7]))
+
+
+def _identifier(name: str) -> str:
+    if not name.isidentifier():
+        raise ValueError(f"not a schema name: {name!r}")
+    return name

@@ -16,6 +16,7 @@ With ``follow = true`` the source remembers the byte offset it read to and start
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -65,6 +66,10 @@ class JsonlSource(Source):
             raise ConfigError(f"[sources.{name}] maps no identifier fields",
                               hint='identifiers = { phone = "phone", crm_id = "crm_id" }')
         self._id_fields = tuple((field, type_) for type_, field in self.identifiers.items())
+        self._id_field_names = tuple(field for field, _ in self._id_fields)
+        # raw identifier values of a line -> its ((type, value), ...) tuple: the same tuple object for
+        # all lines of a person, which the ingest core's caches then find by identity
+        self._raw_id_sets: dict[tuple, tuple] = {}
         self._end = 0
 
     def size_hint(self) -> int | None:
@@ -128,26 +133,115 @@ class JsonlSource(Source):
         """The ingest fast path: the same lines as :meth:`read`, events as row tuples (no record objects)."""
         batch = None
         size = self.batch_size
-        fields = self._native if self.format == "native" else self._fields
         n = 0
         for where, by_line, raw_line in self._lines(cursor):
             if batch is None:
                 batch = EventBatch(position_unit="line" if by_line else "byte")
-                events, n = batch.events, 0
-            obj = _loads(raw_line)
-            out = fields(obj) if type(obj) is dict else obj
-            if type(out) is tuple:
-                events.append((where, out[0], out[1], out[2], properties_json(out[3]), out[4], raw_line))
-            else:
-                position = batch.position(where)
-                text = raw_line.decode("utf-8", "replace").rstrip("\r\n")
-                batch.records.append(self._record(out, text, position))
+                n = 0
+            self._add_line(batch, where, raw_line)
             n += 1
             if n >= size:
                 yield batch
                 batch = None
         if batch is not None:
             yield batch
+
+    def _add_line(self, batch: EventBatch, where: int, raw_line: bytes) -> None:
+        if self.format == "native" and _orjson_loads is not None:
+            out = self._native_fast(raw_line)
+            if out is not None:
+                batch.events.append((where, *out, raw_line))
+                return
+        obj = _loads(raw_line)
+        out = (self._native if self.format == "native" else self._fields)(obj) if type(obj) is dict else obj
+        if type(out) is tuple:
+            batch.events.append((where, out[0], out[1], out[2], properties_json(out[3]), out[4], raw_line))
+        else:
+            text = raw_line.decode("utf-8", "replace").rstrip("\r\n")
+            batch.records.append(self._record(out, text, batch.position(where)))
+
+    # -- parallel reading (see motorcade.sources.batch.ParseWorkers) -------------------------------
+
+    def column_ranges(self, cursor: str | None = None) -> Iterator[tuple[int, int, int | None]]:
+        """``(start, stop, lines before)`` byte ranges of the batches :meth:`read_columns` would yield.
+
+        Each range holds ``batch_size`` lines (blank lines skipped, as :meth:`read_columns` skips
+        them); ``lines before`` is the number of lines before ``start`` (None when positions are byte
+        offsets: a resumed ``follow`` read). :meth:`read_column_range` parses one range, so worker
+        processes can parse ranges in parallel. Scanning costs a fraction of parsing: newlines are
+        counted in C, and only lines that do not start with ``{`` are looked at one by one.
+        """
+        try:
+            handle = open(self.path, "rb")
+        except FileNotFoundError:
+            raise ConfigError(f"[sources.{self.name}] file {self.path} does not exist",
+                              hint="check `path` (it is relative to the project directory)") from None
+        with handle:
+            start = 0
+            by_line = True
+            if self.follow and cursor and cursor.isdigit():
+                offset = int(cursor)
+                if offset <= os.fstat(handle.fileno()).st_size:
+                    handle.seek(offset)
+                    start = offset
+                    by_line = False
+            self._end = start
+            size = self.batch_size
+            batch_start, batch_lines_before, count = start, 0, 0
+            pos, lines = start, 0  # byte offset and physical lines before ``pending``
+            pending = b""
+            while True:
+                block = handle.read(1 << 22)
+                data = pending + block
+                cut = data.rfind(b"\n") + 1 if block else len(data)
+                body, pending = data[:cut], data[cut:]
+                if body and not body.endswith(b"\n") and self.follow:
+                    body, pending = b"", body  # an incomplete last line waits for the next run
+                if body:
+                    blank = _blank_lines(body)
+                    n_lines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+                    if count + n_lines - len(blank) < size:
+                        count += n_lines - len(blank)
+                    else:  # a boundary falls in this body: walk its lines
+                        i = 0
+                        for k in range(n_lines):
+                            j = body.find(b"\n", i) + 1 or len(body)
+                            if i not in blank:
+                                count += 1
+                                if count == size:
+                                    yield batch_start, pos + j, batch_lines_before if by_line else None
+                                    batch_start, batch_lines_before, count = pos + j, lines + k + 1, 0
+                            i = j
+                    pos += len(body)
+                    lines += n_lines
+                if not block:
+                    break
+            if count:
+                yield batch_start, pos, batch_lines_before if by_line else None
+            self._end = pos
+
+    def read_column_range(self, start: int, stop: int, lines_before: int | None) -> EventBatch:
+        """The :class:`EventBatch` of the lines in bytes ``[start, stop)`` (a range from :meth:`column_ranges`)."""
+        with open(self.path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(stop - start)
+        by_line = lines_before is not None
+        batch = EventBatch(position_unit="line" if by_line else "byte")
+        add = self._add_line
+        where = lines_before if by_line else start
+        offset = start
+        for raw_line in io.BytesIO(data):
+            if by_line:
+                where += 1
+            else:
+                where = offset
+                offset += len(raw_line)
+            if raw_line[0] != 123:  # "{": not blank; otherwise judged as _lines does
+                stripped = raw_line.strip()
+                if not stripped or (stripped[0] != 123 and not raw_line.decode("utf-8", "replace").strip()):
+                    continue
+            add(batch, where, raw_line)
+        return batch
 
     def reparse(self, position: str, raw: str) -> list[SourceRecord]:
         return [self.parse_line(raw, position)]
@@ -199,6 +293,68 @@ class JsonlSource(Source):
             return _Reject(f"field {self.properties_field!r} must be an object")
         dedup = get(self.id_field)
         return name, ts, ids, props, str(dedup) if dedup is not None and dedup != "" else None
+
+    def _native_fast(self, raw_line: bytes) -> tuple | None:
+        """``(name, ts, identifiers, properties JSON, dedup key)`` of a native event line whose fields
+        orjson certainly reads as the standard library does, else None (the line takes :func:`_loads`
+        and :meth:`_native`, whose results this matches).
+
+        orjson turns integers beyond 64 bits into floats, so a line is only taken here when none of
+        the fields used is a float and the properties are flat (text, integers, booleans, nulls);
+        integers orjson returns as integers are exact. Spares :func:`_loads` its scan for long digit runs.
+        """
+        try:
+            obj = _orjson_loads(raw_line)
+        except ValueError:
+            return None
+        if type(obj) is not dict:
+            return None
+        get = obj.get
+        name = get(self.name_field)
+        ts = get(self.ts_field)
+        if not name or type(name) is not str or type(ts) not in _SCALAR_TS:
+            return None
+        raw_ids = tuple(map(get, self._id_field_names))
+        try:
+            ids = self._raw_id_sets.get(raw_ids)
+        except TypeError:  # an object or list where an identifier belongs
+            return None
+        if ids is None:  # a new person's values: one tuple for all their lines (see _raw_id_sets)
+            found = []
+            for (field, type_), v in zip(self._id_fields, raw_ids):
+                if v is not None and v != "":
+                    if type(v) is str:
+                        found.append((type_, v))
+                    elif type(v) is int:
+                        found.append((type_, str(v)))
+                    else:
+                        return None
+            if len(self._raw_id_sets) > 1_000_000:
+                self._raw_id_sets.clear()
+            ids = self._raw_id_sets[raw_ids] = tuple(found)
+        props = get(self.properties_field) or {}
+        if type(props) is not dict:
+            return None
+        if props:
+            for value in props.values():
+                if type(value) not in _FLAT:
+                    return None
+            try:
+                props_json = _orjson_dumps(props, option=_OPT_SORT_KEYS).decode()
+            except TypeError:
+                return None
+        else:
+            props_json = "{}"
+        dedup = get(self.id_field)
+        if dedup is None or dedup == "":
+            dedup = None
+        elif type(dedup) is str:
+            pass
+        elif type(dedup) is int:
+            dedup = str(dedup)
+        else:
+            return None
+        return name, ts, ids, props_json, dedup
 
     def _segment(self, obj: dict) -> tuple | _Reject | _Identify:
         kind = obj.get("type")
@@ -284,6 +440,27 @@ def _loads(raw: bytes | str) -> Any:
         return _Reject(f"not valid JSON: {exc.args[0] if exc.args else exc}")
 
 
+_LINE_NOT_AN_OBJECT = re.compile(rb"\n(?=[^{])").finditer
+
+
+def _blank_lines(body: bytes) -> set[int]:
+    """Start offsets of the blank lines of ``body`` (whole lines): only a line that does not start with
+    ``{`` can be blank, and those are found in C; each is then judged as :meth:`JsonlSource._lines` does."""
+    starts = [m.start() + 1 for m in _LINE_NOT_AN_OBJECT(body)]
+    if body[:1] != b"{":
+        starts.insert(0, 0)
+    blank = set()
+    for i in starts:
+        if i >= len(body):
+            continue
+        j = body.find(b"\n", i) + 1 or len(body)
+        raw_line = body[i:j]
+        stripped = raw_line.strip()
+        if not stripped or (stripped[0] != 123 and not raw_line.decode("utf-8", "replace").strip()):
+            blank.add(i)
+    return blank
+
+
 def _long_digits(raw: bytes | str) -> bool:
     """Whether the line holds 19 digits in a row (mapping every digit to "0" is cheaper than a regex)."""
     if isinstance(raw, str):
@@ -296,9 +473,14 @@ _NINETEEN_ZEROS = b"0" * 19
 _LONG_DIGITS_S = re.compile(r"[0-9]{19}").search
 
 try:
+    from orjson import OPT_SORT_KEYS as _OPT_SORT_KEYS
+    from orjson import dumps as _orjson_dumps
     from orjson import loads as _orjson_loads
 except ImportError:  # optional: the standard library parses the same lines, slower
     _orjson_loads = None
+
+_SCALAR_TS = frozenset({str, int, bool})  # time stamps orjson reads exactly (floats may be big integers)
+_FLAT = frozenset({str, int, bool, type(None)})  # property values orjson encodes as the standard library does
 
 
 @motorcade.hookimpl
