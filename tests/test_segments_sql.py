@@ -20,10 +20,14 @@ HI = 1795104000  # AS_OF in epoch seconds: every event condition stops there
 
 # DSL condition -> (SQL for the SQLite target, bound parameters)
 CASES = {
+    # tag values keep their SQLite type: a text never equals a number, so = needs no kind test
     'tag intent_level = "high"': (
-        "(SELECT CASE WHEN t1.value IS NULL THEN NULL WHEN TYPEOF(t1.value) IN ('text') THEN t1.value = :v2 "
-        "ELSE 0 END FROM tag_values AS t1 WHERE t1.tag = :v1 AND t1.person_id = p.id)",
+        "(SELECT t1.value = :v2 FROM tag_values AS t1 WHERE t1.tag = :v1 AND t1.person_id = p.id)",
         {"v1": "intent_level", "v2": "high"}),
+    'tag score >= 3': (
+        "(SELECT CASE WHEN t1.value IS NULL THEN NULL WHEN TYPEOF(t1.value) IN ('integer', 'real') "
+        "THEN t1.value >= :v2 ELSE NULL END FROM tag_values AS t1 WHERE t1.tag = :v1 AND t1.person_id = p.id)",
+        {"v1": "score", "v2": 3}),
     "profile.is_owner = true": (
         "CASE WHEN JSON_EXTRACT(p.attributes, :v1) IS NULL THEN NULL WHEN JSON_TYPE(p.attributes, :v1) IN "
         "('true', 'false') THEN JSON_EXTRACT(p.attributes, :v1) = :v2 ELSE 0 END",
@@ -49,10 +53,13 @@ CASES = {
         {"v1": "2026-11-20", "v2": "2026-11-20", "v3": "X3", "v4": "X5"}),
     # a value equals only the items of its own kind
     'tag level in ["a", 2]': (
+        "(SELECT t1.value IN (:v2, :v3) FROM tag_values AS t1 WHERE t1.tag = :v1 AND t1.person_id = p.id)",
+        {"v1": "level", "v2": 2, "v3": "a"}),
+    # a bool is a kind of its own (tags store them as integers): per kind
+    'tag level in ["a", true]': (
         "(SELECT CASE WHEN t1.value IS NULL THEN NULL WHEN TYPEOF(t1.value) IN ('text') THEN t1.value IN (:v2) "
-        "WHEN TYPEOF(t1.value) IN ('integer', 'real') THEN t1.value IN (:v3) ELSE 0 END FROM tag_values AS t1 "
-        "WHERE t1.tag = :v1 AND t1.person_id = p.id)",
-        {"v1": "level", "v2": "a", "v3": 2}),
+        "WHEN 0 THEN t1.value IN (:v3) ELSE 0 END FROM tag_values AS t1 WHERE t1.tag = :v1 AND t1.person_id = p.id)",
+        {"v1": "level", "v2": "a", "v3": 1}),
     'store in ["S1"]': (
         "EXISTS(SELECT 1 FROM person_relations AS r1 WHERE (r1.person_id = p.id AND r1.kind IN (:v1, :v2, :v3)) "
         "AND r1.target_id IN (:v4))",

@@ -168,6 +168,10 @@ class Typed:
     kind: str | Any  # a static kind name, or a function kind -> SQL test "the value has this kind"
     wrap: Any = None
     is_set: str | None = None  # "store" / "advisor": the person's id set (value unused)
+    # Values are only numbers and strings, stored with their own type in a column without affinity (tag
+    # values): SQL's `=` / `!=` / IN with a number or string literal is then already the kind-aware one
+    # (a text never equals a number), so those need no kind test.
+    typed_storage: bool = False
 
     def finish(self, predicate: exp.Expression) -> exp.Expression:
         return self.wrap(predicate) if self.wrap else predicate
@@ -322,7 +326,7 @@ class SQLiteCompiler:
                 return exp.Subquery(this=select_(predicate).from_(exp.to_table("tag_values").as_(t), copy=False).where(
                     key, copy=False))
 
-            return Typed(value, kind, wrap)
+            return Typed(value, kind, wrap, typed_storage=True)
         if isinstance(node, ast.ProfileRef):
             if scope.person_key != "id":
                 raise Unsupported("unsupported: ProfileRef outside a people row (plan error)")
@@ -431,6 +435,8 @@ class SQLiteCompiler:
     def compare(self, subject: Typed, op: str, kind: str, value: Any) -> exp.Expression:
         """Three-valued ``subject op value`` for a literal of ``kind``."""
         v = subject.value
+        if subject.typed_storage and op in ("=", "!=") and kind in ("number", "string"):
+            return cmp(op, v, self.bind(value))  # NULL when missing; a value of another kind is unequal
         mismatch = {"=": num(0), "!=": num(1)}.get(op, null())
         matched = self._matched(subject, op, kind, value)
         if isinstance(subject.kind, str):
@@ -570,6 +576,9 @@ class SQLiteCompiler:
             if static in by_kind:
                 return member(static)
             return case((is_null(v), null()), default=num(0))
+        if subject.typed_storage and by_kind and set(by_kind) <= {"number", "string"}:
+            plain = [x for k in ("number", "string") for x in by_kind.get(k, ())]
+            return exp.In(this=v, expressions=[self.bind(x) for x in plain])
         whens = [(is_null(v), null())] + [(subject.kind(k), member(k)) for k in by_kind]
         return case(*whens, default=num(0))
 
