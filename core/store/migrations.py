@@ -351,3 +351,29 @@ def m004_covering_ownership_index(db: sqlite_utils.Database) -> None:
         DROP INDEX IF EXISTS ownerships_person;
         """
     )
+
+
+@migration
+def m005_plan_statistics(db: sqlite_utils.Database) -> None:
+    """Planner statistics (motorcade.store.stats): events per name and day, rows per tag value, and the
+    marks saying how far they are up to date."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS event_day_counts (
+            name TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (name, day)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS tag_value_counts (
+            tag TEXT NOT NULL,
+            value,
+            n INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS tag_value_counts_tag ON tag_value_counts (tag, value);
+        CREATE TABLE IF NOT EXISTS plan_stats (
+            key TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+        """
+    )

@@ -27,11 +27,12 @@ from .segments import SegmentsMixin
 from .events import EventsMixin
 from .quarantine import QuarantineMixin
 from .reports import ReportsMixin
+from .stats import StatsMixin
 from .tags import TagsMixin
 
 
 class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin, TagsMixin, SegmentsMixin, OutboxMixin,
-                  ReportsMixin):
+                  ReportsMixin, StatsMixin):
     """A project's operational data in one SQLite file (WAL mode, foreign keys on)."""
 
     dialect = "sqlite"

@@ -60,12 +60,16 @@ class TagsMixin:
                     "DELETE FROM tag_values WHERE tag = ? AND person_id = ?", [(t, p) for t in tags for p in ids]
                 )
             before = self.conn.total_changes
+            written = set(tags)
             self.conn.executemany(
                 "INSERT OR REPLACE INTO tag_values (tag, person_id, value, computed_at, calculator, "
                 "calculator_version) VALUES (?, ?, ?, ?, ?, ?)",
-                ((tag, pid, value, at, calculator, calculator_version) for pid, tag, value in values),
+                ((tag, pid, value, at, calculator, calculator_version)
+                 for pid, tag, value in values if written.add(tag) is None),
             )
-            return self.conn.total_changes - before
+            changed = self.conn.total_changes - before
+            self.recount_tag_values(written)  # planner statistics (motorcade.store.stats)
+            return changed
 
     def tags_of(self, person_id: int) -> list[TagValue]:
         return [
