@@ -386,18 +386,26 @@ class SQLiteCompiler:
             parts.append(self.cond(where, attrs.evolve(scope, event=e)))
         return and_(*parts)
 
-    def window_bounds(self, ts: exp.Expression, window) -> list[exp.Expression]:
-        """Integer bounds on ``ts`` (epoch seconds) equal to the evaluator's interval and the as_of cap."""
+    def window_epochs(self, window) -> tuple[int | None, int]:
+        """``(first, last)`` epoch seconds an event's ``ts`` may have: the evaluator's interval capped at
+        as_of (``first`` None: no lower bound)."""
         interval = window_interval(window, self.as_of, self.tz)
         low, low_incl = interval.start, interval.start_inclusive
         high, high_incl = self.as_of, True
         if interval.end is not None and (interval.end < high or (interval.end == high and not interval.end_inclusive)):
             high, high_incl = interval.end, interval.end_inclusive
-        bounds = []
+        first = None
         if low is not None:
             first = epoch_ceil(low) if low_incl else epoch_floor(low) + 1
-            bounds.append(exp.GTE(this=ts, expression=self.bind(first)))
         last = epoch_floor(high) if high_incl else epoch_ceil(high) - 1
+        return first, last
+
+    def window_bounds(self, ts: exp.Expression, window) -> list[exp.Expression]:
+        """Integer bounds on ``ts`` (epoch seconds) equal to the evaluator's interval and the as_of cap."""
+        first, last = self.window_epochs(window)
+        bounds = []
+        if first is not None:
+            bounds.append(exp.GTE(this=ts, expression=self.bind(first)))
         bounds.append(exp.LTE(this=ts, expression=self.bind(last)))
         return bounds
 

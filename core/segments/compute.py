@@ -134,6 +134,8 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None) -> list[
                                  f"did you mean `{close[0]}`?" if close else
                                  f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
     store = project.store
+    with store.transaction():
+        store.refresh_plan_stats()  # events written since the last run join the planner statistics
     files = {rf.filename: rf.source for rf in rule_set.files}
     store.record_rule_revision(rule_set.revision, files, at=dt.datetime.now(dt.timezone.utc))
     results = []

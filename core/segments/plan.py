@@ -9,7 +9,9 @@ seeking ``tag_values(tag, value)`` likewise beats a set-based pass. So for a seg
 1. every conjunct that an index can answer becomes a *driver* candidate: ``did E`` / ``did any of`` /
    ``count(E [where event-fields]) >= k`` (k such that zero events fail) on ``events(name, ts)``, a tag
    ``=`` / ``in [...]`` on ``tag_values(tag, value)``, the first step of a sequence (a superset);
-2. each candidate's index range is measured with a capped count (an index-only probe, milliseconds);
+2. each candidate's index range is sized by the store's planner statistics (events per name and day, rows
+   per tag value: :mod:`motorcade.store.stats`) or, where they do not know it, measured with a capped count
+   (an index-only probe, milliseconds); a lone candidate is not sized at all;
 3. the smallest range drives: ``SELECT key FROM <driver rows> WHERE ... GROUP BY key HAVING <the other
    conjuncts> ORDER BY key`` — the other conjuncts are correlated lookups run once per candidate, and
    ORDER BY repeats the grouping key so SQLite sorts at most once. An exact driver's conjunct is dropped
@@ -56,7 +58,10 @@ class Driver:
     # (SELECT key AS person_id ... [GROUP BY key], key): one row per candidate, ordered by key when read
     rows: Callable[[SQLiteCompiler], tuple[exp.Select, exp.Column]]
     probe: Callable[[SQLiteCompiler, int], exp.Select]  # count of the index range it reads, up to a cap
+    # the range's size from the store's planner statistics (None: not known there; probe instead)
+    from_stats: Callable[[object, SQLiteCompiler], int | None] = lambda store, compiler: None
     estimate: int = -1
+    counted: str = ""  # how the estimate was made: "statistics" or "index rows" (a capped probe)
     row_cost: float = 1.0  # relative cost of one index row (events rows need a table lookup for person_id)
     filtered: bool = False  # rows of the range are filtered further (a where the probe does not count)
 
@@ -94,8 +99,14 @@ def _events_driver(index, names, window, where, having, description, exact) -> D
         condition = compiler.event_filter(e, names, window, Scope(None), None)
         return _capped_count(select_(num(1)).from_(exp.to_table("events").as_(e), copy=False).where(condition, copy=False), cap)
 
+    def from_stats(store, compiler: SQLiteCompiler) -> int | None:
+        first, last = compiler.window_epochs(window)
+        if first is not None and first > last:
+            return 0  # an empty window
+        return store.event_range_estimate(names, first, last)
+
     # events(name, ts, person_id) covers the range, but its rows are many per person: weigh them more.
-    return Driver(index, exact, description, rows, probe, row_cost=EVENT_ROW_COST,
+    return Driver(index, exact, description, rows, probe, from_stats, row_cost=EVENT_ROW_COST,
                   filtered=where is not None or having is not None)
 
 
@@ -116,7 +127,10 @@ def _tag_driver(index, tag, items, description) -> Driver:
         return _capped_count(select_(num(1)).from_(exp.to_table("tag_values").as_(t), copy=False).where(
             condition(compiler, t), copy=False), cap)
 
-    return Driver(index, True, description, rows, probe)
+    def from_stats(store, compiler: SQLiteCompiler) -> int | None:
+        return store.tag_range_estimate(tag, items)
+
+    return Driver(index, True, description, rows, probe, from_stats)
 
 
 def _car_driver(index, cond) -> Driver:
@@ -155,7 +169,7 @@ def _car_driver(index, cond) -> Driver:
             and_(*current(compiler, o)), copy=False), cap)
 
     return Driver(index, True, "ownerships for has car" + (" where ..." if cond.where is not None else ""),
-                  rows, probe, filtered=cond.where is not None)
+                  rows, probe, lambda store, compiler: store.ownership_rows(), filtered=cond.where is not None)
 
 
 def _mentions_car(cond) -> bool:
@@ -257,16 +271,27 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
         candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c)]
         # Probe the usually selective ranges first (tag values, then events, then ownerships).
         candidates.sort(key=lambda d: ("tag_values" not in d.description, "ownerships" in d.description))
-        best_cost = float(PROBE_CAP)
         # A lone candidate drives without being counted: there is nothing to compare its range with.
-        for driver in candidates if len(candidates) > 1 else ():
-            # Count only as far as could still beat the cheapest driver so far: probing reads at most
-            # about one cap of index entries in all.
-            cap = max(1, min(PROBE_CAP, int(best_cost / driver.row_cost) + 1))
-            probe = SQLiteCompiler(rule_set, as_of, tz)
-            query = driver.probe(probe, cap)
-            driver.estimate = store.query(query.sql(dialect="sqlite"), probe.params)[0][0]
-            best_cost = min(best_cost, driver.cost)
+        if len(candidates) > 1:
+            # The planner statistics first (no index read); ranges they do not know are probed.
+            stats = SQLiteCompiler(rule_set, as_of, tz)
+            for driver in candidates:
+                estimate = driver.from_stats(store, stats)
+                if estimate is not None:
+                    driver.estimate, driver.counted = estimate, "statistics"
+            known = [d.cost for d in candidates if d.estimate >= 0]
+            best_cost = float(min([PROBE_CAP, *known]))
+            for driver in candidates:
+                if driver.estimate >= 0:
+                    continue
+                # Count only as far as could still beat the cheapest driver so far: probing reads at most
+                # about one cap of index entries in all.
+                cap = max(1, min(PROBE_CAP, int(best_cost / driver.row_cost) + 1))
+                probe = SQLiteCompiler(rule_set, as_of, tz)
+                query = driver.probe(probe, cap)
+                driver.estimate = store.query(query.sql(dialect="sqlite"), probe.params)[0][0]
+                driver.counted = "index rows"
+                best_cost = min(best_cost, driver.cost)
         if candidates:
             # Cheapest range first; on a tie prefer exact drivers (their conjunct needs no re-check).
             # Capped ranges tie: then a driver with its own filter (`has car where ...`, `count(E where ...)`)
@@ -285,6 +310,8 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
     driver_sql, key = chosen.rows(compiler)
     if chosen.estimate < 0:
         size = "the only indexed condition"
+    elif chosen.counted == "statistics":
+        size = f"~{chosen.estimate} rows by the planner statistics"
     else:
         size = f"~{chosen.estimate}{'+' if chosen.estimate * chosen.row_cost >= PROBE_CAP else ''} index rows"
     description = (f"drive from {chosen.description} ({size}); "

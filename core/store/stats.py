@@ -28,26 +28,43 @@ EVENT_DELTA_LIMIT = 50_000
 
 class StatsMixin:
     def refresh_plan_stats(self) -> int:
-        """Add the events written since the last refresh to ``event_day_counts`` (call inside a write
-        transaction, e.g. at the end of an ingest or before computing segments). Returns events added."""
+        """Add the events written since the last refresh to ``event_day_counts`` and count the defined tags
+        never counted yet (call inside a write transaction, e.g. before computing segments). Returns the
+        events added."""
         conn = self.conn
-        mark = self._stat("events_id") or 0
+        # the tags present, one index seek each (a loose index scan), that were never counted
+        uncounted = [r[0] for r in conn.execute(
+            "WITH RECURSIVE t(tag) AS (SELECT min(tag) FROM tag_values UNION ALL "
+            "SELECT (SELECT min(tag) FROM tag_values WHERE tag > t.tag) FROM t WHERE t.tag IS NOT NULL) "
+            "SELECT tag FROM t WHERE tag IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM plan_stats WHERE key = 'tag:' || tag)")]
+        if uncounted:
+            self.recount_tag_values(uncounted)
+        known = self._stat("events_id")
+        mark = known or 0
         top = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
         if top <= mark:
             if top < mark:  # events were rebuilt from scratch: count them again
                 conn.execute("DELETE FROM event_day_counts")
                 mark = 0
             else:
+                if known is None:
+                    self._set_stat("events_id", top)  # up to date (with no events at all)
                 return 0
-        before = conn.total_changes
-        conn.execute(
-            "INSERT INTO event_day_counts (name, day, n) SELECT name, ts / ?, count(*) FROM events "
-            "WHERE id > ? AND id <= ? GROUP BY name, ts / ? "
-            "ON CONFLICT(name, day) DO UPDATE SET n = n + excluded.n",
-            (DAY, mark, top, DAY),
-        )
+        if mark == 0:  # everything: walk the covering events(name, ts, ...) index, already in group order
+            conn.execute("DELETE FROM event_day_counts")
+            conn.execute(
+                "INSERT INTO event_day_counts (name, day, n) SELECT name, ts / ?, count(*) FROM events "
+                "WHERE id <= ? GROUP BY name, ts / ?", (DAY, top, DAY))
+        else:  # the newest rows only: a range of the table's ids
+            conn.execute(
+                "INSERT INTO event_day_counts (name, day, n) SELECT name, ts / ?, count(*) FROM events "
+                "WHERE id > ? AND id <= ? GROUP BY name, ts / ? "
+                "ON CONFLICT(name, day) DO UPDATE SET n = n + excluded.n",
+                (DAY, mark, top, DAY),
+            )
         self._set_stat("events_id", top)
-        return conn.total_changes - before
+        return top - mark
 
     def event_range_estimate(self, names: Sequence[str], low: int | None, high: int) -> int | None:
         """About how many events named ``names`` have ``low <= ts <= high`` (epoch seconds; ``low`` None =
