@@ -171,3 +171,20 @@ def test_plan_reads_people_only_while_a_merge_waits_to_settle(store):
     assert "people" not in again.sql()
     assert [r[0] for r in store.query(again.sql(), again.params)] == [1, 15, 22, 29, 36]
     assert evaluate_segment(rule_set, "s", load_dataset(store), AS_OF, "Asia/Shanghai") == {1, 15, 22, 29, 36}
+
+
+def test_a_top_level_or_is_a_union_of_driven_plans(store):
+    rule_set = rule_set_from_text("""
+        segment s { where (tag intent_level = "high" and count(share) in last 90 days >= 2)
+                          or did lead_submit in last 90 days or profile.n = 39 }
+        segment t { where tag intent_level = "high" or did lead_submit in last 90 days }
+        segment u { where (tag intent_level = "high" and profile.n >= 20) or did lead_submit in last 90 days }
+    """)
+    dataset = load_dataset(store)
+    for name, union in (("s", False), ("t", True), ("u", True)):
+        query = plan_segment(store, rule_set, name, AS_OF, "Asia/Shanghai")
+        assert query.driver.startswith("union of") is union, query.driver
+        assert set(store.query_person_ids(query.sql(), query.params)) == \
+            evaluate_segment(rule_set, name, dataset, AS_OF, "Asia/Shanghai")
+    # `profile.n = 39` has no index: the whole condition is checked person by person
+    assert plan_segment(store, rule_set, "s", AS_OF, "Asia/Shanghai").driver.startswith("scan people")

@@ -261,52 +261,87 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
 
     ``settled``: whether the store's identity is settled (default: ask the store). Run the plan and
     its query in one :meth:`read_snapshot` so the answer holds for the rows the query reads.
+
+    A segment whose condition is ``A or B or ...`` where every alternative has an indexed condition
+    is the UNION of one driven plan per alternative (a person is a member when one of them is true);
+    otherwise the whole condition is planned as a conjunction.
     """
     segment = rule_set.segments.get(name)
     if segment is None:
         raise CompileError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
-    conjuncts = drop_implied(flatten_conjuncts(rule_set, segment.where, (name,)))
-    chosen = None
-    if not force_scan:
-        candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c)]
-        # Probe the usually selective ranges first (tag values, then events, then ownerships).
-        candidates.sort(key=lambda d: ("tag_values" not in d.description, "ownerships" in d.description))
-        # A lone candidate drives without being counted: there is nothing to compare its range with.
-        if len(candidates) > 1:
-            # The planner statistics first (no index read); ranges they do not know are probed.
-            stats = SQLiteCompiler(rule_set, as_of, tz)
-            for driver in candidates:
-                estimate = driver.from_stats(store, stats)
-                if estimate is not None:
-                    driver.estimate, driver.counted = estimate, "statistics"
-            known = [d.cost for d in candidates if d.estimate >= 0]
-            best_cost = float(min([PROBE_CAP, *known]))
-            for driver in candidates:
-                if driver.estimate >= 0:
-                    continue
-                # Count only as far as could still beat the cheapest driver so far: probing reads at most
-                # about one cap of index entries in all.
-                cap = max(1, min(PROBE_CAP, int(best_cost / driver.row_cost) + 1))
-                probe = SQLiteCompiler(rule_set, as_of, tz)
-                query = driver.probe(probe, cap)
-                driver.estimate = store.query(query.sql(dialect="sqlite"), probe.params)[0][0]
-                driver.counted = "index rows"
-                best_cost = min(best_cost, driver.cost)
-        if candidates:
-            # Cheapest range first; on a tie prefer exact drivers (their conjunct needs no re-check).
-            # Capped ranges tie: then a driver with its own filter (`has car where ...`, `count(E where ...)`)
-            # yields fewer candidates than one without.
-            chosen = min(candidates, key=lambda d: (d.cost, not d.filtered, not d.exact))
     compiler = SQLiteCompiler(rule_set, as_of, tz)
     compiler._segment_path.append(name)
-    rest = [c for i, c in enumerate(conjuncts) if chosen is None or i != chosen.index or not chosen.exact]
+    if settled is None:
+        settled = store.identity_settled()
+    where = segment.where
+    if not force_scan and isinstance(where, ast.Or):
+        branches = []
+        for item in where.items:
+            conjuncts = drop_implied(flatten_conjuncts(rule_set, item, (name,)))
+            chosen = _choose_driver(store, rule_set, as_of, tz, conjuncts)
+            if chosen is None:
+                break
+            branches.append(_driven(store, compiler, conjuncts, chosen, settled))
+        else:
+            union = branches[0][0]
+            for select, _key, _description in branches[1:]:
+                union = exp.Union(this=union, expression=select, distinct=True)
+            u = compiler.alias("u")
+            tree = select_(exp.alias_(col(u, "person_id"), "person_id")).from_(
+                exp.Subquery(this=union, alias=u), copy=False).order_by(col(u, "person_id"), copy=False)
+            description = "union of one plan per alternative: " + " | ".join(d for _, _, d in branches)
+            return CompiledQuery(tree, compiler.params, description)
+    conjuncts = drop_implied(flatten_conjuncts(rule_set, where, (name,)))
+    chosen = None if force_scan else _choose_driver(store, rule_set, as_of, tz, conjuncts)
     if chosen is None:
-        residual = [compiler.truth(c, Scope("p")) for c in rest]
+        residual = [compiler.truth(c, Scope("p")) for c in conjuncts]
         select = select_(exp.alias_(col("p", "id"), "person_id")).from_(exp.to_table("people").as_("p"), copy=False)
         if residual:
             select = select.where(and_(*residual), copy=False)
         select = select.order_by(col("p", "id"), copy=False)
         return CompiledQuery(select, compiler.params, "scan people; check every condition per person")
+    select, key, description = _driven(store, compiler, conjuncts, chosen, settled)
+    return CompiledQuery(select.order_by(key.copy(), copy=False), compiler.params, description)
+
+
+def _choose_driver(store, rule_set, as_of, tz, conjuncts) -> Driver | None:
+    """The candidate driver with the smallest index range among ``conjuncts`` (None: none drivable)."""
+    candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c)]
+    if not candidates:
+        return None
+    # Probe the usually selective ranges first (tag values, then events, then ownerships).
+    candidates.sort(key=lambda d: ("tag_values" not in d.description, "ownerships" in d.description))
+    # A lone candidate drives without being counted: there is nothing to compare its range with.
+    if len(candidates) > 1:
+        # The planner statistics first (no index read); ranges they do not know are probed.
+        stats = SQLiteCompiler(rule_set, as_of, tz)
+        for driver in candidates:
+            estimate = driver.from_stats(store, stats)
+            if estimate is not None:
+                driver.estimate, driver.counted = estimate, "statistics"
+        known = [d.cost for d in candidates if d.estimate >= 0]
+        best_cost = float(min([PROBE_CAP, *known]))
+        for driver in candidates:
+            if driver.estimate >= 0:
+                continue
+            # Count only as far as could still beat the cheapest driver so far: probing reads at most
+            # about one cap of index entries in all.
+            cap = max(1, min(PROBE_CAP, int(best_cost / driver.row_cost) + 1))
+            probe = SQLiteCompiler(rule_set, as_of, tz)
+            query = driver.probe(probe, cap)
+            driver.estimate = store.query(query.sql(dialect="sqlite"), probe.params)[0][0]
+            driver.counted = "index rows"
+            best_cost = min(best_cost, driver.cost)
+    # Cheapest range first; on a tie prefer exact drivers (their conjunct needs no re-check).
+    # Capped ranges tie: then a driver with its own filter (`has car where ...`, `count(E where ...)`)
+    # yields fewer candidates than one without.
+    return min(candidates, key=lambda d: (d.cost, not d.filtered, not d.exact))
+
+
+def _driven(store, compiler: SQLiteCompiler, conjuncts: list, chosen: Driver, settled: bool
+            ) -> tuple[exp.Select, exp.Column, str]:
+    """``(SELECT person_id ..., key to order by, description)`` of ``conjuncts`` driven from ``chosen``."""
+    rest = [c for i, c in enumerate(conjuncts) if i != chosen.index or not chosen.exact]
     driver_sql, key = chosen.rows(compiler)
     if chosen.estimate < 0:
         size = "the only indexed condition"
@@ -321,8 +356,6 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
         # HAVING when the driver groups its rows by person, else in WHERE), and ORDER BY repeats the
         # grouping key so SQLite sorts once (or not at all when the index is in person order).
         checks = [compiler.truth(c, Scope(key.table, person_key="person_id")) for c in rest]
-        if settled is None:
-            settled = store.identity_settled()
         if not settled:
             # A merge or split waits for settle_identity: rows may still name a person id that is gone.
             checks.append(exp.Exists(this=select_(num(1)).from_(exp.to_table("people").as_("p"), copy=False).where(
@@ -333,15 +366,14 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
                 select = select.having(and_(*checks), copy=False)
             else:
                 select = select.where(and_(*checks), copy=False)
-        return CompiledQuery(select.order_by(key.copy(), copy=False), compiler.params, description)
-    residual = [compiler.truth(c, Scope("p")) for c in rest]
+        return select, key, description
     # CROSS JOIN keeps the driver outermost: SQLite never reorders it, and would otherwise scan people
     # in id order to save the final sort.
-    source = exp.Subquery(this=driver_sql, alias="d")
-    select = select_(exp.alias_(col("p", "id"), "person_id")).from_(source, copy=False).join(
-        exp.to_table("people").as_("p"), on=exp.EQ(this=col("p", "id"), expression=col("d", "person_id")),
+    p = compiler.alias("p")
+    source = exp.Subquery(this=driver_sql, alias=compiler.alias("d"))
+    select = select_(exp.alias_(col(p, "id"), "person_id")).from_(source, copy=False).join(
+        exp.to_table("people").as_(p), on=exp.EQ(this=col(p, "id"), expression=col(source.alias, "person_id")),
         join_type="cross", copy=False)
-    if residual:
-        select = select.where(and_(*residual), copy=False)
-    select = select.order_by(col("p", "id"), copy=False)
-    return CompiledQuery(select, compiler.params, description)
+    if rest:
+        select = select.where(and_(*[compiler.truth(c, Scope(p)) for c in rest]), copy=False)
+    return select, col(p, "id"), description
