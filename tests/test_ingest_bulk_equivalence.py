@@ -162,7 +162,7 @@ def test_a_second_bulk_run_adds_nothing(tmp_path):
     assert dump(tmp_path / "s.db") == before
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["k1", "k2", "k3", "k4", "k5"])), max_size=30),
        st.integers(0, 30))
 def test_removing_duplicates_leaves_what_insert_or_ignore_leaves(rows, already):

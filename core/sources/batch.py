@@ -131,7 +131,7 @@ class StagedEvents:
         self.records = records
         self.events = events
         self.identifiers_dropped = identifiers_dropped
-        self.seconds = 0.0  # CPU seconds the worker spent on it
+        self.seconds = (0.0, 0.0)  # CPU and wall-clock seconds the worker spent on it
 
     def __len__(self) -> int:
         return self.events + len(self.records)
@@ -237,9 +237,8 @@ class ParseWorkers:
     def _send(self, worker: int, task: Any) -> None:
         try:
             self._conns[worker].send(task)
-        except OSError as exc:
-            raise ParseWorkerError(f"parse worker {worker} is gone ({exc})",
-                                   hint="see the error above; run the ingest again with workers = 0 to parse in one process") from None
+        except OSError:  # the worker failed or died: its reader thread has queued why, _receive raises it
+            pass
 
     def _receive(self, worker: int) -> Any:
         kind, value = self._results[worker].get()

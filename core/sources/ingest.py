@@ -93,7 +93,8 @@ class Ingestor:
         # region -> raw (type, value) pairs -> (identifiers, dropped, unusable reason, combination key, hash text)
         self._id_sets: dict[str, dict[tuple, tuple]] = {}
         self._hours: dict[str, dict[str, int | None]] = {}  # time zone -> see _hour_epoch
-        self.timings: dict[str, float] = {}  # seconds per stage of the last run (the bulk paths)
+        # seconds per stage of the last run's parallel load (see _run_parallel): what `make bench` prints
+        self.timings: dict[str, float] = {}
         self._settled: dict = {}  # combination key -> unchanged_record entry (for one source and generation)
 
     # -- runs -------------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ class Ingestor:
                     with store.bulk_event_load(defer_dedup=True) as load:
                         self._run(source, cursor, settings, summary, progress)
                         finishing = time.perf_counter()
-                    self.timings["indexes"] = time.perf_counter() - finishing
+                    self.timings["main: indexes"] = time.perf_counter() - finishing
                 finally:
                     if load is not None and load.removed:  # the load's duplicates, removed at its end
                         summary.events -= load.removed
@@ -138,7 +139,7 @@ class Ingestor:
         if bulk:
             analyzing = time.perf_counter()
             store.analyze()
-            self.timings["analyze"] = time.perf_counter() - analyzing
+            self.timings["main: analyze"] = time.perf_counter() - analyzing
         summary.merged = self.resolver.merged - merged0
         summary.people_created = self.resolver.created - created0
         summary.flagged = self.resolver.flagged - flagged0
@@ -185,13 +186,18 @@ class Ingestor:
         store = self.store
 
         def work(task: tuple) -> StagedEvents:  # runs in a worker
-            started = time.process_time()
+            started, cpu = time.perf_counter(), time.process_time()
             staged = self._stage(settings, source.read_column_range(*task))
-            staged.seconds = time.process_time() - started
+            staged.seconds = (time.process_time() - cpu, time.perf_counter() - started)
             return staged
 
         timings = self.timings
         clock = time.perf_counter
+
+        def add(key: str, seconds: float) -> None:
+            timings[key] = timings.get(key, 0.0) + seconds
+
+        load_started = clock()
         with ParseWorkers(workers, work, ahead=4) as pool:
             store.attach_stage(STAGE_SCHEMA)
             try:
@@ -200,7 +206,7 @@ class Ingestor:
                     waited = clock()
                     staged = next(results, None)
                     started = clock()
-                    timings["waiting for workers"] = timings.get("waiting for workers", 0.0) + started - waited
+                    add("main: waiting for workers", started - waited)
                     if staged is None:
                         break
                     store.load_stage(STAGE_SCHEMA, staged.data)
@@ -210,12 +216,15 @@ class Ingestor:
                     except BaseException:
                         self.resolver.reset()
                         raise
-                    timings["writing"] = timings.get("writing", 0.0) + clock() - started
-                    timings["worker parse+clean"] = timings.get("worker parse+clean", 0.0) + staged.seconds
+                    add("main: writing batches", clock() - started)
+                    add("workers: parse+clean CPU", staged.seconds[0])
+                    add("workers: busy", staged.seconds[1])
                     if progress is not None:
                         progress(len(staged))
             finally:
                 store.detach_stage(STAGE_SCHEMA)
+        add("load phase", clock() - load_started)
+        timings["workers"] = workers
 
     def _run_batches(self, batches, settings: "_SourceSettings", summary: IngestSummary,
                      progress: Callable[[int], None] | None) -> None:
@@ -471,12 +480,15 @@ class Ingestor:
         observations = [Observation(combo, ids, None, event_rule) for combo, ids in staged.idsets]
         resolving = time.perf_counter()
         resolved = self._resolve_event_sets(name, observations, summary)
-        self.timings["resolving identities"] = self.timings.get("resolving identities", 0.0) + time.perf_counter() - resolving
+        inserting = time.perf_counter()
+        timings = self.timings
+        timings["main: resolving identities"] = timings.get("main: resolving identities", 0.0) + inserting - resolving
         for idset, event_name, epoch, props in staged.consents:
             self._consent(settings, resolved[idset][1], event_name, epoch, props)
         people = [(i, pid, rid) for i, (rid, pid) in enumerate(resolved)]
         rows = staged.events - len(staged.failed)
         new = self.store.insert_staged_events(STAGE_SCHEMA, name, people)
+        timings["main: inserting rows"] = timings.get("main: inserting rows", 0.0) + time.perf_counter() - inserting
         summary.events += new
         summary.duplicates += rows - new
         summary.written += new
