@@ -22,6 +22,7 @@ def build_catalogue(project: Any):
     for entry in registry.tag_calculators.values():
         for definition in getattr(entry.obj, "produces", ()):
             tags[definition.name] = definition.type
+    calculator_tags = set(tags)
     for row in store.tag_definitions():
         tags.setdefault(row["name"], row["type"])
     attributes = {
@@ -29,4 +30,5 @@ def build_catalogue(project: Any):
     }
     return Catalogue.from_names(
         events=events, tags=tags, attributes=attributes, channels=set(registry.channels),
+        calculator_tags=calculator_tags,
     )

@@ -44,11 +44,25 @@ class Project:
     def rule_paths(self) -> list[Path]:
         return [self.directory / p for p in self.config.rules]
 
-    def rules(self):
-        """Load every rule file of the project into one RuleSet (raises DslError on syntax errors)."""
+    def rules(self, *, checked: bool = False):
+        """Load every rule file of the project into one RuleSet (raises DslError on syntax errors).
+
+        ``checked``: also refuse rules that `motorcade check` reports errors for on their own (scope and
+        type errors, cycles of segments or rule tags, missing clauses), so nothing computes or sends
+        from a rule the checker rejects. Unknown names are not refused here (an event may simply not
+        have happened yet); `motorcade check` reports them against the project's catalogue.
+        """
         from motorcade.dsl import load_rules
 
-        return load_rules(self.rule_paths())
+        rule_set = load_rules(self.rule_paths())
+        if checked:
+            from motorcade.dsl.check import check
+            from motorcade.dsl.errors import ERROR, DslError
+
+            errors = [d for d in check(rule_set) if d.severity == ERROR]
+            if errors:
+                raise DslError(errors)
+        return rule_set
 
     def catalogue(self):
         """What the rules may refer to: events, tags, attributes, channels seen in this project."""

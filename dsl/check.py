@@ -5,6 +5,7 @@ is unbounded. Every finding is returned; nothing stops at the first."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import attrs
 
@@ -29,10 +30,12 @@ class Catalogue:
     segments: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
     channels: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
     templates: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
+    # tags the installed calculators produce: a rule tag must not take one of their names
+    calculator_tags: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
 
     @classmethod
     def from_names(cls, *, events=None, tags=None, attributes=None, segments=None, channels=None,
-                   templates=None) -> "Catalogue":
+                   templates=None, calculator_tags=None) -> "Catalogue":
         """Build from names observed in a project; ``tags`` may be a mapping name -> type or just names.
 
         An empty collection counts as *unknown* (not checked), so a fresh project with no events yet
@@ -45,7 +48,8 @@ class Catalogue:
         if tags is not None and not isinstance(tags, dict):
             tags = {name: None for name in tags}
         return cls(events=known(events), tags=tags, profile_attributes=known(attributes),
-                   segments=known(segments), channels=known(channels), templates=known(templates))
+                   segments=known(segments), channels=known(channels), templates=known(templates),
+                   calculator_tags=known(calculator_tags))
 
 
 CAR_FIELDS = ("vin", "brand", "model", "model_year", "purchase_date", "store", "age")
@@ -69,6 +73,7 @@ class _Checker:
         self.file: ast.RuleFile | None = None
         self.segment_refs: dict[str, list[ast.InSegment]] = {}
         self.tag_rule_names = set(rule_set.tags)
+        self.tag_refs: dict[str, list[ast.TagRef]] = {}  # rule tag -> the rule tags its conditions read
 
     # -- reporting --
     def report(self, severity, message, node, hint=None):
@@ -113,8 +118,13 @@ class _Checker:
         self.cond(rule.where, "person", segment=rule.name)
 
     def rule_TagRule(self, rule):  # noqa: N802
+        if self.catalogue.calculator_tags is not None and rule.name in self.catalogue.calculator_tags:
+            self.report(ERROR, f"rule tag `{rule.name}` has the name of a tag an installed calculator produces",
+                        rule, "rename the rule tag (`motorcade tags list` shows the calculators' tags)")
+        refs = self.tag_refs.setdefault(rule.name, [])
         for case in rule.cases:
             self.cond(case.when, "person")
+            refs.extend(n for n in ast.walk(case.when) if isinstance(n, ast.TagRef) and n.name in self.tag_rule_names)
         kinds = {_literal_kind(v.value) for v in [c.then for c in rule.cases] + [rule.default] if v is not None}
         if len(kinds) > 1:
             self.report(ERROR, f"rule tag `{rule.name}` mixes value types ({', '.join(sorted(kinds))})", rule,
@@ -329,23 +339,29 @@ class _Checker:
 
     # -- cycles --
     def check_cycles(self):
-        graph = {name: [ref.segment for ref in refs] for name, refs in self.segment_refs.items()}
+        self._cycles({name: [(ref.segment, ref) for ref in refs] for name, refs in self.segment_refs.items()},
+                     self.rule_set.segments, "segments refer to each other in a cycle: ",
+                     "one of these segments must not use `in segment` on the others")
+        self._cycles({name: [(ref.name, ref) for ref in refs] for name, refs in self.tag_refs.items()},
+                     self.rule_set.tags, "rule tags depend on each other in a cycle: ",
+                     "one of these rule tags must not read the others")
+
+    def _cycles(self, graph: dict[str, list[tuple[str, Any]]], rules: dict, message: str, hint: str):
+        """Report each cycle of ``graph`` (name -> [(target, the node that refers to it)]) once."""
         state: dict[str, str] = {}
         reported = set()
 
         def visit(name, path):
             state[name] = "active"
-            for target in graph.get(name, []):
+            for target, ref in graph.get(name, []):
                 if state.get(target) == "active":
                     cycle = path[path.index(target):] + [target]
                     key = frozenset(cycle)
                     if key not in reported:
                         reported.add(key)
                         # point at the reference that closes the cycle
-                        ref = next(r for r in self.segment_refs[name] if r.segment == target)
-                        self.file = self.rule_set.file_of(self.rule_set.segments[name])
-                        self.report(ERROR, "segments refer to each other in a cycle: " + " -> ".join(cycle),
-                                    ref, "one of these segments must not use `in segment` on the others")
+                        self.file = self.rule_set.file_of(rules[name])
+                        self.report(ERROR, message + " -> ".join(cycle), ref, hint)
                         self.file = None
                 elif state.get(target) is None and target in graph:
                     visit(target, path + [target])

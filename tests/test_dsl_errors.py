@@ -195,6 +195,17 @@ def test_segment_cycle_is_named_and_points_at_the_closing_reference():
     assert (diagnostic.line, diagnostic.column) == (3, 19)
 
 
+def test_rule_tag_cycle_is_named_and_a_calculator_tag_name_is_taken():
+    rule_set = rule_set_from_text(
+        'tag hot = case when tag warm = "yes" then "yes" else "no" end\n'
+        'tag warm = case when tag hot = "yes" then "yes" else "no" end\n'
+        'tag intent_level = case when (did x) then "high" else "low" end\n', "rules/tags.mc")
+    found = [(d.severity, d.line, d.message) for d in check(rule_set, Catalogue(calculator_tags={"intent_level"}))]
+    assert ("error", 3, "rule tag `intent_level` has the name of a tag an installed calculator produces") in found
+    assert ("error", 2, "rule tags depend on each other in a cycle: hot -> warm -> hot") in found
+    assert len(found) == 2
+
+
 def test_duplicate_rule_names_are_errors_across_files(tmp_path):
     (tmp_path / "a.mc").write_text("segment a { where did x }\n", encoding="utf-8")
     (tmp_path / "b.mc").write_text("\nsegment a { where did y }\n", encoding="utf-8")

@@ -8,7 +8,7 @@ import zoneinfo
 import pytest
 from click.testing import CliRunner
 
-from motorcade.cli import build_cli
+from motorcade.cli import build_cli, main
 from motorcade.errors import MotorcadeError
 from motorcade.model import Car, Consent, Event, Ownership
 from motorcade.segments import compute_segments, dependency_order, members_now
@@ -102,6 +102,16 @@ def test_dependency_order_and_cycles(project):
         "segment a { where in segment b }\nsegment b { where in segment a }\n", encoding="utf-8")
     with pytest.raises(MotorcadeError, match="cycle: a -> b -> a"):
         compute_segments(project, ["a"], as_of=AS_OF)
+
+
+def test_rules_the_checker_rejects_are_not_computed(project, capsys):
+    (project.directory / "rules" / "bad.mc").write_text(
+        'segment typo { where tag intent_level > "high" and count(order) >= "x" }\n', encoding="utf-8")
+    code = main(["--project", str(project.directory), "segments", "compute", "owners", "--as-of", "2026-11-20T10:00"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "bad.mc:1:" in err and "compare it with a number" in err
+    assert project.store.query("SELECT count(*) FROM segment_runs")[0][0] == 0
 
 
 def test_unknown_segment_names_a_close_match(project):

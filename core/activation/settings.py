@@ -93,7 +93,7 @@ class ActivationContext:
         return cls(
             project_dir=project.directory,
             store=project.store,
-            rule_set=rule_set if rule_set is not None else project.rules(),
+            rule_set=rule_set if rule_set is not None else project.rules(checked=True),
             registry=project.plugins.registry(),
             channel_settings=dict(config.channels),
             tz=config.tz,

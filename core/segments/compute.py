@@ -123,7 +123,7 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None) -> list[
     """
     tz = project.timezone
     as_of = parse_as_of(as_of, tz)
-    rule_set = rule_set or project.rules()
+    rule_set = rule_set or project.rules(checked=True)
     wanted = list(names) if names else sorted(rule_set.segments)
     for name in wanted:
         if name not in rule_set.segments:

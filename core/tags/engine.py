@@ -380,7 +380,7 @@ def project_calculators(project) -> dict[str, TagCalculator]:
     from .rules import rule_tag_calculators
 
     calculators = {name: entry.obj for name, entry in project.plugins.registry().tag_calculators.items()}
-    calculators.update(rule_tag_calculators(project.rules(), project.timezone))
+    calculators.update(rule_tag_calculators(project.rules(checked=True), project.timezone))
     return calculators
 
 
