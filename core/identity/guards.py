@@ -35,6 +35,7 @@ DEFAULT_JUNK = {
     "email": ("test@test.com", "a@a.com", "no@email.com", "none@none.com", "123@qq.com"),
 }
 PLACEHOLDERS = frozenset({"null", "none", "n/a", "na", "unknown", "-", "--", "test", "无", "空", "未知", "0", "nan"})
+_LONGEST_PLACEHOLDER = max(map(len, PLACEHOLDERS))
 
 
 @attrs.frozen
@@ -80,18 +81,25 @@ class IdentityGuards:
         return self.max_records.get(type_, self.default_max_records)
 
     def junk_reason(self, type_: str, value: str) -> str | None:
-        """Why this cleaned value must never link anyone, or None if it may."""
-        if value in self.junk.get(type_, ()):
+        """Why this cleaned value must never link anyone, or None if it may.
+
+        Called once per new identifier of a bulk load: the common case (a real value) is decided by a
+        few character comparisons, without building strings.
+        """
+        junk = self.junk.get(type_)
+        if junk is not None and value in junk:
             return "junk value"
         plain = value.lstrip("+")
-        if type_ == "phone" and plain.startswith("86"):
+        phone = type_ == "phone"
+        if phone and plain.startswith("86"):
             plain = plain[2:]
-        if plain.lower() in PLACEHOLDERS:
+        n = len(plain)
+        # (lower() never shortens a string, so a longer value cannot be a placeholder)
+        if n <= _LONGEST_PLACEHOLDER and plain.lower() in PLACEHOLDERS:
             return "placeholder value"
-        # (comparisons with a repeated first character: cheaper than building a set per value)
-        if len(plain) >= 3 and plain == plain[0] * len(plain):
+        if n >= 3 and plain[0] == plain[-1] and plain.count(plain[0]) == n:
             return "all characters the same"
-        if type_ == "phone" and len(plain) >= 8 and plain[-8:] == plain[-1] * 8:
+        if phone and n >= 8 and plain[-1] == plain[-2] and plain.endswith(plain[-1] * 8):
             return "phone ends in 8 identical digits"
         return None
 

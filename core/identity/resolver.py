@@ -3,12 +3,21 @@
 :meth:`IdentityResolver.resolve` takes the *observations* of one batch (a CRM row, the identifiers
 seen together on an event, a car's owner), finds or creates their identity records, links them to
 their identifiers and unites the people those identifiers already belong to. Everything is decided
-in memory for the whole batch and written with a handful of ``executemany`` calls.
+in memory for the whole batch and written with a handful of statements (each table's new rows as one
+JSON array, see :mod:`motorcade.store.identity`).
 
 Guards (see :mod:`motorcade.identity.guards`): junk values are stored flagged and never link; an
 identifier that more than N records of one source carry is flagged when it crosses the limit and the
 person it had joined is re-derived without it, so the result does not depend on the order rows
 arrive in: people are always the components of the graph over unflagged identifiers.
+
+The resolver caches the part of the graph it has seen (records by source and key, identifiers by type
+and value). While the store held no identity records when the cache was started and nobody else has
+written to the graph since (same connection, ``PRAGMA data_version``, the store's ``identity_epoch``
+and the next free ids all as this resolver left them), the cache *is* the graph and a batch needs no
+lookup at all: a first load runs without reading back what it wrote. Otherwise the batch's unknown
+keys and identifiers are looked up with one statement each, and any change made by someone else
+drops the cache.
 
 Callers hold the write transaction (``store.transaction()``) around :meth:`resolve`; if it fails,
 call :meth:`reset` (the caches may hold ids of rows that were rolled back).
@@ -25,12 +34,24 @@ from ..model import Identifier
 from ..store.codec import iso, loads, utc_now
 from .guards import IdentityGuards
 
-_CACHE_LIMIT = 3_000_000
-# union-find node kinds (see resolve): identifier id, _PERSON + person id, _RECORD + record id
+_CACHE_LIMIT = 3_000_000  # records, and identifiers, kept in the cache before it is dropped
+# union-find node kinds of the merge-reason replay (see _merge_reasons): identifier id, _PERSON + person
+# id, _RECORD + record id
 _PERSON = 1 << 48
 _RECORD = 2 << 48
 # codec.dumps with its settings made once (json.dumps builds an encoder per call when given options)
 _dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str).encode
+# attribute values whose JSON text reads back as an equal value of the same type (golden records of
+# one-record people are built from the attributes themselves, without reading their JSON back)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+# Cache entries are lists (mutable, and cheaper than objects):
+#   record:     [record id, person id, attributes JSON, identifier ids linked (tuple, removed links included)]
+#   identifier: [identifier id, person id, flag reason or None, count, count's source, type]
+# where count = how many records of that source carry the identifier (live links); the counts of
+# other sources are in ``_counts``.
+_RID, _PID, _ATTRS, _LINKED = 0, 1, 2, 3
+_IID, _REASON, _COUNT, _COUNTED, _TYPE = 0, 2, 3, 4, 5
 
 
 class Observation(NamedTuple):
@@ -65,15 +86,22 @@ class IdentityResolver:
         self.created = 0  # people created
         self.flagged = 0  # identifiers flagged for crossing their limit
         self.records_created = 0  # identity records created
+        self._limits: dict[str, int] = {}  # identifier type -> guards.limit(type)
+        self._rank = {t: i for i, t in enumerate(self.guards.priority)}
         self.reset()
 
     def reset(self) -> None:
         """Forget cached state (after a rollback, or when another writer may have changed the graph)."""
-        self._records: dict[tuple[str, str], list] = {}  # (source, key) -> [record id, person id, attributes JSON]
-        self._links: dict[int, set[int]] = {}  # record id -> identifier ids
-        self._idents: dict[tuple[str, str], list] = {}  # (type, value) -> [id, person id, flag reason]
+        self._records: dict[str, dict[str, list]] = {}  # source -> key -> record entry (see above)
+        self._idents: dict[str, dict[str, list]] = {}  # type -> value -> identifier entry (see above)
         self._counts: dict[tuple[int, str], int] = {}  # (identifier id, source) -> records carrying it
         self._redirect: dict[int, int] = {}  # person merged away in this run -> the id it merged into
+        self._n_records = self._n_idents = 0  # cache sizes
+        # ids issued since the cache started (record id, identifier id): rows from these on were all
+        # written by this resolver, so their links and counts are all in the cache
+        self._own: tuple[int, int] | None = None
+        self._complete = False  # the cache holds the whole graph (the store had none when it started)
+        self._sync: tuple | None = None  # (connection, data_version, epoch, next record id, next identifier id)
         self.generation = getattr(self, "generation", 0) + 1  # entries of an earlier generation are stale
 
     def unchanged_record(self, source: str, key: str, identifiers: Sequence[Identifier]) -> list | None:
@@ -84,16 +112,18 @@ class IdentityResolver:
         (``person_of(entry[1])``), so merges made by those are followed; while :attr:`generation`
         is unchanged the entry is kept current.
         """
-        entry = self._records.get((source, key))
+        records = self._records.get(source)
+        if records is None:
+            return None
+        entry = records.get(key)
         if entry is None:
             return None
-        linked = self._links.get(entry[0])
-        if linked is None:
-            return None
+        linked = entry[_LINKED]
         idents = self._idents
         for ident in identifiers:
-            ie = idents.get((ident.type, ident.value))
-            if ie is None or ie[0] not in linked:
+            by_value = idents.get(ident.type)
+            ie = by_value.get(ident.value) if by_value is not None else None
+            if ie is None or ie[_IID] not in linked:
                 return None
         return entry
 
@@ -114,83 +144,122 @@ class IdentityResolver:
 
     # ------------------------------------------------------------------------------------------
 
+    def _begin(self) -> tuple[int, int, int]:
+        """Next free ids; drops the cache if the graph changed since this resolver last wrote it."""
+        store = self.store
+        conn = store.conn
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        next_ids = store.identity_next_ids()
+        if self._sync is not None and self._sync != (conn, version, store.identity_epoch, *next_ids[1:]):
+            self.reset()
+        if self._own is None:
+            self._own = next_ids[1], next_ids[2]
+            self._complete = next_ids[1] == 1 and next_ids[2] == 1
+        self._version = conn, version
+        return next_ids
+
     def resolve(self, source: str, observations: Sequence[Observation]) -> list[tuple[int, int]]:
         """``(record id, person id)`` for every observation, in order."""
-        if len(self._records) > _CACHE_LIMIT or len(self._idents) > _CACHE_LIMIT:
+        if self._n_records > _CACHE_LIMIT or self._n_idents > _CACHE_LIMIT:
             self.reset()
         store = self.store
         now = iso(self.now or utc_now())
-        keys = [o.key if o.key else combination_key(o.identifiers) for o in observations]
-        self._load(source, keys, observations)
-        next_pid, next_rid, next_iid = store.identity_next_ids()
+        next_pid, next_rid, next_iid = self._begin()
+        first_rid, first_iid = next_rid, next_iid
+        keys = [o.key or combination_key(o.identifiers) for o in observations]
+        records = self._records.get(source)
+        if records is None:
+            records = self._records[source] = {}
+        if not self._complete:
+            self._load(source, records, keys, observations)
         guards = self.guards
+        junk_reason = guards.junk_reason
+        limits = self._limits
+        idents, counts = self._idents, self._counts
 
-        new_records: list[list] = []
-        new_record_attrs: dict[int, str] = {}
-        record_updates: dict[int, str] = {}
-        new_idents: list[tuple[str, str, list]] = []
-        new_links: list[tuple] = []
-        newly_flagged: list[list] = []
-        touched: list[tuple[list, Observation]] = []  # records with new links (or new records)
+        new_records: list[list] = []  # in id order (first_rid, first_rid + 1, ...)
+        new_keys: list[str] = []
+        new_attrs: list[Any] = []  # the attributes each new record's JSON was made from
+        record_updates: dict[int, list] = {}
+        new_idents: list[tuple[str, str, list]] = []  # in id order (first_iid, ...)
+        # links in order, each as one integer: record id * mult + identifier id
+        mult = max(1 << 32, next_iid + sum(len(o.identifiers) for o in observations))
+        links: list[int] = []
+        rules: list[tuple[int, str]] = []  # (index in links, rule) where the rule changes
+        rule = None
+        newly_flagged: list[tuple[list, str]] = []
+        touched: list[tuple[list, list]] = []  # (record entry, identifier entries) with new links (or new)
         entries: list[list] = []
 
-        records, links, idents, counts = self._records, self._links, self._idents, self._counts
-        limits: dict[str, int] = {}
-        junk_reason = guards.junk_reason
+        # -- 1. records, identifiers, links, counts and guards -------------------------------------
         for obs, key in zip(observations, keys):
-            entry = records.get((source, key))
-            attrs_json = _dumps(obs.attributes) if obs.attributes else "{}"
+            attributes = obs.attributes
+            entry = records.get(key)
             if entry is None:
-                entry = [next_rid, None, attrs_json]
+                entry = [next_rid, None, _dumps(attributes) if attributes else "{}", ()]
                 next_rid += 1
-                records[(source, key)] = entry
-                links[entry[0]] = linked = set()
+                records[key] = entry
                 new_records.append(entry)
-                new_record_attrs[entry[0]] = key
-                is_new = True
+                new_keys.append(key)
+                new_attrs.append(attributes)
+                created = True
             else:
-                is_new = False
-                if obs.attributes and attrs_json != entry[2]:
-                    entry[2] = attrs_json
-                    if entry[0] not in new_record_attrs:
-                        record_updates[entry[0]] = entry
-                linked = links.get(entry[0])
-                if linked is None:
-                    linked = links[entry[0]] = set()
+                created = False
+                if attributes:
+                    attrs_json = _dumps(attributes)
+                    if attrs_json != entry[_ATTRS]:
+                        entry[_ATTRS] = attrs_json
+                        if entry[_RID] >= first_rid:  # created in this batch: inserted with these
+                            new_attrs[entry[_RID] - first_rid] = attributes
+                        else:
+                            record_updates[entry[_RID]] = entry
             entries.append(entry)
+            linked = entry[_LINKED]
+            ies = []
             new_link = False
             for ident in obs.identifiers:
                 type_ = ident.type
                 value = ident.value
-                pair = (type_, value)
-                ie = idents.get(pair)
+                by_value = idents.get(type_)
+                if by_value is None:
+                    by_value = idents[type_] = {}
+                ie = by_value.get(value)
                 if ie is None:
-                    ie = [next_iid, None, junk_reason(type_, value)]
+                    ie = [next_iid, None, junk_reason(type_, value), 0, source, type_]
                     next_iid += 1
-                    idents[pair] = ie
-                    counts[(ie[0], source)] = 0
+                    by_value[value] = ie
                     new_idents.append((type_, value, ie))
-                iid = ie[0]
+                ies.append(ie)
+                iid = ie[_IID]
                 if iid in linked:
                     continue
-                linked.add(iid)
+                linked += (iid,)
                 new_link = True
-                new_links.append((entry[0], iid, source, obs.rule, now, None, None))
-                count_key = (iid, source)
-                count = counts.get(count_key)
-                if count is None:  # preloaded by _load for every identifier of the batch; kept as a fallback
-                    count = store.identifier_link_counts(source, [iid]).get(iid, 0)
-                count += 1
-                counts[count_key] = count
-                if ie[2] is None:
+                if obs.rule != rule:
+                    rule = obs.rule
+                    rules.append((len(links), rule))
+                links.append(entry[_RID] * mult + iid)
+                if ie[_REASON] is None:  # counts matter to unflagged identifiers only (flags stay)
+                    if ie[_COUNTED] == source:
+                        count = ie[_COUNT] = ie[_COUNT] + 1
+                    elif ie[_COUNTED] is None:  # no source counted yet: ours, or preloaded by _load
+                        ie[_COUNTED] = source
+                        count = ie[_COUNT] = 1
+                    else:
+                        count = counts[(iid, source)] = counts.get((iid, source), 0) + 1
                     limit = limits.get(type_)
                     if limit is None:
                         limit = limits[type_] = guards.limit(type_)
                     if count > limit:
-                        ie[2] = guards.over_limit_reason(type_, source, count)
+                        ie[_REASON] = guards.over_limit_reason(type_, source, count)
                         newly_flagged.append(ie)
-            if is_new or new_link:
-                touched.append((entry, obs))
+            if new_link:
+                entry[_LINKED] = linked
+                touched.append((entry, ies))
+            elif created:
+                touched.append((entry, ies))
+        self._n_records += len(new_records)
+        self._n_idents += len(new_idents)
 
         # Identifiers that crossed their limit stop linking: people they had joined are re-derived.
         rederived: set[int] = set()  # people re-derived here: their golden records are recomputed below
@@ -198,180 +267,291 @@ class IdentityResolver:
             self.flagged += len(newly_flagged)
             rederive = set()
             for ie in newly_flagged:
-                if ie[0] < self._first_new_iid(new_idents):
-                    pid = store.flag_identifier(ie[0], ie[2])
+                if ie[_IID] < first_iid:
+                    pid = store.flag_identifier(ie[_IID], ie[_REASON])
                     if pid is not None:
                         rederive.add(self._person(pid))
-                ie[1] = None
+                ie[_PID] = None
+            reason = "identifier flagged: " + "; ".join(sorted({ie[_REASON] for ie in newly_flagged}))
             for pid in sorted(p for p in rederive if p is not None):
-                rederived.update(store.rederive_person(pid, reason="identifier flagged: " + "; ".join(
-                    sorted({ie[2] for ie in newly_flagged})), at=self.now))
+                rederived.update(store.rederive_person(pid, reason=reason, at=self.now))
             if rederive:
-                self._refresh_persons()
-        next_pid = store.identity_next_ids()[0]  # a re-derivation may have issued ids
+                self._refresh_people(rederive | rederived)
+                next_pid = store.identity_next_ids()[0]  # a re-derivation may have issued ids
 
-        # Union-find over people (existing), new records and new identifiers. A node is an int that
-        # orders like the (kind, id) pair it stands for: identifiers < people < records.
-        parent: dict[int, int] = {}
+        # -- 2. components: union-find over the touched records' people ----------------------------
+        # A component is numbered by the touched record that started it, so the smallest number of a
+        # component is its first record in batch order (new people get ids in that order).
+        redirect = self._redirect
+        person = self._person
+        parent: list[int] = []
+        comp_of_person: dict[int, int] = {}
+        comp_of_ident: dict[int, int] = {}  # identifiers without a person yet (new ones) -> component
+        unowned: list[list] = []  # identifiers stored earlier without a person (their links were removed)
+        comp_of_record: dict[int, int] = {}  # records without a person yet (new ones) -> component
+        record_comps: list[int] = []  # per touched record
+        joins_people = False  # a component reached an existing person through an identifier
 
         def find(x: int) -> int:
+            root = x
+            while parent[root] != root:
+                root = parent[root]
+            while parent[x] != root:  # path compression
+                parent[x], x = root, parent[x]
+            return root
+
+        for entry, ies in touched:
+            pid = entry[_PID]
+            if pid is None:
+                c = comp_of_record.get(entry[_RID])
+                if c is None:
+                    c = comp_of_record[entry[_RID]] = len(parent)
+                    parent.append(c)
+                elif parent[c] != c:
+                    c = find(c)
+            else:
+                if pid in redirect:
+                    pid = person(pid)
+                c = comp_of_person.get(pid)
+                if c is None:
+                    c = comp_of_person[pid] = len(parent)
+                    parent.append(c)
+                elif parent[c] != c:
+                    c = find(c)
+            for ie in ies:
+                if ie[_REASON] is not None:
+                    continue
+                ipid = ie[_PID]
+                if ipid is None:
+                    d = comp_of_ident.get(ie[_IID])
+                    if d is None:
+                        comp_of_ident[ie[_IID]] = c
+                        if ie[_IID] < first_iid:
+                            unowned.append(ie)
+                        continue
+                else:
+                    if ipid in redirect:
+                        ipid = person(ipid)
+                    d = comp_of_person.get(ipid)
+                    if d is None:
+                        comp_of_person[ipid] = c
+                        joins_people = True
+                        continue
+                if parent[d] != d:
+                    d = find(d)
+                if d != c:
+                    if d < c:
+                        parent[c] = d
+                        c = d
+                    else:
+                        parent[d] = c
+            record_comps.append(c)
+
+        people_of: dict[int, list[int]] = {}
+        for pid, c in comp_of_person.items():
+            people_of.setdefault(find(c), []).append(pid)
+        target_of: list[int | None] = [None] * len(parent)  # component root -> its person
+        first_new_pid = next_pid
+        merges: list[tuple[int, list[int], int]] = []  # (target, others, component)
+        for c in range(len(parent)):
+            if parent[c] != c:
+                continue
+            people = people_of.get(c)
+            if people is None:
+                target_of[c] = next_pid
+                next_pid += 1
+            else:
+                if len(people) > 1:
+                    people.sort()
+                    merges.append((people[0], people[1:], c))
+                    target_of[c] = people[0]
+                else:
+                    target_of[c] = people[0]
+        new_people = range(first_new_pid, next_pid)
+        reasons = self._merge_reasons(source, touched, record_comps, merges, find) if merges else {}
+
+        # -- 3. who is who now ---------------------------------------------------------------------
+        # the first record of a new person (its smallest record id) is the record that created it
+        origin = [0] * len(new_people)
+        multi: set[int] = set()  # new people made of several records
+        for (entry, _ies), c in zip(touched, record_comps):
+            if entry[_PID] is None:
+                if parent[c] != c:
+                    c = find(c)
+                target = entry[_PID] = target_of[c]
+                if target >= first_new_pid:
+                    n = target - first_new_pid
+                    if origin[n]:
+                        multi.add(target)
+                    else:
+                        origin[n] = entry[_RID]
+        if comp_of_ident:
+            for _type, _value, ie in new_idents:
+                if ie[_REASON] is None:
+                    c = comp_of_ident[ie[_IID]]
+                    ie[_PID] = target_of[c if parent[c] == c else find(c)]
+        ident_updates = []
+        for ie in unowned:
+            c = comp_of_ident[ie[_IID]]
+            ie[_PID] = target_of[c if parent[c] == c else find(c)]
+            ident_updates.append((ie[_PID], ie[_IID]))
+
+        # -- 4. write ------------------------------------------------------------------------------
+        new_golden = self._new_golden_records(source, first_new_pid, len(new_people), new_records, new_keys,
+                                              new_attrs, multi, touched)
+        store.insert_new_people(first_new_pid, new_golden, now)
+        store.insert_new_identity_records(first_rid, source, [
+            (key, e[_PID], e[_PID] if e[_PID] >= first_new_pid and origin[e[_PID] - first_new_pid] == e[_RID] else None,
+             e[_ATTRS])
+            for key, e in zip(new_keys, new_records)
+        ], now)
+        if record_updates:
+            store.update_record_attributes([(e[_ATTRS], now, rid) for rid, e in record_updates.items()])
+        store.insert_new_identifiers(first_iid, [(t, v, ie[_PID], ie[_REASON]) for t, v, ie in new_idents])
+        if ident_updates:
+            store.set_identifier_people(ident_updates)
+        bounds = [start for start, _ in rules[1:]] + [len(links)]
+        for (start, rule_), stop in zip(rules, bounds):
+            store.insert_new_identity_links(source, rule_, now, links[start:stop] if len(rules) > 1 else links, mult)
+        for target, others, c in merges:
+            store.merge_people(target, others, reason="linked by " + reasons.get(c, "a shared identifier"),
+                               at=self.now)
+            for other in others:
+                redirect[other] = target
+        self.merged += sum(len(o) for _, o, _ in merges)
+        self.created += len(new_people)
+        self.records_created += len(new_records)
+        # golden records of existing people that changed: new records or links, merges, re-derivations
+        golden = {target_of[c] for c in people_of}
+        golden.update(person(p) for p in rederived)
+        if record_updates:
+            golden.update(person(e[_PID]) for e in record_updates.values())
+        golden.discard(None)
+        golden.difference_update(new_people)  # written with their golden record already
+        if golden:
+            store.recompute_golden_records(golden, guards.priority)
+        self._sync = (*self._version, store.identity_epoch, next_rid, next_iid)
+        if redirect:
+            return [(e[_RID], person(e[_PID])) for e in entries]
+        return [(e[_RID], e[_PID]) for e in entries]
+
+    def _merge_reasons(self, source: str, touched: list, record_comps: list[int], merges: list, find) -> dict[int, str]:
+        """Why each merging component merged: the first identifier that joined people in it.
+
+        Replays, for the touched records of merging components only, the union-find the reason is
+        defined by (nodes ordered identifiers < people < records, the smaller root wins; the first
+        union that reaches a person names the component's final root).
+        """
+        merging = {c for _, _, c in merges}
+        redirect = self._redirect
+        person = self._person
+        parent: dict[int, int] = {}
+
+        def root_of(x: int) -> int:
             root = x
             up = parent[root]
             while up != root:
                 root = up
                 up = parent[root]
-            while x != root:  # path compression
+            while x != root:
                 parent[x], x = root, parent[x]
             return root
 
-        redirect = self._redirect
-        person = self._person
         bridge: dict[int, str] = {}
-        for entry, obs in touched:
-            pid = entry[1]
+        for (entry, ies), c in zip(touched, record_comps):
+            if find(c) not in merging:
+                continue
+            pid = entry[_PID]
             if pid is not None and pid in redirect:
                 pid = person(pid)
-            a = _PERSON + pid if pid is not None else _RECORD + entry[0]
+            a = _PERSON + pid if pid is not None else _RECORD + entry[_RID]
             if a in parent:
-                ra = find(a)
+                ra = root_of(a)
             else:
                 parent[a] = ra = a
-            for ident in obs.identifiers:
-                ie = idents[(ident.type, ident.value)]
-                if ie[2] is not None:
+            for ie in ies:
+                if ie[_REASON] is not None:
                     continue
-                ipid = ie[1]
+                ipid = ie[_PID]
                 if ipid is None:
-                    b = ie[0]
+                    b = ie[_IID]
                 else:
                     if ipid in redirect:
                         ipid = person(ipid)
                     b = _PERSON + ipid
                 if b in parent:
-                    rb = find(b)
+                    rb = root_of(b)
                 else:
                     parent[b] = rb = b
                 if ra != rb:
                     root, child = (ra, rb) if ra < rb else (rb, ra)
                     parent[child] = root
                     if _PERSON <= ra < _RECORD or _PERSON <= rb < _RECORD or ra in bridge or rb in bridge:
-                        bridge.setdefault(root, f"{ident.type} identifier #{ie[0]} on a {source} record")
+                        bridge.setdefault(root, f"{ie[_TYPE]} identifier #{ie[_IID]} on a {source} record")
                     ra = root
+        out = {}
+        for target, _others, c in merges:
+            text = bridge.get(root_of(_PERSON + target))
+            if text is not None:
+                out[c] = text
+        return out
 
-        components: dict[int, list[int]] = {}
-        for node in parent:
-            components.setdefault(find(node), []).append(node)
-        new_people: list[int] = []
-        merges: list[tuple[int, list[int], str]] = []
-        assign: dict[int, int] = {}
-        for root, nodes in components.items():
-            people = [n - _PERSON for n in nodes if _PERSON <= n < _RECORD]
-            if people:
-                people.sort()
-                target = people[0]
-                if len(people) > 1:
-                    merges.append((target, people[1:], "linked by " + bridge.get(root, "a shared identifier")))
-            else:
-                target = next_pid
-                next_pid += 1
-                new_people.append(target)
-            for n in nodes:
-                assign[n] = target
-
-        origin: dict[int, int] = {}
-        for pid in new_people:
-            origin[pid] = None  # filled below with the smallest new record of the component
-        for entry in new_records:
-            target = assign.get(_RECORD + entry[0])
-            if target is None:  # an existing person reached through an identifier
-                target = self._person(entry[1])
-            entry[1] = target
-            if target in origin and (origin[target] is None or entry[0] < origin[target]):
-                origin[target] = entry[0]
-        ident_updates = []
-        for type_, value, ie in new_idents:
-            if ie[2] is None:
-                ie[1] = assign.get(ie[0])
-        first_new_iid = self._first_new_iid(new_idents)
-        for entry, obs in touched:
-            for ident in obs.identifiers:
-                ie = idents[(ident.type, ident.value)]
-                if ie[2] is None and ie[1] is None:
-                    ie[1] = entry[1] if entry[1] is not None else assign.get(ie[0])
-                    if ie[0] < first_new_iid:
-                        ident_updates.append((ie[1], ie[0]))
-
-        # -- write ------------------------------------------------------------------------------
-        new_golden = self._new_golden_records(source, new_people, new_records, new_record_attrs, touched)
-        store.insert_people_rows([(pid, new_golden[pid], now) for pid in new_people])
-        store.insert_identity_records([
-            (e[0], source, new_record_attrs[e[0]], e[1], e[1] if origin.get(e[1]) == e[0] else None, e[2], now)
-            for e in new_records
-        ])
-        if record_updates:
-            store.update_record_attributes([(e[2], now, rid) for rid, e in record_updates.items()])
-        store.insert_identifiers([(ie[0], t, v, ie[1], ie[2]) for t, v, ie in new_idents])
-        if ident_updates:
-            store.set_identifier_people(ident_updates)
-        store.insert_identity_links(new_links)
-        for target, others, reason in merges:
-            store.merge_people(target, others, reason=reason, at=self.now)
-            for other in others:
-                self._redirect[other] = target
-        self.merged += sum(len(o) for _, o, _ in merges)
-        self.created += len(new_people)
-        self.records_created += len(new_records)
-        golden = {t for t, _, _ in merges}
-        golden.update(self._person(p) for p in rederived)
-        golden.update(self._person(e[1]) for e, _ in touched)
-        if record_updates:
-            golden.update(self._person(e[1]) for e in record_updates.values())
-        golden.discard(None)
-        golden.difference_update(new_golden)  # written with their golden record already
-        if golden:
-            store.recompute_golden_records(golden, guards.priority)
-        return [(e[0], self._person(e[1])) for e in entries]
-
-    def _new_golden_records(self, source: str, new_people: list[int], new_records: list[list],
-                            new_record_attrs: dict[int, str], touched: list) -> dict[int, str]:
-        """Golden-record JSON of the people created in this batch, without a query.
+    def _new_golden_records(self, source: str, first_pid: int, n_people: int, new_records: list[list],
+                            new_keys: list[str], new_attrs: list, multi: set[int], touched: list) -> list[str]:
+        """Golden-record JSON of the people created in this batch (ids ``first_pid`` on), without a query.
 
         A person created here is made of records created here only (every stored record already has
         a person), so the store's rule (:meth:`recompute_golden_records`) can be applied in memory: the
         record holding the highest-priority unflagged identifier type wins each attribute, ties broken
         by source and record key.
         """
-        if not new_people:
-            return {}
-        fresh = set(new_people)
-        rank = {t: i for i, t in enumerate(self.guards.priority)}
-        worst = len(rank)
-        best: dict[int, int] = {}
-        idents = self._idents
-        for entry, obs in touched:
-            if entry[1] in fresh:
-                b = best.get(entry[0], worst + 1)
-                for ident in obs.identifiers:
-                    if idents[(ident.type, ident.value)][2] is None:
-                        r = rank.get(ident.type, worst)
-                        if r < b:
-                            b = r
-                best[entry[0]] = b
+        if not n_people:
+            return []
+        out: list[str | None] = [None] * n_people
+        empty = _dumps({"sources": [source]})
         per_person: dict[int, list[tuple]] = {}
-        for entry in new_records:
-            if entry[1] in fresh:
-                per_person.setdefault(entry[1], []).append(
-                    (best.get(entry[0], worst + 1), source, new_record_attrs[entry[0]], entry[2]))
-        out: dict[int, str] = {}
-        for pid in new_people:
-            golden: dict[str, Any] = {}
-            for _best, _source, _key, attributes in sorted(per_person.get(pid, ())):
-                if attributes != "{}":
-                    for name, value in loads(attributes).items():
-                        if value is not None and value != "" and name not in golden:
-                            golden[name] = value
+        for entry, key, attributes in zip(new_records, new_keys, new_attrs):
+            pid = entry[_PID]
+            n = pid - first_pid
+            if n < 0:
+                continue  # joined an existing person
+            if pid in multi:
+                per_person.setdefault(pid, []).append((entry, key))
+                continue
+            if not attributes:
+                out[n] = empty
+                continue
+            golden = _plain_golden(attributes)
+            if golden is None:  # not plain JSON values: as the store's rule reads them back
+                golden = {}
+                for name, value in loads(entry[_ATTRS]).items():
+                    if value is not None and value != "":
+                        golden[name] = value
             golden["sources"] = [source]
-            out[pid] = _dumps(golden)
+            out[n] = _dumps(golden)
+        if per_person:
+            rank = self._rank
+            worst = len(rank)
+            best: dict[int, int] = {}
+            for entry, ies in touched:
+                if entry[_PID] in per_person:
+                    b = best.get(entry[_RID], worst + 1)
+                    for ie in ies:
+                        if ie[_REASON] is None:
+                            r = rank.get(ie[_TYPE], worst)
+                            if r < b:
+                                b = r
+                    best[entry[_RID]] = b
+            for pid, members in per_person.items():
+                ordered = sorted((best.get(e[_RID], worst + 1), source, key, e[_ATTRS]) for e, key in members)
+                golden: dict[str, Any] = {}
+                for _best, _source, _key, attributes in ordered:
+                    if attributes != "{}":
+                        for name, value in loads(attributes).items():
+                            if value is not None and value != "" and name not in golden:
+                                golden[name] = value
+                golden["sources"] = [source]
+                out[pid - first_pid] = _dumps(golden)
         return out
 
     # ------------------------------------------------------------------------------------------
@@ -404,51 +584,78 @@ class IdentityResolver:
         self.reset()
         return len(new_rows) + len(rederive)
 
-    def _first_new_iid(self, new_idents: list) -> float:
-        return new_idents[0][2][0] if new_idents else float("inf")
-
-    def _load(self, source: str, keys: list[str], observations: Sequence[Observation]) -> None:
+    def _load(self, source: str, records: dict[str, list], keys: list[str], observations: Sequence[Observation]) -> None:
+        """Bring the batch's records and identifiers the cache does not hold from the store (one query
+        each), with the links of those records and the counts of those identifiers for ``source``."""
         store = self.store
-        missing = [k for k in dict.fromkeys(keys) if (source, k) not in self._records]
+        missing = [k for k in dict.fromkeys(keys) if k not in records]
         if missing:
             found = store.find_records(source, missing)
-            for key, (rid, pid, attributes) in found.items():
-                self._records[(source, key)] = [rid, pid, attributes]
             if found:
                 links = store.record_link_ids([v[0] for v in found.values()])
-                for rid, _pid, _a in found.values():
-                    self._links[rid] = links.get(rid, set())
+                for key, (rid, pid, attributes) in found.items():
+                    records[key] = [rid, pid, attributes, tuple(sorted(links.get(rid, ())))]
+                self._n_records += len(found)
         idents = self._idents
-        pairs = {(i.type, i.value) for o in observations for i in o.identifiers}
-        missing_pairs = [p for p in pairs if p not in idents]
-        if missing_pairs:
-            for pair, (iid, pid, reason) in store.find_identifiers(missing_pairs).items():
-                idents[pair] = [iid, pid, reason]
-        # how many records of this source carry each stored identifier: one query per batch, not per link
+        wanted: dict[tuple[str, str], None] = {}
+        for o in observations:
+            for i in o.identifiers:
+                by_value = idents.get(i.type)
+                if by_value is None or i.value not in by_value:
+                    wanted[(i.type, i.value)] = None
+        if wanted:
+            found_ids = store.find_identifiers(list(wanted))
+            for (type_, value), (iid, pid, reason) in found_ids.items():
+                idents.setdefault(type_, {})[value] = [iid, pid, reason, 0, None, type_]
+            self._n_idents += len(found_ids)
+        # how many records of this source carry each identifier stored before this cache started
         counts = self._counts
-        uncounted = [ie[0] for p in pairs if (ie := idents.get(p)) is not None and (ie[0], source) not in counts]
+        own_iid = self._own[1]
+        uncounted: dict[int, list] = {}
+        for o in observations:
+            for i in o.identifiers:
+                ie = idents[i.type].get(i.value) if i.type in idents else None
+                if (ie is not None and ie[_IID] < own_iid and ie[_REASON] is None and ie[_COUNTED] != source
+                        and (ie[_IID], source) not in counts):
+                    uncounted[ie[_IID]] = ie
         if uncounted:
-            found = store.identifier_link_counts(source, uncounted)
-            for iid in uncounted:
-                counts[(iid, source)] = found.get(iid, 0)
+            found_counts = store.identifier_link_counts(source, list(uncounted))
+            for iid, ie in uncounted.items():
+                n = found_counts.get(iid, 0)
+                if ie[_COUNTED] is None:
+                    ie[_COUNT], ie[_COUNTED] = n, source
+                else:
+                    counts[(iid, source)] = n
 
-    def _refresh_persons(self) -> None:
-        """After a re-derivation in the store: reload the people of cached records and identifiers."""
-        self._redirect.clear()
-        conn = self.store.conn
-        by_id = {}
-        for entry in self._records.values():
-            by_id[entry[0]] = entry
-        ids = [rid for rid in by_id]
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start:start + 5000]
-            for rid, pid in conn.execute(
-                f"SELECT id, person_id FROM identity_records WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            ):
-                by_id[rid][1] = pid
-        pairs = list(self._idents)
-        for pair, (iid, pid, reason) in self.store.find_identifiers(pairs).items():
-            entry = self._idents[pair]
-            entry[1] = pid
-            if reason is not None:
-                entry[2] = reason
+    def _refresh_people(self, people: set[int]) -> None:
+        """After a re-derivation in the store: reload the people of the cached records and identifiers
+        that belonged to ``people`` (the re-derived ids and the pieces they became)."""
+        redirect = self._redirect
+        affected = set(people)
+        for old in [o for o in redirect if self._person(o) in affected]:
+            affected.add(old)
+        for old in affected:
+            redirect.pop(old, None)
+        record_rows, ident_rows = self.store.identity_rows_of_people(affected)
+        records = self._records
+        for source, key, pid in record_rows:
+            entry = records.get(source, {}).get(key)
+            if entry is not None:
+                entry[_PID] = pid
+        idents = self._idents
+        for type_, value, pid in ident_rows:
+            ie = idents.get(type_, {}).get(value)
+            if ie is not None:
+                ie[_PID] = pid
+
+
+def _plain_golden(attributes: dict) -> dict | None:
+    """The non-empty attributes, if every name is text and every value a plain JSON scalar (so
+    they equal what reading the record's JSON back gives), else None."""
+    golden = {}
+    for name, value in attributes.items():
+        if type(name) is not str or type(value) not in _PLAIN:
+            return None
+        if value is not None and value != "":
+            golden[name] = value
+    return golden

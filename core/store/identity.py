@@ -12,6 +12,7 @@ split hands every piece the id it had before the merge (``person_merges`` maps t
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any, Iterable, Iterator, Sequence
 
 from .codec import dumps, iso, loads, utc_now
@@ -28,7 +29,35 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+# Bulk rows go to SQLite as one JSON array per statement (``INSERT ... SELECT ... FROM json_each(?)``):
+# binding a handful of parameters per row through ``executemany`` costs more than SQLite's own work.
+# SQLite's JSON functions end a string at an escaped NUL, so a batch holding one falls back to executemany.
+_json = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False).encode
+_NUL = "\\u0000"
+
+
+def _json_rows(rows: Any) -> str | None:
+    """``rows`` as JSON text for ``json_each``, or None when it cannot carry them exactly (a NUL)."""
+    try:
+        text = _json(rows)
+    except ValueError:  # NaN / infinity: not JSON
+        return None
+    return None if _NUL in text else text
+
+
 class IdentityMixin:
+    # -- change tracking --------------------------------------------------------------------------
+
+    @property
+    def identity_epoch(self) -> int:
+        """Bumped by every write to the identity graph made through this store object (records,
+        identifiers, links, merges, splits): a cache of the graph compares it with the value it saw
+        after its own writes (other connections' commits show in ``PRAGMA data_version``)."""
+        return self.__dict__.get("_identity_epoch", 0)
+
+    def _identity_changed(self) -> None:
+        self.__dict__["_identity_epoch"] = self.__dict__.get("_identity_epoch", 0) + 1
+
     # -- id allocation (callers hold the write lock: BEGIN IMMEDIATE) -----------------------------
 
     def identity_next_ids(self) -> tuple[int, int, int]:
@@ -37,12 +66,22 @@ class IdentityMixin:
         person = max(one("SELECT max(id) FROM people"), one("SELECT max(old_id) FROM person_merges"))
         return person, one("SELECT max(id) FROM identity_records"), one("SELECT max(id) FROM identifiers")
 
-    # -- lookups ----------------------------------------------------------------------------------
+    # -- lookups (one statement per batch: the batch's keys as a JSON array joined to the index) ---
 
     def find_records(self, source: str, keys: Sequence[str]) -> dict[str, tuple[int, int, str]]:
         """``source_key -> (record id, person id, attributes JSON)`` for the keys that exist."""
         found: dict[str, tuple[int, int, str]] = {}
-        for chunk in _chunks(list(keys)):
+        keys = list(keys)
+        text = _json_rows(keys) if keys else None
+        if text is not None:
+            for key, rid, pid, attributes in self.conn.execute(
+                "SELECT j.value, r.id, r.person_id, r.attributes FROM json_each(?) AS j "
+                "CROSS JOIN identity_records r ON r.source = ? AND r.source_key = j.value",
+                (text, source),
+            ):
+                found[key] = (rid, pid, attributes)
+            return found
+        for chunk in _chunks(keys):
             for key, rid, pid, attributes in self.conn.execute(
                 f"SELECT source_key, id, person_id, attributes FROM identity_records "
                 f"WHERE source = ? AND source_key IN ({_marks(len(chunk))})",
@@ -54,10 +93,11 @@ class IdentityMixin:
     def record_link_ids(self, record_ids: Sequence[int]) -> dict[int, set[int]]:
         """``record id -> identifier ids`` it is linked to (removed links included: never re-added)."""
         links: dict[int, set[int]] = {}
-        for chunk in _chunks(list(record_ids)):
+        if record_ids:
             for rid, iid in self.conn.execute(
-                f"SELECT record_id, identifier_id FROM identity_links WHERE record_id IN ({_marks(len(chunk))})",
-                tuple(chunk),
+                "SELECT l.record_id, l.identifier_id FROM json_each(?) AS j "
+                "CROSS JOIN identity_links l ON l.record_id = j.value",
+                (_json(list(record_ids)),),
             ):
                 links.setdefault(rid, set()).add(iid)
         return links
@@ -69,23 +109,33 @@ class IdentityMixin:
         for type_, value in pairs:
             by_type.setdefault(type_, []).append(value)
         for type_, values in by_type.items():
-            for chunk in _chunks(values):
-                for value, iid, pid, flagged, reason in self.conn.execute(
-                    f"SELECT value, id, person_id, flagged, flag_reason FROM identifiers "
-                    f"WHERE type = ? AND value IN ({_marks(len(chunk))})",
-                    (type_, *chunk),
-                ):
-                    found[(type_, value)] = (iid, pid, (reason or "flagged") if flagged else None)
+            text = _json_rows(values)
+            if text is not None:
+                rows = self.conn.execute(
+                    "SELECT j.value, i.id, i.person_id, i.flagged, i.flag_reason FROM json_each(?) AS j "
+                    "CROSS JOIN identifiers i ON i.type = ? AND i.value = j.value",
+                    (text, type_),
+                ).fetchall()
+            else:
+                rows = []
+                for chunk in _chunks(values):
+                    rows += self.conn.execute(
+                        f"SELECT value, id, person_id, flagged, flag_reason FROM identifiers "
+                        f"WHERE type = ? AND value IN ({_marks(len(chunk))})",
+                        (type_, *chunk),
+                    ).fetchall()
+            for value, iid, pid, flagged, reason in rows:
+                found[(type_, value)] = (iid, pid, (reason or "flagged") if flagged else None)
         return found
 
     def identifier_link_counts(self, source: str, identifier_ids: Sequence[int]) -> dict[int, int]:
         """How many records of ``source`` carry each identifier (live links)."""
         counts: dict[int, int] = {}
-        for chunk in _chunks(list(identifier_ids)):
+        if identifier_ids:
             for iid, n in self.conn.execute(
-                f"SELECT identifier_id, count(*) FROM identity_links WHERE source = ? AND removed_at IS NULL "
-                f"AND identifier_id IN ({_marks(len(chunk))}) GROUP BY identifier_id",
-                (source, *chunk),
+                "SELECT l.identifier_id, count(*) FROM json_each(?) AS j CROSS JOIN identity_links l "
+                "ON l.identifier_id = j.value WHERE l.source = ? AND l.removed_at IS NULL GROUP BY l.identifier_id",
+                (_json(list(identifier_ids)), source),
             ):
                 counts[iid] = n
         return counts
@@ -97,6 +147,21 @@ class IdentityMixin:
     def person_exists(self, person_id: int) -> bool:
         return self.conn.execute("SELECT 1 FROM people WHERE id = ?", (person_id,)).fetchone() is not None
 
+    def identity_rows_of_people(self, person_ids: Iterable[int]) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
+        """``(source, source_key, person id)`` of the records and ``(type, value, person id)`` of the
+        identifiers that belong to these people (to refresh a cache after a re-derivation)."""
+        text = _json(sorted(set(person_ids)))
+        records = self.conn.execute(
+            "SELECT r.source, r.source_key, r.person_id FROM json_each(?) AS j "
+            "CROSS JOIN identity_records r ON r.person_id = j.value",
+            (text,),
+        ).fetchall()
+        identifiers = self.conn.execute(
+            "SELECT i.type, i.value, i.person_id FROM json_each(?) AS j CROSS JOIN identifiers i ON i.person_id = j.value",
+            (text,),
+        ).fetchall()
+        return records, identifiers
+
     # -- writes -----------------------------------------------------------------------------------
 
     def insert_people_rows(self, rows: Iterable[tuple[int, str, str]]) -> None:
@@ -106,39 +171,106 @@ class IdentityMixin:
             [(pid, attributes, at, at) for pid, attributes, at in rows],
         )
 
+    def insert_new_people(self, first_id: int, attributes: Sequence[str], at: str) -> None:
+        """People ``first_id``, ``first_id + 1``, ... with these golden-record JSON texts."""
+        if not attributes:
+            return
+        text = _json_rows(attributes)
+        if text is None:
+            self.insert_people_rows((first_id + n, a, at) for n, a in enumerate(attributes))
+            return
+        self.conn.execute(
+            "INSERT INTO people (id, attributes, created_at, updated_at) SELECT ?1 + key, value, ?2, ?2 FROM json_each(?3)",
+            (first_id, at, text),
+        )
+
     def insert_identity_records(self, rows: Iterable[tuple]) -> None:
         """``(id, source, source_key, person_id, origin_person_id, attributes JSON, at ISO)`` rows."""
+        self._identity_changed()
         self.conn.executemany(
             "INSERT INTO identity_records (id, source, source_key, person_id, origin_person_id, attributes, "
             "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(*row[:6], row[6], row[6]) for row in rows],
         )
 
+    def insert_new_identity_records(self, first_id: int, source: str, rows: Sequence[tuple[str, int, int | None, str]],
+                                    at: str) -> None:
+        """Records ``first_id``, ``first_id + 1``, ... of ``source``: ``(source_key, person_id,
+        origin_person_id, attributes JSON)`` rows."""
+        if not rows:
+            return
+        text = _json_rows(rows)
+        if text is None:
+            self.insert_identity_records((first_id + n, source, *row, at) for n, row in enumerate(rows))
+            return
+        self._identity_changed()
+        self.conn.execute(
+            "INSERT INTO identity_records (id, source, source_key, person_id, origin_person_id, attributes, "
+            "first_seen, last_seen) SELECT ?1 + key, ?2, value->>0, value->>1, value->>2, value->>3, ?3, ?3 "
+            "FROM json_each(?4)",
+            (first_id, source, at, text),
+        )
+
     def update_record_attributes(self, rows: Iterable[tuple[str, str, int]]) -> None:
         """``(attributes JSON, at ISO, record id)``."""
+        self._identity_changed()
         self.conn.executemany("UPDATE identity_records SET attributes = ?, last_seen = ? WHERE id = ?", list(rows))
 
     def insert_identifiers(self, rows: Iterable[tuple[int, str, str, int | None, str | None]]) -> None:
         """``(id, type, value, person_id, flag reason or None)`` rows."""
+        self._identity_changed()
         self.conn.executemany(
             "INSERT INTO identifiers (id, type, value, person_id, flagged, flag_reason) VALUES (?, ?, ?, ?, ?, ?)",
             [(iid, t, v, pid, int(reason is not None), reason) for iid, t, v, pid, reason in rows],
         )
 
+    def insert_new_identifiers(self, first_id: int, rows: Sequence[tuple[str, str, int | None, str | None]]) -> None:
+        """Identifiers ``first_id``, ``first_id + 1``, ...: ``(type, value, person_id, flag reason or None)``."""
+        if not rows:
+            return
+        text = _json_rows(rows)
+        if text is None:
+            self.insert_identifiers((first_id + n, *row) for n, row in enumerate(rows))
+            return
+        self._identity_changed()
+        self.conn.execute(
+            "INSERT INTO identifiers (id, type, value, person_id, flagged, flag_reason) "
+            "SELECT ?1 + key, value->>0, value->>1, value->>2, value->>3 IS NOT NULL, value->>3 FROM json_each(?2)",
+            (first_id, text),
+        )
+
     def set_identifier_people(self, rows: Iterable[tuple[int | None, int]]) -> None:
         """``(person id, identifier id)``."""
+        self._identity_changed()
         self.conn.executemany("UPDATE identifiers SET person_id = ? WHERE id = ?", list(rows))
 
     def insert_identity_links(self, rows: Iterable[tuple]) -> None:
         """``(record_id, identifier_id, source, rule, at ISO, valid_from, valid_to)`` rows."""
+        self._identity_changed()
         self.conn.executemany(
             "INSERT OR IGNORE INTO identity_links (record_id, identifier_id, source, rule, created_at, valid_from, "
             "valid_to) VALUES (?, ?, ?, ?, ?, ?, ?)",
             list(rows),
         )
 
+    def insert_new_identity_links(self, source: str, rule: str, at: str, codes: Sequence[int], mult: int) -> None:
+        """Links of one source and rule, in this order, without a validity period; each given as one
+        integer ``record_id * mult + identifier_id`` (``identifier_id < mult``)."""
+        if not codes:
+            return
+        self._identity_changed()
+        if max(codes) < 1 << 63:  # SQLite's integers
+            self.conn.execute(
+                "INSERT OR IGNORE INTO identity_links (record_id, identifier_id, source, rule, created_at) "
+                "SELECT value / ?1, value % ?1, ?2, ?3, ?4 FROM json_each(?5)",
+                (mult, source, rule, at, _json(codes)),
+            )
+        else:
+            self.insert_identity_links((*divmod(code, mult), source, rule, at, None, None) for code in codes)
+
     def flag_identifier(self, identifier_id: int, reason: str) -> int | None:
         """Flag an identifier so it stops linking; returns the person it belonged to (to re-derive)."""
+        self._identity_changed()
         row = self.conn.execute("SELECT person_id FROM identifiers WHERE id = ?", (identifier_id,)).fetchone()
         self.conn.execute(
             "UPDATE identifiers SET flagged = 1, flag_reason = ?, person_id = NULL WHERE id = ?", (reason, identifier_id)
@@ -156,6 +288,7 @@ class IdentityMixin:
         others = [o for o in others if o != target]
         if not others:
             return
+        self._identity_changed()
         now = iso(at or utc_now())
         conn = self.conn
         for chunk in _chunks(others):
@@ -183,6 +316,7 @@ class IdentityMixin:
         Every resulting component gets the smallest origin id among its records; ids that lost their
         merge-log entry come back to life. Returns the ids of the resulting people.
         """
+        self._identity_changed()
         conn = self.conn
         now = iso(at or utc_now())
         records = conn.execute(
@@ -268,6 +402,7 @@ class IdentityMixin:
 
     def remove_identity_link(self, link_id: int, *, at: dt.datetime | None = None) -> int | None:
         """Mark one link removed (it never links again); returns the person to re-derive."""
+        self._identity_changed()
         row = self.conn.execute(
             "SELECT r.person_id FROM identity_links l JOIN identity_records r ON r.id = l.record_id WHERE l.id = ?",
             (link_id,),
