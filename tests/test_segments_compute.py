@@ -178,7 +178,13 @@ def test_cli_compute_explain_diff(project):
     assert isinstance(result.exception, MotorcadeError) and "no segment named `nope`" in str(result.exception)
 
 
-def test_a_rule_the_compiler_cannot_compile_falls_back_to_the_evaluator(project):
+def test_a_rule_the_compiler_cannot_compile_falls_back_to_the_evaluator(project, monkeypatch):
+    from motorcade.dsl.evaluate import Unsupported
+    from motorcade.segments.compiler import SQLiteCompiler
+
+    def no_rule(self, node, scope):  # as for a node a compiler has no rule for
+        raise Unsupported("unsupported: Sequence (no rule in this test)")
+
     ids = project.ids
     project.store.insert_events([
         Event(person_id=ids[4], name="lead_submit", ts=AS_OF - dt.timedelta(days=50), source="t", dedup_key="7"),
@@ -188,7 +194,10 @@ def test_a_rule_the_compiler_cannot_compile_falls_back_to_the_evaluator(project)
     ])
     (project.directory / "rules" / "months.mc").write_text(
         "segment converted { where did lead_submit then test_drive within 2 months }\n", encoding="utf-8")
+    [compiled] = compute_segments(project, ["converted"], as_of=AS_OF)  # calendar months compile
+    assert compiled.plan.startswith("drive from events(name, ts) for the first step")
+    monkeypatch.setattr(SQLiteCompiler, "c_Sequence", no_rule)
     [result] = compute_segments(project, ["converted"], as_of=AS_OF)
-    assert result.plan.startswith("reference evaluator (unsupported: Sequence within months")
-    assert project.store.segment_member_ids("converted") == [ids[4]]
+    assert result.plan.startswith("reference evaluator (unsupported: Sequence (no rule in this test)")
+    assert project.store.segment_member_ids("converted") == [ids[4]] == list(compiled.member_ids)
     assert explain_segment(project, "converted", AS_OF).sql is None

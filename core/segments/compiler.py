@@ -644,12 +644,16 @@ class SQLiteCompiler:
         return self._events_exist(sorted(set(node.events)), node.window, scope)
 
     def c_Sequence(self, node, scope):  # noqa: N802
-        within = None
+        within = months = None
         if node.within is not None:
             seconds = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400}.get(node.within.unit)
-            if seconds is None:
+            if seconds is not None:
+                within = node.within.amount * seconds
+            elif node.within.unit in ("months", "years") and getattr(self.tz, "key", None):
+                # calendar units move each first step's own wall clock: the store's motorcade_add_months
+                months = node.within.amount * (12 if node.within.unit == "years" else 1)
+            else:
                 raise Unsupported(f"unsupported: Sequence within {node.within.unit} (calendar units per event)")
-            within = node.within.amount * seconds
         aliases = [self.alias("s") for _ in node.steps]
         # Innermost first: step i+1 strictly after step i, every step no later than first + within.
         inner = None
@@ -661,6 +665,9 @@ class SQLiteCompiler:
                 if within is not None:
                     parts.append(exp.LTE(this=col(a, "ts"), expression=exp.Add(
                         this=col(aliases[0], "ts"), expression=self.bind(within))))
+                elif months is not None:
+                    parts.append(exp.LTE(this=col(a, "ts"), expression=func(
+                        "motorcade_add_months", col(aliases[0], "ts"), self.bind(months), self.bind(self.tz.key))))
             if inner is not None:
                 parts.append(inner)
             inner = exists(select_(num(1)).from_(exp.to_table("events").as_(a), copy=False).where(and_(*parts), copy=False))
