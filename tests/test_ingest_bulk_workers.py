@@ -278,6 +278,10 @@ def test_the_worker_count_follows_the_machine_and_the_settings(tmp_path, monkeyp
     source = JsonlSource("ev", {**SETTINGS, "workers": 3}, tmp_path)
     assert Ingestor(store)._workers_for(source) == (3 if forking else 0)
     assert Ingestor(store, workers=0)._workers_for(source) == 0
+    monkeypatch.setattr(batch_module.os, "cpu_count", lambda: 1)
+    assert Ingestor(store)._workers_for(JsonlSource("ev", SETTINGS, tmp_path)) == 0  # one core: no worker
+    assert Ingestor(store)._workers_for(source) == (3 if forking else 0)  # unless asked for
+    monkeypatch.setattr(batch_module.os, "cpu_count", lambda: 6)
     assert Ingestor(store)._workers_for(JsonlSource("ev", SETTINGS, tmp_path)) == (6 if forking else 0)
     with pytest.raises(MotorcadeError, match="workers"):
         Ingestor(store)._workers_for(JsonlSource("ev", {**SETTINGS, "workers": "many"}, tmp_path))

@@ -151,10 +151,15 @@ class StagedEvents:
             conn.close()
 
 
+def can_fork() -> bool:
+    """Whether worker processes can be forked here (they inherit the source and settings unpickled)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
 def default_workers() -> int:
-    """Parse workers for this machine: one per core, none on one core (the main process parses)."""
+    """Parse workers for this machine: one per core, none on one core (the ingest process parses)."""
     cores = os.cpu_count() or 1
-    return cores if cores > 1 and "fork" in multiprocessing.get_all_start_methods() else 0
+    return cores if cores > 1 and can_fork() else 0
 
 
 class ParseWorkerError(MotorcadeError):

@@ -38,7 +38,8 @@ from .base import (
     SourceRecord,
     StoreRecord,
 )
-from .batch import STAGE_SCHEMA, EventBatch, ParseWorkers, StagedEvents, default_workers, properties_json
+from .batch import (STAGE_SCHEMA, EventBatch, ParseWorkers, StagedEvents, can_fork, default_workers,
+                    properties_json)
 from .clean import CleanError, clean_identifier, clean_phone, clean_vin, parse_date, parse_timestamp, zone
 
 # Events that carry a consent change, unless the source maps its own (``consent_events``).
@@ -175,7 +176,7 @@ class Ingestor:
         if workers < 0:
             raise MotorcadeError(f"[sources.{source.name}] workers = {workers} is negative",
                                  hint="workers = 2 (parse processes), 0 to parse in the ingest process")
-        return workers if default_workers() or workers == 0 else 0  # no fork: no workers
+        return workers if can_fork() else 0
 
     def _run_parallel(self, source: Source, cursor, settings: "_SourceSettings", summary: IngestSummary,
                       progress: Callable[[int], None] | None, workers: int) -> None:

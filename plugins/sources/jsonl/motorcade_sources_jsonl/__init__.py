@@ -37,7 +37,8 @@ SEGMENT_TYPES = ("track", "identify", "page", "screen")
 class JsonlSource(Source):
     """Settings: ``path``, ``format`` (auto|native|segment), ``identifiers``, ``name_field`` (event),
     ``ts_field`` (ts), ``id_field`` (id), ``properties_field`` (properties), ``user_id``,
-    ``anonymous_id``, ``traits``, ``identify_attributes``, ``batch_size`` (50000: one transaction each), ``follow``."""
+    ``anonymous_id``, ``traits``, ``identify_attributes``, ``batch_size`` (50000: one transaction each), ``follow``,
+    ``workers`` (parse processes of a large first load; default one per core, 0 = none)."""
 
     type_name = "jsonl"
     description = "JSON Lines events: native shape or Segment track/identify"
