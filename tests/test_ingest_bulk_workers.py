@@ -22,7 +22,7 @@ from motorcade.errors import MotorcadeError
 from motorcade.identity.guards import IdentityGuards
 from motorcade.sources import batch as batch_module
 from motorcade.sources.batch import EventBatch, ParseWorkerError, ParseWorkers, default_workers
-from motorcade.sources.ingest import Ingestor, _epoch, _SourceSettings
+from motorcade.sources.ingest import Ingestor, IngestSummary, _epoch, _SourceSettings
 from motorcade.store import open_store
 from motorcade_sources_jsonl import JsonlSource
 
@@ -122,12 +122,16 @@ def test_hour_cached_time_stamps_equal_the_general_path(when, zone, suffix, sep)
         conn.deserialize(staged.data)
         got = dict(zip([f"e{i}" for i in range(len(neighbours))], [None] * len(neighbours)))
         got.update(conn.execute("SELECT dedup_key, ts FROM events").fetchall())
+        failed: dict = {}
+        summary = IngestSummary(source="ev")
+        plain = {row[5]: row[2] for row in ingestor._clean_event_rows(EventBatch(events), settings_, summary, failed)}
         for i, t in enumerate(neighbours):
             try:
                 expected = _epoch(t, settings_.tzinfo)
             except Exception:
                 expected = None
-            assert got[f"e{i}"] == expected, t
+            assert got[f"e{i}"] == expected, t  # the parallel path (_stage)
+            assert plain.get(f"e{i}") == expected, t  # the one-process fast path
 
 
 class FailingSource(JsonlSource):

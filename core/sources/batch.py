@@ -299,6 +299,7 @@ def _drain(conn, results: "queue.SimpleQueue") -> None:
 
 def _worker_loop(conn, work: Callable[[Any], Any], parent: int) -> None:
     _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
     gc.disable()
     while True:
         try:

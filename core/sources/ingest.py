@@ -9,6 +9,14 @@ of the run (and at the start of the next one, should a run die before its end).
 
 A row that cannot be used goes to quarantine with its source, position, raw text and the reason; a
 row is used whole or not at all (a DMS row with a bad VIN brings neither its person nor its car).
+
+Large first loads of events (``bulk``) drop the events' indexes, the dedup index included, and
+restore them at the end (:meth:`SQLiteStore.bulk_event_load`: duplicates removed keeping the first,
+ids closed up, as ``INSERT OR IGNORE`` under the index would have left them). A connector that can
+split its input into byte ranges (``column_ranges`` / ``read_column_range``) is then parsed by worker
+processes (:meth:`Ingestor._run_parallel`): they clean whole batches into staging databases, this
+process resolves identities and copies each batch in with one ``INSERT ... SELECT``. Every path
+writes the same database.
 """
 
 from __future__ import annotations
@@ -598,20 +606,34 @@ class Ingestor:
         region, tzinfo = settings.region, settings.tzinfo
         id_sets = self._id_sets.setdefault(region, {})
         fromiso = _FROMISO
+        hours = self._hours.setdefault(settings.tz, {})
+        minutes_seconds = _MINUTES_SECONDS
         sha256 = hashlib.sha256
         dropped_total = 0
         for row in batch.events:
             where, name, ts, raw_ids, props_json, dedup, raw = row
             id_set = id_sets.get(raw_ids)
             if name and type(ts) is str and id_set is not None and id_set[2] is None:
-                try:
-                    value = fromiso(ts)
-                except ValueError:
-                    value = None
-                if value is not None and value.year >= 1900:
-                    if value.tzinfo is None:
-                        value = value.replace(tzinfo=tzinfo)
-                    epoch = int(value.timestamp())
+                epoch = None
+                if len(ts) >= 19 and ts[13] == ":":  # see _stage: an epoch per hour and offset
+                    seconds = minutes_seconds.get(ts[14:19])
+                    if seconds is not None:
+                        key = ts[:13] + ts[19:]
+                        base = hours.get(key, -1)
+                        if base == -1:
+                            base = _hour_epoch(hours, key, ts[:13], ts[19:], tzinfo)
+                        if base is not None:
+                            epoch = base + seconds
+                if epoch is None:
+                    try:
+                        value = fromiso(ts)
+                    except ValueError:
+                        value = None
+                    if value is not None and value.year >= 1900:
+                        if value.tzinfo is None:
+                            value = value.replace(tzinfo=tzinfo)
+                        epoch = int(value.timestamp())
+                if epoch is not None:
                     if id_set[1]:
                         dropped_total += id_set[1]
                     if not dedup:
