@@ -110,7 +110,7 @@ def _stages(timings: dict, n: int) -> str:
         f"resolves identities {us('main: resolving identities')}",
         f"inserts rows {us('main: inserting rows')}",
         f"other batch writing {timings.get('main: writing batches', 0.0) - timings.get('main: resolving identities', 0.0) - timings.get('main: inserting rows', 0.0):.2f} s",
-        f"dedup + indexes {us('main: indexes')}",
+        f"dedup + indexes + checkpoint {us('main: indexes')}",
         f"analyze {timings.get('main: analyze', 0.0):.2f} s",
     ])
 

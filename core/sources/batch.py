@@ -255,7 +255,10 @@ class ParseWorkers:
                 raise error
             raise ParseWorkerError(f"parse worker {worker} failed: {trace.strip().splitlines()[-1]}",
                                    hint="the worker's traceback:\n" + trace) from None
-        code = self._procs[worker].exitcode if self._procs else None
+        code = None
+        if self._procs:
+            self._procs[worker].join(1.0)
+            code = self._procs[worker].exitcode
         raise ParseWorkerError(f"parse worker {worker} died (exit code {code})",
                                hint="out of memory or killed? run the ingest again; workers = 0 parses in one process")
 

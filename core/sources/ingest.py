@@ -110,7 +110,12 @@ class Ingestor:
 
     def ingest(self, source: Source, *, progress: Callable[[int], None] | None = None,
                bulk: bool | None = None) -> IngestSummary:
-        """Read ``source`` to the end (from its saved cursor) and write everything it yields."""
+        """Read ``source`` to the end (from its saved cursor) and write everything it yields.
+
+        ``bulk``: load events without the events' indexes and build them at the end (None: when the
+        source is large against the events stored), parsed by worker processes if the source can be
+        read in byte ranges (see :meth:`_workers_for`). The result is the same either way.
+        """
         store = self.store
         started = time.perf_counter()
         summary = IngestSummary(source=source.name)

@@ -105,7 +105,8 @@ class EventsMixin:
         Synchronous writes are turned off for the load (``PRAGMA synchronous=OFF``): in WAL mode a
         killed process loses nothing the operating system was handed, so the kill/re-run guarantee
         holds; only a power cut or kernel crash during the load could damage the file, and such a load
-        is repeated from the source anyway. The setting is restored (and a checkpoint run) at the end.
+        is repeated from the source anyway. At the end the setting is restored and a checkpoint
+        writes the load through to the database file with a sync.
         """
         conn = self.conn
         load = BulkEventLoad()
@@ -120,6 +121,8 @@ class EventsMixin:
         finally:
             conn.execute(f"PRAGMA synchronous={int(synchronous)}")
             load.removed = self.ensure_event_indexes()
+            if not conn.in_transaction:  # write the load through to the database file, synced
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def events_of(self, person_id: int, *, name: str | None = None) -> list[Event]:
         """The person's events in time order (optionally one event name)."""
