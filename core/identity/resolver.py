@@ -32,6 +32,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 from ..model import Identifier
 from ..store.codec import iso, loads, utc_now
+from ..store.identity import fast_dumps
 from .guards import IdentityGuards
 
 _CACHE_LIMIT = 3_000_000  # records, and identifiers, kept in the cache before it is dropped
@@ -39,11 +40,9 @@ _CACHE_LIMIT = 3_000_000  # records, and identifiers, kept in the cache before i
 # id, _RECORD + record id
 _PERSON = 1 << 48
 _RECORD = 2 << 48
-# codec.dumps with its settings made once (json.dumps builds an encoder per call when given options)
-_dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str).encode
-# attribute values whose JSON text reads back as an equal value of the same type (golden records of
-# one-record people are built from the attributes themselves, without reading their JSON back)
-_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+_dumps = fast_dumps  # codec.dumps, faster
 
 # Cache entries are lists (mutable, and cheaper than objects):
 #   record:     [record id, person id, attributes JSON, identifier ids linked (tuple, removed links included)]
@@ -510,6 +509,7 @@ class IdentityResolver:
         out: list[str | None] = [None] * n_people
         empty = _dumps({"sources": [source]})
         per_person: dict[int, list[tuple]] = {}
+        tail = ', "sources": ' + _dumps([source]) + "}"
         for entry, key, attributes in zip(new_records, new_keys, new_attrs):
             pid = entry[_PID]
             n = pid - first_pid
@@ -518,17 +518,18 @@ class IdentityResolver:
             if pid in multi:
                 per_person.setdefault(pid, []).append((entry, key))
                 continue
-            if not attributes:
+            text = entry[_ATTRS]
+            if text == "{}":
                 out[n] = empty
-                continue
-            golden = _plain_golden(attributes)
-            if golden is None:  # not plain JSON values: as the store's rule reads them back
-                golden = {}
-                for name, value in loads(entry[_ATTRS]).items():
+            elif _golden_is_record_plus_sources(text, attributes):
+                out[n] = text[:-1] + tail
+            else:  # as the store's rule reads the record back
+                golden: dict[str, Any] = {}
+                for name, value in loads(text).items():
                     if value is not None and value != "":
                         golden[name] = value
-            golden["sources"] = [source]
-            out[n] = _dumps(golden)
+                golden["sources"] = [source]
+                out[n] = _dumps(golden)
         if per_person:
             rank = self._rank
             worst = len(rank)
@@ -649,13 +650,18 @@ class IdentityResolver:
                 ie[_PID] = pid
 
 
-def _plain_golden(attributes: dict) -> dict | None:
-    """The non-empty attributes, if every name is text and every value a plain JSON scalar (so
-    they equal what reading the record's JSON back gives), else None."""
-    golden = {}
-    for name, value in attributes.items():
-        if type(name) is not str or type(value) not in _PLAIN:
-            return None
-        if value is not None and value != "":
-            golden[name] = value
-    return golden
+def _golden_is_record_plus_sources(text: str, attributes: dict) -> bool:
+    """Whether a one-record person's golden record is that record's JSON ``text`` (made from
+    ``attributes``) with ``"sources"`` added as its last name.
+
+    It is when reading ``text`` back gives every value (no top-level ``null`` or ``""``, which the rule
+    drops), encoding that again gives ``text`` (no nested object, whose names could come back in
+    another order) and every name is text sorting before ``"sources"``. The text checks are
+    conservative: a string merely containing ``null`` takes the general path, with the same result.
+    """
+    if "null" in text or '""' in text or "{" in text[1:]:
+        return False
+    try:
+        return max(attributes) < "sources"
+    except TypeError:  # a name that is not text
+        return False

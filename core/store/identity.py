@@ -31,9 +31,30 @@ def _marks(n: int) -> str:
 
 # Bulk rows go to SQLite as one JSON array per statement (``INSERT ... SELECT ... FROM json_each(?)``):
 # binding a handful of parameters per row through ``executemany`` costs more than SQLite's own work.
+# (json_extract, not ->>: several json_extract calls on one row's text share its parse.)
 # SQLite's JSON functions end a string at an escaped NUL, so a batch holding one falls back to executemany.
 _json = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False).encode
 _NUL = "\\u0000"
+
+
+def _fast_encoder():
+    """codec.dumps (UTF-8, sorted keys, ``default=str``) with its C encoder made once: JSONEncoder.encode
+    makes one per call, which costs twice what encoding a small record does. (No check for circular
+    structures: attributes parsed from rows have none.)"""
+    encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator
+        return encoder.encode
+    one = make(None, str, json.encoder.encode_basestring, None, ": ", ", ", True, False, True)
+    join = "".join
+
+    def fast_dumps(value: Any) -> str:
+        return join(one(value, 0))
+
+    return fast_dumps
+
+
+fast_dumps = _fast_encoder()
 
 
 def _json_rows(rows: Any) -> str | None:
@@ -206,7 +227,8 @@ class IdentityMixin:
         self._identity_changed()
         self.conn.execute(
             "INSERT INTO identity_records (id, source, source_key, person_id, origin_person_id, attributes, "
-            "first_seen, last_seen) SELECT ?1 + key, ?2, value->>0, value->>1, value->>2, value->>3, ?3, ?3 "
+            "first_seen, last_seen) SELECT ?1 + key, ?2, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+            "json_extract(value, '$[2]'), json_extract(value, '$[3]'), ?3, ?3 "
             "FROM json_each(?4)",
             (first_id, source, at, text),
         )
@@ -235,7 +257,8 @@ class IdentityMixin:
         self._identity_changed()
         self.conn.execute(
             "INSERT INTO identifiers (id, type, value, person_id, flagged, flag_reason) "
-            "SELECT ?1 + key, value->>0, value->>1, value->>2, value->>3 IS NOT NULL, value->>3 FROM json_each(?2)",
+            "SELECT ?1 + key, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
+            "json_extract(value, '$[3]') IS NOT NULL, json_extract(value, '$[3]') FROM json_each(?2)",
             (first_id, text),
         )
 
@@ -423,31 +446,49 @@ class IdentityMixin:
         ids = sorted(set(person_ids))
         changed = 0
         now = iso(utc_now())
-        for chunk in _chunks(ids):
-            per_person: dict[int, list[tuple]] = {}
-            for pid, source, key, attributes, types in self.conn.execute(
-                f"SELECT r.person_id, r.source, r.source_key, r.attributes, group_concat(i.type) "
-                f"FROM identity_records r LEFT JOIN identity_links l ON l.record_id = r.id AND l.removed_at IS NULL "
-                f"LEFT JOIN identifiers i ON i.id = l.identifier_id AND i.flagged = 0 "
-                f"WHERE r.person_id IN ({_marks(len(chunk))}) GROUP BY r.id",
-                tuple(chunk),
+        conn = self.conn
+        for chunk in _chunks(ids, 20000):
+            records = conn.execute(
+                "SELECT r.person_id, r.id, r.source, r.source_key, r.attributes FROM json_each(?) AS j "
+                "CROSS JOIN identity_records r ON r.person_id = j.value",
+                (_json(list(chunk)),),
+            ).fetchall()
+            # the unflagged identifier types on each record's live links
+            types: dict[int, list[str]] = {}
+            for rid, type_ in conn.execute(
+                "SELECT l.record_id, i.type FROM json_each(?) AS j CROSS JOIN identity_links l ON l.record_id = j.value "
+                "CROSS JOIN identifiers i ON i.id = l.identifier_id WHERE l.removed_at IS NULL AND i.flagged = 0",
+                (_json([r[1] for r in records]),),
             ):
-                best = min((rank.get(t, worst) for t in (types or "").split(",") if t), default=worst + 1)
+                types.setdefault(rid, []).append(type_)
+            per_person: dict[int, list[tuple]] = {}
+            for pid, rid, source, key, attributes in records:
+                names = types.get(rid)
+                best = worst + 1
+                if names is not None:
+                    for name in names:
+                        for t in name.split(","):  # (as the type names were once read: joined by commas)
+                            if t:
+                                r = rank.get(t, worst)
+                                if r < best:
+                                    best = r
                 per_person.setdefault(pid, []).append((best, source, key, attributes))
             updates = []
-            for pid, records in per_person.items():
+            for pid, members in per_person.items():
                 golden: dict[str, Any] = {}
-                for _best, _source, _key, attributes in sorted(records):
-                    for name, value in loads(attributes).items():
-                        if value is not None and value != "" and name not in golden:
-                            golden[name] = value
-                golden["sources"] = sorted({r[1] for r in records})
-                updates.append((dumps(golden), now, pid, dumps(golden)))
-            before = self.conn.total_changes
-            self.conn.executemany(
-                "UPDATE people SET attributes = ?, updated_at = ? WHERE id = ? AND attributes != ?", updates
-            )
-            changed += self.conn.total_changes - before
+                if len(members) > 1:
+                    members.sort()
+                for _best, _source, _key, attributes in members:
+                    if attributes != "{}":
+                        for name, value in loads(attributes).items():
+                            if value is not None and value != "" and name not in golden:
+                                golden[name] = value
+                golden["sources"] = sorted({r[1] for r in members})
+                text = fast_dumps(golden)
+                updates.append((text, now, pid, text))
+            before = conn.total_changes
+            conn.executemany("UPDATE people SET attributes = ?, updated_at = ? WHERE id = ? AND attributes != ?", updates)
+            changed += conn.total_changes - before
         return changed
 
     # -- settling: what follows people after merges and splits -------------------------------------
