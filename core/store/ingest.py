@@ -28,7 +28,6 @@ class IngestMixin:
         """Recreate event indexes a bulk load dropped (at its end, or after a killed one); returns the
         duplicate events removed first (see :func:`motorcade.store.events.remove_duplicate_events`).
 
-        The sorts of the index builds may use a helper thread per core (``PRAGMA threads``).
         """
         from .events import DEDUP_INDEX, DEDUP_INDEX_DDL, EVENT_INDEXES, remove_duplicate_events
 
@@ -38,8 +37,13 @@ class IngestMixin:
         if not missing:
             return 0
         removed = 0
+        # The sorts may use a helper thread per spare core; a sorter only hands work to them when its
+        # memory fills, so the cache is kept small meanwhile (measured: ~20 % faster on 2 cores).
         threads = conn.execute("PRAGMA threads").fetchone()[0]
+        cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
         conn.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4) - 1}")
+        if (os.cpu_count() or 1) > 1:
+            conn.execute("PRAGMA cache_size=-8192")
         try:
             with self.transaction():
                 if DEDUP_INDEX in missing:
@@ -53,6 +57,7 @@ class IngestMixin:
                         conn.execute(ddl)
         finally:
             conn.execute(f"PRAGMA threads={int(threads)}")
+            conn.execute(f"PRAGMA cache_size={int(cache_size)}")
         return removed
 
     def attach_stage(self, schema: str) -> None:
