@@ -89,6 +89,10 @@ class IdentityGuards:
         junk = self.junk.get(type_)
         if junk is not None and value in junk:
             return "junk value"
+        # Most values: longer than a placeholder once "+" (and a phone's "86") is stripped, with a last
+        # character unlike the one before it (so neither all the same nor ending in 8 identical digits).
+        if len(value) > (10 if type_ == "phone" else 8) and value[-1] != value[-2] and value[1] != "+":
+            return None
         plain = value.lstrip("+")
         phone = type_ == "phone"
         if phone and plain.startswith("86"):

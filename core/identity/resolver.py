@@ -174,6 +174,8 @@ class IdentityResolver:
         guards = self.guards
         junk_reason = guards.junk_reason
         limits = self._limits
+        # (a limit below 1 would flag an identifier on its first record)
+        new_count_fits = guards.default_max_records >= 1 and all(v >= 1 for v in guards.max_records.values())
         idents, counts = self._idents, self._counts
 
         new_records: list[list] = []  # in id order (first_rid, first_rid + 1, ...)
@@ -186,7 +188,7 @@ class IdentityResolver:
         links: list[int] = []
         rules: list[tuple[int, str]] = []  # (index in links, rule) where the rule changes
         rule = None
-        newly_flagged: list[tuple[list, str]] = []
+        newly_flagged: list[list] = []
         touched: list[tuple[list, list]] = []  # (record entry, identifier entries) with new links (or new)
         entries: list[list] = []
 
@@ -213,31 +215,42 @@ class IdentityResolver:
                         else:
                             record_updates[entry[_RID]] = entry
             entries.append(entry)
+            identifiers = obs.identifiers
+            if not identifiers:
+                if created:
+                    touched.append((entry, []))
+                continue
+            if obs.rule != rule:
+                rule = obs.rule
+                rules.append((len(links), rule))
+            code = entry[_RID] * mult
             linked = entry[_LINKED]
+            n_linked = len(linked)
             ies = []
-            new_link = False
-            for ident in obs.identifiers:
+            for ident in identifiers:
                 type_ = ident.type
-                value = ident.value
                 by_value = idents.get(type_)
                 if by_value is None:
                     by_value = idents[type_] = {}
+                value = ident.value
                 ie = by_value.get(value)
                 if ie is None:
-                    ie = [next_iid, None, junk_reason(type_, value), 0, source, type_]
-                    next_iid += 1
-                    by_value[value] = ie
+                    ie = by_value[value] = [next_iid, None, junk_reason(type_, value), 0, source, type_]
                     new_idents.append((type_, value, ie))
+                    if new_count_fits:  # linked once, by this record: within any limit
+                        ie[_COUNT] = 1
+                        ies.append(ie)
+                        linked += (next_iid,)
+                        links.append(code + next_iid)
+                        next_iid += 1
+                        continue
+                    next_iid += 1
                 ies.append(ie)
                 iid = ie[_IID]
                 if iid in linked:
                     continue
                 linked += (iid,)
-                new_link = True
-                if obs.rule != rule:
-                    rule = obs.rule
-                    rules.append((len(links), rule))
-                links.append(entry[_RID] * mult + iid)
+                links.append(code + iid)
                 if ie[_REASON] is None:  # counts matter to unflagged identifiers only (flags stay)
                     if ie[_COUNTED] == source:
                         count = ie[_COUNT] = ie[_COUNT] + 1
@@ -252,7 +265,7 @@ class IdentityResolver:
                     if count > limit:
                         ie[_REASON] = guards.over_limit_reason(type_, source, count)
                         newly_flagged.append(ie)
-            if new_link:
+            if len(linked) != n_linked:
                 entry[_LINKED] = linked
                 touched.append((entry, ies))
             elif created:
