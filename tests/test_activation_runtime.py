@@ -383,6 +383,7 @@ def test_a_worker_whose_claim_expired_cannot_overwrite_the_new_owners_result(set
 
 TRIGGER_RULES = """
 segment vip { where tag value_tier = "vip" }
+segment owners { where has car }
 trigger order_thanks {
   on order where amount > 100000
   if in segment vip
