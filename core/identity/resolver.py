@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from typing import Any, Iterable, NamedTuple, Sequence
 
 from ..model import Identifier
-from ..store.codec import iso, loads, utc_now
-from ..store.identity import fast_dumps
+from ..store.codec import iso, utc_now
+from ..store.identity import fast_dumps, fast_loads
 from .guards import IdentityGuards
 
 _CACHE_LIMIT = 3_000_000  # records, and identifiers, kept in the cache before it is dropped
@@ -302,7 +301,6 @@ class IdentityResolver:
         unowned: list[list] = []  # identifiers stored earlier without a person (their links were removed)
         comp_of_record: dict[int, int] = {}  # records without a person yet (new ones) -> component
         record_comps: list[int] = []  # per touched record
-        joins_people = False  # a component reached an existing person through an identifier
 
         def find(x: int) -> int:
             root = x
@@ -347,7 +345,6 @@ class IdentityResolver:
                     d = comp_of_person.get(ipid)
                     if d is None:
                         comp_of_person[ipid] = c
-                        joins_people = True
                         continue
                 if parent[d] != d:
                     d = find(d)
@@ -538,7 +535,7 @@ class IdentityResolver:
                 out[n] = text[:-1] + tail
             else:  # as the store's rule reads the record back
                 golden: dict[str, Any] = {}
-                for name, value in loads(text).items():
+                for name, value in fast_loads(text).items():
                     if value is not None and value != "":
                         golden[name] = value
                 golden["sources"] = [source]
@@ -561,7 +558,7 @@ class IdentityResolver:
                 golden: dict[str, Any] = {}
                 for _best, _source, _key, attributes in ordered:
                     if attributes != "{}":
-                        for name, value in loads(attributes).items():
+                        for name, value in fast_loads(attributes).items():
                             if value is not None and value != "" and name not in golden:
                                 golden[name] = value
                 golden["sources"] = [source]

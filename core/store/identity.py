@@ -15,7 +15,7 @@ import datetime as dt
 import json
 from typing import Any, Iterable, Iterator, Sequence
 
-from .codec import dumps, iso, loads, utc_now
+from .codec import iso, loads, utc_now
 
 _CHUNK = 5000
 
@@ -55,6 +55,19 @@ def _fast_encoder():
 
 
 fast_dumps = _fast_encoder()
+_scan = json.JSONDecoder().scan_once
+
+
+def fast_loads(text: str | None) -> Any:
+    """codec.loads of the JSON text the store wrote, without json.loads' per-call set-up."""
+    if text:
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:  # (leading white space, or not JSON: json.loads says which)
+            return json.loads(text)
+        if end == len(text):
+            return value
+    return loads(text)
 
 
 def _json_rows(rows: Any) -> str | None:
@@ -443,6 +456,7 @@ class IdentityMixin:
         identifier type wins each attribute (ties: source name, then record key). Returns rows changed."""
         rank = {t: i for i, t in enumerate(priority)}
         worst = len(priority)
+        rank_of: dict[str, int] = {}  # identifier type -> its rank
         ids = sorted(set(person_ids))
         changed = 0
         now = iso(utc_now())
@@ -467,11 +481,11 @@ class IdentityMixin:
                 best = worst + 1
                 if names is not None:
                     for name in names:
-                        for t in name.split(","):  # (as the type names were once read: joined by commas)
-                            if t:
-                                r = rank.get(t, worst)
-                                if r < best:
-                                    best = r
+                        r = rank_of.get(name)
+                        if r is None:  # (as the type names were once read: joined by commas)
+                            r = rank_of[name] = min((rank.get(t, worst) for t in name.split(",") if t), default=worst + 1)
+                        if r < best:
+                            best = r
                 per_person.setdefault(pid, []).append((best, source, key, attributes))
             updates = []
             for pid, members in per_person.items():
@@ -480,7 +494,7 @@ class IdentityMixin:
                     members.sort()
                 for _best, _source, _key, attributes in members:
                     if attributes != "{}":
-                        for name, value in loads(attributes).items():
+                        for name, value in fast_loads(attributes).items():
                             if value is not None and value != "" and name not in golden:
                                 golden[name] = value
                 golden["sources"] = sorted({r[1] for r in members})
