@@ -126,8 +126,12 @@ def clean_vin(raw: str, *, check_digit: bool | str = True) -> str:
     return vin
 
 
+# Identifier types with a normal form of their own; every other type is its trimmed text.
+NORMALISED_TYPES = frozenset({"phone", "email", "national_id_hash"})
+
+
 def clean_identifier(type_: str, raw: Any, *, region: str = "CN") -> str:
-    """Normalise one identifier by type; unknown types are trimmed strings."""
+    """Normalise one identifier by type (:data:`NORMALISED_TYPES`); other types are trimmed strings."""
     text = str(raw).strip() if raw is not None else ""
     if not text:
         raise CleanError(f"empty {type_}")

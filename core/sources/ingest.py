@@ -48,7 +48,7 @@ from .base import (
 )
 from .batch import (STAGE_SCHEMA, EventBatch, ParseWorkers, StagedEvents, can_fork, default_workers,
                     properties_json)
-from .clean import CleanError, clean_identifier, clean_phone, clean_vin, parse_date, parse_timestamp, zone
+from .clean import NORMALISED_TYPES, CleanError, clean_identifier, clean_phone, clean_vin, parse_date, parse_timestamp, zone
 
 # Events that carry a consent change, unless the source maps its own (``consent_events``).
 DEFAULT_CONSENT_EVENTS = {
@@ -123,8 +123,8 @@ class Ingestor:
         store.ensure_event_indexes()  # a killed bulk load may have left them dropped
         with store.transaction():
             store.settle_identity()
+        hint = source.size_hint() or 0
         if bulk is None:
-            hint = source.size_hint() or 0
             bulk = "events" in source.yields and hint >= max(50_000, 2 * store.event_count())
         summary.bulk = bulk
         cursor = store.get_source_cursor(source.name)
@@ -143,6 +143,9 @@ class Ingestor:
                         summary.events -= load.removed
                         summary.written -= load.removed
                         summary.duplicates += load.removed
+            elif hint >= 50_000:  # a large load of records: commits without syncs, one synced checkpoint
+                with store.unsynced_writes():
+                    self._run(source, cursor, settings, summary, progress)
             else:
                 self._run(source, cursor, settings, summary, progress)
             with store.transaction():
@@ -429,7 +432,17 @@ class Ingestor:
         region = settings.region
         cache = self._cleaned
         for ident in raw:
-            key = (ident.type, ident.value, region)
+            type_, value = ident.type, ident.value
+            if type_ not in NORMALISED_TYPES and type(value) is str:
+                # a CRM or DMS id is only trimmed, and unique per record: caching it would only push the
+                # phones (whose parse is worth caching) out of the cache
+                text = value.strip()
+                if text:
+                    out.append(Identifier(type_, text))
+                else:
+                    summary.identifiers_dropped += 1
+                continue
+            key = (type_, value, region)
             cleaned = cache.get(key, False)
             if cleaned is False:
                 try:

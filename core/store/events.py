@@ -102,11 +102,8 @@ class EventsMixin:
         run calls first, repairs that the same way. While such a load runs, other readers may see
         the duplicates it has not removed yet; the load is meant for large first loads.
 
-        Synchronous writes are turned off for the load (``PRAGMA synchronous=OFF``): in WAL mode a
-        killed process loses nothing the operating system was handed, so the kill/re-run guarantee
-        holds; only a power cut or kernel crash during the load could damage the file, and such a load
-        is repeated from the source anyway. At the end the setting is restored and a checkpoint
-        writes the load through to the database file with a sync.
+        The load commits without syncs (:meth:`unsynced_writes`, which says why a killed process loses
+        nothing) and ends with a synced checkpoint.
         """
         conn = self.conn
         load = BulkEventLoad()
@@ -114,15 +111,11 @@ class EventsMixin:
             conn.execute(f"DROP INDEX IF EXISTS {name}")
         if defer_dedup:
             conn.execute(f"DROP INDEX IF EXISTS {DEDUP_INDEX}")
-        synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
-        conn.execute("PRAGMA synchronous=OFF")
-        try:
-            yield load
-        finally:
-            conn.execute(f"PRAGMA synchronous={int(synchronous)}")
-            load.removed = self.ensure_event_indexes()
-            if not conn.in_transaction:  # write the load through to the database file, synced
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        with self.unsynced_writes():
+            try:
+                yield load
+            finally:
+                load.removed = self.ensure_event_indexes()
 
     def events_of(self, person_id: int, *, name: str | None = None) -> list[Event]:
         """The person's events in time order (optionally one event name)."""
