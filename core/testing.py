@@ -6,13 +6,38 @@
   ``motorcade_pm`` and unregisters it after the test.
 - ``motorcade_project``: a fresh project (``motorcade init``) in a temporary directory, using
   ``motorcade_pm``.
+
+And :func:`dump_database`, to compare two stores row by row (an ingest path against another, a killed
+and re-run load against one clean run).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Callable, Iterator
 
 import pytest
+
+# Columns holding the wall-clock time of a write: they differ between two otherwise equal runs.
+WALL_CLOCK_COLUMNS = frozenset({"created_at", "updated_at", "first_seen", "last_seen", "merged_at", "applied_at",
+                                "retried_at"})
+
+
+def dump_database(path, *, indexes: bool = False) -> dict[str, list[str]]:
+    """Every table of the SQLite file at ``path`` as sorted row reprs, without :data:`WALL_CLOCK_COLUMNS`
+    (``indexes``: also the index definitions, under ``"indexes"``)."""
+    conn = sqlite3.connect(path)
+    try:
+        out = {}
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
+            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})") if r[1] not in WALL_CLOCK_COLUMNS]
+            out[table] = sorted(map(repr, conn.execute(f"SELECT {', '.join(cols)} FROM {table}")))
+        if indexes:
+            out["indexes"] = sorted(r[0] for r in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+        return out
+    finally:
+        conn.close()
 
 
 @pytest.fixture

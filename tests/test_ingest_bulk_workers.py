@@ -24,23 +24,17 @@ from motorcade.sources import batch as batch_module
 from motorcade.sources.batch import EventBatch, ParseWorkerError, ParseWorkers, default_workers
 from motorcade.sources.ingest import Ingestor, IngestSummary, _epoch, _SourceSettings
 from motorcade.store import open_store
+from motorcade.testing import dump_database
 from motorcade_sources_jsonl import JsonlSource
 
-TIME_COLUMNS = {"created_at", "updated_at", "first_seen", "last_seen", "merged_at", "applied_at", "retried_at"}
 SETTINGS = {"path": "e.jsonl", "format": "auto", "identifiers": {"phone": "phone", "crm_id": "crm_id"},
             "user_id": "crm_id", "anonymous_id": "wechat_mp_openid", "traits": {"phone": "phone"},
             "identify_attributes": {"name": "name"}}
 
 
 def dump(path) -> dict:
-    conn = sqlite3.connect(path)
-    out = {}
-    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
-        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})") if r[1] not in TIME_COLUMNS]
-        out[table] = sorted(map(repr, conn.execute(f"SELECT {', '.join(cols)} FROM {table}")))
-    out["indexes"] = sorted(r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
-    conn.close()
-    return out
+    return dump_database(path, indexes=True)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 linux = pytest.mark.skipif(not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods(),

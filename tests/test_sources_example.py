@@ -13,22 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from motorcade.testing import dump_database
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "dealer_group"
 MOTORCADE = [sys.executable, "-c", "import sys; from motorcade.cli import run; sys.argv[0] = 'motorcade'; run()"]
-TIME_COLUMNS = {"created_at", "updated_at", "first_seen", "last_seen", "merged_at", "applied_at", "retried_at"}
 
 pytestmark = pytest.mark.skipif(not (EXAMPLE / "generate.py").exists(), reason="example generator not present")
 
 
 def dump(path) -> dict:
-    conn = sqlite3.connect(path)
-    out = {}
-    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
-        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})") if r[1] not in TIME_COLUMNS]
-        out[table] = sorted(map(repr, conn.execute(f"SELECT {', '.join(cols)} FROM {table}")))
-    conn.close()
-    return out
+    return dump_database(path)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ either way.
 
 import json
 import math
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from motorcade.identity.guards import IdentityGuards
 from motorcade.sources.batch import properties_json
 from motorcade.sources.ingest import Ingestor
 from motorcade.store import open_store
+from motorcade.testing import dump_database
 from motorcade_sources_jsonl import JsonlSource, _loads
 
-TIME_COLUMNS = {"created_at", "updated_at", "first_seen", "last_seen", "merged_at", "applied_at", "retried_at"}
 SETTINGS = {"path": "e.jsonl", "format": "auto", "identifiers": {"phone": "phone", "crm_id": "crm_id"},
             "user_id": "crm_id", "anonymous_id": "wechat_mp_openid", "traits": {"phone": "phone"},
             "identify_attributes": {"name": "name"}}
@@ -35,13 +34,7 @@ class RecordPath(JsonlSource):
 
 
 def dump(path) -> dict:
-    conn = sqlite3.connect(path)
-    out = {}
-    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
-        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})") if r[1] not in TIME_COLUMNS]
-        out[table] = sorted(map(repr, conn.execute(f"SELECT {', '.join(cols)} FROM {table}")))
-    conn.close()
-    return out
+    return dump_database(path)
 
 
 optional = lambda values: st.one_of(st.none(), st.sampled_from(values))  # noqa: E731

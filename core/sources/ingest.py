@@ -568,7 +568,6 @@ class Ingestor:
         region, tzinfo = settings.region, settings.tzinfo
         id_sets = self._id_sets.setdefault(region, {})
         hours = self._hours.setdefault(settings.tz, {})
-        minutes_seconds = _MINUTES_SECONDS
         by_object: dict[int, tuple] = {}
         sha256 = hashlib.sha256
         dropped = 0
@@ -576,16 +575,7 @@ class Ingestor:
             try:
                 if not name:
                     raise CleanError("missing event name")
-                epoch = None
-                if type(ts) is str and len(ts) >= 19 and ts[13] == ":":
-                    seconds = minutes_seconds.get(ts[14:19])  # "MM:SS"
-                    if seconds is not None:
-                        key = ts[:13] + ts[19:]
-                        base = hours.get(key, -1)
-                        if base == -1:
-                            base = _hour_epoch(hours, key, ts[:13], ts[19:], tzinfo)
-                        if base is not None:
-                            epoch = base + seconds
+                epoch = _cached_epoch(ts, hours, tzinfo) if type(ts) is str else None
                 if epoch is None:
                     epoch = _epoch(ts, tzinfo)
                 id_set = by_object.get(id(raw_ids))  # connectors reuse one tuple per identifier set
@@ -625,23 +615,13 @@ class Ingestor:
         id_sets = self._id_sets.setdefault(region, {})
         fromiso = _FROMISO
         hours = self._hours.setdefault(settings.tz, {})
-        minutes_seconds = _MINUTES_SECONDS
         sha256 = hashlib.sha256
         dropped_total = 0
         for row in batch.events:
             where, name, ts, raw_ids, props_json, dedup, raw = row
             id_set = id_sets.get(raw_ids)
             if name and type(ts) is str and id_set is not None and id_set[2] is None:
-                epoch = None
-                if len(ts) >= 19 and ts[13] == ":":  # see _stage: an epoch per hour and offset
-                    seconds = minutes_seconds.get(ts[14:19])
-                    if seconds is not None:
-                        key = ts[:13] + ts[19:]
-                        base = hours.get(key, -1)
-                        if base == -1:
-                            base = _hour_epoch(hours, key, ts[:13], ts[19:], tzinfo)
-                        if base is not None:
-                            epoch = base + seconds
+                epoch = _cached_epoch(ts, hours, tzinfo)
                 if epoch is None:
                     try:
                         value = fromiso(ts)
@@ -783,6 +763,21 @@ def _epoch(ts: Any, tzinfo) -> int:
 
 # "MM:SS" of a time stamp (ASCII digits, 00-59 each) -> seconds into the hour
 _MINUTES_SECONDS = {f"{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(60)}
+
+
+def _cached_epoch(ts: str, hours: dict, tzinfo) -> int | None:
+    """The epoch of ISO text ``ts`` from its hour's cached epoch (:func:`_hour_epoch`) plus ``MM:SS``;
+    None when it must take the general path (:func:`_epoch`)."""
+    if len(ts) >= 19 and ts[13] == ":":
+        seconds = _MINUTES_SECONDS.get(ts[14:19])
+        if seconds is not None:
+            key = ts[:13] + ts[19:]
+            base = hours.get(key, -1)
+            if base == -1:
+                base = _hour_epoch(hours, key, ts[:13], ts[19:], tzinfo)
+            if base is not None:
+                return base + seconds
+    return None
 
 
 def _hour_epoch(hours: dict, key: str, prefix: str, suffix: str, tzinfo) -> int | None:
