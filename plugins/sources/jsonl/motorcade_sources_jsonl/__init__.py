@@ -82,22 +82,26 @@ class JsonlSource(Source):
     def next_cursor(self) -> str | None:
         return str(self._end) if self.follow else None
 
-    def _lines(self, cursor: str | None) -> Iterator[tuple[int, bool, bytes]]:
-        """``(line number or byte offset, is_line_number, raw line)`` of every non-blank complete line."""
+    def _open_at(self, cursor: str | None) -> tuple[Any, int, bool]:
+        """``(binary handle, start offset, resumed)``: the file opened where a ``follow`` cursor left off
+        (from the start when there is none, or when the file is shorter than it: it was replaced)."""
         try:
             handle = open(self.path, "rb")
         except FileNotFoundError:
             raise ConfigError(f"[sources.{self.name}] file {self.path} does not exist",
                               hint="check `path` (it is relative to the project directory)") from None
+        if self.follow and cursor and cursor.isdigit():
+            offset = int(cursor)
+            if offset <= os.fstat(handle.fileno()).st_size:
+                handle.seek(offset)
+                return handle, offset, True
+        return handle, 0, False
+
+    def _lines(self, cursor: str | None) -> Iterator[tuple[int, bool, bytes]]:
+        """``(line number or byte offset, is_line_number, raw line)`` of every non-blank complete line."""
+        handle, start, resumed = self._open_at(cursor)
         with handle:
-            start = 0
-            line_no = 0
-            if self.follow and cursor and cursor.isdigit():
-                offset = int(cursor)
-                if offset <= os.fstat(handle.fileno()).st_size:  # a shorter file was replaced: start over
-                    handle.seek(offset)
-                    start = offset
-                    line_no = -1  # unknown: positions become byte offsets
+            line_no = -1 if resumed else 0  # resumed: line numbers unknown, positions become byte offsets
             self._end = start
             offset = start
             by_line = line_no >= 0
@@ -172,20 +176,9 @@ class JsonlSource(Source):
         processes can parse ranges in parallel. Scanning costs a fraction of parsing: newlines are
         counted in C, and only lines that do not start with ``{`` are looked at one by one.
         """
-        try:
-            handle = open(self.path, "rb")
-        except FileNotFoundError:
-            raise ConfigError(f"[sources.{self.name}] file {self.path} does not exist",
-                              hint="check `path` (it is relative to the project directory)") from None
+        handle, start, resumed = self._open_at(cursor)
         with handle:
-            start = 0
-            by_line = True
-            if self.follow and cursor and cursor.isdigit():
-                offset = int(cursor)
-                if offset <= os.fstat(handle.fileno()).st_size:
-                    handle.seek(offset)
-                    start = offset
-                    by_line = False
+            by_line = not resumed
             self._end = start
             size = self.batch_size
             batch_start, batch_lines_before, count = start, 0, 0
