@@ -207,3 +207,57 @@ def test_a_top_level_or_is_a_union_of_driven_plans(store):
             evaluate_segment(rule_set, name, dataset, AS_OF, "Asia/Shanghai")
     # `profile.n = 39` has no index: the whole condition is checked person by person
     assert plan_segment(store, rule_set, "s", AS_OF, "Asia/Shanghai").driver.startswith("scan people")
+
+
+def test_rows_written_for_a_merged_or_unknown_person_name_a_person(tmp_path):
+    """Segment plans read no `people` once identity is settled: every writer must keep person ids alive."""
+    from motorcade.model import Car, Consent, Ownership
+
+    store = SQLiteStore(tmp_path / "live.db")
+    with store.transaction():
+        a, b = store.create_person(), store.create_person()
+        store.upsert_cars([Car("VIN1", "BMW", "X5", 2020, dt.date(2020, 1, 1), None)])
+        store.add_ownership(Ownership(b, "VIN1", dt.date(2020, 1, 1), None, "dms"))  # no identity record
+        store.merge_people(a, [b], reason="test")
+        store.settle_identity()
+        store.write_tag_values([(a, "level", "high"), (999, "level", "high")], tags=["level"], calculator="t",
+                               calculator_version="1", computed_at=AS_OF)
+        store.insert_events([Event(person_id=b, name="share", ts=AS_OF - dt.timedelta(days=1), source="t",
+                                   dedup_key="after-merge"),
+                             Event(person_id=999, name="share", ts=AS_OF - dt.timedelta(days=1), source="t",
+                                   dedup_key="nobody")])
+        assert store.set_consent(Consent(b, "sms", False, AS_OF, "unsubscribe"))  # the survivor's opt-out
+        assert not store.set_consent(Consent(999, "sms", False, AS_OF, "unsubscribe"))
+    assert store.identity_settled()
+    rule_set = rule_set_from_text("""
+        segment owners { where has car }
+        segment high { where tag level = "high" }
+        segment sharers { where did share }
+    """)
+    dataset = load_dataset(store)
+    for name, expected in (("owners", [a]), ("high", [a]), ("sharers", [a])):
+        query = plan_segment(store, rule_set, name, AS_OF, "Asia/Shanghai")
+        assert "people" not in query.sql()
+        assert store.query_person_ids(query.sql(), query.params) == expected, name
+        assert evaluate_segment(rule_set, name, dataset, AS_OF, "Asia/Shanghai") == set(expected)
+    assert store.query("SELECT person_id, channel, granted FROM consents")[0][:] == (a, "sms", 0)
+    assert [tuple(r) for r in store.query("SELECT person_id FROM events ORDER BY dedup_key")] == [(a,), (None,)]
+
+
+def test_a_store_from_before_is_repaired_once(tmp_path):
+    store = SQLiteStore(tmp_path / "old.db", migrate=False)
+    store.migrate(upto=5)
+    with store.transaction():
+        a, b = store.create_person(), store.create_person()
+        store.merge_people(a, [b], reason="test")
+        store.settle_identity()
+        conn = store.conn  # rows as earlier writers could leave them: naming b (merged) and 999 (nobody)
+        conn.execute("INSERT INTO events (person_id, name, ts, source, dedup_key) VALUES (?, 'x', 1, 't', 'k1')", (b,))
+        conn.execute("INSERT INTO events (person_id, name, ts, source, dedup_key) VALUES (999, 'x', 1, 't', 'k2')")
+        conn.execute("INSERT INTO consents (person_id, channel, granted, ts) VALUES (?, 'sms', 0, 5)", (b,))
+        conn.execute("INSERT INTO tag_values (tag, person_id, value, computed_at, calculator, calculator_version) "
+                     "VALUES ('level', 999, 'high', '', 't', '1')")
+    assert store.migrate() == ["m006_every_person_id_names_a_person"]
+    assert [tuple(r) for r in store.query("SELECT person_id FROM events ORDER BY dedup_key")] == [(a,), (None,)]
+    assert [tuple(r) for r in store.query("SELECT person_id, granted FROM consents")] == [(a, 0)]
+    assert store.query("SELECT count(*) FROM tag_values")[0][0] == 0

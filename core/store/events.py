@@ -74,8 +74,13 @@ class EventsMixin:
 
         Call inside :meth:`transaction` for bulk loads (one executemany per call).
         """
+        events = list(events)
+        # the person each event names today: a merged-away id follows the merge log, an id that names
+        # nobody is stored as nobody's (NULL), so every stored person id names a person
+        live = {pid: self.live_person_id(pid) for pid in {e.person_id for e in events if e.person_id is not None}}
         rows = [
-            (e.person_id, e.name, epoch(e.ts), dumps(e.properties), e.source, e.dedup_key or content_dedup_key(e))
+            (live.get(e.person_id), e.name, epoch(e.ts), dumps(e.properties), e.source,
+             e.dedup_key or content_dedup_key(e))
             for e in events
         ]
         before = self.conn.total_changes

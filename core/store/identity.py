@@ -524,11 +524,13 @@ class IdentityMixin:
                 f"UPDATE {table} SET person_id = (SELECT r.person_id FROM identity_records r "
                 f"WHERE r.id = {table}.record_id) WHERE person_id IN {dirty} AND record_id IS NOT NULL"
             )
-        # rows written by other stages without a record (feedback events) follow the merge log
-        conn.execute(
-            f"UPDATE events SET person_id = (SELECT new_id FROM person_merges WHERE old_id = events.person_id) "
-            f"WHERE person_id IN {merged} AND record_id IS NULL"
-        )
+        # rows written by other stages without a record (feedback events, ownerships added by hand)
+        # follow the merge log
+        for table in ("events", "ownerships"):
+            conn.execute(
+                f"UPDATE {table} SET person_id = (SELECT new_id FROM person_merges WHERE old_id = {table}.person_id) "
+                f"WHERE person_id IN {merged} AND record_id IS NULL"
+            )
         conn.execute(f"DELETE FROM person_relations WHERE person_id IN {dirty}")
         conn.execute(
             f"INSERT OR IGNORE INTO person_relations (person_id, kind, target_id, source, since) "

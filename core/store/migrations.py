@@ -377,3 +377,25 @@ def m005_plan_statistics(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migration
+def m006_every_person_id_names_a_person(db: sqlite_utils.Database) -> None:
+    """Rows that name a person id with no row in ``people`` (written before the writers followed the merge
+    log) are repaired once: they follow the merge log to the surviving person where there is one; else
+    an event becomes nobody's (NULL) and an ownership, relation, consent or tag value of nobody is
+    removed. From here on, writers keep it so (``live_person_id``) and segment plans rely on it."""
+    gone = "person_id IS NOT NULL AND person_id NOT IN (SELECT id FROM people)"
+    follow = "(SELECT new_id FROM person_merges WHERE old_id = {t}.person_id)"
+    for table in ("events", "ownerships", "person_relations"):
+        db.execute(f"UPDATE OR IGNORE {table} SET person_id = {follow.format(t=table)} "
+                   f"WHERE {gone} AND {follow.format(t=table)} IN (SELECT id FROM people)")
+    db.execute(  # a consent of a merged-away id is the survivor's unless the survivor's own is newer
+        f"INSERT INTO consents (person_id, channel, granted, ts, source) "
+        f"SELECT m.new_id, c.channel, c.granted, c.ts, c.source FROM consents c "
+        f"JOIN person_merges m ON m.old_id = c.person_id WHERE c.{gone} AND m.new_id IN (SELECT id FROM people) "
+        f"ORDER BY c.ts ON CONFLICT(person_id, channel) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, "
+        f"source = excluded.source WHERE excluded.ts >= consents.ts")
+    db.execute(f"UPDATE events SET person_id = NULL WHERE {gone}")
+    for table in ("ownerships", "person_relations", "consents", "tag_values"):
+        db.execute(f"DELETE FROM {table} WHERE {gone}")

@@ -43,6 +43,28 @@ class PeopleMixin:
             person_id = row[0]
         raise RuntimeError(f"merge log has a cycle through person {person_id}")
 
+    def live_person_id(self, person_id: int | None) -> int | None:
+        """The person ``person_id`` stands for today (following the merge log), or None when there is none.
+
+        Writers of rows that name a person outside the identity stage (feedback events, consents,
+        relations, ownerships added by hand) go through it, so every person id stored names a row of
+        ``people`` once identity is settled (segment plans rely on it: ``SegmentsMixin.identity_settled``).
+        """
+        if person_id is None:
+            return None
+        live = self.resolve_person_id(person_id)
+        if self.conn.execute("SELECT 1 FROM people WHERE id = ?", (live,)).fetchone() is None:
+            return None
+        return live
+
+    def _require_person(self, person_id: int) -> int:
+        live = self.live_person_id(person_id)
+        if live is None:
+            from ..errors import MotorcadeError
+
+            raise MotorcadeError(f"no person {person_id}", hint="create the person first (ids come from One-ID)")
+        return live
+
     def get_person(self, person_id: int) -> Person | None:
         """The person (following merges), with identifiers, or None."""
         person_id = self.resolve_person_id(person_id)
@@ -124,11 +146,12 @@ class PeopleMixin:
     def add_ownership(self, ownership: Ownership) -> None:
         """Record that a person owns a car from a date. A later owner closes the previous ownership."""
         frm = date_text(ownership.valid_from)
+        person_id = self._require_person(ownership.person_id)
         self.conn.execute(
             "INSERT INTO ownerships (person_id, vin, valid_from, valid_to, source) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(vin, valid_from) DO UPDATE SET person_id=excluded.person_id, "
             "valid_to=coalesce(excluded.valid_to, ownerships.valid_to), source=excluded.source",
-            (ownership.person_id, ownership.vin, frm, date_text(ownership.valid_to), ownership.source),
+            (person_id, ownership.vin, frm, date_text(ownership.valid_to), ownership.source),
         )
         if frm is not None:
             # The previous open ownership of this car ends when the new one starts (a used-car sale).
@@ -155,7 +178,7 @@ class PeopleMixin:
             "INSERT INTO person_relations (person_id, kind, target_id, source, since) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(person_id, kind, target_id) DO UPDATE SET source=excluded.source, "
             "since=coalesce(person_relations.since, excluded.since)",
-            (person_id, kind, target_id, source, date_text(since)),
+            (self._require_person(person_id), kind, target_id, source, date_text(since)),
         )
 
     def relations_of(self, person_id: int) -> list[tuple[str, str]]:
@@ -170,12 +193,18 @@ class PeopleMixin:
     # -- consent ----------------------------------------------------------------------------------
 
     def set_consent(self, consent: Consent) -> bool:
-        """Record a consent state unless a newer one is already stored; True if it changed."""
+        """Record a consent state unless a newer one is already stored; True if it changed.
+
+        A consent given for a merged-away id is the surviving person's (an opt-out is never lost); one for
+        an id that names nobody is not stored."""
+        person_id = self.live_person_id(consent.person_id)
+        if person_id is None:
+            return False
         cur = self.conn.execute(
             "INSERT INTO consents (person_id, channel, granted, ts, source) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(person_id, channel) DO UPDATE SET granted=excluded.granted, ts=excluded.ts, "
             "source=excluded.source WHERE excluded.ts >= consents.ts",
-            (consent.person_id, consent.channel, int(consent.granted), epoch(consent.ts), consent.source),
+            (person_id, consent.channel, int(consent.granted), epoch(consent.ts), consent.source),
         )
         return cur.rowcount > 0
 

@@ -46,7 +46,13 @@ class SegmentsMixin:
 
     def identity_settled(self) -> bool:
         """True when no merge or split waits for :meth:`settle_identity`: then every person id in events,
-        ownerships, relations, consents and tag values names a row of ``people``."""
+        ownerships, relations, consents and tag values names a row of ``people``.
+
+        That holds because every writer keeps it: the identity stage writes ids it has just resolved;
+        ``insert_events``, ``set_consent``, ``set_relation`` and ``add_ownership`` follow the merge log
+        (``live_person_id``; an event naming nobody is stored as nobody's); ``write_tag_values`` drops
+        values of people that no longer exist; ``settle_identity`` moves what merges and splits left
+        behind; migration 6 repaired stores written before."""
         return self.conn.execute("SELECT NOT EXISTS (SELECT 1 FROM identity_dirty)").fetchone()[0] == 1
 
     # -- rule revisions ---------------------------------------------------------------------------

@@ -61,9 +61,11 @@ class TagsMixin:
                 )
             before = self.conn.total_changes
             written = set(tags)
+            # only for people that exist: a value computed for someone merged away meanwhile is dropped
+            # (the survivor's comes with the next run), so every stored person id names a person
             self.conn.executemany(
                 "INSERT OR REPLACE INTO tag_values (tag, person_id, value, computed_at, calculator, "
-                "calculator_version) VALUES (?, ?, ?, ?, ?, ?)",
+                "calculator_version) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM people WHERE id = ?2)",
                 ((tag, pid, value, at, calculator, calculator_version)
                  for pid, tag, value in values if written.add(tag) is None),
             )
