@@ -203,3 +203,19 @@ def test_follow_reads_only_what_was_appended_and_waits_for_a_complete_line(tmp_p
     assert (second.read, second.events) == (1, 1)
     assert {r[0] for r in store.conn.execute("SELECT dedup_key FROM events")} == {"e1", "e2", "e3", "e4"}
     store.close()
+
+
+def test_an_identifier_spelled_1_1_0_and_true_stays_three_identifiers(tmp_path):
+    """Python's dict keys take 1, 1.0 and True for one another: the fast path must not."""
+    (tmp_path / "e.jsonl").write_text("".join(
+        json.dumps({"event": "view", "ts": "2025-03-01T10:00:00+08:00", "crm_id": v, "id": f"e{i}"}) + "\n"
+        for i, v in enumerate([1, 1.0, True])), encoding="utf-8")
+    settings = {"path": "e.jsonl", "format": "native", "identifiers": {"crm_id": "crm_id"}}
+    dumps = []
+    for cls, name in ((JsonlSource, "fast.db"), (RecordPath, "plain.db")):
+        store = open_store(tmp_path / name)
+        Ingestor(store).ingest(cls("s", settings, tmp_path), bulk=False)
+        store.close()
+        dumps.append(dump(tmp_path / name))
+    assert dumps[0] == dumps[1]
+    assert len([v for v in dumps[0]["identifiers"] if "crm_id" in v]) == 3  # three identifiers, not one

@@ -309,20 +309,17 @@ class JsonlSource(Source):
         if not name or type(name) is not str or type(ts) not in _SCALAR_TS:
             return None
         raw_ids = tuple(map(get, self._id_field_names))
-        try:
-            ids = self._raw_id_sets.get(raw_ids)
-        except TypeError:  # an object or list where an identifier belongs
-            return None
+        for v in raw_ids:
+            # text, whole numbers and nulls only (the general path spells the rest its own way); checked
+            # before the cache, whose keys would take 1.0 and true for the number 1
+            if type(v) not in _ID_VALUE_TYPES:
+                return None
+        ids = self._raw_id_sets.get(raw_ids)
         if ids is None:  # a new person's values: one tuple for all their lines (see _raw_id_sets)
             found = []
             for (field, type_), v in zip(self._id_fields, raw_ids):
                 if v is not None and v != "":
-                    if type(v) is str:
-                        found.append((type_, v))
-                    elif type(v) is int:
-                        found.append((type_, str(v)))
-                    else:
-                        return None
+                    found.append((type_, v if type(v) is str else str(v)))
             if len(self._raw_id_sets) > 1_000_000:
                 self._raw_id_sets.clear()
             ids = self._raw_id_sets[raw_ids] = tuple(found)
@@ -474,6 +471,7 @@ except ImportError:  # optional: the standard library parses the same lines, slo
     _orjson_loads = None
 
 _SCALAR_TS = frozenset({str, int, bool})  # time stamps orjson reads exactly (floats may be big integers)
+_ID_VALUE_TYPES = frozenset({str, int, type(None)})
 _FLAT = frozenset({str, int, bool, type(None)})  # property values orjson encodes as the standard library does
 
 
