@@ -18,6 +18,7 @@ from motorcade.activation.planner import plan_campaign
 from motorcade.activation.runner import run_once
 from motorcade.activation.settings import ActivationContext
 from motorcade.activation.testing import memory_channel_plugin
+from motorcade.errors import MotorcadeError
 from motorcade.model import Consent, Event, Identifier
 from motorcade.project import Project
 
@@ -658,3 +659,31 @@ def test_a_slow_worker_renews_its_claim_batch_by_batch_and_never_sends_a_row_it_
     # the slow worker resumes: it checks ownership before each batch and sends nothing twice
     assert slow.deliver(rest) == {"sent": 0, "failed": 0, "dead": 0}
     assert sorted(m.person_id for m in memory.sent) == ids and len(memory.sent) == 6
+
+
+def test_event_triggers_tags_and_segments_wait_while_a_first_bulk_load_is_unfinished(setup):
+    """A first bulk load removes its duplicates (and closes up ids) only at its end: nothing that keeps
+    event ids or counts events may read them before."""
+    from motorcade.segments import compute_segments
+    from motorcade.tags.engine import compute_tags
+
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory],
+                                templates={"thanks.txt": "感谢订购 {{ event.model }}", "hello.txt": "hi"})
+    store = project.store
+    (vip,) = people(store, 1)
+    store.write_tag_values([(vip, "value_tier", "vip")], tags=["value_tier"], calculator="t", calculator_version="1",
+                           computed_at=clock())
+    with store.transaction():
+        store.insert_events([Event("order", clock() - dt.timedelta(minutes=20), vip, {"amount": 300000}, "dms", "o1")])
+        store.conn.execute("DROP INDEX events_dedup")  # as a killed first bulk load leaves it
+    assert not store.events_deduplicated()
+    run_once(ctx)
+    assert store.list_sends() == [] and store.get_activation_cursor("trigger:order_thanks:event_id") is None
+    with pytest.raises(MotorcadeError, match="large first event load"):
+        compute_tags(store, {}, as_of=clock())
+    with pytest.raises(MotorcadeError, match="large first event load"):
+        compute_segments(project, ["vip"], as_of=clock())
+    store.ensure_event_indexes()  # what the next ingest does first
+    run_once(ctx)
+    assert [s["person_id"] for s in store.list_sends()] == [vip]

@@ -202,3 +202,33 @@ def test_a_killed_bulk_load_is_repaired_by_the_next_run(tmp_path):
     with pytest.raises(sqlite3.IntegrityError):
         store.conn.execute("INSERT INTO events (name, ts, source, dedup_key) VALUES ('view', 1, 'ev', 'k1')")
     store.close()
+
+
+def test_only_a_first_load_defers_deduplication(tmp_path, monkeypatch):
+    """Deduplicating at the end moves ids down; ids already stored (held by triggers, tag runs) never move."""
+    def write(name, ids):
+        (tmp_path / name).write_text("".join(json.dumps(
+            {"event": "view", "ts": "2025-03-01T10:00:00+08:00", "phone": "13812345678", "id": f"e{i}"}) + "\n"
+            for i in ids), encoding="utf-8")
+
+    write("a.jsonl", [1, 2, 2, 3])
+    write("b.jsonl", [3, 4, 4, 5])
+    store = open_store(tmp_path / "s.db")
+    deferred = []
+    bulk_event_load = store.bulk_event_load
+
+    def spy(*, defer_dedup=False):
+        deferred.append(defer_dedup)
+        return bulk_event_load(defer_dedup=defer_dedup)
+
+    monkeypatch.setattr(store, "bulk_event_load", spy)
+    settings = {"format": "native", "identifiers": {"phone": "phone"}}
+    ingestor = Ingestor(store)
+    first = ingestor.ingest(JsonlSource("a", {**settings, "path": "a.jsonl"}, tmp_path), bulk=True)
+    before = store.query("SELECT id, dedup_key FROM events ORDER BY id")
+    second = ingestor.ingest(JsonlSource("a", {**settings, "path": "b.jsonl"}, tmp_path), bulk=True)
+    assert deferred == [True, False]
+    assert (first.events, first.duplicates, second.events, second.duplicates) == (3, 1, 2, 2)
+    after = [tuple(r) for r in store.query("SELECT id, dedup_key FROM events ORDER BY id")]
+    assert after[:3] == [tuple(r) for r in before] == [(1, "e1"), (2, "e2"), (3, "e3")]
+    assert after[3:] == [(4, "e4"), (5, "e5")]

@@ -230,6 +230,9 @@ def process_event_trigger(ctx: ActivationContext, name: str, *, renderer: Render
     store = ctx.store
     cursor_name = f"trigger:{name}:event_id"
     totals = {"events": 0, "fired": 0, "planned": 0}
+    if not store.events_deduplicated():  # a first bulk load's duplicates and ids are not final yet
+        ctx.log(f"trigger {name}: waiting for a large event load to finish")
+        return totals
     while True:
         now = ctx.now()
         with store.transaction():

@@ -134,6 +134,7 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None) -> list[
                                  f"did you mean `{close[0]}`?" if close else
                                  f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
     store = project.store
+    store.require_events_deduplicated()  # a first bulk load's duplicates would count twice
     with store.transaction():
         store.refresh_plan_stats()  # events written since the last run join the planner statistics
     files = {rf.filename: rf.source for rf in rule_set.files}

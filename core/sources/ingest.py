@@ -134,7 +134,9 @@ class Ingestor:
             if bulk:
                 load = None
                 try:
-                    with store.bulk_event_load(defer_dedup=True) as load:
+                    # Deduplicating at the end renumbers the ids after a duplicate: only for a first load
+                    # (no event stored yet), never under the ids that triggers and tag runs already hold.
+                    with store.bulk_event_load(defer_dedup=store.event_count() == 0) as load:
                         self._run(source, cursor, settings, summary, progress)
                         finishing = time.perf_counter()
                     self.timings["main: indexes"] = time.perf_counter() - finishing

@@ -43,6 +43,23 @@ class IngestMixin:
         )
         return self.conn.total_changes - before
 
+    def events_deduplicated(self) -> bool:
+        """False while a first bulk load that defers deduplication runs (or after one was killed, until the
+        next ingest repairs it): its duplicates are still stored and event ids may still move down.
+        Readers that keep event ids or count events (event triggers, tag and segment runs) wait meanwhile."""
+        from .events import DEDUP_INDEX
+
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                 (DEDUP_INDEX,)).fetchone() is not None
+
+    def require_events_deduplicated(self) -> None:
+        if not self.events_deduplicated():
+            from ..errors import MotorcadeError
+
+            raise MotorcadeError("a large first event load is still running (or was killed before its end): its "
+                                 "duplicate events are not removed yet",
+                                 hint="wait for `motorcade ingest` to finish, or run it again to complete a killed load")
+
     def ensure_event_indexes(self) -> int:
         """Recreate event indexes a bulk load dropped (at its end, or after a killed one); returns the
         duplicate events removed first (see :func:`motorcade.store.events.remove_duplicate_events`).

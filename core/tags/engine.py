@@ -311,6 +311,7 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime")
+    store.require_events_deduplicated()  # counts and event-id marks would take a first load's duplicates
     settings = dict(settings or {})
     options = engine_settings(settings)
     ordered = plan(calculators, names)
