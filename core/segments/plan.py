@@ -281,7 +281,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
             chosen = _choose_driver(store, rule_set, as_of, tz, conjuncts)
             if chosen is None:
                 break
-            branches.append(_driven(store, compiler, conjuncts, chosen, settled))
+            branches.append(_driven(compiler, conjuncts, chosen, settled))
         else:
             union = branches[0][0]
             for select, _key, _description in branches[1:]:
@@ -300,7 +300,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
             select = select.where(and_(*residual), copy=False)
         select = select.order_by(col("p", "id"), copy=False)
         return CompiledQuery(select, compiler.params, "scan people; check every condition per person")
-    select, key, description = _driven(store, compiler, conjuncts, chosen, settled)
+    select, key, description = _driven(compiler, conjuncts, chosen, settled)
     return CompiledQuery(select.order_by(key.copy(), copy=False), compiler.params, description)
 
 
@@ -338,7 +338,7 @@ def _choose_driver(store, rule_set, as_of, tz, conjuncts) -> Driver | None:
     return min(candidates, key=lambda d: (d.cost, not d.filtered, not d.exact))
 
 
-def _driven(store, compiler: SQLiteCompiler, conjuncts: list, chosen: Driver, settled: bool
+def _driven(compiler: SQLiteCompiler, conjuncts: list, chosen: Driver, settled: bool
             ) -> tuple[exp.Select, exp.Column, str]:
     """``(SELECT person_id ..., key to order by, description)`` of ``conjuncts`` driven from ``chosen``."""
     rest = [c for i, c in enumerate(conjuncts) if i != chosen.index or not chosen.exact]
