@@ -97,3 +97,12 @@ def test_plans_size_candidates_by_the_statistics(tmp_path):
     query = plan_segment(store, rules, "s", as_of, "Asia/Shanghai")
     assert query.driver.startswith("drive from events(name, ts) for did order (~1 rows by the planner statistics)")
     assert store.query_person_ids(query.sql(), query.params) == [1]
+
+
+def test_how_far_the_statistics_are_behind(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    _events(store, [("a", BASE + i) for i in range(5)])
+    assert store.plan_stats_behind() == 5
+    with store.transaction():
+        store.refresh_plan_stats()
+    assert store.plan_stats_behind() == 0

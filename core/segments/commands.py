@@ -33,7 +33,7 @@ def compute_command(names: tuple[str, ...], as_of: str | None, as_json: bool) ->
     """Compute every segment (or NAMES) in dependency order; print sizes and who entered / left."""
     from .compute import compute_segments
 
-    results = compute_segments(_project(), list(names) or None, as_of)
+    results = compute_segments(_project(), list(names) or None, as_of, progress=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps([
             {"segment": r.name, "size": r.size, "entered": r.entered, "left": r.left, "run_id": r.run_id,

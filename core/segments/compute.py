@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 import attrs
 
@@ -114,7 +114,8 @@ def members_now(project, segment: str, as_of=None) -> list[int]:
     return members
 
 
-def compute_segments(project, names=None, as_of=None, *, rule_set=None) -> list[SegmentResult]:
+def compute_segments(project, names=None, as_of=None, *, rule_set=None,
+                     progress: Callable[[str], None] | None = None) -> list[SegmentResult]:
     """Compute ``names`` (default: every segment) at ``as_of`` in dependency order and store them.
 
     Each segment gets a ``segment_runs`` row, its members (``entered_at`` kept for people already in,
@@ -135,6 +136,9 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None) -> list[
                                  f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
     store = project.store
     store.require_events_deduplicated()  # a first bulk load's duplicates would count twice
+    behind = store.plan_stats_behind()
+    if progress is not None and behind >= 1_000_000:
+        progress(f"counting {behind:,} new events for the planner statistics (once per large load)...")
     with store.transaction():
         store.refresh_plan_stats()  # events written since the last run join the planner statistics
     files = {rf.filename: rf.source for rf in rule_set.files}

@@ -66,6 +66,11 @@ class StatsMixin:
         self._set_stat("events_id", top)
         return top - mark
 
+    def plan_stats_behind(self) -> int:
+        """How many events :meth:`refresh_plan_stats` has still to count (by id)."""
+        top = self.conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+        return max(top - (self._stat("events_id") or 0), 0)
+
     def event_range_estimate(self, names: Sequence[str], low: int | None, high: int) -> int | None:
         """About how many events named ``names`` have ``low <= ts <= high`` (epoch seconds; ``low`` None =
         no lower bound). None when the statistics are missing or too far behind (probe instead)."""
