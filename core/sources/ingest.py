@@ -217,7 +217,8 @@ class Ingestor:
             timings[key] = timings.get(key, 0.0) + seconds
 
         load_started = clock()
-        with ParseWorkers(workers, work, ahead=4) as pool:
+        # parsed batches wait in memory (a few MB each): four per worker, sixteen at most on a big machine
+        with ParseWorkers(workers, work, ahead=max(1, min(4, 16 // workers))) as pool:
             store.attach_stage(STAGE_SCHEMA)
             try:
                 results = pool.map(source.column_ranges(cursor))
