@@ -276,3 +276,28 @@ def test_calculators_that_cannot_run_incrementally_run_in_full(store):
     type(full_only).supports_incremental = False
     compute_tags(store, by_name(full_only), as_of=AS_OF)
     assert compute_tags(store, by_name(full_only), as_of=AS_OF, incremental=True)[0].mode == "full"
+
+
+def test_an_incremental_run_where_most_people_changed_runs_in_full(store, monkeypatch):
+    import motorcade.tags.engine as engine
+
+    monkeypatch.setattr(engine, "FULL_RUN_PEOPLE", 2)
+    people = [store.create_person() for _ in range(4)]
+    asked = []
+
+    def count_clicks(ctx):
+        asked.append(ctx.person_ids)
+        where, params = ctx.person_filter("person_id")
+        return [(pid, "clicks", str(n)) for pid, n in ctx.store.query(
+            f"SELECT person_id, count(*) FROM events WHERE name = 'click'{where} GROUP BY person_id", params)]
+
+    calcs = by_name(calc("clicks", ["clicks"], values=count_clicks, events=("click",)))
+    store.insert_events([_event(p, "click", str(p)) for p in people])
+    compute_tags(store, calcs, as_of=AS_OF, incremental=True)
+    store.insert_events([_event(people[0], "click", "a")])  # one of four: incremental
+    assert compute_tags(store, calcs, as_of=AS_OF, incremental=True)[0].mode == "incremental"
+    store.insert_events([_event(p, "click", f"b{p}") for p in people[:3]])  # three of four: in full
+    [result] = compute_tags(store, calcs, as_of=AS_OF, incremental=True)
+    assert result.mode == "full (most people changed)" and asked[-1] is None
+    assert {p: {t.tag: t.value for t in store.tags_of(p)}["clicks"] for p in people} == \
+        dict(zip(people, ["3", "2", "2", "1"]))

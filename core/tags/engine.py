@@ -285,7 +285,7 @@ class TagRunResult:
 
     calculator: str
     version: str
-    mode: str  # "full" or "incremental"
+    mode: str  # "full", "incremental" or "full (most people changed)"
     people: int | None  # people recomputed (None = everyone)
     rows_written: int
     seconds: float
@@ -299,6 +299,10 @@ def _last_mark(store, calc: TagCalculator) -> tuple[int, dict[str, Any]] | None:
     if not runs or "event_high_water" not in runs[0]["health"]:
         return None
     return runs[0]["health"]["event_high_water"], runs[0]["health"].get("people_mark")
+
+
+# An incremental run that would recompute at least this many people (and half of everyone) runs in full.
+FULL_RUN_PEOPLE = 100_000
 
 
 def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.datetime,
@@ -337,7 +341,12 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                                            people_mark=mark[1])
             for u in upstream:
                 changed |= rewritten.get(u) or set()
-            person_ids, mode = frozenset(changed), "incremental"
+            if len(changed) >= max(FULL_RUN_PEOPLE, store.people_count() // 2):
+                # most people changed (or who changed cannot be told apart, see people_update_mark): one full
+                # run gives the same values and costs less than replacing them person by person
+                mode = "full (most people changed)"
+            else:
+                person_ids, mode = frozenset(changed), "incremental"
         context = TagContext(store=store, as_of=as_of, settings=configured[calc.name], person_ids=person_ids)
         store.define_tags(calc.produces, calculator=calc.name, calculator_version=calc.version)
         written: dict[str, set[int]] = {}
