@@ -219,16 +219,22 @@ def _event(person_id, name, key):
     return Event(name=name, ts=AS_OF - dt.timedelta(days=1), person_id=person_id, source="test", dedup_key=key)
 
 
-def test_incremental_run_recomputes_only_people_with_new_inputs(store):
-    p1, p2, p3 = (store.create_person() for _ in range(3))
-    store.insert_events([_event(p1, "click", "1"), _event(p2, "click", "2"), _event(p3, "click", "3")])
-    asked = []
-
+def click_counter(asked: list):
+    """A calculator body: clicks per person, recording which people each run was asked for."""
     def count_clicks(ctx):
         asked.append(ctx.person_ids)
         where, params = ctx.person_filter("person_id")
         return [(pid, "clicks", str(n)) for pid, n in ctx.store.query(
             f"SELECT person_id, count(*) FROM events WHERE name = 'click'{where} GROUP BY person_id", params)]
+
+    return count_clicks
+
+
+def test_incremental_run_recomputes_only_people_with_new_inputs(store):
+    p1, p2, p3 = (store.create_person() for _ in range(3))
+    store.insert_events([_event(p1, "click", "1"), _event(p2, "click", "2"), _event(p3, "click", "3")])
+    asked = []
+    count_clicks = click_counter(asked)
 
     clicks = calc("clicks", ["clicks"], values=count_clicks, events=("click",))
     doubled = calc("doubled", ["doubled"], ["clicks"], values=lambda ctx: [
@@ -284,12 +290,7 @@ def test_an_incremental_run_where_most_people_changed_runs_in_full(store, monkey
     monkeypatch.setattr(engine, "FULL_RUN_PEOPLE", 2)
     people = [store.create_person() for _ in range(4)]
     asked = []
-
-    def count_clicks(ctx):
-        asked.append(ctx.person_ids)
-        where, params = ctx.person_filter("person_id")
-        return [(pid, "clicks", str(n)) for pid, n in ctx.store.query(
-            f"SELECT person_id, count(*) FROM events WHERE name = 'click'{where} GROUP BY person_id", params)]
+    count_clicks = click_counter(asked)
 
     calcs = by_name(calc("clicks", ["clicks"], values=count_clicks, events=("click",)))
     store.insert_events([_event(p, "click", str(p)) for p in people])
