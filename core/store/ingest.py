@@ -49,8 +49,11 @@ class IngestMixin:
         Readers that keep event ids or count events (event triggers, tag and segment runs) wait meanwhile."""
         from .events import DEDUP_INDEX
 
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
-                                 (DEDUP_INDEX,)).fetchone() is not None
+        return DEDUP_INDEX in self._event_index_names()
+
+    def _event_index_names(self) -> set[str]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")}
 
     def require_events_deduplicated(self) -> None:
         if not self.events_deduplicated():
@@ -62,13 +65,11 @@ class IngestMixin:
 
     def ensure_event_indexes(self) -> int:
         """Recreate event indexes a bulk load dropped (at its end, or after a killed one); returns the
-        duplicate events removed first (see :func:`motorcade.store.events.remove_duplicate_events`).
-
-        """
+        duplicate events removed first (see :func:`motorcade.store.events.remove_duplicate_events`)."""
         from .events import DEDUP_INDEX, DEDUP_INDEX_DDL, EVENT_INDEXES, remove_duplicate_events
 
         conn = self.conn
-        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")}
+        present = self._event_index_names()
         missing = [name for name in (DEDUP_INDEX, *EVENT_INDEXES) if name not in present]
         if not missing:
             return 0
