@@ -42,7 +42,7 @@ class StatsMixin:
             self.recount_tag_values(uncounted)
         known = self._stat("events_id")
         mark = known or 0
-        top = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+        top = self.max_event_id()
         if top <= mark:
             if top < mark:  # events were rebuilt from scratch: count them again
                 conn.execute("DELETE FROM event_day_counts")
@@ -68,7 +68,7 @@ class StatsMixin:
 
     def plan_stats_behind(self) -> int:
         """How many events :meth:`refresh_plan_stats` has still to count (by id)."""
-        top = self.conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+        top = self.max_event_id()
         return max(top - (self._stat("events_id") or 0), 0)
 
     def event_range_estimate(self, names: Sequence[str], low: int | None, high: int) -> int | None:
@@ -78,7 +78,7 @@ class StatsMixin:
         mark = self._stat("events_id")
         if mark is None:
             return None
-        top = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+        top = self.max_event_id()
         if top - mark > EVENT_DELTA_LIMIT:
             return None
         names = list(dict.fromkeys(names))
