@@ -540,11 +540,14 @@ class SQLiteCompiler:
         the purchase date is missing, like the age itself; and an index on purchase_date can answer it."""
         pd = col(car, "purchase_date")
 
+        def day(n: int) -> exp.Placeholder:  # today, n years back, as ISO text
+            return self.bind(f"{self.today.year - n:04d}-{self.today:%m-%d}")
+
         def at_least(n: int) -> exp.Expression:
-            return exp.LTE(this=pd, expression=self.bind(f"{self.today.year - n:04d}-{self.today:%m-%d}"))
+            return exp.LTE(this=pd, expression=day(n))
 
         def younger(n: int) -> exp.Expression:
-            return exp.GT(this=pd, expression=self.bind(f"{self.today.year - n:04d}-{self.today:%m-%d}"))
+            return exp.GT(this=pd, expression=day(n))
 
         return {">=": lambda: at_least(years), ">": lambda: at_least(years + 1), "<": lambda: younger(years),
                 "<=": lambda: younger(years + 1), "=": lambda: and_(at_least(years), younger(years + 1)),
