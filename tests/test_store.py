@@ -105,6 +105,20 @@ def test_older_consent_never_overwrites_newer(tmp_path):
     assert store.consents_of(pid) == [newer]
 
 
+def test_an_undated_consent_read_again_keeps_its_first_time(tmp_path):
+    """A CSV consent column has no time: re-reading the file a second later must change nothing."""
+    store = open_store(tmp_path / "c.db")
+    pid = store.create_person()
+    first = Consent(pid, "sms", True, dt.datetime(2026, 5, 1, 10, 0, 0, tzinfo=UTC), "crm")
+    assert store.set_consent(first, undated=True)
+    assert not store.set_consent(Consent(pid, "sms", True, dt.datetime(2026, 5, 1, 10, 0, 1, tzinfo=UTC), "crm"),
+                                 undated=True)
+    assert store.consents_of(pid) == [first]
+    changed = Consent(pid, "sms", False, dt.datetime(2026, 5, 2, tzinfo=UTC), "crm")  # a new state counts
+    assert store.set_consent(changed, undated=True)
+    assert store.consents_of(pid) == [changed]
+
+
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | text,

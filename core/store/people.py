@@ -192,19 +192,22 @@ class PeopleMixin:
 
     # -- consent ----------------------------------------------------------------------------------
 
-    def set_consent(self, consent: Consent) -> bool:
+    def set_consent(self, consent: Consent, *, undated: bool = False) -> bool:
         """Record a consent state unless a newer one is already stored; True if it changed.
 
+        ``undated``: the source states the consent without a time (``consent.ts`` is when it was read): the
+        same state from the same source again changes nothing, so re-reading a file keeps the first time.
         A consent given for a merged-away id is the surviving person's (an opt-out is never lost); one for
         an id that names nobody is not stored."""
         person_id = self.live_person_id(consent.person_id)
         if person_id is None:
             return False
         cur = self.conn.execute(
-            "INSERT INTO consents (person_id, channel, granted, ts, source) VALUES (?, ?, ?, ?, ?) "
+            "INSERT INTO consents (person_id, channel, granted, ts, source) VALUES (?1, ?2, ?3, ?4, ?5) "
             "ON CONFLICT(person_id, channel) DO UPDATE SET granted=excluded.granted, ts=excluded.ts, "
-            "source=excluded.source WHERE excluded.ts >= consents.ts",
-            (person_id, consent.channel, int(consent.granted), epoch(consent.ts), consent.source),
+            "source=excluded.source WHERE excluded.ts >= consents.ts "
+            "AND (?6 = 0 OR consents.granted != excluded.granted OR consents.source IS NOT excluded.source)",
+            (person_id, consent.channel, int(consent.granted), epoch(consent.ts), consent.source, int(undated)),
         )
         return cur.rowcount > 0
 
