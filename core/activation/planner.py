@@ -28,7 +28,7 @@ from motorcade.store.codec import iso
 from .feedback import write_feedback
 from .guardrails import in_holdout
 from .people import address_of, template_context
-from .schedule import slot_text
+from .schedule import period_start, slot_text
 from .settings import ActivationContext
 from .templates import TemplateError, TemplateStore
 
@@ -141,7 +141,12 @@ def _enqueue(ctx: ActivationContext, sends: list[dict[str, Any]], now: dt.dateti
 
 def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, renderer: Renderer | None = None
                   ) -> dict[str, Any] | None:
-    """Plan one run of campaign ``name`` for schedule slot ``slot``; None if that run was planned before."""
+    """Plan the run of campaign ``name`` for the scheduled period ``slot`` falls in; None if it was planned before.
+
+    ``slot`` may be any moment: the run is keyed by the slot that opens its period
+    (:func:`~motorcade.activation.schedule.period_start`), so a scheduled pass, a manual run and a rerun a
+    minute later all plan the same run, and a campaign reaches a person at most once per period.
+    """
     rule = ctx.rule_set.campaigns.get(name)
     if rule is None:
         raise PlanningError(f"no campaign named {name!r} in the rules (revision {ctx.revision[:12]})")
@@ -152,6 +157,7 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
     renderer = renderer or Renderer(ctx)
     store = ctx.store
     now = ctx.now()
+    slot = period_start(rule.schedule, slot, ctx.tz)
     slot_id = slot_text(slot)
     run_id = f"campaign:{name}:{slot_id}"
     cursor_name = f"campaign:{name}:segment_change_id"

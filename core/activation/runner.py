@@ -20,7 +20,7 @@ from motorcade.errors import MotorcadeError
 
 from .dispatcher import Dispatcher
 from .planner import Renderer, plan_campaign, process_event_trigger, process_segment_trigger
-from .schedule import latest_slot, slot_text
+from .schedule import latest_slot, period_start, slot_text
 from .settings import ActivationContext
 
 SCHEDULER_LEASE = "scheduler"
@@ -76,6 +76,29 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
         except MotorcadeError as exc:
             report.errors.append(f"trigger {name}: {exc}")
             ctx.log(f"trigger {name}: {exc}")
+
+
+def run_campaigns_now(ctx: ActivationContext, names) -> list[dict[str, Any]]:
+    """What `motorcade run --campaign NAME` does: plan each campaign's run for the current period now.
+
+    The run is the one of the scheduled period ``now`` falls in (see :func:`period_start`): if the
+    scheduled pass, another manual run or another worker planned it already, nothing new is planned.
+    """
+    record_revision(ctx)
+    out = []
+    now = ctx.now()
+    for name in names:
+        result = plan_campaign(ctx, name, now)
+        if result is None:
+            rule = ctx.rule_set.campaigns[name]
+            slot = period_start(rule.schedule, now, ctx.tz)
+            result = {"campaign": name, "run_id": f"campaign:{name}:{slot_text(slot)}", "planned": 0,
+                      "note": f"already planned for this period (the slot at "
+                              f"{slot.astimezone(ctx.tz).strftime('%Y-%m-%d %H:%M %Z')})"}
+        else:
+            result = {"campaign": name, **result}
+        out.append(result)
+    return out
 
 
 def run_once(ctx: ActivationContext, *, dispatch: bool = True, plan: bool = True) -> RunReport:
