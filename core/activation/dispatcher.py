@@ -5,8 +5,8 @@ Delivery is at-least-once with a stable idempotency key per send:
 1. **Claim** (one write transaction): each due row passes the guard rails; a row that may go is set to
    ``claimed`` by this worker until ``now + claim_seconds``, with the chosen channel and step.
 2. **Send** (no transaction open): just before each batch goes to the channel the worker renews its claims
-   on that batch and drops rows it no longer owns (a slow provider never makes two workers send one row);
-   the channel gets each message with the row's idempotency key.
+   on that batch, drops rows it no longer owns (a slow provider never makes two workers send one row) and
+   counts an attempt on the rest; the channel gets each message with the row's idempotency key.
 3. **Record** (one write transaction per batch): ``sent`` / ``failed`` (retry later, exponential backoff
    with jitter) / ``dead`` -- only if the row is still claimed by this worker.
 
@@ -172,25 +172,44 @@ class Dispatcher:
                     "payload": payload, "reason": fallback}
         return {"status": "suppressed", "reason": "no channel: " + "; ".join(skipped or ["no via step"])}
 
+    def claim_quota(self, name: str) -> int:
+        """How many sends of channel ``name`` one claim may take: what the channel's rate limit lets this
+        worker send in half of ``claim_seconds`` (so claims do not expire while they wait in the queue)."""
+        caps = self.channel(name).capabilities
+        if not caps.rate_limit_per_second:
+            return self.ctx.settings.claim_batch
+        requests = max(1, int(caps.rate_limit_per_second * self.ctx.settings.claim_seconds / 2))
+        return requests * max(1, caps.batch_size)
+
     def claim(self, *, limit: int | None = None) -> list[dict[str, Any]]:
-        """Claim due sends for this worker (guard rails applied); returns the claimed rows."""
+        """Claim due sends for this worker (guard rails applied); returns the claimed rows.
+
+        Claiming is not an attempt: ``attempts`` rises when a batch is handed to the channel.
+        """
         ctx = self.ctx
         store = ctx.store
         now = ctx.now()
         limit = limit or ctx.settings.claim_batch
         claimed = []
+        quota: dict[str, int] = {}
         with store.transaction():
             for send in store.due_sends(now, limit=limit):
                 decision = self._decide(send, now)
                 status = decision.pop("status")
                 expect = send["status"]
                 if status == "claimed":
+                    channel = decision["channel"]
+                    if channel not in quota:
+                        quota[channel] = self.claim_quota(channel)
+                    if quota[channel] <= 0:
+                        continue  # the next claim takes it
                     ok = store.update_send(send["idempotency_key"], now=now, expect_status=expect, status="claimed",
                                            claimed_by=ctx.worker_id,
                                            claimed_until=now + dt.timedelta(seconds=ctx.settings.claim_seconds),
-                                           attempts=send["attempts"] + 1, **decision)
+                                           **decision)
                     if ok:
-                        claimed.append({**send, **decision, "attempts": send["attempts"] + 1})
+                        quota[channel] -= 1
+                        claimed.append({**send, **decision})
                 else:
                     store.update_send(send["idempotency_key"], now=now, expect_status=expect, status=status,
                                       claimed_by=None, claimed_until=None, **decision)
@@ -222,8 +241,9 @@ class Dispatcher:
                 now = self.ctx.now()
                 owned = self.ctx.store.renew_claims(
                     [s["idempotency_key"] for s in group], self.ctx.worker_id,
-                    until=now + dt.timedelta(seconds=self.ctx.settings.claim_seconds), now=now)
-                group = [s for s in group if s["idempotency_key"] in owned]  # lost ones: another worker has them
+                    until=now + dt.timedelta(seconds=self.ctx.settings.claim_seconds), now=now, count_attempt=True)
+                # lost ones: another worker has them; the rest are attempted now
+                group = [{**s, "attempts": s["attempts"] + 1} for s in group if s["idempotency_key"] in owned]
                 if not group:
                     continue
                 messages = [self._message(s) for s in group]
@@ -269,11 +289,18 @@ class Dispatcher:
                     continue
                 delay = backoff_seconds(send["attempts"], base=ctx.settings.backoff_base_seconds,
                                         cap=ctx.settings.backoff_max_seconds, rng=self._rng)
+                reason = f"transient (attempt {send['attempts']}): {result.detail}"
+                extra: dict[str, Any] = {}
                 if result.retry_after is not None:
-                    delay = max(delay, result.retry_after)
+                    cap = ctx.settings.retry_after_max_seconds
+                    if result.retry_after > cap:  # a year's Retry-After must not park a send silently
+                        reason += (f"; provider asked to wait {result.retry_after:.0f} s; capped at {cap:.0f} s "
+                                   "(retry_after_max_seconds)")
+                        extra["payload"] = {**send["payload"], "retry_after_capped": result.retry_after}
+                    delay = max(delay, min(result.retry_after, cap))
                 if store.update_send(key, now=now, status="failed", claimed_by=None, claimed_until=None,
-                                     not_before=now + dt.timedelta(seconds=delay),
-                                     reason=f"transient (attempt {send['attempts']}): {result.detail}"[:4000], **owned):
+                                     not_before=now + dt.timedelta(seconds=delay), reason=reason[:4000],
+                                     **extra, **owned):
                     counts["failed"] += 1
             write_feedback(store, feedback)
         return counts

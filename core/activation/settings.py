@@ -26,6 +26,7 @@ class ActivationSettings:
     max_attempts: int = 6  # delivery attempts before a transient failure becomes a dead letter
     backoff_base_seconds: float = 30  # first retry after ~this long, doubling each attempt ...
     backoff_max_seconds: float = 3600  # ... up to this
+    retry_after_max_seconds: float = 3600  # a provider's Retry-After longer than this is capped (and flagged)
     catch_up_hours: float = 24  # a schedule slot older than this is not run any more
     trigger_lookback_hours: float = 24  # a new trigger starts with events (or segment changes) this recent
     trigger_batch: int = 1000  # events handled per transaction
