@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `motorcade` script: runs the CLI and maps errors to exit codes."""
     try:
         group = build_cli()
-        group.main(args=argv, prog_name="motorcade", standalone_mode=False)
+        # without standalone mode click *returns* the code of a `click.exceptions.Exit` a command raised
+        code = group.main(args=argv, prog_name="motorcade", standalone_mode=False)
     except MotorcadeError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)
         return exc.exit_code
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return EXIT_DOMAIN_ERROR
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
+import traceback
 from typing import Any, Callable
 
 import attrs
@@ -64,6 +65,9 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
         except MotorcadeError as exc:
             report.errors.append(f"campaign {name}: {exc}")
             ctx.log(f"campaign {name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 -- one campaign's defect must not stop the others
+            report.errors.append(f"campaign {name}: unexpected {type(exc).__name__}: {exc}")
+            ctx.log(f"campaign {name}: unexpected error:\n{traceback.format_exc()}")
     for name, rule in sorted(ctx.rule_set.triggers.items()):
         try:
             if isinstance(rule.on, ast.OnEvent):
@@ -76,6 +80,9 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
         except MotorcadeError as exc:
             report.errors.append(f"trigger {name}: {exc}")
             ctx.log(f"trigger {name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 -- one trigger's defect must not stop the others
+            report.errors.append(f"trigger {name}: unexpected {type(exc).__name__}: {exc}")
+            ctx.log(f"trigger {name}: unexpected error:\n{traceback.format_exc()}")
 
 
 def run_campaigns_now(ctx: ActivationContext, names) -> list[dict[str, Any]]:
@@ -158,6 +165,9 @@ def serve(make_context: Callable[[], ActivationContext], *, stop: threading.Even
             delay = max(0.05, (wake - ctx.now()).total_seconds())
         except MotorcadeError as exc:  # a broken rule file: keep serving, try again after the poll interval
             log(f"error: {exc}")
+            delay = 5.0
+        except Exception as exc:  # noqa: BLE001 -- serve never dies from one pass's failure
+            log(f"error: unexpected {type(exc).__name__} in pass {passes}: {exc}; retrying\n{traceback.format_exc()}")
             delay = 5.0
         stop.wait(min(delay, 60.0))
     return passes

@@ -32,6 +32,9 @@ class ActivationSettings:
     trigger_batch: int = 1000  # events handled per transaction
     poll_seconds: float = 5  # `serve`: how often to look for new events when nothing else is due
     scheduler_lease_seconds: float = 60  # a planner killed mid-pass blocks planning at most this long
+    render_seconds: float = 2.0  # rendering one message may take this long ...
+    render_max_chars: int = 100_000  # ... build texts (and lists) at most this long ...
+    render_max_loops: int = 10_000  # ... and make this many loop iterations plus function/macro calls
 
     @classmethod
     def from_config(cls, table: dict[str, Any]) -> "ActivationSettings":
