@@ -69,6 +69,7 @@ class Dispatcher:
         self._channels: dict[str, Channel] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._rng = random.Random()
+        self.problems: list[str] = []  # what an operator must fix (a channel whose plugin failed to load)
 
     # -- channels -----------------------------------------------------------------------------------
 
@@ -144,6 +145,12 @@ class Dispatcher:
             if step.get("error"):
                 skipped.append(f"{name}: {step['error']}")
                 continue
+            missing = ctx.channel_not_loaded(name)
+            if missing:  # expected but not loaded: wait for the plugin to be fixed, never suppress
+                if missing not in self.problems:
+                    self.problems.append(missing)
+                until = now + dt.timedelta(seconds=ctx.settings.backoff_base_seconds)
+                return {"status": "deferred", "not_before": until, "reason": f"channel_not_loaded: {missing}"}
             try:
                 channel = self.channel(name)
             except PluginError as exc:  # not installed: fall back (a bad [channels.X] setting raises instead)

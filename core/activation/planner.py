@@ -90,9 +90,15 @@ class Renderer:
         self._refused: dict[str, str | None] = {}
 
     def require_sound_templates(self, rule) -> None:
-        """Raise :class:`PlanningError` if `motorcade check` reports a problem with the rule's templates."""
+        """Raise :class:`PlanningError` if a channel of the rule is expected but not loaded (its plugin failed
+        to load), or `motorcade check` reports a problem with the rule's templates."""
         from .check import known_names, rule_template_problems
 
+        for step in rule.via.steps:
+            missing = self.ctx.channel_not_loaded(step.channel)
+            if missing:
+                raise PlanningError(f"{_kind(rule)} {rule.name!r} is not planned: {missing}",
+                                    hint="nothing is lost: the slot stays due and trigger events wait")
         key = f"{_kind(rule)}:{rule.name}"
         if key not in self._refused:
             if self._names is None:

@@ -126,6 +126,7 @@ def run_once(ctx: ActivationContext, *, dispatch: bool = True, plan: bool = True
             report.dispatched = dispatcher.dispatch_due()
         finally:
             dispatcher.close()
+        report.errors.extend(f"sends deferred: {problem}" for problem in dispatcher.problems)
     return report
 
 

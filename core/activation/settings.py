@@ -75,10 +75,30 @@ class ActivationContext:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     worker_id: str = attrs.field(factory=default_worker_id)
     log: Callable[[str], None] = lambda message: None
+    plugin_load_errors: list[Any] = attrs.field(factory=list)  # motorcade.plugins.PluginLoadError
 
     @property
     def revision(self) -> str:
         return self.rule_set.revision
+
+    def channel_not_loaded(self, name: str) -> str | None:
+        """Why channel ``name`` is expected but missing, or None (installed, or simply unknown).
+
+        A channel that is not registered is *expected* when a plugin failed to load (it may be the one
+        that provides it) or ``[channels.NAME]`` configures it. Its sends must wait for the plugin to be
+        fixed, never be suppressed as "not installed".
+        """
+        if name in self.registry.channels:
+            return None
+        if self.plugin_load_errors:
+            failed = "; ".join(f"plugin {e.name!r} ({e.distribution or 'no distribution'}) failed to load: {e.error}"
+                               for e in self.plugin_load_errors)
+            return (f"channel {name!r} is not loaded: {failed}; fix or reinstall the plugin "
+                    "(`motorcade plugins` shows the error)")
+        if name in self.channel_settings:
+            return (f"channel {name!r} is not loaded: motorcade.toml configures [channels.{name}] but no installed "
+                    "plugin provides it; install its plugin (`motorcade plugins` lists what is installed)")
+        return None
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -95,6 +115,7 @@ class ActivationContext:
         if log is not None:
             kwargs["log"] = log
         return cls(
+            plugin_load_errors=list(getattr(project.plugins, "load_errors", [])),
             project_dir=project.directory,
             store=project.store,
             rule_set=rule_set if rule_set is not None else project.rules(checked=True),
