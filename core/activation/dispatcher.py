@@ -50,7 +50,8 @@ class RateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def wait(self, requests: int = 1) -> None:
+    def wait(self, requests: int = 1, stop: threading.Event | None = None) -> None:
+        """Wait for the next request's turn (returns early when ``stop`` is set)."""
         if not self.per_second:
             return
         with self._lock:
@@ -58,7 +59,14 @@ class RateLimiter:
             start = max(now, self._next)
             self._next = start + requests / self.per_second
         if start > now:
-            time.sleep(start - now)
+            if stop is not None:
+                stop.wait(start - now)
+            else:
+                time.sleep(start - now)
+
+
+class _Abandoned(Exception):
+    """The batch in flight did not finish within ``stop_grace_seconds`` after a stop was asked for."""
 
 
 class Dispatcher:
@@ -235,35 +243,84 @@ class Dispatcher:
         )
 
     def deliver(self, claimed: list[dict[str, Any]]) -> dict[str, int]:
-        """Send claimed rows channel by channel in batches and record every result."""
+        """Send claimed rows channel by channel in batches and record every result.
+
+        When the worker is asked to stop (``ctx.stop``), no further batch starts: the claims of every
+        row not yet handed to a channel are released, and the batch in flight gets ``stop_grace_seconds``
+        to finish and be recorded; one still in flight then stays claimed (its claim expires, and another
+        worker re-sends it with the same key).
+        """
         counts = {"sent": 0, "failed": 0, "dead": 0}
         by_channel: dict[str, list[dict[str, Any]]] = {}
         for send in claimed:
             by_channel.setdefault(send["channel"], []).append(send)
+        batches = []
         for name, sends in by_channel.items():
+            size = max(1, self.channel(name).capabilities.batch_size)
+            batches.extend((name, sends[start:start + size]) for start in range(0, len(sends), size))
+        for index, (name, group) in enumerate(batches):
+            if self.ctx.stopping():
+                self._release([s for _, rest in batches[index:] for s in rest])
+                break
             channel = self.channel(name)
-            size = max(1, channel.capabilities.batch_size)
-            for start in range(0, len(sends), size):
-                group = sends[start:start + size]
-                now = self.ctx.now()
-                owned = self.ctx.store.renew_claims(
-                    [s["idempotency_key"] for s in group], self.ctx.worker_id,
-                    until=now + dt.timedelta(seconds=self.ctx.settings.claim_seconds), now=now, count_attempt=True)
-                # lost ones: another worker has them; the rest are attempted now
-                group = [{**s, "attempts": s["attempts"] + 1} for s in group if s["idempotency_key"] in owned]
-                if not group:
-                    continue
-                messages = [self._message(s) for s in group]
-                self._limiters[name].wait(1)
-                try:
-                    results = channel.send(messages)
-                except Exception as exc:  # a crashing plugin is a transient failure of its batch
-                    results = [DeliveryResult(m.idempotency_key, "transient",
-                                              detail=f"channel {name} raised {type(exc).__name__}: {exc}")
-                               for m in messages]
-                for key, value in self.record(group, results).items():
-                    counts[key] += value
+            now = self.ctx.now()
+            owned = self.ctx.store.renew_claims(
+                [s["idempotency_key"] for s in group], self.ctx.worker_id,
+                until=now + dt.timedelta(seconds=self.ctx.settings.claim_seconds), now=now, count_attempt=True)
+            # lost ones: another worker has them; the rest are attempted now
+            group = [{**s, "attempts": s["attempts"] + 1} for s in group if s["idempotency_key"] in owned]
+            if not group:
+                continue
+            messages = [self._message(s) for s in group]
+            self._limiters[name].wait(1, stop=self.ctx.stop)
+            try:
+                results = self._send(channel, messages)
+            except _Abandoned:
+                self.ctx.log(f"stopping: {len(group)} sends of channel {name} still in flight after "
+                             f"{self.ctx.settings.stop_grace_seconds:g} s stay claimed (re-sent with the same key "
+                             "when the claim expires)")
+                self._release([s for _, rest in batches[index + 1:] for s in rest])
+                break
+            except Exception as exc:  # a crashing plugin is a transient failure of its batch
+                results = [DeliveryResult(m.idempotency_key, "transient",
+                                          detail=f"channel {name} raised {type(exc).__name__}: {exc}")
+                           for m in messages]
+            for key, value in self.record(group, results).items():
+                counts[key] += value
         return counts
+
+    def _send(self, channel: Channel, messages: list[OutboundMessage]) -> list[DeliveryResult]:
+        """``channel.send``; when the worker can be stopped, in a thread so a stop is noticed at once."""
+        stop = self.ctx.stop
+        if stop is None:
+            return channel.send(messages)
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["results"] = channel.send(messages)
+            except BaseException as exc:  # noqa: BLE001 -- handed back to the dispatcher's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="motorcade-send", daemon=True).start()
+        give_up = None
+        while not done.wait(0.05):
+            if stop.is_set():
+                give_up = give_up or time.monotonic() + self.ctx.settings.stop_grace_seconds
+                if time.monotonic() >= give_up:
+                    raise _Abandoned()
+        if "error" in box:
+            raise box["error"]
+        return box["results"]
+
+    def _release(self, sends: list[dict[str, Any]]) -> None:
+        if sends:
+            released = self.ctx.store.release_claims([s["idempotency_key"] for s in sends], self.ctx.worker_id,
+                                                     now=self.ctx.now())
+            self.ctx.log(f"stopping: released {released} claimed sends that were not sent yet")
 
     def record(self, group: list[dict[str, Any]], results: list[DeliveryResult]) -> dict[str, int]:
         ctx = self.ctx
@@ -316,7 +373,7 @@ class Dispatcher:
         """Claim and deliver until nothing is due now (or ``max_rounds`` claims were made)."""
         totals = {"claimed": 0, "sent": 0, "failed": 0, "dead": 0}
         rounds = 0
-        while max_rounds is None or rounds < max_rounds:
+        while (max_rounds is None or rounds < max_rounds) and not self.ctx.stopping():
             rounds += 1
             claimed = self.claim()
             if not claimed:

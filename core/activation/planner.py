@@ -37,6 +37,10 @@ class PlanningError(MotorcadeError):
     """A campaign or trigger cannot be planned (no audience, no `via`, unknown segment)."""
 
 
+class PlanningStopped(PlanningError):
+    """The worker was asked to stop while planning: nothing of this run was written (the slot stays due)."""
+
+
 # -- segment memberships (written by the segment stage: motorcade.segments.compute_segments) ------------
 
 
@@ -225,6 +229,8 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
         quiet = _quiet_hours(rule, ctx)
         snapshot, sends = [], []
         for pid in members:
+            if ctx.stopping():
+                raise PlanningStopped(f"campaign {name!r}: stopped while planning run {run_id}; the slot stays due")
             arm = "holdout" if in_holdout(pid, name, rule.holdout) else "treatment"
             snapshot.append((pid, arm))
             payload = {"arm": arm, "transactional": bool(rule.transactional), "quiet_hours": quiet,
@@ -324,7 +330,7 @@ def process_event_trigger(ctx: ActivationContext, name: str, *, renderer: Render
                 sends.append(_plan_firing(ctx, rule, renderer, f"e{event_id}", person_id, ts, now, properties))
             totals["planned"] += _enqueue(ctx, sends, now)
             store.set_activation_cursor(cursor_name, str(max(high_water, events[-1][0])), at=now)
-        if caught_up:
+        if caught_up or ctx.stopping():
             break
     if totals["fired"]:
         ctx.log(f"trigger {name}: {totals['events']} events, fired {totals['fired']}, planned {totals['planned']}")

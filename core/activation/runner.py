@@ -20,7 +20,7 @@ from motorcade.dsl import ast
 from motorcade.errors import MotorcadeError
 
 from .dispatcher import Dispatcher
-from .planner import Renderer, plan_campaign, process_event_trigger, process_segment_trigger
+from .planner import PlanningStopped, Renderer, plan_campaign, process_event_trigger, process_segment_trigger
 from .schedule import latest_slot, period_start, slot_text
 from .settings import ActivationContext
 
@@ -53,6 +53,8 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
     renderer = Renderer(ctx)
     horizon = dt.timedelta(hours=ctx.settings.catch_up_hours)
     for name, rule in sorted(ctx.rule_set.campaigns.items()):
+        if ctx.stopping():
+            return
         if rule.schedule is None:
             continue
         try:
@@ -62,6 +64,8 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
             result = plan_campaign(ctx, name, slot, renderer=renderer)
             if result is not None:
                 report.planned_runs.append(result)
+        except PlanningStopped:
+            return
         except MotorcadeError as exc:
             report.errors.append(f"campaign {name}: {exc}")
             ctx.log(f"campaign {name}: {exc}")
@@ -69,6 +73,8 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
             report.errors.append(f"campaign {name}: unexpected {type(exc).__name__}: {exc}")
             ctx.log(f"campaign {name}: unexpected error:\n{traceback.format_exc()}")
     for name, rule in sorted(ctx.rule_set.triggers.items()):
+        if ctx.stopping():
+            return
         try:
             if isinstance(rule.on, ast.OnEvent):
                 totals = process_event_trigger(ctx, name, renderer=renderer)
@@ -77,6 +83,8 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
             else:
                 continue
             report.trigger_firings[name] = report.trigger_firings.get(name, 0) + totals["fired"]
+        except PlanningStopped:
+            return
         except MotorcadeError as exc:
             report.errors.append(f"trigger {name}: {exc}")
             ctx.log(f"trigger {name}: {exc}")
@@ -120,7 +128,7 @@ def run_once(ctx: ActivationContext, *, dispatch: bool = True, plan: bool = True
                 plan_due(ctx, report)
             finally:
                 ctx.store.release_lease(SCHEDULER_LEASE, ctx.worker_id)
-    if dispatch:
+    if dispatch and not ctx.stopping():
         dispatcher = Dispatcher(ctx)
         try:
             report.dispatched = dispatcher.dispatch_due()
@@ -157,6 +165,7 @@ def serve(make_context: Callable[[], ActivationContext], *, stop: threading.Even
         passes += 1
         try:
             ctx = make_context()
+            ctx.stop = stop
             report = run_once(ctx)
             if report.planned_runs or any(report.dispatched.values()):
                 log(f"pass {passes}: planned {len(report.planned_runs)} runs, dispatched {report.dispatched}")

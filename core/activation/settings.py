@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +33,7 @@ class ActivationSettings:
     trigger_batch: int = 1000  # events handled per transaction
     poll_seconds: float = 5  # `serve`: how often to look for new events when nothing else is due
     scheduler_lease_seconds: float = 60  # a planner killed mid-pass blocks planning at most this long
+    stop_grace_seconds: float = 10  # `serve` on SIGTERM/SIGINT: wait this long for the batch in flight
     render_seconds: float = 2.0  # rendering one message may take this long ...
     render_max_chars: int = 100_000  # ... build texts (and lists) at most this long ...
     render_max_loops: int = 10_000  # ... and make this many loop iterations plus function/macro calls
@@ -76,6 +78,10 @@ class ActivationContext:
     worker_id: str = attrs.field(factory=default_worker_id)
     log: Callable[[str], None] = lambda message: None
     plugin_load_errors: list[Any] = attrs.field(factory=list)  # motorcade.plugins.PluginLoadError
+    stop: threading.Event | None = None  # set by `serve` on SIGTERM/SIGINT: stop planning and claiming at once
+
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     @property
     def revision(self) -> str:
