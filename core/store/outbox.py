@@ -8,6 +8,7 @@ Outbox states (``motorcade.model.SEND_STATES``)::
     planned --claim--> claimed --sent--> sent
        |                  |  \\--transient--> failed --(not_before passes)--> claimed ...
        |                  |  \\--permanent or retries exhausted--> dead
+       |                  |  \\--released by a stopping worker before it was sent--> planned
        |                  \\--lease expires (worker died)--> claimable again, same idempotency key
        \\--guard rail--> suppressed | holdout | deferred (--not_before passes--> claimable again)
 """
