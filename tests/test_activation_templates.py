@@ -183,3 +183,15 @@ def test_the_run_command_exits_1_when_a_campaign_is_refused(build, capsys):
     assert "is not planned: its templates are broken" in err and "`person.nmae` does not exist" in err
     assert len(memory.sent) == len(ids)  # the good campaign went out
     project.close()
+
+
+def test_the_render_time_limit_stops_a_slow_template(build):
+    template = "{% for i in range(9000) %}{{ range(5000) | list | sort | sum }}{% endfor %}"
+    project, memory, _ = build(RULES, {"bad.txt": template, "good.txt": "hi"}, people=1,
+                               settings="render_seconds = 0.05\nrender_max_loops = 100000\nrender_max_chars = 10000000")
+    started = time.monotonic()
+    run_once(ActivationContext.for_project(project, clock=lambda: NOW, worker_id="w"))
+    assert time.monotonic() - started < 10
+    (bad,) = [s for s in project.store.list_sends() if s["origin"] == "bad"]
+    assert bad["status"] == "dead" and "rendering took longer than 0.05 s (render_seconds)" in bad["reason"]
+    project.close()

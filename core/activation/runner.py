@@ -9,9 +9,9 @@ the lease only saves work -- it is not what prevents double sends.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import signal
 import threading
-import traceback
 from typing import Any, Callable
 
 import attrs
@@ -25,6 +25,8 @@ from .schedule import latest_slot, period_start, slot_text
 from .settings import ActivationContext
 
 SCHEDULER_LEASE = "scheduler"
+# Tracebacks of unexpected errors go to this logger; the operator sees one line per error.
+logger = logging.getLogger("motorcade.activation")
 
 
 @attrs.define
@@ -71,7 +73,7 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
             ctx.log(f"campaign {name}: {exc}")
         except Exception as exc:  # noqa: BLE001 -- one campaign's defect must not stop the others
             report.errors.append(f"campaign {name}: unexpected {type(exc).__name__}: {exc}")
-            ctx.log(f"campaign {name}: unexpected error:\n{traceback.format_exc()}")
+            logger.exception("campaign %s: unexpected error while planning", name)
     for name, rule in sorted(ctx.rule_set.triggers.items()):
         if ctx.stopping():
             return
@@ -90,7 +92,7 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
             ctx.log(f"trigger {name}: {exc}")
         except Exception as exc:  # noqa: BLE001 -- one trigger's defect must not stop the others
             report.errors.append(f"trigger {name}: unexpected {type(exc).__name__}: {exc}")
-            ctx.log(f"trigger {name}: unexpected error:\n{traceback.format_exc()}")
+            logger.exception("trigger %s: unexpected error while planning", name)
 
 
 def run_campaigns_now(ctx: ActivationContext, names) -> list[dict[str, Any]]:
@@ -177,7 +179,8 @@ def serve(make_context: Callable[[], ActivationContext], *, stop: threading.Even
             log(f"error: {exc}")
             delay = 5.0
         except Exception as exc:  # noqa: BLE001 -- serve never dies from one pass's failure
-            log(f"error: unexpected {type(exc).__name__} in pass {passes}: {exc}; retrying\n{traceback.format_exc()}")
+            log(f"error: unexpected {type(exc).__name__} in pass {passes}: {exc}; retrying")
+            logger.exception("serve: pass %d failed", passes)
             delay = 5.0
         stop.wait(min(delay, 60.0))
     return passes

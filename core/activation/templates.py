@@ -81,6 +81,9 @@ class _Budget:
         if self.steps > self.limits.max_loops:
             raise RenderLimitExceeded(f"more than {self.limits.max_loops} loop iterations and calls "
                                       "(render_max_loops)")
+        self.check_time()
+
+    def check_time(self) -> None:
         if time.monotonic() > self.deadline:
             raise RenderLimitExceeded(f"rendering took longer than {self.limits.seconds:g} s (render_seconds)")
 
@@ -369,7 +372,7 @@ class TemplateStore:
         for chunk in template.generate(context):
             length += len(chunk)
             budget.size(length)
-            budget.tick() if budget.steps % 64 == 0 else None
+            budget.check_time()
             parts.append(chunk)
         return "".join(parts)
 
