@@ -175,6 +175,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "motorcade.activation.commands",  # run, serve, sends
     "motorcade.feedback.commands",  # report
     "motorcade.pipeline",  # pipeline
+    "motorcade.config_commands",  # config
 )
 
 

@@ -7,6 +7,8 @@ import re
 
 import click
 
+from motorcade.store.outbox import RETRYABLE_STATES
+
 from motorcade.masking import mask_identifier, pii_visible
 
 
@@ -133,7 +135,8 @@ def sends_list(state, status, origin, person_id, run_id, limit, as_json) -> None
 
 @sends.command("retry")
 @click.argument("keys", nargs=-1)
-@click.option("--status", default="dead", show_default=True, help="Retry sends in this state (dead, failed, ...).")
+@click.option("--status", default="dead", show_default=True, type=click.Choice(RETRYABLE_STATES),
+              help="Retry sends in this state.")
 @click.option("--origin", help="Only this campaign or trigger.")
 @click.option("--all", "retry_all", is_flag=True, help="Retry every send in --status (without listing keys).")
 @click.pass_obj

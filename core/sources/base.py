@@ -117,6 +117,9 @@ class Source:
     type_name: ClassVar[str] = ""  # the `type = "..."` value in motorcade.toml
     description: ClassVar[str] = ""  # one line for `motorcade plugins`
     yields: ClassVar[tuple[str, ...]] = ()  # record kinds it can yield: "people", "events", "cars", ...
+    # The keys of `[sources.NAME]` this type reads beyond the ones every source takes
+    # (motorcade.config_schema.SOURCE_COMMON); None: not declared, the table is not checked.
+    settings_schema: ClassVar[tuple | None] = None
 
     def __init__(self, name: str, settings: dict[str, Any], project_dir: Path):
         self.name = name

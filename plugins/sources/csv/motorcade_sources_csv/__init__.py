@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 from typing import Iterator
 
+from motorcade.config_schema import ENCODING, ONE_CHARACTER, PATH, Setting, whole
 import motorcade
 from motorcade.errors import ConfigError
 from motorcade.sources.base import RejectedRow, Source, SourceRecord
@@ -47,6 +48,12 @@ class CsvSource(Source):
 
     type_name = "csv"
     description = "CSV file with a column mapping in motorcade.toml"
+    settings_schema = (
+        Setting("path", PATH, "the CSV file", required=True),
+        Setting("encoding", ENCODING, "the file's text encoding (utf-8-sig also reads plain UTF-8)", "utf-8-sig"),
+        Setting("delimiter", ONE_CHARACTER, "field separator", ","),
+        Setting("batch_size", whole(1), "rows per transaction", 5000),
+    )
     yields = ("people", "cars", "events", "stores", "advisors")
 
     def __init__(self, name, settings, project_dir):
