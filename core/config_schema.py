@@ -170,6 +170,19 @@ def _time_zone(value: Any) -> str:
 TIME_ZONE = Kind("IANA time zone", _time_zone)
 
 
+def _instant(value: Any) -> Any:
+    import datetime as dt
+
+    from .as_of import parse_as_of
+    from .errors import MotorcadeError
+
+    try:
+        parse_as_of(value if isinstance(value, (dt.date, dt.datetime)) else _text(value), dt.timezone.utc)
+    except MotorcadeError:
+        raise Invalid("a date or time such as 2026-11-20T08:00") from None
+    return value
+
+
 def _encoding(value: Any) -> str:
     try:
         codecs.lookup(_text(value))
@@ -405,7 +418,8 @@ IDENTITY_TYPE = Section("[identity.TYPE]", "Settings for one identifier type (`[
 PIPELINE = Section("[pipeline]", "What `motorcade pipeline` runs.", (
     Setting("stages", list_of(choice("ingest", "tags", "segments", "run"), minimum=1),
             "the stages, in order", ["ingest", "tags", "segments", "run"]),
-    Setting("as_of", TEXT, "a fixed as-of instant for every stage (reproducible runs)", "now"),
+    Setting("as_of", Kind("date or time (as --as-of)", _instant), "a fixed as-of instant for every stage "
+            "(reproducible runs); the formats --as-of takes, or a TOML date-time", "now"),
 ))
 
 TAGS_ENGINE = Section("[tags]", "Scalar keys of [tags] are engine settings; [tags.NAME] tables belong to "
