@@ -7,8 +7,8 @@ import pytest
 from motorcade.config import load_config
 from motorcade.config_schema import render_reference
 from motorcade.errors import ConfigError
-from motorcade.plugins import Registry, load_plugins
 from motorcade.project import Project
+from motorcade.testing import plugin_manager_limited_to
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODULES = {p.name for p in ROOT.glob("plugins/*/*/motorcade_*")}
@@ -21,14 +21,7 @@ def project_with(tmp_path, text: str, pm=None) -> Project:
 
 def bundled_pm():
     """The built-ins plus the bundled plugins only (whatever else is installed stays out)."""
-    pm = load_plugins()
-    registry = pm.registry()
-    for table in (registry.sources, registry.channels, registry.tag_calculators):
-        for name in [n for n, r in table.items()
-                     if r.obj.__module__.split(".")[0].startswith("motorcade_")
-                     and r.obj.__module__.split(".")[0] not in BUNDLED_MODULES]:
-            del table[name]
-    return pm
+    return plugin_manager_limited_to(BUNDLED_MODULES)
 
 
 @pytest.mark.parametrize("text, expected", [
