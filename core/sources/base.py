@@ -155,3 +155,20 @@ class Source:
     def timezone(self) -> str:
         """The time zone naive timestamps in this source are in (``timezone`` setting)."""
         return self.settings.get("timezone", "Asia/Shanghai")
+
+
+def estimate_lines(path, *, sample_bytes: int = 1 << 20) -> int | None:
+    """About how many lines the file at ``path`` holds: its size times the line density of its first
+    ``sample_bytes`` (exact for files up to that size). None if the file cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            sample = handle.read(sample_bytes)
+            size = handle.seek(0, 2)
+    except OSError:
+        return None
+    if not sample:
+        return 0
+    lines = sample.count(b"\n") + (0 if sample.endswith(b"\n") else 1)
+    if size <= len(sample):
+        return lines
+    return max(1, round(size * lines / len(sample)))

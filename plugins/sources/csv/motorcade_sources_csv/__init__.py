@@ -16,6 +16,7 @@ from motorcade.config_schema import ENCODING, ONE_CHARACTER, PATH, Setting, whol
 import motorcade
 from motorcade.errors import ConfigError
 from motorcade.sources.base import RejectedRow, Source, SourceRecord
+from motorcade.sources.base import estimate_lines
 from motorcade.sources.mapping import RowMapping
 
 __all__ = ["CsvSource"]
@@ -130,10 +131,8 @@ class CsvSource(Source):
         return self._row_records(header, len(header), rows[0], position, raw)
 
     def size_hint(self) -> int | None:
-        try:
-            return self.path.stat().st_size // 90
-        except OSError:
-            return None
+        lines = estimate_lines(self.path)
+        return None if lines is None else max(lines - 1, 0)  # the header is not a row
 
 
 @motorcade.hookimpl

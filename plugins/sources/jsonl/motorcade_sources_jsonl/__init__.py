@@ -28,6 +28,7 @@ import motorcade
 from motorcade.errors import ConfigError
 from motorcade.sources.clean import CleanError, parse_timestamp
 from motorcade.sources.base import EventRecord, PersonRecord, RawIdentifier, RejectedRow, Source, SourceRecord
+from motorcade.sources.base import estimate_lines
 from motorcade.sources.batch import EventBatch, properties_json
 
 __all__ = ["JsonlSource"]
@@ -92,10 +93,7 @@ class JsonlSource(Source):
         self._end = 0
 
     def size_hint(self) -> int | None:
-        try:
-            return self.path.stat().st_size // 200
-        except OSError:
-            return None
+        return estimate_lines(self.path)
 
     def next_cursor(self) -> str | None:
         return str(self._end) if self.follow else None
