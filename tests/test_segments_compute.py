@@ -289,3 +289,11 @@ def test_every_command_refuses_the_same_bad_as_of_as_a_usage_error(project, comm
 def test_now_is_accepted_everywhere(project):
     assert abs(parse_as_of("now", TZ) - dt.datetime.now(TZ)) < dt.timedelta(seconds=5)
     assert main(["--project", str(project.directory), "segments", "compute", "--as-of", "now"]) == 0
+
+
+@pytest.mark.parametrize("command", [["explain", "owners", "--person", "3**"], ["identity", "split", "3**"],
+                                     ["sends", "list", "--person", "3**"]])
+def test_a_masked_person_id_passed_back_is_refused_with_what_to_do(project, command):
+    result = CliRunner().invoke(build_cli(), ["--project", str(project.directory), *command])
+    assert result.exit_code == 2
+    assert "'3**' is a masked id" in result.output and "MOTORCADE_SHOW_PII=1" in result.output

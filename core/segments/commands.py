@@ -18,6 +18,7 @@ def _project():
 
 
 from ..as_of import as_of_option
+from ..cli_types import PERSON_ID
 
 _AS_OF = as_of_option()
 
@@ -87,7 +88,7 @@ def members_command(segment: str, as_of: str | None, fmt: str | None, limit: int
 
 @click.command(name="explain")
 @click.argument("segment")
-@click.option("--person", "person_id", type=int, help="Explain why this person is (not) a member.")
+@click.option("--person", "person_id", type=PERSON_ID, help="Explain why this person is (not) a member.")
 @_AS_OF
 def explain_command(segment: str, person_id: int | None, as_of: str | None) -> None:
     """Show a segment's SQL, query plan, size and masked sample members — or, with --person, the
