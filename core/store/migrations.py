@@ -399,3 +399,14 @@ def m006_every_person_id_names_a_person(db: sqlite_utils.Database) -> None:
     db.execute(f"UPDATE events SET person_id = NULL WHERE {gone}")
     for table in ("ownerships", "person_relations", "consents", "tag_values"):
         db.execute(f"DELETE FROM {table} WHERE {gone}")
+
+
+@migration
+def m007_inbox(db: sqlite_utils.Database) -> None:
+    """A durable receive buffer for push sources (the HTTP collector): a message is stored here before
+    its sender gets a 200, and the source's ingest reads it from here by id. ``(source, message_id)`` is
+    unique, so a message sent twice is stored once."""
+    db.execute(
+        "CREATE TABLE inbox (id INTEGER PRIMARY KEY, source TEXT NOT NULL, message_id TEXT NOT NULL, "
+        "received_at TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (source, message_id))")
+    db.execute("CREATE INDEX inbox_by_source ON inbox (source, id)")

@@ -1,0 +1,219 @@
+"""The HTTP collector against Segment's documented API: the real segment-analytics-python client, status codes
+and reasons for bad input, write keys, gzip, limits, deduplication, clock skew, One-ID, event triggers."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import json
+import sqlite3
+import time
+
+import pytest
+
+from motorcade.project import Project
+from motorcade_sources_segment_http.server import BackgroundServer, running_collector
+from motorcade_sources_segment_http.spec import Invalid, normalise
+
+KEY = "wk_app_secret_123"
+CONFIG = """
+[project]
+name = "collect"
+timezone = "Asia/Shanghai"
+
+[sources.app]
+type = "segment_http"
+write_key_env = "TEST_APP_WRITE_KEY"
+user_id = "app_user_id"
+traits = { phone = "phone", email = "email" }
+identify_attributes = { name = "name", city = "city" }
+
+[sources.web]
+type = "segment_http"
+write_key_file = "web.key"
+"""
+RULES = """
+trigger test_drive_thanks {
+  on test_drive
+  via webhook template "thanks"
+}
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_APP_WRITE_KEY", KEY)
+    (tmp_path / "motorcade.toml").write_text(CONFIG, encoding="utf-8")
+    (tmp_path / "web.key").write_text("wk_web_key\n", encoding="utf-8")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "t.mc").write_text(RULES, encoding="utf-8")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "thanks.txt").write_text("Thanks {{ person.name }}", encoding="utf-8")
+    project = Project(tmp_path)
+    yield project
+    project.close()
+
+
+@pytest.fixture
+def collector(project):
+    with running_collector(project, idle_seconds=0.01) as running:
+        with BackgroundServer(running.app) as server:
+            running.url = server.url
+            yield running
+
+
+def rows(project, sql, params=()):
+    conn = sqlite3.connect(project.directory / "motorcade.db")
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def post(url, path, body, *, key=KEY, gzipped=False, raw=None, headers=None):
+    import httpx
+
+    data = raw if raw is not None else json.dumps(body).encode("utf-8")
+    head = {"Content-Type": "application/json", **(headers or {})}
+    if key is not None:
+        head["Authorization"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    if gzipped:
+        data = gzip.compress(data)
+        head["Content-Encoding"] = "gzip"
+    return httpx.post(url + path, content=data, headers=head, timeout=10)
+
+
+def test_the_real_segment_client_delivers_every_message_once_with_one_id_and_trigger_sends(project, collector):
+    from segment.analytics.client import Client
+
+    client = Client(write_key=KEY, host=collector.url, gzip=True, upload_size=100, max_retries=3)
+    client.identify("u-1", {"phone": "13812345678", "name": "张伟", "city": "上海"}, anonymous_id="anon-1")
+    client.track(anonymous_id="anon-1", event="page_scroll", properties={"depth": 50})
+    client.alias("anon-2", "u-1")  # previous id (an anonymous visitor), then the user id
+    client.page("u-1", category="cars", name="X5")
+    for i in range(2000):
+        client.track(f"u-{i % 7 + 1}", "configurator_view", {"step": i})
+    client.track("u-1", "test_drive", {"store": "SH001"})
+    client.flush()
+    client.join()
+    assert wait_for(lambda: rows(project, "SELECT count(*) FROM events")[0][0] >= 2003)
+    events = dict(rows(project, "SELECT name, count(*) FROM events WHERE source = 'app' GROUP BY name"))
+    assert events == {"page_scroll": 1, "page_viewed": 1, "configurator_view": 2000, "test_drive": 1}
+    # identify linked the anonymous visitor's earlier event to the person; the phone became an identifier
+    person = rows(project, "SELECT person_id FROM identifiers WHERE type = 'app_user_id' AND value = 'u-1'")[0][0]
+    assert rows(project, "SELECT person_id FROM events WHERE name = 'page_scroll'")[0][0] == person
+    assert rows(project, "SELECT person_id FROM identifiers WHERE type = 'phone'")[0][0] == person
+    assert rows(project, "SELECT person_id FROM identifiers WHERE value = 'anon-2'")[0][0] == person
+    assert json.loads(rows(project, "SELECT attributes FROM people WHERE id = ?", (person,))[0][0])["city"] == "上海"
+    # the trigger planned its send without waiting for a poll
+    assert wait_for(lambda: rows(project, "SELECT count(*) FROM outbox WHERE origin = 'test_drive_thanks'")[0][0] == 1)
+    context = json.loads(rows(project, "SELECT properties FROM events WHERE name = 'test_drive'")[0][0])["context"]
+    assert context["library"]["name"] == "analytics-python"
+
+
+def test_a_message_sent_twice_is_stored_once(project, collector):
+    message = {"userId": "u-9", "event": "order", "messageId": "m-1", "timestamp": "2026-11-20T08:00:00Z"}
+    assert post(collector.url, "/v1/track", message).status_code == 200
+    answer = post(collector.url, "/v1/batch", {"batch": [{**message, "type": "track"}]})
+    assert answer.status_code == 200 and answer.json()["duplicates"] == 1
+    assert wait_for(lambda: collector.processor.backlog(project.store) == 0)
+    assert rows(project, "SELECT count(*) FROM inbox")[0][0] == 1
+    assert rows(project, "SELECT count(*) FROM events WHERE dedup_key = 'm-1'")[0][0] == 1
+
+
+@pytest.mark.parametrize("path, body, status, reason", [
+    ("/v1/track", {"userId": "u", "messageId": "x"}, 400, "needs an event name"),
+    ("/v1/track", {"event": "e", "messageId": "x"}, 400, "needs a userId or an anonymousId"),
+    ("/v1/alias", {"userId": "u", "messageId": "x"}, 400, "needs previousId and userId"),
+    ("/v1/group", {"userId": "u", "messageId": "x"}, 400, "needs a groupId"),
+    ("/v1/track", {"userId": "u", "event": "e", "properties": [1]}, 400, "properties must be a JSON object"),
+    ("/v1/track", {"userId": "u", "event": "e", "timestamp": "yesterday"}, 400, "is not an ISO 8601 date-time"),
+    ("/v1/track", {"userId": "u", "event": "e", "timestamp": "1970-01-01T00:00:00Z"}, 400, "is outside"),
+    ("/v1/track", {"userId": "u", "event": "e", "timestamp": "2999-01-01T00:00:00Z"}, 400, "is outside"),
+    ("/v1/track", {"type": "identify", "userId": "u", "event": "e"}, 400, "sent to the track endpoint"),
+    ("/v1/batch", {"batch": "no"}, 400, "needs a 'batch' array"),
+])
+def test_bad_messages_get_400_with_the_reason_and_are_quarantined(project, collector, path, body, status, reason):
+    answer = post(collector.url, path, body)
+    assert answer.status_code == status and reason in answer.json()["reason"]
+    if path != "/v1/batch":
+        assert any(reason in r for (r,) in rows(project, "SELECT reason FROM quarantine WHERE source = 'app'"))
+
+
+def test_a_bad_message_in_a_batch_is_quarantined_and_the_good_ones_kept(project, collector):
+    batch = [{"type": "track", "userId": "u", "event": "ok", "messageId": f"g{i}"} for i in range(3)]
+    batch.insert(1, {"type": "track", "userId": "u", "messageId": "bad"})
+    answer = post(collector.url, "/v1/batch", {"batch": batch})
+    assert answer.status_code == 200
+    assert answer.json()["accepted"] == 3 and answer.json()["quarantined"][0]["index"] == 1
+    assert wait_for(lambda: rows(project, "SELECT count(*) FROM events WHERE name = 'ok'")[0][0] == 3)
+    assert rows(project, "SELECT count(*) FROM quarantine WHERE reason LIKE '%event name%'")[0][0] == 1
+
+
+def test_transport_errors(project, collector):
+    good = {"userId": "u", "event": "e"}
+    assert post(collector.url, "/v1/track", good, key=None).status_code == 401
+    assert post(collector.url, "/v1/track", good, key="wrong").status_code == 401
+    assert post(collector.url, "/v1/track", good, key="wk_web_key").status_code == 200  # the web source's key
+    assert post(collector.url, "/v1/track", None, raw=b"{not json").status_code == 400
+    assert post(collector.url, "/v1/track", None, raw=b"[1, 2]").json()["reason"] == "the body must be a JSON object"
+    assert post(collector.url, "/v1/track", good, gzipped=True).status_code == 200
+    assert post(collector.url, "/v1/track", good, headers={"Content-Encoding": "br"}).status_code == 415
+    big = {"userId": "u", "event": "e", "properties": {"x": "y" * 33_000}}
+    answer = post(collector.url, "/v1/track", big)
+    assert answer.status_code == 400 and "32 KB" in answer.json()["reason"]
+    batch = {"batch": [{"type": "track", "userId": "u", "event": "e", "properties": {"x": "y" * 20_000}}] * 30}
+    answer = post(collector.url, "/v1/batch", batch)
+    assert answer.status_code == 400 and "500 KB" in answer.json()["reason"]
+    bomb = gzip.compress(b'{"batch": [' + b" " * 50_000_000 + b"]}")
+    answer = post(collector.url, "/v1/batch", None, raw=bomb, headers={"Content-Encoding": "gzip"})
+    assert answer.status_code == 413
+    import httpx
+
+    assert httpx.get(collector.url + "/v1/track").status_code == 405
+    assert post(collector.url, "/v1/nope", good).status_code == 404
+
+
+def test_the_write_key_is_never_printed(project):
+    from motorcade_sources_segment_http.keys import load_write_keys
+
+    keys = load_write_keys({n: s for n, s in project.config.sources.items()}, project.directory)
+    assert KEY not in repr(keys) and set(keys.values()) == {"app", "web"}
+
+
+def test_above_the_backlog_bound_the_collector_answers_503_with_retry_after(project):
+    with running_collector(project, max_backlog=5, idle_seconds=0.01) as running:
+        running.processor.stop()  # nothing is ingested: the backlog only grows
+        with BackgroundServer(running.app) as server:
+            batch = {"batch": [{"type": "track", "userId": "u", "event": "e", "messageId": f"b{i}"}
+                               for i in range(10)]}
+            assert post(server.url, "/v1/batch", batch).status_code == 200
+            answer = post(server.url, "/v1/track", {"userId": "u", "event": "e"})
+            assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+
+
+RECEIVED = dt.datetime(2026, 11, 20, 10, 0, 0, tzinfo=dt.timezone.utc)
+
+
+def test_clock_skew_is_corrected_as_segment_documents():
+    # the device clock is 2 hours behind: it stamped the event at 07:59:30 and sent it at 07:59:50 (its time)
+    message = {"userId": "u", "event": "e", "timestamp": "2026-11-20T07:59:30Z"}
+    normal = normalise(message, call_type="track", received_at=RECEIVED, batch_sent_at="2026-11-20T07:59:50Z")
+    assert normal["timestamp"] == "2026-11-20T09:59:40.000Z"  # receivedAt - (sentAt - originalTimestamp)
+    assert normal["originalTimestamp"] == "2026-11-20T07:59:30.000Z" and normal["receivedAt"] == "2026-11-20T10:00:00.000Z"
+    # no sentAt: the client's time stands; neither: the server's
+    assert normalise(message, call_type="track", received_at=RECEIVED)["timestamp"] == "2026-11-20T07:59:30.000Z"
+    assert normalise({"userId": "u", "event": "e"}, call_type="track",
+                     received_at=RECEIVED)["timestamp"] == "2026-11-20T10:00:00.000Z"
+    with pytest.raises(Invalid, match="is not one of"):
+        normalise({"type": "flush", "userId": "u"}, call_type=None, received_at=RECEIVED)
