@@ -217,3 +217,90 @@ def test_clock_skew_is_corrected_as_segment_documents():
                      received_at=RECEIVED)["timestamp"] == "2026-11-20T10:00:00.000Z"
     with pytest.raises(Invalid, match="is not one of"):
         normalise({"type": "flush", "userId": "u"}, call_type=None, received_at=RECEIVED)
+
+
+def test_every_message_that_got_a_200_survives_a_kill_9_of_the_collector(project, tmp_path):
+    """Clients send batches while `motorcade collect` is SIGKILLed at random moments and restarted; every
+    messageId that was answered 200 is in the store exactly once afterwards (inbox and events)."""
+    import os
+    import random
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TEST_APP_WRITE_KEY": KEY}
+    motorcade = [sys.executable, "-c", "from motorcade.cli import run; run()"]
+
+    def start():
+        process = subprocess.Popen([*motorcade, "--project", str(project.directory), "collect", "--listen",
+                                    f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert wait_for(lambda: _up(url), timeout=30), process.stderr.read1().decode() if process.poll() else "no start"
+        return process
+
+    acknowledged: set[str] = set()
+    stop = threading.Event()
+    rng = random.Random(7)
+
+    def send():
+        n = 0
+        with httpx.Client(timeout=5) as client:
+            while not stop.is_set():
+                ids = [f"k{n + i}" for i in range(rng.randint(1, 40))]
+                n += len(ids)
+                body = {"batch": [{"type": "track", "userId": f"u{i % 50}", "event": "tick", "messageId": m}
+                                  for i, m in enumerate(ids)]}
+                try:
+                    answer = client.post(url + "/v1/batch", json=body,
+                                         headers={"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()})
+                except httpx.HTTPError:
+                    time.sleep(0.02)
+                    continue
+                if answer.status_code == 200:
+                    acknowledged.update(ids)
+
+    process = start()
+    sender = threading.Thread(target=send)
+    sender.start()
+    kills = 0
+    try:
+        for _ in range(4):
+            time.sleep(rng.uniform(0.3, 1.2))
+            before = len(acknowledged)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+            assert len(acknowledged) >= before  # (the sender saw 200s before the kill)
+            process = start()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        sender.join()
+    try:
+        assert kills == 4 and len(acknowledged) > 100
+        stored = {m for (m,) in rows(project, "SELECT message_id FROM inbox WHERE source = 'app'")}
+        assert acknowledged <= stored  # nothing acknowledged was lost
+        assert wait_for(lambda: rows(project, "SELECT count(*) FROM events WHERE name = 'tick'")[0][0] == len(stored),
+                        timeout=60)
+        dupes = rows(project, "SELECT dedup_key, count(*) FROM events WHERE name = 'tick' GROUP BY dedup_key "
+                              "HAVING count(*) > 1")
+        assert dupes == []
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _up(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url + "/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
