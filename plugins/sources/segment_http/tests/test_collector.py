@@ -41,18 +41,38 @@ trigger test_drive_thanks {
 """
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    monkeypatch.setenv("TEST_APP_WRITE_KEY", KEY)
+def make_project(tmp_path):
     (tmp_path / "motorcade.toml").write_text(CONFIG, encoding="utf-8")
     (tmp_path / "web.key").write_text("wk_web_key\n", encoding="utf-8")
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "t.mc").write_text(RULES, encoding="utf-8")
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "thanks.txt").write_text("Thanks {{ person.name }}", encoding="utf-8")
-    project = Project(tmp_path)
+    return Project(tmp_path)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_APP_WRITE_KEY", KEY)
+    project = make_project(tmp_path)
     yield project
     project.close()
+
+
+@pytest.fixture(scope="module")
+def shared():
+    """One project and running collector for the tests that only look at answers (they use distinct ids)."""
+    import os
+    import tempfile
+
+    os.environ["TEST_APP_WRITE_KEY"] = KEY
+    with tempfile.TemporaryDirectory() as tmp:
+        project = make_project(__import__("pathlib").Path(tmp))
+        with running_collector(project, idle_seconds=0.01) as running:
+            with BackgroundServer(running.app) as server:
+                running.url = server.url
+                yield project, running
+        project.close()
 
 
 @pytest.fixture
@@ -143,7 +163,8 @@ def test_a_message_sent_twice_is_stored_once(project, collector):
     ("/v1/track", {"type": "identify", "userId": "u", "event": "e"}, 400, "sent to the track endpoint"),
     ("/v1/batch", {"batch": "no"}, 400, "needs a 'batch' array"),
 ])
-def test_bad_messages_get_400_with_the_reason_and_are_quarantined(project, collector, path, body, status, reason):
+def test_bad_messages_get_400_with_the_reason_and_are_quarantined(shared, path, body, status, reason):
+    project, collector = shared
     answer = post(collector.url, path, body)
     assert answer.status_code == status and reason in answer.json()["reason"]
     if path != "/v1/batch":
@@ -160,7 +181,8 @@ def test_a_bad_message_in_a_batch_is_quarantined_and_the_good_ones_kept(project,
     assert rows(project, "SELECT count(*) FROM quarantine WHERE reason LIKE '%event name%'")[0][0] == 1
 
 
-def test_transport_errors(project, collector):
+def test_transport_errors(shared):
+    project, collector = shared
     good = {"userId": "u", "event": "e"}
     assert post(collector.url, "/v1/track", good, key=None).status_code == 401
     assert post(collector.url, "/v1/track", good, key="wrong").status_code == 401
