@@ -40,6 +40,8 @@ except ImportError:  # pragma: no cover - orjson is a core dependency
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -152,11 +154,15 @@ class Collector:
         self.writer = Writer(store)
         self.backlog = backlog or (lambda: 0)
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
-        routes = [Route(f"/v1/{kind}", self._endpoint(kind), methods=["POST"]) for kind in CALL_TYPES]
-        routes += [Route("/v1/batch", self._endpoint(None), methods=["POST"]),
-                   Route("/v1/import", self._endpoint(None), methods=["POST"]),
-                   Route("/health", self.health, methods=["GET"])]
-        self.app = Starlette(routes=routes)
+        # The long paths and the one-letter ones analytics.js posts to (/v1/t, /v1/p, ..., /v1/b).
+        routes = [Route(f"/v1/{path}", self._endpoint(kind), methods=["POST"])
+                  for kind in CALL_TYPES for path in (kind, kind[0])]
+        routes += [Route(f"/v1/{path}", self._endpoint(None), methods=["POST"]) for path in ("batch", "b", "import")]
+        routes += [Route("/health", self.health, methods=["GET"])]
+        # Browsers (analytics.js) post from the site's origin: Segment's API answers CORS for any origin, and
+        # the write key, not the origin, is what authenticates.
+        self.app = Starlette(routes=routes, middleware=[Middleware(
+            CORSMiddleware, allow_origins=["*"], allow_methods=["POST"], allow_headers=["*"], max_age=3600)])
 
     def close(self) -> None:
         self.writer.stop()

@@ -326,3 +326,114 @@ def _up(url: str) -> bool:
         return httpx.get(url + "/health", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# --- analytics.js in a real browser -------------------------------------------------------------------------------
+# Segment's analytics.js (@segment/analytics-next from the npm registry) in Debian's headless Chromium sends
+# identify(), page() and track() to the collector; the events arrive with the browser's context.
+
+import functools  # noqa: E402
+import http.server  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tarfile  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _need(condition: bool, what: str) -> None:
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"{what} (CI must run the browser test: .ci/run installs it)")
+        pytest.skip(what)
+
+
+@pytest.fixture(scope="module")
+def analytics_js(tmp_path_factory) -> Path:
+    """The UMD build of @segment/analytics-next, fetched from the npm registry with `npm pack`."""
+    _need(shutil.which("npm") is not None, "npm is not installed")
+    folder = tmp_path_factory.mktemp("ajs")
+    result = subprocess.run(["npm", "pack", "@segment/analytics-next@1", "--silent"], cwd=folder, capture_output=True,
+                            text=True, timeout=300)
+    _need(result.returncode == 0, f"npm pack @segment/analytics-next failed: {result.stderr.strip()[:300]}")
+    [tarball] = folder.glob("*.tgz")
+    with tarfile.open(tarball) as archive:
+        archive.extractall(folder, filter="data")
+    web = folder / "web"
+    web.mkdir()
+    import gzip
+
+    for packed in (folder / "package" / "dist" / "umd").glob("*.js.gz"):
+        (web / packed.name[:-3]).write_bytes(gzip.decompress(packed.read_bytes()))
+    bundles = web / "analytics-next" / "bundles"
+    bundles.mkdir(parents=True)
+    for script in web.glob("*.bundle.*.js"):
+        shutil.copy(script, bundles / script.name)
+    return web
+
+
+PAGE = """<!doctype html><html><head><title>试驾预约</title><script src="/index.js"></script></head><body>
+<script>
+(async () => {{
+  const [analytics] = await AnalyticsNext.AnalyticsBrowser.load({{
+    writeKey: "{key}", cdnURL: location.origin,
+    cdnSettings: {{ integrations: {{ "Segment.io": {{ apiKey: "{key}", apiHost: "127.0.0.1:{port}/v1", protocol: "http" }} }} }}
+  }});
+  await analytics.identify("browser-user-1", {{ phone: "13900001111" }});
+  await analytics.page("cars", "X5 详情");
+  await analytics.track("configurator_view", {{ model: "X5", step: 3 }});
+  document.title = "sent";
+}})().catch(e => {{ document.title = "error: " + e; }});
+</script></body></html>"""
+
+
+def test_analytics_js_in_chromium_delivers_page_and_track(tmp_path, monkeypatch, analytics_js):
+    _need(Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api") if not IN_CI else __import__(
+        "playwright.sync_api", fromlist=["sync_playwright"])
+    monkeypatch.setenv("TEST_APP_WRITE_KEY", KEY)
+    project = make_project(tmp_path)
+    try:
+        with running_collector(project, idle_seconds=0.01) as collector, BackgroundServer(collector.app) as api:
+            (analytics_js / "index.html").write_text(PAGE.format(key=KEY, port=api.port), encoding="utf-8")
+            handler = functools.partial(_QuietHandler, directory=str(analytics_js))
+            site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            threading.Thread(target=site.serve_forever, daemon=True).start()
+            try:
+                with playwright.sync_playwright() as p:
+                    browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+                    page = browser.new_page()
+                    page.goto(f"http://127.0.0.1:{site.server_address[1]}/index.html")
+                    deadline = time.monotonic() + 30
+                    while page.title() not in ("sent",) and not page.title().startswith("error"):
+                        assert time.monotonic() < deadline, "analytics.js did not finish"
+                        page.wait_for_timeout(100)
+                    assert page.title() == "sent", page.title()
+                    browser.close()
+            finally:
+                site.shutdown()
+            assert wait_for(lambda: rows(project, "SELECT count(*) FROM events WHERE source = 'app'")[0][0] == 2)
+            names = {n for (n,) in rows(project, "SELECT name FROM events WHERE source = 'app'")}
+            assert names == {"page_viewed", "configurator_view"}
+            import json
+
+            props = json.loads(rows(project, "SELECT properties FROM events WHERE name = 'configurator_view'")[0][0])
+            assert props["model"] == "X5" and "Chrome" in props["context"]["userAgent"]
+            assert props["context"]["library"]["name"] == "analytics.js"
+            # identify linked the phone to the browser user, and the page view is theirs
+            person = rows(project, "SELECT person_id FROM identifiers WHERE type = 'app_user_id'")[0][0]
+            assert {p for (p,) in rows(project, "SELECT person_id FROM events WHERE source = 'app'")} == {person}
+            assert rows(project, "SELECT person_id FROM identifiers WHERE type = 'phone'")[0][0] == person
+    finally:
+        project.close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
