@@ -535,8 +535,9 @@ def validate_plugin_settings(config: Any, registry: Any) -> None:
         registered = registry.sources.get(table.get("type"))
         own = plugin_schema(registered.obj) if registered is not None else None
         settings = SOURCE_COMMON.settings + (own or ())
-        if registered is not None and own is None:
-            # an undeclared plugin: check what the core knows, let the plugin judge the rest
+        if own is None:
+            # a plugin not installed here, or one that declares nothing: check the keys the core knows and
+            # leave the rest to the plugin (a missing plugin is reported by the commands that need it)
             known = {s.name for s in settings}
             table = {k: v for k, v in table.items() if k in known or k in SOURCE_COMMON.delegated}
         section = Section(f"[sources.{name}]", "", settings, SOURCE_COMMON.delegated)

@@ -8,7 +8,7 @@ import re
 import click
 
 from motorcade.cli_types import PERSON_ID
-from motorcade.store.outbox import RETRYABLE_STATES
+from motorcade.model import RETRYABLE_STATES
 
 from motorcade.masking import mask_identifier, pii_visible
 
