@@ -97,6 +97,25 @@ def split_cmd(person_id: int, identifier: str | None, link_id: int | None, reaso
                    f"Events, cars and relations moved with their records; recompute tags.")
 
 
+@identity.command("flagged")
+@click.option("--type", "type_", help="Only identifiers of this type (phone, crm_id, ...).")
+@click.option("--limit", default=50, show_default=True, help="At most this many (0 = all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (values masked unless MOTORCADE_SHOW_PII=1).")
+def flagged_cmd(type_: str | None, limit: int, as_json: bool) -> None:
+    """Identifiers that link nobody (junk values, over-shared, split off, advisors' phones), with the reason."""
+    rows = _store().list_flagged_identifiers(type_=type_, limit=limit or None)
+    for r in rows:
+        r["value"] = mask_identifier(r["type"], r["value"])
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("No flagged identifiers.")
+        return
+    for r in rows:
+        click.echo(f"  {r['type']:<18} {r['value']:<32} on {r['records']:>6,} record(s): {r['reason']}")
+
+
 @identity.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats_cmd(as_json: bool) -> None:

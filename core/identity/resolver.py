@@ -78,11 +78,11 @@ class IdentityResolver:
 
     def __init__(self, store, guards: IdentityGuards | None = None, *, now: dt.datetime | None = None):
         self.store = store
-        self.guards = guards or IdentityGuards()
+        self.guards = guards or IdentityGuards.from_config({})
         self.now = now
         self.merged = 0  # person ids merged away by this resolver
         self.created = 0  # people created
-        self.flagged = 0  # identifiers flagged for crossing their limit
+        self.flagged = 0  # identifiers flagged: junk when first stored, or for crossing their limit
         self.records_created = 0  # identity records created
         self._limits: dict[str, int] = {}  # identifier type -> guards.limit(type)
         self._rank = {t: i for i, t in enumerate(self.guards.priority)}
@@ -188,6 +188,7 @@ class IdentityResolver:
         rules: list[tuple[int, str]] = []  # (index in links, rule) where the rule changes
         rule = None
         newly_flagged: list[list] = []
+        junk_flagged = 0  # new identifiers stored flagged as junk
         touched: list[tuple[list, list]] = []  # (record entry, identifier entries) with new links (or new)
         entries: list[list] = []
 
@@ -234,8 +235,11 @@ class IdentityResolver:
                 value = ident.value
                 ie = by_value.get(value)
                 if ie is None:
-                    ie = by_value[value] = [next_iid, None, junk_reason(type_, value), 0, source, type_]
+                    reason = junk_reason(type_, value)
+                    ie = by_value[value] = [next_iid, None, reason, 0, source, type_]
                     new_idents.append((type_, value, ie))
+                    if reason is not None:
+                        junk_flagged += 1
                     if new_count_fits:  # linked once, by this record: within any limit
                         ie[_COUNT] = 1
                         ies.append(ie)
@@ -271,6 +275,7 @@ class IdentityResolver:
                 touched.append((entry, ies))
         self._n_records += len(new_records)
         self._n_idents += len(new_idents)
+        self.flagged += junk_flagged
 
         # Identifiers that crossed their limit stop linking: people they had joined are re-derived.
         rederived: set[int] = set()  # people re-derived here: their golden records are recomputed below
@@ -575,12 +580,14 @@ class IdentityResolver:
         next_iid = store.identity_next_ids()[2]
         new_rows = []
         rederive = set()
+        flagged = 0
         for pair in dict.fromkeys(pairs):
             if pair in found:
                 iid, pid, existing = found[pair]
                 if existing is not None:
                     continue
                 pid = store.flag_identifier(iid, reason)
+                flagged += 1
                 if pid is not None:
                     rederive.add(pid)
             else:
@@ -593,6 +600,7 @@ class IdentityResolver:
         if rederived:
             store.recompute_golden_records(rederived, self.guards.priority)
         self.reset()
+        self.flagged += flagged + len(new_rows)
         return len(new_rows) + len(rederive)
 
     def _load(self, source: str, records: dict[str, list], keys: list[str], observations: Sequence[Observation]) -> None:

@@ -70,7 +70,7 @@ class IngestSummary:
     duplicates: int = 0  # events already stored (re-ingest)
     people_created: int = 0  # people created
     merged: int = 0  # person ids merged into others
-    flagged: int = 0  # identifiers flagged for being shared too widely
+    flagged: int = 0  # identifiers flagged: junk, advisors' phones, shared too widely
     quarantined: int = 0  # rows sent to quarantine (new ones)
     rejected: int = 0  # rows rejected this run (new or already in quarantine)
     identifiers_dropped: int = 0  # identifier values that did not clean (bad phone, bad e-mail)
@@ -94,7 +94,7 @@ class Ingestor:
         parallel (None: the source's ``workers`` setting, else one per core; 0: parse in this process)."""
         self.store = store
         self.workers = workers
-        self.guards = guards or IdentityGuards()
+        self.guards = guards or IdentityGuards.from_config({})
         self.timezone = timezone
         self.resolver = IdentityResolver(store, self.guards, now=now)
         self._cleaned: dict[tuple[str, str, str], Identifier | None] = {}  # (type, raw, region) -> cleaned

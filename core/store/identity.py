@@ -619,6 +619,22 @@ class IdentityMixin:
             )
         ]
 
+    def list_flagged_identifiers(self, *, type_: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Flagged identifiers (they link nobody): type, value, reason and how many records carry them,
+        most carried first."""
+        sql = ("SELECT i.id, i.type, i.value, i.flag_reason, (SELECT count(*) FROM identity_links l "
+               "WHERE l.identifier_id = i.id AND l.removed_at IS NULL) AS n FROM identifiers i WHERE i.flagged = 1")
+        params: list[Any] = []
+        if type_ is not None:
+            sql += " AND i.type = ?"
+            params.append(type_)
+        sql += " ORDER BY n DESC, i.type, i.value"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [{"id": r[0], "type": r[1], "value": r[2], "reason": r[3] or "flagged", "records": r[4]}
+                for r in self.conn.execute(sql, params)]
+
     def identity_stats(self, *, flagged_limit: int = 20) -> dict[str, Any]:
         one = lambda sql, *p: self.conn.execute(sql, p).fetchone()[0]  # noqa: E731
         return {
