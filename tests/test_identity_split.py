@@ -68,7 +68,7 @@ def test_shared_identifier_over_the_limit_is_flagged_and_unmerged(tmp_path):
     pids = {store.person_of_identifier("lead_id", f"L{i}") for i in range(8)}
     assert len(pids) == 8
     stats = store.identity_stats()
-    assert stats["flagged"][0]["reason"].startswith("shared by 6 records of source leads")
+    assert stats["flagged"][0]["reason"].startswith("shared by 8 records of source leads")
 
 
 def test_cli_explain_and_split(tmp_path, motorcade_project):
@@ -88,3 +88,15 @@ def test_cli_explain_and_split(tmp_path, motorcade_project):
     out = runner.invoke(build_cli(), args + ["split", str(pid), "--identifier", "phone:13900000001"])
     assert out.exit_code == 0, out.output
     assert "is now 2 people" in out.output
+
+
+def test_over_shared_flag_reason_follows_the_count(tmp_path):
+    store = open_store(tmp_path / "s.db")
+    ing = Ingestor(store)
+    leads = [person(f"L{i}", lead_id=f"L{i}", phone="13912345678") for i in range(31)]
+    ing.ingest_records("leads", [leads[:3], leads[3:6], leads[6:20]])
+    ing.ingest_records("leads", [leads[20:]])
+    ing.ingest_records("crm", [[person("C1", crm_id="C1", phone="13912345678")]])
+    (flag,) = store.list_flagged_identifiers()
+    assert flag["reason"] == "shared by 31 records of source leads (limit 5 for phone)"
+    assert flag["records"] == 32

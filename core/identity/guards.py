@@ -147,15 +147,11 @@ class IdentityGuards:
             return "phone ends in 8 identical digits" if phone else "ends in 8 identical characters"
         return None
 
-    def is_over_limit_reason(self, reason: str | None) -> bool:
-        """Whether a flag reason is :meth:`over_limit_reason`'s (its count is kept up to date)."""
-        return reason is not None and reason.startswith(_OVER_LIMIT)
-
     def over_limit_reason(self, type_: str, source: str, count: int) -> str:
-        return f"{_OVER_LIMIT}{count} records of source {source} (limit {self.limit(type_)} for {type_})"
+        return f"{OVER_LIMIT}{count} records of source {source} (limit {self.limit(type_)} for {type_})"
 
 
-_OVER_LIMIT = "shared by "
+OVER_LIMIT = "shared by "  # how over-shared flag reasons start (the resolver restates their count)
 
 
 def _junk_rules(value: Any, where: str, default: frozenset[str]) -> frozenset[str]:

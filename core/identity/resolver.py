@@ -32,7 +32,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 from ..model import Identifier
 from ..store.codec import iso, utc_now
 from ..store.identity import fast_dumps, fast_loads
-from .guards import IdentityGuards
+from .guards import OVER_LIMIT, IdentityGuards
 
 _CACHE_LIMIT = 3_000_000  # records, and identifiers, kept in the cache before it is dropped
 # union-find node kinds of the merge-reason replay (see _merge_reasons): identifier id, _PERSON + person
@@ -189,6 +189,8 @@ class IdentityResolver:
         rule = None
         newly_flagged: list[list] = []
         junk_flagged = 0  # new identifiers stored flagged as junk
+        recount: dict[int, list] = {}  # over-shared identifiers that gained links: their reason's count
+        over_limit = OVER_LIMIT
         touched: list[tuple[list, list]] = []  # (record entry, identifier entries) with new links (or new)
         entries: list[list] = []
 
@@ -268,6 +270,9 @@ class IdentityResolver:
                     if count > limit:
                         ie[_REASON] = guards.over_limit_reason(type_, source, count)
                         newly_flagged.append(ie)
+                        recount[iid] = ie
+                elif ie[_REASON].startswith(over_limit):  # its reason states the count: restated below
+                    recount[iid] = ie
             if len(linked) != n_linked:
                 entry[_LINKED] = linked
                 touched.append((entry, ies))
@@ -427,6 +432,8 @@ class IdentityResolver:
         bounds = [start for start, _ in rules[1:]] + [len(links)]
         for (start, rule_), stop in zip(rules, bounds):
             store.insert_new_identity_links(source, rule_, now, links[start:stop] if len(rules) > 1 else links, mult)
+        if recount:
+            self._restate_counts(recount)
         for target, others, c in merges:
             store.merge_people(target, others, reason="linked by " + reasons.get(c, "a shared identifier"),
                                at=self.now)
@@ -448,6 +455,19 @@ class IdentityResolver:
         if redirect:
             return [(e[_RID], person(e[_PID])) for e in entries]
         return [(e[_RID], e[_PID]) for e in entries]
+
+    def _restate_counts(self, recount: dict[int, list]) -> None:
+        """Keep the count in over-shared identifiers' flag reasons current: the source whose records
+        carry the identifier most (live links; ties: the first source by name) and how many do."""
+        guards = self.guards
+        updates = []
+        for iid, (source, count) in self.store.identifier_top_sources(list(recount)).items():
+            ie = recount[iid]
+            reason = guards.over_limit_reason(ie[_TYPE], source, count)
+            if reason != ie[_REASON]:
+                ie[_REASON] = reason
+                updates.append((reason, iid))
+        self.store.update_flag_reasons(updates)
 
     def _merge_reasons(self, source: str, touched: list, record_comps: list[int], merges: list, find) -> dict[int, str]:
         """Why each merging component merged: the first identifier that joined people in it.

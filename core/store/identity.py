@@ -174,6 +174,26 @@ class IdentityMixin:
                 counts[iid] = n
         return counts
 
+    def identifier_top_sources(self, identifier_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """``identifier id -> (source, records)``: the source whose records carry it most (live links;
+        ties: the first source by name)."""
+        top: dict[int, tuple[str, int]] = {}
+        if identifier_ids:
+            for iid, source, n in self.conn.execute(
+                "SELECT l.identifier_id, l.source, count(*) AS n FROM json_each(?) AS j CROSS JOIN identity_links l "
+                "ON l.identifier_id = j.value WHERE l.removed_at IS NULL GROUP BY l.identifier_id, l.source "
+                "ORDER BY l.identifier_id, n DESC, l.source",
+                (_json(list(identifier_ids)),),
+            ):
+                top.setdefault(iid, (source, n))
+        return top
+
+    def update_flag_reasons(self, rows: Sequence[tuple[str, int]]) -> None:
+        """``(reason, identifier id)`` of flagged identifiers whose reason changed."""
+        if rows:
+            self._identity_changed()
+            self.conn.executemany("UPDATE identifiers SET flag_reason = ? WHERE id = ? AND flagged = 1", list(rows))
+
     def person_of_identifier(self, type_: str, value: str) -> int | None:
         row = self.conn.execute("SELECT person_id FROM identifiers WHERE type = ? AND value = ?", (type_, value)).fetchone()
         return None if row is None else row[0]
