@@ -116,6 +116,26 @@ def flagged_cmd(type_: str | None, limit: int, as_json: bool) -> None:
         click.echo(f"  {r['type']:<18} {r['value']:<32} on {r['records']:>6,} record(s): {r['reason']}")
 
 
+@identity.command("rejected")
+@click.option("--source", help="Only this source.")
+@click.option("--type", "type_", help="Only identifiers of this type (phone, email, ...).")
+@click.option("--limit", default=50, show_default=True, help="At most this many (0 = all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (values masked unless MOTORCADE_SHOW_PII=1).")
+def rejected_cmd(source: str | None, type_: str | None, limit: int, as_json: bool) -> None:
+    """Identifier values that did not clean at ingest (and so link nobody), with the reason, newest first."""
+    rows = _store().list_rejected_identifiers(source=source, type_=type_, limit=limit or None)
+    for r in rows:
+        r["value"] = mask_identifier(r["type"], r["value"])
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("No rejected identifiers.")
+        return
+    for r in rows:
+        click.echo(f"  {r['source']:<14} {r['type']:<14} {r['value']:<24} {r['reason']}  (last seen {r['last_seen']})")
+
+
 @identity.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats_cmd(as_json: bool) -> None:

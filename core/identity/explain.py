@@ -10,7 +10,7 @@ import attrs
 from ..errors import MotorcadeError
 from .guards import DEFAULT_PRIORITY
 from ..masking import mask_identifier
-from ..sources.clean import CleanError, clean_identifier
+from ..sources.clean import CleanError, clean_identifier, identifier_lookup_key
 
 
 @attrs.frozen
@@ -37,19 +37,17 @@ def find_person(store, query: str) -> tuple[int, str]:
     type_, sep, value = text.partition(":")
     candidates = []
     if sep and type_ and not type_.startswith("+"):
-        try:
-            value = clean_identifier(type_, value)
-        except CleanError:
-            pass
+        raw = value
+        value = _cleaned(type_, value)
         candidates = store.find_identifier(type_, value)
+        asked = [(type_, raw)]
     else:
         for t in ("phone", "email"):
-            try:
-                candidates += store.find_identifier(t, clean_identifier(t, text))
-            except CleanError:
-                pass
+            candidates += store.find_identifier(t, _cleaned(t, text))
         candidates += [c for c in store.find_identifier(None, text) if c not in candidates]
+        asked = [("phone", text), ("email", text), (None, text)]
     if not candidates:
+        _explain_rejected(store, asked)
         raise MotorcadeError(f"no identifier {mask_identifier(type_ if sep else '', value if sep else text)} is known",
                              hint="use TYPE:VALUE, e.g. phone:13812345678 or crm_id:C00000042")
     iid, t, v, pid, flag = candidates[0]
@@ -66,6 +64,31 @@ def find_person(store, query: str) -> tuple[int, str]:
             )
         pid = records[0][3]
     return store.resolve_person_id(pid), f"{t} {mask_identifier(t, v)}"
+
+
+def _cleaned(type_: str, value: str) -> str:
+    """``value`` as ingest would have stored it (numbers of unknown ranges too: a project may accept
+    them), else as given."""
+    for lenient in (False, True):
+        try:
+            return clean_identifier(type_, value, accept_unknown_ranges=lenient)
+        except CleanError:
+            pass
+    return value.strip()
+
+
+def _explain_rejected(store, asked: list[tuple[str | None, str]]) -> None:
+    """Raise a MotorcadeError saying why ingest rejected the identifier asked about, if it did."""
+    for type_, raw in asked:
+        rows = store.list_rejected_identifiers(type_=type_, lookup=identifier_lookup_key(type_ or "", raw))
+        if rows:
+            r = rows[-1]  # the first seen
+            sources = sorted({x["source"] for x in rows})
+            raise MotorcadeError(
+                f"{r['type']} {mask_identifier(r['type'], r['value'])} was rejected when source(s) "
+                f"{', '.join(sources)} were ingested (first seen {r['first_seen']}): {r['reason']}",
+                hint="it links nobody; `motorcade identity rejected` lists every rejected identifier",
+            )
 
 
 def explain(store, query: str) -> Explanation:

@@ -48,7 +48,8 @@ from .base import (
 )
 from .batch import (STAGE_SCHEMA, EventBatch, ParseWorkers, StagedEvents, can_fork, default_workers,
                     properties_json)
-from .clean import NORMALISED_TYPES, CleanError, clean_identifier, clean_phone, clean_vin, parse_date, parse_timestamp, zone
+from .clean import (NORMALISED_TYPES, CleanError, clean_identifier, clean_phone, clean_vin, identifier_lookup_key,
+                    parse_date, parse_timestamp, zone)
 
 # Events that carry a consent change, unless the source maps its own (``consent_events``).
 DEFAULT_CONSENT_EVENTS = {
@@ -97,9 +98,11 @@ class Ingestor:
         self.guards = guards or IdentityGuards.from_config({})
         self.timezone = timezone
         self.resolver = IdentityResolver(store, self.guards, now=now)
-        self._cleaned: dict[tuple[str, str, str], Identifier | None] = {}  # (type, raw, region) -> cleaned
+        # (type, raw, region) -> cleaned, or (type, value, lookup key, reason) when it did not clean
+        self._cleaned: dict[tuple[str, str, str], Identifier | tuple] = {}
+        self._rejected: dict[tuple, None] = {}  # the batch's identifier values that did not clean
         self._junk: dict[Identifier, bool] = {}  # cleaned identifier -> may link
-        # region -> raw (type, value) pairs -> (identifiers, dropped, unusable reason, combination key, hash text)
+        # region -> raw (type, value) pairs -> (identifiers, rejected values, unusable reason, combination key, hash text)
         self._id_sets: dict[str, dict[tuple, tuple]] = {}
         self._hours: dict[str, dict[str, int | None]] = {}  # time zone -> see _hour_epoch
         # seconds per stage of the last run's parallel load (see _run_parallel): what `make bench` prints
@@ -288,6 +291,7 @@ class Ingestor:
         """
         store, guards = self.store, self.guards
         name = settings.name
+        self._rejected = {}
         summary.read += len(records)
         failed: dict[Any, tuple[str, str, str]] = {}
         persons, cars, events, stores, advisors = [], [], [], [], []
@@ -304,7 +308,10 @@ class Ingestor:
                         rec.position or id(rec), rec.name, rec.ts, tuple((i.type, i.value) for i in rec.identifiers),
                         properties_json(rec.properties), rec.dedup_key, settings, summary))
                 elif kind is PersonRecord:
-                    ids = self._clean_identifiers(rec.identifiers, settings, summary)
+                    rejected: list = []
+                    ids = self._clean_identifiers(rec.identifiers, settings, rejected)
+                    if rejected:
+                        self._dropped(rejected, summary)
                     if not rec.source_key and not self._usable(ids):
                         raise CleanError(_no_identifier([i.type for i in rec.identifiers], ids, guards))
                     persons.append((rec, ids))
@@ -322,7 +329,7 @@ class Ingestor:
                     phone = None
                     if rec.phone:
                         try:
-                            phone = clean_phone(rec.phone, settings.region)
+                            phone = clean_phone(rec.phone, settings.region, guards.accept_unknown_ranges)
                         except CleanError as exc:
                             raise CleanError(f"advisor phone: {exc}") from None
                     advisors.append(Advisor(rec.id, rec.name, rec.store_id, rec.role, phone))
@@ -350,6 +357,7 @@ class Ingestor:
         if staged is not None:  # cleaned by a worker with the rules of _clean_event; one line, one row
             summary.read += staged.events
             summary.identifiers_dropped += staged.identifiers_dropped
+            self._rejected.update(dict.fromkeys(staged.rejected))
             for row in staged.failed:
                 failed.setdefault(row[0], row)
 
@@ -426,11 +434,15 @@ class Ingestor:
         if quarantined:
             summary.rejected += len(quarantined)
             summary.quarantined += store.quarantine_rows(name, quarantined)
+        if self._rejected:
+            store.record_rejected_identifiers(name, list(self._rejected))
         return quarantined
 
     # -- cleaning ---------------------------------------------------------------------------------
 
-    def _clean_identifiers(self, raw, settings: "_SourceSettings", summary: IngestSummary) -> tuple[Identifier, ...]:
+    def _clean_identifiers(self, raw, settings: "_SourceSettings", rejected: list) -> tuple[Identifier, ...]:
+        """The cleaned identifiers of ``raw``; each value that does not clean is appended to ``rejected``
+        as ``(type, value as read, lookup key, reason)`` (see :meth:`_dropped`)."""
         out = []
         region = settings.region
         cache = self._cleaned
@@ -443,20 +455,22 @@ class Ingestor:
                 if text:
                     out.append(Identifier(type_, text))
                 else:
-                    summary.identifiers_dropped += 1
+                    rejected.append((type_, "", "", f"empty {type_}"))
                 continue
             key = (type_, value, region)
-            cleaned = cache.get(key, False)
-            if cleaned is False:
+            cleaned = cache.get(key)
+            if cleaned is None:
                 try:
-                    cleaned = Identifier(ident.type, clean_identifier(ident.type, ident.value, region=region))
-                except CleanError:
-                    cleaned = None
+                    cleaned = Identifier(ident.type, clean_identifier(
+                        ident.type, ident.value, region=region, accept_unknown_ranges=self.guards.accept_unknown_ranges))
+                except CleanError as exc:
+                    text = str(value).strip() if value is not None else ""
+                    cleaned = (type_, text, identifier_lookup_key(type_, text), str(exc))
                 if len(cache) > 1_000_000:
                     cache.clear()
                 cache[key] = cleaned
-            if cleaned is None:
-                summary.identifiers_dropped += 1
+            if type(cleaned) is tuple:  # (an Identifier is an attrs class, not a tuple)
+                rejected.append(cleaned)
             else:
                 out.append(cleaned)
         if len(out) < 2:
@@ -467,6 +481,11 @@ class Ingestor:
         for i in out:
             seen.setdefault((i.type, i.value), i)
         return tuple(seen.values())
+
+    def _dropped(self, rejected, summary: IngestSummary) -> None:
+        """Count identifier values that did not clean and keep them for the batch's rejected_identifiers."""
+        summary.identifiers_dropped += len(rejected)
+        self._rejected.update(dict.fromkeys(rejected))
 
     def _usable(self, ids: tuple[Identifier, ...]) -> bool:
         junk = self._junk
@@ -574,6 +593,7 @@ class Ingestor:
         by_object: dict[int, tuple] = {}
         sha256 = hashlib.sha256
         dropped = 0
+        rejected: dict[tuple, None] = {}
         for where, name, ts, raw_ids, props_json, dedup, raw in batch.events:
             try:
                 if not name:
@@ -588,7 +608,8 @@ class Ingestor:
                         id_set = self._identifier_set(raw_ids, settings)
                     by_object[id(raw_ids)] = id_set  # batch.events keeps raw_ids alive: ids stay unique
                 if id_set[1]:
-                    dropped += id_set[1]
+                    dropped += len(id_set[1])
+                    rejected.update(dict.fromkeys(id_set[1]))
                 if id_set[2] is not None:
                     raise CleanError(id_set[2])
             except CleanError as exc:
@@ -606,7 +627,7 @@ class Ingestor:
             if name in consent_events:
                 consents.append((number, name, epoch, props_json))
         return StagedEvents(StagedEvents.pack(rows), idsets, consents, failed, batch.records, len(batch.events),
-                            dropped)
+                            dropped, list(rejected))
 
     def _clean_event_rows(self, batch: EventBatch, settings: "_SourceSettings", summary: IngestSummary,
                           failed: dict) -> list[tuple]:
@@ -619,7 +640,6 @@ class Ingestor:
         fromiso = _FROMISO
         hours = self._hours.setdefault(settings.tz, {})
         sha256 = hashlib.sha256
-        dropped_total = 0
         for row in batch.events:
             where, name, ts, raw_ids, props_json, dedup, raw = row
             id_set = id_sets.get(raw_ids)
@@ -636,7 +656,7 @@ class Ingestor:
                         epoch = int(value.timestamp())
                 if epoch is not None:
                     if id_set[1]:
-                        dropped_total += id_set[1]
+                        self._dropped(id_set[1], summary)
                     if not dedup:
                         text = f"{name}\x1f{epoch}\x1f{id_set[4]}\x1f{props_json}"
                         dedup = "h:" + sha256(text.encode()).hexdigest()[:32]
@@ -647,7 +667,6 @@ class Ingestor:
             except CleanError as exc:
                 pos = batch.position(where)
                 failed.setdefault(pos, (pos, batch.raw_text(raw), str(exc)))
-        summary.identifiers_dropped += dropped_total
         return out
 
     def _clean_event(self, where: Any, name: str, ts: Any, raw_ids: tuple[tuple[str, str], ...], props_json: str,
@@ -659,9 +678,9 @@ class Ingestor:
         id_set = self._id_sets.get(settings.region, {}).get(raw_ids)
         if id_set is None:
             id_set = self._identifier_set(raw_ids, settings)
-        ids, dropped, unusable, combo, ids_text = id_set
-        if dropped:
-            summary.identifiers_dropped += dropped
+        ids, rejected, unusable, combo, ids_text = id_set
+        if rejected:
+            self._dropped(rejected, summary)
         if unusable is not None:
             raise CleanError(unusable)
         if not dedup:
@@ -672,11 +691,11 @@ class Ingestor:
     def _identifier_set(self, raw_ids: tuple[tuple[str, str], ...], settings: "_SourceSettings") -> tuple:
         """Cleaned identifiers of an event, and what follows from them, cached per raw identifier set
         (a person's identifiers recur on every one of their events)."""
-        dropped = _Counter()
-        ids = self._clean_identifiers([Identifier(t, v) for t, v in raw_ids], settings, dropped)
+        rejected: list = []
+        ids = self._clean_identifiers([Identifier(t, v) for t, v in raw_ids], settings, rejected)
         unusable = None if self._usable(ids) else _no_identifier([t for t, _ in raw_ids], ids, self.guards)
         ids_text = "\x1f".join(sorted(f"{i.type}={i.value}" for i in ids))
-        entry = (ids, dropped.identifiers_dropped, unusable, combination_key(ids) if ids else "", ids_text)
+        entry = (ids, tuple(rejected), unusable, combination_key(ids) if ids else "", ids_text)
         cache = self._id_sets.setdefault(settings.region, {})
         if len(cache) > 1_000_000:
             cache.clear()
@@ -690,7 +709,12 @@ class Ingestor:
         owned_to = parse_date(rec.owned_to) if rec.owned_to else None
         if owned_from and owned_to and owned_to < owned_from:
             raise CleanError(f"ownership ends ({owned_to}) before it starts ({owned_from})")
-        owner_ids = self._clean_identifiers(rec.owner, settings, summary) if rec.owner and not rec.owner_key else ()
+        owner_ids = ()
+        if rec.owner and not rec.owner_key:
+            rejected: list = []
+            owner_ids = self._clean_identifiers(rec.owner, settings, rejected)
+            if rejected:
+                self._dropped(rejected, summary)
         if rec.owner and not rec.owner_key and not self._usable(owner_ids):
             raise CleanError("car owner: " + _no_identifier([i.type for i in rec.owner], owner_ids, self.guards))
         return (rec, vin, purchase, owned_from, owned_to, owner_ids)
@@ -742,10 +766,6 @@ def _gc_paused():
     finally:
         if was_enabled:
             gc.enable()
-
-
-class _Counter:
-    identifiers_dropped = 0
 
 
 def _epoch(ts: Any, tzinfo) -> int:

@@ -655,6 +655,36 @@ class IdentityMixin:
         return [{"id": r[0], "type": r[1], "value": r[2], "reason": r[3] or "flagged", "records": r[4]}
                 for r in self.conn.execute(sql, params)]
 
+    # -- identifiers that did not clean ------------------------------------------------------------
+
+    def record_rejected_identifiers(self, source: str, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """``(type, value as read, lookup key, reason)`` of identifier values of ``source`` that did not
+        clean; a value seen again keeps its first reason and moves ``last_seen``."""
+        if not rows:
+            return
+        now = iso(utc_now())
+        self.conn.executemany(
+            "INSERT INTO rejected_identifiers (source, type, value, lookup, reason, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source, type, value) DO UPDATE SET last_seen = excluded.last_seen",
+            [(source, t, v, k, r, now, now) for t, v, k, r in rows],
+        )
+
+    def list_rejected_identifiers(self, *, source: str | None = None, type_: str | None = None,
+                                  lookup: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Rejected identifier values (newest first), optionally of one source, type or lookup key."""
+        sql = "SELECT source, type, value, reason, first_seen, last_seen FROM rejected_identifiers WHERE 1 = 1"
+        params: list[Any] = []
+        for column, value in (("source", source), ("type", type_), ("lookup", lookup)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        sql += " ORDER BY last_seen DESC, source, type, value"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [{"source": r[0], "type": r[1], "value": r[2], "reason": r[3], "first_seen": r[4], "last_seen": r[5]}
+                for r in self.conn.execute(sql, params)]
+
     def identity_stats(self, *, flagged_limit: int = 20) -> dict[str, Any]:
         one = lambda sql, *p: self.conn.execute(sql, p).fetchone()[0]  # noqa: E731
         return {
