@@ -24,6 +24,7 @@ class Explanation:
     identifiers: tuple[dict[str, Any], ...]  # distinct identifiers with flags
     chain: tuple[tuple[int, int, dict[str, Any]], ...]  # (from record, to record, link): a spanning tree
     not_linking: tuple[dict[str, Any], ...]  # identifiers on the records that do not link (flagged/removed)
+    splits: tuple[dict[str, Any], ...] = ()  # logged splits of this person or leaving it as a piece
 
 
 def find_person(store, query: str) -> tuple[int, str]:
@@ -121,7 +122,7 @@ def explain(store, query: str) -> Explanation:
             "flag_reason": link["flag_reason"], "records": 0})["records"] += 1
     not_linking = tuple(l for l in links if l["flagged"] or l["removed_at"] is not None)
     return Explanation(pid, asked, tuple(store.person_merges_into(pid)), tuple(records),
-                       tuple(identifiers.values()), tuple(chain), not_linking)
+                       tuple(identifiers.values()), tuple(chain), not_linking, tuple(store.list_identity_splits(pid)))
 
 
 def split(store, person_id: int, *, identifier: str | None = None, link_id: int | None = None,
@@ -130,9 +131,14 @@ def split(store, person_id: int, *, identifier: str | None = None, link_id: int 
 
     Returns the ids of the resulting people. Events, ownerships, relations follow at once; each
     person's golden record is rebuilt from its own records (``priority``: ``[identity] priority``).
+    The split is logged with its reason (``identity_splits``; :func:`unsplit` undoes it).
     """
     pid = store.resolve_person_id(person_id)
+    if store.get_person(pid) is None:
+        raise MotorcadeError(f"no person with id {person_id}",
+                             hint="pass an id from `motorcade identity explain TYPE:VALUE` or `motorcade status`")
     with store.transaction():
+        flagged_id = None
         if link_id is not None:
             owner = store.remove_identity_link(link_id)
             if owner is None or store.resolve_person_id(owner) != pid:
@@ -150,10 +156,48 @@ def split(store, person_id: int, *, identifier: str | None = None, link_id: int 
             if not found or found[0][3] is None or store.resolve_person_id(found[0][3]) != pid:
                 raise MotorcadeError(f"{type_} {mask_identifier(type_, value)} does not link person {person_id}",
                                      hint=f"see its identifiers with `motorcade identity explain {person_id}`")
-            store.flag_identifier(found[0][0], reason)
+            flagged_id = found[0][0]
+            store.flag_identifier(flagged_id, reason)
         else:
             raise MotorcadeError("say what to split off: --identifier TYPE:VALUE or --link LINK_ID")
         people = store.rederive_person(pid, reason=reason)
+        store.record_identity_split(pid, identifier_id=flagged_id, link_id=link_id, reason=reason, people=people)
         store.recompute_golden_records(people, priority)
         store.settle_identity()
     return people
+
+
+def unsplit(store, split_id: int, *, reason: str = "split undone by operator",
+            priority: Sequence[str] = DEFAULT_PRIORITY) -> int | None:
+    """Undo a logged split: restore the link it removed (or let the identifier it flagged link again)
+    and join the people that link joins. Recorded in the split log and, for each id merged back, in the
+    merge log (``split #N undone: REASON``). Returns the person the identifier belongs to again (None
+    if it links nobody, e.g. flagged since for another reason)."""
+    found = store.list_identity_splits(split_id=split_id)
+    if not found:
+        raise MotorcadeError(f"no split #{split_id}", hint="see the splits with `motorcade identity splits`")
+    logged = found[0]
+    if logged["undone_at"] is not None:
+        raise MotorcadeError(f"split #{split_id} was already undone at {logged['undone_at']}")
+    why = f"split #{split_id} undone: {reason}"
+    with store.transaction():
+        if logged["link_id"] is not None:
+            restored = store.restore_identity_link(logged["link_id"])
+            if restored is None:
+                raise MotorcadeError(f"the link {logged['link_id']} split #{split_id} removed no longer exists")
+            identifier_id = restored[1]
+        else:
+            identifier_id = logged["identifier_id"]
+            current = store.conn.execute("SELECT flag_reason FROM identifiers WHERE id = ?", (identifier_id,)).fetchone()
+            if current is not None and current[0] != logged["reason"]:
+                raise MotorcadeError(
+                    f"{logged['type']} {mask_identifier(logged['type'], logged['value'])} was flagged again since "
+                    f"split #{split_id} ({current[0] or 'not flagged'}); not undone",
+                    hint="see `motorcade identity flagged`")
+            store.unflag_identifier(identifier_id)
+        person = store.join_people_of_identifier(identifier_id, reason=why)
+        store.mark_identity_split_undone(split_id, reason=reason)
+        if person is not None:
+            store.recompute_golden_records([person], priority)
+        store.settle_identity()
+    return person

@@ -469,6 +469,79 @@ class IdentityMixin:
         )
         return None if row is None else row[0]
 
+    def restore_identity_link(self, link_id: int) -> tuple[int, int] | None:
+        """Make a removed link live again (``valid_to`` set by its removal cleared); returns its
+        ``(record id, identifier id)``, or None if there is no such link."""
+        row = self.conn.execute(
+            "SELECT record_id, identifier_id FROM identity_links WHERE id = ?", (link_id,)).fetchone()
+        if row is None:
+            return None
+        self._identity_changed()
+        self.conn.execute(
+            "UPDATE identity_links SET valid_to = CASE WHEN valid_to = removed_at THEN NULL ELSE valid_to END, "
+            "removed_at = NULL WHERE id = ?",
+            (link_id,),
+        )
+        return row[0], row[1]
+
+    def unflag_identifier(self, identifier_id: int) -> None:
+        """Let a flagged identifier link again (its people are joined by :meth:`join_people_of_identifier`)."""
+        self._identity_changed()
+        self.conn.execute("UPDATE identifiers SET flagged = 0, flag_reason = NULL WHERE id = ?", (identifier_id,))
+
+    def join_people_of_identifier(self, identifier_id: int, *, reason: str, at: dt.datetime | None = None) -> int | None:
+        """Merge the people whose records carry an unflagged identifier (live links) into the oldest of
+        them, and give the identifier to that person. Returns the person, or None if no record carries it."""
+        conn = self.conn
+        people = sorted({r[0] for r in conn.execute(
+            "SELECT r.person_id FROM identity_links l JOIN identity_records r ON r.id = l.record_id "
+            "JOIN identifiers i ON i.id = l.identifier_id WHERE l.identifier_id = ? AND l.removed_at IS NULL "
+            "AND i.flagged = 0",
+            (identifier_id,),
+        )})
+        if not people:
+            return None
+        self.merge_people(people[0], people[1:], reason=reason, at=at)
+        self._identity_changed()
+        conn.execute("UPDATE identifiers SET person_id = ? WHERE id = ? AND flagged = 0", (people[0], identifier_id))
+        return people[0]
+
+    # -- the split log ----------------------------------------------------------------------------
+
+    def record_identity_split(self, person_id: int, *, identifier_id: int | None, link_id: int | None, reason: str,
+                              people: Sequence[int], at: dt.datetime | None = None) -> int:
+        """Log one split (the identifier it flagged or the link it removed); returns its number."""
+        cur = self.conn.execute(
+            "INSERT INTO identity_splits (person_id, identifier_id, link_id, reason, people, split_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (person_id, identifier_id, link_id, reason, _json(sorted(people)), iso(at or utc_now())),
+        )
+        return cur.lastrowid
+
+    def mark_identity_split_undone(self, split_id: int, *, reason: str, at: dt.datetime | None = None) -> None:
+        self.conn.execute("UPDATE identity_splits SET undone_at = ?, undo_reason = ? WHERE id = ?",
+                          (iso(at or utc_now()), reason, split_id))
+
+    def list_identity_splits(self, person_id: int | None = None, *, split_id: int | None = None) -> list[dict[str, Any]]:
+        """Logged splits, oldest first: all, one (``split_id``), or those of a person (split from it or
+        leaving it as one of the pieces)."""
+        sql = ("SELECT s.id, s.person_id, s.identifier_id, s.link_id, s.reason, s.people, s.split_at, s.undone_at, "
+               "s.undo_reason, i.type, i.value FROM identity_splits s LEFT JOIN identifiers i ON i.id = "
+               "coalesce(s.identifier_id, (SELECT identifier_id FROM identity_links WHERE id = s.link_id))")
+        params: tuple = ()
+        if split_id is not None:
+            sql += " WHERE s.id = ?"
+            params = (split_id,)
+        elif person_id is not None:
+            sql += " WHERE s.person_id = ?1 OR EXISTS (SELECT 1 FROM json_each(s.people) WHERE value = ?1)"
+            params = (person_id,)
+        return [
+            {"id": r[0], "person_id": r[1], "identifier_id": r[2], "link_id": r[3], "reason": r[4],
+             "people": loads(r[5]), "split_at": r[6], "undone_at": r[7], "undo_reason": r[8], "type": r[9],
+             "value": r[10]}
+            for r in self.conn.execute(sql + " ORDER BY s.id", params)
+        ]
+
     # -- golden record ----------------------------------------------------------------------------
 
     def recompute_golden_records(self, person_ids: Iterable[int], priority: Sequence[str]) -> int:
