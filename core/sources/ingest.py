@@ -45,6 +45,7 @@ from .base import (
     Source,
     SourceRecord,
     StoreRecord,
+    TransferRecord,
 )
 from .batch import (STAGE_SCHEMA, EventBatch, ParseWorkers, StagedEvents, can_fork, default_workers,
                     properties_json)
@@ -294,7 +295,7 @@ class Ingestor:
         self._rejected = {}
         summary.read += len(records)
         failed: dict[Any, tuple[str, str, str]] = {}
-        persons, cars, events, stores, advisors = [], [], [], [], []
+        persons, cars, events, stores, advisors, transfers = [], [], [], [], [], []
 
         def fail(rec, reason: str) -> None:
             group = rec.position or id(rec)
@@ -317,6 +318,8 @@ class Ingestor:
                     persons.append((rec, ids))
                 elif kind is CarRecord:
                     cars.append(self._clean_car(rec, settings, summary))
+                elif kind is TransferRecord:
+                    transfers.append(rec)
                 elif kind is RejectedRow:
                     fail(rec, rec.reason)
                 elif kind is StoreRecord:
@@ -337,6 +340,15 @@ class Ingestor:
                     raise CleanError(f"unknown record type {kind.__name__}")
             except CleanError as exc:
                 fail(rec, str(exc))
+        if transfers:  # after the loop: a transfer may name a car described earlier in the batch
+            batch_vins = {c[1] for c in cars}
+            cleaned_transfers = []
+            for rec in transfers:
+                try:
+                    cleaned_transfers.append(self._clean_transfer(rec, settings, summary, batch_vins))
+                except CleanError as exc:
+                    fail(rec, str(exc))
+            transfers = cleaned_transfers
         if failed:  # a row is used whole or not at all
             keep = lambda rec: (rec.position or id(rec)) not in failed  # noqa: E731
             persons = [p for p in persons if keep(p[0])]
@@ -346,6 +358,7 @@ class Ingestor:
             stores = [s for s in stores if s.id in stores_ok]
             advisors_ok = {r.id for r in records if isinstance(r, AdvisorRecord) and keep(r)}
             advisors = [a for a in advisors if a.id in advisors_ok]
+            transfers = [t for t in transfers if keep(t[0])]
         if event_batch is not None and event_batch.events:
             # the fast path: one line is one event, so a failure concerns that line alone
             summary.read += len(event_batch.events)
@@ -385,6 +398,9 @@ class Ingestor:
                 observations.append(Observation(rec.owner_key, (), None, rule))
             elif owner_ids:
                 observations.append(Observation(None, owner_ids, None, f"{name} car owner"))
+        for _rec, _vin, _date, seller_ids, buyer_ids in transfers:
+            observations.append(Observation(None, seller_ids, None, f"{name} car seller"))
+            observations.append(Observation(None, buyer_ids, None, f"{name} car buyer"))
         records_before = self.resolver.records_created
         resolved = self.resolver.resolve(name, observations) if observations else []
         summary.written += self.resolver.records_created - records_before
@@ -418,6 +434,13 @@ class Ingestor:
             summary.reference += len(car_rows)
         if ownerships:
             store.upsert_ownership_rows(ownerships)
+        if transfers:
+            sales = []
+            for _rec, vin, date, _seller_ids, _buyer_ids in transfers:
+                (_srid, seller), (brid, buyer) = next(it), next(it)
+                sales.append((vin, seller, buyer, date.isoformat() if date else None, name, brid))
+            store.transfer_ownerships(sales, today=self._today(settings).isoformat())
+            summary.reference += len(sales)
         if relations:
             store.add_record_relations(relations)
 
@@ -718,6 +741,29 @@ class Ingestor:
         if rec.owner and not rec.owner_key and not self._usable(owner_ids):
             raise CleanError("car owner: " + _no_identifier([i.type for i in rec.owner], owner_ids, self.guards))
         return (rec, vin, purchase, owned_from, owned_to, owner_ids)
+
+    def _clean_transfer(self, rec: TransferRecord, settings: "_SourceSettings", summary: IngestSummary,
+                        batch_vins: set[str]) -> tuple:
+        vin = clean_vin(rec.vin, check_digit=settings.vin_check_digit)
+        if vin not in batch_vins and self.store.get_car(vin) is None:
+            raise CleanError(f"car {vin} is not known: load the source that describes it (brand, model) first, "
+                             f"then `motorcade quarantine retry`")
+        date = parse_date(rec.date) if rec.date else None
+        sides = []
+        for label, raw in (("seller", rec.seller), ("buyer", rec.buyer)):
+            rejected: list = []
+            ids = self._clean_identifiers(raw, settings, rejected)
+            if rejected:
+                self._dropped(rejected, summary)
+            if not self._usable(ids):
+                raise CleanError(f"car {label}: " + _no_identifier([i.type for i in raw], ids, self.guards))
+            sides.append(ids)
+        return (rec, vin, date, *sides)
+
+    def _today(self, settings: "_SourceSettings") -> dt.date:
+        """The date of the ingest in the source's time zone (an undated sale happened by then)."""
+        now = self.resolver.now or dt.datetime.now(dt.timezone.utc)
+        return now.astimezone(settings.tzinfo).date()
 
     # -- quarantine retry -------------------------------------------------------------------------
 
