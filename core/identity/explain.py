@@ -83,7 +83,7 @@ def _explain_rejected(store, asked: list[tuple[str | None, str]]) -> None:
     for type_, raw in asked:
         rows = store.list_rejected_identifiers(type_=type_, lookup=identifier_lookup_key(type_ or "", raw))
         if rows:
-            r = rows[-1]  # the first seen
+            r = min(rows, key=lambda x: x["first_seen"])
             sources = sorted({x["source"] for x in rows})
             raise MotorcadeError(
                 f"{r['type']} {mask_identifier(r['type'], r['value'])} was rejected when source(s) "
