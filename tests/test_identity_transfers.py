@@ -93,10 +93,10 @@ def test_a_vin_mapped_as_a_person_identifier_is_a_warning(motorcade_project):
                               "identifiers": {"car_no": {"column": "frame", "type": "vin"}}}}
     assert len(mapping_warnings("dms", typed)) == 1
     config = motorcade_project.directory / "motorcade.toml"
-    config.write_text(config.read_text(encoding="utf-8") + '\n[sources.dms]\ntype = "csv"\npath = "dms.csv"\n'
+    config.write_text(config.read_text(encoding="utf-8") + '\n[sources.dms]\ntype = "csv"\n'
                       '[sources.dms.person]\nkey = "customer_id"\nidentifiers = { vin = "vin" }\n', encoding="utf-8")
     from motorcade.cli import build_cli
 
     out = CliRunner().invoke(build_cli(), ["--project", str(motorcade_project.directory), "check"])
-    assert "warning: [sources.dms.person] identifiers" in out.output, out.output
+    assert "warning: [sources.dms.person] identifiers" in out.output, str(out.exception)
     assert "1 warning" in out.output
