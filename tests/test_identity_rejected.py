@@ -85,6 +85,8 @@ def test_cli_lists_rejected_identifiers_masked(motorcade_project):
     assert out.exit_code == 0, out.output
     assert "crm" in out.output and "phone" in out.output and "assigned number range" in out.output
     assert UNASSIGNED not in out.output
+    out = CliRunner().invoke(build_cli(), ["--project", str(motorcade_project.directory), "identity", "stats"])
+    assert out.exit_code == 0 and "rejected identifier values" in out.output and "assigned number range" in out.output
     out = CliRunner().invoke(build_cli(), args + ["--json", "--source", "crm"])
     (row,) = json.loads(out.output)
     assert row["type"] == "phone" and row["source"] == "crm" and UNASSIGNED not in row["value"]

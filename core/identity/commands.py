@@ -215,6 +215,11 @@ def stats_cmd(as_json: bool) -> None:
             click.echo(f"  {n:>6,}  {reason}")
         for f in stats["flagged"][:10]:
             click.echo(f"    {f['type']} {f['value']} on {f['records']} record(s): {f['reason']}")
+        click.echo("  (all of them: `motorcade identity flagged`)")
+    if stats["rejected_by_reason"]:
+        click.echo("rejected identifier values (did not clean; `motorcade identity rejected`):")
+        for reason, n in stats["rejected_by_reason"].items():
+            click.echo(f"  {n:>6,}  {reason}")
 
 
 COMMANDS: list = [identity]

@@ -777,6 +777,9 @@ class IdentityMixin:
             "people_by_source_count": dict(self.conn.execute(
                 "SELECT n, count(*) FROM (SELECT person_id, count(DISTINCT source) AS n FROM identity_records "
                 "GROUP BY person_id) GROUP BY n ORDER BY n").fetchall()),
+            "rejected_by_reason": dict(self.conn.execute(
+                "SELECT reason, count(*) FROM rejected_identifiers GROUP BY reason ORDER BY count(*) DESC, reason"
+            ).fetchall()),
             "flagged_by_reason": dict(self.conn.execute(
                 "SELECT flag_reason, count(*) FROM identifiers WHERE flagged = 1 GROUP BY flag_reason "
                 "ORDER BY count(*) DESC").fetchall()),
