@@ -126,7 +126,7 @@ def unsplit_cmd(split_id: int, reason: str) -> None:
 
 
 @identity.command("splits")
-@click.option("--person", "person_id", type=int, help="Only splits of this person (or leaving it as a piece).")
+@click.option("--person", "person_id", type=PERSON_ID, help="Only splits of this person (or leaving it as a piece).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (values masked unless MOTORCADE_SHOW_PII=1).")
 def splits_cmd(person_id: int | None, as_json: bool) -> None:
     """The split log: each split with its reason, what it removed, the people it left, and its undo."""
