@@ -45,6 +45,19 @@ class CliState:
     def rule_paths(self) -> list[Path]:
         return self.project.rule_paths()
 
+    def config_warnings(self) -> list[str]:
+        """Source mappings that load but are likely wrong, e.g. a VIN as a person identifier (empty
+        outside a project)."""
+        from .errors import ProjectNotFound
+
+        try:
+            project = self.project
+        except ProjectNotFound:
+            return []
+        from .sources.mapping import mapping_warnings
+
+        return [w for name, settings in project.config.sources.items() for w in mapping_warnings(name, settings)]
+
     def activation_problems(self) -> list:
         """Missing templates, unknown template fields, uninstalled channels (empty outside a project)."""
         from .errors import ProjectNotFound

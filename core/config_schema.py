@@ -406,6 +406,9 @@ IDENTITY = Section("[identity]", "One-ID: how identifiers are cleaned and stitch
     Setting("max_records_per_source", whole(1), "an identifier shared by more records of one source than this "
             "is flagged as shared and links nobody", 5),
     Setting("advisor_phones_link", FLAG, "whether a sales advisor's work phone may link customers", False),
+    Setting("junk_rules", list_of(choice("placeholder", "same_character", "repeated_tail")),
+            "junk rules of identifier types without rules of their own (phone has its own: all three); see "
+            "docs/identity.md", ["placeholder"]),
 ))
 
 IDENTITY_TYPE = Section("[identity.TYPE]", "Settings for one identifier type (`[identity.phone]`, "
@@ -413,6 +416,10 @@ IDENTITY_TYPE = Section("[identity.TYPE]", "Settings for one identifier type (`[
     Setting("max_records_per_source", whole(1), "overrides [identity] max_records_per_source for this type"),
     Setting("junk", list_of(any_of(TEXT, whole())), "values of this type that are never real (placeholders); "
             "added to the built-in list", []),
+    Setting("junk_rules", list_of(choice("placeholder", "same_character", "repeated_tail")),
+            "the junk rules of this type (phone: all three; others: [identity] junk_rules)"),
+    Setting("accept_unknown_ranges", FLAG, "[identity.phone] only: keep well-formed numbers in ranges the phone "
+            "numbering data does not list as assigned (otherwise rejected: `motorcade identity rejected`)", False),
 ))
 
 PIPELINE = Section("[pipeline]", "What `motorcade pipeline` runs.", (
@@ -432,7 +439,7 @@ TAGS_ENGINE = Section("[tags]", "Scalar keys of [tags] are engine settings; [tag
 ))
 
 SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its type; the record mappings "
-                        "([sources.NAME.person], .car, .event, .store, .advisor) are described in docs/sources.md "
+                        "([sources.NAME.person], .car, .event, .store, .advisor, .transfer) are described in docs/sources.md "
                         "and checked when the source is read.", (
     Setting("type", NAME, "the source plugin (`motorcade plugins` lists them)", required=True),
     Setting("timezone", TIME_ZONE, "zone of naive local times in this source", "Asia/Shanghai"),
@@ -448,7 +455,7 @@ SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its
         Setting("granted", FLAG, "true: a grant; false: a refusal", required=True),
         label="{ channel = ..., granted = true|false }"), key="event name"),
             "events that change consent (added to unsubscribe/subscribe)"),
-), delegated=("person", "car", "event", "store", "advisor"))
+), delegated=("person", "car", "event", "store", "advisor", "transfer"))
 
 CORE_SECTIONS = {"project": PROJECT, "activation": ACTIVATION, "guardrails": GUARDRAILS, "identity": IDENTITY,
                  "pipeline": PIPELINE}

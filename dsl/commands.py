@@ -71,6 +71,11 @@ def check_command(ctx: click.Context, paths) -> None:
         for problem in provider():
             click.echo(f"error: {problem}")
             errors += 1
+    provider = getattr(ctx.obj, "config_warnings", None)  # source mappings (a VIN as a person identifier)
+    if not paths and callable(provider):
+        for warning in provider():
+            click.echo(f"warning: {warning}")
+            warnings += 1
     rules = sum(len(f.rules) for f in rule_set.files)
     click.echo(f"{_count(len(rule_set.files), 'file')}, {_count(rules, 'rule')}: {_count(errors, 'error')}, "
                f"{_count(warnings, 'warning')} (revision {rule_set.revision[:12]})")

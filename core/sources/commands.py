@@ -64,6 +64,10 @@ def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bo
         click.echo(json.dumps([s.as_dict() for s in results], ensure_ascii=False))
     if any(s.rejected for s in results) and not as_json:
         click.echo("Rows in quarantine: `motorcade quarantine list` shows them with the reason.")
+    if any(s.identifiers_dropped for s in results) and not as_json:
+        click.echo("Identifiers dropped (did not clean): `motorcade identity rejected` shows them with the reason.")
+    if any(s.flagged for s in results) and not as_json:
+        click.echo("Identifiers flagged (link nobody): `motorcade identity flagged` shows them with the reason.")
 
 
 def _ingest_with_bar(ingestor, source):
