@@ -107,6 +107,8 @@ def plugins(as_json: bool, verbose: bool) -> None:
             "errors": [{"name": e.name, "distribution": e.distribution, "error": e.error} for e in pm.load_errors],
         }
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        if pm.load_errors:
+            sys.exit(EXIT_DOMAIN_ERROR)
         return
     from rich.console import Console
     from rich.table import Table
@@ -118,10 +120,15 @@ def plugins(as_json: bool, verbose: bool) -> None:
         table.add_row(i.name, i.version or "-", ", ".join(i.kinds), ", ".join(i.provides), ", ".join(i.hooks))
     console = Console()
     console.print(table)
+    errors = Console(stderr=True, soft_wrap=True)
     for error in pm.load_errors:
-        console.print(f"[red]plugin {error.name!r} ({error.distribution}) failed to load:[/red] {error.error}")
+        errors.print(f"[red]error:[/red] {error.describe()}", markup=True, highlight=False)
         if verbose:
-            console.print(error.traceback)
+            errors.print(error.traceback, markup=False, highlight=False)
+    if pm.load_errors:
+        errors.print("hint: install what the error names (or reinstall the plugin); commands that do not need it "
+                     "keep working" + ("" if verbose else "; --verbose shows the traceback"), highlight=False)
+        sys.exit(EXIT_DOMAIN_ERROR)
 
 
 @cli.command()
@@ -187,11 +194,7 @@ def build_cli() -> click.Group:
         _add_library_commands(cli)
         _BUILTIN_COMMANDS = dict(cli.commands)
     cli.commands = dict(_BUILTIN_COMMANDS)  # forget commands of a previously loaded plugin manager
-    get_plugin_manager().hook.register_commands(cli=cli)
-    for name, command in _BUILTIN_COMMANDS.items():
-        if cli.commands.get(name) is not command:
-            raise MotorcadeError(f"a plugin replaced the built-in command {name!r}",
-                                 hint="rename the plugin's command")
+    get_plugin_manager().add_plugin_commands(cli)  # a clashing plugin command is skipped with a warning
     return cli
 
 
@@ -202,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `motorcade` script: runs the CLI and maps errors to exit codes."""
     try:
         group = build_cli()
+        from .plugins import get_plugin_manager
+
+        for warning in get_plugin_manager().command_warnings:
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
         group.main(args=argv, prog_name="motorcade", standalone_mode=False)
     except MotorcadeError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)

@@ -41,6 +41,18 @@ class PluginError(MotorcadeError):
     """A plugin registered something invalid (bad object, duplicate name)."""
 
 
+class PluginNotLoaded(PluginError):
+    """A name (channel, source type, tag calculator) belongs to an installed plugin that failed to load.
+
+    ``failure`` is the :class:`motorcade.plugins.PluginLoadError` (entry point, distribution, error). Callers
+    that must not lose work because of it (planned sends for the channel) keep that work pending.
+    """
+
+    def __init__(self, message: str, failure, hint: str | None = None):
+        super().__init__(message, hint)
+        self.failure = failure
+
+
 class DataError(MotorcadeError):
     """A data row cannot be used; names the source, the row and the field."""
 

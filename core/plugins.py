@@ -22,10 +22,11 @@ import traceback
 from typing import Any, Callable
 
 import attrs
+import click
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, PluginNotLoaded
 
 ENTRY_POINT_GROUP = "motorcade"
 
@@ -48,6 +49,31 @@ class PluginLoadError:
     distribution: str | None  # the distribution that declared it
     error: str  # one-line error
     traceback: str  # the full traceback, for --verbose
+    module: str = ""  # what the entry point points at (``motorcade_channels_foo``)
+
+    def could_provide(self, name: str) -> bool:
+        """Whether this plugin is the likely source of ``name`` (a channel, source type or tag calculator).
+
+        A plugin that failed to import cannot say what it registers; by convention (and in every bundled
+        plugin) the entry point is named after what it provides, and the distribution and module end with it.
+        """
+        wanted = name.replace("-", "_").lower()
+        candidates = [self.name, self.distribution or "", self.module.split(":")[0].split(".")[0]]
+        for candidate in candidates:
+            normalised = candidate.replace("-", "_").lower()
+            if normalised == wanted or normalised.endswith("_" + wanted):
+                return True
+        return False
+
+    def describe(self) -> str:
+        """``plugin 'foo' (distribution motorcade-channel-foo) failed to load: ImportError: ...``"""
+        return f"plugin {self.name!r} ({_distribution_label(self.distribution)}) failed to load: {self.error}"
+
+
+def _distribution_label(distribution: str | None, version: str | None = None) -> str:
+    if distribution is None:
+        return "not from an installed distribution"
+    return f"distribution {distribution}" + (f" {version}" if version else "")
 
 
 @attrs.frozen
@@ -78,6 +104,11 @@ class Registry:
     sources: dict[str, Registered] = attrs.field(factory=dict)
     tag_calculators: dict[str, Registered] = attrs.field(factory=dict)
     channels: dict[str, Registered] = attrs.field(factory=dict)
+    load_errors: tuple[PluginLoadError, ...] = ()  # plugins that failed to load (they registered nothing)
+
+    def load_failure_for(self, name: str) -> PluginLoadError | None:
+        """The failed plugin that would have provided ``name``, if any (see :meth:`PluginLoadError.could_provide`)."""
+        return next((e for e in self.load_errors if e.could_provide(name)), None)
 
     def source_class(self, type_name: str):
         return self._get(self.sources, type_name, "source type", "sources").obj
@@ -88,18 +119,27 @@ class Registry:
     def tag_calculator(self, name: str):
         return self._get(self.tag_calculators, name, "tag calculator", "tags").obj
 
-    @staticmethod
-    def _get(table: dict[str, Registered], name: str, what: str, kind: str) -> Registered:
+    def _get(self, table: dict[str, Registered], name: str, what: str, kind: str) -> Registered:
         try:
             return table[name]
         except KeyError:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(table), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else (
-                f"installed: {', '.join(sorted(table)) or 'none'}; install a plugin under plugins/{kind}/"
+            pass
+        failure = self.load_failure_for(name)
+        if failure is not None:
+            raise PluginNotLoaded(
+                f"{what} {name!r} is not available: {failure.describe()}", failure,
+                hint="install what the error names (or reinstall the plugin); "
+                     "`motorcade plugins --verbose` shows the traceback",
             )
-            raise PluginError(f"no {what} named {name!r} is installed", hint=hint) from None
+        from motorcade.dsl.errors import did_you_mean
+
+        hint = did_you_mean(name, table) or (
+            f"installed: {', '.join(sorted(table)) or 'none'}; install a plugin under plugins/{kind}/"
+        )
+        if self.load_errors:
+            hint += "; plugins that failed to load: " + "; ".join(
+                f"{e.name} ({_distribution_label(e.distribution)}): {e.error}" for e in self.load_errors)
+        raise PluginError(f"no {what} named {name!r} is installed", hint=hint)
 
 
 def _split_env(name: str) -> set[str] | None:
@@ -117,6 +157,7 @@ class MotorcadePluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.load_errors: list[PluginLoadError] = []
         self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (dist name, version)
+        self.command_warnings: list[str] = []  # plugin commands skipped by the last add_plugin_commands()
         self._registry: Registry | None = None
 
     # -- loading ----------------------------------------------------------------------------------
@@ -150,6 +191,7 @@ class MotorcadePluginManager(pluggy.PluginManager):
                         distribution=dist_name,
                         error=f"{type(exc).__name__}: {exc}",
                         traceback=traceback.format_exc(),
+                        module=ep.value,
                     )
                 )
                 continue
@@ -192,7 +234,7 @@ class MotorcadePluginManager(pluggy.PluginManager):
         from .sources.base import Source
         from .tags.base import TagCalculator
 
-        registry = Registry()
+        registry = Registry(load_errors=tuple(self.load_errors))
         self._call_register(
             "register_sources", registry.sources, "source type",
             lambda obj: isinstance(obj, type) and issubclass(obj, Source) and obj.type_name,
@@ -233,6 +275,42 @@ class MotorcadePluginManager(pluggy.PluginManager):
             # Call through pluggy (so tracing and monitoring see it), restricted to this one plugin.
             others = [p for p in self.get_plugins() if p is not impl.plugin]
             self.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
+
+    def add_plugin_commands(self, cli: click.Group) -> list[str]:
+        """Call ``register_commands`` plugin by plugin and keep every command whose name is free.
+
+        A command named like a built-in (or like one an earlier plugin added) is skipped, as is every command
+        of a plugin whose hook raises; the returned warnings (also kept in :attr:`command_warnings`) name the
+        plugin and its distribution. Every other command keeps working.
+        """
+        owner: dict[str, str | None] = {name: None for name in cli.commands}  # None: built-in
+        warnings: list[str] = []
+        for impl in reversed(self.hook.register_commands.get_hookimpls()):  # registration order
+            before = dict(cli.commands)
+            others = [p for p in self.get_plugins() if p is not impl.plugin]
+            try:
+                self.subset_hook_caller("register_commands", remove_plugins=others)(cli=cli)
+            except Exception as exc:  # a broken plugin must not break the CLI
+                cli.commands = before
+                warnings.append(f"{self.describe_plugin(impl.plugin_name)} could not add its commands "
+                                f"({type(exc).__name__}: {exc}); they are skipped")
+                continue
+            for name, command in list(cli.commands.items()):
+                if name not in before:
+                    owner[name] = impl.plugin_name
+                elif before[name] is not command:
+                    cli.commands[name] = before[name]
+                    taken = ("a built-in command" if owner.get(name) is None
+                             else f"added by {self.describe_plugin(owner[name])}")
+                    warnings.append(f"{self.describe_plugin(impl.plugin_name)} adds a command {name!r}, which is "
+                                    f"{taken}; the plugin's command is skipped (rename it in the plugin)")
+        self.command_warnings = warnings
+        return warnings
+
+    def describe_plugin(self, name: str) -> str:
+        """``plugin 'foo' (distribution motorcade-foo 1.0)``, for messages about a plugin."""
+        dist, version = self.distributions.get(name, (None, None))
+        return f"plugin {name!r} ({_distribution_label(dist, version)})"
 
     # -- introspection ----------------------------------------------------------------------------
 
@@ -286,6 +364,15 @@ def get_plugin_manager() -> MotorcadePluginManager:
     if _default is None:
         _default = load_plugins()
     return _default
+
+
+def plugin_load_failures(pm: MotorcadePluginManager | None = None) -> list[PluginLoadError]:
+    """The plugins that failed to load and why (entry point, distribution, one-line error, traceback).
+
+    ``pm``: the manager to ask (default: the process-wide one). What such a plugin would have provided is
+    unknown; :meth:`PluginLoadError.could_provide` tells whether a name is likely its.
+    """
+    return list((pm or get_plugin_manager()).load_errors)
 
 
 def set_plugin_manager(pm: MotorcadePluginManager | None) -> None:
