@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 domain error (bad rule file, bad data, failed rule test
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class CliState:
 
 
 pass_state = click.make_pass_decorator(CliState)
+_current_state: CliState | None = None  # the running command's state: where to log an unexpected error
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,7 +74,8 @@ def cli(ctx: click.Context, project_dir: str | None) -> None:
 
     Pipeline: ingest -> identity -> tags -> segments -> run (campaigns, triggers) -> report.
     """
-    ctx.obj = CliState(project_dir)
+    global _current_state
+    ctx.obj = _current_state = CliState(project_dir)
 
 
 @cli.command()
@@ -221,7 +224,56 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return EXIT_DOMAIN_ERROR
+    except Exception as exc:  # the last line of defence: no traceback reaches an operator
+        log = log_unexpected_error(exc, argv if argv is not None else sys.argv[1:])
+        click.secho(f"Error: {one_line(exc)} (details in {log})", fg="red", err=True)
+        return EXIT_DOMAIN_ERROR
     return 0
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``RuntimeError: what happened``, on one line, cut to ``limit`` characters, personal data masked."""
+    from .masking import mask_free_text
+
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return mask_free_text(text)
+
+
+def log_directory() -> Path:
+    """Where unexpected errors are logged: $MOTORCADE_LOG_DIR, else the project's ``.motorcade/logs`` when a
+    command found its project, else ``motorcade-logs`` in the system's temporary directory."""
+    import tempfile
+
+    if os.environ.get("MOTORCADE_LOG_DIR"):
+        return Path(os.environ["MOTORCADE_LOG_DIR"])
+    project = getattr(_current_state, "_project", None)
+    if project is not None:
+        return project.directory / ".motorcade" / "logs"
+    return Path(tempfile.gettempdir()) / "motorcade-logs"
+
+
+def log_unexpected_error(exc: BaseException, argv: list[str]) -> Path:
+    """Write the command line, the versions and the traceback of ``exc`` to a new log file; return its path."""
+    import datetime as dt
+    import platform
+    import tempfile
+    import traceback
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    text = (f"motorcade {__version__}, Python {platform.python_version()}, {platform.platform()}\n"
+            f"command: motorcade {' '.join(argv)}\n"
+            f"time: {stamp}\n\n" + "".join(traceback.format_exception(exc)))
+    for directory in (log_directory(), Path(tempfile.gettempdir()) / "motorcade-logs"):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f"error-{stamp}-", suffix=".log", dir=directory)
+            with open(handle, "w", encoding="utf-8") as f:
+                f.write(text)
+            return Path(name)
+        except OSError:
+            continue  # a read-only project: fall back to the temporary directory
+    return Path(os.devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

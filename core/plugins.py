@@ -184,6 +184,7 @@ class MotorcadePluginManager(pluggy.PluginManager):
             try:
                 plugin = ep.load()
                 self.register(plugin, name=ep.name)
+                self._check_pending_of(ep.name)
             except Exception as exc:  # a broken plugin must not break the CLI
                 self.load_errors.append(
                     PluginLoadError(
@@ -198,6 +199,15 @@ class MotorcadePluginManager(pluggy.PluginManager):
             if ep.dist is not None:
                 self.distributions[ep.name] = (ep.dist.name, ep.dist.version)
         self.check_pending()
+
+    def _check_pending_of(self, name: str) -> None:
+        """Unregister plugin ``name`` and raise if it implements a hook that does not exist (a misspelling)."""
+        try:
+            self.check_pending()
+        except pluggy.PluginValidationError:
+            if self.get_plugin(name) is not None:
+                self.unregister(name=name)
+            raise
 
     def enable_tracing(self) -> None:
         """Print every hook call (with the plugins it reaches) and its outcome to stderr."""

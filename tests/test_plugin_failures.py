@@ -125,3 +125,18 @@ def test_a_plugin_command_named_like_a_built_in_is_skipped_with_a_warning(tmp_pa
     status = run(site, "--project", str(project), "status")
     assert "the plugin's status" not in status.stdout and "Project" in status.stdout
     assert run(site, "clash-extra").stdout.strip() == "extra works"  # its other commands still work
+
+
+def test_an_installed_plugin_with_a_misspelled_hook_is_a_load_failure_not_a_broken_cli(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "motorcade-typo", "typo", "motorcade_typo", """
+        import motorcade
+
+        @motorcade.hookimpl
+        def register_chanels(register):
+            pass
+    """)
+    assert run(site, "--help").returncode == 0
+    result = run(site, "plugins")
+    assert result.returncode == 1 and "register_chanels" in result.stderr and "motorcade-typo" in result.stderr
