@@ -37,6 +37,12 @@ class ProjectNotFound(MotorcadeError):
     exit_code = EXIT_USAGE_ERROR
 
 
+class UsageError(MotorcadeError):
+    """The command line is incomplete or contradicts itself (a missing argument, nothing to work on)."""
+
+    exit_code = EXIT_USAGE_ERROR
+
+
 class PluginError(MotorcadeError):
     """A plugin registered something invalid (bad object, duplicate name)."""
 

@@ -28,13 +28,13 @@ def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bo
     Bad rows go to quarantine with the reason (see `motorcade quarantine list`). Re-running a
     source is safe: what is already stored is not written twice.
     """
-    from ..errors import MotorcadeError
+    from ..errors import UsageError
     from .ingest import ingest as run_ingest, project_ingestor
 
     project = _state().project
     names = list(project.config.sources) if all_sources else list(sources)
     if not names:
-        raise MotorcadeError("name the sources to ingest, or pass --all",
+        raise UsageError("name the sources to ingest, or pass --all",
                              hint=f"configured: {', '.join(project.config.sources) or 'none'}")
     for name in names:
         project.source_settings(name)  # fail early on a misspelled name
