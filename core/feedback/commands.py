@@ -92,9 +92,13 @@ def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days
     from .uplift import compute_uplift
 
     project = state.project
+    try:
+        campaigns = tuple(project.rules().campaigns)  # for the did-you-mean hint of an unknown campaign
+    except MotorcadeError:
+        campaigns = ()
     result = compute_uplift(project.store, campaign, event=event, days=days, run_id=run_id, store_id=store_id,
                             lapsed_days=lapsed_days, confidence=confidence, method=method,
-                            as_of=to_epoch(as_of, project.timezone), tz=project.timezone)
+                            as_of=to_epoch(as_of, project.timezone), tz=project.timezone, campaigns=campaigns)
     _emit(result, fmt, out)
 
 
