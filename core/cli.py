@@ -60,14 +60,82 @@ class CliState:
 
 
 pass_state = click.make_pass_decorator(CliState)
+
+
+class MotorcadeGroup(click.Group):
+    """The root group: commands of plugins in the project's ``[project] plugins_dir`` are found too."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str):
+        command = super().get_command(ctx, cmd_name)
+        if command is None and _load_project_plugins(ctx):
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context):
+        _load_project_plugins(ctx)
+        return super().list_commands(ctx)
+
+
+def _state_of(ctx: click.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):  # commands are looked up before the group's callback runs
+        root.obj = CliState(root.params.get("project_dir"))
+    return root.obj
+
+
+def _load_project_plugins(ctx: click.Context) -> bool:
+    """Load the project's plugins directory, if there is a project and it has one; True if commands changed."""
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    before = set(pm.plugin_files)
+    try:
+        _state_of(ctx).project.plugins
+    except MotorcadeError:
+        return False  # no project (or a broken one): the command itself reports it
+    if set(pm.plugin_files) == before:
+        return False
+    _refresh_plugin_commands(ctx.find_root().command)
+    return True
+
+
+def _load_plugins_dirs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--plugins-dir``: load the .py files before the command is looked up, so their commands exist."""
+    if values:
+        from .plugins import get_plugin_manager
+
+        for directory in values:
+            get_plugin_manager().load_plugins_dir(directory)
+        _refresh_plugin_commands(ctx.command)
+    return values
+
+
+_shown_warnings: set[str] = set()
+
+
+def _refresh_plugin_commands(group: click.Group) -> None:
+    """Rebuild the plugin commands after more plugins were loaded; show warnings not shown yet."""
+    from .plugins import get_plugin_manager
+
+    if _BUILTIN_COMMANDS is not None:
+        group.commands = dict(_BUILTIN_COMMANDS)
+    for warning in get_plugin_manager().add_plugin_commands(group):
+        if warning not in _shown_warnings:
+            _shown_warnings.add(warning)
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
 _current_state: CliState | None = None  # the running command's state: where to log an unexpected error
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=MotorcadeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="motorcade")
 @click.option("--project", "project_dir", envvar="MOTORCADE_PROJECT", type=click.Path(file_okay=False),
+              is_eager=True,  # known before the project's plugins directory is searched for a command
               help="Project directory (default: the current directory or a parent with motorcade.toml). "
                    "Env: MOTORCADE_PROJECT.")
+@click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False), is_eager=True,
+              expose_value=False, callback=_load_plugins_dirs,
+              help="Load every .py file in DIR as a plugin (repeatable). Env: MOTORCADE_PLUGINS_DIR; "
+                   "project setting: [project] plugins_dir.")
 @click.pass_context
 def cli(ctx: click.Context, project_dir: str | None) -> None:
     """Motorcade: customer data and marketing automation for automotive retail.
@@ -75,7 +143,7 @@ def cli(ctx: click.Context, project_dir: str | None) -> None:
     Pipeline: ingest -> identity -> tags -> segments -> run (campaigns, triggers) -> report.
     """
     global _current_state
-    ctx.obj = _current_state = CliState(project_dir)
+    _current_state = _state_of(ctx)
 
 
 @cli.command()
@@ -94,20 +162,23 @@ def init(directory: str, name: str | None) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks of plugins that failed to load.")
-def plugins(as_json: bool, verbose: bool) -> None:
-    """List installed plugins: name, version, kind and hooks."""
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool, verbose: bool) -> None:
+    """List installed plugins: name, version, kind and hooks. Exits 1 when a plugin failed to load."""
     from .plugins import get_plugin_manager
 
+    _load_project_plugins(ctx)  # a project's plugins directory, when run inside a project
     pm = get_plugin_manager()
     infos = pm.plugin_infos()
     if as_json:
         payload = {
             "plugins": [
                 {"name": i.name, "distribution": i.distribution, "version": i.version, "kinds": list(i.kinds),
-                 "hooks": list(i.hooks), "provides": list(i.provides)}
+                 "hooks": list(i.hooks), "provides": list(i.provides), "path": i.path}
                 for i in infos
             ],
-            "errors": [{"name": e.name, "distribution": e.distribution, "error": e.error} for e in pm.load_errors],
+            "errors": [{"name": e.name, "distribution": e.distribution, "error": e.error, "origin": e.origin()}
+                       for e in pm.load_errors],
         }
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         if pm.load_errors:
@@ -120,7 +191,8 @@ def plugins(as_json: bool, verbose: bool) -> None:
     for column in ("name", "version", "kind", "provides", "hooks"):
         table.add_column(column)
     for i in infos:
-        table.add_row(i.name, i.version or "-", ", ".join(i.kinds), ", ".join(i.provides), ", ".join(i.hooks))
+        table.add_row(i.name, i.version or ("file" if i.path else "-"), ", ".join(i.kinds), ", ".join(i.provides),
+                      ", ".join(i.hooks))
     console = Console()
     console.print(table)
     errors = Console(stderr=True, soft_wrap=True)
@@ -148,6 +220,35 @@ def status(state: CliState, as_json: bool) -> None:
     width = max(len(k) for k in counts)
     for key, value in counts.items():
         click.echo(f"  {key.ljust(width)}  {value:>10,}")
+
+
+@cli.command()
+@click.argument("packages", nargs=-1)
+@click.option("-U", "--upgrade", is_flag=True, help="Upgrade the packages to their newest version.")
+@click.option("-e", "--editable", metavar="DIR", help="Install a local plugin directory in editable mode.")
+@click.option("--force-reinstall", is_flag=True, help="Reinstall even if the version is already installed.")
+@click.option("--no-cache-dir", is_flag=True, help="Do not use pip's cache.")
+@click.option("--pre", is_flag=True, help="Include pre-release and development versions.")
+def install(packages: tuple[str, ...], upgrade: bool, editable: str | None, force_reinstall: bool,
+            no_cache_dir: bool, pre: bool) -> None:
+    """Install plugin PACKAGES into Motorcade's own environment (pip underneath).
+
+    PACKAGES are names (motorcade-channel-foo), version specifiers, paths, wheel files or URLs, as pip takes them.
+    """
+    from .installer import install_packages
+
+    install_packages(packages, upgrade=upgrade, editable=editable, force_reinstall=force_reinstall,
+                     no_cache_dir=no_cache_dir, pre=pre)
+
+
+@cli.command()
+@click.argument("packages", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def uninstall(packages: tuple[str, ...], yes: bool) -> None:
+    """Uninstall plugin PACKAGES from Motorcade's own environment (pip underneath)."""
+    from .installer import uninstall_packages
+
+    uninstall_packages(packages, yes=yes)
 
 
 @cli.command(name="new-plugin")
@@ -211,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         from .plugins import get_plugin_manager
 
         for warning in get_plugin_manager().command_warnings:
-            click.secho(f"warning: {warning}", fg="yellow", err=True)
+            if warning not in _shown_warnings:
+                _shown_warnings.add(warning)
+                click.secho(f"warning: {warning}", fg="yellow", err=True)
         group.main(args=argv, prog_name="motorcade", standalone_mode=False)
     except MotorcadeError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)

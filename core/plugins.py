@@ -8,6 +8,10 @@ installed distributions' entry points in the group ``motorcade``. Environment sw
 - ``MOTORCADE_BLOCK_PLUGINS=a,b`` skips these.
 - ``MOTORCADE_TRACE_PLUGINS=1`` prints every hook call and result to stderr (pluggy's tracing).
 
+One-off plugins can also be plain ``.py`` files in a directory (as ``datasette --plugins-dir`` does):
+:meth:`MotorcadePluginManager.load_plugins_dir`, used by ``motorcade --plugins-dir DIR``,
+``MOTORCADE_PLUGINS_DIR`` and a project's ``[project] plugins_dir``.
+
 A plugin that fails to import is reported by name with its error and skipped; it never breaks
 commands that do not need it.
 """
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 import attrs
@@ -67,7 +73,12 @@ class PluginLoadError:
 
     def describe(self) -> str:
         """``plugin 'foo' (distribution motorcade-channel-foo) failed to load: ImportError: ...``"""
-        return f"plugin {self.name!r} ({_distribution_label(self.distribution)}) failed to load: {self.error}"
+        return f"plugin {self.name!r} ({self.origin()}) failed to load: {self.error}"
+
+    def origin(self) -> str:
+        if self.distribution is None and self.module.endswith(".py"):
+            return f"file {self.module}"
+        return _distribution_label(self.distribution)
 
 
 def _distribution_label(distribution: str | None, version: str | None = None) -> str:
@@ -86,6 +97,7 @@ class PluginInfo:
     hooks: tuple[str, ...]  # hook names it implements
     kinds: tuple[str, ...]  # source / tag / channel / command
     provides: tuple[str, ...]  # names of the things it registered (source types, tags, channels)
+    path: str | None = None  # the .py file of a plugin loaded from a plugins directory
 
 
 @attrs.define
@@ -158,6 +170,7 @@ class MotorcadePluginManager(pluggy.PluginManager):
         self.load_errors: list[PluginLoadError] = []
         self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (dist name, version)
         self.command_warnings: list[str] = []  # plugin commands skipped by the last add_plugin_commands()
+        self.plugin_files: dict[str, Path] = {}  # plugin name -> .py file, for plugins from a plugins directory
         self._registry: Registry | None = None
 
     # -- loading ----------------------------------------------------------------------------------
@@ -199,6 +212,44 @@ class MotorcadePluginManager(pluggy.PluginManager):
             if ep.dist is not None:
                 self.distributions[ep.name] = (ep.dist.name, ep.dist.version)
         self.check_pending()
+
+    def load_plugins_dir(self, directory: str | Path) -> list[str]:
+        """Register every ``*.py`` file in ``directory`` as a plugin named after the file (``pigeon.py``:
+        ``pigeon``), for one-off plugins that are not worth a package. Loading a directory again is a no-op
+        for files already loaded. A file that fails to import (or clashes with a plugin's name) is a load
+        failure like a broken installed plugin. Returns the names newly registered."""
+        directory = Path(directory).expanduser().resolve()
+        if not directory.is_dir():
+            from .errors import UsageError
+
+            raise UsageError(f"plugins directory {directory} does not exist",
+                             hint="create it, or fix --plugins-dir / MOTORCADE_PLUGINS_DIR / [project] plugins_dir")
+        loaded = []
+        for path in sorted(directory.glob("*.py")):
+            name = path.stem
+            if path.name.startswith("_") or self.plugin_files.get(name) == path:
+                continue
+            if any(e.module == str(path) for e in self.load_errors):
+                continue  # already reported
+            module_name = f"motorcade_plugins_dir.{name}"
+            try:
+                if self.get_plugin(name) is not None:
+                    raise ValueError(f"a plugin named {name!r} is already loaded; rename the file")
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module  # so the file's classes can be pickled and introspected
+                spec.loader.exec_module(module)
+                self.register(module, name=name)
+                self._check_pending_of(name)
+            except Exception as exc:  # a broken file must not break the CLI
+                sys.modules.pop(module_name, None)
+                self.load_errors.append(PluginLoadError(name=name, distribution=None,
+                                                        error=f"{type(exc).__name__}: {exc}",
+                                                        traceback=traceback.format_exc(), module=str(path)))
+                continue
+            self.plugin_files[name] = path
+            loaded.append(name)
+        return loaded
 
     def _check_pending_of(self, name: str) -> None:
         """Unregister plugin ``name`` and raise if it implements a hook that does not exist (a misspelling)."""
@@ -319,6 +370,8 @@ class MotorcadePluginManager(pluggy.PluginManager):
 
     def describe_plugin(self, name: str) -> str:
         """``plugin 'foo' (distribution motorcade-foo 1.0)``, for messages about a plugin."""
+        if name in self.plugin_files:
+            return f"plugin {name!r} (file {self.plugin_files[name]})"
         dist, version = self.distributions.get(name, (None, None))
         return f"plugin {name!r} ({_distribution_label(dist, version)})"
 
@@ -348,18 +401,24 @@ class MotorcadePluginManager(pluggy.PluginManager):
                     hooks=hooks,
                     kinds=tuple(sorted({KIND_BY_HOOK[h] for h in hooks if h in KIND_BY_HOOK})),
                     provides=tuple(sorted(provided.get(name, ()))),
+                    path=str(self.plugin_files[name]) if name in self.plugin_files else None,
                 )
             )
         return sorted(infos, key=lambda i: i.name)
 
 
 def load_plugins(*, entry_points: bool = True, builtins: bool = True) -> MotorcadePluginManager:
-    """Build a plugin manager with the built-ins and (unless disabled) the installed entry points."""
+    """Build a plugin manager with the built-ins and (unless disabled) the installed entry points and the
+    ``.py`` files of the directories in ``MOTORCADE_PLUGINS_DIR`` (separated like PATH)."""
     pm = MotorcadePluginManager()
     if builtins:
         pm.load_builtins()
     if entry_points:
         pm.load_entry_points()
+    if entry_points and os.environ.get("MOTORCADE_PLUGINS_DIR"):
+        for directory in os.environ["MOTORCADE_PLUGINS_DIR"].split(os.pathsep):
+            if directory:
+                pm.load_plugins_dir(directory)
     if os.environ.get("MOTORCADE_TRACE_PLUGINS", "") in ("1", "true", "yes"):
         pm.enable_tracing()
     return pm

@@ -20,12 +20,27 @@ class Project:
         self.directory = Path(directory).resolve()
         self.config: ProjectConfig = load_config(self.directory / CONFIG_FILENAME)
         self._pm = plugin_manager
+        self._plugins_dirs_loaded = False
 
     @property
     def plugins(self) -> MotorcadePluginManager:
+        """The plugin manager, with the ``.py`` files of ``[project] plugins_dir`` loaded into it."""
         if self._pm is None:
             self._pm = get_plugin_manager()
+        if not self._plugins_dirs_loaded:
+            self._plugins_dirs_loaded = True
+            for directory in self.plugins_dirs():
+                self._pm.load_plugins_dir(directory)
         return self._pm
+
+    def plugins_dirs(self) -> list[Path]:
+        """``[project] plugins_dir``: a directory (or a list) of one-off plugins as plain .py files."""
+        value = self.config.raw.get("project", {}).get("plugins_dir", [])
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise MotorcadeError(f"{self.config.path}: [project] plugins_dir must be a path or a list of paths, "
+                                 f"not {value!r}", hint='e.g. plugins_dir = "plugins"')
+        return [self.directory / v for v in value]
 
     @cached_property
     def store(self):
