@@ -257,13 +257,14 @@ def uninstall(packages: tuple[str, ...], yes: bool) -> None:
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Where to create the package.")
 def new_plugin(kind: str, name: str, directory: str) -> None:
-    """Create a plugin package: pyproject with the entry point, module, README and a passing test."""
+    """Create a plugin package: entry point, a working example, behaviour tests, README, LICENSE and CI."""
     from .scaffold import new_plugin as scaffold
 
     root = scaffold(kind, name, Path(directory))
     click.echo(f"Created {kind} plugin {name!r} in {root}")
-    click.echo(f"  install: pip install -e {root}")
-    click.echo(f"  test:    pytest {root / 'tests'}")
+    click.echo(f"  use it here: motorcade install -e {root}")
+    click.echo(f"  test it:     cd {root} && pip install -e '.[test]' && pytest")
+    click.echo("  guide:       docs/plugins.md (hooks, fixtures, publishing)")
 
 
 def _add_library_commands(group: click.Group) -> None:
