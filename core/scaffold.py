@@ -185,7 +185,7 @@ def test_reads_people_and_rejects_rows_without_a_phone(tmp_path):
     source = __MODULE__.__CLS__("crm", {"path": "customers.csv"}, DATA)
     records = [record for batch in source.read() for record in batch]
     people = [r for r in records if isinstance(r, PersonRecord)]
-    assert [p.identifiers[0].value for p in people] == ["13800138000", "13912345678"]
+    assert [p.identifiers[0].value for p in people] == ["13761982345", "13912345678"]
     assert people[0].attributes == {"name": "Zhang Wei", "city": "Shanghai"}
     [rejected] = [r for r in records if isinstance(r, RejectedRow)]
     assert rejected.position == "line 4" and rejected.reason == "no phone number"
@@ -288,7 +288,7 @@ def provider():
 
 
 def message(key):
-    return OutboundMessage(key, 1, "+8613800138000", "welcome", "Hello from the dealer")
+    return OutboundMessage(key, 1, "+8613761982345", "welcome", "Hello from the dealer")
 
 
 def channel_for(url, tmp_path, register_plugin, motorcade_pm):
@@ -302,7 +302,7 @@ def test_delivers_to_the_provider(provider, tmp_path, register_plugin, motorcade
     channel = channel_for(url, tmp_path, register_plugin, motorcade_pm)
     [result] = channel.send([message("k1")])
     assert (result.idempotency_key, result.status, result.provider_message_id) == ("k1", "sent", "msg-1")
-    assert received == [("k1", {"to": "+8613800138000", "template": "welcome", "text": "Hello from the dealer",
+    assert received == [("k1", {"to": "+8613761982345", "template": "welcome", "text": "Hello from the dealer",
                                 "subject": None})]
 
 
@@ -322,7 +322,7 @@ def test_unreachable_provider_is_transient(tmp_path, register_plugin, motorcade_
 ''',
 }
 
-_SAMPLE_CSV = "phone,name,city\n13800138000,Zhang Wei,Shanghai\n13912345678,Li Na,Beijing\n,No Phone,Nanjing\n"
+_SAMPLE_CSV = "phone,name,city\n13761982345,Zhang Wei,Shanghai\n13912345678,Li Na,Beijing\n,No Phone,Nanjing\n"
 
 _CONFIG = {
     "source": '[sources.crm]\ntype = "__NAME__"\npath = "data/customers.csv"   # relative to the project\n'
