@@ -94,6 +94,8 @@ def test_missing_arguments_and_no_project_are_usage_errors(tmp_path):
     ingest = run(["--project", str(tmp_path / "p"), "ingest"])
     assert ingest.returncode == 2, ingest.stderr
     assert "--all" in ingest.stderr  # says what to pass
+    split = run(["--project", str(tmp_path / "p"), "identity", "split", "1"])
+    assert split.returncode == 2 and "--identifier" in split.stderr, split.stderr
     outside = tmp_path / "elsewhere"
     (outside / "rules").mkdir(parents=True)
     (outside / "rules" / "a.mc").write_text("segment a {\n  where profile.name is not null\n}\n")

@@ -85,6 +85,8 @@ def split_cmd(person_id: int, identifier: str | None, link_id: int | None, reaso
     from .explain import split
     from .guards import IdentityGuards
 
+    if identifier is None and link_id is None:  # a missing argument: usage error (exit 2)
+        raise click.UsageError("say what to split off: --identifier TYPE:VALUE or --link LINK_ID")
     project = click.get_current_context().obj.project
     identity_table = project.config.identity
     guards = IdentityGuards.from_config(identity_table, region=identity_table.get("phone_region", "CN"))
