@@ -1,7 +1,8 @@
 """The ``motorcade`` command line. Commands parse options and call the library; nothing more.
 
-Exit codes: 0 success; 1 domain error (bad rule file, bad data, failed rule test or check);
-2 usage error (bad option, no project found).
+Exit codes: 0 success; 1 domain error (bad rule file, bad data, failed rule test or check, a plugin that
+failed to load for `plugins`) and any unexpected error (one line on stderr, the traceback in a log file: see
+:func:`log_unexpected_error`); 2 usage error (bad option, missing argument, no project found).
 """
 
 from __future__ import annotations
@@ -119,10 +120,17 @@ def _refresh_plugin_commands(group: click.Group) -> None:
 
     if _BUILTIN_COMMANDS is not None:
         group.commands = dict(_BUILTIN_COMMANDS)
-    for warning in get_plugin_manager().add_plugin_commands(group):
+    _show_warnings(get_plugin_manager().add_plugin_commands(group))
+
+
+def _show_warnings(warnings: list[str]) -> None:
+    """Print each warning about plugins once per process (the CLI may be rebuilt as more plugins load)."""
+    for warning in warnings:
         if warning not in _shown_warnings:
             _shown_warnings.add(warning)
             click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
 _current_state: CliState | None = None  # the running command's state: where to log an unexpected error
 
 
@@ -308,14 +316,13 @@ _BUILTIN_COMMANDS: dict[str, click.Command] | None = None
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `motorcade` script: runs the CLI and maps errors to exit codes."""
+    global _current_state
+    _current_state = None
     try:
         group = build_cli()
         from .plugins import get_plugin_manager
 
-        for warning in get_plugin_manager().command_warnings:
-            if warning not in _shown_warnings:
-                _shown_warnings.add(warning)
-                click.secho(f"warning: {warning}", fg="yellow", err=True)
+        _show_warnings(get_plugin_manager().command_warnings)
         group.main(args=argv, prog_name="motorcade", standalone_mode=False)
     except MotorcadeError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)
@@ -327,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
+        return EXIT_DOMAIN_ERROR
+    except BrokenPipeError:  # output piped into `head` and the like: not an error worth a log
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_DOMAIN_ERROR
     except Exception as exc:  # the last line of defence: no traceback reaches an operator
         log = log_unexpected_error(exc, argv if argv is not None else sys.argv[1:])
