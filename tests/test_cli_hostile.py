@@ -147,6 +147,9 @@ def test_every_option_and_argument_with_garbage(projects, capsys):
         for args in invocations:
             code, output = invoke(args, capsys, projects)
             assert_operator_friendly(args, code, output)
+            if any(v in args for v in ("not-a-number", "99999999999999999999999", "nan", "bogus")):
+                # a number or choice that cannot be used is the operator's mistake, said as such
+                assert "details in" not in output, f"motorcade {' '.join(args)}:\n{output}"
 
 
 def test_an_unexpected_error_prints_one_line_and_logs_the_traceback(tmp_path, monkeypatch, capsys,

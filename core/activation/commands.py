@@ -7,6 +7,7 @@ import re
 
 import click
 
+from motorcade.cli_types import COUNT, ROW_ID
 from motorcade.masking import mask_identifier, pii_visible
 
 
@@ -106,9 +107,9 @@ def _mask_address(send) -> str:
 @sends.command("list")
 @click.option("--status", help="planned, deferred, claimed, sent, failed, dead, suppressed, holdout")
 @click.option("--origin", help="Campaign or trigger name.")
-@click.option("--person", "person_id", type=int, help="Person id.")
+@click.option("--person", "person_id", type=ROW_ID, help="Person id.")
 @click.option("--run", "run_id", help="Run id.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=COUNT, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (addresses masked unless MOTORCADE_SHOW_PII=1).")
 @click.pass_obj
 def sends_list(state, status, origin, person_id, run_id, limit, as_json) -> None:

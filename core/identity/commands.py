@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..cli_types import ROW_ID
 from ..masking import mask_identifier, mask_id
 
 
@@ -76,9 +77,9 @@ def explain_cmd(query: str, as_json: bool) -> None:
 
 
 @identity.command("split")
-@click.argument("person_id", type=int)
+@click.argument("person_id", type=ROW_ID)
 @click.option("--identifier", help="TYPE:VALUE that wrongly joined the records; it is flagged and never links again.")
-@click.option("--link", "link_id", type=int, help="One link id (see `identity explain`) to remove.")
+@click.option("--link", "link_id", type=ROW_ID, help="One link id (see `identity explain`) to remove.")
 @click.option("--reason", default="split by operator", show_default=True, help="Recorded in the merge log.")
 def split_cmd(person_id: int, identifier: str | None, link_id: int | None, reason: str) -> None:
     """Undo a bad merge of PERSON_ID: remove the offending link and re-derive the people."""

@@ -11,6 +11,8 @@ import json
 
 import click
 
+from motorcade.cli_types import ROW_ID
+
 
 def _project():
     return click.get_current_context().find_root().obj.project
@@ -52,7 +54,7 @@ def compute_command(names: tuple[str, ...], as_of: str | None, as_json: bool) ->
 
 @click.command(name="explain")
 @click.argument("segment")
-@click.option("--person", "person_id", type=int, help="Explain why this person is (not) a member.")
+@click.option("--person", "person_id", type=ROW_ID, help="Explain why this person is (not) a member.")
 @_AS_OF
 def explain_command(segment: str, person_id: int | None, as_of: str | None) -> None:
     """Show a segment's SQL, query plan, size and masked sample members — or, with --person, the

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..cli_types import ROW_ID, SQLITE_INTEGER_MAX
 from ..masking import mask_free_text
 
 def mask_text(text: str) -> str:
@@ -84,7 +85,8 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 @click.option("--source", help="Only this source.")
-@click.option("--limit", default=50, show_default=True, help="At most this many rows (0 = all).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(0, SQLITE_INTEGER_MAX),
+              help="At most this many rows (0 = all).")
 @click.option("--summary", "as_summary", is_flag=True, help="Counts per source and reason instead of rows.")
 @click.option("--all", "include_resolved", is_flag=True, help="Include rows a retry has fixed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -117,7 +119,7 @@ def quarantine_list(source: str | None, limit: int, as_summary: bool, include_re
 
 @quarantine.command("retry")
 @click.option("--source", help="Only this source.")
-@click.option("--id", "row_ids", multiple=True, type=int, help="Only these quarantine row ids.")
+@click.option("--id", "row_ids", multiple=True, type=ROW_ID, help="Only these quarantine row ids.")
 def quarantine_retry(source: str | None, row_ids: tuple[int, ...]) -> None:
     """Re-read quarantined rows with the current mapping and guards; fixed rows are written."""
     from .ingest import open_source, project_ingestor
