@@ -319,7 +319,7 @@ class MotorcadePluginManager(pluggy.PluginManager):
     def _call_register(self, hook_name: str, table: dict[str, Registered], what: str,
                        valid: Callable[[Any], bool], name_of: Callable[[Any], str], expected: str) -> None:
         hook = getattr(self.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in reversed(hook.get_hookimpls()):  # pluggy's call order (the last registered first)
             plugin_name = impl.plugin_name
 
             def register(obj: Any, _plugin: str = plugin_name) -> None:
@@ -346,7 +346,7 @@ class MotorcadePluginManager(pluggy.PluginManager):
         """
         owner: dict[str, str | None] = {name: None for name in cli.commands}  # None: built-in
         warnings: list[str] = []
-        for impl in reversed(self.hook.register_commands.get_hookimpls()):  # registration order
+        for impl in self.hook.register_commands.get_hookimpls():  # registration order: the first plugin keeps a name
             before = dict(cli.commands)
             others = [p for p in self.get_plugins() if p is not impl.plugin]
             try:

@@ -7,8 +7,12 @@ import subprocess
 import sys
 import textwrap
 
+import click
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import motorcade
 from motorcade.errors import PluginError, PluginNotLoaded
 from motorcade.plugins import load_plugins, plugin_load_failures
 
@@ -140,3 +144,46 @@ def test_an_installed_plugin_with_a_misspelled_hook_is_a_load_failure_not_a_brok
     assert run(site, "--help").returncode == 0
     result = run(site, "plugins")
     assert result.returncode == 1 and "register_chanels" in result.stderr and "motorcade-typo" in result.stderr
+
+
+BUILT_INS = ["status", "check", "ingest", "plugins"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(BUILT_INS + ["alpha", "beta", "gamma"]), max_size=4, unique=True),
+                min_size=1, max_size=4))
+def test_plugin_commands_never_replace_a_taken_name(commands_per_plugin):
+    """Whatever names plugins choose, built-ins stay, the first plugin to take a free name keeps it, and every
+    command that was skipped has one warning naming its plugin."""
+    group = click.Group("root")
+    for name in BUILT_INS:
+        group.add_command(click.Command(name), name)
+    built_in = dict(group.commands)
+    pm = load_plugins(entry_points=False)
+    for index, names in enumerate(commands_per_plugin):
+        pm.register(CommandPlugin(index, names), name=f"plugin{index}")
+    warnings = pm.add_plugin_commands(group)
+    first_owner = {}
+    expected_skips = 0
+    for index, names in enumerate(commands_per_plugin):
+        for name in names:
+            if name in built_in or name in first_owner:
+                expected_skips += 1
+            else:
+                first_owner[name] = index
+    for name, command in built_in.items():
+        assert group.commands[name] is command
+    for name, index in first_owner.items():
+        assert group.commands[name].help == f"plugin{index}"
+    assert len(warnings) == expected_skips
+    assert all("plugin 'plugin" in w and "skipped" in w for w in warnings)
+
+
+class CommandPlugin:
+    def __init__(self, index, names):
+        self.index, self.names = index, names
+
+    @motorcade.hookimpl
+    def register_commands(self, cli):
+        for name in self.names:
+            cli.add_command(click.Command(name, help=f"plugin{self.index}"), name)
