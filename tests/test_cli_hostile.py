@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import motorcade
 from motorcade import cli as cli_module
@@ -201,3 +203,11 @@ def test_the_log_goes_into_the_project_when_there_is_one(tmp_path, monkeypatch, 
     line = capsys.readouterr().err.strip()
     log = Path(line.rsplit("details in ", 1)[1].rstrip(")"))
     assert log.is_relative_to((tmp_path / "p").resolve()), log
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_the_error_line_is_one_line_of_bounded_length(message):
+    line = cli_module.one_line(RuntimeError(message), limit=120)
+    assert "\n" not in line and "\r" not in line and len(line) <= 120
+    assert line.startswith("RuntimeError:")
