@@ -1,6 +1,7 @@
 """Every command that looks a name up suggests the closest one with the same helper `check` uses
 (`motorcade.dsl.errors.did_you_mean`), so the hint reads the same everywhere."""
 
+import json
 import subprocess
 import sys
 
@@ -86,3 +87,32 @@ def test_rule_tests_suggest_the_rule_they_meant(project):
     assert result.returncode == 1
     for suggestion in ("did you mean `vip_owners`?", "did you mean `loyalty_level`?", "did you mean `order_thanks`?"):
         assert suggestion in out, out
+
+
+@pytest.fixture(scope="module")
+def project_with_events(tmp_path_factory):
+    import datetime as dt
+
+    from motorcade.model import Event
+    from motorcade.store import open_store
+
+    root = tmp_path_factory.mktemp("dym_events") / "p"
+    assert motorcade(root.parent, "init", str(root)).returncode == 0
+    store = open_store(root / "motorcade.db")
+    person = store.create_person({"name": "Wei"})
+    store.insert_events([Event("service_visit", dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc), person_id=person,
+                               source="t", dedup_key="1")])
+    store.close()
+    return root
+
+
+@pytest.mark.parametrize("args", [
+    ["report", "retention", "--event", "srvice_visit"],
+    ["report", "churn", "--event", "srvice_visit"],
+    ["report", "funnel", "--steps", "sent,srvice_visit"],
+])
+def test_reports_warn_about_a_misspelled_event(project_with_events, args):
+    result = motorcade(project_with_events, *args, "--format", "json")
+    assert "did you mean `service_visit`?" in result.stderr, result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+    json.loads(result.stdout)  # the warning stays on stderr: the JSON is intact
