@@ -150,7 +150,7 @@ class Registry:
         )
         if self.load_errors:
             hint += "; plugins that failed to load: " + "; ".join(
-                f"{e.name} ({_distribution_label(e.distribution)}): {e.error}" for e in self.load_errors)
+                f"{e.name} ({e.origin()}): {e.error}" for e in self.load_errors)
         raise PluginError(f"no {what} named {name!r} is installed", hint=hint)
 
 
@@ -249,6 +249,7 @@ class MotorcadePluginManager(pluggy.PluginManager):
                 continue
             self.plugin_files[name] = path
             loaded.append(name)
+        self._registry = None  # a new failure changes what lookups report, even when nothing registered
         return loaded
 
     def _check_pending_of(self, name: str) -> None:

@@ -146,3 +146,16 @@ def test_a_broken_py_file_is_a_load_failure_named_by_its_path(plugins_dir):
     assert motorcade("--plugins-dir", str(plugins_dir), "pigeon-hello").stdout.strip() == "coo"
     missing = motorcade("--plugins-dir", str(plugins_dir / "nope"), "status")
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_a_failed_py_file_is_reported_by_lookups_of_its_name(plugins_dir, motorcade_pm):
+    from motorcade.errors import PluginNotLoaded
+
+    motorcade_pm.load_plugins_dir(plugins_dir)
+    assert motorcade_pm.registry().channel_class("pigeon_post").name == "pigeon_post"
+    # a file added later fails to load; the registry built before must not hide the failure
+    (plugins_dir / "carrier.py").write_text("import carrier_sdk_missing\n", encoding="utf-8")
+    assert motorcade_pm.load_plugins_dir(plugins_dir) == []
+    with pytest.raises(PluginNotLoaded, match="carrier_sdk_missing") as excinfo:
+        motorcade_pm.registry().channel_class("carrier")
+    assert str(plugins_dir / "carrier.py") in str(excinfo.value)
