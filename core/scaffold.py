@@ -340,7 +340,7 @@ _USE = {
 
 _README = """# __DIST__
 
-__TITLE__ plugin for [Motorcade](https://github.com/motorcade/motorcade).
+__TITLE__ plugin for Motorcade, the customer-data and marketing-automation rules engine.
 
 ## Install
 
