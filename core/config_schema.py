@@ -363,6 +363,8 @@ PROJECT = Section("[project]", "The project itself.", (
     Setting("database", TEXT, "the operational store: a file path (relative to the project) or "
             "sqlite:///path", "motorcade.db"),
     Setting("rules", any_of(TEXT, list_of(TEXT)), "rule files (*.mc) or folders of them", ["rules"]),
+    Setting("plugins_dir", any_of(TEXT, list_of(TEXT)), "folder(s) of one-off plugins as plain .py files, loaded "
+            "with the installed ones", []),
 ))
 
 ACTIVATION = Section("[activation]", "Planning and delivering sends (`run`, `serve`).", (

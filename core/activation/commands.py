@@ -7,9 +7,8 @@ import re
 
 import click
 
-from motorcade.cli_types import PERSON_ID
+from motorcade.cli_types import COUNT, PERSON_ID
 from motorcade.model import RETRYABLE_STATES
-
 from motorcade.masking import mask_identifier, pii_visible
 
 
@@ -111,7 +110,7 @@ def _mask_address(send) -> str:
 @click.option("--origin", help="Campaign or trigger name.")
 @click.option("--person", "person_id", type=PERSON_ID, help="Person id.")
 @click.option("--run", "run_id", help="Run id.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=COUNT, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (addresses masked unless MOTORCADE_SHOW_PII=1).")
 @click.pass_obj
 def sends_list(state, status, origin, person_id, run_id, limit, as_json) -> None:

@@ -61,12 +61,11 @@ def check_store(store, store_id: str | None) -> str | None:
         return None
     names = store.store_names()
     if store_id not in names:
-        import difflib
+        from motorcade.dsl.errors import did_you_mean
 
-        close = difflib.get_close_matches(store_id, list(names), n=1)
         raise MotorcadeError(
             f"no store {store_id!r} in {store.path}",
-            hint=f"did you mean {close[0]!r}?" if close else
+            hint=did_you_mean(store_id, names) or
             f"known stores: {', '.join(list(names)[:20]) or 'none (ingest the store list first)'}",
         )
     return store_id

@@ -196,12 +196,11 @@ def funnel_spec(rules, name: str) -> FunnelSpec:
     try:
         return FunnelSpec.from_rule(rules.funnels[name])
     except KeyError:
-        import difflib
+        from motorcade.dsl.errors import did_you_mean
 
-        close = difflib.get_close_matches(name, list(rules.funnels), n=1)
         raise MotorcadeError(
             f"no funnel named {name!r} in the project's rule files",
-            hint=f"did you mean {close[0]!r}?" if close else
+            hint=did_you_mean(name, rules.funnels) or
             (f"funnels: {', '.join(sorted(rules.funnels))}" if rules.funnels else
              'declare one, e.g. funnel recall { steps sent, clicked, service_visit within 14 days by channel }'),
         ) from None

@@ -244,8 +244,9 @@ def _compare(rows, key, confidence, method) -> ArmComparison:
 def compute_uplift(store, campaign: str, *, event: str = "service_visit", days: int = 30,
                    run_id: str | None = None, store_id: str | None = None, service_event: str = "service_visit",
                    lapsed_days: int = 365, confidence: float = 0.95, method: str = "newcombe",
-                   as_of: int | None = None, tz: dt.tzinfo = UTC) -> UpliftReport:
-    """The uplift report of ``campaign`` (all its runs, or ``run_id``)."""
+                   as_of: int | None = None, tz: dt.tzinfo = UTC, campaigns: tuple[str, ...] = ()) -> UpliftReport:
+    """The uplift report of ``campaign`` (all its runs, or ``run_id``). ``campaigns``: the names defined in the
+    rules, for the did-you-mean hint of a campaign without runs."""
     check_store(store, store_id)
     if days <= 0:
         raise MotorcadeError(f"--days must be positive, got {days}")
@@ -260,9 +261,12 @@ def compute_uplift(store, campaign: str, *, event: str = "service_visit", days: 
     if not runs:
         known = [r[0] for r in store.query(
             "SELECT DISTINCT origin FROM activation_runs WHERE origin_kind = 'campaign' ORDER BY origin")]
+        from motorcade.dsl.errors import did_you_mean
+
+        close = None if campaign in campaigns else did_you_mean(campaign, {*known, *campaigns})
         raise MotorcadeError(
             f"campaign {campaign!r} has no runs" + (f" with id {run_id!r}" if run_id else "") + f" in {store.path}",
-            hint=f"campaigns with runs: {', '.join(known)}" if known else "run the campaign first: motorcade run",
+            hint=close or (f"campaigns with runs: {', '.join(known)}" if known else "run the campaign first: motorcade run"),
         )
     rows = store.campaign_outcomes(campaign, event=event, window_seconds=days * 86400, service_event=service_event,
                                    run_id=run_id, store=store_id)

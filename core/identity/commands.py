@@ -6,8 +6,7 @@ import json
 
 import click
 
-from ..cli_types import PERSON_ID
-
+from ..cli_types import PERSON_ID, ROW_ID
 from ..masking import mask_identifier, mask_id
 
 
@@ -85,13 +84,15 @@ def explain_cmd(query: str, as_json: bool) -> None:
 @identity.command("split")
 @click.argument("person_id", type=PERSON_ID)
 @click.option("--identifier", help="TYPE:VALUE that wrongly joined the records; it is flagged and never links again.")
-@click.option("--link", "link_id", type=int, help="One link id (see `identity explain`) to remove.")
+@click.option("--link", "link_id", type=ROW_ID, help="One link id (see `identity explain`) to remove.")
 @click.option("--reason", default="split by operator", show_default=True, help="Recorded in the merge log.")
 def split_cmd(person_id: int, identifier: str | None, link_id: int | None, reason: str) -> None:
     """Undo a bad merge of PERSON_ID: remove the offending link and re-derive the people."""
     from .explain import split
     from .guards import IdentityGuards
 
+    if identifier is None and link_id is None:  # a missing argument: usage error (exit 2)
+        raise click.UsageError("say what to split off: --identifier TYPE:VALUE or --link LINK_ID")
     project = click.get_current_context().obj.project
     identity_table = project.config.identity
     guards = IdentityGuards.from_config(identity_table, region=identity_table.get("phone_region", "CN"))

@@ -12,6 +12,8 @@ import json
 
 import click
 
+from motorcade.cli_types import ROW_ID
+
 
 def _project():
     return click.get_current_context().find_root().obj.project

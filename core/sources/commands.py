@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..cli_types import ROW_ID, SQLITE_INTEGER_MAX
 from ..masking import mask_free_text
 
 def mask_text(text: str) -> str:
@@ -29,13 +30,14 @@ def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bo
     Bad rows go to quarantine with the reason (see `motorcade quarantine list`). Re-running a
     source is safe: what is already stored is not written twice.
     """
+    from ..errors import UsageError
     from .ingest import open_source, project_ingestor
 
     project = _state().project
     names = list(project.config.sources) if all_sources else list(sources)
     if not names:
-        raise click.UsageError("name the sources to ingest, or pass --all "
-                               f"(configured: {', '.join(project.config.sources) or 'none'})")
+        raise UsageError("name the sources to ingest, or pass --all",
+                         hint=f"configured: {', '.join(project.config.sources) or 'none'}")
     # Every source is opened (its settings and mapping checked) before the first row is read and before
     # any progress bar starts: a configuration error stops the run with nothing half done.
     opened = [open_source(project, name) for name in names]
@@ -104,7 +106,8 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 @click.option("--source", help="Only this source.")
-@click.option("--limit", default=50, show_default=True, help="At most this many rows (0 = all).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(0, SQLITE_INTEGER_MAX),
+              help="At most this many rows (0 = all).")
 @click.option("--summary", "as_summary", is_flag=True, help="Counts per source and reason instead of rows.")
 @click.option("--all", "include_resolved", is_flag=True, help="Include rows a retry has fixed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -137,7 +140,7 @@ def quarantine_list(source: str | None, limit: int, as_summary: bool, include_re
 
 @quarantine.command("retry")
 @click.option("--source", help="Only this source.")
-@click.option("--id", "row_ids", multiple=True, type=int, help="Only these quarantine row ids.")
+@click.option("--id", "row_ids", multiple=True, type=ROW_ID, help="Only these quarantine row ids.")
 def quarantine_retry(source: str | None, row_ids: tuple[int, ...]) -> None:
     """Re-read quarantined rows with the current mapping and guards; fixed rows are written."""
     from .ingest import open_source, project_ingestor

@@ -89,11 +89,10 @@ def plan(calculators: Mapping[str, TagCalculator], names: Iterable[str] | None =
             elif name in producer:
                 wanted.add(producer[name])
             else:
-                import difflib
+                from motorcade.dsl.errors import did_you_mean
 
-                close = difflib.get_close_matches(name, [*calculators, *producer], n=1)
                 raise TagError(f"no tag calculator or tag named {name!r}",
-                               hint=f"did you mean {close[0]!r}?" if close else
+                               hint=did_you_mean(name, [*calculators, *producer]) or
                                f"calculators: {', '.join(sorted(calculators)) or 'none installed'}")
         stack = list(wanted)
         while stack:
