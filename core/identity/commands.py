@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..cli_types import PERSON_ID, ROW_ID
+from ..cli_types import PERSON_ID, ROW_ID, SQLITE_INTEGER_MAX
 from ..masking import mask_identifier, mask_id
 
 
@@ -110,7 +110,7 @@ def split_cmd(person_id: int, identifier: str | None, link_id: int | None, reaso
 
 
 @identity.command("unsplit")
-@click.argument("split_id", type=int)
+@click.argument("split_id", type=ROW_ID)
 @click.option("--reason", default="split undone by operator", show_default=True, help="Recorded in the merge log.")
 def unsplit_cmd(split_id: int, reason: str) -> None:
     """Undo split SPLIT_ID (see `identity splits`): restore its link or identifier and join the people again."""
@@ -156,7 +156,8 @@ def _split_line(r: dict) -> str:
 
 @identity.command("flagged")
 @click.option("--type", "type_", help="Only identifiers of this type (phone, crm_id, ...).")
-@click.option("--limit", default=50, show_default=True, help="At most this many (0 = all).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(0, SQLITE_INTEGER_MAX),
+              help="At most this many (0 = all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (values masked unless MOTORCADE_SHOW_PII=1).")
 def flagged_cmd(type_: str | None, limit: int, as_json: bool) -> None:
     """Identifiers that link nobody (junk values, over-shared, split off, advisors' phones), with the reason."""
@@ -176,7 +177,8 @@ def flagged_cmd(type_: str | None, limit: int, as_json: bool) -> None:
 @identity.command("rejected")
 @click.option("--source", help="Only this source.")
 @click.option("--type", "type_", help="Only identifiers of this type (phone, email, ...).")
-@click.option("--limit", default=50, show_default=True, help="At most this many (0 = all).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(0, SQLITE_INTEGER_MAX),
+              help="At most this many (0 = all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (values masked unless MOTORCADE_SHOW_PII=1).")
 def rejected_cmd(source: str | None, type_: str | None, limit: int, as_json: bool) -> None:
     """Identifier values that did not clean at ingest (and so link nobody), with the reason, newest first."""
