@@ -135,3 +135,27 @@ def test_an_empty_store_says_so(tmp_path):
     assert report.cohorts == () and report.curve(cumulative=True) == [None] * 13
     (section,) = report.sections()
     assert "No person in this view has a `purchase` event" in section.text
+
+
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
+
+
+def test_cohort_months_are_local_months_across_a_dst_change(tmp_path):
+    """as_of is in summer (UTC−4); a purchase at 23:30 on 31 January (UTC−5) is a January cohort, and a
+    return at 23:30 on 28 February belongs to period 1, whatever offset as_of has."""
+    store = open_store(tmp_path / "dst.db")
+    pid = store.create_person()
+    owner = store.create_person()
+    store.upsert_cars([Car("LBV0000000000DST1", "BMW", "X3")])
+    store.add_ownership(Ownership(owner, "LBV0000000000DST1", dt.date(2026, 2, 1)))  # midnight of 1 Feb, local
+    store.insert_events([
+        Event("purchase", dt.datetime(2026, 1, 31, 23, 30, tzinfo=NEW_YORK), pid, {}, "t", "1"),
+        Event("service_visit", dt.datetime(2026, 2, 28, 23, 30, tzinfo=NEW_YORK), pid, {}, "t", "2"),
+        Event("service_visit", dt.datetime(2026, 2, 1, 0, 30, tzinfo=NEW_YORK), owner, {}, "t", "3"),
+    ])
+    as_of = dt.datetime(2026, 7, 1, 12, tzinfo=NEW_YORK)
+    report = compute_retention(store, return_event="service_visit", cohort_event="purchase", periods=3, as_of=as_of,
+                               tz=NEW_YORK)
+    assert [(c.cohort, c.active[:3]) for c in report.cohorts] == [("2026-01", (0, 1, 0))]
+    owners = compute_retention(store, return_event="service_visit", periods=1, as_of=as_of, tz=NEW_YORK)
+    assert [(c.cohort, c.active) for c in owners.cohorts] == [("2026-02", (1, 0))]  # the visit is after midnight

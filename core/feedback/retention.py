@@ -16,7 +16,8 @@ import datetime as dt
 import attrs
 
 from ..errors import MotorcadeError
-from .common import UTC, check_store, pct, scope_text, utc_offset_seconds
+from ..localtime import zone_key
+from .common import UTC, check_store, pct, scope_text
 from .html import LineChart, Section, Series, Table
 
 
@@ -130,10 +131,9 @@ def compute_retention(store, *, return_event: str, cohort_event: str | None = No
     if periods < 0 or periods > 120:
         raise MotorcadeError(f"--periods must be between 0 and 120, got {periods}")
     as_of = as_of or dt.datetime.now(UTC)
-    offset = utc_offset_seconds(tz, as_of)
-    data = store.cohort_activity(cohort_event=cohort_event, return_event=return_event, offset_seconds=offset,
+    data = store.cohort_activity(cohort_event=cohort_event, return_event=return_event, zone=zone_key(tz),
                                  store=store_id, until=int(as_of.timestamp()))
-    as_of_month = (as_of.astimezone(UTC) + dt.timedelta(seconds=offset)).strftime("%Y-%m")
+    as_of_month = as_of.astimezone(tz).strftime("%Y-%m")
     last = month_index(as_of_month)
     active: dict[tuple[str, int], int] = {(c, p): n for c, p, n in data["active"]}
     firsts: dict[tuple[str, int], int] = {(c, p): n for c, p, n in data["first_return"]}
