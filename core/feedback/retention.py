@@ -117,10 +117,16 @@ class RetentionReport:
             "curve": self.curve(cumulative=False), "cumulative_curve": self.curve(cumulative=True),
         }
 
+    def _blank(self, c: Cohort) -> bool:
+        """A cohort with no data in any shown period (it is left out of the tables and the chart)."""
+        return all(c.state(n, cumulative=False) != "value" for n in range(self.periods + 1))
+
     def _table(self, cumulative: bool) -> Table:
         columns = ["cohort", "people"] + [f"M{n}" for n in range(self.periods + 1)]
         rows, shade = [], []
         for c in self.cohorts:
+            if self._blank(c):
+                continue
             values = c.cumulative if cumulative else c.active
             cells = []
             for n, v in enumerate(values):
@@ -136,7 +142,12 @@ class RetentionReport:
 
     def sections(self, *, max_cohort_lines: int = 6) -> list[Section]:
         x = [f"M{n}" for n in range(self.periods + 1)]
-        recent = self.cohorts[-max_cohort_lines:]
+        recent = [c for c in self.cohorts if not self._blank(c)][-max_cohort_lines:]
+        blank = [c for c in self.cohorts if self._blank(c)]
+        left_out = (f"\n{len(blank):,} cohort{'s' if len(blank) > 1 else ''} ({blank[0].cohort}"
+                    f"{f' to {blank[-1].cohort}' if len(blank) > 1 else ''}, {sum(c.size for c in blank):,} people) "
+                    f"with no data in M0–M{self.periods} {'are' if len(blank) > 1 else 'is'} not shown."
+                    if blank else "")
         cumulative_lines = [Series(c.cohort, [None if v is None else v / c.size for v in c.cumulative])
                             for c in recent if c.size]
         cumulative_lines.append(Series("all cohorts", self.curve(cumulative=True)))
@@ -151,7 +162,8 @@ class RetentionReport:
                 text=(f"Cohort = month of {self.cohort_label}; M0 is that month. A cell is the share of the cohort "
                       f"with {self.return_event} in that month; blank = month not reached yet"
                       + (f"; no data = before the first {self.return_event} in the store "
-                         f"({self.data_since or 'there is none'}): returns then cannot be seen." if no_data else ".")),
+                         f"({self.data_since or 'there is none'}): returns then cannot be seen." if no_data else ".")
+                      + left_out),
                 table=self._table(cumulative=False),
             ),
             Section(

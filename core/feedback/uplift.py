@@ -216,7 +216,7 @@ class UpliftReport:
                                (Series("uplift", [c.absolute_uplift for _, c in self.by_store],
                                        lower=[(c.absolute_interval or (None,))[0] for _, c in self.by_store],
                                        upper=[(c.absolute_interval or (None, None))[1] for _, c in self.by_store]),),
-                               percent=True, y_label="absolute uplift"),
+                               unit="pp", y_label="uplift (treatment − holdout)"),
             ))
         return out
 
