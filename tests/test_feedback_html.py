@@ -207,3 +207,37 @@ def test_differences_are_in_percentage_points_everywhere():
     assert not any(t.endswith("%") for t in texts)
     ticks = [t for t in texts if t.endswith(" pp") and t not in ("-5.6 pp", "+30.6 pp")]
     assert "0 pp" in ticks and all(re.fullmatch(r"[+-]?\d+ pp", t) for t in ticks)
+
+
+# ---- pages link to each other; the CJK font note -----------------------------------------------------------
+
+def test_report_pages_written_to_one_folder_link_to_each_other(tmp_path):
+    from motorcade.feedback.render import emit, link_pages
+
+    class Report:
+        def __init__(self, title):
+            self.title, self.subtitle = title, None
+
+        def sections(self):
+            return [Section("S", text="x")]
+
+        def to_dict(self):
+            return {}
+
+    (tmp_path / "notes.html").write_text("<html><title>mine</title><body>keep me</body></html>")
+    emit(Report("Funnel · recall"), "html", tmp_path / "funnel.html")
+    assert "<nav" not in (tmp_path / "funnel.html").read_text()  # alone: nothing to link to
+    emit(Report("Campaign uplift · recall"), "html", tmp_path / "uplift.html")
+    emit(Report("Churn <warning>"), "html", tmp_path / "churn.html")
+    for name in ("funnel.html", "uplift.html", "churn.html"):
+        page = (tmp_path / name).read_text(encoding="utf-8")
+        hrefs = re.findall(r'<a href="([^"]+)">', page)
+        assert sorted(hrefs) == sorted({"funnel.html", "uplift.html", "churn.html"} - {name})
+        assert "Churn &lt;warning&gt;" in page
+    assert (tmp_path / "notes.html").read_text() == "<html><title>mine</title><body>keep me</body></html>"
+    assert [p.name for p in link_pages(tmp_path)] == ["churn.html", "funnel.html", "uplift.html"]
+
+
+def test_pages_with_chinese_text_say_they_need_a_cjk_font():
+    assert "CJK font" in render_report("召回活动", [Section("S", text="x")])
+    assert "CJK font" not in render_report("Recall", [Section("S", text="x")])

@@ -458,16 +458,44 @@ def _table_html(table: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+GENERATOR = '<meta name="generator" content="Motorcade report">'  # marks the pages link_pages may rewrite
+NAV_START, NAV_END = "<!-- motorcade:nav -->", "<!-- /motorcade:nav -->"
+CJK_NOTE = ("Chinese text on this page needs a CJK font on the viewing machine (Noto Sans CJK, PingFang SC or "
+            "Microsoft YaHei); without one it shows as empty boxes. The page embeds no fonts so it stays small "
+            "and works offline.")
+
+
+def _has_cjk(text: str) -> bool:
+    import unicodedata
+
+    return any(unicodedata.east_asian_width(ch) in ("W", "F") for ch in text)
+
+
+def nav_html(links: Sequence[tuple[str, str | None]]) -> str:
+    """The links bar between report pages: ``(label, href)``; href None = this page (not a link)."""
+    if not links:
+        return NAV_START + NAV_END
+    items = [f"<a href=\"{_esc(href)}\">{_esc(label)}</a>" if href else f"<strong>{_esc(label)}</strong>"
+             for label, href in links]
+    return f'{NAV_START}<nav class="reports">Reports: {" ".join(items)}</nav>{NAV_END}'
+
+
 def render_report(title: str, sections: Sequence[Section], *, subtitle: str | None = None,
-                  generated_at: dt.datetime | None = None) -> str:
-    """One self-contained HTML page (inline CSS and SVG; nothing is fetched when it is opened)."""
+                  generated_at: dt.datetime | None = None,
+                  links: Sequence[tuple[str, str | None]] = ()) -> str:
+    """One self-contained HTML page (inline CSS and SVG; nothing is fetched when it is opened).
+
+    ``links``: ``(label, relative href)`` of related report pages, shown as a bar under the title
+    (:func:`motorcade.feedback.render.link_pages` fills it for the pages written into one folder)."""
     generated_at = generated_at or dt.datetime.now(dt.timezone.utc)
     out = [
         "<!DOCTYPE html>",
         '<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        GENERATOR,
         f"<title>{_esc(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
+        nav_html(links),
     ]
     if subtitle:
         out.append(f'<p class="meta">{_esc(subtitle)}</p>')
@@ -481,5 +509,7 @@ def render_report(title: str, sections: Sequence[Section], *, subtitle: str | No
         if section.table is not None:
             out.append(f'<div class="table-wrap">{_table_html(section.table)}</div>')
         out.append("</section>")
+    if _has_cjk("\n".join(out)):
+        out.append(f'<footer>{_esc(CJK_NOTE)}</footer>')
     out.append("</body></html>")
     return "\n".join(out)
