@@ -130,6 +130,20 @@ def _assert_inside(svg_text):
             assert -0.5 <= cx <= width + 0.5 and -0.5 <= cy <= height + 0.5, (text, cx, cy, width, height)
 
 
+def _assert_values_apart(svg_text):
+    """Value labels over bars never overlap each other."""
+    root = ET.fromstring(svg_text)
+    boxes = []
+    for (text, corners), node in zip(_text_boxes(svg_text), root.iter(f"{SVG}text")):
+        if node.get("class") == "value":
+            xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+            boxes.append((text, min(xs), max(xs), min(ys), max(ys)))
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            overlap = a[1] < b[2] - 0.01 and b[1] < a[2] - 0.01 and a[3] < b[4] - 0.01 and b[3] < a[4] - 0.01
+            assert not overlap, (a, b)
+
+
 labels_st = st.text(st.sampled_from("abcxyz_0123456789 上海浦东宝马4S店销售顾问"), min_size=1, max_size=40)
 value_st = st.one_of(st.none(), st.floats(-1, 1, allow_nan=False))
 
@@ -146,6 +160,7 @@ def test_bar_chart_labels_stay_inside_and_the_axis_covers_the_data(categories, n
         series.append(Series(data.draw(labels_st), values))
     svg = bar_chart_svg(BarChart(categories, series, unit=unit, y_label=y_label))
     _assert_inside(svg)
+    _assert_values_apart(svg)
     root = ET.fromstring(svg)
     for rect in root.iter(f"{SVG}rect"):
         if rect.find(f"{SVG}title") is not None:  # a bar (legend swatches have no tooltip)
@@ -191,8 +206,10 @@ def test_nice_ticks_cover_the_data_with_round_even_steps(low, high):
 def test_long_and_cjk_labels_are_not_clipped():
     """The demo's tag-coverage chart: 24 long tag names; and stores named in Chinese."""
     tags = ["activity_level", "intent_activity_quadrant", "replacement_window", "days_since_service"] * 6
-    _assert_inside(bar_chart_svg(BarChart(tags, [Series("coverage", [0.34] * len(tags))], percent=True,
-                                          y_label="people with a value")))
+    coverage = bar_chart_svg(BarChart(tags, [Series("coverage", [1.0] * len(tags))], percent=True,
+                                      y_label="people with a value"))
+    _assert_inside(coverage)
+    _assert_values_apart(coverage)  # the demo's "100.0%100.0%": labels wider than their bars
     stores = ["北京朝阳宝马4S店", "成都高新宝马城市展厅", "上海浦东奔驰4S店"] * 4
     _assert_inside(bar_chart_svg(BarChart(stores, [Series("treatment", [0.2] * 12), Series("holdout", [0.1] * 12)],
                                           percent=True)))

@@ -322,13 +322,12 @@ def bar_chart_svg(chart: BarChart) -> str:
     unit = _unit(chart)
     values = [v for s in chart.series for v in (*s.values, *(s.upper or ()), *(s.lower or ())) if v is not None]
     n_cat, n_ser = max(len(chart.categories), 1), max(len(chart.series), 1)
-    labelled = n_ser == 1
     negative_labels = any(v is not None and v < 0 for s in chart.series for v in s.values)
     frame = _frame(values, unit, chart.y_label, chart.categories, chart.series, at_edges=False,
                    extra_gap=VALUE_PX + 4 if negative_labels else 0.0)
     group_w = frame.plot_w / n_cat
     bar_w = min(48.0, group_w * 0.8 / n_ser)
-    labelled = labelled or bar_w >= text_width(_fmt(-0.555 if unit else -5555.55, unit), VALUE_PX) + 2
+    room = (group_w if n_ser == 1 else bar_w) - 2  # a value label is drawn only where it fits over its bar
     y_of = frame.y_of
     parts = _axes(frame, chart.y_label)
     for ci, category in enumerate(chart.categories):
@@ -353,7 +352,7 @@ def bar_chart_svg(chart: BarChart) -> str:
                 for bound in (lower, upper):
                     parts.append(f'<line x1="{cx - 5:.1f}" x2="{cx + 5:.1f}" y1="{y_of(bound):.1f}" '
                                  f'y2="{y_of(bound):.1f}" class="whisker"/>')
-            if labelled:
+            if text_width(_fmt(value, unit), VALUE_PX) <= room:
                 label_y = (y0 - 4) if value >= 0 else (y1 + VALUE_PX + 2)
                 if lower is not None and upper is not None:  # keep the label clear of the whisker
                     label_y = (min(y0, y_of(upper)) - 4) if value >= 0 else (max(y1, y_of(lower)) + VALUE_PX + 2)
