@@ -105,7 +105,8 @@ def funnel(state, name, steps, within_days, by, campaign, since, until, store_id
               help="Interval for the difference of proportions.")
 @click.option("--confidence", default=0.95, show_default=True)
 @click.option("--lapsed-days", default=365, show_default=True, help="An owner is lapsed after this many days without a visit.")
-@as_of_option("Treat this instant as now (windows still open are reported).")
+@as_of_option("Treat this instant as now: later runs and conversions do not count (windows still open are "
+              "reported).")
 @_common
 @click.pass_obj
 def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days, as_of, store_id, fmt, out) -> None:

@@ -27,13 +27,6 @@ def to_epoch(value: dt.date | dt.datetime | str | int | None, tz: dt.tzinfo = UT
     return int(dt.datetime.combine(value, dt.time(), tz).timestamp())
 
 
-def utc_offset_seconds(tz: dt.tzinfo, at: dt.datetime | None = None) -> int:
-    """The zone's UTC offset at ``at`` (default now), in seconds; months in reports are cut at this offset."""
-    at = at or dt.datetime.now(UTC)
-    offset = at.astimezone(tz).utcoffset()
-    return int(offset.total_seconds()) if offset is not None else 0
-
-
 def pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
