@@ -41,6 +41,7 @@ from motorcade.activation.channel import (
     OutboundMessage,
 )
 from motorcade.errors import ConfigError
+from motorcade.masking import mask_url
 
 __version__ = "0.1.0"
 
@@ -122,7 +123,7 @@ class WebhookChannel(Channel):
                               hint='add url = "https://example.com/motorcade" to motorcade.toml')
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ConfigError(f"channel webhook: url {url!r} is not an http(s) URL",
+            raise ConfigError(f"channel webhook: url {mask_url(url)!r} is not an http(s) URL",
                               hint='use a full URL such as "https://host/path"')
         self._scheme = parsed.scheme
         self._where = f"{parsed.scheme}://{parsed.netloc}{parsed.path or '/'}"  # query may hold a token
