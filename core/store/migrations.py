@@ -399,3 +399,26 @@ def m006_every_person_id_names_a_person(db: sqlite_utils.Database) -> None:
     db.execute(f"UPDATE events SET person_id = NULL WHERE {gone}")
     for table in ("ownerships", "person_relations", "consents", "tag_values"):
         db.execute(f"DELETE FROM {table} WHERE {gone}")
+
+
+@migration
+def m007_consent_statements(db: sqlite_utils.Database) -> None:
+    """Consent precedence (``PeopleMixin.set_consent``): ``consents.dated`` says whether a grant carries a
+    time of its own (a grant read from a source without a time never outranks a refusal), and
+    ``consent_statements`` keeps what each source row last said, so that reading an unchanged row again
+    states nothing new. Grants stored before are taken as undated: any refusal received later wins."""
+    db.executescript(
+        """
+        ALTER TABLE consents ADD COLUMN dated INTEGER NOT NULL DEFAULT 1;
+        UPDATE consents SET dated = 0 WHERE granted = 1;
+        -- What a source row (an identity record) last said about a channel without a time, and when that
+        -- was first read.
+        CREATE TABLE IF NOT EXISTS consent_statements (
+            record_id INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            granted INTEGER NOT NULL,
+            ts INTEGER NOT NULL,
+            PRIMARY KEY (record_id, channel)
+        ) WITHOUT ROWID;
+        """
+    )
