@@ -109,6 +109,8 @@ def _mask_free_text(text: str) -> str:
 
 # A quoted literal in a message (Python's repr of a value, or a JSON string in a provider's answer).
 _QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'|" r'"(?:[^"\\\n]|\\.)*"')
+# (a scheme of at most 16 characters: the pattern stays linear on long runs of letters and dots)
+_URL_IN_TEXT = re.compile(r"(?<![\w+.\-])[a-zA-Z][\w+.\-]{0,15}://[^\s'\"<>()]+")
 _TIME_LIKE = re.compile(r"^[\d\s:./TZ+\-]*\Z")
 # lower-case words without digits: an error code or status ("rejected", "invalid_number"), not a person
 _PLAIN_WORDS = re.compile(r"[a-z_\-]+(?: [a-z_\-]+)*\Z")
@@ -138,6 +140,7 @@ def mask_message(text: str | None, limit: int | None = None) -> str | None:
         return None
     text, was_cut = cut(text, limit)
     if not pii_visible() and text:
+        text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
         out, at = [], 0
         for m in _QUOTED.finditer(text):
             out.append(_mask_free_text(text[at:m.start()]))

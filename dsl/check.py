@@ -365,7 +365,8 @@ class _Checker:
         for node in ast.walk(root):
             if isinstance(node, ast.Literal):
                 value = node.value
-                if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
+                whole = isinstance(value, int) and not isinstance(value, bool)
+                if whole and not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
                     self.report(ERROR, f"the number `{value}` does not fit in 64 bits", node,
                                 f"whole numbers run from {-MAX_INTEGER - 1} to {MAX_INTEGER}")
                 elif isinstance(value, float) and not math.isfinite(value):

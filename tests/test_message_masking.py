@@ -10,6 +10,7 @@ import pytest
 from motorcade.activation.testing import memory_channel_plugin
 from motorcade.cli import main
 from motorcade.errors import MotorcadeError
+from motorcade.masking import mask_message
 from motorcade.project import Project
 
 
@@ -61,3 +62,31 @@ def test_the_webhook_bad_url_error_hides_password_and_token(url, monkeypatch):
     message = str(caught.value) + str(getattr(caught.value, "hint", ""))
     assert "is not an http(s) URL" in message
     assert "s3cretpw" not in message and "tok123secret" not in message
+
+
+def test_a_webhook_connection_error_does_not_repeat_the_password_or_token(tmp_path, monkeypatch):
+    """The delivery detail (stored as the send's reason) names the endpoint without its secrets."""
+    import socket
+    from pathlib import Path
+
+    from motorcade.activation.channel import ChannelContext, OutboundMessage
+    from motorcade_channels_webhook import WebhookChannel
+
+    monkeypatch.delenv("MOTORCADE_SHOW_PII", raising=False)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    channel = WebhookChannel({"url": f"http://bot:s3cretpw@127.0.0.1:{port}/in?token=tok123secret", "secret": "s",
+                              "timeout": 2}, ChannelContext(project_dir=Path(tmp_path)))
+    [result] = channel.send([OutboundMessage(idempotency_key="k:1", person_id=1, address="1", template="t",
+                                             body="b", subject=None, params={}, metadata={})])
+    channel.close()
+    assert result.status == "transient" and f"127.0.0.1:{port}/in" in result.detail
+    assert "s3cretpw" not in result.detail and "tok123secret" not in result.detail
+
+
+def test_a_url_in_a_message_is_masked(monkeypatch):
+    monkeypatch.delenv("MOTORCADE_SHOW_PII", raising=False)
+    shown = mask_message("ConnectionRefusedError: [Errno 111] "
+                         "(POST https://bot:s3cretpw@hooks.example.com/in?token=t0k)")
+    assert "s3cretpw" not in shown and "t0k" not in shown and "hooks.example.com/in" in shown

@@ -16,7 +16,7 @@ def listing(motorcade_project, monkeypatch):
     store = motorcade_project.store
     with store.transaction():
         store.quarantine_rows("crm", [
-            ("line 2", "C1," + "a" * 10_000_000 + ",x", "field too long"),
+            ("line 2", "C1," + "a" * 10_000_000 + ",x", "not a number: '" + "a." * 5_000_000 + "'"),
             ("line 3", "C2,13812345678,2026-01-01", "not a whole number: '13812345678'"),
             ("line 4", "C3,?", "not a yes/no value: 'Zhang Wei'"),
             ("line 5", "C4,?", "column openid: not a number: 'oAbCdEfGhIjKlMnOpQr'"),

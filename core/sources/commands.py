@@ -11,6 +11,7 @@ from ..masking import mask_free_text, mask_message
 # How much of a quarantined raw row is shown: cut before it is masked (a field can be megabytes long).
 RAW_SHOWN = 200
 RAW_SHOWN_JSON = 4000
+REASON_SHOWN = 500  # a reason quotes the value it is about, which can be as long as the field
 
 
 def mask_text(text: str, limit: int | None = RAW_SHOWN) -> str:
@@ -102,7 +103,7 @@ def quarantine_list(source: str | None, limit: int, as_summary: bool, include_re
         counts: dict[tuple[str, str], int] = {}
         for s, r, n in store.quarantine_summary():
             if not source or s == source:
-                key = (s, mask_message(r))  # reasons that differ only in a masked value count together
+                key = (s, mask_message(r, REASON_SHOWN))  # reasons that differ only in a masked value count together
                 counts[key] = counts.get(key, 0) + n
         rows = [(s, r, n) for (s, r), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
         if as_json:
@@ -114,7 +115,7 @@ def quarantine_list(source: str | None, limit: int, as_summary: bool, include_re
     rows = store.list_quarantine(source=source, include_resolved=include_resolved, limit=limit or None)
     if as_json:
         click.echo(json.dumps([
-            {"id": r.id, "source": r.source, "position": r.position, "reason": mask_message(r.reason),
+            {"id": r.id, "source": r.source, "position": r.position, "reason": mask_message(r.reason, RAW_SHOWN_JSON),
              "raw": mask_text(r.raw, RAW_SHOWN_JSON),
              "resolved": r.resolved} for r in rows], ensure_ascii=False))
         return
@@ -122,7 +123,8 @@ def quarantine_list(source: str | None, limit: int, as_summary: bool, include_re
         click.echo("Quarantine is empty." if not source else f"No quarantined rows for {source}.")
         return
     for r in rows:
-        click.echo(f"#{r.id} {r.source} {r.position}: {mask_message(r.reason)}" + (" (fixed)" if r.resolved else ""))
+        fixed = " (fixed)" if r.resolved else ""
+        click.echo(f"#{r.id} {r.source} {r.position}: {mask_message(r.reason, REASON_SHOWN)}{fixed}")
         click.echo(f"    {mask_text(r.raw)}")
 
 

@@ -126,7 +126,8 @@ class WebhookChannel(Channel):
             raise ConfigError(f"channel webhook: url {mask_url(url)!r} is not an http(s) URL",
                               hint='use a full URL such as "https://host/path"')
         self._scheme = parsed.scheme
-        self._where = f"{parsed.scheme}://{parsed.netloc}{parsed.path or '/'}"  # query may hold a token
+        # for messages: no user:password@ and no query (either may hold a token)
+        self._where = f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}{parsed.path or '/'}"
         self._host = parsed.hostname
         self._port = parsed.port
         self._path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
