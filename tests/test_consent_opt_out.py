@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import tempfile
 import zoneinfo
 from pathlib import Path
@@ -267,7 +268,8 @@ class Choices:
         return any(all(g < r for g in self.grants) for r in self.refusals)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get("CONSENT_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=list(HealthCheck))
 @given(ops=operations)
 def test_no_marketing_reaches_a_person_whose_latest_explicit_choice_is_a_refusal(loop, ops):
     with tempfile.TemporaryDirectory() as tmp:
