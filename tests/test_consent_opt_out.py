@@ -230,6 +230,33 @@ def test_merging_two_people_keeps_the_state_that_takes_precedence(tmp_path):
     store.close()
 
 
+def test_an_export_with_a_consent_time_lifts_an_older_opt_out_only(loop):
+    """`consent_times` gives an export's consent its own time: an explicit choice at that time."""
+    lp = loop()
+    toml = lp.directory / "motorcade.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace(
+        'consents = { "*" = "consent_all" }', 'consents = { "*" = "consent_all" }\nconsent_times = { "*" = "consent_at" }'),
+        encoding="utf-8")
+    lp.project.close()
+    lp.project = Project(lp.directory, plugin_manager=lp.project.plugins)
+
+    def export(value: str, at: str) -> None:
+        (lp.directory / "crm.csv").write_text(
+            f"no,mobile,owner,consent_all,consent_at\nC1,13812345678,yes,{value},{at}\n", encoding="utf-8")
+        ingest(lp.project, "crm", ingestor=project_ingestor(lp.project))
+
+    lp.app("unsubscribe", lp.clock())  # 2026-11-23 10:00 Shanghai
+    export("yes", "2026-11-23 09:59:00")  # said yes before the opt-out: the opt-out stays
+    assert lp.granted() is False
+    export("yes", "")  # no time: cannot prove it came after
+    assert lp.granted() is False
+    export("yes", "2026-11-23 10:05:00")  # an explicit yes after the opt-out
+    assert lp.granted() is True and lp.run() == 1
+    export("yes", "not a time")
+    (row,) = lp.project.store.list_quarantine(source="crm")
+    assert "column consent_at" in row.reason
+
+
 # -- the property -------------------------------------------------------------------------------------
 
 minutes = st.integers(min_value=1, max_value=600)
