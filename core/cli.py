@@ -175,6 +175,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "motorcade.activation.commands",  # run, serve, sends
     "motorcade.feedback.commands",  # report
     "motorcade.pipeline",  # pipeline
+    "motorcade.config_commands",  # config
 )
 
 
@@ -202,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `motorcade` script: runs the CLI and maps errors to exit codes."""
     try:
         group = build_cli()
-        group.main(args=argv, prog_name="motorcade", standalone_mode=False)
+        result = group.main(args=argv, prog_name="motorcade", standalone_mode=False)
+        if isinstance(result, int) and not isinstance(result, bool):
+            return result  # a command that ended with click.exceptions.Exit(code): click returns the code
     except MotorcadeError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)
         return exc.exit_code

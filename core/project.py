@@ -20,11 +20,19 @@ class Project:
         self.directory = Path(directory).resolve()
         self.config: ProjectConfig = load_config(self.directory / CONFIG_FILENAME)
         self._pm = plugin_manager
+        self._plugin_settings_checked = False
 
     @property
     def plugins(self) -> MotorcadePluginManager:
+        """The plugin manager; the first use also checks the plugins' tables of motorcade.toml against the
+        settings each installed plugin declares (a ConfigError naming every wrong key)."""
         if self._pm is None:
             self._pm = get_plugin_manager()
+        if not self._plugin_settings_checked:
+            from .config_schema import validate_plugin_settings
+
+            validate_plugin_settings(self.config, self._pm.registry())
+            self._plugin_settings_checked = True
         return self._pm
 
     @cached_property

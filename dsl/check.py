@@ -158,7 +158,7 @@ class _Checker:
         if rule.audience is None:
             self.report(ERROR, f"campaign `{rule.name}` has no `audience`", rule, "add `audience SEGMENT`")
         else:
-            self.check_segment_name(rule.audience, rule)
+            self.check_segment_name(rule.audience, rule.clause_at("audience"))
         if rule.schedule is None:
             self.report(ERROR, f"campaign `{rule.name}` has no `schedule`", rule,
                         "add e.g. `schedule daily at 10:00` or `schedule at 2026-12-01 10:00`")
@@ -170,7 +170,7 @@ class _Checker:
         elif isinstance(rule.schedule, ast.Every) and rule.schedule.amount < 1:
             self.report(ERROR, "`schedule every` needs a positive interval", rule.schedule)
         if rule.holdout is not None and not 0 <= rule.holdout < 100:
-            self.report(ERROR, f"holdout {rule.holdout}% is out of range", rule, "use 0% to 99%")
+            self.report(ERROR, f"holdout {rule.holdout}% is out of range", rule.clause_at("holdout"), "use 0% to 99%")
         self.delivery(rule)
 
     def rule_Trigger(self, rule):  # noqa: N802

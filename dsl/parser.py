@@ -376,7 +376,7 @@ class ToAst(Transformer):
         return ("reentry", ast.Reentry("once per", every, **_pos(meta)), meta)
 
     def _clauses(self, kind, clauses):
-        fields: dict = {}
+        fields: dict = {"clause_positions": tuple((field, meta.line, meta.column) for field, _, meta in clauses)}
         for field, value, meta in clauses:
             if field in fields:
                 word = {"send_to": "send to", "quiet_hours": "quiet hours", "condition": "if"}.get(field, field)
@@ -517,6 +517,12 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, filename: str) -> Diagno
         expected = set(exc.expected or ())
     if line is None or line < 1:
         line, column = 1, 1
+    unclosed = _unclosed_rule(exc, text, at_end)
+    if unclosed is not None:
+        keyword, name, opened = unclosed
+        where = "the end of the file" if at_end else f"line {line}"
+        return make(ERROR, f"{keyword} `{name}` (line {opened}) is not closed", file=filename, source=text,
+                    line=line, column=column, hint=f"add `}}` to close {keyword} `{name}` before {where}")
     hint_parts = []
     if label:
         hint_parts.append(label)
@@ -527,6 +533,30 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, filename: str) -> Diagno
 
 
 _RULE_START = re.compile(r"^(?:%s)\b" % "|".join(RULE_KEYWORDS), re.MULTILINE)
+_RULE_HEAD = re.compile(r"^(%s)\s+([A-Za-z_][A-Za-z0-9_]*)" % "|".join(RULE_KEYWORDS), re.MULTILINE)
+
+
+def _unclosed_rule(exc: UnexpectedInput, text: str, at_end: bool) -> tuple[str, str, int] | None:
+    """``(keyword, name, line)`` of the rule a missing ``}`` leaves open: the error is the next rule's
+    keyword at the start of a line, or the end of the file, while the last rule begun has more ``{``
+    than ``}``. None otherwise."""
+    if at_end:
+        end = len(text)
+    elif (isinstance(exc, UnexpectedToken) and exc.column == 1 and str(exc.token) in RULE_KEYWORDS
+          and exc.pos_in_stream is not None):
+        end = exc.pos_in_stream
+    else:
+        return None
+    heads = list(_RULE_HEAD.finditer(text, 0, end))
+    if not heads:
+        return None
+    head = heads[-1]
+    body = "\n".join(line[:comment_start(line)] if comment_start(line) is not None else line
+                     for line in text[head.start():end].split("\n"))
+    body = re.sub(r'"(?:[^"\\\n]|\\.)*"', '""', body)  # braces inside strings do not count
+    if body.count("{") <= body.count("}"):
+        return None
+    return head.group(1), head.group(2), text.count("\n", 0, head.start()) + 1
 
 
 def _blank_before(text: str, offset: int) -> str:

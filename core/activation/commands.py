@@ -6,7 +6,9 @@ import json
 
 import click
 
+from motorcade.cli_types import PERSON_ID
 from motorcade.masking import mask_identifier, mask_message, pii_visible
+from motorcade.store.outbox import RETRYABLE_STATES
 
 
 def _context(project, *, log=None):
@@ -93,7 +95,7 @@ def _mask_address(send) -> str:
 @sends.command("list")
 @click.option("--status", help="planned, deferred, claimed, sent, failed, dead, suppressed, holdout")
 @click.option("--origin", help="Campaign or trigger name.")
-@click.option("--person", "person_id", type=int, help="Person id.")
+@click.option("--person", "person_id", type=PERSON_ID, help="Person id.")
 @click.option("--run", "run_id", help="Run id.")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (addresses masked unless MOTORCADE_SHOW_PII=1).")
@@ -120,7 +122,8 @@ def sends_list(state, status, origin, person_id, run_id, limit, as_json) -> None
 
 @sends.command("retry")
 @click.argument("keys", nargs=-1)
-@click.option("--status", default="dead", show_default=True, help="Retry sends in this state (dead, failed, ...).")
+@click.option("--status", default="dead", show_default=True, type=click.Choice(RETRYABLE_STATES),
+              help="Retry sends in this state.")
 @click.option("--origin", help="Only this campaign or trigger.")
 @click.option("--all", "retry_all", is_flag=True, help="Retry every send in --status (without listing keys).")
 @click.pass_obj

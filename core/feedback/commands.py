@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..as_of import as_of_option
+
 from ..errors import MotorcadeError
 
 
@@ -22,9 +24,12 @@ def _as_of(project, value):
 
     from .common import to_epoch
 
+    from ..as_of import parse_as_of
+
     if value is None:
         return None
-    return dt.datetime.fromtimestamp(to_epoch(value, project.timezone), dt.timezone.utc)
+    return dt.datetime.fromtimestamp(to_epoch(parse_as_of(value, project.timezone), project.timezone),
+                                     dt.timezone.utc)
 
 
 def _emit(report, fmt, out):
@@ -83,7 +88,7 @@ def funnel(state, name, steps, within_days, by, campaign, since, until, store_id
               help="Interval for the difference of proportions.")
 @click.option("--confidence", default=0.95, show_default=True)
 @click.option("--lapsed-days", default=365, show_default=True, help="An owner is lapsed after this many days without a visit.")
-@click.option("--as-of", help="Treat this date as today (windows still open are reported).")
+@as_of_option("Treat this instant as now (windows still open are reported).")
 @_common
 @click.pass_obj
 def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days, as_of, store_id, fmt, out) -> None:
@@ -94,7 +99,7 @@ def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days
     project = state.project
     result = compute_uplift(project.store, campaign, event=event, days=days, run_id=run_id, store_id=store_id,
                             lapsed_days=lapsed_days, confidence=confidence, method=method,
-                            as_of=to_epoch(as_of, project.timezone), tz=project.timezone)
+                            as_of=to_epoch(_as_of(project, as_of), project.timezone), tz=project.timezone)
     _emit(result, fmt, out)
 
 
@@ -104,7 +109,7 @@ def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days
 @click.option("--cohort-event", help="Cohort by the month of this first event (e.g. purchase, sent). "
                                      "Default: the month of the first car ownership (owners' return to workshop).")
 @click.option("--periods", default=12, show_default=True, help="Months after the cohort month to show.")
-@click.option("--as-of", help="Treat this date as today.")
+@as_of_option("Treat this instant as now.")
 @_common
 @click.pass_obj
 def retention(state, return_event, cohort_event, periods, as_of, store_id, fmt, out) -> None:
@@ -122,7 +127,7 @@ def retention(state, return_event, cohort_event, periods, as_of, store_id, fmt, 
 @click.option("--limit", default=50, show_default=True, help="Length of the ranked list.")
 @click.option("--default-interval", default=180, show_default=True,
               help="Days between visits assumed when neither the owner nor their store has history.")
-@click.option("--as-of", help="Treat this date as today.")
+@as_of_option("Treat this instant as now.")
 @_common
 @click.pass_obj
 def churn(state, service_event, limit, default_interval, as_of, store_id, fmt, out) -> None:

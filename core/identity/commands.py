@@ -6,6 +6,8 @@ import json
 
 import click
 
+from ..cli_types import PERSON_ID
+
 from ..masking import mask_identifier, mask_id
 
 
@@ -76,7 +78,7 @@ def explain_cmd(query: str, as_json: bool) -> None:
 
 
 @identity.command("split")
-@click.argument("person_id", type=int)
+@click.argument("person_id", type=PERSON_ID)
 @click.option("--identifier", help="TYPE:VALUE that wrongly joined the records; it is flagged and never links again.")
 @click.option("--link", "link_id", type=int, help="One link id (see `identity explain`) to remove.")
 @click.option("--reason", default="split by operator", show_default=True, help="Recorded in the merge log.")

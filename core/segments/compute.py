@@ -76,18 +76,10 @@ def dependency_order(rule_set, names: Iterable[str]) -> list[str]:
 
 
 def parse_as_of(value, tz) -> dt.datetime:
-    """An aware instant from None (now), a datetime or ISO text; naive values are project-local."""
-    if value is None:
-        return dt.datetime.now(tz)
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise MotorcadeError(f"as-of {value!r} is not an ISO date or date-time",
-                                 "e.g. --as-of 2026-11-20T08:00 (project time zone) or 2026-11-20T00:00+00:00") from None
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
-    return value if value.tzinfo else value.replace(tzinfo=tz)
+    """An aware instant from None (now), a datetime or text (see :mod:`motorcade.as_of`)."""
+    from ..as_of import parse_as_of as parse
+
+    return parse(value, tz)
 
 
 def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz) -> tuple[list[int], str, CompiledQuery | None]:

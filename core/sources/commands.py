@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -35,37 +36,25 @@ def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bo
     Bad rows go to quarantine with the reason (see `motorcade quarantine list`). Re-running a
     source is safe: what is already stored is not written twice.
     """
-    from ..errors import MotorcadeError
-    from .ingest import ingest as run_ingest, project_ingestor
+    from .ingest import open_source, project_ingestor
 
     project = _state().project
     names = list(project.config.sources) if all_sources else list(sources)
     if not names:
-        raise MotorcadeError("name the sources to ingest, or pass --all",
-                             hint=f"configured: {', '.join(project.config.sources) or 'none'}")
-    for name in names:
-        project.source_settings(name)  # fail early on a misspelled name
+        raise click.UsageError("name the sources to ingest, or pass --all "
+                               f"(configured: {', '.join(project.config.sources) or 'none'})")
+    # Every source is opened (its settings and mapping checked) before the first row is read and before
+    # any progress bar starts: a configuration error stops the run with nothing half done.
+    opened = [open_source(project, name) for name in names]
     ingestor = project_ingestor(project)
+    show_bar = not (quiet or as_json) and sys.stderr.isatty()  # no bar frames in piped output
     results = []
-    for name in names:
-        if quiet or as_json:
-            summary = run_ingest(project, name, ingestor=ingestor)
+    for source in opened:
+        name = source.name
+        if not show_bar:
+            summary = ingestor.ingest(source)
         else:
-            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                          TextColumn("{task.completed:>10,} rows"), TextColumn("{task.fields[rate]:>9} rows/s"),
-                          TimeElapsedColumn(), transient=False) as bar:
-                task = bar.add_task(name, total=None, rate="-")
-
-                def progress(n: int, _task=task, _bar=bar) -> None:
-                    _bar.advance(_task, n)
-                    t = _bar.tasks[0]
-                    elapsed = t.elapsed or 0
-                    _bar.update(_task, rate=f"{t.completed / elapsed:,.0f}" if elapsed else "-")
-
-                summary = run_ingest(project, name, progress=progress, ingestor=ingestor)
-                bar.update(task, total=summary.read, completed=summary.read)
+            summary = _ingest_with_bar(ingestor, source)
         results.append(summary)
         if not as_json:
             click.echo(
@@ -82,6 +71,33 @@ def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bo
         click.echo(json.dumps([s.as_dict() for s in results], ensure_ascii=False))
     if any(s.rejected for s in results) and not as_json:
         click.echo("Rows in quarantine: `motorcade quarantine list` shows them with the reason.")
+
+
+def _ingest_with_bar(ingestor, source):
+    """Ingest ``source`` under a progress bar on stderr: rows read against the source's estimate of its
+    size (with a time estimate) where it has one, else a running count."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    total = source.size_hint()
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed:>10,} rows"), TextColumn("{task.fields[rate]:>9} rows/s"),
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(source.name, total=total or None, rate="-")
+
+        def progress(n: int) -> None:
+            bar.advance(task, n)
+            state = bar.tasks[0]
+            if state.total is not None and state.completed > state.total:
+                bar.update(task, total=None)  # the estimate was short: count on without a bar
+            elapsed = state.elapsed or 0
+            bar.update(task, rate=f"{state.completed / elapsed:,.0f}" if elapsed else "-")
+
+        summary = ingestor.ingest(source, progress=progress)
+        bar.update(task, total=summary.read, completed=summary.read)
+    return summary
 
 
 @click.group()

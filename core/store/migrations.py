@@ -402,7 +402,18 @@ def m006_every_person_id_names_a_person(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m007_consent_statements(db: sqlite_utils.Database) -> None:
+def m007_inbox(db: sqlite_utils.Database) -> None:
+    """A durable receive buffer for push sources (the HTTP collector): a message is stored here before
+    its sender gets a 200, and the source's ingest reads it from here by id. ``(source, message_id)`` is
+    unique, so a message sent twice is stored once."""
+    db.execute(
+        "CREATE TABLE inbox (id INTEGER PRIMARY KEY, source TEXT NOT NULL, message_id TEXT NOT NULL, "
+        "received_at TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (source, message_id))")
+    db.execute("CREATE INDEX inbox_by_source ON inbox (source, id)")
+
+
+@migration
+def m008_consent_statements(db: sqlite_utils.Database) -> None:
     """Consent precedence (``PeopleMixin.set_consent``): ``consents.dated`` says whether a grant carries a
     time of its own (a grant read from a source without a time never outranks a refusal), and
     ``consent_statements`` keeps what each source row last said, so that reading an unchanged row again

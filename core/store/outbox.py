@@ -39,6 +39,9 @@ def _send_row(row: tuple) -> dict[str, Any]:
     return send
 
 
+# States an operator may put back to `planned` (`motorcade sends retry --status ...`).
+RETRYABLE_STATES = ("dead", "suppressed", "deferred", "failed")
+
 class OutboxMixin:
     # -- runs and audience snapshots ----------------------------------------------------------------
 
@@ -248,7 +251,7 @@ class OutboxMixin:
     def retry_sends(self, *, keys: Iterable[str] | None = None, status: str = "dead", origin: str | None = None,
                     now: dt.datetime | None = None) -> int:
         """Put dead (or other stopped) sends back to ``planned`` with a fresh attempt budget; returns the count."""
-        if status not in ("dead", "suppressed", "deferred", "failed"):
+        if status not in RETRYABLE_STATES:
             raise ValueError(f"cannot retry sends in state {status!r}")
         now_text = iso(now or utc_now())
         sql = ("UPDATE outbox SET status = 'planned', attempts = 0, not_before = NULL, claimed_by = NULL, "

@@ -78,6 +78,9 @@ class TagCalculator:
     depends_on_tags: ClassVar[tuple[str, ...]] = ()  # tags (of other calculators) it reads
     depends_on_events: ClassVar[tuple[str, ...]] = ()  # event names it reads
     default_settings: ClassVar[dict[str, Any]] = {}  # documented defaults for `[tags.NAME]`
+    # The keys of `[tags.NAME]` with kinds and docs (motorcade.config_schema.Setting objects); None: derived
+    # from default_settings (the same keys; kinds from the defaults' types).
+    settings_schema: ClassVar[tuple | None] = None
     # False when the calculator's inputs cannot be tracked per person (e.g. tables without a change time):
     # the core then runs it in full even when asked for an incremental run.
     supports_incremental: ClassVar[bool] = True

@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from motorcade.config_schema import PATH, SECRET, TEXT, Setting, map_of, number, whole
 import motorcade
 from motorcade.activation.channel import (
     secret_setting,
@@ -113,6 +114,16 @@ class WebhookChannel(Channel):
         address_type="webhook",
         batch_size=1,
         supports_idempotency_key=True,
+    )
+    settings_schema = (
+        Setting("url", TEXT, "the endpoint (http or https)", required=True),
+        Setting("secret_env", TEXT, "environment variable holding the HMAC-SHA256 signing secret"),
+        Setting("secret", SECRET, "the signing secret itself (prefer secret_env)"),
+        Setting("timeout", number(above=0), "seconds to wait for the endpoint", 10),
+        Setting("headers", map_of(TEXT, "header"), "extra HTTP headers", {}),
+        Setting("batch_size", whole(1), "messages per POST (1: one request per message)", 1),
+        Setting("rate_limit_per_second", number(above=0), "most requests per second"),
+        Setting("ca_file", PATH, "CA bundle to verify the endpoint's certificate"),
     )
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):
