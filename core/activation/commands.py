@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 
 import click
 
 from motorcade.cli_types import COUNT, PERSON_ID
+from motorcade.masking import mask_identifier, mask_message, pii_visible
 from motorcade.model import RETRYABLE_STATES
-from motorcade.masking import mask_identifier, pii_visible
 
 
 def _context(project, *, log=None):
@@ -84,18 +83,6 @@ def sends() -> None:
     """Inspect the outbox: list sends, retry dead letters, show statistics."""
 
 
-_PHONE_IN_TEXT = re.compile(r"\+?\d{7,15}")
-_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-
-
-def _mask_text(text: str | None) -> str | None:
-    """Provider answers in reasons can quote phone numbers or e-mail addresses: mask them too."""
-    if text is None or pii_visible():
-        return text
-    text = _PHONE_IN_TEXT.sub(lambda m: mask_identifier("phone", m.group(0)), text)
-    return _EMAIL_IN_TEXT.sub(lambda m: mask_identifier("email", m.group(0)), text)
-
-
 def _mask_address(send) -> str:
     steps = send["payload"].get("steps") or []
     chosen = send["payload"].get("chosen", 0)
@@ -121,7 +108,7 @@ def sends_list(state, status, origin, person_id, run_id, limit, as_json) -> None
         item = {k: send[k] for k in ("idempotency_key", "origin_kind", "origin", "person_id", "channel", "template",
                                      "status", "attempts", "reason", "revision", "updated_at")}
         item["revision"] = item["revision"][:12]
-        item["reason"] = _mask_text(item["reason"])
+        item["reason"] = mask_message(item["reason"])  # provider answers can echo the body
         item["address"] = _mask_address(send)
         if as_json:
             click.echo(json.dumps(item, ensure_ascii=False))

@@ -8,11 +8,18 @@ import sys
 import click
 
 from ..cli_types import ROW_ID, SQLITE_INTEGER_MAX
-from ..masking import mask_free_text
+from ..masking import mask_free_text, mask_message
 
-def mask_text(text: str) -> str:
-    """A quarantined raw row with its personal data masked (MOTORCADE_SHOW_PII=1 shows it)."""
-    return mask_free_text(text)
+# How much of a quarantined raw row is shown: cut before it is masked (a field can be megabytes long).
+RAW_SHOWN = 200
+RAW_SHOWN_JSON = 4000
+REASON_SHOWN = 500  # a reason quotes the value it is about, which can be as long as the field
+
+
+def mask_text(text: str, limit: int | None = RAW_SHOWN) -> str:
+    """A quarantined raw row, cut to ``limit`` characters, with its personal data masked
+    (MOTORCADE_SHOW_PII=1 shows it)."""
+    return mask_free_text(text, limit=limit)
 
 
 def _state():
@@ -112,12 +119,16 @@ def quarantine() -> None:
 @click.option("--all", "include_resolved", is_flag=True, help="Include rows a retry has fixed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def quarantine_list(source: str | None, limit: int, as_summary: bool, include_resolved: bool, as_json: bool) -> None:
-    """List quarantined rows (personal data in the raw row masked; MOTORCADE_SHOW_PII=1 shows it)."""
+    """List quarantined rows (personal data in the raw row and in the reason masked; MOTORCADE_SHOW_PII=1
+    shows it). A raw row is shown cut to 200 characters (4,000 with --json)."""
     store = _state().project.store
     if as_summary:
-        rows = store.quarantine_summary()
-        if source:
-            rows = [r for r in rows if r[0] == source]
+        counts: dict[tuple[str, str], int] = {}
+        for s, r, n in store.quarantine_summary():
+            if not source or s == source:
+                key = (s, mask_message(r, REASON_SHOWN))  # reasons that differ only in a masked value count together
+                counts[key] = counts.get(key, 0) + n
+        rows = [(s, r, n) for (s, r), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
         if as_json:
             click.echo(json.dumps([{"source": s, "reason": r, "count": n} for s, r, n in rows], ensure_ascii=False))
             return
@@ -127,15 +138,17 @@ def quarantine_list(source: str | None, limit: int, as_summary: bool, include_re
     rows = store.list_quarantine(source=source, include_resolved=include_resolved, limit=limit or None)
     if as_json:
         click.echo(json.dumps([
-            {"id": r.id, "source": r.source, "position": r.position, "reason": r.reason, "raw": mask_text(r.raw),
+            {"id": r.id, "source": r.source, "position": r.position, "reason": mask_message(r.reason, RAW_SHOWN_JSON),
+             "raw": mask_text(r.raw, RAW_SHOWN_JSON),
              "resolved": r.resolved} for r in rows], ensure_ascii=False))
         return
     if not rows:
         click.echo("Quarantine is empty." if not source else f"No quarantined rows for {source}.")
         return
     for r in rows:
-        click.echo(f"#{r.id} {r.source} {r.position}: {r.reason}" + (" (fixed)" if r.resolved else ""))
-        click.echo(f"    {mask_text(r.raw)[:200]}")
+        fixed = " (fixed)" if r.resolved else ""
+        click.echo(f"#{r.id} {r.source} {r.position}: {mask_message(r.reason, REASON_SHOWN)}{fixed}")
+        click.echo(f"    {mask_text(r.raw)}")
 
 
 @quarantine.command("retry")

@@ -413,7 +413,7 @@ class Ingestor:
                 relations.append((rid, pid, kind, target, name, None))
             for channel, granted, at in rec.consents:
                 ts = parse_timestamp(at, settings.tz) if at is not None else settings.now()
-                store.set_consent(Consent(pid, channel, granted, ts, name), undated=at is None)
+                store.set_consent(Consent(pid, channel, granted, ts, name), undated=at is None, record_id=rid)
         ownerships = []
         car_rows = []
         for rec, vin, purchase, owned_from, owned_to, owner_ids in cars:

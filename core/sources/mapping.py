@@ -13,6 +13,7 @@ columns. A column is named by a string, or by a table with a type (and optionall
     attributes = { name = "name", birth_year = { column = "birth_year", type = "int" } }
     relations = { selling_store = "store_code" }             # kind = column holding the target id
     consents = { sms = "sms_opt_in" }                        # channel = yes/no column
+    consent_times = { sms = "sms_opt_in_at" }                # when it was given (optional; see below)
 
     [sources.dms.car]                                        # owner = this row's person
     vin = "vin"
@@ -42,6 +43,10 @@ columns. A column is named by a string, or by a table with a type (and optionall
 
 Types: str (default), int, float, bool, date, datetime, vin, phone, email. A value that does not
 convert rejects the whole row (it goes to quarantine with the column named), never half of it.
+
+A consent without a time (no ``consent_times`` column, or an empty cell) is taken as stated when the row
+is first read in that state; such a "yes" never lifts an opt-out recorded from elsewhere (a receipt). A
+consent with its time is an explicit choice at that time (``PeopleMixin.set_consent``).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ from .base import (
     StoreRecord,
     TransferRecord,
 )
-from .clean import CleanError, convert, parse_bool
+from .clean import CleanError, convert, parse_bool, parse_timestamp
 
 KINDS = ("person", "car", "event", "store", "advisor", "transfer")
 
@@ -163,6 +168,7 @@ class RowMapping:
             "attributes": self._map(table.get("attributes"), f"{where} attributes"),
             "relations": self._map(table.get("relations"), f"{where} relations"),
             "consents": self._map(table.get("consents"), f"{where} consents"),
+            "consent_times": self._consent_times(table, where),
         }
 
     def _transfer(self, table: Any, where: str) -> dict[str, Any] | None:
@@ -185,6 +191,14 @@ class RowMapping:
                 raise ConfigError(f"{where} {side}: map at least one identifier", hint='{ phone = "mobile" }')
         return {"vin": _Column(table["vin"], f"{where} vin"),
                 "date": _Column(table["date"], f"{where} date") if "date" in table else None, **owners}
+
+    def _consent_times(self, table: dict, where: str) -> dict[str, _Column]:
+        times = self._map(table.get("consent_times"), f"{where} consent_times")
+        unknown = sorted(set(times) - set(table.get("consents") or {}))
+        if unknown:
+            raise ConfigError(f"{where} consent_times: {', '.join(unknown)} not in consents",
+                              hint="consent_times gives the time of a channel mapped in consents")
+        return times
 
     def _event(self, table: Any, where: str) -> dict[str, Any] | None:
         if table is None:
@@ -212,7 +226,7 @@ class RowMapping:
 
         if self.person:
             add(self.person["key"])
-            for group in ("identifiers", "attributes", "relations", "consents"):
+            for group in ("identifiers", "attributes", "relations", "consents", "consent_times"):
                 for c in self.person[group].values():
                     add(c)
         for table in (self.car, self.store, self.advisor):
@@ -273,9 +287,17 @@ class RowMapping:
                 text = _text(row, c)
                 if text is not None:
                     try:
-                        consents.append((channel, parse_bool(text), None))
+                        granted = parse_bool(text)
                     except CleanError as exc:
                         raise CleanError(f"column {c.column}: {exc}") from None
+                    at_column = p["consent_times"].get(channel)
+                    at = _text(row, at_column)
+                    if at is not None:
+                        try:
+                            at = parse_timestamp(at, tz)
+                        except CleanError as exc:
+                            raise CleanError(f"column {at_column.column}: {exc}") from None
+                    consents.append((channel, granted, at))
             out.append(PersonRecord(source_key=person_key or "", identifiers=person_ids,
                                     attributes={k: v for k, v in attributes.items() if v is not None},
                                     position=position, raw=raw, relations=relations, consents=tuple(consents)))

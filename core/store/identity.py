@@ -16,6 +16,7 @@ import json
 from typing import Any, Iterable, Iterator, Sequence
 
 from .codec import iso, loads, utc_now
+from .people import CONSENT_PRECEDENCE
 
 _CHUNK = 5000
 
@@ -406,7 +407,7 @@ class IdentityMixin:
             "SELECT attributes, created_at FROM people WHERE id = ?", (person_id,)
         ).fetchone() or ("{}", now)
         consents = conn.execute(
-            "SELECT channel, granted, ts, source FROM consents WHERE person_id = ?", (person_id,)
+            "SELECT channel, granted, ts, source, dated FROM consents WHERE person_id = ?", (person_id,)
         ).fetchall()
         result = []
         for members in components.values():
@@ -424,7 +425,8 @@ class IdentityMixin:
                 )
                 # Opt-outs must survive a split: every piece keeps the consent state it had.
                 conn.executemany(
-                    "INSERT OR IGNORE INTO consents (person_id, channel, granted, ts, source) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO consents (person_id, channel, granted, ts, source, dated) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     [(new_id, *c) for c in consents],
                 )
             for other in origins[1:]:
@@ -632,11 +634,12 @@ class IdentityMixin:
             f"GROUP BY r.person_id, rr.kind, rr.target_id"
         )
         conn.execute(
-            f"INSERT INTO consents (person_id, channel, granted, ts, source) "
-            f"SELECT m.new_id, c.channel, c.granted, c.ts, c.source FROM consents c "
+            f"INSERT INTO consents (person_id, channel, granted, ts, source, dated) "
+            f"SELECT m.new_id, c.channel, c.granted, c.ts, c.source, c.dated FROM consents c "
             f"JOIN person_merges m ON m.old_id = c.person_id WHERE c.person_id IN {merged} ORDER BY c.ts "
             f"ON CONFLICT(person_id, channel) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, "
-            f"source = excluded.source WHERE excluded.ts >= consents.ts"
+            f"source = excluded.source, dated = excluded.dated "
+            f"WHERE {CONSENT_PRECEDENCE.format(after='NULL')}"  # the same precedence as set_consent
         )
         conn.execute(f"DELETE FROM consents WHERE person_id IN {merged}")
         for table, columns in (

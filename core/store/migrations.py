@@ -448,3 +448,26 @@ def m008_inbox(db: sqlite_utils.Database) -> None:
         "CREATE TABLE inbox (id INTEGER PRIMARY KEY, source TEXT NOT NULL, message_id TEXT NOT NULL, "
         "received_at TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (source, message_id))")
     db.execute("CREATE INDEX inbox_by_source ON inbox (source, id)")
+
+
+@migration
+def m009_consent_statements(db: sqlite_utils.Database) -> None:
+    """Consent precedence (``PeopleMixin.set_consent``): ``consents.dated`` says whether a grant carries a
+    time of its own (a grant read from a source without a time never outranks a refusal), and
+    ``consent_statements`` keeps what each source row last said, so that reading an unchanged row again
+    states nothing new. Grants stored before are taken as undated: any refusal received later wins."""
+    db.executescript(
+        """
+        ALTER TABLE consents ADD COLUMN dated INTEGER NOT NULL DEFAULT 1;
+        UPDATE consents SET dated = 0 WHERE granted = 1;
+        -- What a source row (an identity record) last said about a channel without a time, and when that
+        -- was first read.
+        CREATE TABLE IF NOT EXISTS consent_statements (
+            record_id INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            granted INTEGER NOT NULL,
+            ts INTEGER NOT NULL,
+            PRIMARY KEY (record_id, channel)
+        ) WITHOUT ROWID;
+        """
+    )
