@@ -165,8 +165,9 @@ def test_broken_plugin_is_reported_by_name_and_does_not_break_the_cli(tmp_path, 
     assert (info.distribution, info.version, info.kinds) == ("motorcade-fine", "1.2.3", ("command",))
 
     from motorcade import cli as cli_module
-    from motorcade.plugins import set_plugin_manager
+    from motorcade.plugins import get_plugin_manager, set_plugin_manager
 
+    previous = get_plugin_manager.__globals__["_default"]
     set_plugin_manager(pm)
     try:
         result = CliRunner().invoke(cli_module.build_cli(), ["plugins", "--json"])
@@ -176,8 +177,12 @@ def test_broken_plugin_is_reported_by_name_and_does_not_break_the_cli(tmp_path, 
         result = CliRunner().invoke(cli_module.build_cli(), ["fine-hello"])
         assert result.output.strip() == "fine"
     finally:
-        set_plugin_manager(None)
-        cli_module.build_cli()  # back to the commands of the default manager
+        # Put the previous manager back. (Setting None here made the next use load a fresh default while this
+        # test's environment -- only the broken plugin on the path -- was still in force, and every later
+        # test in the process then saw no source, tag or channel plugin.)
+        set_plugin_manager(previous)
+        if previous is not None:
+            cli_module.build_cli()  # back to the commands of that manager
 
 
 def test_block_list_skips_a_plugin(monkeypatch):

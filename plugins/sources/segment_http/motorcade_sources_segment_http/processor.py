@@ -92,7 +92,10 @@ class _Loop:
         from motorcade.project import Project
         from motorcade.sources.ingest import open_source, project_ingestor
 
-        project = Project(self.project_dir)
+        from motorcade.plugins import load_plugins
+
+        # A process of its own loads the installed plugins afresh, as a new `motorcade` command would.
+        project = Project(self.project_dir, plugin_manager=load_plugins())
         store = project.store
         ingestor = project_ingestor(project)
         sources = []

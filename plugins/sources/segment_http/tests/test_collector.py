@@ -48,7 +48,9 @@ def make_project(tmp_path):
     (tmp_path / "rules" / "t.mc").write_text(RULES, encoding="utf-8")
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "thanks.txt").write_text("Thanks {{ person.name }}", encoding="utf-8")
-    return Project(tmp_path)
+    from motorcade.plugins import load_plugins
+
+    return Project(tmp_path, plugin_manager=load_plugins())
 
 
 @pytest.fixture
