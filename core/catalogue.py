@@ -5,9 +5,37 @@ from __future__ import annotations
 from typing import Any
 
 
+def tag_producers(project: Any, *, rule_set=None) -> dict[str, list[tuple[str, Any]]]:
+    """Every tag the project can produce -> ``[(producer, TagDefinition)]``: the installed calculators'
+    (``calculator `intent```), the sources' imported tags (``source `leads```) and the rule tags
+    (``rule tag `vip```). More than one producer for a tag is a conflict `motorcade check` reports."""
+    from .errors import MotorcadeError
+    from .sources.mapping import source_tag_definitions
+    from .tags.rules import rule_tag_definition
+
+    out: dict[str, list[tuple[str, Any]]] = {}
+    for name, entry in project.plugins.registry().tag_calculators.items():
+        for definition in getattr(entry.obj, "produces", ()):
+            out.setdefault(definition.name, []).append((f"calculator `{name}`", definition))
+    for source, settings in project.config.sources.items():
+        for definition in source_tag_definitions(source, settings):
+            out.setdefault(definition.name, []).append((f"source `{source}`", definition))
+    if rule_set is not None:
+        for rule in rule_set.tags.values():
+            try:
+                definition = rule_tag_definition(rule)
+            except MotorcadeError:
+                definition = None  # values of mixed types: `check` reports the rule itself
+            out.setdefault(rule.name, []).append((f"rule tag `{rule.name}`", definition))
+    return out
+
+
 def build_catalogue(project: Any):
-    """Events seen in the store, tags defined by calculators and rule tags, profile attributes, channels."""
+    """Events seen in the store; tags of the calculators, the sources and the rule tags (an exact set: a
+    tag nothing produces is unknown even in a project with no calculator plugin); profile attributes;
+    channels."""
     from motorcade.dsl.check import Catalogue
+    from motorcade.dsl.errors import DslError
 
     store = project.store
     registry = project.plugins.registry()
@@ -18,17 +46,27 @@ def build_catalogue(project: Any):
     events.update(
         name for entry in registry.tag_calculators.values() for name in getattr(entry.obj, "depends_on_events", ())
     )
-    tags: dict[str, str] = {}
-    for entry in registry.tag_calculators.values():
-        for definition in getattr(entry.obj, "produces", ()):
-            tags[definition.name] = definition.type
-    calculator_tags = set(tags)
-    for row in store.tag_definitions():
+    try:
+        rule_set = project.rules()
+    except DslError:
+        rule_set = None  # `check` reports the syntax errors; the other files' tags are still known
+    producers = tag_producers(project, rule_set=rule_set)
+    tags: dict[str, str | None] = {}
+    for name, produced in producers.items():
+        types = {definition.type for _, definition in produced if definition is not None}
+        tags[name] = types.pop() if len(types) == 1 else None
+    for row in store.tag_definitions():  # values stored by a calculator since uninstalled stay readable
         tags.setdefault(row["name"], row["type"])
+    calculator_tags = {name for name, produced in producers.items()
+                       if any(who.startswith("calculator") for who, _ in produced)}
     attributes = {
         r[0] for r in store.query("SELECT DISTINCT key FROM people, json_each(people.attributes) LIMIT 10000")
     }
-    return Catalogue.from_names(
-        events=events, tags=tags, attributes=attributes, channels=set(registry.channels),
-        calculator_tags=calculator_tags,
+    catalogue = Catalogue.from_names(
+        events=events, attributes=attributes, channels=set(registry.channels), calculator_tags=calculator_tags,
     )
+    import attrs
+
+    return attrs.evolve(catalogue, tags=tags, config_file=str(project.config.path.name), tag_producers={
+        name: tuple(who for who, _ in produced if not who.startswith("rule tag"))
+        for name, produced in producers.items()})

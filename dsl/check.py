@@ -32,6 +32,11 @@ class Catalogue:
     templates: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
     # tags the installed calculators produce: a rule tag must not take one of their names
     calculator_tags: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
+    # tag -> what produces it besides rule tags ("calculator `intent`", "source `leads`"): a tag has one
+    # producer, so two entries, or one and a rule tag of that name, are errors naming both
+    tag_producers: dict[str, tuple[str, ...]] | None = None
+    # where the producers are configured, for the message of a tag produced twice
+    config_file: str = "motorcade.toml"
 
     @classmethod
     def from_names(cls, *, events=None, tags=None, attributes=None, segments=None, channels=None,
@@ -111,14 +116,30 @@ class _Checker:
                 getattr(self, "rule_" + type(rule).__name__)(rule)
         self.file = None
         self.check_cycles()
+        self.check_producers()
         return self.diagnostics
+
+    def check_producers(self):
+        """A tag produced by two producers (a calculator and a source, two sources): which values would
+        a rule read? Reported against the configuration, naming both."""
+        for name, producers in sorted((self.catalogue.tag_producers or {}).items()):
+            if len(producers) > 1:
+                self.diagnostics.append(make(
+                    ERROR, f"tag `{name}` is produced by both {' and '.join(producers)}",
+                    file=self.catalogue.config_file, source="", line=None, column=None,
+                    hint="a tag has one producer: rename the tag in the source's [sources.NAME.tags] table, or "
+                         "block the calculator's plugin with MOTORCADE_BLOCK_PLUGINS"))
 
     def rule_Segment(self, rule):  # noqa: N802
         self.segment_refs.setdefault(rule.name, [])
         self.cond(rule.where, "person", segment=rule.name)
 
     def rule_TagRule(self, rule):  # noqa: N802
-        if self.catalogue.calculator_tags is not None and rule.name in self.catalogue.calculator_tags:
+        producers = (self.catalogue.tag_producers or {}).get(rule.name)
+        if producers:
+            self.report(ERROR, f"rule tag `{rule.name}` has the name of a tag {' and '.join(producers)} produces",
+                        rule, "rename the rule tag (`motorcade tags list` shows every tag and what produces it)")
+        elif self.catalogue.calculator_tags is not None and rule.name in self.catalogue.calculator_tags:
             self.report(ERROR, f"rule tag `{rule.name}` has the name of a tag an installed calculator produces",
                         rule, "rename the rule tag (`motorcade tags list` shows the calculators' tags)")
         refs = self.tag_refs.setdefault(rule.name, [])

@@ -58,13 +58,15 @@ def tags_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the run results as JSON.")
 def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None, as_json: bool) -> None:
     """Compute tags: all calculators, or NAMES (calculators or tags) and what they depend on."""
-    from .engine import compute_project_tags, plan
+    from .engine import compute_project_tags, plan, project_calculators
 
     project = _state().project
     moment = _parse_as_of(as_of, project)
-    calculators = {n: e.obj for n, e in project.plugins.registry().tag_calculators.items()}
+    # the installed plugins' calculators and the rules' own tags (rule:NAME): rule tags need no plugin
+    calculators = project_calculators(project)
     if not calculators:
-        raise click.ClickException("no tag calculators are installed; install a plugin under plugins/tags/")
+        raise click.ClickException("no tag calculators are installed and the rules define no rule tag; install "
+                                   "a plugin under plugins/tags/ or write `tag NAME = case ... end` in a rule file")
     planned = plan(calculators, names or None)
     with click.progressbar(length=len(planned), label="Computing tags", file=sys.stderr,
                            item_show_func=lambda c: c.name if c else "") as bar:
@@ -77,7 +79,7 @@ def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None
             bar.update(0, calc)
 
         results = compute_project_tags(project, names or None, incremental=incremental, as_of=moment,
-                                       progress=progress)
+                                       progress=progress, calculators=calculators)
         bar.update(1)
     if as_json:
         click.echo(json.dumps([

@@ -396,9 +396,11 @@ def project_calculators(project) -> dict[str, TagCalculator]:
 
 def compute_project_tags(project, names: Iterable[str] | None = None, *, incremental: bool = False,
                          as_of: dt.datetime | None = None,
-                         progress: Callable[[TagCalculator], None] | None = None) -> list[TagRunResult]:
-    """:func:`compute_tags` with the project's store, installed calculators and ``[tags]`` settings."""
-    calculators = project_calculators(project)
+                         progress: Callable[[TagCalculator], None] | None = None,
+                         calculators: Mapping[str, TagCalculator] | None = None) -> list[TagRunResult]:
+    """:func:`compute_tags` with the project's store, calculators (default :func:`project_calculators`: the
+    installed plugins' and the rule tags) and ``[tags]`` settings."""
+    calculators = project_calculators(project) if calculators is None else calculators
     return compute_tags(project.store, calculators, as_of=as_of or project.now(), settings=project.config.tags,
                         names=names, incremental=incremental, progress=progress)
 
