@@ -58,7 +58,7 @@ class Catalogue:
 
 
 CAR_FIELDS = ("vin", "brand", "model", "model_year", "purchase_date", "store", "age")
-PERSON_FIELDS = ("store", "advisor")
+PERSON_FIELDS = ("store", "advisor", "age")
 _SET_OPS_HINT = "`store` and `advisor` support =, !=, in, not in, is null, is not null"
 _LITERAL_KINDS = {bool: "boolean", int: "number", float: "number", str: "string", dt.date: "date", dt.datetime: "date"}
 
@@ -332,6 +332,9 @@ class _Checker:
                 self.report(ERROR, f"unknown name `{name}` in a person condition", subject,
                             f"write `profile.{name}` for a profile attribute or `tag {name}` for a tag")
                 return
+            if name == "age":  # whole years from profile.birth_date: a number
+                self.age(node)
+                return
             if isinstance(node, (ast.Between, ast.TextMatch)) or (
                     isinstance(node, ast.Compare) and node.op not in ("=", "!=")):
                 self.report(ERROR, f"`{name}` cannot be used with this test", node, _SET_OPS_HINT)
@@ -348,14 +351,29 @@ class _Checker:
         if scope != "car":
             for value in _values_of(node):
                 if isinstance(value, ast.Duration):
-                    self.report(ERROR, "a duration can only be compared with a car's `age`", value,
+                    self.report(ERROR, "a duration can only be compared with an `age`", value,
                                 "write a number, a date or `N days ago`")
+
+    def age(self, node):
+        if isinstance(node, ast.TextMatch):
+            self.report(ERROR, "`age` is a number of years; compare it with a number", node, "write e.g. `age >= 30`")
+        attributes = self.catalogue.profile_attributes
+        if attributes is not None and "birth_date" not in attributes:
+            self.report(WARNING, "`age` counts from `profile.birth_date`, which no person has", node,
+                        'map a date column to the attribute birth_date: { column = "...", type = "date" }')
+        for value in _values_of(node):
+            if isinstance(value, ast.Duration) and value.unit != "years":
+                self.report(ERROR, f"`{value.amount} {value.unit}` can only be compared with `age` in years",
+                            value, "write e.g. `age >= 30 years`")
+            elif isinstance(value, ast.Literal) and _literal_kind(value.value) != "number":
+                self.report(ERROR, "`age` is a number of years; compare it with a number", value,
+                            "write e.g. `age >= 30`")
 
     def values(self, node):
         if not isinstance(node.subject, ast.FieldRef):
             for value in _values_of(node):
                 if isinstance(value, ast.Duration):
-                    self.report(ERROR, "a duration can only be compared with a car's `age`", value,
+                    self.report(ERROR, "a duration can only be compared with an `age`", value,
                                 "write a number, a date or `N days ago`")
 
     # -- cycles --

@@ -117,10 +117,12 @@ def person_data(store, person_id: int, *, as_of: dt.datetime) -> PersonData:
     relations = store.relations_of(person_id)
     events = [EventData(e.name, e.ts, dict(e.properties), id=e.id) for e in store.events_of(person_id)
               if e.ts <= as_of]
+    # typed values (a date attribute stored as ISO text, a boolean tag as 0 / 1) as segments read them
+    attributes, tags = store.value_types().person(attributes, {t.tag: t.value for t in store.tags_of(person_id)})
     return PersonData(
         id=person_id,
         attributes=attributes,
-        tags={t.tag: t.value for t in store.tags_of(person_id)},
+        tags=tags,
         cars=cars,
         advisor_ids={t for k, t in relations if k.endswith("advisor")},
         store_ids={t for k, t in relations if k.endswith("store")},

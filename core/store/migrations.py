@@ -410,3 +410,18 @@ def m007_inbox(db: sqlite_utils.Database) -> None:
         "CREATE TABLE inbox (id INTEGER PRIMARY KEY, source TEXT NOT NULL, message_id TEXT NOT NULL, "
         "received_at TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (source, message_id))")
     db.execute("CREATE INDEX inbox_by_source ON inbox (source, id)")
+
+
+@migration
+def m008_attribute_types(db: sqlite_utils.Database) -> None:
+    """The declared type of profile attributes that sources map with a typed column (date, datetime,
+    number, boolean): JSON keeps a date as text, so rules need the type to compare it as a date."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS attribute_types (
+            name TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            source TEXT NOT NULL
+        );
+        """
+    )

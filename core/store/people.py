@@ -219,3 +219,21 @@ class PeopleMixin:
                 (person_id,),
             )
         ]
+
+    # -- value types ----------------------------------------------------------------------------------
+
+    def define_attribute_types(self, types: dict[str, str], *, source: str) -> None:
+        """Record the declared type of profile attributes (``{"birth_date": "date"}``) mapped by ``source``."""
+        self.conn.executemany(
+            "INSERT INTO attribute_types (name, type, source) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET type = excluded.type, source = excluded.source",
+            sorted((name, kind, source) for name, kind in types.items()))
+
+    def value_types(self):
+        """The types rules compare stored values as (:class:`motorcade.dsl.data.ValueTypes`): profile
+        attributes from the sources' typed columns, tags from the tag catalogue."""
+        from motorcade.dsl.data import ValueTypes
+
+        return ValueTypes(
+            attributes=dict(self.conn.execute("SELECT name, type FROM attribute_types").fetchall()),
+            tags=dict(self.conn.execute("SELECT name, type FROM tag_definitions").fetchall()))
