@@ -69,4 +69,23 @@ def build_catalogue(project: Any):
 
     return attrs.evolve(catalogue, tags=tags, config_file=str(project.config.path.name), tag_producers={
         name: tuple(who for who, _ in produced if not who.startswith("rule tag"))
-        for name, produced in producers.items()})
+        for name, produced in producers.items()}, config_errors=tuple(value_type_conflicts(project)))
+
+
+def value_type_conflicts(project: Any) -> list[tuple[str, str]]:
+    """An attribute (or event property) two sources map with different types: rules would compare it as
+    whichever source was read last. ``(message, hint)`` for `motorcade check`."""
+    from .sources.mapping import attribute_types
+
+    problems = []
+    for kind, what in (("person", "profile attribute"), ("event", "event property")):
+        declared: dict[str, dict[str, str]] = {}
+        for source, settings in project.config.sources.items():
+            for name, value_type in attribute_types(settings, kind).items():
+                declared.setdefault(name, {})[source] = value_type
+        for name, by_source in sorted(declared.items()):
+            if len(set(by_source.values())) > 1:
+                listed = " and ".join(f"{t} in source `{s}`" for s, t in sorted(by_source.items()))
+                problems.append((f"{what} `{name}` is mapped with different types: {listed}",
+                                 "give the column the same type in every source that maps it"))
+    return problems

@@ -37,6 +37,8 @@ class Catalogue:
     tag_producers: dict[str, tuple[str, ...]] | None = None
     # where the producers are configured, for the message of a tag produced twice
     config_file: str = "motorcade.toml"
+    # problems of the project's configuration that change what rules read: (message, hint)
+    config_errors: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_names(cls, *, events=None, tags=None, attributes=None, segments=None, channels=None,
@@ -129,6 +131,9 @@ class _Checker:
                     file=self.catalogue.config_file, source="", line=None, column=None,
                     hint="a tag has one producer: rename the tag in the source's [sources.NAME.tags] table, or "
                          "block the calculator's plugin with MOTORCADE_BLOCK_PLUGINS"))
+        for message, hint in self.catalogue.config_errors:
+            self.diagnostics.append(make(ERROR, message, file=self.catalogue.config_file, source="", line=None,
+                                         column=None, hint=hint))
 
     def rule_Segment(self, rule):  # noqa: N802
         self.segment_refs.setdefault(rule.name, [])

@@ -39,28 +39,43 @@ def iso_instant(text: str) -> dt.datetime | None:
         return None
 
 
+def _json_typed(kind: str | None, value: Any) -> Any:
+    if isinstance(value, str):
+        if kind == "date":
+            return iso_date(value) or value
+        if kind == "datetime":
+            return iso_instant(value) or value
+    return value
+
+
 @attrs.frozen
 class ValueTypes:
     """The declared types of stored values, so a rule compares them as that type.
 
-    JSON (profile attributes) and SQLite (tag values) keep numbers, strings and (JSON) booleans as they
-    are, but store a date as ISO text and (tags) a boolean as 0 / 1. ``attributes`` maps a profile attribute
-    to ``"date"`` or ``"datetime"`` (from the sources' typed columns); ``tags`` maps a tag to its type
-    (``"boolean"``, ``"date"``, ...). :meth:`attribute` and :meth:`tag` turn a stored value into the value a
-    rule sees; a stored value not in the type's form (``"soon"`` in a date attribute) stays what it is.
+    JSON (profile attributes, event properties) and SQLite (tag values) keep numbers, strings and (JSON)
+    booleans as they are, but store a date as ISO text and (tags) a boolean as 0 / 1. ``attributes`` and
+    ``properties`` map a profile attribute or an event property to ``"date"`` or ``"datetime"`` (from the
+    sources' typed columns; other declared types are stored as themselves); ``tags`` maps a tag to its type
+    (``"boolean"``, ``"date"``, ...). :meth:`attribute`, :meth:`property` and :meth:`tag` turn a stored value
+    into the value a rule sees; a stored value not in the type's form (``"soon"`` in a date attribute) stays
+    what it is.
     """
 
     attributes: dict[str, str] = attrs.field(factory=dict)
     tags: dict[str, str] = attrs.field(factory=dict)
+    properties: dict[str, str] = attrs.field(factory=dict)
 
     def attribute(self, name: str, value: Any) -> Any:
-        if isinstance(value, str):
-            kind = self.attributes.get(name)
-            if kind == "date":
-                return iso_date(value) or value
-            if kind == "datetime":
-                return iso_instant(value) or value
-        return value
+        return _json_typed(self.attributes.get(name), value)
+
+    def property(self, name: str, value: Any) -> Any:
+        return _json_typed(self.properties.get(name), value)
+
+    def event(self, properties: dict[str, Any]) -> dict[str, Any]:
+        """An event's properties with every value typed."""
+        if not self.properties:
+            return properties
+        return {k: self.property(k, v) for k, v in properties.items()}
 
     def tag(self, name: str, value: Any) -> Any:
         kind = self.tags.get(name)

@@ -2,8 +2,8 @@
 
 Hypothesis generates random condition ASTs (every condition node, every window, every kind of value)
 and random people with tags, attributes, cars, relations, consents and events placed on and around the
-window edges (typed values too: a date and a date-time attribute, a boolean and a date tag, a person's
-``age`` from the date of birth); the rows go into a real store file, the evaluator reads them back through the store ->
+window edges (typed values too: a date and a date-time attribute, a date event property, a boolean and a
+date tag, a person's ``age`` from the date of birth); the rows go into a real store file, the evaluator reads them back through the store ->
 Dataset loader, and both answers must be the same set of ids — for the plain full-scan query and for
 the plan the compiler chooses (driven from an index).
 """
@@ -37,6 +37,7 @@ TAGS = ["level", "score", "flag", "since", "gone"]
 ATTRS = ["city", "age", "vip", "note", "items", "birth_date", "seen", "gone"]
 # declared types (the store's value_types): ISO text is a date / an instant, a boolean tag's 0 / 1 booleans
 ATTRIBUTE_TYPES = {"birth_date": "date", "seen": "datetime"}
+PROPERTY_TYPES = {"due": "date"}
 TAG_TYPES = {"flag": "boolean", "since": "date"}
 UNITS = list(ast.TIME_UNITS)
 AMOUNTS = [0, 1, 2, 3, 7]
@@ -128,7 +129,7 @@ def conditions(draw, as_of, tz, allow_segment=True, depth=2):
     base_date = base_dt.date()
     vals = values(base_date, base_dt)
     wins = windows(base_date, base_dt)
-    event_fields = st.sampled_from(["amount", "channel", "flag", "gone"]).map(ast.FieldRef)
+    event_fields = st.sampled_from(["amount", "channel", "flag", "due", "gone"]).map(ast.FieldRef)
     event_cond = st.one_of(predicates(event_fields, vals), predicates(st.sampled_from(TAGS).map(ast.TagRef), vals))
     aggregates = st.one_of(
         st.builds(ast.Aggregate, st.sampled_from(["count", "first", "last"]), st.sampled_from(EVENTS), st.none(),
@@ -247,7 +248,8 @@ def people(seed: int, as_of, tz):
                       rng.choice(["S1", "S2", "A1", "5"])) for _ in range(rng.randint(0, 3))]
         consents = {k: rng.random() < 0.5 for k in rng.sample(["sms", "wecom", "*"], rng.randint(0, 3))}
         events = [(rng.choice(EVENTS), instant(),
-                   {k: json_value() for k in rng.sample(["amount", "channel", "flag"], rng.randint(0, 2))})
+                   {k: iso_day() if k == "due" and rng.random() < 0.8 else json_value()
+                    for k in rng.sample(["amount", "channel", "flag", "due"], rng.randint(0, 3))})
                   for _ in range(rng.randint(0, 10))]
         out.append((attrs_, tags, cars, relations, consents, events))
     return out
@@ -260,7 +262,8 @@ def load(store: SQLiteStore, population, as_of) -> None:
                       "advisors", "stores"):
             conn.execute(f"DELETE FROM {table}")
         store.upsert_stores([Store("S1", "s1", "g"), Store("S2", "s2", "g")])
-        store.define_attribute_types(ATTRIBUTE_TYPES, source="test")
+        store.define_value_types(ATTRIBUTE_TYPES, scope="attribute", source="test")
+        store.define_value_types(PROPERTY_TYPES, scope="property", source="test")
         store.define_tags([TagDefinition(name, kind, name) for name, kind in TAG_TYPES.items()], calculator="test",
                           calculator_version="1")
         store.upsert_advisors([Advisor("A1", "a1", "S1")])

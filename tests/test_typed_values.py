@@ -38,7 +38,20 @@ path = "crm.csv"
 key = "no"
 identifiers = { crm_id = "no" }
 attributes = { birth_date = { column = "birthday", type = "date" }, seen = { column = "seen", type = "datetime" }, spend = { column = "spend", type = "float" }, vip = { column = "vip", type = "bool" } }
+
+[sources.policies]
+type = "csv"
+path = "policies.csv"
+[sources.policies.event]
+name = "insurance_policy"
+ts = { column = "start", type = "date" }
+dedup_key = "policy"
+identifiers = { crm_id = "no" }
+properties = { ends_on = { column = "end", type = "date" } }
 """
+
+# customer -> when their insurance policy ends (the policy started a year earlier)
+POLICIES = {"C1": "2026-06-30", "C2": "2026-07-01", "C5": "2026-06-01"}
 
 # customer -> (birthday, last seen (Shanghai wall clock), spend, vip) as the CRM export has them
 CUSTOMERS = {
@@ -59,6 +72,8 @@ segment seen_in_may { where profile.seen >= 2026-05-01 }
 segment seen_late { where profile.seen > 2026-05-31 23:00 }
 segment spenders { where profile.spend > 100 and profile.vip = true }
 segment birthday_unknown { where profile.birth_date is null }
+segment renew_in_june { where count(insurance_policy where ends_on <= 2026-06-30) >= 1 }
+segment renew_soon { where did insurance_policy and count(insurance_policy where ends_on < 30 days ago) = 0 }
 """
 
 # the answers docs/dsl.md gives at 2026-06-01 10:00 Shanghai
@@ -72,6 +87,8 @@ EXPECTED = {
     "seen_late": {"C1"},
     "spenders": {"C1"},
     "birthday_unknown": {"C4"},
+    "renew_in_june": {"C1", "C5"},
+    "renew_soon": {"C1", "C2", "C5"},  # no policy ended before 2026-05-02
 }
 
 
@@ -93,10 +110,14 @@ def rule_test_text() -> str:
     for key, values in sorted(CUSTOMERS.items()):
         cells = [_literal(c, v) for c, v in zip(("birth_date", "seen", "spend", "vip"), values)]
         rows.append(f"  {ids[key]} | " + " | ".join(cells))
+    events = ["  person | event | at | ends_on"]
+    for key, end in sorted(POLICIES.items()):
+        start = dt.date.fromisoformat(end).replace(year=2025)
+        events.append(f"  {ids[key]} | insurance_policy | {start} 00:00 | {end}")
     expectations = [f"expect segment {name} exactly [{', '.join(str(ids[k]) for k in sorted(members))}]"
                     for name, members in EXPECTED.items()]
     return ("as of 2026-06-01 10:00\ntimezone \"Asia/Shanghai\"\n\npeople:\n" + "\n".join(rows) + "\n\n"
-            + "\n".join(expectations) + "\n")
+            + "events:\n" + "\n".join(events) + "\n\n" + "\n".join(expectations) + "\n")
 
 
 @pytest.fixture
@@ -106,6 +127,9 @@ def project(motorcade_project, register_plugin):
     (d / "motorcade.toml").write_text(CONFIG, encoding="utf-8")
     (d / "crm.csv").write_text("no,birthday,seen,spend,vip\n" + "".join(
         f"{key},{','.join(values)}\n" for key, values in CUSTOMERS.items()), encoding="utf-8")
+    (d / "policies.csv").write_text("policy,no,start,end\n" + "".join(
+        f"P{key},{key},{dt.date.fromisoformat(end).replace(year=2025)},{end}\n" for key, end in POLICIES.items()),
+        encoding="utf-8")
     (d / "rules" / "people.mc").write_text(RULES, encoding="utf-8")
     (d / "rules" / "people.test.mc").write_text(rule_test_text(), encoding="utf-8")
     from motorcade.project import Project
@@ -118,6 +142,7 @@ def project(motorcade_project, register_plugin):
 def test_a_csv_source_and_a_rule_test_give_the_same_answer(project):
     summary = ingest(project, "crm")
     assert summary.rejected == 0
+    assert ingest(project, "policies").events == len(POLICIES)
     store = project.store
     key_of = {store.person_of_identifier("crm_id", key): key for key in CUSTOMERS}
     rule_set = project.rules(checked=True)
@@ -141,8 +166,10 @@ def test_explain_shows_a_date_attribute_matching_a_relative_time(project):
 
 def test_the_store_records_the_declared_attribute_types(project):
     ingest(project, "crm")
-    assert project.store.value_types().attributes == {"birth_date": "date", "seen": "datetime", "spend": "number",
-                                                      "vip": "boolean"}
+    ingest(project, "policies")
+    types = project.store.value_types()
+    assert types.attributes == {"birth_date": "date", "seen": "datetime", "spend": "number", "vip": "boolean"}
+    assert types.properties == {"ends_on": "date"}
 
 
 # ---- age: the birthday rule, Feb 29 included ------------------------------------------------------
@@ -168,7 +195,7 @@ def test_age_counts_whole_years_like_a_birthday(tmp_path, today, years):
     store = SQLiteStore(tmp_path / "age.db")
     try:
         pid = store.create_person({"birth_date": "2000-02-29"})
-        store.define_attribute_types({"birth_date": "date"}, source="test")
+        store.define_value_types({"birth_date": "date"}, scope="attribute", source="test")
         compiled = compile_condition(rule_set, cond, as_of, SHANGHAI, store.value_types())
         assert [r[0] for r in store.query(compiled.sql(), compiled.params)] == [pid]
     finally:
@@ -203,7 +230,7 @@ def test_boolean_and_date_tags_compare_as_their_type(tmp_path):
                                 (b, "since", "2025-01-01"), (c, "since", "someday")],
                                tags=["window", "since"], calculator="test", calculator_version="1", computed_at=AS_OF)
         types = store.value_types()
-        assert types == ValueTypes(attributes={}, tags={"window": "boolean", "since": "date"})
+        assert types == ValueTypes(attributes={}, properties={}, tags={"window": "boolean", "since": "date"})
         dataset = load_dataset(store)
         assert dataset.people[a].tags == {"window": True, "since": dt.date(2026, 5, 1)}
         cases = {
@@ -223,3 +250,24 @@ def test_boolean_and_date_tags_compare_as_their_type(tmp_path):
             assert set(members) == expected, (text, plan)
     finally:
         store.close()
+
+
+def test_an_attribute_typed_differently_by_two_sources_is_a_check_error(project):
+    from click.testing import CliRunner
+
+    from motorcade.cli import build_cli
+
+    config = project.directory / "motorcade.toml"
+    config.write_text(config.read_text(encoding="utf-8") + """
+[sources.dms]
+type = "csv"
+path = "dms.csv"
+[sources.dms.person]
+key = "cid"
+identifiers = { dms_customer_id = "cid" }
+attributes = { birth_date = { column = "born", type = "datetime" } }
+""", encoding="utf-8")
+    result = CliRunner().invoke(build_cli(), ["--project", str(project.directory), "check"])
+    assert result.exit_code == 1
+    assert ("motorcade.toml: error: profile attribute `birth_date` is mapped with different types: date in source "
+            "`crm` and datetime in source `dms`") in result.output

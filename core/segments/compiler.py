@@ -378,7 +378,7 @@ class SQLiteCompiler:
             return self._json(col(scope.person, "attributes"), node.name, self.types.attributes.get(node.name))
         if isinstance(node, ast.FieldRef):
             if scope.event is not None:
-                return self._json(col(scope.event, "properties"), node.name)
+                return self._json(col(scope.event, "properties"), node.name, self.types.properties.get(node.name))
             if scope.car is not None:
                 if node.name == "age":
                     pd = col(scope.car, "purchase_date")

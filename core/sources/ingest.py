@@ -135,10 +135,12 @@ class Ingestor:
         summary.bulk = bulk
         cursor = store.get_source_cursor(source.name)
         settings = _SourceSettings.of(source, self.timezone)
-        typed = attribute_types(source.settings)  # a date column stays a date in rules (JSON keeps it as text)
-        if typed:
-            with store.transaction():
-                store.define_attribute_types(typed, source=source.name)
+        # a date column stays a date in rules (JSON keeps it as text): record the declared types
+        for scope, kind in (("attribute", "person"), ("property", "event")):
+            typed = attribute_types(source.settings, kind)
+            if typed:
+                with store.transaction():
+                    store.define_value_types(typed, scope=scope, source=source.name)
         if settings.tags:  # [sources.X.tags]: tags computed by another system, in the tag catalogue
             imported_tags.define(store, source.name, settings.tags)
         tags_started = utc_now()

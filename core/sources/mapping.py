@@ -40,8 +40,8 @@ columns. A column is named by a string, or by a table with a type (and optionall
 
 Types: str (default), int, float, bool, date, datetime, vin, phone, email. A value that does not
 convert rejects the whole row (it goes to quarantine with the column named), never half of it.
-Attributes mapped as date, datetime, int, float or bool keep that type in rules (see
-:func:`attribute_types`). Tag columns take the tag types (string, number, boolean, date); a value that
+Attributes and event properties mapped as date, datetime, int, float or bool keep that type in rules
+(see :func:`attribute_types`). Tag columns take the tag types (string, number, boolean, date); a value that
 does not convert, or is outside the tag's allowed values or range, rejects the row; an empty cell
 removes the person's imported value.
 """
@@ -72,13 +72,13 @@ ATTRIBUTE_VALUE_TYPES = {"date": "date", "datetime": "datetime", "int": "number"
                          "float": "number", "number": "number", "real": "number", "bool": "boolean"}
 
 
-def attribute_types(settings: Mapping[str, Any]) -> dict[str, str]:
-    """The value types of the profile attributes a source's ``[sources.X.person] attributes`` maps with a
-    typed column: ``{"birth_date": "date"}``. Untyped (text) attributes are not listed."""
-    person = settings.get("person")
-    attributes = person.get("attributes") if isinstance(person, dict) else None
+def attribute_types(settings: Mapping[str, Any], kind: str = "person") -> dict[str, str]:
+    """The value types of the profile attributes (``kind`` "person") or event properties ("event") a source
+    maps with a typed column: ``{"birth_date": "date"}``. Untyped (text) columns are not listed."""
+    table = settings.get(kind)
+    columns = table.get("attributes" if kind == "person" else "properties") if isinstance(table, dict) else None
     out = {}
-    for name, spec in (attributes or {}).items():
+    for name, spec in (columns or {}).items():
         if isinstance(spec, dict) and spec.get("type") in ATTRIBUTE_VALUE_TYPES:
             out[name] = ATTRIBUTE_VALUE_TYPES[spec["type"]]
     return out
