@@ -36,8 +36,6 @@ from ..errors import MotorcadeError
 from ..identity.guards import IdentityGuards
 from ..identity.resolver import IdentityResolver, Observation, combination_key
 from ..model import Advisor, Car, Consent, Identifier, Store
-from ..store.codec import utc_now
-from ..tags import imported as imported_tags
 from .base import (
     AdvisorRecord,
     CarRecord,
@@ -142,8 +140,10 @@ class Ingestor:
                 with store.transaction():
                     store.define_value_types(typed, scope=scope, source=source.name)
         if settings.tags:  # [sources.X.tags]: tags computed by another system, in the tag catalogue
+            from ..tags import imported as imported_tags
+
             imported_tags.define(store, source.name, settings.tags)
-        tags_started = utc_now()
+        tags_started = dt.datetime.now(dt.timezone.utc)
         merged0, created0, flagged0 = self.resolver.merged, self.resolver.created, self.resolver.flagged
         try:
             if bulk:
@@ -175,6 +175,8 @@ class Ingestor:
             store.analyze()
             self.timings["main: analyze"] = time.perf_counter() - analyzing
         if settings.tags:
+            from ..tags import imported as imported_tags
+
             imported_tags.record_run(store, source.name, settings.tags, started=tags_started,
                                      rows_written=summary.tag_values, tags_table=self.tag_settings)
         summary.merged = self.resolver.merged - merged0
@@ -434,7 +436,10 @@ class Ingestor:
         if relations:
             store.add_record_relations(relations)
         if tag_rows and settings.tags:
-            summary.tag_values += imported_tags.write(store, name, settings.tags, tag_rows, at=utc_now())
+            from ..tags import imported as imported_tags
+
+            summary.tag_values += imported_tags.write(store, name, settings.tags, tag_rows,
+                                                      at=dt.datetime.now(dt.timezone.utc))
 
         if events:
             self._write_events(settings, events, summary)
