@@ -157,3 +157,26 @@ def test_tags_need_a_person_table():
     with pytest.raises(ConfigError) as info:
         RowMapping("leads", {"event": {"name": "x", "ts": "t", "identifiers": {"phone": "m"}}, "tags": {"x": "c"}})
     assert "needs a [sources.leads.person] table" in str(info.value)
+
+
+@pytest.mark.parametrize("score, reason", [
+    ("inf", "not a finite number"),
+    ("101", "101 is outside [0, 100]"),
+    ("high", "not a number"),
+])
+def test_a_tag_value_that_does_not_fit_rejects_the_row(score, reason):
+    from motorcade.sources.base import RejectedRow
+
+    mapping = RowMapping("leads", {"person": {"key": "lead", "identifiers": {"lead_id": "lead"}},
+                                   "tags": {"lead_score": {"column": "score", "type": "number", "range": [0, 100]}}})
+    [record] = mapping.records({"lead": "L1", "score": score}, "line 2", f"L1,{score}")
+    assert isinstance(record, RejectedRow)
+    assert "column score (tag lead_score)" in record.reason and reason in record.reason
+
+
+def test_tag_values_are_converted_to_the_tag_type():
+    mapping = RowMapping("leads", {"person": {"key": "lead", "identifiers": {"lead_id": "lead"}}, "tags": {
+        "score": {"column": "s", "type": "number"}, "hot": {"column": "h", "type": "boolean"},
+        "since": {"column": "d", "type": "date"}, "level": "l"}})
+    [record] = mapping.records({"lead": "L1", "s": "42.0", "h": "是", "d": "2026/05/01", "l": " high "}, "line 2", "")
+    assert record.tags == {"score": 42, "hot": True, "since": "2026-05-01", "level": "high"}

@@ -48,6 +48,7 @@ removes the person's imported value.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from ..errors import ConfigError
@@ -104,8 +105,11 @@ class _TagColumn:
             raise CleanError(f"column {self.column.column} (tag {d.name}): {exc}") from None
         if value is None:
             return None
-        if d.type == "number" and value == int(value):
-            value = int(value)  # 42, not 42.0: the value other systems sent
+        if d.type == "number":
+            if not math.isfinite(value):
+                raise CleanError(f"column {self.column.column} (tag {d.name}): not a finite number: {raw!r}")
+            if value == int(value):
+                value = int(value)  # 42, not 42.0: the value other systems sent
         if d.allowed_values is not None and value not in d.allowed_values:
             raise CleanError(f"column {self.column.column} (tag {d.name}): {value!r} is not one of "
                              f"{', '.join(map(str, d.allowed_values))}")
