@@ -180,3 +180,20 @@ def test_tag_values_are_converted_to_the_tag_type():
         "since": {"column": "d", "type": "date"}, "level": "l"}})
     [record] = mapping.records({"lead": "L1", "s": "42.0", "h": "是", "d": "2026/05/01", "l": " high "}, "line 2", "")
     assert record.tags == {"score": 42, "hot": True, "since": "2026-05-01", "level": "high"}
+
+
+def test_two_sources_importing_one_tag_is_a_check_error(project):
+    config = project.directory / "motorcade.toml"
+    config.write_text(config.read_text(encoding="utf-8") + """
+[sources.crm]
+type = "csv"
+path = "crm.csv"
+[sources.crm.person]
+key = "no"
+identifiers = { crm_id = "no" }
+[sources.crm.tags]
+lead_score = "score"
+""", encoding="utf-8")
+    result = invoke(project, "check")
+    assert result.exit_code == 1
+    assert "tag `lead_score` is produced by both source `leads` and source `crm`" in result.output

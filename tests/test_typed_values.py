@@ -11,11 +11,11 @@ import zoneinfo
 import pytest
 
 import motorcade_sources_csv
-from motorcade.dsl import ast, parse_text
+from motorcade.dsl import ast
 from motorcade.dsl.data import CarData, Dataset, PersonData, ValueTypes
 from motorcade.dsl.evaluate import evaluate_segment
 from motorcade.dsl.ruletest import run_rule_tests
-from motorcade.dsl.rules import RuleSet
+from motorcade.dsl.rules import RuleSet, rule_set_from_text
 from motorcade.segments.compiler import compile_condition
 from motorcade.segments.compute import evaluate_members
 from motorcade.segments.dataset import load_dataset
@@ -211,8 +211,7 @@ def test_age_is_unknown_without_a_date_of_birth():
 
 
 def _rule_set(text):
-    rule_file = parse_text(text, "t.mc")
-    return RuleSet(segments={r.name: r for r in rule_file.rules})
+    return rule_set_from_text(text, "t.mc")
 
 
 # ---- typed tags -------------------------------------------------------------------------------------
@@ -271,3 +270,15 @@ attributes = { birth_date = { column = "born", type = "datetime" } }
     assert result.exit_code == 1
     assert ("motorcade.toml: error: profile attribute `birth_date` is mapped with different types: date in source "
             "`crm` and datetime in source `dms`") in result.output
+
+
+def test_check_knows_age_is_a_number_of_years():
+    from motorcade.dsl.check import Catalogue, check
+
+    rules = _rule_set('segment a { where age >= "30" }\nsegment b { where age >= 3 days }\n'
+                      'segment c { where age between 25 and 34 years }\n')
+    found = [(d.severity, d.message) for d in check(rules, Catalogue.from_names(attributes={"city"}))]
+    assert ("error", "`age` is a number of years; compare it with a number") in found
+    assert ("error", "`3 days` can only be compared with `age` in years") in found
+    assert ("warning", "`age` counts from `profile.birth_date`, which no person has") in found
+    assert len([f for f in found if f[0] == "error"]) == 2
