@@ -72,6 +72,32 @@ def build_catalogue(project: Any):
         for name, produced in producers.items()}, config_errors=tuple(value_type_conflicts(project)))
 
 
+def declared_value_types(project: Any):
+    """The value types the project's configuration declares (:class:`motorcade.dsl.data.ValueTypes`): typed
+    attribute and event-property columns of its sources, and the types of the tags it produces. The store's
+    ``value_types()`` holds what was recorded when sources were read; this is what they will record."""
+    from motorcade.dsl.data import ValueTypes
+    from motorcade.dsl.errors import DslError
+
+    from .sources.mapping import attribute_types
+
+    attributes: dict[str, str] = {}
+    properties: dict[str, str] = {}
+    for settings in project.config.sources.values():
+        attributes.update(attribute_types(settings, "person"))
+        properties.update(attribute_types(settings, "event"))
+    try:
+        rule_set = project.rules()
+    except DslError:
+        rule_set = None
+    tags = {}
+    for name, produced in tag_producers(project, rule_set=rule_set).items():
+        types = {definition.type for _, definition in produced if definition is not None}
+        if len(types) == 1:
+            tags[name] = types.pop()
+    return ValueTypes(attributes=attributes, tags=tags, properties=properties)
+
+
 def value_type_conflicts(project: Any) -> list[tuple[str, str]]:
     """An attribute (or event property) two sources map with different types: rules would compare it as
     whichever source was read last. ``(message, hint)`` for `motorcade check`."""

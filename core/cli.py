@@ -45,6 +45,18 @@ class CliState:
     def rule_paths(self) -> list[Path]:
         return self.project.rule_paths()
 
+    def value_types(self):
+        """The project's declared value types for `motorcade test` (None outside a project)."""
+        from .errors import ProjectNotFound
+
+        try:
+            project = self.project
+        except ProjectNotFound:
+            return None
+        from .catalogue import declared_value_types
+
+        return declared_value_types(project)
+
     def activation_problems(self) -> list:
         """Missing templates, unknown template fields, uninstalled channels (empty outside a project)."""
         from .errors import ProjectNotFound

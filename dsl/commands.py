@@ -29,6 +29,12 @@ def _catalogue(ctx: click.Context) -> Catalogue:
     return provider() if callable(provider) else Catalogue()
 
 
+def _value_types(ctx: click.Context):
+    """The project's declared value types (``ctx.obj.value_types()``), or None outside a project."""
+    provider = getattr(ctx.obj, "value_types", None)
+    return provider() if callable(provider) else None
+
+
 def _paths(ctx: click.Context, paths) -> list[Path]:
     if paths:
         return list(paths)
@@ -113,7 +119,7 @@ def fmt_command(ctx: click.Context, check_only: bool, paths) -> None:
 def test_command(ctx: click.Context, rules_paths, no_coverage: bool, paths) -> None:
     """Run rule tests (*.test.mc); prints `N passed, N failed` and condition coverage."""
     try:
-        report = run_rule_tests(_paths(ctx, paths), rules=list(rules_paths) or None)
+        report = run_rule_tests(_paths(ctx, paths), rules=list(rules_paths) or None, types=_value_types(ctx))
     except DslError as exc:
         _fail(exc)
     click.echo(report.render(show_coverage=not no_coverage))

@@ -282,3 +282,19 @@ def test_check_knows_age_is_a_number_of_years():
     assert ("error", "`3 days` can only be compared with `age` in years") in found
     assert ("warning", "`age` counts from `profile.birth_date`, which no person has") in found
     assert len([f for f in found if f[0] == "error"]) == 2
+
+
+def test_motorcade_test_types_values_as_the_project_declares_them(project):
+    """A rule test that writes the date of birth as text, as the CSV has it, gets the CSV's answer."""
+    from click.testing import CliRunner
+
+    from motorcade.cli import build_cli
+
+    (project.directory / "rules" / "people.test.mc").write_text(
+        'as of 2026-06-01 10:00\n\npeople:\n  id | profile.birth_date\n  1  | "1996-05-04"\n  2  | "2001-07-01"\n\n'
+        "expect segment over_25 exactly [1]\nexpect segment age_25 exactly [1]\n", encoding="utf-8")
+    result = CliRunner().invoke(build_cli(), ["--project", str(project.directory), "test", "--no-coverage"])
+    assert result.exit_code == 0, result.output
+    assert "2 passed, 0 failed" in result.output
+    plain = run_rule_tests([project.directory / "rules"])  # without the project's types: text stays text
+    assert plain.failed == 2
