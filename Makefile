@@ -7,7 +7,7 @@ PLUGIN_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/*/pypro
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench fuzz setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# The property tests that `make test` runs with bounded examples, run long (minutes).
+fuzz: setup
+	DSL_FUZZ_EXAMPLES=5000 CONSENT_EXAMPLES=1000 $(BIN)/python -m pytest -q tests/test_dsl_fuzz.py tests/test_consent_opt_out.py
 
 clean:
 	rm -rf $(VENV) examples/*/data examples/*/out examples/*/*.db*

@@ -63,7 +63,10 @@ def build_catalogue(project: Any):
         r[0] for r in store.query("SELECT DISTINCT key FROM people, json_each(people.attributes) LIMIT 10000")
     }
     catalogue = Catalogue.from_names(
-        events=events, attributes=attributes, channels=set(registry.channels), calculator_tags=calculator_tags,
+        events=events, attributes=attributes,
+        # a channel whose plugin failed to load is reported as such by the activation check, not as unknown
+        channels=set(registry.channels) | {failure.name for failure in registry.load_errors},
+        calculator_tags=calculator_tags,
     )
     import attrs
 

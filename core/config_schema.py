@@ -363,6 +363,8 @@ PROJECT = Section("[project]", "The project itself.", (
     Setting("database", TEXT, "the operational store: a file path (relative to the project) or "
             "sqlite:///path", "motorcade.db"),
     Setting("rules", any_of(TEXT, list_of(TEXT)), "rule files (*.mc) or folders of them", ["rules"]),
+    Setting("plugins_dir", any_of(TEXT, list_of(TEXT)), "folder(s) of one-off plugins as plain .py files, loaded "
+            "with the installed ones", []),
 ))
 
 ACTIVATION = Section("[activation]", "Planning and delivering sends (`run`, `serve`).", (
@@ -406,6 +408,9 @@ IDENTITY = Section("[identity]", "One-ID: how identifiers are cleaned and stitch
     Setting("max_records_per_source", whole(1), "an identifier shared by more records of one source than this "
             "is flagged as shared and links nobody", 5),
     Setting("advisor_phones_link", FLAG, "whether a sales advisor's work phone may link customers", False),
+    Setting("junk_rules", list_of(choice("placeholder", "same_character", "repeated_tail")),
+            "junk rules of identifier types without rules of their own (phone has its own: all three); see "
+            "docs/identity.md", ["placeholder"]),
 ))
 
 IDENTITY_TYPE = Section("[identity.TYPE]", "Settings for one identifier type (`[identity.phone]`, "
@@ -413,6 +418,10 @@ IDENTITY_TYPE = Section("[identity.TYPE]", "Settings for one identifier type (`[
     Setting("max_records_per_source", whole(1), "overrides [identity] max_records_per_source for this type"),
     Setting("junk", list_of(any_of(TEXT, whole())), "values of this type that are never real (placeholders); "
             "added to the built-in list", []),
+    Setting("junk_rules", list_of(choice("placeholder", "same_character", "repeated_tail")),
+            "the junk rules of this type (phone: all three; others: [identity] junk_rules)"),
+    Setting("accept_unknown_ranges", FLAG, "[identity.phone] only: keep well-formed numbers in ranges the phone "
+            "numbering data does not list as assigned (otherwise rejected: `motorcade identity rejected`)", False),
 ))
 
 PIPELINE = Section("[pipeline]", "What `motorcade pipeline` runs.", (
@@ -432,9 +441,9 @@ TAGS_ENGINE = Section("[tags]", "Scalar keys of [tags] are engine settings; [tag
 ))
 
 SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its type; the record mappings "
-                        "([sources.NAME.person], .car, .event, .store, .advisor) are described in docs/sources.md, "
-                        "imported tags ([sources.NAME.tags]) in docs/tags.md; they are checked when the source "
-                        "is read.", (
+                        "([sources.NAME.person], .car, .event, .store, .advisor, .transfer) are described in "
+                        "docs/sources.md, imported tags ([sources.NAME.tags]) in docs/tags.md; they are checked "
+                        "when the source is read.", (
     Setting("type", NAME, "the source plugin (`motorcade plugins` lists them)", required=True),
     Setting("timezone", TIME_ZONE, "zone of naive local times in this source", "Asia/Shanghai"),
     Setting("vin_check_digit", FLAG, "reject VINs whose check digit is wrong", True),
@@ -449,7 +458,7 @@ SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its
         Setting("granted", FLAG, "true: a grant; false: a refusal", required=True),
         label="{ channel = ..., granted = true|false }"), key="event name"),
             "events that change consent (added to unsubscribe/subscribe)"),
-), delegated=("person", "car", "event", "store", "advisor", "tags"))
+), delegated=("person", "car", "event", "store", "advisor", "transfer", "tags"))
 
 CORE_SECTIONS = {"project": PROJECT, "activation": ACTIVATION, "guardrails": GUARDRAILS, "identity": IDENTITY,
                  "pipeline": PIPELINE}
@@ -536,8 +545,9 @@ def validate_plugin_settings(config: Any, registry: Any) -> None:
         registered = registry.sources.get(table.get("type"))
         own = plugin_schema(registered.obj) if registered is not None else None
         settings = SOURCE_COMMON.settings + (own or ())
-        if registered is not None and own is None:
-            # an undeclared plugin: check what the core knows, let the plugin judge the rest
+        if own is None:
+            # a plugin not installed here, or one that declares nothing: check the keys the core knows and
+            # leave the rest to the plugin (a missing plugin is reported by the commands that need it)
             known = {s.name for s in settings}
             table = {k: v for k, v in table.items() if k in known or k in SOURCE_COMMON.delegated}
         section = Section(f"[sources.{name}]", "", settings, SOURCE_COMMON.delegated)

@@ -455,7 +455,9 @@ def children(node) -> list:
 
 
 def walk(node):
-    """Yield ``node`` and every node below it, depth first."""
-    yield node
-    for child in children(node):
-        yield from walk(child)
+    """Yield ``node`` and every node below it, depth first (without recursion: a rule may nest deeply)."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(children(node)))

@@ -617,6 +617,13 @@ def parse_text(text: str, filename: str = "<text>") -> ast.RuleFile:
             tree = None
     if diagnostics:
         raise DslError(diagnostics)
+    too_deep = _too_deep(tree)
+    if too_deep is not None:
+        raise DslError([make(ERROR, f"this rule nests more than {MAX_TREE_DEPTH} levels deep", file=filename,
+                             source=text, line=getattr(too_deep, "line", None),
+                             column=getattr(too_deep, "column", None),
+                             hint="conditions may nest at most 20 levels (and / or / not, subqueries, "
+                                  "`in segment`); write it flatter: `not not x` is `x`")])
     collect = _Collect(filename, text)
     try:
         rules = ToAst(collect).transform(tree)
@@ -625,6 +632,34 @@ def parse_text(text: str, filename: str = "<text>") -> ast.RuleFile:
     if collect.diagnostics:
         raise DslError(collect.diagnostics)
     return ast.RuleFile(rules, filename=filename, source=text, comments=scan_comments(text))
+
+
+# Deeper parse trees are refused before they are turned into the AST (the Transformer recurses; ~450
+# levels exhaust Python's stack). `check` refuses far less deep conditions (dsl/check.py MAX_NESTING).
+MAX_TREE_DEPTH = 200
+
+
+def _too_deep(tree):
+    """The metadata (line, column) of the first parse-tree node deeper than MAX_TREE_DEPTH, or None."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            meta = node.meta
+            return meta if not getattr(meta, "empty", True) else _first_token(node)
+        stack.extend((child, depth + 1) for child in node.children if hasattr(child, "children"))
+    return None
+
+
+def _first_token(node):
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Token):
+            return item
+        if hasattr(item, "children"):
+            stack.extend(reversed(item.children))
+    return None
 
 
 def _line_offset(text: str, line: int) -> int:

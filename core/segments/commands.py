@@ -12,13 +12,13 @@ import json
 
 import click
 
+from ..as_of import as_of_option
+from ..cli_types import COUNT, PERSON_ID
+
 
 def _project():
     return click.get_current_context().find_root().obj.project
 
-
-from ..as_of import as_of_option
-from ..cli_types import PERSON_ID
 
 _AS_OF = as_of_option()
 
@@ -58,7 +58,7 @@ def compute_command(names: tuple[str, ...], as_of: str | None, as_json: bool) ->
 @_AS_OF
 @click.option("--json", "fmt", flag_value="json", help="Print a JSON document.")
 @click.option("--csv", "fmt", flag_value="csv", help="Print CSV (a header row, then one row per member).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many members (lowest ids first).")
+@click.option("--limit", type=COUNT, help="At most this many members (lowest ids first).")
 def members_command(segment: str, as_of: str | None, fmt: str | None, limit: int | None) -> None:
     """Export a segment's members: those stored by its last computation, or with --as-of the members at
     that instant (computed, not stored). Names, phones and ids are masked unless MOTORCADE_SHOW_PII=1."""

@@ -120,12 +120,10 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None,
     wanted = list(names) if names else sorted(rule_set.segments)
     for name in wanted:
         if name not in rule_set.segments:
-            import difflib
+            from motorcade.dsl.errors import did_you_mean
 
-            close = difflib.get_close_matches(name, list(rule_set.segments), n=1)
-            raise MotorcadeError(f"no segment named `{name}` in the rules",
-                                 f"did you mean `{close[0]}`?" if close else
-                                 f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
+            raise MotorcadeError(f"no segment named `{name}` in the rules", did_you_mean(name, rule_set.segments)
+                                 or f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
     store = project.store
     store.require_events_deduplicated()  # a first bulk load's duplicates would count twice
     behind = store.plan_stats_behind()

@@ -98,6 +98,18 @@ class EventRecord:
 
 
 @attrs.frozen
+class TransferRecord:
+    """A car changing hands: closes the seller's ownership of the VIN and opens the buyer's."""
+
+    vin: str  # raw VIN
+    seller: tuple[RawIdentifier, ...]  # identifiers of the owner selling the car
+    buyer: tuple[RawIdentifier, ...]  # identifiers of the new owner
+    date: str | None = None  # raw date text of the sale; None = unknown (the day it is ingested)
+    position: str = ""  # where in the source
+    raw: str = ""  # raw row
+
+
+@attrs.frozen
 class RejectedRow:
     """A row the connector itself could not read (bad CSV quoting, invalid JSON): goes to quarantine."""
 
@@ -106,7 +118,7 @@ class RejectedRow:
     reason: str  # why it was rejected, in words an operator understands
 
 
-SourceRecord = Union[PersonRecord, StoreRecord, AdvisorRecord, CarRecord, EventRecord, RejectedRow]
+SourceRecord = Union[PersonRecord, StoreRecord, AdvisorRecord, CarRecord, EventRecord, TransferRecord, RejectedRow]
 
 
 class Source:

@@ -18,6 +18,7 @@ import datetime as dt
 from typing import Any, Iterable
 
 from .codec import dumps, epoch, from_epoch, iso, loads, utc_now
+from ..model import RETRYABLE_STATES
 
 # States a dispatcher may claim once ``not_before`` has passed (plus ``claimed`` rows whose lease expired).
 CLAIMABLE_STATES = ("planned", "deferred", "failed")
@@ -39,8 +40,6 @@ def _send_row(row: tuple) -> dict[str, Any]:
     return send
 
 
-# States an operator may put back to `planned` (`motorcade sends retry --status ...`).
-RETRYABLE_STATES = ("dead", "suppressed", "deferred", "failed")
 
 class OutboxMixin:
     # -- runs and audience snapshots ----------------------------------------------------------------

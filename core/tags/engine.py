@@ -103,11 +103,10 @@ def plan(calculators: Mapping[str, TagCalculator], names: Iterable[str] | None =
                 raise TagError(f"tag {name!r} is imported by source {imported[name]!r}, not computed",
                                hint=f"load it with `motorcade ingest {imported[name]}`")
             else:
-                import difflib
+                from motorcade.dsl.errors import did_you_mean
 
-                close = difflib.get_close_matches(name, [*calculators, *producer], n=1)
                 raise TagError(f"no tag calculator or tag named {name!r}",
-                               hint=f"did you mean {close[0]!r}?" if close else
+                               hint=did_you_mean(name, [*calculators, *producer]) or
                                f"calculators: {', '.join(sorted(calculators)) or 'none installed'}")
         stack = list(wanted)
         while stack:
@@ -323,11 +322,13 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                  settings: Mapping[str, Any] | None = None, names: Iterable[str] | None = None,
                  incremental: bool = False,
                  progress: Callable[[TagCalculator], None] | None = None,
-                 imported: Mapping[str, str] | None = None) -> list[TagRunResult]:
+                 imported: Mapping[str, str] | None = None,
+                 timezone: dt.tzinfo | None = None) -> list[TagRunResult]:
     """Run the calculators (or ``names`` and what they depend on) in dependency order; see the module doc.
 
     ``settings`` is the ``[tags]`` table of ``motorcade.toml``. ``progress`` is called before each calculator.
     ``imported``: tags sources import (tag -> source), which calculators may read (see :func:`plan`).
+    ``timezone`` is the project's (local days and dates are counted in it); default: ``as_of``'s zone.
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime")
@@ -363,7 +364,8 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                 mode = "full (most people changed)"
             else:
                 person_ids, mode = frozenset(changed), "incremental"
-        context = TagContext(store=store, as_of=as_of, settings=configured[calc.name], person_ids=person_ids)
+        context = TagContext(store=store, as_of=as_of, settings=configured[calc.name], person_ids=person_ids,
+                             timezone=timezone)
         store.define_tags(calc.produces, calculator=calc.name, calculator_version=calc.version)
         written: dict[str, set[int]] = {}
         if person_ids is not None and not person_ids:
@@ -418,7 +420,8 @@ def compute_project_tags(project, names: Iterable[str] | None = None, *, increme
     installed plugins' and the rule tags) and ``[tags]`` settings."""
     calculators = project_calculators(project) if calculators is None else calculators
     return compute_tags(project.store, calculators, as_of=as_of or project.now(), settings=project.config.tags,
-                        names=names, incremental=incremental, progress=progress, imported=imported_tags(project))
+                        names=names, incremental=incremental, progress=progress, imported=imported_tags(project),
+                        timezone=project.timezone)
 
 
 def imported_tags(project) -> dict[str, str]:

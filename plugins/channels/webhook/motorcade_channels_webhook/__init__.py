@@ -42,6 +42,7 @@ from motorcade.activation.channel import (
     OutboundMessage,
 )
 from motorcade.errors import ConfigError
+from motorcade.masking import mask_url
 
 __version__ = "0.1.0"
 
@@ -133,10 +134,11 @@ class WebhookChannel(Channel):
                               hint='add url = "https://example.com/motorcade" to motorcade.toml')
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ConfigError(f"channel webhook: url {url!r} is not an http(s) URL",
+            raise ConfigError(f"channel webhook: url {mask_url(url)!r} is not an http(s) URL",
                               hint='use a full URL such as "https://host/path"')
         self._scheme = parsed.scheme
-        self._where = f"{parsed.scheme}://{parsed.netloc}{parsed.path or '/'}"  # query may hold a token
+        # for messages: no user:password@ and no query (either may hold a token)
+        self._where = f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}{parsed.path or '/'}"
         self._host = parsed.hostname
         self._port = parsed.port
         self._path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
