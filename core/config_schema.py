@@ -376,6 +376,8 @@ ACTIVATION = Section("[activation]", "Planning and delivering sends (`run`, `ser
     Setting("backoff_base_seconds", number(above=0), "first retry after about this long, doubling each attempt",
             30),
     Setting("backoff_max_seconds", number(above=0), "longest wait between two attempts", 3600),
+    Setting("retry_after_max_seconds", number(above=0), "a provider's Retry-After longer than this is capped (the "
+            "send's reason says so)", 3600),
     Setting("catch_up_hours", number(above=0), "a schedule slot older than this is not run any more", 24),
     Setting("trigger_lookback_hours", number(above=0), "a new trigger starts with events (or segment changes) "
             "this recent", 24),
@@ -384,6 +386,12 @@ ACTIVATION = Section("[activation]", "Planning and delivering sends (`run`, `ser
             5),
     Setting("scheduler_lease_seconds", number(above=0), "a planner killed mid-pass blocks planning at most this "
             "long", 60),
+    Setting("stop_grace_seconds", number(above=0), "`serve` on SIGTERM/SIGINT: how long the batch in flight may "
+            "take before the process exits anyway", 10),
+    Setting("render_seconds", number(above=0), "rendering one message may take this long", 2),
+    Setting("render_max_chars", whole(1), "longest message (and text or list built while rendering)", 100000),
+    Setting("render_max_loops", whole(1), "most loop iterations plus function and macro calls per message",
+            10000),
 ))
 
 GUARDRAILS = Section("[guardrails]", "Consent, quiet hours and frequency caps for every send.", (

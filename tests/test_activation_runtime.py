@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
+import attrs
 import pytest
 
 from motorcade.activation.dispatcher import Dispatcher, backoff_seconds
@@ -687,3 +688,70 @@ def test_event_triggers_tags_and_segments_wait_while_a_first_bulk_load_is_unfini
     store.ensure_event_indexes()  # what the next ingest does first
     run_once(ctx)
     assert [s["person_id"] for s in store.list_sends()] == [vip]
+
+
+# -- attempts, claim sizing, Retry-After --------------------------------------------------------------
+
+
+def test_attempts_count_requests_not_claims_that_expired_before_the_send(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])  # max_attempts = 3
+    store = project.store
+    (pid,) = people(store, 1)
+    key = f"campaign:recall:20261123T0200Z:p{pid}:s0"
+    ctx.registry.channels["memory"].obj = memory_channel_plugin("memory", answers={key: ["transient"]}).channel_class
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx, dispatch=False)
+    for worker in ("a", "b", "c", "d"):  # four workers claim it and die before sending anything
+        doomed = Dispatcher(ActivationContext.for_project(project, clock=clock, worker_id=worker))
+        assert len(doomed.claim()) == 1
+        clock.advance(seconds=ctx.settings.claim_seconds + 1)
+    assert store.get_send(key)["attempts"] == 0
+    run_once(ctx)  # one real request, answered "transient"
+    send = store.get_send(key)
+    assert send["status"] == "failed" and send["attempts"] == 1
+    assert send["reason"].startswith("transient (attempt 1)")
+
+
+def test_claims_are_sized_to_the_channels_rate_so_they_do_not_expire_in_the_queue(setup):
+    memory = memory_channel_plugin(batch_size=5, rate_limit_per_second=2)
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    ids = people(store, 300)
+    put_members(store, "owners", ids, clock())
+    run_once(ctx, dispatch=False)
+    claimed = Dispatcher(ctx).claim()
+    # claim_seconds = 60: at 2 requests a second of 5 messages, half the claim's life sends 300 ... but
+    # claim_batch (200) is the most per transaction; with claim_seconds = 10 it is 2 * 5 * 5 = 50.
+    assert len(claimed) == 200
+    clock.advance(seconds=ctx.settings.claim_seconds + 1)
+    short = ActivationContext.for_project(project, clock=clock, worker_id="w2")
+    short.settings = attrs.evolve(short.settings, claim_seconds=10)
+    claimed = Dispatcher(short).claim()
+    requests = -(-len(claimed) // 5)
+    assert len(claimed) == 50 and requests / 2 <= short.settings.claim_seconds / 2
+
+
+def test_a_retry_after_beyond_the_cap_is_capped_and_flagged(setup):
+    from motorcade.activation.channel import Channel, ChannelCapabilities, DeliveryResult
+
+    class Busy(Channel):
+        name = "busy"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            return [DeliveryResult(m.idempotency_key, "transient", detail="429 slow down",
+                                   retry_after=365 * 86400) for m in batch]
+
+    plugin = type("P", (), {"channel_class": Busy, "register_channels": staticmethod(
+        __import__("motorcade").hookimpl(lambda register: register(Busy)))})
+    project, ctx, clock = setup(rules(via='busy template "hello"'), channels=[plugin])
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    (send,) = store.list_sends()
+    assert send["status"] == "failed"
+    assert send["not_before"] - int(clock().timestamp()) == ctx.settings.retry_after_max_seconds == 3600
+    assert "provider asked to wait 31536000 s; capped at 3600 s (retry_after_max_seconds)" in send["reason"]
+    assert send["payload"]["retry_after_capped"] == 31536000

@@ -6,10 +6,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from motorcade.dsl import ast
 from motorcade.errors import MotorcadeError
 
 from .schedule import ScheduleError, validate_schedule
 from .templates import TemplateError, TemplateProblem, TemplateStore, check_template
+
+
+def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = None, attributes: set[str] | None = None,
+                           tags: set[str] | None = None, kind: str | None = None) -> list[TemplateProblem]:
+    """The template problems of one campaign or trigger: a missing template, a syntax error, a name or
+    field that does not exist, fixed text over the channel's length. A rule with any of them is not
+    planned by `run`/`serve` (it would send empty or broken messages)."""
+    kind = kind or ("campaign" if isinstance(rule, ast.Campaign) else "trigger")
+    problems: list[TemplateProblem] = []
+    if rule.via is None:
+        return problems
+    for step in rule.via.steps:
+        max_length = None
+        if registry is not None:
+            try:
+                max_length = registry.channel_class(step.channel).capabilities.max_length
+            except MotorcadeError:
+                pass  # a channel that is not installed is reported (and handled) on its own
+        try:
+            path, text = templates.source(step.template, step.channel)
+        except TemplateError as exc:
+            problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message, exc.hint))
+            continue
+        problems.extend(check_template(step.template, path, text, attributes=attributes, tags=tags,
+                                       max_length=max_length, channel=step.channel))
+    return problems
 
 
 def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, attributes: set[str] | None = None,
@@ -32,26 +59,29 @@ def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, att
                 problems.append(TemplateProblem("-", f"{kind} {rule.name}", rule.line, exc.message, exc.hint))
         if rule.via is None:
             continue
-        for step in rule.via.steps:
-            max_length = None
-            if registry is not None:
+        if registry is not None:
+            for step in rule.via.steps:
                 try:
-                    max_length = registry.channel_class(step.channel).capabilities.max_length
+                    registry.channel_class(step.channel)
                 except MotorcadeError as exc:
                     problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message,
                                                     exc.hint))
-                    continue
-            try:
-                path, text = store.source(step.template, step.channel)
-            except TemplateError as exc:
-                problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message, exc.hint))
-                continue
-            problems.extend(check_template(step.template, path, text, attributes=attributes, tags=tags,
-                                           max_length=max_length, channel=step.channel))
+        problems.extend(rule_template_problems(rule, store, registry=registry, attributes=attributes, tags=tags,
+                                               kind=kind))
     unique = {}
     for problem in problems:
         unique.setdefault((problem.path, problem.line, problem.message), problem)
     return list(unique.values())
+
+
+def known_names(store, registry) -> tuple[set[str] | None, set[str] | None]:
+    """Profile attributes and tag names known in the project, for template checks (None: none known yet)."""
+    attributes = {r[0] for r in store.query(
+        "SELECT DISTINCT key FROM people, json_each(people.attributes) LIMIT 10000")}
+    tags = {d["name"] for d in store.tag_definitions()}
+    for entry in registry.tag_calculators.values():
+        tags.update(d.name for d in getattr(entry.obj, "produces", ()))
+    return attributes or None, tags or None
 
 
 def check_project(project) -> list[TemplateProblem]:
@@ -59,12 +89,7 @@ def check_project(project) -> list[TemplateProblem]:
     from .settings import ActivationSettings
 
     settings = ActivationSettings.from_config(project.config.raw.get("activation", {}))
-    store = project.store
-    attributes = {r[0] for r in store.query(
-        "SELECT DISTINCT key FROM people, json_each(people.attributes) LIMIT 10000")}
-    tags = {d["name"] for d in store.tag_definitions()}
     registry = project.plugins.registry()
-    for entry in registry.tag_calculators.values():
-        tags.update(d.name for d in getattr(entry.obj, "produces", ()))
+    attributes, tags = known_names(project.store, registry)
     return check_activation(project.rules(), templates_dir=project.directory / settings.templates, registry=registry,
-                            attributes=attributes or None, tags=tags or None)
+                            attributes=attributes, tags=tags)

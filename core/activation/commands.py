@@ -30,20 +30,17 @@ def run(state, once: bool, campaigns: tuple[str, ...], no_dispatch: bool, as_jso
     Safe to run from cron while another `run` or `serve` is running: planning takes a lease and
     every send is claimed in a transaction.
     """
-    from .planner import plan_campaign
-    from .runner import record_revision, run_once
+    from .runner import run_campaigns_now, run_once
 
     project = state.project
     messages: list[str] = []
     ctx = _context(project, log=messages.append if as_json else click.echo)
-    extra = []
-    if campaigns:
-        record_revision(ctx)
-        for name in campaigns:
-            result = plan_campaign(ctx, name, ctx.now())
-            extra.append(result or {"campaign": name, "planned": 0, "note": "already planned for this minute"})
+    extra = run_campaigns_now(ctx, campaigns) if campaigns else []
     report = run_once(ctx, dispatch=not no_dispatch)
-    report.planned_runs[:0] = [r for r in extra if "run_id" in r]
+    report.planned_runs[:0] = [r for r in extra if "note" not in r]
+    for result in extra:
+        if "note" in result:
+            ctx.log(f"campaign {result['campaign']}: {result['note']}; nothing new planned ({result['run_id']})")
     if as_json:
         click.echo(json.dumps({**report.as_dict(), "log": messages}, ensure_ascii=False, default=str))
     else:

@@ -5,8 +5,8 @@ Delivery is at-least-once with a stable idempotency key per send:
 1. **Claim** (one write transaction): each due row passes the guard rails; a row that may go is set to
    ``claimed`` by this worker until ``now + claim_seconds``, with the chosen channel and step.
 2. **Send** (no transaction open): just before each batch goes to the channel the worker renews its claims
-   on that batch and drops rows it no longer owns (a slow provider never makes two workers send one row);
-   the channel gets each message with the row's idempotency key.
+   on that batch, drops rows it no longer owns (a slow provider never makes two workers send one row) and
+   counts an attempt on the rest; the channel gets each message with the row's idempotency key.
 3. **Record** (one write transaction per batch): ``sent`` / ``failed`` (retry later, exponential backoff
    with jitter) / ``dead`` -- only if the row is still claimed by this worker.
 
@@ -50,7 +50,8 @@ class RateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def wait(self, requests: int = 1) -> None:
+    def wait(self, requests: int = 1, stop: threading.Event | None = None) -> None:
+        """Wait for the next request's turn (returns early when ``stop`` is set)."""
         if not self.per_second:
             return
         with self._lock:
@@ -58,7 +59,14 @@ class RateLimiter:
             start = max(now, self._next)
             self._next = start + requests / self.per_second
         if start > now:
-            time.sleep(start - now)
+            if stop is not None:
+                stop.wait(start - now)
+            else:
+                time.sleep(start - now)
+
+
+class _Abandoned(Exception):
+    """The batch in flight did not finish within ``stop_grace_seconds`` after a stop was asked for."""
 
 
 class Dispatcher:
@@ -69,6 +77,7 @@ class Dispatcher:
         self._channels: dict[str, Channel] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._rng = random.Random()
+        self.problems: list[str] = []  # what an operator must fix (a channel whose plugin failed to load)
 
     # -- channels -----------------------------------------------------------------------------------
 
@@ -144,6 +153,12 @@ class Dispatcher:
             if step.get("error"):
                 skipped.append(f"{name}: {step['error']}")
                 continue
+            missing = ctx.channel_not_loaded(name)
+            if missing:  # expected but not loaded: wait for the plugin to be fixed, never suppress
+                if missing not in self.problems:
+                    self.problems.append(missing)
+                until = now + dt.timedelta(seconds=ctx.settings.backoff_base_seconds)
+                return {"status": "deferred", "not_before": until, "reason": f"channel_not_loaded: {missing}"}
             try:
                 channel = self.channel(name)
             except PluginError as exc:  # not installed: fall back (a bad [channels.X] setting raises instead)
@@ -172,25 +187,44 @@ class Dispatcher:
                     "payload": payload, "reason": fallback}
         return {"status": "suppressed", "reason": "no channel: " + "; ".join(skipped or ["no via step"])}
 
+    def claim_quota(self, name: str) -> int:
+        """How many sends of channel ``name`` one claim may take: what the channel's rate limit lets this
+        worker send in half of ``claim_seconds`` (so claims do not expire while they wait in the queue)."""
+        caps = self.channel(name).capabilities
+        if not caps.rate_limit_per_second:
+            return self.ctx.settings.claim_batch
+        requests = max(1, int(caps.rate_limit_per_second * self.ctx.settings.claim_seconds / 2))
+        return requests * max(1, caps.batch_size)
+
     def claim(self, *, limit: int | None = None) -> list[dict[str, Any]]:
-        """Claim due sends for this worker (guard rails applied); returns the claimed rows."""
+        """Claim due sends for this worker (guard rails applied); returns the claimed rows.
+
+        Claiming is not an attempt: ``attempts`` rises when a batch is handed to the channel.
+        """
         ctx = self.ctx
         store = ctx.store
         now = ctx.now()
         limit = limit or ctx.settings.claim_batch
         claimed = []
+        quota: dict[str, int] = {}
         with store.transaction():
             for send in store.due_sends(now, limit=limit):
                 decision = self._decide(send, now)
                 status = decision.pop("status")
                 expect = send["status"]
                 if status == "claimed":
+                    channel = decision["channel"]
+                    if channel not in quota:
+                        quota[channel] = self.claim_quota(channel)
+                    if quota[channel] <= 0:
+                        continue  # the next claim takes it
                     ok = store.update_send(send["idempotency_key"], now=now, expect_status=expect, status="claimed",
                                            claimed_by=ctx.worker_id,
                                            claimed_until=now + dt.timedelta(seconds=ctx.settings.claim_seconds),
-                                           attempts=send["attempts"] + 1, **decision)
+                                           **decision)
                     if ok:
-                        claimed.append({**send, **decision, "attempts": send["attempts"] + 1})
+                        quota[channel] -= 1
+                        claimed.append({**send, **decision})
                 else:
                     store.update_send(send["idempotency_key"], now=now, expect_status=expect, status=status,
                                       claimed_by=None, claimed_until=None, **decision)
@@ -209,34 +243,84 @@ class Dispatcher:
         )
 
     def deliver(self, claimed: list[dict[str, Any]]) -> dict[str, int]:
-        """Send claimed rows channel by channel in batches and record every result."""
+        """Send claimed rows channel by channel in batches and record every result.
+
+        When the worker is asked to stop (``ctx.stop``), no further batch starts: the claims of every
+        row not yet handed to a channel are released, and the batch in flight gets ``stop_grace_seconds``
+        to finish and be recorded; one still in flight then stays claimed (its claim expires, and another
+        worker re-sends it with the same key).
+        """
         counts = {"sent": 0, "failed": 0, "dead": 0}
         by_channel: dict[str, list[dict[str, Any]]] = {}
         for send in claimed:
             by_channel.setdefault(send["channel"], []).append(send)
+        batches = []
         for name, sends in by_channel.items():
+            size = max(1, self.channel(name).capabilities.batch_size)
+            batches.extend((name, sends[start:start + size]) for start in range(0, len(sends), size))
+        for index, (name, group) in enumerate(batches):
+            if self.ctx.stopping():
+                self._release([s for _, rest in batches[index:] for s in rest])
+                break
             channel = self.channel(name)
-            size = max(1, channel.capabilities.batch_size)
-            for start in range(0, len(sends), size):
-                group = sends[start:start + size]
-                now = self.ctx.now()
-                owned = self.ctx.store.renew_claims(
-                    [s["idempotency_key"] for s in group], self.ctx.worker_id,
-                    until=now + dt.timedelta(seconds=self.ctx.settings.claim_seconds), now=now)
-                group = [s for s in group if s["idempotency_key"] in owned]  # lost ones: another worker has them
-                if not group:
-                    continue
-                messages = [self._message(s) for s in group]
-                self._limiters[name].wait(1)
-                try:
-                    results = channel.send(messages)
-                except Exception as exc:  # a crashing plugin is a transient failure of its batch
-                    results = [DeliveryResult(m.idempotency_key, "transient",
-                                              detail=f"channel {name} raised {type(exc).__name__}: {exc}")
-                               for m in messages]
-                for key, value in self.record(group, results).items():
-                    counts[key] += value
+            now = self.ctx.now()
+            owned = self.ctx.store.renew_claims(
+                [s["idempotency_key"] for s in group], self.ctx.worker_id,
+                until=now + dt.timedelta(seconds=self.ctx.settings.claim_seconds), now=now, count_attempt=True)
+            # lost ones: another worker has them; the rest are attempted now
+            group = [{**s, "attempts": s["attempts"] + 1} for s in group if s["idempotency_key"] in owned]
+            if not group:
+                continue
+            messages = [self._message(s) for s in group]
+            self._limiters[name].wait(1, stop=self.ctx.stop)
+            try:
+                results = self._send(channel, messages)
+            except _Abandoned:
+                self.ctx.log(f"stopping: {len(group)} sends of channel {name} still in flight after "
+                             f"{self.ctx.settings.stop_grace_seconds:g} s stay claimed (re-sent with the same key "
+                             "when the claim expires)")
+                self._release([s for _, rest in batches[index + 1:] for s in rest])
+                break
+            except Exception as exc:  # a crashing plugin is a transient failure of its batch
+                results = [DeliveryResult(m.idempotency_key, "transient",
+                                          detail=f"channel {name} raised {type(exc).__name__}: {exc}")
+                           for m in messages]
+            for key, value in self.record(group, results).items():
+                counts[key] += value
         return counts
+
+    def _send(self, channel: Channel, messages: list[OutboundMessage]) -> list[DeliveryResult]:
+        """``channel.send``; when the worker can be stopped, in a thread so a stop is noticed at once."""
+        stop = self.ctx.stop
+        if stop is None:
+            return channel.send(messages)
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["results"] = channel.send(messages)
+            except BaseException as exc:  # noqa: BLE001 -- handed back to the dispatcher's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="motorcade-send", daemon=True).start()
+        give_up = None
+        while not done.wait(0.05):
+            if stop.is_set():
+                give_up = give_up or time.monotonic() + self.ctx.settings.stop_grace_seconds
+                if time.monotonic() >= give_up:
+                    raise _Abandoned()
+        if "error" in box:
+            raise box["error"]
+        return box["results"]
+
+    def _release(self, sends: list[dict[str, Any]]) -> None:
+        if sends:
+            released = self.ctx.store.release_claims([s["idempotency_key"] for s in sends], self.ctx.worker_id,
+                                                     now=self.ctx.now())
+            self.ctx.log(f"stopping: released {released} claimed sends that were not sent yet")
 
     def record(self, group: list[dict[str, Any]], results: list[DeliveryResult]) -> dict[str, int]:
         ctx = self.ctx
@@ -269,11 +353,18 @@ class Dispatcher:
                     continue
                 delay = backoff_seconds(send["attempts"], base=ctx.settings.backoff_base_seconds,
                                         cap=ctx.settings.backoff_max_seconds, rng=self._rng)
+                reason = f"transient (attempt {send['attempts']}): {result.detail}"
+                extra: dict[str, Any] = {}
                 if result.retry_after is not None:
-                    delay = max(delay, result.retry_after)
+                    cap = ctx.settings.retry_after_max_seconds
+                    if result.retry_after > cap:  # a year's Retry-After must not park a send silently
+                        reason += (f"; provider asked to wait {result.retry_after:.0f} s; capped at {cap:.0f} s "
+                                   "(retry_after_max_seconds)")
+                        extra["payload"] = {**send["payload"], "retry_after_capped": result.retry_after}
+                    delay = max(delay, min(result.retry_after, cap))
                 if store.update_send(key, now=now, status="failed", claimed_by=None, claimed_until=None,
-                                     not_before=now + dt.timedelta(seconds=delay),
-                                     reason=f"transient (attempt {send['attempts']}): {result.detail}"[:4000], **owned):
+                                     not_before=now + dt.timedelta(seconds=delay), reason=reason[:4000],
+                                     **extra, **owned):
                     counts["failed"] += 1
             write_feedback(store, feedback)
         return counts
@@ -282,7 +373,7 @@ class Dispatcher:
         """Claim and deliver until nothing is due now (or ``max_rounds`` claims were made)."""
         totals = {"claimed": 0, "sent": 0, "failed": 0, "dead": 0}
         rounds = 0
-        while max_rounds is None or rounds < max_rounds:
+        while (max_rounds is None or rounds < max_rounds) and not self.ctx.stopping():
             rounds += 1
             claimed = self.claim()
             if not claimed:

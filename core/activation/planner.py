@@ -28,13 +28,17 @@ from motorcade.store.codec import iso
 from .feedback import write_feedback
 from .guardrails import in_holdout
 from .people import address_of, template_context
-from .schedule import slot_text
+from .schedule import period_start, slot_text
 from .settings import ActivationContext
-from .templates import TemplateError, TemplateStore
+from .templates import RenderLimits, TemplateError, TemplateStore
 
 
 class PlanningError(MotorcadeError):
     """A campaign or trigger cannot be planned (no audience, no `via`, unknown segment)."""
+
+
+class PlanningStopped(PlanningError):
+    """The worker was asked to stop while planning: nothing of this run was written (the slot stays due)."""
 
 
 # -- segment memberships (written by the segment stage: motorcade.segments.compute_segments) ------------
@@ -74,11 +78,46 @@ def _quiet_hours(rule, ctx: ActivationContext) -> list[str] | None:
 
 
 class Renderer:
-    """Renders every ``via`` step of a rule for a person (once per planning pass, templates cached)."""
+    """Renders every ``via`` step of a rule for a person (once per planning pass, templates cached).
+
+    A rule whose templates `motorcade check` reports broken (missing, a syntax error, a name or field
+    that does not exist) is refused before anything is planned for it. A template that fails for one
+    person (an exception, a render limit) fails that person's send only: it is dead-lettered.
+    """
 
     def __init__(self, ctx: ActivationContext):
         self.ctx = ctx
-        self.templates = TemplateStore(ctx.project_dir / ctx.settings.templates)
+        settings = ctx.settings
+        self.templates = TemplateStore(ctx.project_dir / settings.templates, RenderLimits(
+            seconds=settings.render_seconds, max_chars=settings.render_max_chars, max_loops=settings.render_max_loops))
+        self._names: tuple[set[str] | None, set[str] | None] | None = None
+        self._refused: dict[str, str | None] = {}
+
+    def require_sound_templates(self, rule) -> None:
+        """Raise :class:`PlanningError` if a channel of the rule is expected but not loaded (its plugin failed
+        to load), or `motorcade check` reports a problem with the rule's templates."""
+        from .check import known_names, rule_template_problems
+
+        for step in rule.via.steps:
+            missing = self.ctx.channel_not_loaded(step.channel)
+            if missing:
+                raise PlanningError(f"{_kind(rule)} {rule.name!r} is not planned: {missing}",
+                                    hint="nothing is lost: the slot stays due and trigger events wait")
+        key = f"{_kind(rule)}:{rule.name}"
+        if key not in self._refused:
+            if self._names is None:
+                self._names = known_names(self.ctx.store, self.ctx.registry)
+            attributes, tags = self._names
+            tags = None if tags is None else set(tags) | set(self.ctx.rule_set.tags)
+            problems = rule_template_problems(rule, self.templates, registry=self.ctx.registry,
+                                              attributes=attributes, tags=tags)
+            self._refused[key] = "; ".join(str(p) for p in problems[:3]) + (
+                f" (and {len(problems) - 3} more)" if len(problems) > 3 else "") if problems else None
+        if self._refused[key]:
+            raise PlanningError(f"{_kind(rule)} {rule.name!r} is not planned: its templates are broken: "
+                                f"{self._refused[key]}",
+                                hint="fix them (`motorcade check` lists every problem); nothing is lost: "
+                                     "the slot stays due and trigger events wait")
 
     def steps(self, rule, person_id: int, now: dt.datetime, event_properties: dict | None = None) -> list[dict]:
         ctx = self.ctx
@@ -105,6 +144,7 @@ class Renderer:
                 rendered = self.templates.render(step.template, step.channel, context)
             except TemplateError as exc:
                 entry["error"] = f"template: {exc.message}"
+                entry["template_failed"] = True
                 out.append(entry)
                 continue
             entry.update(address=address, subject=rendered.subject, body=rendered.body,
@@ -121,10 +161,13 @@ def _send(rule, run_id: str, occasion: str, person_id: int, revision: str, paylo
           not_before: dt.datetime | None = None) -> dict[str, Any]:
     first = rule.via.steps[0]
     kind = _kind(rule)
+    failed = [s["error"] for s in payload.get("steps", []) if s.get("template_failed")]
     return {
         "idempotency_key": send_key(kind, rule.name, occasion, person_id, 0),
         "origin_kind": kind, "origin": rule.name, "run_id": run_id, "person_id": person_id, "step": 0,
-        "channel": first.channel, "template": first.template, "revision": revision, "status": "planned",
+        "channel": first.channel, "template": first.template, "revision": revision,
+        # a template that failed for this person dead-letters this send only, with the error
+        "status": "dead" if failed else "planned", "reason": "; ".join(failed)[:4000] if failed else None,
         "not_before": not_before, "payload": payload,
     }
 
@@ -133,6 +176,12 @@ def _enqueue(ctx: ActivationContext, sends: list[dict[str, Any]], now: dt.dateti
     inserted = set(ctx.store.enqueue_sends(sends, at=now))
     write_feedback(ctx.store, [(s, "queued", now, {}) for s in sends
                                if s["idempotency_key"] in inserted and s["payload"]["arm"] == "treatment"])
+    dead = [s for s in sends if s["idempotency_key"] in inserted and s["status"] == "dead"]
+    write_feedback(ctx.store, [(s, "failed", now, {"detail": s["reason"][:500]}) for s in dead])
+    for send in dead[:3]:
+        ctx.log(f"{send['origin_kind']} {send['origin']}: send {send['idempotency_key']} dead-lettered: {send['reason']}")
+    if len(dead) > 3:
+        ctx.log(f"... and {len(dead) - 3} more sends dead-lettered by template errors (motorcade sends list --status dead)")
     return len(inserted)
 
 
@@ -141,7 +190,12 @@ def _enqueue(ctx: ActivationContext, sends: list[dict[str, Any]], now: dt.dateti
 
 def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, renderer: Renderer | None = None
                   ) -> dict[str, Any] | None:
-    """Plan one run of campaign ``name`` for schedule slot ``slot``; None if that run was planned before."""
+    """Plan the run of campaign ``name`` for the scheduled period ``slot`` falls in; None if it was planned before.
+
+    ``slot`` may be any moment: the run is keyed by the slot that opens its period
+    (:func:`~motorcade.activation.schedule.period_start`), so a scheduled pass, a manual run and a rerun a
+    minute later all plan the same run, and a campaign reaches a person at most once per period.
+    """
     rule = ctx.rule_set.campaigns.get(name)
     if rule is None:
         raise PlanningError(f"no campaign named {name!r} in the rules (revision {ctx.revision[:12]})")
@@ -152,6 +206,7 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
     renderer = renderer or Renderer(ctx)
     store = ctx.store
     now = ctx.now()
+    slot = period_start(rule.schedule, slot, ctx.tz)
     slot_id = slot_text(slot)
     run_id = f"campaign:{name}:{slot_id}"
     cursor_name = f"campaign:{name}:segment_change_id"
@@ -160,6 +215,7 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
     if store.last_segment_run(rule.audience) is None:  # planning now would spend the slot on an empty audience
         raise PlanningError(f"campaign {name!r}: segment {rule.audience!r} has never been computed",
                             hint="run `motorcade segments compute` (or the pipeline) first; the slot stays due")
+    renderer.require_sound_templates(rule)
     # Read and render in a read transaction (one consistent snapshot; writers are not blocked meanwhile) ...
     with store.transaction(immediate=False):
         members = segment_member_ids(store, rule.audience)
@@ -173,6 +229,8 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
         quiet = _quiet_hours(rule, ctx)
         snapshot, sends = [], []
         for pid in members:
+            if ctx.stopping():
+                raise PlanningStopped(f"campaign {name!r}: stopped while planning run {run_id}; the slot stays due")
             arm = "holdout" if in_holdout(pid, name, rule.holdout) else "treatment"
             snapshot.append((pid, arm))
             payload = {"arm": arm, "transactional": bool(rule.transactional), "quiet_hours": quiet,
@@ -208,6 +266,7 @@ def _wait_until(rule: ast.Trigger, fired_at: dt.datetime, tz) -> dt.datetime | N
 
 def _plan_firing(ctx: ActivationContext, rule: ast.Trigger, renderer: Renderer, occasion: str, person_id: int,
                  fired_at: dt.datetime, now: dt.datetime, event_properties: dict | None) -> dict[str, Any]:
+    renderer.require_sound_templates(rule)  # raises inside the batch's transaction: the cursor does not move
     run_id = f"trigger:{rule.name}:{occasion}"
     ctx.store.create_run(run_id, origin_kind="trigger", origin=rule.name, revision=ctx.revision,
                          scheduled_for=fired_at, started_at=now, status="planned")
@@ -271,7 +330,7 @@ def process_event_trigger(ctx: ActivationContext, name: str, *, renderer: Render
                 sends.append(_plan_firing(ctx, rule, renderer, f"e{event_id}", person_id, ts, now, properties))
             totals["planned"] += _enqueue(ctx, sends, now)
             store.set_activation_cursor(cursor_name, str(max(high_water, events[-1][0])), at=now)
-        if caught_up:
+        if caught_up or ctx.stopping():
             break
     if totals["fired"]:
         ctx.log(f"trigger {name}: {totals['events']} events, fired {totals['fired']}, planned {totals['planned']}")

@@ -9,6 +9,7 @@ the lease only saves work -- it is not what prevents double sends.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import signal
 import threading
 from typing import Any, Callable
@@ -19,11 +20,13 @@ from motorcade.dsl import ast
 from motorcade.errors import MotorcadeError
 
 from .dispatcher import Dispatcher
-from .planner import Renderer, plan_campaign, process_event_trigger, process_segment_trigger
-from .schedule import latest_slot, slot_text
+from .planner import PlanningStopped, Renderer, plan_campaign, process_event_trigger, process_segment_trigger
+from .schedule import latest_slot, period_start, slot_text
 from .settings import ActivationContext
 
 SCHEDULER_LEASE = "scheduler"
+# Tracebacks of unexpected errors go to this logger; the operator sees one line per error.
+logger = logging.getLogger("motorcade.activation")
 
 
 @attrs.define
@@ -52,6 +55,8 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
     renderer = Renderer(ctx)
     horizon = dt.timedelta(hours=ctx.settings.catch_up_hours)
     for name, rule in sorted(ctx.rule_set.campaigns.items()):
+        if ctx.stopping():
+            return
         if rule.schedule is None:
             continue
         try:
@@ -61,10 +66,17 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
             result = plan_campaign(ctx, name, slot, renderer=renderer)
             if result is not None:
                 report.planned_runs.append(result)
+        except PlanningStopped:
+            return
         except MotorcadeError as exc:
             report.errors.append(f"campaign {name}: {exc}")
             ctx.log(f"campaign {name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 -- one campaign's defect must not stop the others
+            report.errors.append(f"campaign {name}: unexpected {type(exc).__name__}: {exc}")
+            logger.exception("campaign %s: unexpected error while planning", name)
     for name, rule in sorted(ctx.rule_set.triggers.items()):
+        if ctx.stopping():
+            return
         try:
             if isinstance(rule.on, ast.OnEvent):
                 totals = process_event_trigger(ctx, name, renderer=renderer)
@@ -73,9 +85,37 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
             else:
                 continue
             report.trigger_firings[name] = report.trigger_firings.get(name, 0) + totals["fired"]
+        except PlanningStopped:
+            return
         except MotorcadeError as exc:
             report.errors.append(f"trigger {name}: {exc}")
             ctx.log(f"trigger {name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 -- one trigger's defect must not stop the others
+            report.errors.append(f"trigger {name}: unexpected {type(exc).__name__}: {exc}")
+            logger.exception("trigger %s: unexpected error while planning", name)
+
+
+def run_campaigns_now(ctx: ActivationContext, names) -> list[dict[str, Any]]:
+    """What `motorcade run --campaign NAME` does: plan each campaign's run for the current period now.
+
+    The run is the one of the scheduled period ``now`` falls in (see :func:`period_start`): if the
+    scheduled pass, another manual run or another worker planned it already, nothing new is planned.
+    """
+    record_revision(ctx)
+    out = []
+    now = ctx.now()
+    for name in names:
+        result = plan_campaign(ctx, name, now)
+        if result is None:
+            rule = ctx.rule_set.campaigns[name]
+            slot = period_start(rule.schedule, now, ctx.tz)
+            result = {"campaign": name, "run_id": f"campaign:{name}:{slot_text(slot)}", "planned": 0,
+                      "note": f"already planned for this period (the slot at "
+                              f"{slot.astimezone(ctx.tz).strftime('%Y-%m-%d %H:%M %Z')})"}
+        else:
+            result = {"campaign": name, **result}
+        out.append(result)
+    return out
 
 
 def run_once(ctx: ActivationContext, *, dispatch: bool = True, plan: bool = True) -> RunReport:
@@ -90,12 +130,13 @@ def run_once(ctx: ActivationContext, *, dispatch: bool = True, plan: bool = True
                 plan_due(ctx, report)
             finally:
                 ctx.store.release_lease(SCHEDULER_LEASE, ctx.worker_id)
-    if dispatch:
+    if dispatch and not ctx.stopping():
         dispatcher = Dispatcher(ctx)
         try:
             report.dispatched = dispatcher.dispatch_due()
         finally:
             dispatcher.close()
+        report.errors.extend(f"sends deferred: {problem}" for problem in dispatcher.problems)
     return report
 
 
@@ -126,6 +167,7 @@ def serve(make_context: Callable[[], ActivationContext], *, stop: threading.Even
         passes += 1
         try:
             ctx = make_context()
+            ctx.stop = stop
             report = run_once(ctx)
             if report.planned_runs or any(report.dispatched.values()):
                 log(f"pass {passes}: planned {len(report.planned_runs)} runs, dispatched {report.dispatched}")
@@ -135,6 +177,10 @@ def serve(make_context: Callable[[], ActivationContext], *, stop: threading.Even
             delay = max(0.05, (wake - ctx.now()).total_seconds())
         except MotorcadeError as exc:  # a broken rule file: keep serving, try again after the poll interval
             log(f"error: {exc}")
+            delay = 5.0
+        except Exception as exc:  # noqa: BLE001 -- serve never dies from one pass's failure
+            log(f"error: unexpected {type(exc).__name__} in pass {passes}: {exc}; retrying")
+            logger.exception("serve: pass %d failed", passes)
             delay = 5.0
         stop.wait(min(delay, 60.0))
     return passes

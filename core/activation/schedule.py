@@ -81,9 +81,10 @@ class CronExpr:
             values.update(range(start, end + 1, step))
         return values
 
-    def matches(self, local: dt.datetime) -> bool:
-        minute, hour, dom, month, dow = self.sets
-        if local.minute not in minute or local.hour not in hour or local.month not in month:
+    def day_matches(self, local: dt.datetime) -> bool:
+        """Whether some minute of ``local``'s day can match (month, day of month, day of week)."""
+        _, _, dom, month, dow = self.sets
+        if local.month not in month:
             return False
         dom_ok = local.day in dom
         dow_ok = (local.isoweekday() % 7) in dow
@@ -91,14 +92,28 @@ class CronExpr:
             return dom_ok and dow_ok
         return dom_ok or dow_ok
 
+    def matches(self, local: dt.datetime) -> bool:
+        minute, hour = self.sets[0], self.sets[1]
+        return local.minute in minute and local.hour in hour and self.day_matches(local)
+
     def latest_at_or_before(self, now: dt.datetime, tz: dt.tzinfo, *, horizon: dt.timedelta) -> dt.datetime | None:
-        """The latest matching minute in (now - horizon, now], as an aware time; None if there is none."""
-        local = now.astimezone(tz).replace(second=0, microsecond=0)
+        """The latest matching minute in (now - horizon, now], as an aware time; None if there is none.
+
+        Days that cannot match are skipped whole, so a horizon of years costs about one step per day.
+        """
+        utc = dt.timezone.utc
+        at = now.astimezone(utc).replace(second=0, microsecond=0)
         earliest = now - horizon
-        while local.astimezone(dt.timezone.utc) > earliest:
+        while at > earliest:
+            local = at.astimezone(tz)
+            if not self.day_matches(local):
+                # jump to the last minute of the previous local day (never forward, whatever DST does)
+                midnight = _local(dt.datetime.combine(local.date(), dt.time(0)), tz).astimezone(utc)
+                at = min(midnight, at) - dt.timedelta(minutes=1)
+                continue
             if self.matches(local):
                 return local
-            local = (local.astimezone(dt.timezone.utc) - dt.timedelta(minutes=1)).astimezone(tz)
+            at -= dt.timedelta(minutes=1)
         return None
 
 
@@ -137,6 +152,31 @@ def latest_slot(schedule: ast.Schedule, now: dt.datetime, tz: dt.tzinfo, *,
         at = _local(schedule.at, tz)
         return at if earliest < at <= now else None
     raise ScheduleError(f"unsupported schedule {type(schedule).__name__}")
+
+
+# How far back :func:`period_start` looks for a schedule's latest slot (a cron such as Feb 29 recurs
+# within 8 years).
+PERIOD_HORIZON = dt.timedelta(days=8 * 366)
+
+
+def period_start(schedule: ast.Schedule | None, at: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    """The slot that opens the scheduled period ``at`` falls in; every run of a campaign is keyed by it.
+
+    A period runs from one slot of the schedule to the next, so the latest slot at or before ``at``
+    (whatever the catch-up window). A one-off ``at`` schedule has one period: its time, before or after
+    it. A campaign without a schedule has one period per local day (midnight in ``tz``).
+    """
+    if at.tzinfo is None:
+        raise ValueError("at must be an aware datetime")
+    if schedule is None:
+        return _local(dt.datetime.combine(at.astimezone(tz).date(), dt.time(0)), tz)
+    if isinstance(schedule, ast.Once):
+        return _local(schedule.at, tz)
+    slot = latest_slot(schedule, at, tz, horizon=PERIOD_HORIZON)
+    if slot is None:
+        raise ScheduleError(f"the schedule has no slot in the {PERIOD_HORIZON.days} days before {at.isoformat()}",
+                            hint="check the cron text: it may name a day that never comes (30 February)")
+    return slot
 
 
 def validate_schedule(schedule: ast.Schedule) -> None:

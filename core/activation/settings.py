@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -26,11 +27,16 @@ class ActivationSettings:
     max_attempts: int = 6  # delivery attempts before a transient failure becomes a dead letter
     backoff_base_seconds: float = 30  # first retry after ~this long, doubling each attempt ...
     backoff_max_seconds: float = 3600  # ... up to this
+    retry_after_max_seconds: float = 3600  # a provider's Retry-After longer than this is capped (and flagged)
     catch_up_hours: float = 24  # a schedule slot older than this is not run any more
     trigger_lookback_hours: float = 24  # a new trigger starts with events (or segment changes) this recent
     trigger_batch: int = 1000  # events handled per transaction
     poll_seconds: float = 5  # `serve`: how often to look for new events when nothing else is due
     scheduler_lease_seconds: float = 60  # a planner killed mid-pass blocks planning at most this long
+    stop_grace_seconds: float = 10  # `serve` on SIGTERM/SIGINT: wait this long for the batch in flight
+    render_seconds: float = 2.0  # rendering one message may take this long ...
+    render_max_chars: int = 100_000  # ... build texts (and lists) at most this long ...
+    render_max_loops: int = 10_000  # ... and make this many loop iterations plus function/macro calls
 
     @classmethod
     def from_config(cls, table: dict[str, Any]) -> "ActivationSettings":
@@ -71,10 +77,34 @@ class ActivationContext:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     worker_id: str = attrs.field(factory=default_worker_id)
     log: Callable[[str], None] = lambda message: None
+    plugin_load_errors: list[Any] = attrs.field(factory=list)  # motorcade.plugins.PluginLoadError
+    stop: threading.Event | None = None  # set by `serve` on SIGTERM/SIGINT: stop planning and claiming at once
+
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     @property
     def revision(self) -> str:
         return self.rule_set.revision
+
+    def channel_not_loaded(self, name: str) -> str | None:
+        """Why channel ``name`` is expected but missing, or None (installed, or simply unknown).
+
+        A channel that is not registered is *expected* when a plugin failed to load (it may be the one
+        that provides it) or ``[channels.NAME]`` configures it. Its sends must wait for the plugin to be
+        fixed, never be suppressed as "not installed".
+        """
+        if name in self.registry.channels:
+            return None
+        if self.plugin_load_errors:
+            failed = "; ".join(f"plugin {e.name!r} ({e.distribution or 'no distribution'}) failed to load: {e.error}"
+                               for e in self.plugin_load_errors)
+            return (f"channel {name!r} is not loaded: {failed}; fix or reinstall the plugin "
+                    "(`motorcade plugins` shows the error)")
+        if name in self.channel_settings:
+            return (f"channel {name!r} is not loaded: motorcade.toml configures [channels.{name}] but no installed "
+                    "plugin provides it; install its plugin (`motorcade plugins` lists what is installed)")
+        return None
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -91,6 +121,7 @@ class ActivationContext:
         if log is not None:
             kwargs["log"] = log
         return cls(
+            plugin_load_errors=list(getattr(project.plugins, "load_errors", [])),
             project_dir=project.directory,
             store=project.store,
             rule_set=rule_set if rule_set is not None else project.rules(checked=True),

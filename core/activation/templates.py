@@ -18,13 +18,18 @@ Names a template can use::
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import re
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import attrs
 import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from motorcade.errors import MotorcadeError
 
@@ -39,6 +44,208 @@ HTML_SUFFIXES = (".html", ".html.j2")
 
 class TemplateError(MotorcadeError):
     """A template is missing, does not parse, or cannot be rendered for a person."""
+
+
+class TemplateRuntimeError(TemplateError):
+    """A template parsed but failed while rendering for one person (an exception or a render limit)."""
+
+
+@attrs.frozen
+class RenderLimits:
+    """What rendering one message may cost (``[activation]`` ``render_*`` settings).
+
+    ``seconds``: wall-clock time; ``max_chars``: the message and any text or list built on the way;
+    ``max_loops``: loop iterations plus function and macro calls. A render over a limit fails for
+    that person only (the send is dead-lettered with the reason).
+    """
+
+    seconds: float = 2.0
+    max_chars: int = 100_000
+    max_loops: int = 10_000
+
+
+class RenderLimitExceeded(Exception):
+    """Raised inside a render that went over one of its :class:`RenderLimits`."""
+
+
+class _Budget:
+    __slots__ = ("limits", "deadline", "steps")
+
+    def __init__(self, limits: RenderLimits):
+        self.limits = limits
+        self.deadline = time.monotonic() + limits.seconds
+        self.steps = 0
+
+    def tick(self) -> None:
+        self.steps += 1
+        if self.steps > self.limits.max_loops:
+            raise RenderLimitExceeded(f"more than {self.limits.max_loops} loop iterations and calls "
+                                      "(render_max_loops)")
+        self.check_time()
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderLimitExceeded(f"rendering took longer than {self.limits.seconds:g} s (render_seconds)")
+
+    def size(self, length: int) -> None:
+        if length > self.limits.max_chars:
+            raise RenderLimitExceeded(f"builds a text or list of {length} items; the limit is "
+                                      f"{self.limits.max_chars} (render_max_chars)")
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("motorcade_render_budget", default=None)
+_SIZED = (str, list, tuple, bytes)
+_PADDING_METHODS = {"ljust", "rjust", "center", "zfill", "expandtabs"}
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d*)(?:\.(\*|\d*))?")
+_FORMAT_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
+
+
+def _check_replace(budget: _Budget, text: Any, old: Any, new: Any) -> None:
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+        budget.size(len(text) + (text.count(old) if old else len(text) + 1) * len(new))
+
+
+def _check_percent(budget: _Budget, fmt: Any) -> None:
+    if not isinstance(fmt, str):
+        return
+    for width, precision in _PERCENT_SPEC.findall(fmt):
+        for value in (width, precision):
+            if value == "*":
+                raise RenderLimitExceeded("`%*` widths are not allowed in templates")
+            if value:
+                budget.size(int(value))
+
+
+def _check_format(budget: _Budget, fmt: str) -> None:
+    if re.search(r"\{[^{}]*:[^{}]*\{", fmt):
+        raise RenderLimitExceeded("nested format fields are not allowed in templates")
+    for spec in _FORMAT_SPEC.findall(fmt):
+        for digits in re.findall(r"\d+", spec):
+            budget.size(int(digits))
+
+
+class _LimitLoops(NodeTransformer):
+    """Route every ``for`` loop's items and every ``~`` concatenation through the render budget."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Call(nodes.EnvironmentAttribute("limited_iter"), [node.iter], [], None, None,
+                               lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return nodes.Call(nodes.EnvironmentAttribute("limited_text"), [node], [], None, None, lineno=node.lineno)
+
+
+class LimitedSandbox(SandboxedEnvironment):
+    """Jinja2's sandbox plus render limits: time, size of what is built, loop iterations and calls.
+
+    Outside :meth:`TemplateStore.render` (no budget set) it behaves as the plain sandbox.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        # no constant folding: it would run `'x' | center(10**9)` at compile time, outside the limits
+        self.optimized = False
+        for name in ("center", "indent", "format", "replace", "wordwrap", "truncate"):
+            self.filters[name] = self._limited_filter(self.filters[name], name)
+
+    def _generate(self, source, name, filename, defer_init=False):  # type: ignore[override]
+        # The code generator folds constant output (`{{ 'x' | center(10**9) }}`) at compile time: fold
+        # within the limits too (a fold over them is left to the render, where it fails with the reason).
+        token = _BUDGET.set(_Budget(RenderLimits()))
+        try:
+            return super()._generate(_LimitLoops().visit(source), name, filename, defer_init=defer_init)
+        finally:
+            _BUDGET.reset(token)
+
+    @staticmethod
+    def limited_iter(iterable: Iterable[Any]) -> Iterator[Any]:
+        budget = _BUDGET.get()
+        for item in iterable:
+            if budget is not None:
+                budget.tick()
+            yield item
+
+    @staticmethod
+    def limited_text(value: Any) -> Any:
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.size(len(value))
+        return value
+
+    @staticmethod
+    def _limited_filter(function: Any, name: str) -> Any:
+        @functools.wraps(function)
+        def limited(*args: Any, **kwargs: Any) -> Any:
+            budget = _BUDGET.get()
+            if budget is not None:
+                values = [a for a in args if not isinstance(a, (jinja2.runtime.Context, jinja2.Environment))]
+                if name in ("center", "indent", "wordwrap", "truncate"):
+                    for value in [*values[1:], *kwargs.values()]:
+                        if isinstance(value, int):
+                            budget.size(value)
+                elif name == "format" and values:
+                    _check_percent(budget, values[0])
+                elif name == "replace" and len(values) >= 3:
+                    _check_replace(budget, str(values[0]), values[1], values[2])
+            result = function(*args, **kwargs)
+            if budget is not None and isinstance(result, _SIZED):
+                budget.size(len(result))
+            return result
+
+        return limited
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        budget = _BUDGET.get()
+        if budget is not None:
+            if operator == "*":
+                for seq, times in ((left, right), (right, left)):
+                    if isinstance(seq, _SIZED) and isinstance(times, int):
+                        budget.size(len(seq) * times)
+            elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
+                if right * abs(left).bit_length() > 4 * budget.limits.max_chars:
+                    raise RenderLimitExceeded(f"{left} ** {right} is too large a number")
+            elif operator == "%":
+                _check_percent(budget, left)
+        result = super().call_binop(context, operator, left, right)
+        if budget is not None and isinstance(result, _SIZED):
+            budget.size(len(result))
+        return result
+
+    def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (jinja's signature)
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.tick()
+            owner = getattr(__obj, "__self__", None)
+            if isinstance(owner, str):
+                if getattr(__obj, "__name__", "") in _PADDING_METHODS:
+                    for value in [*args, *kwargs.values()]:
+                        if isinstance(value, int):
+                            budget.size(value)
+                elif getattr(__obj, "__name__", "") == "replace" and len(args) >= 2:
+                    _check_replace(budget, owner, args[0], args[1])
+        result = super().call(__context, __obj, *args, **kwargs)
+        if budget is not None and isinstance(result, _SIZED):
+            budget.size(len(result))
+        return result
+
+    def wrap_str_format(self, value: Any):  # type: ignore[override]
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        fmt = value.__self__
+
+        def limited(*args: Any, **kwargs: Any) -> str:
+            budget = _BUDGET.get()
+            if budget is not None:
+                _check_format(budget, fmt)
+            return wrapper(*args, **kwargs)
+
+        return limited
 
 
 @attrs.frozen
@@ -66,9 +273,9 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-def make_environment(*, autoescape: bool) -> SandboxedEnvironment:
+def make_environment(*, autoescape: bool) -> LimitedSandbox:
     """The sandbox: no access to Python internals; undefined names render empty (check reports them)."""
-    return SandboxedEnvironment(autoescape=autoescape, undefined=jinja2.ChainableUndefined, finalize=_finalize,
+    return LimitedSandbox(autoescape=autoescape, undefined=jinja2.ChainableUndefined, finalize=_finalize,
                                 keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
 
 
@@ -88,8 +295,9 @@ def split_subject(text: str) -> tuple[str | None, str, int]:
 class TemplateStore:
     """Finds, compiles (once) and renders the project's templates."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, limits: RenderLimits | None = None):
         self.directory = Path(directory)
+        self.limits = limits or RenderLimits()
         self._text_env = make_environment(autoescape=False)
         self._html_env = make_environment(autoescape=True)
         self._cache: dict[tuple[str, str], tuple[Path, Any, Any]] = {}
@@ -131,15 +339,42 @@ class TemplateStore:
         return self._cache[key]
 
     def render(self, name: str, channel: str, context: dict[str, Any]) -> Rendered:
+        """Render for one person within :class:`RenderLimits`.
+
+        Raises :class:`TemplateError` when the template is missing or does not parse, and
+        :class:`TemplateRuntimeError` when it fails for this person: any exception the template raises
+        (``1/0``, ``person.name + 1``, a macro calling itself) or a render limit.
+        """
         path, subject, body = self._compiled(name, channel)
+        budget = _Budget(self.limits)
+        token = _BUDGET.set(budget)
         try:
             return Rendered(
-                subject=None if subject is None else " ".join(subject.render(context).split()),
-                body=body.render(context).strip(),
+                subject=None if subject is None else " ".join(self._generate(subject, context, budget).split()),
+                body=self._generate(body, context, budget).strip(),
             )
-        except jinja2.TemplateError as exc:  # includes SecurityError from the sandbox
-            raise TemplateError(f"{path}: cannot render: {type(exc).__name__}: {exc}",
-                                hint="see docs/activation.md#templates for the names a template can use") from None
+        except RenderLimitExceeded as exc:
+            raise TemplateRuntimeError(f"{path}: cannot render: limit: {exc}",
+                                       hint="see docs/activation.md#templates for the render limits") from None
+        except RecursionError:
+            raise TemplateRuntimeError(f"{path}: cannot render: a macro or loop calls itself too deeply",
+                                       hint="see docs/activation.md#templates") from None
+        except Exception as exc:  # noqa: BLE001 -- any error of a template (incl. the sandbox's SecurityError)
+            raise TemplateRuntimeError(f"{path}: cannot render: {type(exc).__name__}: {exc}"[:1000],
+                                       hint="see docs/activation.md#templates for the names a template can use"
+                                       ) from None
+        finally:
+            _BUDGET.reset(token)
+
+    @staticmethod
+    def _generate(template: Any, context: dict[str, Any], budget: _Budget) -> str:
+        parts, length = [], 0
+        for chunk in template.generate(context):
+            length += len(chunk)
+            budget.size(length)
+            budget.check_time()
+            parts.append(chunk)
+        return "".join(parts)
 
 
 # -- checking (motorcade check) ---------------------------------------------------------------------
@@ -189,6 +424,7 @@ def check_template(name: str, path: Path, text: str, *, attributes: set[str] | N
                                             f"syntax error: {exc.message}"))
             continue
         local_names = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+        local_names |= {n.name for n in tree.find_all(nodes.Macro)}
         reported: set[tuple] = set()
         for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
             chain = _attr_chain(node)
@@ -200,7 +436,7 @@ def check_template(name: str, path: Path, text: str, *, attributes: set[str] | N
             if root in local_names:
                 continue
             line = (node.lineno or 1) + offset
-            if root not in ROOTS:
+            if root not in ROOTS and root not in env.globals:  # range, dict, namespace, cycler, joiner, lipsum
                 key = (root,)
                 if key not in reported:
                     reported.add(key)

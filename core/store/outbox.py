@@ -8,6 +8,7 @@ Outbox states (``motorcade.model.SEND_STATES``)::
     planned --claim--> claimed --sent--> sent
        |                  |  \\--transient--> failed --(not_before passes)--> claimed ...
        |                  |  \\--permanent or retries exhausted--> dead
+       |                  |  \\--released by a stopping worker before it was sent--> planned
        |                  \\--lease expires (worker died)--> claimable again, same idempotency key
        \\--guard rail--> suppressed | holdout | deferred (--not_before passes--> claimable again)
 """
@@ -173,22 +174,38 @@ class OutboxMixin:
             params.append(expect_claimed_by)
         return self.conn.execute(sql, params).rowcount > 0
 
-    def renew_claims(self, keys: list[str], worker: str, *, until: dt.datetime, now: dt.datetime) -> set[str]:
+    def renew_claims(self, keys: list[str], worker: str, *, until: dt.datetime, now: dt.datetime,
+                     count_attempt: bool = False) -> set[str]:
         """Extend this worker's claims on ``keys`` to ``until``; returns the keys it still owns.
 
         Called just before each batch is handed to a channel, so a worker slowed down by a slow provider
-        never sends a row another worker has taken over meanwhile.
+        never sends a row another worker has taken over meanwhile. ``count_attempt``: the batch is about
+        to be sent, so add one to ``attempts`` of every row still owned (attempts count requests made,
+        not claims: a claim that expires in a queue costs none).
         """
         if not keys:
             return set()
         placeholders = ", ".join("?" for _ in keys)
         with self.transaction():
             self.conn.execute(
-                f"UPDATE outbox SET claimed_until = ?, updated_at = ? WHERE idempotency_key IN ({placeholders}) "
-                "AND status = 'claimed' AND claimed_by = ?", (epoch(until), iso(now), *keys, worker))
+                f"UPDATE outbox SET claimed_until = ?, updated_at = ?, attempts = attempts + ? "
+                f"WHERE idempotency_key IN ({placeholders}) AND status = 'claimed' AND claimed_by = ?",
+                (epoch(until), iso(now), 1 if count_attempt else 0, *keys, worker))
             return {r[0] for r in self.conn.execute(
                 f"SELECT idempotency_key FROM outbox WHERE idempotency_key IN ({placeholders}) "
                 "AND status = 'claimed' AND claimed_by = ?", (*keys, worker))}
+
+    def release_claims(self, keys: list[str], worker: str, *, now: dt.datetime) -> int:
+        """Give back this worker's claims on ``keys`` that were never sent (a worker stopping): the rows are
+        ``planned`` again, claimable at once by any worker, their attempts unchanged. Returns the count."""
+        if not keys:
+            return 0
+        placeholders = ", ".join("?" for _ in keys)
+        with self.transaction():
+            return self.conn.execute(
+                f"UPDATE outbox SET status = 'planned', claimed_by = NULL, claimed_until = NULL, updated_at = ? "
+                f"WHERE idempotency_key IN ({placeholders}) AND status = 'claimed' AND claimed_by = ?",
+                (iso(now), *keys, worker)).rowcount
 
     def marketing_sends_since(self, person_id: int, since: dt.datetime, *, exclude_key: str | None = None) -> int:
         """Marketing (non-transactional) sends to the person claimed or sent since ``since``, all campaigns."""

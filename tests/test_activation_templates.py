@@ -1,0 +1,197 @@
+"""Templates at run time: an error while rendering for one person dead-letters that send only, rendering
+has limits (time, size, loop iterations and calls), `serve` never dies from a pass's failure, and `run`
+refuses templates that `motorcade check` reports broken. Real project, rule files and template files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import zoneinfo
+
+import pytest
+
+from motorcade.activation.runner import run_once, serve
+from motorcade.activation.settings import ActivationContext
+from motorcade.activation.testing import memory_channel_plugin
+from motorcade.cli import main
+from motorcade.project import Project
+
+SH = zoneinfo.ZoneInfo("Asia/Shanghai")
+NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SH)
+
+RULES = """
+segment owners { where profile.is_owner = true }
+campaign bad { audience owners  schedule daily at 10:00  via memory template "bad"  transactional }
+campaign good { audience owners  schedule daily at 10:00  via memory template "good"  transactional }
+"""
+
+HOSTILE = {
+    "division by zero": ("{{ 1/0 }}", "ZeroDivisionError"),
+    "text plus number": ("{{ person.name + 1 }}", "TypeError"),
+    "recursive macro": ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "calls itself too deeply"),
+    "range(1e8)": ("{% for i in range(1e8) %}x{% endfor %}", "TypeError"),
+    "range(10**8)": ("{% for i in range(100000000) %}x{% endfor %}", "Range too big"),
+    "'x'*1e9": ("{{ 'x' * 1e9 }}", "TypeError"),
+    "'x'*10**9": ("{{ 'x' * 1000000000 }}", "limit: builds a text or list of 1000000000 items"),
+    "nested loops": ("{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}",
+                     "limit: more than 10000 loop iterations and calls"),
+    "doubling text": ("{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
+                      "{% endfor %}{{ ns.s }}", "limit: builds a text or list of 131072 items"),
+    "padding filter": ("{{ person.name | center(1000000000) }}", "limit: builds a text or list of 1000000000"),
+    "padding method": ("{{ person.name.ljust(1000000000) }}", "limit: builds a text or list of 1000000000"),
+    "format width": ("{{ '{:>1000000000}'.format(person.name) }}", "limit: builds a text or list of 1000000000"),
+    "huge power": ("{{ 2 ** 1000000000 }}", "limit: 2 ** 1000000000 is too large a number"),
+    "macro fan-out": ("{% macro f(n) %}{% if n < 40 %}{{ f(n + 1) }}{{ f(n + 1) }}{% endif %}{% endmacro %}{{ f(0) }}",
+                      "limit: more than 10000 loop iterations and calls"),
+    "huge output": ("{% for i in range(9000) %}{{ person.name }}{{ '0123456789' * 2 }}{% endfor %}",
+                    "limit: builds a text or list of"),
+}
+
+
+@pytest.fixture
+def build(tmp_path, motorcade_pm, register_plugin):
+    def make(rules: str, templates: dict[str, str], *, people: int = 3, settings: str = ""):
+        memory = memory_channel_plugin()
+        register_plugin(memory, name="memory")
+        directory = tmp_path / "p"
+        (directory / "rules").mkdir(parents=True, exist_ok=True)
+        (directory / "templates").mkdir(exist_ok=True)
+        (directory / "motorcade.toml").write_text(f"""
+[project]
+name = "t"
+timezone = "Asia/Shanghai"
+
+[activation]
+poll_seconds = 0.1
+{settings}
+""", encoding="utf-8")
+        (directory / "rules" / "main.mc").write_text(rules, encoding="utf-8")
+        for name, text in templates.items():
+            (directory / "templates" / name).write_text(text, encoding="utf-8")
+        project = Project(directory, plugin_manager=motorcade_pm)
+        store = project.store
+        with store.transaction():
+            ids = [store.create_person({"name": f"客户{i}", "is_owner": True, "count": i}) for i in range(people)]
+        store.record_segment_run("owners", ids, revision="t", as_of=NOW, computed_at=NOW, duration_ms=0, plan=None)
+        return project, memory, ids
+
+    return make
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_template_runtime_error_dead_letters_that_send_and_the_others_go_on(build, case):
+    template, expected = HOSTILE[case]
+    project, memory, ids = build(RULES, {"bad.txt": template, "good.txt": "您好 {{ person.name }}"})
+    ctx = ActivationContext.for_project(project, clock=lambda: NOW, worker_id="w")
+    started = time.monotonic()
+    report = run_once(ctx)
+    assert time.monotonic() - started < 20
+    assert report.errors == []
+    sends = project.store.list_sends(limit=100)
+    bad = [s for s in sends if s["origin"] == "bad"]
+    assert {s["status"] for s in bad} == {"dead"} and len(bad) == len(ids)
+    assert all(s["reason"].startswith("template: ") and expected in s["reason"] for s in bad), bad[0]["reason"]
+    assert sorted(m.body for m in memory.sent) == sorted(f"您好 客户{i}" for i in range(len(ids)))
+    failed = project.store.events_of(ids[0], name="failed")
+    assert failed and failed[0].properties["campaign"] == "bad"
+    project.close()
+
+
+def test_a_template_that_fails_for_one_person_only_stops_that_persons_send(build):
+    project, memory, ids = build(RULES, {"bad.txt": "每人 {{ 100 // person.count }} 分", "good.txt": "hi"})
+    run_once(ActivationContext.for_project(project, clock=lambda: NOW, worker_id="w"))
+    by_person = {s["person_id"]: s for s in project.store.list_sends(limit=100) if s["origin"] == "bad"}
+    assert by_person[ids[0]]["status"] == "dead" and "ZeroDivisionError" in by_person[ids[0]]["reason"]
+    assert {by_person[i]["status"] for i in ids[1:]} == {"sent"}
+    assert sorted(m.body for m in memory.sent if m.template == "bad") == ["每人 100 分", "每人 50 分"]
+    project.close()
+
+
+def test_render_limits_are_settings(build):
+    template = "{% for i in range(50) %}{{ i }}{% endfor %}"
+    project, memory, _ = build(RULES, {"bad.txt": template, "good.txt": "hi"}, people=1,
+                               settings="render_max_loops = 20")
+    run_once(ActivationContext.for_project(project, clock=lambda: NOW, worker_id="w"))
+    (bad,) = [s for s in project.store.list_sends() if s["origin"] == "bad"]
+    assert bad["status"] == "dead" and "more than 20 loop iterations" in bad["reason"]
+    project.close()
+
+
+def test_serve_never_dies_from_a_template_or_an_unexpected_error(build):
+    project, memory, ids = build(RULES, {"bad.txt": "{{ person.name + 1 }}", "good.txt": "hi"})
+    calls = []
+    log: list[str] = []
+
+    def make_context():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database went away")  # an unexpected error in one pass
+        return ActivationContext.for_project(project, clock=lambda: NOW, worker_id="w")
+
+    stop = threading.Event()
+    timer = threading.Timer(30, stop.set)
+    timer.start()
+    try:
+        passes = serve(make_context, stop=stop, max_passes=3, log=log.append)
+    finally:
+        timer.cancel()
+    assert passes == 3
+    assert any("unexpected RuntimeError in pass 1: database went away" in line for line in log)
+    assert len(memory.sent) == len(ids)  # the good campaign went out
+    assert {s["status"] for s in project.store.list_sends(limit=100) if s["origin"] == "bad"} == {"dead"}
+    project.close()
+
+
+TRIGGER_RULES = RULES + """
+trigger thanks { on order  via memory template "thanks"  transactional }
+"""
+
+
+def test_run_refuses_templates_check_reports_broken_and_plans_them_once_fixed(build):
+    from motorcade.model import Event
+
+    project, memory, ids = build(TRIGGER_RULES, {"bad.txt": "您好 {{ persn.name }}", "good.txt": "hi",
+                                                 "thanks.txt": "谢谢 {% if %}"})
+    store = project.store
+    with store.transaction():
+        store.insert_events([Event("order", NOW - dt.timedelta(minutes=5), ids[0], {}, "dms", "o1")])
+    clock = [NOW]
+    ctx = ActivationContext.for_project(project, clock=lambda: clock[0], worker_id="w")
+    report = run_once(ctx)
+    assert any(e.startswith("campaign bad: campaign 'bad' is not planned: its templates are broken:")
+               and "unknown name `persn`" in e for e in report.errors), report.errors
+    assert any(e.startswith("trigger thanks:") and "syntax error" in e for e in report.errors), report.errors
+    origins = {s["origin"] for s in store.list_sends(limit=100)}
+    assert origins == {"good"}  # nothing planned with an empty or broken body
+    # fixed: the slot is still due and the order still fires
+    (project.directory / "templates" / "bad.txt").write_text("您好 {{ person.name }}", encoding="utf-8")
+    (project.directory / "templates" / "thanks.txt").write_text("谢谢 {{ person.name }}", encoding="utf-8")
+    clock[0] = NOW + dt.timedelta(minutes=1)
+    report = run_once(ActivationContext.for_project(project, clock=lambda: clock[0], worker_id="w"))
+    assert report.errors == []
+    assert sorted(m.body for m in memory.sent if m.template in ("bad", "thanks")) == sorted(
+        [f"您好 客户{i}" for i in range(3)] + ["谢谢 客户0"])
+    project.close()
+
+
+def test_the_run_command_exits_1_when_a_campaign_is_refused(build, capsys):
+    project, memory, ids = build(RULES, {"bad.txt": "您好 {{ person.nmae }}", "good.txt": "hi"})
+    code = main(["--project", str(project.directory), "run"])  # real time: today's 10:00 slot is due
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    assert "is not planned: its templates are broken" in err and "`person.nmae` does not exist" in err
+    assert len(memory.sent) == len(ids)  # the good campaign went out
+    project.close()
+
+
+def test_the_render_time_limit_stops_a_slow_template(build):
+    template = "{% for i in range(9000) %}{{ range(5000) | list | sort | sum }}{% endfor %}"
+    project, memory, _ = build(RULES, {"bad.txt": template, "good.txt": "hi"}, people=1,
+                               settings="render_seconds = 0.05\nrender_max_loops = 100000\nrender_max_chars = 10000000")
+    started = time.monotonic()
+    run_once(ActivationContext.for_project(project, clock=lambda: NOW, worker_id="w"))
+    assert time.monotonic() - started < 10
+    (bad,) = [s for s in project.store.list_sends() if s["origin"] == "bad"]
+    assert bad["status"] == "dead" and "rendering took longer than 0.05 s (render_seconds)" in bad["reason"]
+    project.close()
