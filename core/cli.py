@@ -47,6 +47,18 @@ class CliState:
     def rule_paths(self) -> list[Path]:
         return self.project.rule_paths()
 
+    def value_types(self):
+        """The project's declared value types for `motorcade test` (None outside a project)."""
+        from .errors import ProjectNotFound
+
+        try:
+            project = self.project
+        except ProjectNotFound:
+            return None
+        from .catalogue import declared_value_types
+
+        return declared_value_types(project)
+
     def config_warnings(self) -> list[str]:
         """Source mappings that load but are likely wrong, e.g. a VIN as a person identifier (empty
         outside a project)."""

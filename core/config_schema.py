@@ -449,8 +449,9 @@ TAGS_ENGINE = Section("[tags]", "Scalar keys of [tags] are engine settings; [tag
 ))
 
 SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its type; the record mappings "
-                        "([sources.NAME.person], .car, .event, .store, .advisor, .transfer) are described in docs/sources.md "
-                        "and checked when the source is read.", (
+                        "([sources.NAME.person], .car, .event, .store, .advisor, .transfer) are described in "
+                        "docs/sources.md, imported tags ([sources.NAME.tags]) in docs/tags.md; they are checked "
+                        "when the source is read.", (
     Setting("type", NAME, "the source plugin (`motorcade plugins` lists them)", required=True),
     Setting("timezone", TIME_ZONE, "zone of naive local times in this source", "Asia/Shanghai"),
     Setting("vin_check_digit", FLAG, "reject VINs whose check digit is wrong", True),
@@ -465,7 +466,7 @@ SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its
         Setting("granted", FLAG, "true: a grant; false: a refusal", required=True),
         label="{ channel = ..., granted = true|false }"), key="event name"),
             "events that change consent (added to unsubscribe/subscribe)"),
-), delegated=("person", "car", "event", "store", "advisor", "transfer"))
+), delegated=("person", "car", "event", "store", "advisor", "transfer", "tags"))
 
 CORE_SECTIONS = {"project": PROJECT, "activation": ACTIVATION, "guardrails": GUARDRAILS, "identity": IDENTITY,
                  "pipeline": PIPELINE}

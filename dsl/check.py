@@ -33,6 +33,13 @@ class Catalogue:
     templates: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
     # tags the installed calculators produce: a rule tag must not take one of their names
     calculator_tags: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
+    # tag -> what produces it besides rule tags ("calculator `intent`", "source `leads`"): a tag has one
+    # producer, so two entries, or one and a rule tag of that name, are errors naming both
+    tag_producers: dict[str, tuple[str, ...]] | None = None
+    # where the producers are configured, for the message of a tag produced twice
+    config_file: str = "motorcade.toml"
+    # problems of the project's configuration that change what rules read: (message, hint)
+    config_errors: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_names(cls, *, events=None, tags=None, attributes=None, segments=None, channels=None,
@@ -65,7 +72,7 @@ _NESTING_HINT = ("write it flatter: `not not x` is `x`, `a and (b and c)` is `a 
                  "with `in segment` counts with every level of its own condition")
 
 CAR_FIELDS = ("vin", "brand", "model", "model_year", "purchase_date", "store", "age")
-PERSON_FIELDS = ("store", "advisor")
+PERSON_FIELDS = ("store", "advisor", "age")
 _SET_OPS_HINT = "`store` and `advisor` support =, !=, in, not in, is null, is not null"
 _LITERAL_KINDS = {bool: "boolean", int: "number", float: "number", str: "string", dt.date: "date", dt.datetime: "date"}
 
@@ -125,7 +132,22 @@ class _Checker:
         self.file = None
         cyclic = self.check_cycles()
         self.check_nesting(cyclic)
+        self.check_producers()
         return self.diagnostics
+
+    def check_producers(self):
+        """A tag produced by two producers (a calculator and a source, two sources): which values would
+        a rule read? Reported against the configuration, naming both."""
+        for name, producers in sorted((self.catalogue.tag_producers or {}).items()):
+            if len(producers) > 1:
+                self.diagnostics.append(make(
+                    ERROR, f"tag `{name}` is produced by both {' and '.join(producers)}",
+                    file=self.catalogue.config_file, source="", line=None, column=None,
+                    hint="a tag has one producer: rename the tag in the source's [sources.NAME.tags] table, or "
+                         "block the calculator's plugin with MOTORCADE_BLOCK_PLUGINS"))
+        for message, hint in self.catalogue.config_errors:
+            self.diagnostics.append(make(ERROR, message, file=self.catalogue.config_file, source="", line=None,
+                                         column=None, hint=hint))
 
     def rule_Segment(self, rule):  # noqa: N802
         self.segment_refs.setdefault(rule.name, [])
@@ -133,7 +155,11 @@ class _Checker:
         self.value_limits(rule.where)
 
     def rule_TagRule(self, rule):  # noqa: N802
-        if self.catalogue.calculator_tags is not None and rule.name in self.catalogue.calculator_tags:
+        producers = (self.catalogue.tag_producers or {}).get(rule.name)
+        if producers:
+            self.report(ERROR, f"rule tag `{rule.name}` has the name of a tag {' and '.join(producers)} produces",
+                        rule, "rename the rule tag (`motorcade tags list` shows every tag and what produces it)")
+        elif self.catalogue.calculator_tags is not None and rule.name in self.catalogue.calculator_tags:
             self.report(ERROR, f"rule tag `{rule.name}` has the name of a tag an installed calculator produces",
                         rule, "rename the rule tag (`motorcade tags list` shows the calculators' tags)")
         refs = self.tag_refs.setdefault(rule.name, [])
@@ -333,6 +359,9 @@ class _Checker:
                 self.report(ERROR, f"unknown name `{name}` in a person condition", subject,
                             f"write `profile.{name}` for a profile attribute or `tag {name}` for a tag")
                 return
+            if name == "age":  # whole years from profile.birth_date: a number
+                self.age(node)
+                return
             if isinstance(node, (ast.Between, ast.TextMatch)) or (
                     isinstance(node, ast.Compare) and node.op not in ("=", "!=")):
                 self.report(ERROR, f"`{name}` cannot be used with this test", node, _SET_OPS_HINT)
@@ -349,14 +378,29 @@ class _Checker:
         if scope != "car":
             for value in _values_of(node):
                 if isinstance(value, ast.Duration):
-                    self.report(ERROR, "a duration can only be compared with a car's `age`", value,
+                    self.report(ERROR, "a duration can only be compared with an `age`", value,
                                 "write a number, a date or `N days ago`")
+
+    def age(self, node):
+        if isinstance(node, ast.TextMatch):
+            self.report(ERROR, "`age` is a number of years; compare it with a number", node, "write e.g. `age >= 30`")
+        attributes = self.catalogue.profile_attributes
+        if attributes is not None and "birth_date" not in attributes:
+            self.report(WARNING, "`age` counts from `profile.birth_date`, which no person has", node,
+                        'map a date column to the attribute birth_date: { column = "...", type = "date" }')
+        for value in _values_of(node):
+            if isinstance(value, ast.Duration) and value.unit != "years":
+                self.report(ERROR, f"`{value.amount} {value.unit}` can only be compared with `age` in years",
+                            value, "write e.g. `age >= 30 years`")
+            elif isinstance(value, ast.Literal) and _literal_kind(value.value) != "number":
+                self.report(ERROR, "`age` is a number of years; compare it with a number", value,
+                            "write e.g. `age >= 30`")
 
     def values(self, node):
         if not isinstance(node.subject, ast.FieldRef):
             for value in _values_of(node):
                 if isinstance(value, ast.Duration):
-                    self.report(ERROR, "a duration can only be compared with a car's `age`", value,
+                    self.report(ERROR, "a duration can only be compared with an `age`", value,
                                 "write a number, a date or `N days ago`")
 
     # -- limits --

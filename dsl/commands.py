@@ -30,6 +30,12 @@ def _catalogue(ctx: click.Context) -> Catalogue:
     return provider() if callable(provider) else Catalogue()
 
 
+def _value_types(ctx: click.Context):
+    """The project's declared value types (``ctx.obj.value_types()``), or None outside a project."""
+    provider = getattr(ctx.obj, "value_types", None)
+    return provider() if callable(provider) else None
+
+
 def _paths(ctx: click.Context, paths, *, tests: bool = False) -> list[Path]:
     """The paths named on the command line (each must hold rule files, or rule tests for ``tests``), else the
     project's rule paths."""
@@ -128,7 +134,8 @@ def fmt_command(ctx: click.Context, check_only: bool, paths) -> None:
 def test_command(ctx: click.Context, rules_paths, no_coverage: bool, paths) -> None:
     """Run rule tests (*.test.mc); prints `N passed, N failed` and condition coverage."""
     try:
-        report = run_rule_tests(_paths(ctx, paths, tests=True), rules=list(rules_paths) or None)
+        report = run_rule_tests(_paths(ctx, paths, tests=True), rules=list(rules_paths) or None,
+                                types=_value_types(ctx))
     except DslError as exc:
         _fail(exc)
     click.echo(report.render(show_coverage=not no_coverage))

@@ -168,6 +168,16 @@ def whole_years(start: dt.date, end: dt.date) -> int:
     return years
 
 
+BIRTH_DATE = "birth_date"  # the profile attribute a person's `age` counts from
+
+
+def person_age(person: PersonData, today: dt.date) -> int | None:
+    """Whole years from the person's date of birth (``profile.birth_date``, a date) to ``today``, counted
+    like a birthday (as a car's age); None without a date of birth."""
+    birth = person.attributes.get(BIRTH_DATE)
+    return whole_years(birth, today) if kind_of(birth) == "date" else None
+
+
 def car_owned_on(car: CarData, day: dt.date) -> bool:
     return (car.owned_from is None or car.owned_from <= day) and (car.owned_to is None or day < car.owned_to)
 
@@ -374,8 +384,8 @@ class Evaluator:
             return ago(node.amount, node.unit, self.as_of, self.tz)
         if isinstance(node, ast.Duration):
             if node.unit == "years":
-                return node.amount  # only meaningful for a car's `age` (whole years)
-            raise EvaluationError(f"`{node.amount} {node.unit}` can only be compared with a car's age in years")
+                return node.amount  # only meaningful for an `age` (whole years)
+            raise EvaluationError(f"`{node.amount} {node.unit}` can only be compared with an age in years")
         raise Unsupported(f"the reference evaluator does not support value {type(node).__name__}")
 
     def subject(self, node, scope: Scope) -> Any:
@@ -395,6 +405,8 @@ class Evaluator:
                 raise EvaluationError(f"cars have no field `{node.name}`")
             if node.name in _SET_FIELDS:
                 return getattr(scope.person, _SET_FIELDS[node.name])
+            if node.name == "age":
+                return person_age(scope.person, self.today)
             raise EvaluationError(f"unknown name `{node.name}` in a person condition",
                                   f"write `profile.{node.name}` or `tag {node.name}`")
         if isinstance(node, ast.Aggregate):
@@ -560,7 +572,7 @@ def consent_state(consents: dict[str, bool], channel: str) -> bool | None:
 def _show(value) -> str:
     if isinstance(value, set):
         return "[" + ", ".join(sorted(map(str, value))) + "]"
-    if isinstance(value, dt.datetime):
+    if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     return "null" if value is None else repr(value)
 

@@ -44,7 +44,7 @@ from typing import Any, Iterable
 import attrs
 
 from motorcade.dsl import ast
-from motorcade.dsl.data import CarData, Dataset, EventData, PersonData
+from motorcade.dsl.data import CarData, Dataset, EventData, PersonData, ValueTypes
 from motorcade.dsl.errors import ERROR, Diagnostic, DslError, did_you_mean, make
 from motorcade.dsl.evaluate import (
     DEFAULT_TIMEZONE, EvaluationError, Evaluator, get_zone, tag_value, trigger_fires,
@@ -532,9 +532,21 @@ def find_test_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def run_rule_tests(paths: Iterable[str | Path], rules: RuleSet | Iterable[str | Path] | None = None) -> TestReport:
+def _type_values(dataset: Dataset, types: ValueTypes) -> None:
+    for person in dataset.people.values():
+        person.attributes, person.tags = types.person(person.attributes, person.tags)
+        for event in person.events:  # in place: the scenario's events by id are the same objects
+            event.properties.update(types.event(event.properties))
+
+
+def run_rule_tests(paths: Iterable[str | Path], rules: RuleSet | Iterable[str | Path] | None = None, *,
+                   types: ValueTypes | None = None) -> TestReport:
     """Run every ``*.test.mc`` under ``paths``. Rules come from ``rules`` (a RuleSet or paths), or else
-    from the ``.mc`` files in each test file's directory. Syntax errors raise :class:`DslError`."""
+    from the ``.mc`` files in each test file's directory. Syntax errors raise :class:`DslError`.
+
+    ``types``: the project's declared value types; the tests' values are then typed as stored values are
+    (``"1996-05-04"`` in a date attribute is a date, ``1`` in a boolean tag is true), so a rule test gives
+    the answer the same values loaded through a source give."""
     report = TestReport()
     coverage = _Coverage()
     fixed = rules if isinstance(rules, RuleSet) else (load_rules(rules) if rules is not None else None)
@@ -542,6 +554,9 @@ def run_rule_tests(paths: Iterable[str | Path], rules: RuleSet | Iterable[str | 
     rule_sets_used: list[RuleSet] = []
     for path in find_test_files(paths):
         test_file = parse_test_file(str(path), path.read_text(encoding="utf-8"))
+        if types is not None:
+            for scenario in test_file.scenarios:
+                _type_values(scenario.dataset, types)
         rule_set = fixed or by_dir.get(path.parent)
         if rule_set is None:
             rule_set = by_dir[path.parent] = load_rules([path.parent])

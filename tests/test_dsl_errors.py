@@ -181,7 +181,7 @@ def test_check_reports_every_problem():
     assert any(m[2] == "`count` counts events and takes no property" for m in messages)
     assert any(m[2] == "`first(...)` is a time; compare it with a date or `N days ago`" for m in messages)
     assert any(m[2] == "`count(...)` is a number; compare it with a number" for m in messages)
-    assert any(m[2] == "a duration can only be compared with a car's `age`" for m in messages)
+    assert any(m[2] == "a duration can only be compared with an `age`" for m in messages)
     # the tag type mismatch inside `has car` is not reported twice, scope errors come first
     assert sum(1 for m in messages if m[0] == "error") >= len([e for e in expected if e[0] == "error"]) + 5
 

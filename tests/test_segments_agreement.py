@@ -2,7 +2,8 @@
 
 Hypothesis generates random condition ASTs (every condition node, every window, every kind of value)
 and random people with tags, attributes, cars, relations, consents and events placed on and around the
-window edges; the rows go into a real store file, the evaluator reads them back through the store ->
+window edges (typed values too: a date and a date-time attribute, a date event property, a boolean and a
+date tag, a person's ``age`` from the date of birth); the rows go into a real store file, the evaluator reads them back through the store ->
 Dataset loader, and both answers must be the same set of ids — for the plain full-scan query and for
 the plan the compiler chooses (driven from an index).
 """
@@ -29,10 +30,15 @@ from motorcade.segments.compiler import Scope, SQLiteCompiler, col, compile_cond
 from motorcade.segments.dataset import load_dataset
 from motorcade.segments.plan import plan_segment
 from motorcade.store.sqlite import SQLiteStore
+from motorcade.tags.base import TagDefinition
 
 EVENTS = ["view", "share", "order"]
-TAGS = ["level", "score", "gone"]
-ATTRS = ["city", "age", "vip", "note", "items", "gone"]
+TAGS = ["level", "score", "flag", "since", "gone"]
+ATTRS = ["city", "age", "vip", "note", "items", "birth_date", "seen", "gone"]
+# declared types (the store's value_types): ISO text is a date / an instant, a boolean tag's 0 / 1 booleans
+ATTRIBUTE_TYPES = {"birth_date": "date", "seen": "datetime"}
+PROPERTY_TYPES = {"due": "date"}
+TAG_TYPES = {"flag": "boolean", "since": "date"}
 UNITS = list(ast.TIME_UNITS)
 AMOUNTS = [0, 1, 2, 3, 7]
 AS_OFS = [
@@ -123,7 +129,7 @@ def conditions(draw, as_of, tz, allow_segment=True, depth=2):
     base_date = base_dt.date()
     vals = values(base_date, base_dt)
     wins = windows(base_date, base_dt)
-    event_fields = st.sampled_from(["amount", "channel", "flag", "gone"]).map(ast.FieldRef)
+    event_fields = st.sampled_from(["amount", "channel", "flag", "due", "gone"]).map(ast.FieldRef)
     event_cond = st.one_of(predicates(event_fields, vals), predicates(st.sampled_from(TAGS).map(ast.TagRef), vals))
     aggregates = st.one_of(
         st.builds(ast.Aggregate, st.sampled_from(["count", "first", "last"]), st.sampled_from(EVENTS), st.none(),
@@ -135,7 +141,7 @@ def conditions(draw, as_of, tz, allow_segment=True, depth=2):
                                  ).map(ast.FieldRef)
     car_cond = predicates(car_fields, vals)
     scalar_subjects = st.one_of(st.sampled_from(TAGS).map(ast.TagRef), st.sampled_from(ATTRS).map(ast.ProfileRef),
-                                aggregates)
+                                aggregates, st.just(ast.FieldRef("age")))
     set_subjects = st.sampled_from(["store", "advisor"]).map(ast.FieldRef)
     leaves = {
         "compare": st.builds(ast.Compare, scalar_subjects, st.sampled_from(ast.COMPARE_OPS), vals),
@@ -187,11 +193,44 @@ def people(seed: int, as_of, tz):
         return rng.choice([rng.choice(STRING_POOL), rng.randint(-3, 12), rng.choice([0.5, 2.5, -1.5]),
                            rng.random() < 0.5, None, [1, 2]])
 
-    def tag_value():
+    def iso_day():
+        """A date on and around the edges a condition can draw (N years back, Feb 29), as stored: ISO text."""
+        if rng.random() < 0.5:
+            years = rng.choice([0, 1, 2, 3, 7, 12, 25])
+            base = dt.date(today.year - years, today.month, min(today.day, 28))
+            if today.month == 2 and today.day == 29 and rng.random() < 0.5:
+                base = dt.date(2000, 2, 29)
+            return (base + dt.timedelta(days=rng.choice([-1, 0, 0, 1]))).isoformat()
+        return rng.choice([(today + dt.timedelta(days=rng.randint(-900, 3))).isoformat(), "2000-02-29",
+                           "2021-02-30", "2021-13-01", "soon", "0000-01-01"])
+
+    def iso_instant():
+        instant = instant_near()
+        offset = dt.timezone(dt.timedelta(hours=rng.choice([0, 8, -5])))
+        text = instant.astimezone(offset).replace(microsecond=0).isoformat()
+        return rng.choice([text, text, text, text[:19], text.replace("T", " "), "2021-01-01T24:00:00+00:00"])
+
+    def attribute_value(name):
+        if name == "birth_date" and rng.random() < 0.8:
+            return iso_day()
+        if name == "seen" and rng.random() < 0.8:
+            return iso_instant()
+        return json_value()
+
+    def tag_value(name):
+        if name == "flag":
+            return rng.choice([0, 1, 1, 2, "x", 2.5, None])
+        if name == "since" and rng.random() < 0.7:
+            return iso_day()
         return rng.choice([rng.choice(STRING_POOL), rng.randint(-3, 12), 2.5, None])
 
     def day():
         return None if rng.random() < 0.2 else today + dt.timedelta(days=rng.randint(-4000, 30))
+
+    def instant_near():
+        if rng.random() < 0.6:
+            return rng.choice(edges) + dt.timedelta(seconds=rng.choice([0, 0, 1, -1]))
+        return as_of + dt.timedelta(seconds=rng.randint(-800 * 86400, 5 * 86400))
 
     def instant():
         if rng.random() < 0.6:
@@ -200,8 +239,8 @@ def people(seed: int, as_of, tz):
 
     out = []
     for _ in range(rng.randint(1, 10)):
-        attrs_ = {k: json_value() for k in rng.sample(ATTRS[:-1], rng.randint(0, 4))}
-        tags = {k: tag_value() for k in rng.sample(TAGS[:-1], rng.randint(0, 2))}
+        attrs_ = {k: attribute_value(k) for k in rng.sample(ATTRS[:-1], rng.randint(0, 5))}
+        tags = {k: tag_value(k) for k in rng.sample(TAGS[:-1], rng.randint(0, 3))}
         cars = [(rng.choice(["BMW", "MINI"]), rng.choice(["X5", "X3", "Cooper"]),
                  rng.choice([None, rng.randint(2010, 2026)]), day(), rng.choice([None, "S1"]), day(), day())
                 for _ in range(rng.randint(0, 2))]
@@ -209,7 +248,8 @@ def people(seed: int, as_of, tz):
                       rng.choice(["S1", "S2", "A1", "5"])) for _ in range(rng.randint(0, 3))]
         consents = {k: rng.random() < 0.5 for k in rng.sample(["sms", "wecom", "*"], rng.randint(0, 3))}
         events = [(rng.choice(EVENTS), instant(),
-                   {k: json_value() for k in rng.sample(["amount", "channel", "flag"], rng.randint(0, 2))})
+                   {k: iso_day() if k == "due" and rng.random() < 0.8 else json_value()
+                    for k in rng.sample(["amount", "channel", "flag", "due"], rng.randint(0, 3))})
                   for _ in range(rng.randint(0, 10))]
         out.append((attrs_, tags, cars, relations, consents, events))
     return out
@@ -222,6 +262,10 @@ def load(store: SQLiteStore, population, as_of) -> None:
                       "advisors", "stores"):
             conn.execute(f"DELETE FROM {table}")
         store.upsert_stores([Store("S1", "s1", "g"), Store("S2", "s2", "g")])
+        store.define_value_types(ATTRIBUTE_TYPES, scope="attribute", source="test")
+        store.define_value_types(PROPERTY_TYPES, scope="property", source="test")
+        store.define_tags([TagDefinition(name, kind, name) for name, kind in TAG_TYPES.items()], calculator="test",
+                          calculator_version="1")
         store.upsert_advisors([Advisor("A1", "a1", "S1")])
         seq = 0
         for attrs_, tags, cars, relations, consents, events in population:
@@ -270,7 +314,7 @@ def person_scope_conditions(cond):
 def sql_truth(store, rule_set, cond, as_of, tz, *, only_true: bool = False) -> dict[int, bool | None]:
     """Each person's three-valued result of ``cond`` as the compiled SQL computes it (``only_true``: the
     form plans use for top-level conjuncts, exact only about TRUE)."""
-    compiler = SQLiteCompiler(rule_set, as_of, tz)
+    compiler = SQLiteCompiler(rule_set, as_of, tz, store.value_types())
     value = compiler.truth(cond, Scope("p")) if only_true else compiler.cond(cond, Scope("p"))
     query = exp.select(col("p", "id"), exp.alias_(value, "v")).from_(exp.to_table("people").as_("p"))
     rows = store.query(query.sql(dialect="sqlite"), compiler.params)
@@ -299,7 +343,7 @@ def test_compiled_sql_agrees_with_the_reference_evaluator(store, case):
         assert sql_truth(store, rule_set, cond, as_of, tz) == expected_truth, fmt_cond(cond)
         true_ones = {pid for pid, v in sql_truth(store, rule_set, cond, as_of, tz, only_true=True).items() if v}
         assert true_ones == {pid for pid, v in expected_truth.items() if v is True}, fmt_cond(cond)
-    compiled = compile_condition(rule_set, main, as_of, tz)
+    compiled = compile_condition(rule_set, main, as_of, tz, store.value_types())
     note(compiled.sql(pretty=True))
     assert {r[0] for r in store.query(compiled.sql(), compiled.params)} == expected
     planned = plan_segment(store, rule_set, "main", as_of, tz)

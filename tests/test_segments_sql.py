@@ -55,11 +55,11 @@ CASES = {
     'tag level in ["a", 2]': (
         "(SELECT t1.value IN (:v2, :v3) FROM tag_values AS t1 WHERE t1.tag = :v1 AND t1.person_id = p.id)",
         {"v1": "level", "v2": 2, "v3": "a"}),
-    # a bool is a kind of its own (tags store them as integers): per kind
+    # a bool is a kind of its own (an undeclared tag holds no booleans): per kind, true matches nothing
     'tag level in ["a", true]': (
         "(SELECT CASE WHEN t1.value IS NULL THEN NULL WHEN TYPEOF(t1.value) IN ('text') THEN t1.value IN (:v2) "
-        "WHEN 0 THEN t1.value IN (:v3) ELSE 0 END FROM tag_values AS t1 WHERE t1.tag = :v1 AND t1.person_id = p.id)",
-        {"v1": "level", "v2": "a", "v3": 1}),
+        "ELSE 0 END FROM tag_values AS t1 WHERE t1.tag = :v1 AND t1.person_id = p.id)",
+        {"v1": "level", "v2": "a"}),
     'store in ["S1"]': (
         "EXISTS(SELECT 1 FROM person_relations AS r1 WHERE (r1.person_id = p.id AND r1.kind IN (:v1, :v2, :v3)) "
         "AND r1.target_id IN (:v4))",

@@ -115,12 +115,15 @@ def person_data(store, person_id: int, *, as_of: dt.datetime) -> PersonData:
                             purchase_date=car.purchase_date, store_id=car.store_id,
                             owned_from=ownership.valid_from, owned_to=ownership.valid_to))
     relations = store.relations_of(person_id)
-    events = [EventData(e.name, e.ts, dict(e.properties), id=e.id) for e in store.events_of(person_id)
+    # typed values (a date attribute or property stored as ISO text, a boolean tag as 0 / 1) as segments read them
+    types = store.value_types()
+    events = [EventData(e.name, e.ts, types.event(dict(e.properties)), id=e.id) for e in store.events_of(person_id)
               if e.ts <= as_of]
+    attributes, tags = types.person(attributes, {t.tag: t.value for t in store.tags_of(person_id)})
     return PersonData(
         id=person_id,
         attributes=attributes,
-        tags={t.tag: t.value for t in store.tags_of(person_id)},
+        tags=tags,
         cars=cars,
         advisor_ids={t for k, t in relations if k.endswith("advisor")},
         store_ids={t for k, t in relations if k.endswith("store")},

@@ -320,7 +320,7 @@ def process_event_trigger(ctx: ActivationContext, name: str, *, renderer: Render
                 previous = store.trigger_firings(name, person_id) + fired_in_batch.get(person_id, [])
                 decision = trigger_fires(
                     ctx.rule_set, name, Dataset.of(data), person_id,
-                    event=EventData(event_name, ts, properties, id=event_id),
+                    event=EventData(event_name, ts, store.value_types().event(properties), id=event_id),
                     previous_firings=previous, tz=ctx.tz,
                 )
                 if not decision.fires:

@@ -10,7 +10,10 @@ The semantics are the reference evaluator's (``motorcade.dsl.evaluate``, docs/ds
 * Comparisons look at the *kind* of both sides (bool, number, string, date, instant). Different kinds:
   ``=`` is false, ``!=`` true, ordering unknown (NULL); a null side gives NULL. Tag values carry their
   SQLite type, profile attributes and event properties their JSON type (``json_type``), so ``true`` and
-  ``1`` stay apart the way they do in Python.
+  ``1`` stay apart the way they do in Python. Declared types (:class:`~motorcade.dsl.data.ValueTypes`, the
+  store's ``value_types()``) add what storage cannot hold: ISO text in a date attribute or tag is a date,
+  in a date-time attribute an instant, and 0 / 1 in a boolean tag a boolean, exactly where the loader
+  (``motorcade.segments.dataset``) turns them into Python dates, instants and booleans.
 * Every relative time (windows, ``N days ago``, the day a car is owned on) is resolved in Python against
   ``as_of`` and the project time zone with the evaluator's own time functions, and bound as a constant.
   Events after ``as_of`` are invisible.
@@ -29,6 +32,7 @@ import attrs
 from sqlglot import exp
 
 from motorcade.dsl import ast
+from motorcade.dsl.data import ValueTypes
 from motorcade.dsl.evaluate import (EvaluationError, Unsupported, ago, get_zone, local_date, local_midnight,
                                     window_interval)
 
@@ -44,6 +48,8 @@ _CAR_COLUMNS = {"vin": ("c", "vin", "string"), "brand": ("c", "brand", "string")
 # SQL kind expression of a JSON value: the evaluator's kind_of over json.loads output.
 _JSON_KINDS = {"true": "bool", "false": "bool", "integer": "number", "real": "number", "text": "string",
                "array": "other", "object": "other"}
+# The profile attribute a person's `age` counts from.
+BIRTH_DATE = "birth_date"
 
 
 class CompileError(EvaluationError):
@@ -144,6 +150,27 @@ def epoch_ceil(instant: dt.datetime) -> int:
     return -((EPOCH - instant) // dt.timedelta(seconds=1))
 
 
+def _iso_date(v) -> exp.Expression:
+    """1 when text ``v`` is exactly YYYY-MM-DD naming a real day, else 0 (motorcade.dsl.data.iso_date)."""
+    return and_(exp.Glob(this=v, expression=exp.Literal.string("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]")),
+                exp.GTE(this=v, expression=exp.Literal.string("0001")),
+                # date() normalises an impossible day (02-30 -> 03-02) only with a modifier
+                coalesce0(exp.EQ(this=func("date", v, exp.Literal.string("+0 days")), expression=v)))
+
+
+def _iso_instant(v) -> exp.Expression:
+    """1 when text ``v`` is exactly YYYY-MM-DDTHH:MM:SS+HH:MM naming a real time, else 0
+    (motorcade.dsl.data.iso_instant)."""
+    local = func("substr", v, num(1), num(19))
+    pattern = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9][+-][0-9][0-9]:[0-9][0-9]"
+    return and_(exp.Glob(this=v, expression=exp.Literal.string(pattern)),
+                exp.GTE(this=v, expression=exp.Literal.string("1000")),
+                coalesce0(exp.EQ(this=func("strftime", exp.Literal.string("%Y-%m-%dT%H:%M:%S"), local,
+                                           exp.Literal.string("+0 seconds")), expression=local)),
+                exp.LTE(this=func("substr", v, num(21), num(2)), expression=exp.Literal.string("23")),
+                exp.LTE(this=func("substr", v, num(24), num(2)), expression=exp.Literal.string("59")))
+
+
 # ---- compiled output ---------------------------------------------------------------------------
 
 
@@ -172,6 +199,8 @@ class Typed:
     # values): SQL's `=` / `!=` / IN with a number or string literal is then already the kind-aware one
     # (a text never equals a number), so those need no kind test.
     typed_storage: bool = False
+    kinds: tuple[str, ...] = ()  # dynamic kind: the kinds the value can have (``kind(k)`` tests each)
+    views: dict[str, Any] = attrs.field(factory=dict)  # kind -> the value as that kind, when not ``value``
 
     def finish(self, predicate: exp.Expression) -> exp.Expression:
         return self.wrap(predicate) if self.wrap else predicate
@@ -200,10 +229,11 @@ class SQLiteCompiler:
 
     dialect = "sqlite"
 
-    def __init__(self, rule_set, as_of: dt.datetime, tz="Asia/Shanghai"):
+    def __init__(self, rule_set, as_of: dt.datetime, tz="Asia/Shanghai", types: ValueTypes | None = None):
         if as_of.tzinfo is None:
             raise CompileError("as_of has no time zone", "pass an aware datetime")
         self.rule_set = rule_set
+        self.types = types or ValueTypes()  # declared types of attributes and tags (the store's value_types)
         self.as_of = as_of
         self.tz = get_zone(tz)
         self.today = local_date(as_of, self.tz)
@@ -295,7 +325,7 @@ class SQLiteCompiler:
         if isinstance(node, ast.Duration):
             if node.unit == "years":
                 return "number", node.amount
-            raise CompileError(f"`{node.amount} {node.unit}` can only be compared with a car's age in years")
+            raise CompileError(f"`{node.amount} {node.unit}` can only be compared with an age in years")
         raise Unsupported(f"unsupported: value {type(node).__name__}")
 
     # -- subjects --
@@ -303,13 +333,27 @@ class SQLiteCompiler:
         if isinstance(node, ast.TagRef):
             t = self.alias("t")
             value = col(t, "value")
+            declared = self.types.tags.get(node.name)
             sqlite_types = {"number": ("integer", "real"), "string": ("text",)}
 
+            def stored(k, value=value):
+                return exp.In(this=func("typeof", value), expressions=[exp.Literal.string(x) for x in sqlite_types[k]])
+
             def kind(k, value=value):
-                types = sqlite_types.get(k)
-                if not types:
-                    return num(0)  # tag values are numbers or strings (bools are stored as integers)
-                return exp.In(this=func("typeof", value), expressions=[exp.Literal.string(x) for x in types])
+                # tag values are numbers or strings; a boolean tag's 0 / 1 are booleans, a date tag's ISO
+                # text is a date (ValueTypes.tag)
+                if declared == "boolean" and k in ("bool", "number"):
+                    flag = and_(exp.EQ(this=func("typeof", value), expression=exp.Literal.string("integer")),
+                                exp.In(this=value, expressions=[num(0), num(1)]))
+                    return flag if k == "bool" else and_(stored("number"), not_(flag))
+                if declared == "date" and k in ("date", "string"):
+                    day = and_(stored("string"), _iso_date(value))
+                    return day if k == "date" else and_(stored("string"), not_(_iso_date(value)))
+                if k not in sqlite_types:
+                    return num(0)
+                return stored(k)
+
+            kinds = ("number", "string") + {"boolean": ("bool",), "date": ("date",)}.get(declared, ())
 
             tag = self.bind(node.name)
             person = scope.person_id()
@@ -326,48 +370,80 @@ class SQLiteCompiler:
                 return exp.Subquery(this=select_(predicate).from_(exp.to_table("tag_values").as_(t), copy=False).where(
                     key, copy=False))
 
-            return Typed(value, kind, wrap, typed_storage=True)
+            # with a declared boolean or date type, `= 1` / `= "2026-01-01"` must not match a true / a date
+            return Typed(value, kind, wrap, typed_storage=declared not in ("boolean", "date"), kinds=kinds)
         if isinstance(node, ast.ProfileRef):
             if scope.person_key != "id":
                 raise Unsupported("unsupported: ProfileRef outside a people row (plan error)")
-            return self._json(col(scope.person, "attributes"), node.name)
+            return self._json(col(scope.person, "attributes"), node.name, self.types.attributes.get(node.name))
         if isinstance(node, ast.FieldRef):
             if scope.event is not None:
-                return self._json(col(scope.event, "properties"), node.name)
+                return self._json(col(scope.event, "properties"), node.name, self.types.properties.get(node.name))
             if scope.car is not None:
                 if node.name == "age":
                     pd = col(scope.car, "purchase_date")
-                    before_birthday = exp.GT(this=func("substr", pd, num(6), num(5)),
-                                             expression=self.bind(self.today.strftime("%m-%d")))
-                    years = exp.Sub(this=exp.Sub(this=self.bind(self.today.year),
-                                                 expression=exp.Cast(this=func("substr", pd, num(1), num(4)),
-                                                                     to=exp.DataType.build("INTEGER"))),
-                                    expression=exp.Paren(this=before_birthday))
-                    return Typed(case((is_null(pd), null()), default=years), "number")
+                    return Typed(case((is_null(pd), null()), default=self._whole_years(pd)), "number")
                 if node.name in _CAR_COLUMNS:
                     _, column, kind = _CAR_COLUMNS[node.name]
                     return Typed(col(scope.car, column), kind)
                 raise CompileError(f"cars have no field `{node.name}`")
             if node.name in _SET_RELATIONS:
                 return Typed(null(), "set", is_set=node.name)
+            if node.name == "age":
+                return self._person_age(scope)
             raise CompileError(f"unknown name `{node.name}` in a person condition",
                                f"write `profile.{node.name}` or `tag {node.name}`")
         if isinstance(node, ast.Aggregate):
             return self.aggregate(node, scope)
         raise Unsupported(f"unsupported: subject {type(node).__name__}")
 
-    def _json(self, document: exp.Expression, key: str) -> Typed:
+    def _json(self, document: exp.Expression, key: str, declared: str | None = None) -> Typed:
+        """A JSON value's subject; ``declared`` "date" / "datetime": ISO text in that form is a date / an
+        instant (ValueTypes.attribute), other text stays a string."""
         path = self.bind('$."' + key.replace('"', '\\"') + '"')
         value = func("json_extract", document, path)
         json_kind = func("json_type", document, path)
+        typed = {"date": ("date", _iso_date), "datetime": ("instant", _iso_instant)}.get(declared)
 
-        def kind(k):
+        def json_kind_is(k):
             types = [j for j, v in _JSON_KINDS.items() if v == k]
             if not types:
                 return num(0)
             return exp.In(this=json_kind, expressions=[exp.Literal.string(x) for x in types])
 
-        return Typed(value, kind)
+        def kind(k):
+            if typed is not None and k in (typed[0], "string"):
+                form = typed[1](value)
+                return and_(json_kind_is("string"), form if k == typed[0] else not_(form))
+            return json_kind_is(k)
+
+        kinds = ("bool", "number", "string", "other")
+        views = {}
+        if typed is not None:
+            kinds += (typed[0],)
+            if typed[0] == "instant":  # compared as epoch seconds, like events.ts
+                views["instant"] = exp.Cast(this=func("strftime", exp.Literal.string("%s"), value),
+                                            to=exp.DataType.build("INTEGER"))
+        return Typed(value, kind, kinds=kinds, views=views)
+
+    def _person_age(self, scope: Scope) -> Typed:
+        """A person's ``age``: whole years from the date attribute ``birth_date`` to the local date of as_of,
+        counted like a birthday (as a car's); NULL when the person has no such date."""
+        if scope.person_key != "id":
+            raise Unsupported("unsupported: a person's age outside a people row (plan error)")
+        if self.types.attributes.get(BIRTH_DATE) != "date":
+            return Typed(null(), "number")  # not a declared date: no person has a date of birth
+        birth = self._json(col(scope.person, "attributes"), BIRTH_DATE, "date")
+        return Typed(case((birth.kind("date"), self._whole_years(birth.value)), default=null()), "number")
+
+    def _whole_years(self, day: exp.Expression) -> exp.Expression:
+        """Whole years from ``day`` (ISO text) to today: the birthday rule (02-29 -> 02-28 is not a year)."""
+        before_birthday = exp.GT(this=func("substr", day, num(6), num(5)),
+                                 expression=self.bind(self.today.strftime("%m-%d")))
+        return exp.Sub(this=exp.Sub(this=self.bind(self.today.year),
+                                    expression=exp.Cast(this=func("substr", day, num(1), num(4)),
+                                                        to=exp.DataType.build("INTEGER"))),
+                       expression=exp.Paren(this=before_birthday))
 
     # -- events --
     def event_filter(self, e: str, names, window, scope: Scope, where=None) -> exp.Expression:
@@ -448,20 +524,23 @@ class SQLiteCompiler:
         if subject.typed_storage and op in ("=", "!=") and kind in ("number", "string"):
             return cmp(op, v, self.bind(value))  # NULL when missing; a value of another kind is unequal
         mismatch = {"=": num(0), "!=": num(1)}.get(op, null())
-        matched = self._matched(subject, op, kind, value)
         if isinstance(subject.kind, str):
+            matched = self._matched(subject.kind, v, op, kind, value)
             if matched is None:
                 return case((is_null(v), null()), default=mismatch)
             return matched
-        # dynamic kind (tags, JSON): NULL when missing, the comparison when the kinds agree, else mismatch
-        if matched is None:
-            return case((is_null(v), null()), default=mismatch)
-        return case((is_null(v), null()), (subject.kind(kind), matched), default=mismatch)
+        # dynamic kind (tags, JSON): NULL when missing; for each kind the value can have that compares with
+        # the literal's, the comparison when it has that kind; else mismatch
+        whens = [(is_null(v), null())]
+        for k in subject.kinds:
+            matched = self._matched(k, subject.views.get(k, v), op, kind, value)
+            if matched is not None:
+                whens.append((subject.kind(k), matched))
+        return case(*whens, default=mismatch)
 
-    def _matched(self, subject: Typed, op: str, kind: str, value: Any) -> exp.Expression | None:
-        """The comparison when the subject has ``kind`` (or can be brought to it); None = kinds differ."""
-        v = subject.value
-        static = subject.kind if isinstance(subject.kind, str) else None
+    def _matched(self, static: str, v, op: str, kind: str, value: Any) -> exp.Expression | None:
+        """``v op value`` when the subject's value ``v`` has kind ``static`` (brought to the literal's kind
+        ``kind`` where the evaluator does so); None = kinds differ."""
         if static == "instant" and kind == "date":
             return self._instant_vs_date(v, op, value)
         if static == "instant" and kind == "instant":
@@ -472,7 +551,7 @@ class SQLiteCompiler:
             return cmp(op, v, self.bind(value.isoformat()))
         if kind in ("date", "instant") or static in ("date", "instant"):
             return None
-        if static is not None and static != kind:
+        if static != kind:
             return None
         if kind == "bool":
             return cmp(op, v, self.bind(int(value)))
@@ -592,7 +671,7 @@ class SQLiteCompiler:
         if subject.typed_storage and by_kind and set(by_kind) <= {"number", "string"}:
             plain = [x for k in ("number", "string") for x in by_kind.get(k, ())]
             return exp.In(this=v, expressions=[self.bind(x) for x in plain])
-        whens = [(is_null(v), null())] + [(subject.kind(k), member(k)) for k in by_kind]
+        whens = [(is_null(v), null())] + [(subject.kind(k), member(k)) for k in by_kind if k in subject.kinds]
         return case(*whens, default=num(0))
 
     def c_Between(self, node, scope):  # noqa: N802
@@ -712,9 +791,10 @@ class SQLiteCompiler:
         return coalesce0(exp.EQ(this=state, expression=num(1 if node.state == "consented" else 0)))
 
 
-def compile_condition(rule_set, cond, as_of: dt.datetime, tz="Asia/Shanghai") -> CompiledQuery:
+def compile_condition(rule_set, cond, as_of: dt.datetime, tz="Asia/Shanghai",
+                      types: ValueTypes | None = None) -> CompiledQuery:
     """``SELECT p.id FROM people p WHERE <cond>`` (one full pass; used by tests and explain --person)."""
-    compiler = SQLiteCompiler(rule_set, as_of, tz)
+    compiler = SQLiteCompiler(rule_set, as_of, tz, types)
     where = compiler.cond(cond, Scope("p"))
     tree = (select_(exp.alias_(col("p", "id"), "person_id")).from_(exp.to_table("people").as_("p"), copy=False)
             .where(where, copy=False).order_by(col("p", "id"), copy=False))

@@ -4,6 +4,8 @@ Used by ``motorcade explain SEGMENT --person ID`` (the evaluator explains one pe
 that compare the compiled SQL with the evaluator on the same rows. The mapping is the one the compiler
 assumes: tag values keep their SQLite type, attributes and event properties are JSON, ``store`` /
 ``advisor`` are the person's relation targets of the kinds in ``STORE_RELATIONS`` / ``ADVISOR_RELATIONS``.
+Typed values (a date attribute or property stored as ISO text, a boolean tag stored as 0 / 1) are turned into their
+type by the store's :meth:`value_types`, as the compiler reads them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Iterable
+
+import attrs
 
 from motorcade.dsl.data import CarData, Dataset, EventData, PersonData
 
@@ -32,6 +36,7 @@ def load_dataset(store, person_ids: Iterable[int] | None = None) -> Dataset:
     else:
         ids = sorted(set(int(i) for i in person_ids))
     people: dict[int, PersonData] = {}
+    types = store.value_types()
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
         marks = ",".join("?" * len(chunk))
@@ -66,4 +71,8 @@ def load_dataset(store, person_ids: Iterable[int] | None = None) -> Dataset:
             if pid in people:
                 people[pid].events.append(EventData(name, dt.datetime.fromtimestamp(ts, UTC),
                                                     json.loads(properties or "{}"), eid))
+    for person in people.values():
+        person.attributes, person.tags = types.person(person.attributes, person.tags)
+        if types.properties:
+            person.events = [attrs.evolve(e, properties=types.event(e.properties)) for e in person.events]
     return Dataset(people)

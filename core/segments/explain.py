@@ -86,7 +86,7 @@ def explain_person_in_segment(project, segment: str, person_id: int, as_of=None)
         raise MotorcadeError(f"no person with id {person_id} in {store.path}",
                              "check the id (e.g. from `motorcade explain SEGMENT` samples with MOTORCADE_SHOW_PII=1)")
     tree = explain_person(rule_set, segment, dataset, resolved, as_of, tz)
-    compiler = SQLiteCompiler(rule_set, as_of, tz)
+    compiler = SQLiteCompiler(rule_set, as_of, tz, store.value_types())
     from sqlglot import exp
 
     condition = compiler.segment_condition(segment, Scope("p"))

@@ -183,8 +183,10 @@ def _mentions_car(cond) -> bool:
 
 
 def _no_profile(cond) -> bool:
-    """No ``profile.x`` (it needs the people row) and no ``in segment`` (it may bring one in)."""
-    return cond is None or not any(isinstance(n, (ast.ProfileRef, ast.InSegment)) for n in ast.walk(cond))
+    """No ``profile.x`` or ``age`` (they need the people row) and no ``in segment`` (it may bring one in). A
+    car's ``age`` counts too: telling it from a person's is not worth a plan shape."""
+    return cond is None or not any(isinstance(n, (ast.ProfileRef, ast.InSegment))
+                                   or (isinstance(n, ast.FieldRef) and n.name == "age") for n in ast.walk(cond))
 
 
 def flatten_conjuncts(rule_set, cond, path=()) -> list:
@@ -221,8 +223,15 @@ def _plain(value) -> bool:
     return isinstance(value, (int, float, str)) and not isinstance(value, bool)
 
 
-def drivers_for(index: int, cond) -> list[Driver]:
-    """The index drivers that can produce the candidates of ``cond`` (maybe none)."""
+def _typed_tag(tag: str, types) -> bool:
+    """A tag whose stored values are not what a rule compares: a boolean tag stores true as 1, a date tag
+    a date as ISO text (ValueTypes.tag), so a plain literal's index range is not the tag's answer."""
+    return types is not None and types.tags.get(tag) in ("boolean", "date")
+
+
+def drivers_for(index: int, cond, types=None) -> list[Driver]:
+    """The index drivers that can produce the candidates of ``cond`` (maybe none); ``types``: the store's
+    declared value types."""
     if isinstance(cond, ast.Did) and not cond.negated:
         return [_events_driver(index, [cond.event], cond.window, None, None,
                                f"events(name, ts) for did {cond.event}", True)]
@@ -244,10 +253,12 @@ def drivers_for(index: int, cond) -> list[Driver]:
     if isinstance(cond, ast.HasCar) and _no_profile(cond.where):
         return [_car_driver(index, cond)]
     if isinstance(cond, ast.Compare) and isinstance(cond.subject, ast.TagRef) and cond.op == "=" \
-            and isinstance(cond.value, ast.Literal) and _plain(cond.value.value):
+            and isinstance(cond.value, ast.Literal) and _plain(cond.value.value) \
+            and not _typed_tag(cond.subject.name, types):
         return [_tag_driver(index, cond.subject.name, [cond.value.value],
                             f"tag_values(tag, value) for tag {cond.subject.name} = {cond.value.value!r}")]
-    if isinstance(cond, ast.InList) and isinstance(cond.subject, ast.TagRef) and not cond.negated:
+    if isinstance(cond, ast.InList) and isinstance(cond.subject, ast.TagRef) and not cond.negated \
+            and not _typed_tag(cond.subject.name, types):
         items = [i.value for i in cond.items if _plain(i.value)]
         # Tag values are numbers or strings: other literals (bools, dates) never equal one.
         return [_tag_driver(index, cond.subject.name, items,
@@ -269,7 +280,8 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
     segment = rule_set.segments.get(name)
     if segment is None:
         raise CompileError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
-    compiler = SQLiteCompiler(rule_set, as_of, tz)
+    types = store.value_types()  # declared types of attributes and tags: dates, date-times, booleans
+    compiler = SQLiteCompiler(rule_set, as_of, tz, types)
     compiler._segment_path.append(name)
     if settled is None:
         settled = store.identity_settled()
@@ -278,7 +290,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
         branches = []
         for item in where.items:
             conjuncts = drop_implied(flatten_conjuncts(rule_set, item, (name,)))
-            chosen = _choose_driver(store, rule_set, as_of, tz, conjuncts)
+            chosen = _choose_driver(store, rule_set, as_of, tz, conjuncts, types)
             if chosen is None:
                 break
             branches.append(_driven(compiler, conjuncts, chosen, settled))
@@ -292,7 +304,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
             description = "union of one plan per alternative: " + " | ".join(d for _, _, d in branches)
             return CompiledQuery(tree, compiler.params, description)
     conjuncts = drop_implied(flatten_conjuncts(rule_set, where, (name,)))
-    chosen = None if force_scan else _choose_driver(store, rule_set, as_of, tz, conjuncts)
+    chosen = None if force_scan else _choose_driver(store, rule_set, as_of, tz, conjuncts, types)
     if chosen is None:
         residual = [compiler.truth(c, Scope("p")) for c in conjuncts]
         select = select_(exp.alias_(col("p", "id"), "person_id")).from_(exp.to_table("people").as_("p"), copy=False)
@@ -304,9 +316,9 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
     return CompiledQuery(select.order_by(key.copy(), copy=False), compiler.params, description)
 
 
-def _choose_driver(store, rule_set, as_of, tz, conjuncts) -> Driver | None:
+def _choose_driver(store, rule_set, as_of, tz, conjuncts, types=None) -> Driver | None:
     """The candidate driver with the smallest index range among ``conjuncts`` (None: none drivable)."""
-    candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c)]
+    candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c, types)]
     if not candidates:
         return None
     # Probe the usually selective ranges first (tag values, then events, then ownerships).
@@ -314,7 +326,7 @@ def _choose_driver(store, rule_set, as_of, tz, conjuncts) -> Driver | None:
     # A lone candidate drives without being counted: there is nothing to compare its range with.
     if len(candidates) > 1:
         # The planner statistics first (no index read); ranges they do not know are probed.
-        stats = SQLiteCompiler(rule_set, as_of, tz)
+        stats = SQLiteCompiler(rule_set, as_of, tz, types)
         for driver in candidates:
             estimate = driver.from_stats(store, stats)
             if estimate is not None:
@@ -327,7 +339,7 @@ def _choose_driver(store, rule_set, as_of, tz, conjuncts) -> Driver | None:
             # Count only as far as could still beat the cheapest driver so far: probing reads at most
             # about one cap of index entries in all.
             cap = max(1, min(PROBE_CAP, int(best_cost / driver.row_cost) + 1))
-            probe = SQLiteCompiler(rule_set, as_of, tz)
+            probe = SQLiteCompiler(rule_set, as_of, tz, types)
             query = driver.probe(probe, cap)
             driver.estimate = store.query(query.sql(dialect="sqlite"), probe.params)[0][0]
             driver.counted = "index rows"

@@ -35,6 +35,8 @@ class PersonRecord:
     relations: tuple[tuple[str, str], ...] = ()
     # (channel, granted, raw time or None): consent columns on the row ("*" = every channel)
     consents: tuple[tuple[str, bool, Any], ...] = ()
+    # tag -> value imported from another system (``[sources.X.tags]``); None = the source has no value
+    tags: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -51,6 +51,7 @@ from .batch import (STAGE_SCHEMA, EventBatch, ParseWorkers, StagedEvents, can_fo
                     properties_json)
 from .clean import (NORMALISED_TYPES, CleanError, clean_identifier, clean_phone, clean_vin, identifier_lookup_key,
                     parse_date, parse_timestamp, zone)
+from .mapping import attribute_types, source_tag_definitions
 
 # Events that carry a consent change, unless the source maps its own (``consent_events``).
 DEFAULT_CONSENT_EVENTS = {
@@ -76,6 +77,7 @@ class IngestSummary:
     quarantined: int = 0  # rows sent to quarantine (new ones)
     rejected: int = 0  # rows rejected this run (new or already in quarantine)
     identifiers_dropped: int = 0  # identifier values that did not clean (bad phone, bad e-mail)
+    tag_values: int = 0  # tag values imported through [sources.X.tags]
     seconds: float = 0.0  # wall-clock time
     bulk: bool = False  # event indexes were dropped and rebuilt
 
@@ -91,11 +93,13 @@ class Ingestor:
     """Writes connector records into one store. Reuse one instance for several sources of a run."""
 
     def __init__(self, store, *, guards: IdentityGuards | None = None, timezone: str = "Asia/Shanghai",
-                 now: dt.datetime | None = None, workers: int | None = None):
+                 now: dt.datetime | None = None, workers: int | None = None,
+                 tag_settings: dict[str, Any] | None = None):
         """``workers``: parse worker processes for large first loads of sources that can be read in
         parallel (None: the source's ``workers`` setting, else one per core; 0: parse in this process)."""
         self.store = store
         self.workers = workers
+        self.tag_settings = tag_settings  # the [tags] table: drift thresholds for imported tags' health
         self.guards = guards or IdentityGuards.from_config({})
         self.timezone = timezone
         self.resolver = IdentityResolver(store, self.guards, now=now)
@@ -133,6 +137,17 @@ class Ingestor:
         summary.bulk = bulk
         cursor = store.get_source_cursor(source.name)
         settings = _SourceSettings.of(source, self.timezone)
+        # a date column stays a date in rules (JSON keeps it as text): record the declared types
+        for scope, kind in (("attribute", "person"), ("property", "event")):
+            typed = attribute_types(source.settings, kind)
+            if typed:
+                with store.transaction():
+                    store.define_value_types(typed, scope=scope, source=source.name)
+        if settings.tags:  # [sources.X.tags]: tags computed by another system, in the tag catalogue
+            from ..tags import imported as imported_tags
+
+            imported_tags.define(store, source.name, settings.tags)
+        tags_started = dt.datetime.now(dt.timezone.utc)
         merged0, created0, flagged0 = self.resolver.merged, self.resolver.created, self.resolver.flagged
         try:
             if bulk:
@@ -163,6 +178,11 @@ class Ingestor:
             analyzing = time.perf_counter()
             store.analyze()
             self.timings["main: analyze"] = time.perf_counter() - analyzing
+        if settings.tags:
+            from ..tags import imported as imported_tags
+
+            imported_tags.record_run(store, source.name, settings.tags, started=tags_started,
+                                     rows_written=summary.tag_values, tags_table=self.tag_settings)
         summary.merged = self.resolver.merged - merged0
         summary.people_created = self.resolver.created - created0
         summary.flagged = self.resolver.flagged - flagged0
@@ -407,8 +427,11 @@ class Ingestor:
         it = iter(resolved)
 
         relations: list[tuple] = []
+        tag_rows: list[tuple[int, dict[str, Any]]] = []
         for rec, _ids in persons:
             rid, pid = next(it)
+            if rec.tags:
+                tag_rows.append((pid, rec.tags))
             for kind, target in rec.relations:
                 relations.append((rid, pid, kind, target, name, None))
             for channel, granted, at in rec.consents:
@@ -443,6 +466,11 @@ class Ingestor:
             summary.reference += len(sales)
         if relations:
             store.add_record_relations(relations)
+        if tag_rows and settings.tags:
+            from ..tags import imported as imported_tags
+
+            summary.tag_values += imported_tags.write(store, name, settings.tags, tag_rows,
+                                                      at=dt.datetime.now(dt.timezone.utc))
 
         if events:
             self._write_events(settings, events, summary)
@@ -898,6 +926,7 @@ class _SourceSettings:
     consent_events: dict[str, dict[str, Any]]
     car_advisor_relation: str
     car_store_relation: str
+    tags: tuple = ()  # TagDefinitions of [sources.X.tags]
 
     @classmethod
     def of(cls, source: Source, default_tz: str) -> "_SourceSettings":
@@ -914,6 +943,7 @@ class _SourceSettings:
             vin_check_digit=s.get("vin_check_digit", True), consent_events=consent,
             car_advisor_relation=s.get("car_advisor_relation", "service_advisor"),
             car_store_relation=s.get("car_store_relation", "selling_store"),
+            tags=source_tag_definitions(source.name, s),
         )
 
     def now(self) -> dt.datetime:
@@ -933,7 +963,7 @@ def open_source(project, name: str) -> Source:
 def project_ingestor(project) -> Ingestor:
     identity = project.config.identity
     guards = IdentityGuards.from_config(identity, region=identity.get("phone_region", "CN"))
-    return Ingestor(project.store, guards=guards, timezone=project.config.timezone)
+    return Ingestor(project.store, guards=guards, timezone=project.config.timezone, tag_settings=project.config.tags)
 
 
 def ingest(project, name: str, *, progress: Callable[[int], None] | None = None,

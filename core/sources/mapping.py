@@ -41,8 +41,16 @@ columns. A column is named by a string, or by a table with a type (and optionall
     [sources.stores.store]                                   # id, name, group, city, brand
     [sources.advisors.advisor]                               # id, name, store_id, role, phone
 
+    [sources.leads.tags]                                     # tags computed elsewhere, per person row
+    intent_level = { column = "intent", type = "string", values = ["low", "medium", "high"], title = "意向" }
+    lead_score = { column = "score", type = "number", range = [0, 100] }
+
 Types: str (default), int, float, bool, date, datetime, vin, phone, email. A value that does not
 convert rejects the whole row (it goes to quarantine with the column named), never half of it.
+Attributes and event properties mapped as date, datetime, int, float or bool keep that type in rules
+(see :func:`attribute_types`). Tag columns take the tag types (string, number, boolean, date); a value that
+does not convert, or is outside the tag's allowed values or range, rejects the row; an empty cell
+removes the person's imported value.
 
 A consent without a time (no ``consent_times`` column, or an empty cell) is taken as stated when the row
 is first read in that state; such a "yes" never lifts an opt-out recorded from elsewhere (a receipt). A
@@ -51,6 +59,7 @@ consent with its time is an explicit choice at that time (``PeopleMixin.set_cons
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from ..errors import ConfigError
@@ -68,6 +77,96 @@ from .base import (
 from .clean import CleanError, convert, parse_bool, parse_timestamp
 
 KINDS = ("person", "car", "event", "store", "advisor", "transfer")
+# a tag's type -> the column conversion that gives it
+TAG_CONVERSIONS = {"string": "str", "number": "float", "boolean": "bool", "date": "date"}
+_TAG_KEYS = ("column", "type", "values", "range", "title", "description")
+# an attribute's column type -> the type a rule compares it as (docs/dsl.md, "Typed values")
+ATTRIBUTE_VALUE_TYPES = {"date": "date", "datetime": "datetime", "int": "number", "integer": "number",
+                         "float": "number", "number": "number", "real": "number", "bool": "boolean"}
+
+
+def attribute_types(settings: Mapping[str, Any], kind: str = "person") -> dict[str, str]:
+    """The value types of the profile attributes (``kind`` "person") or event properties ("event") a source
+    maps with a typed column: ``{"birth_date": "date"}``. Untyped (text) columns are not listed."""
+    table = settings.get(kind)
+    columns = table.get("attributes" if kind == "person" else "properties") if isinstance(table, dict) else None
+    out = {}
+    for name, spec in (columns or {}).items():
+        if isinstance(spec, dict) and spec.get("type") in ATTRIBUTE_VALUE_TYPES:
+            out[name] = ATTRIBUTE_VALUE_TYPES[spec["type"]]
+    return out
+
+
+def source_tag_definitions(source: str, settings: Mapping[str, Any]):
+    """The :class:`~motorcade.tags.base.TagDefinition` of every tag ``[sources.SOURCE.tags]`` imports."""
+    return tuple(tag.definition for tag in _tag_columns(source, settings).values())
+
+
+class _TagColumn:
+    __slots__ = ("column", "definition")
+
+    def __init__(self, column: "_Column", definition: Any):
+        self.column, self.definition = column, definition
+
+    def value(self, row: Mapping[str, Any], tz: str) -> Any:
+        d = self.definition
+        raw = self.column.raw(row)
+        try:
+            value = convert(raw, TAG_CONVERSIONS[d.type], tz=tz)
+        except CleanError as exc:
+            raise CleanError(f"column {self.column.column} (tag {d.name}): {exc}") from None
+        if value is None:
+            return None
+        if d.type == "number":
+            if not math.isfinite(value):
+                raise CleanError(f"column {self.column.column} (tag {d.name}): not a finite number: {raw!r}")
+            if value == int(value):
+                value = int(value)  # 42, not 42.0: the value other systems sent
+        if d.allowed_values is not None and value not in d.allowed_values:
+            raise CleanError(f"column {self.column.column} (tag {d.name}): {value!r} is not one of "
+                             f"{', '.join(map(str, d.allowed_values))}")
+        if d.value_range is not None and not (d.value_range[0] <= value <= d.value_range[1]):
+            raise CleanError(f"column {self.column.column} (tag {d.name}): {value!r} is outside "
+                             f"[{d.value_range[0]}, {d.value_range[1]}]")
+        return value
+
+
+def _tag_columns(source: str, settings: Mapping[str, Any]) -> dict[str, _TagColumn]:
+    from motorcade.tags.base import TAG_TYPES, TagDefinition
+
+    table = settings.get("tags")
+    where = f"[sources.{source}.tags]"
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table of tag = column",
+                          hint='e.g. intent_level = { column = "intent", type = "string", values = ["low", "high"] }')
+    if not isinstance(settings.get("person"), dict):
+        raise ConfigError(f"{where} needs a [sources.{source}.person] table: tag values belong to the row's person",
+                          hint=f'add [sources.{source}.person] with identifiers = {{ phone = "mobile" }}')
+    out = {}
+    for name, spec in table.items():
+        spec = {"column": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, dict) or "column" not in spec:
+            raise ConfigError(f"{where} {name}: expected a column name or {{ column = ..., type = ... }}, got {spec!r}")
+        unknown = sorted(set(spec) - set(_TAG_KEYS))
+        if unknown:
+            raise ConfigError(f"{where} {name}: unknown key(s) {', '.join(unknown)}", hint=f"keys: {', '.join(_TAG_KEYS)}")
+        kind = spec.get("type", "string")
+        if kind not in TAG_TYPES:
+            raise ConfigError(f"{where} {name}: type {kind!r} is not a tag type", hint=f"types: {', '.join(TAG_TYPES)}")
+        values, value_range = spec.get("values"), spec.get("range")
+        if values is not None and not isinstance(values, list):
+            raise ConfigError(f"{where} {name}: values must be a list", hint='values = ["low", "medium", "high"]')
+        if value_range is not None and (kind != "number" or not isinstance(value_range, list) or len(value_range) != 2):
+            raise ConfigError(f"{where} {name}: range is [low, high] and only for type = \"number\"", hint="range = [0, 100]")
+        title = spec.get("title", "")
+        definition = TagDefinition(
+            name, kind, spec.get("description") or f"imported by source {source!r} from column {spec['column']!r}",
+            title=title, allowed_values=None if values is None else tuple(values),
+            value_range=None if value_range is None else (value_range[0], value_range[1]))
+        out[name] = _TagColumn(_Column(spec["column"], f"{where} {name}"), definition)
+    return out
 
 
 class _Column:
@@ -127,6 +226,7 @@ class RowMapping:
                                   ("id", "name", "group", "city", "brand"), required=("id", "name"))
         self.advisor = self._fields(settings.get("advisor"), f"[sources.{source}.advisor]",
                                     ("id", "name", "store_id", "role", "phone"), required=("id", "name", "store_id"))
+        self.tags = _tag_columns(source, settings)
         self.transfer = self._transfer(settings.get("transfer"), f"[sources.{source}.transfer]")
         self.columns_used = self._columns_used()
 
@@ -232,6 +332,8 @@ class RowMapping:
         for table in (self.car, self.store, self.advisor):
             for c in (table or {}).values():
                 add(c)
+        for tag in self.tags.values():
+            add(tag.column)
         if self.transfer:
             add(self.transfer["vin"])
             add(self.transfer["date"])
@@ -298,9 +400,11 @@ class RowMapping:
                         except CleanError as exc:
                             raise CleanError(f"column {at_column.column}: {exc}") from None
                     consents.append((channel, granted, at))
+            tags = {name: tag.value(row, tz) for name, tag in self.tags.items()}
             out.append(PersonRecord(source_key=person_key or "", identifiers=person_ids,
                                     attributes={k: v for k, v in attributes.items() if v is not None},
-                                    position=position, raw=raw, relations=relations, consents=tuple(consents)))
+                                    position=position, raw=raw, relations=relations, consents=tuple(consents),
+                                    tags=tags))
         if self.car is not None:
             c = self.car
             brand, model = _text(row, c["brand"]), _text(row, c["model"])

@@ -471,3 +471,21 @@ def m009_consent_statements(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID;
         """
     )
+
+
+@migration
+def m010_value_types(db: sqlite_utils.Database) -> None:
+    """The declared type of profile attributes and event properties that sources map with a typed column
+    (date, datetime, number, boolean): JSON keeps a date as text, so rules need the type to compare it as
+    a date. ``scope`` is "attribute" or "property"."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS value_types (
+            scope TEXT NOT NULL,
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            source TEXT NOT NULL,
+            PRIMARY KEY (scope, name)
+        );
+        """
+    )

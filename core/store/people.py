@@ -257,3 +257,24 @@ class PeopleMixin:
                 (person_id,),
             )
         ]
+
+    # -- value types ----------------------------------------------------------------------------------
+
+    def define_value_types(self, types: dict[str, str], *, scope: str, source: str) -> None:
+        """Record the declared types (``{"birth_date": "date"}``) of the profile attributes (``scope`` =
+        "attribute") or event properties ("property") that ``source`` maps with a typed column."""
+        self.conn.executemany(
+            "INSERT INTO value_types (scope, name, type, source) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(scope, name) DO UPDATE SET type = excluded.type, source = excluded.source",
+            sorted((scope, name, kind, source) for name, kind in types.items()))
+
+    def value_types(self):
+        """The types rules compare stored values as (:class:`motorcade.dsl.data.ValueTypes`): profile
+        attributes and event properties from the sources' typed columns, tags from the tag catalogue."""
+        from motorcade.dsl.data import ValueTypes
+
+        declared: dict[str, dict[str, str]] = {"attribute": {}, "property": {}}
+        for scope, name, kind in self.conn.execute("SELECT scope, name, type FROM value_types"):
+            declared.setdefault(scope, {})[name] = kind
+        return ValueTypes(attributes=declared["attribute"], properties=declared["property"],
+                          tags=dict(self.conn.execute("SELECT name, type FROM tag_definitions").fetchall()))

@@ -58,14 +58,16 @@ def tags_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the run results as JSON.")
 def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None, as_json: bool) -> None:
     """Compute tags: all calculators, or NAMES (calculators or tags) and what they depend on."""
-    from .engine import compute_project_tags, plan
+    from .engine import compute_project_tags, imported_tags, plan, project_calculators
 
     project = _state().project
     moment = _parse_as_of(as_of, project)
-    calculators = {n: e.obj for n, e in project.plugins.registry().tag_calculators.items()}
+    # the installed plugins' calculators and the rules' own tags (rule:NAME): rule tags need no plugin
+    calculators = project_calculators(project)
     if not calculators:
-        raise click.ClickException("no tag calculators are installed; install a plugin under plugins/tags/")
-    planned = plan(calculators, names or None)
+        raise click.ClickException("no tag calculators are installed and the rules define no rule tag; install "
+                                   "a plugin under plugins/tags/ or write `tag NAME = case ... end` in a rule file")
+    planned = plan(calculators, names or None, imported=imported_tags(project))
     with click.progressbar(length=len(planned), label="Computing tags", file=sys.stderr,
                            item_show_func=lambda c: c.name if c else "") as bar:
         current = []
@@ -77,7 +79,7 @@ def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None
             bar.update(0, calc)
 
         results = compute_project_tags(project, names or None, incremental=incremental, as_of=moment,
-                                       progress=progress)
+                                       progress=progress, calculators=calculators)
         bar.update(1)
     if as_json:
         click.echo(json.dumps([
@@ -96,7 +98,8 @@ def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None
 @tags_group.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_command(as_json: bool) -> None:
-    """The tag catalogue: every tag the installed calculators and the rules produce, with type, values and description."""
+    """The tag catalogue: every tag the installed calculators, the rules and the sources produce, with type, values
+    and description."""
     from .engine import plan, project_calculators
 
     project = _state().project
@@ -113,6 +116,17 @@ def list_command(as_json: bool) -> None:
                          "plugin": registry.tag_calculators[calc.name].plugin
                          if calc.name in registry.tag_calculators else "rules",
                          "depends_on": list(calc.depends_on_tags) + list(calc.depends_on_events)})
+    from ..sources.mapping import source_tag_definitions
+    from . import imported
+
+    for source, settings in project.config.sources.items():  # tags imported from other systems
+        definitions = source_tag_definitions(source, settings)
+        for d in definitions:
+            values = (list(d.allowed_values) if d.allowed_values is not None else
+                      list(d.value_range) if d.value_range is not None else None)
+            rows.append({"tag": d.name, "title": d.title, "type": d.type, "values": values,
+                         "description": d.description, "calculator": imported.producer(source),
+                         "version": imported.version(definitions), "plugin": f"source {source}", "depends_on": []})
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return

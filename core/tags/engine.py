@@ -49,15 +49,24 @@ class TagError(MotorcadeError):
 # -- planning -------------------------------------------------------------------------------------
 
 
-def plan(calculators: Mapping[str, TagCalculator], names: Iterable[str] | None = None) -> list[TagCalculator]:
+def plan(calculators: Mapping[str, TagCalculator], names: Iterable[str] | None = None, *,
+         imported: Mapping[str, str] | None = None) -> list[TagCalculator]:
     """The calculators to run, dependencies first.
 
     ``names`` selects calculators (or tags: a tag name selects the calculator producing it); their
     upstream calculators are included so the selection is computed on fresh inputs. None = all.
+    ``imported``: tags a source imports (tag -> source): calculators may read them; none may produce one.
     """
+    imported = dict(imported or {})
     producer: dict[str, str] = {}
     for calc in calculators.values():
         for definition in calc.produces:
+            if definition.name in imported:
+                raise TagError(
+                    f"tag {definition.name!r} is produced by both calculator {calc.name!r} and source "
+                    f"{imported[definition.name]!r} ([sources.{imported[definition.name]}.tags])",
+                    hint="a tag has one producer: rename the imported tag or the rule tag, or block the plugin "
+                         "with MOTORCADE_BLOCK_PLUGINS")
             if definition.name in producer and producer[definition.name] != calc.name:
                 raise TagError(
                     f"tag {definition.name!r} is produced by two calculators: {producer[definition.name]!r} "
@@ -69,6 +78,8 @@ def plan(calculators: Mapping[str, TagCalculator], names: Iterable[str] | None =
     for calc in calculators.values():
         deps = []
         for tag in calc.depends_on_tags:
+            if tag in imported:
+                continue  # loaded by its source: nothing to run first
             if tag not in producer:
                 raise TagError(
                     f"calculator {calc.name!r} depends on tag {tag!r}, which no installed calculator produces",
@@ -88,6 +99,9 @@ def plan(calculators: Mapping[str, TagCalculator], names: Iterable[str] | None =
                 wanted.add(name)
             elif name in producer:
                 wanted.add(producer[name])
+            elif name in imported:
+                raise TagError(f"tag {name!r} is imported by source {imported[name]!r}, not computed",
+                               hint=f"load it with `motorcade ingest {imported[name]}`")
             else:
                 from motorcade.dsl.errors import did_you_mean
 
@@ -308,10 +322,12 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                  settings: Mapping[str, Any] | None = None, names: Iterable[str] | None = None,
                  incremental: bool = False,
                  progress: Callable[[TagCalculator], None] | None = None,
+                 imported: Mapping[str, str] | None = None,
                  timezone: dt.tzinfo | None = None) -> list[TagRunResult]:
     """Run the calculators (or ``names`` and what they depend on) in dependency order; see the module doc.
 
     ``settings`` is the ``[tags]`` table of ``motorcade.toml``. ``progress`` is called before each calculator.
+    ``imported``: tags sources import (tag -> source), which calculators may read (see :func:`plan`).
     ``timezone`` is the project's (local days and dates are counted in it); default: ``as_of``'s zone.
     """
     if as_of.tzinfo is None:
@@ -319,7 +335,7 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
     store.require_events_deduplicated()  # counts and event-id marks would take a first load's duplicates
     settings = dict(settings or {})
     options = engine_settings(settings)
-    ordered = plan(calculators, names)
+    ordered = plan(calculators, names, imported=imported)
     configured = {c.name: merge_settings(c, settings.get(c.name)) for c in ordered}  # fail before any work
     producer = {d.name: c.name for c in calculators.values() for d in c.produces}
     # person ids whose values of a calculator's tags were rewritten in this invocation (None = everyone)
@@ -335,7 +351,7 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
         person_ids: frozenset[int] | None = None
         mode = "full"
         mark = _last_mark(store, calc) if incremental and calc.supports_incremental else None
-        upstream = {producer[t] for t in calc.depends_on_tags} - {calc.name}
+        upstream = {producer[t] for t in calc.depends_on_tags if t in producer} - {calc.name}
         if mark is not None and all(rewritten.get(u, set()) is not None for u in upstream):
             changed = store.changed_people(after_event_id=mark[0], upto_event_id=high_water,
                                            event_names=calc.input_events(configured[calc.name]),
@@ -398,11 +414,22 @@ def project_calculators(project) -> dict[str, TagCalculator]:
 
 def compute_project_tags(project, names: Iterable[str] | None = None, *, incremental: bool = False,
                          as_of: dt.datetime | None = None,
-                         progress: Callable[[TagCalculator], None] | None = None) -> list[TagRunResult]:
-    """:func:`compute_tags` with the project's store, installed calculators and ``[tags]`` settings."""
-    calculators = project_calculators(project)
+                         progress: Callable[[TagCalculator], None] | None = None,
+                         calculators: Mapping[str, TagCalculator] | None = None) -> list[TagRunResult]:
+    """:func:`compute_tags` with the project's store, calculators (default :func:`project_calculators`: the
+    installed plugins' and the rule tags) and ``[tags]`` settings."""
+    calculators = project_calculators(project) if calculators is None else calculators
     return compute_tags(project.store, calculators, as_of=as_of or project.now(), settings=project.config.tags,
-                        names=names, incremental=incremental, progress=progress, timezone=project.timezone)
+                        names=names, incremental=incremental, progress=progress, imported=imported_tags(project),
+                        timezone=project.timezone)
+
+
+def imported_tags(project) -> dict[str, str]:
+    """Tags the project's sources import (``[sources.X.tags]``): tag -> source."""
+    from ..sources.mapping import source_tag_definitions
+
+    return {d.name: source for source, settings in project.config.sources.items()
+            for d in source_tag_definitions(source, settings)}
 
 
 def health_report(store, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:

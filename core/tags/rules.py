@@ -34,6 +34,13 @@ def _value_type(rule: ast.TagRule) -> str:
     return kinds.pop()
 
 
+def rule_tag_definition(rule: ast.TagRule) -> TagDefinition:
+    """The catalogue entry of a rule tag: its value type and the values its cases give."""
+    values = {c.then.value for c in rule.cases} | ({rule.default.value} if rule.default else set())
+    return TagDefinition(rule.name, _value_type(rule), f"rule tag defined in the rules: {rule.title or rule.name}",
+                         title=rule.title or "", allowed_values=tuple(sorted(values, key=repr)))
+
+
 def _referenced(rule_set, root) -> tuple[set[str], set[str]]:
     """(tag names, event names) the conditions read, through referenced segments too."""
     tags, events, seen = set(), set(), set()
@@ -69,11 +76,7 @@ class RuleTagCalculator(TagCalculator):
 
         text = format_rules(ast.RuleFile(rules=(rule,)))
         self.version = "rule-" + hashlib.sha256(text.encode()).hexdigest()[:12]
-        self.produces = (TagDefinition(rule.name, _value_type(rule), f"rule tag defined in the rules: {rule.title or rule.name}",
-                                       title=rule.title or "",
-                                       allowed_values=tuple(sorted({c.then.value for c in rule.cases} |
-                                                                   ({rule.default.value} if rule.default else set()),
-                                                                   key=repr))),)
+        self.produces = (rule_tag_definition(rule),)
         tags, events = _referenced(rule_set, rule)
         self.depends_on_tags = tuple(sorted(tags - {rule.name}))
         self.depends_on_events = tuple(sorted(events))
