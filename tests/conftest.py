@@ -8,7 +8,8 @@
   same examples on every run, which is the weakness issue 24 fixed.)
 * ``thorough`` (``make thorough``): every property test runs ten times its examples.
 * ``mutation`` (``make mutation``): derandomized and without a database, so every mutant meets the same
-  examples and a result never depends on luck.
+  examples and a result never depends on luck; no shrinking (a mutant is killed by any failure, and
+  shrinking a failure can take minutes).
 
 Pick one with ``HYPOTHESIS_PROFILE=<name>`` or ``--hypothesis-profile=<name>``.
 
@@ -24,12 +25,13 @@ import os
 import random
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 settings.register_profile("dev", print_blob=True)
 settings.register_profile("ci", derandomize=False, database=None, print_blob=True)
 settings.register_profile("thorough", print_blob=True)
-settings.register_profile("mutation", derandomize=True, database=None)
+settings.register_profile("mutation", derandomize=True, database=None,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 EXAMPLES_MULTIPLIER = {"dev": 1, "ci": 1, "thorough": 10, "mutation": 1}
 
