@@ -237,7 +237,10 @@ def people(draw, as_of, tz, max_people=6, extra_edges=()):
     edges = edge_instants(as_of, tz) + list(extra_edges)
     today = as_of.astimezone(zoneinfo.ZoneInfo(tz)).date()
     near = st.sampled_from([0, 0, 1, -1]).map(lambda s: dt.timedelta(seconds=s))
-    instant = st.one_of(st.builds(lambda e, d: e + d, st.sampled_from(edges), near),
+    on_edges = [st.builds(lambda e, d: e + d, st.sampled_from(edges), near)]
+    if extra_edges:  # the edges of the condition at hand: most worth sitting on
+        on_edges += [st.builds(lambda e, d: e + d, st.sampled_from(list(extra_edges)), near)] * 3
+    instant = st.one_of(*on_edges,
                         st.integers(-800 * 86400, 5 * 86400).map(lambda s: as_of + dt.timedelta(seconds=s))
                         ).map(lambda t: t.replace(microsecond=0))  # the store keeps whole seconds (docs/compiler.md)
     days = day_near(today)
@@ -474,9 +477,11 @@ def oracle_conditions(draw, as_of, tz):
     amounts = st.sampled_from(AMOUNTS)
     points = st.one_of(st.builds(ast.Ago, amounts, st.sampled_from(UNITS)), date_literal(today),
                        datetime_literal(base_dt))
-    wins = st.none() | st.one_of(st.builds(ast.LastN, amounts, st.sampled_from(UNITS)),
-                                 st.builds(ast.BetweenTimes, points, points), st.builds(ast.Before, points),
-                                 st.builds(ast.After, points), st.builds(ast.Since, points))
+    kinds_of_window = {"none": st.none(), "last": st.builds(ast.LastN, amounts, st.sampled_from(UNITS)),
+                       "between": st.builds(ast.BetweenTimes, points, points), "before": st.builds(ast.Before, points),
+                       "after": st.builds(ast.After, points), "since": st.builds(ast.Since, points)}
+    wins = st.sampled_from(["none", "last", "last", "last", "between", "before", "after", "since"]).flatmap(
+        kinds_of_window.__getitem__)
     amount = st.just(ast.FieldRef("amount"))
     event_cond = tree(st.one_of(st.builds(ast.Compare, amount, ops, st.sampled_from([-1, 0, 2, 3, 7]).map(ast.Literal)),
                                 st.builds(ast.IsNull, amount, st.booleans())), 2)
@@ -508,7 +513,9 @@ def edges_of(cond, as_of, tz):
     zone = zoneinfo.ZoneInfo(tz)
     out = []
     for node in ast.walk(cond):
-        if isinstance(node, ast.Literal) and isinstance(node.value, dt.datetime):
+        if isinstance(node, (ast.LastN, ast.Ago)):
+            out.append(n_ago(node.amount, node.unit, as_of, zone))
+        elif isinstance(node, ast.Literal) and isinstance(node.value, dt.datetime):
             out.append(node.value if node.value.tzinfo else node.value.replace(tzinfo=zone))
         elif isinstance(node, ast.Literal) and isinstance(node.value, dt.date):
             for day in (node.value, node.value + dt.timedelta(days=1)):
