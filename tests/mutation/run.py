@@ -13,6 +13,7 @@ second run only does the mutants still pending, so a long run can be stopped and
     python tests/mutation/run.py                         # every module
     python tests/mutation/run.py dsl/format.py ...       # some of them
     python tests/mutation/run.py --fresh dsl/format.py   # forget earlier results for these
+    python tests/mutation/run.py --survivors dsl/format.py  # after adding tests: re-run only the survivors
 
 The report (per-module score and every surviving mutant as a diff) is build/mutation/report.md.
 """
@@ -34,8 +35,8 @@ OUT = ROOT / "build" / "mutation"
 # module -> the tests that exercise it (fast, deterministic ones first: pytest -x stops at the first failure)
 MODULES: dict[str, list[str]] = {
     "dsl/format.py": ["tests/test_dsl_roundtrip.py", "tests/test_dsl_errors.py"],
-    "core/activation/guardrails.py": ["tests/test_activation_parts.py", "tests/test_activation_guardrails.py",
-                                      "tests/test_activation_runtime.py"],
+    "core/activation/guardrails.py": ["tests/test_activation_guardrail_rules.py", "tests/test_activation_parts.py",
+                                      "tests/test_activation_guardrails.py", "tests/test_activation_runtime.py"],
     "dsl/evaluate.py": ["tests/test_dsl_evaluate.py", "tests/test_dsl_ruletest.py",
                         "tests/test_segments_agreement.py"],
     "core/segments/compiler.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py",
@@ -93,9 +94,12 @@ def tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def mutate(module: str, fresh: bool) -> None:
+def mutate(module: str, fresh: bool, survivors: bool = False) -> None:
     config = config_for(module)
     session = OUT / f"{slug(module)}.sqlite"
+    if survivors and session.exists() and not fresh:
+        with sqlite3.connect(session) as db:  # forget their results: `exec` runs what has none
+            db.execute("DELETE FROM work_results WHERE test_outcome = 'survived'")
     if fresh or not session.exists():
         session.unlink(missing_ok=True)
         run(tool("cosmic-ray"), "init", str(config), str(session))
@@ -159,6 +163,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("modules", nargs="*", help=f"default: all of {', '.join(MODULES)}")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results for these modules")
+    parser.add_argument("--survivors", action="store_true", help="re-run only the mutants that survived last time")
     parser.add_argument("--report-only", action="store_true", help="only write build/mutation/report.md")
     args = parser.parse_args()
     modules = args.modules or list(MODULES)
@@ -174,7 +179,7 @@ def main() -> int:
             return 2
         try:
             for module in modules:
-                mutate(module, args.fresh)
+                mutate(module, args.fresh, args.survivors)
         finally:
             changed = subprocess.run(["git", "status", "--porcelain", "--", *modules], cwd=ROOT,
                                      capture_output=True, text=True).stdout.strip()
