@@ -34,7 +34,7 @@ OUT = ROOT / "build" / "mutation"
 
 # module -> the tests that exercise it (fast, deterministic ones first: pytest -x stops at the first failure)
 MODULES: dict[str, list[str]] = {
-    "dsl/format.py": ["tests/test_dsl_roundtrip.py", "tests/test_dsl_errors.py"],
+    "dsl/format.py": ["tests/test_dsl_format_text.py", "tests/test_dsl_roundtrip.py", "tests/test_dsl_errors.py"],
     "core/activation/guardrails.py": ["tests/test_activation_guardrail_rules.py", "tests/test_activation_parts.py",
                                       "tests/test_activation_guardrails.py", "tests/test_activation_runtime.py"],
     "dsl/evaluate.py": ["tests/test_dsl_evaluate.py", "tests/test_dsl_ruletest.py",
