@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from motorcade.dsl import format_rules, parse_text
-from motorcade.dsl.format import fmt_datetime
+from motorcade.dsl.format import fmt_datetime, fmt_unit
 
 SOURCE = """\
 # file header
@@ -40,6 +40,7 @@ tag tier = case
   when (did x) then "did"
   else "none"
 end
+tag chain = case when did a and (did b) then "and" when did a or did b in last 0 days then "or" end
 segment e { # on the first line
   where did z }
 
@@ -91,6 +92,11 @@ tag tier = case
   else "none"
 end
 
+tag chain = case
+  when did a and (did b) then "and"
+  when did a or did b in last 0 days then "or"
+end
+
 segment e {
   # on the first line
   where did z
@@ -111,3 +117,8 @@ def test_utc_offsets_are_written_with_their_sign(minutes, text):
     value = dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.timezone(dt.timedelta(minutes=minutes)))
     assert fmt_datetime(value) == "2026-01-02 03:04" + text
     assert fmt_datetime(value.replace(second=5, microsecond=60)) == "2026-01-02 03:04:05.000060" + text
+
+
+def test_units_are_singular_only_for_one():
+    assert [fmt_unit(n, "days") for n in (0, 1, 2)] == ["0 days", "1 day", "2 days"]
+    assert fmt_unit(1, "months") == "1 month" and fmt_unit(0, "years") == "0 years"
