@@ -99,7 +99,7 @@ def mutate(module: str, fresh: bool, survivors: bool = False) -> None:
     session = OUT / f"{slug(module)}.sqlite"
     if survivors and session.exists() and not fresh:
         with sqlite3.connect(session) as db:  # forget their results: `exec` runs what has none
-            db.execute("DELETE FROM work_results WHERE test_outcome = 'survived'")
+            db.execute("DELETE FROM work_results WHERE lower(test_outcome) = 'survived'")
     if fresh or not session.exists():
         session.unlink(missing_ok=True)
         run(tool("cosmic-ray"), "init", str(config), str(session))
