@@ -2,8 +2,8 @@
 
 * ``dev`` (default on a developer's machine): Hypothesis's defaults; the example database under
   ``.hypothesis/`` replays a failure first on the next run.
-* ``ci`` (default when ``CI`` is set): a fresh random seed every run, printed at the top and the bottom of
-  the log (the top only without ``-q``), so CI explores new examples each time and a failure replays exactly with
+* ``ci`` (default when ``CI`` is set): a fresh random seed every run, printed at the end of the log (and
+  in the header unless ``-q``), so CI explores new examples each time and a failure replays exactly with
   ``pytest --hypothesis-seed=<seed>``. (Hypothesis's own ``ci`` profile is derandomized: it replays the very
   same examples on every run, which is the weakness issue 24 fixed.)
 * ``thorough`` (``make thorough``): every property test runs ten times its examples.
