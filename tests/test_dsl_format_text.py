@@ -43,6 +43,8 @@ end
 tag chain = case when did a and (did b) then "and" when did a or did b in last 0 days then "or" end
 segment e { # on the first line
   where did z }
+segment f { where did y } # on the last line
+segment g { where did x }
 
 # the very end
 """
@@ -100,6 +102,15 @@ end
 segment e {
   # on the first line
   where did z
+}
+
+segment f {
+  # on the last line
+  where did y
+}
+
+segment g {
+  where did x
 }
 
 # the very end
