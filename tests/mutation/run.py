@@ -140,6 +140,8 @@ def summary(session: Path) -> tuple[dict[str, int], list[str]]:
 
 def report() -> Path:
     lines = ["# Mutation testing report (cosmic-ray)", "",
+             "score = killed / mutants run; killed includes mutants whose tests hung or could not start.",
+             "Survivors: kill them with a test or explain them in tests/MUTANTS.md.", "",
              "| module | mutants run | killed | survived | not run yet | score |", "|---|---|---|---|---|---|"]
     details = []
     for module in MODULES:
