@@ -43,7 +43,11 @@ end
 tag chain = case when did a and (did b) then "and" when did a or did b in last 0 days then "or" end
 segment e { # on the first line
   where did z }
-segment f { where did y } # on the last line
+# one
+# two
+
+# three
+segment f { where did y and profile.city = "上海" } # on the last line
 segment g { where did x }
 
 # the very end
@@ -104,9 +108,14 @@ segment e {
   where did z
 }
 
+# one
+# two
+
+# three
 segment f {
   # on the last line
   where did y
+    and profile.city = "上海"
 }
 
 segment g {
