@@ -81,6 +81,24 @@ def test_published_invalid_vin_is_rejected_and_its_suggested_digit_computed(vin,
     assert clean_vin(vin[:8] + right + vin[9:])
 
 
+# ISO 3779 / 49 CFR 565.15 transliteration, written out here (not read from the code under test)
+TRANSLITERATION = {**{str(d): d for d in range(10)},
+                   "A": 1, "B": 2, "C": 3, "D": 4, "E": 5, "F": 6, "G": 7, "H": 8,
+                   "J": 1, "K": 2, "L": 3, "M": 4, "N": 5, "P": 7, "R": 9,
+                   "S": 2, "T": 3, "U": 4, "V": 5, "W": 6, "X": 7, "Y": 8, "Z": 9}
+WEIGHTS = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2]
+
+
+@pytest.mark.parametrize("char", sorted(TRANSLITERATION))
+def test_every_vin_character_has_its_iso_3779_value(char):
+    """Each character alone in each position: the check digit is its value times the position's weight,
+    mod 11 (mutants that change one letter's value or one weight survived the published VINs)."""
+    for position, weight in enumerate(WEIGHTS):
+        vin = "0" * position + char + "0" * (16 - position)
+        rest = TRANSLITERATION[char] * weight % 11
+        assert vin_check_digit(vin) == ("X" if rest == 10 else str(rest)), (char, position)
+
+
 @given(st.text(alphabet="0123456789ABCDEFGHJKLMNPRSTUVWXYZ", min_size=17, max_size=17))
 def test_any_vin_with_its_check_digit_is_valid(body):
     vin = body[:8] + vin_check_digit(body) + body[9:]
