@@ -7,7 +7,7 @@ PLUGIN_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/*/pypro
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench fuzz setup clean
+.PHONY: demo test thorough mutation bench fuzz setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,16 @@ demo: $(STAMP)
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Every property test with ten times its examples (tests/conftest.py, profile `thorough`): before a release.
+thorough: setup
+	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q -p no:randomly
+
+# Mutation testing with cosmic-ray (long: not in CI). MODULES= limits it, e.g. MODULES=dsl/format.py;
+# report in build/mutation/report.md, survivors explained in tests/MUTANTS.md.
+mutation: setup
+	$(BIN)/python -m pip install --quiet -e '.[mutation]'
+	$(BIN)/python tests/mutation/run.py $(MODULES)
 
 bench: setup
 	$(BIN)/python -m benchmarks

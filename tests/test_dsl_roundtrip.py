@@ -1,9 +1,17 @@
-"""parse(format(ast)) == ast for random ASTs (generated as trees, not as text)."""
+"""parse(format(ast)) == ast for random ASTs (generated as trees, not as text).
+
+Python's ``==`` is too weak an oracle for literals: ``True == 1 == 1.0``, ``0.0 == -0.0`` and two instants
+with different UTC offsets compare equal, yet ``profile.vip = true`` and ``profile.vip = 1`` match different
+people. Every round trip here therefore also compares the trees by :func:`kinded`, which keeps each literal's
+kind and exact spelling (type, float sign, UTC offset).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,11 +117,57 @@ rules = st.one_of(
 rule_files = st.builds(ast.RuleFile, st.lists(rules, max_size=3))
 
 
+def kinded(node):
+    """``node`` as nested tuples in which every literal carries its kind and exact value: equal exactly when
+    the trees say the same thing (``True``, ``1`` and ``1.0`` differ; so do ``0.0``/``-0.0`` and
+    ``08:00+08:00``/``00:00+00:00``)."""
+    if attrs.has(type(node)):
+        return (type(node).__name__,
+                *(kinded(getattr(node, f.name)) for f in attrs.fields(type(node)) if f.eq))
+    if isinstance(node, (list, tuple)):
+        return tuple(kinded(item) for item in node)
+    if isinstance(node, float):
+        return ("float", repr(node))  # repr keeps the sign of zero and every digit
+    if isinstance(node, (dt.datetime, dt.date, dt.time)):
+        return (type(node).__name__, node.isoformat())  # isoformat keeps the UTC offset
+    return (type(node).__name__, node)
+
+
+def assert_same_kinds(parsed, original, text):
+    assert parsed == original, text
+    assert kinded(parsed) == kinded(original), text
+
+
 @settings(max_examples=300, deadline=None)
 @given(rule_files)
 def test_parse_of_format_is_identity(rule_file):
+    """Mutant it catches: the formatter writing ``true`` as ``1`` (``parse(format(x)) == x`` alone passed)."""
     text = format_rules(rule_file)
-    assert parse_text(text, "generated.mc") == rule_file, text
+    assert_same_kinds(parse_text(text, "generated.mc"), rule_file, text)
+
+
+SAME_UNDER_EQ = [True, 1, 1.0, False, 0, 0.0, -0.0,
+                 dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+                 dt.datetime(2026, 1, 1, 0, 0, tzinfo=dt.timezone.utc),
+                 dt.datetime(2025, 12, 31, 19, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+                 dt.datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=dt.timezone(dt.timedelta(minutes=-30)))]
+
+
+@pytest.mark.parametrize("value", SAME_UNDER_EQ, ids=repr)
+def test_literals_python_calls_equal_keep_their_kind_and_offset(value):
+    """``true``/``1``/``1.0``, ``0.0``/``-0.0`` and offset-equal instants: each comes back as itself, in
+    every place a literal can stand."""
+    literal = ast.Literal(value)
+    segment = ast.Segment("s", None, ast.And((
+        ast.Compare(ast.ProfileRef("vip"), "=", literal),
+        ast.InList(ast.TagRef("level"), (literal, ast.Literal("x")), False),
+        ast.Between(ast.ProfileRef("age"), literal, literal))))
+    tag = ast.TagRule("t", None, (ast.CaseWhen(ast.Did("order"), literal),), literal)
+    rule_file = ast.RuleFile((segment, tag))
+    text = format_rules(rule_file)
+    assert_same_kinds(parse_text(text), rule_file, text)
+    others = [v for v in SAME_UNDER_EQ if v is not value and kinded(v) != kinded(value)]
+    assert all(kinded(ast.Literal(v)) != kinded(literal) for v in others)  # the oracle tells them apart
 
 
 @settings(max_examples=100, deadline=None)

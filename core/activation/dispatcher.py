@@ -23,7 +23,7 @@ import random
 import threading
 import time
 import zoneinfo
-from typing import Any
+from typing import Any, Callable
 
 from motorcade.errors import PluginError
 
@@ -43,10 +43,15 @@ def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Rando
 
 
 class RateLimiter:
-    """A token bucket per channel: the provider's requests-per-second limit, shared by this worker's threads."""
+    """A token bucket per channel: the provider's requests-per-second limit, shared by this worker's threads.
 
-    def __init__(self, per_second: float | None):
+    ``clock`` (seconds, monotonic) and ``sleep`` are injectable so tests pace it without waiting."""
+
+    def __init__(self, per_second: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
         self.per_second = per_second
+        self._clock = clock
+        self._sleep = sleep
         self._next = 0.0
         self._lock = threading.Lock()
 
@@ -55,14 +60,14 @@ class RateLimiter:
         if not self.per_second:
             return
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             start = max(now, self._next)
             self._next = start + requests / self.per_second
         if start > now:
             if stop is not None:
                 stop.wait(start - now)
             else:
-                time.sleep(start - now)
+                self._sleep(start - now)
 
 
 class _Abandoned(Exception):

@@ -1,0 +1,197 @@
+"""``make mutation``: mutation testing with cosmic-ray over the modules where a silent wrong answer costs most.
+
+For each module below, cosmic-ray changes the source one small way at a time (``<`` to ``<=``, ``and`` to
+``or``, a constant, an added ``not``...) and runs the module's tests; a mutant the tests do not notice
+("survived") is a behaviour no test pins down. Survivors are either killed with a new test or listed, with
+the reason they are equivalent, in tests/MUTANTS.md.
+
+cosmic-ray edits the file in place and puts it back after each mutant, so this refuses to start when a
+module to mutate has uncommitted changes (``git checkout -- <module>`` restores it if the run is killed),
+and checks on the way out that every module is unchanged. Sessions are kept in build/mutation/ and a
+second run only does the mutants still pending, so a long run can be stopped and resumed.
+
+    python tests/mutation/run.py                         # every module
+    python tests/mutation/run.py dsl/format.py ...       # some of them
+    python tests/mutation/run.py --fresh dsl/format.py   # forget earlier results for these
+    python tests/mutation/run.py --survivors dsl/format.py  # after adding tests: re-run only the survivors
+
+The report (per-module score and every surviving mutant as a diff) is build/mutation/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "build" / "mutation"
+
+# module -> the tests that exercise it (fast, deterministic ones first: pytest -x stops at the first failure)
+MODULES: dict[str, list[str]] = {
+    "dsl/format.py": ["tests/test_dsl_format_text.py", "tests/test_dsl_roundtrip.py", "tests/test_dsl_errors.py"],
+    "core/activation/guardrails.py": ["tests/test_activation_guardrail_rules.py", "tests/test_activation_parts.py",
+                                      "tests/test_activation_guardrails.py", "tests/test_activation_runtime.py"],
+    "dsl/evaluate.py": ["tests/test_dsl_evaluate.py", "tests/test_dsl_ruletest.py",
+                        "tests/test_segments_agreement.py"],
+    "core/segments/compiler.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py",
+                                  "tests/test_segments_agreement.py"],
+    "core/segments/plan.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py",
+                              "tests/test_segments_agreement.py"],
+    "core/activation/dispatcher.py": ["tests/test_activation_parts.py", "tests/test_activation_runtime.py",
+                                      "tests/test_activation_crash.py"],
+    "core/activation/planner.py": ["tests/test_activation_runtime.py", "tests/test_activation_guardrails.py"],
+    "core/sources/clean.py": ["tests/test_sources_clean.py", "tests/test_sources_csv.py"],
+    "core/identity/resolver.py": ["tests/test_identity_properties.py", "tests/test_identity_split.py",
+                                  "tests/test_identity_speed_cache.py"],
+    "core/identity/guards.py": ["tests/test_identity_properties.py", "tests/test_identity_split.py"],
+}
+
+# Operators that model a slip a person makes. Left out: replacing an arithmetic operator by a bitwise, shift,
+# power or modulo one (on text or dates they only raise TypeError; on numbers `+`/`-` and `*`/`/` already
+# test the same line) and `==` / `<` ... by `is` / `is not` (identity of ints and strings is an
+# implementation detail of CPython, not a behaviour).
+EXCLUDED_OPERATORS = [
+    r"core/ReplaceBinaryOperator_(?!Add_Sub$|Sub_Add$|Mul_Div$|Div_Mul$|FloorDiv_Div$|Div_FloorDiv$).*",
+    r"core/ReplaceComparisonOperator_(Eq|NotEq|Lt|LtE|Gt|GtE)_(Is|IsNot)$",
+]
+
+
+def slug(module: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", module.removesuffix(".py"))
+
+
+def config_for(module: str) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    tests = " ".join(MODULES[module])
+    command = f"{shlex.quote(sys.executable)} -m pytest -x -q -p no:randomly -p no:cacheprovider {tests}"
+    path = OUT / f"{slug(module)}.toml"
+    excluded = ", ".join(json.dumps(e) for e in EXCLUDED_OPERATORS)
+    path.write_text(f"""[cosmic-ray]
+module-path = "{module}"
+timeout = 300.0
+excluded-modules = []
+test-command = {json.dumps(command)}
+
+[cosmic-ray.distributor]
+name = "local"
+
+[cosmic-ray.filters.operators-filter]
+exclude-operators = [{excluded}]
+""", encoding="utf-8")
+    return path
+
+
+def run(*args: str) -> None:
+    subprocess.run(args, cwd=ROOT, check=True, env={**__import__("os").environ, "HYPOTHESIS_PROFILE": "mutation"})
+
+
+def tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def mutate(module: str, fresh: bool, survivors: bool = False) -> None:
+    config = config_for(module)
+    session = OUT / f"{slug(module)}.sqlite"
+    if survivors and session.exists() and not fresh:
+        with sqlite3.connect(session) as db:  # forget their results: `exec` runs what has none
+            db.execute("DELETE FROM work_results WHERE lower(test_outcome) = 'survived'")
+    if fresh or not session.exists():
+        session.unlink(missing_ok=True)
+        run(tool("cosmic-ray"), "init", str(config), str(session))
+        run(tool("cr-filter-operators"), str(session), str(config))
+        run(tool("cr-filter-pragma"), str(session))
+    print(f"== {module}: {pending(session)} mutants to run", flush=True)
+    run(tool("cosmic-ray"), "exec", str(config), str(session))
+
+
+def pending(session: Path) -> int:
+    with sqlite3.connect(session) as db:
+        return db.execute("SELECT count(*) FROM mutation_specs WHERE job_id NOT IN "
+                          "(SELECT job_id FROM work_results)").fetchone()[0]
+
+
+def summary(session: Path) -> tuple[dict[str, int], list[str]]:
+    """Counts by outcome and the diff of every survivor (skipped mutants are not counted)."""
+    dump = subprocess.run([tool("cosmic-ray"), "dump", str(session)], capture_output=True, text=True,
+                          check=True).stdout
+    counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0}
+    survivors = []
+    for line in dump.splitlines():
+        item, result = json.loads(line)
+        if result is None:
+            counts["pending"] += 1
+        elif result.get("worker_outcome") == "skipped":
+            continue
+        elif result.get("worker_outcome") != "normal":
+            counts["incompetent"] += 1
+        elif result.get("test_outcome") == "survived":
+            counts["survived"] += 1
+            survivors.append(result.get("diff") or "")
+        else:
+            counts["killed"] += 1
+    return counts, survivors
+
+
+def report() -> Path:
+    lines = ["# Mutation testing report (cosmic-ray)", "",
+             "score = killed / mutants run; killed includes mutants whose tests hung or could not start.",
+             "Survivors: kill them with a test or explain them in tests/MUTANTS.md.", "",
+             "| module | mutants run | killed | survived | not run yet | score |", "|---|---|---|---|---|---|"]
+    details = []
+    for module in MODULES:
+        session = OUT / f"{slug(module)}.sqlite"
+        if not session.exists():
+            lines.append(f"| {module} | 0 | | | all | not run |")
+            continue
+        counts, survivors = summary(session)
+        done = counts["killed"] + counts["survived"] + counts["incompetent"]
+        killed = counts["killed"] + counts["incompetent"]  # a mutant that breaks import or hangs is caught
+        score = f"{100 * killed / done:.1f}%" if done else "-"
+        lines.append(f"| {module} | {done} | {killed} | {counts['survived']} | {counts['pending']} | {score} |")
+        if survivors:
+            details += [f"## Survivors in {module}", ""]
+            details += [f"```diff\n{d.strip()}\n```\n" for d in survivors]
+    path = OUT / "report.md"
+    path.write_text("\n".join(lines + [""] + details) + "\n", encoding="utf-8")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("modules", nargs="*", help=f"default: all of {', '.join(MODULES)}")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier results for these modules")
+    parser.add_argument("--survivors", action="store_true", help="re-run only the mutants that survived last time")
+    parser.add_argument("--report-only", action="store_true", help="only write build/mutation/report.md")
+    args = parser.parse_args()
+    modules = args.modules or list(MODULES)
+    unknown = [m for m in modules if m not in MODULES]
+    if unknown:
+        parser.error(f"not a module under mutation testing: {', '.join(unknown)} (choose from {', '.join(MODULES)})")
+    if not args.report_only:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *modules], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        if dirty:
+            print(f"uncommitted changes in modules to mutate (cosmic-ray edits them in place):\n{dirty}\n"
+                  "commit or stash them first", file=sys.stderr)
+            return 2
+        try:
+            for module in modules:
+                mutate(module, args.fresh, args.survivors)
+        finally:
+            changed = subprocess.run(["git", "status", "--porcelain", "--", *modules], cwd=ROOT,
+                                     capture_output=True, text=True).stdout.strip()
+            if changed:
+                print(f"a module was left mutated; restore it with git checkout -- <module>:\n{changed}",
+                      file=sys.stderr)
+    print(f"report: {report()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
