@@ -242,6 +242,19 @@ def test_csv_bad_rows_are_quarantined_one_by_one(make_project, capsys):
     assert_downstream_commands_work(project, capsys)
 
 
+def test_a_quoted_line_break_in_a_row_with_a_wrong_field_count_is_quarantined_whole(make_project):
+    """Its quote is closed: nothing was swallowed, so its second line is not read again as a row."""
+    two_lines = 'C2,"a\nC9",13812340002,3,1.5,2024-01-02 10:00:00,2025-03-01 10:00:00,12.5,extra\n'
+    crm = (CSV_HEADER + csv_row("C1") + two_lines + csv_row("C3")).encode()
+    project = make_project(crm, b"")
+    summary = ingest(project, "crm")
+    q = quarantine(project, "crm")
+    assert list(q) == ["line 3"] and q["line 3"][0] == "expected 8 fields, found 9"
+    assert summary.events == 2
+    assert {r[0] for r in project.store.conn.execute("SELECT value FROM identifiers WHERE type = 'crm_id'")} == {
+        "C1", "C3"}
+
+
 def test_a_csv_with_a_byte_order_mark_is_read_with_plain_utf8(make_project):
     project = make_project(b"\xef\xbb\xbf" + (CSV_HEADER + csv_row("C1")).encode(), b"", encoding="utf-8")
     assert ingest(project, "crm").events == 1

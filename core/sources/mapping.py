@@ -35,7 +35,10 @@ columns. A column is named by a string, or by a table with a type (and optionall
     [sources.advisors.advisor]                               # id, name, store_id, role, phone
 
 Types: str (default), int, float, bool, date, datetime, vin, phone, email. A value that does not
-convert rejects the whole row (it goes to quarantine with the column named), never half of it.
+convert rejects the whole row (it goes to quarantine with the column named), never half of it; so does
+a number that is not finite (``nan``, ``inf``, ``1e400``: no JSON number holds it) in an int or float
+column. Without ``dedup_key`` an event's identity is its content (name, time, identifiers, properties):
+identical rows are one event (see docs/sources.md).
 """
 
 from __future__ import annotations

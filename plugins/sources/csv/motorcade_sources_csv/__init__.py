@@ -53,6 +53,16 @@ class _Lines:
         self.captured.clear()
         return text.rstrip("\r\n"), count
 
+    def at_end(self) -> bool:
+        """Whether every line has been fed (looks one line ahead)."""
+        if self._again:
+            return False
+        line = next(self._handle, None)
+        if line is None:
+            return True
+        self._again.append(line)
+        return False
+
     def give_back(self) -> str:
         """The current row's first line; its other lines will be read again."""
         first, rest = self.captured[0], self.captured[1:]
@@ -127,9 +137,9 @@ class CsvSource(Source):
                     row, problem = None, f"unreadable CSV: {exc}"
                 if row is not None and len(row) != width and not _blank(row):
                     problem = f"expected {width} fields, found {len(row)}"
-                if problem is not None and len(lines.captured) > 1:
-                    # the row ran over several lines: most likely a quote opened on its first line is never
-                    # closed and swallowed the lines after it, which are read again as rows of their own
+                if problem is not None and len(lines.captured) > 1 and self._quote_left_open(lines, row is None):
+                    # a quote opened on the row's first line was never closed and swallowed the lines after
+                    # it: they are read again as rows of their own
                     line_no += 1
                     over = len(lines.captured)
                     batch.append(RejectedRow(
@@ -150,6 +160,20 @@ class CsvSource(Source):
                     batch = []
             if batch:
                 yield batch
+
+    def _quote_left_open(self, lines: _Lines, failed: bool) -> bool:
+        """Whether a row over several lines that cannot be used was cut short by a quote never closed
+        (rather than being a quoted line break in a row with a wrong field count, which is quarantined
+        whole): the reader failed (a field over the size limit), the row ran to the end of the file,
+        or its quoting is broken (text after a closing quote: the "closing" quote opened a later field)."""
+        if failed or lines.at_end():
+            return True
+        try:
+            for _ in csv.reader(io.StringIO("".join(lines.captured)), delimiter=self.delimiter, strict=True):
+                pass
+        except csv.Error:
+            return True
+        return False
 
     def _row_records(self, header, width, row, position, raw) -> list[SourceRecord]:
         if len(row) != width:
