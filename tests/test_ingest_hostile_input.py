@@ -255,6 +255,18 @@ def test_a_quoted_line_break_in_a_row_with_a_wrong_field_count_is_quarantined_wh
         "C1", "C3"}
 
 
+def test_retrying_an_undecodable_row_does_not_store_its_shown_bytes(make_project):
+    crm = CSV_HEADER.encode() + csv_row("C1").encode() + csv_row("C2", name="\xff").encode("latin-1")
+    project = make_project(crm, b"")
+    ingest(project, "crm")
+    rows = project.store.list_quarantine(source="crm")
+    assert [r.position for r in rows] == ["line 3"] and "\\xff" in rows[0].raw
+    retried, fixed = project_ingestor(project).retry(open_source(project, "crm"), rows)
+    assert (retried, fixed) == (1, 0)
+    assert project.store.person_of_identifier("crm_id", "C2") is None
+    assert "UTF-8" in project.store.list_quarantine(source="crm")[0].reason
+
+
 def test_a_csv_with_a_byte_order_mark_is_read_with_plain_utf8(make_project):
     project = make_project(b"\xef\xbb\xbf" + (CSV_HEADER + csv_row("C1")).encode(), b"", encoding="utf-8")
     assert ingest(project, "crm").events == 1

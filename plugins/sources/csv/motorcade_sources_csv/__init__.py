@@ -75,6 +75,10 @@ class _Lines:
 _UNDECODED = re.compile("[\udc80-\udcff]")
 
 
+# what _shown makes of a byte that did not decode (a byte of 0x80 or more: ASCII always decodes)
+_SHOWN_BYTE = re.compile(r"\\x[89a-f][0-9a-f]")
+
+
 def _shown(text: str) -> str:
     """Text that may hold undecoded bytes, with those bytes shown as ``\\xff`` (storable as UTF-8)."""
     if text.isascii() or _UNDECODED.search(text) is None:
@@ -161,6 +165,10 @@ class CsvSource(Source):
             if batch:
                 yield batch
 
+    def _encoding_name(self) -> str:
+        name = codecs.lookup(self.encoding).name
+        return "UTF-8" if name.startswith("utf-8") else name
+
     def _quote_left_open(self, lines: _Lines, failed: bool) -> bool:
         """Whether a row over several lines that cannot be used was cut short by a quote never closed
         (rather than being a quoted line break in a row with a wrong field count, which is quarantined
@@ -183,14 +191,16 @@ class CsvSource(Source):
             bad = _UNDECODED.search(raw)
             if bad is not None:
                 byte = ord(bad.group()) - 0xDC00
-                encoding = codecs.lookup(self.encoding).name
-                encoding = "UTF-8" if encoding.startswith("utf-8") else encoding
                 return [RejectedRow(position=position, raw=_shown(raw),
-                                    reason=f"not valid {encoding}: byte 0x{byte:02x} at character {bad.start() + 1} of "
+                                    reason=f"not valid {self._encoding_name()}: byte 0x{byte:02x} at character {bad.start() + 1} of "
                                            f"the row (is the file in another encoding? see encoding in [sources.{self.name}])")]
         return self.mapping.records(dict(zip(header, row)), position, raw)
 
     def reparse(self, position: str, raw: str) -> list[SourceRecord]:
+        if _SHOWN_BYTE.search(raw):  # the row held bytes that did not decode: only the file has them
+            return [RejectedRow(position=position, raw=raw, reason=(
+                f"not valid {self._encoding_name()}: the row held bytes shown here as \\xNN; fix the file and "
+                f"run `motorcade ingest {self.name}` again"))]
         with self._open() as handle:
             header = self._header(csv.reader(handle, delimiter=self.delimiter), str(self.path))
         try:
