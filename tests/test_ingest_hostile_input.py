@@ -312,3 +312,6 @@ def test_identical_rows_of_a_first_load_are_reported_as_collapsed(make_project, 
     assert again["collapsed"] == 0 and again["duplicates"] == 6
     summary = ingest(project, "crm")  # a re-read is not a first load: no warning
     assert (summary.events, summary.collapsed) == (0, 0)
+    fresh = make_project(crm, b"", name="fresh")  # the pipeline's ingest stage says it too
+    assert main(["--project", str(fresh.directory), "pipeline"]) == 0
+    assert "crm: warning: 3 rows repeated an event" in capsys.readouterr().out

@@ -71,11 +71,8 @@ def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bo
                 + (f", identifiers dropped {summary.identifiers_dropped:,}" if summary.identifiers_dropped else "")
                 + f" in {summary.seconds:.1f} s ({summary.rows_per_second:,.0f} rows/s)"
             )
-            if summary.collapsed:
-                click.echo(
-                    f"{name}: warning: {summary.collapsed:,} rows repeated an event read earlier in this first load "
-                    "and were stored once (same dedup_key, or without one the same name, time, identifiers and "
-                    "properties); if they are distinct events, map a dedup_key that tells them apart")
+            for warning in summary.warnings():
+                click.echo(warning)
     if as_json:
         click.echo(json.dumps([s.as_dict() for s in results], ensure_ascii=False))
     if any(s.rejected for s in results) and not as_json:

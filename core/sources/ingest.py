@@ -88,6 +88,16 @@ class IngestSummary:
     def as_dict(self) -> dict[str, Any]:
         return {**attrs.asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
 
+    def warnings(self) -> list[str]:
+        """What the operator should look at, one line each (the CLI and the pipeline print them)."""
+        out = []
+        if self.collapsed:
+            out.append(
+                f"{self.source}: warning: {self.collapsed:,} rows repeated an event read earlier in this first load "
+                "and were stored once (same dedup_key, or without one the same name, time, identifiers and "
+                "properties); if they are distinct events, map a dedup_key that tells them apart")
+        return out
+
 
 class Ingestor:
     """Writes connector records into one store. Reuse one instance for several sources of a run."""
