@@ -5,21 +5,27 @@ BIN := $(VENV)/bin
 # Every bundled plugin is its own distribution under plugins/<kind>/<name>/.
 PLUGIN_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench fuzz setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall when any pyproject.toml changes.
+# Reinstall when any pyproject.toml changes. The demo needs the core, the bundled plugins and its SMTP receiver;
+# the test extra (pytest, hypothesis, aiosmtpd, lifetimes with pandas/scipy) is installed for `make test`.
 $(STAMP): $(BIN)/python pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
-	$(BIN)/python -m pip install --quiet -e '.[test]' $(addprefix -e ,$(PLUGIN_DIRS))
+	$(BIN)/python -m pip install --quiet -e '.[demo]' $(addprefix -e ,$(PLUGIN_DIRS))
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
-demo: setup
+setup: $(TEST_STAMP)
+
+demo: $(STAMP)
 	$(BIN)/python examples/dealer_group/demo.py
 
 test: setup
@@ -27,6 +33,11 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# The property tests that `make test` runs with bounded examples, run long (minutes).
+fuzz: setup
+	DSL_FUZZ_EXAMPLES=5000 CONSENT_EXAMPLES=1000 INGEST_FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -q tests/test_dsl_fuzz.py \
+		tests/test_consent_opt_out.py tests/test_ingest_fuzz.py
 
 clean:
 	rm -rf $(VENV) examples/*/data examples/*/out examples/*/*.db*

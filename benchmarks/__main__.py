@@ -25,6 +25,7 @@ MODULES = {
     "tags": "benchmarks.bench_tags",
     "segments": "benchmarks.bench_segments",
     "sends": "benchmarks.bench_sends",
+    "realtime": "benchmarks.bench_realtime",
 }
 
 

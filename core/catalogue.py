@@ -29,6 +29,8 @@ def build_catalogue(project: Any):
         r[0] for r in store.query("SELECT DISTINCT key FROM people, json_each(people.attributes) LIMIT 10000")
     }
     return Catalogue.from_names(
-        events=events, tags=tags, attributes=attributes, channels=set(registry.channels),
+        events=events, tags=tags, attributes=attributes,
+        # a channel whose plugin failed to load is reported as such by the activation check, not as unknown
+        channels=set(registry.channels) | {failure.name for failure in registry.load_errors},
         calculator_tags=calculator_tags,
     )

@@ -1,12 +1,14 @@
 """The ``motorcade`` command line. Commands parse options and call the library; nothing more.
 
-Exit codes: 0 success; 1 domain error (bad rule file, bad data, failed rule test or check);
-2 usage error (bad option, no project found).
+Exit codes: 0 success; 1 domain error (bad rule file, bad data, failed rule test or check, a plugin that
+failed to load for `plugins`) and any unexpected error (one line on stderr, the traceback in a log file: see
+:func:`log_unexpected_error`); 2 usage error (bad option, missing argument, no project found).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +47,19 @@ class CliState:
     def rule_paths(self) -> list[Path]:
         return self.project.rule_paths()
 
+    def config_warnings(self) -> list[str]:
+        """Source mappings that load but are likely wrong, e.g. a VIN as a person identifier (empty
+        outside a project)."""
+        from .errors import ProjectNotFound
+
+        try:
+            project = self.project
+        except ProjectNotFound:
+            return []
+        from .sources.mapping import mapping_warnings
+
+        return [w for name, settings in project.config.sources.items() for w in mapping_warnings(name, settings)]
+
     def activation_problems(self) -> list:
         """Missing templates, unknown template fields, uninstalled channels (empty outside a project)."""
         from .errors import ProjectNotFound
@@ -61,18 +76,95 @@ class CliState:
 pass_state = click.make_pass_decorator(CliState)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class MotorcadeGroup(click.Group):
+    """The root group: commands of plugins in the project's ``[project] plugins_dir`` are found too."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str):
+        command = super().get_command(ctx, cmd_name)
+        if command is None and _load_project_plugins(ctx):
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context):
+        _load_project_plugins(ctx)
+        return super().list_commands(ctx)
+
+
+def _state_of(ctx: click.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):  # commands are looked up before the group's callback runs
+        root.obj = CliState(root.params.get("project_dir"))
+    return root.obj
+
+
+def _load_project_plugins(ctx: click.Context) -> bool:
+    """Load the project's plugins directory, if there is a project and it has one; True if commands changed."""
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    before = set(pm.plugin_files)
+    try:
+        _state_of(ctx).project.plugins
+    except MotorcadeError:
+        return False  # no project (or a broken one): the command itself reports it
+    if set(pm.plugin_files) == before:
+        return False
+    _refresh_plugin_commands(ctx.find_root().command)
+    return True
+
+
+def _load_plugins_dirs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--plugins-dir``: load the .py files before the command is looked up, so their commands exist."""
+    if values:
+        from .plugins import get_plugin_manager
+
+        for directory in values:
+            get_plugin_manager().load_plugins_dir(directory)
+        _refresh_plugin_commands(ctx.command)
+    return values
+
+
+_shown_warnings: set[str] = set()
+
+
+def _refresh_plugin_commands(group: click.Group) -> None:
+    """Rebuild the plugin commands after more plugins were loaded; show warnings not shown yet."""
+    from .plugins import get_plugin_manager
+
+    if _BUILTIN_COMMANDS is not None:
+        group.commands = dict(_BUILTIN_COMMANDS)
+    _show_warnings(get_plugin_manager().add_plugin_commands(group))
+
+
+def _show_warnings(warnings: list[str]) -> None:
+    """Print each warning about plugins once per process (the CLI may be rebuilt as more plugins load)."""
+    for warning in warnings:
+        if warning not in _shown_warnings:
+            _shown_warnings.add(warning)
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+_current_state: CliState | None = None  # the running command's state: where to log an unexpected error
+
+
+@click.group(cls=MotorcadeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="motorcade")
 @click.option("--project", "project_dir", envvar="MOTORCADE_PROJECT", type=click.Path(file_okay=False),
+              is_eager=True,  # known before the project's plugins directory is searched for a command
               help="Project directory (default: the current directory or a parent with motorcade.toml). "
                    "Env: MOTORCADE_PROJECT.")
+@click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False), is_eager=True,
+              expose_value=False, callback=_load_plugins_dirs,
+              help="Load every .py file in DIR as a plugin (repeatable). Env: MOTORCADE_PLUGINS_DIR; "
+                   "project setting: [project] plugins_dir.")
 @click.pass_context
 def cli(ctx: click.Context, project_dir: str | None) -> None:
     """Motorcade: customer data and marketing automation for automotive retail.
 
     Pipeline: ingest -> identity -> tags -> segments -> run (campaigns, triggers) -> report.
     """
-    ctx.obj = CliState(project_dir)
+    global _current_state
+    _current_state = _state_of(ctx)
 
 
 @cli.command()
@@ -91,22 +183,27 @@ def init(directory: str, name: str | None) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks of plugins that failed to load.")
-def plugins(as_json: bool, verbose: bool) -> None:
-    """List installed plugins: name, version, kind and hooks."""
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool, verbose: bool) -> None:
+    """List installed plugins: name, version, kind and hooks. Exits 1 when a plugin failed to load."""
     from .plugins import get_plugin_manager
 
+    _load_project_plugins(ctx)  # a project's plugins directory, when run inside a project
     pm = get_plugin_manager()
     infos = pm.plugin_infos()
     if as_json:
         payload = {
             "plugins": [
                 {"name": i.name, "distribution": i.distribution, "version": i.version, "kinds": list(i.kinds),
-                 "hooks": list(i.hooks), "provides": list(i.provides)}
+                 "hooks": list(i.hooks), "provides": list(i.provides), "path": i.path}
                 for i in infos
             ],
-            "errors": [{"name": e.name, "distribution": e.distribution, "error": e.error} for e in pm.load_errors],
+            "errors": [{"name": e.name, "distribution": e.distribution, "error": e.error, "origin": e.origin()}
+                       for e in pm.load_errors],
         }
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        if pm.load_errors:
+            sys.exit(EXIT_DOMAIN_ERROR)
         return
     from rich.console import Console
     from rich.table import Table
@@ -115,13 +212,19 @@ def plugins(as_json: bool, verbose: bool) -> None:
     for column in ("name", "version", "kind", "provides", "hooks"):
         table.add_column(column)
     for i in infos:
-        table.add_row(i.name, i.version or "-", ", ".join(i.kinds), ", ".join(i.provides), ", ".join(i.hooks))
+        table.add_row(i.name, i.version or ("file" if i.path else "-"), ", ".join(i.kinds), ", ".join(i.provides),
+                      ", ".join(i.hooks))
     console = Console()
     console.print(table)
+    errors = Console(stderr=True, soft_wrap=True)
     for error in pm.load_errors:
-        console.print(f"[red]plugin {error.name!r} ({error.distribution}) failed to load:[/red] {error.error}")
+        errors.print(f"[red]error:[/red] {error.describe()}", markup=True, highlight=False)
         if verbose:
-            console.print(error.traceback)
+            errors.print(error.traceback, markup=False, highlight=False)
+    if pm.load_errors:
+        errors.print("hint: install what the error names (or reinstall the plugin); commands that do not need it "
+                     "keep working" + ("" if verbose else "; --verbose shows the traceback"), highlight=False)
+        sys.exit(EXIT_DOMAIN_ERROR)
 
 
 @cli.command()
@@ -140,19 +243,49 @@ def status(state: CliState, as_json: bool) -> None:
         click.echo(f"  {key.ljust(width)}  {value:>10,}")
 
 
+@cli.command()
+@click.argument("packages", nargs=-1)
+@click.option("-U", "--upgrade", is_flag=True, help="Upgrade the packages to their newest version.")
+@click.option("-e", "--editable", metavar="DIR", help="Install a local plugin directory in editable mode.")
+@click.option("--force-reinstall", is_flag=True, help="Reinstall even if the version is already installed.")
+@click.option("--no-cache-dir", is_flag=True, help="Do not use pip's cache.")
+@click.option("--pre", is_flag=True, help="Include pre-release and development versions.")
+def install(packages: tuple[str, ...], upgrade: bool, editable: str | None, force_reinstall: bool,
+            no_cache_dir: bool, pre: bool) -> None:
+    """Install plugin PACKAGES into Motorcade's own environment (pip underneath).
+
+    PACKAGES are names (motorcade-channel-foo), version specifiers, paths, wheel files or URLs, as pip takes them.
+    """
+    from .installer import install_packages
+
+    install_packages(packages, upgrade=upgrade, editable=editable, force_reinstall=force_reinstall,
+                     no_cache_dir=no_cache_dir, pre=pre)
+
+
+@cli.command()
+@click.argument("packages", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def uninstall(packages: tuple[str, ...], yes: bool) -> None:
+    """Uninstall plugin PACKAGES from Motorcade's own environment (pip underneath)."""
+    from .installer import uninstall_packages
+
+    uninstall_packages(packages, yes=yes)
+
+
 @cli.command(name="new-plugin")
 @click.argument("kind", type=click.Choice(["source", "tag", "channel"]))
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Where to create the package.")
 def new_plugin(kind: str, name: str, directory: str) -> None:
-    """Create a plugin package: pyproject with the entry point, module, README and a passing test."""
+    """Create a plugin package: entry point, a working example, behaviour tests, README, LICENSE and CI."""
     from .scaffold import new_plugin as scaffold
 
     root = scaffold(kind, name, Path(directory))
     click.echo(f"Created {kind} plugin {name!r} in {root}")
-    click.echo(f"  install: pip install -e {root}")
-    click.echo(f"  test:    pytest {root / 'tests'}")
+    click.echo(f"  use it here: motorcade install -e {root}")
+    click.echo(f"  test it:     cd {root} && pip install -e '.[test]' && pytest")
+    click.echo("  guide:       docs/plugins.md (hooks, fixtures, publishing)")
 
 
 def _add_library_commands(group: click.Group) -> None:
@@ -175,6 +308,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "motorcade.activation.commands",  # run, serve, sends
     "motorcade.feedback.commands",  # report
     "motorcade.pipeline",  # pipeline
+    "motorcade.config_commands",  # config
 )
 
 
@@ -187,11 +321,7 @@ def build_cli() -> click.Group:
         _add_library_commands(cli)
         _BUILTIN_COMMANDS = dict(cli.commands)
     cli.commands = dict(_BUILTIN_COMMANDS)  # forget commands of a previously loaded plugin manager
-    get_plugin_manager().hook.register_commands(cli=cli)
-    for name, command in _BUILTIN_COMMANDS.items():
-        if cli.commands.get(name) is not command:
-            raise MotorcadeError(f"a plugin replaced the built-in command {name!r}",
-                                 hint="rename the plugin's command")
+    get_plugin_manager().add_plugin_commands(cli)  # a clashing plugin command is skipped with a warning
     return cli
 
 
@@ -200,9 +330,16 @@ _BUILTIN_COMMANDS: dict[str, click.Command] | None = None
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `motorcade` script: runs the CLI and maps errors to exit codes."""
+    global _current_state
+    _current_state = None
     try:
         group = build_cli()
-        group.main(args=argv, prog_name="motorcade", standalone_mode=False)
+        from .plugins import get_plugin_manager
+
+        _show_warnings(get_plugin_manager().command_warnings)
+        result = group.main(args=argv, prog_name="motorcade", standalone_mode=False)
+        if isinstance(result, int) and not isinstance(result, bool):
+            return result  # a command that ended with click.exceptions.Exit(code): click returns the code
     except MotorcadeError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)
         return exc.exit_code
@@ -214,7 +351,59 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return EXIT_DOMAIN_ERROR
+    except BrokenPipeError:  # output piped into `head` and the like: not an error worth a log
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_DOMAIN_ERROR
+    except Exception as exc:  # the last line of defence: no traceback reaches an operator
+        log = log_unexpected_error(exc, argv if argv is not None else sys.argv[1:])
+        click.secho(f"Error: {one_line(exc)} (details in {log})", fg="red", err=True)
+        return EXIT_DOMAIN_ERROR
     return 0
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``RuntimeError: what happened``, on one line, cut to ``limit`` characters, personal data masked."""
+    from .masking import mask_free_text
+
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return mask_free_text(text)
+
+
+def log_directory() -> Path:
+    """Where unexpected errors are logged: $MOTORCADE_LOG_DIR, else the project's ``.motorcade/logs`` when a
+    command found its project, else ``motorcade-logs`` in the system's temporary directory."""
+    import tempfile
+
+    if os.environ.get("MOTORCADE_LOG_DIR"):
+        return Path(os.environ["MOTORCADE_LOG_DIR"])
+    project = getattr(_current_state, "_project", None)
+    if project is not None:
+        return project.directory / ".motorcade" / "logs"
+    return Path(tempfile.gettempdir()) / "motorcade-logs"
+
+
+def log_unexpected_error(exc: BaseException, argv: list[str]) -> Path:
+    """Write the command line, the versions and the traceback of ``exc`` to a new log file; return its path."""
+    import datetime as dt
+    import platform
+    import tempfile
+    import traceback
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    text = (f"motorcade {__version__}, Python {platform.python_version()}, {platform.platform()}\n"
+            f"command: motorcade {' '.join(argv)}\n"
+            f"time: {stamp}\n\n" + "".join(traceback.format_exception(exc)))
+    for directory in (log_directory(), Path(tempfile.gettempdir()) / "motorcade-logs"):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f"error-{stamp}-", suffix=".log", dir=directory)
+            with open(handle, "w", encoding="utf-8") as f:
+                f.write(text)
+            return Path(name)
+        except OSError:
+            continue  # a read-only project: fall back to the temporary directory
+    return Path(os.devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

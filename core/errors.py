@@ -37,8 +37,26 @@ class ProjectNotFound(MotorcadeError):
     exit_code = EXIT_USAGE_ERROR
 
 
+class UsageError(MotorcadeError):
+    """The command line is incomplete or contradicts itself (a missing argument, nothing to work on)."""
+
+    exit_code = EXIT_USAGE_ERROR
+
+
 class PluginError(MotorcadeError):
     """A plugin registered something invalid (bad object, duplicate name)."""
+
+
+class PluginNotLoaded(PluginError):
+    """A name (channel, source type, tag calculator) belongs to an installed plugin that failed to load.
+
+    ``failure`` is the :class:`motorcade.plugins.PluginLoadError` (entry point, distribution, error). Callers
+    that must not lose work because of it (planned sends for the channel) keep that work pending.
+    """
+
+    def __init__(self, message: str, failure, hint: str | None = None):
+        super().__init__(message, hint)
+        self.failure = failure
 
 
 class DataError(MotorcadeError):

@@ -168,3 +168,7 @@ class Send:
     not_before: dt.datetime | None = attrs.field(default=None, converter=_opt_aware)  # earliest send
     reason: str | None = None  # why suppressed/deferred/dead (guard rail or provider answer)
     provider_message_id: str | None = None  # provider's id for the message, once sent
+
+
+# Send states an operator may put back to `planned` (`motorcade sends retry --status ...`).
+RETRYABLE_STATES = ("dead", "suppressed", "deferred", "failed")

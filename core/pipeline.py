@@ -17,7 +17,8 @@ from typing import Any, Callable
 import attrs
 import click
 
-from .errors import ConfigError
+from .as_of import as_of_option, parse_as_of
+from .errors import ConfigError, MotorcadeError
 
 STAGES = ("ingest", "tags", "segments", "run")
 
@@ -110,11 +111,10 @@ def pinned_as_of(project) -> dt.datetime | None:
     if text is None:
         return None
     try:
-        value = text if isinstance(text, dt.datetime) else dt.datetime.fromisoformat(str(text))
-    except ValueError:
-        raise ConfigError(f"{project.config.path}: [pipeline] as_of = {text!r} is not an ISO date-time",
-                          hint='e.g. as_of = "2026-11-21T10:30:00" (project time zone)') from None
-    return value if value.tzinfo else value.replace(tzinfo=project.config.tz)
+        return parse_as_of(text if isinstance(text, (dt.date, dt.datetime)) else str(text), project.config.tz)
+    except MotorcadeError as exc:
+        raise ConfigError(f"{project.config.path}: [pipeline] as_of = {text!r}: {exc.message}",
+                          hint=exc.hint) from None
 
 
 def run_pipeline(project, *, stages: list[str] | None = None, as_of: dt.datetime | None = None,
@@ -137,13 +137,12 @@ def run_pipeline(project, *, stages: list[str] | None = None, as_of: dt.datetime
 @click.command()
 @click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES),
               help="Run only this stage (repeatable). Default: [pipeline] stages, else all.")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
-              help="Pin 'now' (project time zone). Default: [pipeline] as_of, else the current time.")
+@as_of_option("Pin 'now' for every stage. Default: [pipeline] as_of, else the current time.")
 @click.pass_obj
-def pipeline(state, stages: tuple[str, ...], as_of: dt.datetime | None) -> None:
+def pipeline(state, stages: tuple[str, ...], as_of: str | None) -> None:
     """Run the whole loop: ingest every source, compute tags and segments, run campaigns and triggers."""
     project = state.project
-    pinned = as_of.replace(tzinfo=project.config.tz) if as_of else None
+    pinned = parse_as_of(as_of, project.config.tz) if as_of else None
     results = run_pipeline(project, stages=list(stages) or None, as_of=pinned, log=click.echo)
     click.echo("Done: " + ", ".join(f"{r.stage} {r.seconds:.1f} s" for r in results))
 

@@ -20,12 +20,35 @@ class Project:
         self.directory = Path(directory).resolve()
         self.config: ProjectConfig = load_config(self.directory / CONFIG_FILENAME)
         self._pm = plugin_manager
+        self._plugins_dirs_loaded = False
+        self._plugin_settings_checked = False
 
     @property
     def plugins(self) -> MotorcadePluginManager:
+        """The plugin manager, with the ``.py`` files of ``[project] plugins_dir`` loaded into it; the first
+        use also checks the plugins' tables of motorcade.toml against the settings each installed plugin
+        declares (a ConfigError naming every wrong key)."""
         if self._pm is None:
             self._pm = get_plugin_manager()
+        if not self._plugins_dirs_loaded:
+            self._plugins_dirs_loaded = True
+            for directory in self.plugins_dirs():
+                self._pm.load_plugins_dir(directory)
+        if not self._plugin_settings_checked:
+            from .config_schema import validate_plugin_settings
+
+            validate_plugin_settings(self.config, self._pm.registry())
+            self._plugin_settings_checked = True
         return self._pm
+
+    def plugins_dirs(self) -> list[Path]:
+        """``[project] plugins_dir``: a directory (or a list) of one-off plugins as plain .py files."""
+        value = self.config.raw.get("project", {}).get("plugins_dir", [])
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise MotorcadeError(f"{self.config.path}: [project] plugins_dir must be a path or a list of paths, "
+                                 f"not {value!r}", hint='e.g. plugins_dir = "plugins"')
+        return [self.directory / v for v in value]
 
     @cached_property
     def store(self):

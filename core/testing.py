@@ -80,3 +80,18 @@ def motorcade_project(tmp_path, motorcade_pm) -> Iterator[Any]:
         yield project
     finally:
         project.close()
+
+
+def plugin_manager_limited_to(modules: set[str]):
+    """A plugin manager with the built-ins and the installed plugins whose top-level module is in
+    ``modules`` (e.g. the bundled ones), so a test does not depend on whatever else is installed."""
+    from motorcade.plugins import load_plugins
+
+    pm = load_plugins()
+    registry = pm.registry()
+    for table in (registry.sources, registry.channels, registry.tag_calculators):
+        for name in [n for n, r in table.items()
+                     if r.obj.__module__.split(".")[0] not in modules
+                     and not r.obj.__module__.startswith("motorcade.")]:
+            del table[name]
+    return pm

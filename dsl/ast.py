@@ -338,6 +338,14 @@ class Reentry(Node):
 # ---- rules ------------------------------------------------------------------------------------
 
 
+def _clause_at(rule, clause: str) -> "Node":
+    """A node standing for where ``clause`` of a campaign or trigger is written (the rule if unknown)."""
+    for name, line, column in rule.clause_positions or ():
+        if name == clause:
+            return Node(line=line, column=column)
+    return rule
+
+
 def _rule_pos():
     return attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
@@ -362,6 +370,11 @@ class Campaign(Node):
     transactional: bool = False
     quiet_hours: QuietHours | None = None
     end_line: int | None = _rule_pos()
+    # (clause, line, column) of each clause as written, for messages that point at the clause itself
+    clause_positions: tuple[tuple[str, int, int], ...] = _rule_pos()
+
+    def clause_at(self, clause: str) -> "Node":
+        return _clause_at(self, clause)
 
 
 @attrs.frozen
@@ -376,6 +389,11 @@ class Trigger(Node):
     transactional: bool = False
     quiet_hours: QuietHours | None = None
     end_line: int | None = _rule_pos()
+    # (clause, line, column) of each clause as written, for messages that point at the clause itself
+    clause_positions: tuple[tuple[str, int, int], ...] = _rule_pos()
+
+    def clause_at(self, clause: str) -> "Node":
+        return _clause_at(self, clause)
 
 
 @attrs.frozen
@@ -437,7 +455,9 @@ def children(node) -> list:
 
 
 def walk(node):
-    """Yield ``node`` and every node below it, depth first."""
-    yield node
-    for child in children(node):
-        yield from walk(child)
+    """Yield ``node`` and every node below it, depth first (without recursion: a rule may nest deeply)."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(children(node)))

@@ -5,6 +5,7 @@ is unbounded. Every finding is returned; nothing stops at the first."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import attrs
@@ -52,6 +53,17 @@ class Catalogue:
                    calculator_tags=known(calculator_tags))
 
 
+# What the engine computes (the reference evaluator and SQL on SQLite), checked here so that a rule `check`
+# accepts never fails at `segments compute` (docs/dsl.md, "Limits").
+MAX_INTEGER = 2**63 - 1  # SQLite integers are 64-bit
+MAX_SPAN_YEARS = 1000  # a window, `N units ago`, a duration: at most a thousand years
+EARLIEST_DATE, LATEST_DATE = dt.date(1000, 1, 1), dt.date(9998, 12, 31)
+MAX_NESTING = 20  # levels of and / or / not, event and car subqueries and `in segment`, on any path
+_PER_YEAR = {"minutes": 366 * 1440, "hours": 366 * 24, "days": 366, "weeks": 366 / 7, "months": 12, "years": 1}
+_NESTS = (ast.And, ast.Or, ast.Not, ast.HasCar, ast.Aggregate, ast.Did, ast.DidAny, ast.Sequence)
+_NESTING_HINT = ("write it flatter: `not not x` is `x`, `a and (b and c)` is `a and b and c`; a segment used "
+                 "with `in segment` counts with every level of its own condition")
+
 CAR_FIELDS = ("vin", "brand", "model", "model_year", "purchase_date", "store", "age")
 PERSON_FIELDS = ("store", "advisor")
 _SET_OPS_HINT = "`store` and `advisor` support =, !=, in, not in, is null, is not null"
@@ -74,6 +86,7 @@ class _Checker:
         self.segment_refs: dict[str, list[ast.InSegment]] = {}
         self.tag_rule_names = set(rule_set.tags)
         self.tag_refs: dict[str, list[ast.TagRef]] = {}  # rule tag -> the rule tags its conditions read
+        self.nested_roots: list[tuple[Any, Any]] = []  # (condition, file) of triggers and rule tags
 
     # -- reporting --
     def report(self, severity, message, node, hint=None):
@@ -110,12 +123,14 @@ class _Checker:
             for rule in rule_file.rules:
                 getattr(self, "rule_" + type(rule).__name__)(rule)
         self.file = None
-        self.check_cycles()
+        cyclic = self.check_cycles()
+        self.check_nesting(cyclic)
         return self.diagnostics
 
     def rule_Segment(self, rule):  # noqa: N802
         self.segment_refs.setdefault(rule.name, [])
         self.cond(rule.where, "person", segment=rule.name)
+        self.value_limits(rule.where)
 
     def rule_TagRule(self, rule):  # noqa: N802
         if self.catalogue.calculator_tags is not None and rule.name in self.catalogue.calculator_tags:
@@ -124,6 +139,8 @@ class _Checker:
         refs = self.tag_refs.setdefault(rule.name, [])
         for case in rule.cases:
             self.cond(case.when, "person")
+            self.value_limits(case.when)
+            self.nested_roots.append((case.when, self.file))
             refs.extend(n for n in ast.walk(case.when) if isinstance(n, ast.TagRef) and n.name in self.tag_rule_names)
         kinds = {_literal_kind(v.value) for v in [c.then for c in rule.cases] + [rule.default] if v is not None}
         if len(kinds) > 1:
@@ -141,7 +158,7 @@ class _Checker:
         if rule.audience is None:
             self.report(ERROR, f"campaign `{rule.name}` has no `audience`", rule, "add `audience SEGMENT`")
         else:
-            self.check_segment_name(rule.audience, rule)
+            self.check_segment_name(rule.audience, rule.clause_at("audience"))
         if rule.schedule is None:
             self.report(ERROR, f"campaign `{rule.name}` has no `schedule`", rule,
                         "add e.g. `schedule daily at 10:00` or `schedule at 2026-12-01 10:00`")
@@ -153,7 +170,7 @@ class _Checker:
         elif isinstance(rule.schedule, ast.Every) and rule.schedule.amount < 1:
             self.report(ERROR, "`schedule every` needs a positive interval", rule.schedule)
         if rule.holdout is not None and not 0 <= rule.holdout < 100:
-            self.report(ERROR, f"holdout {rule.holdout}% is out of range", rule, "use 0% to 99%")
+            self.report(ERROR, f"holdout {rule.holdout}% is out of range", rule.clause_at("holdout"), "use 0% to 99%")
         self.delivery(rule)
 
     def rule_Trigger(self, rule):  # noqa: N802
@@ -164,10 +181,14 @@ class _Checker:
             self.check_event(rule.on.event, rule.on)
             if rule.on.where is not None:
                 self.cond(rule.on.where, "event")
+                self.value_limits(rule.on.where)
+                self.nested_roots.append((rule.on.where, self.file))
         else:
             self.check_segment_name(rule.on.segment, rule.on)
         if rule.condition is not None:
             self.cond(rule.condition, "person")
+            self.value_limits(rule.condition)
+            self.nested_roots.append((rule.condition, self.file))
         if rule.wait is not None and rule.wait.unit not in ("minutes", "hours", "days"):
             self.report(ERROR, f"`wait` takes minutes, hours or days, not {rule.wait.unit}", rule.wait)
         self.delivery(rule)
@@ -234,7 +255,8 @@ class _Checker:
         if isinstance(window, ast.BetweenTimes):
             start, end = window.start, window.end
             if (isinstance(start, ast.Literal) and isinstance(end, ast.Literal)
-                    and type(start.value) is type(end.value) and start.value > end.value):
+                    and type(start.value) is type(end.value) and _comparable(start.value, end.value)
+                    and start.value > end.value):
                 self.report(ERROR, "this window ends before it starts", window, "swap the two dates")
         if isinstance(window, ast.LastN) and window.amount == 0:
             self.report(WARNING, "`in last 0 ...` only matches events at exactly as_of", window)
@@ -337,39 +359,147 @@ class _Checker:
                     self.report(ERROR, "a duration can only be compared with a car's `age`", value,
                                 "write a number, a date or `N days ago`")
 
+    # -- limits --
+    def value_limits(self, root):
+        """Numbers, dates and spans the engine cannot compute with are errors here, not at compute time."""
+        for node in ast.walk(root):
+            if isinstance(node, ast.Literal):
+                value = node.value
+                whole = isinstance(value, int) and not isinstance(value, bool)
+                if whole and not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
+                    self.report(ERROR, f"the number `{value}` does not fit in 64 bits", node,
+                                f"whole numbers run from {-MAX_INTEGER - 1} to {MAX_INTEGER}")
+                elif isinstance(value, float) and not math.isfinite(value):
+                    self.report(ERROR, "this number is too large", node, "numbers run up to about 1.8e308")
+                elif isinstance(value, (dt.date, dt.datetime)):
+                    day = value.date() if isinstance(value, dt.datetime) else value
+                    if not EARLIEST_DATE <= day <= LATEST_DATE:
+                        self.report(ERROR, f"the date {value.isoformat()} is out of range", node,
+                                    f"dates run from {EARLIEST_DATE} to {LATEST_DATE}")
+            elif isinstance(node, (ast.LastN, ast.Ago, ast.Duration)) and node.unit in _PER_YEAR:
+                if node.amount > MAX_SPAN_YEARS * _PER_YEAR[node.unit]:
+                    self.report(ERROR, f"`{node.amount} {node.unit}` is longer than a thousand years", node,
+                                f"write at most {int(MAX_SPAN_YEARS * _PER_YEAR[node.unit])} {node.unit}")
+
+    def check_nesting(self, cyclic: set[str]):
+        """Conditions nested deeper than :data:`MAX_NESTING` (counting what `in segment` brings in: the
+        compiled SQL inlines it) are errors: SQLite's parser and the evaluator's recursion stop there.
+        Reported where the limit is first passed, once per rule (for a chain of segments, in the
+        innermost segment that passes it)."""
+        segments = self.rule_set.segments
+        depth: dict[str, int] = {}
+        over: dict[str, tuple[int, Any]] = {}  # segment -> (its depth, the node that passes the limit)
+        for name in self._segment_order(cyclic):
+            total, node = self._nesting(segments[name].where, depth)
+            depth[name] = total
+            if total > MAX_NESTING:
+                over[name] = (total, node)
+        for name, (total, node) in over.items():
+            refs = [n.segment for n in ast.walk(segments[name].where) if isinstance(n, ast.InSegment)]
+            if any(ref in over for ref in refs):
+                continue  # reported in the segment it uses
+            self.file = self.rule_set.file_of(segments[name])
+            self._report_nesting(f"segment `{name}`", total, node)
+        for root, file in self.nested_roots:
+            total, node = self._nesting(root, depth)
+            if total > MAX_NESTING:
+                self.file = file
+                self._report_nesting("this condition", total, node)
+        self.file = None
+
+    def _report_nesting(self, what, total, node):
+        via = " counting the segments it uses" if isinstance(node, ast.InSegment) else ""
+        self.report(ERROR, f"{what} nests conditions {total} levels deep{via} (at most {MAX_NESTING})", node,
+                    _NESTING_HINT)
+
+    def _nesting(self, root, depth: dict[str, int]) -> tuple[int, Any]:
+        """The deepest nesting under ``root`` and the first node where it passes the limit (or None)."""
+        deepest, first_over = 0, None
+        stack = [(root, 0)]
+        while stack:
+            node, above = stack.pop()
+            level = above + (1 if isinstance(node, _NESTS) else 0)
+            if isinstance(node, ast.InSegment):
+                level = above + 1 + depth.get(node.segment, 0)
+            if level > MAX_NESTING and first_over is None:
+                first_over = node
+            deepest = max(deepest, level)
+            stack.extend((child, level) for child in ast.children(node))
+        return deepest, first_over
+
+    def _segment_order(self, cyclic: set[str]) -> list[str]:
+        """The rule set's segments, each after the segments it uses (those in a cycle left out)."""
+        graph = {name: [ref.segment for ref in refs] for name, refs in self.segment_refs.items()}
+        order, done = [], set(cyclic)
+        for start in graph:
+            if start in done:
+                continue
+            stack = [(start, iter(graph.get(start, ())))]
+            entered = {start}
+            while stack:
+                name, targets = stack[-1]
+                for target in targets:
+                    if target in graph and target not in done and target not in entered:
+                        entered.add(target)
+                        stack.append((target, iter(graph.get(target, ()))))
+                        break
+                else:
+                    stack.pop()
+                    done.add(name)
+                    order.append(name)
+        return [name for name in order if name in self.rule_set.segments and name not in cyclic]
+
     # -- cycles --
-    def check_cycles(self):
-        self._cycles({name: [(ref.segment, ref) for ref in refs] for name, refs in self.segment_refs.items()},
-                     self.rule_set.segments, "segments refer to each other in a cycle: ",
-                     "one of these segments must not use `in segment` on the others")
+    def check_cycles(self) -> set[str]:
+        """Report cycles of segments and of rule tags; returns the segments on a cycle."""
+        cyclic = self._cycles({name: [(ref.segment, ref) for ref in refs] for name, refs in self.segment_refs.items()},
+                              self.rule_set.segments, "segments refer to each other in a cycle: ",
+                              "one of these segments must not use `in segment` on the others")
         self._cycles({name: [(ref.name, ref) for ref in refs] for name, refs in self.tag_refs.items()},
                      self.rule_set.tags, "rule tags depend on each other in a cycle: ",
                      "one of these rule tags must not read the others")
+        return cyclic
 
-    def _cycles(self, graph: dict[str, list[tuple[str, Any]]], rules: dict, message: str, hint: str):
-        """Report each cycle of ``graph`` (name -> [(target, the node that refers to it)]) once."""
+    def _cycles(self, graph: dict[str, list[tuple[str, Any]]], rules: dict, message: str, hint: str) -> set[str]:
+        """Report each cycle of ``graph`` (name -> [(target, the node that refers to it)]) once; return the
+        names on a cycle. Depth first without recursion (a chain of a thousand segments is fine)."""
         state: dict[str, str] = {}
         reported = set()
+        on_cycle: set[str] = set()
+        for start in graph:
+            if state.get(start) is not None:
+                continue
+            state[start] = "active"
+            path = [start]
+            stack = [(start, iter(graph.get(start, [])))]
+            while stack:
+                name, edges = stack[-1]
+                for target, ref in edges:
+                    if state.get(target) == "active":
+                        cycle = path[path.index(target):] + [target]
+                        on_cycle.update(cycle)
+                        key = frozenset(cycle)
+                        if key not in reported:
+                            reported.add(key)
+                            # point at the reference that closes the cycle
+                            self.file = self.rule_set.file_of(rules[name])
+                            self.report(ERROR, message + " -> ".join(cycle), ref, hint)
+                            self.file = None
+                    elif state.get(target) is None and target in graph:
+                        state[target] = "active"
+                        path.append(target)
+                        stack.append((target, iter(graph.get(target, []))))
+                        break
+                else:
+                    stack.pop()
+                    path.pop()
+                    state[name] = "done"
+        return on_cycle
 
-        def visit(name, path):
-            state[name] = "active"
-            for target, ref in graph.get(name, []):
-                if state.get(target) == "active":
-                    cycle = path[path.index(target):] + [target]
-                    key = frozenset(cycle)
-                    if key not in reported:
-                        reported.add(key)
-                        # point at the reference that closes the cycle
-                        self.file = self.rule_set.file_of(rules[name])
-                        self.report(ERROR, message + " -> ".join(cycle), ref, hint)
-                        self.file = None
-                elif state.get(target) is None and target in graph:
-                    visit(target, path + [target])
-            state[name] = "done"
 
-        for name in graph:
-            if state.get(name) is None:
-                visit(name, [name])
+def _comparable(a, b) -> bool:
+    """Two dates, or two date-times both with or both without a UTC offset."""
+    return not isinstance(a, dt.datetime) or (a.tzinfo is None) == (b.tzinfo is None)
 
 
 def _a(scope: str) -> str:

@@ -2,8 +2,9 @@
 
 The root CLI adds them with ``cli.add_command``. The catalogue comes from ``ctx.obj.catalogue()`` when the
 context object has one (the project), else an empty :class:`Catalogue` (names are not checked); the
-default paths come from ``ctx.obj.rule_paths()`` when available, else ``./rules`` if it exists, else ``.``.
-Exit codes: 0 ok, 1 a domain error (bad rules, failed tests), 2 usage (click's own).
+default paths come from ``ctx.obj.rule_paths()`` (the project's); outside a project the paths must be named.
+Exit codes: 0 ok, 1 a domain error (bad rules, failed tests), 2 usage (click's own; no project and no paths; a
+named path without rule files).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from motorcade.dsl.check import Catalogue, check
 from motorcade.dsl.errors import ERROR, DslError
 from motorcade.dsl.format import format_rules
 from motorcade.dsl.parser import parse_text
-from motorcade.dsl.rules import load_rules, rule_file_paths
+from motorcade.dsl.rules import TEST_SUFFIX, is_rule_file, load_rules, rule_file_paths
 from motorcade.dsl.ruletest import run_rule_tests
-from motorcade.errors import EXIT_DOMAIN_ERROR, ProjectNotFound
+from motorcade.errors import EXIT_DOMAIN_ERROR, ProjectNotFound, UsageError
 
 _PATHS = click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 
@@ -29,16 +30,25 @@ def _catalogue(ctx: click.Context) -> Catalogue:
     return provider() if callable(provider) else Catalogue()
 
 
-def _paths(ctx: click.Context, paths) -> list[Path]:
+def _paths(ctx: click.Context, paths, *, tests: bool = False) -> list[Path]:
+    """The paths named on the command line (each must hold rule files, or rule tests for ``tests``), else the
+    project's rule paths."""
     if paths:
+        wanted = (lambda p: p.name.endswith(TEST_SUFFIX)) if tests else is_rule_file
+        what = f"rule tests ({TEST_SUFFIX})" if tests else "rule files (.mc)"
+        for path in paths:
+            if not rule_file_paths([path], suffix_test=wanted):
+                raise UsageError(f"no {what} in {path}", hint=f"name {what} or folders holding them")
         return list(paths)
     provider = getattr(ctx.obj, "rule_paths", None)
-    if callable(provider):
-        try:
-            return list(provider())
-        except ProjectNotFound:
-            pass  # outside a project: fall back to ./rules or .
-    return [Path("rules")] if Path("rules").is_dir() else [Path(".")]
+    if not callable(provider):
+        raise UsageError("name the rule files (.mc) or folders to work on")
+    try:
+        return list(provider())
+    except ProjectNotFound as exc:
+        # outside a project, guessing (./rules, .) would report "0 files" and exit 0 for a mistyped --project
+        raise UsageError(exc.message, hint="run inside a project, pass --project DIR (or set MOTORCADE_PROJECT), "
+                                           "or name the rule files") from None
 
 
 def _count(number: int, word: str) -> str:
@@ -71,6 +81,11 @@ def check_command(ctx: click.Context, paths) -> None:
         for problem in provider():
             click.echo(f"error: {problem}")
             errors += 1
+    provider = getattr(ctx.obj, "config_warnings", None)  # source mappings (a VIN as a person identifier)
+    if not paths and callable(provider):
+        for warning in provider():
+            click.echo(f"warning: {warning}")
+            warnings += 1
     rules = sum(len(f.rules) for f in rule_set.files)
     click.echo(f"{_count(len(rule_set.files), 'file')}, {_count(rules, 'rule')}: {_count(errors, 'error')}, "
                f"{_count(warnings, 'warning')} (revision {rule_set.revision[:12]})")
@@ -113,7 +128,7 @@ def fmt_command(ctx: click.Context, check_only: bool, paths) -> None:
 def test_command(ctx: click.Context, rules_paths, no_coverage: bool, paths) -> None:
     """Run rule tests (*.test.mc); prints `N passed, N failed` and condition coverage."""
     try:
-        report = run_rule_tests(_paths(ctx, paths), rules=list(rules_paths) or None)
+        report = run_rule_tests(_paths(ctx, paths, tests=True), rules=list(rules_paths) or None)
     except DslError as exc:
         _fail(exc)
     click.echo(report.render(show_coverage=not no_coverage))

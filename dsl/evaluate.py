@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import math
 import zoneinfo
 from typing import Any, Callable
 
@@ -72,6 +73,17 @@ def shift(instant: dt.datetime, amount: int, unit: str, tz: dt.tzinfo) -> dt.dat
     months = amount * (12 if unit == "years" else 1)
     local = instant.astimezone(tz)
     return add_months(local.replace(tzinfo=None), months).replace(tzinfo=tz)
+
+
+def _total(numbers: list) -> int | float:
+    """The sum of ``numbers`` as SQLite's ``total()`` gives it: past 64-bit integers, a float (never an error)."""
+    result = sum(numbers)
+    if isinstance(result, int) and not -(2**63) <= result < 2**63:
+        try:
+            return float(result)
+        except OverflowError:
+            return math.inf if result > 0 else -math.inf
+    return result
 
 
 def ago(amount: int, unit: str, as_of: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
@@ -470,7 +482,7 @@ class Evaluator:
         numbers = [e.properties.get(node.prop) for e in events]
         numbers = [n for n in numbers if kind_of(n) == "number"]
         if node.func == "sum":
-            return sum(numbers) if numbers else 0
+            return _total(numbers)
         if not numbers:
             return None
         if node.func == "avg":

@@ -376,7 +376,7 @@ class ToAst(Transformer):
         return ("reentry", ast.Reentry("once per", every, **_pos(meta)), meta)
 
     def _clauses(self, kind, clauses):
-        fields: dict = {}
+        fields: dict = {"clause_positions": tuple((field, meta.line, meta.column) for field, _, meta in clauses)}
         for field, value, meta in clauses:
             if field in fields:
                 word = {"send_to": "send to", "quiet_hours": "quiet hours", "condition": "if"}.get(field, field)
@@ -517,6 +517,12 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, filename: str) -> Diagno
         expected = set(exc.expected or ())
     if line is None or line < 1:
         line, column = 1, 1
+    unclosed = _unclosed_rule(exc, text, at_end)
+    if unclosed is not None:
+        keyword, name, opened = unclosed
+        where = "the end of the file" if at_end else f"line {line}"
+        return make(ERROR, f"{keyword} `{name}` (line {opened}) is not closed", file=filename, source=text,
+                    line=line, column=column, hint=f"add `}}` to close {keyword} `{name}` before {where}")
     hint_parts = []
     if label:
         hint_parts.append(label)
@@ -527,6 +533,30 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, filename: str) -> Diagno
 
 
 _RULE_START = re.compile(r"^(?:%s)\b" % "|".join(RULE_KEYWORDS), re.MULTILINE)
+_RULE_HEAD = re.compile(r"^(%s)\s+([A-Za-z_][A-Za-z0-9_]*)" % "|".join(RULE_KEYWORDS), re.MULTILINE)
+
+
+def _unclosed_rule(exc: UnexpectedInput, text: str, at_end: bool) -> tuple[str, str, int] | None:
+    """``(keyword, name, line)`` of the rule a missing ``}`` leaves open: the error is the next rule's
+    keyword at the start of a line, or the end of the file, while the last rule begun has more ``{``
+    than ``}``. None otherwise."""
+    if at_end:
+        end = len(text)
+    elif (isinstance(exc, UnexpectedToken) and exc.column == 1 and str(exc.token) in RULE_KEYWORDS
+          and exc.pos_in_stream is not None):
+        end = exc.pos_in_stream
+    else:
+        return None
+    heads = list(_RULE_HEAD.finditer(text, 0, end))
+    if not heads:
+        return None
+    head = heads[-1]
+    body = "\n".join(line[:comment_start(line)] if comment_start(line) is not None else line
+                     for line in text[head.start():end].split("\n"))
+    body = re.sub(r'"(?:[^"\\\n]|\\.)*"', '""', body)  # braces inside strings do not count
+    if body.count("{") <= body.count("}"):
+        return None
+    return head.group(1), head.group(2), text.count("\n", 0, head.start()) + 1
 
 
 def _blank_before(text: str, offset: int) -> str:
@@ -587,6 +617,13 @@ def parse_text(text: str, filename: str = "<text>") -> ast.RuleFile:
             tree = None
     if diagnostics:
         raise DslError(diagnostics)
+    too_deep = _too_deep(tree)
+    if too_deep is not None:
+        raise DslError([make(ERROR, f"this rule nests more than {MAX_TREE_DEPTH} levels deep", file=filename,
+                             source=text, line=getattr(too_deep, "line", None),
+                             column=getattr(too_deep, "column", None),
+                             hint="conditions may nest at most 20 levels (and / or / not, subqueries, "
+                                  "`in segment`); write it flatter: `not not x` is `x`")])
     collect = _Collect(filename, text)
     try:
         rules = ToAst(collect).transform(tree)
@@ -595,6 +632,34 @@ def parse_text(text: str, filename: str = "<text>") -> ast.RuleFile:
     if collect.diagnostics:
         raise DslError(collect.diagnostics)
     return ast.RuleFile(rules, filename=filename, source=text, comments=scan_comments(text))
+
+
+# Deeper parse trees are refused before they are turned into the AST (the Transformer recurses; ~450
+# levels exhaust Python's stack). `check` refuses far less deep conditions (dsl/check.py MAX_NESTING).
+MAX_TREE_DEPTH = 200
+
+
+def _too_deep(tree):
+    """The metadata (line, column) of the first parse-tree node deeper than MAX_TREE_DEPTH, or None."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            meta = node.meta
+            return meta if not getattr(meta, "empty", True) else _first_token(node)
+        stack.extend((child, depth + 1) for child in node.children if hasattr(child, "children"))
+    return None
+
+
+def _first_token(node):
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Token):
+            return item
+        if hasattr(item, "children"):
+            stack.extend(reversed(item.children))
+    return None
 
 
 def _line_offset(text: str, line: int) -> int:

@@ -45,7 +45,7 @@ import attrs
 
 from motorcade.dsl import ast
 from motorcade.dsl.data import CarData, Dataset, EventData, PersonData
-from motorcade.dsl.errors import ERROR, Diagnostic, DslError, make
+from motorcade.dsl.errors import ERROR, Diagnostic, DslError, did_you_mean, make
 from motorcade.dsl.evaluate import (
     DEFAULT_TIMEZONE, EvaluationError, Evaluator, get_zone, tag_value, trigger_fires,
 )
@@ -448,6 +448,12 @@ def _conditions_of(rule):
     return out
 
 
+def _unknown(kind: str, name: str, known) -> str:
+    """``unknown segment `vip_ownrs` (did you mean `vip_owners`?)``: the same hint `check` gives."""
+    hint = did_you_mean(name, known)
+    return f"unknown {kind} `{name}`" + (f" ({hint})" if hint else "")
+
+
 def _run_expectation(exp: Expectation, scenario: Scenario, test_file: TestFile, rule_set: RuleSet,
                      coverage: _Coverage) -> str | None:
     """None when the expectation holds, else the reason it does not."""
@@ -456,7 +462,7 @@ def _run_expectation(exp: Expectation, scenario: Scenario, test_file: TestFile, 
     if exp.kind == "segment":
         segment = rule_set.segments.get(exp.name)
         if segment is None:
-            return f"unknown segment `{exp.name}`"
+            return _unknown("segment", exp.name, rule_set.segments)
         coverage.add_rule(segment)
         for name in _segments_used(rule_set, segment):
             coverage.add_rule(rule_set.segments[name])
@@ -476,7 +482,7 @@ def _run_expectation(exp: Expectation, scenario: Scenario, test_file: TestFile, 
     if exp.kind == "tag":
         rule = rule_set.tags.get(exp.name)
         if rule is None:
-            return f"unknown rule tag `{exp.name}`"
+            return _unknown("rule tag", exp.name, rule_set.tags)
         coverage.add_rule(rule)
         person = scenario.dataset.people.get(exp.args["person"])
         if person is None:
@@ -487,7 +493,7 @@ def _run_expectation(exp: Expectation, scenario: Scenario, test_file: TestFile, 
         return None
     rule = rule_set.triggers.get(exp.name)
     if rule is None:
-        return f"unknown trigger `{exp.name}`"
+        return _unknown("trigger", exp.name, rule_set.triggers)
     coverage.add_rule(rule)
     if "event" in exp.args:
         found = scenario.events_by_id.get(exp.args["event"])

@@ -176,7 +176,7 @@ def test_check_project_uses_the_projects_catalogue(motorcade_project, register_p
 
 
 def test_reasons_quoting_phone_numbers_or_emails_are_masked(monkeypatch):
-    from motorcade.activation.commands import _mask_text
+    from motorcade.masking import mask_message as _mask_text
 
     text = 'permanent: HTTP 400: {"PhoneNumber": "+8613812345678", "To": "zhang.wei@example.com"}'
     masked = _mask_text(text)

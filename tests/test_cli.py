@@ -87,3 +87,26 @@ def test_building_the_cli_imports_no_heavy_dependency():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_missing_arguments_and_no_project_are_usage_errors(tmp_path):
+    run(["init", str(tmp_path / "p")])
+    ingest = run(["--project", str(tmp_path / "p"), "ingest"])
+    assert ingest.returncode == 2, ingest.stderr
+    assert "--all" in ingest.stderr  # says what to pass
+    split = run(["--project", str(tmp_path / "p"), "identity", "split", "1"])
+    assert split.returncode == 2 and "--identifier" in split.stderr, split.stderr
+    outside = tmp_path / "elsewhere"
+    (outside / "rules").mkdir(parents=True)
+    (outside / "rules" / "a.mc").write_text("segment a {\n  where profile.name is not null\n}\n")
+    for command in (["check"], ["test"], ["fmt"], ["fmt", "--check"]):
+        result = run(command, cwd=outside, env={"PATH": "", "HOME": str(tmp_path)})
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert "0 files" not in result.stdout
+        assert "motorcade.toml" in result.stderr and "--project" in result.stderr, result.stderr
+    # naming the files works anywhere
+    assert run(["check", "rules/a.mc"], cwd=outside).returncode == 0
+    empty = outside / "empty"
+    empty.mkdir()
+    nothing = run(["check", str(empty)], cwd=outside)
+    assert nothing.returncode == 2 and "no rule files" in nothing.stderr, nothing.stdout + nothing.stderr

@@ -94,10 +94,10 @@ GOLDEN_SYNTAX = {
         "a date (2026-01-31), a date-time (2026-01-31 10:00), a number"
     ),
     "segment a { where did x": (
-        "rules/demo.mc:1:24: error: unexpected end of file\n"
+        "rules/demo.mc:1:24: error: segment `a` (line 1) is not closed\n"
         "    segment a { where did x\n"
         "                           ^\n"
-        "  hint: a rule's body is enclosed in `{ ... }`; is a closing `}` missing?"
+        "  hint: add `}` to close segment `a` before the end of the file"
     ),
 }
 
@@ -238,3 +238,32 @@ def test_catalogue_from_names_treats_empty_collections_as_unknown():
     rule_set = rule_set_from_text("segment a { where did anything and profile.whatever = 1 }")
     assert check(rule_set, Catalogue.from_names(events=set(), attributes=[])) == []
     assert len(check(rule_set, Catalogue(events=set(), profile_attributes=set()))) == 2
+
+
+@pytest.mark.parametrize("text, line, hint", [
+    ("segment a {\n  where has car\n\nsegment b {\n  where did order\n}\n", 4,
+     "add `}` to close segment `a` before line 4"),
+    ("segment a {\n  where has car\n", 3, "add `}` to close segment `a` before the end of the file"),
+    ('segment a {\n  where profile.x = "}" # a } in a comment\nsegment b { where did order }\n', 3,
+     "add `}` to close segment `a` before line 3"),
+    ('campaign c {\n  audience a\n  via sms template "t"\ntrigger t { on order via sms template "t" }\n', 4,
+     "add `}` to close campaign `c` before line 4"),
+])
+def test_a_missing_closing_brace_explains_itself(text, line, hint):
+    message = errors_of(text)
+    assert f"rules/demo.mc:{line}:1: error:" in message and "is not closed" in message
+    assert hint in message
+    assert "`reenter`" not in message  # no list of trigger keywords inside a segment
+
+
+def test_campaign_clause_errors_point_at_the_clause_line():
+    text = ('segment a { where has car }\n'
+            'campaign c {\n'
+            '  schedule daily at 10:00\n'
+            '  audience nope\n'
+            '  holdout 150%\n'
+            '  via sms template "service_recall"\n'
+            '}\n')
+    found = {d.message: (d.line, d.column) for d in check(rule_set_from_text(text, "rules/demo.mc"), CATALOGUE)}
+    assert found["unknown segment `nope`"] == (4, 3)
+    assert found["holdout 150% is out of range"] == (5, 3)

@@ -135,3 +135,22 @@ def test_cli_churn_and_retention(owners, motorcade_project, tmp_path):
     assert "Return to workshop" in page and "<svg" in page
     result = runner.invoke(build_cli(), [*base, "retention", "--store", "NOPE"])
     assert isinstance(result.exception, MotorcadeError) and "known stores: S1, S2" in str(result.exception)
+
+
+def test_owners_are_decided_on_the_project_date(tmp_path):
+    """as_of 02:00 UTC on 10 March is 9 March in New York: a car bought on 10 March is not owned yet, one sold
+    on 10 March still is — whatever hour of the day as_of falls on in UTC."""
+    import zoneinfo
+
+    new_york = zoneinfo.ZoneInfo("America/New_York")
+    store = open_store(tmp_path / "tz.db")
+    buyer, seller = store.create_person(), store.create_person()
+    store.upsert_cars([Car("LBV00000000000NEW", "BMW", "X1"), Car("LBV00000000000OLD", "BMW", "X3")])
+    store.add_ownership(Ownership(buyer, "LBV00000000000NEW", dt.date(2026, 3, 10), None))
+    store.add_ownership(Ownership(seller, "LBV00000000000OLD", dt.date(2020, 1, 1), dt.date(2026, 3, 10)))
+    evening = dt.datetime(2026, 3, 10, 2, 0, tzinfo=UTC)  # 9 March, 22:00 in New York
+    report = compute_churn(store, as_of=evening, tz=new_york)
+    assert report.owners == 1 and [e.person_id for e in report.entries] == [seller]
+    morning = dt.datetime(2026, 3, 10, 14, 0, tzinfo=UTC)  # 10 March, 10:00 in New York
+    assert [e.person_id for e in compute_churn(store, as_of=morning, tz=new_york).entries] == []
+    assert compute_churn(store, as_of=morning, tz=new_york).owners == 1

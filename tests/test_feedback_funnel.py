@@ -197,7 +197,7 @@ def test_funnel_matches_an_independent_recomputation(people, relations, steps, w
             rules = rule_set_from_text(_sequence_rules(steps, within))
             dataset = load_dataset(store)
             as_of = dt.datetime.fromtimestamp(BASE + 200 * grid, UTC)
-            paths = store.funnel_paths(steps, within=within, offset_seconds=8 * HOUR)
+            paths = store.funnel_paths(steps, within=within, zone="Asia/Shanghai")
             for k in range(2, len(steps) + 1):
                 reached = {p[0] for p in paths if p[1 + k] is not None}
                 assert reached == evaluate_segment(rules, f"reach_{k}", dataset, as_of, SHANGHAI), k
@@ -331,3 +331,23 @@ def test_cli_funnel_from_the_project_rules(recall_store, motorcade_project, tmp_
     assert "<svg" in out.read_text(encoding="utf-8")
     result = runner.invoke(build_cli(), [*base, "nope"])
     assert isinstance(result.exception, MotorcadeError) and "no funnel named 'nope'" in str(result.exception)
+
+
+def test_window_in_months_follows_the_wall_clock_across_a_dst_change(tmp_path):
+    """Sent 10:00 on 15 February in New York (UTC−5): one month later is 10:00 on 15 March (UTC−4), the
+    rule language's `within 1 months`."""
+    new_york = zoneinfo.ZoneInfo("America/New_York")
+    store = open_store(tmp_path / "dst.db")
+    a, b = store.create_person(), store.create_person()
+    sent = dt.datetime(2026, 2, 15, 10, 0, tzinfo=new_york)
+    store.insert_events([
+        Event("sent", sent, a, {}, "t", "1"),
+        Event("service_visit", dt.datetime(2026, 3, 15, 10, 0, tzinfo=new_york), a, {}, "t", "2"),  # last instant in
+        Event("sent", sent, b, {}, "t", "3"),
+        Event("service_visit", dt.datetime(2026, 3, 15, 10, 0, 1, tzinfo=new_york), b, {}, "t", "4"),  # 1 s late
+    ])
+    spec = FunnelSpec("m", ["sent", "service_visit"], (1, "months"))
+    assert compute_funnel(store, spec, tz=new_york).total.steps[1].people == 1
+    rules = rule_set_from_text(_sequence_rules(["sent", "service_visit"], (1, "months")))
+    assert evaluate_segment(rules, "reach_2", load_dataset(store), dt.datetime(2026, 12, 1, tzinfo=UTC),
+                            new_york) == {a}

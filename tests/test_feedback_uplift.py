@@ -152,11 +152,15 @@ def test_window_edges_first_run_arm_and_open_windows(tmp_path):
         _event("service_visit", T0_TS + 30 * DAY + 1, c),  # one second late
         _event("service_visit", T0_TS + 2 * DAY, d),
     ])
-    report = compute_uplift(store, "recall", days=30, as_of=T0_TS + 10 * DAY)
+    report = compute_uplift(store, "recall", days=30, as_of=T0_TS + 45 * DAY)
     o = report.overall
     assert (o.treatment_n, o.treatment_converted, o.holdout_n, o.holdout_converted) == (2, 1, 2, 1)
-    assert report.incomplete == 4
+    assert report.incomplete == 0
     assert report.runs == ("r1", "r2")
+    early = compute_uplift(store, "recall", days=30, as_of=T0_TS + 10 * DAY)  # b's visit is after as_of
+    o = early.overall
+    assert (o.treatment_n, o.treatment_converted, o.holdout_n, o.holdout_converted) == (2, 0, 2, 1)
+    assert early.incomplete == 4 and early.runs == ("r1",)
     only_r2 = compute_uplift(store, "recall", run_id="r2", days=30).overall
     assert (only_r2.treatment_n, only_r2.holdout_n) == (1, 0)
     assert only_r2.absolute_uplift is None and only_r2.absolute_interval is None
@@ -246,12 +250,14 @@ person_st = st.fixed_dictionaries({
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(people=st.lists(person_st, min_size=1, max_size=12), days=st.integers(1, 40))
-def test_arm_counts_match_an_independent_recomputation(people, days):
+@given(people=st.lists(person_st, min_size=1, max_size=12), days=st.integers(1, 40),
+       as_of_hours=st.integers(0, 90 * 24))
+def test_arm_counts_match_an_independent_recomputation(people, days, as_of_hours):
     import tempfile
     from pathlib import Path
 
     starts = {"r1": T0_TS, "r2": T0_TS + 20 * DAY}
+    as_of = T0_TS + as_of_hours * 3600
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "g.db")
         _add_run(store, "r1", T0)
@@ -262,18 +268,79 @@ def test_arm_counts_match_an_independent_recomputation(people, days):
             for run, arm in person["runs"]:
                 _snapshot(store, run, pid, arm)
             store.insert_events([_event("service_visit", T0_TS + h * 3600, pid) for h in set(person["visits"])])
-            if person["runs"]:
-                run, arm = min(person["runs"], key=lambda r: starts[r[0]])
+            runs = [r for r in person["runs"] if starts[r[0]] <= as_of]  # runs after as_of have not happened
+            if runs:
+                run, arm = min(runs, key=lambda r: starts[r[0]])
                 t0 = starts[run]
                 expected[arm][0] += 1
-                expected[arm][1] += any(t0 < T0_TS + h * 3600 <= t0 + days * DAY for h in person["visits"])
+                expected[arm][1] += any(t0 < T0_TS + h * 3600 <= min(t0 + days * DAY, as_of)
+                                        for h in person["visits"])
         if not any(p["runs"] for p in people):
             with pytest.raises(MotorcadeError):
                 compute_uplift(store, "nope", days=days)
             return
-        o = compute_uplift(store, "recall", days=days, as_of=T0_TS).overall
+        o = compute_uplift(store, "recall", days=days, as_of=as_of).overall
         store.close()
     assert (o.treatment_n, o.treatment_converted) == tuple(expected["treatment"])
     assert (o.holdout_n, o.holdout_converted) == tuple(expected["holdout"])
     (n_t, x_t), (n_h, x_h) = expected["treatment"], expected["holdout"]
     assert o.absolute_interval == stats.newcombe_interval(x_t, n_t, x_h, n_h)
+
+
+# ---- --as-of bounds what the report sees --------------------------------------------------------------
+
+def test_as_of_bounds_conversions_and_runs(campaign_store):
+    """Conversions after --as-of do not count (as in retention and churn), nor do runs that start after it."""
+    store, people = campaign_store
+    as_of = T0_TS + 10 * DAY
+    converted_by = {pid: ts for (pid, ts) in store.query(
+        "SELECT person_id, min(ts) FROM events WHERE name = 'service_visit' GROUP BY person_id")}
+    treated, held = people[:70], people[70:]
+    report = compute_uplift(store, "recall", days=30, as_of=as_of)
+    o = report.overall
+    assert o.treatment_converted == sum(1 for p in treated if converted_by.get(p, as_of + 1) <= as_of) == 20
+    assert o.holdout_converted == sum(1 for p in held if converted_by.get(p, as_of + 1) <= as_of)
+    assert report.incomplete == 150
+    _add_run(store, "later", T0 + dt.timedelta(days=20))
+    extra = store.create_person()
+    _snapshot(store, "later", extra, "treatment")
+    assert compute_uplift(store, "recall", days=30, as_of=as_of).runs == ("run1",)
+    assert compute_uplift(store, "recall", days=30, as_of=as_of).overall.treatment_n == 70
+    assert compute_uplift(store, "recall", days=30, as_of=T0_TS + 60 * DAY).overall.treatment_n == 71
+    with pytest.raises(MotorcadeError, match="no runs .*before"):
+        compute_uplift(store, "recall", days=30, as_of=T0_TS - DAY)
+
+
+def test_cli_as_of_bounds_conversions(campaign_store, motorcade_project):
+    from click.testing import CliRunner
+    import shutil
+
+    from motorcade.cli import build_cli
+
+    src, _ = campaign_store
+    src.close()
+    motorcade_project.store.close()
+    shutil.copy(src.path, motorcade_project.store.path)
+    args = ["--project", str(motorcade_project.directory), "report", "uplift", "recall", "--format", "json"]
+    early = json.loads(CliRunner().invoke(build_cli(), [*args, "--as-of", "2026-03-05"]).output)
+    late = json.loads(CliRunner().invoke(build_cli(), [*args, "--as-of", "2026-06-01"]).output)
+    assert early["overall"]["treatment"]["converted"] < late["overall"]["treatment"]["converted"] == 56
+
+
+# ---- ownership at the snapshot is decided on the local date ----------------------------------------------
+
+def test_ownership_at_the_snapshot_uses_the_project_date(tmp_path):
+    """The run starts at 02:00 UTC on 1 March: still 28 February in New York. An owner who sold the car on
+    1 March (local) still owned it at the snapshot and is a lapsed owner there."""
+    import zoneinfo
+
+    new_york = zoneinfo.ZoneInfo("America/New_York")
+    store = open_store(tmp_path / "tz.db")
+    _add_run(store, "r1", T0)
+    seller = store.create_person()
+    _snapshot(store, "r1", seller, "treatment")
+    store.upsert_cars([Car("LBV00000000000TZ1", "BMW", "X3")])
+    store.add_ownership(Ownership(seller, "LBV00000000000TZ1", dt.date(2020, 1, 1), dt.date(2026, 3, 1)))
+    report = compute_uplift(store, "recall", days=30, as_of=T0_TS + 60 * DAY, tz=new_york)
+    assert report.lapsed.treatment_n == 1
+    assert compute_uplift(store, "recall", days=30, as_of=T0_TS + 60 * DAY).lapsed.treatment_n == 0  # UTC project

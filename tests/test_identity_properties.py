@@ -85,6 +85,13 @@ def run(recs, batch_size):
                 assert pid is None
             else:
                 assert owners == {pid}
+        # an over-shared identifier's reason states its count now: the source carrying it most (ties: by name)
+        for iid, type_, reason in store.conn.execute(
+                "SELECT id, type, flag_reason FROM identifiers WHERE flag_reason LIKE 'shared by %'").fetchall():
+            counts = store.conn.execute(
+                "SELECT source, count(*) AS n FROM identity_links WHERE identifier_id = ? AND removed_at IS NULL "
+                "GROUP BY source ORDER BY n DESC, source", (iid,)).fetchall()
+            assert reason == ingestor.guards.over_limit_reason(type_, *counts[0])
         # golden records written while stitching (in memory for new people) are what the store's rule gives
         people = [r[0] for r in store.conn.execute("SELECT id FROM people")]
         assert store.recompute_golden_records(people, ingestor.guards.priority) == 0

@@ -10,8 +10,8 @@ over the CSV reader's 128 KiB limit). Whatever it writes:
 - every input row is accounted for: stored, or quarantined with a reason (counted row by row);
 - the store holds strict JSON only, and `tags compute`, `segments compute` and `run` succeed afterwards.
 
-Examples per run are modest here; ``HYPOTHESIS_PROFILE=thorough`` (``make thorough``) runs ten times as
-many.
+``INGEST_FUZZ_EXAMPLES`` sets the number of examples (default 10: the normal suite; ``make fuzz`` runs
+500); a Hypothesis profile that scales examples (``thorough``) multiplies it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import datetime as dt
 import importlib
 import io
 import json
+import os
 import tempfile
 import zoneinfo
 from pathlib import Path
@@ -228,7 +229,7 @@ def plugins(register_plugin):
         register_plugin(importlib.reload(module) and module, name=name)
 
 
-@settings(max_examples=10, deadline=None,
+@settings(max_examples=int(os.environ.get("INGEST_FUZZ_EXAMPLES", "10")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
 @given(crm_rows=st.lists(csv_rows, max_size=12), bom=st.booleans(), newline=st.sampled_from(["\n", "\r\n"]),
        encoding=st.sampled_from(["utf-8-sig", "utf-8"]), lines=st.lists(jsonl_lines, max_size=25),

@@ -201,3 +201,99 @@ def test_a_rule_the_compiler_cannot_compile_falls_back_to_the_evaluator(project,
     assert result.plan.startswith("reference evaluator (unsupported: Sequence (no rule in this test)")
     assert project.store.segment_member_ids("converted") == [ids[4]] == list(compiled.member_ids)
     assert explain_segment(project, "converted", AS_OF).sql is None
+
+
+# --- segments members, diff --json/--exit-code, and the one --as-of format set of every command ------------
+
+import csv  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+
+from motorcade.as_of import parse_as_of  # noqa: E402
+
+
+def invoke(project, *args):
+    return CliRunner().invoke(build_cli(), ["--project", str(project.directory), *args])
+
+
+def test_members_exports_the_stored_members_masked(project, monkeypatch):
+    monkeypatch.delenv("MOTORCADE_SHOW_PII", raising=False)
+    compute_segments(project, as_of=AS_OF)
+    result = invoke(project, "segments", "members", "owners", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["source"] == "stored" and doc["count"] == 3 and doc["as_of"].startswith("2026-11-20T10:00")
+    assert [m["name"] for m in doc["members"]] == ["p***"] * 3  # masked (length hidden too)
+    assert all(m["entered_at"] for m in doc["members"])
+    monkeypatch.setenv("MOTORCADE_SHOW_PII", "1")
+    result = invoke(project, "segments", "members", "owners", "--csv")
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [int(r["person_id"]) for r in rows] == project.ids[:3]
+    assert [r["name"] for r in rows] == ["p0", "p1", "p2"]
+
+
+def test_members_at_another_as_of_are_computed_not_stored(project, monkeypatch):
+    monkeypatch.setenv("MOTORCADE_SHOW_PII", "1")
+    # on 2024-06-01 person 2 did not own a car yet and person 3 had not sold theirs
+    ids = project.ids
+    result = invoke(project, "segments", "members", "owners", "--as-of", "2024-06-01", "--json")
+    doc = json.loads(result.output)
+    assert doc["source"] == "computed" and [int(m["person_id"]) for m in doc["members"]] == [ids[0], ids[1], ids[3]]
+    assert project.store.last_segment_run("owners") is None  # nothing stored
+
+
+def test_members_of_a_segment_never_computed_or_unknown_say_what_to_do(project):
+    result = invoke(project, "segments", "members", "owners")
+    assert isinstance(result.exception, MotorcadeError)
+    assert "has not been computed" in str(result.exception) and "segments compute owners" in str(result.exception)
+    result = invoke(project, "segments", "members", "owner")
+    assert "did you mean 'owners'?" in str(result.exception)
+
+
+def test_diff_json_and_exit_code(project):
+    compute_segments(project, as_of=AS_OF)
+    code = main(["--project", str(project.directory), "diff", "--as-of", "2026-11-20T10:00", "--exit-code"])
+    assert code == 0  # nothing changed
+    (project.directory / "rules" / "segments.mc").write_text(RULES.replace("in last 365 days", "in last 30 days"),
+                                                             encoding="utf-8")
+    result = invoke(project, "diff", "--as-of", "2026-11-20T10:00", "--json")
+    doc = json.loads(result.output)
+    assert doc["as_of"] == "2026-11-20T10:00:00+08:00" and doc["changed"] == 1
+    lapsed = {s["segment"]: s for s in doc["segments"]}["lapsed_owners"]
+    assert (lapsed["status"], lapsed["added"]) == ("changed", 1)
+    code = main(["--project", str(project.directory), "diff", "--as-of", "2026-11-20T10:00", "--exit-code"])
+    assert code == 1
+    result = invoke(project, "diff", "--as-of", "2026-11-20T10:00")
+    assert "both evaluated as of 2026-11-20T10:00:00+08:00" in result.output
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-11-20", dt.datetime(2026, 11, 20, tzinfo=TZ)),
+    ("2026-11-20T08:00", dt.datetime(2026, 11, 20, 8, tzinfo=TZ)),
+    ("2026-11-20 08:00:30", dt.datetime(2026, 11, 20, 8, 0, 30, tzinfo=TZ)),
+    ("2026-11-20T00:00Z", dt.datetime(2026, 11, 20, 8, tzinfo=TZ)),
+    ("2026-11-20T08:00+08:00", dt.datetime(2026, 11, 20, 8, tzinfo=TZ)),
+])
+def test_as_of_formats(text, expected):
+    assert parse_as_of(text, TZ) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "20261120", "2026-13-01", "2026-11-20T25:00", "11/20/2026"])
+@pytest.mark.parametrize("command", [["segments", "compute"], ["segments", "members", "owners"],
+                                     ["explain", "owners"], ["diff"], ["tags", "compute"],
+                                     ["report", "retention"], ["report", "churn"], ["pipeline"]])
+def test_every_command_refuses_the_same_bad_as_of_as_a_usage_error(project, command, text):
+    assert main(["--project", str(project.directory), *command, "--as-of", text]) == 2
+
+
+def test_now_is_accepted_everywhere(project):
+    assert abs(parse_as_of("now", TZ) - dt.datetime.now(TZ)) < dt.timedelta(seconds=5)
+    assert main(["--project", str(project.directory), "segments", "compute", "--as-of", "now"]) == 0
+
+
+@pytest.mark.parametrize("command", [["explain", "owners", "--person", "3**"], ["identity", "split", "3**"],
+                                     ["sends", "list", "--person", "3**"]])
+def test_a_masked_person_id_passed_back_is_refused_with_what_to_do(project, command):
+    result = CliRunner().invoke(build_cli(), ["--project", str(project.directory), *command])
+    assert result.exit_code == 2
+    assert "'3**' is a masked id" in result.output and "MOTORCADE_SHOW_PII=1" in result.output

@@ -202,3 +202,46 @@ def test_cli_ingest_and_quarantine_list_mask_pii(project, monkeypatch):
     assert "13700001111" not in listing.output and "137****1111" in listing.output
     stats = runner.invoke(build_cli(), ["--project", str(project.directory), "identity", "stats"])
     assert "13800138000" not in stats.output and "junk value" in stats.output
+
+
+def test_piped_ingest_prints_no_bar_frames(project):
+    """stderr is not a terminal under CliRunner: the summary lines only, no spinner or bar characters."""
+    from click.testing import CliRunner
+
+    from motorcade.cli import build_cli
+
+    result = CliRunner().invoke(build_cli(), ["--project", str(project.directory), "ingest", "--all"])
+    assert result.exit_code == 0, result.output
+    assert "crm: read 6" in result.output
+    assert not set("━╸⠋⠙⠹⠸") & set(result.output)
+
+
+def test_a_config_error_in_any_named_source_stops_ingest_before_any_row(project):
+    from click.testing import CliRunner
+
+    from motorcade.cli import build_cli
+
+    config = project.directory / "motorcade.toml"
+    config.write_text(config.read_text(encoding="utf-8") + '\n[sources.broken]\ntype = "csv"\npath = "x.csv"\n',
+                      encoding="utf-8")  # maps no records
+    result = CliRunner().invoke(build_cli(), ["--project", str(project.directory), "ingest", "--all"])
+    assert result.exit_code == 1 and "maps no records" in str(result.exception)
+    conn = sqlite3.connect(project.directory / "motorcade.db")
+    assert conn.execute("SELECT count(*) FROM people").fetchone()[0] == 0  # the good sources before it: nothing
+    conn.close()
+
+
+def test_ingest_without_sources_is_a_usage_error(project):
+    from motorcade.cli import main
+
+    assert main(["--project", str(project.directory), "ingest"]) == 2
+
+
+@pytest.mark.parametrize("lines, line_bytes", [(0, 10), (5, 10), (100_000, 37)])
+def test_the_size_estimate_of_a_file_is_close(tmp_path, lines, line_bytes):
+    from motorcade.sources.base import estimate_lines
+
+    path = tmp_path / "f.txt"
+    path.write_bytes((b"x" * (line_bytes - 1) + b"\n") * lines)
+    assert estimate_lines(path) == lines  # uniform lines: exact, also past the 1 MiB sample
+    assert estimate_lines(tmp_path / "missing") is None

@@ -67,4 +67,4 @@ def test_incremental_compute_and_selection(project):
 
 def test_unknown_name_is_a_clean_error(project):
     result = CliRunner().invoke(build_cli(), ["--project", str(project.directory), "tags", "compute", "intnet"])
-    assert result.exit_code != 0 and "did you mean 'intent'" in str(result.exception)
+    assert result.exit_code != 0 and "did you mean `intent`" in str(result.exception)

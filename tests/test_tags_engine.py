@@ -89,7 +89,7 @@ def test_a_tag_produced_twice_is_an_error_naming_both():
 
 
 def test_unknown_name_suggests_the_close_one():
-    with pytest.raises(TagError, match="did you mean 'alpha'"):
+    with pytest.raises(TagError, match="did you mean `alpha`"):
         plan(by_name(calc("alpha", ["a"])), ["alpah"])
 
 

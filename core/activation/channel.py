@@ -136,6 +136,9 @@ class Channel:
     name: ClassVar[str] = ""  # channel name used in rules: `via sms template "..."`
     description: ClassVar[str] = ""  # one line for `motorcade plugins`
     capabilities: ClassVar[ChannelCapabilities]
+    # The keys of `[channels.NAME]` (motorcade.config_schema.Setting objects); None: not declared,
+    # the table is not checked at load.
+    settings_schema: ClassVar[tuple | None] = None
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):
         self.settings = settings

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 
 import click
 
-from motorcade.masking import mask_identifier, pii_visible
+from motorcade.cli_types import COUNT, PERSON_ID
+from motorcade.masking import mask_identifier, mask_message, pii_visible
+from motorcade.model import RETRYABLE_STATES
 
 
 def _context(project, *, log=None):
@@ -82,18 +83,6 @@ def sends() -> None:
     """Inspect the outbox: list sends, retry dead letters, show statistics."""
 
 
-_PHONE_IN_TEXT = re.compile(r"\+?\d{7,15}")
-_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-
-
-def _mask_text(text: str | None) -> str | None:
-    """Provider answers in reasons can quote phone numbers or e-mail addresses: mask them too."""
-    if text is None or pii_visible():
-        return text
-    text = _PHONE_IN_TEXT.sub(lambda m: mask_identifier("phone", m.group(0)), text)
-    return _EMAIL_IN_TEXT.sub(lambda m: mask_identifier("email", m.group(0)), text)
-
-
 def _mask_address(send) -> str:
     steps = send["payload"].get("steps") or []
     chosen = send["payload"].get("chosen", 0)
@@ -106,9 +95,9 @@ def _mask_address(send) -> str:
 @sends.command("list")
 @click.option("--status", help="planned, deferred, claimed, sent, failed, dead, suppressed, holdout")
 @click.option("--origin", help="Campaign or trigger name.")
-@click.option("--person", "person_id", type=int, help="Person id.")
+@click.option("--person", "person_id", type=PERSON_ID, help="Person id.")
 @click.option("--run", "run_id", help="Run id.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=COUNT, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (addresses masked unless MOTORCADE_SHOW_PII=1).")
 @click.pass_obj
 def sends_list(state, status, origin, person_id, run_id, limit, as_json) -> None:
@@ -119,7 +108,7 @@ def sends_list(state, status, origin, person_id, run_id, limit, as_json) -> None
         item = {k: send[k] for k in ("idempotency_key", "origin_kind", "origin", "person_id", "channel", "template",
                                      "status", "attempts", "reason", "revision", "updated_at")}
         item["revision"] = item["revision"][:12]
-        item["reason"] = _mask_text(item["reason"])
+        item["reason"] = mask_message(item["reason"])  # provider answers can echo the body
         item["address"] = _mask_address(send)
         if as_json:
             click.echo(json.dumps(item, ensure_ascii=False))
@@ -133,7 +122,8 @@ def sends_list(state, status, origin, person_id, run_id, limit, as_json) -> None
 
 @sends.command("retry")
 @click.argument("keys", nargs=-1)
-@click.option("--status", default="dead", show_default=True, help="Retry sends in this state (dead, failed, ...).")
+@click.option("--status", default="dead", show_default=True, type=click.Choice(RETRYABLE_STATES),
+              help="Retry sends in this state.")
 @click.option("--origin", help="Only this campaign or trigger.")
 @click.option("--all", "retry_all", is_flag=True, help="Retry every send in --status (without listing keys).")
 @click.pass_obj

@@ -1,6 +1,6 @@
 """Churn warning: owners whose expected service interval has passed, ranked, per store.
 
-For every current owner (an ownership valid at ``as_of``):
+For every current owner (an ownership valid on ``as_of``'s date in the project's time zone ``tz``):
 
 1. Their service visits (``service_event``) up to ``as_of``; visits closer than ``merge_days`` to the
    previous one are one visit (a repair and its follow-up, two invoice lines).
@@ -24,6 +24,7 @@ import statistics
 import attrs
 
 from ..errors import MotorcadeError
+from ..localtime import zone_key
 from ..masking import mask_name, mask_phone
 from .common import UTC, check_store, scope_text, to_epoch
 from .html import BarChart, Section, Series, Table
@@ -138,7 +139,8 @@ def compute_churn(store, *, service_event: str = "service_visit", as_of: dt.date
     if limit <= 0:
         raise MotorcadeError(f"--limit must be positive, got {limit}")
     as_of_ts = int((as_of or dt.datetime.now(UTC)).timestamp())
-    histories = store.owner_service_histories(service_event=service_event, as_of=as_of_ts, store=store_id)
+    histories = store.owner_service_histories(service_event=service_event, as_of=as_of_ts, store=store_id,
+                                              zone=zone_key(tz))
     owners = []
     for person_id, home, since, times in histories:
         visits = collapse_visits(times, merge_days)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..as_of import as_of_option
+
 from ..errors import MotorcadeError
 
 
@@ -22,9 +24,28 @@ def _as_of(project, value):
 
     from .common import to_epoch
 
+    from ..as_of import parse_as_of
+
     if value is None:
         return None
-    return dt.datetime.fromtimestamp(to_epoch(value, project.timezone), dt.timezone.utc)
+    return dt.datetime.fromtimestamp(to_epoch(parse_as_of(value, project.timezone), project.timezone),
+                                     dt.timezone.utc)
+
+
+def _warn_unknown_events(project, *names: str | None) -> None:
+    """A warning (stderr) with `check`'s did-you-mean hint for each event name the store has never seen: the
+    report would silently count nothing for a misspelled ``--event``."""
+    from motorcade.activation.feedback import OUTCOMES
+    from motorcade.dsl.errors import did_you_mean
+
+    seen = set(project.store.event_names())
+    if not seen:
+        return  # nothing ingested yet: every name is unknown, a hint would be noise
+    known = seen | set(OUTCOMES)
+    for name in names:
+        if name and name not in known:
+            hint = did_you_mean(name, known) or f"events in the store: {', '.join(sorted(seen)[:15])}"
+            click.secho(f"warning: no event named {name!r} in the store; {hint}", fg="yellow", err=True)
 
 
 def _emit(report, fmt, out):
@@ -64,6 +85,7 @@ def funnel(state, name, steps, within_days, by, campaign, since, until, store_id
         if len(names) < 2:
             raise MotorcadeError("--steps needs at least two event names", hint="e.g. --steps sent,clicked,service_visit")
         spec = FunnelSpec(name or "ad_hoc", names, None if within_days is None else (within_days, "days"))
+        _warn_unknown_events(project, *names)
     elif name:
         spec = funnel_spec(project.rules(), name)
     else:
@@ -83,7 +105,8 @@ def funnel(state, name, steps, within_days, by, campaign, since, until, store_id
               help="Interval for the difference of proportions.")
 @click.option("--confidence", default=0.95, show_default=True)
 @click.option("--lapsed-days", default=365, show_default=True, help="An owner is lapsed after this many days without a visit.")
-@click.option("--as-of", help="Treat this date as today (windows still open are reported).")
+@as_of_option("Treat this instant as now: later runs and conversions do not count (windows still open are "
+              "reported).")
 @_common
 @click.pass_obj
 def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days, as_of, store_id, fmt, out) -> None:
@@ -92,9 +115,15 @@ def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days
     from .uplift import compute_uplift
 
     project = state.project
+    _warn_unknown_events(project, event)
+    try:
+        campaigns = tuple(project.rules().campaigns)  # for the did-you-mean hint of an unknown campaign
+    except MotorcadeError:
+        campaigns = ()
     result = compute_uplift(project.store, campaign, event=event, days=days, run_id=run_id, store_id=store_id,
                             lapsed_days=lapsed_days, confidence=confidence, method=method,
-                            as_of=to_epoch(as_of, project.timezone), tz=project.timezone)
+                            as_of=to_epoch(_as_of(project, as_of), project.timezone), tz=project.timezone,
+                            campaigns=campaigns)
     _emit(result, fmt, out)
 
 
@@ -104,7 +133,7 @@ def uplift(state, campaign, event, days, run_id, method, confidence, lapsed_days
 @click.option("--cohort-event", help="Cohort by the month of this first event (e.g. purchase, sent). "
                                      "Default: the month of the first car ownership (owners' return to workshop).")
 @click.option("--periods", default=12, show_default=True, help="Months after the cohort month to show.")
-@click.option("--as-of", help="Treat this date as today.")
+@as_of_option("Treat this instant as now.")
 @_common
 @click.pass_obj
 def retention(state, return_event, cohort_event, periods, as_of, store_id, fmt, out) -> None:
@@ -112,6 +141,7 @@ def retention(state, return_event, cohort_event, periods, as_of, store_id, fmt, 
     from .retention import compute_retention
 
     project = state.project
+    _warn_unknown_events(project, return_event, cohort_event)
     result = compute_retention(project.store, return_event=return_event, cohort_event=cohort_event, periods=periods,
                                store_id=store_id, as_of=_as_of(project, as_of), tz=project.timezone)
     _emit(result, fmt, out)
@@ -122,7 +152,7 @@ def retention(state, return_event, cohort_event, periods, as_of, store_id, fmt, 
 @click.option("--limit", default=50, show_default=True, help="Length of the ranked list.")
 @click.option("--default-interval", default=180, show_default=True,
               help="Days between visits assumed when neither the owner nor their store has history.")
-@click.option("--as-of", help="Treat this date as today.")
+@as_of_option("Treat this instant as now.")
 @_common
 @click.pass_obj
 def churn(state, service_event, limit, default_interval, as_of, store_id, fmt, out) -> None:
@@ -132,6 +162,7 @@ def churn(state, service_event, limit, default_interval, as_of, store_id, fmt, o
     from .churn import compute_churn
 
     project = state.project
+    _warn_unknown_events(project, service_event)
     result = compute_churn(project.store, service_event=service_event, as_of=_as_of(project, as_of),
                            store_id=store_id, limit=limit, default_interval_days=default_interval,
                            tz=project.timezone)

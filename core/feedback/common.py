@@ -27,13 +27,6 @@ def to_epoch(value: dt.date | dt.datetime | str | int | None, tz: dt.tzinfo = UT
     return int(dt.datetime.combine(value, dt.time(), tz).timestamp())
 
 
-def utc_offset_seconds(tz: dt.tzinfo, at: dt.datetime | None = None) -> int:
-    """The zone's UTC offset at ``at`` (default now), in seconds; months in reports are cut at this offset."""
-    at = at or dt.datetime.now(UTC)
-    offset = at.astimezone(tz).utcoffset()
-    return int(offset.total_seconds()) if offset is not None else 0
-
-
 def pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
@@ -61,12 +54,11 @@ def check_store(store, store_id: str | None) -> str | None:
         return None
     names = store.store_names()
     if store_id not in names:
-        import difflib
+        from motorcade.dsl.errors import did_you_mean
 
-        close = difflib.get_close_matches(store_id, list(names), n=1)
         raise MotorcadeError(
             f"no store {store_id!r} in {store.path}",
-            hint=f"did you mean {close[0]!r}?" if close else
+            hint=did_you_mean(store_id, names) or
             f"known stores: {', '.join(list(names)[:20]) or 'none (ingest the store list first)'}",
         )
     return store_id

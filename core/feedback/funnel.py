@@ -24,7 +24,8 @@ from typing import Sequence
 import attrs
 
 from ..errors import MotorcadeError
-from .common import UTC, check_store, duration_text, pct, scope_text, utc_offset_seconds
+from ..localtime import zone_key
+from .common import UTC, check_store, duration_text, pct, scope_text
 from .html import BarChart, Section, Series, Table
 
 NO_VALUE = "(none)"
@@ -170,7 +171,7 @@ def compute_funnel(store, spec: FunnelSpec, *, since: int | None = None, until: 
     if by is not None and not by.replace("_", "a").isalnum():
         raise MotorcadeError(f"cannot break a funnel down by {by!r}",
                              hint="use a property name such as channel, template, campaign, store or segment")
-    paths = store.funnel_paths(spec.steps, within=spec.within, offset_seconds=utc_offset_seconds(tz), since=since,
+    paths = store.funnel_paths(spec.steps, within=spec.within, zone=zone_key(tz), since=since,
                                until=until, campaign=campaign, store=store_id, by=None if by == "segment" else by)
     times = [row[2:] for row in paths]
     total = summarize(spec.steps, times)
@@ -196,12 +197,11 @@ def funnel_spec(rules, name: str) -> FunnelSpec:
     try:
         return FunnelSpec.from_rule(rules.funnels[name])
     except KeyError:
-        import difflib
+        from motorcade.dsl.errors import did_you_mean
 
-        close = difflib.get_close_matches(name, list(rules.funnels), n=1)
         raise MotorcadeError(
             f"no funnel named {name!r} in the project's rule files",
-            hint=f"did you mean {close[0]!r}?" if close else
+            hint=did_you_mean(name, rules.funnels) or
             (f"funnels: {', '.join(sorted(rules.funnels))}" if rules.funnels else
              'declare one, e.g. funnel recall { steps sent, clicked, service_visit within 14 days by channel }'),
         ) from None

@@ -29,13 +29,44 @@ def combined_html(title: str, reports, *, subtitle: str | None = None) -> str:
     return render_report(title, sections, subtitle=subtitle)
 
 
+def link_pages(directory: str | Path) -> list[Path]:
+    """Give every Motorcade report page in ``directory`` a links bar to all the others (by page title).
+
+    Only pages written by :func:`motorcade.feedback.html.render_report` (they carry its generator tag) are
+    touched, and only between their navigation markers. Returns the pages, sorted by file name."""
+    import html as html_lib
+    import re
+
+    from .html import GENERATOR, NAV_END, NAV_START, nav_html
+
+    pages = {}
+    for path in sorted(Path(directory).glob("*.html")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if GENERATOR in text and NAV_START in text and NAV_END in text:
+            title = re.search(r"<title>(.*?)</title>", text, flags=re.S)
+            pages[path] = (html_lib.unescape(title.group(1)) if title else path.stem, text)
+    if len(pages) < 2:
+        return list(pages)
+    for path, (_, text) in pages.items():
+        links = [(label, None if other == path else other.name) for other, (label, _) in pages.items()]
+        start, end = text.index(NAV_START), text.index(NAV_END) + len(NAV_END)
+        updated = text[:start] + nav_html(links) + text[end:]
+        if updated != text:
+            path.write_text(updated, encoding="utf-8")
+    return list(pages)
+
+
 def report_json(report) -> str:
     return json.dumps(report.to_dict(), ensure_ascii=False, indent=2, default=str)
 
 
 def emit(report, fmt: str = "table", out: str | Path | None = None, *, console=None) -> str | None:
     """Print or write ``report``. With ``out`` the HTML/JSON goes to that file (and a table format still
-    prints in the terminal and writes HTML when ``out`` ends in .html). Returns the path written, if any."""
+    prints in the terminal and writes HTML when ``out`` ends in .html); the report pages in that folder then
+    link to each other (:func:`link_pages`). Returns the path written, if any."""
     if fmt not in FORMATS:
         raise MotorcadeError(f"unknown report format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
     text = None
@@ -58,6 +89,8 @@ def emit(report, fmt: str = "table", out: str | Path | None = None, *, console=N
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+        if path.suffix == ".html":
+            link_pages(path.parent)  # report pages written into one folder link to each other
     except OSError as exc:
         raise MotorcadeError(f"cannot write the report to {path}: {exc.strerror}",
                              hint="choose a writable --out path") from None

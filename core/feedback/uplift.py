@@ -10,6 +10,9 @@ within ``days`` after that instant.
   Newcombe 1998; ``method="wald"`` gives the Wald interval instead);
 - relative uplift = p_treatment / p_holdout − 1, with the Katz log interval of the risk ratio;
 - incremental conversions = absolute uplift × treatment size (conversions the campaign added);
+- nothing after ``as_of`` counts: runs that start after it, and conversions after it (a window still open
+  at ``as_of`` is counted as far as it has run, and reported as open);
+- ownership dates are local dates in the project's time zone (``tz``);
 - lapsed owners (owners at the snapshot whose last service visit — or, with none, whose ownership —
   is older than ``lapsed_days``, 365 by default: 流失): the recall rate per arm and its uplift.
 """
@@ -21,6 +24,7 @@ import datetime as dt
 import attrs
 
 from ..errors import MotorcadeError
+from ..localtime import zone_key
 from . import stats
 from .common import UTC, check_store, pct, scope_text, signed_pct, to_epoch
 from .html import BarChart, Section, Series, Table
@@ -212,7 +216,7 @@ class UpliftReport:
                                (Series("uplift", [c.absolute_uplift for _, c in self.by_store],
                                        lower=[(c.absolute_interval or (None,))[0] for _, c in self.by_store],
                                        upper=[(c.absolute_interval or (None, None))[1] for _, c in self.by_store]),),
-                               percent=True, y_label="absolute uplift"),
+                               unit="pp", y_label="uplift (treatment − holdout)"),
             ))
         return out
 
@@ -244,8 +248,9 @@ def _compare(rows, key, confidence, method) -> ArmComparison:
 def compute_uplift(store, campaign: str, *, event: str = "service_visit", days: int = 30,
                    run_id: str | None = None, store_id: str | None = None, service_event: str = "service_visit",
                    lapsed_days: int = 365, confidence: float = 0.95, method: str = "newcombe",
-                   as_of: int | None = None, tz: dt.tzinfo = UTC) -> UpliftReport:
-    """The uplift report of ``campaign`` (all its runs, or ``run_id``)."""
+                   as_of: int | None = None, tz: dt.tzinfo = UTC, campaigns: tuple[str, ...] = ()) -> UpliftReport:
+    """The uplift report of ``campaign`` (all its runs, or ``run_id``). ``campaigns``: the names defined in the
+    rules, for the did-you-mean hint of a campaign without runs."""
     check_store(store, store_id)
     if days <= 0:
         raise MotorcadeError(f"--days must be positive, got {days}")
@@ -254,19 +259,30 @@ def compute_uplift(store, campaign: str, *, event: str = "service_visit", days: 
     if method not in stats.DIFFERENCE_METHODS:
         raise MotorcadeError(f"unknown interval method {method!r}",
                              hint=f"use one of {', '.join(stats.DIFFERENCE_METHODS)}")
-    runs = store.campaign_runs(campaign)
+    as_of = as_of if as_of is not None else int(dt.datetime.now(UTC).timestamp())
+    runs = store.campaign_runs(campaign, until=as_of)
     if run_id is not None:
         runs = [r for r in runs if r[0] == run_id]
     if not runs:
         known = [r[0] for r in store.query(
             "SELECT DISTINCT origin FROM activation_runs WHERE origin_kind = 'campaign' ORDER BY origin")]
+        if store.campaign_runs(campaign) and (run_id is None or any(r[0] == run_id
+                                                                   for r in store.campaign_runs(campaign))):
+            first = store.campaign_runs(campaign)[0][1]
+            raise MotorcadeError(
+                f"campaign {campaign!r} has no runs" + (f" with id {run_id!r}" if run_id else "") +
+                f" before --as-of {dt.datetime.fromtimestamp(as_of, tz).isoformat(timespec='minutes')}",
+                hint=f"its first run started at {first}: choose a later --as-of")
+        from motorcade.dsl.errors import did_you_mean
+
+        close = None if campaign in campaigns else did_you_mean(campaign, {*known, *campaigns})
         raise MotorcadeError(
             f"campaign {campaign!r} has no runs" + (f" with id {run_id!r}" if run_id else "") + f" in {store.path}",
-            hint=f"campaigns with runs: {', '.join(known)}" if known else "run the campaign first: motorcade run",
+            hint=close or (f"campaigns with runs: {', '.join(known)}" if known else "run the campaign first: motorcade run"),
         )
+    zone = zone_key(tz)
     rows = store.campaign_outcomes(campaign, event=event, window_seconds=days * 86400, service_event=service_event,
-                                   run_id=run_id, store=store_id)
-    as_of = as_of if as_of is not None else int(dt.datetime.now(UTC).timestamp())
+                                   run_id=run_id, store=store_id, until=as_of, zone=zone)
     overall = _compare(rows, lambda r: True, confidence, method)
     lapsed = _compare(rows, lambda r: is_lapsed(r[3], r[5], r[6], lapsed_days, tz), confidence, method)
     by_store = []
@@ -276,7 +292,8 @@ def compute_uplift(store, campaign: str, *, event: str = "service_visit", days: 
     incomplete = sum(1 for r in rows if r[3] + days * 86400 > as_of)
     return UpliftReport(
         campaign=campaign, event=event, days=days, overall=overall, lapsed=lapsed, lapsed_days=lapsed_days,
-        runs=[r[0] for r in runs], sends=store.campaign_send_counts(campaign, run_id=run_id, store=store_id),
+        runs=[r[0] for r in runs],
+        sends=store.campaign_send_counts(campaign, run_id=run_id, store=store_id, until=as_of),
         by_store=by_store, incomplete=incomplete, scope=scope_text(store, store_id), store_id=store_id,
         store_names=store.store_names(),
     )

@@ -10,7 +10,7 @@ import attrs
 from ..errors import MotorcadeError
 from .guards import DEFAULT_PRIORITY
 from ..masking import mask_identifier
-from ..sources.clean import CleanError, clean_identifier
+from ..sources.clean import CleanError, clean_identifier, identifier_lookup_key
 
 
 @attrs.frozen
@@ -24,6 +24,7 @@ class Explanation:
     identifiers: tuple[dict[str, Any], ...]  # distinct identifiers with flags
     chain: tuple[tuple[int, int, dict[str, Any]], ...]  # (from record, to record, link): a spanning tree
     not_linking: tuple[dict[str, Any], ...]  # identifiers on the records that do not link (flagged/removed)
+    splits: tuple[dict[str, Any], ...] = ()  # logged splits of this person or leaving it as a piece
 
 
 def find_person(store, query: str) -> tuple[int, str]:
@@ -37,19 +38,17 @@ def find_person(store, query: str) -> tuple[int, str]:
     type_, sep, value = text.partition(":")
     candidates = []
     if sep and type_ and not type_.startswith("+"):
-        try:
-            value = clean_identifier(type_, value)
-        except CleanError:
-            pass
+        raw = value
+        value = _cleaned(type_, value)
         candidates = store.find_identifier(type_, value)
+        asked = [(type_, raw)]
     else:
         for t in ("phone", "email"):
-            try:
-                candidates += store.find_identifier(t, clean_identifier(t, text))
-            except CleanError:
-                pass
+            candidates += store.find_identifier(t, _cleaned(t, text))
         candidates += [c for c in store.find_identifier(None, text) if c not in candidates]
+        asked = [("phone", text), ("email", text), (None, text)]
     if not candidates:
+        _explain_rejected(store, asked)
         raise MotorcadeError(f"no identifier {mask_identifier(type_ if sep else '', value if sep else text)} is known",
                              hint="use TYPE:VALUE, e.g. phone:13812345678 or crm_id:C00000042")
     iid, t, v, pid, flag = candidates[0]
@@ -66,6 +65,31 @@ def find_person(store, query: str) -> tuple[int, str]:
             )
         pid = records[0][3]
     return store.resolve_person_id(pid), f"{t} {mask_identifier(t, v)}"
+
+
+def _cleaned(type_: str, value: str) -> str:
+    """``value`` as ingest would have stored it (numbers of unknown ranges too: a project may accept
+    them), else as given."""
+    for lenient in (False, True):
+        try:
+            return clean_identifier(type_, value, accept_unknown_ranges=lenient)
+        except CleanError:
+            pass
+    return value.strip()
+
+
+def _explain_rejected(store, asked: list[tuple[str | None, str]]) -> None:
+    """Raise a MotorcadeError saying why ingest rejected the identifier asked about, if it did."""
+    for type_, raw in asked:
+        rows = store.list_rejected_identifiers(type_=type_, lookup=identifier_lookup_key(type_ or "", raw))
+        if rows:
+            r = min(rows, key=lambda x: x["first_seen"])
+            sources = sorted({x["source"] for x in rows})
+            raise MotorcadeError(
+                f"{r['type']} {mask_identifier(r['type'], r['value'])} was rejected when source(s) "
+                f"{', '.join(sources)} were ingested (first seen {r['first_seen']}): {r['reason']}",
+                hint="it links nobody; `motorcade identity rejected` lists every rejected identifier",
+            )
 
 
 def explain(store, query: str) -> Explanation:
@@ -98,7 +122,7 @@ def explain(store, query: str) -> Explanation:
             "flag_reason": link["flag_reason"], "records": 0})["records"] += 1
     not_linking = tuple(l for l in links if l["flagged"] or l["removed_at"] is not None)
     return Explanation(pid, asked, tuple(store.person_merges_into(pid)), tuple(records),
-                       tuple(identifiers.values()), tuple(chain), not_linking)
+                       tuple(identifiers.values()), tuple(chain), not_linking, tuple(store.list_identity_splits(pid)))
 
 
 def split(store, person_id: int, *, identifier: str | None = None, link_id: int | None = None,
@@ -107,9 +131,14 @@ def split(store, person_id: int, *, identifier: str | None = None, link_id: int 
 
     Returns the ids of the resulting people. Events, ownerships, relations follow at once; each
     person's golden record is rebuilt from its own records (``priority``: ``[identity] priority``).
+    The split is logged with its reason (``identity_splits``; :func:`unsplit` undoes it).
     """
     pid = store.resolve_person_id(person_id)
+    if store.get_person(pid) is None:
+        raise MotorcadeError(f"no person with id {person_id}",
+                             hint="pass an id from `motorcade identity explain TYPE:VALUE` or `motorcade status`")
     with store.transaction():
+        flagged_id = None
         if link_id is not None:
             owner = store.remove_identity_link(link_id)
             if owner is None or store.resolve_person_id(owner) != pid:
@@ -127,10 +156,48 @@ def split(store, person_id: int, *, identifier: str | None = None, link_id: int 
             if not found or found[0][3] is None or store.resolve_person_id(found[0][3]) != pid:
                 raise MotorcadeError(f"{type_} {mask_identifier(type_, value)} does not link person {person_id}",
                                      hint=f"see its identifiers with `motorcade identity explain {person_id}`")
-            store.flag_identifier(found[0][0], reason)
+            flagged_id = found[0][0]
+            store.flag_identifier(flagged_id, reason)
         else:
             raise MotorcadeError("say what to split off: --identifier TYPE:VALUE or --link LINK_ID")
         people = store.rederive_person(pid, reason=reason)
+        store.record_identity_split(pid, identifier_id=flagged_id, link_id=link_id, reason=reason, people=people)
         store.recompute_golden_records(people, priority)
         store.settle_identity()
     return people
+
+
+def unsplit(store, split_id: int, *, reason: str = "split undone by operator",
+            priority: Sequence[str] = DEFAULT_PRIORITY) -> int | None:
+    """Undo a logged split: restore the link it removed (or let the identifier it flagged link again)
+    and join the people that link joins. Recorded in the split log and, for each id merged back, in the
+    merge log (``split #N undone: REASON``). Returns the person the identifier belongs to again (None
+    if it links nobody, e.g. flagged since for another reason)."""
+    found = store.list_identity_splits(split_id=split_id)
+    if not found:
+        raise MotorcadeError(f"no split #{split_id}", hint="see the splits with `motorcade identity splits`")
+    logged = found[0]
+    if logged["undone_at"] is not None:
+        raise MotorcadeError(f"split #{split_id} was already undone at {logged['undone_at']}")
+    why = f"split #{split_id} undone: {reason}"
+    with store.transaction():
+        if logged["link_id"] is not None:
+            restored = store.restore_identity_link(logged["link_id"])
+            if restored is None:
+                raise MotorcadeError(f"the link {logged['link_id']} split #{split_id} removed no longer exists")
+            identifier_id = restored[1]
+        else:
+            identifier_id = logged["identifier_id"]
+            current = store.conn.execute("SELECT flag_reason FROM identifiers WHERE id = ?", (identifier_id,)).fetchone()
+            if current is not None and current[0] != logged["reason"]:
+                raise MotorcadeError(
+                    f"{logged['type']} {mask_identifier(logged['type'], logged['value'])} was flagged again since "
+                    f"split #{split_id} ({current[0] or 'not flagged'}); not undone",
+                    hint="see `motorcade identity flagged`")
+            store.unflag_identifier(identifier_id)
+        person = store.join_people_of_identifier(identifier_id, reason=why)
+        store.mark_identity_split_undone(split_id, reason=reason)
+        if person is not None:
+            store.recompute_golden_records([person], priority)
+        store.settle_identity()
+    return person

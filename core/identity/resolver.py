@@ -32,7 +32,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 from ..model import Identifier
 from ..store.codec import iso, utc_now
 from ..store.identity import fast_dumps, fast_loads
-from .guards import IdentityGuards
+from .guards import OVER_LIMIT, IdentityGuards
 
 _CACHE_LIMIT = 3_000_000  # records, and identifiers, kept in the cache before it is dropped
 # union-find node kinds of the merge-reason replay (see _merge_reasons): identifier id, _PERSON + person
@@ -78,11 +78,11 @@ class IdentityResolver:
 
     def __init__(self, store, guards: IdentityGuards | None = None, *, now: dt.datetime | None = None):
         self.store = store
-        self.guards = guards or IdentityGuards()
+        self.guards = guards or IdentityGuards.from_config({})
         self.now = now
         self.merged = 0  # person ids merged away by this resolver
         self.created = 0  # people created
-        self.flagged = 0  # identifiers flagged for crossing their limit
+        self.flagged = 0  # identifiers flagged: junk when first stored, or for crossing their limit
         self.records_created = 0  # identity records created
         self._limits: dict[str, int] = {}  # identifier type -> guards.limit(type)
         self._rank = {t: i for i, t in enumerate(self.guards.priority)}
@@ -188,6 +188,9 @@ class IdentityResolver:
         rules: list[tuple[int, str]] = []  # (index in links, rule) where the rule changes
         rule = None
         newly_flagged: list[list] = []
+        junk_flagged = 0  # new identifiers stored flagged as junk
+        recount: dict[int, list] = {}  # over-shared identifiers that gained links: their reason's count
+        over_limit = OVER_LIMIT
         touched: list[tuple[list, list]] = []  # (record entry, identifier entries) with new links (or new)
         entries: list[list] = []
 
@@ -234,8 +237,11 @@ class IdentityResolver:
                 value = ident.value
                 ie = by_value.get(value)
                 if ie is None:
-                    ie = by_value[value] = [next_iid, None, junk_reason(type_, value), 0, source, type_]
+                    reason = junk_reason(type_, value)
+                    ie = by_value[value] = [next_iid, None, reason, 0, source, type_]
                     new_idents.append((type_, value, ie))
+                    if reason is not None:
+                        junk_flagged += 1
                     if new_count_fits:  # linked once, by this record: within any limit
                         ie[_COUNT] = 1
                         ies.append(ie)
@@ -264,6 +270,9 @@ class IdentityResolver:
                     if count > limit:
                         ie[_REASON] = guards.over_limit_reason(type_, source, count)
                         newly_flagged.append(ie)
+                        recount[iid] = ie
+                elif ie[_REASON].startswith(over_limit):  # its reason states the count: restated below
+                    recount[iid] = ie
             if len(linked) != n_linked:
                 entry[_LINKED] = linked
                 touched.append((entry, ies))
@@ -271,6 +280,7 @@ class IdentityResolver:
                 touched.append((entry, ies))
         self._n_records += len(new_records)
         self._n_idents += len(new_idents)
+        self.flagged += junk_flagged
 
         # Identifiers that crossed their limit stop linking: people they had joined are re-derived.
         rederived: set[int] = set()  # people re-derived here: their golden records are recomputed below
@@ -422,6 +432,8 @@ class IdentityResolver:
         bounds = [start for start, _ in rules[1:]] + [len(links)]
         for (start, rule_), stop in zip(rules, bounds):
             store.insert_new_identity_links(source, rule_, now, links[start:stop] if len(rules) > 1 else links, mult)
+        if recount:
+            self._restate_counts(recount)
         for target, others, c in merges:
             store.merge_people(target, others, reason="linked by " + reasons.get(c, "a shared identifier"),
                                at=self.now)
@@ -443,6 +455,19 @@ class IdentityResolver:
         if redirect:
             return [(e[_RID], person(e[_PID])) for e in entries]
         return [(e[_RID], e[_PID]) for e in entries]
+
+    def _restate_counts(self, recount: dict[int, list]) -> None:
+        """Keep the count in over-shared identifiers' flag reasons current: the source whose records
+        carry the identifier most (live links; ties: the first source by name) and how many do."""
+        guards = self.guards
+        updates = []
+        for iid, (source, count) in self.store.identifier_top_sources(list(recount)).items():
+            ie = recount[iid]
+            reason = guards.over_limit_reason(ie[_TYPE], source, count)
+            if reason != ie[_REASON]:
+                ie[_REASON] = reason
+                updates.append((reason, iid))
+        self.store.update_flag_reasons(updates)
 
     def _merge_reasons(self, source: str, touched: list, record_comps: list[int], merges: list, find) -> dict[int, str]:
         """Why each merging component merged: the first identifier that joined people in it.
@@ -575,12 +600,14 @@ class IdentityResolver:
         next_iid = store.identity_next_ids()[2]
         new_rows = []
         rederive = set()
+        flagged = 0
         for pair in dict.fromkeys(pairs):
             if pair in found:
                 iid, pid, existing = found[pair]
                 if existing is not None:
                     continue
                 pid = store.flag_identifier(iid, reason)
+                flagged += 1
                 if pid is not None:
                     rederive.add(pid)
             else:
@@ -593,6 +620,7 @@ class IdentityResolver:
         if rederived:
             store.recompute_golden_records(rederived, self.guards.priority)
         self.reset()
+        self.flagged += flagged + len(new_rows)
         return len(new_rows) + len(rederive)
 
     def _load(self, source: str, records: dict[str, list], keys: list[str], observations: Sequence[Observation]) -> None:

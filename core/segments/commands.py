@@ -2,7 +2,8 @@
 
     motorcade segments compute [NAMES] [--as-of T]
     motorcade explain SEGMENT [--person ID] [--as-of T]
-    motorcade diff [--as-of T]
+    motorcade segments members NAME [--as-of T] [--json|--csv]
+    motorcade diff [--as-of T] [--json] [--exit-code]
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import json
 
 import click
 
+from ..as_of import as_of_option
+from ..cli_types import COUNT, PERSON_ID
+
 
 def _project():
     return click.get_current_context().find_root().obj.project
 
 
-_AS_OF = click.option("--as-of", "as_of",
-                      help="The instant 'now' means (ISO; naive = project time zone; default: now).")
+_AS_OF = as_of_option()
 
 
 @click.group(name="segments")
@@ -50,9 +53,42 @@ def compute_command(names: tuple[str, ...], as_of: str | None, as_json: bool) ->
         click.echo(f"as of {results[0].as_of.isoformat()}, rules revision {results[0].revision[:12]}")
 
 
+@segments_group.command(name="members")
+@click.argument("segment")
+@_AS_OF
+@click.option("--json", "fmt", flag_value="json", help="Print a JSON document.")
+@click.option("--csv", "fmt", flag_value="csv", help="Print CSV (a header row, then one row per member).")
+@click.option("--limit", type=COUNT, help="At most this many members (lowest ids first).")
+def members_command(segment: str, as_of: str | None, fmt: str | None, limit: int | None) -> None:
+    """Export a segment's members: those stored by its last computation, or with --as-of the members at
+    that instant (computed, not stored). Names, phones and ids are masked unless MOTORCADE_SHOW_PII=1."""
+    import csv
+    import sys
+
+    from .members import COLUMNS, segment_members
+
+    result = segment_members(_project(), segment, as_of, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps({"segment": result.segment, "as_of": result.as_of, "source": result.source,
+                               "revision": result.revision, "count": len(result.rows), "members": result.rows},
+                              ensure_ascii=False, indent=2))
+        return
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(result.rows)
+        return
+    what = "stored by the last computation" if result.source == "stored" else "computed now, not stored"
+    click.echo(f"{result.segment}: {len(result.rows):,} members at {result.as_of} ({what}, rules revision "
+               f"{result.revision[:12]})")
+    for row in result.rows:
+        click.echo(f"  {row['person_id']:<12} {row['name'] or '-':<10} {row['phone'] or '-':<16} "
+                   f"{row['entered_at'] or ''}")
+
+
 @click.command(name="explain")
 @click.argument("segment")
-@click.option("--person", "person_id", type=int, help="Explain why this person is (not) a member.")
+@click.option("--person", "person_id", type=PERSON_ID, help="Explain why this person is (not) a member.")
 @_AS_OF
 def explain_command(segment: str, person_id: int | None, as_of: str | None) -> None:
     """Show a segment's SQL, query plan, size and masked sample members — or, with --person, the
@@ -91,12 +127,33 @@ def explain_command(segment: str, person_id: int | None, as_of: str | None) -> N
 
 @click.command(name="diff")
 @_AS_OF
-def diff_command(as_of: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+@click.option("--exit-code", "exit_code", is_flag=True,
+              help="Exit 1 when a segment would change (like `git diff --exit-code`), 0 when none would.")
+def diff_command(as_of: str | None, as_json: bool, exit_code: bool) -> None:
     """Compare the working-tree rules with the last computed revision: per segment, who the change adds
     and removes (same data, same as-of)."""
+    import attrs
+
+    from .compute import parse_as_of
     from .diff import diff_segments
 
-    diffs = diff_segments(_project(), as_of)
+    project = _project()
+    moment = parse_as_of(as_of, project.timezone)
+    diffs = diff_segments(project, moment)
+    changed = [d for d in diffs if d.status != "unchanged"]
+    if as_json:
+        click.echo(json.dumps({"as_of": moment.isoformat(), "changed": len(changed),
+                               "segments": [attrs.asdict(d) for d in diffs]}, ensure_ascii=False, indent=2))
+    else:
+        _print_diffs(diffs, moment)
+    if exit_code and changed:
+        raise click.exceptions.Exit(1)
+
+
+def _print_diffs(diffs, moment) -> None:
+    click.echo(f"rules in the working tree against the last computed revision, both evaluated as of "
+               f"{moment.isoformat()}")
     if not diffs:
         click.echo("no segments")
     for d in diffs:

@@ -428,7 +428,9 @@ class SQLiteCompiler:
                          expressions=[exp.Literal.string("integer"), exp.Literal.string("real")])
         where = and_(where, numeric)
         if node.func == "sum":
-            agg = exp.Coalesce(this=exp.Sum(this=prop), expressions=[num(0)])  # evaluator: no numbers -> 0
+            # total(), not sum(): SQLite's sum() raises "integer overflow" past 64 bits (total() is a float,
+            # 0.0 for no numbers: the evaluator's 0)
+            agg = func("total", prop)
         elif node.func == "avg":
             agg = exp.Avg(this=prop)
         elif node.func == "min":

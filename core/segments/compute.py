@@ -76,18 +76,10 @@ def dependency_order(rule_set, names: Iterable[str]) -> list[str]:
 
 
 def parse_as_of(value, tz) -> dt.datetime:
-    """An aware instant from None (now), a datetime or ISO text; naive values are project-local."""
-    if value is None:
-        return dt.datetime.now(tz)
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise MotorcadeError(f"as-of {value!r} is not an ISO date or date-time",
-                                 "e.g. --as-of 2026-11-20T08:00 (project time zone) or 2026-11-20T00:00+00:00") from None
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
-    return value if value.tzinfo else value.replace(tzinfo=tz)
+    """An aware instant from None (now), a datetime or text (see :mod:`motorcade.as_of`)."""
+    from ..as_of import parse_as_of as parse
+
+    return parse(value, tz)
 
 
 def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz) -> tuple[list[int], str, CompiledQuery | None]:
@@ -128,12 +120,10 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None,
     wanted = list(names) if names else sorted(rule_set.segments)
     for name in wanted:
         if name not in rule_set.segments:
-            import difflib
+            from motorcade.dsl.errors import did_you_mean
 
-            close = difflib.get_close_matches(name, list(rule_set.segments), n=1)
-            raise MotorcadeError(f"no segment named `{name}` in the rules",
-                                 f"did you mean `{close[0]}`?" if close else
-                                 f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
+            raise MotorcadeError(f"no segment named `{name}` in the rules", did_you_mean(name, rule_set.segments)
+                                 or f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
     store = project.store
     store.require_events_deduplicated()  # a first bulk load's duplicates would count twice
     behind = store.plan_stats_behind()

@@ -7,6 +7,7 @@ import time
 
 import attrs
 
+from motorcade.dsl.errors import did_you_mean
 from motorcade.dsl.evaluate import ExplainNode, explain_person
 from motorcade.errors import MotorcadeError
 from motorcade.masking import mask_id
@@ -33,10 +34,18 @@ def masked(person_id: int) -> str:
     return mask_id(str(person_id))
 
 
+def require_segment(rule_set, segment: str) -> None:
+    """Raise "unknown segment" with `check`'s did-you-mean hint (or the list of segments) for a name not in the rules."""
+    if segment not in rule_set.segments:
+        raise MotorcadeError(f"unknown segment `{segment}`", did_you_mean(segment, rule_set.segments)
+                             or f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
+
+
 def explain_segment(project, segment: str, as_of=None, *, sample: int = 5) -> SegmentExplanation:
     tz = project.timezone
     as_of = parse_as_of(as_of, tz)
     rule_set = project.rules()
+    require_segment(rule_set, segment)
     store = project.store
     started = time.perf_counter()
     members, plan, query = evaluate_members(store, rule_set, segment, as_of, tz)
@@ -70,9 +79,7 @@ def explain_person_in_segment(project, segment: str, person_id: int, as_of=None)
     as_of = parse_as_of(as_of, tz)
     rule_set = project.rules()
     store = project.store
-    if segment not in rule_set.segments:
-        raise MotorcadeError(f"unknown segment `{segment}`",
-                             f"segments: {', '.join(sorted(rule_set.segments)) or 'none'}")
+    require_segment(rule_set, segment)
     resolved = store.resolve_person_id(person_id)
     dataset = load_dataset(store, [resolved])
     if resolved not in dataset.people:

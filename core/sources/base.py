@@ -96,6 +96,18 @@ class EventRecord:
 
 
 @attrs.frozen
+class TransferRecord:
+    """A car changing hands: closes the seller's ownership of the VIN and opens the buyer's."""
+
+    vin: str  # raw VIN
+    seller: tuple[RawIdentifier, ...]  # identifiers of the owner selling the car
+    buyer: tuple[RawIdentifier, ...]  # identifiers of the new owner
+    date: str | None = None  # raw date text of the sale; None = unknown (the day it is ingested)
+    position: str = ""  # where in the source
+    raw: str = ""  # raw row
+
+
+@attrs.frozen
 class RejectedRow:
     """A row the connector itself could not read (bad CSV quoting, invalid JSON): goes to quarantine."""
 
@@ -104,7 +116,7 @@ class RejectedRow:
     reason: str  # why it was rejected, in words an operator understands
 
 
-SourceRecord = Union[PersonRecord, StoreRecord, AdvisorRecord, CarRecord, EventRecord, RejectedRow]
+SourceRecord = Union[PersonRecord, StoreRecord, AdvisorRecord, CarRecord, EventRecord, TransferRecord, RejectedRow]
 
 
 class Source:
@@ -117,6 +129,9 @@ class Source:
     type_name: ClassVar[str] = ""  # the `type = "..."` value in motorcade.toml
     description: ClassVar[str] = ""  # one line for `motorcade plugins`
     yields: ClassVar[tuple[str, ...]] = ()  # record kinds it can yield: "people", "events", "cars", ...
+    # The keys of `[sources.NAME]` this type reads beyond the ones every source takes
+    # (motorcade.config_schema.SOURCE_COMMON); None: not declared, the table is not checked.
+    settings_schema: ClassVar[tuple | None] = None
 
     def __init__(self, name: str, settings: dict[str, Any], project_dir: Path):
         self.name = name
@@ -152,3 +167,20 @@ class Source:
     def timezone(self) -> str:
         """The time zone naive timestamps in this source are in (``timezone`` setting)."""
         return self.settings.get("timezone", "Asia/Shanghai")
+
+
+def estimate_lines(path, *, sample_bytes: int = 1 << 20) -> int | None:
+    """About how many lines the file at ``path`` holds: its size times the line density of its first
+    ``sample_bytes`` (exact for files up to that size). None if the file cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            sample = handle.read(sample_bytes)
+            size = handle.seek(0, 2)
+    except OSError:
+        return None
+    if not sample:
+        return 0
+    lines = sample.count(b"\n") + (0 if sample.endswith(b"\n") else 1)
+    if size <= len(sample):
+        return lines
+    return max(1, round(size * lines / len(sample)))

@@ -147,10 +147,11 @@ class StagedEvents:
     lines read (cleaned or not); ``identifiers_dropped`` as :class:`IngestSummary` counts it.
     """
 
-    __slots__ = ("data", "idsets", "consents", "failed", "records", "events", "identifiers_dropped", "seconds")
+    __slots__ = ("data", "idsets", "consents", "failed", "records", "events", "identifiers_dropped", "rejected",
+                 "seconds")
 
     def __init__(self, data: bytes, idsets: list, consents: list, failed: list, records: list, events: int,
-                 identifiers_dropped: int):
+                 identifiers_dropped: int, rejected: list = ()):
         self.data = data
         self.idsets = idsets
         self.consents = consents
@@ -158,6 +159,7 @@ class StagedEvents:
         self.records = records
         self.events = events
         self.identifiers_dropped = identifiers_dropped
+        self.rejected = rejected  # (type, value, lookup key, reason) of the identifier values that did not clean
         self.seconds = (0.0, 0.0)  # CPU and wall-clock seconds the worker spent on it
 
     def __len__(self) -> int:

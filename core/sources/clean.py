@@ -25,10 +25,14 @@ class CleanError(ValueError):
 
 _NON_DIGITS = re.compile(r"[^\d+]")
 _CN_MOBILE = re.compile(r"^(?:\+?86)?(1\d{10})$")
+_CN_MOBILE_SHAPE = re.compile(r"^1[3-9]\d{9}$")  # what a mainland mobile number looks like, whatever its range
 _cn_block_valid: dict[str, bool] = {}
+# the end of the reason a number of an unknown range is rejected with: what to do about it
+UNKNOWN_RANGE_HINT = "set [identity.phone] accept_unknown_ranges = true to keep such numbers"
+_UNKNOWN_RANGE = "not in an assigned number range of its region (phone numbering data); " + UNKNOWN_RANGE_HINT
 
 
-def _cn_mobile_fast(compact: str) -> str | None:
+def _cn_mobile_fast(compact: str, accept_unknown_ranges: bool) -> str | None:
     """E.164 of a mainland mobile number without a full parse: validity of a CN mobile number depends on
     its first seven digits only (the number block), so phonenumbers judges each block once."""
     m = _CN_MOBILE.match(compact)
@@ -42,13 +46,20 @@ def _cn_mobile_fast(compact: str) -> str | None:
 
         valid = _cn_block_valid[block] = phonenumbers.is_valid_number(phonenumbers.parse(block + "5678", "CN"))
     if not valid:
-        raise CleanError("not a valid phone number for its region")
+        if not _CN_MOBILE_SHAPE.match(digits):
+            raise CleanError("not a valid phone number for its region")
+        if not accept_unknown_ranges:
+            raise CleanError(_UNKNOWN_RANGE)
     return "+86" + digits
 
 
 @functools.lru_cache(maxsize=1 << 18)
-def clean_phone(raw: str, region: str = "CN") -> str:
-    """A phone number in E.164 (``+8613812345678``); raises CleanError if it is not a valid number."""
+def clean_phone(raw: str, region: str = "CN", accept_unknown_ranges: bool = False) -> str:
+    """A phone number in E.164 (``+8613812345678``); raises CleanError if it is not a valid number.
+
+    ``accept_unknown_ranges``: also keep numbers of a possible length and shape in ranges the phone
+    numbering data does not list as assigned (new mobile blocks reach it late).
+    """
     import phonenumbers
 
     text = raw.strip()
@@ -59,7 +70,7 @@ def clean_phone(raw: str, region: str = "CN") -> str:
     if region == "CN" and not compact.startswith("+") and len(compact) == 13 and compact.startswith("86"):
         compact = "+" + compact
     if region == "CN" or compact.startswith("+86"):
-        fast = _cn_mobile_fast(compact)
+        fast = _cn_mobile_fast(compact, accept_unknown_ranges)
         if fast is not None:
             return fast
     try:
@@ -67,8 +78,21 @@ def clean_phone(raw: str, region: str = "CN") -> str:
     except phonenumbers.NumberParseException as exc:
         raise CleanError(f"not a phone number: {exc}") from None
     if not phonenumbers.is_valid_number(number):
-        raise CleanError("not a valid phone number for its region")
+        # a well-formed number is of a full length for its region (not a local-only short form)
+        if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
+            raise CleanError("not a valid phone number for its region")
+        if not accept_unknown_ranges:
+            raise CleanError(_UNKNOWN_RANGE)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_lookup_key(raw: str) -> str:
+    """The digits of a phone number as typed, without a leading 86 of a 13-digit mainland number: how a
+    rejected number is found again from any spelling of it (``154 1234 5678``, ``+8615412345678``)."""
+    digits = re.sub(r"\D", "", raw)
+    if len(digits) == 13 and digits.startswith("86"):
+        digits = digits[2:]
+    return digits
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -131,13 +155,13 @@ def clean_vin(raw: str, *, check_digit: bool | str = True) -> str:
 NORMALISED_TYPES = frozenset({"phone", "email", "national_id_hash"})
 
 
-def clean_identifier(type_: str, raw: Any, *, region: str = "CN") -> str:
+def clean_identifier(type_: str, raw: Any, *, region: str = "CN", accept_unknown_ranges: bool = False) -> str:
     """Normalise one identifier by type (:data:`NORMALISED_TYPES`); other types are trimmed strings."""
     text = str(raw).strip() if raw is not None else ""
     if not text:
         raise CleanError(f"empty {type_}")
     if type_ == "phone":
-        return clean_phone(text, region)
+        return clean_phone(text, region, accept_unknown_ranges)
     if type_ == "email":
         return clean_email(text)
     if type_ == "national_id_hash":
@@ -328,3 +352,13 @@ def convert(value: Any, type_: str, *, tz: str = "Asia/Shanghai", region: str = 
     if type_ == "email":
         return clean_email(str(value))
     raise CleanError(f"unknown column type {type_!r} (use str, int, float, bool, date, datetime, vin, phone, email)")
+
+
+def identifier_lookup_key(type_: str, raw: Any) -> str:
+    """How an identifier value that did not clean is looked up again (see :func:`phone_lookup_key`)."""
+    text = str(raw).strip() if raw is not None else ""
+    if type_ == "phone":
+        return phone_lookup_key(text)
+    if type_ == "email":
+        return text.lower()
+    return text

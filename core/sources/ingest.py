@@ -45,11 +45,12 @@ from .base import (
     Source,
     SourceRecord,
     StoreRecord,
+    TransferRecord,
 )
 from .batch import (STAGE_SCHEMA, EventBatch, ParseWorkers, StagedEvents, can_fork, default_workers,
                     properties_json)
-from .clean import (NORMALISED_TYPES, CleanError, check_json_value, clean_identifier, clean_phone, clean_vin, parse_date,
-                    parse_timestamp, zone)
+from .clean import (NORMALISED_TYPES, CleanError, check_json_value, clean_identifier, clean_phone, clean_vin,
+                    identifier_lookup_key, parse_date, parse_timestamp, zone)
 
 # Events that carry a consent change, unless the source maps its own (``consent_events``).
 DEFAULT_CONSENT_EVENTS = {
@@ -71,7 +72,7 @@ class IngestSummary:
     duplicates: int = 0  # events already stored (re-ingest)
     people_created: int = 0  # people created
     merged: int = 0  # person ids merged into others
-    flagged: int = 0  # identifiers flagged for being shared too widely
+    flagged: int = 0  # identifiers flagged: junk, advisors' phones, shared too widely
     quarantined: int = 0  # rows sent to quarantine (new ones)
     rejected: int = 0  # rows rejected this run (new or already in quarantine)
     identifiers_dropped: int = 0  # identifier values that did not clean (bad phone, bad e-mail)
@@ -108,12 +109,14 @@ class Ingestor:
         parallel (None: the source's ``workers`` setting, else one per core; 0: parse in this process)."""
         self.store = store
         self.workers = workers
-        self.guards = guards or IdentityGuards()
+        self.guards = guards or IdentityGuards.from_config({})
         self.timezone = timezone
         self.resolver = IdentityResolver(store, self.guards, now=now)
-        self._cleaned: dict[tuple[str, str, str], Identifier | None] = {}  # (type, raw, region) -> cleaned
+        # (type, raw, region) -> cleaned, or (type, value, lookup key, reason) when it did not clean
+        self._cleaned: dict[tuple[str, str, str], Identifier | tuple] = {}
+        self._rejected: dict[tuple, None] = {}  # the batch's identifier values that did not clean
         self._junk: dict[Identifier, bool] = {}  # cleaned identifier -> may link
-        # region -> raw (type, value) pairs -> (identifiers, dropped, unusable reason, combination key, hash text)
+        # region -> raw (type, value) pairs -> (identifiers, rejected values, unusable reason, combination key, hash text)
         self._id_sets: dict[str, dict[tuple, tuple]] = {}
         self._hours: dict[str, dict[str, int | None]] = {}  # time zone -> see _hour_epoch
         # seconds per stage of the last run's parallel load (see _run_parallel): what `make bench` prints
@@ -305,9 +308,10 @@ class Ingestor:
         """
         store, guards = self.store, self.guards
         name = settings.name
+        self._rejected = {}
         summary.read += len(records)
         failed: dict[Any, tuple[str, str, str]] = {}
-        persons, cars, events, stores, advisors = [], [], [], [], []
+        persons, cars, events, stores, advisors, transfers = [], [], [], [], [], []
 
         def fail(rec, reason: str) -> None:
             group = rec.position or id(rec)
@@ -323,12 +327,17 @@ class Ingestor:
                 elif kind is PersonRecord:
                     if rec.attributes:
                         _check_attributes(rec.attributes)
-                    ids = self._clean_identifiers(rec.identifiers, settings, summary)
+                    rejected: list = []
+                    ids = self._clean_identifiers(rec.identifiers, settings, rejected)
+                    if rejected:
+                        self._dropped(rejected, summary)
                     if not rec.source_key and not self._usable(ids):
                         raise CleanError(_no_identifier([i.type for i in rec.identifiers], ids, guards))
                     persons.append((rec, ids))
                 elif kind is CarRecord:
                     cars.append(self._clean_car(rec, settings, summary))
+                elif kind is TransferRecord:
+                    transfers.append(rec)
                 elif kind is RejectedRow:
                     fail(rec, rec.reason)
                 elif kind is StoreRecord:
@@ -341,7 +350,7 @@ class Ingestor:
                     phone = None
                     if rec.phone:
                         try:
-                            phone = clean_phone(rec.phone, settings.region)
+                            phone = clean_phone(rec.phone, settings.region, guards.accept_unknown_ranges)
                         except CleanError as exc:
                             raise CleanError(f"advisor phone: {exc}") from None
                     advisors.append(Advisor(rec.id, rec.name, rec.store_id, rec.role, phone))
@@ -349,6 +358,15 @@ class Ingestor:
                     raise CleanError(f"unknown record type {kind.__name__}")
             except CleanError as exc:
                 fail(rec, str(exc))
+        if transfers:  # after the loop: a transfer may name a car described earlier in the batch
+            batch_vins = {c[1] for c in cars}
+            cleaned_transfers = []
+            for rec in transfers:
+                try:
+                    cleaned_transfers.append(self._clean_transfer(rec, settings, summary, batch_vins))
+                except CleanError as exc:
+                    fail(rec, str(exc))
+            transfers = cleaned_transfers
         if failed:  # a row is used whole or not at all
             keep = lambda rec: (rec.position or id(rec)) not in failed  # noqa: E731
             persons = [p for p in persons if keep(p[0])]
@@ -358,6 +376,7 @@ class Ingestor:
             stores = [s for s in stores if s.id in stores_ok]
             advisors_ok = {r.id for r in records if isinstance(r, AdvisorRecord) and keep(r)}
             advisors = [a for a in advisors if a.id in advisors_ok]
+            transfers = [t for t in transfers if keep(t[0])]
         if event_batch is not None and event_batch.events:
             # the fast path: one line is one event, so a failure concerns that line alone
             summary.read += len(event_batch.events)
@@ -369,6 +388,7 @@ class Ingestor:
         if staged is not None:  # cleaned by a worker with the rules of _clean_event; one line, one row
             summary.read += staged.events
             summary.identifiers_dropped += staged.identifiers_dropped
+            self._rejected.update(dict.fromkeys(staged.rejected))
             for row in staged.failed:
                 failed.setdefault(row[0], row)
 
@@ -396,6 +416,9 @@ class Ingestor:
                 observations.append(Observation(rec.owner_key, (), None, rule))
             elif owner_ids:
                 observations.append(Observation(None, owner_ids, None, f"{name} car owner"))
+        for _rec, _vin, _date, seller_ids, buyer_ids in transfers:
+            observations.append(Observation(None, seller_ids, None, f"{name} car seller"))
+            observations.append(Observation(None, buyer_ids, None, f"{name} car buyer"))
         records_before = self.resolver.records_created
         resolved = self.resolver.resolve(name, observations) if observations else []
         summary.written += self.resolver.records_created - records_before
@@ -408,7 +431,7 @@ class Ingestor:
                 relations.append((rid, pid, kind, target, name, None))
             for channel, granted, at in rec.consents:
                 ts = parse_timestamp(at, settings.tz) if at is not None else settings.now()
-                store.set_consent(Consent(pid, channel, granted, ts, name), undated=at is None)
+                store.set_consent(Consent(pid, channel, granted, ts, name), undated=at is None, record_id=rid)
         ownerships = []
         car_rows = []
         for rec, vin, purchase, owned_from, owned_to, owner_ids in cars:
@@ -429,6 +452,13 @@ class Ingestor:
             summary.reference += len(car_rows)
         if ownerships:
             store.upsert_ownership_rows(ownerships)
+        if transfers:
+            sales = []
+            for _rec, vin, date, _seller_ids, _buyer_ids in transfers:
+                (_srid, seller), (brid, buyer) = next(it), next(it)
+                sales.append((vin, seller, buyer, date.isoformat() if date else None, name, brid))
+            store.transfer_ownerships(sales, today=self._today(settings).isoformat())
+            summary.reference += len(sales)
         if relations:
             store.add_record_relations(relations)
 
@@ -445,11 +475,15 @@ class Ingestor:
         if quarantined:
             summary.rejected += len(quarantined)
             summary.quarantined += store.quarantine_rows(name, quarantined)
+        if self._rejected:
+            store.record_rejected_identifiers(name, list(self._rejected))
         return quarantined
 
     # -- cleaning ---------------------------------------------------------------------------------
 
-    def _clean_identifiers(self, raw, settings: "_SourceSettings", summary: IngestSummary) -> tuple[Identifier, ...]:
+    def _clean_identifiers(self, raw, settings: "_SourceSettings", rejected: list) -> tuple[Identifier, ...]:
+        """The cleaned identifiers of ``raw``; each value that does not clean is appended to ``rejected``
+        as ``(type, value as read, lookup key, reason)`` (see :meth:`_dropped`)."""
         out = []
         region = settings.region
         cache = self._cleaned
@@ -462,20 +496,22 @@ class Ingestor:
                 if text:
                     out.append(Identifier(type_, text))
                 else:
-                    summary.identifiers_dropped += 1
+                    rejected.append((type_, "", "", f"empty {type_}"))
                 continue
             key = (type_, value, region)
-            cleaned = cache.get(key, False)
-            if cleaned is False:
+            cleaned = cache.get(key)
+            if cleaned is None:
                 try:
-                    cleaned = Identifier(ident.type, clean_identifier(ident.type, ident.value, region=region))
-                except CleanError:
-                    cleaned = None
+                    cleaned = Identifier(ident.type, clean_identifier(
+                        ident.type, ident.value, region=region, accept_unknown_ranges=self.guards.accept_unknown_ranges))
+                except CleanError as exc:
+                    text = str(value).strip() if value is not None else ""
+                    cleaned = (type_, text, identifier_lookup_key(type_, text), str(exc))
                 if len(cache) > 1_000_000:
                     cache.clear()
                 cache[key] = cleaned
-            if cleaned is None:
-                summary.identifiers_dropped += 1
+            if type(cleaned) is tuple:  # (an Identifier is an attrs class, not a tuple)
+                rejected.append(cleaned)
             else:
                 out.append(cleaned)
         if len(out) < 2:
@@ -486,6 +522,11 @@ class Ingestor:
         for i in out:
             seen.setdefault((i.type, i.value), i)
         return tuple(seen.values())
+
+    def _dropped(self, rejected, summary: IngestSummary) -> None:
+        """Count identifier values that did not clean and keep them for the batch's rejected_identifiers."""
+        summary.identifiers_dropped += len(rejected)
+        self._rejected.update(dict.fromkeys(rejected))
 
     def _usable(self, ids: tuple[Identifier, ...]) -> bool:
         junk = self._junk
@@ -594,6 +635,7 @@ class Ingestor:
         by_object: dict[int, tuple] = {}
         sha256 = hashlib.sha256
         dropped = 0
+        rejected: dict[tuple, None] = {}
         for where, name, ts, raw_ids, props_json, dedup, raw in batch.events:
             try:
                 if not name:
@@ -610,7 +652,8 @@ class Ingestor:
                         id_set = self._identifier_set(raw_ids, settings)
                     by_object[id(raw_ids)] = id_set  # batch.events keeps raw_ids alive: ids stay unique
                 if id_set[1]:
-                    dropped += id_set[1]
+                    dropped += len(id_set[1])
+                    rejected.update(dict.fromkeys(id_set[1]))
                 if id_set[2] is not None:
                     raise CleanError(id_set[2])
             except CleanError as exc:
@@ -628,7 +671,7 @@ class Ingestor:
             if name in consent_events:
                 consents.append((number, name, epoch, props_json))
         return StagedEvents(StagedEvents.pack(rows), idsets, consents, failed, batch.records, len(batch.events),
-                            dropped)
+                            dropped, list(rejected))
 
     def _clean_event_rows(self, batch: EventBatch, settings: "_SourceSettings", summary: IngestSummary,
                           failed: dict) -> list[tuple]:
@@ -642,7 +685,6 @@ class Ingestor:
         fromiso = _FROMISO
         hours = self._hours.setdefault(settings.tz, {})
         sha256 = hashlib.sha256
-        dropped_total = 0
         for row in batch.events:
             where, name, ts, raw_ids, props_json, dedup, raw = row
             id_set = id_sets.get(raw_ids)
@@ -659,7 +701,7 @@ class Ingestor:
                         epoch = int(value.timestamp())
                 if epoch is not None and earliest <= epoch <= latest:
                     if id_set[1]:
-                        dropped_total += id_set[1]
+                        self._dropped(id_set[1], summary)
                     if not dedup:
                         text = f"{name}\x1f{epoch}\x1f{id_set[4]}\x1f{props_json}"
                         dedup = "h:" + sha256(text.encode()).hexdigest()[:32]
@@ -670,7 +712,6 @@ class Ingestor:
             except CleanError as exc:
                 pos = batch.position(where)
                 failed.setdefault(pos, (pos, batch.raw_text(raw), str(exc)))
-        summary.identifiers_dropped += dropped_total
         return out
 
     def _clean_event(self, where: Any, name: str, ts: Any, raw_ids: tuple[tuple[str, str], ...], props_json: str,
@@ -684,9 +725,9 @@ class Ingestor:
         id_set = self._id_sets.get(settings.region, {}).get(raw_ids)
         if id_set is None:
             id_set = self._identifier_set(raw_ids, settings)
-        ids, dropped, unusable, combo, ids_text = id_set
-        if dropped:
-            summary.identifiers_dropped += dropped
+        ids, rejected, unusable, combo, ids_text = id_set
+        if rejected:
+            self._dropped(rejected, summary)
         if unusable is not None:
             raise CleanError(unusable)
         if not dedup:
@@ -697,11 +738,11 @@ class Ingestor:
     def _identifier_set(self, raw_ids: tuple[tuple[str, str], ...], settings: "_SourceSettings") -> tuple:
         """Cleaned identifiers of an event, and what follows from them, cached per raw identifier set
         (a person's identifiers recur on every one of their events)."""
-        dropped = _Counter()
-        ids = self._clean_identifiers([Identifier(t, v) for t, v in raw_ids], settings, dropped)
+        rejected: list = []
+        ids = self._clean_identifiers([Identifier(t, v) for t, v in raw_ids], settings, rejected)
         unusable = None if self._usable(ids) else _no_identifier([t for t, _ in raw_ids], ids, self.guards)
         ids_text = "\x1f".join(sorted(f"{i.type}={i.value}" for i in ids))
-        entry = (ids, dropped.identifiers_dropped, unusable, combination_key(ids) if ids else "", ids_text)
+        entry = (ids, tuple(rejected), unusable, combination_key(ids) if ids else "", ids_text)
         cache = self._id_sets.setdefault(settings.region, {})
         if len(cache) > 1_000_000:
             cache.clear()
@@ -715,10 +756,38 @@ class Ingestor:
         owned_to = parse_date(rec.owned_to) if rec.owned_to else None
         if owned_from and owned_to and owned_to < owned_from:
             raise CleanError(f"ownership ends ({owned_to}) before it starts ({owned_from})")
-        owner_ids = self._clean_identifiers(rec.owner, settings, summary) if rec.owner and not rec.owner_key else ()
+        owner_ids = ()
+        if rec.owner and not rec.owner_key:
+            rejected: list = []
+            owner_ids = self._clean_identifiers(rec.owner, settings, rejected)
+            if rejected:
+                self._dropped(rejected, summary)
         if rec.owner and not rec.owner_key and not self._usable(owner_ids):
             raise CleanError("car owner: " + _no_identifier([i.type for i in rec.owner], owner_ids, self.guards))
         return (rec, vin, purchase, owned_from, owned_to, owner_ids)
+
+    def _clean_transfer(self, rec: TransferRecord, settings: "_SourceSettings", summary: IngestSummary,
+                        batch_vins: set[str]) -> tuple:
+        vin = clean_vin(rec.vin, check_digit=settings.vin_check_digit)
+        if vin not in batch_vins and self.store.get_car(vin) is None:
+            raise CleanError(f"car {vin} is not known: load the source that describes it (brand, model) first, "
+                             f"then `motorcade quarantine retry`")
+        date = parse_date(rec.date) if rec.date else None
+        sides = []
+        for label, raw in (("seller", rec.seller), ("buyer", rec.buyer)):
+            rejected: list = []
+            ids = self._clean_identifiers(raw, settings, rejected)
+            if rejected:
+                self._dropped(rejected, summary)
+            if not self._usable(ids):
+                raise CleanError(f"car {label}: " + _no_identifier([i.type for i in raw], ids, self.guards))
+            sides.append(ids)
+        return (rec, vin, date, *sides)
+
+    def _today(self, settings: "_SourceSettings") -> dt.date:
+        """The date of the ingest in the source's time zone (an undated sale happened by then)."""
+        now = self.resolver.now or dt.datetime.now(dt.timezone.utc)
+        return now.astimezone(settings.tzinfo).date()
 
     # -- quarantine retry -------------------------------------------------------------------------
 
@@ -767,10 +836,6 @@ def _gc_paused():
     finally:
         if was_enabled:
             gc.enable()
-
-
-class _Counter:
-    identifiers_dropped = 0
 
 
 _PLAIN_ATTRIBUTE = frozenset({str, int, bool, type(None)})

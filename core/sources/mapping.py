@@ -13,6 +13,7 @@ columns. A column is named by a string, or by a table with a type (and optionall
     attributes = { name = "name", birth_year = { column = "birth_year", type = "int" } }
     relations = { selling_store = "store_code" }             # kind = column holding the target id
     consents = { sms = "sms_opt_in" }                        # channel = yes/no column
+    consent_times = { sms = "sms_opt_in_at" }                # when it was given (optional; see below)
 
     [sources.dms.car]                                        # owner = this row's person
     vin = "vin"
@@ -31,6 +32,12 @@ columns. A column is named by a string, or by a table with a type (and optionall
     dedup_key = "policy_no"
     properties = { insurer = "insurer", vin = { column = "vin", type = "vin" } }
 
+    [sources.resales.transfer]                               # a car changing hands
+    vin = "vin"
+    date = "sold_on"                                         # optional: unknown = the day of ingest
+    from_owner = { dms_customer_id = "seller_id" }           # the seller's identifiers
+    to_owner = { dms_customer_id = "buyer_id", phone = "buyer_mobile" }
+
     [sources.stores.store]                                   # id, name, group, city, brand
     [sources.advisors.advisor]                               # id, name, store_id, role, phone
 
@@ -39,6 +46,10 @@ convert rejects the whole row (it goes to quarantine with the column named), nev
 a number that is not finite (``nan``, ``inf``, ``1e400``: no JSON number holds it) in an int or float
 column. Without ``dedup_key`` an event's identity is its content (name, time, identifiers, properties):
 identical rows are one event (see docs/sources.md).
+
+A consent without a time (no ``consent_times`` column, or an empty cell) is taken as stated when the row
+is first read in that state; such a "yes" never lifts an opt-out recorded from elsewhere (a receipt). A
+consent with its time is an explicit choice at that time (``PeopleMixin.set_consent``).
 """
 
 from __future__ import annotations
@@ -55,10 +66,11 @@ from .base import (
     RejectedRow,
     SourceRecord,
     StoreRecord,
+    TransferRecord,
 )
-from .clean import CleanError, convert, parse_bool
+from .clean import CleanError, convert, parse_bool, parse_timestamp
 
-KINDS = ("person", "car", "event", "store", "advisor")
+KINDS = ("person", "car", "event", "store", "advisor", "transfer")
 
 
 class _Column:
@@ -118,6 +130,7 @@ class RowMapping:
                                   ("id", "name", "group", "city", "brand"), required=("id", "name"))
         self.advisor = self._fields(settings.get("advisor"), f"[sources.{source}.advisor]",
                                     ("id", "name", "store_id", "role", "phone"), required=("id", "name", "store_id"))
+        self.transfer = self._transfer(settings.get("transfer"), f"[sources.{source}.transfer]")
         self.columns_used = self._columns_used()
 
     # -- building ---------------------------------------------------------------------------------
@@ -158,7 +171,37 @@ class RowMapping:
             "attributes": self._map(table.get("attributes"), f"{where} attributes"),
             "relations": self._map(table.get("relations"), f"{where} relations"),
             "consents": self._map(table.get("consents"), f"{where} consents"),
+            "consent_times": self._consent_times(table, where),
         }
+
+    def _transfer(self, table: Any, where: str) -> dict[str, Any] | None:
+        if table is None:
+            return None
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        allowed = ("vin", "date", "from_owner", "to_owner")
+        unknown = sorted(set(table) - set(allowed))
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}", hint=f"fields: {', '.join(allowed)}")
+        missing = [f for f in ("vin", "from_owner", "to_owner") if f not in table]
+        if missing:
+            raise ConfigError(f"{where}: map {', '.join(missing)}",
+                              hint='from_owner = { dms_customer_id = "seller_id" }, to_owner = { phone = "buyer_mobile" }')
+        owners = {}
+        for side in ("from_owner", "to_owner"):
+            owners[side] = self._map(table[side], f"{where} {side}")
+            if not owners[side]:
+                raise ConfigError(f"{where} {side}: map at least one identifier", hint='{ phone = "mobile" }')
+        return {"vin": _Column(table["vin"], f"{where} vin"),
+                "date": _Column(table["date"], f"{where} date") if "date" in table else None, **owners}
+
+    def _consent_times(self, table: dict, where: str) -> dict[str, _Column]:
+        times = self._map(table.get("consent_times"), f"{where} consent_times")
+        unknown = sorted(set(times) - set(table.get("consents") or {}))
+        if unknown:
+            raise ConfigError(f"{where} consent_times: {', '.join(unknown)} not in consents",
+                              hint="consent_times gives the time of a channel mapped in consents")
+        return times
 
     def _event(self, table: Any, where: str) -> dict[str, Any] | None:
         if table is None:
@@ -186,12 +229,18 @@ class RowMapping:
 
         if self.person:
             add(self.person["key"])
-            for group in ("identifiers", "attributes", "relations", "consents"):
+            for group in ("identifiers", "attributes", "relations", "consents", "consent_times"):
                 for c in self.person[group].values():
                     add(c)
         for table in (self.car, self.store, self.advisor):
             for c in (table or {}).values():
                 add(c)
+        if self.transfer:
+            add(self.transfer["vin"])
+            add(self.transfer["date"])
+            for side in ("from_owner", "to_owner"):
+                for c in self.transfer[side].values():
+                    add(c)
         if self.event:
             add(self.event["ts"])
             add(self.event["dedup_key"])
@@ -241,9 +290,17 @@ class RowMapping:
                 text = _text(row, c)
                 if text is not None:
                     try:
-                        consents.append((channel, parse_bool(text), None))
+                        granted = parse_bool(text)
                     except CleanError as exc:
                         raise CleanError(f"column {c.column}: {exc}") from None
+                    at_column = p["consent_times"].get(channel)
+                    at = _text(row, at_column)
+                    if at is not None:
+                        try:
+                            at = parse_timestamp(at, tz)
+                        except CleanError as exc:
+                            raise CleanError(f"column {at_column.column}: {exc}") from None
+                    consents.append((channel, granted, at))
             out.append(PersonRecord(source_key=person_key or "", identifiers=person_ids,
                                     attributes={k: v for k, v in attributes.items() if v is not None},
                                     position=position, raw=raw, relations=relations, consents=tuple(consents)))
@@ -273,6 +330,15 @@ class RowMapping:
             properties = {k: v for k, col in e["properties"].items() if (v := col.value(row, tz, vin_check)) is not None}
             out.append(EventRecord(name=name, ts=e["ts"].raw(row), identifiers=identifiers, properties=properties,
                                    dedup_key=_text(row, e["dedup_key"]), position=position, raw=raw))
+        if self.transfer is not None:
+            t = self.transfer
+            seller, buyer = (tuple(RawIdentifier(k, text) for k, col in t[side].items()
+                                   if (text := _text(row, col)) is not None) for side in ("from_owner", "to_owner"))
+            if not seller or not buyer:
+                raise CleanError(f"missing the {'seller' if not seller else 'buyer'} of the car: "
+                                 f"the {'from_owner' if not seller else 'to_owner'} columns are empty")
+            out.append(TransferRecord(vin=_text(row, t["vin"]) or "", seller=seller, buyer=buyer,
+                                      date=_text(row, t["date"]), position=position, raw=raw))
         if self.store is not None:
             s = self.store
             out.append(StoreRecord(id=_text(row, s["id"]) or "", name=_text(row, s["name"]) or "",
@@ -284,3 +350,26 @@ class RowMapping:
                                      store_id=_text(row, a["store_id"]) or "", role=_text(row, a.get("role")) or "sales",
                                      phone=_text(row, a.get("phone")), position=position, raw=raw))
         return out
+
+
+def mapping_warnings(source: str, settings: Mapping[str, Any]) -> list[str]:
+    """Mappings that load but are likely wrong (``motorcade check`` prints them as warnings): a VIN
+    mapped as a person identifier (a VIN identifies a car, never a person: people who sold or bought
+    the car would be merged into one)."""
+    warnings = []
+    tables = [(f"[sources.{source}.{kind}] identifiers", (settings.get(kind) or {}).get("identifiers"))
+              for kind in ("person", "event")]
+    tables += [(f"[sources.{source}.transfer] {side}", (settings.get("transfer") or {}).get(side))
+               for side in ("from_owner", "to_owner")]
+    for label, table in tables:
+        if not isinstance(table, dict):
+            continue
+        for type_, spec in table.items():
+            column = spec if isinstance(spec, str) else spec.get("column") if isinstance(spec, dict) else None
+            typed_vin = isinstance(spec, dict) and spec.get("type") == "vin"
+            if type_.lower() == "vin" or typed_vin or (column or "").lower() == "vin":
+                warnings.append(
+                    f"{label} maps {type_} = {column!r}: a VIN identifies a car and never identifies a person "
+                    f"(everyone who owned the car would become one person); map the car under "
+                    f"[sources.{source}.car] or [sources.{source}.transfer] instead")
+    return warnings

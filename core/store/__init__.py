@@ -7,6 +7,7 @@ segment compiler; :func:`open_store` picks the implementation from the database 
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -29,7 +30,12 @@ def open_store(database: str | Path, *, base_dir: Path | None = None, migrate: b
     path = Path(text)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
-    return SQLiteStore(path, migrate=migrate)
+    try:
+        return SQLiteStore(path, migrate=migrate)
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise ConfigError(f"database {str(path)!r} cannot be opened: {exc}",
+                          hint="[project] database must name a writable SQLite file in an existing folder "
+                               "(relative paths are read from the project folder)") from None
 
 
 __all__ = ["Store", "SQLiteStore", "open_store"]

@@ -6,6 +6,10 @@ months on the wall clock of time zone ``zone``, the day clamped to the month's e
 evaluator's ``shift`` (docs/dsl.md), so `did A then B within 6 months` compiles instead of falling back.
 SQLite's ``'+N months'`` modifier overflows into the next month instead of clamping and knows only UTC
 and the machine's local zone.
+
+``motorcade_utc_offset(ts, zone)``: the UTC offset in seconds in force at epoch second ``ts`` in ``zone``
+(an IANA name, ``UTC`` or ``+08:00``): ``ts + motorcade_utc_offset(ts, zone)`` is the local wall-clock time,
+so local days and months are exact across daylight-saving changes (:mod:`motorcade.localtime`).
 """
 
 from __future__ import annotations
@@ -38,4 +42,7 @@ def add_months(ts: int | None, months: int | None, zone: str | None) -> int | No
 
 
 def register(conn: sqlite3.Connection) -> None:
+    from motorcade.localtime import utc_offset
+
     conn.create_function("motorcade_add_months", 3, add_months, deterministic=True)
+    conn.create_function("motorcade_utc_offset", 2, utc_offset, deterministic=True)

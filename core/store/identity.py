@@ -16,6 +16,7 @@ import json
 from typing import Any, Iterable, Iterator, Sequence
 
 from .codec import iso, loads, utc_now
+from .people import CONSENT_PRECEDENCE
 
 _CHUNK = 5000
 
@@ -174,6 +175,26 @@ class IdentityMixin:
             ):
                 counts[iid] = n
         return counts
+
+    def identifier_top_sources(self, identifier_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """``identifier id -> (source, records)``: the source whose records carry it most (live links;
+        ties: the first source by name)."""
+        top: dict[int, tuple[str, int]] = {}
+        if identifier_ids:
+            for iid, source, n in self.conn.execute(
+                "SELECT l.identifier_id, l.source, count(*) AS n FROM json_each(?) AS j CROSS JOIN identity_links l "
+                "ON l.identifier_id = j.value WHERE l.removed_at IS NULL GROUP BY l.identifier_id, l.source "
+                "ORDER BY l.identifier_id, n DESC, l.source",
+                (_json(list(identifier_ids)),),
+            ):
+                top.setdefault(iid, (source, n))
+        return top
+
+    def update_flag_reasons(self, rows: Sequence[tuple[str, int]]) -> None:
+        """``(reason, identifier id)`` of flagged identifiers whose reason changed."""
+        if rows:
+            self._identity_changed()
+            self.conn.executemany("UPDATE identifiers SET flag_reason = ? WHERE id = ? AND flagged = 1", list(rows))
 
     def person_of_identifier(self, type_: str, value: str) -> int | None:
         row = self.conn.execute("SELECT person_id FROM identifiers WHERE type = ? AND value = ?", (type_, value)).fetchone()
@@ -387,7 +408,7 @@ class IdentityMixin:
             "SELECT attributes, created_at FROM people WHERE id = ?", (person_id,)
         ).fetchone() or ("{}", now)
         consents = conn.execute(
-            "SELECT channel, granted, ts, source FROM consents WHERE person_id = ?", (person_id,)
+            "SELECT channel, granted, ts, source, dated FROM consents WHERE person_id = ?", (person_id,)
         ).fetchall()
         result = []
         for members in components.values():
@@ -405,7 +426,8 @@ class IdentityMixin:
                 )
                 # Opt-outs must survive a split: every piece keeps the consent state it had.
                 conn.executemany(
-                    "INSERT OR IGNORE INTO consents (person_id, channel, granted, ts, source) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO consents (person_id, channel, granted, ts, source, dated) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     [(new_id, *c) for c in consents],
                 )
             for other in origins[1:]:
@@ -449,6 +471,79 @@ class IdentityMixin:
             (iso(at or utc_now()), iso(at or utc_now()), link_id),
         )
         return None if row is None else row[0]
+
+    def restore_identity_link(self, link_id: int) -> tuple[int, int] | None:
+        """Make a removed link live again (``valid_to`` set by its removal cleared); returns its
+        ``(record id, identifier id)``, or None if there is no such link."""
+        row = self.conn.execute(
+            "SELECT record_id, identifier_id FROM identity_links WHERE id = ?", (link_id,)).fetchone()
+        if row is None:
+            return None
+        self._identity_changed()
+        self.conn.execute(
+            "UPDATE identity_links SET valid_to = CASE WHEN valid_to = removed_at THEN NULL ELSE valid_to END, "
+            "removed_at = NULL WHERE id = ?",
+            (link_id,),
+        )
+        return row[0], row[1]
+
+    def unflag_identifier(self, identifier_id: int) -> None:
+        """Let a flagged identifier link again (its people are joined by :meth:`join_people_of_identifier`)."""
+        self._identity_changed()
+        self.conn.execute("UPDATE identifiers SET flagged = 0, flag_reason = NULL WHERE id = ?", (identifier_id,))
+
+    def join_people_of_identifier(self, identifier_id: int, *, reason: str, at: dt.datetime | None = None) -> int | None:
+        """Merge the people whose records carry an unflagged identifier (live links) into the oldest of
+        them, and give the identifier to that person. Returns the person, or None if no record carries it."""
+        conn = self.conn
+        people = sorted({r[0] for r in conn.execute(
+            "SELECT r.person_id FROM identity_links l JOIN identity_records r ON r.id = l.record_id "
+            "JOIN identifiers i ON i.id = l.identifier_id WHERE l.identifier_id = ? AND l.removed_at IS NULL "
+            "AND i.flagged = 0",
+            (identifier_id,),
+        )})
+        if not people:
+            return None
+        self.merge_people(people[0], people[1:], reason=reason, at=at)
+        self._identity_changed()
+        conn.execute("UPDATE identifiers SET person_id = ? WHERE id = ? AND flagged = 0", (people[0], identifier_id))
+        return people[0]
+
+    # -- the split log ----------------------------------------------------------------------------
+
+    def record_identity_split(self, person_id: int, *, identifier_id: int | None, link_id: int | None, reason: str,
+                              people: Sequence[int], at: dt.datetime | None = None) -> int:
+        """Log one split (the identifier it flagged or the link it removed); returns its number."""
+        cur = self.conn.execute(
+            "INSERT INTO identity_splits (person_id, identifier_id, link_id, reason, people, split_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (person_id, identifier_id, link_id, reason, _json(sorted(people)), iso(at or utc_now())),
+        )
+        return cur.lastrowid
+
+    def mark_identity_split_undone(self, split_id: int, *, reason: str, at: dt.datetime | None = None) -> None:
+        self.conn.execute("UPDATE identity_splits SET undone_at = ?, undo_reason = ? WHERE id = ?",
+                          (iso(at or utc_now()), reason, split_id))
+
+    def list_identity_splits(self, person_id: int | None = None, *, split_id: int | None = None) -> list[dict[str, Any]]:
+        """Logged splits, oldest first: all, one (``split_id``), or those of a person (split from it or
+        leaving it as one of the pieces)."""
+        sql = ("SELECT s.id, s.person_id, s.identifier_id, s.link_id, s.reason, s.people, s.split_at, s.undone_at, "
+               "s.undo_reason, i.type, i.value FROM identity_splits s LEFT JOIN identifiers i ON i.id = "
+               "coalesce(s.identifier_id, (SELECT identifier_id FROM identity_links WHERE id = s.link_id))")
+        params: tuple = ()
+        if split_id is not None:
+            sql += " WHERE s.id = ?"
+            params = (split_id,)
+        elif person_id is not None:
+            sql += " WHERE s.person_id = ?1 OR EXISTS (SELECT 1 FROM json_each(s.people) WHERE value = ?1)"
+            params = (person_id,)
+        return [
+            {"id": r[0], "person_id": r[1], "identifier_id": r[2], "link_id": r[3], "reason": r[4],
+             "people": loads(r[5]), "split_at": r[6], "undone_at": r[7], "undo_reason": r[8], "type": r[9],
+             "value": r[10]}
+            for r in self.conn.execute(sql + " ORDER BY s.id", params)
+        ]
 
     # -- golden record ----------------------------------------------------------------------------
 
@@ -540,11 +635,12 @@ class IdentityMixin:
             f"GROUP BY r.person_id, rr.kind, rr.target_id"
         )
         conn.execute(
-            f"INSERT INTO consents (person_id, channel, granted, ts, source) "
-            f"SELECT m.new_id, c.channel, c.granted, c.ts, c.source FROM consents c "
+            f"INSERT INTO consents (person_id, channel, granted, ts, source, dated) "
+            f"SELECT m.new_id, c.channel, c.granted, c.ts, c.source, c.dated FROM consents c "
             f"JOIN person_merges m ON m.old_id = c.person_id WHERE c.person_id IN {merged} ORDER BY c.ts "
             f"ON CONFLICT(person_id, channel) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, "
-            f"source = excluded.source WHERE excluded.ts >= consents.ts"
+            f"source = excluded.source, dated = excluded.dated "
+            f"WHERE {CONSENT_PRECEDENCE.format(after='NULL')}"  # the same precedence as set_consent
         )
         conn.execute(f"DELETE FROM consents WHERE person_id IN {merged}")
         for table, columns in (
@@ -620,6 +716,52 @@ class IdentityMixin:
             )
         ]
 
+    def list_flagged_identifiers(self, *, type_: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Flagged identifiers (they link nobody): type, value, reason and how many records carry them,
+        most carried first."""
+        sql = ("SELECT i.id, i.type, i.value, i.flag_reason, (SELECT count(*) FROM identity_links l "
+               "WHERE l.identifier_id = i.id AND l.removed_at IS NULL) AS n FROM identifiers i WHERE i.flagged = 1")
+        params: list[Any] = []
+        if type_ is not None:
+            sql += " AND i.type = ?"
+            params.append(type_)
+        sql += " ORDER BY n DESC, i.type, i.value"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [{"id": r[0], "type": r[1], "value": r[2], "reason": r[3] or "flagged", "records": r[4]}
+                for r in self.conn.execute(sql, params)]
+
+    # -- identifiers that did not clean ------------------------------------------------------------
+
+    def record_rejected_identifiers(self, source: str, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """``(type, value as read, lookup key, reason)`` of identifier values of ``source`` that did not
+        clean; a value seen again keeps its first reason and moves ``last_seen``."""
+        if not rows:
+            return
+        now = iso(utc_now())
+        self.conn.executemany(
+            "INSERT INTO rejected_identifiers (source, type, value, lookup, reason, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source, type, value) DO UPDATE SET last_seen = excluded.last_seen",
+            [(source, t, v, k, r, now, now) for t, v, k, r in rows],
+        )
+
+    def list_rejected_identifiers(self, *, source: str | None = None, type_: str | None = None,
+                                  lookup: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Rejected identifier values (newest first), optionally of one source, type or lookup key."""
+        sql = "SELECT source, type, value, reason, first_seen, last_seen FROM rejected_identifiers WHERE 1 = 1"
+        params: list[Any] = []
+        for column, value in (("source", source), ("type", type_), ("lookup", lookup)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        sql += " ORDER BY last_seen DESC, source, type, value"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [{"source": r[0], "type": r[1], "value": r[2], "reason": r[3], "first_seen": r[4], "last_seen": r[5]}
+                for r in self.conn.execute(sql, params)]
+
     def identity_stats(self, *, flagged_limit: int = 20) -> dict[str, Any]:
         one = lambda sql, *p: self.conn.execute(sql, p).fetchone()[0]  # noqa: E731
         return {
@@ -639,6 +781,9 @@ class IdentityMixin:
             "people_by_source_count": dict(self.conn.execute(
                 "SELECT n, count(*) FROM (SELECT person_id, count(DISTINCT source) AS n FROM identity_records "
                 "GROUP BY person_id) GROUP BY n ORDER BY n").fetchall()),
+            "rejected_by_reason": dict(self.conn.execute(
+                "SELECT reason, count(*) FROM rejected_identifiers GROUP BY reason ORDER BY count(*) DESC, reason"
+            ).fetchall()),
             "flagged_by_reason": dict(self.conn.execute(
                 "SELECT flag_reason, count(*) FROM identifiers WHERE flagged = 1 GROUP BY flag_reason "
                 "ORDER BY count(*) DESC").fetchall()),

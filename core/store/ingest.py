@@ -173,6 +173,22 @@ class IngestMixin:
             sorted({(r[2], r[1]) for r in dated}),
         )
 
+    def transfer_ownerships(self, sales: list[tuple], *, today: str) -> None:
+        """``(vin, seller person, buyer person, date or None, source, buyer's record id)``: each sale
+        closes the seller's open ownership of the car (on its date; undated: ``today``) and opens the
+        buyer's (from its date; undated: from an unknown date). Reading a sale again changes nothing."""
+        conn = self.conn
+        for vin, seller, buyer, date, source, record_id in sales:
+            # the seller's ownership may still name a person merged away in this run: match by record too
+            conn.execute(
+                "UPDATE ownerships SET valid_to = ?1 WHERE vin = ?2 AND valid_to IS NULL "
+                "AND (valid_from IS NULL OR valid_from < ?1) AND (person_id = ?3 OR record_id IN "
+                "(SELECT id FROM identity_records WHERE person_id = ?3))",
+                (date or today, vin, seller),
+            )
+        self.upsert_ownership_rows([(buyer, vin, date, None, source, record_id)
+                                    for vin, _seller, buyer, date, source, record_id in sales])
+
     def add_record_relations(self, rows: list[tuple]) -> None:
         """``(record_id, person_id, kind, target_id, source, since)``: stored per record, shown per person."""
         self.conn.executemany(

@@ -399,3 +399,75 @@ def m006_every_person_id_names_a_person(db: sqlite_utils.Database) -> None:
     db.execute(f"UPDATE events SET person_id = NULL WHERE {gone}")
     for table in ("ownerships", "person_relations", "consents", "tag_values"):
         db.execute(f"DELETE FROM {table} WHERE {gone}")
+
+
+@migration
+def m007_rejected_identifiers_and_split_log(db: sqlite_utils.Database) -> None:
+    """One-ID repairs an operator can see and undo.
+
+    - ``rejected_identifiers``: identifier values that did not clean (a phone of an unassigned range, an
+      address without ``@``), once per source, type and value as read, with the reason; ``lookup`` is the
+      value as :func:`motorcade.sources.clean.identifier_lookup_key` finds it again from any spelling.
+    - ``identity_splits``: every ``identity split`` with its reason, the identifier it flagged or the link
+      it removed, the people it left; ``undone_at`` / ``undo_reason`` once ``identity unsplit`` undid it.
+    """
+    db.executescript(
+        """
+        CREATE TABLE rejected_identifiers (
+            source TEXT NOT NULL,
+            type TEXT NOT NULL,
+            value TEXT NOT NULL,
+            lookup TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            PRIMARY KEY (source, type, value)
+        ) WITHOUT ROWID;
+        CREATE INDEX rejected_identifiers_lookup ON rejected_identifiers (type, lookup);
+        CREATE TABLE identity_splits (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER NOT NULL,
+            identifier_id INTEGER REFERENCES identifiers(id),
+            link_id INTEGER REFERENCES identity_links(id),
+            reason TEXT NOT NULL,
+            people TEXT NOT NULL,
+            split_at TEXT NOT NULL,
+            undone_at TEXT,
+            undo_reason TEXT
+        );
+        """
+    )
+
+
+@migration
+def m008_inbox(db: sqlite_utils.Database) -> None:
+    """A durable receive buffer for push sources (the HTTP collector): a message is stored here before
+    its sender gets a 200, and the source's ingest reads it from here by id. ``(source, message_id)`` is
+    unique, so a message sent twice is stored once."""
+    db.execute(
+        "CREATE TABLE inbox (id INTEGER PRIMARY KEY, source TEXT NOT NULL, message_id TEXT NOT NULL, "
+        "received_at TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (source, message_id))")
+    db.execute("CREATE INDEX inbox_by_source ON inbox (source, id)")
+
+
+@migration
+def m009_consent_statements(db: sqlite_utils.Database) -> None:
+    """Consent precedence (``PeopleMixin.set_consent``): ``consents.dated`` says whether a grant carries a
+    time of its own (a grant read from a source without a time never outranks a refusal), and
+    ``consent_statements`` keeps what each source row last said, so that reading an unchanged row again
+    states nothing new. Grants stored before are taken as undated: any refusal received later wins."""
+    db.executescript(
+        """
+        ALTER TABLE consents ADD COLUMN dated INTEGER NOT NULL DEFAULT 1;
+        UPDATE consents SET dated = 0 WHERE granted = 1;
+        -- What a source row (an identity record) last said about a channel without a time, and when that
+        -- was first read.
+        CREATE TABLE IF NOT EXISTS consent_statements (
+            record_id INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            granted INTEGER NOT NULL,
+            ts INTEGER NOT NULL,
+            PRIMARY KEY (record_id, channel)
+        ) WITHOUT ROWID;
+        """
+    )

@@ -18,6 +18,7 @@ import datetime as dt
 from typing import Any, Iterable
 
 from .codec import dumps, epoch, from_epoch, iso, loads, utc_now
+from ..model import RETRYABLE_STATES
 
 # States a dispatcher may claim once ``not_before`` has passed (plus ``claimed`` rows whose lease expired).
 CLAIMABLE_STATES = ("planned", "deferred", "failed")
@@ -37,6 +38,7 @@ def _send_row(row: tuple) -> dict[str, Any]:
     send = dict(zip(OUTBOX_COLUMNS, row))
     send["payload"] = loads(send["payload"])
     return send
+
 
 
 class OutboxMixin:
@@ -248,7 +250,7 @@ class OutboxMixin:
     def retry_sends(self, *, keys: Iterable[str] | None = None, status: str = "dead", origin: str | None = None,
                     now: dt.datetime | None = None) -> int:
         """Put dead (or other stopped) sends back to ``planned`` with a fresh attempt budget; returns the count."""
-        if status not in ("dead", "suppressed", "deferred", "failed"):
+        if status not in RETRYABLE_STATES:
             raise ValueError(f"cannot retry sends in state {status!r}")
         now_text = iso(now or utc_now())
         sql = ("UPDATE outbox SET status = 'planned', attempts = 0, not_before = NULL, claimed_by = NULL, "

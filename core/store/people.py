@@ -9,6 +9,19 @@ from ..model import Advisor, Car, Consent, Ownership, Person, Store
 from .codec import date_text, dumps, epoch, from_date_text, from_epoch, from_iso, iso, loads, utc_now
 
 
+# Whether the consent state offered (``excluded``) replaces the one stored (``consents``), in the WHERE of an
+# upsert. A refusal replaces a grant without a time of its own (read from a source that gives none) or any
+# state not newer than it. A grant replaces a refusal only when it certainly came after it: its own time is
+# later, or ``{after}`` (the time the same source row was read stating a refusal before it changed to this
+# grant; NULL if unknown) is not before the refusal. Between grants, a dated one outranks an undated one,
+# else the newer wins.
+CONSENT_PRECEDENCE = (
+    "CASE WHEN excluded.granted = 0 THEN (consents.granted = 1 AND consents.dated = 0) OR excluded.ts >= consents.ts "
+    "WHEN consents.granted = 0 THEN (excluded.dated = 1 AND excluded.ts > consents.ts) OR consents.ts <= {after} "
+    "ELSE excluded.dated > consents.dated OR (excluded.dated = consents.dated AND excluded.ts >= consents.ts) END"
+)
+
+
 class PeopleMixin:
     # -- people -----------------------------------------------------------------------------------
 
@@ -192,22 +205,47 @@ class PeopleMixin:
 
     # -- consent ----------------------------------------------------------------------------------
 
-    def set_consent(self, consent: Consent, *, undated: bool = False) -> bool:
-        """Record a consent state unless a newer one is already stored; True if it changed.
+    def set_consent(self, consent: Consent, *, undated: bool = False, record_id: int | None = None) -> bool:
+        """Record a consent state unless the stored one takes precedence; True if the stored state changed.
 
-        ``undated``: the source states the consent without a time (``consent.ts`` is when it was read): the
-        same state from the same source again changes nothing, so re-reading a file keeps the first time.
-        A consent given for a merged-away id is the surviving person's (an opt-out is never lost); one for
-        an id that names nobody is not stored."""
+        Precedence (:data:`CONSENT_PRECEDENCE`; the reliability section of the README states it for
+        operators): a refusal stands until a grant certainly made after it arrives -- a grant with its own
+        later time, or a source row that had stated the refusal (or stated a refusal read after it) and then
+        changed to a grant. A grant without a time of its own never outranks a refusal, and a refusal
+        received later beats it whatever the refusal's time.
+
+        ``undated``: the source states the consent without a time (``consent.ts`` is when it was read).
+        ``record_id`` names the source row (its identity record): the row read again unchanged states
+        nothing (its first time is kept); without a record id, the same state from the same source as the
+        stored one changes nothing. A consent given for a merged-away id is the surviving person's (an
+        opt-out is never lost); one for an id that names nobody is not stored."""
         person_id = self.live_person_id(consent.person_id)
         if person_id is None:
             return False
+        ts = epoch(consent.ts)
+        after = None  # an undated grant replacing this row's refusal: certainly made after this time
+        if undated and record_id is not None:
+            prev = self.conn.execute(
+                "SELECT granted, ts FROM consent_statements WHERE record_id = ? AND channel = ?",
+                (record_id, consent.channel),
+            ).fetchone()
+            if prev is not None and bool(prev[0]) == consent.granted:
+                return False  # the row did not change
+            self.conn.execute(
+                "INSERT INTO consent_statements (record_id, channel, granted, ts) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(record_id, channel) DO UPDATE SET granted = excluded.granted, ts = excluded.ts",
+                (record_id, consent.channel, int(consent.granted), ts),
+            )
+            if prev is not None and consent.granted:
+                after = prev[1]
+        unchanged = ("AND (consents.granted != excluded.granted OR consents.source IS NOT excluded.source)"
+                     if undated and record_id is None else "")
         cur = self.conn.execute(
-            "INSERT INTO consents (person_id, channel, granted, ts, source) VALUES (?1, ?2, ?3, ?4, ?5) "
+            "INSERT INTO consents (person_id, channel, granted, ts, source, dated) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(person_id, channel) DO UPDATE SET granted=excluded.granted, ts=excluded.ts, "
-            "source=excluded.source WHERE excluded.ts >= consents.ts "
-            "AND (?6 = 0 OR consents.granted != excluded.granted OR consents.source IS NOT excluded.source)",
-            (person_id, consent.channel, int(consent.granted), epoch(consent.ts), consent.source, int(undated)),
+            f"source=excluded.source, dated=excluded.dated WHERE ({CONSENT_PRECEDENCE.format(after='?')}) "
+            f"{unchanged}",
+            (person_id, consent.channel, int(consent.granted), ts, consent.source, int(not undated), after),
         )
         return cur.rowcount > 0
 

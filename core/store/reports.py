@@ -17,15 +17,19 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from ..localtime import local_date_sql
+
+_FAR = 2**62  # beyond any time stamp: "no limit"
 FIXED_UNIT_SECONDS = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400}
 
 
-def window_limit_sql(within: tuple[int, str] | None) -> tuple[str, list]:
-    """SQL for the end of a conversion window, from columns ``t1`` (epoch) and ``loc`` (t1 + UTC offset).
+def window_limit_sql(within: tuple[int, str] | None, zone: str = "UTC") -> tuple[str, list]:
+    """SQL for the end of a conversion window from column ``t1`` (epoch), and its parameters.
 
     Minutes to weeks are fixed lengths (a day is 86 400 s). Months and years move the local wall-clock
-    time by calendar months, the day clamped to the month's last day (31 January + 1 month = 28
-    February), as the rule language defines ``within`` (motorcade.dsl.evaluate.shift).
+    time in the zone by calendar months, the day clamped to the month's last day (31 January + 1 month =
+    28 February), at the offset in force at the end (daylight saving), as the rule language defines
+    ``within`` (motorcade.dsl.evaluate.shift). ``zone`` is the project's time zone (:mod:`motorcade.localtime`).
     """
     if within is None:
         return "NULL", []
@@ -34,15 +38,7 @@ def window_limit_sql(within: tuple[int, str] | None) -> tuple[str, list]:
         return "t1 + ?", [amount * FIXED_UNIT_SECONDS[unit]]
     if unit not in ("months", "years"):
         raise ValueError(f"unknown time unit {unit!r}; use minutes, hours, days, weeks, months or years")
-    months = f"{amount * (12 if unit == 'years' else 1):+d} months"
-    target = "date(loc, 'unixepoch', 'start of month', ?)"  # the first day of the target month
-    sql = (
-        f"CAST(strftime('%s', {target}) AS INTEGER) "
-        f"+ (min(CAST(strftime('%d', loc, 'unixepoch') AS INTEGER), "
-        f"CAST(strftime('%d', {target}, '+1 months', '-1 days') AS INTEGER)) - 1) * 86400 "
-        "+ (loc % 86400) - (loc - t1)"
-    )
-    return sql, [months, months]
+    return "motorcade_add_months(t1, ?, ?)", [amount * (12 if unit == "years" else 1), zone]
 
 
 # A person's store, most specific first: a preferred store (CRM), where the car is serviced, where it was
@@ -106,14 +102,14 @@ class ReportsMixin:
     # -- funnels ----------------------------------------------------------------------------------
 
     def funnel_paths(self, steps: Sequence[str], *, within: tuple[int, str] | None = None,
-                     offset_seconds: int = 0, since: int | None = None, until: int | None = None,
+                     zone: str = "UTC", since: int | None = None, until: int | None = None,
                      campaign: str | None = None, store: str | None = None, by: str | None = None) -> list[tuple]:
         """Each person's best pass through the funnel: ``(person_id, key, t1, t2, ..., tk)``.
 
         A pass starts at an event of the first step (``since <= ts < until``, of ``campaign`` when
         given; later steps then skip events of other campaigns and triggers) and takes, for every next step, the first event of that step strictly later than the
         previous step's event, no later than the start plus ``within`` (``(amount, unit)``, inclusive;
-        calendar units in local time at ``offset_seconds`` from UTC; no limit when None) — the
+        calendar units on the wall clock of time zone ``zone``; no limit when None) — the
         meaning of ``did A then B within N unit`` in the rule language. A person's best pass is the
         one that gets furthest, the earliest start on a tie (so step k is reached exactly when
         ``did s1 then ... then sk within N`` holds for a start in the period). ``t_i`` is None for steps
@@ -131,7 +127,7 @@ class ReportsMixin:
         else:
             key, key_params = "NULL", []
         where = ["e.name = ?", "e.person_id IS NOT NULL"]
-        params: list = [*key_params, int(offset_seconds), steps[0]]
+        params: list = [*key_params, steps[0]]
         if since is not None:
             where.append("e.ts >= ?")
             params.append(since)
@@ -143,10 +139,10 @@ class ReportsMixin:
             params.append(campaign)
         pop_sql, pop_params = store_filter("e.person_id", store)
         params.extend(pop_params)
-        limit_sql, limit_params = window_limit_sql(within)
+        limit_sql, limit_params = window_limit_sql(within, zone)
         params.extend(limit_params)
         ctes = [
-            f"starts AS (SELECT e.person_id, {key} AS key, e.id AS id1, e.ts AS t1, e.ts + ? AS loc "
+            f"starts AS (SELECT e.person_id, {key} AS key, e.id AS id1, e.ts AS t1 "
             f"FROM events e WHERE {' AND '.join(where)}{pop_sql})",
             f"s1 AS (SELECT person_id, key, id1, t1, {limit_sql} AS lim FROM starts)",
         ]
@@ -177,46 +173,54 @@ class ReportsMixin:
 
     # -- campaign uplift ----------------------------------------------------------------------------
 
-    def campaign_runs(self, campaign: str) -> list[tuple]:
-        """``(run id, started_at, status, audience_size)`` of a campaign's runs, oldest first."""
+    def campaign_runs(self, campaign: str, *, until: int | None = None) -> list[tuple]:
+        """``(run id, started_at, status, audience_size)`` of a campaign's runs (started at or before ``until``,
+        epoch seconds), oldest first."""
         return [tuple(r) for r in self.conn.execute(
             "SELECT id, started_at, status, audience_size FROM activation_runs "
-            "WHERE origin_kind = 'campaign' AND origin = ? ORDER BY started_at, id", (campaign,))]
+            "WHERE origin_kind = 'campaign' AND origin = ? AND CAST(strftime('%s', started_at) AS INTEGER) <= ? "
+            "ORDER BY started_at, id", (campaign, _FAR if until is None else until))]
 
     def campaign_outcomes(self, campaign: str, *, event: str, window_seconds: int, service_event: str,
-                          run_id: str | None = None, store: str | None = None) -> list[tuple]:
+                          run_id: str | None = None, store: str | None = None, until: int | None = None,
+                          zone: str = "UTC") -> list[tuple]:
         """One row per person in the campaign's audience snapshots (their first run only):
 
         ``(person_id, arm, run_id, t0, converted_at, last_service_before, owner_since, home_store)``
 
         ``t0`` is the run's start (the snapshot instant, the same for both arms: an intention-to-treat
-        comparison). ``converted_at`` is the first ``event`` with ``t0 < ts <= t0 + window``;
+        comparison). ``converted_at`` is the first ``event`` with ``t0 < ts <= t0 + window`` and ``ts <= until``;
         ``last_service_before`` the last ``service_event`` at or before t0; ``owner_since`` the earliest
-        start of an ownership still held at t0 (None for people who owned no car then).
+        start of an ownership still held on t0's date in ``zone`` (the project's time zone: ownership dates
+        are local dates; None for people who owned no car then). Runs that start after ``until`` are left out.
         """
+        until = _FAR if until is None else int(until)
         run_sql, run_params = ("AND id = ?", [run_id]) if run_id else ("", [])
         pop_sql, pop_params = store_filter("a.person_id", store)
+        day = local_date_sql("f.t0", "?")
         sql = f"""
             WITH runs AS (
                 SELECT id, CAST(strftime('%s', started_at) AS INTEGER) AS t0 FROM activation_runs
-                WHERE origin_kind = 'campaign' AND origin = ? {run_sql}),
+                WHERE origin_kind = 'campaign' AND origin = ? {run_sql}
+                AND CAST(strftime('%s', started_at) AS INTEGER) <= ?),
             snap AS (
                 SELECT a.person_id, a.arm, r.id AS run_id, r.t0,
                        ROW_NUMBER() OVER (PARTITION BY a.person_id ORDER BY r.t0, r.id) AS rn
                 FROM audience_snapshots a JOIN runs r ON r.id = a.run_id WHERE 1 = 1 {pop_sql})
             SELECT f.person_id, f.arm, f.run_id, f.t0,
                 (SELECT min(e.ts) FROM events e WHERE e.person_id = f.person_id AND e.name = ?
-                    AND e.ts > f.t0 AND e.ts <= f.t0 + ?),
+                    AND e.ts > f.t0 AND e.ts <= min(f.t0 + ?, ?)),
                 (SELECT max(e.ts) FROM events e WHERE e.person_id = f.person_id AND e.name = ? AND e.ts <= f.t0),
                 (SELECT min(o.valid_from) FROM ownerships o WHERE o.person_id = f.person_id
-                    AND (o.valid_from IS NULL OR o.valid_from <= date(f.t0, 'unixepoch'))
-                    AND (o.valid_to IS NULL OR o.valid_to > date(f.t0, 'unixepoch'))),
+                    AND (o.valid_from IS NULL OR o.valid_from <= {day})
+                    AND (o.valid_to IS NULL OR o.valid_to > {day})),
                 (SELECT count(*) FROM ownerships o WHERE o.person_id = f.person_id
-                    AND (o.valid_from IS NULL OR o.valid_from <= date(f.t0, 'unixepoch'))
-                    AND (o.valid_to IS NULL OR o.valid_to > date(f.t0, 'unixepoch'))),
+                    AND (o.valid_from IS NULL OR o.valid_from <= {day})
+                    AND (o.valid_to IS NULL OR o.valid_to > {day})),
                 {home_store_expr('f.person_id')}
             FROM snap f WHERE f.rn = 1 ORDER BY f.person_id"""
-        params = [campaign, *run_params, *pop_params, event, window_seconds, service_event]
+        params = [campaign, *run_params, until, *pop_params, event, window_seconds, until, service_event,
+                  zone, zone, zone, zone]
         rows = []
         for r in self.conn.execute(sql, params):
             person_id, arm, run, t0, converted, last_service, owner_since, owned, home = r
@@ -226,9 +230,14 @@ class ReportsMixin:
         return rows
 
     def campaign_send_counts(self, campaign: str, *, run_id: str | None = None,
-                             store: str | None = None) -> dict[str, dict[str, int]]:
-        """``{"outbox": {status: n}, "events": {feedback event name: distinct people}}`` for a campaign."""
+                             store: str | None = None, until: int | None = None) -> dict[str, dict[str, int]]:
+        """``{"outbox": {status: n}, "events": {feedback event name: distinct people}}`` for a campaign: the
+        outbox rows of its runs started at or before ``until`` and the feedback events up to ``until``."""
+        until = _FAR if until is None else int(until)
         run_sql, run_params = ("AND o.run_id = ?", [run_id]) if run_id else ("", [])
+        run_sql += (" AND o.run_id IN (SELECT id FROM activation_runs "
+                    "WHERE CAST(strftime('%s', started_at) AS INTEGER) <= ?)")
+        run_params = [*run_params, until]
         pop_sql, pop_params = store_filter("o.person_id", store)
         outbox = {r[0]: r[1] for r in self.conn.execute(
             f"SELECT o.status, count(*) FROM outbox o WHERE o.origin_kind = 'campaign' AND o.origin = ? "
@@ -237,56 +246,64 @@ class ReportsMixin:
         ev_pop_sql, ev_pop_params = store_filter("e.person_id", store)
         events = {r[0]: r[1] for r in self.conn.execute(
             "SELECT e.name, count(DISTINCT e.person_id) FROM events e WHERE e.source = 'motorcade' "
-            f"AND json_extract(e.properties, '$.campaign') = ? {ev_run_sql}{ev_pop_sql} GROUP BY e.name "
-            "ORDER BY e.name", [campaign, *ev_run_params, *ev_pop_params])}
+            f"AND json_extract(e.properties, '$.campaign') = ? AND e.ts <= ? {ev_run_sql}{ev_pop_sql} GROUP BY e.name "
+            "ORDER BY e.name", [campaign, until, *ev_run_params, *ev_pop_params])}
         return {"outbox": outbox, "events": events}
 
     # -- retention ----------------------------------------------------------------------------------
 
-    def _cohort_cte(self, cohort_event: str | None, offset_seconds: int, store: str | None,
+    def _cohort_cte(self, cohort_event: str | None, zone: str, store: str | None,
                     until: int | None) -> tuple[str, list]:
         """``firsts(person_id, t0, id0)``: each person's first cohort event, or first ownership start."""
         if cohort_event is None:
             pop_sql, pop_params = store_filter("o.person_id", store)
-            # a date is midnight in the project's time zone
+            # a date is its local midnight in the project's time zone: `n` is that wall-clock time read as UTC,
+            # less the offset in force then (found from the offset an offset earlier: exact but in a DST gap)
             return (
-                "firsts AS (SELECT person_id, t0, id0 FROM (SELECT o.person_id, "
-                "min(CAST(strftime('%s', o.valid_from) AS INTEGER)) - ? AS t0, 0 AS id0 FROM ownerships o "
-                f"WHERE o.valid_from IS NOT NULL{pop_sql} GROUP BY o.person_id) WHERE t0 <= ?)",
-                [offset_seconds, *pop_params, until if until is not None else 2**62],
+                "firsts AS (SELECT person_id, n - motorcade_utc_offset(n - motorcade_utc_offset(n, ?), ?) AS t0, "
+                "0 AS id0 FROM (SELECT o.person_id, min(CAST(strftime('%s', o.valid_from) AS INTEGER)) AS n "
+                f"FROM ownerships o WHERE o.valid_from IS NOT NULL{pop_sql} GROUP BY o.person_id) WHERE t0 <= ?)",
+                [zone, zone, *pop_params, until if until is not None else _FAR],
             )
         pop_sql, pop_params = store_filter("e.person_id", store)
         return (
             "firsts AS (SELECT person_id, t0, id0 FROM (SELECT e.person_id, e.ts AS t0, e.id AS id0, "
             "ROW_NUMBER() OVER (PARTITION BY e.person_id ORDER BY e.ts, e.id) AS rn FROM events e "
             f"WHERE e.name = ? AND e.person_id IS NOT NULL AND e.ts <= ?{pop_sql}) WHERE rn = 1)",
-            [cohort_event, until if until is not None else 2**62, *pop_params],
+            [cohort_event, until if until is not None else _FAR, *pop_params],
         )
 
-    def cohort_activity(self, *, cohort_event: str | None, return_event: str, offset_seconds: int,
+    def cohort_activity(self, *, cohort_event: str | None, return_event: str, zone: str = "UTC",
                         store: str | None = None, until: int | None = None) -> dict[str, list[tuple]]:
         """Monthly cohort counts.
 
-        Cohort = the calendar month (at UTC offset ``offset_seconds``) of each person's first
-        ``cohort_event`` (or, with ``cohort_event=None``, of their first ownership start). Period N of
-        a return event = its month minus the cohort month. Only return events after the cohort event
-        in ``(ts, id)`` order count; nothing after ``until`` counts. Returns ``sizes`` ``(cohort, people)``, ``active``
-        ``(cohort, period, people with a return event in that period)`` and ``first_return``
-        ``(cohort, period, people whose first return falls in that period)``.
+        Cohort = the calendar month (local, in time zone ``zone``, at each instant's own UTC offset) of each
+        person's first ``cohort_event`` (or, with ``cohort_event=None``, of their first ownership start). Period N
+        of a return event = its local month minus the cohort month. Only return events after the cohort event
+        in ``(ts, id)`` order count; nothing after ``until`` counts. Returns ``sizes`` ``(cohort, people)``,
+        ``active`` ``(cohort, period, people with a return event in that period)``, ``first_return``
+        ``(cohort, period, people whose first return falls in that period)`` and ``data_since``: the local
+        month (``"YYYY-MM"``) of the earliest ``return_event`` in the store up to ``until`` (None when there is
+        none), before which no period can be observed.
         """
-        firsts, params = self._cohort_cte(cohort_event, offset_seconds, store, until)
-        month = "(CAST(strftime('%Y', {t}, 'unixepoch', ?) AS INTEGER) * 12 + " \
-                "CAST(strftime('%m', {t}, 'unixepoch', ?) AS INTEGER))"
-        offset = f"{int(offset_seconds)} seconds"
+        firsts, params = self._cohort_cte(cohort_event, zone, store, until)
+
+        def local(t: str) -> str:
+            return f"({t} + motorcade_utc_offset({t}, ?))"
+
+        def month(t: str) -> str:
+            return (f"(CAST(strftime('%Y', {local(t)}, 'unixepoch') AS INTEGER) * 12 + "
+                    f"CAST(strftime('%m', {local(t)}, 'unixepoch') AS INTEGER))")
+
         base = (
-            f"WITH {firsts}, cohorts AS (SELECT person_id, t0, id0, strftime('%Y-%m', t0, 'unixepoch', ?) AS cohort, "
-            f"{month.format(t='t0')} AS m0 FROM firsts), "
+            f"WITH {firsts}, cohorts AS (SELECT person_id, t0, id0, strftime('%Y-%m', {local('t0')}, 'unixepoch') "
+            f"AS cohort, {month('t0')} AS m0 FROM firsts), "
             "returns AS (SELECT c.cohort, c.person_id, "
-            f"{month.format(t='e.ts')} - c.m0 AS period FROM cohorts c JOIN events e ON e.person_id = c.person_id "
+            f"{month('e.ts')} - c.m0 AS period FROM cohorts c JOIN events e ON e.person_id = c.person_id "
             "AND e.name = ? AND e.ts <= ? AND (e.ts > c.t0 OR (e.ts = c.t0 AND e.id > c.id0))) "
         )
-        base_params = [*params, offset, offset, offset, offset, offset, return_event,
-                       until if until is not None else 2**62]
+        until_ts = until if until is not None else _FAR
+        base_params = [*params, zone, zone, zone, zone, zone, return_event, until_ts]
         sizes = [tuple(r) for r in self.conn.execute(
             base + "SELECT cohort, count(*) FROM cohorts GROUP BY cohort ORDER BY cohort", base_params)]
         active = [tuple(r) for r in self.conn.execute(
@@ -296,29 +313,35 @@ class ReportsMixin:
             base + "SELECT cohort, period, count(*) FROM (SELECT cohort, person_id, min(period) AS period "
             "FROM returns GROUP BY cohort, person_id) GROUP BY cohort, period ORDER BY cohort, period",
             base_params)]
-        return {"sizes": sizes, "active": active, "first_return": first_return}
+        (earliest,) = self.conn.execute("SELECT min(ts) FROM events WHERE name = ? AND ts <= ?",
+                                        [return_event, until_ts]).fetchone()
+        data_since = None if earliest is None else self.conn.execute(
+            f"SELECT strftime('%Y-%m', {local('?')}, 'unixepoch')", [earliest, earliest, zone]).fetchone()[0]
+        return {"sizes": sizes, "active": active, "first_return": first_return, "data_since": data_since}
 
     # -- churn ------------------------------------------------------------------------------------
 
-    def owner_service_histories(self, *, service_event: str, as_of: int, store: str | None = None
-                                ) -> list[tuple[int, str | None, str | None, list[int]]]:
+    def owner_service_histories(self, *, service_event: str, as_of: int, store: str | None = None,
+                                zone: str = "UTC") -> list[tuple[int, str | None, str | None, list[int]]]:
         """Current owners at ``as_of``: ``(person_id, home store, earliest ownership start, visit times)``.
 
-        Visit times are the person's ``service_event`` timestamps up to ``as_of``, ascending.
+        An owner holds an ownership valid on ``as_of``'s date in ``zone`` (the project's time zone: ownership
+        dates are local dates). Visit times are the person's ``service_event`` timestamps up to ``as_of``,
+        ascending.
         """
         pop_sql, pop_params = store_filter("o.person_id", store)
-        day = "date(?, 'unixepoch')"
+        day = local_date_sql("?", "?")
         owners = self.conn.execute(
             f"SELECT o.person_id, {home_store_expr('o.person_id')}, min(o.valid_from) FROM ownerships o "
             f"WHERE (o.valid_from IS NULL OR o.valid_from <= {day}) AND (o.valid_to IS NULL OR o.valid_to > {day})"
             f"{pop_sql} GROUP BY o.person_id ORDER BY o.person_id",
-            [as_of, as_of, *pop_params]).fetchall()
+            [as_of, as_of, zone, as_of, as_of, zone, *pop_params]).fetchall()
         visits: dict[int, list[int]] = {}
         for person_id, ts in self.conn.execute(
             f"SELECT e.person_id, e.ts FROM events e WHERE e.name = ? AND e.ts <= ? AND e.person_id IN "
             f"(SELECT o.person_id FROM ownerships o WHERE (o.valid_from IS NULL OR o.valid_from <= {day}) "
             f"AND (o.valid_to IS NULL OR o.valid_to > {day}){pop_sql}) ORDER BY e.person_id, e.ts, e.id",
-            [service_event, as_of, as_of, as_of, *pop_params]):
+            [service_event, as_of, as_of, as_of, zone, as_of, as_of, zone, *pop_params]):
             visits.setdefault(person_id, []).append(ts)
         return [(p, home, since, visits.get(p, [])) for p, home, since in owners]
 

@@ -21,6 +21,7 @@ from .codec import iso, utc_now
 from .functions import register as register_functions
 from .migrations import MIGRATIONS
 from .identity import IdentityMixin
+from .inbox import InboxMixin
 from .ingest import IngestMixin
 from .outbox import OutboxMixin
 from .people import PeopleMixin
@@ -43,7 +44,7 @@ def _cache_kib() -> int:
 
 
 class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin, TagsMixin, SegmentsMixin, OutboxMixin,
-                  ReportsMixin, StatsMixin):
+                  ReportsMixin, StatsMixin, InboxMixin):
     """A project's operational data in one SQLite file (WAL mode, foreign keys on)."""
 
     dialect = "sqlite"

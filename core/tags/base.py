@@ -39,6 +39,7 @@ class TagContext:
     as_of: dt.datetime  # the instant "now" means for this computation (aware)
     settings: dict[str, Any]  # this calculator's `[tags.NAME]` table from motorcade.toml
     person_ids: frozenset[int] | None = None  # None = everyone; else only these people (incremental)
+    timezone: dt.tzinfo | None = None  # the project's time zone (None: as_of's own zone)
 
     @property
     def as_of_epoch(self) -> int:
@@ -47,9 +48,34 @@ class TagContext:
 
     @property
     def utc_offset_seconds(self) -> int:
-        """The UTC offset of ``as_of`` in seconds: calculators bucket events into local days with it."""
+        """The UTC offset of ``as_of`` in seconds. Not for bucketing events into days: in a zone with
+        daylight saving time the offset differs between events; use :meth:`local_day_sql`."""
         offset = self.as_of.utcoffset()
         return 0 if offset is None else int(offset.total_seconds())
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        """The project's time zone: local days and dates are counted in it."""
+        return self.timezone or self.as_of.tzinfo
+
+    @property
+    def zone_key(self) -> str:
+        """:attr:`zone` as text for SQL (``motorcade_utc_offset(ts, zone)``)."""
+        from motorcade.localtime import zone_key
+
+        return zone_key(self.zone)
+
+    @property
+    def local_today(self) -> dt.date:
+        """``as_of``'s date in the project's time zone."""
+        return self.as_of.astimezone(self.zone).date()
+
+    def local_day_sql(self, column: str) -> tuple[str, dict[str, Any]]:
+        """SQL for the local day (days since 1970-01-01 in :attr:`zone`) of the epoch seconds in ``column``,
+        exact across daylight-saving changes, and its parameters (``:local_zone``)."""
+        from motorcade.localtime import local_day_sql
+
+        return local_day_sql(column, ":local_zone"), {"local_zone": self.zone_key}
 
     def person_filter(self, column: str) -> tuple[str, dict[str, Any]]:
         """An ``AND column IN (...)`` clause restricting a query to :attr:`person_ids`, and its parameters.
@@ -78,6 +104,9 @@ class TagCalculator:
     depends_on_tags: ClassVar[tuple[str, ...]] = ()  # tags (of other calculators) it reads
     depends_on_events: ClassVar[tuple[str, ...]] = ()  # event names it reads
     default_settings: ClassVar[dict[str, Any]] = {}  # documented defaults for `[tags.NAME]`
+    # The keys of `[tags.NAME]` with kinds and docs (motorcade.config_schema.Setting objects); None: derived
+    # from default_settings (the same keys; kinds from the defaults' types).
+    settings_schema: ClassVar[tuple | None] = None
     # False when the calculator's inputs cannot be tracked per person (e.g. tables without a change time):
     # the core then runs it in full even when asked for an incremental run.
     supports_incremental: ClassVar[bool] = True

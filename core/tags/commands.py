@@ -8,20 +8,17 @@ import sys
 
 import click
 
+from ..as_of import as_of_option
+
 
 def _state():
     return click.get_current_context().find_root().obj
 
 
 def _parse_as_of(value: str | None, project):
-    if value is None:
-        return project.now()
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO date or date-time, e.g. 2026-11-20T08:00",
-                                 param_hint="--as-of") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=project.timezone)
+    from ..as_of import parse_as_of
+
+    return parse_as_of(value, project.timezone)
 
 
 def _age(seconds: float) -> str:
@@ -57,7 +54,7 @@ def tags_group() -> None:
 @click.argument("names", nargs=-1)
 @click.option("--incremental", is_flag=True,
               help="Recompute only people whose inputs changed since each calculator's last run.")
-@click.option("--as-of", "as_of", help="The instant 'now' means (ISO; default: now in the project's time zone).")
+@as_of_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the run results as JSON.")
 def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None, as_json: bool) -> None:
     """Compute tags: all calculators, or NAMES (calculators or tags) and what they depend on."""

@@ -89,11 +89,10 @@ def plan(calculators: Mapping[str, TagCalculator], names: Iterable[str] | None =
             elif name in producer:
                 wanted.add(producer[name])
             else:
-                import difflib
+                from motorcade.dsl.errors import did_you_mean
 
-                close = difflib.get_close_matches(name, [*calculators, *producer], n=1)
                 raise TagError(f"no tag calculator or tag named {name!r}",
-                               hint=f"did you mean {close[0]!r}?" if close else
+                               hint=did_you_mean(name, [*calculators, *producer]) or
                                f"calculators: {', '.join(sorted(calculators)) or 'none installed'}")
         stack = list(wanted)
         while stack:
@@ -308,10 +307,12 @@ FULL_RUN_PEOPLE = 100_000
 def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.datetime,
                  settings: Mapping[str, Any] | None = None, names: Iterable[str] | None = None,
                  incremental: bool = False,
-                 progress: Callable[[TagCalculator], None] | None = None) -> list[TagRunResult]:
+                 progress: Callable[[TagCalculator], None] | None = None,
+                 timezone: dt.tzinfo | None = None) -> list[TagRunResult]:
     """Run the calculators (or ``names`` and what they depend on) in dependency order; see the module doc.
 
     ``settings`` is the ``[tags]`` table of ``motorcade.toml``. ``progress`` is called before each calculator.
+    ``timezone`` is the project's (local days and dates are counted in it); default: ``as_of``'s zone.
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime")
@@ -347,7 +348,8 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                 mode = "full (most people changed)"
             else:
                 person_ids, mode = frozenset(changed), "incremental"
-        context = TagContext(store=store, as_of=as_of, settings=configured[calc.name], person_ids=person_ids)
+        context = TagContext(store=store, as_of=as_of, settings=configured[calc.name], person_ids=person_ids,
+                             timezone=timezone)
         store.define_tags(calc.produces, calculator=calc.name, calculator_version=calc.version)
         written: dict[str, set[int]] = {}
         if person_ids is not None and not person_ids:
@@ -400,7 +402,7 @@ def compute_project_tags(project, names: Iterable[str] | None = None, *, increme
     """:func:`compute_tags` with the project's store, installed calculators and ``[tags]`` settings."""
     calculators = project_calculators(project)
     return compute_tags(project.store, calculators, as_of=as_of or project.now(), settings=project.config.tags,
-                        names=names, incremental=incremental, progress=progress)
+                        names=names, incremental=incremental, progress=progress, timezone=project.timezone)
 
 
 def health_report(store, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:

@@ -138,4 +138,7 @@ def write_html(summary: dict[str, Any], path: Path, *, links: dict[str, str]) ->
     path.write_text(render_report("Motorcade demo — example dealer group", sections,
                                   subtitle="collect → One-ID → tags → segments → actions → feedback"),
                     encoding="utf-8")
+    from motorcade.feedback.render import link_pages
+
+    link_pages(path.parent)  # the summary, funnel and uplift pages link to each other
     return path

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from motorcade.config_schema import PATH, Setting, whole
 import motorcade
 from motorcade.activation.channel import (
     Channel,
@@ -45,6 +46,10 @@ class AdvisorTaskChannel(Channel):
     name = "advisor_task"
     description = "Call task for the sales advisor: a row per task in a CSV per store (and the store's table)"
     capabilities = ChannelCapabilities(address_type="advisor_id", batch_size=500, supports_idempotency_key=True)
+    settings_schema = (
+        Setting("directory", PATH, "folder the call-task files are written to", "out/advisor_tasks"),
+        Setting("batch_size", whole(1), "tasks per file write", 500),
+    )
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):
         super().__init__(settings, context)

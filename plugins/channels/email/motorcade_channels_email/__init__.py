@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from motorcade.config_schema import FLAG, PATH, SECRET, TEXT, Setting, choice, number, whole
 import motorcade
 from motorcade.activation.channel import (
     Channel,
@@ -75,6 +76,26 @@ class EmailChannel(Channel):
     name = "email"
     description = "E-mail over SMTP (plain, STARTTLS or SSL), Message-ID derived from the idempotency key"
     capabilities = ChannelCapabilities(address_type="email", batch_size=50)
+    settings_schema = (
+        Setting("host", TEXT, "SMTP server", "localhost"),
+        Setting("port", whole(1, 65535), "SMTP port", "25 / 587 / 465 by security"),
+        Setting("security", choice("plain", "starttls", "ssl"), "how the connection is protected", "starttls"),
+        Setting("from", TEXT, "sender address (From:)", required=True),
+        Setting("envelope_from", TEXT, "bounce address (MAIL FROM)", "the From address"),
+        Setting("reply_to", TEXT, "Reply-To address"),
+        Setting("message_id_domain", TEXT, "domain of the Message-ID derived from the idempotency key",
+                "the sender's domain"),
+        Setting("content_type", choice("plain", "html"), "body type", "plain"),
+        Setting("username", TEXT, "SMTP login"),
+        Setting("password_env", TEXT, "environment variable holding the SMTP password"),
+        Setting("password", SECRET, "the SMTP password itself (prefer password_env)"),
+        Setting("local_hostname", TEXT, "name sent in EHLO", "this host's name"),
+        Setting("ca_file", PATH, "CA bundle to verify the server's certificate"),
+        Setting("verify_tls", FLAG, "verify the server's certificate", True),
+        Setting("timeout", number(above=0), "seconds to wait for the server", 30),
+        Setting("batch_size", whole(1), "messages per SMTP session", 50),
+        Setting("rate_limit_per_second", number(above=0), "most messages per second"),
+    )
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):
         super().__init__(settings, context)

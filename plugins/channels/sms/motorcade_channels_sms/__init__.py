@@ -27,6 +27,7 @@ from typing import Any, Iterable
 
 import attrs
 
+from motorcade.config_schema import FLAG, NAME, SECRET, TEXT, Setting, any_of, list_of, map_of, number, table_kind, whole
 import motorcade
 from motorcade.activation.channel import (
     secret_setting,
@@ -208,6 +209,26 @@ class TencentSmsChannel(Channel):
         supports_idempotency_key=False,  # SessionContext is echoed, not deduplicated
         max_length=500,  # Tencent's longest long-SMS body (characters incl. the sign)
         send_window=MARKETING_WINDOW,
+    )
+    settings_schema = (
+        Setting("secret_id_env", TEXT, "environment variable holding the Tencent Cloud SecretId"),
+        Setting("secret_id", SECRET, "the SecretId itself (prefer secret_id_env)"),
+        Setting("secret_key_env", TEXT, "environment variable holding the Tencent Cloud SecretKey"),
+        Setting("secret_key", SECRET, "the SecretKey itself (prefer secret_key_env)"),
+        Setting("sdk_app_id", any_of(NAME, whole(1)), "SmsSdkAppId from the SMS console", required=True),
+        Setting("sign_name", NAME, "the approved signature (签名)", required=True),
+        Setting("region", TEXT, "API region", "ap-guangzhou"),
+        Setting("endpoint", TEXT, "API endpoint", "https://sms.tencentcloudapi.com"),
+        Setting("timeout", number(above=0), "seconds to wait for the API", 10),
+        Setting("templates", map_of(any_of(TEXT, whole(0), table_kind(
+            Setting("id", any_of(TEXT, whole(0)), "TemplateId", required=True),
+            Setting("params", list_of(TEXT), "template parameters, in order"),
+            label="{ id = ..., params = [...] }")), "template name"),
+                "rule template name = TemplateId (or { id, params })", {}),
+        Setting("marketing", FLAG, "the SDK app is approved for marketing SMS", True),
+        Setting("default_country", TEXT, "region of numbers without a country code", "CN"),
+        Setting("batch_size", whole(1, 200), "numbers per SendSms request", 200),
+        Setting("requests_per_second", number(above=0), "most SendSms requests per second", 3000),
     )
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):

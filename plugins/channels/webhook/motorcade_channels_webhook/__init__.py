@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from motorcade.config_schema import PATH, SECRET, TEXT, Setting, map_of, number, whole
 import motorcade
 from motorcade.activation.channel import (
     secret_setting,
@@ -41,6 +42,7 @@ from motorcade.activation.channel import (
     OutboundMessage,
 )
 from motorcade.errors import ConfigError
+from motorcade.masking import mask_url
 
 __version__ = "0.1.0"
 
@@ -113,6 +115,16 @@ class WebhookChannel(Channel):
         batch_size=1,
         supports_idempotency_key=True,
     )
+    settings_schema = (
+        Setting("url", TEXT, "the endpoint (http or https)", required=True),
+        Setting("secret_env", TEXT, "environment variable holding the HMAC-SHA256 signing secret"),
+        Setting("secret", SECRET, "the signing secret itself (prefer secret_env)"),
+        Setting("timeout", number(above=0), "seconds to wait for the endpoint", 10),
+        Setting("headers", map_of(TEXT, "header"), "extra HTTP headers", {}),
+        Setting("batch_size", whole(1), "messages per POST (1: one request per message)", 1),
+        Setting("rate_limit_per_second", number(above=0), "most requests per second"),
+        Setting("ca_file", PATH, "CA bundle to verify the endpoint's certificate"),
+    )
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):
         super().__init__(settings, context)
@@ -122,10 +134,11 @@ class WebhookChannel(Channel):
                               hint='add url = "https://example.com/motorcade" to motorcade.toml')
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ConfigError(f"channel webhook: url {url!r} is not an http(s) URL",
+            raise ConfigError(f"channel webhook: url {mask_url(url)!r} is not an http(s) URL",
                               hint='use a full URL such as "https://host/path"')
         self._scheme = parsed.scheme
-        self._where = f"{parsed.scheme}://{parsed.netloc}{parsed.path or '/'}"  # query may hold a token
+        # for messages: no user:password@ and no query (either may hold a token)
+        self._where = f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}{parsed.path or '/'}"
         self._host = parsed.hostname
         self._port = parsed.port
         self._path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")

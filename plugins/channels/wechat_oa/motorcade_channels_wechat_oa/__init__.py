@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import attrs
 
+from motorcade.config_schema import NAME, SECRET, TEXT, Setting, map_of, number, whole
 import motorcade
 from motorcade.activation.channel import (
     InProcessTokenCache,
@@ -111,6 +112,15 @@ class WeChatTemplateChannel(Channel):
         batch_size=20,
         supports_idempotency_key=True,  # client_msg_id: deduplicated per openid for 10 minutes
         marketing_allowed=False,
+    )
+    settings_schema = (
+        Setting("appid", NAME, "the official account's AppID", required=True),
+        Setting("secret_env", TEXT, "environment variable holding the AppSecret"),
+        Setting("secret", SECRET, "the AppSecret itself (prefer secret_env)"),
+        Setting("templates", map_of(TEXT, "template name"), "rule template name = WeChat template_id", {}),
+        Setting("api_base", TEXT, "API base URL", "https://api.weixin.qq.com"),
+        Setting("timeout", number(above=0), "seconds to wait for the API", 10),
+        Setting("batch_size", whole(1), "messages per dispatch batch", 20),
     )
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):

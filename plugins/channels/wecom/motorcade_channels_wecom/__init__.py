@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import attrs
 
+from motorcade.config_schema import NAME, SECRET, TEXT, Setting, any_of, number, whole
 import motorcade
 from motorcade.activation.channel import (
     InProcessTokenCache,
@@ -90,6 +91,17 @@ class WeComChannel(Channel):
         batch_size=100,
         supports_idempotency_key=False,
         max_length=4000,  # text.content limit of 企业群发
+    )
+    settings_schema = (
+        Setting("corpid", NAME, "the WeCom corp id", required=True),
+        Setting("corpsecret_env", TEXT, "environment variable holding the 客户联系 secret"),
+        Setting("corpsecret", SECRET, "the secret itself (prefer corpsecret_env)"),
+        Setting("agentid", any_of(TEXT, whole(0)), "names the token-cache entry", "a hash of the secret"),
+        Setting("default_sender", TEXT, "member userid used when a message names no wecom_sender"),
+        Setting("member_limit_per_minute", whole(1), "most messages per member per minute (WeCom drops more)", 30),
+        Setting("batch_size", whole(1), "messages per dispatch batch", 100),
+        Setting("api_base", TEXT, "API base URL", "https://qyapi.weixin.qq.com"),
+        Setting("timeout", number(above=0), "seconds to wait for the API", 10),
     )
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):

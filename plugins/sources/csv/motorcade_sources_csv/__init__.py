@@ -19,9 +19,11 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from motorcade.config_schema import ENCODING, ONE_CHARACTER, PATH, Setting, whole
 import motorcade
 from motorcade.errors import ConfigError
 from motorcade.sources.base import RejectedRow, Source, SourceRecord
+from motorcade.sources.base import estimate_lines
 from motorcade.sources.mapping import RowMapping
 
 __all__ = ["CsvSource"]
@@ -92,6 +94,12 @@ class CsvSource(Source):
 
     type_name = "csv"
     description = "CSV file with a column mapping in motorcade.toml"
+    settings_schema = (
+        Setting("path", PATH, "the CSV file", required=True),
+        Setting("encoding", ENCODING, "the file's text encoding (utf-8-sig also reads plain UTF-8)", "utf-8-sig"),
+        Setting("delimiter", ONE_CHARACTER, "field separator", ","),
+        Setting("batch_size", whole(1), "rows per transaction", 5000),
+    )
     yields = ("people", "cars", "events", "stores", "advisors")
 
     def __init__(self, name, settings, project_dir):
@@ -212,10 +220,8 @@ class CsvSource(Source):
         return self._row_records(header, len(header), rows[0], position, raw)
 
     def size_hint(self) -> int | None:
-        try:
-            return self.path.stat().st_size // 90
-        except OSError:
-            return None
+        lines = estimate_lines(self.path)
+        return None if lines is None else max(lines - 1, 0)  # the header is not a row
 
 
 def _blank(row: list[str]) -> bool:

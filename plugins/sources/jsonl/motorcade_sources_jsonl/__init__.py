@@ -25,10 +25,12 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+from motorcade.config_schema import FLAG, PATH, TEXT, Setting, choice, map_of, whole
 import motorcade
 from motorcade.errors import ConfigError
 from motorcade.sources.clean import CleanError, check_json_value, parse_timestamp
 from motorcade.sources.base import EventRecord, PersonRecord, RawIdentifier, RejectedRow, Source, SourceRecord
+from motorcade.sources.base import estimate_lines
 from motorcade.sources.batch import EventBatch, properties_json, raw_line_text
 
 __all__ = ["JsonlSource"]
@@ -44,6 +46,23 @@ class JsonlSource(Source):
 
     type_name = "jsonl"
     description = "JSON Lines events: native shape or Segment track/identify"
+    settings_schema = (
+        Setting("path", PATH, "the JSON Lines file", required=True),
+        Setting("format", choice("auto", "native", "segment"), "line shape (auto decides per line)", "auto"),
+        Setting("identifiers", map_of(TEXT, "identifier type"), "native lines: identifier type = field", {}),
+        Setting("name_field", TEXT, "native lines: field holding the event name", "event"),
+        Setting("ts_field", TEXT, "native lines: field holding the event time", "ts"),
+        Setting("id_field", TEXT, "native lines: field holding the event's own id (dedup key)", "id"),
+        Setting("properties_field", TEXT, "native lines: field holding the properties object", "properties"),
+        Setting("user_id", TEXT, "Segment lines: identifier type of userId", "user_id"),
+        Setting("anonymous_id", TEXT, "Segment lines: identifier type of anonymousId", "anonymous_id"),
+        Setting("traits", map_of(TEXT, "trait"), "Segment identify: trait = identifier type",
+                {"phone": "phone", "email": "email"}),
+        Setting("identify_attributes", map_of(TEXT, "trait"), "Segment identify: trait = profile attribute", {}),
+        Setting("batch_size", whole(1), "lines per transaction", 50000),
+        Setting("follow", FLAG, "remember the byte offset read to and start there next run (append-only logs)",
+                False),
+    )
     yields = ("events", "people")
 
     def __init__(self, name, settings, project_dir):
@@ -76,10 +95,7 @@ class JsonlSource(Source):
         self._end = 0
 
     def size_hint(self) -> int | None:
-        try:
-            return self.path.stat().st_size // 200
-        except OSError:
-            return None
+        return estimate_lines(self.path)
 
     def next_cursor(self) -> str | None:
         return str(self._end) if self.follow else None

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from motorcade.config_schema import PATH, TEXT, Setting, whole
 import motorcade
 from motorcade.errors import ConfigError
 from motorcade.sources.base import Source, SourceRecord
@@ -41,6 +42,16 @@ def _identifier(name: str, what: str, source: str) -> str:
 class SqlSource(Source):
     type_name = "sql"
     description = "SQL database (SQLite file, DB-API/SQLAlchemy URL) with an incremental cursor column"
+    settings_schema = (
+        Setting("url", TEXT, "database URL (sqlite:///file.db or an SQLAlchemy URL)"),
+        Setting("path", PATH, "an SQLite file (instead of url)"),
+        Setting("table", TEXT, "read every row of this table (or give query)"),
+        Setting("query", TEXT, "the SELECT to read (or give table)"),
+        Setting("cursor_column", TEXT, "a column that only grows (id, updated_at): later runs read rows above "
+                "the last value"),
+        Setting("key_column", TEXT, "a unique column to order rows with equal cursor values"),
+        Setting("batch_size", whole(1), "rows per transaction", 5000),
+    )
     yields = ("people", "cars", "events", "stores", "advisors")
 
     def __init__(self, name, settings, project_dir):

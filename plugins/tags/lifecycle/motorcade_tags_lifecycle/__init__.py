@@ -1,6 +1,6 @@
 """Owner lifecycle (``lifecycle_stage``), car age and the replacement window.
 
-Stages, decided on ``as_of``'s local date from ownerships and ``service_visit`` events:
+Stages, decided on ``as_of``'s date in the project's time zone from ownerships and ``service_visit`` events:
 
 * ``prospect`` (潜客): the person has never owned a car (no ownership record).
 * ``churned``: the person owned cars but owns none now (sold or scrapped), or is an owner whose last
@@ -55,7 +55,7 @@ class LifecycleTags(TagCalculator):
 
     def compute(self, context: TagContext) -> Iterator[tuple[int, str, Any]]:
         s = context.settings
-        today = context.as_of.date()  # as_of's local date (the project's time zone)
+        today = context.local_today  # as_of's date in the project's time zone (as_of may come in another zone)
         people_filter, params = context.person_filter("p.id")
         params.update(today=today.isoformat(), now=context.as_of_epoch)
         sql = (

@@ -66,3 +66,22 @@ def test_thresholds_are_configurable_and_runs_are_always_full(store):
     assert [s["lifecycle_stage"] for s in stages] == ["prospect", "owner", "owner", "owner", "churned", "churned",
                                                       "lapsed_owner"]
     assert stages[6]["replacement_window"] == 1
+
+
+def test_the_date_is_the_project_time_zone_date_whatever_zone_as_of_is_given_in(tmp_path):
+    """as_of 2026-03-10T02:00Z is still 9 March in New York: an ownership starting on 10 March has not begun."""
+    import zoneinfo
+
+    new_york = zoneinfo.ZoneInfo("America/New_York")
+    s = SQLiteStore(tmp_path / "tz.db")
+    person = s.create_person()
+    s.upsert_cars([Car("VTZ", "BMW", "X1", 2026, dt.date(2026, 3, 10), None)])
+    s.add_ownership(Ownership(person, "VTZ", dt.date(2026, 3, 10), None, "test"))
+    try:
+        as_of = dt.datetime(2026, 3, 10, 2, 0, tzinfo=dt.timezone.utc)
+        compute_tags(s, {"lifecycle": LifecycleTags()}, as_of=as_of, timezone=new_york)
+        assert "car_age_years" not in {t.tag: t.value for t in s.tags_of(person)}
+        compute_tags(s, {"lifecycle": LifecycleTags()}, as_of=as_of.replace(hour=5), timezone=new_york)
+        assert {t.tag: t.value for t in s.tags_of(person)}["car_age_years"] == 0.0
+    finally:
+        s.close()

@@ -2,14 +2,19 @@
 
 For every (person, store) pair, over ``service_visit`` and ``order`` events in the last ``window_days``:
 
-* recency: whole days from the latest such event to ``as_of``;
-* frequency: distinct local days with such an event (two records of one visit count once);
-* monetary: the sum of the events' ``amount`` property.
+* recency: whole days (24 hours, as ``in last N days`` in the rule language) from the latest such event
+  to ``as_of``;
+* frequency: distinct local days with such an event (two records of one visit count once), each event's
+  day taken in the project's time zone at that event's own UTC offset (exact across daylight saving);
+* monetary: the sum of the events' ``amount`` property, in exact money: each amount counts to the cent
+  (rounded half away from zero to 0.01) and the sum is exact, so 17.90 + 27.98 is 45.88.
 
 Each figure becomes a 1–5 score by four cut points: configured ones, or by default the 20/40/60/80th
 percentiles (nearest rank) of that figure over all (person, store) pairs. A higher frequency or monetary
 scores higher (score = 1 + the number of cut points the value is above); a smaller recency scores higher
-(1 + the number of cut points the value is below). Equal figures always get equal scores.
+(1 + the number of cut points the value is below). Equal figures always get equal scores: the figures are
+whole days, day counts and whole cents, compared exactly (configured monetary cut points are read to the
+cent too).
 
 The store value score is the weighted mean of the three scores (``weights``). The group value score is
 the weighted sum of a person's store value scores, each store weighted by the person's spend there times
@@ -20,6 +25,7 @@ the store's ``store_weights`` entry (default 1), normalised to sum to one; when 
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from collections import defaultdict
 from typing import Any, Iterator
 
@@ -45,6 +51,11 @@ def score(value: float, cut_points: list[float], *, higher_is_better: bool) -> i
     return 1 + sum(1 for c in cut_points if value < c)
 
 
+def to_cents(amount: float) -> int:
+    """An amount in whole cents as the query counts it: ``round(amount * 100)``, half away from zero."""
+    return int(Decimal(float(amount) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def _cut_points_setting(settings: dict[str, Any], key: str) -> list[float] | None:
     points = settings[key]
     if not points:
@@ -58,7 +69,7 @@ def _cut_points_setting(settings: dict[str, Any], key: str) -> list[float] | Non
 
 class ValueTags(TagCalculator):
     name = "value"
-    version = "1"
+    version = "2"  # 2: exact money (cents), local days at each event's own UTC offset
     depends_on_events = ("service_visit", "order")
     default_settings = {
         "window_days": 1095,  # events older than this (days before as_of) are ignored
@@ -95,7 +106,8 @@ class ValueTags(TagCalculator):
     )
 
     def pairs(self, context: TagContext, *, restrict: bool) -> list[tuple]:
-        """(person_id, store, last_ts, days, monetary) per person and store; one set-based SELECT."""
+        """(person_id, store, recency days, local days, monetary in cents) per person and store; one
+        set-based SELECT. Each amount is rounded to the cent before the sum, so the sum is exact."""
         s = context.settings
         store_expr = "coalesce(" + ", ".join(
             f"json_extract(properties, '$.{p}')" for p in s["store_properties"]) + ")"
@@ -103,14 +115,17 @@ class ValueTags(TagCalculator):
             store_expr = f"json_extract(properties, '$.{s['store_properties'][0]}')"
         names = ", ".join(f"'{n}'" for n in self.depends_on_events)
         person_sql, params = context.person_filter("person_id") if restrict else ("", {})
+        local_day, zone_params = context.local_day_sql("ts")
+        params.update(zone_params)
         sql = (
             f"SELECT person_id, {store_expr} AS store, max(ts) AS last_ts, "
-            "count(DISTINCT (ts + :offset) / 86400) AS days, "
-            f"total(CAST(json_extract(properties, '$.{s['amount_property']}') AS REAL)) AS monetary "
+            f"count(DISTINCT {local_day}) AS days, "
+            f"coalesce(sum(CAST(round(CAST(json_extract(properties, '$.{s['amount_property']}') AS REAL) * 100) "
+            "AS INTEGER)), 0) AS cents "
             f"FROM events WHERE name IN ({names}) AND ts >= :since AND ts < :now AND person_id IS NOT NULL"
             f"{person_sql} GROUP BY person_id, store"
         )
-        params.update(offset=context.utc_offset_seconds, now=context.as_of_epoch,
+        params.update(now=context.as_of_epoch,
                       since=context.as_of_epoch - int(s["window_days"]) * 86400)
         for key in ("store_properties",):
             for p in s[key]:
@@ -120,7 +135,7 @@ class ValueTags(TagCalculator):
             raise ConfigError(f"[tags.value] amount_property: {s['amount_property']!r} is not a "
                                                "property name")
         now = context.as_of_epoch
-        return [(r[0], None if r[1] is None else str(r[1]), (now - r[2]) // 86400, r[3], r[4])
+        return [(r[0], None if r[1] is None else str(r[1]), (now - r[2]) // 86400, r[3], int(r[4]))
                 for r in context.store.query(sql, params)]
 
     def compute(self, context: TagContext) -> Iterator[tuple[int, str, Any]]:
@@ -132,7 +147,8 @@ class ValueTags(TagCalculator):
         cuts = {
             "recency": configured["recency"] or quintile_cut_points([r[2] for r in rows]),
             "frequency": configured["frequency"] or quintile_cut_points([r[3] for r in rows]),
-            "monetary": configured["monetary"] or quintile_cut_points([r[4] for r in rows]),
+            "monetary": ([to_cents(c) for c in configured["monetary"]] if configured["monetary"]
+                         else quintile_cut_points([r[4] for r in rows])),
         }
         weights = s["weights"]
         weight_sum = float(weights["recency"] + weights["frequency"] + weights["monetary"])
@@ -154,7 +170,7 @@ class ValueTags(TagCalculator):
                 scored.append((store, recency, days, monetary, r, f, m, value))
             yield person_id, "rfm_recency_days", min(x[1] for x in scored)
             yield person_id, "rfm_frequency", sum(x[2] for x in scored)
-            yield person_id, "rfm_monetary", round(sum(x[3] for x in scored), 2)
+            yield person_id, "rfm_monetary", sum(x[3] for x in scored) / 100
             known = [x for x in scored if x[0] is not None]
             yield person_id, "store_count", len(known)
             if known:
@@ -164,7 +180,7 @@ class ValueTags(TagCalculator):
                 yield person_id, "store_r_score", top[4]
                 yield person_id, "store_f_score", top[5]
                 yield person_id, "store_m_score", top[6]
-            basis = [float(store_weights.get(x[0], 1.0)) * max(x[3], 0.0) for x in scored]
+            basis = [float(store_weights.get(x[0], 1.0)) * max(x[3], 0) for x in scored]
             if sum(basis) <= 0:
                 basis = [float(store_weights.get(x[0], 1.0)) * x[2] for x in scored]
             total = sum(basis)

@@ -108,3 +108,130 @@ def test_bad_cut_points_are_a_config_error(store):
 
     with pytest.raises((ConfigError, TagError), match="expected four ascending numbers"):
         compute_tags(store, {"value": ValueTags()}, as_of=AS_OF, settings={"value": {"recency_cut_points": [3, 1]}})
+
+
+# -- money is exact: equal spend, equal score ----------------------------------------------------------------
+
+from decimal import Decimal
+import zoneinfo
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+
+def _spend_store(path, baskets):
+    """A store with one person per basket; each amount an order on its own day at store S1."""
+    s = SQLiteStore(path)
+    people = [s.create_person() for _ in baskets]
+    s.insert_events(
+        Event(name="order", ts=AS_OF - dt.timedelta(days=1 + j), person_id=person,
+              properties={"store": "S1", "amount": amount}, source="test", dedup_key=f"{person}-{j}")
+        for person, basket in zip(people, baskets) for j, amount in enumerate(basket))
+    return s, people
+
+
+def test_amounts_that_add_up_to_the_same_spend_get_the_same_monetary_score(tmp_path):
+    # 17.90 + 27.98 is 45.879999999999995 in binary floating point; as a cut point it put 45.88 above it
+    s, (low, split, whole, mid, high) = _spend_store(tmp_path / "m.db", [[10.0], [17.90, 27.98], [45.88],
+                                                                           [100.0], [200.0]])
+    try:
+        compute_tags(s, {"value": ValueTags()}, as_of=AS_OF)
+        assert tags(s, split)["rfm_monetary"] == tags(s, whole)["rfm_monetary"] == 45.88
+        assert tags(s, split)["store_m_score"] == tags(s, whole)["store_m_score"] == 2
+    finally:
+        s.close()
+
+
+cents = st.integers(min_value=1, max_value=10_000_00)
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(baskets=st.lists(st.lists(cents, min_size=1, max_size=4), min_size=1, max_size=8), data=st.data())
+def test_equal_decimal_spend_always_scores_equal(tmp_path_factory, baskets, data):
+    """Every basket also appears split differently (same decimal total, other amounts): both people get
+    the same rfm_monetary and M score, whatever binary rounding the parts suffer."""
+    resplit = []
+    for basket in baskets:
+        total = sum(basket)
+        cut = data.draw(st.integers(min_value=0, max_value=total - 1))
+        resplit.append([total - cut] + ([cut] if cut else []))
+    as_amounts = [[float(Decimal(c) / 100) for c in basket] for basket in baskets + resplit]
+    s, people = _spend_store(tmp_path_factory.mktemp("spend") / "m.db", as_amounts)
+    try:
+        compute_tags(s, {"value": ValueTags()}, as_of=AS_OF)
+        n = len(baskets)
+        for i in range(n):
+            a, b = tags(s, people[i]), tags(s, people[n + i])
+            assert a["rfm_monetary"] == b["rfm_monetary"] == float(Decimal(sum(baskets[i])) / 100)
+            assert a["store_m_score"] == b["store_m_score"]
+        by_total: dict[int, set[int]] = {}
+        for i, basket in enumerate(baskets + resplit):
+            by_total.setdefault(sum(basket), set()).add(tags(s, people[i])["store_m_score"])
+        assert all(len(scores) == 1 for scores in by_total.values())
+    finally:
+        s.close()
+
+
+def test_configured_monetary_cut_points_compare_exact_money(tmp_path):
+    s, (split, whole, above) = _spend_store(tmp_path / "m.db", [[0.1, 0.2], [0.3], [0.31]])
+    try:
+        # 0.1 + 0.2 = 0.30000000000000004 > 0.3 in floating point: it must not beat the cut point 0.3
+        compute_tags(s, {"value": ValueTags()}, as_of=AS_OF, settings={"value": {
+            "monetary_cut_points": [0.3, 1, 2, 3], "recency_cut_points": [30, 90, 180, 365],
+            "frequency_cut_points": [1, 2, 3, 5]}})
+        assert [tags(s, p)["store_m_score"] for p in (split, whole, above)] == [1, 1, 2]
+    finally:
+        s.close()
+
+
+# -- local days in a zone with daylight saving time ----------------------------------------------------------
+
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
+
+
+def test_purchase_days_are_local_days_across_a_dst_change(tmp_path):
+    """as_of is in summer (UTC−4); the visits are in winter (UTC−5). Days are the visits' own local days."""
+    s = SQLiteStore(tmp_path / "dst.db")
+    a, b = s.create_person(), s.create_person()
+    at = lambda *args: dt.datetime(*args, tzinfo=NEW_YORK)  # noqa: E731
+    s.insert_events(Event(name="service_visit", ts=ts, person_id=p, properties={"store": "S1", "amount": 1},
+                          source="test", dedup_key=f"{p}-{i}")
+                    for i, (p, ts) in enumerate([
+                        (a, at(2026, 1, 5, 23, 30)), (a, at(2026, 1, 6, 0, 30)),  # two local days
+                        (b, at(2026, 1, 6, 0, 30)), (b, at(2026, 1, 6, 23, 30)),  # one local day
+                    ]))
+    try:
+        compute_tags(s, {"value": ValueTags()}, as_of=at(2026, 7, 1, 12, 0), timezone=NEW_YORK)
+        assert tags(s, a)["rfm_frequency"] == 2
+        assert tags(s, b)["rfm_frequency"] == 1
+        # an as_of given in UTC counts the same local days: the project's zone decides, not as_of's
+        compute_tags(s, {"value": ValueTags()}, as_of=at(2026, 7, 1, 12, 0).astimezone(UTC), timezone=NEW_YORK)
+        assert (tags(s, a)["rfm_frequency"], tags(s, b)["rfm_frequency"]) == (2, 1)
+    finally:
+        s.close()
+
+
+# around both 2026 changes in New York: 8 March (02:00 -> 03:00) and 1 November (02:00 -> 01:00)
+_CHANGES = [int(dt.datetime(2026, 3, 8, 7, tzinfo=UTC).timestamp()), int(dt.datetime(2026, 11, 1, 6,
+                                                                                         tzinfo=UTC).timestamp())]
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(visits=st.lists(st.lists(st.tuples(st.sampled_from(_CHANGES), st.integers(-3 * 86400, 3 * 86400)),
+                                min_size=1, max_size=6), min_size=1, max_size=5),
+       as_of_hours=st.integers(0, 24 * 60))
+def test_frequency_counts_distinct_local_dates(tmp_path_factory, visits, as_of_hours):
+    s = SQLiteStore(tmp_path_factory.mktemp("dst") / "dst.db")
+    people = [s.create_person() for _ in visits]
+    s.insert_events(Event(name="order", ts=dt.datetime.fromtimestamp(base + delta, UTC), person_id=p,
+                          properties={"store": "S1", "amount": 1}, source="test", dedup_key=f"{p}-{i}")
+                    for p, person_visits in zip(people, visits) for i, (base, delta) in enumerate(person_visits))
+    as_of = dt.datetime(2026, 11, 5, tzinfo=UTC) + dt.timedelta(hours=as_of_hours)
+    try:
+        compute_tags(s, {"value": ValueTags()}, as_of=as_of, timezone=NEW_YORK)
+        for p, person_visits in zip(people, visits):
+            days = {dt.datetime.fromtimestamp(base + delta, NEW_YORK).date() for base, delta in person_visits}
+            assert tags(s, p)["rfm_frequency"] == len(days)
+    finally:
+        s.close()
