@@ -46,7 +46,8 @@ bench: setup
 
 # The property tests that `make test` runs with bounded examples, run long (minutes).
 fuzz: setup
-	DSL_FUZZ_EXAMPLES=5000 CONSENT_EXAMPLES=1000 $(BIN)/python -m pytest -q tests/test_dsl_fuzz.py tests/test_consent_opt_out.py
+	DSL_FUZZ_EXAMPLES=5000 CONSENT_EXAMPLES=1000 INGEST_FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -q tests/test_dsl_fuzz.py \
+		tests/test_consent_opt_out.py tests/test_ingest_fuzz.py
 
 clean:
 	rm -rf $(VENV) examples/*/data examples/*/out examples/*/*.db*

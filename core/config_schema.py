@@ -461,6 +461,10 @@ SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its
     Setting("car_advisor_relation", TEXT, "relation kind written from a car's advisor to its owner",
             "service_advisor"),
     Setting("car_store_relation", TEXT, "relation kind written from a car's store to its owner", "selling_store"),
+    Setting("min_event_time", Kind("date or time (naive: the source's time zone)", _instant),
+            "event times before this are quarantined (docs/sources.md)", "1990-01-01"),
+    Setting("max_event_days_ahead", number(0, 36500), "event times more than this many days after the ingest "
+            "started are quarantined", 1),
     Setting("consent_events", map_of(table_kind(
         Setting("channel", TEXT, 'channel the change applies to ("*": all)'),
         Setting("granted", FLAG, "true: a grant; false: a refusal", required=True),

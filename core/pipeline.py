@@ -42,6 +42,8 @@ def _ingest(project, as_of: dt.datetime, log: Callable[[str], None]) -> StageRes
         summary = ingest(project, name, ingestor=ingestor)
         log(f"  {name}: read {summary.read:,}, events {summary.events:,}, people created "
             f"{summary.people_created:,}, merged {summary.merged:,}, quarantined {summary.quarantined:,}")
+        for warning in summary.warnings():
+            log(f"  {warning}")
         summaries.append(summary)
     total = sum(s.read for s in summaries)
     return StageResult("ingest", 0.0, f"{len(summaries)} sources, {total:,} rows read", summaries)

@@ -107,7 +107,9 @@ def test_hour_cached_time_stamps_equal_the_general_path(when, zone, suffix, sep)
     ts = when.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + suffix
     neighbours = [ts, ts[:14] + "00:00" + ts[19:], ts[:14] + "59:59" + ts[19:], ts[:14] + "30:00" + ts[19:]]
     with tempfile.TemporaryDirectory() as tmp:
-        source = JsonlSource("ev", {**SETTINGS, "timezone": zone}, Path(tmp))
+        # a range of event times wide enough for every moment generated (the range has tests of its own)
+        source = JsonlSource("ev", {**SETTINGS, "timezone": zone, "min_event_time": "1960-01-01",
+                                    "max_event_days_ahead": 36500}, Path(tmp))
         settings_ = _SourceSettings.of(source, zone)
         ingestor = Ingestor(open_store(Path(tmp) / "s.db"), guards=IdentityGuards.from_config({}))
         events = [(i + 1, "view", t, (("phone", "13812345678"),), "{}", f"e{i}", b"raw") for i, t in enumerate(neighbours)]

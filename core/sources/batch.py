@@ -26,9 +26,12 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import MotorcadeError
 from .base import SourceRecord
+from .clean import CleanError, check_json_value
 
-# The stored form of event properties (and what content dedup keys hash): compact, sorted keys, UTF-8.
-_PROPERTIES_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+# The stored form of event properties (and what content dedup keys hash): compact, sorted keys, UTF-8,
+# strict (NaN and Infinity refused: SQLite's JSON functions reject the text Python would write for them).
+_PROPERTIES_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                                    allow_nan=False).encode
 
 
 _FLAT = frozenset({str, int, bool, type(None)})
@@ -40,7 +43,9 @@ except ImportError:  # optional: the standard library writes the same text, slow
 
 
 def properties_json(properties: dict[str, Any] | None) -> str:
-    """Event properties as the events table keeps them.
+    """Event properties as the events table keeps them; raises CleanError for properties the store
+    cannot keep (see :func:`motorcade.sources.clean.check_json_value`: numbers that are not finite,
+    lone surrogates, more than ``MAX_NESTING`` levels).
 
     With orjson installed, flat properties (text, integers, booleans, nulls: most events) are
     encoded by orjson, which writes the very same text for them several times faster; floats
@@ -48,16 +53,33 @@ def properties_json(properties: dict[str, Any] | None) -> str:
     """
     if not properties:
         return "{}"
-    if _orjson is not None:
-        for value in properties.values():
-            if type(value) not in _FLAT:
+    flat = True
+    for value in properties.values():
+        kind = type(value)
+        if kind not in _FLAT:
+            flat = False
+            if kind is not float:  # nested values (or odd types): look at everything once
+                check_json_value(properties, "properties")
                 break
-        else:
-            try:
-                return _orjson.dumps(properties, option=_orjson.OPT_SORT_KEYS).decode()
-            except TypeError:  # integers beyond 64 bits, lone surrogates
-                pass
-    return _PROPERTIES_JSON(properties)
+    if flat and _orjson is not None:
+        try:
+            return _orjson.dumps(properties, option=_orjson.OPT_SORT_KEYS).decode()
+        except TypeError:  # integers beyond 64 bits, lone surrogates
+            pass
+    try:
+        text = _PROPERTIES_JSON(properties)
+    except ValueError:  # a number that is not finite
+        check_json_value(properties, "properties", max_nesting=None)
+        raise CleanError("properties cannot be stored as JSON") from None
+    except TypeError as exc:  # a value JSON has no type for (records made in Python)
+        raise CleanError(f"properties cannot be stored as JSON: {exc}") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: SQLite only takes UTF-8
+            check_json_value(properties, "properties", max_nesting=None)
+            raise CleanError("properties hold text that is not valid Unicode") from None
+    return text
 
 
 class EventBatch:
@@ -92,8 +114,13 @@ class EventBatch:
     @staticmethod
     def raw_text(raw: Any) -> str:
         if isinstance(raw, (bytes, bytearray)):
-            return bytes(raw).decode("utf-8", "replace").rstrip("\r\n")
+            return raw_line_text(raw)
         return str(raw)
+
+
+def raw_line_text(raw: bytes) -> str:
+    """A raw line as quarantine keeps it: its text, with bytes that are not UTF-8 shown as ``\\xff``."""
+    return bytes(raw).decode("utf-8", "backslashreplace").rstrip("\r\n")
 
 
 # -- the parallel bulk path: worker processes parse and clean, the main process writes --------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import re
 import zoneinfo
 from typing import Any
@@ -240,7 +241,53 @@ def parse_timestamp(raw: Any, tz: str | dt.tzinfo = "Asia/Shanghai") -> dt.datet
             raise CleanError(f"time stamp {text!r} is before 1900")
     if value.tzinfo is None:
         value = value.replace(tzinfo=tzinfo)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-10:00 is in the year 10000 in UTC
+        raise CleanError(f"time stamp {str(raw)!r} is out of range (after the year 9999 in UTC)") from None
+
+
+# -- values stored as JSON ------------------------------------------------------------------------
+
+MAX_NESTING = 100  # levels of objects and arrays a stored value may have (SQLite's JSON functions stop at 1000)
+
+
+def check_json_value(value: Any, what: str, *, max_nesting: int | None = MAX_NESTING) -> None:
+    """Raise CleanError if ``value`` cannot be stored as strict JSON: a number that is not finite
+    (NaN, Infinity: no JSON number spells them, and SQLite's JSON functions reject the text Python
+    writes for them), a string holding a lone surrogate (not Unicode, so not UTF-8 either), or
+    more than ``max_nesting`` levels of objects and arrays. ``what`` names the value in the reason."""
+    stack = [(value, what, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, path, depth = pop()
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                raise CleanError(f"{path or 'the value'} is not a finite number ({item!r}): the store keeps only finite numbers")
+        elif kind is str:
+            if not item.isascii():
+                _check_unicode(item, path)
+        elif kind is dict or kind is list or kind is tuple or isinstance(item, (dict, list, tuple)):
+            if max_nesting is not None and depth >= max_nesting:
+                raise CleanError(f"{what or 'the value'} is nested more than {max_nesting} levels deep")
+            if isinstance(item, dict):
+                for key, inner in item.items():
+                    if type(key) is str and not key.isascii():
+                        _check_unicode(key, path)
+                    push((inner, f"{path}.{key}" if path else str(key), depth + 1))
+            else:
+                for i, inner in enumerate(item):
+                    push((inner, f"{path}[{i}]", depth + 1))
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise CleanError(f"{path or 'the value'} is not a finite number ({float(item)!r}): the store keeps only finite numbers")
+
+
+def _check_unicode(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CleanError(f"{path or 'the value'} holds a lone surrogate ({text[exc.start]!r}): not valid Unicode") from None
 
 
 # -- typed values of mapped columns ---------------------------------------------------------------
@@ -274,19 +321,24 @@ def convert(value: Any, type_: str, *, tz: str = "Asia/Shanghai", region: str = 
     if type_ in ("int", "integer"):
         try:
             return int(str(value).strip())
-        except ValueError:
+        except ValueError:  # "12.0", "1e3" (and integers too long for int(), which float makes infinite)
             try:
                 number = float(str(value).strip())
             except ValueError:
                 raise CleanError(f"not a whole number: {value!r}") from None
+            if not math.isfinite(number):
+                raise CleanError(f"not a whole number: {value!r} is not a finite number") from None
             if number != int(number):
                 raise CleanError(f"not a whole number: {value!r}") from None
             return int(number)
     if type_ in ("float", "number", "real"):
         try:
-            return float(str(value).strip())
+            number = float(str(value).strip())
         except ValueError:
             raise CleanError(f"not a number: {value!r}") from None
+        if not math.isfinite(number):  # "nan", "inf", "1e400": no JSON number holds them
+            raise CleanError(f"not a finite number: {value!r} (the store keeps only finite numbers)")
+        return number
     if type_ == "bool":
         return parse_bool(value)
     if type_ == "date":

@@ -69,6 +69,8 @@ def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bo
                 + (f", identifiers dropped {summary.identifiers_dropped:,}" if summary.identifiers_dropped else "")
                 + f" in {summary.seconds:.1f} s ({summary.rows_per_second:,.0f} rows/s)"
             )
+            for warning in summary.warnings():
+                click.echo(warning)
     if as_json:
         click.echo(json.dumps([s.as_dict() for s in results], ensure_ascii=False))
     if any(s.rejected for s in results) and not as_json:

@@ -49,8 +49,8 @@ from .base import (
 )
 from .batch import (STAGE_SCHEMA, EventBatch, ParseWorkers, StagedEvents, can_fork, default_workers,
                     properties_json)
-from .clean import (NORMALISED_TYPES, CleanError, clean_identifier, clean_phone, clean_vin, identifier_lookup_key,
-                    parse_date, parse_timestamp, zone)
+from .clean import (NORMALISED_TYPES, CleanError, check_json_value, clean_identifier, clean_phone, clean_vin,
+                    identifier_lookup_key, parse_date, parse_timestamp, zone)
 from .mapping import attribute_types, source_tag_definitions
 
 # Events that carry a consent change, unless the source maps its own (``consent_events``).
@@ -78,6 +78,9 @@ class IngestSummary:
     rejected: int = 0  # rows rejected this run (new or already in quarantine)
     identifiers_dropped: int = 0  # identifier values that did not clean (bad phone, bad e-mail)
     tag_values: int = 0  # tag values imported through [sources.X.tags]
+    # events of a first load (no event of the source stored before) that repeated an event read earlier
+    # in the same load and were stored once: same dedup key, or, without one, same content
+    collapsed: int = 0
     seconds: float = 0.0  # wall-clock time
     bulk: bool = False  # event indexes were dropped and rebuilt
 
@@ -87,6 +90,16 @@ class IngestSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**attrs.asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
+
+    def warnings(self) -> list[str]:
+        """What the operator should look at, one line each (the CLI and the pipeline print them)."""
+        out = []
+        if self.collapsed:
+            out.append(
+                f"{self.source}: warning: {self.collapsed:,} rows repeated an event read earlier in this first load "
+                "and were stored once (same dedup_key, or without one the same name, time, identifiers and "
+                "properties); if they are distinct events, map a dedup_key that tells them apart")
+        return out
 
 
 class Ingestor:
@@ -148,6 +161,7 @@ class Ingestor:
 
             imported_tags.define(store, source.name, settings.tags)
         tags_started = dt.datetime.now(dt.timezone.utc)
+        first_load = not store.source_has_events(source.name)
         merged0, created0, flagged0 = self.resolver.merged, self.resolver.created, self.resolver.flagged
         try:
             if bulk:
@@ -183,6 +197,8 @@ class Ingestor:
 
             imported_tags.record_run(store, source.name, settings.tags, started=tags_started,
                                      rows_written=summary.tag_values, tags_table=self.tag_settings)
+        if first_load:  # every duplicate repeated a row of this very load
+            summary.collapsed = summary.duplicates
         summary.merged = self.resolver.merged - merged0
         summary.people_created = self.resolver.created - created0
         summary.flagged = self.resolver.flagged - flagged0
@@ -329,6 +345,8 @@ class Ingestor:
                         rec.position or id(rec), rec.name, rec.ts, tuple((i.type, i.value) for i in rec.identifiers),
                         properties_json(rec.properties), rec.dedup_key, settings, summary))
                 elif kind is PersonRecord:
+                    if rec.attributes:
+                        _check_attributes(rec.attributes)
                     rejected: list = []
                     ids = self._clean_identifiers(rec.identifiers, settings, rejected)
                     if rejected:
@@ -639,6 +657,7 @@ class Ingestor:
         consent_events = settings.consent_events
         failed: list[tuple] = []
         region, tzinfo = settings.region, settings.tzinfo
+        earliest, latest = settings.earliest, settings.latest
         id_sets = self._id_sets.setdefault(region, {})
         hours = self._hours.setdefault(settings.tz, {})
         by_object: dict[int, tuple] = {}
@@ -652,6 +671,8 @@ class Ingestor:
                 epoch = _cached_epoch(ts, hours, tzinfo) if type(ts) is str else None
                 if epoch is None:
                     epoch = _epoch(ts, tzinfo)
+                if not earliest <= epoch <= latest:
+                    raise CleanError(settings.out_of_range(ts))
                 id_set = by_object.get(id(raw_ids))  # connectors reuse one tuple per identifier set
                 if id_set is None:
                     id_set = id_sets.get(raw_ids)
@@ -687,6 +708,7 @@ class Ingestor:
         out = []
         append = out.append
         region, tzinfo = settings.region, settings.tzinfo
+        earliest, latest = settings.earliest, settings.latest
         id_sets = self._id_sets.setdefault(region, {})
         fromiso = _FROMISO
         hours = self._hours.setdefault(settings.tz, {})
@@ -705,7 +727,7 @@ class Ingestor:
                         if value.tzinfo is None:
                             value = value.replace(tzinfo=tzinfo)
                         epoch = int(value.timestamp())
-                if epoch is not None:
+                if epoch is not None and earliest <= epoch <= latest:
                     if id_set[1]:
                         self._dropped(id_set[1], summary)
                     if not dedup:
@@ -726,6 +748,8 @@ class Ingestor:
         if not name:
             raise CleanError("missing event name")
         epoch = _epoch(ts, settings.tzinfo)
+        if not settings.earliest <= epoch <= settings.latest:
+            raise CleanError(settings.out_of_range(ts))
         id_set = self._id_sets.get(settings.region, {}).get(raw_ids)
         if id_set is None:
             id_set = self._identifier_set(raw_ids, settings)
@@ -842,6 +866,18 @@ def _gc_paused():
             gc.enable()
 
 
+_PLAIN_ATTRIBUTE = frozenset({str, int, bool, type(None)})
+
+
+def _check_attributes(attributes: dict[str, Any]) -> None:
+    """CleanError for attributes the store cannot keep as strict JSON (see ``check_json_value``);
+    plain text, integers and booleans (most attributes) are not looked at twice."""
+    for value in attributes.values():
+        if type(value) not in _PLAIN_ATTRIBUTE:
+            check_json_value(attributes, "attributes")
+            return
+
+
 def _epoch(ts: Any, tzinfo) -> int:
     """Seconds since the epoch of an event's time stamp: ISO 8601 text (what event logs carry) through
     ``datetime.fromisoformat``, everything else through :func:`parse_timestamp`."""
@@ -926,6 +962,9 @@ class _SourceSettings:
     consent_events: dict[str, dict[str, Any]]
     car_advisor_relation: str
     car_store_relation: str
+    earliest: int  # event times before this epoch are quarantined (min_event_time)
+    latest: int  # ... and after this one (max_event_days_ahead after the ingest started)
+    range_text: str  # the range in words, for the reason
     tags: tuple = ()  # TagDefinitions of [sources.X.tags]
 
     @classmethod
@@ -938,16 +977,46 @@ class _SourceSettings:
             raise MotorcadeError(f"[sources.{source.name}] timezone: {exc}", hint='e.g. timezone = "Asia/Shanghai"') from None
         consent = dict(DEFAULT_CONSENT_EVENTS)
         consent.update(s.get("consent_events", {}))
+        earliest, latest, range_text = _event_time_range(source.name, s, tzinfo)
         return cls(
             name=source.name, tz=tz, tzinfo=tzinfo, region=s.get("phone_region", "CN"),
             vin_check_digit=s.get("vin_check_digit", True), consent_events=consent,
             car_advisor_relation=s.get("car_advisor_relation", "service_advisor"),
             car_store_relation=s.get("car_store_relation", "selling_store"),
+            earliest=earliest, latest=latest, range_text=range_text,
             tags=source_tag_definitions(source.name, s),
         )
 
+    def out_of_range(self, ts: Any) -> str:
+        return f"time stamp {str(ts)!r} is outside the accepted range of event times ({self.range_text})"
+
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc)
+
+
+# Event times a source may carry (settings min_event_time, max_event_days_ahead): outside them a time
+# is a typo, a placeholder (9999-12-31, 1900-01-01) or a clock fault, and a time beyond the year 9999
+# in UTC cannot even be read back.
+DEFAULT_MIN_EVENT_TIME = "1990-01-01"
+DEFAULT_MAX_EVENT_DAYS_AHEAD = 1
+
+
+def _event_time_range(name: str, settings: dict[str, Any], tzinfo) -> tuple[int, int, str]:
+    """``(earliest epoch, latest epoch, the range in words)`` of a source's event times."""
+    raw_min = settings.get("min_event_time", DEFAULT_MIN_EVENT_TIME)
+    try:
+        earliest = parse_timestamp(raw_min if isinstance(raw_min, (str, dt.datetime)) else str(raw_min), tzinfo)
+    except CleanError as exc:
+        raise MotorcadeError(f"[sources.{name}] min_event_time = {raw_min!r}: {exc}",
+                             hint=f'a date or time, e.g. min_event_time = "{DEFAULT_MIN_EVENT_TIME}"') from None
+    days = settings.get("max_event_days_ahead", DEFAULT_MAX_EVENT_DAYS_AHEAD)
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 <= days <= 36500:
+        raise MotorcadeError(f"[sources.{name}] max_event_days_ahead = {days!r} is not a number of days from 0 to 36500",
+                             hint=f"max_event_days_ahead = {DEFAULT_MAX_EVENT_DAYS_AHEAD}")
+    latest = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days)
+    text = f"from {earliest.astimezone(tzinfo).isoformat(timespec='seconds')} to {days:g} day(s) after the ingest started; " \
+           f"[sources.{name}] min_event_time and max_event_days_ahead set it"
+    return int(earliest.timestamp()), int(latest.timestamp()), text
 
 
 # -- project-level entry points (the CLI calls these) ---------------------------------------------

@@ -46,7 +46,10 @@ columns. A column is named by a string, or by a table with a type (and optionall
     lead_score = { column = "score", type = "number", range = [0, 100] }
 
 Types: str (default), int, float, bool, date, datetime, vin, phone, email. A value that does not
-convert rejects the whole row (it goes to quarantine with the column named), never half of it.
+convert rejects the whole row (it goes to quarantine with the column named), never half of it; so does
+a number that is not finite (``nan``, ``inf``, ``1e400``: no JSON number holds it) in an int or float
+column. Without ``dedup_key`` an event's identity is its content (name, time, identifiers, properties):
+identical rows are one event (see docs/sources.md).
 Attributes and event properties mapped as date, datetime, int, float or bool keep that type in rules
 (see :func:`attribute_types`). Tag columns take the tag types (string, number, boolean, date); a value that
 does not convert, or is outside the tag's allowed values or range, rejects the row; an empty cell

@@ -35,11 +35,15 @@ def from_epoch(seconds: int | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, UTC)
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+# allow_nan=False: NaN and Infinity are no JSON numbers, and SQLite's JSON functions reject the text
+# Python would write for them (every later query of the column would fail): refusing them here
+# makes a value that slipped past cleaning fail its own write, not every read after it.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str, allow_nan=False)
 
 
 def dumps(value: Any) -> str:
-    """JSON text as the store keeps it (UTF-8, no ASCII escaping, stable key order)."""
+    """JSON text as the store keeps it (UTF-8, no ASCII escaping, stable key order, strict: a number
+    that is not finite raises ValueError)."""
     return _ENCODER.encode(value)
 
 

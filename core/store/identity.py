@@ -39,14 +39,15 @@ _NUL = "\\u0000"
 
 
 def _fast_encoder():
-    """codec.dumps (UTF-8, sorted keys, ``default=str``) with its C encoder made once: JSONEncoder.encode
+    """codec.dumps (UTF-8, sorted keys, ``default=str``, NaN and Infinity refused) with its C encoder made once: JSONEncoder.encode
     makes one per call, which costs twice what encoding a small record does. (No check for circular
     structures: attributes parsed from rows have none.)"""
-    encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+    encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str, allow_nan=False)
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # no C accelerator
         return encoder.encode
-    one = make(None, str, json.encoder.encode_basestring, None, ": ", ", ", True, False, True)
+    # (markers, default, encoder, indent, key separator, item separator, sort_keys, skipkeys, allow_nan)
+    one = make(None, str, json.encoder.encode_basestring, None, ": ", ", ", True, False, False)
     join = "".join
 
     def fast_dumps(value: Any) -> str:

@@ -134,6 +134,10 @@ class IngestMixin:
         )
         return conn.total_changes - before
 
+    def source_has_events(self, source: str) -> bool:
+        """Whether any event of ``source`` is stored (a first load of a source has none)."""
+        return self.conn.execute("SELECT 1 FROM events WHERE source = ? LIMIT 1", (source,)).fetchone() is not None
+
     def event_count(self) -> int:
         row = self.conn.execute("SELECT max(id) FROM events").fetchone()
         return row[0] or 0

@@ -9,7 +9,9 @@ Two shapes, chosen by ``format`` (``auto`` decides per line):
   ``page``/``screen`` calls become ``page_viewed``/``screen_viewed`` events. ``userId`` and
   ``anonymousId`` are identifiers of the types ``user_id`` and ``anonymous_id`` name.
 
-Lines that are not JSON, or name no event, are rejected with their line number and text.
+Lines that are not JSON, or name no event, are rejected with their line number and text; so are lines
+the store cannot keep: not UTF-8, numbers that are not finite (``NaN``, ``Infinity``, ``1e400``), lone
+surrogates, properties nested more than 100 levels. A byte order mark at the start of a line is ignored.
 With ``follow = true`` the source remembers the byte offset it read to and starts there next run
 (for append-only logs); otherwise it re-reads the file and the event dedup keys make that a no-op.
 """
@@ -26,10 +28,10 @@ from typing import Any, Iterator
 from motorcade.config_schema import FLAG, PATH, TEXT, Setting, choice, map_of, whole
 import motorcade
 from motorcade.errors import ConfigError
-from motorcade.sources.clean import CleanError, parse_timestamp
+from motorcade.sources.clean import CleanError, check_json_value, parse_timestamp
 from motorcade.sources.base import EventRecord, PersonRecord, RawIdentifier, RejectedRow, Source, SourceRecord
 from motorcade.sources.base import estimate_lines
-from motorcade.sources.batch import EventBatch, properties_json
+from motorcade.sources.batch import EventBatch, properties_json, raw_line_text
 
 __all__ = ["JsonlSource"]
 
@@ -142,8 +144,9 @@ class JsonlSource(Source):
         batch: list[SourceRecord] = []
         parse = self.parse_line
         for where, by_line, raw_line in self._lines(cursor):
-            text = raw_line.decode("utf-8", "replace").rstrip("\r\n")
-            batch.append(parse(text, f"line {where}" if by_line else f"byte {where}"))
+            if raw_line[:3] == _BOM:
+                raw_line = raw_line[3:]
+            batch.append(parse(raw_line, f"line {where}" if by_line else f"byte {where}"))
             if len(batch) >= self.batch_size:
                 yield batch
                 batch = []
@@ -168,6 +171,8 @@ class JsonlSource(Source):
             yield batch
 
     def _add_line(self, batch: EventBatch, where: int, raw_line: bytes) -> None:
+        if raw_line[:3] == _BOM:
+            raw_line = raw_line[3:]
         if self.format == "native" and _orjson_loads is not None:
             out = self._native_fast(raw_line)
             if out is not None:
@@ -176,10 +181,14 @@ class JsonlSource(Source):
         obj = _loads(raw_line)
         out = (self._native if self.format == "native" else self._fields)(obj) if type(obj) is dict else obj
         if type(out) is tuple:
-            batch.events.append((where, out[0], out[1], out[2], properties_json(out[3]), out[4], raw_line))
-        else:
-            text = raw_line.decode("utf-8", "replace").rstrip("\r\n")
-            batch.records.append(self._record(out, text, batch.position(where)))
+            try:
+                props_json = properties_json(out[3])
+            except CleanError as exc:  # the same reason the record path gives (see Ingestor.write_batch)
+                out = _Reject(str(exc))
+            else:
+                batch.events.append((where, out[0], out[1], out[2], props_json, out[4], raw_line))
+                return
+        batch.records.append(self._record(out, raw_line_text(raw_line), batch.position(where)))
 
     # -- parallel reading (see motorcade.sources.batch.ParseWorkers) -------------------------------
 
@@ -258,8 +267,10 @@ class JsonlSource(Source):
 
     # -- one line ---------------------------------------------------------------------------------
 
-    def parse_line(self, text: str, position: str) -> SourceRecord:
-        obj = _loads(text)
+    def parse_line(self, line: str | bytes, position: str) -> SourceRecord:
+        """The record of one line (its text, or its bytes as read from the file)."""
+        obj = _loads(line)
+        text = raw_line_text(line) if isinstance(line, bytes) else line
         out = self._fields(obj) if type(obj) is dict else obj
         if type(out) is tuple:
             name, ts, ids, props, dedup = out
@@ -440,11 +451,24 @@ def _loads(raw: bytes | str) -> Any:
         except ValueError:
             pass
     if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", "replace").rstrip("\r\n")  # error positions as in the line's text
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:  # quarantined as it is (U+FFFD would hide the damage)
+            return _Reject(f"not valid UTF-8: byte 0x{exc.object[exc.start]:02x} at byte {exc.start + 1} of the line "
+                           "(JSON Lines are UTF-8: convert the file, or fix the writer)")
+        raw = raw.rstrip("\r\n")  # error positions as in the line's text
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except ValueError as exc:
         return _Reject(f"not valid JSON: {exc.args[0] if exc.args else exc}")
+    except RecursionError:
+        return _Reject("not valid JSON here: arrays and objects nested too deeply")
+    # what orjson refuses and the standard library takes: NaN, Infinity, 1e400, lone surrogates
+    try:
+        check_json_value(value, "", max_nesting=None)
+    except CleanError as exc:
+        return _Reject(f"not JSON the store can keep: {exc}")
+    return value
 
 
 _LINE_NOT_AN_OBJECT = re.compile(rb"\n(?=[^{])").finditer
@@ -475,6 +499,7 @@ def _long_digits(raw: bytes | str) -> bool:
     return _NINETEEN_ZEROS in raw.translate(_DIGITS_TO_ZERO)
 
 
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark (editors on Windows write one at the start of a file)
 _DIGITS_TO_ZERO = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
 _NINETEEN_ZEROS = b"0" * 19
 _LONG_DIGITS_S = re.compile(r"[0-9]{19}").search
