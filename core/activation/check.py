@@ -74,10 +74,15 @@ def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, att
     return list(unique.values())
 
 
-def known_names(store, registry) -> tuple[set[str] | None, set[str] | None]:
-    """Profile attributes and tag names known in the project, for template checks (None: none known yet)."""
+def known_names(store, registry, sources=None) -> tuple[set[str] | None, set[str] | None]:
+    """Profile attributes and tag names known in the project, for template checks (None: none known yet):
+    attributes stored on people or mapped by a configured source (``sources``: the [sources] tables), so a
+    field no row has carried yet is not taken for a typo."""
+    from motorcade.sources.mapping import mapped_attribute_names
+
     attributes = {r[0] for r in store.query(
         "SELECT DISTINCT key FROM people, json_each(people.attributes) LIMIT 10000")}
+    attributes |= mapped_attribute_names(sources or {})
     tags = {d["name"] for d in store.tag_definitions()}
     for entry in registry.tag_calculators.values():
         tags.update(d.name for d in getattr(entry.obj, "produces", ()))
@@ -90,6 +95,6 @@ def check_project(project) -> list[TemplateProblem]:
 
     settings = ActivationSettings.from_config(project.config.raw.get("activation", {}))
     registry = project.plugins.registry()
-    attributes, tags = known_names(project.store, registry)
+    attributes, tags = known_names(project.store, registry, project.config.sources)
     return check_activation(project.rules(), templates_dir=project.directory / settings.templates, registry=registry,
                             attributes=attributes, tags=tags)

@@ -106,7 +106,7 @@ class Renderer:
         key = f"{_kind(rule)}:{rule.name}"
         if key not in self._refused:
             if self._names is None:
-                self._names = known_names(self.ctx.store, self.ctx.registry)
+                self._names = known_names(self.ctx.store, self.ctx.registry, self.ctx.source_settings)
             attributes, tags = self._names
             tags = None if tags is None else set(tags) | set(self.ctx.rule_set.tags)
             problems = rule_template_problems(rule, self.templates, registry=self.ctx.registry,

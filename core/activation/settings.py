@@ -79,6 +79,7 @@ class ActivationContext:
     log: Callable[[str], None] = lambda message: None
     plugin_load_errors: list[Any] = attrs.field(factory=list)  # motorcade.plugins.PluginLoadError
     stop: threading.Event | None = None  # set by `serve` on SIGTERM/SIGINT: stop planning and claiming at once
+    source_settings: dict[str, dict[str, Any]] = attrs.field(factory=dict)  # [sources]: attributes they map
 
     def stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -127,6 +128,7 @@ class ActivationContext:
             rule_set=rule_set if rule_set is not None else project.rules(checked=True),
             registry=project.plugins.registry(),
             channel_settings=dict(config.channels),
+            source_settings=dict(config.sources),
             tz=config.tz,
             guardrails=GuardRails.from_config(config.guardrails),
             settings=ActivationSettings.from_config(config.raw.get("activation", {})),

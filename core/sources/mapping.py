@@ -100,6 +100,19 @@ def attribute_types(settings: Mapping[str, Any], kind: str = "person") -> dict[s
     return out
 
 
+def mapped_attribute_names(sources: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """Every profile attribute the configured sources can write (``[sources.X.person] attributes``, and
+    ``identify_attributes`` of event sources), whether or not a row has carried it yet."""
+    names: set[str] = set()
+    for settings in sources.values():
+        person = settings.get("person")
+        if isinstance(person, dict) and isinstance(person.get("attributes"), dict):
+            names.update(person["attributes"])
+        if isinstance(settings.get("identify_attributes"), dict):
+            names.update(str(v) for v in settings["identify_attributes"].values())
+    return names
+
+
 def source_tag_definitions(source: str, settings: Mapping[str, Any]):
     """The :class:`~motorcade.tags.base.TagDefinition` of every tag ``[sources.SOURCE.tags]`` imports."""
     return tuple(tag.definition for tag in _tag_columns(source, settings).values())
