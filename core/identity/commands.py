@@ -154,45 +154,46 @@ def _split_line(r: dict) -> str:
     return line
 
 
-@identity.command("flagged")
-@click.option("--type", "type_", help="Only identifiers of this type (phone, crm_id, ...).")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(0, SQLITE_INTEGER_MAX),
-              help="At most this many (0 = all).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (values masked unless MOTORCADE_SHOW_PII=1).")
-def flagged_cmd(type_: str | None, limit: int, as_json: bool) -> None:
-    """Identifiers that link nobody (junk values, over-shared, split off, advisors' phones), with the reason."""
-    rows = _store().list_flagged_identifiers(type_=type_, limit=limit or None)
+_LIMIT = click.option("--limit", default=50, show_default=True, type=click.IntRange(0, SQLITE_INTEGER_MAX),
+                      help="At most this many (0 = all).")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON (values masked unless MOTORCADE_SHOW_PII=1).")
+
+
+def _list_identifiers(rows: list[dict], as_json: bool, empty: str, line) -> None:
+    """Print identifier rows with their values masked: JSON, ``empty`` when there are none, else ``line(row)``."""
     for r in rows:
         r["value"] = mask_identifier(r["type"], r["value"])
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False))
-        return
-    if not rows:
-        click.echo("No flagged identifiers.")
-        return
-    for r in rows:
-        click.echo(f"  {r['type']:<18} {r['value']:<32} on {r['records']:>6,} record(s): {r['reason']}")
+    elif not rows:
+        click.echo(empty)
+    else:
+        for r in rows:
+            click.echo(line(r))
+
+
+@identity.command("flagged")
+@click.option("--type", "type_", help="Only identifiers of this type (phone, crm_id, ...).")
+@_LIMIT
+@_JSON
+def flagged_cmd(type_: str | None, limit: int, as_json: bool) -> None:
+    """Identifiers that link nobody (junk values, over-shared, split off, advisors' phones), with the reason."""
+    _list_identifiers(_store().list_flagged_identifiers(type_=type_, limit=limit or None), as_json,
+                      "No flagged identifiers.",
+                      lambda r: f"  {r['type']:<18} {r['value']:<32} on {r['records']:>6,} record(s): {r['reason']}")
 
 
 @identity.command("rejected")
 @click.option("--source", help="Only this source.")
 @click.option("--type", "type_", help="Only identifiers of this type (phone, email, ...).")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(0, SQLITE_INTEGER_MAX),
-              help="At most this many (0 = all).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (values masked unless MOTORCADE_SHOW_PII=1).")
+@_LIMIT
+@_JSON
 def rejected_cmd(source: str | None, type_: str | None, limit: int, as_json: bool) -> None:
     """Identifier values that did not clean at ingest (and so link nobody), with the reason, newest first."""
-    rows = _store().list_rejected_identifiers(source=source, type_=type_, limit=limit or None)
-    for r in rows:
-        r["value"] = mask_identifier(r["type"], r["value"])
-    if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False))
-        return
-    if not rows:
-        click.echo("No rejected identifiers.")
-        return
-    for r in rows:
-        click.echo(f"  {r['source']:<14} {r['type']:<14} {r['value']:<24} {r['reason']}  (last seen {r['last_seen']})")
+    _list_identifiers(_store().list_rejected_identifiers(source=source, type_=type_, limit=limit or None), as_json,
+                      "No rejected identifiers.",
+                      lambda r: f"  {r['source']:<14} {r['type']:<14} {r['value']:<24} {r['reason']}  "
+                                f"(last seen {r['last_seen']})")
 
 
 @identity.command("stats")
