@@ -236,3 +236,31 @@ campaign recall {{ audience all_owners  schedule at {past_minute()}  via email t
         project.close()
     finally:
         controller.stop()
+
+
+def test_run_says_what_happened_to_the_sends_and_why_nothing_was_planned(tmp_path, register_plugin, capsys):
+    sms = memory_channel_plugin("sms", address_type="phone", answers={})
+    register_plugin(sms, name="sms")
+    directory = tmp_path / "p"
+    write_project(directory, f"""
+segment all_owners {{ where profile.is_owner = true }}
+campaign notice {{ audience all_owners  schedule at {past_minute()}  via sms template "n"  quiet hours off }}
+trigger on_order {{ on order  via sms template "n" }}
+""", templates={"n.txt": "{{ person.name }}您好"})
+    project = Project(directory)
+    store = project.store
+    with store.transaction():
+        ids = [store.create_person({"name": f"客户{i}", "is_owner": True}) for i in range(3)]
+        store.conn.execute("INSERT INTO identifiers (type, value, person_id) VALUES ('phone', '+8613800000000', ?)",
+                           (ids[0],))
+    add_members(store, "all_owners", ids)
+    assert main(["--project", str(directory), "run", "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "planned 1 campaign runs (3 sends)" in out and "sent 1" in out
+    assert "2 suppressed: no channel: sms: no phone" in out  # planned, then stopped: the reason is shown
+    assert main(["--project", str(directory), "run", "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing was planned:" in out
+    assert "campaign notice: the slot" in out and "was planned already" in out
+    assert "trigger on_order: no new events that fire it" in out
+    project.close()

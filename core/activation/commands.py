@@ -45,9 +45,25 @@ def run(state, once: bool, campaigns: tuple[str, ...], no_dispatch: bool, as_jso
         click.echo(json.dumps({**report.as_dict(), "log": messages}, ensure_ascii=False, default=str))
     else:
         d = report.dispatched
-        click.echo(f"planned {len(report.planned_runs)} campaign runs; trigger firings: "
+        stopped: dict[str, int] = {}
+        for key, n in report.stopped.items():
+            status = key.split(":", 1)[0]
+            stopped[status] = stopped.get(status, 0) + n
+        click.echo(f"planned {len(report.planned_runs)} campaign runs "
+                   f"({sum(r.get('planned', 0) for r in report.planned_runs):,} sends); trigger firings: "
                    f"{sum(report.trigger_firings.values())}; "
-                   f"sent {d.get('sent', 0)}, retrying {d.get('failed', 0)}, dead {d.get('dead', 0)}")
+                   f"sent {d.get('sent', 0)}, retrying {d.get('failed', 0)}, dead {d.get('dead', 0)}"
+                   + "".join(f", {status} {n}" for status, n in sorted(stopped.items())))
+        for key, n in report.stopped.items():
+            click.echo(f"  {n:>6,} {mask_message(key)}")
+        if report.planned_runs:  # this pass's campaign sends as they stand now, by status and reason
+            for status, reason, n in ctx.store.run_send_outcomes(r["run_id"] for r in report.planned_runs):
+                click.echo(f"  {n:>6,} {status}" + (f": {mask_message(reason)}" if reason else "")
+                           + "  (this pass's campaign runs)")
+        if not report.planned_runs and not sum(report.trigger_firings.values()):
+            click.echo("nothing was planned:" if report.notes else "nothing was planned (no campaign or trigger)")
+            for note in report.notes:
+                click.echo(f"  {note}")
         for error in report.errors:
             click.secho(f"error: {error}", fg="red", err=True)
     if report.errors:

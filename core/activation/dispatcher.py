@@ -81,6 +81,8 @@ class Dispatcher:
         self.ctx = ctx
         self._channels: dict[str, Channel] = {}
         self._limiters: dict[str, RateLimiter] = {}
+        # sends a guard rail stopped while claiming: (status, reason) -> count, for `run`'s summary
+        self.stopped: dict[tuple[str, str], int] = {}
         self._rng = random.Random()
         self.problems: list[str] = []  # what an operator must fix (a channel whose plugin failed to load)
 
@@ -230,9 +232,11 @@ class Dispatcher:
                     if ok:
                         quota[channel] -= 1
                         claimed.append({**send, **decision})
-                else:
-                    store.update_send(send["idempotency_key"], now=now, expect_status=expect, status=status,
-                                      claimed_by=None, claimed_until=None, **decision)
+                elif store.update_send(send["idempotency_key"], now=now, expect_status=expect, status=status,
+                                       claimed_by=None, claimed_until=None, **decision):
+                    # one line per rule, not per deferral time
+                    key = (status, str(decision.get("reason") or "").split(", deferred to ")[0])
+                    self.stopped[key] = self.stopped.get(key, 0) + 1
         return claimed
 
     # -- sending and recording ------------------------------------------------------------------------

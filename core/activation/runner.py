@@ -38,6 +38,8 @@ class RunReport:
     dispatched: dict[str, int] = attrs.field(factory=dict)
     errors: list[str] = attrs.field(factory=list)
     planner: bool = False  # whether this worker held the scheduler lease
+    stopped: dict[str, int] = attrs.field(factory=dict)  # "status: reason" -> sends a guard rail stopped
+    notes: list[str] = attrs.field(factory=list)  # why a campaign or trigger planned nothing this pass
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -61,7 +63,13 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
             continue
         try:
             slot = latest_slot(rule.schedule, now, ctx.tz, horizon=horizon)
-            if slot is None or ctx.store.get_run(f"campaign:{name}:{slot_text(slot)}") is not None:
+            if slot is None:
+                report.notes.append(f"campaign {name}: no slot due (none within the last "
+                                    f"{ctx.settings.catch_up_hours:g} h, catch_up_hours)")
+                continue
+            if ctx.store.get_run(f"campaign:{name}:{slot_text(slot)}") is not None:
+                report.notes.append(f"campaign {name}: the slot {slot.astimezone(ctx.tz):%Y-%m-%d %H:%M} was "
+                                    "planned already")
                 continue
             result = plan_campaign(ctx, name, slot, renderer=renderer)
             if result is not None:
@@ -85,6 +93,9 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
             else:
                 continue
             report.trigger_firings[name] = report.trigger_firings.get(name, 0) + totals["fired"]
+            if not totals["fired"]:
+                what = "events" if isinstance(rule.on, ast.OnEvent) else "segment changes"
+                report.notes.append(f"trigger {name}: no new {what} that fire it")
         except PlanningStopped:
             return
         except MotorcadeError as exc:
@@ -130,6 +141,8 @@ def run_once(ctx: ActivationContext, *, dispatch: bool = True, plan: bool = True
                 plan_due(ctx, report)
             finally:
                 ctx.store.release_lease(SCHEDULER_LEASE, ctx.worker_id)
+        else:
+            report.notes.append("another worker holds the planning lease: it plans what is due")
     if dispatch and not ctx.stopping():
         dispatcher = Dispatcher(ctx)
         try:
@@ -137,6 +150,8 @@ def run_once(ctx: ActivationContext, *, dispatch: bool = True, plan: bool = True
         finally:
             dispatcher.close()
         report.errors.extend(f"sends deferred: {problem}" for problem in dispatcher.problems)
+        report.stopped = {f"{status}: {reason}" if reason else status: n
+                          for (status, reason), n in sorted(dispatcher.stopped.items())}
     return report
 
 

@@ -251,6 +251,21 @@ class OutboxMixin:
         params.append(limit)
         return [_send_row(r) for r in self.conn.execute(sql, params)]
 
+    def run_send_outcomes(self, run_ids: Iterable[str]) -> list[tuple[str, str, int]]:
+        """``(status, reason, count)`` of the sends of these runs as they stand now (``reason`` '' for none;
+        a deferral's time left out, so one rule is one line)."""
+        ids = sorted(set(run_ids))
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        counts: dict[tuple[str, str], int] = {}
+        for status, reason, n in self.conn.execute(
+                f"SELECT status, coalesce(reason, ''), count(*) FROM outbox WHERE run_id IN ({marks}) "
+                f"GROUP BY status, coalesce(reason, '')", ids):
+            key = (status, reason.split(", deferred to ")[0])
+            counts[key] = counts.get(key, 0) + n
+        return sorted((s, r, n) for (s, r), n in counts.items())
+
     def send_stats(self) -> list[dict[str, Any]]:
         """Counts per origin, channel and status."""
         return [
