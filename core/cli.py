@@ -72,17 +72,30 @@ class CliState:
 
         return [w for name, settings in project.config.sources.items() for w in mapping_warnings(name, settings)]
 
-    def activation_problems(self) -> list:
-        """Missing templates, unknown template fields, uninstalled channels (empty outside a project)."""
+    def activation_problems(self, skip_channels: set[str] = frozenset()) -> list:
+        """Missing templates, unknown template fields, uninstalled channels, as `check` diagnostics (empty
+        outside a project); ``skip_channels``: channels already reported as unknown."""
         from .errors import ProjectNotFound
 
         try:
             project = self.project
         except ProjectNotFound:
             return []
-        from .activation.check import check_project
+        from .activation.check import activation_diagnostics, check_project
 
-        return check_project(project)
+        return activation_diagnostics(check_project(project), project.rules(), project.directory,
+                                      skip_channels=skip_channels)
+
+    def relative_path(self, path: str) -> str:
+        """``path`` relative to the project directory when it lies inside it (as `check` shows paths)."""
+        from pathlib import Path
+
+        from .errors import ProjectNotFound
+
+        try:
+            return str(Path(path).resolve().relative_to(self.project.directory))
+        except (ProjectNotFound, ValueError, OSError):
+            return path
 
 
 pass_state = click.make_pass_decorator(CliState)
@@ -215,7 +228,7 @@ def plugins(ctx: click.Context, as_json: bool, verbose: bool) -> None:
         }
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         if pm.load_errors:
-            sys.exit(EXIT_DOMAIN_ERROR)
+            raise click.exceptions.Exit(EXIT_DOMAIN_ERROR)
         return
     from rich.console import Console
     from rich.table import Table
@@ -236,7 +249,7 @@ def plugins(ctx: click.Context, as_json: bool, verbose: bool) -> None:
     if pm.load_errors:
         errors.print("hint: install what the error names (or reinstall the plugin); commands that do not need it "
                      "keep working" + ("" if verbose else "; --verbose shows the traceback"), highlight=False)
-        sys.exit(EXIT_DOMAIN_ERROR)
+        raise click.exceptions.Exit(EXIT_DOMAIN_ERROR)
 
 
 @cli.command()

@@ -9,9 +9,9 @@ named path without rule files).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import attrs
 import click
 
 from motorcade.dsl.check import Catalogue, check
@@ -64,7 +64,7 @@ def _count(number: int, word: str) -> str:
 def _fail(exc: DslError) -> None:
     click.echo(str(exc), err=True)
     click.echo(_count(sum(1 for d in exc.diagnostics if d.severity == ERROR), "error"), err=True)
-    sys.exit(EXIT_DOMAIN_ERROR)
+    raise click.exceptions.Exit(EXIT_DOMAIN_ERROR)
 
 
 @click.command("check")
@@ -77,15 +77,20 @@ def check_command(ctx: click.Context, paths) -> None:
     except DslError as exc:
         _fail(exc)
     diagnostics = check(rule_set, _catalogue(ctx))
+    relative = getattr(ctx.obj, "relative_path", None)
     for diagnostic in diagnostics:
+        if callable(relative):  # paths as the operator knows them: relative to the project
+            diagnostic = attrs.evolve(diagnostic, file=relative(diagnostic.file))
         click.echo(diagnostic.render())
     errors = sum(1 for d in diagnostics if d.severity == ERROR)
     warnings = len(diagnostics) - errors
-    # Templates and channels the campaigns and triggers use (only for a project's own rules).
+    # Templates and channels the campaigns and triggers use (only for a project's own rules), in the same
+    # format; a channel the rules check already called unknown is not reported a second time.
     provider = getattr(ctx.obj, "activation_problems", None)
     if not paths and callable(provider):
-        for problem in provider():
-            click.echo(f"error: {problem}")
+        unknown = {d.message.split("`")[1] for d in diagnostics if d.message.startswith("unknown channel `")}
+        for diagnostic in provider(skip_channels=unknown):
+            click.echo(diagnostic.render())
             errors += 1
     provider = getattr(ctx.obj, "config_warnings", None)  # source mappings (a VIN as a person identifier)
     if not paths and callable(provider):
@@ -96,7 +101,7 @@ def check_command(ctx: click.Context, paths) -> None:
     click.echo(f"{_count(len(rule_set.files), 'file')}, {_count(rules, 'rule')}: {_count(errors, 'error')}, "
                f"{_count(warnings, 'warning')} (revision {rule_set.revision[:12]})")
     if errors:
-        sys.exit(EXIT_DOMAIN_ERROR)
+        raise click.exceptions.Exit(EXIT_DOMAIN_ERROR)
 
 
 @click.command("fmt")
@@ -122,7 +127,7 @@ def fmt_command(ctx: click.Context, check_only: bool, paths) -> None:
     for path in changed:
         click.echo(f"{'would reformat' if check_only else 'reformatted'} {path}")
     if problems or (check_only and changed):
-        sys.exit(EXIT_DOMAIN_ERROR)
+        raise click.exceptions.Exit(EXIT_DOMAIN_ERROR)
 
 
 @click.command("test")
@@ -140,7 +145,7 @@ def test_command(ctx: click.Context, rules_paths, no_coverage: bool, paths) -> N
         _fail(exc)
     click.echo(report.render(show_coverage=not no_coverage))
     if not report.ok:
-        sys.exit(EXIT_DOMAIN_ERROR)
+        raise click.exceptions.Exit(EXIT_DOMAIN_ERROR)
 
 
 COMMANDS = (check_command, fmt_command, test_command)

@@ -264,3 +264,26 @@ trigger on_order {{ on order  via sms template "n" }}
     assert "campaign notice: the slot" in out and "was planned already" in out
     assert "trigger on_order: no new events that fire it" in out
     project.close()
+
+
+def test_check_reports_activation_findings_in_the_one_error_format(tmp_path, capsys):
+    """file:line:col relative to the project, the line with a caret under the clause, a hint; an unknown channel
+    once (not again as "not installed"); a cron error at the schedule clause's own line."""
+    directory = tmp_path / "p"
+    write_project(directory, """segment a { where has car }
+campaign c {
+  audience a
+
+  schedule cron "0 25 * * *"
+  via nochan template "t"
+}
+campaign d { audience a  schedule daily at 10:00  via sms template "broken" }
+""", templates={"broken.txt": "Hello\n  {{ person.name \n"})
+    assert main(["--project", str(directory), "check"]) == 1
+    out = capsys.readouterr().out
+    assert str(directory) not in out  # paths relative to the project
+    assert out.count("`nochan`") == 1 and "no channel named 'nochan'" not in out
+    assert "rules/main.mc:5:12: error: cron \"0 25 * * *\": hour '25' is outside 0-23\n" \
+           "      schedule cron \"0 25 * * *\"\n               ^" in out
+    assert "rules/main.mc:6:7: error: template 't' for channel nochan not found in templates\n" in out
+    assert "templates/broken.txt:2:3: error: syntax error" in out and "\n      ^\n" in out

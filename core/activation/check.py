@@ -32,7 +32,8 @@ def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = No
         try:
             path, text = templates.source(step.template, step.channel)
         except TemplateError as exc:
-            problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message, exc.hint))
+            problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message, exc.hint,
+                                            column=step.column))
             continue
         problems.extend(check_template(step.template, path, text, attributes=attributes, tags=tags,
                                        max_length=max_length, channel=step.channel))
@@ -56,7 +57,8 @@ def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, att
             try:
                 validate_schedule(schedule)
             except ScheduleError as exc:
-                problems.append(TemplateProblem("-", f"{kind} {rule.name}", rule.line, exc.message, exc.hint))
+                problems.append(TemplateProblem("-", f"{kind} {rule.name}", schedule.line or rule.line, exc.message,
+                                                exc.hint, column=schedule.column))
         if rule.via is None:
             continue
         if registry is not None:
@@ -65,7 +67,7 @@ def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, att
                     registry.channel_class(step.channel)
                 except MotorcadeError as exc:
                     problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message,
-                                                    exc.hint))
+                                                    exc.hint, column=step.column))
         problems.extend(rule_template_problems(rule, store, registry=registry, attributes=attributes, tags=tags,
                                                kind=kind))
     unique = {}
@@ -98,3 +100,46 @@ def check_project(project) -> list[TemplateProblem]:
     attributes, tags = known_names(project.store, registry, project.config.sources)
     return check_activation(project.rules(), templates_dir=project.directory / settings.templates, registry=registry,
                             attributes=attributes, tags=tags)
+
+
+def activation_diagnostics(problems: list[TemplateProblem], rule_set, project_dir: Path,
+                           *, skip_channels: set[str] = frozenset()) -> list:
+    """The problems as `check`'s diagnostics: file:line:col relative to the project, the line with a caret, a
+    hint. A problem about a rule points into its rule file (at the clause); one about a template file into
+    that file. ``skip_channels``: channels `check` already reported as unknown (reported once, not twice)."""
+    from motorcade.dsl.errors import ERROR, make
+
+    def relative(path: str) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(Path(project_dir).resolve()))
+        except ValueError:
+            return path
+
+    rule_files = {}
+    for rule_file in rule_set.files:
+        for rule in rule_file.rules:
+            kind = "campaign" if isinstance(rule, ast.Campaign) else "trigger" if isinstance(rule, ast.Trigger) else None
+            if kind:
+                rule_files[f"{kind} {rule.name}"] = rule_file
+    out = []
+    for problem in problems:
+        if problem.message.startswith("no channel named ") and any(f"'{c}'" in problem.message for c in skip_channels):
+            continue
+        rule_file = rule_files.get(problem.path)
+        if rule_file is not None:
+            file, source = relative(rule_file.filename), rule_file.source
+        else:
+            file = relative(problem.path)
+            try:
+                source = Path(problem.path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                source = ""
+        line = problem.line
+        column = problem.column
+        if column is None and line:
+            text = source.split("\n")[line - 1] if 0 < line <= len(source.split("\n")) else ""
+            column = len(text) - len(text.lstrip()) + 1
+        prefix = str(Path(project_dir).resolve()) + "/"
+        out.append(make(ERROR, problem.message.replace(prefix, ""), file=file, source=source, line=line,
+                        column=column, hint=problem.hint.replace(prefix, "") if problem.hint else None))
+    return out

@@ -263,6 +263,7 @@ class TemplateProblem:
     line: int | None
     message: str
     hint: str | None = None
+    column: int | None = None  # where on ``line`` (rule clauses); None: the line's first character
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
