@@ -68,3 +68,20 @@ def test_incremental_compute_and_selection(project):
 def test_unknown_name_is_a_clean_error(project):
     result = CliRunner().invoke(build_cli(), ["--project", str(project.directory), "tags", "compute", "intnet"])
     assert result.exit_code != 0 and "did you mean `intent`" in str(result.exception)
+
+
+def test_tags_compute_prints_no_bar_frames_when_piped(tmp_path):
+    """stderr is not a terminal: the results only, no progress bar frames (issue 15 item 8)."""
+    import subprocess
+    import sys
+
+    from motorcade.project import init_project
+
+    project = init_project(tmp_path / "p")
+    (project.directory / "rules" / "r.mc").write_text('tag vip = case when (did order) then "yes" else "no" end\n',
+                                                      encoding="utf-8")
+    project.close()
+    result = subprocess.run([sys.executable, "-c", "from motorcade.cli import run; run()", "--project",
+                             str(tmp_path / "p"), "tags", "compute", "vip"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Computing tags" not in result.stderr and "rule:vip" in result.stdout

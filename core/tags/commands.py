@@ -68,19 +68,25 @@ def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None
         raise click.ClickException("no tag calculators are installed and the rules define no rule tag; install "
                                    "a plugin under plugins/tags/ or write `tag NAME = case ... end` in a rule file")
     planned = plan(calculators, names or None, imported=imported_tags(project))
-    with click.progressbar(length=len(planned), label="Computing tags", file=sys.stderr,
-                           item_show_func=lambda c: c.name if c else "") as bar:
-        current = []
-
-        def progress(calc) -> None:
-            if current:
-                bar.update(1)
-            current.append(calc)
-            bar.update(0, calc)
-
+    if as_json or not sys.stderr.isatty():  # no bar frames in piped output or under --json
         results = compute_project_tags(project, names or None, incremental=incremental, as_of=moment,
-                                       progress=progress, calculators=calculators)
-        bar.update(1)
+                                       calculators=calculators)
+    else:
+        # The bar counts calculators *finished*: one step when the next starts, the last when all are done, so
+        # it reaches the end when the work does (not when the last calculator starts).
+        with click.progressbar(length=len(planned), label="Computing tags", file=sys.stderr,
+                               item_show_func=lambda c: c.name if c else "") as bar:
+            started = []
+
+            def progress(calc) -> None:
+                if started:
+                    bar.update(1)
+                started.append(calc)
+                bar.update(0, calc)
+
+            results = compute_project_tags(project, names or None, incremental=incremental, as_of=moment,
+                                           progress=progress, calculators=calculators)
+            bar.update(len(planned) - bar.pos)
     if as_json:
         click.echo(json.dumps([
             {"calculator": r.calculator, "version": r.version, "mode": r.mode, "people": r.people,
