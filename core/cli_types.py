@@ -12,8 +12,8 @@ COUNT = click.IntRange(1, SQLITE_INTEGER_MAX)  # --limit and the like
 
 
 class PersonId(click.ParamType):
-    """A person id (1 .. 2^63-1). Output masks ids (``3**``); a masked id passed back is refused with what
-    to do."""
+    """A person id (1 .. 2^63-1). A masked value passed back (``3**``, as some older output and masked
+    identifiers look) is refused with what to do."""
 
     name = "PERSON_ID"
 
@@ -23,9 +23,10 @@ class PersonId(click.ParamType):
         else:
             text = str(value).strip()
             if "*" in text:
-                self.fail(f"{text!r} is a masked id, which cannot name a person: run the command that printed it "
-                          "with MOTORCADE_SHOW_PII=1 (if you may see personal data) to get the real id, or find the "
-                          "person by an identifier with `motorcade identity explain TYPE:VALUE`", param, ctx)
+                self.fail(f"{text!r} is a masked id, which cannot name a person: person ids are shown unmasked "
+                          "(`explain`, `segments members`, `sends list`); a masked value is an identifier — find "
+                          "the person with `motorcade identity explain TYPE:VALUE` (MOTORCADE_SHOW_PII=1 shows "
+                          "identifiers if you may see personal data)", param, ctx)
             if not text.isdigit():
                 self.fail(f"{text!r} is not a person id (a whole number)", param, ctx)
             number = int(text)

@@ -297,3 +297,17 @@ def test_a_masked_person_id_passed_back_is_refused_with_what_to_do(project, comm
     result = CliRunner().invoke(build_cli(), ["--project", str(project.directory), *command])
     assert result.exit_code == 2
     assert "'3**' is a masked id" in result.output and "MOTORCADE_SHOW_PII=1" in result.output
+
+
+def test_person_ids_are_shown_the_same_everywhere_and_can_be_passed_back(project, monkeypatch):
+    """Issue 15 item 7: explain masked person ids that `sends list` and `identity explain` showed raw; now
+    internal ids are shown alike (they are not personal data) and an id read from one command works in another."""
+    monkeypatch.delenv("MOTORCADE_SHOW_PII", raising=False)
+    ids = project.ids
+    compute_segments(project, as_of=AS_OF)
+    out = invoke(project, "explain", "owners", "--person", str(ids[1]), "--as-of", "2026-11-20T10:00").output
+    assert f"person {ids[1]} IS a member" in out
+    doc = json.loads(invoke(project, "segments", "members", "owners", "--json").output)
+    assert [m["person_id"] for m in doc["members"]] == ids[:3]
+    sample = invoke(project, "explain", "owners", "--as-of", "2026-11-20T10:00").output.split("sample: ")[1]
+    assert sample.split(", ")[0].strip() == str(ids[0])

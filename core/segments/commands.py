@@ -61,7 +61,7 @@ def compute_command(names: tuple[str, ...], as_of: str | None, as_json: bool) ->
 @click.option("--limit", type=COUNT, help="At most this many members (lowest ids first).")
 def members_command(segment: str, as_of: str | None, fmt: str | None, limit: int | None) -> None:
     """Export a segment's members: those stored by its last computation, or with --as-of the members at
-    that instant (computed, not stored). Names, phones and ids are masked unless MOTORCADE_SHOW_PII=1."""
+    that instant (computed, not stored). Names and phones are masked unless MOTORCADE_SHOW_PII=1."""
     import csv
     import sys
 
@@ -91,15 +91,15 @@ def members_command(segment: str, as_of: str | None, fmt: str | None, limit: int
 @click.option("--person", "person_id", type=PERSON_ID, help="Explain why this person is (not) a member.")
 @_AS_OF
 def explain_command(segment: str, person_id: int | None, as_of: str | None) -> None:
-    """Show a segment's SQL, query plan, size and masked sample members — or, with --person, the
+    """Show a segment's SQL, query plan, size and sample members — or, with --person, the
     condition tree for one person with the values seen and pass / fail per condition."""
-    from .explain import explain_person_in_segment, explain_segment, masked
+    from .explain import explain_person_in_segment, explain_segment, shown
 
     project = _project()
     if person_id is not None:
         result = explain_person_in_segment(project, segment, person_id, as_of)
         verdict = "IS a member" if result.tree.result else "is NOT a member"
-        click.echo(f"person {masked(result.person_id)} {verdict} of {segment} at {result.as_of.isoformat()}")
+        click.echo(f"person {shown(result.person_id)} {verdict} of {segment} at {result.as_of.isoformat()}")
         click.echo(result.tree.render())
         if result.sql_member != bool(result.tree.result):
             click.secho("warning: the compiled SQL disagrees with the reference evaluator for this person; "

@@ -13,7 +13,7 @@ from motorcade.dsl.rules import build_rule_set
 from motorcade.dsl.parser import parse_text
 
 from .compute import evaluate_members, parse_as_of
-from .explain import masked
+from .explain import shown
 
 
 @attrs.frozen
@@ -71,7 +71,7 @@ def diff_segments(project, as_of=None, *, sample: int = 3) -> list[SegmentDiff]:
         out.append(SegmentDiff(name, status, run["revision"] if run else None,
                                len(old) if old_segment is not None else None,
                                len(new) if new_segment is not None else None, len(added), len(removed),
-                               [masked(p) for p in added[:sample]], [masked(p) for p in removed[:sample]]))
+                               [shown(p) for p in added[:sample]], [shown(p) for p in removed[:sample]]))
     return out
 
 

@@ -10,7 +10,6 @@ import attrs
 from motorcade.dsl.errors import did_you_mean
 from motorcade.dsl.evaluate import ExplainNode, explain_person
 from motorcade.errors import MotorcadeError
-from motorcade.masking import mask_id
 
 from .compiler import Scope, SQLiteCompiler, col, select_
 from .compute import evaluate_members, parse_as_of
@@ -26,12 +25,15 @@ class SegmentExplanation:
     plan: str  # the plan shape chosen
     query_plan: list[str]  # SQLite's EXPLAIN QUERY PLAN, indented
     size: int
-    sample: list[str]  # masked ids
+    sample: list[str]  # person ids of a few members
     seconds: float
 
 
-def masked(person_id: int) -> str:
-    return mask_id(str(person_id))
+def shown(person_id: int) -> str:
+    """A person id as output shows it. Internal person ids are not masked: they name nobody outside the store,
+    appear in every send's idempotency key, and an operator passes them back (`explain --person 42`); the
+    identifiers, names and phones of a person are what is masked."""
+    return str(person_id)
 
 
 def require_segment(rule_set, segment: str) -> None:
@@ -59,7 +61,7 @@ def explain_segment(project, segment: str, as_of=None, *, sample: int = 5) -> Se
             query_plan.append("  " * depth[node_id] + detail)
     return SegmentExplanation(segment, as_of, query.sql(pretty=True) if query else None,
                               dict(query.params) if query else {}, plan, query_plan, len(members),
-                              [masked(p) for p in members[:sample]], seconds)
+                              [shown(p) for p in members[:sample]], seconds)
 
 
 @attrs.frozen

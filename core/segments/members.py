@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from motorcade.errors import MotorcadeError
-from motorcade.masking import mask_id, mask_name, mask_phone
+from motorcade.masking import mask_name, mask_phone
 
 from .compute import evaluate_members, parse_as_of
 
@@ -57,6 +57,6 @@ def segment_members(project, segment: str, as_of: str | dt.datetime | None = Non
         when, source, revision = moment.isoformat(), "computed", rule_set.revision
     ids = ids[:limit] if limit else ids
     contacts = store.contact_summaries(ids)
-    rows = [{"person_id": mask_id(str(p)), "name": mask_name(contacts[p]["name"] or ""),
+    rows = [{"person_id": p, "name": mask_name(contacts[p]["name"] or ""),
              "phone": mask_phone(contacts[p]["phone"] or ""), "entered_at": entered.get(p)} for p in ids]
     return SegmentMembers(segment, when, source, revision, rows)
