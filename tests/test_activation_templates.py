@@ -195,3 +195,92 @@ def test_the_render_time_limit_stops_a_slow_template(build):
     (bad,) = [s for s in project.store.list_sends() if s["origin"] == "bad"]
     assert bad["status"] == "dead" and "rendering took longer than 0.05 s (render_seconds)" in bad["reason"]
     project.close()
+
+
+# ---- fuzz: any template, planned and delivered without the engine raising ---------------------------------
+# Issue 14: "anything `check` accepts, the engine evaluates without raising". Templates are drawn from pieces
+# that exercise what goes wrong at run time (arithmetic on text and numbers, division, huge repetitions and
+# ranges, loops, macros that call themselves, filters, missing fields, the event's properties). For each:
+# `run_once` never raises and reports no error; every send is sent, or dead with a `template:` reason; the
+# good campaign beside it is delivered to everyone.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ATOMS = st.sampled_from(["person.name", "person.count", "person.missing", "0", "1", "3", "-2", "2.5", "1e9",
+                          "'x'", "'客户'", "none", "[1, 2]", "{'a': 1}", "100000000", "person"])
+_OPS = st.sampled_from(["+", "-", "*", "/", "//", "%", "**", "~"])
+
+
+def _expression(depth: int = 2):
+    if depth == 0:
+        return _ATOMS
+    inner = _expression(depth - 1)
+    return st.one_of(
+        _ATOMS,
+        st.builds(lambda a, op, b: f"({a} {op} {b})", inner, _OPS, inner),
+        st.builds(lambda a, f: f"({a} | {f})", inner, st.sampled_from(
+            ["length", "upper", "int", "float", "string", "center(1000000000)", "default('-')", "join(',')",
+             "round", "abs", "first", "list", "sum", "replace('客', 'x')", "truncate(3)"])),
+        st.builds(lambda a: f"range({a})", inner),
+    )
+
+
+_PIECES = st.one_of(
+    st.builds(lambda e: "{{ " + e + " }}", _expression()),
+    st.builds(lambda e: "{% for i in " + e + " %}{{ i }}{% endfor %}", _expression()),
+    st.builds(lambda e: "{% if " + e + " %}yes{% else %}no{% endif %}", _expression()),
+    st.builds(lambda n: "{% macro f(n) %}{% if n < " + n + " %}{{ f(n + 1) }}{{ f(n + 1) }}{% endif %}"
+                        "{% endmacro %}{{ f(0) }}", st.sampled_from(["3", "12", "60"])),
+    st.sampled_from(["您好", "\n", "{{ person.name }}", "{% set ns = namespace(s='ab') %}{{ ns.s * 3 }}"]),
+)
+
+
+def _fresh_project(directory, template: str):
+    """A project of its own per example (a function-scoped fixture would be shared by every example)."""
+    from motorcade.plugins import load_plugins
+
+    memory = memory_channel_plugin()
+    pm = load_plugins(entry_points=False)
+    pm.register(memory, name="memory")
+    (directory / "rules").mkdir(parents=True)
+    (directory / "templates").mkdir()
+    (directory / "motorcade.toml").write_text('[project]\nname = "t"\ntimezone = "Asia/Shanghai"\n', encoding="utf-8")
+    (directory / "rules" / "main.mc").write_text(RULES, encoding="utf-8")
+    (directory / "templates" / "bad.txt").write_text(template, encoding="utf-8")
+    (directory / "templates" / "good.txt").write_text("您好 {{ person.name }}", encoding="utf-8")
+    project = Project(directory, plugin_manager=pm)
+    store = project.store
+    with store.transaction():
+        ids = [store.create_person({"name": f"客户{i}", "is_owner": True, "count": i}) for i in range(3)]
+    store.record_segment_run("owners", ids, revision="t", as_of=NOW, computed_at=NOW, duration_ms=0, plan=None)
+    return project, memory, ids
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(template=st.lists(_PIECES, min_size=1, max_size=4).map("".join))
+def test_any_template_is_planned_and_delivered_without_the_engine_raising(template):
+    import tempfile
+    from pathlib import Path
+
+    from motorcade.activation.check import check_project
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project, memory, ids = _fresh_project(Path(tmp) / "p", template)
+        try:
+            problems = [p for p in check_project(project) if p.template == "bad"]
+            ctx = ActivationContext.for_project(project, clock=lambda: NOW, worker_id="w")
+            report = run_once(ctx)  # must not raise, whatever the template does
+            bad = [s for s in project.store.list_sends(limit=100) if s["origin"] == "bad"]
+            if problems:  # check rejects it: run refuses that campaign (reported), the other one goes on
+                assert bad == [] and any("bad" in e for e in report.errors), report.errors
+            else:
+                assert report.errors == []
+                assert len(bad) == len(ids)
+                for send in bad:
+                    assert send["status"] == "sent" or (send["status"] == "dead"
+                                                        and send["reason"].startswith("template: ")), send
+            assert sorted(m.body for m in memory.sent if m.template == "good") == \
+                sorted(f"您好 客户{i}" for i in range(len(ids)))
+        finally:
+            project.close()
