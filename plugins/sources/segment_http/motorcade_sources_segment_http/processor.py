@@ -70,16 +70,31 @@ class Processor:
 
 
 def _run_processor(project_dir, source_names, dispatch, idle_seconds, stop, ready, counters) -> None:
+    import os
     import signal
     import sys
 
+    parent = os.getppid()
+    # A collector killed with SIGKILL cannot set ``stop``: the processor must not outlive it (an orphan would
+    # go on ingesting beside the processor of the next collector). Linux ends it with its parent; elsewhere
+    # the loop notices the parent is gone.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        return
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the collector stops it through ``stop``
     _Loop(project_dir, source_names, dispatch=dispatch, idle_seconds=idle_seconds, counters=counters,
-          log=lambda message: print(f"collect processor: {message}", file=sys.stderr, flush=True)).run(stop, ready)
+          log=lambda message: print(f"collect processor: {message}", file=sys.stderr, flush=True),
+          parent=parent).run(stop, ready)
 
 
 class _Loop:
-    def __init__(self, project_dir, source_names, *, dispatch, idle_seconds, counters, log):
+    def __init__(self, project_dir, source_names, *, dispatch, idle_seconds, counters, log, parent=None):
         self.project_dir = project_dir
         self.source_names = source_names
         self.dispatch = dispatch
@@ -87,6 +102,7 @@ class _Loop:
         self.counters = counters
         self.log = log
         self.last_id: dict[str, int] = {}
+        self.parent = parent
 
     def run(self, stop, ready) -> None:
         from motorcade.project import Project
@@ -107,7 +123,9 @@ class _Loop:
             self.last_id[name] = int(cursor) if cursor else 0
         ready.set()
         last_purge = 0.0
-        while not stop.is_set():
+        import os
+
+        while not stop.is_set() and (self.parent is None or os.getppid() == self.parent):
             busy = False
             events = 0
             for source in sources:

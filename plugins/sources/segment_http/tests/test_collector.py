@@ -319,6 +319,22 @@ def test_every_message_that_got_a_200_survives_a_kill_9_of_the_collector(project
     finally:
         process.terminate()
         process.wait(timeout=30)
+    # no processor outlives its collector (a SIGKILLed collector cannot stop it; it must end with it)
+    assert wait_for(lambda: not _processes_with(f"--listen 127.0.0.1:{port}"), timeout=15), \
+        _processes_with(f"--listen 127.0.0.1:{port}")
+
+
+def _processes_with(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
 
 
 def _up(url: str) -> bool:
