@@ -115,7 +115,29 @@ def post(url, path, body, *, key=KEY, gzipped=False, raw=None, headers=None):
     return httpx.post(url + path, content=data, headers=head, timeout=10)
 
 
-def test_the_real_segment_client_delivers_every_message_once_with_one_id_and_trigger_sends(project, collector):
+def test_the_real_segment_client_delivers_every_message_once_with_one_id_and_trigger_sends(project):
+    """...and the trigger on the tracked event sends through a local webhook receiver (collect --dispatch)."""
+    from segment.analytics.client import Client
+
+    from motorcade.activation.testing import KeyCountingServer
+
+    import contextlib
+
+    from motorcade.plugins import load_plugins
+
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(KeyCountingServer())
+        config = project.directory / "motorcade.toml"
+        config.write_text(config.read_text(encoding="utf-8") + f'\n[channels.webhook]\nurl = "{receiver.url}"\n'
+                          'secret = "s"\n', encoding="utf-8")
+        project = Project(project.directory, plugin_manager=load_plugins())
+        stack.callback(project.close)
+        collector = stack.enter_context(running_collector(project, idle_seconds=0.01, dispatch=True))
+        collector.url = stack.enter_context(BackgroundServer(collector.app)).url
+        _drive_the_real_client(project, collector, receiver)
+
+
+def _drive_the_real_client(project, collector, receiver):
     from segment.analytics.client import Client
 
     client = Client(write_key=KEY, host=collector.url, gzip=True, upload_size=100, max_retries=3)
@@ -139,6 +161,10 @@ def test_the_real_segment_client_delivers_every_message_once_with_one_id_and_tri
     assert json.loads(rows(project, "SELECT attributes FROM people WHERE id = ?", (person,))[0][0])["city"] == "上海"
     # the trigger planned its send without waiting for a poll
     assert wait_for(lambda: rows(project, "SELECT count(*) FROM outbox WHERE origin = 'test_drive_thanks'")[0][0] == 1)
+    # ... and delivered through the webhook channel to the local receiver, once
+    assert wait_for(lambda: len(receiver.deliveries) == 1)
+    assert list(receiver.deliveries.values()) == [1]
+    assert rows(project, "SELECT status FROM outbox WHERE origin = 'test_drive_thanks'")[0][0] == "sent"
     context = json.loads(rows(project, "SELECT properties FROM events WHERE name = 'test_drive'")[0][0])["context"]
     assert context["library"]["name"] == "analytics-python"
 
