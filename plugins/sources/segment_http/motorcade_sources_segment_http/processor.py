@@ -2,8 +2,9 @@
 
 It runs in a process of its own (its own store connections, its own GIL), loops while there is work and naps
 ``idle_seconds`` when there is none, so an event reaches the outbox within a fraction of a second of its
-200. Segment enter/leave triggers wait for the next segment computation (`motorcade serve` plans them);
-with ``dispatch`` the processor also delivers due sends after planning.
+200. The segments that `on enter/leave segment` triggers watch are recomputed after new data (at most once a
+second) and those triggers planned for the people who entered or left; with ``dispatch`` the processor also
+delivers due sends after planning.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from typing import Callable
 
 import attrs
 
+
+# Segments that `on enter/leave segment` triggers watch are recomputed after new data at most this often: a
+# recomputation reads the whole base, so a busy stream shares one every second instead of one per batch.
+SEGMENT_REFRESH_SECONDS = 1.0
 
 @attrs.define
 class ProcessorStats:
@@ -103,6 +108,8 @@ class _Loop:
         self.log = log
         self.last_id: dict[str, int] = {}
         self.parent = parent
+        self.segments_refreshed = float("-inf")
+        self.segments_pending = False
 
     def run(self, stop, ready) -> None:
         from motorcade.project import Project
@@ -127,7 +134,7 @@ class _Loop:
 
         while not stop.is_set() and (self.parent is None or os.getppid() == self.parent):
             busy = False
-            events = 0
+            events = read = 0
             for source in sources:
                 if store.inbox_last_id(source.name) <= self.last_id[source.name]:
                     continue
@@ -139,11 +146,17 @@ class _Loop:
                     stop.wait(1.0)
                     continue
                 self.counters[0] += summary.read
+                read += summary.read
                 events += summary.events
                 self.last_id[source.name] = int(store.get_source_cursor(source.name) or 0)
             self.counters[1] += events
-            if events:
+            if events or read:  # identify calls change segments too
+                self.segments_pending = True
                 self._plan(project)
+            if self.segments_pending and time.monotonic() - self.segments_refreshed >= SEGMENT_REFRESH_SECONDS:
+                self.segments_pending = False
+                self.segments_refreshed = time.monotonic()
+                self._plan(project, segments=True)
             if time.monotonic() - last_purge > 600:
                 last_purge = time.monotonic()
                 self._purge(store, sources)
@@ -151,8 +164,11 @@ class _Loop:
                 stop.wait(self.idle_seconds)
         project.close()
 
-    def _plan(self, project) -> None:
-        from motorcade.activation.planner import process_event_trigger
+    def _plan(self, project, *, segments: bool = False) -> None:
+        """Plan the event triggers for what was just ingested; with ``segments``, also recompute the segments
+        that `on enter/leave segment` triggers watch and plan those triggers for the people who entered or
+        left (the loop calls it so at most every ``SEGMENT_REFRESH_SECONDS``)."""
+        from motorcade.activation.planner import process_event_trigger, process_segment_trigger
         from motorcade.activation.settings import ActivationContext
         from motorcade.dsl import ast
         from motorcade.errors import MotorcadeError
@@ -169,6 +185,21 @@ class _Loop:
                 self.counters[2] += process_event_trigger(ctx, name)["fired"]
             except MotorcadeError as exc:
                 self.log(f"trigger {name}: {exc}")
+        watched = {name: rule.on.segment for name, rule in ctx.rule_set.triggers.items()
+                   if isinstance(rule.on, ast.OnSegment) and rule.on.segment in ctx.rule_set.segments}
+        if segments and watched:
+            from motorcade.segments import compute_segments
+
+            try:
+                compute_segments(project, sorted(set(watched.values())), rule_set=ctx.rule_set)
+            except MotorcadeError as exc:
+                self.log(f"segments: {exc}")
+                watched = {}
+            for name in sorted(watched):
+                try:
+                    self.counters[2] += process_segment_trigger(ctx, name)["fired"]
+                except MotorcadeError as exc:
+                    self.log(f"trigger {name}: {exc}")
         if self.dispatch:
             from motorcade.activation.dispatcher import Dispatcher
 

@@ -169,6 +169,23 @@ def _drive_the_real_client(project, collector, receiver):
     assert context["library"]["name"] == "analytics-python"
 
 
+def test_a_segment_enter_trigger_fires_from_live_events_without_a_segment_run(project, collector):
+    """`on enter segment S`: the processor recomputes the segments such triggers watch after new data (at most
+    once a second) and plans the trigger for who entered, without `segments compute` or `serve`."""
+    (project.directory / "rules" / "s.mc").write_text(
+        "segment drivers { where did test_drive }\n"
+        'trigger welcome_driver { on enter segment drivers  via webhook template "thanks" }\n', encoding="utf-8")
+    assert post(collector.url, "/v1/track", {"userId": "u-seg", "event": "test_drive", "messageId": "seg-1"}
+                ).status_code == 200
+    assert wait_for(lambda: rows(project, "SELECT count(*) FROM outbox WHERE origin = 'welcome_driver'")[0][0] == 1)
+    assert rows(project, "SELECT count(*) FROM segment_members WHERE segment = 'drivers'")[0][0] == 1
+    # a second event of the same person changes no membership: no second firing
+    assert post(collector.url, "/v1/track", {"userId": "u-seg", "event": "test_drive", "messageId": "seg-2"}
+                ).status_code == 200
+    time.sleep(2.5)
+    assert rows(project, "SELECT count(*) FROM outbox WHERE origin = 'welcome_driver'")[0][0] == 1
+
+
 def test_a_message_sent_twice_is_stored_once(project, collector):
     message = {"userId": "u-9", "event": "order", "messageId": "m-1", "timestamp": "2026-11-20T08:00:00Z"}
     assert post(collector.url, "/v1/track", message).status_code == 200
