@@ -152,11 +152,12 @@ class _Loop:
             self.counters[1] += events
             if events or read:  # identify calls change segments too
                 self.segments_pending = True
-                self._plan(project)
-            if self.segments_pending and time.monotonic() - self.segments_refreshed >= SEGMENT_REFRESH_SECONDS:
+            refresh = self.segments_pending and time.monotonic() - self.segments_refreshed >= SEGMENT_REFRESH_SECONDS
+            if refresh:
                 self.segments_pending = False
                 self.segments_refreshed = time.monotonic()
-                self._plan(project, segments=True)
+            if events or read or refresh:  # one planning pass (one context, one dispatch) per cycle
+                self._plan(project, segments=refresh)
             if time.monotonic() - last_purge > 600:
                 last_purge = time.monotonic()
                 self._purge(store, sources)
