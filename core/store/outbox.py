@@ -351,9 +351,6 @@ class OutboxMixin:
             )
         ]
 
-    def max_event_id(self) -> int:
-        return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-
     def first_event_id_since(self, since: dt.datetime) -> int:
         """The id just before the first event at or after ``since`` (a starting high-water mark)."""
         row = self.conn.execute("SELECT min(id) FROM events WHERE ts >= ?", (epoch(since),)).fetchone()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ..model import Advisor, Car, Consent, Ownership, Person, Store
 from .codec import date_text, dumps, epoch, from_date_text, from_epoch, from_iso, iso, loads, utc_now
+
+if TYPE_CHECKING:
+    from motorcade.dsl.data import ValueTypes
 
 
 # Whether the consent state offered (``excluded``) replaces the one stored (``consents``), in the WHERE of an
@@ -268,7 +271,7 @@ class PeopleMixin:
             "ON CONFLICT(scope, name) DO UPDATE SET type = excluded.type, source = excluded.source",
             sorted((scope, name, kind, source) for name, kind in types.items()))
 
-    def value_types(self):
+    def value_types(self) -> ValueTypes:
         """The types rules compare stored values as (:class:`motorcade.dsl.data.ValueTypes`): profile
         attributes and event properties from the sources' typed columns, tags from the tag catalogue."""
         from motorcade.dsl.data import ValueTypes

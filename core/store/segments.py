@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .codec import dumps, iso, loads
 
@@ -18,7 +18,7 @@ class SegmentsMixin:
     # -- reading for a plan -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def read_snapshot(self):
+    def read_snapshot(self) -> Iterator[Any]:
         """Statements inside see one snapshot of the file (a deferred read transaction), so a plan's
         probes, its checks of the store's state and its query agree. Inside a transaction: that one."""
         conn = self.conn
