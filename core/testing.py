@@ -33,7 +33,8 @@ def dump_database(path, *, indexes: bool = False) -> dict[str, list[str]]:
     try:
         out = {}
         for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
-            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})") if r[1] not in WALL_CLOCK_COLUMNS]
+            columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+            cols = [c for c in columns if c not in WALL_CLOCK_COLUMNS]
             out[table] = sorted(map(repr, conn.execute(f"SELECT {', '.join(cols)} FROM {table}")))
         if indexes:
             out["indexes"] = sorted(r[0] for r in conn.execute(

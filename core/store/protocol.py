@@ -67,6 +67,12 @@ class StoreBase(Protocol):
         inner block). What it yields is engine-specific and is not to be used outside the store."""
         ...
 
+    def external_change_mark(self) -> tuple[Any, ...]:
+        """A value equal between two calls on this thread exactly when no other connection (another thread,
+        process or host) has committed a write in between; this connection's own writes leave it alone (a
+        cache tracks those itself, e.g. :attr:`IdentityStore.identity_epoch`). A reconnect changes it."""
+        ...
+
     def close(self) -> None:
         """Close this thread's connection (the store may be used again: it reconnects on demand)."""
         ...

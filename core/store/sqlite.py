@@ -100,6 +100,12 @@ class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, Inge
             self._local.db = db
         return db
 
+    def external_change_mark(self) -> tuple[Any, ...]:
+        """This thread's connection and its ``PRAGMA data_version`` (which moves when another connection
+        commits, never for this connection's own writes)."""
+        conn = self.conn
+        return conn, conn.execute("PRAGMA data_version").fetchone()[0]
+
     def close(self) -> None:
         """Close this thread's connection (the store reconnects on demand)."""
         conn = getattr(self._local, "conn", None)
