@@ -71,6 +71,11 @@ class OutboxMixin:
                 "audience_size", "status")
         return None if row is None else dict(zip(keys, row))
 
+    def run_origins(self, origin_kind: str) -> list[str]:
+        """The campaigns (``origin_kind="campaign"``) or triggers that have at least one run, sorted."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT origin FROM activation_runs WHERE origin_kind = ? ORDER BY origin", (origin_kind,))]
+
     def runs_of(self, origin_kind: str, origin: str, *, limit: int = 20) -> list[dict[str, Any]]:
         keys = ("id", "revision", "scheduled_for", "started_at", "finished_at", "audience_size", "status")
         return [

@@ -99,6 +99,11 @@ class PeopleMixin:
         )
         return Person(id=row[0], attributes=loads(row[1]), identifiers=identifiers, created_at=from_iso(row[2]))
 
+    def attribute_names(self, *, limit: int = 10000) -> set[str]:
+        """Names of the profile attributes stored on people (at most ``limit`` distinct names)."""
+        return {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT key FROM people, json_each(people.attributes) LIMIT ?", (limit,))}
+
     def person_ids(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT id FROM people ORDER BY id")]
 

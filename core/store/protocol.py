@@ -132,6 +132,11 @@ class PeopleStore(Protocol):
         """The person (following merges), with identifiers, or None."""
         ...
 
+    def attribute_names(self, *, limit: int = 10000) -> set[str]:
+        """Names of the profile attributes stored on people (at most ``limit`` distinct names: a catalogue
+        for spelling checks, not an inventory)."""
+        ...
+
     def person_ids(self) -> list[int]:
         """Every live person's id, ascending."""
         ...
@@ -173,7 +178,8 @@ class PeopleStore(Protocol):
         """The person's ownerships (open and closed), by ``valid_from``."""
         ...
 
-    def set_relation(self, person_id: int, kind: str, target_id: str, *, source: str | None = None, since: dt.date | None = None) -> None:
+    def set_relation(self, person_id: int, kind: str, target_id: str, *, source: str | None = None,
+                     since: dt.date | None = None) -> None:
         """Link a person to an advisor or store: kind is sales_advisor, service_advisor, selling_store, ..."""
         ...
 
@@ -261,7 +267,8 @@ class QuarantineStore(Protocol):
         """Store ``(position, raw, reason)`` rows; the same row twice is kept once. Returns rows added."""
         ...
 
-    def list_quarantine(self, *, source: str | None = None, include_resolved: bool = False, limit: int | None = None) -> list[QuarantinedRow]:
+    def list_quarantine(self, *, source: str | None = None, include_resolved: bool = False,
+                        limit: int | None = None) -> list[QuarantinedRow]:
         """Quarantined rows in arrival (id) order: unresolved only unless ``include_resolved``; of one
         source when given; at most ``limit``."""
         ...
@@ -303,7 +310,8 @@ class IdentityStore(Protocol):
         """``record id -> identifier ids`` it is linked to (removed links included: never re-added)."""
         ...
 
-    def find_identifiers(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int | None, str | None]]:
+    def find_identifiers(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
+                         tuple[int, int | None, str | None]]:
         """``(type, value) -> (identifier id, person id, flag reason or None)`` for those that exist."""
         ...
 
@@ -314,6 +322,10 @@ class IdentityStore(Protocol):
     def identifier_top_sources(self, identifier_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
         """``identifier id -> (source, records)``: the source whose records carry it most (live links;
         ties: the first source by name)."""
+        ...
+
+    def identifier_flag_reason(self, identifier_id: int) -> tuple[bool, str | None]:
+        """``(exists, flag reason or None)`` of one identifier (``(False, None)`` when there is no such id)."""
         ...
 
     def update_flag_reasons(self, rows: Sequence[tuple[str, int]]) -> None:
@@ -328,7 +340,8 @@ class IdentityStore(Protocol):
         """Whether ``person_id`` is a live row of ``people`` (a merged-away id is not)."""
         ...
 
-    def identity_rows_of_people(self, person_ids: Iterable[int]) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
+    def identity_rows_of_people(self, person_ids: Iterable[int]) -> tuple[list[tuple[str, str, int]],
+                                list[tuple[str, str, int]]]:
         """``(source, source_key, person id)`` of the records and ``(type, value, person id)`` of the
         identifiers that belong to these people (to refresh a cache after a re-derivation)."""
         ...
@@ -345,7 +358,8 @@ class IdentityStore(Protocol):
         """``(id, source, source_key, person_id, origin_person_id, attributes JSON, at ISO)`` rows."""
         ...
 
-    def insert_new_identity_records(self, first_id: int, source: str, rows: Sequence[tuple[str, int, int | None, str]], at: str) -> None:
+    def insert_new_identity_records(self, first_id: int, source: str,
+                                    rows: Sequence[tuple[str, int, int | None, str]], at: str) -> None:
         """Records ``first_id``, ``first_id + 1``, ... of ``source``: ``(source_key, person_id,
         origin_person_id, attributes JSON)`` rows."""
         ...
@@ -409,12 +423,14 @@ class IdentityStore(Protocol):
         """Let a flagged identifier link again (its people are joined by :meth:`join_people_of_identifier`)."""
         ...
 
-    def join_people_of_identifier(self, identifier_id: int, *, reason: str, at: dt.datetime | None = None) -> int | None:
+    def join_people_of_identifier(self, identifier_id: int, *, reason: str,
+                                  at: dt.datetime | None = None) -> int | None:
         """Merge the people whose records carry an unflagged identifier (live links) into the oldest of
         them, and give the identifier to that person. Returns the person, or None if no record carries it."""
         ...
 
-    def record_identity_split(self, person_id: int, *, identifier_id: int | None, link_id: int | None, reason: str, people: Sequence[int], at: dt.datetime | None = None) -> int:
+    def record_identity_split(self, person_id: int, *, identifier_id: int | None, link_id: int | None, reason: str,
+                              people: Sequence[int], at: dt.datetime | None = None) -> int:
         """Log one split (the identifier it flagged or the link it removed); returns its number."""
         ...
 
@@ -422,7 +438,8 @@ class IdentityStore(Protocol):
         """Note that split ``split_id`` was undone (when and why); the log keeps the split itself."""
         ...
 
-    def list_identity_splits(self, person_id: int | None = None, *, split_id: int | None = None) -> list[dict[str, Any]]:
+    def list_identity_splits(self, person_id: int | None = None, *,
+                             split_id: int | None = None) -> list[dict[str, Any]]:
         """Logged splits, oldest first: all, one (``split_id``), or those of a person (split from it or
         leaving it as one of the pieces)."""
         ...
@@ -470,7 +487,8 @@ class IdentityStore(Protocol):
         clean; a value seen again keeps its first reason and moves ``last_seen``."""
         ...
 
-    def list_rejected_identifiers(self, *, source: str | None = None, type_: str | None = None, lookup: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def list_rejected_identifiers(self, *, source: str | None = None, type_: str | None = None,
+                                  lookup: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Rejected identifier values (newest first), optionally of one source, type or lookup key."""
         ...
 
@@ -590,7 +608,9 @@ class TagsStore(Protocol):
         """The tag catalogue, by name: each definition as a dict (allowed values and range decoded)."""
         ...
 
-    def write_tag_values(self, values: Iterable[tuple[int, str, Any]], *, tags: Iterable[str], calculator: str, calculator_version: str, computed_at: dt.datetime, person_ids: Iterable[int] | None = None) -> int:
+    def write_tag_values(self, values: Iterable[tuple[int, str, Any]], *, tags: Iterable[str], calculator: str,
+                         calculator_version: str, computed_at: dt.datetime,
+                         person_ids: Iterable[int] | None = None) -> int:
         """Replace the values of ``tags`` (for everyone, or only ``person_ids``) with ``values``.
 
         Runs in one transaction: readers see the old or the new values, never a mix."""
@@ -600,7 +620,8 @@ class TagsStore(Protocol):
         """The person's current tag values, by tag name."""
         ...
 
-    def record_tag_run(self, *, calculator: str, calculator_version: str, started_at: dt.datetime, finished_at: dt.datetime, rows_written: int, health: dict[str, Any]) -> int:
+    def record_tag_run(self, *, calculator: str, calculator_version: str, started_at: dt.datetime,
+                       finished_at: dt.datetime, rows_written: int, health: dict[str, Any]) -> int:
         """Log one calculator run (times, rows written, the health figures); returns the run's id."""
         ...
 
@@ -623,7 +644,8 @@ class TagsStore(Protocol):
         ids when more than ``keep_ids``."""
         ...
 
-    def changed_people(self, *, after_event_id: int, upto_event_id: int, event_names: Iterable[str] | None, people_mark: dict[str, Any] | None) -> set[int]:
+    def changed_people(self, *, after_event_id: int, upto_event_id: int, event_names: Iterable[str] | None,
+                       people_mark: dict[str, Any] | None) -> set[int]:
         """People whose inputs changed: events with ``after_event_id < id <= upto_event_id`` (only the given
         names, or any when ``event_names`` is None), plus people whose record was updated after
         ``people_mark`` (from :meth:`people_update_mark`: attributes, merges). Updates within the mark's own
@@ -641,6 +663,12 @@ class TagsStore(Protocol):
 
     def latest_tag_runs(self) -> list[dict[str, Any]]:
         """The newest run of every calculator that has run, by calculator name."""
+        ...
+
+    def tag_value_pairs(self, first: str, second: str, *,
+                        person_ids: Iterable[int] | None = None) -> list[tuple[int, Any, Any]]:
+        """``(person_id, value of first, value of second)`` of the people who have both tags (only ``person_ids``
+        when given), by person id."""
         ...
 
     def tag_value_count(self, tag: str) -> int:
@@ -667,6 +695,21 @@ class SegmentsStore(Protocol):
         the query itself for large segments (400,000 owners: 0.30 s as rows, 0.09 s as one array)."""
         ...
 
+    def explain_query(self, sql: str, params: dict | tuple = ()) -> list[str]:
+        """The engine's plan for a read query (``SELECT``/``WITH`` in :attr:`StoreBase.dialect`), as lines for
+        an operator: one line per step, indented two spaces per level of the plan tree. Runs nothing."""
+        ...
+
+    def person_rule_rows(self, person_ids: Sequence[int]) -> dict[str, list[tuple]]:
+        """The stored rows of these people that rules read, for the reference evaluator (ids not stored are left
+        out): ``people`` ``(id, attributes dict)``; ``tags`` ``(person_id, tag, value as stored)``; ``cars``
+        ``(person_id, vin, brand, model, model_year, purchase_date, store_id, valid_from, valid_to)`` of their
+        ownerships in ownership order; ``relations`` ``(person_id, kind, target_id)``; ``consents``
+        ``(person_id, channel, granted bool)``; ``events`` ``(id, person_id, name, ts epoch, properties dict)``,
+        each person's in ``(ts, id)`` order. Dates stay ISO text. Read in one snapshot when called inside
+        :meth:`read_snapshot`."""
+        ...
+
     def identity_settled(self) -> bool:
         """True when no merge or split waits for :meth:`settle_identity`: then every person id in events,
         ownerships, relations, consents and tag values names a row of ``people``.
@@ -686,7 +729,8 @@ class SegmentsStore(Protocol):
         """The rule text (path -> content) recorded for ``revision``, or None if it was never recorded."""
         ...
 
-    def record_segment_run(self, segment: str, member_ids: Iterable[int], *, revision: str, as_of: dt.datetime, computed_at: dt.datetime, duration_ms: float, plan: str | None) -> dict[str, Any]:
+    def record_segment_run(self, segment: str, member_ids: Iterable[int], *, revision: str, as_of: dt.datetime,
+                           computed_at: dt.datetime, duration_ms: float, plan: str | None) -> dict[str, Any]:
         """Replace the segment's members with ``member_ids`` in one transaction and log the run.
 
         People already in keep their ``entered_at``; new members get ``computed_at``; leavers are deleted.
@@ -738,7 +782,8 @@ class OutboxStore(Protocol):
     that dies leaves its claims to expire (``claimed_until``); :meth:`due_sends` offers them again under
     the same key, so a channel's own dedupe on that key absorbs a resend of a request that was in flight."""
 
-    def create_run(self, run_id: str, *, origin_kind: str, origin: str, revision: str, scheduled_for: dt.datetime | None, started_at: dt.datetime, status: str = 'planning') -> bool:
+    def create_run(self, run_id: str, *, origin_kind: str, origin: str, revision: str,
+                   scheduled_for: dt.datetime | None, started_at: dt.datetime, status: str = 'planning') -> bool:
         """Insert an activation run; False if a run with this id already exists (it is never replaced)."""
         ...
 
@@ -748,6 +793,10 @@ class OutboxStore(Protocol):
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The activation run with this id (a dict of its columns), or None."""
+        ...
+
+    def run_origins(self, origin_kind: str) -> list[str]:
+        """The campaigns (``origin_kind="campaign"``) or triggers that have at least one run, sorted."""
         ...
 
     def runs_of(self, origin_kind: str, origin: str, *, limit: int = 20) -> list[dict[str, Any]]:
@@ -777,14 +826,16 @@ class OutboxStore(Protocol):
         """Sends a dispatcher may claim now: claimable and due, or claimed by a worker whose lease expired."""
         ...
 
-    def update_send(self, key: str, *, now: dt.datetime, expect_status: str | None = None, expect_claimed_by: str | None = None, **fields: Any) -> bool:
+    def update_send(self, key: str, *, now: dt.datetime, expect_status: str | None = None,
+                    expect_claimed_by: str | None = None, **fields: Any) -> bool:
         """Set columns of one send (``payload`` dict, ``not_before``/``claimed_until`` datetimes accepted).
 
         With ``expect_status`` / ``expect_claimed_by`` the update only happens if the row still has them,
         so a worker whose claim expired cannot overwrite the outcome recorded by the worker that took over."""
         ...
 
-    def renew_claims(self, keys: list[str], worker: str, *, until: dt.datetime, now: dt.datetime, count_attempt: bool = False) -> set[str]:
+    def renew_claims(self, keys: list[str], worker: str, *, until: dt.datetime, now: dt.datetime,
+                     count_attempt: bool = False) -> set[str]:
         """Extend this worker's claims on ``keys`` to ``until``; returns the keys it still owns.
 
         Called just before each batch is handed to a channel, so a worker slowed down by a slow provider
@@ -814,7 +865,8 @@ class OutboxStore(Protocol):
         """The earliest time a pending send becomes claimable (None when nothing is pending)."""
         ...
 
-    def list_sends(self, *, status: str | None = None, origin: str | None = None, person_id: int | None = None, run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def list_sends(self, *, status: str | None = None, origin: str | None = None, person_id: int | None = None,
+                   run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Outbox rows for operators, filtered by whatever is given, most recently updated first, at most ``limit``."""
         ...
 
@@ -831,7 +883,8 @@ class OutboxStore(Protocol):
         """``{status: count}`` over the whole outbox."""
         ...
 
-    def retry_sends(self, *, keys: Iterable[str] | None = None, status: str = 'dead', origin: str | None = None, now: dt.datetime | None = None) -> int:
+    def retry_sends(self, *, keys: Iterable[str] | None = None, status: str = 'dead', origin: str | None = None,
+                    now: dt.datetime | None = None) -> int:
         """Put dead (or other stopped) sends back to ``planned`` with a fresh attempt budget; returns the count."""
         ...
 
@@ -913,7 +966,9 @@ class ReportsStore(Protocol):
         """The segments each person is currently a member of (sorted)."""
         ...
 
-    def funnel_paths(self, steps: Sequence[str], *, within: tuple[int, str] | None = None, zone: str = 'UTC', since: int | None = None, until: int | None = None, campaign: str | None = None, store: str | None = None, by: str | None = None) -> list[tuple]:
+    def funnel_paths(self, steps: Sequence[str], *, within: tuple[int, str] | None = None, zone: str = 'UTC',
+                     since: int | None = None, until: int | None = None, campaign: str | None = None,
+                     store: str | None = None, by: str | None = None) -> list[tuple]:
         """Each person's best pass through the funnel: ``(person_id, key, t1, t2, ..., tk)``.
 
         A pass starts at an event of the first step (``since <= ts < until``, of ``campaign`` when
@@ -932,7 +987,9 @@ class ReportsStore(Protocol):
         epoch seconds), oldest first."""
         ...
 
-    def campaign_outcomes(self, campaign: str, *, event: str, window_seconds: int, service_event: str, run_id: str | None = None, store: str | None = None, until: int | None = None, zone: str = 'UTC') -> list[tuple]:
+    def campaign_outcomes(self, campaign: str, *, event: str, window_seconds: int, service_event: str,
+                          run_id: str | None = None, store: str | None = None, until: int | None = None,
+                          zone: str = 'UTC') -> list[tuple]:
         """One row per person in the campaign's audience snapshots (their first run only):
 
         ``(person_id, arm, run_id, t0, converted_at, last_service_before, owner_since, home_store)``
@@ -944,12 +1001,14 @@ class ReportsStore(Protocol):
         are local dates; None for people who owned no car then). Runs that start after ``until`` are left out."""
         ...
 
-    def campaign_send_counts(self, campaign: str, *, run_id: str | None = None, store: str | None = None, until: int | None = None) -> dict[str, dict[str, int]]:
+    def campaign_send_counts(self, campaign: str, *, run_id: str | None = None, store: str | None = None,
+                             until: int | None = None) -> dict[str, dict[str, int]]:
         """``{"outbox": {status: n}, "events": {feedback event name: distinct people}}`` for a campaign: the
         outbox rows of its runs started at or before ``until`` and the feedback events up to ``until``."""
         ...
 
-    def cohort_activity(self, *, cohort_event: str | None, return_event: str, zone: str = 'UTC', store: str | None = None, until: int | None = None) -> dict[str, list[tuple]]:
+    def cohort_activity(self, *, cohort_event: str | None, return_event: str, zone: str = 'UTC',
+                        store: str | None = None, until: int | None = None) -> dict[str, list[tuple]]:
         """Monthly cohort counts.
 
         Cohort = the calendar month (local, in time zone ``zone``, at each instant's own UTC offset) of each
@@ -962,7 +1021,8 @@ class ReportsStore(Protocol):
         none), before which no period can be observed."""
         ...
 
-    def owner_service_histories(self, *, service_event: str, as_of: int, store: str | None = None, zone: str = 'UTC') -> list[tuple[int, str | None, str | None, list[int]]]:
+    def owner_service_histories(self, *, service_event: str, as_of: int, store: str | None = None,
+                                zone: str = 'UTC') -> list[tuple[int, str | None, str | None, list[int]]]:
         """Current owners at ``as_of``: ``(person_id, home store, earliest ownership start, visit times)``.
 
         An owner holds an ownership valid on ``as_of``'s date in ``zone`` (the project's time zone: ownership
