@@ -94,6 +94,7 @@ def _explain_rejected(store, asked: list[tuple[str | None, str]]) -> None:
 
 def explain(store, query: str) -> Explanation:
     pid, asked = find_person(store, query)
+    store.require_person_in_scope(pid)
     records = store.identity_records_of(pid)
     links = store.identity_links_of(pid)
     by_record: dict[int, list[dict]] = {}

@@ -110,7 +110,8 @@ class SegmentsMixin:
     def segment_member_rows(self, segment: str, *, limit: int | None = None) -> list[tuple[int, str]]:
         """``(person_id, entered_at)`` of the members stored by the last computation, by id."""
         return [(r[0], r[1]) for r in self.conn.execute(
-            "SELECT person_id, entered_at FROM segment_members WHERE segment = ? ORDER BY person_id LIMIT ?",
+            f"SELECT person_id, entered_at FROM segment_members WHERE segment = ? AND "
+            f"{self.person_scope_filter('person_id')} ORDER BY person_id LIMIT ?",
             (segment, -1 if limit is None else limit))]
 
     def segment_membership(self, segment: str, person_id: int) -> dict[str, Any] | None:
