@@ -397,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `motorcade` script: runs the CLI and maps errors to exit codes."""
     global _current_state
     _current_state = None
+    from .masking import permit_pii
+
+    permit_pii(True)  # until this command's caller is known (a previous in-process call may have set it)
     code = _run(argv)
     if _current_state is not None:
         _current_state.finish("ok" if code == 0 else f"exit {code}")

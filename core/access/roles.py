@@ -42,7 +42,8 @@ ROLES: dict[str, Role] = {r.name: r for r in (
          "the given stores' customers: see, export, publish and run rules scoped to those stores"),
     Role("advisor", frozenset({READ, PII}), "advisor",
          "the advisor's own customers (people related to the advisor id): see only"),
-    Role("analyst", frozenset({READ}), None, "group-wide, read-only, personal data always masked"),
+    Role("analyst", frozenset({READ, EXPORT}), None,
+         "group-wide, read-only (exports included), personal data always masked"),
 )}
 
 
