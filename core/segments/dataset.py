@@ -61,6 +61,16 @@ def load_dataset(store, person_ids: Iterable[int] | None = None) -> Dataset:
                 people[pid].store_ids.add(target)
             elif kind in ADVISOR_RELATIONS:
                 people[pid].advisor_ids.add(target)
+        from motorcade.access.scope import person_stores_sql
+
+        pairs, pair_params = person_stores_sql()  # a rule's `scope` reads stores as access control does
+        for pid in chunk:
+            if pid in people:
+                people[pid].scope_stores = set()
+        for pid, store_id in conn.execute(f"SELECT person_id, store_id FROM ({pairs}) WHERE person_id IN ({marks})",
+                                          (*pair_params, *chunk)):
+            if pid in people:
+                people[pid].scope_stores.add(store_id)
         for pid, channel, granted in conn.execute(
                 f"SELECT person_id, channel, granted FROM consents WHERE person_id IN ({marks})", chunk):
             if pid in people:
