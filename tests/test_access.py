@@ -133,6 +133,7 @@ def test_nothing_outside_the_callers_scope_is_returned_or_touched(people, grants
             assert explained.size == len(visited & mine) and {int(s) for s in explained.sample} <= mine
             diffs = diff_segments(project, T0 + dt.timedelta(days=5))
             assert all(int(s) in mine for d in diffs for s in (*d.added_sample, *d.removed_sample))
+            assert {d.segment: d.old_size for d in diffs}["visited"] == len(visited & mine)  # stored sizes too
             assert {s["person_id"] for s in store.list_sends(limit=1000)} == mine
             assert sum(r["count"] for r in store.send_stats()) == len(mine)
             funnel = {row[0] for row in store.funnel_paths(["service_visit"])}

@@ -185,8 +185,11 @@ class ReportsMixin:
     def campaign_runs(self, campaign: str, *, until: int | None = None) -> list[tuple]:
         """``(run id, started_at, status, audience_size)`` of a campaign's runs (started at or before ``until``,
         epoch seconds), oldest first."""
+        mine = self.person_scope_filter("s.person_id")
+        size = "audience_size" if mine == "1" else (  # a scoped caller counts their own people only
+            f"(SELECT count(*) FROM audience_snapshots s WHERE s.run_id = activation_runs.id AND {mine})")
         return [tuple(r) for r in self.conn.execute(
-            "SELECT id, started_at, status, audience_size FROM activation_runs "
+            f"SELECT id, started_at, status, {size} FROM activation_runs "
             "WHERE origin_kind = 'campaign' AND origin = ? AND CAST(strftime('%s', started_at) AS INTEGER) <= ? "
             "ORDER BY started_at, id", (campaign, _FAR if until is None else until))]
 
