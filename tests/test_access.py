@@ -403,3 +403,19 @@ def test_grants_are_validated():
         Grant.make("analyst", ["SH01"])
     assert Scope.parse("store:SH01,SH02") == Scope.of_stores("SH01", "SH02")
     assert str(Scope.parse("advisor:A1")) == "advisor:A1"
+
+
+def test_group_tags_are_configurable_and_check_reports_them_in_a_project(tmp_path, capsys):
+    project = init_project(tmp_path / "p", name="t")
+    (project.directory / "rules" / "store.mc").write_text(
+        'tag wealth_band = case\n  when profile.income > 100 then "A"\n  else "B"\nend\n\nscope store "SH01"\n\n'
+        'segment rich {\n  where tag wealth_band = "A"\n}\n', encoding="utf-8")
+    project.close()
+    args = ["--project", str(project.directory), "check"]
+    assert main(args) == 0  # wealth_band is not a group tag by default
+    with open(project.directory / "motorcade.toml", "a", encoding="utf-8") as f:
+        f.write('\n[access]\ngroup_tags = ["wealth_band"]\n')
+    capsys.readouterr()
+    assert main(args) == 1
+    assert 'tag `wealth_band` is the group\'s (weighted over every store): a rule scoped to store "SH01"' in \
+        capsys.readouterr().out
