@@ -278,6 +278,14 @@ def test_tokens_are_shown_once_stored_hashed_revocable_and_expire(demo, capsys, 
     monkeypatch.setenv("MOTORCADE_TOKEN", "mct_made_up")
     assert main(["--project", str(directory), "status"]) == 1
     assert "not known" in capsys.readouterr().err
+    monkeypatch.delenv("MOTORCADE_TOKEN")
+    assert main(["--project", str(directory), "users", "token", "create", "ann"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert main(["--project", str(directory), "users", "disable", "ann"]) == 0
+    monkeypatch.setenv("MOTORCADE_TOKEN", second)
+    capsys.readouterr()
+    assert main(["--project", str(directory), "status"]) == 1
+    assert "user 'ann' is disabled" in capsys.readouterr().err
 
 
 def test_audit_log_records_actions_and_tampering_through_sql_is_detected(demo, capsys):

@@ -135,6 +135,19 @@ def users_revoke(name: str, role: str, stores, advisors) -> None:
     click.echo(f"revoked {count} grant{'s' if count != 1 else ''} of {role} from {name}")
 
 
+@users_group.command(name="disable")
+@click.argument("name")
+def users_disable(name: str) -> None:
+    """Disable user NAME at once: their tokens and `--as NAME` are refused (grants and history stay)."""
+    store = _admin_store("disable users")
+    _existing_user(store, name)
+    with store.transaction():
+        changed = store.disable_user(name)
+        if changed:
+            store.audit("users.disable", {"user": name})
+    click.echo(f"disabled {name}" if changed else f"{name} was disabled already")
+
+
 @users_group.group(name="token")
 def token_group() -> None:
     """API tokens: created for a user, shown once, stored hashed, revocable, with an expiry."""

@@ -87,6 +87,11 @@ class AccessMixin:
         self.conn.execute("INSERT INTO users (name, display_name, created_at, created_by) VALUES (?, ?, ?, ?)",
                           (name, display_name, iso(utc_now()), created_by))
 
+    def disable_user(self, name: str) -> bool:
+        """Disable a user: their tokens and ``--as`` stop working; grants and history stay."""
+        return self.conn.execute("UPDATE users SET disabled_at = ? WHERE name = ? AND disabled_at IS NULL",
+                                 (iso(utc_now()), name)).rowcount == 1
+
     def list_users(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT name, display_name, created_at, disabled_at FROM users ORDER BY name")
         users = [dict(zip(("name", "display_name", "created_at", "disabled_at"), r)) for r in rows]
