@@ -219,6 +219,8 @@ def test_cli_read_paths_of_a_store_manager_show_only_that_store(demo, capsys, mo
         assert code == 1 and "not in the scope of ann" in err
         code, _, err = run("identity", "explain", str(other))
         assert code == 1 and "not in the scope of ann" in err
+    code, _, err = run("identity", "explain", "phone:13812345678")  # unknown: the same answer, no probing
+    assert code == 1 and "is not in the scope of ann" in err and "known" not in err
     code, _, err = run("report", "funnel", "--steps", "service_visit,order", "--store", "BJ01")
     assert code == 1 and "may not read store:BJ01" in err
     for denied in (["quarantine", "list"], ["ingest", "--all"], ["tags", "compute"], ["identity", "stats"],

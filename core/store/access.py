@@ -62,14 +62,19 @@ class AccessMixin:
             inside.update(r[0] for r in rows)
         return [i for i in ids if i in inside]
 
-    def require_person_in_scope(self, person_id: int) -> None:
+    def require_person_in_scope(self, person_id: int, asked: str | None = None) -> None:
         """Raise AccessDenied when ``person_id`` lies outside the caller's read scope. The message is the
-        same whether or not the person exists, so a scoped caller learns nothing about other stores."""
+        same whether or not the person exists and names the person as asked (``asked``: an identifier looked
+        up), so a scoped caller learns nothing about other stores' people."""
         if not self.people_in_scope([person_id]):
-            from ..access import AccessDenied
+            raise self.scope_denial(asked or f"person {person_id}")
 
-            raise AccessDenied(f"person {person_id} is not in the scope of {self.access.user} "
-                               f"({self.access.scope()})", hint="check the id; you see only your own customers")
+    def scope_denial(self, asked: str):
+        """The one answer a scoped caller gets for a person outside their scope, or one that does not exist."""
+        from ..access import AccessDenied
+
+        return AccessDenied(f"{asked} is not in the scope of {self.access.user} ({self.access.scope()})",
+                            hint="check the id; you see only your own customers")
 
     def require_access(self, permission: str, what: str, scope=None) -> None:
         """Raise AccessDenied unless the caller holds ``permission`` (over ``scope``)."""
