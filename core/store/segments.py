@@ -61,8 +61,13 @@ class SegmentsMixin:
         ``(person_id, vin, brand, model, model_year, purchase_date, store_id, valid_from, valid_to)`` of their
         ownerships in ownership order; ``relations`` ``(person_id, kind, target_id)``; ``consents``
         ``(person_id, channel, granted bool)``; ``events`` ``(id, person_id, name, ts epoch, properties dict)``,
-        each person's in ``(ts, id)`` order. Dates stay ISO text."""
-        out: dict[str, list[tuple]] = {k: [] for k in ("people", "tags", "cars", "relations", "consents", "events")}
+        each person's in ``(ts, id)`` order; ``scope_stores`` ``(person_id, store_id)`` of the stores each person
+        belongs to for access control. Dates stay ISO text."""
+        from motorcade.access.scope import person_stores_sql
+
+        out: dict[str, list[tuple]] = {k: [] for k in ("people", "tags", "cars", "relations", "scope_stores",
+                                                       "consents", "events")}
+        pairs, pair_params = person_stores_sql()
         ids = list(person_ids)
         conn = self.conn
         for start in range(0, len(ids), 500):
@@ -78,6 +83,8 @@ class SegmentsMixin:
                 f"WHERE o.person_id IN ({marks}) ORDER BY o.id", chunk)]
             out["relations"] += [tuple(r) for r in conn.execute(
                 f"SELECT person_id, kind, target_id FROM person_relations WHERE person_id IN ({marks})", chunk)]
+            out["scope_stores"] += [tuple(r) for r in conn.execute(
+                f"SELECT person_id, store_id FROM ({pairs}) WHERE person_id IN ({marks})", (*pair_params, *chunk))]
             out["consents"] += [(pid, channel, bool(granted)) for pid, channel, granted in conn.execute(
                 f"SELECT person_id, channel, granted FROM consents WHERE person_id IN ({marks})", chunk)]
             out["events"] += [(eid, pid, name, ts, loads(properties)) for eid, pid, name, ts, properties in conn.execute(
@@ -151,7 +158,8 @@ class SegmentsMixin:
     def segment_member_rows(self, segment: str, *, limit: int | None = None) -> list[tuple[int, str]]:
         """``(person_id, entered_at)`` of the members stored by the last computation, by id."""
         return [(r[0], r[1]) for r in self.conn.execute(
-            "SELECT person_id, entered_at FROM segment_members WHERE segment = ? ORDER BY person_id LIMIT ?",
+            f"SELECT person_id, entered_at FROM segment_members WHERE segment = ? AND "
+            f"{self.person_scope_filter('person_id')} ORDER BY person_id LIMIT ?",
             (segment, -1 if limit is None else limit))]
 
     def segment_membership(self, segment: str, person_id: int) -> dict[str, Any] | None:
@@ -178,9 +186,15 @@ class SegmentsMixin:
     def segment_runs(self, segment: str, *, limit: int = 10) -> list[dict[str, Any]]:
         """The segment's most recent runs, newest first."""
         keys = ("id", "segment", "revision", "as_of", "computed_at", "size", "entered", "left", "duration_ms", "plan")
-        return [dict(zip(keys, r)) for r in self.conn.execute(
+        runs = [dict(zip(keys, r)) for r in self.conn.execute(
             "SELECT id, segment, revision, as_of, computed_at, size, entered, left_count, duration_ms, plan "
             "FROM segment_runs WHERE segment = ? ORDER BY id DESC LIMIT ?", (segment, limit))]
+        mine = self.person_scope_filter("person_id")
+        if mine != "1":  # a scoped caller learns the sizes of their own people only: the latest run's, counted
+            for index, run in enumerate(runs):
+                run.update(entered=None, left=None, size=None if index else self.conn.execute(
+                    f"SELECT count(*) FROM segment_members WHERE segment = ? AND {mine}", (segment,)).fetchone()[0])
+        return runs
 
     def computed_segments(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT segment FROM segment_runs ORDER BY segment")]
