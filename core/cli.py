@@ -374,6 +374,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "motorcade.pipeline",  # pipeline
     "motorcade.config_commands",  # config
     "motorcade.access.commands",  # users, audit
+    "motorcade.console.commands",  # console
 )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import re
 import sqlite3
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import pytest
@@ -203,3 +204,67 @@ def _signature_problems(wanted: inspect.Signature, actual: inspect.Signature) ->
         problems.append(f"returns {_annotation_text(actual.return_annotation)!r}, "
                         f"should return {_annotation_text(wanted.return_annotation)!r}")
     return problems
+
+
+CONSOLE_GROUP_RULES = """\
+segment visited "到店客户" {
+  where did service_visit
+}
+"""
+CONSOLE_STORE_RULES = """\
+scope store "SH01"
+
+segment sh01_visited "SH01 到店客户" {
+  where did service_visit
+}
+"""
+
+
+def build_console_project(directory) -> tuple[Any, dict[str, str]]:
+    """A small two-store project for the console's tests: people 1-4 belong to SH01, 5-8 to SH02 (names
+    张三一...), service visits, two computations of each segment, a dead send per store, a quarantined row,
+    a group marketer ``gm``, an SH01 store manager ``sm1`` and an analyst ``ana``. Returns the project (as its
+    local owner) and each user's API token."""
+    import datetime as dt
+
+    from motorcade.access.tokens import hash_token, new_token, token_prefix
+    from motorcade.model import Event, Store
+    from motorcade.project import init_project
+    from motorcade.segments.compute import compute_segments
+
+    utc = dt.timezone.utc
+    project = init_project(Path(directory), name="console")
+    (project.directory / "rules" / "group.mc").write_text(CONSOLE_GROUP_RULES, encoding="utf-8")
+    (project.directory / "rules" / "sh01.mc").write_text(CONSOLE_STORE_RULES, encoding="utf-8")
+    store = project.store
+    store.upsert_stores([Store("SH01", "上海一店", "group"), Store("SH02", "上海二店", "group")])
+    names = "一二三四五六七八"
+    people = []
+    for i in range(8):
+        pid = store.create_person({"name": f"张三{names[i]}"})
+        store.set_relation(pid, "selling_store", "SH01" if i < 4 else "SH02")
+        people.append(pid)
+    t0 = dt.datetime(2026, 11, 1, 10, tzinfo=utc)
+    visits = [Event("service_visit", t0, pid, {"store_id": "SH01"}, "dms", f"v{pid}")
+              for pid in (people[0], people[1], people[4])]
+    store.insert_events(visits)
+    compute_segments(project, as_of=t0 + dt.timedelta(days=1))
+    store.insert_events([Event("service_visit", t0 + dt.timedelta(days=2), pid, {}, "dms", f"w{pid}")
+                         for pid in (people[2], people[5], people[6])])
+    compute_segments(project, as_of=t0 + dt.timedelta(days=3))
+    with store.transaction():
+        store.enqueue_sends([{"idempotency_key": f"k{pid}", "origin_kind": "campaign", "origin": "recall",
+                              "run_id": "r1", "person_id": pid, "channel": "email", "template": "t",
+                              "revision": "x", "status": status, "reason": "bounced" if status == "dead" else None}
+                             for pid, status in ((people[0], "dead"), (people[1], "sent"), (people[4], "dead"),
+                                                 (people[5], "sent"))])
+    store.quarantine_rows("crm", [("line 3", "13800138000,,", "phone 13800138000 has no name")])
+    tokens = {}
+    for user, role, scope in (("gm", "group_marketer", "group"), ("sm1", "store_manager", "store:SH01"),
+                              ("ana", "analyst", "group")):
+        store.add_user(user, None, "test")
+        store.add_grant(user, role, scope, "test")
+        token = new_token()
+        store.add_token(user, hash_token(token), token_prefix(token), "console test", None)
+        tokens[user] = token
+    return project, tokens

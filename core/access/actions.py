@@ -24,7 +24,7 @@ COMMAND_PERMISSIONS: dict[str, str] = {
     "identity explain": READ, "identity split": OPERATE, "identity unsplit": OPERATE, "identity splits": OPERATE,
     "identity flagged": OPERATE, "identity rejected": OPERATE, "identity stats": OPERATE,
     "ingest": OPERATE, "quarantine list": OPERATE, "quarantine retry": OPERATE, "collect": OPERATE,
-    "pipeline": OPERATE, "serve": OPERATE, "config check": READ, "config reference": READ,
+    "pipeline": OPERATE, "serve": OPERATE, "console": OPERATE, "config check": READ, "config reference": READ,
     "users whoami": READ, "users roles": READ, "audit": AUDIT, "audit verify": AUDIT,
 }
 # Commands that read aggregates over everyone (no person rows to narrow): a store-scoped caller is refused.

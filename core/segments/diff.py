@@ -36,11 +36,13 @@ def _old_rule_set(store, revision: str):
     return build_rule_set([parse_text(text, name) for name, text in sorted(files.items())], revision)
 
 
-def diff_segments(project, as_of=None, *, sample: int = 3) -> list[SegmentDiff]:
+def diff_segments(project, as_of=None, *, sample: int = 3, rule_set=None) -> list[SegmentDiff]:
+    """Per segment, what ``rule_set`` (default: the working-tree rules) adds and removes against the last
+    computed revision (the console passes an edited rule set before it is written)."""
     tz = project.timezone
     as_of = parse_as_of(as_of, tz)
     store = project.store
-    new_rules = project.rules()
+    new_rules = rule_set if rule_set is not None else project.rules()
     names = sorted(set(new_rules.segments) | set(store.computed_segments()))
     old_rule_sets: dict[str, object] = {}
     out = []

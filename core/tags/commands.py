@@ -100,14 +100,11 @@ def compute_command(names: tuple[str, ...], incremental: bool, as_of: str | None
             click.secho(f"  warning: {warning}", fg="yellow")
 
 
-@tags_group.command(name="list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_command(as_json: bool) -> None:
-    """The tag catalogue: every tag the installed calculators, the rules and the sources produce, with type, values
-    and description."""
+def tag_catalogue(project) -> list[dict]:
+    """Every tag the installed calculators, the rules and the sources produce: tag, title, type, values,
+    description, calculator, version, plugin, depends_on (what `tags list` and the console show)."""
     from .engine import plan, project_calculators
 
-    project = _state().project
     registry = project.plugins.registry()
     calculators = project_calculators(project)
     order = {c.name: i for i, c in enumerate(plan(calculators))}
@@ -132,6 +129,15 @@ def list_command(as_json: bool) -> None:
             rows.append({"tag": d.name, "title": d.title, "type": d.type, "values": values,
                          "description": d.description, "calculator": imported.producer(source),
                          "version": imported.version(definitions), "plugin": f"source {source}", "depends_on": []})
+    return rows
+
+
+@tags_group.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_command(as_json: bool) -> None:
+    """The tag catalogue: every tag the installed calculators, the rules and the sources produce, with type, values
+    and description."""
+    rows = tag_catalogue(_state().project)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
