@@ -45,8 +45,13 @@ def size_history_svg(runs: list[dict], *, title: str) -> Markup:
     last_x, last_y = points[-1]
     parts.append(Markup('<text x="{:.1f}" y="{:.1f}" class="value">{:,}</text>').format(
         min(last_x, WIDTH - PAD - 30), max(last_y - 8, 12), known[-1]["size"]))
-    parts.append(Markup('<text x="{}" y="{}" class="label">{}</text>').format(
-        PAD, HEIGHT + 14, "规模 size ─  进入 entered ▮  离开 left ▮"))
+    for index in sorted({0, n - 1}):  # the first and the last run's date under the axis
+        parts.append(Markup('<text x="{:.1f}" y="{}" class="label" text-anchor="{}">{}</text>').format(
+            x[index], base + 14, "start" if index == 0 and n > 1 else "end" if n > 1 else "middle",
+            str(runs[index]["computed_at"])[:10]))
+    parts.append(Markup('<text x="{}" y="{}" class="label">规模 size <tspan class="size-key">━</tspan>  '
+                        '进入 entered <tspan class="entered">■</tspan>  离开 left <tspan class="left">■</tspan>'
+                        '</text>').format(PAD, HEIGHT + 14))
     parts.append(Markup("</svg>"))
     return Markup("").join(parts)
 
