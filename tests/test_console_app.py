@@ -3,6 +3,7 @@ POST, tokens checked on every request, and actions narrowed by the caller's scop
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -166,3 +167,17 @@ def test_rule_text_is_highlighted_and_escaped():
     assert '<span class="k">segment</span>' in html and '<span class="s">&#34;&lt;b&gt;&#34;</span>' in html
     assert '<span class="n">4</span>' in html and '<span class="c"># note &lt;i&gt;</span>' in html
     assert "<b>" not in html and "<i>" not in html
+
+
+def test_quarantine_rows_are_masked_and_retried_by_the_groups_operators_only(console):
+    app_console, client, directory, tokens = console
+    log_in(client, tokens["gm"])
+    assert client.get("/quarantine").status_code == 403  # a marketer does not operate ingest
+    client.get(f"/login/owner?code={app_console.sessions.new_owner_code()}")
+    page = client.get("/quarantine")
+    assert "has no name" in page.text and "13800138000" not in page.text  # the phone is masked
+    [row_id] = re.findall(r'name="id" value="(\d+)"', page.text)
+    response = client.post("/quarantine", data={"csrf": csrf_of(page), "id": row_id})
+    assert "crm: no longer configured; 1 row(s) left in quarantine" in response.text
+    [entry] = audit(directory, "console.quarantine.retry")
+    assert json.loads(entry["arguments"])["ids"] == [int(row_id)] and "local owner" in entry["actor"]

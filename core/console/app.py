@@ -238,8 +238,11 @@ class Console:
                            data=pages.sends(project), retried=retried)
 
     def quarantine(self, request, session, project, form):
+        retried = None
+        if form is not None:
+            retried = pages.retry_quarantine(project, [int(i) for i in form.getlist("id") if str(i).isdigit()])
         return self.render("quarantine.html", session, caller=pages.caller_summary(project), nav="quarantine",
-                           rows=pages.quarantine(project))
+                           rows=pages.quarantine(project), retried=retried)
 
     def app(self) -> Starlette:
         p = self.page
@@ -257,7 +260,7 @@ class Console:
             Route("/campaigns", p(self.campaigns)),
             Route("/tags", p(self.tags)),
             Route("/sends", p(self.sends), methods=["GET", "POST"]),
-            Route("/quarantine", p(self.quarantine)),
+            Route("/quarantine", p(self.quarantine), methods=["GET", "POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         app = Starlette(routes=routes)

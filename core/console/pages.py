@@ -306,5 +306,17 @@ def quarantine(project, limit: int = 200) -> list:
             for row in project.store.list_quarantine(limit=limit)]
 
 
+def retry_quarantine(project, row_ids: list[int]) -> list[tuple[str, int, int | None]]:
+    """Re-read these quarantined rows (`motorcade quarantine retry --id ...`), recorded in the audit log."""
+    authorize_command(project.access, "quarantine retry")
+    from motorcade.sources.commands import retry_quarantined
+
+    outcomes = retry_quarantined(project, None, row_ids) if row_ids else []
+    project.store.audit("console.quarantine.retry", {"ids": row_ids},
+                        {"sources": {name: {"retried": n, "fixed": ok} for name, n, ok in outcomes},
+                         "outcome": "ok"})
+    return outcomes
+
+
 def now_text(project) -> str:
     return dt.datetime.now(project.timezone).strftime("%Y-%m-%d %H:%M %Z")

@@ -158,28 +158,36 @@ def quarantine_list(source: str | None, limit: int, as_summary: bool, include_re
 @click.option("--id", "row_ids", multiple=True, type=ROW_ID, help="Only these quarantine row ids.")
 def quarantine_retry(source: str | None, row_ids: tuple[int, ...]) -> None:
     """Re-read quarantined rows with the current mapping and guards; fixed rows are written."""
+    outcomes = retry_quarantined(_state().project, source, row_ids)
+    for name, n, ok in outcomes:
+        if ok is None:
+            click.echo(f"{name}: no longer configured; {n} row(s) left in quarantine")
+        else:
+            click.echo(f"{name}: retried {n:,}, fixed {ok:,}, still quarantined {n - ok:,}")
+    if not sum(n for _, n, ok in outcomes if ok is not None):
+        click.echo("Nothing to retry.")
+
+
+def retry_quarantined(project, source: str | None = None, row_ids=()) -> list[tuple[str, int, int | None]]:
+    """Re-read quarantined rows (of ``source``, or these ``row_ids``) with the current mapping and guards;
+    fixed rows are written. Per source: ``(name, rows retried, rows fixed)``; fixed is None for a source no
+    longer configured (its rows stay in quarantine)."""
     from .ingest import open_source, project_ingestor
 
-    project = _state().project
-    store = project.store
-    rows = store.list_quarantine(source=source)
+    rows = project.store.list_quarantine(source=source)
     if row_ids:
         rows = [r for r in rows if r.id in set(row_ids)]
     by_source: dict[str, list] = {}
     for r in rows:
         by_source.setdefault(r.source, []).append(r)
-    ingestor = project_ingestor(project)
-    total = fixed = 0
+    ingestor = project_ingestor(project) if by_source else None
+    outcomes: list[tuple[str, int, int | None]] = []
     for name, group in by_source.items():
         if name not in project.config.sources:
-            click.echo(f"{name}: no longer configured; {len(group)} row(s) left in quarantine")
+            outcomes.append((name, len(group), None))
             continue
         n, ok = ingestor.retry(open_source(project, name), group)
-        total += n
-        fixed += ok
-        click.echo(f"{name}: retried {n:,}, fixed {ok:,}, still quarantined {n - ok:,}")
-    if not total:
-        click.echo("Nothing to retry.")
-
+        outcomes.append((name, n, ok))
+    return outcomes
 
 COMMANDS: list = [ingest, quarantine]
