@@ -7,7 +7,7 @@ PLUGIN_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/*/pypro
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test thorough mutation bench fuzz setup clean
+.PHONY: demo console test thorough mutation bench fuzz setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ setup: $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/dealer_group/demo.py
+
+# The web console on the demo's data (runs the demo first when its database is missing); docs/console.md.
+console: $(STAMP)
+	test -f examples/dealer_group/motorcade.db || $(BIN)/python examples/dealer_group/demo.py
+	$(BIN)/motorcade --project examples/dealer_group console
 
 test: setup
 	$(BIN)/python -m pytest -q
