@@ -181,3 +181,11 @@ def test_quarantine_rows_are_masked_and_retried_by_the_groups_operators_only(con
     assert "crm: no longer configured; 1 row(s) left in quarantine" in response.text
     [entry] = audit(directory, "console.quarantine.retry")
     assert json.loads(entry["arguments"])["ids"] == [int(row_id)] and "local owner" in entry["actor"]
+
+
+def test_personal_data_stays_masked_even_with_show_pii_set(console, monkeypatch):
+    _, client, _, tokens = console
+    monkeypatch.setenv("MOTORCADE_SHOW_PII", "1")
+    log_in(client, tokens["gm"])  # a group marketer holds `pii`: the CLI would unmask for them
+    page = client.get("/segments/visited").text
+    assert "张三一" not in page and "张**" in page
