@@ -429,3 +429,27 @@ def test_group_tags_are_configurable_and_check_reports_them_in_a_project(tmp_pat
     assert main(args) == 1
     assert 'tag `wealth_band` is the group\'s (weighted over every store): a rule scoped to store "SH01"' in \
         capsys.readouterr().out
+
+
+def test_a_store_trigger_fires_only_for_its_store(tmp_path):
+    """`scope store` on a trigger: an event of another store's customer does not fire it (the planner checks
+    the person's stores before evaluating the trigger)."""
+    from motorcade.activation.planner import process_event_trigger
+    from motorcade.activation.settings import ActivationContext
+
+    people = [{"relations": [("selling_store", "SH01")], "visits": 1, "dead_send": False},
+              {"relations": [("home_store", "SH02")], "visits": 1, "dead_send": False},
+              {"relations": [("service_advisor", "A1")], "visits": 1, "dead_send": False},
+              {"relations": [], "visits": 1, "dead_send": False}]
+    project, _ = build_project(tmp_path, people)
+    (project.directory / "rules" / "trigger.mc").write_text(
+        'trigger sh01_thanks {\n  scope store "SH01"\n  on service_visit\n  reenter always\n'
+        '  via advisor_task template "t"\n}\n\ntrigger group_thanks {\n  on service_visit\n  reenter always\n'
+        '  via advisor_task template "t"\n}\n', encoding="utf-8")
+    (project.directory / "templates").mkdir(exist_ok=True)
+    (project.directory / "templates" / "t.txt").write_text("thanks", encoding="utf-8")
+    ctx = ActivationContext.for_project(project, clock=lambda: T0 + dt.timedelta(hours=1))
+    assert process_event_trigger(ctx, "sh01_thanks")["planned"] == 2
+    assert process_event_trigger(ctx, "group_thanks")["planned"] == 4
+    assert {s["person_id"] for s in project.store.list_sends(origin="sh01_thanks", limit=100)} == {1, 3}
+    project.close()
