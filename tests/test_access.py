@@ -186,10 +186,6 @@ def demo(tmp_path):
     return project.directory, relations
 
 
-def cli(directory, *args, env=None, monkeypatch=None):
-    return main(["--project", str(directory), *args])
-
-
 def test_cli_read_paths_of_a_store_manager_show_only_that_store(demo, capsys, monkeypatch):
     directory, relations = demo
     assert main(["--project", str(directory), "users", "add", "ann", "--role", "store_manager", "--store",
