@@ -92,6 +92,10 @@ def build_project(directory: Path, people: list[dict]):
                       "status": "dead" if p["dead_send"] else "sent", "reason": "bounced"})
     store.insert_events(events)
     with store.transaction():
+        store.create_run("r1", origin_kind="campaign", origin="recall", revision="x", scheduled_for=None,
+                         started_at=T0 - dt.timedelta(days=1))
+        store.add_audience_snapshot("r1", [(pid, "treatment") for pid in relations])
+        store.finish_run("r1", status="planned", audience_size=len(relations), finished_at=T0 - dt.timedelta(days=1))
         store.enqueue_sends(sends)
     return project, relations
 
@@ -138,6 +142,12 @@ def test_nothing_outside_the_callers_scope_is_returned_or_touched(people, grants
             assert sum(r["count"] for r in store.send_stats()) == len(mine)
             funnel = {row[0] for row in store.funnel_paths(["service_visit"])}
             assert funnel == visited & mine
+            cohorts = store.cohort_activity(cohort_event="service_visit", return_event="service_visit")
+            assert sum(n for _, n in cohorts["sizes"]) == len(visited & mine)
+            outcomes = store.campaign_outcomes("recall", event="service_visit", window_seconds=30 * 86400,
+                                               service_event="service_visit")
+            assert {row[0] for row in outcomes} == mine
+            assert [row[3] for row in store.campaign_runs("recall")] == [len(mine)]
             for pid in relations:
                 if pid in mine:
                     explain_person_in_segment(project, "visited", pid, "2026-11-20")
