@@ -489,3 +489,58 @@ def m010_value_types(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migration
+def m011_access(db: sqlite_utils.Database) -> None:
+    """Users, their role grants (kept after revocation, with who and when), API tokens (only a hash of each)
+    and the audit log: append-only (triggers refuse UPDATE and DELETE), each entry carrying the hash of the
+    one before it (``motorcade.access.audit``)."""
+    db.executescript(
+        """
+        CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            display_name TEXT,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            disabled_at TEXT
+        );
+        CREATE TABLE user_grants (
+            id INTEGER PRIMARY KEY,
+            user TEXT NOT NULL REFERENCES users(name),
+            role TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            granted_at TEXT NOT NULL,
+            granted_by TEXT NOT NULL,
+            revoked_at TEXT,
+            revoked_by TEXT
+        );
+        CREATE INDEX user_grants_user ON user_grants (user);
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            user TEXT NOT NULL REFERENCES users(name),
+            token_hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            label TEXT,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            revoked_at TEXT,
+            last_used_at TEXT
+        );
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            affected TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_log_action ON audit_log (action, at);
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """
+    )
