@@ -92,6 +92,10 @@ def build_project(directory: Path, people: list[dict]):
                       "status": "dead" if p["dead_send"] else "sent", "reason": "bounced"})
     store.insert_events(events)
     with store.transaction():
+        store.create_run("r1", origin_kind="campaign", origin="recall", revision="x", scheduled_for=None,
+                         started_at=T0 - dt.timedelta(days=1))
+        store.add_audience_snapshot("r1", [(pid, "treatment") for pid in relations])
+        store.finish_run("r1", status="planned", audience_size=len(relations), finished_at=T0 - dt.timedelta(days=1))
         store.enqueue_sends(sends)
     return project, relations
 
@@ -138,6 +142,12 @@ def test_nothing_outside_the_callers_scope_is_returned_or_touched(people, grants
             assert sum(r["count"] for r in store.send_stats()) == len(mine)
             funnel = {row[0] for row in store.funnel_paths(["service_visit"])}
             assert funnel == visited & mine
+            cohorts = store.cohort_activity(cohort_event="service_visit", return_event="service_visit")
+            assert sum(n for _, n in cohorts["sizes"]) == len(visited & mine)
+            outcomes = store.campaign_outcomes("recall", event="service_visit", window_seconds=30 * 86400,
+                                               service_event="service_visit")
+            assert {row[0] for row in outcomes} == mine
+            assert [row[3] for row in store.campaign_runs("recall")] == [len(mine)]
             for pid in relations:
                 if pid in mine:
                     explain_person_in_segment(project, "visited", pid, "2026-11-20")
@@ -184,10 +194,6 @@ def demo(tmp_path):
     compute_segments(project, as_of=T0 + dt.timedelta(days=5))
     project.close()
     return project.directory, relations
-
-
-def cli(directory, *args, env=None, monkeypatch=None):
-    return main(["--project", str(directory), *args])
 
 
 def test_cli_read_paths_of_a_store_manager_show_only_that_store(demo, capsys, monkeypatch):
@@ -429,3 +435,27 @@ def test_group_tags_are_configurable_and_check_reports_them_in_a_project(tmp_pat
     assert main(args) == 1
     assert 'tag `wealth_band` is the group\'s (weighted over every store): a rule scoped to store "SH01"' in \
         capsys.readouterr().out
+
+
+def test_a_store_trigger_fires_only_for_its_store(tmp_path):
+    """`scope store` on a trigger: an event of another store's customer does not fire it (the planner checks
+    the person's stores before evaluating the trigger)."""
+    from motorcade.activation.planner import process_event_trigger
+    from motorcade.activation.settings import ActivationContext
+
+    people = [{"relations": [("selling_store", "SH01")], "visits": 1, "dead_send": False},
+              {"relations": [("home_store", "SH02")], "visits": 1, "dead_send": False},
+              {"relations": [("service_advisor", "A1")], "visits": 1, "dead_send": False},
+              {"relations": [], "visits": 1, "dead_send": False}]
+    project, _ = build_project(tmp_path, people)
+    (project.directory / "rules" / "trigger.mc").write_text(
+        'trigger sh01_thanks {\n  scope store "SH01"\n  on service_visit\n  reenter always\n'
+        '  via advisor_task template "t"\n}\n\ntrigger group_thanks {\n  on service_visit\n  reenter always\n'
+        '  via advisor_task template "t"\n}\n', encoding="utf-8")
+    (project.directory / "templates").mkdir(exist_ok=True)
+    (project.directory / "templates" / "t.txt").write_text("thanks", encoding="utf-8")
+    ctx = ActivationContext.for_project(project, clock=lambda: T0 + dt.timedelta(hours=1))
+    assert process_event_trigger(ctx, "sh01_thanks")["planned"] == 2
+    assert process_event_trigger(ctx, "group_thanks")["planned"] == 4
+    assert {s["person_id"] for s in project.store.list_sends(origin="sh01_thanks", limit=100)} == {1, 3}
+    project.close()

@@ -10,7 +10,7 @@ segment, running a store's campaign) check the rule's scope where the rule is us
 from __future__ import annotations
 
 from .caller import Access
-from .roles import ACT, AUDIT, EXPORT, OPERATE, PUBLISH, READ, USERS
+from .roles import ACT, AUDIT, EXPORT, OPERATE, PUBLISH, READ, USERS  # noqa: F401 (ACT, PUBLISH: re-exported)
 from .scope import Scope
 
 # Command path (without "motorcade") -> the permission it needs. A command not listed (a plugin's, say)
@@ -76,5 +76,3 @@ def audit_command(store, key: str, params: dict, outcome: str, affected: dict) -
     arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items() if v not in (None, (), False)}
     store.audit(key.replace(" ", "."), arguments, {**affected, "outcome": outcome})
 
-
-__all__ = ["ACT", "EXPORT", "PUBLISH", "authorize_command", "audit_command", "rule_scope", "require_rule_scope"]

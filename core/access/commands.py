@@ -1,6 +1,6 @@
 """CLI commands of access control (added to the root CLI by motorcade.cli):
 
-    motorcade users add|list|grant|revoke|disable
+    motorcade users add|list|grant|revoke|disable|roles|whoami
     motorcade users token create|list|revoke
     motorcade audit [list] [--action A] [--actor U] [--since T] [--json]
     motorcade audit verify
@@ -125,9 +125,9 @@ def users_revoke(name: str, role: str, stores, advisors) -> None:
 
     store = _admin_store("revoke roles")
     _existing_user(store, name)
-    scope = str(Grant.make(role, (*stores, *advisors)).scope) if (stores or advisors) else None
     if role not in ROLES:
         Grant.make(role)  # the unknown-role error with its hint
+    scope = str(Grant.make(role, (*stores, *advisors)).scope) if (stores or advisors) else None
     with store.transaction():
         count = store.revoke_grants(name, role, scope, store.access.actor if store.access else "owner")
         if count:

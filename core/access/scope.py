@@ -85,6 +85,28 @@ class Scope:
             parts.append("advisor:" + ",".join(sorted(self.advisors)))
         return " ".join(parts) or "nobody"
 
+    def member_condition(self, person: str) -> tuple[str, tuple]:
+        """A SQL condition true when the person id in expression ``person`` is in this scope: one indexed
+        look-up per person (the relations' primary key), for checking a few people (a trigger's)."""
+        if self.group:
+            return "1", ()
+        tests, params = [], []
+        if self.stores:
+            stores = sorted(self.stores)
+            tests.append(f"(r.kind IN ({_marks(STORE_RELATION_KINDS)}) AND r.target_id IN ({_marks(stores)}))")
+            params += [*STORE_RELATION_KINDS, *stores]
+            tests.append(f"(r.kind IN ({_marks(ADVISOR_RELATION_KINDS)}) AND r.target_id IN "
+                         f"(SELECT id FROM advisors WHERE store_id IN ({_marks(stores)})))")
+            params += [*ADVISOR_RELATION_KINDS, *stores]
+        if self.advisors:
+            advisors = sorted(self.advisors)
+            tests.append(f"(r.kind IN ({_marks(ADVISOR_RELATION_KINDS)}) AND r.target_id IN ({_marks(advisors)}))")
+            params += [*ADVISOR_RELATION_KINDS, *advisors]
+        if not tests:
+            return "0", ()
+        return (f"EXISTS (SELECT 1 FROM person_relations r WHERE r.person_id = {person} AND "
+                f"({' OR '.join(tests)}))", tuple(params))
+
     def people_sql(self) -> tuple[str, tuple]:
         """``SELECT person_id`` of the people in this scope (not for ``group``: everyone needs no query)."""
         if self.group:

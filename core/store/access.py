@@ -53,11 +53,11 @@ class AccessMixin:
         ids = list(person_ids)
         if scope.group or not ids:
             return ids
-        sql, params = scope.people_sql()
+        condition, params = scope.member_condition("j.value")
         inside: set[int] = set()
         for start in range(0, len(ids), 5000):
             chunk = ids[start:start + 5000]
-            rows = self.conn.execute(f"SELECT value FROM json_each(?) WHERE value IN ({sql})",
+            rows = self.conn.execute(f"SELECT j.value FROM json_each(?) j WHERE {condition}",
                                      (json_list(chunk), *params)).fetchall()
             inside.update(r[0] for r in rows)
         return [i for i in ids if i in inside]
