@@ -66,7 +66,7 @@ class Console:
         return self.sessions.get(request.cookies.get(COOKIE))
 
     def _set_cookie(self, response: Response, session: Session) -> Response:
-        response.set_cookie(COOKIE, self.sessions.sign(session.sid), httponly=True, samesite="strict", path="/")
+        response.set_cookie(COOKIE, self.sessions.sign(session.sid), httponly=True, samesite="lax", path="/")
         return response
 
     async def _form(self, request: Request, session: Session | None):
