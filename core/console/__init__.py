@@ -5,6 +5,14 @@ reads through the project's store with the caller's :class:`motorcade.access.Acc
 page shows is narrowed to the caller's scope by the core, never by the console. See docs/console.md.
 """
 
-from .app import create_app
+
+
+def create_app(directory, **options):
+    """The console of the project in ``directory`` as an ASGI app (see :func:`motorcade.console.app.create_app`;
+    imported on use so building the CLI does not import Starlette and Jinja2)."""
+    from .app import create_app as build
+
+    return build(directory, **options)
+
 
 __all__ = ["create_app"]

@@ -24,6 +24,7 @@ def console(state, listen: str) -> None:
 
     host, port = _listen(listen)
     project = state.project  # the local owner (or a token's user) with `operate` starts the console
+    project.store.status_counts()  # a missing or corrupt database fails now, not at the first page
     app_console = Console(project.directory, plugin_manager=project.plugins)
     code = app_console.sessions.new_owner_code()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
