@@ -31,6 +31,7 @@ from .quarantine import QuarantineMixin
 from .reports import ReportsMixin
 from .stats import StatsMixin
 from .tags import TagsMixin
+from .tracking import TrackingMixin
 
 
 def _cache_kib() -> int:
@@ -44,7 +45,7 @@ def _cache_kib() -> int:
 
 
 class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin, TagsMixin, SegmentsMixin, OutboxMixin,
-                  ReportsMixin, StatsMixin, InboxMixin):
+                  ReportsMixin, StatsMixin, InboxMixin, TrackingMixin):
     """A project's operational data in one SQLite file (WAL mode, foreign keys on)."""
 
     dialect = "sqlite"
