@@ -173,7 +173,7 @@ def test_wechat_oa_user_block_and_td_reply_are_refusals(store):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(channel_name=st.sampled_from(["webhook", "wechat_oa"]), method=st.sampled_from(["GET", "POST"]),
+@given(channel_name=st.sampled_from(["webhook", "wechat_oa", "wecom"]), method=st.sampled_from(["GET", "POST"]),
        query=st.dictionaries(st.sampled_from(["timestamp", "nonce", "signature", "msg_signature", "encrypt_type",
                                               "echostr"]), st.text(max_size=30)),
        headers=st.dictionaries(st.just("x-motorcade-signature"), st.text(max_size=80)),
@@ -181,10 +181,63 @@ def test_wechat_oa_user_block_and_td_reply_are_refusals(store):
                       st.sampled_from([b"<xml><Encrypt>AAAA</Encrypt></xml>", b'{"receipts": [{}]}',
                                        b'<!DOCTYPE x [<!ENTITY a "a">]><xml>&a;</xml>'])))
 def test_hostile_receipt_requests_are_refused_never_recorded(store, channel_name, method, query, headers, body):
-    channel = webhook_channel() if channel_name == "webhook" else oa_channel()
+    channel = {"webhook": webhook_channel, "wechat_oa": oa_channel, "wecom": wecom_channel}[channel_name]()
     result = handle_receipt(store, channel_name, channel, ReceiptRequest(method, query, headers, body), now=NOW)
     assert result.status in (200, 400, 403)
     assert result.recorded == 0
     if result.status != 200:
         assert result.rejected in ("signature", "replayed", "malformed")
     assert store.query("SELECT count(*) FROM events WHERE name IN ('delivered', 'failed', 'unsubscribed')")[0][0] == 0
+
+
+CORPID = "wwcorp0123456789"
+WECOM_TOKEN = "weComToken"
+
+
+def wecom_channel():
+    from motorcade_channels_wecom import WeComChannel
+
+    return WeComChannel({"corpid": CORPID, "corpsecret": "s", "default_sender": "adv1",
+                         "callback_token": WECOM_TOKEN, "encoding_aes_key": AES_KEY},
+                        ChannelContext(project_dir=".", clock=lambda: NOW))
+
+
+def wecom_request(xml: str, *, receiver: str = CORPID, token: str = WECOM_TOKEN, timestamp: int | None = None):
+    encrypted = wechat_crypto.encrypt(AES_KEY, xml.encode(), receiver)
+    stamp = str(timestamp if timestamp is not None else int(NOW.timestamp()))
+    query = {"msg_signature": wechat_crypto.signature(token, stamp, "n1", encrypted), "timestamp": stamp, "nonce": "n1"}
+    body = f"<xml><ToUserName><![CDATA[{CORPID}]]></ToUserName><AgentID><![CDATA[1000002]]></AgentID>" \
+           f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+    return ReceiptRequest("POST", query, {}, body.encode())
+
+
+DEL_FOLLOW_USER = ("<xml><ToUserName><![CDATA[wwcorp0123456789]]></ToUserName><FromUserName><![CDATA[sys]]>"
+                   "</FromUserName><CreateTime>1795399200</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+                   "<Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[del_follow_user]]>"
+                   "</ChangeType><UserID><![CDATA[adv1]]></UserID><ExternalUserID><![CDATA[{who}]]></ExternalUserID>"
+                   "</xml>")
+
+
+def test_wecom_url_check_and_a_deleted_advisor(store):
+    store.conn.execute("INSERT INTO identifiers (type, value, person_id) VALUES ('wecom_external_userid', "
+                       "'wmEXTERNAL1', 1)")
+    channel = wecom_channel()
+    echostr = wechat_crypto.encrypt(AES_KEY, b"1616140317555161061", CORPID)
+    stamp = str(int(NOW.timestamp()))
+    check = ReceiptRequest("GET", {"msg_signature": wechat_crypto.signature(WECOM_TOKEN, stamp, "n", echostr),
+                                   "timestamp": stamp, "nonce": "n", "echostr": echostr}, {}, b"")
+    assert handle_receipt(store, "wecom", channel, check, now=NOW).body == b"1616140317555161061"
+    result = handle_receipt(store, "wecom", channel, wecom_request(DEL_FOLLOW_USER.replace("{who}", "wmEXTERNAL1")),
+                            now=NOW)
+    assert (result.status, result.body, result.recorded) == (200, b"success", 1)
+    assert [tuple(r) for r in store.query("SELECT person_id, channel, granted FROM consents")] == [(1, "wecom", 0)]
+    # for another corp, with another token, old, about a contact nobody has
+    for request, reason in (
+            (wecom_request(DEL_FOLLOW_USER.replace("{who}", "wmEXTERNAL1"), receiver="wwother"), "signature"),
+            (wecom_request(DEL_FOLLOW_USER.replace("{who}", "wmEXTERNAL1"), token="guess"), "signature"),
+            (wecom_request(DEL_FOLLOW_USER.replace("{who}", "wmEXTERNAL1"), timestamp=1), "replayed")):
+        assert handle_receipt(store, "wecom", channel, request, now=NOW).rejected == reason
+    assert handle_receipt(store, "wecom", channel, wecom_request(DEL_FOLLOW_USER.replace("{who}", "wmNOBODY")),
+                          now=NOW).unknown == 1
+    assert store.receipt_rejection_counts() == {("wecom", "signature"): 2, ("wecom", "replayed"): 1,
+                                                ("wecom", "unknown_message"): 1}
