@@ -304,3 +304,96 @@ def test_check_command_reports_the_segment_warning_and_passes(loop, capsys):
     assert code == 0, output
     assert "warning" in output and "2 segments" in output
     assert ": 0 errors, 1 warning" in output
+
+
+EMAIL_CONFIG = """
+[project]
+name = "opens"
+timezone = "Asia/Shanghai"
+
+[activation]
+public_url = "https://go.example.cn"
+
+[channels.email]
+host = "127.0.0.1"
+port = {port}
+security = "plain"
+from = "service@dealer.example"
+content_type = "html"
+"""
+EMAIL_RULES = """
+segment owners { where profile.is_owner = true }
+campaign newsletter "十一月通讯" {
+  audience owners
+  schedule daily at 10:00
+  send to all members
+  via email template "newsletter"
+}
+"""
+MAIL_APP = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+
+
+def test_email_open_pixel_and_link_through_a_real_smtp_server(tmp_path):
+    import email
+    import email.policy
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from motorcade.plugins import load_plugins
+    from motorcade_sources_segment_http.server import BackgroundServer, running_collector
+
+    class Inbox:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
+            return "250 2.0.0 Ok"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        (tmp_path / "motorcade.toml").write_text(EMAIL_CONFIG.format(port=port), encoding="utf-8")
+        (tmp_path / "rules").mkdir()
+        (tmp_path / "rules" / "main.mc").write_text(EMAIL_RULES, encoding="utf-8")
+        (tmp_path / "templates").mkdir()
+        (tmp_path / "templates" / "newsletter.html").write_text(
+            "Subject: 十一月保养优惠\n\n<p>{{ person.name }}您好，<a href=\"{{ track('https://dealer.example/offer') }}\">"
+            "查看优惠</a></p>{{ open_pixel() }}", encoding="utf-8")
+        project = Project(tmp_path, plugin_manager=load_plugins())
+        store = project.store
+        with store.transaction():
+            people = [store.create_person({"name": f"客户{i}", "is_owner": True}) for i in range(3)]
+            for person in people:
+                store.conn.execute("INSERT INTO identifiers (type, value, person_id) VALUES ('email', ?, ?)",
+                                   (f"c{person}@example.com", person))
+        at = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SH)
+        store.record_segment_run("owners", people, revision="t", as_of=at, computed_at=at, duration_ms=0, plan=None)
+        run_once(ActivationContext.for_project(project, clock=lambda: at, worker_id="w1"))
+        assert len(inbox.messages) == 3
+        html = inbox.messages[0].get_body(("html",)).get_content()
+        pixel = re.search(r'<img src="https://go\.example\.cn(/o/[0-9A-Za-z]{11}\.gif)" width="1" height="1"', html)
+        link = re.search(r'href="https://go\.example\.cn(/s/[0-9A-Za-z]{11})"', html)
+        assert pixel and link, html
+        second = re.search(r'(/o/[0-9A-Za-z]{11}\.gif)', inbox.messages[1].get_body(("html",)).get_content()).group(1)
+        with running_collector(project, idle_seconds=0.01) as collector, BackgroundServer(collector.app) as server:
+            minutes = iter(range(1, 100))
+            collector.tracking.clock = lambda: at + dt.timedelta(minutes=next(minutes))  # each hit a minute later
+            with httpx.Client(base_url=server.url, follow_redirects=False) as client:
+                opened = client.get(pixel.group(1), headers={"User-Agent": MAIL_APP})
+                assert opened.status_code == 200 and opened.headers["content-type"] == "image/gif"
+                assert opened.content.startswith(b"GIF89a")
+                assert client.get(pixel.group(1), headers={"User-Agent": MAIL_APP}).status_code == 200  # opened twice
+                assert client.get(second, headers={"User-Agent": "Barracuda Sentinel (EE)"}).status_code == 200  # a scanner
+                assert client.get(link.group(1), headers={"User-Agent": MAIL_APP}).status_code == 302
+        report = compute_funnel(store, FunnelSpec("f", ("sent", "opened", "clicked")), campaign="newsletter")
+        assert [s.people for s in report.total.steps] == [3, 1, 1]
+        assert store.link_hit_counts("campaign", "newsletter") == {"click": 1, "open": 2, "bot": 1}
+        project.close()
+    finally:
+        smtp.stop()
