@@ -397,3 +397,14 @@ def test_email_open_pixel_and_link_through_a_real_smtp_server(tmp_path):
         project.close()
     finally:
         smtp.stop()
+
+
+def test_the_new_channel_plugins_are_listed(capsys):
+    from motorcade.cli import main
+
+    assert main(["plugins", "--json"]) == 0
+    listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
+    for name, distribution in (("jpush", "motorcade-channel-jpush"), ("fcm", "motorcade-channel-fcm"),
+                               ("wechat_mp", "motorcade-channel-wechat-mp")):
+        assert (listed[name]["kinds"], listed[name]["distribution"], listed[name]["provides"]) == (
+            ["channel"], distribution, [name])

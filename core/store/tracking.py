@@ -73,3 +73,20 @@ class TrackingMixin:
         """``{(channel, reason): count}`` of receipts refused."""
         return {(channel, reason): count for channel, reason, count in self.conn.execute(
             "SELECT channel, reason, count(*) FROM receipt_rejections GROUP BY 1, 2")}
+
+    def subscriptions_left(self, person_id: int, *, grant_event: str, template_id: str, channel: str,
+                           templates: list[str]) -> int:
+        """One-time subscriptions (WeChat mini-program ``subscribeMessage``) a person still has for
+        ``template_id``: the ``grant_event`` events accepting it (property ``template_id``, ``result`` =
+        "accept") minus the sends of ``channel`` already sent with one of ``templates`` (the rule template
+        names that map to it)."""
+        granted = self.conn.execute(
+            "SELECT count(*) FROM events WHERE person_id = ? AND name = ? "
+            "AND json_extract(properties, '$.template_id') = ? "
+            "AND coalesce(json_extract(properties, '$.result'), 'accept') = 'accept'",
+            (person_id, grant_event, template_id)).fetchone()[0]
+        placeholders = ", ".join("?" for _ in templates) or "NULL"
+        used = self.conn.execute(
+            f"SELECT count(*) FROM outbox WHERE person_id = ? AND channel = ? AND status = 'sent' "
+            f"AND template IN ({placeholders})", (person_id, channel, *templates)).fetchone()[0]
+        return granted - used
