@@ -62,14 +62,16 @@ def run_collector(project, *, host: str, port: int, max_backlog: int, dispatch: 
 class BackgroundServer:
     """uvicorn serving an app on a free port of 127.0.0.1 in a thread (tests, benchmarks)."""
 
-    def __init__(self, app):
+    def __init__(self, app, port: int | None = None):
         import socket
 
         import uvicorn
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+        self.port = port
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="off", access_log=False))
         self.server.install_signal_handlers = lambda: None  # not the main thread
