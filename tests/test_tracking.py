@@ -219,7 +219,7 @@ def test_unknown_and_malformed_codes_are_plain_404s(loop):
     assert funnel(project.store, "sent", "clicked", "opened") == [2, 0, 0]
 
 
-def test_forged_replayed_and_unknown_receipts_are_refused_and_counted(loop):
+def test_forged_replayed_and_unknown_receipts_are_refused_and_counted(loop, capsys):
     project, ctx, tencent, base = loop
     store = project.store
     run_once(ctx)
@@ -236,6 +236,12 @@ def test_forged_replayed_and_unknown_receipts_are_refused_and_counted(loop):
         assert client.post(f"{base}/r/nosuchchannel", json=good).status_code == 404
         assert client.get(f"{base}/health").status_code == 200  # nothing crashed
     assert funnel(store, "sent", "delivered") == [2, 0]
+    from motorcade.cli import main
+
+    assert main(["--project", str(project.directory), "sends", "tracking", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert {(r["reason"], r["count"]) for r in shown["receipts_refused"]} == {
+        ("signature", 2), ("unknown_message", 1), ("malformed", 6)}
     counts = store.receipt_rejection_counts()
     assert counts[("sms", "signature")] == 2
     assert counts[("sms", "unknown_message")] == 1

@@ -13,7 +13,7 @@ the receipts in it. Then, per receipt:
 
 A request the channel refuses (bad signature: ``signature``; an old time stamp or a nonce seen before:
 ``replayed``; a body it cannot read: ``malformed``) is answered 403/400, counted in ``receipt_rejections``
-(``motorcade sends receipts`` shows the counts) and changes nothing. Nothing a request carries can crash the
+(``motorcade sends tracking`` shows the counts) and changes nothing. Nothing a request carries can crash the
 server: any other error of a channel's parser is a ``malformed`` rejection.
 """
 
