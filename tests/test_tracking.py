@@ -16,6 +16,7 @@ import zoneinfo
 
 import httpx
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from motorcade.activation.runner import run_once
 from motorcade.activation.settings import ActivationContext
@@ -414,3 +415,46 @@ def test_the_new_channel_plugins_are_listed(capsys):
                                ("wechat_mp", "motorcade-channel-wechat-mp")):
         assert (listed[name]["kinds"], listed[name]["distribution"], listed[name]["provides"]) == (
             ["channel"], distribution, [name])
+
+
+def test_track_without_a_public_url_is_a_check_error_and_the_rule_is_not_planned(loop, capsys):
+    from motorcade.cli import main
+
+    project, ctx, tencent, base = loop
+    toml = project.directory / "motorcade.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('public_url = "https://go.example.cn"\n', ""),
+                    encoding="utf-8")
+    assert main(["--project", str(project.directory), "check"]) != 0
+    output = capsys.readouterr().out
+    assert "calls track() but [activation] public_url is not set" in output
+    fresh = Project(project.directory, plugin_manager=project.plugins)
+    fresh.__dict__["store"] = project.store
+    at = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SH)
+    report = run_once(ActivationContext.for_project(fresh, clock=lambda: at, worker_id="w2"))
+    assert project.store.list_sends(limit=10) == [] and not tencent.delivered
+    assert report is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(code=st.text(max_size=40), target_query=st.dictionaries(
+    st.text("abcdefghij_", min_size=1, max_size=8), st.text(max_size=10), max_size=4))
+def test_codes_utm_and_unknown_codes(tmp_path_factory, code, target_query):
+    import urllib.parse
+
+    from motorcade.activation.tracking import CODE_PATTERN, follow, new_code, with_utm
+    from motorcade.store.sqlite import SQLiteStore
+
+    assert CODE_PATTERN.fullmatch(new_code())
+    target = "https://dealer.example/b?" + urllib.parse.urlencode(target_query)
+    tagged = urllib.parse.parse_qs(urllib.parse.urlsplit(with_utm(target, source="s", medium="sms", campaign="c")).query,
+                                   keep_blank_values=True)
+    for name, value in target_query.items():  # the target's own parameters are kept, never overwritten
+        assert tagged[name] == [value]
+    for name, value in (("utm_source", "s"), ("utm_medium", "sms"), ("utm_campaign", "c")):
+        assert tagged[name] == [target_query.get(name, value)]
+    store = getattr(test_codes_utm_and_unknown_codes, "store", None)
+    if store is None:
+        store = test_codes_utm_and_unknown_codes.store = SQLiteStore(tmp_path_factory.mktemp("codes") / "m.db")
+    at = dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc)
+    hit = follow(store, code, kind="link", at=at, user_agent=IPHONE)
+    assert (hit.status, hit.location) == (404, None)  # no link is stored: every code is unknown

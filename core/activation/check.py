@@ -10,13 +10,13 @@ from motorcade.dsl import ast
 from motorcade.errors import MotorcadeError
 
 from .schedule import ScheduleError, validate_schedule
-from .templates import TemplateError, TemplateProblem, TemplateStore, check_template
+from .templates import TemplateError, TemplateProblem, TemplateStore, check_template, tracking_calls
 from .tracking import link_length
 
 
 def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = None, attributes: set[str] | None = None,
                            tags: set[str] | None = None, kind: str | None = None,
-                           public_url: str = "") -> list[TemplateProblem]:
+                           public_url: str | None = None) -> list[TemplateProblem]:
     """The template problems of one campaign or trigger: a missing template, a syntax error, a name or
     field that does not exist, fixed text over the channel's length. A rule with any of them is not
     planned by `run`/`serve` (it would send empty or broken messages)."""
@@ -40,6 +40,13 @@ def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = No
             problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message, exc.hint,
                                             column=step.column))
             continue
+        helpers = tracking_calls(text)
+        if helpers and public_url == "":
+            problems.append(TemplateProblem(
+                step.template, str(path), None,
+                f"calls {' and '.join(f'{h}()' for h in sorted(helpers))} but [activation] public_url is not set",
+                'add public_url = "https://go.example.cn" under [activation]: the address where `motorcade '
+                'collect` is reached from outside'))
         problems.extend(check_template(step.template, path, text, attributes=attributes, tags=tags,
                                        max_length=max_length, channel=step.channel,
                                        sms_link_length=sms_link_length))
@@ -47,7 +54,7 @@ def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = No
 
 
 def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, attributes: set[str] | None = None,
-                     tags: set[str] | None = None, public_url: str = "") -> list[TemplateProblem]:
+                     tags: set[str] | None = None, public_url: str | None = None) -> list[TemplateProblem]:
     """Every problem found in the rule set's campaigns and triggers (an empty list when all is well).
 
     ``attributes`` / ``tags``: profile attributes and tag names known in the project (None: not checked).

@@ -111,7 +111,8 @@ class Renderer:
             attributes, tags = self._names
             tags = None if tags is None else set(tags) | set(self.ctx.rule_set.tags)
             problems = [p for p in rule_template_problems(rule, self.templates, registry=self.ctx.registry,
-                                                          attributes=attributes, tags=tags)
+                                                          attributes=attributes, tags=tags,
+                                                          public_url=self.ctx.settings.public_url)
                         if p.severity == "error"]  # warnings (SMS segments) do not stop a rule
             self._refused[key] = "; ".join(str(p) for p in problems[:3]) + (
                 f" (and {len(problems) - 3} more)" if len(problems) > 3 else "") if problems else None

@@ -514,3 +514,14 @@ def sms_segments(text: str) -> int:
     if length <= single:
         return 1
     return -(-length // part)
+
+
+def tracking_calls(text: str) -> set[str]:
+    """The tracking helpers (``track``, ``open_pixel``) a template calls (empty if it does not parse)."""
+    _subject, body_src, _line = split_subject(text)
+    try:
+        tree = make_environment(autoescape=False).parse(body_src)
+    except jinja2.TemplateSyntaxError:
+        return set()
+    return {n.node.name for n in tree.find_all(nodes.Call) if isinstance(n.node, nodes.Name)
+            and n.node.name in HELPERS}
