@@ -412,6 +412,7 @@ def test_the_new_channel_plugins_are_listed(capsys):
     assert main(["plugins", "--json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
     for name, distribution in (("jpush", "motorcade-channel-jpush"), ("fcm", "motorcade-channel-fcm"),
+                               ("aliyun_sms", "motorcade-channel-aliyun-sms"),
                                ("wechat_mp", "motorcade-channel-wechat-mp")):
         assert (listed[name]["kinds"], listed[name]["distribution"], listed[name]["provides"]) == (
             ["channel"], distribution, [name])
