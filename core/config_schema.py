@@ -392,6 +392,10 @@ ACTIVATION = Section("[activation]", "Planning and delivering sends (`run`, `ser
     Setting("render_max_chars", whole(1), "longest message (and text or list built while rendering)", 100000),
     Setting("render_max_loops", whole(1), "most loop iterations plus function and macro calls per message",
             10000),
+    Setting("public_url", TEXT, "the public address of `motorcade collect` (e.g. https://go.example.cn): "
+            "templates' track() links and open pixels point there"),
+    Setting("utm_source", TEXT, "when set, a short link's redirect adds utm_source (this), utm_medium (the "
+            "channel), utm_campaign (the campaign or trigger) and utm_content (the template)"),
 ))
 
 GUARDRAILS = Section("[guardrails]", "Consent, quiet hours and frequency caps for every send.", (

@@ -177,4 +177,29 @@ def sends_stats(state, as_json) -> None:
         click.echo(f"{r['origin_kind']:<8} {r['origin']:<28} {r['channel']:<12} {r['status']:<10} {r['count']:>8,}")
 
 
+@sends.command("tracking")
+@click.option("--origin", help="Only the links of this campaign or trigger.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def sends_tracking(state, origin, as_json) -> None:
+    """Short-link and open-pixel hits (people and bots) and receipts refused, by channel and reason
+    (bad signature, replayed, unknown message, malformed)."""
+    store = state.project.store
+    kind = None
+    if origin is not None:
+        kind = "trigger" if store.query("SELECT 1 FROM outbox WHERE origin_kind = 'trigger' AND origin = ? LIMIT 1",
+                                        (origin,)) else "campaign"
+    hits = store.link_hit_counts(kind, origin)
+    refused = store.receipt_rejection_counts()
+    if as_json:
+        click.echo(json.dumps({"hits": hits, "receipts_refused": [
+            {"channel": c, "reason": r, "count": n} for (c, r), n in sorted(refused.items())]}))
+        return
+    click.echo(f"link clicks {hits['click']:,}, pixel opens {hits['open']:,}, bot and scanner hits {hits['bot']:,}")
+    if not refused:
+        click.echo("no receipt refused")
+    for (channel, reason), count in sorted(refused.items()):
+        click.echo(f"receipts refused  {channel:<12} {reason:<16} {count:>8,}")
+
+
 COMMANDS: list = [run, serve, sends]

@@ -31,6 +31,7 @@ from .people import address_of, template_context
 from .schedule import period_start, slot_text
 from .settings import ActivationContext
 from .templates import RenderLimits, TemplateError, TemplateStore
+from .tracking import LinkMaker, store_links
 
 
 class PlanningError(MotorcadeError):
@@ -116,8 +117,10 @@ class Renderer:
                 self._names = known_names(self.ctx.store, self.ctx.registry, self.ctx.source_settings)
             attributes, tags = self._names
             tags = None if tags is None else set(tags) | set(self.ctx.rule_set.tags)
-            problems = rule_template_problems(rule, self.templates, registry=self.ctx.registry,
-                                              attributes=attributes, tags=tags)
+            problems = [p for p in rule_template_problems(rule, self.templates, registry=self.ctx.registry,
+                                                          attributes=attributes, tags=tags,
+                                                          public_url=self.ctx.settings.public_url)
+                        if p.severity == "error"]  # warnings (SMS segments) do not stop a rule
             self._refused[key] = "; ".join(str(p) for p in problems[:3]) + (
                 f" (and {len(problems) - 3} more)" if len(problems) > 3 else "") if problems else None
         if self._refused[key]:
@@ -147,6 +150,8 @@ class Renderer:
             if context is None:
                 context = template_context(ctx.store, person_id, origin_kind=_kind(rule), origin=rule.name, now=now,
                                            tz=ctx.tz, event_properties=event_properties)
+            links = LinkMaker(ctx.settings.public_url)  # this step's track() / open_pixel() codes
+            context.update(track=links.track, open_pixel=links.open_pixel)
             try:
                 rendered = self.templates.render(step.template, step.channel, context)
             except TemplateError as exc:
@@ -156,6 +161,8 @@ class Renderer:
                 continue
             entry.update(address=address, subject=rendered.subject, body=rendered.body,
                          store_id=(context["store"] or {}).get("id"))
+            if links.links:
+                entry.update(links=links.links, params=links.params())
             out.append(entry)
         return out
 
@@ -181,6 +188,7 @@ def _send(rule, run_id: str, occasion: str, person_id: int, revision: str, paylo
 
 def _enqueue(ctx: ActivationContext, sends: list[dict[str, Any]], now: dt.datetime) -> int:
     inserted = set(ctx.store.enqueue_sends(sends, at=now))
+    store_links(ctx.store, sends, inserted, at=now)
     write_feedback(ctx.store, [(s, "queued", now, {}) for s in sends
                                if s["idempotency_key"] in inserted and s["payload"]["arm"] == "treatment"])
     dead = [s for s in sends if s["idempotency_key"] in inserted and s["status"] == "dead"]

@@ -544,3 +544,45 @@ def m011_access(db: sqlite_utils.Database) -> None:
             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         """
     )
+
+
+@migration
+def m012_tracking(db: sqlite_utils.Database) -> None:
+    """Tracked short links and open pixels (``links``: one row per send, step and link, the code random and
+    unguessable), every hit on them (``link_hits``: clicks, opens, and bots recorded as such), provider
+    receipts already handled (``receipts_seen``: Aliyun's and Tencent's are redelivered) and receipts
+    refused (``receipt_rejections``: bad signature, replayed, unknown message id)."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS links (
+            code TEXT PRIMARY KEY,
+            idempotency_key TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            kind TEXT NOT NULL,            -- 'link' or 'open'
+            target TEXT,                   -- the URL a link redirects to (None for an open pixel)
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS links_by_send ON links (idempotency_key);
+        CREATE TABLE IF NOT EXISTS link_hits (
+            id INTEGER PRIMARY KEY,
+            code TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            user_agent TEXT,
+            bot TEXT                       -- the rule that took the hit for a bot or link scanner; NULL: a person
+        );
+        CREATE INDEX IF NOT EXISTS link_hits_by_code ON link_hits (code);
+        CREATE TABLE IF NOT EXISTS receipts_seen (
+            provider TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            PRIMARY KEY (provider, dedupe_key)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS receipt_rejections (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            reason TEXT NOT NULL,          -- 'signature', 'replayed', 'unknown_message', 'malformed'
+            detail TEXT,
+            at INTEGER NOT NULL
+        );
+        """
+    )

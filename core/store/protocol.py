@@ -2,7 +2,7 @@
 
 :class:`Store` is a typing ``Protocol`` composed of one protocol per pipeline stage (the same grouping as
 the SQLite store's mixins: people, events, quarantine, identity, ingest, tags, segments, outbox, reports,
-stats, inbox, access) plus :class:`StoreBase` (connection, transactions, migrations, the read-only query seam).
+stats, inbox, access, tracking) plus :class:`StoreBase` (connection, transactions, migrations, the read-only query seam).
 :class:`~motorcade.store.sqlite.SQLiteStore` implements it; a second engine (PostgreSQL) implements the
 same functions and is checked the same way (:func:`motorcade.testing.store_conformance_problems`).
 
@@ -1208,13 +1208,61 @@ class AccessStore(Protocol):
 
 
 @runtime_checkable
+class TrackingStore(Protocol):
+    """Tracked short links and open pixels, every hit on them, and provider receipts (deduplicated; refused ones counted)."""
+
+    def add_links(self, links: Iterable[tuple[str, str, int, str, str | None]], *, at: dt.datetime) -> int:
+        """Store ``(code, idempotency key, step, kind, target)`` rows; returns the number new."""
+        ...
+
+    def link(self, code: str) -> dict[str, Any] | None:
+        """The link or open pixel with ``code``: idempotency_key, step, kind, target; None if unknown."""
+        ...
+
+    def links_of_send(self, idempotency_key: str) -> list[dict[str, Any]]:
+        """The tracked links written for one send (see :meth:`link`), by step then in the order they were made."""
+        ...
+
+    def add_link_hit(self, code: str, *, at: dt.datetime, user_agent: str | None, bot: str | None) -> None:
+        """Record one request for link ``code`` (``bot``: the rule that recognised a bot or scanner, or None for a person); in one transaction."""
+        ...
+
+    def link_hit_counts(self, origin_kind: str | None = None, origin: str | None = None) -> dict[str, int]:
+        """Hits on links and pixels by what they were: ``click``, ``open``, ``bot`` (optionally of one
+        campaign or trigger)."""
+        ...
+
+    def receipt_seen(self, provider: str, dedupe_key: str, *, at: dt.datetime) -> bool:
+        """Remember a receipt; True if it had been handled before (a redelivery)."""
+        ...
+
+    def add_receipt_rejection(self, channel: str, reason: str, detail: str | None, *, at: dt.datetime) -> None:
+        """Count a refused receipt (``reason``: signature, replayed, unknown_message or malformed); in one transaction."""
+        ...
+
+    def receipt_rejection_counts(self) -> dict[tuple[str, str], int]:
+        """``{(channel, reason): count}`` of receipts refused."""
+        ...
+
+    def subscriptions_left(self, person_id: int, *, grant_event: str, template_id: str, channel: str,
+                           templates: list[str]) -> int:
+        """One-time subscriptions (WeChat mini-program ``subscribeMessage``) a person still has for
+        ``template_id``: the ``grant_event`` events accepting it (property ``template_id``, ``result`` =
+        "accept") minus the sends of ``channel`` already sent with one of ``templates`` (the rule template
+        names that map to it)."""
+        ...
+
+
+
+@runtime_checkable
 class Store(StoreBase, PeopleStore, EventsStore, QuarantineStore, IdentityStore, IngestStore, TagsStore, SegmentsStore,
-            OutboxStore, ReportsStore, StatsStore, InboxStore, AccessStore, Protocol):
+            OutboxStore, ReportsStore, StatsStore, InboxStore, AccessStore,
+            TrackingStore, Protocol):
     """A project's operational store: every stage's named functions (see the module docstring for the
     contracts they share)."""
 
 
 STAGE_PROTOCOLS: tuple[type, ...] = (StoreBase, PeopleStore, EventsStore, QuarantineStore, IdentityStore, IngestStore,
                                      TagsStore, SegmentsStore, OutboxStore, ReportsStore, StatsStore, InboxStore,
-                                     AccessStore)
+                                     AccessStore, TrackingStore)
 """The protocols :class:`Store` is composed of, in order (for conformance checks and docs)."""

@@ -32,6 +32,7 @@ from .quarantine import QuarantineMixin
 from .reports import ReportsMixin
 from .stats import StatsMixin
 from .tags import TagsMixin
+from .tracking import TrackingMixin
 
 
 def _cache_kib() -> int:
@@ -45,7 +46,7 @@ def _cache_kib() -> int:
 
 
 class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin, TagsMixin, SegmentsMixin, OutboxMixin,
-                  ReportsMixin, StatsMixin, InboxMixin, AccessMixin):
+                  ReportsMixin, StatsMixin, InboxMixin, AccessMixin, TrackingMixin):
     """A project's operational data in one SQLite file (WAL mode, foreign keys on).
 
     Implements :class:`motorcade.store.protocol.Store` (tests/test_store_protocol.py checks it).

@@ -7,6 +7,7 @@ segments -> run campaigns and triggers (guard rails, outbox, channels) -> simula
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import secrets
@@ -24,8 +25,19 @@ from generate import generate  # noqa: E402
 from receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
 from responses import simulate  # noqa: E402
 
+import httpx  # noqa: E402
+from motorcade_sources_segment_http.server import BackgroundServer, running_collector  # noqa: E402
+
 REPORT_DAYS = 30  # the conversion window of the uplift report
 os.environ.setdefault("COLUMNS", "150")  # wide tables even when the output is not a terminal
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def heading(text: str) -> None:
@@ -58,23 +70,35 @@ def main() -> int:
                f"data ends {manifest['as_of']}")
 
     secret = secrets.token_hex(16)
-    with SmtpReceiver() as smtp, WebhookReceiver(secret) as gateway:
-        os.environ.update(DEMO_SMTP_PORT=str(smtp.port), DEMO_WEBHOOK_URL=gateway.url, DEMO_WEBHOOK_SECRET=secret)
+    with SmtpReceiver() as smtp, WebhookReceiver(secret) as gateway, contextlib.ExitStack() as stack:
+        collector_port = free_port()
+        public_url = f"http://127.0.0.1:{collector_port}"
+        os.environ.update(DEMO_SMTP_PORT=str(smtp.port), DEMO_WEBHOOK_URL=gateway.url, DEMO_WEBHOOK_SECRET=secret,
+                          DEMO_PUBLIC_URL=public_url)
         click.echo(f"  local SMTP server on 127.0.0.1:{smtp.port}, messaging gateway (webhook) at {gateway.url}")
         project = find_project(HERE)
         as_of = pinned_as_of(project)
+        # motorcade collect's server (short links, receipts) on the demo's clock
+        demo_clock = {"now": as_of}
+        collector = stack.enter_context(running_collector(project, idle_seconds=0.05))
+        collector.tracking.clock = lambda: demo_clock["now"]
+        stack.enter_context(BackgroundServer(collector.app, port=collector_port))
+        client = stack.enter_context(httpx.Client(base_url=public_url, follow_redirects=False, timeout=30))
+        click.echo(f"  motorcade collect (short links and receipts) at {public_url}")
 
         heading(f"2. motorcade pipeline (as of {as_of.isoformat()})")
         results = run_pipeline(project, as_of=as_of, log=click.echo)
         for result in results:
             timings[result.stage] = result.seconds
 
-        heading("3. Customers respond (simulated: clicks via the tracking callback, workshop visits via DMS)")
+        heading("3. Customers respond over HTTP (gateway receipts, short links followed, workshop visits via DMS)")
         t = time.perf_counter()
-        responses = simulate(project, as_of, HERE / "out" / "responses.jsonl")
+        responses = simulate(project, as_of, HERE / "out" / "responses.jsonl", client=client, clock=demo_clock,
+                             secret=secret, gateway_keys=list(gateway.keys))
         timings["responses"] = time.perf_counter() - t
-        click.echo(f"  {responses['clicked']:,} clicks recorded, {responses['follow_up_events']:,} follow-up events "
-                   f"ingested")
+        click.echo(f"  {responses['delivered']:,} delivery receipts posted by the gateway, {responses['clicked']:,} "
+                   f"short links followed ({responses['bot_hits']:,} link-scanner hits kept apart), "
+                   f"{responses['follow_up_events']:,} follow-up events ingested")
 
         heading(f"4. Feedback: funnel and uplift of the recall campaign, {REPORT_DAYS} days on")
         t = time.perf_counter()
@@ -84,6 +108,7 @@ def main() -> int:
         project_args = ["--project", str(HERE)]
         codes = [
             motorcade([*project_args, "report", "funnel", "recall_funnel", "--campaign", "lapsed_recall"]),
+            motorcade([*project_args, "report", "funnel", "recall_delivery", "--campaign", "lapsed_recall"]),
             motorcade([*project_args, "report", "funnel", "recall_funnel", "--campaign", "lapsed_recall",
                        "--format", "html", "--out", str(out / "funnel.html")]),
             motorcade([*project_args, "report", "uplift", "lapsed_recall", "--event", "service_visit", "--days",
@@ -104,6 +129,7 @@ def main() -> int:
                                 timings=timings)
         print_summary(summary)
         page = write_html(summary, out / "report.html", links={"Funnel": "funnel.html", "Uplift": "uplift.html"})
+        stack.close()  # the HTTP server and the collector before the store
         project.close()
     click.echo(f"\nHTML report: {page}")
     click.echo(f"Demo finished in {time.perf_counter() - started:.1f} s")
