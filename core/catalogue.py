@@ -72,7 +72,8 @@ def build_catalogue(project: Any):
 
     return attrs.evolve(catalogue, tags=tags, config_file=str(project.config.path.name), tag_producers={
         name: tuple(who for who, _ in produced if not who.startswith("rule tag"))
-        for name, produced in producers.items()}, config_errors=tuple(value_type_conflicts(project)))
+        for name, produced in producers.items()}, config_errors=tuple(value_type_conflicts(project)),
+        configured_channels=set(project.config.channels))
 
 
 def declared_value_types(project: Any):
