@@ -154,7 +154,7 @@ class Renderer:
 
 
 def _kind(rule) -> str:
-    return "campaign" if isinstance(rule, ast.Campaign) else "trigger"
+    return "campaign" if isinstance(rule, ast.Campaign) else getattr(rule, "origin_kind", "trigger")
 
 
 def _send(rule, run_id: str, occasion: str, person_id: int, revision: str, payload: dict[str, Any],

@@ -22,6 +22,7 @@ from .functions import register as register_functions
 from .migrations import MIGRATIONS
 from .identity import IdentityMixin
 from .inbox import InboxMixin
+from .journeys import JourneysMixin
 from .ingest import IngestMixin
 from .outbox import OutboxMixin
 from .people import PeopleMixin
@@ -44,7 +45,7 @@ def _cache_kib() -> int:
 
 
 class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin, TagsMixin, SegmentsMixin, OutboxMixin,
-                  ReportsMixin, StatsMixin, InboxMixin):
+                  ReportsMixin, StatsMixin, InboxMixin, JourneysMixin):
     """A project's operational data in one SQLite file (WAL mode, foreign keys on)."""
 
     dialect = "sqlite"
