@@ -207,3 +207,74 @@ def test_people_in_flight_finish_on_the_version_they_entered(setup):
     versions = {s["version"] for s in store.journey_states_of("recall", early[0]) + store.journey_states_of(
         "recall", late[0])}
     assert len(versions) == 2
+
+
+# ---- status, explain, the graph, conversion against the holdout ------------------------------------
+
+
+def invoke(project, *args):
+    from click.testing import CliRunner
+
+    from motorcade.cli import build_cli
+
+    return CliRunner().invoke(build_cli(), ["--project", str(project.directory), "journeys", *args])
+
+
+def test_status_explain_graph_and_goal_conversion_against_the_holdout(setup, tmp_path):
+    import json
+
+    from motorcade.dsl.journey import build_flow
+    from motorcade.journeys.observe import goal_conversion, journey_svg
+
+    project, context, clock = setup(FLOW % {"extra": "holdout 50%\n  goal service_visit within 10 days"})
+    store = project.store
+    ids = people(store, 60, vip=True)
+    enter_segment(store, ids, clock())
+    process_journey(context(), "recall")
+    held = [p for p in ids if where(store, p)[0][0] == "holdout"]
+    treated = [p for p in ids if p not in held]
+    # 2 of the held out and 6 of the treated come back to the workshop within 10 days; one treated, too late
+    for pid in held[:2] + treated[:6]:
+        event(store, "service_visit", pid, clock() + dt.timedelta(days=3), f"v{pid}")
+    event(store, "service_visit", treated[7], clock() + dt.timedelta(days=12), "late")
+    clock.advance(days=8)
+    process_journey(context(), "recall")
+    comparison = goal_conversion(store, project.rules().journeys["recall"], as_of=clock() + dt.timedelta(days=5),
+                                 tz=SH)
+    assert (comparison.treatment_n, comparison.treatment_converted) == (len(treated), 6)
+    assert (comparison.holdout_n, comparison.holdout_converted) == (len(held), 2)
+    assert comparison.absolute_uplift == pytest.approx(6 / len(treated) - 2 / len(held))
+    # while the goal window is open, nobody counts yet
+    assert goal_conversion(store, project.rules().journeys["recall"], as_of=clock(), tz=SH).treatment_n == 0
+
+    result = invoke(project, "status", "recall", "--json", "--as-of", "2026-12-30")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["entered"] == 60 and data["holdout"] == len(held) and data["converted"] == 6
+    assert data["at_step"] == {"settle": len(treated) - 6}  # the others timed out, took the vip branch
+    assert {"step": "reply", "outcome": "timeout", "next": "if@2.else.1", "people": len(treated) - 6} in data["edges"]
+    assert data["conversion"]["treatment"]["converted"] == 6
+    html_file = tmp_path / "recall.html"
+    result = invoke(project, "status", "recall", "--html", str(html_file), "--as-of", "2026-12-30")
+    assert result.exit_code == 0, result.output
+    assert "people now at each step:" in result.output and "uplift" in result.output
+    page = html_file.read_text(encoding="utf-8")
+    assert "<svg" in page and "http://www.w3.org/2000/svg" in page and "<script" not in page
+    assert "src=" not in page and "href=\"http" not in page  # nothing fetched
+
+    result = invoke(project, "explain", "recall", "--person", str(treated[10]))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "at step `settle`" in lines[0] and "treatment" in lines[0]
+    assert any("reply" in line and "timeout" in line and "-> if@2.else.1" in line for line in lines)
+    assert any("profile.vip = true: true" in line for line in lines)
+    result = invoke(project, "explain", "recall", "--person", str(treated[0]))
+    assert "reached the goal" in result.output.splitlines()[0]
+
+    result = invoke(project, "status", "recal")
+    assert result.exit_code == 1 and result.exception.hint == "did you mean `recall`?"
+
+    flow = build_flow(project.rules().journeys["recall"])
+    svg = journey_svg(flow, store.journey_edge_counts("recall"), {"settle": 3}, 60, "recall")
+    assert f">timeout {len(treated) - 6}</text>" in svg  # the count on the edge reply -> timeout
+    assert ">now 3</text>" in svg and ">converted 6</text>" in svg
