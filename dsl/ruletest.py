@@ -465,6 +465,7 @@ def _conditions_of(rule):
 
         roots = [c for c in (getattr(rule.entry, "where", None), rule.exit_when) if c is not None]
         roots += [s.cond for s in all_steps(rule.steps) if isinstance(s, ast.IfStep)]
+        roots += [s.where for s in all_steps(rule.steps) if isinstance(s, ast.WaitForStep) and s.where is not None]
     out = []
 
     def visit(node):
