@@ -278,3 +278,15 @@ def test_status_explain_graph_and_goal_conversion_against_the_holdout(setup, tmp
     svg = journey_svg(flow, store.journey_edge_counts("recall"), {"settle": 3}, 60, "recall")
     assert f">timeout {len(treated) - 6}</text>" in svg  # the count on the edge reply -> timeout
     assert ">now 3</text>" in svg and ">converted 6</text>" in svg
+
+
+def test_a_segment_change_stamped_after_the_clock_enters_now(setup):
+    """A pinned pipeline (the demo's) runs with a clock behind the wall clock the segment stage stamps its
+    changes with: those people enter at the clock's now and get their first step at once (not days later)."""
+    project, context, clock = setup(FLOW % {"extra": ""})
+    store = project.store
+    ids = people(store, 2)
+    enter_segment(store, ids, clock() + dt.timedelta(days=10))
+    totals = process_journey(context(), "recall")
+    assert totals["sends"] == 2
+    assert {s["entered_at"] for p in ids for s in store.journey_states_of("recall", p)} == {int(clock().timestamp())}

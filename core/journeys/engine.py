@@ -167,8 +167,10 @@ class JourneyRunner:
         history = self.store.journey_entry_history(self.name, [pid for pid, _ in candidates])
         policy = journey.reentry or ast.JourneyReentry("once")
         rows = []
-        now = epoch(self.ctx.now())
+        clock = self.ctx.now()
+        now = epoch(clock)
         for pid, at in candidates:
+            at = min(at, clock)  # a change stamped later than the clock (a pinned pipeline) enters now
             previous = history.get(pid)
             if previous is not None:
                 last_entry, last_entered, active = previous
