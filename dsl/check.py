@@ -342,11 +342,11 @@ class _Checker:
                         value, where, why = known[text]
                         value = value if truth else not value
                         dead = "else" if value else "then"
-                        self.report(WARNING, f"the `{dead}` branch of this `if` can never run: {why} "
-                                    f"(line {where.line}) already decides `{fmt_cond(step.cond)}`", step,
+                        self.report(WARNING, f"the `{dead}` branch of this `if` can never run: {why.format(where.line)} "
+                                    f"already decides `{fmt_cond(step.cond)}`", step,
                                     "remove the `if`, or test something the earlier step did not")
-                    visit(step.then, {**known, text: (truth, step, "the enclosing `if`")})
-                    visit(step.otherwise or (), {**known, text: (not truth, step, "the enclosing `if`")})
+                    visit(step.then, {**known, text: (truth, step, "the enclosing `if` (line {})")})
+                    visit(step.otherwise or (), {**known, text: (not truth, step, "the enclosing `if` (line {})")})
                 elif isinstance(step, ast.WaitForStep):
                     goal = rule.goal
                     if step.then and goal is not None and goal.where is None and goal.event == step.event:
@@ -362,7 +362,7 @@ class _Checker:
         start: dict[str, tuple[bool, ast.Node, str]] = {}
         if rule.exit_when is not None:
             text, truth = _polarity(rule.exit_when, fmt_cond)
-            start[text] = (not truth, rule.clause_at("exit_when"), "`exit when`, checked before every step,")
+            start[text] = (not truth, rule.clause_at("exit_when"), "`exit when` (line {}), checked before every step,")
         visit(rule.steps, start)
 
     # -- conditions --
