@@ -2,6 +2,7 @@
 
 N people (100,000; 5,000 with ``BENCH_SIZE=small``) enter a three-step journey with waits
 (send, wait 1 day, send, wait 1 day, send; a goal checked before every step) through a segment entry.
+The same flow with each send replaced by a `wait until` (no message to render) measures the engine alone.
 Tick 1 lets everyone in and plans the first send; ticks 2 and 3 come a simulated day apart: everyone's wait
 has ended, so each person takes the wait, the send and the next wait (or the end). A person-step is one
 step taken by one person (a send, a finished wait, an entry). The webhook channel renders each message
@@ -28,7 +29,32 @@ def _size() -> int:
     return 5_000 if os.environ.get("BENCH_SIZE") == "small" else 100_000
 
 
-def _project(directory: Path, people: int) -> Project:
+SENDS = """
+journey nurture {
+  entry on entering segment everyone
+  goal service_visit within 30 days
+  first: send via webhook template "n"
+  wait 1 day
+  second: send via webhook template "n"
+  wait 1 day
+  third: send via webhook template "n"
+}
+"""
+# The same flow shape with the sends replaced by checks that cost no rendering: the engine's own pace.
+WAITS = """
+journey nurture {
+  entry on entering segment everyone
+  goal service_visit within 30 days
+  first: wait until 09:00
+  wait 1 day
+  second: wait until 09:00
+  wait 1 day
+  third: wait until 09:00
+}
+"""
+
+
+def _project(directory: Path, people: int, journey: str) -> Project:
     import motorcade_channels_webhook
 
     (directory / "rules").mkdir(parents=True)
@@ -43,18 +69,8 @@ secret = "bench-secret"
 [activation]
 trigger_batch = 5000
 """, encoding="utf-8")
-    (directory / "rules" / "r.mc").write_text("""
-segment everyone { where profile.is_owner = true }
-journey nurture {
-  entry on entering segment everyone
-  goal service_visit within 30 days
-  first: send via webhook template "n"
-  wait 1 day
-  second: send via webhook template "n"
-  wait 1 day
-  third: send via webhook template "n"
-}
-""", encoding="utf-8")
+    (directory / "rules" / "r.mc").write_text("segment everyone { where profile.is_owner = true }\n" + journey,
+                                              encoding="utf-8")
     (directory / "templates" / "n.txt").write_text("尊敬的{{ person.name }}，您的爱车{{ person.plate }}到了保养时间",
                                                    encoding="utf-8")
     pm = load_plugins(entry_points=False)
@@ -69,9 +85,14 @@ journey nurture {
 
 
 def run(report) -> None:
+    for label, journey in (("sends", SENDS), ("waits only", WAITS)):
+        _ticks(report, label, journey)
+
+
+def _ticks(report, label: str, journey: str) -> None:
     people = _size()
     with tempfile.TemporaryDirectory() as tmp:
-        project = _project(Path(tmp) / "p", people)
+        project = _project(Path(tmp) / "p", people, journey)
         for day in range(3):
             at = T0 + dt.timedelta(days=day, minutes=1)
             ctx = ActivationContext.for_project(project, clock=lambda at=at: at, worker_id="bench")
@@ -79,7 +100,7 @@ def run(report) -> None:
             totals = process_journey(ctx, "nurture")
             seconds = time.perf_counter() - started
             person_steps = totals["steps"] + totals["entered"]
-            report(f"tick {day + 1}: {people:,} people, {person_steps:,} person-steps, {totals['sends']:,} sends",
+            report(f"{label}, tick {day + 1}: {people:,} people, {person_steps:,} person-steps, {totals['sends']:,} sends",
                    seconds, note=f"{person_steps / seconds:,.0f} person-steps/s, {totals['sends'] / seconds:,.0f} "
                                  "sends/s planned")
         project.close()

@@ -316,6 +316,7 @@ class JourneyRunner:
                                       until=epoch(now))
         world = StoreWorld(ctx, now, events)
         updates, path, sends = [], [], []
+        positions: dict[int, dict[str, int]] = {}  # flow -> step id -> its position (the outbox's step column)
         for row in rows:
             found = self.version_of(row["version"])
             journey, flow = found if found is not None else (self.journey, self.flow)
@@ -330,9 +331,10 @@ class JourneyRunner:
                 taken, planned = advance(journey, flow, state, world)
             for step in taken:
                 path.append(self._path_row(state, step.outcome, step.next_step, step.at, step.detail, step.step))
-            order = {node_id: index for index, node_id in enumerate(flow.nodes)}
+            if planned and id(flow) not in positions:
+                positions[id(flow)] = {node_id: index for index, node_id in enumerate(flow.nodes)}
             for step_id, send_step in planned:
-                sends.append(self._send(state, step_id, order[step_id], send_step, now))
+                sends.append(self._send(state, step_id, positions[id(flow)][step_id], send_step, now))
             self.totals["steps"] += len(taken)
             if state.status in ("completed", "exited", "converted"):
                 self.totals[state.status] += 1

@@ -531,8 +531,7 @@ def m011_journeys(db: sqlite_utils.Database) -> None:
             next_step TEXT,
             at INTEGER NOT NULL,
             detail TEXT NOT NULL DEFAULT '{}',
-            UNIQUE (journey, person_id, entry, step, outcome)
+            UNIQUE (journey, person_id, entry, step, outcome)  -- also serves the look-up of a person's path
         );
-        CREATE INDEX IF NOT EXISTS journey_path_person ON journey_path (journey, person_id, entry);
         """
     )
