@@ -216,7 +216,10 @@ def journey_svg(flow: Flow, edges: list[tuple[str, str, str | None, int]], at_st
     rows = {node_id: index for index, node_id in enumerate(ids)}
     depth = {node_id: node.depth for node_id, node in flow.nodes.items()}
     max_depth = max(depth.values(), default=0)
-    width = _LEFT_PAD * 2 + _BOX_W + max_depth * _INDENT + 230
+    right = _LEFT_PAD + _BOX_W + max_depth * _INDENT  # the right edge of the widest box
+    all_edges = [("entry", "next", flow.start)] + [(n.id, o, t) for n in flow.nodes.values() for o, t in n.edges.items()]
+    longest = max((abs(rows[t] - rows[s_]) for s_, _, t in all_edges), default=1)
+    width = int(right + 30 + longest * 16 + 110)
     height = len(ids) * _ROW + 10
     counts: dict[tuple[str, str], int] = {}
     leaving: dict[str, dict[str, int]] = {}
@@ -237,15 +240,16 @@ def journey_svg(flow: Flow, edges: list[tuple[str, str, str | None, int]], at_st
            'font-size="12">',
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
            'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#666"/></marker></defs>']
-    all_edges = [("entry", "next", flow.start)] + [(n.id, o, t) for n in flow.nodes.values() for o, t in n.edges.items()]
-    for number, (source, outcome, target) in enumerate(all_edges):
+    for source, outcome, target in all_edges:
         people = entered if source == "entry" else counts.get((source, target), 0)
         x1 = box_x(source) + _BOX_W
         y1 = box_y(source) + _BOX_H / 2
         x2 = box_x(target) + _BOX_W
         y2 = box_y(target) + _BOX_H / 2
-        bend = x1 + 30 + (rows[target] - rows[source]) * 6 + (number % 3) * 8
-        label_x, label_y = bend + 4, (y1 + y2) / 2 + 4
+        # a longer edge bends further out, so nested arcs do not run through each other's labels
+        bend = right + 12 + abs(rows[target] - rows[source]) * 16
+        label_x = 0.125 * (x1 + x2) + 0.75 * bend + 4  # the curve's outermost point, at t = 1/2
+        label_y = (y1 + y2) / 2 + 4
         stroke = "#1f77b4" if people else "#bbb"
         out.append(f'<path d="M {x1} {y1} C {bend} {y1}, {bend} {y2}, {x2} {y2}" fill="none" stroke="{stroke}" '
                    f'stroke-width="{1.2 if not people else 2}" marker-end="url(#arrow)"><title>{_esc(source)} '
