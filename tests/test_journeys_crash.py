@@ -4,7 +4,8 @@ A random journey (sends, waits, `wait for`, branches, splits, exits, a goal) run
 through simulated days. Each simulated tick is a real subprocess (``python DRIVER DIR TIME``) that lets
 people in and advances them against a real SQLite file; the kill schedule SIGKILLs some ticks at a drawn
 moment (start-up, entering, mid-batch), and the tick is then run again at the same simulated time until it
-finishes -- what `serve` does after a crash. The same journey over the same data run without kills is the
+finishes -- what `serve` does after a crash. A kill is drawn as a number of rows (path records and
+sends) the tick must have committed first, so it lands between or inside batches, not only at start-up. The same journey over the same data run without kills is the
 oracle. The two must end identical:
 
 * the outbox holds the same idempotency keys (no send skipped, none planned twice -- and the ``queued``
@@ -123,22 +124,39 @@ trigger_batch = 7
     project.close()
 
 
-def tick(directory: Path, driver: Path, at: dt.datetime, kill_after: float | None = None) -> bool:
-    """Run one tick; with ``kill_after``, SIGKILL it after that many seconds. True if it finished."""
+def _progress(directory: Path) -> int:
+    """Rows committed so far (path records and sends), read from outside the worker."""
+    import sqlite3
+
+    conn = sqlite3.connect(directory / "motorcade.db", timeout=30)
+    try:
+        return conn.execute("SELECT (SELECT count(*) FROM journey_path) + (SELECT count(*) FROM outbox)").fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not there yet
+        return 0
+    finally:
+        conn.close()
+
+
+def tick(directory: Path, driver: Path, at: dt.datetime, kill_after_rows: int | None = None) -> tuple[bool, bool]:
+    """Run one tick. With ``kill_after_rows``, SIGKILL the worker once that many more rows were committed
+    (or when it is about to finish). Returns (finished, killed mid-pass: some of its batches committed)."""
     env = {**os.environ, "MOTORCADE_LOAD_PLUGINS": "webhook"}
+    before = _progress(directory)
     proc = subprocess.Popen([sys.executable, str(driver), str(directory), at.isoformat()], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if kill_after is not None:
-        try:
-            out, err = proc.communicate(timeout=kill_after)
-        except subprocess.TimeoutExpired:
+    if kill_after_rows is not None:
+        give_up = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < give_up:
+            if _progress(directory) >= before + kill_after_rows:
+                break
+            time.sleep(0.003)
+        if proc.poll() is None:
             proc.kill()  # SIGKILL: no cleanup, maybe mid-transaction
             proc.wait()
-            return False
-    else:
-        out, err = proc.communicate(timeout=120)
+            return False, _progress(directory) > before
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
-    return True
+    return True, False
 
 
 def outcome(directory: Path):
@@ -158,8 +176,11 @@ def outcome(directory: Path):
 @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck),
           phases=[Phase.explicit, Phase.generate], database=None)
 @given(journey=journeys, seed=st.integers(0, 2**31),
-       kills=st.lists(st.tuples(st.integers(0, TICKS - 1), st.floats(0.3, 3.0)), min_size=2, max_size=5))
+       kills=st.lists(st.tuples(st.integers(0, TICKS - 1), st.integers(1, 120)), min_size=3, max_size=6))
 def test_sigkilled_journey_ticks_skip_no_step_and_double_no_send(journey, seed, kills, motorcade_pm):
+    """Mutant it catches: a batch's states and path committed before its outbox rows (a kill in between
+    loses those sends for good); with kills drawn in seconds instead of rows it survived (they landed in
+    start-up)."""
     import motorcade_channels_webhook
 
     from motorcade.activation.settings import ActivationContext
@@ -175,15 +196,16 @@ def test_sigkilled_journey_ticks_skip_no_step_and_double_no_send(journey, seed, 
         shutil.copytree(tmp / "crashed", tmp / "oracle")
         times = [T0 + dt.timedelta(days=day, hours=7 * day) for day in range(TICKS)]
         oracle_project = Project(tmp / "oracle", plugin_manager=motorcade_pm)
-        killed = 0
+        killed = mid_pass = 0
         for index, at in enumerate(times):
             # the oracle: the same tick in this process, never interrupted
             process_journey(ActivationContext.for_project(oracle_project, clock=lambda: at, worker_id="o"), "flow")
-            for kill_tick, after in kills:
+            for kill_tick, rows in kills:
                 if kill_tick == index:
-                    killed += not tick(tmp / "crashed", driver, at, kill_after=after)
-            while not tick(tmp / "crashed", driver, at):  # pragma: no cover - runs to completion
-                time.sleep(0.1)
+                    finished, partial = tick(tmp / "crashed", driver, at, kill_after_rows=rows)
+                    killed += not finished
+                    mid_pass += partial
+            assert tick(tmp / "crashed", driver, at)[0]  # the restart runs the tick to completion
         oracle_project.close()
         crashed, oracle = outcome(tmp / "crashed"), outcome(tmp / "oracle")
         keys, queued, path, states = crashed
@@ -192,4 +214,4 @@ def test_sigkilled_journey_ticks_skip_no_step_and_double_no_send(journey, seed, 
         assert path == oracle[2], "a person's path differs from the uninterrupted run"
         assert states == oracle[3]
         assert states and keys  # the journey really ran
-        print(f"kills={killed} sends={len(keys)} steps={len(path)}")
+        print(f"kills={killed} mid_pass={mid_pass} sends={len(keys)} steps={len(path)}")
