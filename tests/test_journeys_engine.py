@@ -290,3 +290,17 @@ def test_a_segment_change_stamped_after_the_clock_enters_now(setup):
     totals = process_journey(context(), "recall")
     assert totals["sends"] == 2
     assert {s["entered_at"] for p in ids for s in store.journey_states_of("recall", p)} == {int(clock().timestamp())}
+
+
+def test_a_journey_with_a_broken_template_is_not_advanced_and_its_people_wait(setup):
+    project, context, clock = setup((FLOW % {"extra": ""}).replace('last: send via memory template "hello"',
+                                                                    'last: send via memory template "missing"'))
+    store = project.store
+    ids = people(store, 2)
+    enter_segment(store, ids, clock())
+    report = run_once(context())
+    assert any(e.startswith("journey recall:") and "templates are broken" in e for e in report.errors)
+    assert store.journey_states_of("recall", ids[0]) == [] and sends(store) == []
+    (project.directory / "templates" / "missing.txt").write_text("好", encoding="utf-8")
+    process_journey(context(), "recall")  # fixed: the people who entered meanwhile go on
+    assert len(sends(store)) == 2
