@@ -43,6 +43,8 @@ class Catalogue:
     # tags only group-wide rules may read ([access] group_tags): the group value, weighted over every store
     group_tags: frozenset[str] = attrs.field(default=frozenset(("group_value_score", "value_level")),
                                              converter=frozenset)
+    # channels with a [channels.NAME] table in motorcade.toml (journeys warn about sends to any other)
+    configured_channels: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
 
     @classmethod
     def from_names(cls, *, events=None, tags=None, attributes=None, segments=None, channels=None,
@@ -263,6 +265,138 @@ class _Checker:
             if self.catalogue.templates is not None and step.template not in self.catalogue.templates:
                 self.unknown("template", step.template, self.catalogue.templates, step,
                              "add the template to the project's templates")
+
+    # -- journeys --
+    def rule_Journey(self, rule):  # noqa: N802
+        from motorcade.dsl.journey import all_steps, build_flow
+
+        entry = rule.entry
+        if entry is None:
+            self.report(ERROR, f"journey `{rule.name}` has no `entry`", rule,
+                        "add `entry on entering segment NAME`, `entry on EVENT` or `entry segment NAME schedule ...`")
+        elif isinstance(entry, ast.EntryEvent):
+            self.check_event(entry.event, entry)
+            if entry.where is not None:
+                self.condition_root(entry.where, "event")
+        else:
+            self.check_segment_name(entry.segment, entry)
+            if isinstance(entry, ast.EntrySchedule) and isinstance(entry.schedule, ast.Every) \
+                    and entry.schedule.amount < 1:
+                self.report(ERROR, "`schedule every` needs a positive interval", entry.schedule)
+        if not rule.steps:
+            self.report(ERROR, f"journey `{rule.name}` has no steps", rule, 'add e.g. `send via sms template "hello"`')
+        if rule.holdout is not None and not 0 <= rule.holdout < 100:
+            self.report(ERROR, f"holdout {rule.holdout}% is out of range", rule.clause_at("holdout"), "use 0% to 99%")
+        if rule.reentry is not None and rule.reentry.after is not None and rule.reentry.after.amount < 1:
+            self.report(ERROR, "`reentry again after` needs a positive interval", rule.reentry)
+        if rule.exit_when is not None:
+            self.condition_root(rule.exit_when, "person")
+        if rule.goal is not None:
+            self.check_event(rule.goal.event, rule.goal)
+            if rule.goal.where is not None:
+                self.condition_root(rule.goal.where, "event")
+            if rule.goal.within.amount < 1:
+                self.report(ERROR, "a goal needs a positive `within`", rule.goal.within)
+        labels: dict[str, ast.Node] = {}
+        for step in all_steps(rule.steps):
+            if step.label is not None:
+                if step.label in labels:
+                    self.report(ERROR, f"journey `{rule.name}` has two steps labelled `{step.label}`", step,
+                                f"first at line {labels[step.label].line}; a label names one step")
+                else:
+                    labels[step.label] = step
+            self.journey_step(rule, step)
+        flow = build_flow(rule)
+        reachable = flow.reachable()
+        for node in flow.nodes.values():
+            if node.id not in reachable:
+                self.report(WARNING, f"step `{node.id}` of journey `{rule.name}` can never be reached", node.step,
+                            "a step after `exit` (or after a block whose every branch exits) never runs; "
+                            "remove it or move it")
+        self.impossible_branches(rule)
+
+    def condition_root(self, cond, scope: str):
+        self.cond(cond, scope)
+        self.value_limits(cond)
+        self.nested_roots.append((cond, self.file))
+
+    def journey_step(self, rule, step):
+        if isinstance(step, ast.SendStep):
+            for channel_step in step.via.steps:
+                self.check_channel(channel_step.channel, channel_step)
+                configured = self.catalogue.configured_channels
+                if configured is not None and channel_step.channel not in configured and (
+                        self.catalogue.channels is None or channel_step.channel in self.catalogue.channels):
+                    self.report(WARNING, f"journey `{rule.name}` sends via `{channel_step.channel}`, which "
+                                f"{self.catalogue.config_file} does not configure", channel_step,
+                                f"add a [channels.{channel_step.channel}] table, or a `fallback` the person can "
+                                "be reached through; until then these sends fall through or are suppressed")
+                if self.catalogue.templates is not None and channel_step.template not in self.catalogue.templates:
+                    self.unknown("template", channel_step.template, self.catalogue.templates, channel_step,
+                                 "add the template to the project's templates")
+        elif isinstance(step, (ast.WaitStep, ast.WaitForStep)):
+            span = step.duration if isinstance(step, ast.WaitStep) else step.up_to
+            self.value_limits(span)
+            if span.unit in _PER_YEAR and span.amount > _PER_YEAR[span.unit]:
+                word = "waits" if isinstance(step, ast.WaitStep) else "may wait"
+                self.report(WARNING, f"this step {word} {span.amount} {span.unit}, over a year: people stay in "
+                            f"journey `{rule.name}` that long", span, "shorten the wait or end the journey earlier")
+            if isinstance(step, ast.WaitStep) and span.amount < 1:
+                self.report(WARNING, "`wait 0 ...` does not wait", span)
+            if isinstance(step, ast.WaitForStep):
+                self.check_event(step.event, step)
+                if step.where is not None:
+                    self.condition_root(step.where, "event")
+                if span.amount < 1:
+                    self.report(ERROR, "`wait for` needs a positive `up to`", span,
+                                "a wait for an event needs an upper bound, e.g. `up to 7 days`")
+        elif isinstance(step, ast.IfStep):
+            self.condition_root(step.cond, "person")
+        elif isinstance(step, ast.SplitStep):
+            total = sum(arm.percent for arm in step.arms)
+            if total != 100:
+                self.report(ERROR, f"the arms of this split add up to {total:g}%, not 100%", step,
+                            "give every arm a share so that they add up to 100%")
+            for arm in step.arms:
+                if arm.percent <= 0:
+                    self.report(WARNING, f"an arm of {arm.percent:g}% is never taken", arm,
+                                "remove the arm or give it a share")
+
+    def impossible_branches(self, rule):
+        """Branches that cannot happen: an ``if`` repeating the condition an enclosing ``if`` (or the journey's
+        ``exit when``) already decided, and the ``then`` of ``wait for`` the goal event (the goal ends the flow)."""
+        from motorcade.dsl.format import fmt_cond
+
+        def visit(steps, known: dict[str, tuple[bool, ast.Node, str]]):
+            for step in steps:
+                if isinstance(step, ast.IfStep):
+                    text, truth = _polarity(step.cond, fmt_cond)
+                    if text in known:
+                        value, where, why = known[text]
+                        value = value if truth else not value
+                        dead = "else" if value else "then"
+                        self.report(WARNING, f"the `{dead}` branch of this `if` can never run: {why.format(where.line)} "
+                                    f"already decides `{fmt_cond(step.cond)}`", step,
+                                    "remove the `if`, or test something the earlier step did not")
+                    visit(step.then, {**known, text: (truth, step, "the enclosing `if` (line {})")})
+                    visit(step.otherwise or (), {**known, text: (not truth, step, "the enclosing `if` (line {})")})
+                elif isinstance(step, ast.WaitForStep):
+                    goal = rule.goal
+                    if step.then and goal is not None and goal.where is None and goal.event == step.event:
+                        self.report(WARNING, f"the `then` branch of this `wait for {step.event}` can never run: "
+                                    f"`{step.event}` is the journey's goal, and reaching the goal ends the journey",
+                                    step, "wait for another event, or move these steps out of the journey")
+                    visit(step.then or (), known)
+                    visit(step.otherwise or (), known)
+                elif isinstance(step, ast.SplitStep):
+                    for arm in step.arms:
+                        visit(arm.steps, known)
+
+        start: dict[str, tuple[bool, ast.Node, str]] = {}
+        if rule.exit_when is not None:
+            text, truth = _polarity(rule.exit_when, fmt_cond)
+            start[text] = (not truth, rule.clause_at("exit_when"), "`exit when` (line {}), checked before every step,")
+        visit(rule.steps, start)
 
     # -- conditions --
     def cond(self, node, scope: str, segment: str | None = None):
@@ -572,6 +706,14 @@ class _Checker:
                     path.pop()
                     state[name] = "done"
         return on_cycle
+
+
+def _polarity(cond, fmt_cond) -> tuple[str, bool]:
+    """``(text of the condition without its outer nots, whether an even number of nots was removed)``."""
+    truth = True
+    while isinstance(cond, ast.Not):
+        cond, truth = cond.item, not truth
+    return fmt_cond(cond), truth
 
 
 def _comparable(a, b) -> bool:

@@ -64,11 +64,18 @@ def run(state, once: bool, campaigns: tuple[str, ...], no_dispatch: bool, as_jso
                    + "".join(f", {status} {n}" for status, n in sorted(stopped.items())))
         for key, n in report.stopped.items():
             click.echo(f"  {n:>6,} {mask_message(key)}")
+        for name, totals in report.journeys.items():
+            if any(totals.values()):
+                click.echo(f"journey {name}: {totals['entered']:,} entered ({totals['holdout']:,} held out), "
+                           f"{totals['steps']:,} steps taken, {totals['sends']:,} sends planned; "
+                           f"{totals['converted']:,} converted, {totals['exited']:,} exited, "
+                           f"{totals['completed']:,} completed")
         if report.planned_runs:  # this pass's campaign sends as they stand now, by status and reason
             for status, reason, n in ctx.store.run_send_outcomes(r["run_id"] for r in report.planned_runs):
                 click.echo(f"  {n:>6,} {status}" + (f": {mask_message(reason)}" if reason else "")
                            + "  (this pass's campaign runs)")
-        if not report.planned_runs and not sum(report.trigger_firings.values()):
+        if not report.planned_runs and not sum(report.trigger_firings.values()) and not any(
+                any(t.values()) for t in report.journeys.values()):
             click.echo("nothing was planned:" if report.notes else "nothing was planned (no campaign or trigger)")
             for note in report.notes:
                 click.echo(f"  {note}")

@@ -111,7 +111,8 @@ class Renderer:
             if missing:
                 raise PlanningError(f"{_kind(rule)} {rule.name!r} is not planned: {missing}",
                                     hint="nothing is lost: the slot stays due and trigger events wait")
-        key = f"{_kind(rule)}:{rule.name}"
+        # keyed by the templates too: a journey's send steps share the journey's name
+        key = f"{_kind(rule)}:{rule.name}:" + ",".join(f"{s.channel}/{s.template}" for s in rule.via.steps)
         if key not in self._refused:
             if self._names is None:
                 self._names = known_names(self.ctx.store, self.ctx.registry, self.ctx.source_settings)
@@ -168,7 +169,7 @@ class Renderer:
 
 
 def _kind(rule) -> str:
-    return "campaign" if isinstance(rule, ast.Campaign) else "trigger"
+    return "campaign" if isinstance(rule, ast.Campaign) else getattr(rule, "origin_kind", "trigger")
 
 
 def _send(rule, run_id: str, occasion: str, person_id: int, revision: str, payload: dict[str, Any],

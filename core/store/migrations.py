@@ -586,3 +586,49 @@ def m012_tracking(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migration
+def m013_journeys(db: sqlite_utils.Database) -> None:
+    """Journeys (``motorcade.journeys``): one state row per (journey, person, entry) -- the step the person is
+    at and when it is due --, the path each took (with the condition values seen at branches), and every
+    version of every journey people entered, so people in flight finish on the version they entered."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS journey_versions (
+            journey TEXT NOT NULL,
+            version TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (journey, version)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS journey_states (
+            journey TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            entry INTEGER NOT NULL,
+            version TEXT NOT NULL,
+            arm TEXT NOT NULL CHECK (arm IN ('treatment', 'holdout')),
+            step TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('active', 'completed', 'exited', 'converted', 'holdout')),
+            entered_at INTEGER NOT NULL,
+            due_at INTEGER,
+            waiting_since INTEGER,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (journey, person_id, entry)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS journey_states_due ON journey_states (journey, status, due_at);
+        CREATE INDEX IF NOT EXISTS journey_states_step ON journey_states (journey, status, step);
+        CREATE TABLE IF NOT EXISTS journey_path (
+            id INTEGER PRIMARY KEY,
+            journey TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            entry INTEGER NOT NULL,
+            step TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            next_step TEXT,
+            at INTEGER NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (journey, person_id, entry, step, outcome)  -- also serves the look-up of a person's path
+        );
+        """
+    )

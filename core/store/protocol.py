@@ -2,7 +2,7 @@
 
 :class:`Store` is a typing ``Protocol`` composed of one protocol per pipeline stage (the same grouping as
 the SQLite store's mixins: people, events, quarantine, identity, ingest, tags, segments, outbox, reports,
-stats, inbox, access, tracking) plus :class:`StoreBase` (connection, transactions, migrations, the read-only query seam).
+stats, inbox, access, tracking, journeys) plus :class:`StoreBase` (connection, transactions, migrations, the read-only query seam).
 :class:`~motorcade.store.sqlite.SQLiteStore` implements it; a second engine (PostgreSQL) implements the
 same functions and is checked the same way (:func:`motorcade.testing.store_conformance_problems`).
 
@@ -1255,14 +1255,84 @@ class TrackingStore(Protocol):
 
 
 @runtime_checkable
+class JourneysStore(Protocol):
+    """Per-person journey state (step, entry, due time, version), the path each person took, and the batches that advance them."""
+
+    def record_journey_version(self, journey: str, version: str, text: str, *, at: dt.datetime) -> None:
+        """Keep the text of a journey version (the first text recorded for a version stays)."""
+        ...
+
+    def journey_version_text(self, journey: str, version: str) -> str | None:
+        """The rule text of ``journey`` at ``version`` (people in flight finish on the version they entered), or None."""
+        ...
+
+    def journey_entry_history(self, journey: str, person_ids: Iterable[int]) -> dict[int, tuple[int, int, bool]]:
+        """``person -> (last entry number, when it was entered, whether the person is still in the journey)``
+        for the people given who entered ``journey`` before."""
+        ...
+
+    def add_journey_states(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Insert new entries (a row whose key exists is left as it is). Returns how many were inserted."""
+        ...
+
+    def due_journey_states(self, journey: str, now: dt.datetime, *, limit: int,
+                           after: tuple[int, int] = (0, 0)) -> list[dict[str, Any]]:
+        """Active states whose step is due at ``now``, in (person, entry) order after ``after``."""
+        ...
+
+    def journey_waits_with_event(self, journey: str, step: str, event: str, now: dt.datetime) -> list[dict[str, Any]]:
+        """Active states waiting at ``step`` (a ``wait for``) whose person has had ``event`` since the wait
+        began, up to ``now``; not yet due (those come with :meth:`due_journey_states`)."""
+        ...
+
+    def journey_events(self, person_ids: Iterable[int], names: Iterable[str], *, since: int, until: int
+                       ) -> dict[int, list[tuple[int, str, int, dict]]]:
+        """``person -> [(event id, name, ts, properties)]`` of the named events in ``[since, until]``, by time."""
+        ...
+
+    def update_journey_states(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Write each row's step, status, due_at, waiting_since and updated_at onto its (journey, person_id, entry); joins the caller's transaction (the engine writes a batch's states, path and sends in one)."""
+        ...
+
+    def add_journey_path(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Record steps taken: ``(journey, person_id, entry, step, outcome, next_step, at, detail)``."""
+        ...
+
+    def journey_state_counts(self, journey: str) -> list[tuple[str, str, str, int]]:
+        """``(status, arm, step, people)`` for every combination present."""
+        ...
+
+    def journey_edge_counts(self, journey: str) -> list[tuple[str, str, str | None, int]]:
+        """``(step, outcome, next step, people)``: how many took each edge (every entry counts)."""
+        ...
+
+    def journey_states_of(self, journey: str, person_id: int) -> list[dict[str, Any]]:
+        """Every entry of the person into ``journey`` (its state row), by entry."""
+        ...
+
+    def journey_path_of(self, journey: str, person_id: int) -> list[dict[str, Any]]:
+        """The steps the person took in ``journey`` (entry, step, outcome, next_step, at, detail with the values seen), by entry then in the order taken."""
+        ...
+
+    def journey_entries(self, journey: str) -> list[tuple[int, int, str, int]]:
+        """``(person, entry, arm, entered_at)`` of every entry."""
+        ...
+
+    def journey_names_with_state(self) -> list[str]:
+        """The journeys anyone has entered, by name."""
+        ...
+
+
+
+@runtime_checkable
 class Store(StoreBase, PeopleStore, EventsStore, QuarantineStore, IdentityStore, IngestStore, TagsStore, SegmentsStore,
             OutboxStore, ReportsStore, StatsStore, InboxStore, AccessStore,
-            TrackingStore, Protocol):
+            TrackingStore, JourneysStore, Protocol):
     """A project's operational store: every stage's named functions (see the module docstring for the
     contracts they share)."""
 
 
 STAGE_PROTOCOLS: tuple[type, ...] = (StoreBase, PeopleStore, EventsStore, QuarantineStore, IdentityStore, IngestStore,
                                      TagsStore, SegmentsStore, OutboxStore, ReportsStore, StatsStore, InboxStore,
-                                     AccessStore, TrackingStore)
+                                     AccessStore, TrackingStore, JourneysStore)
 """The protocols :class:`Store` is composed of, in order (for conformance checks and docs)."""

@@ -23,6 +23,7 @@ import click  # noqa: E402
 
 from generate import generate  # noqa: E402
 from receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
+from journey_days import DAYS as JOURNEY_DAYS, run_days  # noqa: E402
 from responses import simulate  # noqa: E402
 
 import httpx  # noqa: E402
@@ -100,7 +101,18 @@ def main() -> int:
                    f"short links followed ({responses['bot_hits']:,} link-scanner hits kept apart), "
                    f"{responses['follow_up_events']:,} follow-up events ingested")
 
-        heading(f"4. Feedback: funnel and uplift of the recall campaign, {REPORT_DAYS} days on")
+        heading(f"4. Journeys over {JOURNEY_DAYS} simulated days (motorcade run once a day; customers act in between)")
+        t = time.perf_counter()
+        journey_totals = run_days(project, as_of, click.echo)
+        timings["journeys"] = time.perf_counter() - t
+        click.echo(f"  {journey_totals['leads']:,} new leads, {journey_totals['clicked']:,} journey messages opened, "
+                   f"{journey_totals['service_visit']:,} workshop visits, {journey_totals['test_drive']:,} test "
+                   f"drives")
+        journey_day = (as_of + dt.timedelta(days=REPORT_DAYS + 1)).date().isoformat()
+        for name in ("lapsed_owner_recall", "test_drive_nurture"):
+            motorcade([*["--project", str(HERE)], "journeys", "status", name, "--as-of", journey_day])
+
+        heading(f"5. Feedback: funnel and uplift of the recall campaign, {REPORT_DAYS} days on")
         t = time.perf_counter()
         # the first day every recall recipient's 30-day window has closed
         report_day = (as_of + dt.timedelta(days=REPORT_DAYS + 1)).date().isoformat()
@@ -119,16 +131,21 @@ def main() -> int:
         ]
         timings["reports"] = time.perf_counter() - t
 
-        heading("5. A store's view: the store manager of SH001 sees only the store's customers")
+        heading("6. A store's view: the store manager of SH001 sees only the store's customers")
         codes += store_view(motorcade, project_args, as_of.isoformat())
 
-        heading("6. Summary")
+        heading("7. Summary")
         from summary import build_summary, print_summary, write_html
 
         summary = build_summary(project, manifest, results, smtp=smtp, gateway=gateway, responses=responses,
                                 timings=timings)
         print_summary(summary)
-        page = write_html(summary, out / "report.html", links={"Funnel": "funnel.html", "Uplift": "uplift.html"})
+        from motorcade.journeys.observe import journey_sections
+
+        journeys = journey_sections(project.store, project.rules(), as_of=dt.datetime.fromisoformat(journey_day).replace(
+            tzinfo=project.timezone), tz=project.timezone)
+        page = write_html(summary, out / "report.html", links={"Funnel": "funnel.html", "Uplift": "uplift.html"},
+                          extra_sections=journeys)
         stack.close()  # the HTTP server and the collector before the store
         project.close()
     click.echo(f"\nHTML report: {page}")

@@ -96,7 +96,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     table("Time per stage", ("stage", "seconds"), [(k, f"{v:.2f}") for k, v in summary["timings"].items()])
 
 
-def write_html(summary: dict[str, Any], path: Path, *, links: dict[str, str]) -> Path:
+def write_html(summary: dict[str, Any], path: Path, *, links: dict[str, str], extra_sections=()) -> Path:
     from motorcade.feedback.html import BarChart, Section, Series, Table, render_report
 
     status_totals: dict[str, int] = {}
@@ -134,6 +134,7 @@ def write_html(summary: dict[str, Any], path: Path, *, links: dict[str, str]) ->
                 chart=BarChart(list(summary["timings"]), [Series("seconds", list(summary["timings"].values()))],
                                y_label="seconds"),
                 table=Table(("stage", "seconds"), [(k, f"{v:.2f}") for k, v in summary["timings"].items()])),
+        *extra_sections,  # the journeys drawn as graphs with counts (motorcade.journeys.observe)
         Section("More", text=" · ".join(f"{name}: {target}" for name, target in links.items())),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
