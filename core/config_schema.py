@@ -472,8 +472,15 @@ SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its
             "events that change consent (added to unsubscribe/subscribe)"),
 ), delegated=("person", "car", "event", "store", "advisor", "transfer", "tags"))
 
+REPORTS = Section("[reports]", "Settings of `motorcade report` (docs/reports.md).", (
+    Setting("touches", list_of(TEXT, minimum=1), "events that count as touches in `report attribution`",
+            ["sent", "clicked", "message_click", "touchpoint_visit", "configurator_view", "store_visit", "test_drive",
+             "lead_submit"]),
+    Setting("attribution_half_life_days", number(above=0), "half-life of the time-decay attribution model", 7),
+))
+
 CORE_SECTIONS = {"project": PROJECT, "activation": ACTIVATION, "guardrails": GUARDRAILS, "identity": IDENTITY,
-                 "pipeline": PIPELINE}
+                 "pipeline": PIPELINE, "reports": REPORTS}
 TOP_LEVEL = (*CORE_SECTIONS, "sources", "channels", "tags")
 
 
@@ -625,7 +632,7 @@ def render_reference(registry: Any) -> str:
         "out of the file this way; numeric keys accept such text and read it as a number.",
         "",
     ]
-    for section in (PROJECT, ACTIVATION, GUARDRAILS, IDENTITY, IDENTITY_TYPE, PIPELINE, TAGS_ENGINE, SOURCE_COMMON):
+    for section in (PROJECT, ACTIVATION, GUARDRAILS, IDENTITY, IDENTITY_TYPE, PIPELINE, REPORTS, TAGS_ENGINE, SOURCE_COMMON):
         out += [f"## `{section.title}`", "", section.doc, "", *_table_rows(section.settings), ""]
     for kind, title, table in (("sources", "Source types", registry.sources),
                                ("channels", "Channels", registry.channels),

@@ -171,6 +171,33 @@ class ReportsMixin:
         sql = f"WITH {', '.join(ctes)} SELECT person_id, key, {times} FROM ranked WHERE rn = 1 ORDER BY person_id"
         return [tuple(r) for r in self.conn.execute(sql, params)]
 
+    # -- attribution --------------------------------------------------------------------------------
+
+    def attribution_events(self, conversion: str, touches: Sequence[str], *, until: int | None = None,
+                           store: str | None = None) -> list[tuple]:
+        """The conversion and touch events of every person, in ``(person, ts, id)`` order:
+        ``(person_id, ts, id, name, campaign, channel, store)``.
+
+        ``campaign`` and ``channel`` are read from the event's properties; ``store`` from ``store_id`` or
+        ``store`` there, falling back to the person's home store (as the funnel's ``by store``). Only events up
+        to ``until`` (inclusive) and, with ``store``, of the people whose home store it is."""
+        names = [conversion, *touches]
+        marks = ",".join("?" * len(names))
+        params: list = [*names]
+        where = f"e.name IN ({marks}) AND e.person_id IS NOT NULL"
+        if until is not None:
+            where += " AND e.ts <= ?"
+            params.append(until)
+        pop_sql, pop_params = store_filter("e.person_id", store)
+        params.extend(pop_params)
+        sql = (
+            "SELECT e.person_id, e.ts, e.id, e.name, json_extract(e.properties, '$.campaign'), "
+            "json_extract(e.properties, '$.channel'), "
+            "COALESCE(json_extract(e.properties, '$.store_id'), json_extract(e.properties, '$.store'), "
+            f"{home_store_expr('e.person_id')}) FROM events e WHERE {where}{pop_sql} ORDER BY e.person_id, e.ts, e.id"
+        )
+        return [tuple(r) for r in self.conn.execute(sql, params)]
+
     # -- campaign uplift ----------------------------------------------------------------------------
 
     def campaign_runs(self, campaign: str, *, until: int | None = None) -> list[tuple]:
