@@ -477,6 +477,8 @@ REPORTS = Section("[reports]", "Settings of `motorcade report` (docs/reports.md)
             ["sent", "clicked", "message_click", "touchpoint_visit", "configurator_view", "store_visit", "test_drive",
              "lead_submit"]),
     Setting("attribution_half_life_days", number(above=0), "half-life of the time-decay attribution model", 7),
+    Setting("portrait_attributes", list_of(TEXT), "profile attributes `report portrait` describes besides the tags",
+            []),
 ))
 
 CORE_SECTIONS = {"project": PROJECT, "activation": ACTIVATION, "guardrails": GUARDRAILS, "identity": IDENTITY,

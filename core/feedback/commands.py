@@ -59,7 +59,7 @@ def _emit(report, fmt, out):
 
 @click.group()
 def report() -> None:
-    """Reports over the store: funnels, campaign uplift, retention cohorts, churn warning, attribution."""
+    """Reports over the store: funnels, campaign uplift, retention cohorts, churn warning, attribution, segment portraits."""
 
 
 @report.command()
@@ -202,6 +202,33 @@ def attribution(state, conversion, within_days, models, touches, as_of, store_id
     result = compute_attribution(project.store, conversion=conversion, within_days=within_days, models=models,
                                  touches=names, half_life_days=settings.get("attribution_half_life_days", 7.0),
                                  store_id=store_id, as_of=to_epoch(_as_of(project, as_of), project.timezone))
+    _emit(result, fmt, out)
+
+
+@report.command()
+@click.argument("segment")
+@click.option("--against", help="Compare with this segment (default: all people).")
+@click.option("--tag", "tags", multiple=True, help="Describe only these tags (repeat; default: every tag with values).")
+@click.option("--attribute", "profile", multiple=True,
+              help="Also describe this profile attribute (repeat; default: [reports] portrait_attributes).")
+@click.option("--alpha", default=0.05, show_default=True, help="False discovery rate for 'significant'.")
+@_common
+@click.pass_obj
+def portrait(state, segment, against, tags, profile, alpha, store_id, fmt, out) -> None:
+    """What distinguishes SEGMENT from the base: per tag and profile attribute, shares, lift and tests.
+
+    Fisher's exact test per value and chi-square per attribute (segment vs the rest of the base), corrected
+    by Benjamini-Hochberg; attributes sorted by Cramér's V."""
+    from .portrait import compute_portrait
+
+    project = state.project
+    try:
+        segments = tuple(project.rules().segments)
+    except MotorcadeError:
+        segments = ()
+    profile = profile or tuple(_reports_settings(project).get("portrait_attributes", ()))
+    result = compute_portrait(project.store, segment, against=against, tags=tags or None, profile=profile,
+                              alpha=alpha, store_id=store_id, segments=segments)
     _emit(result, fmt, out)
 
 

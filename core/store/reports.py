@@ -198,6 +198,28 @@ class ReportsMixin:
         )
         return [tuple(r) for r in self.conn.execute(sql, params)]
 
+    # -- segment portrait ---------------------------------------------------------------------------
+
+    def people_in_scope(self, store: str | None = None) -> list[int]:
+        """Every person (``store``: those whose home store it is)."""
+        pop_sql, params = store_filter("p.id", store)
+        return [r[0] for r in self.conn.execute(f"SELECT p.id FROM people p WHERE 1 = 1{pop_sql} ORDER BY p.id",
+                                                params)]
+
+    def tags_with_values(self) -> list[str]:
+        """The tags that have a value for someone, by name."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT tag FROM tag_values ORDER BY tag")]
+
+    def tag_values_of(self, tag: str) -> dict[int, object]:
+        """``{person_id: value}`` of one tag."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT person_id, value FROM tag_values WHERE tag = ?", (tag,))}
+
+    def profile_values(self, key: str) -> dict[int, object]:
+        """``{person_id: value}`` of one key of the people's profile attributes (people without it are left out)."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT id, json_extract(attributes, ?) FROM people WHERE json_extract(attributes, ?) IS NOT NULL",
+            (f'$."{key}"', f'$."{key}"'))}
+
     # -- campaign uplift ----------------------------------------------------------------------------
 
     def campaign_runs(self, campaign: str, *, until: int | None = None) -> list[tuple]:
