@@ -23,7 +23,7 @@ import attrs
 
 from motorcade.dsl import ast
 from motorcade.dsl.data import CarData, Dataset, EventData, PersonData
-from motorcade.dsl.format import fmt_cond, fmt_subject
+from motorcade.dsl.format import fmt_cond, fmt_string, fmt_subject
 from motorcade.errors import MotorcadeError
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -742,7 +742,7 @@ def explain_recommendation(rule_set, name: str, dataset: Dataset, person_id: int
                 seen = "item given by an earlier rule"
             else:
                 seen = None
-            children.append(ExplainNode(f"when … then {_show(when.then.value)}", tree.result is True, seen,
+            children.append(ExplainNode(f"when … then {fmt_string(when.then.value)}", tree.result is True, seen,
                                         when.line, when.column, [tree]))
         items = [i.item for i in sorted(ranked.values(), key=lambda i: i.rank)]
         return ExplainNode(label, bool(items), "[" + ", ".join(items) + "]", children=children)

@@ -14,7 +14,8 @@ from .templates import TemplateError, TemplateProblem, TemplateStore, check_temp
 
 
 def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = None, attributes: set[str] | None = None,
-                           tags: set[str] | None = None, kind: str | None = None) -> list[TemplateProblem]:
+                           tags: set[str] | None = None, kind: str | None = None,
+                           recommendations: set[str] | None = None) -> list[TemplateProblem]:
     """The template problems of one campaign or trigger: a missing template, a syntax error, a name or
     field that does not exist, fixed text over the channel's length. A rule with any of them is not
     planned by `run`/`serve` (it would send empty or broken messages)."""
@@ -36,7 +37,7 @@ def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = No
                                             column=step.column))
             continue
         problems.extend(check_template(step.template, path, text, attributes=attributes, tags=tags,
-                                       max_length=max_length, channel=step.channel))
+                                       max_length=max_length, channel=step.channel, recommendations=recommendations))
     return problems
 
 
@@ -69,7 +70,7 @@ def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, att
                     problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message,
                                                     exc.hint, column=step.column))
         problems.extend(rule_template_problems(rule, store, registry=registry, attributes=attributes, tags=tags,
-                                               kind=kind))
+                                               kind=kind, recommendations=set(rule_set.recommendations)))
     unique = {}
     for problem in problems:
         unique.setdefault((problem.path, problem.line, problem.message), problem)

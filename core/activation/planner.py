@@ -110,7 +110,8 @@ class Renderer:
             attributes, tags = self._names
             tags = None if tags is None else set(tags) | set(self.ctx.rule_set.tags)
             problems = rule_template_problems(rule, self.templates, registry=self.ctx.registry,
-                                              attributes=attributes, tags=tags)
+                                              attributes=attributes, tags=tags,
+                                              recommendations=set(self.ctx.rule_set.recommendations))
             self._refused[key] = "; ".join(str(p) for p in problems[:3]) + (
                 f" (and {len(problems) - 3} more)" if len(problems) > 3 else "") if problems else None
         if self._refused[key]:
@@ -139,7 +140,7 @@ class Renderer:
                 continue
             if context is None:
                 context = template_context(ctx.store, person_id, origin_kind=_kind(rule), origin=rule.name, now=now,
-                                           tz=ctx.tz, event_properties=event_properties)
+                                           tz=ctx.tz, event_properties=event_properties, rule_set=ctx.rule_set)
             try:
                 rendered = self.templates.render(step.template, step.channel, context)
             except TemplateError as exc:

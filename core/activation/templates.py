@@ -14,6 +14,8 @@ Names a template can use::
     advisor.id .name .phone .store_id .role                        the person's sales (else service) advisor
     store.id .name .group .city .brand                             the person's store
     origin.kind .name   event.NAME (event triggers: the event's properties)   now (local time)
+    recommendation.NAME          the person's top item of `recommend NAME` (.items ranked, .ranked with the
+                                 rule that chose each, .for_car(vin) for a `per car` recommendation)
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ CAR_FIELDS = ("vin", "brand", "model", "model_year", "purchase_date", "store_id"
 ADVISOR_FIELDS = ("id", "name", "phone", "store_id", "role")
 STORE_FIELDS = ("id", "name", "group", "city", "brand")
 ORIGIN_FIELDS = ("kind", "name")
-ROOTS = ("person", "profile", "tags", "car", "cars", "advisor", "store", "origin", "event", "now", "loop")
+ROOTS = ("person", "profile", "tags", "car", "cars", "advisor", "store", "origin", "event", "now", "recommendation",
+         "loop")
 TEXT_SUFFIXES = (".txt", ".txt.j2", ".j2")
 HTML_SUFFIXES = (".html", ".html.j2")
 
@@ -399,7 +402,7 @@ def _attr_chain(node) -> tuple[str, list[str]] | None:
 
 def check_template(name: str, path: Path, text: str, *, attributes: set[str] | None = None,
                    tags: set[str] | None = None, max_length: int | None = None,
-                   channel: str | None = None) -> list[TemplateProblem]:
+                   channel: str | None = None, recommendations: set[str] | None = None) -> list[TemplateProblem]:
     """Fields a template uses that do not exist, and a body longer than the channel accepts.
 
     ``attributes`` / ``tags``: the names known in the project (None = unknown, not checked). The length
@@ -415,6 +418,8 @@ def check_template(name: str, path: Path, text: str, *, attributes: set[str] | N
         known_fields["profile"] = set(attributes)
     if tags is not None:
         known_fields["tags"] = set(tags)
+    if recommendations is not None:  # the rules' `recommend NAME` blocks
+        known_fields["recommendation"] = set(recommendations)
     for part_src, offset in ((subject_src, 0), (body_src, body_line - 1)):
         if part_src is None:
             continue
