@@ -163,3 +163,17 @@ def test_explain_recommendation_cli(shop, motorcade_project):
     assert result.exit_code == 0, result.output
     assert "2 people get at least one item" in result.output
     assert "major_service" in result.output and "SELECT" in result.output
+
+
+def test_a_planned_segment_keeps_the_people_row_a_recommendation_needs(shop):
+    """Driven from the events index, a plan checks the other conditions on the driver's rows, without the people
+    row; a recommendation whose rules read `age` or a profile attribute needs it (found by the agreement test)."""
+    from motorcade.segments.plan import plan_segment
+
+    store, (p1, p2, p3) = shop
+    rule_set = rule_set_from_text('''
+recommend birthday { when age >= 0 then "card" when profile.name = "P1" then "call" }
+segment viewers { where recommendation birthday includes "call" and did configurator_view }
+''')
+    planned = plan_segment(store, rule_set, "viewers", AS_OF, TZ)
+    assert [r[0] for r in store.query(planned.sql(), planned.params)] == [p1]
