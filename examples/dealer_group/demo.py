@@ -2,7 +2,7 @@
 
 generate data -> ingest every source (cleaning, quarantine, One-ID) -> compute tags -> compute
 segments -> run campaigns and triggers (guard rails, outbox, channels) -> simulated customers respond
--> funnel and uplift reports. Prints a report and writes out/report.html (with charts) next to it.
+-> funnel, uplift, attribution and portrait reports. Prints a report and writes out/report.html (with charts) next to it.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def main() -> int:
         click.echo(f"  {responses['clicked']:,} clicks recorded, {responses['follow_up_events']:,} follow-up events "
                    f"ingested")
 
-        heading(f"4. Feedback: funnel and uplift of the recall campaign, {REPORT_DAYS} days on")
+        heading(f"4. Feedback: funnel and uplift of the recall campaign, {REPORT_DAYS} days on; attribution of "
+                "orders; portrait of the lapsed owners")
         t = time.perf_counter()
         # the first day every recall recipient's 30-day window has closed
         report_day = (as_of + dt.timedelta(days=REPORT_DAYS + 1)).date().isoformat()
@@ -91,6 +92,11 @@ def main() -> int:
             motorcade([*project_args, "report", "uplift", "lapsed_recall", "--event", "service_visit", "--days",
                        str(REPORT_DAYS), "--as-of", report_day, "--format", "html", "--out",
                        str(out / "uplift.html")]),
+            # which touches led to orders (seed 004's 归因分析), and what sets the lapsed owners apart (车主画像)
+            motorcade([*project_args, "report", "attribution", "--conversion", "order", "--within", "90",
+                       "--as-of", report_day, "--format", "html", "--out", str(out / "attribution.html")]),
+            motorcade([*project_args, "report", "portrait", "lapsed_owners", "--against", "owners",
+                       "--attribute", "gender", "--format", "html", "--out", str(out / "portrait.html")]),
         ]
         timings["reports"] = time.perf_counter() - t
 
@@ -98,9 +104,11 @@ def main() -> int:
         from summary import build_summary, print_summary, write_html
 
         summary = build_summary(project, manifest, results, smtp=smtp, gateway=gateway, responses=responses,
-                                timings=timings)
+                                timings=timings, as_of=as_of)
         print_summary(summary)
-        page = write_html(summary, out / "report.html", links={"Funnel": "funnel.html", "Uplift": "uplift.html"})
+        page = write_html(summary, out / "report.html", links={"Funnel": "funnel.html", "Uplift": "uplift.html",
+                                                               "Attribution": "attribution.html",
+                                                               "Portrait": "portrait.html"})
         project.close()
     click.echo(f"\nHTML report: {page}")
     click.echo(f"Demo finished in {time.perf_counter() - started:.1f} s")
