@@ -177,3 +177,31 @@ segment viewers { where recommendation birthday includes "call" and did configur
 ''')
     planned = plan_segment(store, rule_set, "viewers", AS_OF, TZ)
     assert [r[0] for r in store.query(planned.sql(), planned.params)] == [p1]
+
+
+def test_rule_tests_state_a_persons_ranked_items(tmp_path):
+    from motorcade.dsl import run_rule_tests
+
+    (tmp_path / "r.mc").write_text(RULES, encoding="utf-8")
+    (tmp_path / "r.test.mc").write_text('''as of 2026-03-01 10:00
+people:
+  id | tag intent_level | tag mileage
+  1  | "high"           | 70000
+  2  |                  |
+
+cars:
+  person | vin    | brand  | model    | purchase_date
+  1      | "VINA" | "BMW"  | "X3"     | 2022-01-10
+  1      | "VINB" | "MINI" | "Cooper" | 2025-06-01
+
+expect recommendation next_offer of 1 = ["test_drive_invite", "brochure"]
+expect recommendation service_package of 1 = ["major_service", "tyre_check", "minor_service"]
+expect recommendation service_package of 2 = []
+expect recommendation next_offer of 2 = ["brochure"]
+''', encoding="utf-8")
+    report = run_rule_tests([tmp_path])
+    outcome = {r.name.split("] ")[-1] if "] " in r.name else r.name: (r.passed, r.message) for r in report.results}
+    failed = [(name, message) for name, (passed, message) in outcome.items() if not passed]
+    # the first three hold; person 2 has no intent and no views: no offer at all
+    assert len(failed) == 1 and "next_offer of 2" in failed[0][0]
+    assert failed[0][1] == "items are [], expected ['brochure']"
