@@ -170,3 +170,34 @@ def test_cli_portrait(portrait_store, motorcade_project, tmp_path):
     assert result.exit_code == 0, result.output
     page = out.read_text(encoding="utf-8")
     assert "What distinguishes the segment" in page and "<svg" in page and "Cramér" in page
+
+
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(["a", "b", "c", None])), min_size=2, max_size=40))
+def test_one_attribute_matches_scipy_on_generated_people(people):
+    from motorcade.feedback.portrait import categorize, compare
+
+    values = {i: v for i, (_, v) in enumerate(people) if v is not None}
+    segment = {i for i, (member, _) in enumerate(people) if member}
+    base = set(range(len(people)))
+    categories, order = categorize(values, sorted(base), "string")
+    figures = compare("x", "tag", categories, order, segment, base)
+    column = {i: v or "(none)" for i, (_, v) in enumerate(people)}
+    rest = base - segment
+    assert sorted(v.value for v in figures.values) == sorted(set(column.values()))
+    for v in figures.values:
+        k_seg = sum(1 for i in segment if column[i] == v.value)
+        k_rest = sum(1 for i in rest if column[i] == v.value)
+        assert (v.segment_count, v.rest_count, v.base_count) == (k_seg, k_rest, k_seg + k_rest)
+        assert v.segment_share == pytest.approx(k_seg / len(segment) if segment else 0.0)
+        assert v.p_value == pytest.approx(scipy_stats.fisher_exact(
+            [[k_seg, len(segment) - k_seg], [k_rest, len(rest) - k_rest]]).pvalue, rel=1e-6, abs=1e-12)
+    cats = sorted(set(column.values()))
+    table = [[sum(1 for i in group if column[i] == c) for c in cats] for group in (segment, rest)]
+    kept = [j for j in range(len(cats)) if table[0][j] + table[1][j]]
+    if segment and rest and len(kept) > 1:
+        chi2, p, df, _ = scipy_stats.chi2_contingency(table, correction=False)
+        assert (figures.chi_square, figures.df) == (pytest.approx(chi2, rel=1e-9, abs=1e-12), df)
+        assert figures.p_value == pytest.approx(p, rel=1e-6, abs=1e-12)
+        assert figures.cramers_v == pytest.approx(math.sqrt(chi2 / len(people)), rel=1e-9, abs=1e-12)
+    else:
+        assert (figures.p_value, figures.cramers_v) == (1.0, 0.0)
