@@ -205,3 +205,14 @@ expect recommendation next_offer of 2 = ["brochure"]
     # the first three hold; person 2 has no intent and no views: no offer at all
     assert len(failed) == 1 and "next_offer of 2" in failed[0][0]
     assert failed[0][1] == "items are [], expected ['brochure']"
+
+
+def test_a_rule_tag_reading_a_recommendation_is_computed_after_the_tags_it_reads():
+    from motorcade.tags.rules import RuleTagCalculator
+
+    rule_set = rule_set_from_text(RULES + '''
+tag offer_kind = case when recommendation next_offer includes "brochure" then "print" else "none" end
+''')
+    calculator = RuleTagCalculator(rule_set, rule_set.tags["offer_kind"], TZ)
+    assert calculator.depends_on_tags == ("intent_level",)
+    assert calculator.depends_on_events == ("configurator_view",)
