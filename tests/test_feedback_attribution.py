@@ -152,6 +152,11 @@ def test_window_store_scope_and_as_of(journeys_store):
         compute_attribution(store, store_id="NOPE", as_of=AS_OF)
     with pytest.raises(MotorcadeError, match="both the conversion and a touch"):
         compute_attribution(store, conversion="sent", as_of=AS_OF)
+    for bad in (float("nan"), float("inf"), 0, 1e9):
+        with pytest.raises(MotorcadeError, match="--within must be"):
+            compute_attribution(store, within_days=bad, as_of=AS_OF)
+    with pytest.raises(MotorcadeError, match="half-life"):
+        compute_attribution(store, half_life_days=float("inf"), as_of=AS_OF)
 
 
 def test_position_and_decay_weights():

@@ -33,6 +33,7 @@ up to the conversions.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Iterable, Sequence
 
 import attrs
@@ -50,6 +51,7 @@ DEFAULT_TOUCHES = ("sent", "clicked", "message_click", "touchpoint_visit", "conf
 NO_VALUE = "(none)"
 NO_TOUCH = "(no touch)"
 CHART_LIMIT = 12  # bars per chart; the table has every value
+MAX_WINDOW_DAYS = 36500
 
 
 @attrs.frozen
@@ -329,9 +331,10 @@ def compute_attribution(store, *, conversion: str = "order", within_days: float 
     for model in models:
         if model not in MODELS:
             raise MotorcadeError(f"unknown attribution model {model!r}", hint=f"use one of {', '.join(MODELS)}")
-    if within_days <= 0:
-        raise MotorcadeError(f"--within must be positive, got {within_days:g} days")
-    if half_life_days <= 0:
+    if not (math.isfinite(within_days) and 0 < within_days <= MAX_WINDOW_DAYS):
+        raise MotorcadeError(f"--within must be a number of days above 0 and at most {MAX_WINDOW_DAYS:,}, "
+                             f"got {within_days:g}", hint="e.g. --within 90")
+    if not (math.isfinite(half_life_days) and half_life_days > 0):
         raise MotorcadeError(f"the time-decay half-life must be positive, got {half_life_days:g} days",
                              hint="set [reports] attribution_half_life_days in motorcade.toml")
     touches = tuple(dict.fromkeys(touches))
