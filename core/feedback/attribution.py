@@ -211,12 +211,13 @@ def linear_fallback(journeys: Sequence[Journey], dimension: str) -> dict[str, fl
     return out
 
 
-def model_credits(journeys: Sequence[Journey], model: str, dimension: str,
-                  half_life_seconds: float) -> dict[str, float]:
-    """Conversions credited to each value of ``dimension`` under ``model`` (they add up to the conversions)."""
+def model_credits(journeys: Sequence[Journey], model: str, dimension: str, half_life_seconds: float,
+                  markov: dict[str, float] | None = None) -> dict[str, float]:
+    """Conversions credited to each value of ``dimension`` under ``model`` (they add up to the conversions).
+    ``markov``: the Markov credits of the touched conversions when already computed."""
     credits: dict[str, float] = {}
     if model == "markov":
-        credits, _ = markov_credits(journeys, dimension)
+        credits = dict(markov) if markov is not None else markov_credits(journeys, dimension)[0]
     else:
         for j in journeys:
             if j.converted_at is None or not j.touches:
@@ -347,8 +348,10 @@ def compute_attribution(store, *, conversion: str = "order", within_days: float 
     rows = store.attribution_events(conversion, touches, until=as_of, store=store_id)
     journeys = build_journeys(rows, conversion, int(round(within_days * 86400)))
     half_life = half_life_days * 86400
-    credits = {d: {m: model_credits(journeys, m, d, half_life) for m in models} for d in DIMENSIONS}
-    effects = {d: markov_credits(journeys, d)[1] for d in DIMENSIONS} if "markov" in models else {}
+    markov = {d: markov_credits(journeys, d) for d in DIMENSIONS} if "markov" in models else {}
+    credits = {d: {m: model_credits(journeys, m, d, half_life, markov.get(d, (None,))[0]) for m in models}
+               for d in DIMENSIONS}
+    effects = {d: effects for d, (_, effects) in markov.items()}
     converted = [j for j in journeys if j.converted_at is not None]
     return AttributionReport(
         conversion=conversion, within_days=within_days, models=models, touches=touches,
