@@ -264,8 +264,18 @@ class ConsentCond(Node):
     channel: str
 
 
+@attrs.frozen
+class Recommended(Node):
+    """``recommendation NAME includes "item"``, ``recommendation NAME includes any of ["a", "b"]``, or
+    ``has recommendation NAME`` (``items`` empty: any item). True when the person's recommendation list (of any
+    car they own, for a ``per car`` recommendation) holds one of the items; never unknown."""
+
+    recommendation: str
+    items: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+
+
 Predicate = Union[Compare, InList, Between, IsNull, TextMatch]
-Cond = Union[Predicate, And, Or, Not, Did, DidAny, Sequence, InSegment, HasCar, ConsentCond]
+Cond = Union[Predicate, And, Or, Not, Did, DidAny, Sequence, InSegment, HasCar, ConsentCond, Recommended]
 
 # ---- campaign and trigger parts ---------------------------------------------------------------
 
@@ -591,6 +601,35 @@ Rule = Union[Segment, Campaign, Trigger, TagRule, Funnel, Journey]
 
 RULE_KINDS = {Segment: "segment", Campaign: "campaign", Trigger: "trigger", TagRule: "tag", Funnel: "funnel",
               Journey: "journey"}
+@attrs.frozen
+class RecommendWhen(Node):
+    """``when cond then "item"``: one business rule of a recommendation."""
+
+    when: Cond
+    then: Literal  # a string: the item recommended
+
+
+@attrs.frozen
+class Recommend(Node):
+    """``recommend NAME "title" [per car] { when c then "item" ... }``: for each person (each car they own,
+    with ``per car``: conditions in car scope) the items of the rules whose condition is true, ranked by the
+    order of the rules (an item a rule names again keeps its first rank)."""
+
+    name: str
+    title: str | None
+    per_car: bool
+    rules: tuple[RecommendWhen, ...] = attrs.field(converter=_tuple)
+    end_line: int | None = _rule_pos()
+
+    def items(self) -> tuple[str, ...]:
+        """Every item the rules can give, in rank order, once each."""
+        return tuple(dict.fromkeys(r.then.value for r in self.rules))
+
+
+Rule = Union[Segment, Campaign, Trigger, TagRule, Funnel, Recommend]
+
+RULE_KINDS = {Segment: "segment", Campaign: "campaign", Trigger: "trigger", TagRule: "tag", Funnel: "funnel",
+              Recommend: "recommendation"}
 
 
 @attrs.frozen

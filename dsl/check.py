@@ -99,6 +99,7 @@ class _Checker:
         self.tag_rule_names = set(rule_set.tags)
         self.tag_refs: dict[str, list[ast.TagRef]] = {}  # rule tag -> the rule tags its conditions read
         self.nested_roots: list[tuple[Any, Any]] = []  # (condition, file) of triggers and rule tags
+        self.in_recommendation: str | None = None  # the recommendation whose conditions are being checked
 
     # -- reporting --
     def report(self, severity, message, node, hint=None):
@@ -207,6 +208,25 @@ class _Checker:
         if len(kinds) > 1:
             self.report(ERROR, f"rule tag `{rule.name}` mixes value types ({', '.join(sorted(kinds))})", rule,
                         "every `then`/`else` value of a tag must have the same type")
+
+    def rule_Recommend(self, rule):  # noqa: N802
+        # per car: bare names are the car's fields, `tag`, `profile`, `did`... the owner's ("owner" scope)
+        self.in_recommendation = rule.name
+        try:
+            for when in rule.rules:
+                self.cond(when.when, "owner" if rule.per_car else "person")
+                self.value_limits(when.when)
+                self.nested_roots.append((when.when, self.file))
+        finally:
+            self.in_recommendation = None
+        seen: dict[str, int] = {}
+        for index, when in enumerate(rule.rules, start=1):
+            if when.then.value in seen:
+                self.report(WARNING, f"{when.then.value!r} is also given by rule {seen[when.then.value]} of "
+                            f"`{rule.name}`: where both hold it keeps the earlier rank", when,
+                            "merge the two rules with `or` if that is what you mean")
+            else:
+                seen[when.then.value] = index
 
     def rule_Funnel(self, rule):  # noqa: N802
         for step in rule.steps:
@@ -411,7 +431,7 @@ class _Checker:
         if isinstance(node, (ast.Compare, ast.InList, ast.Between, ast.IsNull, ast.TextMatch)):
             self.predicate(node, scope)
             return
-        if scope != "person":
+        if scope not in ("person", "owner"):
             self.report(ERROR, f"`{_describe(node)}` cannot be used inside {_a(scope)} condition", node,
                         f"a {scope} condition only compares the {scope}'s own fields"
                         + ("; move it out of `has car where`" if scope == "car" else ""))
@@ -441,6 +461,24 @@ class _Checker:
         elif isinstance(node, ast.ConsentCond):
             if node.channel != "*":
                 self.check_channel(node.channel, node)
+        elif isinstance(node, ast.Recommended):
+            self.recommended(node)
+
+    def recommended(self, node: ast.Recommended):
+        rules = self.rule_set.recommendations
+        rule = rules.get(node.recommendation)
+        if rule is None:
+            self.unknown("recommendation", node.recommendation, rules, node,
+                         "define it with `recommend NAME { when ... then \"item\" }`")
+            return
+        for item in node.items:
+            if item not in rule.items():
+                self.report(ERROR, f"recommendation `{rule.name}` never gives {item!r}", node,
+                            did_you_mean(item, rule.items()) or f"its items: {', '.join(rule.items())}")
+        if self.in_recommendation is not None:
+            self.report(ERROR, f"recommendation `{self.in_recommendation}` reads a recommendation in its conditions",
+                        node, "a recommendation's conditions use tags, events, cars and segments, not other "
+                              "recommendations")
 
     def window(self, window):
         if window is None:
@@ -466,7 +504,7 @@ class _Checker:
                 self.unknown("profile attribute", subject.name, attrs_known, subject,
                              "add the attribute to the profile schema or fix the name")
         elif isinstance(subject, ast.Aggregate):
-            if scope != "person":
+            if scope not in ("person", "owner"):
                 self.report(ERROR, f"`{subject.func}(...)` cannot be used inside {_a(scope)} condition", subject,
                             "an event's `where` compares the event's own properties")
                 return
@@ -476,7 +514,7 @@ class _Checker:
         self.values(node)
 
     def not_in_scope(self, node, scope, what):
-        if scope != "person":
+        if scope not in ("person", "owner"):
             self.report(ERROR, f"a {what} cannot be used inside {_a(scope)} condition", node,
                         f"a {scope} condition only compares the {scope}'s own fields")
 
@@ -532,7 +570,7 @@ class _Checker:
             if isinstance(node, (ast.Between, ast.TextMatch)) or (
                     isinstance(node, ast.Compare) and node.op not in ("=", "!=")):
                 self.report(ERROR, f"`{name}` cannot be used with this test", node, _SET_OPS_HINT)
-        elif scope == "car":
+        elif scope in ("car", "owner"):
             if name not in CAR_FIELDS:
                 self.report(ERROR, f"cars have no field `{name}`", subject,
                             did_you_mean(name, CAR_FIELDS) or f"car fields: {', '.join(CAR_FIELDS)}")
@@ -542,7 +580,7 @@ class _Checker:
                     self.report(ERROR, f"`{value.amount} {value.unit}` can only be compared with `age` in years",
                                 value, "write e.g. `age >= 5 years`")
         # event scope: any property name is allowed (properties are free-form)
-        if scope != "car":
+        if scope not in ("car", "owner"):
             for value in _values_of(node):
                 if isinstance(value, ast.Duration):
                     self.report(ERROR, "a duration can only be compared with an `age`", value,

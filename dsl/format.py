@@ -141,6 +141,13 @@ def fmt_cond(cond, follow: str | None = None) -> str:
         return f"({text})" if follow == "then" and bare else text
     if isinstance(cond, ast.InSegment):
         return f"in segment {cond.segment}"
+    if isinstance(cond, ast.Recommended):
+        if not cond.items:
+            return f"has recommendation {cond.recommendation}"
+        if len(cond.items) == 1:
+            return f"recommendation {cond.recommendation} includes {fmt_string(cond.items[0])}"
+        return (f"recommendation {cond.recommendation} includes any of "
+                f"[{', '.join(fmt_string(i) for i in cond.items)}]")
     if isinstance(cond, ast.ConsentCond):
         return f"consented to {cond.channel}" if cond.state == "consented" else f"unsubscribed from {cond.channel}"
     if isinstance(cond, ast.Compare):
@@ -277,6 +284,10 @@ def format_rule(rule, inner_comments: list[str] = ()) -> str:
         if rule.default is not None:
             out += f"  else {fmt_value(rule.default)}\n"
         return out + "end"
+    if isinstance(rule, ast.Recommend):
+        header = _header("recommend", rule) + (" per car" if rule.per_car else "")
+        lines = [f"when {fmt_cond(r.when, 'then')} then {fmt_value(r.then)}" for r in rule.rules]
+        return _block(header, lines, inner_comments)
     if isinstance(rule, ast.Funnel):
         lines = ["steps " + ", ".join(rule.steps)]
         if rule.within is not None:

@@ -264,6 +264,23 @@ class ToAst(Transformer):
     def has_car(self, meta, children):
         return ast.HasCar(children[0], **_pos(meta))
 
+    def has_recommendation(self, meta, children):
+        return ast.Recommended(str(children[0]), (), **_pos(meta))
+
+    def recommended_one(self, meta, children):
+        return ast.Recommended(str(children[0]), (str(children[1]),), **_pos(meta))
+
+    def recommended_any(self, meta, children):
+        name, items = children
+        return ast.Recommended(str(name), [self._recommended_item(i) for i in items.items], **_pos(meta))
+
+    def _recommended_item(self, literal) -> str:
+        if not isinstance(literal.value, str):
+            self.collect.error(f"recommendation items are text, not `{literal.value}`", literal.line, literal.column,
+                               f'write it in quotes: "{literal.value}"')
+            return str(literal.value)
+        return literal.value
+
     def consented(self, meta, children):
         return ast.ConsentCond("consented", str(children[0]), **_pos(meta))
 
@@ -299,6 +316,18 @@ class ToAst(Transformer):
     def tag_rule(self, meta, children):
         name, title, *cases, default = children
         return ast.TagRule(str(name), self._title(title), cases, default, end_line=meta.end_line, **_pos(meta))
+
+    def per_car(self, meta, children):
+        return True
+
+    def recommend_when(self, meta, children):
+        when, item = children
+        return ast.RecommendWhen(when, ast.Literal(str(item), **_pos(item)), **_pos(meta))
+
+    def recommend(self, meta, children):
+        name, title, per_car, *rules = children
+        return ast.Recommend(str(name), self._title(title), bool(per_car), rules, end_line=meta.end_line,
+                             **_pos(meta))
 
     def funnel(self, meta, children):
         name, title, *steps, within_n, within_unit, by = children

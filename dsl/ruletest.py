@@ -30,6 +30,7 @@ A test file gives people, events and cars as small ``|``-separated tables and st
     expect journey recall puts 1 at settle entering 2026-05-20 10:00
     expect journey recall puts 2 at converted
     expect journey recall takes 1 through [invite, reply, call, settle]
+    expect recommendation service_package of 1 = ["major_service", "minor_service"]
 
 An empty cell is a missing value. Cells are literals as in rules (strings in double quotes, numbers,
 true/false, dates, date-times, [lists]); the ``event`` column may hold a bare event name. People
@@ -58,7 +59,7 @@ from motorcade.dsl import ast
 from motorcade.dsl.data import CarData, Dataset, EventData, PersonData, ValueTypes
 from motorcade.dsl.errors import ERROR, Diagnostic, DslError, did_you_mean, make
 from motorcade.dsl.evaluate import (
-    DEFAULT_TIMEZONE, EvaluationError, Evaluator, Scope, get_zone, tag_value, trigger_fires,
+    DEFAULT_TIMEZONE, EvaluationError, Evaluator, Scope, get_zone, person_items, tag_value, trigger_fires,
 )
 from motorcade.dsl.format import fmt_cond
 from motorcade.dsl.parser import comment_start, parse_cell, parse_datetime
@@ -162,6 +163,7 @@ class TestFile:
 
 _EXPECT_SEGMENT = re.compile(r"expect\s+segment\s+(\w+)\s+(members|non-members|exactly)\s+(.+)$")
 _EXPECT_TAG = re.compile(r"expect\s+tag\s+(\w+)\s+of\s+(\d+)\s*(?:=\s*(.+)|is\s+null)$")
+_EXPECT_RECOMMENDATION = re.compile(r"expect\s+recommendation\s+(\w+)\s+of\s+(\d+)\s*=\s*(.+)$")
 _EXPECT_TRIGGER_EVENT = re.compile(r"expect\s+trigger\s+(\w+)\s+(fires|does not fire)\s+on\s+event\s+(\d+)$")
 _EXPECT_TRIGGER_SEGMENT = re.compile(
     r"expect\s+trigger\s+(\w+)\s+(fires|does not fire)\s+on\s+(enter|leave)\s+segment\s+(\w+)\s+for\s+(\d+)$")
@@ -374,6 +376,10 @@ class _TestFileParser:
         if m := _EXPECT_TAG.match(text):
             value = None if m.group(3) is None else self.cell(m.group(3), number, text.index(m.group(3)) + 1)
             return Expectation(number, text, "tag", m.group(1), {"person": int(m.group(2)), "value": value})
+        if m := _EXPECT_RECOMMENDATION.match(text):
+            items = self.cell(m.group(3), number, text.index(m.group(3)) + 1)
+            return Expectation(number, text, "recommendation", m.group(1),
+                               {"person": int(m.group(2)), "items": items if isinstance(items, list) else [items]})
         if m := _EXPECT_TRIGGER_EVENT.match(text):
             return Expectation(number, text, "trigger", m.group(1),
                                {"fires": m.group(2) == "fires", "event": int(m.group(3))})
@@ -399,7 +405,8 @@ class _TestFileParser:
                              line=number, column=1,
                              hint="expect segment S members|non-members|exactly [ids] / expect tag T of ID = "
                                   "value / expect trigger T fires|does not fire on event ID / expect journey J "
-                                  "puts ID at STEP|takes ID through [steps] [entering TIME]")])
+                                  "puts ID at STEP|takes ID through [steps] [entering TIME] / "
+                                  "expect recommendation R of ID = [items]")])
 
 
 def parse_test_file(path: str, text: str) -> TestFile:
@@ -466,6 +473,8 @@ def _conditions_of(rule):
         roots = [c for c in (getattr(rule.entry, "where", None), rule.exit_when) if c is not None]
         roots += [s.cond for s in all_steps(rule.steps) if isinstance(s, ast.IfStep)]
         roots += [s.where for s in all_steps(rule.steps) if isinstance(s, ast.WaitForStep) and s.where is not None]
+    elif isinstance(rule, ast.Recommend):
+        roots = [r.when for r in rule.rules]
     out = []
 
     def visit(node):
@@ -473,7 +482,7 @@ def _conditions_of(rule):
         for child in ast.children(node):
             if isinstance(child, (ast.And, ast.Or, ast.Not, ast.Compare, ast.InList, ast.Between, ast.IsNull,
                                   ast.TextMatch, ast.Did, ast.DidAny, ast.Sequence, ast.InSegment, ast.HasCar,
-                                  ast.ConsentCond)):
+                                  ast.ConsentCond, ast.Recommended)):
                 visit(child)
             elif isinstance(child, ast.Aggregate) and child.where is not None:
                 visit(child.where)
@@ -528,6 +537,18 @@ def _run_expectation(exp: Expectation, scenario: Scenario, test_file: TestFile, 
         return None
     if exp.kind == "journey":
         return _run_journey_expectation(exp, scenario, test_file, rule_set, coverage)
+    if exp.kind == "recommendation":
+        rule = rule_set.recommendations.get(exp.name)
+        if rule is None:
+            return _unknown("recommendation", exp.name, rule_set.recommendations)
+        coverage.add_rule(rule)
+        person = scenario.dataset.people.get(exp.args["person"])
+        if person is None:
+            return f"person {exp.args['person']} is not in the `people:` table"
+        items = person_items(evaluator.recommendations(exp.name, person))
+        if items != exp.args["items"]:
+            return f"items are {items!r}, expected {exp.args['items']!r}"
+        return None
     rule = rule_set.triggers.get(exp.name)
     if rule is None:
         return _unknown("trigger", exp.name, rule_set.triggers)

@@ -16,7 +16,8 @@ from .tracking import link_length
 
 def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = None, attributes: set[str] | None = None,
                            tags: set[str] | None = None, kind: str | None = None,
-                           public_url: str | None = None) -> list[TemplateProblem]:
+                           public_url: str | None = None,
+                           recommendations: set[str] | None = None) -> list[TemplateProblem]:
     """The template problems of one campaign or trigger: a missing template, a syntax error, a name or
     field that does not exist, fixed text over the channel's length. A rule with any of them is not
     planned by `run`/`serve` (it would send empty or broken messages)."""
@@ -49,7 +50,8 @@ def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = No
                 'collect` is reached from outside'))
         problems.extend(check_template(step.template, path, text, attributes=attributes, tags=tags,
                                        max_length=max_length, channel=step.channel,
-                                       sms_link_length=sms_link_length))
+                                       sms_link_length=sms_link_length,
+                                       recommendations=recommendations))
     return problems
 
 
@@ -82,7 +84,8 @@ def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, att
                     problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message,
                                                     exc.hint, column=step.column))
         problems.extend(rule_template_problems(rule, store, registry=registry, attributes=attributes, tags=tags,
-                                               kind=kind, public_url=public_url))
+                                               kind=kind, public_url=public_url,
+                                               recommendations=set(rule_set.recommendations)))
     unique = {}
     for problem in problems:
         unique.setdefault((problem.path, problem.line, problem.message), problem)

@@ -120,7 +120,8 @@ class Renderer:
             tags = None if tags is None else set(tags) | set(self.ctx.rule_set.tags)
             problems = [p for p in rule_template_problems(rule, self.templates, registry=self.ctx.registry,
                                                           attributes=attributes, tags=tags,
-                                                          public_url=self.ctx.settings.public_url)
+                                                          public_url=self.ctx.settings.public_url,
+                                                          recommendations=set(self.ctx.rule_set.recommendations))
                         if p.severity == "error"]  # warnings (SMS segments) do not stop a rule
             self._refused[key] = "; ".join(str(p) for p in problems[:3]) + (
                 f" (and {len(problems) - 3} more)" if len(problems) > 3 else "") if problems else None
@@ -150,7 +151,7 @@ class Renderer:
                 continue
             if context is None:
                 context = template_context(ctx.store, person_id, origin_kind=_kind(rule), origin=rule.name, now=now,
-                                           tz=ctx.tz, event_properties=event_properties)
+                                           tz=ctx.tz, event_properties=event_properties, rule_set=ctx.rule_set)
             links = LinkMaker(ctx.settings.public_url)  # this step's track() / open_pixel() codes
             context.update(track=links.track, open_pixel=links.open_pixel)
             try:

@@ -15,6 +15,8 @@ Names a template can use::
     store.id .name .group .city .brand                             the person's store
     origin.kind .name   event.NAME (event triggers: the event's properties)   now (local time)
     track(URL)   a tracked short link to URL      open_pixel()   an e-mail open pixel (motorcade.activation.tracking)
+    recommendation.NAME          the person's top item of `recommend NAME` (.items ranked, .ranked with the
+                                 rule that chose each, .for_car(vin) for a `per car` recommendation)
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ CAR_FIELDS = ("vin", "brand", "model", "model_year", "purchase_date", "store_id"
 ADVISOR_FIELDS = ("id", "name", "phone", "store_id", "role")
 STORE_FIELDS = ("id", "name", "group", "city", "brand")
 ORIGIN_FIELDS = ("kind", "name")
-ROOTS = ("person", "profile", "tags", "car", "cars", "advisor", "store", "origin", "event", "now", "loop")
+ROOTS = ("person", "profile", "tags", "car", "cars", "advisor", "store", "origin", "event", "now", "recommendation",
+         "loop")
 HELPERS = ("track", "open_pixel")  # tracked short links and the e-mail open pixel (motorcade.activation.tracking)
 TEXT_SUFFIXES = (".txt", ".txt.j2", ".j2")
 HTML_SUFFIXES = (".html", ".html.j2")
@@ -402,7 +405,8 @@ def _attr_chain(node) -> tuple[str, list[str]] | None:
 
 def check_template(name: str, path: Path, text: str, *, attributes: set[str] | None = None,
                    tags: set[str] | None = None, max_length: int | None = None,
-                   channel: str | None = None, sms_link_length: int | None = None) -> list[TemplateProblem]:
+                   channel: str | None = None, sms_link_length: int | None = None,
+                   recommendations: set[str] | None = None) -> list[TemplateProblem]:
     """Fields a template uses that do not exist, and a body longer than the channel accepts.
 
     ``attributes`` / ``tags``: the names known in the project (None = unknown, not checked). The length
@@ -420,6 +424,8 @@ def check_template(name: str, path: Path, text: str, *, attributes: set[str] | N
         known_fields["profile"] = set(attributes)
     if tags is not None:
         known_fields["tags"] = set(tags)
+    if recommendations is not None:  # the rules' `recommend NAME` blocks
+        known_fields["recommendation"] = set(recommendations)
     for part_src, offset in ((subject_src, 0), (body_src, body_line - 1)):
         if part_src is None:
             continue

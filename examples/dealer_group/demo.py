@@ -2,7 +2,7 @@
 
 generate data -> ingest every source (cleaning, quarantine, One-ID) -> compute tags -> compute
 segments -> run campaigns and triggers (guard rails, outbox, channels) -> simulated customers respond
--> funnel and uplift reports. Prints a report and writes out/report.html (with charts) next to it.
+-> funnel, uplift, attribution and portrait reports. Prints a report and writes out/report.html (with charts) next to it.
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def main() -> int:
         for name in ("lapsed_owner_recall", "test_drive_nurture"):
             motorcade([*["--project", str(HERE)], "journeys", "status", name, "--as-of", journey_day])
 
-        heading(f"5. Feedback: funnel and uplift of the recall campaign, {REPORT_DAYS} days on")
+        heading(f"5. Feedback: funnel and uplift of the recall campaign, {REPORT_DAYS} days on; attribution of "
+                "orders; portrait of the lapsed owners")
         t = time.perf_counter()
         # the first day every recall recipient's 30-day window has closed
         report_day = (as_of + dt.timedelta(days=REPORT_DAYS + 1)).date().isoformat()
@@ -128,6 +129,11 @@ def main() -> int:
             motorcade([*project_args, "report", "uplift", "lapsed_recall", "--event", "service_visit", "--days",
                        str(REPORT_DAYS), "--as-of", report_day, "--format", "html", "--out",
                        str(out / "uplift.html")]),
+            # which touches led to orders (seed 004's 归因分析), and what sets the lapsed owners apart (车主画像)
+            motorcade([*project_args, "report", "attribution", "--conversion", "order", "--within", "90",
+                       "--as-of", report_day, "--format", "html", "--out", str(out / "attribution.html")]),
+            motorcade([*project_args, "report", "portrait", "lapsed_owners", "--against", "owners",
+                       "--attribute", "gender", "--format", "html", "--out", str(out / "portrait.html")]),
         ]
         timings["reports"] = time.perf_counter() - t
 
@@ -138,13 +144,15 @@ def main() -> int:
         from summary import build_summary, print_summary, write_html
 
         summary = build_summary(project, manifest, results, smtp=smtp, gateway=gateway, responses=responses,
-                                timings=timings)
+                                timings=timings, as_of=as_of)
         print_summary(summary)
         from motorcade.journeys.observe import journey_sections
 
         journeys = journey_sections(project.store, project.rules(), as_of=dt.datetime.fromisoformat(journey_day).replace(
             tzinfo=project.timezone), tz=project.timezone)
-        page = write_html(summary, out / "report.html", links={"Funnel": "funnel.html", "Uplift": "uplift.html"},
+        page = write_html(summary, out / "report.html", links={"Funnel": "funnel.html", "Uplift": "uplift.html",
+                                                               "Attribution": "attribution.html",
+                                                               "Portrait": "portrait.html"},
                           extra_sections=journeys)
         stack.close()  # the HTTP server and the collector before the store
         project.close()
