@@ -370,6 +370,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "motorcade.tags.commands",  # tags
     "motorcade.segments.commands",  # segments, explain, diff
     "motorcade.activation.commands",  # run, serve, sends
+    "motorcade.journeys.commands",  # journeys status|explain
     "motorcade.feedback.commands",  # report
     "motorcade.pipeline",  # pipeline
     "motorcade.config_commands",  # config

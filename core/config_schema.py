@@ -392,6 +392,10 @@ ACTIVATION = Section("[activation]", "Planning and delivering sends (`run`, `ser
     Setting("render_max_chars", whole(1), "longest message (and text or list built while rendering)", 100000),
     Setting("render_max_loops", whole(1), "most loop iterations plus function and macro calls per message",
             10000),
+    Setting("public_url", TEXT, "the public address of `motorcade collect` (e.g. https://go.example.cn): "
+            "templates' track() links and open pixels point there"),
+    Setting("utm_source", TEXT, "when set, a short link's redirect adds utm_source (this), utm_medium (the "
+            "channel), utm_campaign (the campaign or trigger) and utm_content (the template)"),
 ))
 
 GUARDRAILS = Section("[guardrails]", "Consent, quiet hours and frequency caps for every send.", (
@@ -477,8 +481,17 @@ SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its
             "events that change consent (added to unsubscribe/subscribe)"),
 ), delegated=("person", "car", "event", "store", "advisor", "transfer", "tags"))
 
+REPORTS = Section("[reports]", "Settings of `motorcade report` (docs/reports.md).", (
+    Setting("touches", list_of(TEXT, minimum=1), "events that count as touches in `report attribution`",
+            ["sent", "clicked", "message_click", "touchpoint_visit", "configurator_view", "store_visit", "test_drive",
+             "lead_submit"]),
+    Setting("attribution_half_life_days", number(above=0), "half-life of the time-decay attribution model", 7),
+    Setting("portrait_attributes", list_of(TEXT), "profile attributes `report portrait` describes besides the tags",
+            []),
+))
+
 CORE_SECTIONS = {"project": PROJECT, "activation": ACTIVATION, "guardrails": GUARDRAILS, "identity": IDENTITY,
-                 "pipeline": PIPELINE, "access": ACCESS}
+                 "pipeline": PIPELINE, "access": ACCESS, "reports": REPORTS}
 TOP_LEVEL = (*CORE_SECTIONS, "sources", "channels", "tags")
 
 
@@ -630,7 +643,7 @@ def render_reference(registry: Any) -> str:
         "out of the file this way; numeric keys accept such text and read it as a number.",
         "",
     ]
-    for section in (PROJECT, ACTIVATION, GUARDRAILS, IDENTITY, IDENTITY_TYPE, PIPELINE, ACCESS, TAGS_ENGINE,
+    for section in (PROJECT, ACTIVATION, GUARDRAILS, IDENTITY, IDENTITY_TYPE, PIPELINE, ACCESS, REPORTS, TAGS_ENGINE,
                     SOURCE_COMMON):
         out += [f"## `{section.title}`", "", section.doc, "", *_table_rows(section.settings), ""]
     for kind, title, table in (("sources", "Source types", registry.sources),

@@ -264,8 +264,18 @@ class ConsentCond(Node):
     channel: str
 
 
+@attrs.frozen
+class Recommended(Node):
+    """``recommendation NAME includes "item"``, ``recommendation NAME includes any of ["a", "b"]``, or
+    ``has recommendation NAME`` (``items`` empty: any item). True when the person's recommendation list (of any
+    car they own, for a ``per car`` recommendation) holds one of the items; never unknown."""
+
+    recommendation: str
+    items: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+
+
 Predicate = Union[Compare, InList, Between, IsNull, TextMatch]
-Cond = Union[Predicate, And, Or, Not, Did, DidAny, Sequence, InSegment, HasCar, ConsentCond]
+Cond = Union[Predicate, And, Or, Not, Did, DidAny, Sequence, InSegment, HasCar, ConsentCond, Recommended]
 
 # ---- campaign and trigger parts ---------------------------------------------------------------
 
@@ -451,9 +461,175 @@ class Funnel(Node):
     end_line: int | None = _rule_pos()
 
 
-Rule = Union[Segment, Campaign, Trigger, TagRule, Funnel]
+# ---- journeys (multi-step flows; engine: motorcade.journeys) -------------------------------------
 
-RULE_KINDS = {Segment: "segment", Campaign: "campaign", Trigger: "trigger", TagRule: "tag", Funnel: "funnel"}
+
+@attrs.frozen
+class EntrySegment(Node):
+    """``entry on entering segment NAME``: a person enters when they enter the segment."""
+
+    segment: str
+
+
+@attrs.frozen
+class EntryEvent(Node):
+    """``entry on EVENT [where cond]``: a person enters when such an event of theirs arrives."""
+
+    event: str
+    where: Cond | None = None
+
+
+@attrs.frozen
+class EntrySchedule(Node):
+    """``entry segment NAME schedule ...``: at each slot, the segment's members enter (re-entry permitting)."""
+
+    segment: str
+    schedule: Schedule
+
+
+JourneyEntry = Union[EntrySegment, EntryEvent, EntrySchedule]
+
+
+@attrs.frozen
+class JourneyReentry(Node):
+    """``reentry once`` | ``reentry again after N unit`` | ``reentry while not in journey``."""
+
+    kind: str  # "once" | "again after" | "while not in journey"
+    after: Duration | None = None
+
+
+@attrs.frozen
+class Goal(Node):
+    """``goal EVENT [where cond] within N unit``: the conversion a journey aims at (reaching it ends the flow)."""
+
+    event: str
+    where: Cond | None
+    within: Duration
+
+
+@attrs.frozen
+class SendStep(Node):
+    """``[label:] send via CH template "t" [fallback ...]``."""
+
+    label: str | None
+    via: Via
+
+
+@attrs.frozen
+class WaitStep(Node):
+    """``[label:] wait N unit``."""
+
+    label: str | None
+    duration: Duration
+
+
+@attrs.frozen
+class WaitUntilStep(Node):
+    """``[label:] wait until HH:MM`` (the next such time in the project's time zone)."""
+
+    label: str | None
+    at: dt.time
+
+
+@attrs.frozen
+class WaitForStep(Node):
+    """``[label:] wait for EVENT [where c] up to N unit [then {...}] [else {...}]``: ``then`` runs when the
+    event arrives in time, ``else`` when the wait times out (None = the branch is not written)."""
+
+    label: str | None
+    event: str
+    where: Cond | None
+    up_to: Duration
+    then: "tuple[JourneyStep, ...] | None" = attrs.field(default=None, converter=lambda v: None if v is None else tuple(v))
+    otherwise: "tuple[JourneyStep, ...] | None" = attrs.field(
+        default=None, converter=lambda v: None if v is None else tuple(v))
+
+
+@attrs.frozen
+class IfStep(Node):
+    """``[label:] if cond then {...} [else {...}]`` (cond evaluated for the person at that moment)."""
+
+    label: str | None
+    cond: Cond
+    then: "tuple[JourneyStep, ...]" = attrs.field(converter=_tuple)
+    otherwise: "tuple[JourneyStep, ...] | None" = attrs.field(
+        default=None, converter=lambda v: None if v is None else tuple(v))
+
+
+@attrs.frozen
+class SplitArm(Node):
+    percent: int | float
+    steps: "tuple[JourneyStep, ...]" = attrs.field(converter=_tuple)
+
+
+@attrs.frozen
+class SplitStep(Node):
+    """``[label:] split 50% {...} / 50% {...}``: a stable random arm per person and journey."""
+
+    label: str | None
+    arms: tuple[SplitArm, ...] = attrs.field(converter=_tuple)
+
+
+@attrs.frozen
+class ExitStep(Node):
+    """``[label:] exit``: the person leaves the journey."""
+
+    label: str | None = None
+
+
+JourneyStep = Union[SendStep, WaitStep, WaitUntilStep, WaitForStep, IfStep, SplitStep, ExitStep]
+
+
+@attrs.frozen
+class Journey(Node):
+    name: str
+    title: str | None = None
+    entry: JourneyEntry | None = None
+    holdout: float | int | None = None
+    reentry: JourneyReentry | None = None
+    exit_when: Cond | None = None
+    goal: Goal | None = None
+    steps: tuple[JourneyStep, ...] = attrs.field(default=(), converter=_tuple)
+    end_line: int | None = _rule_pos()
+    clause_positions: tuple[tuple[str, int, int], ...] = _rule_pos()
+
+    def clause_at(self, clause: str) -> "Node":
+        return _clause_at(self, clause)
+
+
+Rule = Union[Segment, Campaign, Trigger, TagRule, Funnel, Journey]
+
+RULE_KINDS = {Segment: "segment", Campaign: "campaign", Trigger: "trigger", TagRule: "tag", Funnel: "funnel",
+              Journey: "journey"}
+@attrs.frozen
+class RecommendWhen(Node):
+    """``when cond then "item"``: one business rule of a recommendation."""
+
+    when: Cond
+    then: Literal  # a string: the item recommended
+
+
+@attrs.frozen
+class Recommend(Node):
+    """``recommend NAME "title" [per car] { when c then "item" ... }``: for each person (each car they own,
+    with ``per car``: conditions in car scope) the items of the rules whose condition is true, ranked by the
+    order of the rules (an item a rule names again keeps its first rank)."""
+
+    name: str
+    title: str | None
+    per_car: bool
+    rules: tuple[RecommendWhen, ...] = attrs.field(converter=_tuple)
+    end_line: int | None = _rule_pos()
+
+    def items(self) -> tuple[str, ...]:
+        """Every item the rules can give, in rank order, once each."""
+        return tuple(dict.fromkeys(r.then.value for r in self.rules))
+
+
+Rule = Union[Segment, Campaign, Trigger, TagRule, Funnel, Recommend]
+
+RULE_KINDS = {Segment: "segment", Campaign: "campaign", Trigger: "trigger", TagRule: "tag", Funnel: "funnel",
+              Recommend: "recommendation"}
 
 
 @attrs.frozen

@@ -43,6 +43,8 @@ class Catalogue:
     # tags only group-wide rules may read ([access] group_tags): the group value, weighted over every store
     group_tags: frozenset[str] = attrs.field(default=frozenset(("group_value_score", "value_level")),
                                              converter=frozenset)
+    # channels with a [channels.NAME] table in motorcade.toml (journeys warn about sends to any other)
+    configured_channels: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
 
     @classmethod
     def from_names(cls, *, events=None, tags=None, attributes=None, segments=None, channels=None,
@@ -97,6 +99,7 @@ class _Checker:
         self.tag_rule_names = set(rule_set.tags)
         self.tag_refs: dict[str, list[ast.TagRef]] = {}  # rule tag -> the rule tags its conditions read
         self.nested_roots: list[tuple[Any, Any]] = []  # (condition, file) of triggers and rule tags
+        self.in_recommendation: str | None = None  # the recommendation whose conditions are being checked
 
     # -- reporting --
     def report(self, severity, message, node, hint=None):
@@ -206,6 +209,25 @@ class _Checker:
             self.report(ERROR, f"rule tag `{rule.name}` mixes value types ({', '.join(sorted(kinds))})", rule,
                         "every `then`/`else` value of a tag must have the same type")
 
+    def rule_Recommend(self, rule):  # noqa: N802
+        # per car: bare names are the car's fields, `tag`, `profile`, `did`... the owner's ("owner" scope)
+        self.in_recommendation = rule.name
+        try:
+            for when in rule.rules:
+                self.cond(when.when, "owner" if rule.per_car else "person")
+                self.value_limits(when.when)
+                self.nested_roots.append((when.when, self.file))
+        finally:
+            self.in_recommendation = None
+        seen: dict[str, int] = {}
+        for index, when in enumerate(rule.rules, start=1):
+            if when.then.value in seen:
+                self.report(WARNING, f"{when.then.value!r} is also given by rule {seen[when.then.value]} of "
+                            f"`{rule.name}`: where both hold it keeps the earlier rank", when,
+                            "merge the two rules with `or` if that is what you mean")
+            else:
+                seen[when.then.value] = index
+
     def rule_Funnel(self, rule):  # noqa: N802
         for step in rule.steps:
             self.check_event(step, rule)
@@ -264,6 +286,138 @@ class _Checker:
                 self.unknown("template", step.template, self.catalogue.templates, step,
                              "add the template to the project's templates")
 
+    # -- journeys --
+    def rule_Journey(self, rule):  # noqa: N802
+        from motorcade.dsl.journey import all_steps, build_flow
+
+        entry = rule.entry
+        if entry is None:
+            self.report(ERROR, f"journey `{rule.name}` has no `entry`", rule,
+                        "add `entry on entering segment NAME`, `entry on EVENT` or `entry segment NAME schedule ...`")
+        elif isinstance(entry, ast.EntryEvent):
+            self.check_event(entry.event, entry)
+            if entry.where is not None:
+                self.condition_root(entry.where, "event")
+        else:
+            self.check_segment_name(entry.segment, entry)
+            if isinstance(entry, ast.EntrySchedule) and isinstance(entry.schedule, ast.Every) \
+                    and entry.schedule.amount < 1:
+                self.report(ERROR, "`schedule every` needs a positive interval", entry.schedule)
+        if not rule.steps:
+            self.report(ERROR, f"journey `{rule.name}` has no steps", rule, 'add e.g. `send via sms template "hello"`')
+        if rule.holdout is not None and not 0 <= rule.holdout < 100:
+            self.report(ERROR, f"holdout {rule.holdout}% is out of range", rule.clause_at("holdout"), "use 0% to 99%")
+        if rule.reentry is not None and rule.reentry.after is not None and rule.reentry.after.amount < 1:
+            self.report(ERROR, "`reentry again after` needs a positive interval", rule.reentry)
+        if rule.exit_when is not None:
+            self.condition_root(rule.exit_when, "person")
+        if rule.goal is not None:
+            self.check_event(rule.goal.event, rule.goal)
+            if rule.goal.where is not None:
+                self.condition_root(rule.goal.where, "event")
+            if rule.goal.within.amount < 1:
+                self.report(ERROR, "a goal needs a positive `within`", rule.goal.within)
+        labels: dict[str, ast.Node] = {}
+        for step in all_steps(rule.steps):
+            if step.label is not None:
+                if step.label in labels:
+                    self.report(ERROR, f"journey `{rule.name}` has two steps labelled `{step.label}`", step,
+                                f"first at line {labels[step.label].line}; a label names one step")
+                else:
+                    labels[step.label] = step
+            self.journey_step(rule, step)
+        flow = build_flow(rule)
+        reachable = flow.reachable()
+        for node in flow.nodes.values():
+            if node.id not in reachable:
+                self.report(WARNING, f"step `{node.id}` of journey `{rule.name}` can never be reached", node.step,
+                            "a step after `exit` (or after a block whose every branch exits) never runs; "
+                            "remove it or move it")
+        self.impossible_branches(rule)
+
+    def condition_root(self, cond, scope: str):
+        self.cond(cond, scope)
+        self.value_limits(cond)
+        self.nested_roots.append((cond, self.file))
+
+    def journey_step(self, rule, step):
+        if isinstance(step, ast.SendStep):
+            for channel_step in step.via.steps:
+                self.check_channel(channel_step.channel, channel_step)
+                configured = self.catalogue.configured_channels
+                if configured is not None and channel_step.channel not in configured and (
+                        self.catalogue.channels is None or channel_step.channel in self.catalogue.channels):
+                    self.report(WARNING, f"journey `{rule.name}` sends via `{channel_step.channel}`, which "
+                                f"{self.catalogue.config_file} does not configure", channel_step,
+                                f"add a [channels.{channel_step.channel}] table, or a `fallback` the person can "
+                                "be reached through; until then these sends fall through or are suppressed")
+                if self.catalogue.templates is not None and channel_step.template not in self.catalogue.templates:
+                    self.unknown("template", channel_step.template, self.catalogue.templates, channel_step,
+                                 "add the template to the project's templates")
+        elif isinstance(step, (ast.WaitStep, ast.WaitForStep)):
+            span = step.duration if isinstance(step, ast.WaitStep) else step.up_to
+            self.value_limits(span)
+            if span.unit in _PER_YEAR and span.amount > _PER_YEAR[span.unit]:
+                word = "waits" if isinstance(step, ast.WaitStep) else "may wait"
+                self.report(WARNING, f"this step {word} {span.amount} {span.unit}, over a year: people stay in "
+                            f"journey `{rule.name}` that long", span, "shorten the wait or end the journey earlier")
+            if isinstance(step, ast.WaitStep) and span.amount < 1:
+                self.report(WARNING, "`wait 0 ...` does not wait", span)
+            if isinstance(step, ast.WaitForStep):
+                self.check_event(step.event, step)
+                if step.where is not None:
+                    self.condition_root(step.where, "event")
+                if span.amount < 1:
+                    self.report(ERROR, "`wait for` needs a positive `up to`", span,
+                                "a wait for an event needs an upper bound, e.g. `up to 7 days`")
+        elif isinstance(step, ast.IfStep):
+            self.condition_root(step.cond, "person")
+        elif isinstance(step, ast.SplitStep):
+            total = sum(arm.percent for arm in step.arms)
+            if total != 100:
+                self.report(ERROR, f"the arms of this split add up to {total:g}%, not 100%", step,
+                            "give every arm a share so that they add up to 100%")
+            for arm in step.arms:
+                if arm.percent <= 0:
+                    self.report(WARNING, f"an arm of {arm.percent:g}% is never taken", arm,
+                                "remove the arm or give it a share")
+
+    def impossible_branches(self, rule):
+        """Branches that cannot happen: an ``if`` repeating the condition an enclosing ``if`` (or the journey's
+        ``exit when``) already decided, and the ``then`` of ``wait for`` the goal event (the goal ends the flow)."""
+        from motorcade.dsl.format import fmt_cond
+
+        def visit(steps, known: dict[str, tuple[bool, ast.Node, str]]):
+            for step in steps:
+                if isinstance(step, ast.IfStep):
+                    text, truth = _polarity(step.cond, fmt_cond)
+                    if text in known:
+                        value, where, why = known[text]
+                        value = value if truth else not value
+                        dead = "else" if value else "then"
+                        self.report(WARNING, f"the `{dead}` branch of this `if` can never run: {why.format(where.line)} "
+                                    f"already decides `{fmt_cond(step.cond)}`", step,
+                                    "remove the `if`, or test something the earlier step did not")
+                    visit(step.then, {**known, text: (truth, step, "the enclosing `if` (line {})")})
+                    visit(step.otherwise or (), {**known, text: (not truth, step, "the enclosing `if` (line {})")})
+                elif isinstance(step, ast.WaitForStep):
+                    goal = rule.goal
+                    if step.then and goal is not None and goal.where is None and goal.event == step.event:
+                        self.report(WARNING, f"the `then` branch of this `wait for {step.event}` can never run: "
+                                    f"`{step.event}` is the journey's goal, and reaching the goal ends the journey",
+                                    step, "wait for another event, or move these steps out of the journey")
+                    visit(step.then or (), known)
+                    visit(step.otherwise or (), known)
+                elif isinstance(step, ast.SplitStep):
+                    for arm in step.arms:
+                        visit(arm.steps, known)
+
+        start: dict[str, tuple[bool, ast.Node, str]] = {}
+        if rule.exit_when is not None:
+            text, truth = _polarity(rule.exit_when, fmt_cond)
+            start[text] = (not truth, rule.clause_at("exit_when"), "`exit when` (line {}), checked before every step,")
+        visit(rule.steps, start)
+
     # -- conditions --
     def cond(self, node, scope: str, segment: str | None = None):
         """Check a condition in ``scope`` ("person", "car" or "event")."""
@@ -277,7 +431,7 @@ class _Checker:
         if isinstance(node, (ast.Compare, ast.InList, ast.Between, ast.IsNull, ast.TextMatch)):
             self.predicate(node, scope)
             return
-        if scope != "person":
+        if scope not in ("person", "owner"):
             self.report(ERROR, f"`{_describe(node)}` cannot be used inside {_a(scope)} condition", node,
                         f"a {scope} condition only compares the {scope}'s own fields"
                         + ("; move it out of `has car where`" if scope == "car" else ""))
@@ -307,6 +461,24 @@ class _Checker:
         elif isinstance(node, ast.ConsentCond):
             if node.channel != "*":
                 self.check_channel(node.channel, node)
+        elif isinstance(node, ast.Recommended):
+            self.recommended(node)
+
+    def recommended(self, node: ast.Recommended):
+        rules = self.rule_set.recommendations
+        rule = rules.get(node.recommendation)
+        if rule is None:
+            self.unknown("recommendation", node.recommendation, rules, node,
+                         "define it with `recommend NAME { when ... then \"item\" }`")
+            return
+        for item in node.items:
+            if item not in rule.items():
+                self.report(ERROR, f"recommendation `{rule.name}` never gives {item!r}", node,
+                            did_you_mean(item, rule.items()) or f"its items: {', '.join(rule.items())}")
+        if self.in_recommendation is not None:
+            self.report(ERROR, f"recommendation `{self.in_recommendation}` reads a recommendation in its conditions",
+                        node, "a recommendation's conditions use tags, events, cars and segments, not other "
+                              "recommendations")
 
     def window(self, window):
         if window is None:
@@ -332,7 +504,7 @@ class _Checker:
                 self.unknown("profile attribute", subject.name, attrs_known, subject,
                              "add the attribute to the profile schema or fix the name")
         elif isinstance(subject, ast.Aggregate):
-            if scope != "person":
+            if scope not in ("person", "owner"):
                 self.report(ERROR, f"`{subject.func}(...)` cannot be used inside {_a(scope)} condition", subject,
                             "an event's `where` compares the event's own properties")
                 return
@@ -342,7 +514,7 @@ class _Checker:
         self.values(node)
 
     def not_in_scope(self, node, scope, what):
-        if scope != "person":
+        if scope not in ("person", "owner"):
             self.report(ERROR, f"a {what} cannot be used inside {_a(scope)} condition", node,
                         f"a {scope} condition only compares the {scope}'s own fields")
 
@@ -398,7 +570,7 @@ class _Checker:
             if isinstance(node, (ast.Between, ast.TextMatch)) or (
                     isinstance(node, ast.Compare) and node.op not in ("=", "!=")):
                 self.report(ERROR, f"`{name}` cannot be used with this test", node, _SET_OPS_HINT)
-        elif scope == "car":
+        elif scope in ("car", "owner"):
             if name not in CAR_FIELDS:
                 self.report(ERROR, f"cars have no field `{name}`", subject,
                             did_you_mean(name, CAR_FIELDS) or f"car fields: {', '.join(CAR_FIELDS)}")
@@ -408,7 +580,7 @@ class _Checker:
                     self.report(ERROR, f"`{value.amount} {value.unit}` can only be compared with `age` in years",
                                 value, "write e.g. `age >= 5 years`")
         # event scope: any property name is allowed (properties are free-form)
-        if scope != "car":
+        if scope not in ("car", "owner"):
             for value in _values_of(node):
                 if isinstance(value, ast.Duration):
                     self.report(ERROR, "a duration can only be compared with an `age`", value,
@@ -572,6 +744,14 @@ class _Checker:
                     path.pop()
                     state[name] = "done"
         return on_cycle
+
+
+def _polarity(cond, fmt_cond) -> tuple[str, bool]:
+    """``(text of the condition without its outer nots, whether an even number of nots was removed)``."""
+    truth = True
+    while isinstance(cond, ast.Not):
+        cond, truth = cond.item, not truth
+    return fmt_cond(cond), truth
 
 
 def _comparable(a, b) -> bool:

@@ -23,7 +23,7 @@ import attrs
 
 from motorcade.dsl import ast
 from motorcade.dsl.data import CarData, Dataset, EventData, PersonData
-from motorcade.dsl.format import fmt_cond, fmt_subject
+from motorcade.dsl.format import fmt_cond, fmt_string, fmt_subject
 from motorcade.errors import MotorcadeError
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -310,6 +310,8 @@ class Evaluator:
         self._seen: str | None = None
         self._segment_memo: dict[tuple[str, int], bool] = {}
         self._segment_path: list[str] = []
+        self._recommendation_memo: dict[tuple[str, int], list[RecommendedItem]] = {}
+        self._recommendation_path: list[str] = []
 
     # -- entry points --
     def segment_member(self, name: str, person: PersonData) -> bool:
@@ -552,6 +554,38 @@ class Evaluator:
             self._seen = f"{len(cars)} cars owned"
         return result
 
+    def recommendations(self, name: str, person: PersonData) -> list["RecommendedItem"]:
+        """The ranked items of recommendation ``name`` for ``person`` (per owned car, by VIN, for ``per car``)."""
+        key = (name, person.id)
+        if key in self._recommendation_memo:
+            return self._recommendation_memo[key]
+        rule = self.rule_set.recommendations.get(name)
+        if rule is None:
+            raise EvaluationError(f"unknown recommendation `{name}`", "define it with `recommend NAME { ... }`")
+        if name in self._recommendation_path:
+            cycle = " -> ".join(self._recommendation_path[self._recommendation_path.index(name):] + [name])
+            raise EvaluationError(f"recommendations refer to each other in a cycle: {cycle}",
+                                  "a recommendation's conditions must not depend on itself")
+        self._recommendation_path.append(name)
+        try:
+            if rule.per_car:
+                items = []
+                for car in owned_cars(person, self.today):
+                    truths = [self.cond(r.when, Scope(person, car=car)) is True for r in rule.rules]
+                    items.extend(rank_items(rule, truths, car.vin))
+            else:
+                items = rank_items(rule, [self.cond(r.when, Scope(person)) is True for r in rule.rules])
+        finally:
+            self._recommendation_path.pop()
+        self._recommendation_memo[key] = items
+        return items
+
+    def eval_Recommended(self, node, scope):  # noqa: N802
+        items = {i.item for i in self.recommendations(node.recommendation, scope.person)}
+        if self.explain:
+            self._seen = "[" + ", ".join(sorted(items)) + "]"
+        return bool(items & set(node.items)) if node.items else bool(items)
+
     def eval_ConsentCond(self, node, scope):  # noqa: N802
         state = consent_state(scope.person.consents, node.channel)
         if self.explain:
@@ -635,6 +669,102 @@ def tag_value(evaluator: Evaluator, rule: ast.TagRule, person: PersonData):
         if evaluator.cond(case.when, Scope(person)) is True:
             return evaluator.value(case.then)
     return None if rule.default is None else evaluator.value(rule.default)
+
+
+# ---- recommendations --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RecommendedItem:
+    """One recommended item: its ``rank`` (1 = first) for the person, or for the car ``vin`` of a ``per car``
+    recommendation, and the rule that chose it (``rule``: 1-based position of its ``when``; ``line`` in the file)."""
+
+    item: str
+    rank: int
+    rule: int
+    line: int | None = None
+    vin: str | None = None
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+def owned_cars(person: PersonData, today: dt.date) -> list[CarData]:
+    """The cars ``person`` owns on ``today``, once per VIN, by VIN."""
+    cars = {c.vin: c for c in person.cars if car_owned_on(c, today)}
+    return [cars[vin] for vin in sorted(cars)]
+
+
+def rank_items(rule: ast.Recommend, truths, vin: str | None = None) -> list[RecommendedItem]:
+    """The ranked items given which ``when`` conditions are true (in rule order): each true rule adds its
+    item unless an earlier true rule gave it already."""
+    out: list[RecommendedItem] = []
+    seen: set[str] = set()
+    for index, (when, true) in enumerate(zip(rule.rules, truths), start=1):
+        if true and when.then.value not in seen:
+            seen.add(when.then.value)
+            out.append(RecommendedItem(when.then.value, len(out) + 1, index, when.line, vin))
+    return out
+
+
+def person_items(items) -> list[str]:
+    """A person's items in rank order, once each (for ``per car``: the best rank over their cars, then VIN)."""
+    ordered = sorted(items, key=lambda i: (i.rank, i.vin or ""))
+    return list(dict.fromkeys(i.item for i in ordered))
+
+
+def evaluate_recommendations(rule_set, name: str, dataset: Dataset, as_of: dt.datetime,
+                             tz: str | dt.tzinfo = DEFAULT_TIMEZONE) -> dict[int, list[RecommendedItem]]:
+    """The ranked items of recommendation ``name`` for every person with at least one."""
+    if name not in rule_set.recommendations:
+        raise EvaluationError(f"unknown recommendation `{name}`")
+    evaluator = Evaluator(rule_set, dataset, as_of, tz)
+    out = {}
+    for pid, person in dataset.people.items():
+        items = evaluator.recommendations(name, person)
+        if items:
+            out[pid] = items
+    return out
+
+
+def explain_recommendation(rule_set, name: str, dataset: Dataset, person_id: int, as_of: dt.datetime,
+                           tz: str | dt.tzinfo = DEFAULT_TIMEZONE) -> ExplainNode:
+    """Why person ``person_id`` gets each item (or none): per car for ``per car``, one node per rule with its
+    condition tree. A rule's node passes when its condition is true; ``seen`` says the rank it gave, or that an
+    earlier rule gave the item already."""
+    rule = rule_set.recommendations.get(name)
+    if rule is None:
+        raise EvaluationError(f"unknown recommendation `{name}`")
+    person = dataset.people.get(person_id)
+    if person is None:
+        raise EvaluationError(f"person {person_id} is not in the data")
+    evaluator = Evaluator(rule_set, dataset, as_of, tz)
+
+    def rules_node(label: str, scope: Scope, vin: str | None) -> ExplainNode:
+        trees = [evaluator.explain_cond(r.when, scope) for r in rule.rules]
+        ranked = {i.rule: i for i in rank_items(rule, [t.result is True for t in trees], vin)}
+        children = []
+        for index, (when, tree) in enumerate(zip(rule.rules, trees), start=1):
+            if index in ranked:
+                seen = f"rank {ranked[index].rank}"
+            elif tree.result is True:
+                seen = "item given by an earlier rule"
+            else:
+                seen = None
+            children.append(ExplainNode(f"when … then {fmt_string(when.then.value)}", tree.result is True, seen,
+                                        when.line, when.column, [tree]))
+        items = [i.item for i in sorted(ranked.values(), key=lambda i: i.rank)]
+        return ExplainNode(label, bool(items), "[" + ", ".join(items) + "]", children=children)
+
+    if rule.per_car:
+        cars = owned_cars(person, evaluator.today)
+        children = [rules_node(f"car {car.vin}", Scope(person, car=car), car.vin) for car in cars]
+        items = person_items(evaluator.recommendations(name, person))
+        return ExplainNode(f"recommend {name} per car", bool(items), "[" + ", ".join(items) + "]",
+                           rule.line, rule.column, children)
+    node = rules_node(f"recommend {name}", Scope(person), None)
+    node.line, node.column = rule.line, rule.column
+    return node
 
 
 @attrs.frozen

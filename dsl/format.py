@@ -141,6 +141,13 @@ def fmt_cond(cond, follow: str | None = None) -> str:
         return f"({text})" if follow == "then" and bare else text
     if isinstance(cond, ast.InSegment):
         return f"in segment {cond.segment}"
+    if isinstance(cond, ast.Recommended):
+        if not cond.items:
+            return f"has recommendation {cond.recommendation}"
+        if len(cond.items) == 1:
+            return f"recommendation {cond.recommendation} includes {fmt_string(cond.items[0])}"
+        return (f"recommendation {cond.recommendation} includes any of "
+                f"[{', '.join(fmt_string(i) for i in cond.items)}]")
     if isinstance(cond, ast.ConsentCond):
         return f"consented to {cond.channel}" if cond.state == "consented" else f"unsubscribed from {cond.channel}"
     if isinstance(cond, ast.Compare):
@@ -277,6 +284,10 @@ def format_rule(rule, inner_comments: list[str] = ()) -> str:
         if rule.default is not None:
             out += f"  else {fmt_value(rule.default)}\n"
         return out + "end"
+    if isinstance(rule, ast.Recommend):
+        header = _header("recommend", rule) + (" per car" if rule.per_car else "")
+        lines = [f"when {fmt_cond(r.when, 'then')} then {fmt_value(r.then)}" for r in rule.rules]
+        return _block(header, lines, inner_comments)
     if isinstance(rule, ast.Funnel):
         lines = ["steps " + ", ".join(rule.steps)]
         if rule.within is not None:
@@ -284,7 +295,96 @@ def format_rule(rule, inner_comments: list[str] = ()) -> str:
         if rule.by is not None:
             lines.append(f"by {rule.by}")
         return _block(_header("funnel", rule), lines, inner_comments)
+    if isinstance(rule, ast.Journey):
+        return _block(_header("journey", rule), journey_lines(rule), inner_comments)
     raise TypeError(f"not a rule: {type(rule).__name__}")
+
+
+# ---- journeys ---------------------------------------------------------------------------------
+
+
+def _fmt_entry(entry) -> str:
+    if isinstance(entry, ast.EntrySegment):
+        return f"entry on entering segment {entry.segment}"
+    if isinstance(entry, ast.EntryEvent):
+        return f"entry on {entry.event}" + ("" if entry.where is None else " where " + fmt_cond(entry.where))
+    if isinstance(entry, ast.EntrySchedule):
+        return f"entry segment {entry.segment} schedule {_fmt_schedule(entry.schedule)}"
+    raise TypeError(type(entry).__name__)
+
+
+def _guarded(cond) -> str:
+    """A condition followed by ``within`` (a goal's): a sequence would take the ``within`` as its own."""
+    if any(isinstance(node, ast.Sequence) for node in ast.walk(cond)):
+        return f"({fmt_cond(cond)})"
+    return fmt_cond(cond)
+
+
+def journey_lines(rule: ast.Journey) -> list[str]:
+    """The body lines of a journey: its settings clauses, then its steps (nested blocks indented)."""
+    lines = []
+    if rule.entry is not None:
+        lines.append(_fmt_entry(rule.entry))
+    if rule.holdout is not None:
+        lines.append(f"holdout {fmt_literal_value(rule.holdout)}%")
+    if rule.reentry is not None:
+        r = rule.reentry
+        lines.append("reentry " + (f"again after {fmt_value(r.after)}" if r.kind == "again after" else r.kind))
+    if rule.exit_when is not None:
+        lines.append("exit when " + fmt_cond(rule.exit_when))
+    if rule.goal is not None:
+        goal = rule.goal
+        where = "" if goal.where is None else " where " + _guarded(goal.where)
+        lines.append(f"goal {goal.event}{where} within {fmt_value(goal.within)}")
+    for step in rule.steps:
+        lines.extend(_step_lines(step))
+    return lines
+
+
+def _block_lines(opening: str, steps) -> list[str]:
+    """``opening {`` + the steps indented + ``}`` (``opening {}`` when empty)."""
+    inner = [line for step in steps for line in _step_lines(step)]
+    if not inner:
+        return [opening + " {}"]
+    return [opening + " {"] + ["  " + line for line in inner] + ["}"]
+
+
+def _join_blocks(head: str, blocks: list[tuple[str, tuple]]) -> list[str]:
+    """``head then { ... } else { ... }``: each block opens on the line that closes the one before."""
+    lines = [head]
+    for opening, steps in blocks:
+        block = _block_lines(opening, steps)
+        lines[-1] = f"{lines[-1]} {block[0]}"
+        lines.extend(block[1:])
+    return lines
+
+
+def _step_lines(step) -> list[str]:
+    prefix = "" if step.label is None else f"{step.label}: "
+    if isinstance(step, ast.SendStep):
+        return [prefix + "send " + _fmt_via(step.via)]
+    if isinstance(step, ast.WaitStep):
+        return [prefix + "wait " + fmt_value(step.duration)]
+    if isinstance(step, ast.WaitUntilStep):
+        return [prefix + "wait until " + _fmt_time(step.at)]
+    if isinstance(step, ast.ExitStep):
+        return [prefix + "exit"]
+    if isinstance(step, ast.WaitForStep):
+        head = prefix + f"wait for {step.event}"
+        if step.where is not None:
+            head += " where " + fmt_cond(step.where)
+        head += " up to " + fmt_value(step.up_to)
+        blocks = ([("then", step.then)] if step.then is not None else []) + (
+            [("else", step.otherwise)] if step.otherwise is not None else [])
+        return _join_blocks(head, blocks)
+    if isinstance(step, ast.IfStep):
+        blocks = [("then", step.then)] + ([("else", step.otherwise)] if step.otherwise is not None else [])
+        return _join_blocks(prefix + "if " + fmt_cond(step.cond), blocks)
+    if isinstance(step, ast.SplitStep):
+        blocks = [(("" if index == 0 else "/ ") + f"{fmt_literal_value(arm.percent)}%", arm.steps)
+                  for index, arm in enumerate(step.arms)]
+        return _join_blocks(prefix + "split", blocks)
+    raise TypeError(f"not a journey step: {type(step).__name__}")
 
 
 def _comment_lines(comments: list[tuple[int, str]], next_line: int | None) -> str:

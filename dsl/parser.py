@@ -15,7 +15,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from motorcade.dsl import ast
 from motorcade.dsl.errors import ERROR, Diagnostic, DslError, make
 
-RULE_KEYWORDS = ("segment", "campaign", "trigger", "tag", "funnel")
+RULE_KEYWORDS = ("segment", "campaign", "trigger", "tag", "funnel", "journey")
 
 _UNIT_PLURAL = {
     "minute": "minutes", "hour": "hours", "day": "days", "week": "weeks", "month": "months", "year": "years",
@@ -264,6 +264,23 @@ class ToAst(Transformer):
     def has_car(self, meta, children):
         return ast.HasCar(children[0], **_pos(meta))
 
+    def has_recommendation(self, meta, children):
+        return ast.Recommended(str(children[0]), (), **_pos(meta))
+
+    def recommended_one(self, meta, children):
+        return ast.Recommended(str(children[0]), (str(children[1]),), **_pos(meta))
+
+    def recommended_any(self, meta, children):
+        name, items = children
+        return ast.Recommended(str(name), [self._recommended_item(i) for i in items.items], **_pos(meta))
+
+    def _recommended_item(self, literal) -> str:
+        if not isinstance(literal.value, str):
+            self.collect.error(f"recommendation items are text, not `{literal.value}`", literal.line, literal.column,
+                               f'write it in quotes: "{literal.value}"')
+            return str(literal.value)
+        return literal.value
+
     def consented(self, meta, children):
         return ast.ConsentCond("consented", str(children[0]), **_pos(meta))
 
@@ -299,6 +316,18 @@ class ToAst(Transformer):
     def tag_rule(self, meta, children):
         name, title, *cases, default = children
         return ast.TagRule(str(name), self._title(title), cases, default, end_line=meta.end_line, **_pos(meta))
+
+    def per_car(self, meta, children):
+        return True
+
+    def recommend_when(self, meta, children):
+        when, item = children
+        return ast.RecommendWhen(when, ast.Literal(str(item), **_pos(item)), **_pos(meta))
+
+    def recommend(self, meta, children):
+        name, title, per_car, *rules = children
+        return ast.Recommend(str(name), self._title(title), bool(per_car), rules, end_line=meta.end_line,
+                             **_pos(meta))
 
     def funnel(self, meta, children):
         name, title, *steps, within_n, within_unit, by = children
@@ -395,7 +424,8 @@ class ToAst(Transformer):
         fields: dict = {"clause_positions": tuple((field, meta.line, meta.column) for field, _, meta in clauses)}
         for field, value, meta in clauses:
             if field in fields:
-                word = {"send_to": "send to", "quiet_hours": "quiet hours", "condition": "if"}.get(field, field)
+                word = {"send_to": "send to", "quiet_hours": "quiet hours", "condition": "if",
+                        "exit_when": "exit when"}.get(field, field)
                 self.collect.error(f"this {kind} has a second `{word}` clause", meta.line, meta.column,
                                    f"a {kind} takes each clause at most once; remove one of them")
                 continue
@@ -411,6 +441,82 @@ class ToAst(Transformer):
         name, title, *clauses = children
         fields = self._clauses("trigger", clauses)
         return ast.Trigger(str(name), self._title(title), end_line=meta.end_line, **fields, **_pos(meta))
+
+    # ---- journeys: settings clauses return (field, value, meta); steps are AST nodes ----
+    def j_entry_segment(self, meta, children):
+        return ("entry", ast.EntrySegment(str(children[0]), **_pos(meta)), meta)
+
+    def j_entry_event(self, meta, children):
+        return ("entry", ast.EntryEvent(str(children[0]), children[1], **_pos(meta)), meta)
+
+    def j_entry_schedule(self, meta, children):
+        return ("entry", ast.EntrySchedule(str(children[0]), children[1], **_pos(meta)), meta)
+
+    def j_holdout(self, meta, children):
+        return ("holdout", parse_number(children[0]), meta)
+
+    def j_reentry_once(self, meta, children):
+        return ("reentry", ast.JourneyReentry("once", None, **_pos(meta)), meta)
+
+    def j_reentry_after(self, meta, children):
+        after = ast.Duration(self._int(children[0]), children[1], **_pos(children[0]))
+        return ("reentry", ast.JourneyReentry("again after", after, **_pos(meta)), meta)
+
+    def j_reentry_while(self, meta, children):
+        return ("reentry", ast.JourneyReentry("while not in journey", None, **_pos(meta)), meta)
+
+    def j_exit_when(self, meta, children):
+        return ("exit_when", children[0], meta)
+
+    def j_goal(self, meta, children):
+        event, where, amount, unit = children
+        within = ast.Duration(self._int(amount), unit, **_pos(amount))
+        return ("goal", ast.Goal(str(event), where, within, **_pos(meta)), meta)
+
+    def j_stmt(self, meta, children):
+        label, step = children
+        return attrs.evolve(step, label=None if label is None else str(label), **_pos(meta))
+
+    def j_send(self, meta, children):
+        return ast.SendStep(None, ast.Via(children, **_pos(meta)), **_pos(meta))
+
+    def j_wait(self, meta, children):
+        return ast.WaitStep(None, ast.Duration(self._int(children[0]), children[1], **_pos(children[0])), **_pos(meta))
+
+    def j_wait_until(self, meta, children):
+        return ast.WaitUntilStep(None, self._time(children[0]), **_pos(meta))
+
+    def j_wait_for(self, meta, children):
+        event, where, amount, unit, then, otherwise = children
+        up_to = ast.Duration(self._int(amount), unit, **_pos(amount))
+        return ast.WaitForStep(None, str(event), where, up_to, then, otherwise, **_pos(meta))
+
+    def j_if(self, meta, children):
+        cond, then, otherwise = children
+        return ast.IfStep(None, cond, then, otherwise, **_pos(meta))
+
+    def j_then(self, meta, children):
+        return list(children)
+
+    def j_else(self, meta, children):
+        return list(children)
+
+    def j_arm(self, meta, children):
+        number, *steps = children
+        return ast.SplitArm(parse_number(number), steps, **_pos(meta))
+
+    def j_split(self, meta, children):
+        return ast.SplitStep(None, children, **_pos(meta))
+
+    def j_exit(self, meta, children):
+        return ast.ExitStep(None, **_pos(meta))
+
+    def journey(self, meta, children):
+        name, title, *items = children
+        clauses = [item for item in items if isinstance(item, tuple)]
+        steps = [item for item in items if not isinstance(item, tuple)]
+        fields = self._clauses("journey", clauses)
+        return ast.Journey(str(name), self._title(title), steps=steps, end_line=meta.end_line, **fields, **_pos(meta))
 
     def start(self, meta, children):
         """Rules in order; a top-level ``scope`` line gives its scope to the rules after it that can have
@@ -441,6 +547,7 @@ _TERMINAL_WORDS = {
     "_OR": "`or`",
     "_NOT": "`not`",
     "$END": "end of file",
+    "_THEN_BLOCK": "`then {`",
 }
 
 # Friendly labels for common mistakes (lark's match_examples: same parser state => same label).
@@ -458,6 +565,12 @@ _EXAMPLES = {
     "to test several events write `did any of [a, b]`": ["segment a { where did [a, b] }"],
     "`did` is followed by an event name, e.g. `did test_drive in last 30 days`": [
         "segment a { where did }", "segment a { where did and did x }"],
+    "a `wait for` needs an upper bound, e.g. `wait for reply up to 7 days`": [
+        "journey j { wait for x then { exit } }", "journey j { wait for x }", "journey j { wait for x exit }",
+        "journey j { wait for x where a = 1 then { exit } }", "journey j { wait for x where a = 1 }",
+    ],
+    "a journey's `if` is followed by `then { ... }`": ["journey j { if did x { exit } }",
+                                                      "journey j { if tag t = 1 { exit } }"],
     "a rule's body is enclosed in `{ ... }`; is a closing `}` missing?": [
         "segment a { where did x", "segment a { where did x segment b { where did y }",
     ],

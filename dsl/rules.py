@@ -28,6 +28,8 @@ class RuleSet:
     triggers: dict[str, ast.Trigger] = attrs.field(factory=dict)
     tags: dict[str, ast.TagRule] = attrs.field(factory=dict)
     funnels: dict[str, ast.Funnel] = attrs.field(factory=dict)
+    journeys: dict[str, ast.Journey] = attrs.field(factory=dict)
+    recommendations: dict[str, ast.Recommend] = attrs.field(factory=dict)
 
     def file_of(self, rule) -> ast.RuleFile | None:
         for rule_file in self.files:
@@ -37,7 +39,8 @@ class RuleSet:
 
     def by_kind(self, kind: str) -> dict:
         return {"segment": self.segments, "campaign": self.campaigns, "trigger": self.triggers,
-                "tag": self.tags, "funnel": self.funnels}[kind]
+                "tag": self.tags, "funnel": self.funnels, "journey": self.journeys,
+                "recommendation": self.recommendations}[kind]
 
 
 def is_rule_file(path: Path) -> bool:

@@ -27,11 +27,23 @@ A test file gives people, events and cars as small ``|``-separated tables and st
     expect trigger order_thanks fires on event 2
     expect trigger order_thanks does not fire on event 1
     expect trigger welcome fires on enter segment owners for 1
+    expect journey recall puts 1 at settle entering 2026-05-20 10:00
+    expect journey recall puts 2 at converted
+    expect journey recall takes 1 through [invite, reply, call, settle]
+    expect recommendation service_package of 1 = ["major_service", "minor_service"]
 
 An empty cell is a missing value. Cells are literals as in rules (strings in double quotes, numbers,
 true/false, dates, date-times, [lists]); the ``event`` column may hold a bare event name. People
 columns: ``id``, ``profile.NAME``, ``tag NAME``, ``stores``, ``advisors``, ``consent CHANNEL``
 (``consent *`` = every channel). ``scenario "title"`` starts a new, empty data set in the same file.
+
+A journey expectation simulates the person through the journey up to ``as of`` (the engine's stepper,
+woken at the entry, at every due time and at every event a ``wait for`` waits for): ``puts ID at STEP``
+names the step the person stands at, or ``completed``, ``exited``, ``converted``, ``holdout`` or
+``not entered``; ``takes ID through [steps]`` lists the steps taken, in order. The person enters at
+``entering TIME`` when given; otherwise at their first event that matches ``entry on EVENT [where ...]``,
+or, for a segment entry, at ``as of`` minus nothing -- give ``entering`` for those (the person must be in
+the segment then).
 """
 
 from __future__ import annotations
@@ -47,7 +59,7 @@ from motorcade.dsl import ast
 from motorcade.dsl.data import CarData, Dataset, EventData, PersonData, ValueTypes
 from motorcade.dsl.errors import ERROR, Diagnostic, DslError, did_you_mean, make
 from motorcade.dsl.evaluate import (
-    DEFAULT_TIMEZONE, EvaluationError, Evaluator, get_zone, tag_value, trigger_fires,
+    DEFAULT_TIMEZONE, EvaluationError, Evaluator, Scope, get_zone, person_items, tag_value, trigger_fires,
 )
 from motorcade.dsl.format import fmt_cond
 from motorcade.dsl.parser import comment_start, parse_cell, parse_datetime
@@ -151,9 +163,13 @@ class TestFile:
 
 _EXPECT_SEGMENT = re.compile(r"expect\s+segment\s+(\w+)\s+(members|non-members|exactly)\s+(.+)$")
 _EXPECT_TAG = re.compile(r"expect\s+tag\s+(\w+)\s+of\s+(\d+)\s*(?:=\s*(.+)|is\s+null)$")
+_EXPECT_RECOMMENDATION = re.compile(r"expect\s+recommendation\s+(\w+)\s+of\s+(\d+)\s*=\s*(.+)$")
 _EXPECT_TRIGGER_EVENT = re.compile(r"expect\s+trigger\s+(\w+)\s+(fires|does not fire)\s+on\s+event\s+(\d+)$")
 _EXPECT_TRIGGER_SEGMENT = re.compile(
     r"expect\s+trigger\s+(\w+)\s+(fires|does not fire)\s+on\s+(enter|leave)\s+segment\s+(\w+)\s+for\s+(\d+)$")
+_EXPECT_JOURNEY = re.compile(
+    r"expect\s+journey\s+(\w+)\s+(?:puts\s+(\d+)\s+at\s+(not entered|[\w@.]+)|takes\s+(\d+)\s+through\s+\[([^\]]*)\])"
+    r"(?:\s+entering\s+(.+))?$")
 _SECTIONS = ("people", "events", "cars")
 
 
@@ -360,6 +376,10 @@ class _TestFileParser:
         if m := _EXPECT_TAG.match(text):
             value = None if m.group(3) is None else self.cell(m.group(3), number, text.index(m.group(3)) + 1)
             return Expectation(number, text, "tag", m.group(1), {"person": int(m.group(2)), "value": value})
+        if m := _EXPECT_RECOMMENDATION.match(text):
+            items = self.cell(m.group(3), number, text.index(m.group(3)) + 1)
+            return Expectation(number, text, "recommendation", m.group(1),
+                               {"person": int(m.group(2)), "items": items if isinstance(items, list) else [items]})
         if m := _EXPECT_TRIGGER_EVENT.match(text):
             return Expectation(number, text, "trigger", m.group(1),
                                {"fires": m.group(2) == "fires", "event": int(m.group(3))})
@@ -367,10 +387,26 @@ class _TestFileParser:
             return Expectation(number, text, "trigger", m.group(1),
                                {"fires": m.group(2) == "fires", "change": (m.group(3), m.group(4)),
                                 "person": int(m.group(5))})
+        if m := _EXPECT_JOURNEY.match(text):
+            entering = None
+            if m.group(6):
+                value = m.group(6).strip()
+                entering = parse_datetime(value) if re.search(r"\d[ T]\d", value) else None
+                if entering is None:
+                    self.error("`entering` needs a date-time", number, text.index(value) + 1,
+                               "e.g. `entering 2026-05-20 10:00`")
+            if m.group(2):
+                return Expectation(number, text, "journey", m.group(1),
+                                   {"person": int(m.group(2)), "at": m.group(3), "entering": entering})
+            steps = [part.strip() for part in m.group(5).split(",") if part.strip()]
+            return Expectation(number, text, "journey", m.group(1),
+                               {"person": int(m.group(4)), "through": steps, "entering": entering})
         raise DslError([make(ERROR, f"cannot read this expectation: `{text}`", file=self.path, source=self.text,
                              line=number, column=1,
                              hint="expect segment S members|non-members|exactly [ids] / expect tag T of ID = "
-                                  "value / expect trigger T fires|does not fire on event ID")])
+                                  "value / expect trigger T fires|does not fire on event ID / expect journey J "
+                                  "puts ID at STEP|takes ID through [steps] [entering TIME] / "
+                                  "expect recommendation R of ID = [items]")])
 
 
 def parse_test_file(path: str, text: str) -> TestFile:
@@ -431,6 +467,14 @@ def _conditions_of(rule):
         roots = [c.when for c in rule.cases]
     elif isinstance(rule, ast.Trigger):
         roots = [c for c in (getattr(rule.on, "where", None), rule.condition) if c is not None]
+    elif isinstance(rule, ast.Journey):
+        from motorcade.dsl.journey import all_steps
+
+        roots = [c for c in (getattr(rule.entry, "where", None), rule.exit_when) if c is not None]
+        roots += [s.cond for s in all_steps(rule.steps) if isinstance(s, ast.IfStep)]
+        roots += [s.where for s in all_steps(rule.steps) if isinstance(s, ast.WaitForStep) and s.where is not None]
+    elif isinstance(rule, ast.Recommend):
+        roots = [r.when for r in rule.rules]
     out = []
 
     def visit(node):
@@ -438,7 +482,7 @@ def _conditions_of(rule):
         for child in ast.children(node):
             if isinstance(child, (ast.And, ast.Or, ast.Not, ast.Compare, ast.InList, ast.Between, ast.IsNull,
                                   ast.TextMatch, ast.Did, ast.DidAny, ast.Sequence, ast.InSegment, ast.HasCar,
-                                  ast.ConsentCond)):
+                                  ast.ConsentCond, ast.Recommended)):
                 visit(child)
             elif isinstance(child, ast.Aggregate) and child.where is not None:
                 visit(child.where)
@@ -491,6 +535,20 @@ def _run_expectation(exp: Expectation, scenario: Scenario, test_file: TestFile, 
         if value != exp.args["value"] or type(value) is not type(exp.args["value"]):
             return f"tag value is {value!r}, expected {exp.args['value']!r}"
         return None
+    if exp.kind == "journey":
+        return _run_journey_expectation(exp, scenario, test_file, rule_set, coverage)
+    if exp.kind == "recommendation":
+        rule = rule_set.recommendations.get(exp.name)
+        if rule is None:
+            return _unknown("recommendation", exp.name, rule_set.recommendations)
+        coverage.add_rule(rule)
+        person = scenario.dataset.people.get(exp.args["person"])
+        if person is None:
+            return f"person {exp.args['person']} is not in the `people:` table"
+        items = person_items(evaluator.recommendations(exp.name, person))
+        if items != exp.args["items"]:
+            return f"items are {items!r}, expected {exp.args['items']!r}"
+        return None
     rule = rule_set.triggers.get(exp.name)
     if rule is None:
         return _unknown("trigger", exp.name, rule_set.triggers)
@@ -507,6 +565,121 @@ def _run_expectation(exp: Expectation, scenario: Scenario, test_file: TestFile, 
                                  segment_change=exp.args["change"], as_of=as_of, tz=tz, on_result=coverage.record)
     if decision.fires != exp.args["fires"]:
         return f"trigger {'fires' if decision.fires else 'does not fire'}: {decision.reason}"
+    return None
+
+
+class _ScenarioWorld:
+    """What the journey stepper asks, answered from a rule test's tables at ``now``."""
+
+    def __init__(self, rule_set, scenario: Scenario, tz, coverage: _Coverage):
+        self.rule_set = rule_set
+        self.scenario = scenario
+        self.tz = tz
+        self.coverage = coverage
+        self.now: dt.datetime | None = None
+
+    def _dataset(self) -> Dataset:
+        people = {}
+        for pid, person in self.scenario.dataset.people.items():
+            people[pid] = attrs.evolve(person, events=[e for e in person.events if e.ts <= self.now])
+        return Dataset(people)
+
+    def condition(self, person_id, cond):
+        dataset = self._dataset()
+        evaluator = Evaluator(self.rule_set, dataset, self.now, self.tz, on_result=self.coverage.record)
+        holds = evaluator.cond(cond, Scope(dataset.people[person_id])) is True
+        return holds, {"condition": fmt_cond(cond), "result": holds}
+
+    def first_event(self, person_id, event, where, after, until):
+        person = self.scenario.dataset.people[person_id]
+        for item in sorted(person.events, key=lambda e: e.ts):
+            if item.name != event or not after < item.ts <= until:
+                continue
+            if where is not None:
+                evaluator = Evaluator(self.rule_set, Dataset.of(PersonData(person_id)), self.now, self.tz,
+                                      on_result=self.coverage.record)
+                if evaluator.cond(where, Scope(PersonData(person_id), event=item)) is not True:
+                    continue
+            return item.ts
+        return None
+
+
+def simulate_journey(rule_set, journey, scenario: Scenario, person_id: int, entering: dt.datetime | None,
+                     as_of: dt.datetime, tz, coverage: _Coverage | None = None):
+    """Run one person through ``journey`` up to ``as_of``: ``(status, step, steps taken)`` where status is
+    ``not entered`` when the person never enters."""
+    from motorcade.dsl.journey import build_flow
+    from motorcade.journeys.stepper import PersonState, advance
+    from motorcade.activation.guardrails import in_holdout
+
+    coverage = coverage or _Coverage()
+    person = scenario.dataset.people[person_id]
+    world = _ScenarioWorld(rule_set, scenario, tz, coverage)
+    entry = journey.entry
+    if entering is None and isinstance(entry, ast.EntryEvent):
+        for item in sorted(person.events, key=lambda e: e.ts):
+            if item.name == entry.event and item.ts <= as_of:
+                world.now = item.ts
+                if entry.where is None or Evaluator(rule_set, Dataset.of(PersonData(person_id)), item.ts, tz,
+                                                    on_result=coverage.record).cond(
+                        entry.where, Scope(PersonData(person_id), event=item)) is True:
+                    entering = item.ts
+                    break
+    elif entering is None:
+        raise EvaluationError(f"say when person {person_id} enters journey `{journey.name}`: add "
+                              "`entering 2026-05-20 10:00` to the expectation")
+    elif not isinstance(entry, ast.EntryEvent) and entry is not None:
+        world.now = entering
+        dataset = world._dataset()
+        if not Evaluator(rule_set, dataset, entering, tz).segment_member(entry.segment, dataset.people[person_id]):
+            return "not entered", None, []
+    if entering is None or entering > as_of:
+        return "not entered", None, []
+    if in_holdout(person_id, f"journey:{journey.name}", journey.holdout):
+        return "holdout", None, []
+    flow = build_flow(journey)
+    state = PersonState(person_id, 1, flow.start, "active", entering, entering)
+    wake_names = {n.step.event for n in flow.nodes.values() if n.kind == "wait_for"}
+    wakes = sorted({e.ts for e in person.events if e.name in wake_names and entering < e.ts <= as_of})
+    taken_all = []
+    now = entering
+    while True:
+        world.now = now
+        taken, _ = advance(journey, flow, state, world)
+        taken_all.extend(taken)
+        if state.status != "active":
+            break
+        later = [t for t in wakes if t > now] + ([state.due_at] if state.due_at is not None else [])
+        now = min(later, default=None)
+        if now is None or now > as_of:
+            break
+    return state.status, state.step, taken_all
+
+
+def _run_journey_expectation(exp: Expectation, scenario: Scenario, test_file: TestFile, rule_set: RuleSet,
+                             coverage: _Coverage) -> str | None:
+    journey = rule_set.journeys.get(exp.name)
+    if journey is None:
+        return _unknown("journey", exp.name, rule_set.journeys)
+    coverage.add_rule(journey)
+    pid = exp.args["person"]
+    if pid not in scenario.dataset.people:
+        return f"person {pid} is not in the `people:` table"
+    entering = exp.args["entering"]
+    tz = get_zone(test_file.timezone)
+    if entering is not None and entering.tzinfo is None:
+        entering = entering.replace(tzinfo=tz)
+    status, step, taken = simulate_journey(rule_set, journey, scenario, pid, entering, test_file.as_of, tz,
+                                           coverage)
+    where = step if status == "active" else status
+    if "at" in exp.args:
+        if where != exp.args["at"]:
+            at_step = f" at step `{step}`" if status in ("exited", "converted") else ""
+            return f"person {pid} is at `{where}`{at_step}, expected `{exp.args['at']}`"
+        return None
+    steps = [t.step for t in taken]
+    if steps != exp.args["through"]:
+        return f"person {pid} took [{', '.join(steps)}], expected [{', '.join(exp.args['through'])}]"
     return None
 
 

@@ -86,6 +86,7 @@ person_leaves = st.one_of(
     st.builds(ast.InSegment, names),
     st.builds(ast.HasCar, st.none() | field_conds),
     st.builds(ast.ConsentCond, st.sampled_from(["consented", "unsubscribed"]), names),
+    st.builds(ast.Recommended, names, st.lists(texts, max_size=3)),
 )
 person_conds = boolean_tree(person_leaves, 3)
 
@@ -113,6 +114,8 @@ rules = st.one_of(
                                                    max_size=3), st.none() | literals),
     st.builds(ast.Funnel, names, titles, st.lists(names, min_size=2, max_size=4),
               st.none() | st.builds(ast.Duration, amounts, units), st.none() | names),
+    st.builds(ast.Recommend, names, titles, st.booleans(),
+              st.lists(st.builds(ast.RecommendWhen, person_conds, texts.map(ast.Literal)), min_size=1, max_size=3)),
 )
 rule_files = st.builds(ast.RuleFile, st.lists(rules, max_size=3))
 

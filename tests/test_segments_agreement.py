@@ -587,3 +587,69 @@ def test_windows_local_dates_and_relations_match_the_tests_own_oracle(store, cas
     assert {r[0] for r in store.query(compiled.sql(), compiled.params)} == expected
     planned = plan_segment(store, rule_set, "main", as_of, tz)
     assert {r[0] for r in store.query(planned.sql(), planned.params)} == expected
+
+
+# ---- recommendations: the compiled query and `recommendation R includes` against the evaluator ---------
+# A generated `recommend` rule (per person, or per car with car fields and person conditions mixed), its
+# ranked items from the compiled query (motorcade.segments.recommend) and from the evaluator; and a segment
+# that uses it, compiled and planned.
+
+RECOMMENDED_ITEMS = ["major_service", "minor_service", "tyres"]
+
+
+@st.composite
+def recommendation_cases(draw):
+    as_of, tz = draw(st.sampled_from(AS_OFS))
+    per_car = draw(st.booleans())
+    base_dt = as_of.astimezone(zoneinfo.ZoneInfo(tz)).replace(tzinfo=None)
+    car_fields = st.sampled_from(["brand", "model", "model_year", "purchase_date", "store", "age"]).map(ast.FieldRef)
+    car_leaf = predicates(car_fields, values(base_dt.date(), base_dt))
+    whens = []
+    for _ in range(draw(st.integers(1, 4))):
+        if per_car:  # a car field, a person condition, or both
+            shape = draw(st.sampled_from(["car", "person", "and", "or"]))
+            # in car scope a bare `store` / `age` is the car's; `advisor` is no car field (`check` rejects it)
+            person_cond = conditions(as_of, tz, allow_segment=False, depth=0).filter(
+                lambda c: not any(isinstance(n, ast.FieldRef) and n.name == "advisor" for n in ast.walk(c)))
+            parts = [draw(car_leaf) if shape != "person" else None, draw(person_cond) if shape != "car" else None]
+            parts = [p for p in parts if p is not None]
+            when = parts[0] if len(parts) == 1 else (ast.And(parts) if shape == "and" else ast.Or(parts))
+        else:
+            when = draw(conditions(as_of, tz, allow_segment=False, depth=1))
+        whens.append(ast.RecommendWhen(when, ast.Literal(draw(st.sampled_from(RECOMMENDED_ITEMS)))))
+    probe = ast.Recommended("pkg", draw(st.lists(st.sampled_from(RECOMMENDED_ITEMS), max_size=2, unique=True)))
+    other = draw(conditions(as_of, tz, allow_segment=False, depth=0))
+    main = [probe, ast.Not(probe), ast.And([probe, other]), ast.Or([ast.Not(probe), other])][draw(st.integers(0, 3))]
+    return as_of, tz, ast.Recommend("pkg", None, per_car, whens), main, draw(people(as_of, tz))
+
+
+@settings(max_examples=int(os.environ.get("AGREEMENT_EXAMPLES", "200")) // 4, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+                                 HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
+@given(case=recommendation_cases())
+def test_recommendations_agree_with_the_reference_evaluator(store, case):
+    from motorcade.dsl.evaluate import evaluate_recommendations
+    from motorcade.segments.recommend import compute_recommendations
+
+    as_of, tz, rule, main, population = case
+    rule_set = RuleSet(segments={"main": ast.Segment("main", None, main)}, recommendations={"pkg": rule})
+    load(store, population, as_of)
+    dataset = load_dataset(store)
+    note("\n".join(f"when {fmt_cond(w.when)} then {w.then.value}" for w in rule.rules)
+         + f"\nper car: {rule.per_car}\nwhere {fmt_cond(main)}")
+    try:
+        expected = evaluate_recommendations(rule_set, "pkg", dataset, as_of, tz)
+        members = evaluate_segment(rule_set, "main", dataset, as_of, tz)
+    except EvaluationError as refused:
+        note(f"evaluator refused: {refused}")
+        with pytest.raises(EvaluationError):
+            compute_recommendations(store, rule_set, "pkg", as_of, tz)
+            compile_condition(rule_set, main, as_of, tz)
+        return
+    assert compute_recommendations(store, rule_set, "pkg", as_of, tz) == expected
+    some = sorted(expected)[:2]
+    assert compute_recommendations(store, rule_set, "pkg", as_of, tz, some) == {p: expected[p] for p in some}
+    compiled = compile_condition(rule_set, main, as_of, tz, store.value_types())
+    assert {r[0] for r in store.query(compiled.sql(), compiled.params)} == members
+    planned = plan_segment(store, rule_set, "main", as_of, tz)
+    assert {r[0] for r in store.query(planned.sql(), planned.params)} == members

@@ -13,9 +13,12 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
 import attrs
+
+if TYPE_CHECKING:
+    from .receipts import ReceiptAnswer, ReceiptRequest
 
 RESULT_STATES = ("sent", "transient", "permanent")
 
@@ -146,6 +149,13 @@ class Channel:
 
     def send(self, batch: list[OutboundMessage]) -> list[DeliveryResult]:
         """Deliver a batch; return exactly one result per message, in any order."""
+        raise NotImplementedError
+
+    def receipts(self, request: "ReceiptRequest") -> "ReceiptAnswer":
+        """Verify a request on the channel's receipt address (``/r/<channel>`` of `motorcade collect`) as the
+        provider documents it and read the receipts in it. Raise ``ReceiptRejected("signature" | "replayed"
+        | "malformed", detail)`` for a request that fails verification; the default raises
+        NotImplementedError (the channel takes no receipts: 404). See motorcade.activation.receipts."""
         raise NotImplementedError
 
     def close(self) -> None:

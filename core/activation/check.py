@@ -10,11 +10,14 @@ from motorcade.dsl import ast
 from motorcade.errors import MotorcadeError
 
 from .schedule import ScheduleError, validate_schedule
-from .templates import TemplateError, TemplateProblem, TemplateStore, check_template
+from .templates import TemplateError, TemplateProblem, TemplateStore, check_template, tracking_calls
+from .tracking import link_length
 
 
 def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = None, attributes: set[str] | None = None,
-                           tags: set[str] | None = None, kind: str | None = None) -> list[TemplateProblem]:
+                           tags: set[str] | None = None, kind: str | None = None,
+                           public_url: str | None = None,
+                           recommendations: set[str] | None = None) -> list[TemplateProblem]:
     """The template problems of one campaign or trigger: a missing template, a syntax error, a name or
     field that does not exist, fixed text over the channel's length. A rule with any of them is not
     planned by `run`/`serve` (it would send empty or broken messages)."""
@@ -23,10 +26,13 @@ def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = No
     if rule.via is None:
         return problems
     for step in rule.via.steps:
-        max_length = None
+        max_length = sms_link_length = None
         if registry is not None:
             try:
-                max_length = registry.channel_class(step.channel).capabilities.max_length
+                capabilities = registry.channel_class(step.channel).capabilities
+                max_length = capabilities.max_length
+                if capabilities.address_type == "phone":  # an SMS: warn when it needs several segments
+                    sms_link_length = link_length(public_url or "https://go.example.cn")
             except MotorcadeError:
                 pass  # a channel that is not installed is reported (and handled) on its own
         try:
@@ -35,13 +41,22 @@ def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = No
             problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message, exc.hint,
                                             column=step.column))
             continue
+        helpers = tracking_calls(text)
+        if helpers and public_url == "":
+            problems.append(TemplateProblem(
+                step.template, str(path), None,
+                f"calls {' and '.join(f'{h}()' for h in sorted(helpers))} but [activation] public_url is not set",
+                'add public_url = "https://go.example.cn" under [activation]: the address where `motorcade '
+                'collect` is reached from outside'))
         problems.extend(check_template(step.template, path, text, attributes=attributes, tags=tags,
-                                       max_length=max_length, channel=step.channel))
+                                       max_length=max_length, channel=step.channel,
+                                       sms_link_length=sms_link_length,
+                                       recommendations=recommendations))
     return problems
 
 
 def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, attributes: set[str] | None = None,
-                     tags: set[str] | None = None) -> list[TemplateProblem]:
+                     tags: set[str] | None = None, public_url: str | None = None) -> list[TemplateProblem]:
     """Every problem found in the rule set's campaigns and triggers (an empty list when all is well).
 
     ``attributes`` / ``tags``: profile attributes and tag names known in the project (None: not checked).
@@ -69,7 +84,8 @@ def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, att
                     problems.append(TemplateProblem(step.template, f"{kind} {rule.name}", step.line, exc.message,
                                                     exc.hint, column=step.column))
         problems.extend(rule_template_problems(rule, store, registry=registry, attributes=attributes, tags=tags,
-                                               kind=kind))
+                                               kind=kind, public_url=public_url,
+                                               recommendations=set(rule_set.recommendations)))
     unique = {}
     for problem in problems:
         unique.setdefault((problem.path, problem.line, problem.message), problem)
@@ -98,7 +114,7 @@ def check_project(project) -> list[TemplateProblem]:
     registry = project.plugins.registry()
     attributes, tags = known_names(project.store, registry, project.config.sources)
     return check_activation(project.rules(), templates_dir=project.directory / settings.templates, registry=registry,
-                            attributes=attributes, tags=tags)
+                            attributes=attributes, tags=tags, public_url=settings.public_url)
 
 
 def activation_diagnostics(problems: list[TemplateProblem], rule_set, project_dir: Path,
@@ -106,7 +122,7 @@ def activation_diagnostics(problems: list[TemplateProblem], rule_set, project_di
     """The problems as `check`'s diagnostics: file:line:col relative to the project, the line with a caret, a
     hint. A problem about a rule points into its rule file (at the clause); one about a template file into
     that file. ``skip_channels``: channels `check` already reported as unknown (reported once, not twice)."""
-    from motorcade.dsl.errors import ERROR, make
+    from motorcade.dsl.errors import make
 
     def relative(path: str) -> str:
         try:
@@ -139,6 +155,6 @@ def activation_diagnostics(problems: list[TemplateProblem], rule_set, project_di
             text = source.split("\n")[line - 1] if 0 < line <= len(source.split("\n")) else ""
             column = len(text) - len(text.lstrip()) + 1
         prefix = str(Path(project_dir).resolve()) + "/"
-        out.append(make(ERROR, problem.message.replace(prefix, ""), file=file, source=source, line=line,
+        out.append(make(problem.severity, problem.message.replace(prefix, ""), file=file, source=source, line=line,
                         column=column, hint=problem.hint.replace(prefix, "") if problem.hint else None))
     return out

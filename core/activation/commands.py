@@ -64,11 +64,18 @@ def run(state, once: bool, campaigns: tuple[str, ...], no_dispatch: bool, as_jso
                    + "".join(f", {status} {n}" for status, n in sorted(stopped.items())))
         for key, n in report.stopped.items():
             click.echo(f"  {n:>6,} {mask_message(key)}")
+        for name, totals in report.journeys.items():
+            if any(totals.values()):
+                click.echo(f"journey {name}: {totals['entered']:,} entered ({totals['holdout']:,} held out), "
+                           f"{totals['steps']:,} steps taken, {totals['sends']:,} sends planned; "
+                           f"{totals['converted']:,} converted, {totals['exited']:,} exited, "
+                           f"{totals['completed']:,} completed")
         if report.planned_runs:  # this pass's campaign sends as they stand now, by status and reason
             for status, reason, n in ctx.store.run_send_outcomes(r["run_id"] for r in report.planned_runs):
                 click.echo(f"  {n:>6,} {status}" + (f": {mask_message(reason)}" if reason else "")
                            + "  (this pass's campaign runs)")
-        if not report.planned_runs and not sum(report.trigger_firings.values()):
+        if not report.planned_runs and not sum(report.trigger_firings.values()) and not any(
+                any(t.values()) for t in report.journeys.values()):
             click.echo("nothing was planned:" if report.notes else "nothing was planned (no campaign or trigger)")
             for note in report.notes:
                 click.echo(f"  {note}")
@@ -175,6 +182,31 @@ def sends_stats(state, as_json) -> None:
         return
     for r in rows:
         click.echo(f"{r['origin_kind']:<8} {r['origin']:<28} {r['channel']:<12} {r['status']:<10} {r['count']:>8,}")
+
+
+@sends.command("tracking")
+@click.option("--origin", help="Only the links of this campaign or trigger.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def sends_tracking(state, origin, as_json) -> None:
+    """Short-link and open-pixel hits (people and bots) and receipts refused, by channel and reason
+    (bad signature, replayed, unknown message, malformed)."""
+    store = state.project.store
+    kind = None
+    if origin is not None:
+        kind = "trigger" if store.query("SELECT 1 FROM outbox WHERE origin_kind = 'trigger' AND origin = ? LIMIT 1",
+                                        (origin,)) else "campaign"
+    hits = store.link_hit_counts(kind, origin)
+    refused = store.receipt_rejection_counts()
+    if as_json:
+        click.echo(json.dumps({"hits": hits, "receipts_refused": [
+            {"channel": c, "reason": r, "count": n} for (c, r), n in sorted(refused.items())]}))
+        return
+    click.echo(f"link clicks {hits['click']:,}, pixel opens {hits['open']:,}, bot and scanner hits {hits['bot']:,}")
+    if not refused:
+        click.echo("no receipt refused")
+    for (channel, reason), count in sorted(refused.items()):
+        click.echo(f"receipts refused  {channel:<12} {reason:<16} {count:>8,}")
 
 
 COMMANDS: list = [run, serve, sends]

@@ -51,8 +51,45 @@ def _advisor_and_store(store, person_id: int) -> tuple[Any, Any]:
     return advisor, shop
 
 
+class Recommendation(str):
+    """``{{ recommendation.NAME }}``: the person's top item (empty text when there is none), with ``items`` (ranked,
+    once each), ``ranked`` (one dict per item and car: item, rank, rule, line, vin) and ``for_car(vin)``."""
+
+    def __new__(cls, ranked: list):
+        from motorcade.dsl.evaluate import person_items
+
+        items = person_items(ranked)
+        self = super().__new__(cls, items[0] if items else "")
+        self.items = items
+        self.ranked = [r.to_dict() for r in ranked]
+        return self
+
+    def for_car(self, vin: str) -> list[str]:
+        """The items of one car (by rank) of a ``per car`` recommendation."""
+        return [r["item"] for r in sorted(self.ranked, key=lambda r: r["rank"]) if r["vin"] == vin]
+
+
+class Recommendations(dict):
+    """The ``recommendation`` root: computed for the person on first use of each name (the compiled rules at
+    ``now``); an unknown name is an error, as `motorcade check` reports it."""
+
+    def __init__(self, store, rule_set, person_id: int, now: dt.datetime, tz: dt.tzinfo):
+        super().__init__()
+        self._source = (store, rule_set, person_id, now, tz)
+
+    def __missing__(self, name: str) -> Recommendation:
+        from motorcade.segments.recommend import compute_recommendations
+
+        store, rule_set, person_id, now, tz = self._source
+        if rule_set is None or name not in rule_set.recommendations:
+            raise KeyError(name)
+        ranked = compute_recommendations(store, rule_set, name, now, tz, [person_id]).get(person_id, [])
+        self[name] = value = Recommendation(ranked)
+        return value
+
+
 def template_context(store, person_id: int, *, origin_kind: str, origin: str, now: dt.datetime, tz: dt.tzinfo,
-                     event_properties: dict[str, Any] | None = None) -> dict[str, Any]:
+                     event_properties: dict[str, Any] | None = None, rule_set=None) -> dict[str, Any]:
     """The names a template sees for this person (see :mod:`motorcade.activation.templates`)."""
     person = store.get_person(person_id)
     attributes = dict(person.attributes) if person else {}
@@ -84,6 +121,7 @@ def template_context(store, person_id: int, *, origin_kind: str, origin: str, no
         "origin": {"kind": origin_kind, "name": origin},
         "event": event_properties or {},
         "now": now.astimezone(tz),
+        "recommendation": Recommendations(store, rule_set, person_id, now, tz),
     }
 
 

@@ -31,6 +31,7 @@ from .people import address_of, template_context
 from .schedule import period_start, slot_text
 from .settings import ActivationContext
 from .templates import RenderLimits, TemplateError, TemplateStore
+from .tracking import LinkMaker, store_links
 
 
 class PlanningError(MotorcadeError):
@@ -110,14 +111,18 @@ class Renderer:
             if missing:
                 raise PlanningError(f"{_kind(rule)} {rule.name!r} is not planned: {missing}",
                                     hint="nothing is lost: the slot stays due and trigger events wait")
-        key = f"{_kind(rule)}:{rule.name}"
+        # keyed by the templates too: a journey's send steps share the journey's name
+        key = f"{_kind(rule)}:{rule.name}:" + ",".join(f"{s.channel}/{s.template}" for s in rule.via.steps)
         if key not in self._refused:
             if self._names is None:
                 self._names = known_names(self.ctx.store, self.ctx.registry, self.ctx.source_settings)
             attributes, tags = self._names
             tags = None if tags is None else set(tags) | set(self.ctx.rule_set.tags)
-            problems = rule_template_problems(rule, self.templates, registry=self.ctx.registry,
-                                              attributes=attributes, tags=tags)
+            problems = [p for p in rule_template_problems(rule, self.templates, registry=self.ctx.registry,
+                                                          attributes=attributes, tags=tags,
+                                                          public_url=self.ctx.settings.public_url,
+                                                          recommendations=set(self.ctx.rule_set.recommendations))
+                        if p.severity == "error"]  # warnings (SMS segments) do not stop a rule
             self._refused[key] = "; ".join(str(p) for p in problems[:3]) + (
                 f" (and {len(problems) - 3} more)" if len(problems) > 3 else "") if problems else None
         if self._refused[key]:
@@ -146,7 +151,9 @@ class Renderer:
                 continue
             if context is None:
                 context = template_context(ctx.store, person_id, origin_kind=_kind(rule), origin=rule.name, now=now,
-                                           tz=ctx.tz, event_properties=event_properties)
+                                           tz=ctx.tz, event_properties=event_properties, rule_set=ctx.rule_set)
+            links = LinkMaker(ctx.settings.public_url)  # this step's track() / open_pixel() codes
+            context.update(track=links.track, open_pixel=links.open_pixel)
             try:
                 rendered = self.templates.render(step.template, step.channel, context)
             except TemplateError as exc:
@@ -156,12 +163,14 @@ class Renderer:
                 continue
             entry.update(address=address, subject=rendered.subject, body=rendered.body,
                          store_id=(context["store"] or {}).get("id"))
+            if links.links:
+                entry.update(links=links.links, params=links.params())
             out.append(entry)
         return out
 
 
 def _kind(rule) -> str:
-    return "campaign" if isinstance(rule, ast.Campaign) else "trigger"
+    return "campaign" if isinstance(rule, ast.Campaign) else getattr(rule, "origin_kind", "trigger")
 
 
 def _send(rule, run_id: str, occasion: str, person_id: int, revision: str, payload: dict[str, Any],
@@ -181,6 +190,7 @@ def _send(rule, run_id: str, occasion: str, person_id: int, revision: str, paylo
 
 def _enqueue(ctx: ActivationContext, sends: list[dict[str, Any]], now: dt.datetime) -> int:
     inserted = set(ctx.store.enqueue_sends(sends, at=now))
+    store_links(ctx.store, sends, inserted, at=now)
     write_feedback(ctx.store, [(s, "queued", now, {}) for s in sends
                                if s["idempotency_key"] in inserted and s["payload"]["arm"] == "treatment"])
     dead = [s for s in sends if s["idempotency_key"] in inserted and s["status"] == "dead"]

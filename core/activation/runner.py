@@ -40,6 +40,7 @@ class RunReport:
     planner: bool = False  # whether this worker held the scheduler lease
     stopped: dict[str, int] = attrs.field(factory=dict)  # "status: reason" -> sends a guard rail stopped
     notes: list[str] = attrs.field(factory=list)  # why a campaign or trigger planned nothing this pass
+    journeys: dict[str, dict[str, int]] = attrs.field(factory=dict)  # journey -> entered, steps, sends, ...
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -104,6 +105,24 @@ def plan_due(ctx: ActivationContext, report: RunReport) -> None:
         except Exception as exc:  # noqa: BLE001 -- one trigger's defect must not stop the others
             report.errors.append(f"trigger {name}: unexpected {type(exc).__name__}: {exc}")
             logger.exception("trigger %s: unexpected error while planning", name)
+    plan_journeys(ctx, report, renderer)
+
+
+def plan_journeys(ctx: ActivationContext, report: RunReport, renderer: Renderer) -> None:
+    """Let people into every journey and advance everyone whose step is due (motorcade.journeys)."""
+    from motorcade.journeys.engine import process_journey
+
+    for name in sorted(getattr(ctx.rule_set, "journeys", {})):
+        if ctx.stopping():
+            return
+        try:
+            report.journeys[name] = process_journey(ctx, name, renderer=renderer)
+        except MotorcadeError as exc:
+            report.errors.append(f"journey {name}: {exc}")
+            ctx.log(f"journey {name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 -- one journey's defect must not stop the others
+            report.errors.append(f"journey {name}: unexpected {type(exc).__name__}: {exc}")
+            logger.exception("journey %s: unexpected error while planning", name)
 
 
 def run_campaigns_now(ctx: ActivationContext, names) -> list[dict[str, Any]]:

@@ -37,6 +37,8 @@ class ActivationSettings:
     render_seconds: float = 2.0  # rendering one message may take this long ...
     render_max_chars: int = 100_000  # ... build texts (and lists) at most this long ...
     render_max_loops: int = 10_000  # ... and make this many loop iterations plus function/macro calls
+    public_url: str = ""  # where `motorcade collect` is reached from outside: short links and open pixels
+    utm_source: str = ""  # when set, short links add utm_source/medium (channel)/campaign/content (template)
 
     @classmethod
     def from_config(cls, table: dict[str, Any]) -> "ActivationSettings":

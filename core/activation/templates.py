@@ -14,6 +14,9 @@ Names a template can use::
     advisor.id .name .phone .store_id .role                        the person's sales (else service) advisor
     store.id .name .group .city .brand                             the person's store
     origin.kind .name   event.NAME (event triggers: the event's properties)   now (local time)
+    track(URL)   a tracked short link to URL      open_pixel()   an e-mail open pixel (motorcade.activation.tracking)
+    recommendation.NAME          the person's top item of `recommend NAME` (.items ranked, .ranked with the
+                                 rule that chose each, .for_car(vin) for a `per car` recommendation)
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ CAR_FIELDS = ("vin", "brand", "model", "model_year", "purchase_date", "store_id"
 ADVISOR_FIELDS = ("id", "name", "phone", "store_id", "role")
 STORE_FIELDS = ("id", "name", "group", "city", "brand")
 ORIGIN_FIELDS = ("kind", "name")
-ROOTS = ("person", "profile", "tags", "car", "cars", "advisor", "store", "origin", "event", "now", "loop")
+ROOTS = ("person", "profile", "tags", "car", "cars", "advisor", "store", "origin", "event", "now", "recommendation",
+         "loop")
+HELPERS = ("track", "open_pixel")  # tracked short links and the e-mail open pixel (motorcade.activation.tracking)
 TEXT_SUFFIXES = (".txt", ".txt.j2", ".j2")
 HTML_SUFFIXES = (".html", ".html.j2")
 
@@ -264,6 +269,7 @@ class TemplateProblem:
     message: str
     hint: str | None = None
     column: int | None = None  # where on ``line`` (rule clauses); None: the line's first character
+    severity: str = "error"  # "error": the rule is not planned; "warning": reported by check only
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
@@ -399,11 +405,14 @@ def _attr_chain(node) -> tuple[str, list[str]] | None:
 
 def check_template(name: str, path: Path, text: str, *, attributes: set[str] | None = None,
                    tags: set[str] | None = None, max_length: int | None = None,
-                   channel: str | None = None) -> list[TemplateProblem]:
+                   channel: str | None = None, sms_link_length: int | None = None,
+                   recommendations: set[str] | None = None) -> list[TemplateProblem]:
     """Fields a template uses that do not exist, and a body longer than the channel accepts.
 
     ``attributes`` / ``tags``: the names known in the project (None = unknown, not checked). The length
     check counts the template's literal text only (the floor of what any person's message will be).
+    ``sms_link_length``: the channel sends SMS and a short link is this long: a warning says when the
+    fixed text plus its ``track()`` links already needs more than one SMS segment.
     """
     problems: list[TemplateProblem] = []
     subject_src, body_src, body_line = split_subject(text)
@@ -415,6 +424,8 @@ def check_template(name: str, path: Path, text: str, *, attributes: set[str] | N
         known_fields["profile"] = set(attributes)
     if tags is not None:
         known_fields["tags"] = set(tags)
+    if recommendations is not None:  # the rules' `recommend NAME` blocks
+        known_fields["recommendation"] = set(recommendations)
     for part_src, offset in ((subject_src, 0), (body_src, body_line - 1)):
         if part_src is None:
             continue
@@ -437,7 +448,7 @@ def check_template(name: str, path: Path, text: str, *, attributes: set[str] | N
             if root in local_names:
                 continue
             line = (node.lineno or 1) + offset
-            if root not in ROOTS and root not in env.globals:  # range, dict, namespace, cycler, joiner, lipsum
+            if root not in ROOTS and root not in HELPERS and root not in env.globals:  # range, dict, namespace, cycler, joiner, lipsum
                 key = (root,)
                 if key not in reported:
                     reported.add(key)
@@ -461,6 +472,21 @@ def check_template(name: str, path: Path, text: str, *, attributes: set[str] | N
                     name, str(path), line, f"`{root}.{field}` does not exist",
                     f"did you mean `{root}.{close[0]}`?" if close else
                     f"known: {', '.join(sorted(known_fields[root])[:12]) or 'none'}"))
+    if sms_link_length is not None and not any(p.message.startswith("syntax error") for p in problems):
+        tree = env.parse(body_src)
+        literal = "".join(n.data for n in tree.find_all(nodes.TemplateData)).strip()
+        links = sum(1 for n in tree.find_all(nodes.Call) if isinstance(n.node, nodes.Name) and n.node.name == "track")
+        length = len(literal) + links * sms_link_length
+        count = sms_segments(literal + "x" * (links * sms_link_length))
+        if count > 1:
+            single, part = (160, 153) if _gsm_text(literal) else (70, 67)
+            problems.append(TemplateProblem(
+                name, str(path), None,
+                f"an SMS of at least {length} characters ({len(literal)} of fixed text"
+                + (f", {links} short link(s) of {sms_link_length}" if links else "")
+                + f"): {count} segments, each billed as one SMS ({single} characters fit one SMS, {part} each "
+                "segment of a longer one)",
+                "shorten the text to fit one segment, or accept the cost", severity="warning"))
     if max_length is not None:
         literal = "".join(n.data for n in env.parse(body_src).find_all(nodes.TemplateData)) if not any(
             p.message.startswith("syntax error") for p in problems) else ""
@@ -471,3 +497,37 @@ def check_template(name: str, path: Path, text: str, *, attributes: set[str] | N
                 f"{len(literal)} characters of fixed text; {channel or 'the channel'} accepts at most {max_length}",
                 "shorten the template (an SMS over the limit is split or refused by the provider)"))
     return problems
+
+
+_GSM_BASIC = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                 "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+_GSM_EXTENDED = set("^{}\\[~]|€")
+
+
+def _gsm_text(text: str) -> bool:
+    return all(ch in _GSM_BASIC or ch in _GSM_EXTENDED for ch in text)
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS segments ``text`` takes: GSM-7 text 160 characters in one SMS and 153 a segment of a
+    longer one (an extended character such as ``€`` counts twice); any other text (Chinese) is UCS-2, 70
+    in one SMS and 67 a segment."""
+    if _gsm_text(text):
+        length = len(text) + sum(1 for ch in text if ch in _GSM_EXTENDED)
+        single, part = 160, 153
+    else:
+        length, single, part = len(text), 70, 67
+    if length <= single:
+        return 1
+    return -(-length // part)
+
+
+def tracking_calls(text: str) -> set[str]:
+    """The tracking helpers (``track``, ``open_pixel``) a template calls (empty if it does not parse)."""
+    _subject, body_src, _line = split_subject(text)
+    try:
+        tree = make_environment(autoescape=False).parse(body_src)
+    except jinja2.TemplateSyntaxError:
+        return set()
+    return {n.node.name for n in tree.find_all(nodes.Call) if isinstance(n.node, nodes.Name)
+            and n.node.name in HELPERS}

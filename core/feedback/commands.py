@@ -7,6 +7,7 @@ import click
 from ..as_of import as_of_option
 
 from ..errors import MotorcadeError
+from .attribution import MODELS as ATTRIBUTION_MODELS
 
 
 def _common(fn):
@@ -58,7 +59,7 @@ def _emit(report, fmt, out):
 
 @click.group()
 def report() -> None:
-    """Reports over the store: funnels, campaign uplift, retention cohorts, churn warning."""
+    """Reports over the store: funnels, campaign uplift, retention cohorts, churn warning, attribution, segment portraits."""
 
 
 @report.command()
@@ -166,6 +167,68 @@ def churn(state, service_event, limit, default_interval, as_of, store_id, fmt, o
     result = compute_churn(project.store, service_event=service_event, as_of=_as_of(project, as_of),
                            store_id=store_id, limit=limit, default_interval_days=default_interval,
                            tz=project.timezone)
+    _emit(result, fmt, out)
+
+
+def _reports_settings(project) -> dict:
+    """The ``[reports]`` table of motorcade.toml (checked by the config schema)."""
+    return dict(project.config.raw.get("reports", {}) or {})
+
+
+@report.command()
+@click.option("--conversion", default="order", show_default=True, help="The event that counts as a conversion.")
+@click.option("--within", "within_days", default=90.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Days before a conversion in which touches count.")
+@click.option("--model", "models", multiple=True, type=click.Choice(ATTRIBUTION_MODELS),
+              help="Attribution model (repeat for several; default: all six).")
+@click.option("--touches", help="Comma-separated touch events (default: [reports] touches, else sends, clicks, "
+                                "store visits, configurator views, test drives, lead submissions).")
+@as_of_option("Treat this instant as now: later events do not count.")
+@_common
+@click.pass_obj
+def attribution(state, conversion, within_days, models, touches, as_of, store_id, fmt, out) -> None:
+    """Which touches led to CONVERSION events: credits by campaign, channel, store and touch, per model.
+
+    Models: first_touch, last_touch, linear, time_decay, position_based (40/20/40) and markov (data-driven:
+    the removal effect of a first-order Markov chain over all journeys)."""
+    from .attribution import DEFAULT_TOUCHES, compute_attribution
+    from .common import to_epoch
+
+    project = state.project
+    settings = _reports_settings(project)
+    names = ([t.strip() for t in touches.split(",") if t.strip()] if touches
+             else list(settings.get("touches", DEFAULT_TOUCHES)))
+    _warn_unknown_events(project, conversion)
+    result = compute_attribution(project.store, conversion=conversion, within_days=within_days, models=models,
+                                 touches=names, half_life_days=settings.get("attribution_half_life_days", 7.0),
+                                 store_id=store_id, as_of=to_epoch(_as_of(project, as_of), project.timezone))
+    _emit(result, fmt, out)
+
+
+@report.command()
+@click.argument("segment")
+@click.option("--against", help="Compare with this segment (default: all people).")
+@click.option("--tag", "tags", multiple=True, help="Describe only these tags (repeat; default: every tag with values).")
+@click.option("--attribute", "profile", multiple=True,
+              help="Also describe this profile attribute (repeat; default: [reports] portrait_attributes).")
+@click.option("--alpha", default=0.05, show_default=True, help="False discovery rate for 'significant'.")
+@_common
+@click.pass_obj
+def portrait(state, segment, against, tags, profile, alpha, store_id, fmt, out) -> None:
+    """What distinguishes SEGMENT from the base: per tag and profile attribute, shares, lift and tests.
+
+    Fisher's exact test per value and chi-square per attribute (segment vs the rest of the base), corrected
+    by Benjamini-Hochberg; attributes sorted by Cramér's V."""
+    from .portrait import compute_portrait
+
+    project = state.project
+    try:
+        segments = tuple(project.rules().segments)
+    except MotorcadeError:
+        segments = ()
+    profile = profile or tuple(_reports_settings(project).get("portrait_attributes", ()))
+    result = compute_portrait(project.store, segment, against=against, tags=tags or None, profile=profile,
+                              alpha=alpha, store_id=store_id, segments=segments)
     _emit(result, fmt, out)
 
 

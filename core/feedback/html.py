@@ -101,6 +101,7 @@ class Section:
     text: str | None = None
     table: Table | None = None
     chart: Chart | None = None
+    svg: str | None = None  # a drawing made elsewhere (trusted markup, e.g. a journey graph), shown as is
 
 
 # ---- SVG -----------------------------------------------------------------------------------------
@@ -505,6 +506,8 @@ def render_report(title: str, sections: Sequence[Section], *, subtitle: str | No
             out.append(f'<p class="text">{_esc(section.text)}</p>')
         if section.chart is not None:
             out.append(f'<figure>{chart_svg(section.chart)}</figure>')
+        if section.svg is not None:
+            out.append(f'<figure class="wide">{section.svg}</figure>')
         if section.table is not None:
             out.append(f'<div class="table-wrap">{_table_html(section.table)}</div>')
         out.append("</section>")

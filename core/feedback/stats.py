@@ -7,6 +7,8 @@
 - :func:`wald_interval`: the Wald interval for p1 - p2 (method 1 there), for comparison.
 - :func:`risk_ratio_interval`: the Katz et al. (1978) log interval for p1 / p2; relative uplift is
   ``ratio - 1``.
+- :func:`fisher_exact`, :func:`chi_square_independence`, :func:`benjamini_hochberg`: the tests of the segment
+  portrait (Fisher's exact test per value, Pearson's chi-square per attribute, false discovery rate control).
 """
 
 from __future__ import annotations
@@ -70,3 +72,109 @@ def risk_ratio_interval(x1: int, n1: int, x2: int, n2: int, confidence: float = 
 
 
 DIFFERENCE_METHODS = {"newcombe": newcombe_interval, "wald": wald_interval}
+
+
+# ---- tests for the segment portrait ---------------------------------------------------------------
+
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def fisher_exact(a: int, b: int, c: int, d: int) -> float:
+    """Two-sided p-value of Fisher's exact test for the 2×2 table ``[[a, b], [c, d]]``.
+
+    The probability, given the margins, of every table at most as likely as the observed one (the
+    "minimum likelihood" two-sided rule, as R's ``fisher.test``; a relative tolerance of 1e-7 keeps tables
+    tied with the observed one despite rounding)."""
+    row1, col1, n = a + b, a + c, a + b + c + d
+    if n == 0 or row1 in (0, n) or col1 in (0, n):
+        return 1.0
+    low, high = max(0, row1 + col1 - n), min(row1, col1)
+    denominator = _log_choose(n, col1)
+
+    def log_p(x: int) -> float:
+        return _log_choose(row1, x) + _log_choose(n - row1, col1 - x) - denominator
+
+    observed = log_p(a)
+    limit = observed + math.log1p(1e-7)
+    total = sum(math.exp(lp) for lp in (log_p(x) for x in range(low, high + 1)) if lp <= limit)
+    return min(1.0, total)
+
+
+def _upper_gamma_regularized(s: float, x: float) -> float:
+    """Q(s, x) = Γ(s, x) / Γ(s): a series below x < s + 1, Lentz's continued fraction above (Numerical
+    Recipes §6.2)."""
+    if x <= 0:
+        return 1.0
+    log_front = s * math.log(x) - x - math.lgamma(s)
+    if x < s + 1:
+        term = total = 1.0 / s
+        k = s
+        for _ in range(10000):
+            k += 1
+            term *= x / k
+            total += term
+            if abs(term) < abs(total) * 1e-16:
+                break
+        return max(0.0, 1.0 - total * math.exp(log_front))
+    tiny = 1e-300
+    b = x + 1 - s
+    c, d = 1 / tiny, 1 / b
+    h = d
+    for i in range(1, 10000):
+        an = -i * (i - s)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < 1e-16:
+            break
+    return min(1.0, math.exp(log_front) * h)
+
+
+def chi_square_sf(statistic: float, df: int) -> float:
+    """P(X >= statistic) for X chi-square distributed with ``df`` degrees of freedom."""
+    if df <= 0:
+        raise ValueError(f"degrees of freedom must be positive, got {df}")
+    return _upper_gamma_regularized(df / 2, statistic / 2)
+
+
+def chi_square_independence(table) -> tuple[float, int, float]:
+    """Pearson's chi-square test of independence of an r×c table of counts (no continuity correction):
+    ``(statistic, degrees of freedom, p-value)``. Rows or columns that are all zero are dropped."""
+    rows = [list(r) for r in table if sum(r)]
+    if not rows:
+        return 0.0, 0, 1.0
+    keep = [j for j in range(len(rows[0])) if sum(r[j] for r in rows)]
+    rows = [[r[j] for j in keep] for r in rows]
+    n = sum(map(sum, rows))
+    df = (len(rows) - 1) * (len(keep) - 1)
+    if df == 0:
+        return 0.0, 0, 1.0
+    col_totals = [sum(r[j] for r in rows) for j in range(len(keep))]
+    statistic = 0.0
+    for r in rows:
+        row_total = sum(r)
+        for j, observed in enumerate(r):
+            expected = row_total * col_totals[j] / n
+            statistic += (observed - expected) ** 2 / expected
+    return statistic, df, chi_square_sf(statistic, df)
+
+
+def benjamini_hochberg(p_values) -> list[float]:
+    """Benjamini–Hochberg (1995) adjusted p-values (q-values) controlling the false discovery rate, in input
+    order: ``q_(i) = min over j >= i of p_(j) · m / j``, capped at 1."""
+    p = list(p_values)
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    adjusted = [0.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p[i] * m / rank)
+        adjusted[i] = min(1.0, running)
+    return adjusted

@@ -92,10 +92,17 @@ def members_command(segment: str, as_of: str | None, fmt: str | None, limit: int
 @_AS_OF
 def explain_command(segment: str, person_id: int | None, as_of: str | None) -> None:
     """Show a segment's SQL, query plan, size and sample members — or, with --person, the
-    condition tree for one person with the values seen and pass / fail per condition."""
+    condition tree for one person with the values seen and pass / fail per condition.
+
+    SEGMENT may also name a recommendation (`recommend NAME { ... }`): its SQL and the people per item, or
+    with --person the person's ranked items with the rule that chose each."""
     from .explain import explain_person_in_segment, explain_segment, shown
 
     project = _project()
+    rule_set = project.rules()
+    if segment not in rule_set.segments and segment in rule_set.recommendations:
+        _explain_recommendation(project, segment, person_id, as_of)
+        return
     if person_id is not None:
         result = explain_person_in_segment(project, segment, person_id, as_of)
         verdict = "IS a member" if result.tree.result else "is NOT a member"
@@ -123,6 +130,29 @@ def explain_command(segment: str, person_id: int | None, as_of: str | None) -> N
     click.echo(f"\naudience: {result.size:,} people in {result.seconds:.3f}s")
     if result.sample:
         click.echo("sample: " + ", ".join(result.sample))
+
+
+def _explain_recommendation(project, name: str, person_id: int | None, as_of: str | None) -> None:
+    from .explain import explain_person_recommendation, explain_recommendation_summary, shown
+
+    if person_id is not None:
+        result = explain_person_recommendation(project, name, person_id, as_of)
+        items = [f"{r.item} (rank {r.rank}, rule {r.rule}, line {r.line}" + (f", car {r.vin})" if r.vin else ")")
+                 for r in result.ranked]
+        click.echo(f"person {shown(result.person_id)}: recommendation {name} at {result.as_of.isoformat()}: "
+                   + ("; ".join(items) if items else "nothing"))
+        click.echo(result.tree.render())
+        if not result.sql_agrees:
+            click.secho("warning: the compiled SQL disagrees with the reference evaluator for this person; "
+                        "please report it with this output", fg="red", err=True)
+        return
+    result = explain_recommendation_summary(project, name, as_of)
+    click.echo(f"recommendation {name} at {result.as_of.isoformat()}")
+    click.echo("\nSQL:")
+    click.echo(result.sql)
+    click.echo(f"\n{result.people:,} people get at least one item (in {result.seconds:.3f}s)")
+    for item, people, first in result.by_item:
+        click.echo(f"  {item:<24} {people:>8,} people, first for {first:,}")
 
 
 @click.command(name="diff")

@@ -241,6 +241,7 @@ class SQLiteCompiler:
         self._names = itertools.count(1)
         self._aliases = itertools.count(1)
         self._segment_path: list[str] = []
+        self._recommendation_path: list[str] = []
         self._truth_subject = None  # a tag subject whose lookup may take the EXISTS form (see truth)
 
     # -- parameters and aliases --
@@ -797,6 +798,40 @@ class SQLiteCompiler:
                   .join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")), copy=False)
                   .where(and_(*parts), copy=False))
         return exists(select)
+
+    # -- recommendations (docs/dsl.md): `recommendation R includes "x"` holds when a rule of R that gives "x"
+    # holds for the person (for one car they own, for `per car`): earlier rules only decide the rank.
+    def c_Recommended(self, node, scope):  # noqa: N802
+        rule = self.rule_set.recommendations.get(node.recommendation)
+        if rule is None:
+            raise CompileError(f"unknown recommendation `{node.recommendation}`",
+                               "define it with `recommend NAME { ... }`")
+        if node.recommendation in self._recommendation_path:
+            cycle = " -> ".join(self._recommendation_path[self._recommendation_path.index(node.recommendation):]
+                                + [node.recommendation])
+            raise CompileError(f"recommendations refer to each other in a cycle: {cycle}",
+                               "a recommendation's conditions must not depend on itself")
+        conds = [r.when for r in rule.rules if not node.items or r.then.value in node.items]
+        if not conds:
+            return num(0)
+        either = conds[0] if len(conds) == 1 else ast.Or(conds)
+        self._recommendation_path.append(node.recommendation)
+        try:
+            if rule.per_car:
+                return self.c_HasCar(ast.HasCar(either), Scope(scope.person, person_key=scope.person_key))
+            return coalesce0(self.cond(either, Scope(scope.person, person_key=scope.person_key)))
+        finally:
+            self._recommendation_path.pop()
+
+    def recommendation_columns(self, name: str, scope: Scope) -> list[exp.Expression]:
+        """One 0 / 1 column per rule of recommendation ``name``: whether its condition is true in ``scope`` (the
+        person, or a car and its owner for ``per car``)."""
+        rule = self.rule_set.recommendations[name]
+        self._recommendation_path.append(name)
+        try:
+            return [coalesce0(self.cond(r.when, scope)) for r in rule.rules]
+        finally:
+            self._recommendation_path.pop()
 
     def c_ConsentCond(self, node, scope):  # noqa: N802
         def granted(channel):

@@ -95,3 +95,75 @@ def explain_person_in_segment(project, segment: str, person_id: int, as_of=None)
     sql_member = bool(rows and rows[0][0] == 1)
     return PersonExplanation(segment, resolved, as_of, tree, sql_member,
                              store.segment_membership(segment, resolved))
+
+
+# ---- recommendations ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RecommendationExplanation:
+    recommendation: str
+    person_id: int
+    as_of: dt.datetime
+    tree: ExplainNode  # by the reference evaluator: per car (per car), per rule, the condition tree
+    ranked: list  # what the compiled SQL gives (RecommendedItem), the production path
+    sql_agrees: bool
+
+
+def explain_person_recommendation(project, name: str, person_id: int, as_of=None) -> RecommendationExplanation:
+    """Why one person gets each item of recommendation ``name``: the evaluator's tree (the rule that chose
+    each item, the conditions with the values seen), cross-checked with the compiled rules."""
+    from motorcade.dsl.evaluate import evaluate_recommendations, explain_recommendation
+
+    from .recommend import compute_recommendations, require_recommendation
+
+    tz = project.timezone
+    as_of = parse_as_of(as_of, tz)
+    rule_set = project.rules()
+    require_recommendation(rule_set, name)
+    store = project.store
+    resolved = store.resolve_person_id(person_id)
+    dataset = load_dataset(store, [resolved])
+    if resolved not in dataset.people:
+        raise MotorcadeError(f"no person with id {person_id} in {store.path}",
+                             "check the id (e.g. from `motorcade explain SEGMENT` samples with MOTORCADE_SHOW_PII=1)")
+    tree = explain_recommendation(rule_set, name, dataset, resolved, as_of, tz)
+    ranked = compute_recommendations(store, rule_set, name, as_of, tz, [resolved]).get(resolved, [])
+    expected = evaluate_recommendations(rule_set, name, dataset, as_of, tz).get(resolved, [])
+    return RecommendationExplanation(name, resolved, as_of, tree, ranked, ranked == expected)
+
+
+@attrs.frozen
+class RecommendationSummary:
+    recommendation: str
+    as_of: dt.datetime
+    sql: str
+    people: int  # people with at least one item
+    by_item: list  # (item, people, people with it first)
+    seconds: float
+
+
+def explain_recommendation_summary(project, name: str, as_of=None) -> RecommendationSummary:
+    """The compiled SQL of recommendation ``name`` and, over everyone, how many people get each item."""
+    from motorcade.dsl.evaluate import person_items
+
+    from .recommend import compute_recommendations, recommendation_query, require_recommendation
+
+    tz = project.timezone
+    as_of = parse_as_of(as_of, tz)
+    rule_set = project.rules()
+    rule = require_recommendation(rule_set, name)
+    store = project.store
+    started = time.perf_counter()
+    ranked = compute_recommendations(store, rule_set, name, as_of, tz)
+    seconds = time.perf_counter() - started
+    people = {item: 0 for item in rule.items()}
+    first = dict(people)
+    for items in ranked.values():
+        ordered = person_items(items)
+        for item in ordered:
+            people[item] += 1
+        first[ordered[0]] += 1
+    sql, _ = recommendation_query(store, rule_set, name, as_of, tz)
+    return RecommendationSummary(name, as_of, sql, len(ranked), [(i, people[i], first[i]) for i in rule.items()],
+                                 seconds)

@@ -183,9 +183,9 @@ def _mentions_car(cond) -> bool:
 
 
 def _no_profile(cond) -> bool:
-    """No ``profile.x`` or ``age`` (they need the people row) and no ``in segment`` (it may bring one in). A
-    car's ``age`` counts too: telling it from a person's is not worth a plan shape."""
-    return cond is None or not any(isinstance(n, (ast.ProfileRef, ast.InSegment))
+    """No ``profile.x`` or ``age`` (they need the people row) and no ``in segment`` or ``recommendation`` (they may
+    bring one in). A car's ``age`` counts too: telling it from a person's is not worth a plan shape."""
+    return cond is None or not any(isinstance(n, (ast.ProfileRef, ast.InSegment, ast.Recommended))
                                    or (isinstance(n, ast.FieldRef) and n.name == "age") for n in ast.walk(cond))
 
 

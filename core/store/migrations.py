@@ -544,3 +544,91 @@ def m011_access(db: sqlite_utils.Database) -> None:
             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         """
     )
+
+
+@migration
+def m012_tracking(db: sqlite_utils.Database) -> None:
+    """Tracked short links and open pixels (``links``: one row per send, step and link, the code random and
+    unguessable), every hit on them (``link_hits``: clicks, opens, and bots recorded as such), provider
+    receipts already handled (``receipts_seen``: Aliyun's and Tencent's are redelivered) and receipts
+    refused (``receipt_rejections``: bad signature, replayed, unknown message id)."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS links (
+            code TEXT PRIMARY KEY,
+            idempotency_key TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            kind TEXT NOT NULL,            -- 'link' or 'open'
+            target TEXT,                   -- the URL a link redirects to (None for an open pixel)
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS links_by_send ON links (idempotency_key);
+        CREATE TABLE IF NOT EXISTS link_hits (
+            id INTEGER PRIMARY KEY,
+            code TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            user_agent TEXT,
+            bot TEXT                       -- the rule that took the hit for a bot or link scanner; NULL: a person
+        );
+        CREATE INDEX IF NOT EXISTS link_hits_by_code ON link_hits (code);
+        CREATE TABLE IF NOT EXISTS receipts_seen (
+            provider TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            PRIMARY KEY (provider, dedupe_key)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS receipt_rejections (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            reason TEXT NOT NULL,          -- 'signature', 'replayed', 'unknown_message', 'malformed'
+            detail TEXT,
+            at INTEGER NOT NULL
+        );
+        """
+    )
+
+
+@migration
+def m013_journeys(db: sqlite_utils.Database) -> None:
+    """Journeys (``motorcade.journeys``): one state row per (journey, person, entry) -- the step the person is
+    at and when it is due --, the path each took (with the condition values seen at branches), and every
+    version of every journey people entered, so people in flight finish on the version they entered."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS journey_versions (
+            journey TEXT NOT NULL,
+            version TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (journey, version)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS journey_states (
+            journey TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            entry INTEGER NOT NULL,
+            version TEXT NOT NULL,
+            arm TEXT NOT NULL CHECK (arm IN ('treatment', 'holdout')),
+            step TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('active', 'completed', 'exited', 'converted', 'holdout')),
+            entered_at INTEGER NOT NULL,
+            due_at INTEGER,
+            waiting_since INTEGER,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (journey, person_id, entry)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS journey_states_due ON journey_states (journey, status, due_at);
+        CREATE INDEX IF NOT EXISTS journey_states_step ON journey_states (journey, status, step);
+        CREATE TABLE IF NOT EXISTS journey_path (
+            id INTEGER PRIMARY KEY,
+            journey TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            entry INTEGER NOT NULL,
+            step TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            next_step TEXT,
+            at INTEGER NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (journey, person_id, entry, step, outcome)  -- also serves the look-up of a person's path
+        );
+        """
+    )

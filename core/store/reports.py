@@ -180,6 +180,55 @@ class ReportsMixin:
         sql = f"WITH {', '.join(ctes)} SELECT person_id, key, {times} FROM ranked WHERE rn = 1 ORDER BY person_id"
         return [tuple(r) for r in self.conn.execute(sql, params)]
 
+    # -- attribution --------------------------------------------------------------------------------
+
+    def attribution_events(self, conversion: str, touches: Sequence[str], *, until: int | None = None,
+                           store: str | None = None) -> list[tuple]:
+        """The conversion and touch events of every person, in ``(person, ts, id)`` order:
+        ``(person_id, ts, id, name, campaign, channel, store)``.
+
+        ``campaign`` and ``channel`` are read from the event's properties; ``store`` from ``store_id`` or
+        ``store`` there, falling back to the person's home store (as the funnel's ``by store``). Only events up
+        to ``until`` (inclusive) and, with ``store``, of the people whose home store it is."""
+        names = [conversion, *touches]
+        marks = ",".join("?" * len(names))
+        params: list = [*names]
+        where = f"e.name IN ({marks}) AND e.person_id IS NOT NULL"
+        if until is not None:
+            where += " AND e.ts <= ?"
+            params.append(until)
+        pop_sql, pop_params = store_filter("e.person_id", store)
+        params.extend(pop_params)
+        sql = (
+            "SELECT e.person_id, e.ts, e.id, e.name, json_extract(e.properties, '$.campaign'), "
+            "json_extract(e.properties, '$.channel'), "
+            "COALESCE(json_extract(e.properties, '$.store_id'), json_extract(e.properties, '$.store'), "
+            f"{home_store_expr('e.person_id')}) FROM events e WHERE {where}{pop_sql} ORDER BY e.person_id, e.ts, e.id"
+        )
+        return [tuple(r) for r in self.conn.execute(sql, params)]
+
+    # -- segment portrait ---------------------------------------------------------------------------
+
+    def people_in_scope(self, store: str | None = None) -> list[int]:
+        """Every person (``store``: those whose home store it is)."""
+        pop_sql, params = store_filter("p.id", store)
+        return [r[0] for r in self.conn.execute(f"SELECT p.id FROM people p WHERE 1 = 1{pop_sql} ORDER BY p.id",
+                                                params)]
+
+    def tags_with_values(self) -> list[str]:
+        """The tags that have a value for someone, by name."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT tag FROM tag_values ORDER BY tag")]
+
+    def tag_values_of(self, tag: str) -> dict[int, object]:
+        """``{person_id: value}`` of one tag."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT person_id, value FROM tag_values WHERE tag = ?", (tag,))}
+
+    def profile_values(self, key: str) -> dict[int, object]:
+        """``{person_id: value}`` of one key of the people's profile attributes (people without it are left out)."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT id, json_extract(attributes, ?) FROM people WHERE json_extract(attributes, ?) IS NOT NULL",
+            (f'$."{key}"', f'$."{key}"'))}
+
     # -- campaign uplift ----------------------------------------------------------------------------
 
     def campaign_runs(self, campaign: str, *, until: int | None = None) -> list[tuple]:

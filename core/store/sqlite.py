@@ -22,6 +22,7 @@ from .functions import register as register_functions
 from .migrations import MIGRATIONS
 from .identity import IdentityMixin
 from .inbox import InboxMixin
+from .journeys import JourneysMixin
 from .ingest import IngestMixin
 from .outbox import OutboxMixin
 from .people import PeopleMixin
@@ -32,6 +33,7 @@ from .quarantine import QuarantineMixin
 from .reports import ReportsMixin
 from .stats import StatsMixin
 from .tags import TagsMixin
+from .tracking import TrackingMixin
 
 
 def _cache_kib() -> int:
@@ -45,7 +47,8 @@ def _cache_kib() -> int:
 
 
 class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin, TagsMixin, SegmentsMixin, OutboxMixin,
-                  ReportsMixin, StatsMixin, InboxMixin, AccessMixin):
+                  ReportsMixin, StatsMixin, InboxMixin, AccessMixin, TrackingMixin,
+                  JourneysMixin):
     """A project's operational data in one SQLite file (WAL mode, foreign keys on).
 
     Implements :class:`motorcade.store.protocol.Store` (tests/test_store_protocol.py checks it).

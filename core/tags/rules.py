@@ -42,7 +42,7 @@ def rule_tag_definition(rule: ast.TagRule) -> TagDefinition:
 
 
 def _referenced(rule_set, root) -> tuple[set[str], set[str]]:
-    """(tag names, event names) the conditions read, through referenced segments too."""
+    """(tag names, event names) the conditions read, through referenced segments and recommendations too."""
     tags, events, seen = set(), set(), set()
     pending = [root]
     while pending:
@@ -58,6 +58,10 @@ def _referenced(rule_set, root) -> tuple[set[str], set[str]]:
             elif isinstance(node, ast.InSegment) and node.segment not in seen and node.segment in rule_set.segments:
                 seen.add(node.segment)
                 pending.append(rule_set.segments[node.segment])
+            elif isinstance(node, ast.Recommended) and ("recommend", node.recommendation) not in seen \
+                    and node.recommendation in rule_set.recommendations:
+                seen.add(("recommend", node.recommendation))
+                pending.append(rule_set.recommendations[node.recommendation])
     return tags, events
 
 

@@ -2,11 +2,12 @@
 
 generate data -> ingest every source (cleaning, quarantine, One-ID) -> compute tags -> compute
 segments -> run campaigns and triggers (guard rails, outbox, channels) -> simulated customers respond
--> funnel and uplift reports. Prints a report and writes out/report.html (with charts) next to it.
+-> funnel, uplift, attribution and portrait reports. Prints a report and writes out/report.html (with charts) next to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import secrets
@@ -22,10 +23,22 @@ import click  # noqa: E402
 
 from generate import generate  # noqa: E402
 from receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
+from journey_days import DAYS as JOURNEY_DAYS, run_days  # noqa: E402
 from responses import simulate  # noqa: E402
+
+import httpx  # noqa: E402
+from motorcade_sources_segment_http.server import BackgroundServer, running_collector  # noqa: E402
 
 REPORT_DAYS = 30  # the conversion window of the uplift report
 os.environ.setdefault("COLUMNS", "150")  # wide tables even when the output is not a terminal
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def heading(text: str) -> None:
@@ -58,25 +71,49 @@ def main() -> int:
                f"data ends {manifest['as_of']}")
 
     secret = secrets.token_hex(16)
-    with SmtpReceiver() as smtp, WebhookReceiver(secret) as gateway:
-        os.environ.update(DEMO_SMTP_PORT=str(smtp.port), DEMO_WEBHOOK_URL=gateway.url, DEMO_WEBHOOK_SECRET=secret)
+    with SmtpReceiver() as smtp, WebhookReceiver(secret) as gateway, contextlib.ExitStack() as stack:
+        collector_port = free_port()
+        public_url = f"http://127.0.0.1:{collector_port}"
+        os.environ.update(DEMO_SMTP_PORT=str(smtp.port), DEMO_WEBHOOK_URL=gateway.url, DEMO_WEBHOOK_SECRET=secret,
+                          DEMO_PUBLIC_URL=public_url)
         click.echo(f"  local SMTP server on 127.0.0.1:{smtp.port}, messaging gateway (webhook) at {gateway.url}")
         project = find_project(HERE)
         as_of = pinned_as_of(project)
+        # motorcade collect's server (short links, receipts) on the demo's clock
+        demo_clock = {"now": as_of}
+        collector = stack.enter_context(running_collector(project, idle_seconds=0.05))
+        collector.tracking.clock = lambda: demo_clock["now"]
+        stack.enter_context(BackgroundServer(collector.app, port=collector_port))
+        client = stack.enter_context(httpx.Client(base_url=public_url, follow_redirects=False, timeout=30))
+        click.echo(f"  motorcade collect (short links and receipts) at {public_url}")
 
         heading(f"2. motorcade pipeline (as of {as_of.isoformat()})")
         results = run_pipeline(project, as_of=as_of, log=click.echo)
         for result in results:
             timings[result.stage] = result.seconds
 
-        heading("3. Customers respond (simulated: clicks via the tracking callback, workshop visits via DMS)")
+        heading("3. Customers respond over HTTP (gateway receipts, short links followed, workshop visits via DMS)")
         t = time.perf_counter()
-        responses = simulate(project, as_of, HERE / "out" / "responses.jsonl")
+        responses = simulate(project, as_of, HERE / "out" / "responses.jsonl", client=client, clock=demo_clock,
+                             secret=secret, gateway_keys=list(gateway.keys))
         timings["responses"] = time.perf_counter() - t
-        click.echo(f"  {responses['clicked']:,} clicks recorded, {responses['follow_up_events']:,} follow-up events "
-                   f"ingested")
+        click.echo(f"  {responses['delivered']:,} delivery receipts posted by the gateway, {responses['clicked']:,} "
+                   f"short links followed ({responses['bot_hits']:,} link-scanner hits kept apart), "
+                   f"{responses['follow_up_events']:,} follow-up events ingested")
 
-        heading(f"4. Feedback: funnel and uplift of the recall campaign, {REPORT_DAYS} days on")
+        heading(f"4. Journeys over {JOURNEY_DAYS} simulated days (motorcade run once a day; customers act in between)")
+        t = time.perf_counter()
+        journey_totals = run_days(project, as_of, click.echo)
+        timings["journeys"] = time.perf_counter() - t
+        click.echo(f"  {journey_totals['leads']:,} new leads, {journey_totals['clicked']:,} journey messages opened, "
+                   f"{journey_totals['service_visit']:,} workshop visits, {journey_totals['test_drive']:,} test "
+                   f"drives")
+        journey_day = (as_of + dt.timedelta(days=REPORT_DAYS + 1)).date().isoformat()
+        for name in ("lapsed_owner_recall", "test_drive_nurture"):
+            motorcade([*["--project", str(HERE)], "journeys", "status", name, "--as-of", journey_day])
+
+        heading(f"5. Feedback: funnel and uplift of the recall campaign, {REPORT_DAYS} days on; attribution of "
+                "orders; portrait of the lapsed owners")
         t = time.perf_counter()
         # the first day every recall recipient's 30-day window has closed
         report_day = (as_of + dt.timedelta(days=REPORT_DAYS + 1)).date().isoformat()
@@ -84,6 +121,7 @@ def main() -> int:
         project_args = ["--project", str(HERE)]
         codes = [
             motorcade([*project_args, "report", "funnel", "recall_funnel", "--campaign", "lapsed_recall"]),
+            motorcade([*project_args, "report", "funnel", "recall_delivery", "--campaign", "lapsed_recall"]),
             motorcade([*project_args, "report", "funnel", "recall_funnel", "--campaign", "lapsed_recall",
                        "--format", "html", "--out", str(out / "funnel.html")]),
             motorcade([*project_args, "report", "uplift", "lapsed_recall", "--event", "service_visit", "--days",
@@ -91,19 +129,32 @@ def main() -> int:
             motorcade([*project_args, "report", "uplift", "lapsed_recall", "--event", "service_visit", "--days",
                        str(REPORT_DAYS), "--as-of", report_day, "--format", "html", "--out",
                        str(out / "uplift.html")]),
+            # which touches led to orders (seed 004's 归因分析), and what sets the lapsed owners apart (车主画像)
+            motorcade([*project_args, "report", "attribution", "--conversion", "order", "--within", "90",
+                       "--as-of", report_day, "--format", "html", "--out", str(out / "attribution.html")]),
+            motorcade([*project_args, "report", "portrait", "lapsed_owners", "--against", "owners",
+                       "--attribute", "gender", "--format", "html", "--out", str(out / "portrait.html")]),
         ]
         timings["reports"] = time.perf_counter() - t
 
-        heading("5. A store's view: the store manager of SH001 sees only the store's customers")
+        heading("6. A store's view: the store manager of SH001 sees only the store's customers")
         codes += store_view(motorcade, project_args, as_of.isoformat())
 
-        heading("6. Summary")
+        heading("7. Summary")
         from summary import build_summary, print_summary, write_html
 
         summary = build_summary(project, manifest, results, smtp=smtp, gateway=gateway, responses=responses,
-                                timings=timings)
+                                timings=timings, as_of=as_of)
         print_summary(summary)
-        page = write_html(summary, out / "report.html", links={"Funnel": "funnel.html", "Uplift": "uplift.html"})
+        from motorcade.journeys.observe import journey_sections
+
+        journeys = journey_sections(project.store, project.rules(), as_of=dt.datetime.fromisoformat(journey_day).replace(
+            tzinfo=project.timezone), tz=project.timezone)
+        page = write_html(summary, out / "report.html", links={"Funnel": "funnel.html", "Uplift": "uplift.html",
+                                                               "Attribution": "attribution.html",
+                                                               "Portrait": "portrait.html"},
+                          extra_sections=journeys)
+        stack.close()  # the HTTP server and the collector before the store
         project.close()
     click.echo(f"\nHTML report: {page}")
     click.echo(f"Demo finished in {time.perf_counter() - started:.1f} s")

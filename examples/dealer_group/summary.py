@@ -22,7 +22,26 @@ def _count(store, sql: str, params=()) -> int:
     return store.query(sql, params)[0][0]
 
 
-def build_summary(project, manifest, results, *, smtp, gateway, responses, timings) -> dict[str, Any]:
+def _recommendations(project, as_of) -> list[tuple[str, int, int]]:
+    """(item, owners, owners with it first) of the `service_package` recommendation at ``as_of``."""
+    from motorcade.dsl.evaluate import person_items
+    from motorcade.segments.recommend import compute_recommendations
+
+    rule_set = project.rules()
+    rule = rule_set.recommendations.get("service_package")
+    if rule is None or as_of is None:
+        return []
+    ranked = compute_recommendations(project.store, rule_set, "service_package", as_of, project.timezone)
+    people, first = dict.fromkeys(rule.items(), 0), dict.fromkeys(rule.items(), 0)
+    for items in ranked.values():
+        ordered = person_items(items)
+        for item in ordered:
+            people[item] += 1
+        first[ordered[0]] += 1
+    return [(item, people[item], first[item]) for item in rule.items()]
+
+
+def build_summary(project, manifest, results, *, smtp, gateway, responses, timings, as_of=None) -> dict[str, Any]:
     """Everything the report shows, read back from the store (not from the stages' own claims)."""
     from motorcade.tags.engine import health_report
 
@@ -57,10 +76,13 @@ def build_summary(project, manifest, results, *, smtp, gateway, responses, timin
             "webhook keys received more than once": sum(1 for n in gateway.keys.values() if n > 1),
             "webhook requests with a bad signature": gateway.rejected,
             "advisor call tasks": _count(store, "SELECT count(*) FROM advisor_tasks"),
-            "clicks recorded": responses["clicked"],
+            "delivery receipts posted to /r/webhook": responses["delivered"],
+            "short links followed (GET /s/<code>)": responses["clicked"],
+            "link-scanner hits kept apart (not clicks)": responses["bot_hits"],
             "follow-up events": responses["follow_up_events"],
         },
         "timings": timings,
+        "recommendations": _recommendations(project, as_of),
     }
 
 
@@ -94,7 +116,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     table("Time per stage", ("stage", "seconds"), [(k, f"{v:.2f}") for k, v in summary["timings"].items()])
 
 
-def write_html(summary: dict[str, Any], path: Path, *, links: dict[str, str]) -> Path:
+def write_html(summary: dict[str, Any], path: Path, *, links: dict[str, str], extra_sections=()) -> Path:
     from motorcade.feedback.html import BarChart, Section, Series, Table, render_report
 
     status_totals: dict[str, int] = {}
@@ -128,10 +150,20 @@ def write_html(summary: dict[str, Any], path: Path, *, links: dict[str, str]) ->
                             [(c, s, r or "-", f"{n:,}") for c, s, r, n in summary["sends"]])),
         Section("Delivered to the local servers",
                 table=Table(("", "count"), [(k, f"{v:,}") for k, v in summary["delivered"].items()])),
+        Section("Recommended service packages (维保套餐)",
+                text="`recommend service_package` in rules/owners.mc, per car: owners who get each package, and for "
+                     "how many it is the first (the one the recall message names).",
+                chart=BarChart([i for i, *_ in summary.get("recommendations", [])],
+                               [Series("owners", [n for _, n, _ in summary.get("recommendations", [])]),
+                                Series("first", [f for *_, f in summary.get("recommendations", [])])],
+                               y_label="owners"),
+                table=Table(("package", "owners", "first for"),
+                            [(i, f"{n:,}", f"{f:,}") for i, n, f in summary.get("recommendations", [])])),
         Section("Time per stage",
                 chart=BarChart(list(summary["timings"]), [Series("seconds", list(summary["timings"].values()))],
                                y_label="seconds"),
                 table=Table(("stage", "seconds"), [(k, f"{v:.2f}") for k, v in summary["timings"].items()])),
+        *extra_sections,  # the journeys drawn as graphs with counts (motorcade.journeys.observe)
         Section("More", text=" · ".join(f"{name}: {target}" for name, target in links.items())),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -229,6 +229,9 @@ class TencentSmsChannel(Channel):
         Setting("default_country", TEXT, "region of numbers without a country code", "CN"),
         Setting("batch_size", whole(1, 200), "numbers per SendSms request", 200),
         Setting("requests_per_second", number(above=0), "most SendSms requests per second", 3000),
+        Setting("receipt_token_env", TEXT, "environment variable holding the token of the callback address "
+                "(`<public_url>/r/sms?token=...`, set in the SMS console): Tencent does not sign its callbacks"),
+        Setting("receipt_token", SECRET, "the callback token itself (prefer receipt_token_env)"),
     )
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):
@@ -410,6 +413,48 @@ class TencentSmsChannel(Channel):
                 retry_after=self._retry_after(code) if status == "transient" else None,
             ))
         return results
+
+    # -- receipts ------------------------------------------------------------------------------------
+
+    def receipts(self, request):
+        """Tencent's "SMS sending status notification" (a JSON array of reports) and "SMS reply
+        notification" (one JSON object with ``text``) callbacks.
+
+        Tencent does not sign its callbacks; the callback address configured in the console carries a token
+        (``?token=``) that is checked here in constant time. Status reports name the send by ``sid`` (our
+        provider message id); a reply of TD / 退订 / T / N is an unsubscribe of the number that sent it.
+        """
+        from motorcade.activation.receipts import (
+            Receipt, ReceiptAnswer, ReceiptRejected, is_unsubscribe_reply)
+
+        token = secret_setting(self.settings, channel="sms", name="receipt_token", what="callback token",
+                               example_env="SMS_RECEIPT_TOKEN")
+        given = str(request.query.get("token", ""))
+        if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
+            raise ReceiptRejected("signature", "the callback address's token is missing or wrong")
+        if request.method != "POST":
+            raise ReceiptRejected("malformed", "Tencent posts its callbacks")
+        try:
+            document = json.loads(request.body)
+        except ValueError as exc:
+            raise ReceiptRejected("malformed", f"not JSON: {exc}") from None
+        ack = json.dumps(RECEIPT_ACK).encode("utf-8")
+        if isinstance(document, dict) and "text" in document:  # a reply
+            nation = str(document.get("nationcode", "86")).lstrip("+")
+            mobile = str(document.get("mobile", ""))
+            phone = mobile if mobile.startswith("+") else f"+{nation}{mobile}"
+            receipts = []
+            if is_unsubscribe_reply(str(document["text"])):
+                at = dt.datetime.fromtimestamp(int(document["time"]), dt.timezone.utc) if document.get("time") else None
+                receipts.append(Receipt("unsubscribed", f"reply|{phone}|{document.get('time')}|{document['text']}",
+                                        address=phone, at=at, detail=f"replied {document['text']!r}"))
+            return ReceiptAnswer(tuple(receipts), body=ack, content_type="application/json")
+        if not isinstance(document, list) or not all(isinstance(item, dict) for item in document):
+            raise ReceiptRejected("malformed", "a status callback is a JSON array of reports")
+        receipts = tuple(Receipt(r.status, r.dedupe_key, provider_message_id=r.serial_no, at=r.received_at,
+                                 detail=f"{r.error_code} {r.description}".strip())
+                         for r in parse_delivery_receipts(document))
+        return ReceiptAnswer(receipts, body=ack, content_type="application/json")
 
     def _post(self, payload: bytes) -> Any:
         timestamp = int(time.time())

@@ -49,6 +49,8 @@ __version__ = "0.1.0"
 SIGNATURE_HEADER = "X-Motorcade-Signature"
 DETAIL_LIMIT = 4000  # characters of the receiver's answer kept in DeliveryResult.detail
 TRANSIENT_STATUSES = {408, 429}
+RECEIPT_TOLERANCE_SECONDS = 300  # a signed receipt older (or newer) than this is a replay
+RECEIPT_STATUSES = ("delivered", "failed", "opened", "clicked", "unsubscribed")
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -275,6 +277,54 @@ class WebhookChannel(Channel):
                 and isinstance(item.get("retry_after"), (int, float)) else None,
             ))
         return results
+
+    def receipts(self, request):
+        """Receipts the receiver posts back to ``/r/webhook``: ``{"receipts": [{"idempotency_key", "status",
+        "at", "detail", "id"}]}`` signed like our requests (``X-Motorcade-Signature``, the same secret, a
+        time stamp within 300 s). ``status``: delivered, failed, opened, clicked or unsubscribed. A signature
+        is good once: the same signed request again is a replay."""
+        from motorcade.activation.receipts import Receipt, ReceiptAnswer, ReceiptRejected
+
+        header = request.headers.get(SIGNATURE_HEADER.lower(), "")
+        fields: dict[str, list[str]] = {}
+        for part in header.split(","):
+            name, _, value = part.strip().partition("=")
+            fields.setdefault(name, []).append(value)
+        try:
+            timestamp = int(fields["t"][0])
+        except (KeyError, ValueError):
+            raise ReceiptRejected("signature", f"no {SIGNATURE_HEADER} header with t= and v1=") from None
+        if not verify_signature(self._secret, header, request.body, tolerance=float("inf")):
+            raise ReceiptRejected("signature", f"{SIGNATURE_HEADER} does not match the body")
+        now = self.context.clock().timestamp()
+        if abs(now - timestamp) > RECEIPT_TOLERANCE_SECONDS:
+            raise ReceiptRejected("replayed", f"signed {int(now - timestamp)} s ago (more than "
+                                              f"{RECEIPT_TOLERANCE_SECONDS} s)")
+        try:
+            document = json.loads(request.body)
+            items = document["receipts"]
+            if not isinstance(items, list):
+                raise TypeError("receipts is not a list")
+            receipts = []
+            for item in items:
+                status = str(item["status"])
+                if status not in RECEIPT_STATUSES:
+                    raise ValueError(f"status {status!r} is not one of {', '.join(RECEIPT_STATUSES)}")
+                at = None
+                if item.get("at"):
+                    import datetime as dt
+
+                    at = dt.datetime.fromisoformat(str(item["at"]))
+                    if at.tzinfo is None:
+                        raise ValueError("at needs a UTC offset")
+                key = str(item["idempotency_key"])
+                receipts.append(Receipt(status, f"{key}|{status}|{item.get('id') or ''}", idempotency_key=key,
+                                        at=at, detail=str(item.get("detail") or "")[:500],
+                                        scope="all" if item.get("scope") == "all" else None))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ReceiptRejected("malformed", f"{type(exc).__name__}: {exc}") from None
+        return ReceiptAnswer(tuple(receipts), body=b'{"ok":true}', content_type="application/json",
+                             nonce=fields.get("v1", [""])[0])
 
     def close(self) -> None:
         self._closed.set()

@@ -121,6 +121,12 @@ class WeChatTemplateChannel(Channel):
         Setting("api_base", TEXT, "API base URL", "https://api.weixin.qq.com"),
         Setting("timeout", number(above=0), "seconds to wait for the API", 10),
         Setting("batch_size", whole(1), "messages per dispatch batch", 20),
+        Setting("callback_token_env", TEXT, "environment variable holding the server Token (服务器配置 > Token) "
+                "that signs WeChat's pushes to /r/wechat_oa"),
+        Setting("callback_token", SECRET, "the server Token itself (prefer callback_token_env)"),
+        Setting("encoding_aes_key_env", TEXT, "environment variable holding the EncodingAESKey (safe mode: "
+                "pushes are encrypted)"),
+        Setting("encoding_aes_key", SECRET, "the EncodingAESKey itself (prefer encoding_aes_key_env)"),
     )
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):
@@ -136,6 +142,80 @@ class WeChatTemplateChannel(Channel):
         self.token_key = f"wechat_oa:{self._appid}"
         self._tokens = context.token_cache or InProcessTokenCache()
         self.capabilities = attrs.evolve(type(self).capabilities, batch_size=int(settings.get("batch_size", 20)))
+
+    # -- receipts: WeChat's pushes to the server URL (/r/wechat_oa) -------------------------------------
+
+    def receipts(self, request):
+        """The account's message pushes, verified as WeChat documents them (see motorcade.activation.wechat_crypto):
+        ``GET`` with ``signature, timestamp, nonce, echostr`` (the server URL check) answers ``echostr``;
+        ``POST`` in plain mode is signed by ``signature``, in safe mode (``encrypt_type=aes``) by
+        ``msg_signature`` over the ``Encrypt`` text, which is decrypted with the EncodingAESKey and must name
+        this AppID. A time stamp more than 300 s away is a replay. Read: ``TEMPLATESENDJOBFINISH``
+        (``success`` -> delivered, ``failed:user block`` -> unsubscribed, else failed), ``unsubscribe``
+        (unfollow) and a text reply of TD / 退订 (unsubscribed). Answered ``success``."""
+        from motorcade.activation import wechat_crypto
+        from motorcade.activation.receipts import Receipt, ReceiptAnswer, ReceiptRejected, is_unsubscribe_reply
+
+        token = secret_setting(self.settings, channel="wechat_oa", name="callback_token", what="server Token",
+                               example_env="WECHAT_OA_CALLBACK_TOKEN")
+        query = request.query
+        timestamp, nonce = str(query.get("timestamp", "")), str(query.get("nonce", ""))
+        if not timestamp.isdigit():
+            raise ReceiptRejected("signature", "no timestamp in the query")
+        try:
+            wechat_crypto.check_signature(str(query.get("signature", "")), token, timestamp, nonce)
+            plain_signed = True
+        except wechat_crypto.CryptoError:
+            plain_signed = False
+        if request.method == "GET":
+            if not plain_signed:
+                raise ReceiptRejected("signature", "signature does not match the server Token")
+            return ReceiptAnswer((), body=str(query.get("echostr", "")).encode("utf-8"))
+        if abs(self.context.clock().timestamp() - int(timestamp)) > 300:
+            raise ReceiptRejected("replayed", "the push's timestamp is more than 300 s away")
+        body = request.body
+        if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
+            raise ReceiptRejected("malformed", "XML with a DOCTYPE or entities")
+        try:
+            root = ElementTree.fromstring(body)
+        except ElementTree.ParseError as exc:
+            raise ReceiptRejected("malformed", f"not XML: {exc}") from None
+        encrypted = root.findtext("Encrypt")
+        if query.get("encrypt_type") == "aes" or encrypted is not None:
+            key = secret_setting(self.settings, channel="wechat_oa", name="encoding_aes_key", what="EncodingAESKey",
+                                 example_env="WECHAT_OA_AES_KEY")
+            try:
+                wechat_crypto.check_signature(str(query.get("msg_signature", "")), token, timestamp, nonce,
+                                              encrypted or "")
+                body = wechat_crypto.decrypt(key, encrypted or "", self._appid)
+                root = ElementTree.fromstring(body)
+            except wechat_crypto.CryptoError as exc:
+                raise ReceiptRejected("signature", f"safe mode: {exc}") from None
+            except ElementTree.ParseError as exc:
+                raise ReceiptRejected("malformed", f"decrypted text is not XML: {exc}") from None
+        elif not plain_signed:
+            raise ReceiptRejected("signature", "signature does not match the server Token")
+
+        def text(tag: str) -> str:
+            return (root.findtext(tag) or "").strip()
+
+        openid, created = text("FromUserName"), text("CreateTime")
+        at = dt.datetime.fromtimestamp(int(created), dt.timezone.utc) if created.isdigit() else None
+        receipts = []
+        if text("MsgType") == "event" and text("Event") == "TEMPLATESENDJOBFINISH":
+            status = text("Status")
+            outcome = ("delivered" if status == "success" else
+                       "unsubscribed" if status.replace(" ", "") == "failed:userblock" else "failed")
+            msgid = text("MsgID") or text("MsgId")
+            receipts.append(Receipt(outcome, f"wechat_oa|{msgid}|{status}", provider_message_id=msgid, at=at,
+                                    detail=status))
+        elif text("MsgType") == "event" and text("Event") == "unsubscribe":
+            receipts.append(Receipt("unsubscribed", f"unfollow|{openid}|{created}", address=openid, at=at,
+                                    detail="unfollowed the official account"))
+        elif text("MsgType") == "text" and is_unsubscribe_reply(text("Content")):
+            receipts.append(Receipt("unsubscribed", f"reply|{text('MsgId') or openid + created}", address=openid,
+                                    at=at, detail=f"replied {text('Content')!r}"))
+        return ReceiptAnswer(tuple(receipts), body=b"success")
 
     # -- HTTP and token ------------------------------------------------------------------------------
 

@@ -102,6 +102,10 @@ class WeComChannel(Channel):
         Setting("batch_size", whole(1), "messages per dispatch batch", 100),
         Setting("api_base", TEXT, "API base URL", "https://qyapi.weixin.qq.com"),
         Setting("timeout", number(above=0), "seconds to wait for the API", 10),
+        Setting("callback_token_env", TEXT, "environment variable holding the callback Token (接收事件服务器 > Token)"),
+        Setting("callback_token", SECRET, "the callback Token itself (prefer callback_token_env)"),
+        Setting("encoding_aes_key_env", TEXT, "environment variable holding the callback EncodingAESKey"),
+        Setting("encoding_aes_key", SECRET, "the EncodingAESKey itself (prefer encoding_aes_key_env)"),
     )
 
     def __init__(self, settings: dict[str, Any], context: ChannelContext):
@@ -220,6 +224,72 @@ class WeComChannel(Channel):
         for _ in members:  # nothing reached WeCom: the per-minute budget is not used
             self._window.give_back(sender)
 
+
+    # -- receipts: WeCom's event callbacks (/r/wecom) --------------------------------------------------
+
+    def receipts(self, request):
+        """WeCom's callbacks, verified as WeCom documents them (motorcade.activation.wechat_crypto):
+        ``msg_signature`` = sha1 of the sorted Token, timestamp, nonce and the encrypted text; the URL check
+        (``GET`` with an encrypted ``echostr``) is answered with the decrypted echostr; a ``POST`` body's
+        ``Encrypt`` is decrypted with the EncodingAESKey and must name this corp id. A timestamp more than
+        300 s away is a replay. Read: ``change_external_contact`` / ``del_follow_user`` (the customer deleted
+        the advisor: an unsubscribe of that external contact). Answered ``success``."""
+        import xml.etree.ElementTree as ElementTree
+
+        from motorcade.activation import wechat_crypto
+        from motorcade.activation.receipts import Receipt, ReceiptAnswer, ReceiptRejected
+
+        token = secret_setting(self.settings, channel="wecom", name="callback_token", what="callback Token",
+                               example_env="WECOM_CALLBACK_TOKEN")
+        key = secret_setting(self.settings, channel="wecom", name="encoding_aes_key", what="EncodingAESKey",
+                             example_env="WECOM_AES_KEY")
+        query = request.query
+        timestamp, nonce = str(query.get("timestamp", "")), str(query.get("nonce", ""))
+        signature = str(query.get("msg_signature", ""))
+        if not timestamp.isdigit():
+            raise ReceiptRejected("signature", "no timestamp in the query")
+        if request.method == "GET":
+            echostr = str(query.get("echostr", ""))
+            try:
+                wechat_crypto.check_signature(signature, token, timestamp, nonce, echostr)
+                return ReceiptAnswer((), body=wechat_crypto.decrypt(key, echostr, self._corpid))
+            except wechat_crypto.CryptoError as exc:
+                raise ReceiptRejected("signature", f"URL check: {exc}") from None
+        if abs(self.context.clock().timestamp() - int(timestamp)) > 300:
+            raise ReceiptRejected("replayed", "the callback's timestamp is more than 300 s away")
+        if b"<!DOCTYPE" in request.body.upper() or b"<!ENTITY" in request.body.upper():
+            raise ReceiptRejected("malformed", "XML with a DOCTYPE or entities")
+        try:
+            encrypted = ElementTree.fromstring(request.body).findtext("Encrypt") or ""
+        except ElementTree.ParseError as exc:
+            raise ReceiptRejected("malformed", f"not XML: {exc}") from None
+        try:
+            wechat_crypto.check_signature(signature, token, timestamp, nonce, encrypted)
+            plain = wechat_crypto.decrypt(key, encrypted, self._corpid)
+        except wechat_crypto.CryptoError as exc:
+            raise ReceiptRejected("signature", str(exc)) from None
+        if b"<!DOCTYPE" in plain.upper() or b"<!ENTITY" in plain.upper():
+            raise ReceiptRejected("malformed", "XML with a DOCTYPE or entities")
+        try:
+            root = ElementTree.fromstring(plain)
+        except ElementTree.ParseError as exc:
+            raise ReceiptRejected("malformed", f"decrypted text is not XML: {exc}") from None
+
+        def text(tag: str) -> str:
+            return (root.findtext(tag) or "").strip()
+
+        receipts = []
+        if (text("MsgType"), text("Event"), text("ChangeType")) == ("event", "change_external_contact",
+                                                                     "del_follow_user"):
+            import datetime as dt
+
+            created = text("CreateTime")
+            receipts.append(Receipt(
+                "unsubscribed", f"del_follow_user|{text('ExternalUserID')}|{text('UserID')}|{created}",
+                address=text("ExternalUserID"),
+                at=dt.datetime.fromtimestamp(int(created), dt.timezone.utc) if created.isdigit() else None,
+                detail=f"deleted advisor {text('UserID')}"))
+        return ReceiptAnswer(tuple(receipts), body=b"success")
 
 @motorcade.hookimpl
 def register_channels(register):

@@ -43,7 +43,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+
+from motorcade.activation.tracking import PIXEL_GIF
 from starlette.routing import Route
 
 from .keys import source_of
@@ -148,7 +151,8 @@ class Collector:
     """The ASGI application and what it needs: write keys, the writer, the backlog bound."""
 
     def __init__(self, store, keys: dict[bytes, str], *, limits: Limits | None = None,
-                 backlog: Callable[[], int] | None = None, clock: Callable[[], dt.datetime] | None = None):
+                 backlog: Callable[[], int] | None = None, clock: Callable[[], dt.datetime] | None = None,
+                 tracking: Any = None):
         self.keys = keys
         self.limits = limits or Limits()
         self.writer = Writer(store)
@@ -159,6 +163,11 @@ class Collector:
                   for kind in CALL_TYPES for path in (kind, kind[0])]
         routes += [Route(f"/v1/{path}", self._endpoint(None), methods=["POST"]) for path in ("batch", "b", "import")]
         routes += [Route("/health", self.health, methods=["GET"])]
+        self.tracking = tracking
+        if tracking is not None:  # short links, open pixels and provider receipts (motorcade.activation.endpoints)
+            routes += [Route("/s/{code}", self.short_link, methods=["GET", "HEAD"]),
+                       Route("/o/{code}.gif", self.open_pixel, methods=["GET", "HEAD"]),
+                       Route("/r/{channel}", self.receipt, methods=["GET", "POST"])]
         # Browsers (analytics.js) post from the site's origin: Segment's API answers CORS for any origin, and
         # the write key, not the origin, is what authenticates.
         self.app = Starlette(routes=routes, middleware=[Middleware(
@@ -169,6 +178,36 @@ class Collector:
 
     async def health(self, request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "backlog": self.backlog()})
+
+    # -- tracking: short links, open pixels, receipts (no write key: the code or the provider's signature is
+    # the credential)
+
+    async def short_link(self, request: Request) -> Response:
+        hit = await run_in_threadpool(self.tracking.click, request.path_params["code"],
+                                      user_agent=request.headers.get("user-agent"), method=request.method)
+        if hit.status != 302:
+            return PlainTextResponse("not found\n", status_code=404)
+        return RedirectResponse(hit.location, status_code=302, headers={"Cache-Control": "no-store"})
+
+    async def open_pixel(self, request: Request) -> Response:
+        hit = await run_in_threadpool(self.tracking.open, request.path_params["code"],
+                                      user_agent=request.headers.get("user-agent"), method=request.method)
+        if hit.status != 200:
+            return PlainTextResponse("not found\n", status_code=404)
+        return Response(PIXEL_GIF, media_type="image/gif", headers={"Cache-Control": "no-store, private"})
+
+    async def receipt(self, request: Request) -> Response:
+        from motorcade.activation.receipts import ReceiptRequest
+
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BATCH_BYTES:
+                return PlainTextResponse("too large\n", status_code=413)
+        receipt_request = ReceiptRequest(method=request.method, query=dict(request.query_params),
+                                         headers={k.lower(): v for k, v in request.headers.items()}, body=body)
+        result = await run_in_threadpool(self.tracking.receipt, request.path_params["channel"], receipt_request)
+        return Response(result.body, status_code=result.status, media_type=result.content_type)
 
     def _endpoint(self, call_type: str | None):
         async def endpoint(request: Request) -> JSONResponse:

@@ -15,9 +15,10 @@ from .processor import Processor
 
 def collector_sources(project) -> dict[str, dict]:
     sources = {name: s for name, s in project.config.sources.items() if s.get("type") == "segment_http"}
-    if not sources:
+    if not sources and not project.config.raw.get("activation", {}).get("public_url"):
         raise ConfigError("no source of type segment_http is configured",
-                          hint='add [sources.app] with type = "segment_http" and write_key_env = "APP_WRITE_KEY"')
+                          hint='add [sources.app] with type = "segment_http" and write_key_env = "APP_WRITE_KEY", '
+                               'or [activation] public_url to serve short links and receipts only')
     return sources
 
 
@@ -31,8 +32,10 @@ def running_collector(project, *, max_backlog: int = 100_000, dispatch: bool = F
     processor = Processor(project.directory, list(sources), dispatch=dispatch, idle_seconds=idle_seconds, log=log)
     processor.start()
     store = project.store
+    from motorcade.activation.endpoints import TrackingEndpoints
+
     collector = Collector(store, keys, limits=Limits(max_backlog=max_backlog),
-                          backlog=lambda: processor.backlog(store))
+                          backlog=lambda: processor.backlog(store), tracking=TrackingEndpoints(project, log=log))
     collector.processor = processor
     try:
         yield collector
@@ -59,14 +62,16 @@ def run_collector(project, *, host: str, port: int, max_backlog: int, dispatch: 
 class BackgroundServer:
     """uvicorn serving an app on a free port of 127.0.0.1 in a thread (tests, benchmarks)."""
 
-    def __init__(self, app):
+    def __init__(self, app, port: int | None = None):
         import socket
 
         import uvicorn
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+        self.port = port
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="off", access_log=False))
         self.server.install_signal_handlers = lambda: None  # not the main thread
