@@ -217,6 +217,14 @@ segment visited "到店客户" {
   where did service_visit
 }
 """
+CONSOLE_JOURNEY_RULES = """\
+journey welcome_back "回厂关怀" {
+  entry on entering segment visited
+  thanks: send via email template "thanks"
+  settle: wait 3 days
+  survey: send via email template "survey"
+}
+"""
 CONSOLE_STORE_RULES = """\
 scope store "SH01"
 
@@ -242,6 +250,7 @@ def build_console_project(directory) -> tuple[Any, dict[str, str]]:
     project = init_project(Path(directory), name="console")
     (project.directory / "rules" / "group.mc").write_text(CONSOLE_GROUP_RULES, encoding="utf-8")
     (project.directory / "rules" / "sh01.mc").write_text(CONSOLE_STORE_RULES, encoding="utf-8")
+    (project.directory / "rules" / "journeys.mc").write_text(CONSOLE_JOURNEY_RULES, encoding="utf-8")
     store = project.store
     store.upsert_stores([Store("SH01", "上海一店", "group"), Store("SH02", "上海二店", "group")])
     names = "一二三四五六七八"

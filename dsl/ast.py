@@ -597,10 +597,6 @@ class Journey(Node):
         return _clause_at(self, clause)
 
 
-Rule = Union[Segment, Campaign, Trigger, TagRule, Funnel, Journey]
-
-RULE_KINDS = {Segment: "segment", Campaign: "campaign", Trigger: "trigger", TagRule: "tag", Funnel: "funnel",
-              Journey: "journey"}
 @attrs.frozen
 class RecommendWhen(Node):
     """``when cond then "item"``: one business rule of a recommendation."""
@@ -626,10 +622,10 @@ class Recommend(Node):
         return tuple(dict.fromkeys(r.then.value for r in self.rules))
 
 
-Rule = Union[Segment, Campaign, Trigger, TagRule, Funnel, Recommend]
+Rule = Union[Segment, Campaign, Trigger, TagRule, Funnel, Journey, Recommend]
 
 RULE_KINDS = {Segment: "segment", Campaign: "campaign", Trigger: "trigger", TagRule: "tag", Funnel: "funnel",
-              Recommend: "recommendation"}
+              Journey: "journey", Recommend: "recommendation"}
 
 
 @attrs.frozen

@@ -225,6 +225,10 @@ class Console:
         return self.render("campaigns.html", session, caller=pages.caller_summary(project), nav="campaigns",
                            data=pages.campaigns(project))
 
+    def journeys(self, request, session, project, form):
+        return self.render("journeys.html", session, caller=pages.caller_summary(project), nav="journeys",
+                           journeys=pages.journeys(project))
+
     def tags(self, request, session, project, form):
         return self.render("tags.html", session, caller=pages.caller_summary(project), nav="tags",
                            data=pages.tags(project))
@@ -258,6 +262,7 @@ class Console:
             Route("/segments/{name}/edit", p(self.edit), methods=["GET", "POST"]),
             Route("/segments/{name}/check", p(self.check_json), methods=["POST"]),
             Route("/campaigns", p(self.campaigns)),
+            Route("/journeys", p(self.journeys)),
             Route("/tags", p(self.tags)),
             Route("/sends", p(self.sends), methods=["GET", "POST"]),
             Route("/quarantine", p(self.quarantine), methods=["GET", "POST"]),

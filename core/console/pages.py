@@ -197,7 +197,8 @@ def check_edit(project, filename: str, text: str, *, with_diff: bool = False) ->
     if edited is not None:
         from motorcade.dsl.check import check
 
-        errors = list(check(edited, project.catalogue()))
+        # the edited file's findings, and errors elsewhere (they would stop publishing too)
+        errors = [d for d in check(edited, project.catalogue()) if d.file == filename or d.severity == "error"]
     diffs = []
     if with_diff and edited is not None and not any(d.severity == "error" for d in errors):
         from motorcade.segments.diff import diff_segments
@@ -267,6 +268,26 @@ def campaigns(project) -> dict:
         funnels.append({"name": name, "title": report.spec.title or "",
                         "steps": [(s.name, s.people) for s in report.total.steps]})
     return {"rules": out, "funnels": funnels}
+
+
+def journeys(project) -> list[dict]:
+    """Each journey's graph with counts (people now at each step, edges taken) and its goal against the
+    holdout, as `motorcade journeys status` gives them (that command's permission applies)."""
+    authorize_command(project.access, "journeys status")
+    from markupsafe import Markup
+
+    from motorcade.dsl.journey import build_flow
+    from motorcade.journeys.observe import journey_status, journey_svg
+
+    rule_set = project.rules()
+    moment = project.now()
+    out = []
+    for name in sorted(rule_set.journeys):
+        status = journey_status(project.store, rule_set, name, as_of=moment, tz=project.timezone)
+        flow = build_flow(rule_set.journeys[name])
+        out.append({"name": name, "title": status.title or "", "status": status,
+                    "svg": Markup(journey_svg(flow, status.edges, status.at_step, status.entered, name))})
+    return out
 
 
 def tags(project) -> dict:

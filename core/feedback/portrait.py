@@ -269,7 +269,7 @@ def compute_portrait(store, segment: str, *, against: str | None = None, tags: S
                       did_you_mean(name, {*computed, *segments}) or
                       (f"computed segments: {', '.join(computed)}" if computed else
                        "compute the segments first: motorcade segments")))
-    population = set(store.people_in_scope(store_id))
+    population = set(store.portrait_population(store_id))
     members = set(store.segment_member_ids(segment)) & population
     base = (set(store.segment_member_ids(against)) & population) if against else population
     if not base:

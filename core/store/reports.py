@@ -209,11 +209,12 @@ class ReportsMixin:
 
     # -- segment portrait ---------------------------------------------------------------------------
 
-    def people_in_scope(self, store: str | None = None) -> list[int]:
-        """Every person (``store``: those whose home store it is)."""
+    def portrait_population(self, store: str | None = None) -> list[int]:
+        """Every person the caller may read (``store``: those whose home store it is). Named apart from
+        :meth:`AccessMixin.people_in_scope`, which narrows given ids and which this once shadowed."""
         pop_sql, params = store_filter("p.id", store)
-        return [r[0] for r in self.conn.execute(f"SELECT p.id FROM people p WHERE 1 = 1{pop_sql} ORDER BY p.id",
-                                                params)]
+        return [r[0] for r in self.conn.execute(
+            f"SELECT p.id FROM people p WHERE {self.person_scope_filter('p.id')}{pop_sql} ORDER BY p.id", params)]
 
     def tags_with_values(self) -> list[str]:
         """The tags that have a value for someone, by name."""

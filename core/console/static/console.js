@@ -14,9 +14,9 @@
       pre.textContent = d.rendered;
       live.appendChild(pre);
     });
-    if (!errors.length) {
+    if (!errors.some(function (d) { return d.severity === "error"; })) {
       var ok = document.createElement("p");
-      ok.className = "ok"; ok.textContent = "check: no problems 检查通过";
+      ok.className = "ok"; ok.textContent = "check: no errors 检查通过";
       live.appendChild(ok);
     }
   }
