@@ -86,6 +86,8 @@ class Dialect:
     typed_tag_storage = True
     # correlated columns only from the immediately enclosing query (ClickHouse)
     correlate_innermost = False
+    # how a plan joins people to its driver's rows: SQLite's CROSS JOIN ... ON keeps the driver outermost
+    driver_join: str | None = "cross"
 
     # -- truth values --
     def true(self) -> exp.Expression:
@@ -111,6 +113,11 @@ class Dialect:
             return _in(_func("typeof", value), sqlite_types[k])
 
         return value, stored, {}
+
+    def tag_value_in(self, t: str, col, items: list, bind) -> exp.Expression:
+        """The tag value in row ``t`` equals one of ``items`` (numbers and strings; a text never equals a
+        number)."""
+        return exp.In(this=col(t, "value"), expressions=[bind(v) for v in items])
 
     # -- JSON documents --
     def json_path(self, key: str) -> str:
@@ -193,6 +200,7 @@ class TypedDialect(Dialect):
     columns, ISO text checked with a regular expression and calendar arithmetic."""
 
     typed_tag_storage = False
+    driver_join = None
 
     def true(self):
         return exp.true()
@@ -214,6 +222,18 @@ class TypedDialect(Dialect):
         # a boolean tag's 0 / 1 compare as numbers 0 / 1
         return kind, stored, {"number": col(t, "value_num"), "string": col(t, "value_text"),
                               "bool": col(t, "value_num"), "date": col(t, "value_text")}
+
+    def tag_value_in(self, t, col, items, bind):
+        numbers = [v for v in items if not isinstance(v, str)]
+        texts = [v for v in items if isinstance(v, str)]
+        tests = []
+        if numbers:
+            tests.append(exp.In(this=col(t, "value_num"), expressions=[bind(v) for v in numbers]))
+        if texts:
+            tests.append(exp.In(this=col(t, "value_text"), expressions=[bind(v) for v in texts]))
+        if not tests:
+            return self.false()
+        return tests[0] if len(tests) == 1 else exp.Paren(this=exp.Or(this=tests[0], expression=tests[1]))
 
     def _int(self, e):
         return _cast(e, "INTEGER")

@@ -114,7 +114,7 @@ def _events_driver(index, names, window, where, having, description, exact) -> D
 def _tag_driver(index, tag, items, description) -> Driver:
     def condition(compiler: Compiler, t: str) -> exp.Expression:
         return and_(exp.EQ(this=col(t, "tag"), expression=compiler.bind(tag)),
-                    exp.In(this=col(t, "value"), expressions=[compiler.bind(v) for v in items]))
+                    compiler.d.tag_value_in(t, col, items, compiler.bind))
 
     def rows(compiler: Compiler) -> tuple[exp.Select, exp.Column]:
         t = compiler.alias("t")
@@ -384,12 +384,12 @@ def _driven(compiler: Compiler, conjuncts: list, chosen: Driver, settled: bool
                 select = select.where(and_(*checks), copy=False)
         return select, key, description
     # CROSS JOIN keeps the driver outermost: SQLite never reorders it, and would otherwise scan people
-    # in id order to save the final sort.
+    # in id order to save the final sort (the other engines: an inner join; they choose the order).
     p = compiler.alias("p")
     source = exp.Subquery(this=driver_sql, alias=compiler.alias("d"))
     select = select_(exp.alias_(col(p, "id"), "person_id")).from_(source, copy=False).join(
         exp.to_table("people").as_(p), on=exp.EQ(this=col(p, "id"), expression=col(source.alias, "person_id")),
-        join_type="cross", copy=False)
+        join_type=compiler.d.driver_join, copy=False)
     if rest:
         select = select.where(and_(*[compiler.truth(c, Scope(p)) for c in rest]), copy=False)
     return select, col(p, "id"), description
