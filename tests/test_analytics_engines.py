@@ -1,0 +1,131 @@
+"""The analytics engines on the example dealer group: the same segment members on SQLite, DuckDB and
+ClickHouse (chdb, in-process), through the mirror and through the `[project] analytics` setting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from motorcade.analytics import open_engine
+from motorcade.analytics.tables import TABLE_NAMES
+from motorcade.config import load_config
+from motorcade.errors import ConfigError
+from motorcade.segments.compute import compute_segments, evaluate_members
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "dealer_group"
+AS_OF = dt.datetime(2026, 11, 20, tzinfo=dt.timezone(dt.timedelta(hours=8)))  # the example data's as-of
+MOTORCADE = [sys.executable, "-c", "import sys; from motorcade.cli import run; sys.argv[0] = 'motorcade'; run()"]
+TAG_PLUGINS = ("activity", "intent", "lifecycle", "quadrant", "value")
+ENGINES = {"duckdb": "duckdb:///analytics.duckdb", "clickhouse": "chdb:///analytics-ch"}
+
+
+def plugin_manager():
+    from motorcade.plugins import load_plugins
+
+    pm = load_plugins(entry_points=False)
+    for name in TAG_PLUGINS:
+        pm.register(importlib.import_module(f"motorcade_tags_{name}"), name=name)
+    return pm
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    """The example project on 400 generated people: ingested and tags computed, as of the data's as-of."""
+    project_dir = tmp_path_factory.mktemp("dealer_group") / "project"
+    project_dir.mkdir()
+    shutil.copy(EXAMPLE / "motorcade.toml", project_dir / "motorcade.toml")
+    shutil.copytree(EXAMPLE / "rules", project_dir / "rules")
+    subprocess.run([sys.executable, str(EXAMPLE / "generate.py"), "--size", "small", "--people", "400",
+                    "--seed", "7", "--out", str(project_dir / "data")], check=True, capture_output=True)
+    env = {**os.environ, "MOTORCADE_LOAD_PLUGINS": ",".join(("csv", "jsonl", *TAG_PLUGINS))}
+    for args in (["ingest", "--all"], ["tags", "compute", "--as-of", AS_OF.isoformat()]):
+        done = subprocess.run([*MOTORCADE, "--project", str(project_dir), *args], env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+    return project_dir
+
+
+@pytest.fixture
+def project(example):
+    from motorcade.project import Project
+
+    p = Project(example, plugin_manager=plugin_manager())
+    yield p
+    p.close()
+
+
+def _needs(engine: str):
+    pytest.importorskip("duckdb" if engine == "duckdb" else "chdb")
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_every_example_segment_has_the_same_members_on_the_engine(project, tmp_path, engine_name):
+    _needs(engine_name)
+    store, rules, tz = project.store, project.rules(), project.timezone
+    on_sqlite = {name: evaluate_members(store, rules, name, AS_OF, tz) for name in sorted(rules.segments)}
+    engine = open_engine(ENGINES[engine_name], base_dir=tmp_path)
+    try:
+        copied = engine.mirror(store)
+        # the mirror is complete: every table's row count, and the engine counts the same
+        for name in TABLE_NAMES:
+            assert copied[name] == store.query(f"SELECT count(*) FROM {name}")[0][0], name
+        assert engine.counts() == copied
+        assert copied["events"] > 1000 and copied["tag_values"] > 400
+        for name, (members, _plan, _query) in on_sqlite.items():
+            there, plan, query = evaluate_members(store, rules, name, AS_OF, tz, engine=engine)
+            assert there == members, name
+            if query is not None:  # compiled (not the evaluator's fallback): it ran on the engine
+                assert plan.startswith(f"on {engine.name}: ") and query.dialect == engine.dialect
+        assert sum(len(m) for m, _, _ in on_sqlite.values()) > 400  # the segments are not all empty
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_the_analytics_setting_runs_the_segment_stage_on_the_engine(example, tmp_path, engine_name):
+    _needs(engine_name)
+    from motorcade.project import Project
+
+    directory = tmp_path / "project"
+    shutil.copytree(example, directory, ignore=shutil.ignore_patterns("analytics*"))
+    plain = Project(directory, plugin_manager=plugin_manager())
+    try:
+        expected = {r.name: r.member_ids for r in compute_segments(plain, as_of=AS_OF)}
+    finally:
+        plain.close()
+    config = directory / "motorcade.toml"
+    text = config.read_text(encoding="utf-8").replace(
+        'database = "motorcade.db"', f'database = "motorcade.db"\nanalytics = "{ENGINES[engine_name]}"', 1)
+    config.write_text(text, encoding="utf-8")
+    project = Project(directory, plugin_manager=plugin_manager())
+    try:
+        results = compute_segments(project, as_of=AS_OF)
+        assert {r.name: r.member_ids for r in results} == expected
+        assert all(r.plan.startswith(f"on {project.analytics.name}: ") or r.plan.startswith("reference evaluator")
+                   for r in results)
+        # the memberships came back to the operational store
+        for r in results:
+            assert sorted(project.store.segment_member_ids(r.name)) == sorted(expected[r.name])
+    finally:
+        project.close()
+
+
+def test_an_unknown_engine_is_a_config_error_naming_the_forms(tmp_path):
+    with pytest.raises(ConfigError, match="no engine for 'mysql'") as info:
+        open_engine("mysql://localhost/x")
+    assert "duckdb:///" in info.value.hint
+    with pytest.raises(ConfigError, match="not an engine URL"):
+        open_engine("analytics.duckdb")
+
+
+def test_the_setting_is_validated_and_documented():
+    assert "analytics" in (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
+    assert load_config  # the schema check itself: tests/test_config_schema.py
