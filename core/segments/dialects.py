@@ -369,8 +369,9 @@ class ClickHouseDialect(TypedDialect):
         return exp.Coalesce(this=_func("sumOrNull", value), expressions=[_num(0)])
 
     def scalar(self, subquery, func):
-        # a correlated scalar subquery over no rows is NULL here, also for count
-        if func == "count":
+        # a correlated scalar subquery over no rows is NULL here (it is decorrelated into a join with the
+        # grouped rows: no row, no group), also for count and sum
+        if func in ("count", "sum"):
             return exp.Coalesce(this=subquery, expressions=[_num(0)])
         return subquery
 
