@@ -85,17 +85,20 @@ def _batch(table: Table, rows):
 
 def read_batches(store, table: Table, after_id: int | None = None) -> Iterator:
     """The rows of ``table`` in the operational store as Arrow record batches of up to BATCH rows
-    (``after_id``: only rows with a larger ``id``, for tables that are only appended)."""
-    if table.since_id:
-        last = after_id if after_id is not None else -(1 << 62)
-        # keyset pagination on the primary key: each batch is an index range, not an OFFSET scan
+    (``after_id``: only rows with a larger ``id``, for tables that are only appended).
+
+    Read with a plain cursor of the store's connection (tuples, not ``sqlite3.Row``: a quarter of the
+    time), in one read transaction so the batches are one snapshot."""
+    conn = store.conn
+    sql, params = table.select, ()
+    if after_id is not None and table.since_id:
+        sql, params = f"{sql} WHERE id > ?", (after_id,)
+    with store.read_snapshot():
+        cursor = conn.cursor()
+        cursor.row_factory = None
+        cursor.execute(sql, params)
         while True:
-            rows = store.query(f"{table.select} WHERE id > ? ORDER BY id LIMIT {BATCH}", (last,))
+            rows = cursor.fetchmany(BATCH)
             if not rows:
                 return
             yield _batch(table, rows)
-            last = rows[-1][0]
-    else:
-        rows = store.query(table.select)
-        for start in range(0, len(rows), BATCH):
-            yield _batch(table, rows[start:start + BATCH])
