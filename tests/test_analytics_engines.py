@@ -129,3 +129,19 @@ def test_an_unknown_engine_is_a_config_error_naming_the_forms(tmp_path):
 def test_the_setting_is_validated_and_documented():
     assert "analytics" in (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
     assert load_config  # the schema check itself: tests/test_config_schema.py
+
+
+def test_a_failing_engine_query_names_the_segment_and_the_engine(project):
+    pytest.importorskip("duckdb")
+    from motorcade.errors import MotorcadeError
+
+    engine = open_engine("duckdb:///:memory:")
+    try:
+        engine.mirror(project.store)
+        engine.query("DROP TABLE events")  # the engine lost a table under the plan
+        with pytest.raises(MotorcadeError) as info:
+            evaluate_members(project.store, project.rules(), "lapsed_owners", AS_OF, project.timezone, engine=engine)
+        assert "segment `lapsed_owners`: the query failed on DuckDB" in str(info.value)
+        assert "[project] analytics" in info.value.hint
+    finally:
+        engine.close()

@@ -103,7 +103,13 @@ def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz, *, engi
             members = evaluate_segment(rule_set, name, load_dataset(store), as_of, tz)
             return sorted(members), f"reference evaluator ({exc})", None
         if engine is not None:
-            return sorted(engine.person_ids(query)), f"on {engine.name}: {query.driver}", query
+            try:
+                members = engine.person_ids(query)
+            except Exception as exc:  # the engine's own error types (duckdb.Error, chdb's RuntimeError, ...)
+                raise MotorcadeError(f"segment `{name}`: the query failed on {engine.name}: {exc}",
+                                     "check the analytics engine ([project] analytics, docs/engines.md); the "
+                                     "last computed memberships stay in force") from exc
+            return sorted(members), f"on {engine.name}: {query.driver}", query
         members = store.query_person_ids(query.sql(), query.params)
     return members, query.driver, query
 
@@ -147,7 +153,12 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None,
         # to the operational store below; triggers never wait on this)
         if progress is not None:
             progress(f"mirroring the analytical tables into {engine.name}...")
-        engine.mirror(store)
+        try:
+            engine.mirror(store)
+        except Exception as exc:
+            raise MotorcadeError(f"copying the analytical tables into {engine.name} failed: {exc}",
+                                 "check the analytics engine ([project] analytics, docs/engines.md); the "
+                                 "last computed memberships stay in force") from exc
     files = {rf.filename: rf.source for rf in rule_set.files}
     store.record_rule_revision(rule_set.revision, files, at=dt.datetime.now(dt.timezone.utc))
     results = []
