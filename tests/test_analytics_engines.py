@@ -145,3 +145,40 @@ def test_a_failing_engine_query_names_the_segment_and_the_engine(project):
         assert "[project] analytics" in info.value.hint
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_the_mirror_appends_new_events_and_copies_whole_after_a_merge(tmp_path, engine_name):
+    _needs(engine_name)
+    from motorcade.model import Event
+    from motorcade.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "m.db")
+    engine = open_engine(ENGINES[engine_name], base_dir=tmp_path)
+    at = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+
+    def events(pids, first):
+        store.insert_events([Event(person_id=p, name="view", ts=at + dt.timedelta(minutes=i), source="t",
+                                   dedup_key=str(first + i)) for i, p in enumerate(pids)])
+
+    def mirrored():
+        return sorted(engine.query("SELECT id, person_id FROM events"))
+
+    try:
+        a, b = store.create_person({}), store.create_person({})
+        events([a, b, a], 0)
+        assert engine.mirror(store)["events"] == 3 and engine.last_mirror == "full"
+        events([b, b], 10)
+        assert engine.mirror(store)["events"] == 2 and engine.last_mirror == "incremental"
+        assert mirrored() == sorted(tuple(r) for r in store.query("SELECT id, person_id FROM events"))
+        assert engine.mirror(store)["events"] == 0 and engine.last_mirror == "incremental"
+        # a merge: settle_identity rewrites existing events, so the next mirror copies them all again
+        store.merge_people(a, [b], reason="test")
+        assert engine.mirror(store)["events"] == 5 and engine.last_mirror == "full"  # not settled yet
+        store.settle_identity()
+        assert engine.mirror(store)["events"] == 5 and engine.last_mirror == "full"
+        assert {p for _, p in mirrored()} == {a}
+        assert mirrored() == sorted(tuple(r) for r in store.query("SELECT id, person_id FROM events"))
+    finally:
+        engine.close()
+        store.close()

@@ -20,7 +20,11 @@ from typing import Any, Iterable
 
 from ..errors import ConfigError
 from ..store.functions import add_months
-from .tables import TABLE_NAMES, TABLES, Table, read_batches
+from .tables import TABLE_NAMES, TABLES, Column, Table, events_state, events_up_to, read_batches
+
+STATE_TABLE = "motorcade_mirror"  # one row: the events mirrored so far and the identity fingerprint then
+STATE = Table(STATE_TABLE, (Column("last_id", "int"), Column("events", "int"), Column("fingerprint", "text")),
+              "", ("last_id",))
 
 
 class AnalyticsEngine:
@@ -50,20 +54,50 @@ class AnalyticsEngine:
     def create_tables(self) -> None:
         for table in TABLES:
             self._create(table)
+        self._create(STATE)
 
     def replace(self, table: Table, batches: Iterable) -> int:
         self._execute(f"TRUNCATE TABLE {table.name}")
         return self._append(table, batches)
 
-    def mirror(self, store, tables: Iterable[str] = TABLE_NAMES) -> dict[str, int]:
-        """Copy the analytical tables of the operational ``store`` into the engine (each one replaced
-        whole); the row count per table."""
+    last_mirror = ""  # "full" or "incremental": how the last mirror() copied the events
+
+    def mirror(self, store, tables: Iterable[str] = TABLE_NAMES, *, incremental: bool = True) -> dict[str, int]:
+        """Copy the analytical tables of the operational ``store`` into the engine; the rows copied per
+        table. Every table but ``events`` is replaced whole. ``events`` (the big one) gets only the rows
+        added since the last mirror when that is exact: identity settled then and now, no merge or split
+        since, and the events mirrored then still all there (a dedup pass deletes and renumbers); else it
+        is replaced whole too (:attr:`last_mirror` says which)."""
         wanted = set(tables)
         counts = {}
-        for table in TABLES:
-            if table.name in wanted:
-                counts[table.name] = self.replace(table, read_batches(store, table))
+        with store.read_snapshot():
+            max_id, count, fingerprint, settled = events_state(store)
+            previous = self._state() if incremental else None
+            append_after = None
+            if previous is not None and settled:
+                last_id, last_count, last_fingerprint = previous
+                if last_fingerprint == fingerprint and last_id <= max_id and events_up_to(store, last_id) == last_count:
+                    append_after = last_id
+            for table in TABLES:
+                if table.name not in wanted:
+                    continue
+                if table.name == "events" and append_after is not None:
+                    counts[table.name] = self._append(table, read_batches(store, table, after_id=append_after))
+                else:
+                    counts[table.name] = self.replace(table, read_batches(store, table))
+            if "events" in wanted:
+                self.last_mirror = "incremental" if append_after is not None else "full"
+                self._set_state(max_id, count, fingerprint)
         return counts
+
+    def _state(self) -> tuple[int, int, str] | None:
+        rows = self.query(f"SELECT last_id, events, fingerprint FROM {STATE_TABLE}")
+        return (int(rows[0][0]), int(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def _set_state(self, last_id: int, events: int, fingerprint: str) -> None:
+        self._execute(f"TRUNCATE TABLE {STATE_TABLE}")
+        self._execute(f"INSERT INTO {STATE_TABLE} VALUES ({{last:Int64}}, {{events:Int64}}, {{fingerprint:String}})",
+                      {"last": int(last_id), "events": int(events), "fingerprint": fingerprint})
 
     def counts(self) -> dict[str, int]:
         return {name: int(self.query(f"SELECT count(*) FROM {name}")[0][0]) for name in TABLE_NAMES}
@@ -120,6 +154,10 @@ class DuckDBEngine(AnalyticsEngine):
     def replace(self, table, batches):
         self.conn.execute(f"DELETE FROM {table.name}")
         return self._append(table, batches)
+
+    def _set_state(self, last_id, events, fingerprint):
+        self.conn.execute(f"DELETE FROM {STATE_TABLE}")
+        self.conn.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)", [last_id, events, fingerprint])
 
     def _append(self, table, batches):
         import pyarrow as pa

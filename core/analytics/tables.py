@@ -66,6 +66,23 @@ TABLES: tuple[Table, ...] = (
 )
 TABLE_NAMES = tuple(t.name for t in TABLES)
 
+# What an incremental mirror must not miss: a merge or split since the last one (settle_identity then
+# rewrites the person ids of existing events) or one still waiting to be settled.
+IDENTITY_FINGERPRINT = ("SELECT (SELECT count(*) FROM person_merges) || '/' || coalesce((SELECT max(merged_at) "
+                        "FROM person_merges), '') || '/' || (SELECT count(*) FROM identity_splits) || '/' || "
+                        "(SELECT count(undone_at) FROM identity_splits) || '/' || (SELECT count(*) FROM identity_dirty)")
+
+
+def events_state(store) -> tuple[int, int, str, bool]:
+    """``(max event id, event count, identity fingerprint, settled)`` of the operational store."""
+    max_id, count = store.query("SELECT coalesce(max(id), 0), count(*) FROM events")[0]
+    fingerprint = store.query(IDENTITY_FINGERPRINT)[0][0]
+    return int(max_id), int(count), str(fingerprint), fingerprint.endswith("/0")
+
+
+def events_up_to(store, max_id: int) -> int:
+    return int(store.query("SELECT count(*) FROM events WHERE id <= ?", (max_id,))[0][0])
+
 
 def arrow_schema(table: Table):
     import pyarrow as pa
