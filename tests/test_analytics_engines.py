@@ -182,3 +182,45 @@ def test_the_mirror_appends_new_events_and_copies_whole_after_a_merge(tmp_path, 
     finally:
         engine.close()
         store.close()
+
+
+def _summary(output: str) -> str:
+    """The demo's "5. Summary" section up to its timings (which vary from run to run)."""
+    start = output.index("5. Summary")
+    return output[start:output.index("Time per stage", start)]
+
+
+@pytest.mark.slow
+def test_the_demo_gives_the_same_report_on_sqlite_duckdb_and_clickhouse(tmp_path):
+    pytest.importorskip("duckdb")
+    pytest.importorskip("chdb")
+    runs = {}
+    for name, url in (("sqlite", None), *ENGINES.items()):
+        directory = tmp_path / name
+        shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns("data", "out", "motorcade.db*",
+                                                                          "__pycache__", "analytics*"))
+        if url is not None:
+            config = directory / "motorcade.toml"
+            config.write_text(config.read_text(encoding="utf-8").replace(
+                'database = "motorcade.db"', f'database = "motorcade.db"\nanalytics = "{url}"', 1), encoding="utf-8")
+        # the three demos side by side (each is mostly waiting on its own stages)
+        runs[name] = subprocess.Popen([sys.executable, str(directory / "demo.py")], cwd=directory, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      env={**os.environ, "COLUMNS": "150"})
+    outputs = {}
+    for name, process in runs.items():
+        out, _ = process.communicate(timeout=1200)
+        assert process.returncode == 0, out[-3000:]
+        outputs[name] = out
+    # the segment stage really ran on each engine (the runs' plans say where)
+    import sqlite3
+
+    for name, engine in (("duckdb", "DuckDB"), ("clickhouse", "ClickHouse")):
+        with sqlite3.connect(tmp_path / name / "motorcade.db") as conn:
+            plans = [r[0] for r in conn.execute("SELECT plan FROM segment_runs")]
+        assert plans and all(p.startswith(f"on {engine}: ") or p.startswith("reference evaluator") for p in plans)
+        assert any(p.startswith(f"on {engine}: ") for p in plans)
+    expected = _summary(outputs["sqlite"])
+    assert "e-mails received by the SMTP server" in expected
+    for name in ENGINES:
+        assert _summary(outputs[name]) == expected, name
