@@ -1045,6 +1045,32 @@ class ReportsStore(Protocol):
         """``{person_id: {"name": ..., "phone": ...}}`` (unmasked: the caller masks for display)."""
         ...
 
+    def attribution_events(self, conversion: str, touches: Sequence[str], *, until: int | None = None,
+                           store: str | None = None) -> list[tuple]:
+        """The conversion and touch events of every person, in ``(person, ts, id)`` order:
+        ``(person_id, ts, id, name, campaign, channel, store)``.
+
+        ``campaign`` and ``channel`` are read from the event's properties; ``store`` from ``store_id`` or
+        ``store`` there, falling back to the person's home store (as the funnel's ``by store``). Only events up
+        to ``until`` (inclusive) and, with ``store``, of the people whose home store it is."""
+        ...
+
+    def portrait_population(self, store: str | None = None) -> list[int]:
+        """Every person the caller may read (``store``: those whose home store it is). Named apart from
+        :meth:`AccessMixin.people_in_scope`, which narrows given ids and which this once shadowed."""
+        ...
+
+    def tags_with_values(self) -> list[str]:
+        """The tags that have a value for someone, by name."""
+        ...
+
+    def tag_values_of(self, tag: str) -> dict[int, object]:
+        """``{person_id: value}`` of one tag."""
+        ...
+
+    def profile_values(self, key: str) -> dict[int, object]:
+        """``{person_id: value}`` of one key of the people's profile attributes (people without it are left out)."""
+        ...
 
 
 @runtime_checkable
