@@ -592,6 +592,8 @@ class Journey(Node):
     steps: tuple[JourneyStep, ...] = attrs.field(default=(), converter=_tuple)
     end_line: int | None = _rule_pos()
     clause_positions: tuple[tuple[str, int, int], ...] = _rule_pos()
+    scope: ScopeDecl | None = _scope_field()
+    scope_from_file: bool = _scope_from_file()
 
     def clause_at(self, clause: str) -> "Node":
         return _clause_at(self, clause)

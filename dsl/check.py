@@ -788,12 +788,15 @@ def _describe(node) -> str:
 
 
 def _segments_used(rule) -> list[tuple[str, Any]]:
-    """``(segment name, node)`` of every segment a rule uses: its audience, its trigger segment, `in segment`."""
+    """``(segment name, node)`` of every segment a rule uses: its audience, its trigger or journey entry segment,
+    `in segment`."""
     used = []
     if isinstance(rule, ast.Campaign) and rule.audience:
         used.append((rule.audience, rule.clause_at("audience")))
     if isinstance(rule, ast.Trigger) and isinstance(rule.on, ast.OnSegment):
         used.append((rule.on.segment, rule.on))
+    if isinstance(rule, ast.Journey) and isinstance(rule.entry, (ast.EntrySegment, ast.EntrySchedule)):
+        used.append((rule.entry.segment, rule.entry))
     used += [(node.segment, node) for node in ast.walk(rule) if isinstance(node, ast.InSegment)]
     return used
 

@@ -296,7 +296,7 @@ def format_rule(rule, inner_comments: list[str] = ()) -> str:
             lines.append(f"by {rule.by}")
         return _block(_header("funnel", rule), lines, inner_comments)
     if isinstance(rule, ast.Journey):
-        return _block(_header("journey", rule), journey_lines(rule), inner_comments)
+        return _block(_header("journey", rule), _own_scope(rule) + journey_lines(rule), inner_comments)
     raise TypeError(f"not a rule: {type(rule).__name__}")
 
 

@@ -513,8 +513,8 @@ class ToAst(Transformer):
 
     def journey(self, meta, children):
         name, title, *items = children
-        clauses = [item for item in items if isinstance(item, tuple)]
-        steps = [item for item in items if not isinstance(item, tuple)]
+        clauses = [item for item in items if isinstance(item, (tuple, ast.ScopeDecl))]
+        steps = [item for item in items if not isinstance(item, (tuple, ast.ScopeDecl))]
         fields = self._clauses("journey", clauses)
         return ast.Journey(str(name), self._title(title), steps=steps, end_line=meta.end_line, **fields, **_pos(meta))
 

@@ -162,8 +162,14 @@ class JourneyRunner:
             self._enter_on_schedule(entry)
 
     def admit(self, candidates: list[tuple[int, dt.datetime]]) -> int:
-        """Let people in (inside the caller's transaction), applying the re-entry rule and the holdout."""
+        """Let people in (inside the caller's transaction), applying the journey's store scope, the re-entry
+        rule and the holdout."""
         journey = self.journey
+        if journey.scope is not None and not journey.scope.group:  # `scope store "SH01"`: its stores' people
+            from motorcade.access.actions import rule_scope
+
+            inside = set(self.store.people_in(rule_scope(journey), [pid for pid, _ in candidates]))
+            candidates = [(pid, at) for pid, at in candidates if pid in inside]
         history = self.store.journey_entry_history(self.name, [pid for pid, _ in candidates])
         policy = journey.reentry or ast.JourneyReentry("once")
         rows = []
