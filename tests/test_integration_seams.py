@@ -106,3 +106,86 @@ journey recall {
            'group' in messages
     assert 'tag `group_value_score` is the group\'s (weighted over every store): a rule scoped to store "SH01" ' \
            'may not read it' in messages
+
+
+ACCESS_RULES = """\
+segment visited {
+  where did service_visit
+}
+
+journey welcome {
+  entry on entering segment visited
+  hello: send via advisor_task template "t"
+}
+
+scope store "SH01"
+
+segment sh01_visited {
+  where did service_visit
+}
+
+journey sh01_welcome {
+  entry on entering segment sh01_visited
+  hello: send via advisor_task template "t"
+}
+"""
+
+
+@pytest.fixture
+def access_project(tmp_path):
+    from motorcade.model import Event, Store
+    from motorcade.project import init_project
+    from motorcade.segments.compute import compute_segments
+
+    project = init_project(tmp_path / "p", name="t")
+    (project.directory / "rules" / "main.mc").write_text(ACCESS_RULES, encoding="utf-8")
+    (project.directory / "templates").mkdir(exist_ok=True)
+    (project.directory / "templates" / "t.txt").write_text("您好", encoding="utf-8")
+    store = project.store
+    store.upsert_stores([Store(code, code, "group") for code in ("SH01", "SH02")])
+    t0 = dt.datetime(2026, 11, 1, 10, tzinfo=dt.timezone.utc)
+    ids = []
+    for i, code in enumerate(("SH01", "SH02")):
+        pid = store.create_person({"name": f"客户{i}"})
+        store.set_relation(pid, "selling_store", code)
+        ids.append(pid)
+    store.insert_events([Event("service_visit", t0, pid, {"store_id": "SH01"}, "dms", f"v{pid}") for pid in ids]
+                        + [Event("order", t0 + dt.timedelta(days=1), pid, {}, "dms", f"o{pid}") for pid in ids])
+    compute_segments(project, as_of=t0 + dt.timedelta(days=5))
+    project.close()
+    return project.directory, ids
+
+
+def test_journey_and_insight_reads_have_a_permission_and_respect_the_callers_scope(access_project, capsys):
+    """`journeys status|explain`, `report attribution|portrait` and `sends tracking` are reads: an analyst runs
+    them (they were group_admin-only, as commands the permission table did not know); a store manager reads a
+    journey scoped to their store and its people, not a group journey, another store's person or figures over
+    the whole group."""
+    from motorcade.cli import main
+
+    directory, (sh01_person, sh02_person) = access_project
+    assert main(["--project", str(directory), "users", "add", "ana", "--role", "analyst"]) == 0
+    assert main(["--project", str(directory), "users", "add", "ann", "--role", "store_manager", "--store",
+                 "SH01"]) == 0
+    capsys.readouterr()
+
+    def run(user, *args):
+        code = main(["--project", str(directory), "--as", user, *args])
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    for args in (["journeys", "status", "welcome"], ["journeys", "explain", "welcome", "--person", str(sh02_person)],
+                 ["report", "attribution"], ["report", "portrait", "visited"], ["sends", "tracking"]):
+        code, out = run("ana", *args)
+        assert code == 0, (args, out)
+    code, out = run("ann", "journeys", "status", "sh01_welcome")
+    assert code == 0, out
+    code, out = run("ann", "journeys", "explain", "sh01_welcome", "--person", str(sh01_person))
+    assert code == 0, out
+    code, out = run("ann", "journeys", "explain", "sh01_welcome", "--person", str(sh02_person))
+    assert code == 1 and "not in the scope of ann" in out
+    code, out = run("ann", "report", "portrait", "sh01_visited")
+    assert code == 0, out
+    for args in (["journeys", "status", "welcome"], ["report", "attribution"], ["sends", "tracking"]):
+        code, out = run("ann", *args)
+        assert code == 1 and "ann may not" in out, (args, out)

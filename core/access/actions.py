@@ -26,9 +26,12 @@ COMMAND_PERMISSIONS: dict[str, str] = {
     "ingest": OPERATE, "quarantine list": OPERATE, "quarantine retry": OPERATE, "collect": OPERATE,
     "pipeline": OPERATE, "serve": OPERATE, "console": OPERATE, "config check": READ, "config reference": READ,
     "users whoami": READ, "users roles": READ, "audit": AUDIT, "audit verify": AUDIT,
+    # a store user reads a journey scoped inside their stores and its people (checked by the command)
+    "journeys status": READ, "journeys explain": READ,
+    "report attribution": READ, "report portrait": READ, "sends tracking": READ,
 }
 # Commands that read aggregates over everyone (no person rows to narrow): a store-scoped caller is refused.
-GROUP_ONLY_READS = {"tags health"}
+GROUP_ONLY_READS = {"tags health", "report attribution", "sends tracking"}
 # Commands whose run is recorded in the audit log (the users commands record their own, finer entries).
 AUDITED = {"segments compute", "segments members", "run", "sends retry", "tags compute", "identity split",
            "identity unsplit", "ingest", "quarantine retry", "pipeline", "serve", "collect"}

@@ -272,7 +272,7 @@ def campaigns(project) -> dict:
 
 def journeys(project) -> list[dict]:
     """Each journey's graph with counts (people now at each step, edges taken) and its goal against the
-    holdout, as `motorcade journeys status` gives them (that command's permission applies)."""
+    holdout, as `motorcade journeys status` gives them (that command's permission and scope apply)."""
     authorize_command(project.access, "journeys status")
     from markupsafe import Markup
 
@@ -283,6 +283,8 @@ def journeys(project) -> list[dict]:
     moment = project.now()
     out = []
     for name in sorted(rule_set.journeys):
+        if not may(project, READ, rule_scope(rule_set.journeys[name])):
+            continue  # a store user sees the journeys scoped to their stores (a group journey counts everyone)
         status = journey_status(project.store, rule_set, name, as_of=moment, tz=project.timezone)
         flow = build_flow(rule_set.journeys[name])
         out.append({"name": name, "title": status.title or "", "status": status,

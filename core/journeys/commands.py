@@ -28,6 +28,7 @@ def status(state, name: str, as_of: str | None, as_json: bool, html_out: str | N
 
     project = state.project
     rule_set = project.rules()
+    _require_journey_scope(project, rule_set, name)
     moment = parse_as_of(as_of, project.timezone)
     result = journey_status(project.store, rule_set, name, as_of=moment, tz=project.timezone)
     if as_json:
@@ -56,8 +57,21 @@ def explain(state, name: str, person_id: int) -> None:
 
     project = state.project
     store = project.store
-    click.echo(explain_person(store, project.rules(), name, store.resolve_person_id(person_id),
-                              tz=project.timezone))
+    rule_set = project.rules()
+    _require_journey_scope(project, rule_set, name)
+    resolved = store.resolve_person_id(person_id)
+    store.require_person_in_scope(resolved)
+    click.echo(explain_person(store, rule_set, name, resolved, tz=project.timezone))
+
+
+def _require_journey_scope(project, rule_set, name: str) -> None:
+    """A scoped caller reads only journeys whose declared scope lies inside their own (a group journey's
+    figures are over the whole group)."""
+    from motorcade.access.actions import READ, rule_scope
+
+    journey = rule_set.journeys.get(name)
+    if journey is not None:
+        project.access.require(READ, f"read journey {name}", rule_scope(journey))
 
 
 COMMANDS = [journeys]
