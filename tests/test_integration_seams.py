@@ -189,3 +189,28 @@ def test_journey_and_insight_reads_have_a_permission_and_respect_the_callers_sco
     for args in (["journeys", "status", "welcome"], ["report", "attribution"], ["sends", "tracking"]):
         code, out = run("ann", *args)
         assert code == 1 and "ann may not" in out, (args, out)
+
+
+def test_attribution_credits_journey_and_trigger_sends_by_their_rule(tmp_path):
+    """The feedback events of a journey's or a trigger's sends carry `journey`/`trigger`, not `campaign`:
+    attribution's campaign dimension names them (`journey NAME`, `trigger NAME`) instead of `(none)`."""
+    from motorcade.activation.feedback import feedback_event
+    from motorcade.feedback.attribution import compute_attribution
+    from motorcade.model import Event
+    from motorcade.store import open_store
+
+    store = open_store(tmp_path / "a.db")
+    t0 = dt.datetime(2026, 3, 1, 2, tzinfo=dt.timezone.utc)
+    people = [store.create_person({"name": n}) for n in "ABC"]
+    events = []
+    for pid, (kind, origin) in zip(people, [("journey", "recall"), ("trigger", "thanks"), ("campaign", "spring")]):
+        send = {"origin_kind": kind, "origin": origin, "channel": "sms", "template": "t",
+                "idempotency_key": f"{kind}:{origin}:{pid}", "run_id": f"{kind}:{origin}", "step": 0,
+                "revision": "r", "person_id": pid}
+        events.append(feedback_event(send, "sent", t0))
+        events.append(Event("order", t0 + dt.timedelta(days=2), pid, {}, "dms", f"o{pid}"))
+    store.insert_events(events)
+    report = compute_attribution(store, conversion="order", within_days=30, models=["last_touch"],
+                                 touches=["sent"], as_of=int((t0 + dt.timedelta(days=5)).timestamp()))
+    credits = {row["value"]: row["last_touch"] for row in report.rows("campaign") if row["last_touch"]}
+    assert credits == {"journey recall": 1, "trigger thanks": 1, "spring": 1}

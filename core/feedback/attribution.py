@@ -25,7 +25,8 @@ per model, split over its journey's touches:
   this model is small enough to solve exactly in a few lines of Python.
 
 The same credits are given by **campaign**, **channel** and **store** (read from each touch's
-properties; the store falls back to the person's home store) and by **touch** (the event name). A
+properties; a journey's or trigger's send counts as campaign ``journey NAME`` / ``trigger NAME``; the store
+falls back to the person's home store) and by **touch** (the event name). A
 conversion without any touch is credited to ``(no touch)`` in every model, so each model's credits add
 up to the conversions.
 """

@@ -187,7 +187,8 @@ class ReportsMixin:
         """The conversion and touch events of every person, in ``(person, ts, id)`` order:
         ``(person_id, ts, id, name, campaign, channel, store)``.
 
-        ``campaign`` and ``channel`` are read from the event's properties; ``store`` from ``store_id`` or
+        ``campaign`` and ``channel`` are read from the event's properties (``campaign`` names a journey's or a
+        trigger's feedback events ``journey NAME`` / ``trigger NAME``); ``store`` from ``store_id`` or
         ``store`` there, falling back to the person's home store (as the funnel's ``by store``). Only events up
         to ``until`` (inclusive) and, with ``store``, of the people whose home store it is."""
         names = [conversion, *touches]
@@ -200,7 +201,9 @@ class ReportsMixin:
         pop_sql, pop_params = store_filter("e.person_id", store)
         params.extend(pop_params)
         sql = (
-            "SELECT e.person_id, e.ts, e.id, e.name, json_extract(e.properties, '$.campaign'), "
+            "SELECT e.person_id, e.ts, e.id, e.name, COALESCE(json_extract(e.properties, '$.campaign'), "
+            "'journey ' || json_extract(e.properties, '$.journey'), "
+            "'trigger ' || json_extract(e.properties, '$.trigger')), "
             "json_extract(e.properties, '$.channel'), "
             "COALESCE(json_extract(e.properties, '$.store_id'), json_extract(e.properties, '$.store'), "
             f"{home_store_expr('e.person_id')}) FROM events e WHERE {where}{pop_sql} ORDER BY e.person_id, e.ts, e.id"
