@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import zoneinfo
 
 import pytest
@@ -29,9 +30,9 @@ rules = ["rules"]
 
 @pytest.fixture
 def journey_project(motorcade_project, motorcade_pm, register_plugin):
-    def build(rules: str):
+    def build(rules: str, config: str = ""):
         directory = motorcade_project.directory
-        (directory / "motorcade.toml").write_text(CONFIG, encoding="utf-8")
+        (directory / "motorcade.toml").write_text(CONFIG + config, encoding="utf-8")
         (directory / "rules" / "main.mc").write_text(rules, encoding="utf-8")
         (directory / "templates").mkdir(exist_ok=True)
         (directory / "templates" / "hello.txt").write_text("您好 {{ person.name }}", encoding="utf-8")
@@ -214,3 +215,29 @@ def test_attribution_credits_journey_and_trigger_sends_by_their_rule(tmp_path):
                                  touches=["sent"], as_of=int((t0 + dt.timedelta(days=5)).timestamp()))
     credits = {row["value"]: row["last_touch"] for row in report.rows("campaign") if row["last_touch"]}
     assert credits == {"journey recall": 1, "trigger thanks": 1, "spring": 1}
+
+
+def test_a_journey_sends_tracked_links_and_sends_tracking_counts_them_by_journey(journey_project, capsys):
+    """`{{ track(url) }}` in a journey's send template becomes a short link kept with the send, and
+    `sends tracking --origin JOURNEY` counts its clicks (the origin was taken for a campaign's)."""
+    from motorcade.cli import main
+
+    project, context, now = journey_project(SCOPED_JOURNEY.replace('scope store "SH01"\n', ""),
+                                            '\n[activation]\npublic_url = "https://go.example.cn"\n')
+    (project.directory / "templates" / "hello.txt").write_text(
+        '您好 {{ track("https://dealer.example/booking") }}', encoding="utf-8")
+    store = project.store
+    with store.transaction():
+        pid = store.create_person({"name": "客户", "is_owner": True})
+    store.record_segment_run("sh01_owners", [pid], revision="t", as_of=now, computed_at=now, duration_ms=0,
+                             plan=None)
+    assert process_journey(context(), "sh01_recall")["sends"] == 1
+    send = store.list_sends(origin="sh01_recall", limit=10)[0]
+    links = store.links_of_send(send["idempotency_key"])
+    assert [link["target"] for link in links] and links[0]["kind"] == "link"
+    assert f"https://go.example.cn/s/{links[0]['code']}" in send["payload"]["steps"][0]["body"]
+    store.add_link_hit(links[0]["code"], at=now, user_agent="Mozilla/5.0 (iPhone)", bot=None)
+    store.conn.commit()
+    capsys.readouterr()
+    assert main(["--project", str(project.directory), "sends", "tracking", "--origin", "sh01_recall", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"]["click"] == 1
