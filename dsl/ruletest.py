@@ -59,7 +59,8 @@ from motorcade.dsl import ast
 from motorcade.dsl.data import CarData, Dataset, EventData, PersonData, ValueTypes
 from motorcade.dsl.errors import ERROR, Diagnostic, DslError, did_you_mean, make
 from motorcade.dsl.evaluate import (
-    DEFAULT_TIMEZONE, EvaluationError, Evaluator, Scope, get_zone, person_items, tag_value, trigger_fires,
+    DEFAULT_TIMEZONE, EvaluationError, Evaluator, Scope, _in_rule_scope, get_zone, person_items, tag_value,
+    trigger_fires,
 )
 from motorcade.dsl.format import fmt_cond
 from motorcade.dsl.parser import comment_start, parse_cell, parse_datetime
@@ -614,6 +615,8 @@ def simulate_journey(rule_set, journey, scenario: Scenario, person_id: int, ente
 
     coverage = coverage or _Coverage()
     person = scenario.dataset.people[person_id]
+    if not _in_rule_scope(journey, person):  # a store journey lets in only its stores' people
+        return "not entered", None, []
     world = _ScenarioWorld(rule_set, scenario, tz, coverage)
     entry = journey.entry
     if entering is None and isinstance(entry, ast.EntryEvent):

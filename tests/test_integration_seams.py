@@ -241,3 +241,20 @@ def test_a_journey_sends_tracked_links_and_sends_tracking_counts_them_by_journey
     capsys.readouterr()
     assert main(["--project", str(project.directory), "sends", "tracking", "--origin", "sh01_recall", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["hits"]["click"] == 1
+
+
+def test_a_rule_test_of_a_store_journey_lets_in_only_that_stores_people(tmp_path):
+    """`expect journey` simulates the journey's `scope store` as the engine applies it: a person of another
+    store is `not entered` (the `stores` column gives a person's stores)."""
+    from motorcade.dsl.ruletest import run_rule_tests
+
+    (tmp_path / "j.mc").write_text('scope store "SH01"\n\njourney drive {\n  entry on test_drive\n'
+                                   '  first: send via sms template "thanks"\n}\n', encoding="utf-8")
+    (tmp_path / "j.test.mc").write_text(
+        "as of 2026-06-20 10:00\n\npeople:\n  id | stores\n  1  | \"SH01\"\n  2  | \"SH02\"\n\nevents:\n"
+        "  id | person | event      | at\n  1  | 1      | test_drive | 2026-06-10 09:00\n"
+        "  2  | 2      | test_drive | 2026-06-10 09:00\n\n"
+        "expect journey drive puts 1 at completed\nexpect journey drive puts 2 at not entered\n",
+        encoding="utf-8")
+    report = run_rule_tests([tmp_path])
+    assert report.ok and report.passed == 2, report.render()
