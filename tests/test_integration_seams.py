@@ -258,3 +258,25 @@ def test_a_rule_test_of_a_store_journey_lets_in_only_that_stores_people(tmp_path
         encoding="utf-8")
     report = run_rule_tests([tmp_path])
     assert report.ok and report.passed == 2, report.render()
+
+
+def test_check_reports_the_templates_of_a_journeys_send_steps(tmp_path, capsys):
+    """`motorcade check` checks a journey's send templates as a campaign's (a missing template, track()
+    without [activation] public_url): `run` refuses such a journey, so `check` must not pass it."""
+    from motorcade.cli import main
+    from motorcade.project import init_project
+
+    project = init_project(tmp_path / "p", name="t")
+    (project.directory / "rules" / "main.mc").write_text(
+        'segment visited {\n  where did service_visit\n}\n\njourney welcome {\n  entry on entering segment visited\n'
+        '  hello: send via advisor_task template "missing"\n  wait 1 day\n'
+        '  again: send via advisor_task template "tracked"\n}\n', encoding="utf-8")
+    (project.directory / "templates").mkdir(exist_ok=True)
+    (project.directory / "templates" / "tracked.txt").write_text('{{ track("https://x.example") }}',
+                                                                  encoding="utf-8")
+    project.close()
+    capsys.readouterr()
+    assert main(["--project", str(project.directory), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "missing" in out and "journey welcome" not in out.replace("journey `welcome`", "")
+    assert "rules/main.mc:7" in out and "public_url" in out

@@ -57,16 +57,18 @@ def rule_template_problems(rule, templates: TemplateStore, *, registry: Any = No
 
 def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, attributes: set[str] | None = None,
                      tags: set[str] | None = None, public_url: str | None = None) -> list[TemplateProblem]:
-    """Every problem found in the rule set's campaigns and triggers (an empty list when all is well).
+    """Every problem found in the rule set's campaigns, triggers and journeys' send steps (an empty list when
+    all is well).
 
     ``attributes`` / ``tags``: profile attributes and tag names known in the project (None: not checked).
     """
     store = TemplateStore(templates_dir)
     problems: list[TemplateProblem] = []
-    rules = [*rule_set.campaigns.values(), *rule_set.triggers.values()]
+    rules = [*(("campaign", r) for r in rule_set.campaigns.values()),
+             *(("trigger", r) for r in rule_set.triggers.values()),
+             *(("journey", r) for r in _journey_sends(rule_set))]
     tags = None if tags is None else set(tags) | set(rule_set.tags)
-    for rule in rules:
-        kind = "campaign" if rule in rule_set.campaigns.values() else "trigger"
+    for kind, rule in rules:
         schedule = getattr(rule, "schedule", None)
         if schedule is not None:
             try:
@@ -90,6 +92,16 @@ def check_activation(rule_set, *, templates_dir: Path, registry: Any = None, att
     for problem in problems:
         unique.setdefault((problem.path, problem.line, problem.message), problem)
     return list(unique.values())
+
+
+def _journey_sends(rule_set) -> list:
+    """Each send step of every journey as a rule of its own (its journey's name and the step's ``via``), so
+    its templates are checked as a campaign's: the journey engine refuses a journey whose templates fail."""
+    from motorcade.dsl.journey import all_steps
+    from motorcade.journeys.engine import SendRule
+
+    return [SendRule(journey.name, step.via) for journey in getattr(rule_set, "journeys", {}).values()
+            for step in all_steps(journey.steps) if isinstance(step, ast.SendStep)]
 
 
 def known_names(store, registry, sources=None) -> tuple[set[str] | None, set[str] | None]:
@@ -133,7 +145,7 @@ def activation_diagnostics(problems: list[TemplateProblem], rule_set, project_di
     rule_files = {}
     for rule_file in rule_set.files:
         for rule in rule_file.rules:
-            kind = "campaign" if isinstance(rule, ast.Campaign) else "trigger" if isinstance(rule, ast.Trigger) else None
+            kind = {ast.Campaign: "campaign", ast.Trigger: "trigger", ast.Journey: "journey"}.get(type(rule))
             if kind:
                 rule_files[f"{kind} {rule.name}"] = rule_file
     out = []
