@@ -562,8 +562,13 @@ def _run_expectation(exp: Expectation, scenario: Scenario, test_file: TestFile, 
         decision = trigger_fires(rule_set, exp.name, scenario.dataset, pid, event=event, tz=tz,
                                  on_result=coverage.record)
     else:
-        decision = trigger_fires(rule_set, exp.name, scenario.dataset, exp.args["person"],
+        pid = exp.args["person"]
+        decision = trigger_fires(rule_set, exp.name, scenario.dataset, pid,
                                  segment_change=exp.args["change"], as_of=as_of, tz=tz, on_result=coverage.record)
+    person = scenario.dataset.people.get(pid)
+    if decision.fires and person is not None and not _in_rule_scope(rule, person):
+        # as the planner, which checks the person's stores before the trigger (`scope store`)
+        decision = attrs.evolve(decision, fires=False, reason="the person is not in the trigger's stores")
     if decision.fires != exp.args["fires"]:
         return f"trigger {'fires' if decision.fires else 'does not fire'}: {decision.reason}"
     return None

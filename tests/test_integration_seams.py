@@ -280,3 +280,20 @@ def test_check_reports_the_templates_of_a_journeys_send_steps(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "missing" in out and "journey welcome" not in out.replace("journey `welcome`", "")
     assert "rules/main.mc:7" in out and "public_url" in out
+
+
+def test_a_rule_test_of_a_store_trigger_fires_only_for_that_stores_people(tmp_path):
+    """`expect trigger` applies the trigger's `scope store` as the planner does (the planner checks the
+    person's stores before evaluating the trigger)."""
+    from motorcade.dsl.ruletest import run_rule_tests
+
+    (tmp_path / "t.mc").write_text('scope store "SH01"\n\ntrigger thanks {\n  on service_visit\n'
+                                   '  via sms template "thanks"\n}\n', encoding="utf-8")
+    (tmp_path / "t.test.mc").write_text(
+        "as of 2026-06-20 10:00\n\npeople:\n  id | stores\n  1  | \"SH01\"\n  2  | \"SH02\"\n\nevents:\n"
+        "  id | person | event         | at\n  1  | 1      | service_visit | 2026-06-10 09:00\n"
+        "  2  | 2      | service_visit | 2026-06-10 09:00\n\n"
+        "expect trigger thanks fires on event 1\nexpect trigger thanks does not fire on event 2\n",
+        encoding="utf-8")
+    report = run_rule_tests([tmp_path])
+    assert report.ok and report.passed == 2, report.render()
