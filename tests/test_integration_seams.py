@@ -297,3 +297,57 @@ def test_a_rule_test_of_a_store_trigger_fires_only_for_that_stores_people(tmp_pa
         encoding="utf-8")
     report = run_rule_tests([tmp_path])
     assert report.ok and report.passed == 2, report.render()
+
+
+def test_a_journey_send_renders_the_persons_recommendation(journey_project):
+    """`{{ recommendation.NAME }}` in a journey's send template: the person's top item, as in a campaign."""
+    rules = SCOPED_JOURNEY.replace('scope store "SH01"\n', "") + (
+        '\nrecommend service_package {\n  when profile.vip = true then "major_service"\n'
+        '  when profile.is_owner = true then "minor_service"\n}\n')
+    project, context, now = journey_project(rules)
+    (project.directory / "templates" / "hello.txt").write_text(
+        "您好，推荐 {{ recommendation.service_package }}", encoding="utf-8")
+    store = project.store
+    with store.transaction():
+        vip = store.create_person({"name": "甲", "is_owner": True, "vip": True})
+        plain = store.create_person({"name": "乙", "is_owner": True})
+    store.record_segment_run("sh01_owners", [vip, plain], revision="t", as_of=now, computed_at=now, duration_ms=0,
+                             plan=None)
+    assert process_journey(context(), "sh01_recall")["sends"] == 2
+    bodies = {s["person_id"]: s["payload"]["steps"][0]["body"] for s in store.list_sends(origin="sh01_recall")}
+    assert bodies == {vip: "您好，推荐 major_service", plain: "您好，推荐 minor_service"}
+
+
+@pytest.mark.parametrize("engine_url", ["duckdb:///analytics.duckdb", "chdb:///analytics-ch"])
+def test_a_segment_reading_a_recommendation_has_the_same_members_on_the_analytics_engine(tmp_path, engine_url):
+    """`recommendation R includes "x"` compiles in every engine's dialect (it was compiled with a helper the
+    dialect merge removed, so every recommendation failed, on SQLite too)."""
+    pytest.importorskip("duckdb" if engine_url.startswith("duckdb") else "chdb")
+    from motorcade.analytics import open_engine
+    from motorcade.segments.compute import evaluate_members
+    from motorcade.store import open_store
+
+    rules = rule_set_from_text(
+        'recommend service_package {\n  when profile.vip = true then "major_service"\n'
+        '  when count(service_visit) >= 1 then "minor_service"\n}\n\n'
+        'segment minor { where recommendation service_package includes "minor_service" }\n'
+        'segment major { where recommendation service_package includes "major_service" }\n')
+    store = open_store(tmp_path / "p.db")
+    from motorcade.model import Event
+
+    at = dt.datetime(2026, 11, 1, 10, tzinfo=SH)
+    with store.transaction():
+        ids = [store.create_person({"name": f"客户{i}", "vip": i % 2 == 0}) for i in range(6)]
+    store.insert_events([Event("service_visit", at, pid, {}, "dms", f"v{pid}") for pid in ids[:3]])
+    as_of = at + dt.timedelta(days=1)
+    expected = {"minor": set(ids[:3]), "major": {ids[0], ids[2], ids[4]}}
+    engine = open_engine(engine_url, base_dir=tmp_path)
+    try:
+        engine.mirror(store)
+        for name, members in expected.items():
+            assert set(evaluate_members(store, rules, name, as_of, "Asia/Shanghai")[0]) == members, name
+            there, _plan, _query = evaluate_members(store, rules, name, as_of, "Asia/Shanghai", engine=engine)
+            assert set(there) == members, name
+    finally:
+        engine.close()
+        store.close()
