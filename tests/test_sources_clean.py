@@ -158,6 +158,13 @@ def test_numbers_of_other_countries_and_regions():
     assert clean_phone("+1 650 253 0000") == "+16502530000"
     assert clean_phone("+44 7911 123456") == "+447911123456"
     assert clean_phone("010-12345678") == "+861012345678"  # a Beijing landline
+    # 86 + a 3-digit area code + 8 digits: 13 digits without the plus, a landline (not a mobile number)
+    assert clean_phone("8657112345678") == "+8657112345678"
+    assert clean_phone("86 571 8888 1234") == "+8657188881234"
+    assert clean_phone("+86 571 8888 1234", "US") == "+8657188881234"
+    with pytest.raises(CleanError):
+        clean_phone("8613812345678", "AU")  # a region sorting before CN
+    assert clean_phone("+8613812345678", "AU") == "+8613812345678"
     # 86 + 11 digits is a mainland number only for the CN region
     with pytest.raises(CleanError):
         clean_phone("8613812345678", "US")
@@ -202,6 +209,7 @@ def test_clean_identifier_normalises_by_type():
     assert clean_identifier("national_id_hash", " ABCDEF01 ") == "abcdef01"
     assert clean_identifier("crm_id", " AbC-1 ") == "AbC-1"  # other types: trimmed, case kept
     assert clean_identifier("crm_id", 1042) == "1042"
+    assert clean_identifier("wechat_unionid", " oAbC-Xy ") == "oAbC-Xy"  # only national_id_hash is lower-cased
     for empty in (None, "", "   "):
         with pytest.raises(CleanError, match="empty crm_id"):
             clean_identifier("crm_id", empty)
@@ -383,8 +391,9 @@ def test_convert_by_type():
     assert convert(" Wang.Wei@163.COM", "email") == "wang.wei@163.com"
     with pytest.raises(CleanError, match="not an e-mail address"):
         convert("13812345678", "email")
-    with pytest.raises(CleanError, match="unknown column type 'decimal'"):
-        convert("1", "decimal")
+    for unknown in ("decimal", "timestamp", "zipcode", "Phone"):  # sorting before, between and after the known ones
+        with pytest.raises(CleanError, match=f"unknown column type '{unknown}'"):
+            convert("1", unknown)
 
 
 @pytest.mark.parametrize("raw, whole", [("12.0", 12), ("1e3", 1000), ("-3.00", -3), (7, 7), (7.0, 7), ("0x", None)])
@@ -415,3 +424,8 @@ def test_convert_float_refuses_numbers_that_are_not_finite(raw):
         convert(raw, "float")
     with pytest.raises(CleanError, match="not a number"):
         convert("twelve", "float")
+
+
+def test_wrong_vin_check_digit_message_names_both_digits():
+    with pytest.raises(CleanError, match=r"^VIN check digit is '1', expected '2'$"):
+        clean_vin("WBASH2K01NA000042")
