@@ -195,6 +195,8 @@ def test_phone_lookup_key_drops_only_the_country_code_of_a_13_digit_mainland_num
 def test_identifier_lookup_key_by_type():
     assert identifier_lookup_key("email", " Wang.Wei@163.COM ") == "wang.wei@163.com"
     assert identifier_lookup_key("crm_id", " AbC-1 ") == "AbC-1"
+    assert identifier_lookup_key("wechat_unionid", " oAbC-12 ") == "oAbC-12"  # types sorting after phone too
+    assert identifier_lookup_key("dms_customer_id", " D-12 ") == "D-12"
     assert identifier_lookup_key("crm_id", None) == ""
     assert identifier_lookup_key("phone", None) == ""
 
