@@ -314,8 +314,10 @@ def test_check_json_value_refuses_float_subclasses_that_are_not_finite():
     class Price(float):
         pass
 
-    with pytest.raises(CleanError, match="is not a finite number"):
+    with pytest.raises(CleanError, match=r"^p is not a finite number \(nan\)"):
         check_json_value({"p": Price("nan")}, "")
+    with pytest.raises(CleanError, match=r"^the value is not a finite number \(inf\)"):
+        check_json_value(Price("inf"), "")
     check_json_value({"p": Price("1.5")}, "")
 
 
@@ -431,3 +433,12 @@ def test_convert_float_refuses_numbers_that_are_not_finite(raw):
 def test_wrong_vin_check_digit_message_names_both_digits():
     with pytest.raises(CleanError, match=r"^VIN check digit is '1', expected '2'$"):
         clean_vin("WBASH2K01NA000042")
+
+
+@pytest.mark.parametrize("extra", ["1", "12", "X" * 10])
+def test_vins_longer_than_17_characters_are_refused(extra):
+    good = "WBASH2K02NA000042"
+    with pytest.raises(CleanError, match=rf"^VIN has {17 + len(extra)} characters, expected 17$"):
+        clean_vin(good + extra)
+    with pytest.raises(CleanError, match="expected 17"):
+        clean_vin(good + extra, check_digit=False)
