@@ -288,6 +288,7 @@ def test_time_stamp_past_the_year_9999_in_utc_is_out_of_range():
 
 def test_check_json_value_accepts_what_json_can_hold():
     check_json_value({"a": [1, 2.5, "x", None, True, {"b": "ü"}], "ü": (1, 2)}, "properties")
+    check_json_value({1: "one", None: "none", 2.5: ["x"]}, "properties")  # json.dumps writes such keys as text
     check_json_value("plain ascii", "name")
     check_json_value(3, "n")
 
@@ -410,7 +411,7 @@ def test_convert_int_takes_whole_numbers_written_as_decimals(raw, whole):
         assert value == whole and type(value) is int
 
 
-@pytest.mark.parametrize("raw", ["12.5", "0.1", "1e-3", 7.5])
+@pytest.mark.parametrize("raw", ["12.5", "0.1", "1e-3", 7.5, "-3.5", -0.5])
 def test_convert_int_refuses_fractions(raw):
     with pytest.raises(CleanError, match="not a whole number"):
         convert(raw, "int")
@@ -442,3 +443,31 @@ def test_vins_longer_than_17_characters_are_refused(extra):
         clean_vin(good + extra)
     with pytest.raises(CleanError, match="expected 17"):
         clean_vin(good + extra, check_digit=False)
+
+
+def _cleaned(raw, accept):
+    try:
+        return clean_phone(raw, "CN", accept)
+    except CleanError as exc:
+        return str(exc)
+
+
+@given(st.text(alphabet="0123456789", min_size=11, max_size=11), st.booleans())
+def test_a_13_digit_number_starting_86_cleans_like_the_same_number_with_a_plus(rest, accept):
+    """How several Chinese systems export numbers: the country code without its plus. Whatever the digits
+    (valid or not, in a known range or not), the two spellings clean to the same result."""
+    assert _cleaned("86" + rest, accept) == _cleaned("+86" + rest, accept)
+
+
+@pytest.mark.parametrize("rest", ["00958031771", "00447176410", "01012345678"])
+def test_86_then_a_trunk_zero_cleans_like_the_plus_spelling(rest):
+    for accept in (False, True):
+        assert _cleaned("86" + rest, accept) == _cleaned("+86" + rest, accept)
+
+
+@pytest.mark.parametrize("raw, region", [("650-253-0000 ext. 12", "US"), ("650-253-0000 x12", "US"),
+                                         ("+1 650 253 0000 ext 7", "CN")])
+def test_a_phone_number_with_an_extension_is_refused_not_cut_to_the_main_line(raw, region):
+    # an extension is not part of an identifier: reading the main line would link everyone behind a switchboard
+    with pytest.raises(CleanError):
+        clean_phone(raw, region)
