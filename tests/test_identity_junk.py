@@ -107,6 +107,7 @@ def test_junk_rule_errors_hint_at_the_setting_and_the_rules():
     ("crm_id", "+++unknown", "placeholder value"),
     ("phone", "+86unknown", "placeholder value"), ("phone", "+860", "placeholder value"), ("phone", "86null", "placeholder value"),
     ("crm_id", "86null", None),  # only a phone's 86 is a country code
+    ("wechat_unionid", "86null", None), ("wechat_openid", "+86none", None),  # also for types sorting after phone
     ("crm_id", "unknowns", None), ("crm_id", "C1", None), ("crm_id", "111", None), ("crm_id", "00000000", None),
     # phone: same character, 8 identical at the end
     ("phone", "+86111", "all characters the same"), ("phone", "+8611", None),
@@ -125,12 +126,14 @@ def test_junk_reason_of_default_guards(type_, value, reason):
     (["repeated_tail"], "00000000", "ends in 8 identical characters"), (["repeated_tail"], "0000000", None),
     (["repeated_tail"], "X-00000000", "ends in 8 identical characters"), (["repeated_tail"], "X-10000000", None),
     (["repeated_tail"], "aaa", None),
+    (["repeated_tail"], "8600000000", "ends in 8 identical characters"),  # not the phone wording, whatever the type
     (["placeholder"], "aaa", None), (["placeholder"], "none", "placeholder value"),
     ([], "none", None), ([], "00000000", None),
 ])
 def test_junk_reason_applies_only_the_configured_rules(rules, value, reason):
-    guards = IdentityGuards.from_config({"lead_id": {"junk_rules": rules}})
+    guards = IdentityGuards.from_config({"lead_id": {"junk_rules": rules}, "wechat_unionid": {"junk_rules": rules}})
     assert guards.junk_reason("lead_id", value) == reason
+    assert guards.junk_reason("wechat_unionid", value) == reason
 
 
 def test_listed_junk_values_apply_whatever_the_rules():
