@@ -3,6 +3,7 @@ flagged or dropped at ingest is counted in the summary and listable."""
 
 import json
 
+import attrs
 import pytest
 from click.testing import CliRunner
 
@@ -37,6 +38,12 @@ def test_guards_from_an_empty_configuration_are_the_documented_defaults():
         assert {"13800138000", "+8613800138000", "18888888888", "+8618888888888"} <= guards.junk["phone"]
         assert "test@test.com" in guards.junk["email"]
         assert set(guards.junk) == {"phone", "email"}
+
+
+def test_guards_built_in_code_have_the_defaults_of_an_empty_configuration_but_no_junk_list():
+    built, configured = IdentityGuards(), IdentityGuards.from_config({})
+    assert attrs.evolve(built, junk=configured.junk) == configured
+    assert built.accept_unknown_ranges is False and built.junk == {}
 
 
 def test_guards_read_every_setting():
