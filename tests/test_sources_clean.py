@@ -322,6 +322,16 @@ def test_check_json_value_refuses_float_subclasses_that_are_not_finite():
     check_json_value({"p": Price("1.5")}, "")
 
 
+def test_check_json_value_looks_inside_subclasses_of_dict_list_and_tuple():
+    import collections
+
+    Point = collections.namedtuple("Point", "x y")
+    for value in (collections.OrderedDict(a=float("nan")), collections.defaultdict(int, a=float("inf")),
+                  Point(1.0, float("nan")), type("Row", (list,), {})([float("nan")])):
+        with pytest.raises(CleanError, match="is not a finite number"):
+            check_json_value(value, "v")
+
+
 def test_check_json_value_refuses_lone_surrogates_in_values_and_keys():
     with pytest.raises(CleanError, match=r"^name holds a lone surrogate"):
         check_json_value("ab\ud800", "name")
