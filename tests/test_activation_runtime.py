@@ -15,7 +15,7 @@ import pytest
 from motorcade.activation.dispatcher import Dispatcher, backoff_seconds
 from motorcade.activation.feedback import record_receipt
 from motorcade.activation.guardrails import in_holdout
-from motorcade.activation.planner import plan_campaign
+from motorcade.activation.planner import plan_campaign, process_segment_trigger
 from motorcade.activation.runner import run_once
 from motorcade.activation.settings import ActivationContext
 from motorcade.activation.testing import memory_channel_plugin
@@ -755,3 +755,21 @@ def test_a_retry_after_beyond_the_cap_is_capped_and_flagged(setup):
     assert send["not_before"] - int(clock().timestamp()) == ctx.settings.retry_after_max_seconds == 3600
     assert "provider asked to wait 31536000 s; capped at 3600 s (retry_after_max_seconds)" in send["reason"]
     assert send["payload"]["retry_after_capped"] == 31536000
+
+
+def test_an_enter_trigger_sees_the_first_change_reacts_to_entries_only_and_counts_what_it_fired(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory], templates={"thanks.txt": "x", "hello.txt": "欢迎"})
+    messages: list[str] = []
+    ctx = attrs.evolve(ctx, log=messages.append)
+    store = project.store
+    first, second = people(store, 2)
+    # a pass before the segment ever changed must not skip its very first change
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 0, "fired": 0, "planned": 0}
+    put_members(store, "owners", [first], clock())
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
+    assert messages == ["trigger welcome: 1 segment changes, fired 1"]
+    clock.advance(hours=1)
+    put_members(store, "owners", [second], clock())  # the first person leaves, the second enters
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 2, "fired": 1, "planned": 1}
+    assert sorted(s["person_id"] for s in store.list_sends(limit=100)) == sorted([first, second])
