@@ -15,7 +15,7 @@ import pytest
 from motorcade.activation.dispatcher import Dispatcher, backoff_seconds
 from motorcade.activation.feedback import record_receipt
 from motorcade.activation.guardrails import in_holdout
-from motorcade.activation.planner import plan_campaign, process_segment_trigger
+from motorcade.activation.planner import plan_campaign, process_event_trigger, process_segment_trigger
 from motorcade.activation.runner import run_once
 from motorcade.activation.settings import ActivationContext
 from motorcade.activation.testing import memory_channel_plugin
@@ -773,3 +773,21 @@ def test_an_enter_trigger_sees_the_first_change_reacts_to_entries_only_and_count
     put_members(store, "owners", [second], clock())  # the first person leaves, the second enters
     assert process_segment_trigger(ctx, "welcome") == {"changes": 2, "fired": 1, "planned": 1}
     assert sorted(s["person_id"] for s in store.list_sends(limit=100)) == sorted([first, second])
+
+
+def test_an_event_trigger_pass_returns_and_logs_what_it_read_fired_and_planned(setup):
+    clock = Clock(dt.datetime(2026, 11, 23, 12, 0, tzinfo=SH))
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()], clock=clock,
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    messages: list[str] = []
+    ctx = attrs.evolve(ctx, log=messages.append)
+    store = project.store
+    vip, normal = people(store, 2)
+    store.write_tag_values([(vip, "value_tier", "vip"), (normal, "value_tier", "normal")], tags=["value_tier"],
+                           calculator="t", calculator_version="1", computed_at=clock())
+    with store.transaction():
+        store.insert_events([Event("order", clock() - dt.timedelta(minutes=5), pid, {"amount": amount}, "dms", key)
+                             for pid, amount, key in ((vip, 300000, "o1"), (vip, 500, "o2"), (normal, 300000, "o3"))])
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 3, "fired": 1, "planned": 1}
+    assert messages == ["trigger order_thanks: 3 events, fired 1, planned 1"]
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 0, "fired": 0, "planned": 0}
