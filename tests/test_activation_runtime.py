@@ -260,6 +260,7 @@ def test_holdout_is_deterministic_recorded_in_the_snapshot_and_not_sent(setup):
     snapshot = store.audience_snapshot(report.planned_runs[0]["run_id"])
     held = {pid for pid, arm in snapshot.items() if arm == "holdout"}
     assert held == {pid for pid in ids if in_holdout(pid, "recall", 10)}
+    assert report.planned_runs[0]["holdout"] == len(held) and report.planned_runs[0]["audience"] == 600
     assert 30 <= len(held) <= 90  # ~10% of 600
     sends = {s["person_id"]: s for s in store.list_sends(limit=1000)}
     assert all(sends[p]["status"] == "holdout" and sends[p]["reason"].startswith("holdout") for p in held)
