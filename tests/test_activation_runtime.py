@@ -792,3 +792,18 @@ def test_an_event_trigger_pass_returns_and_logs_what_it_read_fired_and_planned(s
     assert process_event_trigger(ctx, "order_thanks") == {"events": 3, "fired": 1, "planned": 1}
     assert messages == ["trigger order_thanks: 3 events, fired 1, planned 1"]
     assert process_event_trigger(ctx, "order_thanks") == {"events": 0, "fired": 0, "planned": 0}
+
+
+@pytest.mark.parametrize("n, more", [(3, None), (4, "... and 1 more"), (6, "... and 3 more")])
+def test_dead_lettered_sends_are_logged_three_by_key_then_counted(setup, n, more):
+    project, ctx, clock = setup(rules(via='memory template "bad.txt"'), channels=[memory_channel_plugin()],
+                                templates={"bad.txt": "{{ 1/0 }}"})
+    messages: list[str] = []
+    ctx = attrs.evolve(ctx, log=messages.append)
+    put_members(project.store, "owners", people(project.store, n), clock())
+    assert plan_campaign(ctx, "recall", clock())["planned"] == n
+    named = [m for m in messages if " dead-lettered: template: " in m]
+    assert len(named) == 3 and all(m.startswith("campaign recall: send campaign:recall:") for m in named)
+    counted = [m for m in messages if m.startswith("... and ")]
+    assert counted == ([] if more is None else
+                       [f"{more} sends dead-lettered by template errors (motorcade sends list --status dead)"])
