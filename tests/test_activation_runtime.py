@@ -807,3 +807,16 @@ def test_dead_lettered_sends_are_logged_three_by_key_then_counted(setup, n, more
     counted = [m for m in messages if m.startswith("... and ")]
     assert counted == ([] if more is None else
                        [f"{more} sends dead-lettered by template errors (motorcade sends list --status dead)"])
+
+
+@pytest.mark.parametrize("clause, window", [("", ["21:00", "09:00"]), ("quiet hours 22:30 to 07:15", ["22:30", "07:15"]),
+                                            ("quiet hours off", None), ("transactional", None),
+                                            ("transactional quiet hours 22:30 to 07:15", ["22:30", "07:15"])])
+def test_the_planned_send_carries_the_quiet_hours_its_rule_obeys(setup, clause, window):
+    project, ctx, clock = setup(RULES.format(send_to="all members", holdout=clause, via='memory template "hello"'),
+                                guardrails='quiet_hours = { start = "21:00", end = "09:00" }',
+                                channels=[memory_channel_plugin()])
+    put_members(project.store, "owners", people(project.store, 1), clock())
+    plan_campaign(ctx, "recall", clock())
+    (send,) = project.store.list_sends()
+    assert send["payload"]["quiet_hours"] == window
