@@ -820,3 +820,14 @@ def test_the_planned_send_carries_the_quiet_hours_its_rule_obeys(setup, clause, 
     plan_campaign(ctx, "recall", clock())
     (send,) = project.store.list_sends()
     assert send["payload"]["quiet_hours"] == window
+
+
+def test_a_new_segment_trigger_ignores_changes_older_than_its_look_back(setup):
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    old, recent = people(store, 2)
+    put_members(store, "owners", [old], clock() - dt.timedelta(hours=25))  # before the 24-hour look-back
+    put_members(store, "owners", [old, recent], clock() - dt.timedelta(hours=23))
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
+    assert [s["person_id"] for s in store.list_sends()] == [recent]
