@@ -78,6 +78,15 @@ def test_listed_junk_phones_are_cleaned_in_the_project_region():
     assert "13800138000" in guards.junk["phone"]  # the built-in values stay, as typed
 
 
+def test_guards_read_the_region_from_the_identity_table_when_no_region_is_given():
+    """`[identity] phone_region` decides how listed junk phones are cleaned, whichever command builds the guards
+    (identity unsplit built them without it, so a US project's junk list was cleaned as Chinese numbers)."""
+    guards = IdentityGuards.from_config({"phone_region": "US", "phone": {"junk": ["650 253 0000"]}})
+    assert guards.region == "US"
+    assert guards.junk_reason("phone", "+16502530000") == "junk value"
+    assert IdentityGuards.from_config({"phone_region": "US"}, region="CN").region == "CN"  # an explicit region wins
+
+
 @pytest.mark.parametrize("table, match", [
     ({"max_records_per_source": "five"}, "max_records_per_source must be a whole number"),
     ({"max_records_per_source": None}, "max_records_per_source must be a whole number"),

@@ -1031,7 +1031,7 @@ def open_source(project, name: str) -> Source:
 
 def project_ingestor(project) -> Ingestor:
     identity = project.config.identity
-    guards = IdentityGuards.from_config(identity, region=identity.get("phone_region", "CN"))
+    guards = IdentityGuards.from_config(identity)
     return Ingestor(project.store, guards=guards, timezone=project.config.timezone, tag_settings=project.config.tags)
 
 
