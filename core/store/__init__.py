@@ -17,14 +17,19 @@ Store = SQLiteStore  # the interface every implementation offers (today: the SQL
 
 
 def open_store(database: str | Path, *, base_dir: Path | None = None, migrate: bool = True) -> Store:
-    """Open the project's store. ``database`` is a file path or ``sqlite:///path``."""
+    """Open the project's store. ``database`` is a file path, ``sqlite:///path`` or ``postgresql://user@host/db``."""
     text = str(database)
     if "://" in text:
         scheme, _, rest = text.partition("://")
+        if scheme in ("postgresql", "postgres"):
+            from .postgres import PostgresStore
+
+            return PostgresStore(text, migrate=migrate)
         if scheme != "sqlite":
             raise ConfigError(
                 f"database {text!r}: no store for {scheme!r} is installed",
-                hint="the embedded default is SQLite: database = \"motorcade.db\"",
+                hint="the embedded default is SQLite: database = \"motorcade.db\"; "
+                     "PostgreSQL: database = \"postgresql://user@host/db\"",
             )
         text = rest[1:] if rest.startswith("/") else rest  # sqlite:///rel.db, sqlite:////abs.db
     path = Path(text)

@@ -1,0 +1,287 @@
+"""The named functions whose SQLite statements mean something PostgreSQL spells differently (JSON arrays as
+bulk parameters, JSON paths, typed tag values) or that PostgreSQL does better (the outbox claim).
+
+Each keeps the contract stated on the mixin function it overrides; only the SQL differs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Sequence
+
+from ..codec import epoch, iso, loads, utc_now
+from ..identity import _chunks, fast_dumps, fast_loads
+from ..outbox import CLAIMABLE_STATES, OUTBOX_COLUMNS, _send_row
+
+
+def _jsonb(value: Any):
+    from psycopg.types.json import Jsonb
+
+    return None if value is None else Jsonb(value)
+
+
+class PostgresOverrides:
+    # -- identity: a batch's keys travel as one array parameter (unnest) ---------------------------
+
+    def find_records(self, source: str, keys: Sequence[str]) -> dict[str, tuple[int, int, str]]:
+        rows = self.conn.execute_native(
+            "SELECT r.source_key, r.id, r.person_id, r.attributes FROM identity_records r "
+            "WHERE r.source = %s AND r.source_key = ANY(%s::text[])", (source, list(keys))) if keys else []
+        return {key: (rid, pid, attributes) for key, rid, pid, attributes in rows}
+
+    def record_link_ids(self, record_ids: Sequence[int]) -> dict[int, set[int]]:
+        links: dict[int, set[int]] = {}
+        if record_ids:
+            for rid, iid in self.conn.execute_native(
+                    "SELECT record_id, identifier_id FROM identity_links WHERE record_id = ANY(%s::bigint[])",
+                    (list(record_ids),)):
+                links.setdefault(rid, set()).add(iid)
+        return links
+
+    def find_identifiers(self, pairs: Sequence[tuple[str, str]]):
+        found = {}
+        by_type: dict[str, list[str]] = {}
+        for type_, value in pairs:
+            by_type.setdefault(type_, []).append(value)
+        for type_, values in by_type.items():
+            for value, iid, pid, flagged, reason in self.conn.execute_native(
+                    "SELECT value, id, person_id, flagged, flag_reason FROM identifiers "
+                    "WHERE type = %s AND value = ANY(%s::text[])", (type_, values)):
+                found[(type_, value)] = (iid, pid, (reason or "flagged") if flagged else None)
+        return found
+
+    def identifier_link_counts(self, source: str, identifier_ids: Sequence[int]) -> dict[int, int]:
+        if not identifier_ids:
+            return {}
+        return dict(self.conn.execute_native(
+            "SELECT identifier_id, count(*) FROM identity_links WHERE identifier_id = ANY(%s::bigint[]) "
+            "AND source = %s AND removed_at IS NULL GROUP BY identifier_id", (list(identifier_ids), source)))
+
+    def identifier_top_sources(self, identifier_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+        top: dict[int, tuple[str, int]] = {}
+        if identifier_ids:
+            for iid, source, n in self.conn.execute_native(
+                    "SELECT identifier_id, source, count(*) AS n FROM identity_links "
+                    "WHERE identifier_id = ANY(%s::bigint[]) AND removed_at IS NULL GROUP BY identifier_id, source "
+                    "ORDER BY identifier_id, n DESC, source COLLATE \"C\"", (list(identifier_ids),)):
+                top.setdefault(iid, (source, n))
+        return top
+
+    def identity_rows_of_people(self, person_ids: Iterable[int]):
+        ids = sorted(set(person_ids))
+        records = self.conn.execute_native(
+            "SELECT source, source_key, person_id FROM identity_records WHERE person_id = ANY(%s::bigint[])",
+            (ids,)).fetchall()
+        identifiers = self.conn.execute_native(
+            "SELECT type, value, person_id FROM identifiers WHERE person_id = ANY(%s::bigint[])", (ids,)).fetchall()
+        return records, identifiers
+
+    def insert_new_people(self, first_id: int, attributes: Sequence[str], at: str) -> None:
+        self.insert_people_rows((first_id + n, a, at) for n, a in enumerate(attributes))
+
+    def insert_new_identity_records(self, first_id: int, source: str, rows, at: str) -> None:
+        self.insert_identity_records((first_id + n, source, *row, at) for n, row in enumerate(rows))
+
+    def insert_new_identifiers(self, first_id: int, rows) -> None:
+        self.insert_identifiers((first_id + n, *row) for n, row in enumerate(rows))
+
+    def insert_new_identity_links(self, source: str, rule: str, at: str, codes: Sequence[int], mult: int) -> None:
+        if codes:
+            self.insert_identity_links((*divmod(code, mult), source, rule, at, None, None) for code in codes)
+
+    def list_identity_splits(self, person_id: int | None = None, *, split_id: int | None = None):
+        sql = ("SELECT s.id, s.person_id, s.identifier_id, s.link_id, s.reason, s.people, s.split_at, s.undone_at, "
+               "s.undo_reason, i.type, i.value FROM identity_splits s LEFT JOIN identifiers i ON i.id = "
+               "coalesce(s.identifier_id, (SELECT identifier_id FROM identity_links WHERE id = s.link_id))")
+        params: tuple = ()
+        if split_id is not None:
+            sql += " WHERE s.id = %s"
+            params = (split_id,)
+        elif person_id is not None:
+            sql += " WHERE s.person_id = %s OR s.people::jsonb @> to_jsonb(ARRAY[%s::bigint])"
+            params = (person_id, person_id)
+        return [
+            {"id": r[0], "person_id": r[1], "identifier_id": r[2], "link_id": r[3], "reason": r[4],
+             "people": loads(r[5]), "split_at": r[6], "undone_at": r[7], "undo_reason": r[8], "type": r[9],
+             "value": r[10]}
+            for r in self.conn.execute_native(sql + " ORDER BY s.id", params)
+        ]
+
+    def recompute_golden_records(self, person_ids: Iterable[int], priority: Sequence[str]) -> int:
+        rank = {t: i for i, t in enumerate(priority)}
+        worst = len(priority)
+        ids = sorted(set(person_ids))
+        changed = 0
+        now = iso(utc_now())
+        conn = self.conn
+        for chunk in _chunks(ids, 20000):
+            records = conn.execute_native(
+                "SELECT person_id, id, source, source_key, attributes FROM identity_records "
+                "WHERE person_id = ANY(%s::bigint[])", (list(chunk),)).fetchall()
+            types: dict[int, list[str]] = {}
+            for rid, type_ in conn.execute_native(
+                    "SELECT l.record_id, i.type FROM identity_links l JOIN identifiers i ON i.id = l.identifier_id "
+                    "WHERE l.record_id = ANY(%s::bigint[]) AND l.removed_at IS NULL AND i.flagged = 0",
+                    ([r[1] for r in records],)):
+                types.setdefault(rid, []).append(type_)
+            per_person: dict[int, list[tuple]] = {}
+            for pid, rid, source, key, attributes in records:
+                best = min((min((rank.get(t, worst) for t in name.split(",") if t), default=worst + 1)
+                            for name in types.get(rid, ())), default=worst + 1)
+                per_person.setdefault(pid, []).append((best, source, key, attributes))
+            updates = []
+            for pid, members in per_person.items():
+                golden: dict[str, Any] = {}
+                members.sort()
+                for _best, _source, _key, attributes in members:
+                    if attributes != "{}":
+                        for name, value in fast_loads(attributes).items():
+                            if value is not None and value != "" and name not in golden:
+                                golden[name] = value
+                golden["sources"] = sorted({r[1] for r in members})
+                text = fast_dumps(golden)
+                updates.append((text, now, pid, text))
+            before = conn.total_changes
+            conn.executemany("UPDATE people SET attributes = ?, updated_at = ? WHERE id = ? AND attributes != ?",
+                             updates)
+            changed += conn.total_changes - before
+        return changed
+
+    # -- ingest: no staging database to attach; events go in by rows ------------------------------
+
+    supports_staged_ingest = False
+
+    def _event_index_names(self) -> set[str]:
+        return {r[0] for r in self.conn.execute_native(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'events' AND schemaname = current_schema()")}
+
+    def unsynced_writes(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def ensure_event_indexes(self) -> int:
+        from ..events import DEDUP_INDEX_DDL, EVENT_INDEXES
+
+        with self.transaction():
+            self.conn.execute_native(DEDUP_INDEX_DDL)
+            for ddl in EVENT_INDEXES.values():
+                self.conn.execute_native(ddl)
+        return 0
+
+    # -- tags: values are jsonb (a number, text or boolean) ----------------------------------------
+
+    def write_tag_values(self, values, *, tags, calculator: str, calculator_version: str, computed_at: dt.datetime,
+                         person_ids=None) -> int:
+        tags = list(tags)
+        at = iso(computed_at)
+        conn = self.conn
+        with self.transaction():
+            if person_ids is None:
+                conn.execute_native("DELETE FROM tag_values WHERE tag = ANY(%s::text[])", (tags,))
+            else:
+                conn.execute_native("DELETE FROM tag_values WHERE tag = ANY(%s::text[]) AND person_id = ANY(%s::bigint[])",
+                                    (tags, list(person_ids)))
+            before = conn.total_changes
+            written = set(tags)
+            rows = [(tag, pid, _jsonb(value), at, calculator, calculator_version, pid)
+                    for pid, tag, value in values if written.add(tag) is None]
+            if rows:
+                with conn.raw.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO tag_values (tag, person_id, value, computed_at, calculator, calculator_version) "
+                        "SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM people WHERE id = %s) "
+                        "ON CONFLICT (tag, person_id) DO UPDATE SET value = excluded.value, "
+                        "computed_at = excluded.computed_at, calculator = excluded.calculator, "
+                        "calculator_version = excluded.calculator_version", rows)
+                    conn.total_changes += max(cur.rowcount, 0)
+            changed = conn.total_changes - before
+            self.recount_tag_values(written)
+            return changed
+
+    def tag_value_figures(self, tag: str, *, numeric: bool, top: int = 20) -> dict[str, Any]:
+        conn = self.conn
+        count = conn.execute_native("SELECT count(*) FROM tag_values WHERE tag = %s AND value IS NOT NULL "
+                                    "AND value <> 'null'::jsonb", (tag,)).fetchone()[0]
+        figures: dict[str, Any] = {"count": count}
+        if not numeric:
+            rows = conn.execute_native(
+                "SELECT value, count(*) AS n FROM tag_values WHERE tag = %s AND value IS NOT NULL "
+                "AND value <> 'null'::jsonb GROUP BY value ORDER BY n DESC, value LIMIT %s", (tag, top + 1)).fetchall()
+            counts = {str(v): n for v, n in rows[:top]}
+            if len(rows) > top:
+                counts["(other)"] = count - sum(counts.values())
+            figures["counts"] = counts
+            return figures
+        if count == 0:
+            return figures
+        number = "(value #>> '{}')::double precision"
+        where = "tag = %s AND jsonb_typeof(value) = 'number'"
+        lo, hi, mean, mean_sq = conn.execute_native(
+            f"SELECT min({number}), max({number}), avg({number}), avg({number} * {number}) FROM tag_values "
+            f"WHERE {where}", (tag,)).fetchone()
+        figures.update(min=_number(lo), max=_number(hi), mean=mean, std=max(mean_sq - mean * mean, 0.0) ** 0.5)
+        for label, q in (("p25", 0.25), ("p50", 0.5), ("p75", 0.75)):
+            offset = max(int(-(-q * count // 1)) - 1, 0)
+            figures[label] = _number(conn.execute_native(
+                f"SELECT {number} FROM tag_values WHERE {where} ORDER BY 1 LIMIT 1 OFFSET %s",
+                (tag, offset)).fetchone()[0])
+        return figures
+
+    def tag_histogram(self, tag: str, low: float, high: float, bins: int = 10) -> list[int]:
+        width = (high - low) / bins or 1.0
+        counts = [0] * bins
+        for b, n in self.conn.execute_native(
+                "SELECT LEAST(GREATEST(trunc(((value #>> '{}')::double precision - %s) / %s)::bigint, 0), %s) AS b, "
+                "count(*) FROM tag_values WHERE tag = %s AND jsonb_typeof(value) = 'number' GROUP BY b",
+                (low, width, bins - 1, tag)):
+            counts[int(b)] = n
+        return counts
+
+    # -- segments -----------------------------------------------------------------------------------
+
+    def query_person_ids(self, sql: str, params: dict | tuple = ()) -> list[int]:
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise ValueError("person_ids takes a SELECT")
+        return sorted(r[0] for r in self.conn.execute(f"SELECT person_id FROM ({sql}) AS members", params))
+
+    # -- the outbox: claims lock their rows ----------------------------------------------------------
+
+    def due_sends(self, now: dt.datetime, *, limit: int) -> list[dict[str, Any]]:
+        """As the SQLite store's; inside a transaction the rows returned stay locked until it ends, and
+        rows another worker's open transaction holds are skipped (``FOR UPDATE SKIP LOCKED``)."""
+        t = epoch(now)
+        lock = " FOR UPDATE SKIP LOCKED" if self.conn.in_transaction else ""
+        rows = self.conn.execute_native(
+            f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE (status = ANY(%s::text[]) "
+            f"AND coalesce(not_before, 0) <= %s) OR (status = 'claimed' AND claimed_until < %s) "
+            f"ORDER BY not_before NULLS FIRST, created_at LIMIT %s{lock}",
+            (list(CLAIMABLE_STATES), t, t, limit)).fetchall()
+        return [_send_row(r) for r in rows]
+
+    def marketing_sends_since(self, person_id: int, since: dt.datetime, *, exclude_key: str | None = None) -> int:
+        return self.conn.execute_native(
+            "SELECT count(*) FROM outbox WHERE person_id = %s AND status IN ('claimed', 'sent') AND updated_at >= %s "
+            "AND coalesce((payload::jsonb ->> 'transactional')::boolean, false) = false AND idempotency_key <> %s",
+            (person_id, iso(since), exclude_key or "")).fetchone()[0]
+
+    # -- reports ------------------------------------------------------------------------------------
+
+    def contact_summaries(self, person_ids: Iterable[int]) -> dict[int, dict]:
+        ids = sorted(set(person_ids))
+        out: dict[int, dict] = {p: {"name": None, "phone": None} for p in ids}
+        for person_id, name in self.conn.execute_native(
+                "SELECT id, attributes::jsonb ->> 'name' FROM people WHERE id = ANY(%s::bigint[])", (ids,)):
+            out[person_id]["name"] = name
+        for person_id, phone in self.conn.execute_native(
+                "SELECT person_id, min(value) FROM identifiers WHERE type = 'phone' AND person_id = ANY(%s::bigint[]) "
+                "GROUP BY person_id", (ids,)):
+            out[person_id]["phone"] = phone
+        return out
+
+
+def _number(value):
+    """A float that is whole as an int (as SQLite returns an integer tag value)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
