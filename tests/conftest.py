@@ -67,7 +67,7 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    pytest_terminal_summary_pg(terminalreporter)
+    _pg_terminal_summary(terminalreporter)
     if config.getoption("hypothesis_seed", None) is not None or exitstatus:
         terminalreporter.write_line(seed_line(config))
 
@@ -139,7 +139,7 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
-def pytest_terminal_summary_pg(terminalreporter):  # called from pytest_terminal_summary below
+def _pg_terminal_summary(terminalreporter):  # called from pytest_terminal_summary below
     if _pg_skips:
         line = f"{len(_pg_skips)} {PG_SKIP_MARK} (no PostgreSQL binaries)"
         if os.environ.get("CI"):

@@ -14,6 +14,20 @@ from typing import Any, Iterable, Iterator
 from .dialect import arrange, explicit_id_table, translate
 
 
+def _refuse_nul(exc: Exception, sql: str) -> None:
+    """PostgreSQL text cannot hold NUL (SQLite's can): an operator error naming the statement's table."""
+    if "NUL" in str(exc) and "0x00" in str(exc):
+        import re
+
+        from ...errors import MotorcadeError
+
+        table = re.search(r"(?:INTO|UPDATE)\s+(\w+)", sql, re.IGNORECASE)
+        raise MotorcadeError(
+            f"a value for {table.group(1) if table else 'the store'} contains the NUL character (\\x00), which "
+            f"PostgreSQL text cannot hold", hint="remove NUL characters from the source data (SQLite stores them)"
+        ) from None
+
+
 class Row(tuple):
     """A result row readable by position and by column name (as ``sqlite3.Row``)."""
 
@@ -97,7 +111,11 @@ class Connection:
             text += " RETURNING id"
         args = arrange(params, order) if params else None
         with self.raw.cursor() as cur:
-            cur.execute(text, args)
+            try:
+                cur.execute(text, args)
+            except Exception as exc:  # noqa: BLE001 - re-raised unless it is the NUL case
+                _refuse_nul(exc, text)
+                raise
             rows, names = self._rows(cur)
             count = cur.rowcount
         lastrowid = rows[-1][0] if returning and rows else None
@@ -114,7 +132,11 @@ class Connection:
         if not args:
             return Cursor([], 0, None)
         with self.raw.cursor() as cur:
-            cur.executemany(text, args)
+            try:
+                cur.executemany(text, args)
+            except Exception as exc:  # noqa: BLE001 - re-raised unless it is the NUL case
+                _refuse_nul(exc, text)
+                raise
             count = max(cur.rowcount, 0)
         self.total_changes += count
         self._follow_ids(text)

@@ -108,6 +108,10 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None, str | None]:
     The parameter order lists, for each ``%s`` in the result, the index of the parameter it takes (None:
     the parameters are used in order, as with ``?``).
     """
+    if sql.strip().upper() == "PRAGMA DATA_VERSION":
+        # what SQLite's data_version is for (has anything changed since?): the next transaction id moves
+        # whenever any session writes (this one's writes included, which only costs a cache refresh)
+        return "SELECT txid_snapshot_xmax(txid_current_snapshot())", None, None
     pieces = _split_literals(sql)
     code_only = " ".join(text for literal, text in pieces if not literal)
     if SQLITE_ONLY.search(code_only):

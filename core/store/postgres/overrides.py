@@ -160,6 +160,15 @@ class PostgresOverrides:
 
         return contextlib.nullcontext()
 
+    def bulk_event_load(self, *, defer_dedup: bool = False):
+        """A large load keeps the events' indexes here: PostgreSQL's unique index is what keeps a re-read
+        idempotent, and rows go in by batch (no staging database)."""
+        import contextlib
+
+        from ..events import BulkEventLoad
+
+        return contextlib.nullcontext(BulkEventLoad())
+
     def ensure_event_indexes(self) -> int:
         from ..events import DEDUP_INDEX_DDL, EVENT_INDEXES
 
