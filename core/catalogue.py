@@ -59,9 +59,7 @@ def build_catalogue(project: Any):
         tags.setdefault(row["name"], row["type"])
     calculator_tags = {name for name, produced in producers.items()
                        if any(who.startswith("calculator") for who, _ in produced)}
-    attributes = {
-        r[0] for r in store.query("SELECT DISTINCT key FROM people, json_each(people.attributes) LIMIT 10000")
-    }
+    attributes = store.attribute_names()
     catalogue = Catalogue.from_names(
         events=events, attributes=attributes,
         # a channel whose plugin failed to load is reported as such by the activation check, not as unknown

@@ -202,7 +202,7 @@ def init(directory: str, name: str | None) -> None:
     project = init_project(directory, name=name)
     click.echo(f"Created project {project.config.name!r} in {project.directory}")
     click.echo(f"  config:   {project.config.path}")
-    click.echo(f"  database: {project.store.path} (schema version {project.store.schema_version()})")
+    click.echo(f"  database: {project.store.location} (schema version {project.store.schema_version()})")
 
 
 @cli.command()
@@ -262,7 +262,7 @@ def status(state: CliState, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"project": project.config.name, **counts}))
         return
-    click.echo(f"Project {project.config.name} ({project.store.path})")
+    click.echo(f"Project {project.config.name} ({project.store.location})")
     width = max(len(k) for k in counts)
     for key, value in counts.items():
         click.echo(f"  {key.ljust(width)}  {value:>10,}")

@@ -79,7 +79,7 @@ def _run(project, as_of: dt.datetime, log: Callable[[str], None]) -> StageResult
     for error in report.errors:
         log(f"  error: {error}")
     d = report.dispatched
-    waiting = project.store.query("SELECT count(*) FROM outbox WHERE status = 'failed'")[0][0]
+    waiting = project.store.status_counts_of_sends().get("failed", 0)
     return StageResult(
         "run", 0.0,
         f"{len(report.planned_runs)} campaign runs, {sum(report.trigger_firings.values())} trigger firings, "

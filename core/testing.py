@@ -8,13 +8,16 @@
   ``motorcade_pm``.
 
 And :func:`dump_database`, to compare two stores row by row (an ingest path against another, a killed
-and re-run load against one clean run).
+and re-run load against one clean run), and :func:`store_conformance_problems`, which checks that a store
+implementation offers every function of the store protocol with its exact signature.
 """
 
 from __future__ import annotations
 
+import inspect
+import re
 import sqlite3
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 
@@ -30,7 +33,8 @@ def dump_database(path, *, indexes: bool = False) -> dict[str, list[str]]:
     try:
         out = {}
         for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
-            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})") if r[1] not in WALL_CLOCK_COLUMNS]
+            columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+            cols = [c for c in columns if c not in WALL_CLOCK_COLUMNS]
             out[table] = sorted(map(repr, conn.execute(f"SELECT {', '.join(cols)} FROM {table}")))
         if indexes:
             out["indexes"] = sorted(r[0] for r in conn.execute(
@@ -95,3 +99,107 @@ def plugin_manager_limited_to(modules: set[str]):
                      and not r.obj.__module__.startswith("motorcade.")]:
             del table[name]
     return pm
+
+
+# -- store conformance ------------------------------------------------------------------------------
+
+_DOTTED_PREFIX = re.compile(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])")
+
+
+def _annotation_text(annotation: Any) -> str:
+    """An annotation as comparable text: module prefixes dropped (``dt.datetime`` -> ``datetime``),
+    quotes and spaces removed, so ``from __future__`` strings and evaluated types compare alike."""
+    text = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+    return _DOTTED_PREFIX.sub("", text).replace("'", "").replace('"', "").replace(" ", "")
+
+
+def _annotation_matches(wanted: Any, actual: Any) -> bool:
+    """Whether an implementation's annotation matches the protocol's (``Any`` there matches anything)."""
+    if wanted is inspect.Parameter.empty:
+        return True
+    if actual is inspect.Parameter.empty:
+        return False
+    pattern = "".join(".+" if part == "Any" else re.escape(part)
+                      for part in re.split(r"(\bAny\b)", _annotation_text(wanted)))
+    return re.fullmatch(pattern, _annotation_text(actual)) is not None
+
+
+def _protocol_members(protocol: type) -> dict[str, Any]:
+    members: dict[str, Any] = {name: None for name in getattr(protocol, "__annotations__", {})}
+    for name, value in vars(protocol).items():
+        if name.startswith("_"):
+            continue
+        if callable(value) or isinstance(value, property):
+            members[name] = value
+    return members
+
+
+def store_conformance_problems(implementation: Any, protocols: Sequence[type] | None = None) -> list[str]:
+    """What ``implementation`` (a store class or instance) lacks to satisfy the store protocol, one line each
+    (an empty list: it conforms). Every member of every stage protocol (:data:`motorcade.store.STAGE_PROTOCOLS`)
+    is checked: attributes exist, properties are properties, context managers are context managers, and
+    each method has the same parameters (names, kinds, defaults) and annotations, compared as text with
+    module prefixes dropped; ``Any`` in the protocol matches any annotation. An implementation may add
+    parameters only with defaults. A second store checks itself with ``assert not store_conformance_problems(
+    PostgresStore)``."""
+    from motorcade.store.protocol import STAGE_PROTOCOLS
+
+    cls = implementation if isinstance(implementation, type) else type(implementation)
+    problems: list[str] = []
+    for protocol in protocols or STAGE_PROTOCOLS:
+        for name, wanted in _protocol_members(protocol).items():
+            where = f"{protocol.__name__}.{name}"
+            if not hasattr(cls, name) and not (cls is not implementation and hasattr(implementation, name)):
+                problems.append(f"{where}: missing")
+                continue
+            actual = inspect.getattr_static(cls, name, None)
+            if wanted is None:  # a data attribute (``dialect``)
+                continue
+            if isinstance(wanted, property):
+                if not isinstance(actual, property):
+                    problems.append(f"{where}: should be a property")
+                elif not _annotation_matches(inspect.signature(wanted.fget).return_annotation,
+                                             inspect.signature(actual.fget).return_annotation):
+                    problems.append(f"{where}: property type differs")
+                continue
+            if isinstance(actual, (staticmethod, classmethod, property)) or not callable(actual):
+                problems.append(f"{where}: should be a plain method")
+                continue
+            if hasattr(wanted, "__wrapped__") and not hasattr(actual, "__wrapped__"):
+                problems.append(f"{where}: should be a context manager (contextlib.contextmanager)")
+            problems.extend(f"{where}: {p}" for p in _signature_problems(inspect.signature(wanted),
+                                                                        inspect.signature(actual)))
+    return problems
+
+
+def _signature_problems(wanted: inspect.Signature, actual: inspect.Signature) -> list[str]:
+    problems: list[str] = []
+    have = dict(actual.parameters)
+    for parameter in wanted.parameters.values():
+        got = have.pop(parameter.name, None)
+        if got is None:
+            problems.append(f"parameter {parameter.name!r} missing")
+            continue
+        if got.kind != parameter.kind:
+            problems.append(f"parameter {parameter.name!r} is {got.kind.description}, "
+                            f"should be {parameter.kind.description}")
+        if got.default != parameter.default:
+            problems.append(f"parameter {parameter.name!r} defaults to "
+                            f"{'nothing' if got.default is got.empty else repr(got.default)}, should default to "
+                            f"{'nothing' if parameter.default is parameter.empty else repr(parameter.default)}")
+        if not _annotation_matches(parameter.annotation, got.annotation):
+            problems.append(f"parameter {parameter.name!r} is annotated {_annotation_text(got.annotation)!r}, "
+                            f"should be {_annotation_text(parameter.annotation)!r}")
+    for extra in have.values():
+        if extra.default is extra.empty and extra.kind not in (extra.VAR_POSITIONAL, extra.VAR_KEYWORD):
+            problems.append(f"extra parameter {extra.name!r} without a default")
+    wanted_order = [p.name for p in wanted.parameters.values()
+                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    actual_order = [p.name for p in actual.parameters.values()
+                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:len(wanted_order)]
+    if wanted_order != actual_order and not problems:
+        problems.append(f"positional parameters are {actual_order}, should be {wanted_order}")
+    if not _annotation_matches(wanted.return_annotation, actual.return_annotation):
+        problems.append(f"returns {_annotation_text(actual.return_annotation)!r}, "
+                        f"should return {_annotation_text(wanted.return_annotation)!r}")
+    return problems

@@ -82,8 +82,7 @@ def known_names(store, registry, sources=None) -> tuple[set[str] | None, set[str
     field no row has carried yet is not taken for a typo."""
     from motorcade.sources.mapping import mapped_attribute_names
 
-    attributes = {r[0] for r in store.query(
-        "SELECT DISTINCT key FROM people, json_each(people.attributes) LIMIT 10000")}
+    attributes = store.attribute_names()
     attributes |= mapped_attribute_names(sources or {})
     tags = {d["name"] for d in store.tag_definitions()}
     for entry in registry.tag_calculators.values():

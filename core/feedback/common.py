@@ -57,7 +57,7 @@ def check_store(store, store_id: str | None) -> str | None:
         from motorcade.dsl.errors import did_you_mean
 
         raise MotorcadeError(
-            f"no store {store_id!r} in {store.path}",
+            f"no store {store_id!r} in {store.location}",
             hint=did_you_mean(store_id, names) or
             f"known stores: {', '.join(list(names)[:20]) or 'none (ingest the store list first)'}",
         )

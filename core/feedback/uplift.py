@@ -264,8 +264,7 @@ def compute_uplift(store, campaign: str, *, event: str = "service_visit", days: 
     if run_id is not None:
         runs = [r for r in runs if r[0] == run_id]
     if not runs:
-        known = [r[0] for r in store.query(
-            "SELECT DISTINCT origin FROM activation_runs WHERE origin_kind = 'campaign' ORDER BY origin")]
+        known = store.run_origins("campaign")
         if store.campaign_runs(campaign) and (run_id is None or any(r[0] == run_id
                                                                    for r in store.campaign_runs(campaign))):
             first = store.campaign_runs(campaign)[0][1]
@@ -277,7 +276,7 @@ def compute_uplift(store, campaign: str, *, event: str = "service_visit", days: 
 
         close = None if campaign in campaigns else did_you_mean(campaign, {*known, *campaigns})
         raise MotorcadeError(
-            f"campaign {campaign!r} has no runs" + (f" with id {run_id!r}" if run_id else "") + f" in {store.path}",
+            f"campaign {campaign!r} has no runs" + (f" with id {run_id!r}" if run_id else "") + f" in {store.location}",
             hint=close or (f"campaigns with runs: {', '.join(known)}" if known else "run the campaign first: motorcade run"),
         )
     zone = zone_key(tz)

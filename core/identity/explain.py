@@ -188,11 +188,11 @@ def unsplit(store, split_id: int, *, reason: str = "split undone by operator",
             identifier_id = restored[1]
         else:
             identifier_id = logged["identifier_id"]
-            current = store.conn.execute("SELECT flag_reason FROM identifiers WHERE id = ?", (identifier_id,)).fetchone()
-            if current is not None and current[0] != logged["reason"]:
+            exists, flag_reason = store.identifier_flag_reason(identifier_id)
+            if exists and flag_reason != logged["reason"]:
                 raise MotorcadeError(
                     f"{logged['type']} {mask_identifier(logged['type'], logged['value'])} was flagged again since "
-                    f"split #{split_id} ({current[0] or 'not flagged'}); not undone",
+                    f"split #{split_id} ({flag_reason or 'not flagged'}); not undone",
                     hint="see `motorcade identity flagged`")
             store.unflag_identifier(identifier_id)
         person = store.join_people_of_identifier(identifier_id, reason=why)

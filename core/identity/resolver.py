@@ -13,7 +13,7 @@ arrive in: people are always the components of the graph over unflagged identifi
 
 The resolver caches the part of the graph it has seen (records by source and key, identifiers by type
 and value). While the store held no identity records when the cache was started and nobody else has
-written to the graph since (same connection, ``PRAGMA data_version``, the store's ``identity_epoch``
+written to the graph since (the store's ``external_change_mark()`` and ``identity_epoch``
 and the next free ids all as this resolver left them), the cache *is* the graph and a batch needs no
 lookup at all: a first load runs without reading back what it wrote. Otherwise the batch's unknown
 keys and identifiers are looked up with one statement each, and any change made by someone else
@@ -99,7 +99,7 @@ class IdentityResolver:
         # written by this resolver, so their links and counts are all in the cache
         self._own: tuple[int, int] | None = None
         self._complete = False  # the cache holds the whole graph (the store had none when it started)
-        self._sync: tuple | None = None  # (connection, data_version, epoch, next record id, next identifier id)
+        self._sync: tuple | None = None  # (external change mark, epoch, next record id, next identifier id)
         self.generation = getattr(self, "generation", 0) + 1  # entries of an earlier generation are stale
 
     def unchanged_record(self, source: str, key: str, identifiers: Sequence[Identifier]) -> list | None:
@@ -145,15 +145,14 @@ class IdentityResolver:
     def _begin(self) -> tuple[int, int, int]:
         """Next free ids; drops the cache if the graph changed since this resolver last wrote it."""
         store = self.store
-        conn = store.conn
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        mark = store.external_change_mark()
         next_ids = store.identity_next_ids()
-        if self._sync is not None and self._sync != (conn, version, store.identity_epoch, *next_ids[1:]):
+        if self._sync is not None and self._sync != (mark, store.identity_epoch, *next_ids[1:]):
             self.reset()
         if self._own is None:
             self._own = next_ids[1], next_ids[2]
             self._complete = next_ids[1] == 1 and next_ids[2] == 1
-        self._version = conn, version
+        self._version = mark
         return next_ids
 
     def resolve(self, source: str, observations: Sequence[Observation]) -> list[tuple[int, int]]:
@@ -451,7 +450,7 @@ class IdentityResolver:
         golden.difference_update(new_people)  # written with their golden record already
         if golden:
             store.recompute_golden_records(golden, guards.priority)
-        self._sync = (*self._version, store.identity_epoch, next_rid, next_iid)
+        self._sync = (self._version, store.identity_epoch, next_rid, next_iid)
         if redirect:
             return [(e[_RID], person(e[_PID])) for e in entries]
         return [(e[_RID], e[_PID]) for e in entries]

@@ -94,7 +94,7 @@ def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz) -> tupl
         except Unsupported as exc:
             members = evaluate_segment(rule_set, name, load_dataset(store), as_of, tz)
             return sorted(members), f"reference evaluator ({exc})", None
-        members = store.query_person_ids(query.sql(), query.params)
+        members = store.query_person_ids(query.sql(dialect=store.dialect), query.params)
     return members, query.driver, query
 
 

@@ -11,7 +11,6 @@ type by the store's :meth:`value_types`, as the compiler reads them.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Iterable
 
 import attrs
@@ -21,7 +20,6 @@ from motorcade.dsl.data import CarData, Dataset, EventData, PersonData
 from .compiler import ADVISOR_RELATIONS, STORE_RELATIONS
 
 UTC = dt.timezone.utc
-_CHUNK = 500
 
 
 def _date(text: str | None) -> dt.date | None:
@@ -30,47 +28,30 @@ def _date(text: str | None) -> dt.date | None:
 
 def load_dataset(store, person_ids: Iterable[int] | None = None) -> Dataset:
     """Everyone (or ``person_ids``) with attributes, tags, cars owned, relations, consents and events."""
-    conn = store.conn
-    if person_ids is None:
-        ids = [r[0] for r in conn.execute("SELECT id FROM people ORDER BY id")]
-    else:
-        ids = sorted(set(int(i) for i in person_ids))
-    people: dict[int, PersonData] = {}
+    ids = store.person_ids() if person_ids is None else sorted(set(int(i) for i in person_ids))
     types = store.value_types()
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        for pid, attributes in conn.execute(f"SELECT id, attributes FROM people WHERE id IN ({marks})", chunk):
-            people[pid] = PersonData(pid, attributes=json.loads(attributes or "{}"))
-        for tag, pid, value in conn.execute(
-                f"SELECT tag, person_id, value FROM tag_values WHERE person_id IN ({marks})", chunk):
-            if pid in people:
-                people[pid].tags[tag] = value
-        for row in conn.execute(
-                "SELECT o.person_id, c.vin, c.brand, c.model, c.model_year, c.purchase_date, c.store_id, "
-                f"o.valid_from, o.valid_to FROM ownerships o JOIN cars c ON c.vin = o.vin "
-                f"WHERE o.person_id IN ({marks}) ORDER BY o.id", chunk):
-            if row[0] in people:
-                people[row[0]].cars.append(CarData(row[1], row[2], row[3], row[4], _date(row[5]), row[6],
-                                                   _date(row[7]), _date(row[8])))
-        for pid, kind, target in conn.execute(
-                f"SELECT person_id, kind, target_id FROM person_relations WHERE person_id IN ({marks})", chunk):
-            if pid not in people:
-                continue
-            if kind in STORE_RELATIONS:
-                people[pid].store_ids.add(target)
-            elif kind in ADVISOR_RELATIONS:
-                people[pid].advisor_ids.add(target)
-        for pid, channel, granted in conn.execute(
-                f"SELECT person_id, channel, granted FROM consents WHERE person_id IN ({marks})", chunk):
-            if pid in people:
-                people[pid].consents[channel] = bool(granted)
-        for eid, pid, name, ts, properties in conn.execute(
-                f"SELECT id, person_id, name, ts, properties FROM events WHERE person_id IN ({marks}) "
-                "ORDER BY ts, id", chunk):
-            if pid in people:
-                people[pid].events.append(EventData(name, dt.datetime.fromtimestamp(ts, UTC),
-                                                    json.loads(properties or "{}"), eid))
+    rows = store.person_rule_rows(ids)
+    people = {pid: PersonData(pid, attributes=attributes) for pid, attributes in rows["people"]}
+    for pid, tag, value in rows["tags"]:
+        if pid in people:
+            people[pid].tags[tag] = value
+    for row in rows["cars"]:
+        if row[0] in people:
+            people[row[0]].cars.append(CarData(row[1], row[2], row[3], row[4], _date(row[5]), row[6],
+                                               _date(row[7]), _date(row[8])))
+    for pid, kind, target in rows["relations"]:
+        if pid not in people:
+            continue
+        if kind in STORE_RELATIONS:
+            people[pid].store_ids.add(target)
+        elif kind in ADVISOR_RELATIONS:
+            people[pid].advisor_ids.add(target)
+    for pid, channel, granted in rows["consents"]:
+        if pid in people:
+            people[pid].consents[channel] = granted
+    for eid, pid, name, ts, properties in rows["events"]:
+        if pid in people:
+            people[pid].events.append(EventData(name, dt.datetime.fromtimestamp(ts, UTC), properties, eid))
     for person in people.values():
         person.attributes, person.tags = types.person(person.attributes, person.tags)
         if types.properties:

@@ -23,7 +23,7 @@ class SegmentExplanation:
     sql: str | None
     params: dict
     plan: str  # the plan shape chosen
-    query_plan: list[str]  # SQLite's EXPLAIN QUERY PLAN, indented
+    query_plan: list[str]  # the engine's plan of the query (store.explain_query), indented
     size: int
     sample: list[str]  # person ids of a few members
     seconds: float
@@ -54,12 +54,8 @@ def explain_segment(project, segment: str, as_of=None, *, sample: int = 5) -> Se
     seconds = time.perf_counter() - started
     query_plan: list[str] = []
     if query is not None:
-        depth: dict[int, int] = {0: -1}
-        for row in store.query("EXPLAIN QUERY PLAN " + query.sql(), query.params):
-            node_id, parent, detail = row[0], row[1], row[3]
-            depth[node_id] = depth.get(parent, -1) + 1
-            query_plan.append("  " * depth[node_id] + detail)
-    return SegmentExplanation(segment, as_of, query.sql(pretty=True) if query else None,
+        query_plan = store.explain_query(query.sql(dialect=store.dialect), query.params)
+    return SegmentExplanation(segment, as_of, query.sql(dialect=store.dialect, pretty=True) if query else None,
                               dict(query.params) if query else {}, plan, query_plan, len(members),
                               [shown(p) for p in members[:sample]], seconds)
 
@@ -85,7 +81,7 @@ def explain_person_in_segment(project, segment: str, person_id: int, as_of=None)
     resolved = store.resolve_person_id(person_id)
     dataset = load_dataset(store, [resolved])
     if resolved not in dataset.people:
-        raise MotorcadeError(f"no person with id {person_id} in {store.path}",
+        raise MotorcadeError(f"no person with id {person_id} in {store.location}",
                              "check the id (e.g. from `motorcade explain SEGMENT` samples with MOTORCADE_SHOW_PII=1)")
     tree = explain_person(rule_set, segment, dataset, resolved, as_of, tz)
     compiler = SQLiteCompiler(rule_set, as_of, tz, store.value_types())
@@ -94,7 +90,7 @@ def explain_person_in_segment(project, segment: str, person_id: int, as_of=None)
     condition = compiler.segment_condition(segment, Scope("p"))
     query = select_(exp.alias_(condition, "v")).from_(exp.to_table("people").as_("p"), copy=False).where(
         exp.EQ(this=col("p", "id"), expression=compiler.bind(resolved)), copy=False)
-    rows = store.query(query.sql(dialect="sqlite"), compiler.params)
+    rows = store.query(query.sql(dialect=store.dialect), compiler.params)
     sql_member = bool(rows and rows[0][0] == 1)
     return PersonExplanation(segment, resolved, as_of, tree, sql_member,
                              store.segment_membership(segment, resolved))

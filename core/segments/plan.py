@@ -341,7 +341,7 @@ def _choose_driver(store, rule_set, as_of, tz, conjuncts, types=None) -> Driver 
             cap = max(1, min(PROBE_CAP, int(best_cost / driver.row_cost) + 1))
             probe = SQLiteCompiler(rule_set, as_of, tz, types)
             query = driver.probe(probe, cap)
-            driver.estimate = store.query(query.sql(dialect="sqlite"), probe.params)[0][0]
+            driver.estimate = store.query(query.sql(dialect=store.dialect), probe.params)[0][0]
             driver.counted = "index rows"
             best_cost = min(best_cost, driver.cost)
     # Cheapest range first; on a tie prefer exact drivers (their conjunct needs no re-check).

@@ -190,6 +190,11 @@ class IdentityMixin:
                 top.setdefault(iid, (source, n))
         return top
 
+    def identifier_flag_reason(self, identifier_id: int) -> tuple[bool, str | None]:
+        """``(exists, flag reason or None)`` of one identifier (``(False, None)`` when there is no such id)."""
+        row = self.conn.execute("SELECT flag_reason FROM identifiers WHERE id = ?", (identifier_id,)).fetchone()
+        return (False, None) if row is None else (True, row[0])
+
     def update_flag_reasons(self, rows: Sequence[tuple[str, int]]) -> None:
         """``(reason, identifier id)`` of flagged identifiers whose reason changed."""
         if rows:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from .codec import iso, utc_now
+
+if TYPE_CHECKING:
+    from .quarantine import QuarantinedRow
 
 
 class IngestMixin:
@@ -214,7 +217,7 @@ class IngestMixin:
             (source, cursor, iso(utc_now())),
         )
 
-    def quarantine_row(self, row_id: int):
+    def quarantine_row(self, row_id: int) -> QuarantinedRow | None:
         row = self.conn.execute(
             "SELECT id, source, position, raw, reason, created_at, retried_at, resolved FROM quarantine WHERE id = ?",
             (row_id,),

@@ -71,6 +71,11 @@ class OutboxMixin:
                 "audience_size", "status")
         return None if row is None else dict(zip(keys, row))
 
+    def run_origins(self, origin_kind: str) -> list[str]:
+        """The campaigns (``origin_kind="campaign"``) or triggers that have at least one run, sorted."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT origin FROM activation_runs WHERE origin_kind = ? ORDER BY origin", (origin_kind,))]
+
     def runs_of(self, origin_kind: str, origin: str, *, limit: int = 20) -> list[dict[str, Any]]:
         keys = ("id", "revision", "scheduled_for", "started_at", "finished_at", "audience_size", "status")
         return [
@@ -350,9 +355,6 @@ class OutboxMixin:
                 "ORDER BY id LIMIT ?", (after_id, *names, limit),
             )
         ]
-
-    def max_event_id(self) -> int:
-        return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
 
     def first_event_id_since(self, since: dt.datetime) -> int:
         """The id just before the first event at or after ``since`` (a starting high-water mark)."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ..model import Advisor, Car, Consent, Ownership, Person, Store
 from .codec import date_text, dumps, epoch, from_date_text, from_epoch, from_iso, iso, loads, utc_now
+
+if TYPE_CHECKING:
+    from motorcade.dsl.data import ValueTypes
 
 
 # Whether the consent state offered (``excluded``) replaces the one stored (``consents``), in the WHERE of an
@@ -95,6 +98,11 @@ class PeopleMixin:
             )
         )
         return Person(id=row[0], attributes=loads(row[1]), identifiers=identifiers, created_at=from_iso(row[2]))
+
+    def attribute_names(self, *, limit: int = 10000) -> set[str]:
+        """Names of the profile attributes stored on people (at most ``limit`` distinct names)."""
+        return {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT key FROM people, json_each(people.attributes) LIMIT ?", (limit,))}
 
     def person_ids(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT id FROM people ORDER BY id")]
@@ -268,7 +276,7 @@ class PeopleMixin:
             "ON CONFLICT(scope, name) DO UPDATE SET type = excluded.type, source = excluded.source",
             sorted((scope, name, kind, source) for name, kind in types.items()))
 
-    def value_types(self):
+    def value_types(self) -> ValueTypes:
         """The types rules compare stored values as (:class:`motorcade.dsl.data.ValueTypes`): profile
         attributes and event properties from the sources' typed columns, tags from the tag catalogue."""
         from motorcade.dsl.data import ValueTypes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Sequence
 
 from .codec import dumps, iso, loads
 
@@ -18,7 +18,7 @@ class SegmentsMixin:
     # -- reading for a plan -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def read_snapshot(self):
+    def read_snapshot(self) -> Iterator[Any]:
         """Statements inside see one snapshot of the file (a deferred read transaction), so a plan's
         probes, its checks of the store's state and its query agree. Inside a transaction: that one."""
         conn = self.conn
@@ -43,6 +43,47 @@ class SegmentsMixin:
         ids = _json_loads(row[0])
         ids.sort()  # json_group_array keeps no promised order (already ascending in practice: timsort is linear then)
         return ids
+
+    def explain_query(self, sql: str, params: dict | tuple = ()) -> list[str]:
+        """SQLite's ``EXPLAIN QUERY PLAN`` of a read query: one line per step, indented two spaces per level."""
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise ValueError("explain_query takes a SELECT")
+        lines: list[str] = []
+        depth: dict[int, int] = {0: -1}
+        for node_id, parent, _unused, detail in self.conn.execute("EXPLAIN QUERY PLAN " + sql, params):
+            depth[node_id] = depth.get(parent, -1) + 1
+            lines.append("  " * depth[node_id] + detail)
+        return lines
+
+    def person_rule_rows(self, person_ids: Sequence[int]) -> dict[str, list[tuple]]:
+        """The stored rows of these people that rules read, for the reference evaluator (ids not stored are left
+        out): ``people`` ``(id, attributes dict)``; ``tags`` ``(person_id, tag, value as stored)``; ``cars``
+        ``(person_id, vin, brand, model, model_year, purchase_date, store_id, valid_from, valid_to)`` of their
+        ownerships in ownership order; ``relations`` ``(person_id, kind, target_id)``; ``consents``
+        ``(person_id, channel, granted bool)``; ``events`` ``(id, person_id, name, ts epoch, properties dict)``,
+        each person's in ``(ts, id)`` order. Dates stay ISO text."""
+        out: dict[str, list[tuple]] = {k: [] for k in ("people", "tags", "cars", "relations", "consents", "events")}
+        ids = list(person_ids)
+        conn = self.conn
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            out["people"] += [(pid, loads(attributes)) for pid, attributes in conn.execute(
+                f"SELECT id, attributes FROM people WHERE id IN ({marks})", chunk)]
+            out["tags"] += [tuple(r) for r in conn.execute(
+                f"SELECT person_id, tag, value FROM tag_values WHERE person_id IN ({marks})", chunk)]
+            out["cars"] += [tuple(r) for r in conn.execute(
+                "SELECT o.person_id, c.vin, c.brand, c.model, c.model_year, c.purchase_date, c.store_id, "
+                f"o.valid_from, o.valid_to FROM ownerships o JOIN cars c ON c.vin = o.vin "
+                f"WHERE o.person_id IN ({marks}) ORDER BY o.id", chunk)]
+            out["relations"] += [tuple(r) for r in conn.execute(
+                f"SELECT person_id, kind, target_id FROM person_relations WHERE person_id IN ({marks})", chunk)]
+            out["consents"] += [(pid, channel, bool(granted)) for pid, channel, granted in conn.execute(
+                f"SELECT person_id, channel, granted FROM consents WHERE person_id IN ({marks})", chunk)]
+            out["events"] += [(eid, pid, name, ts, loads(properties)) for eid, pid, name, ts, properties in conn.execute(
+                f"SELECT id, person_id, name, ts, properties FROM events WHERE person_id IN ({marks}) "
+                "ORDER BY ts, id", chunk)]
+        return out
 
     def identity_settled(self) -> bool:
         """True when no merge or split waits for :meth:`settle_identity`: then every person id in events,

@@ -45,7 +45,10 @@ def _cache_kib() -> int:
 
 class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin, TagsMixin, SegmentsMixin, OutboxMixin,
                   ReportsMixin, StatsMixin, InboxMixin):
-    """A project's operational data in one SQLite file (WAL mode, foreign keys on)."""
+    """A project's operational data in one SQLite file (WAL mode, foreign keys on).
+
+    Implements :class:`motorcade.store.protocol.Store` (tests/test_store_protocol.py checks it).
+    """
 
     dialect = "sqlite"
 
@@ -55,6 +58,11 @@ class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, Inge
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if migrate:
             self.migrate()
+
+    @property
+    def location(self) -> str:
+        """The database file's path (for messages to an operator)."""
+        return str(self.path)
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -92,7 +100,14 @@ class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, Inge
             self._local.db = db
         return db
 
+    def external_change_mark(self) -> tuple[Any, ...]:
+        """This thread's connection and its ``PRAGMA data_version`` (which moves when another connection
+        commits, never for this connection's own writes)."""
+        conn = self.conn
+        return conn, conn.execute("PRAGMA data_version").fetchone()[0]
+
     def close(self) -> None:
+        """Close this thread's connection (the store reconnects on demand)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -130,6 +145,7 @@ class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, Inge
     # -- schema -----------------------------------------------------------------------------------
 
     def schema_version(self) -> int:
+        """How many migrations are applied (0 for an empty file)."""
         if not self.db["schema_version"].exists():
             return 0
         row = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()

@@ -200,5 +200,17 @@ class TagsMixin:
                 "FROM tag_runs WHERE id IN (SELECT max(id) FROM tag_runs GROUP BY calculator) ORDER BY calculator")
         ]
 
+    def tag_value_pairs(self, first: str, second: str, *,
+                        person_ids: Iterable[int] | None = None) -> list[tuple[int, Any, Any]]:
+        """``(person_id, value of first, value of second)`` of the people who have both tags (only ``person_ids``
+        when given), by person id."""
+        sql = ("SELECT a.person_id, a.value, b.value FROM tag_values a "
+               "JOIN tag_values b ON b.tag = ? AND b.person_id = a.person_id WHERE a.tag = ?")
+        params: list[Any] = [second, first]
+        if person_ids is not None:
+            sql += " AND a.person_id IN (SELECT value FROM json_each(?))"
+            params.append(dumps(sorted(person_ids)))
+        return [tuple(r) for r in self.conn.execute(sql + " ORDER BY a.person_id", params)]
+
     def tag_value_count(self, tag: str) -> int:
         return self.conn.execute("SELECT count(*) FROM tag_values WHERE tag = ?", (tag,)).fetchone()[0]

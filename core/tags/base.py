@@ -42,6 +42,26 @@ class TagContext:
     timezone: dt.tzinfo | None = None  # the project's time zone (None: as_of's own zone)
 
     @property
+    def dialect(self) -> str:
+        """The store's engine as sqlglot names its dialect (``"sqlite"``, ``"postgres"``, ...): render SQL built
+        as a sqlglot tree with it (``tree.sql(dialect=context.dialect)``) before :meth:`Store.query`."""
+        return self.store.dialect
+
+    def json_value_sql(self, column: str, key: str) -> str:
+        """SQL for the scalar value of top-level key ``key`` of the JSON document in ``column`` (``"properties"``,
+        ``"e.properties"``), rendered from a sqlglot tree in the store's dialect. ``key`` must be a plain name
+        (letters, digits, ``_``): it becomes part of the SQL text."""
+        from sqlglot import exp
+
+        if not key.replace("_", "").isalnum():
+            raise ValueError(f"{key!r} is not a JSON key name (letters, digits and _ only)")
+        *table, name = column.split(".")
+        path = exp.JSONPath(expressions=[exp.JSONPathRoot(), exp.JSONPathKey(this=key)])
+        value = exp.JSONExtractScalar(this=exp.column(name, table=table[0] if table else None), expression=path,
+                                      json_subtype=True)
+        return value.sql(dialect=self.dialect)
+
+    @property
     def as_of_epoch(self) -> int:
         """``as_of`` as events.ts counts time: whole seconds since the epoch."""
         return int(self.as_of.timestamp())
@@ -87,6 +107,11 @@ class TagContext:
             return "", {}
         import json
 
+        if self.dialect != "sqlite":
+            from motorcade.errors import MotorcadeError
+
+            raise MotorcadeError(f"TagContext.person_filter has no {self.dialect} form yet",
+                                 hint="run the calculator in full, or give it supports_incremental = False")
         return (f" AND {column} IN (SELECT value FROM json_each(:person_ids_json))",
                 {"person_ids_json": json.dumps(sorted(self.person_ids))})
 
@@ -110,6 +135,10 @@ class TagCalculator:
     # False when the calculator's inputs cannot be tracked per person (e.g. tables without a change time):
     # the core then runs it in full even when asked for an incremental run.
     supports_incremental: ClassVar[bool] = True
+    # The store engines (``store.dialect`` values: "sqlite", "postgres", ...) the calculator runs on; None: any.
+    # A calculator whose SQL text is written for one engine says so, and the tag engine refuses to run it on
+    # another with an error naming the calculator, its plugin and the engine, instead of failing mid-query.
+    supported_engines: ClassVar[tuple[str, ...] | None] = None
 
     def input_events(self, settings: dict[str, Any]) -> tuple[str, ...] | None:
         """Event names whose arrival changes this calculator's values (for incremental runs).

@@ -318,17 +318,37 @@ def _last_mark(store, calc: TagCalculator) -> tuple[int, dict[str, Any]] | None:
 FULL_RUN_PEOPLE = 100_000
 
 
+def check_engines(calculators: Iterable[TagCalculator], store, *, plugins: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`TagError` naming every calculator whose ``supported_engines`` leaves out the store's engine
+    (``store.dialect``), with the plugin that supplied it (``plugins``: calculator name -> plugin name)."""
+    plugins = plugins or {}
+    refused = [(c, engines) for c in calculators
+               if (engines := getattr(c, "supported_engines", None)) is not None and store.dialect not in engines]
+    if not refused:
+        return
+    lines = []
+    for calc, engines in refused:
+        origin = f"plugin {plugins[calc.name]!r}" if calc.name in plugins else f"module {type(calc).__module__}"
+        lines.append(f"tag calculator {calc.name!r} ({origin}) runs on {', '.join(engines) or 'no engine'} only")
+    raise TagError(f"this project's store is {store.dialect} ({store.location}); " + "; ".join(lines),
+                   hint="compute these tags on a store of a supported engine, or ask the plugin's author for a "
+                        f"{store.dialect} version (docs/plugins.md, \"Store engines\")")
+
+
 def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.datetime,
                  settings: Mapping[str, Any] | None = None, names: Iterable[str] | None = None,
                  incremental: bool = False,
                  progress: Callable[[TagCalculator], None] | None = None,
                  imported: Mapping[str, str] | None = None,
-                 timezone: dt.tzinfo | None = None) -> list[TagRunResult]:
+                 timezone: dt.tzinfo | None = None,
+                 plugins: Mapping[str, str] | None = None) -> list[TagRunResult]:
     """Run the calculators (or ``names`` and what they depend on) in dependency order; see the module doc.
 
     ``settings`` is the ``[tags]`` table of ``motorcade.toml``. ``progress`` is called before each calculator.
     ``imported``: tags sources import (tag -> source), which calculators may read (see :func:`plan`).
     ``timezone`` is the project's (local days and dates are counted in it); default: ``as_of``'s zone.
+    ``plugins``: calculator name -> the plugin that registered it (named in errors).
+    Every calculator to run must support the store's engine (:func:`check_engines`), checked before any runs.
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime")
@@ -336,6 +356,7 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
     settings = dict(settings or {})
     options = engine_settings(settings)
     ordered = plan(calculators, names, imported=imported)
+    check_engines(ordered, store, plugins=plugins)
     configured = {c.name: merge_settings(c, settings.get(c.name)) for c in ordered}  # fail before any work
     producer = {d.name: c.name for c in calculators.values() for d in c.produces}
     # person ids whose values of a calculator's tags were rewritten in this invocation (None = everyone)
@@ -419,9 +440,10 @@ def compute_project_tags(project, names: Iterable[str] | None = None, *, increme
     """:func:`compute_tags` with the project's store, calculators (default :func:`project_calculators`: the
     installed plugins' and the rule tags) and ``[tags]`` settings."""
     calculators = project_calculators(project) if calculators is None else calculators
+    plugins = {name: entry.plugin for name, entry in project.plugins.registry().tag_calculators.items()}
     return compute_tags(project.store, calculators, as_of=as_of or project.now(), settings=project.config.tags,
                         names=names, incremental=incremental, progress=progress, imported=imported_tags(project),
-                        timezone=project.timezone)
+                        timezone=project.timezone, plugins=plugins)
 
 
 def imported_tags(project) -> dict[str, str]:

@@ -94,7 +94,7 @@ class RuleTagCalculator(TagCalculator):
             for person_id in members:
                 assigned.setdefault(person_id, case.then.value)
         if self.rule.default is not None:
-            for (person_id,) in store.query("SELECT id FROM people"):
+            for person_id in store.person_ids():
                 assigned.setdefault(person_id, self.rule.default.value)
         return [(person_id, self.rule.name, value) for person_id, value in assigned.items()]
 

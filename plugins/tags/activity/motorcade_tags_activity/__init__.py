@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 class ActivityTags(TagCalculator):
     name = "activity"
     version = "1"
+    supported_engines = ("sqlite",)  # its SQL text uses SQLite's scalar min()/max() and json_each
     depends_on_events = ("app_login", "touchpoint_visit", "share", "message_click", "wechat_follow",
                          "wechat_unfollow")
     default_settings = {

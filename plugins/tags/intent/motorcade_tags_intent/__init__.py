@@ -28,6 +28,7 @@ POWER = ("low", "medium", "high")
 class IntentTags(TagCalculator):
     name = "intent"
     version = "1"
+    supported_engines = ("sqlite",)  # its SQL text is written and tested for SQLite (json_each person filter)
     depends_on_events = ("lead_submit", "configurator_view", "test_drive", "reservation", "order")
     default_settings = {
         "window_days": 365,
@@ -77,11 +78,11 @@ class IntentTags(TagCalculator):
             "WHERE e.name IN (SELECT name FROM w) AND e.ts >= :since AND e.ts < :now "
             f"AND e.person_id IS NOT NULL{events_filter} GROUP BY e.person_id), "
             "orders AS (SELECT o.person_id, max(o.ts) AS last_order, "
-            "max(CAST(json_extract(o.properties, '$.amount') AS REAL)) AS top_amount FROM events o "
+            f"max(CAST({context.json_value_sql('o.properties', 'amount')} AS REAL)) AS top_amount FROM events o "
             f"WHERE o.name = 'order' AND o.ts < :now AND o.person_id IS NOT NULL{orders_filter} "
             "GROUP BY o.person_id) "
             f"SELECT p.id, s.score, s.last_signal, o.last_order, o.top_amount, "
-            f"json_extract(p.attributes, '$.{attribute}') FROM people p "
+            f"{context.json_value_sql('p.attributes', attribute)} FROM people p "
             "LEFT JOIN signals s ON s.person_id = p.id LEFT JOIN orders o ON o.person_id = p.id "
             f"WHERE 1 = 1{people_filter}"
         )

@@ -35,6 +35,7 @@ STAGES = ("prospect", "new_owner", "owner", "lapsed_owner", "churned")
 class LifecycleTags(TagCalculator):
     name = "lifecycle"
     version = "1"
+    supported_engines = ("sqlite",)  # its SQL text uses SQLite's printf() and ISO-text date comparisons
     depends_on_events = ("service_visit",)
     supports_incremental = False
     default_settings = {

@@ -33,14 +33,10 @@ class QuadrantTags(TagCalculator):
 
     def compute(self, context: TagContext) -> Iterator[tuple[int, str, Any]]:
         s = context.settings
-        people_filter, params = context.person_filter("i.person_id")
-        sql = (
-            "SELECT i.person_id, i.value, a.value FROM tag_values i "
-            "JOIN tag_values a ON a.tag = 'activity_level' AND a.person_id = i.person_id "
-            f"WHERE i.tag = 'intent_level'{people_filter}"
-        )
         high_intent, high_activity = set(s["high_intent_levels"]), set(s["high_activity_levels"])
-        for person_id, intent, activity in context.store.query(sql, params):
+        # a store function, not SQL text: it runs on every store engine
+        pairs = context.store.tag_value_pairs("intent_level", "activity_level", person_ids=context.person_ids)
+        for person_id, intent, activity in pairs:
             layer = ("高意向" if intent in high_intent else "低意向") + ("高活跃" if activity in high_activity else "低活跃")
             yield person_id, "intent_activity_quadrant", layer
 

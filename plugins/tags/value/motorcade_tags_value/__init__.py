@@ -71,6 +71,7 @@ class ValueTags(TagCalculator):
     name = "value"
     version = "2"  # 2: exact money (cents), local days at each event's own UTC offset
     depends_on_events = ("service_visit", "order")
+    supported_engines = ("sqlite",)  # local days through the SQLite store's motorcade_utc_offset function
     default_settings = {
         "window_days": 1095,  # events older than this (days before as_of) are ignored
         "store_properties": ["store_id", "store"],  # event properties naming the store, first present wins
@@ -109,24 +110,6 @@ class ValueTags(TagCalculator):
         """(person_id, store, recency days, local days, monetary in cents) per person and store; one
         set-based SELECT. Each amount is rounded to the cent before the sum, so the sum is exact."""
         s = context.settings
-        store_expr = "coalesce(" + ", ".join(
-            f"json_extract(properties, '$.{p}')" for p in s["store_properties"]) + ")"
-        if len(s["store_properties"]) == 1:
-            store_expr = f"json_extract(properties, '$.{s['store_properties'][0]}')"
-        names = ", ".join(f"'{n}'" for n in self.depends_on_events)
-        person_sql, params = context.person_filter("person_id") if restrict else ("", {})
-        local_day, zone_params = context.local_day_sql("ts")
-        params.update(zone_params)
-        sql = (
-            f"SELECT person_id, {store_expr} AS store, max(ts) AS last_ts, "
-            f"count(DISTINCT {local_day}) AS days, "
-            f"coalesce(sum(CAST(round(CAST(json_extract(properties, '$.{s['amount_property']}') AS REAL) * 100) "
-            "AS INTEGER)), 0) AS cents "
-            f"FROM events WHERE name IN ({names}) AND ts >= :since AND ts < :now AND person_id IS NOT NULL"
-            f"{person_sql} GROUP BY person_id, store"
-        )
-        params.update(now=context.as_of_epoch,
-                      since=context.as_of_epoch - int(s["window_days"]) * 86400)
         for key in ("store_properties",):
             for p in s[key]:
                 if not str(p).replace("_", "").isalnum():
@@ -134,6 +117,25 @@ class ValueTags(TagCalculator):
         if not str(s["amount_property"]).replace("_", "").isalnum():
             raise ConfigError(f"[tags.value] amount_property: {s['amount_property']!r} is not a "
                                                "property name")
+        store_expr = "coalesce(" + ", ".join(
+            context.json_value_sql("properties", p) for p in s["store_properties"]) + ")"
+        if len(s["store_properties"]) == 1:
+            store_expr = context.json_value_sql("properties", s["store_properties"][0])
+        amount = context.json_value_sql("properties", s["amount_property"])
+        names = ", ".join(f"'{n}'" for n in self.depends_on_events)
+        person_sql, params = context.person_filter("person_id") if restrict else ("", {})
+        local_day, zone_params = context.local_day_sql("ts")
+        params.update(zone_params)
+        sql = (
+            f"SELECT person_id, {store_expr} AS store, max(ts) AS last_ts, "
+            f"count(DISTINCT {local_day}) AS days, "
+            f"coalesce(sum(CAST(round(CAST({amount} AS REAL) * 100) "
+            "AS INTEGER)), 0) AS cents "
+            f"FROM events WHERE name IN ({names}) AND ts >= :since AND ts < :now AND person_id IS NOT NULL"
+            f"{person_sql} GROUP BY person_id, store"
+        )
+        params.update(now=context.as_of_epoch,
+                      since=context.as_of_epoch - int(s["window_days"]) * 86400)
         now = context.as_of_epoch
         return [(r[0], None if r[1] is None else str(r[1]), (now - r[2]) // 86400, r[3], int(r[4]))
                 for r in context.store.query(sql, params)]
