@@ -65,7 +65,7 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
                     TagsMixin, SegmentsMixin, OutboxMixin, ReportsMixin, StatsMixin, InboxMixin):
     """A project's operational data in one PostgreSQL database, shared by every process that names it."""
 
-    dialect = "postgresql"
+    dialect = "postgres"  # sqlglot's name
 
     def __init__(self, url: str, *, migrate: bool = True, pool_size: int = 8):
         psycopg, psycopg_pool = _driver()
@@ -97,6 +97,18 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
             with self._conns_lock:
                 self._conns.append(conn)
         return conn
+
+    @property
+    def location(self) -> str:
+        """The database URL without its password (for messages to an operator)."""
+        return self.path
+
+    def external_change_mark(self) -> tuple[Any, ...]:
+        """This thread's connection and the next transaction id PostgreSQL will assign: it moves whenever any
+        session commits a write. This connection's own writes move it too, which only costs a cache its
+        contents (a refresh), never a stale read."""
+        conn = self.conn
+        return conn, conn.execute_native("SELECT txid_snapshot_xmax(txid_current_snapshot())").fetchone()[0]
 
     @property
     def db(self):
@@ -187,7 +199,7 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
 
     # -- reads for other stages -------------------------------------------------------------------
 
-    def query(self, sql: str, params: tuple | dict = ()) -> list:
+    def query(self, sql: str, params: tuple | dict = ()) -> list[Any]:
         """Run a read-only query and return rows (readable by position and by name)."""
         if not sql.lstrip().upper().startswith(("SELECT", "WITH", "EXPLAIN")):
             raise ValueError("Store.query is for reads; use the store's named functions to write")

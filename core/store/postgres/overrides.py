@@ -6,10 +6,12 @@ Each keeps the contract stated on the mixin function it overrides; only the SQL 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..codec import epoch, iso, loads, utc_now
+from ..events import BulkEventLoad
 from ..identity import _chunks, fast_dumps, fast_loads
 from ..outbox import CLAIMABLE_STATES, OUTBOX_COLUMNS, _send_row
 
@@ -38,7 +40,8 @@ class PostgresOverrides:
                 links.setdefault(rid, set()).add(iid)
         return links
 
-    def find_identifiers(self, pairs: Sequence[tuple[str, str]]):
+    def find_identifiers(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
+                         tuple[int, int | None, str | None]]:
         found = {}
         by_type: dict[str, list[str]] = {}
         for type_, value in pairs:
@@ -67,7 +70,8 @@ class PostgresOverrides:
                 top.setdefault(iid, (source, n))
         return top
 
-    def identity_rows_of_people(self, person_ids: Iterable[int]):
+    def identity_rows_of_people(self, person_ids: Iterable[int]) -> tuple[list[tuple[str, str, int]],
+                                list[tuple[str, str, int]]]:
         ids = sorted(set(person_ids))
         records = self.conn.execute_native(
             "SELECT source, source_key, person_id FROM identity_records WHERE person_id = ANY(%s::bigint[])",
@@ -79,17 +83,19 @@ class PostgresOverrides:
     def insert_new_people(self, first_id: int, attributes: Sequence[str], at: str) -> None:
         self.insert_people_rows((first_id + n, a, at) for n, a in enumerate(attributes))
 
-    def insert_new_identity_records(self, first_id: int, source: str, rows, at: str) -> None:
+    def insert_new_identity_records(self, first_id: int, source: str,
+                                    rows: Sequence[tuple[str, int, int | None, str]], at: str) -> None:
         self.insert_identity_records((first_id + n, source, *row, at) for n, row in enumerate(rows))
 
-    def insert_new_identifiers(self, first_id: int, rows) -> None:
+    def insert_new_identifiers(self, first_id: int, rows: Sequence[tuple[str, str, int | None, str | None]]) -> None:
         self.insert_identifiers((first_id + n, *row) for n, row in enumerate(rows))
 
     def insert_new_identity_links(self, source: str, rule: str, at: str, codes: Sequence[int], mult: int) -> None:
         if codes:
             self.insert_identity_links((*divmod(code, mult), source, rule, at, None, None) for code in codes)
 
-    def list_identity_splits(self, person_id: int | None = None, *, split_id: int | None = None):
+    def list_identity_splits(self, person_id: int | None = None, *,
+                             split_id: int | None = None) -> list[dict[str, Any]]:
         sql = ("SELECT s.id, s.person_id, s.identifier_id, s.link_id, s.reason, s.people, s.split_at, s.undone_at, "
                "s.undo_reason, i.type, i.value FROM identity_splits s LEFT JOIN identifiers i ON i.id = "
                "coalesce(s.identifier_id, (SELECT identifier_id FROM identity_links WHERE id = s.link_id))")
@@ -155,19 +161,16 @@ class PostgresOverrides:
         return {r[0] for r in self.conn.execute_native(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'events' AND schemaname = current_schema()")}
 
-    def unsynced_writes(self):
-        import contextlib
+    @contextlib.contextmanager
+    def unsynced_writes(self) -> Iterator[None]:
+        """Nothing to relax: the throughput knob on PostgreSQL is the server's (synchronous_commit)."""
+        yield
 
-        return contextlib.nullcontext()
-
-    def bulk_event_load(self, *, defer_dedup: bool = False):
+    @contextlib.contextmanager
+    def bulk_event_load(self, *, defer_dedup: bool = False) -> Iterator[BulkEventLoad]:
         """A large load keeps the events' indexes here: PostgreSQL's unique index is what keeps a re-read
         idempotent, and rows go in by batch (no staging database)."""
-        import contextlib
-
-        from ..events import BulkEventLoad
-
-        return contextlib.nullcontext(BulkEventLoad())
+        yield BulkEventLoad()
 
     def ensure_event_indexes(self) -> int:
         from ..events import DEDUP_INDEX_DDL, EVENT_INDEXES
@@ -180,8 +183,9 @@ class PostgresOverrides:
 
     # -- tags: values are jsonb (a number, text or boolean) ----------------------------------------
 
-    def write_tag_values(self, values, *, tags, calculator: str, calculator_version: str, computed_at: dt.datetime,
-                         person_ids=None) -> int:
+    def write_tag_values(self, values: Iterable[tuple[int, str, Any]], *, tags: Iterable[str], calculator: str,
+                         calculator_version: str, computed_at: dt.datetime,
+                         person_ids: Iterable[int] | None = None) -> int:
         tags = list(tags)
         at = iso(computed_at)
         conn = self.conn
