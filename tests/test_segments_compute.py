@@ -180,7 +180,7 @@ def test_cli_compute_explain_diff(project):
 
 def test_a_rule_the_compiler_cannot_compile_falls_back_to_the_evaluator(project, monkeypatch):
     from motorcade.dsl.evaluate import Unsupported
-    from motorcade.segments.compiler import SQLiteCompiler
+    from motorcade.segments.compiler import Compiler
 
     def no_rule(self, node, scope):  # as for a node a compiler has no rule for
         raise Unsupported("unsupported: Sequence (no rule in this test)")
@@ -196,7 +196,7 @@ def test_a_rule_the_compiler_cannot_compile_falls_back_to_the_evaluator(project,
         "segment converted { where did lead_submit then test_drive within 2 months }\n", encoding="utf-8")
     [compiled] = compute_segments(project, ["converted"], as_of=AS_OF)  # calendar months compile
     assert compiled.plan.startswith("drive from events(name, ts) for the first step")
-    monkeypatch.setattr(SQLiteCompiler, "c_Sequence", no_rule)
+    monkeypatch.setattr(Compiler, "c_Sequence", no_rule)
     [result] = compute_segments(project, ["converted"], as_of=AS_OF)
     assert result.plan.startswith("reference evaluator (unsupported: Sequence (no rule in this test)")
     assert project.store.segment_member_ids("converted") == [ids[4]] == list(compiled.member_ids)

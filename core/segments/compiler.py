@@ -1,7 +1,11 @@
-"""Rule AST -> SQL for the SQLite store, built as a sqlglot expression tree.
+"""Rule AST -> SQL, built as one sqlglot expression tree per rule for any of the engines.
 
-One class per target (:class:`SQLiteCompiler`), one ``c_<NodeName>`` method per condition node and a
-default that raises :class:`Unsupported` naming the node: never a silent wrong answer.
+One compiler (:class:`Compiler`; :class:`SQLiteCompiler` is it for the SQLite store), one ``c_<NodeName>``
+method per condition node and a default that raises :class:`Unsupported` naming the node: never a silent
+wrong answer. What differs per engine (JSON access, typeof checks, ISO text, calendar months, aggregates of
+nothing, correlation depth, placeholders) is built by a small dialect class
+(:mod:`motorcade.segments.dialects`): ``Compiler(..., dialect="duckdb")``, ``compile_condition(...,
+dialect="postgres")``, ``plan_segment(..., dialect="clickhouse")``.
 
 The semantics are the reference evaluator's (``motorcade.dsl.evaluate``, docs/dsl.md), to the letter:
 
@@ -36,6 +40,8 @@ from motorcade.dsl.data import ValueTypes
 from motorcade.dsl.evaluate import (EvaluationError, Unsupported, ago, get_zone, local_date, local_midnight,
                                     window_interval)
 
+from .dialects import DIALECTS, Dialect, get_dialect
+
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 # person_relations kinds that make up a person's `store` and `advisor` sets (the loader uses the same).
@@ -45,9 +51,6 @@ _SET_RELATIONS = {"store": STORE_RELATIONS, "advisor": ADVISOR_RELATIONS}
 _CAR_COLUMNS = {"vin": ("c", "vin", "string"), "brand": ("c", "brand", "string"), "model": ("c", "model", "string"),
                 "model_year": ("c", "model_year", "number"), "purchase_date": ("c", "purchase_date", "date"),
                 "store": ("c", "store_id", "string")}
-# SQL kind expression of a JSON value: the evaluator's kind_of over json.loads output.
-_JSON_KINDS = {"true": "bool", "false": "bool", "integer": "number", "real": "number", "text": "string",
-               "array": "other", "object": "other"}
 # The profile attribute a person's `age` counts from.
 BIRTH_DATE = "birth_date"
 
@@ -121,10 +124,6 @@ def is_not_null(e) -> exp.Expression:
     return exp.Not(this=exp.Is(this=e, expression=null()))
 
 
-def coalesce0(e) -> exp.Expression:
-    return exp.Coalesce(this=e, expressions=[num(0)])
-
-
 def select_(*columns) -> exp.Select:
     """A SELECT of ``columns``; the builder calls below pass copy=False (sqlglot copies every argument
     by default, which made compiling deep conditions quadratic)."""
@@ -150,27 +149,6 @@ def epoch_ceil(instant: dt.datetime) -> int:
     return -((EPOCH - instant) // dt.timedelta(seconds=1))
 
 
-def _iso_date(v) -> exp.Expression:
-    """1 when text ``v`` is exactly YYYY-MM-DD naming a real day, else 0 (motorcade.dsl.data.iso_date)."""
-    return and_(exp.Glob(this=v, expression=exp.Literal.string("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]")),
-                exp.GTE(this=v, expression=exp.Literal.string("0001")),
-                # date() normalises an impossible day (02-30 -> 03-02) only with a modifier
-                coalesce0(exp.EQ(this=func("date", v, exp.Literal.string("+0 days")), expression=v)))
-
-
-def _iso_instant(v) -> exp.Expression:
-    """1 when text ``v`` is exactly YYYY-MM-DDTHH:MM:SS+HH:MM naming a real time, else 0
-    (motorcade.dsl.data.iso_instant)."""
-    local = func("substr", v, num(1), num(19))
-    pattern = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9][+-][0-9][0-9]:[0-9][0-9]"
-    return and_(exp.Glob(this=v, expression=exp.Literal.string(pattern)),
-                exp.GTE(this=v, expression=exp.Literal.string("1000")),
-                coalesce0(exp.EQ(this=func("strftime", exp.Literal.string("%Y-%m-%dT%H:%M:%S"), local,
-                                           exp.Literal.string("+0 seconds")), expression=local)),
-                exp.LTE(this=func("substr", v, num(21), num(2)), expression=exp.Literal.string("23")),
-                exp.LTE(this=func("substr", v, num(24), num(2)), expression=exp.Literal.string("59")))
-
-
 # ---- compiled output ---------------------------------------------------------------------------
 
 
@@ -181,9 +159,14 @@ class CompiledQuery:
     tree: exp.Select
     params: dict[str, Any]
     driver: str  # a one-line description of the plan shape chosen
+    dialect: str = "sqlite"  # the engine the tree was built for (motorcade.segments.dialects.DIALECTS)
 
-    def sql(self, dialect: str = "sqlite", pretty: bool = False) -> str:
-        return self.tree.sql(dialect=dialect, pretty=pretty)
+    def sql(self, dialect: str | None = None, pretty: bool = False) -> str:
+        """The SQL text for the engine it was compiled for (placeholders in that engine's style)."""
+        if dialect is not None and get_dialect(dialect).name != get_dialect(self.dialect).name:
+            raise CompileError(f"this query was compiled for {self.dialect}, not {dialect}",
+                               f"compile it again with dialect={dialect!r}")
+        return get_dialect(self.dialect).render(self.tree, self.params, pretty=pretty)
 
 
 @attrs.define
@@ -224,14 +207,17 @@ class Scope:
 # ---- the compiler ------------------------------------------------------------------------------
 
 
-class SQLiteCompiler:
-    """Compiles segment conditions of one rule set at one ``as_of`` for the SQLite store."""
+class Compiler:
+    """Compiles segment conditions of one rule set at one ``as_of`` for one engine (``dialect``: a name in
+    :data:`~motorcade.segments.dialects.DIALECTS`, default SQLite). One tree per rule; the dialect builds the
+    few pieces that differ per engine."""
 
-    dialect = "sqlite"
-
-    def __init__(self, rule_set, as_of: dt.datetime, tz="Asia/Shanghai", types: ValueTypes | None = None):
+    def __init__(self, rule_set, as_of: dt.datetime, tz="Asia/Shanghai", types: ValueTypes | None = None,
+                 dialect: str | Dialect | None = None):
         if as_of.tzinfo is None:
             raise CompileError("as_of has no time zone", "pass an aware datetime")
+        self.d = get_dialect(dialect)
+        self.dialect = self.d.name
         self.rule_set = rule_set
         self.types = types or ValueTypes()  # declared types of attributes and tags (the store's value_types)
         self.as_of = as_of
@@ -242,6 +228,24 @@ class SQLiteCompiler:
         self._aliases = itertools.count(1)
         self._segment_path: list[str] = []
         self._truth_subject = None  # a tag subject whose lookup may take the EXISTS form (see truth)
+
+    # -- truth values (1 / 0 on SQLite, TRUE / FALSE where the engine has booleans) --
+    def T(self) -> exp.Expression:  # noqa: N802
+        return self.d.true()
+
+    def F(self) -> exp.Expression:  # noqa: N802
+        return self.d.false()
+
+    def coalesce_false(self, e) -> exp.Expression:
+        return exp.Coalesce(this=e, expressions=[self.F()])
+
+    def inner_scope(self, scope: Scope, row: str, **kw) -> Scope:
+        """The scope inside a subquery over ``row`` (an ownership or an event, which has ``person_id``). Where
+        the engine resolves correlated columns only from the enclosing query, the person is read from
+        that row instead of the outer people row (the same person: the subquery is correlated on it)."""
+        if self.d.correlate_innermost:
+            kw.update(person=row, person_key="person_id")
+        return attrs.evolve(scope, **kw)
 
     # -- parameters and aliases --
     def bind(self, value: Any) -> exp.Placeholder:
@@ -332,25 +336,22 @@ class SQLiteCompiler:
     def subject(self, node, scope: Scope) -> Typed:
         if isinstance(node, ast.TagRef):
             t = self.alias("t")
-            value = col(t, "value")
             declared = self.types.tags.get(node.name)
-            sqlite_types = {"number": ("integer", "real"), "string": ("text",)}
-
-            def stored(k, value=value):
-                return exp.In(this=func("typeof", value), expressions=[exp.Literal.string(x) for x in sqlite_types[k]])
+            value, stored, views = self.d.tag_kind(t, col)
 
             def kind(k, value=value):
                 # tag values are numbers or strings; a boolean tag's 0 / 1 are booleans, a date tag's ISO
                 # text is a date (ValueTypes.tag)
                 if declared == "boolean" and k in ("bool", "number"):
-                    flag = and_(exp.EQ(this=func("typeof", value), expression=exp.Literal.string("integer")),
-                                exp.In(this=value, expressions=[num(0), num(1)]))
+                    flag = and_(stored("integer"), exp.In(this=views.get("number", value), expressions=[num(0), num(1)]))
                     return flag if k == "bool" else and_(stored("number"), not_(flag))
                 if declared == "date" and k in ("date", "string"):
-                    day = and_(stored("string"), _iso_date(value))
-                    return day if k == "date" else and_(stored("string"), not_(_iso_date(value)))
-                if k not in sqlite_types:
-                    return num(0)
+                    text = views.get("string", value)
+                    day = and_(stored("string"), self.d.iso_date(text, self.coalesce_false))
+                    return day if k == "date" else and_(stored("string"),
+                                                        not_(self.d.iso_date(text, self.coalesce_false)))
+                if k not in ("number", "string"):
+                    return self.F()
                 return stored(k)
 
             kinds = ("number", "string") + {"boolean": ("bool",), "date": ("date",)}.get(declared, ())
@@ -371,7 +372,8 @@ class SQLiteCompiler:
                     key, copy=False))
 
             # with a declared boolean or date type, `= 1` / `= "2026-01-01"` must not match a true / a date
-            return Typed(value, kind, wrap, typed_storage=declared not in ("boolean", "date"), kinds=kinds)
+            return Typed(value, kind, wrap, typed_storage=self.d.typed_tag_storage and declared not in ("boolean", "date"),
+                         kinds=kinds, views=views)
         if isinstance(node, ast.ProfileRef):
             if scope.person_key != "id":
                 raise Unsupported("unsupported: ProfileRef outside a people row (plan error)")
@@ -400,30 +402,25 @@ class SQLiteCompiler:
     def _json(self, document: exp.Expression, key: str, declared: str | None = None) -> Typed:
         """A JSON value's subject; ``declared`` "date" / "datetime": ISO text in that form is a date / an
         instant (ValueTypes.attribute), other text stays a string."""
-        path = self.bind('$."' + key.replace('"', '\\"') + '"')
-        value = func("json_extract", document, path)
-        json_kind = func("json_type", document, path)
-        typed = {"date": ("date", _iso_date), "datetime": ("instant", _iso_instant)}.get(declared)
-
-        def json_kind_is(k):
-            types = [j for j, v in _JSON_KINDS.items() if v == k]
-            if not types:
-                return num(0)
-            return exp.In(this=json_kind, expressions=[exp.Literal.string(x) for x in types])
+        value, json_kind_is, views = self.d.json_parts(self.bind, document, key)
+        text = views.get("string", value)
+        typed = {"date": ("date", self.d.iso_date), "datetime": ("instant", self.d.iso_instant)}.get(declared)
 
         def kind(k):
             if typed is not None and k in (typed[0], "string"):
-                form = typed[1](value)
+                form = typed[1](text, self.coalesce_false)
                 return and_(json_kind_is("string"), form if k == typed[0] else not_(form))
-            return json_kind_is(k)
+            test = json_kind_is(k)
+            return self.F() if test is None else test
 
         kinds = ("bool", "number", "string", "other")
-        views = {}
+        views = dict(views)
         if typed is not None:
             kinds += (typed[0],)
             if typed[0] == "instant":  # compared as epoch seconds, like events.ts
-                views["instant"] = exp.Cast(this=func("strftime", exp.Literal.string("%s"), value),
-                                            to=exp.DataType.build("INTEGER"))
+                views["instant"] = self.d.instant_epoch(text)
+            elif text is not value:
+                views["date"] = text
         return Typed(value, kind, kinds=kinds, views=views)
 
     def _person_age(self, scope: Scope) -> Typed:
@@ -434,7 +431,8 @@ class SQLiteCompiler:
         if self.types.attributes.get(BIRTH_DATE) != "date":
             return Typed(null(), "number")  # not a declared date: no person has a date of birth
         birth = self._json(col(scope.person, "attributes"), BIRTH_DATE, "date")
-        return Typed(case((birth.kind("date"), self._whole_years(birth.value)), default=null()), "number")
+        day = birth.views.get("date", birth.value)
+        return Typed(case((birth.kind("date"), self._whole_years(day)), default=null()), "number")
 
     def _whole_years(self, day: exp.Expression) -> exp.Expression:
         """Whole years from ``day`` (ISO text) to today: the birthday rule (02-29 -> 02-28 is not a year)."""
@@ -443,7 +441,7 @@ class SQLiteCompiler:
         return exp.Sub(this=exp.Sub(this=self.bind(self.today.year),
                                     expression=exp.Cast(this=func("substr", day, num(1), num(4)),
                                                         to=exp.DataType.build("INTEGER"))),
-                       expression=exp.Paren(this=before_birthday))
+                       expression=self.d.as_int(before_birthday))
 
     # -- events --
     def event_filter(self, e: str, names, window, scope: Scope, where=None) -> exp.Expression:
@@ -459,7 +457,8 @@ class SQLiteCompiler:
             parts.append(exp.In(this=col(e, "name"), expressions=[self.bind(n) for n in names]))
         parts.extend(self.window_bounds(ts, window))
         if where is not None:
-            parts.append(self.cond(where, attrs.evolve(scope, event=e)))
+            inner = self.inner_scope(scope, e, event=e) if scope.person is not None else attrs.evolve(scope, event=e)
+            parts.append(self.cond(where, inner))
         return and_(*parts)
 
     def window_epochs(self, window) -> tuple[int | None, int]:
@@ -491,22 +490,18 @@ class SQLiteCompiler:
         source = exp.to_table("events").as_(e)
         if node.func == "count":
             value = exp.Subquery(this=select_(exp.Count(this=exp.Star())).from_(source, copy=False).where(where, copy=False))
-            return Typed(value, "number")
+            return Typed(self.d.scalar(value, "count"), "number")
         if node.func in ("first", "last"):
             agg = exp.Min if node.func == "first" else exp.Max
             value = exp.Subquery(this=select_(agg(this=col(e, "ts"))).from_(source, copy=False).where(where, copy=False))
             return Typed(value, "instant")
         if node.prop is None:
             raise CompileError(f"{node.func}({node.event}) needs a property: {node.func}({node.event}.amount)")
-        path = self.bind('$."' + node.prop.replace('"', '\\"') + '"')
-        prop = func("json_extract", col(e, "properties"), path)
-        numeric = exp.In(this=func("json_type", col(e, "properties"), path),
-                         expressions=[exp.Literal.string("integer"), exp.Literal.string("real")])
-        where = and_(where, numeric)
+        value, kind_is, views = self.d.json_parts(self.bind, col(e, "properties"), node.prop)
+        prop = views.get("number", value)
+        where = and_(where, kind_is("number"))
         if node.func == "sum":
-            # total(), not sum(): SQLite's sum() raises "integer overflow" past 64 bits (total() is a float,
-            # 0.0 for no numbers: the evaluator's 0)
-            agg = func("total", prop)
+            agg = self.d.total(prop)
         elif node.func == "avg":
             agg = exp.Avg(this=prop)
         elif node.func == "min":
@@ -515,7 +510,8 @@ class SQLiteCompiler:
             agg = exp.Max(this=prop)
         else:
             raise Unsupported(f"unsupported: aggregate {node.func}")
-        return Typed(exp.Subquery(this=select_(agg).from_(source, copy=False).where(where, copy=False)), "number")
+        return Typed(self.d.scalar(exp.Subquery(this=select_(agg).from_(source, copy=False).where(where, copy=False)),
+                                   node.func), "number")
 
     # -- comparisons (the evaluator's compare_values) --
     def compare(self, subject: Typed, op: str, kind: str, value: Any) -> exp.Expression:
@@ -523,7 +519,7 @@ class SQLiteCompiler:
         v = subject.value
         if subject.typed_storage and op in ("=", "!=") and kind in ("number", "string"):
             return cmp(op, v, self.bind(value))  # NULL when missing; a value of another kind is unequal
-        mismatch = {"=": num(0), "!=": num(1)}.get(op, null())
+        mismatch = {"=": self.F(), "!=": self.T()}.get(op, null())
         if isinstance(subject.kind, str):
             matched = self._matched(subject.kind, v, op, kind, value)
             if matched is None:
@@ -568,7 +564,7 @@ class SQLiteCompiler:
         if op == ">=":
             return exp.GTE(this=v, expression=self.bind(hi))
         if lo != hi:  # a fractional instant never equals a whole-second timestamp
-            return case((is_null(v), null()), default=num(0 if op == "=" else 1))
+            return case((is_null(v), null()), default=self.F() if op == "=" else self.T())
         return cmp(op, v, self.bind(lo))
 
     def _instant_vs_date(self, v, op: str, day: dt.date) -> exp.Expression:
@@ -591,7 +587,7 @@ class SQLiteCompiler:
         """True when one of the person's store / advisor ids is in ``ids`` (ids are strings)."""
         ids = [i for i in ids if isinstance(i, str)]
         if not ids:
-            return num(0)
+            return self.F()
         r = self.alias("r")
         kinds = _SET_RELATIONS[which]
         return exists(select_(num(1)).from_(exp.to_table("person_relations").as_(r), copy=False).where(and_(
@@ -644,9 +640,9 @@ class SQLiteCompiler:
         if found is not None:  # NULL when the value is missing, like the general form below
             return subject.finish(not_(found) if node.negated else found)
         if not items:
-            found = num(0)
+            found = self.F()
         else:
-            found = or_(*[coalesce0(self.compare(subject, "=", k, v)) for k, v in items])
+            found = or_(*[self.coalesce_false(self.compare(subject, "=", k, v)) for k, v in items])
         result = case((is_null(subject.value), null()), default=not_(found) if node.negated else found)
         return subject.finish(result)
 
@@ -662,17 +658,17 @@ class SQLiteCompiler:
             by_kind.setdefault(k, []).append(value)
 
         def member(k: str) -> exp.Expression:
-            return exp.In(this=v, expressions=[self.bind(x) for x in by_kind[k]])
+            return self.d.in_list(subject.views.get(k, v), [self.bind(x) for x in by_kind[k]])
 
         if static is not None:
             if static in by_kind:
                 return member(static)
-            return case((is_null(v), null()), default=num(0))
+            return case((is_null(v), null()), default=self.F())
         if subject.typed_storage and by_kind and set(by_kind) <= {"number", "string"}:
             plain = [x for k in ("number", "string") for x in by_kind.get(k, ())]
             return exp.In(this=v, expressions=[self.bind(x) for x in plain])
         whens = [(is_null(v), null())] + [(subject.kind(k), member(k)) for k in by_kind if k in subject.kinds]
-        return case(*whens, default=num(0))
+        return case(*whens, default=self.F())
 
     def c_Between(self, node, scope):  # noqa: N802
         subject = self.subject(node.subject, scope)
@@ -695,19 +691,16 @@ class SQLiteCompiler:
         if subject.wrap:
             # no row at all is missing too: the lookup gives NULL, which counts as "is null"
             looked_up = subject.finish(test)
-            return coalesce0(looked_up) if node.negated else exp.Coalesce(this=looked_up, expressions=[num(1)])
+            return self.coalesce_false(looked_up) if node.negated else exp.Coalesce(this=looked_up, expressions=[self.T()])
         return test
 
     def c_TextMatch(self, node, scope):  # noqa: N802
         subject = self.subject(node.subject, scope)
         if subject.is_set:
             return null()
-        v = subject.value
+        v = subject.views.get("string", subject.value)
         text = self.bind(node.text)
-        if node.op == "contains":
-            test = exp.GT(this=func("instr", v, text), expression=num(0))
-        else:
-            test = exp.EQ(this=func("substr", v, num(1), func("length", text)), expression=text)
+        test = self.d.contains(v, text) if node.op == "contains" else self.d.starts_with(v, text)
         if isinstance(subject.kind, str):
             result = test if subject.kind == "string" else null()
         else:
@@ -739,6 +732,29 @@ class SQLiteCompiler:
             else:
                 raise Unsupported(f"unsupported: Sequence within {node.within.unit} (calendar units per event)")
         aliases = [self.alias("s") for _ in node.steps]
+
+        def bound(a: str) -> exp.Expression | None:  # step ``a`` no later than first + within
+            if within is not None:
+                return exp.LTE(this=col(a, "ts"), expression=exp.Add(this=col(aliases[0], "ts"),
+                                                                    expression=self.bind(within)))
+            if months is not None:
+                return exp.LTE(this=col(a, "ts"), expression=self.d.add_months(self.bind, col(aliases[0], "ts"),
+                                                                               months, self.tz.key))
+            return None
+
+        if self.d.correlate_innermost:
+            # One join of the steps on the person, correlated once: the engine resolves correlated
+            # columns only from the enclosing query, so nested EXISTS cannot reach the first step.
+            parts = [self.event_filter(aliases[0], [node.steps[0]], node.window, scope)]
+            select = select_(num(1)).from_(exp.to_table("events").as_(aliases[0]), copy=False)
+            for i in range(1, len(node.steps)):
+                a = aliases[i]
+                select = select.join(exp.to_table("events").as_(a), on=exp.EQ(
+                    this=col(a, "person_id"), expression=col(aliases[0], "person_id")), copy=False)
+                parts.append(self.event_filter(a, [node.steps[i]], node.window, Scope(None)))
+                parts.append(exp.GT(this=col(a, "ts"), expression=col(aliases[i - 1], "ts")))
+                parts.append(bound(a))
+            return exists(select.where(and_(*parts), copy=False))
         # Innermost first: step i+1 strictly after step i, every step no later than first + within.
         inner = None
         for i in range(len(node.steps) - 1, -1, -1):
@@ -746,12 +762,7 @@ class SQLiteCompiler:
             parts = [self.event_filter(a, [node.steps[i]], node.window, scope)]
             if i > 0:
                 parts.append(exp.GT(this=col(a, "ts"), expression=col(aliases[i - 1], "ts")))
-                if within is not None:
-                    parts.append(exp.LTE(this=col(a, "ts"), expression=exp.Add(
-                        this=col(aliases[0], "ts"), expression=self.bind(within))))
-                elif months is not None:
-                    parts.append(exp.LTE(this=col(a, "ts"), expression=func(
-                        "motorcade_add_months", col(aliases[0], "ts"), self.bind(months), self.bind(self.tz.key))))
+                parts.append(bound(a))
             if inner is not None:
                 parts.append(inner)
             inner = exists(select_(num(1)).from_(exp.to_table("events").as_(a), copy=False).where(and_(*parts), copy=False))
@@ -759,7 +770,7 @@ class SQLiteCompiler:
 
     def c_InSegment(self, node, scope):  # noqa: N802
         # Membership is two-valued: the referenced condition is True or the person is not a member.
-        return coalesce0(self.segment_condition(node.segment, Scope(scope.person, person_key=scope.person_key)))
+        return self.coalesce_false(self.segment_condition(node.segment, Scope(scope.person, person_key=scope.person_key)))
 
     def c_HasCar(self, node, scope):  # noqa: N802
         o, c = self.alias("o"), self.alias("c")
@@ -770,7 +781,7 @@ class SQLiteCompiler:
             or_(is_null(col(o, "valid_to")), exp.GT(this=col(o, "valid_to"), expression=self.bind(today))),
         ]
         if node.where is not None:
-            parts.append(self.cond(node.where, attrs.evolve(scope, car=c, ownership=o, event=None)))
+            parts.append(self.cond(node.where, self.inner_scope(scope, o, car=c, ownership=o, event=None)))
         select = (select_(num(1)).from_(exp.to_table("ownerships").as_(o), copy=False)
                   .join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")), copy=False)
                   .where(and_(*parts), copy=False))
@@ -788,14 +799,19 @@ class SQLiteCompiler:
         state = case((exp.EQ(this=granted("*"), expression=num(0)), num(0)),
                      (is_not_null(own), granted(node.channel)),
                      default=granted("*"))
-        return coalesce0(exp.EQ(this=state, expression=num(1 if node.state == "consented" else 0)))
+        return self.coalesce_false(exp.EQ(this=state, expression=num(1 if node.state == "consented" else 0)))
+
+
+class SQLiteCompiler(Compiler):
+    """The compiler for the SQLite store (``Compiler(..., dialect="sqlite")``)."""
 
 
 def compile_condition(rule_set, cond, as_of: dt.datetime, tz="Asia/Shanghai",
-                      types: ValueTypes | None = None) -> CompiledQuery:
-    """``SELECT p.id FROM people p WHERE <cond>`` (one full pass; used by tests and explain --person)."""
-    compiler = SQLiteCompiler(rule_set, as_of, tz, types)
+                      types: ValueTypes | None = None, dialect: str | Dialect | None = None) -> CompiledQuery:
+    """``SELECT p.id FROM people p WHERE <cond>`` (one full pass; used by tests and explain --person) for
+    ``dialect`` (a name in :data:`~motorcade.segments.dialects.DIALECTS`; default SQLite)."""
+    compiler = Compiler(rule_set, as_of, tz, types, dialect)
     where = compiler.cond(cond, Scope("p"))
     tree = (select_(exp.alias_(col("p", "id"), "person_id")).from_(exp.to_table("people").as_("p"), copy=False)
             .where(where, copy=False).order_by(col("p", "id"), copy=False))
-    return CompiledQuery(tree, compiler.params, "scan people")
+    return CompiledQuery(tree, compiler.params, "scan people", compiler.dialect)

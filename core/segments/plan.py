@@ -37,8 +37,9 @@ from sqlglot import exp
 from motorcade.dsl import ast
 from motorcade.dsl.evaluate import compare_values
 
-from .compiler import (CompileError, CompiledQuery, Scope, SQLiteCompiler, and_, col, is_not_null, is_null, num, or_,
+from .compiler import (CompileError, CompiledQuery, Compiler, Scope, and_, col, is_not_null, is_null, num, or_,
                        select_)
+from .dialects import get_dialect
 
 PROBE_CAP = 250_000
 # Measured on the 20M-event store: reading a row of events(name, ts) and fetching its person_id costs
@@ -56,10 +57,10 @@ class Driver:
     exact: bool  # candidates == the people for whom the conjunct is True
     description: str
     # (SELECT key AS person_id ... [GROUP BY key], key): one row per candidate, ordered by key when read
-    rows: Callable[[SQLiteCompiler], tuple[exp.Select, exp.Column]]
-    probe: Callable[[SQLiteCompiler, int], exp.Select]  # count of the index range it reads, up to a cap
+    rows: Callable[[Compiler], tuple[exp.Select, exp.Column]]
+    probe: Callable[[Compiler, int], exp.Select]  # count of the index range it reads, up to a cap
     # the range's size from the store's planner statistics (None: not known there; probe instead)
-    from_stats: Callable[[object, SQLiteCompiler], int | None] = lambda store, compiler: None
+    from_stats: Callable[[object, Compiler], int | None] = lambda store, compiler: None
     estimate: int = -1
     counted: str = ""  # how the estimate was made: "statistics" or "index rows" (a capped probe)
     row_cost: float = 1.0  # relative cost of one index row (events rows need a table lookup for person_id)
@@ -81,7 +82,7 @@ def _capped_count(inner: exp.Select, cap: int) -> exp.Select:
 
 
 def _events_driver(index, names, window, where, having, description, exact) -> Driver:
-    def rows(compiler: SQLiteCompiler) -> tuple[exp.Select, exp.Column]:
+    def rows(compiler: Compiler) -> tuple[exp.Select, exp.Column]:
         e = compiler.alias("e")
         key = col(e, "person_id")
         # events name their person once resolved; a row without one is nobody's (and no group)
@@ -94,12 +95,12 @@ def _events_driver(index, names, window, where, having, description, exact) -> D
                 this=exp.Count(this=exp.Star()), expression=compiler.bind(k)), copy=False)
         return query, key
 
-    def probe(compiler: SQLiteCompiler, cap: int) -> exp.Select:
+    def probe(compiler: Compiler, cap: int) -> exp.Select:
         e = compiler.alias("e")
         condition = compiler.event_filter(e, names, window, Scope(None), None)
         return _capped_count(select_(num(1)).from_(exp.to_table("events").as_(e), copy=False).where(condition, copy=False), cap)
 
-    def from_stats(store, compiler: SQLiteCompiler) -> int | None:
+    def from_stats(store, compiler: Compiler) -> int | None:
         first, last = compiler.window_epochs(window)
         if first is not None and first > last:
             return 0  # an empty window
@@ -111,37 +112,37 @@ def _events_driver(index, names, window, where, having, description, exact) -> D
 
 
 def _tag_driver(index, tag, items, description) -> Driver:
-    def condition(compiler: SQLiteCompiler, t: str) -> exp.Expression:
+    def condition(compiler: Compiler, t: str) -> exp.Expression:
         return and_(exp.EQ(this=col(t, "tag"), expression=compiler.bind(tag)),
                     exp.In(this=col(t, "value"), expressions=[compiler.bind(v) for v in items]))
 
-    def rows(compiler: SQLiteCompiler) -> tuple[exp.Select, exp.Column]:
+    def rows(compiler: Compiler) -> tuple[exp.Select, exp.Column]:
         t = compiler.alias("t")
         key = col(t, "person_id")
         # (tag, person_id) is the key of tag_values: one row per person, no grouping needed
         return select_(exp.alias_(key.copy(), "person_id")).from_(
             exp.to_table("tag_values").as_(t), copy=False).where(condition(compiler, t), copy=False), key
 
-    def probe(compiler: SQLiteCompiler, cap: int) -> exp.Select:
+    def probe(compiler: Compiler, cap: int) -> exp.Select:
         t = compiler.alias("t")
         return _capped_count(select_(num(1)).from_(exp.to_table("tag_values").as_(t), copy=False).where(
             condition(compiler, t), copy=False), cap)
 
-    def from_stats(store, compiler: SQLiteCompiler) -> int | None:
+    def from_stats(store, compiler: Compiler) -> int | None:
         return store.tag_range_estimate(tag, items)
 
     return Driver(index, True, description, rows, probe, from_stats)
 
 
 def _car_driver(index, cond) -> Driver:
-    def current(compiler: SQLiteCompiler, o: str) -> list[exp.Expression]:
+    def current(compiler: Compiler, o: str) -> list[exp.Expression]:
         today = compiler.today.isoformat()
         return [
             or_(is_null(col(o, "valid_from")), exp.LTE(this=col(o, "valid_from"), expression=compiler.bind(today))),
             or_(is_null(col(o, "valid_to")), exp.GT(this=col(o, "valid_to"), expression=compiler.bind(today))),
         ]
 
-    def rows(compiler: SQLiteCompiler) -> tuple[exp.Select, exp.Column]:
+    def rows(compiler: Compiler) -> tuple[exp.Select, exp.Column]:
         o, c = compiler.alias("o"), compiler.alias("c")
         key = col(o, "person_id")
         parts = current(compiler, o)
@@ -163,7 +164,7 @@ def _car_driver(index, cond) -> Driver:
                                  copy=False)
         return query, key
 
-    def probe(compiler: SQLiteCompiler, cap: int) -> exp.Select:
+    def probe(compiler: Compiler, cap: int) -> exp.Select:
         o = compiler.alias("o")
         return _capped_count(select_(num(1)).from_(exp.to_table("ownerships").as_(o), copy=False).where(
             and_(*current(compiler, o)), copy=False), cap)
@@ -267,9 +268,11 @@ def drivers_for(index: int, cond, types=None) -> list[Driver]:
 
 
 def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shanghai", *,
-                 force_scan: bool = False, settled: bool | None = None) -> CompiledQuery:
+                 force_scan: bool = False, settled: bool | None = None, dialect: str | None = None) -> CompiledQuery:
     """The plan for segment ``name``: a SELECT of ``person_id`` (sorted) and its parameters.
 
+    ``dialect``: the engine to compile for (default: the store's ``dialect``; a name in
+    :data:`motorcade.segments.dialects.DIALECTS`).
     ``settled``: whether the store's identity is settled (default: ask the store). Run the plan and
     its query in one :meth:`read_snapshot` so the answer holds for the rows the query reads.
 
@@ -281,7 +284,8 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
     if segment is None:
         raise CompileError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
     types = store.value_types()  # declared types of attributes and tags: dates, date-times, booleans
-    compiler = SQLiteCompiler(rule_set, as_of, tz, types)
+    dialect = get_dialect(dialect or getattr(store, "dialect", "sqlite")).name
+    compiler = Compiler(rule_set, as_of, tz, types, dialect)
     compiler._segment_path.append(name)
     if settled is None:
         settled = store.identity_settled()
@@ -290,7 +294,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
         branches = []
         for item in where.items:
             conjuncts = drop_implied(flatten_conjuncts(rule_set, item, (name,)))
-            chosen = _choose_driver(store, rule_set, as_of, tz, conjuncts, types)
+            chosen = _choose_driver(store, rule_set, as_of, tz, conjuncts, types, dialect)
             if chosen is None:
                 break
             branches.append(_driven(compiler, conjuncts, chosen, settled))
@@ -302,21 +306,21 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
             tree = select_(exp.alias_(col(u, "person_id"), "person_id")).from_(
                 exp.Subquery(this=union, alias=u), copy=False).order_by(col(u, "person_id"), copy=False)
             description = "union of one plan per alternative: " + " | ".join(d for _, _, d in branches)
-            return CompiledQuery(tree, compiler.params, description)
+            return CompiledQuery(tree, compiler.params, description, dialect)
     conjuncts = drop_implied(flatten_conjuncts(rule_set, where, (name,)))
-    chosen = None if force_scan else _choose_driver(store, rule_set, as_of, tz, conjuncts, types)
+    chosen = None if force_scan else _choose_driver(store, rule_set, as_of, tz, conjuncts, types, dialect)
     if chosen is None:
         residual = [compiler.truth(c, Scope("p")) for c in conjuncts]
         select = select_(exp.alias_(col("p", "id"), "person_id")).from_(exp.to_table("people").as_("p"), copy=False)
         if residual:
             select = select.where(and_(*residual), copy=False)
         select = select.order_by(col("p", "id"), copy=False)
-        return CompiledQuery(select, compiler.params, "scan people; check every condition per person")
+        return CompiledQuery(select, compiler.params, "scan people; check every condition per person", dialect)
     select, key, description = _driven(compiler, conjuncts, chosen, settled)
-    return CompiledQuery(select.order_by(key.copy(), copy=False), compiler.params, description)
+    return CompiledQuery(select.order_by(key.copy(), copy=False), compiler.params, description, dialect)
 
 
-def _choose_driver(store, rule_set, as_of, tz, conjuncts, types=None) -> Driver | None:
+def _choose_driver(store, rule_set, as_of, tz, conjuncts, types=None, dialect="sqlite") -> Driver | None:
     """The candidate driver with the smallest index range among ``conjuncts`` (None: none drivable)."""
     candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c, types)]
     if not candidates:
@@ -326,7 +330,7 @@ def _choose_driver(store, rule_set, as_of, tz, conjuncts, types=None) -> Driver 
     # A lone candidate drives without being counted: there is nothing to compare its range with.
     if len(candidates) > 1:
         # The planner statistics first (no index read); ranges they do not know are probed.
-        stats = SQLiteCompiler(rule_set, as_of, tz, types)
+        stats = Compiler(rule_set, as_of, tz, types, dialect)
         for driver in candidates:
             estimate = driver.from_stats(store, stats)
             if estimate is not None:
@@ -339,9 +343,9 @@ def _choose_driver(store, rule_set, as_of, tz, conjuncts, types=None) -> Driver 
             # Count only as far as could still beat the cheapest driver so far: probing reads at most
             # about one cap of index entries in all.
             cap = max(1, min(PROBE_CAP, int(best_cost / driver.row_cost) + 1))
-            probe = SQLiteCompiler(rule_set, as_of, tz, types)
+            probe = Compiler(rule_set, as_of, tz, types, dialect)
             query = driver.probe(probe, cap)
-            driver.estimate = store.query(query.sql(dialect=store.dialect), probe.params)[0][0]
+            driver.estimate = store.query(get_dialect(dialect).render(query, probe.params), probe.params)[0][0]
             driver.counted = "index rows"
             best_cost = min(best_cost, driver.cost)
     # Cheapest range first; on a tie prefer exact drivers (their conjunct needs no re-check).
@@ -350,7 +354,7 @@ def _choose_driver(store, rule_set, as_of, tz, conjuncts, types=None) -> Driver 
     return min(candidates, key=lambda d: (d.cost, not d.filtered, not d.exact))
 
 
-def _driven(compiler: SQLiteCompiler, conjuncts: list, chosen: Driver, settled: bool
+def _driven(compiler: Compiler, conjuncts: list, chosen: Driver, settled: bool
             ) -> tuple[exp.Select, exp.Column, str]:
     """``(SELECT person_id ..., key to order by, description)`` of ``conjuncts`` driven from ``chosen``."""
     rest = [c for i, c in enumerate(conjuncts) if i != chosen.index or not chosen.exact]

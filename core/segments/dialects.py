@@ -1,0 +1,391 @@
+"""What differs between the engines a segment compiles for: one small class per engine.
+
+The compiler (:mod:`motorcade.segments.compiler`) builds one sqlglot tree per rule; where engines differ it
+asks its dialect, which builds that piece of the tree. Everything else — the three-valued logic, kinds,
+time windows resolved in Python and bound as epoch seconds, the plan shapes — is shared.
+
+What differs, and nothing more:
+
+* **truth values**: SQLite has none (``1`` / ``0``); PostgreSQL refuses an integer where a boolean is
+  needed, so the other engines use ``TRUE`` / ``FALSE``;
+* **JSON attributes and event properties**: the function that extracts a value and the one that names its
+  JSON type (``json_extract`` / ``json_type`` on SQLite and DuckDB with different type names,
+  ``jsonb_extract_path`` / ``jsonb_typeof`` on PostgreSQL, ``JSONExtract*`` / ``JSONType`` on ClickHouse);
+* **tag values**: SQLite keeps each value with its own type in a column without affinity
+  (``typeof(value)``); the typed engines keep ``value_kind`` (``integer`` / ``real`` / ``text``),
+  ``value_num`` and ``value_text`` (see docs/engines.md, "Tables");
+* **ISO dates and instants in text**: checking that text names a real day / time, and an instant's epoch
+  second;
+* **calendar month shifts** (``did A then B within N months``): SQLite and DuckDB call the Python function
+  the evaluator uses (``motorcade_add_months``, registered on each connection); PostgreSQL and ClickHouse
+  move the wall clock with their own time-zone functions;
+* **aggregates**: ``sum`` of nothing is 0 (SQLite's ``total``), ClickHouse's correlated scalar subqueries
+  give NULL for an empty ``count``;
+* **correlation depth**: ClickHouse resolves a correlated column only from the immediately enclosing
+  query, so under ``has car where`` and ``count(E where ...)`` the person is read from the ownership / event
+  row, and a sequence is one join of its steps instead of nested ``EXISTS``;
+* **placeholders**: ``:v1`` (SQLite), ``$v1`` (DuckDB), ``%(v1)s`` (PostgreSQL), ``{v1:Int64}``
+  (ClickHouse, typed from the bound value).
+
+``DIALECTS[name]`` is the dialect object; ``compile_condition(..., dialect="duckdb")``,
+``plan_segment(..., dialect="postgres")`` and ``Compiler(..., dialect=...)`` take the name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlglot import exp
+
+# SQL kind expression of a JSON value on SQLite: the evaluator's kind_of over json.loads output.
+_SQLITE_JSON_KINDS = {"true": "bool", "false": "bool", "integer": "number", "real": "number", "text": "string",
+                      "array": "other", "object": "other"}
+_DUCKDB_JSON_KINDS = {"BOOLEAN": "bool", "BIGINT": "number", "UBIGINT": "number", "DOUBLE": "number",
+                      "HUGEINT": "number", "VARCHAR": "string", "ARRAY": "other", "OBJECT": "other"}
+_POSTGRES_JSON_KINDS = {"boolean": "bool", "number": "number", "string": "string", "array": "other",
+                        "object": "other"}
+_CLICKHOUSE_JSON_KINDS = {"Bool": "bool", "Int64": "number", "UInt64": "number", "Double": "number",
+                          "String": "string", "Array": "other", "Object": "other"}
+ISO_DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+ISO_INSTANT_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{2}:[0-9]{2}$"
+
+
+def _func(name: str, *args) -> exp.Anonymous:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _num(value: int) -> exp.Literal:
+    return exp.Literal.number(value)
+
+
+def _s(value: str) -> exp.Literal:
+    return exp.Literal.string(value)
+
+
+def _and(*items) -> exp.Expression:
+    out = items[0]
+    for item in items[1:]:
+        out = exp.And(this=out, expression=item)
+    return out
+
+
+def _in(value, names) -> exp.In:
+    return exp.In(this=value, expressions=[_s(x) for x in names])
+
+
+def _cast(e, to: str) -> exp.Cast:
+    return exp.Cast(this=e, to=exp.DataType.build(to))
+
+
+class Dialect:
+    """SQLite: the store's own engine, and the base the others override."""
+
+    name = "sqlite"
+    sqlglot = "sqlite"  # the sqlglot dialect the tree is rendered in
+    # tag values keep their SQLite type (a text never equals a number): `=` / IN need no kind test
+    typed_tag_storage = True
+    # correlated columns only from the immediately enclosing query (ClickHouse)
+    correlate_innermost = False
+
+    # -- truth values --
+    def true(self) -> exp.Expression:
+        return _num(1)
+
+    def false(self) -> exp.Expression:
+        return _num(0)
+
+    def as_int(self, truth: exp.Expression) -> exp.Expression:
+        """A truth value as the number 1 / 0 (for arithmetic)."""
+        return exp.Paren(this=truth)
+
+    # -- tag values --
+    def tag_kind(self, t: str, col) -> tuple[exp.Expression, Any, dict]:
+        """``(value, stored(kind) -> test, views)`` of the tag value in row ``t``: ``value`` is NULL exactly
+        when the value is missing; ``views[kind]`` the value as that kind where it is not ``value``."""
+        value = col(t, "value")
+        sqlite_types = {"number": ("integer", "real"), "string": ("text",)}
+
+        def stored(k: str) -> exp.Expression:
+            if k == "integer":
+                return exp.EQ(this=_func("typeof", value), expression=_s("integer"))
+            return _in(_func("typeof", value), sqlite_types[k])
+
+        return value, stored, {}
+
+    # -- JSON documents --
+    def json_path(self, key: str) -> str:
+        return '$."' + key.replace('"', '\\"') + '"'
+
+    def json_parts(self, bind, document, key: str) -> tuple[exp.Expression, Any, dict]:
+        """``(value, kind_is(kind) -> test, views)`` of the JSON value under ``key`` of ``document``: ``value`` is
+        NULL exactly when the key is missing or JSON null."""
+        path = bind(self.json_path(key))
+        value = _func("json_extract", document, path)
+        json_kind = _func("json_type", document, path)
+        return value, self._kind_test(json_kind, _SQLITE_JSON_KINDS), {}
+
+    @staticmethod
+    def _kind_test(json_kind, names: dict):
+        def kind_is(k):
+            types = [j for j, v in names.items() if v == k]
+            if not types:
+                return None
+            return _in(json_kind, types)
+        return kind_is
+
+    # -- ISO text --
+    def iso_date(self, v, coalesce_false) -> exp.Expression:
+        """1 when text ``v`` is exactly YYYY-MM-DD naming a real day, else 0 (motorcade.dsl.data.iso_date)."""
+        return _and(exp.Glob(this=v, expression=_s("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]")),
+                    exp.GTE(this=v, expression=_s("0001")),
+                    # date() normalises an impossible day (02-30 -> 03-02) only with a modifier
+                    coalesce_false(exp.EQ(this=_func("date", v, _s("+0 days")), expression=v)))
+
+    def iso_instant(self, v, coalesce_false) -> exp.Expression:
+        """1 when text ``v`` is exactly YYYY-MM-DDTHH:MM:SS+HH:MM naming a real time, else 0
+        (motorcade.dsl.data.iso_instant)."""
+        local = _func("substr", v, _num(1), _num(19))
+        pattern = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9][+-][0-9][0-9]:[0-9][0-9]"
+        return _and(exp.Glob(this=v, expression=_s(pattern)),
+                    exp.GTE(this=v, expression=_s("1000")),
+                    coalesce_false(exp.EQ(this=_func("strftime", _s("%Y-%m-%dT%H:%M:%S"), local, _s("+0 seconds")),
+                                          expression=local)),
+                    exp.LTE(this=_func("substr", v, _num(21), _num(2)), expression=_s("23")),
+                    exp.LTE(this=_func("substr", v, _num(24), _num(2)), expression=_s("59")))
+
+    def instant_epoch(self, text) -> exp.Expression:
+        """Epoch seconds of ISO instant text (already checked by :meth:`iso_instant`)."""
+        return _cast(_func("strftime", _s("%s"), text), "INTEGER")
+
+    # -- text --
+    def contains(self, v, text) -> exp.Expression:
+        return exp.GT(this=_func("instr", v, text), expression=_num(0))
+
+    def starts_with(self, v, text) -> exp.Expression:
+        return exp.EQ(this=_func("substr", v, _num(1), _func("length", text)), expression=text)
+
+    # -- aggregates over a person's events --
+    def total(self, value) -> exp.Expression:
+        # total(), not sum(): SQLite's sum() raises "integer overflow" past 64 bits (total() is a float,
+        # 0.0 for no numbers: the evaluator's 0)
+        return _func("total", value)
+
+    def scalar(self, subquery: exp.Subquery, func: str) -> exp.Expression:
+        """A correlated scalar aggregate as the compiler uses it (``count`` of nothing is 0)."""
+        return subquery
+
+    def in_list(self, value, items: list) -> exp.Expression:
+        """``value IN (items)``: NULL when ``value`` is NULL."""
+        return exp.In(this=value, expressions=items)
+
+    # -- calendar months --
+    def add_months(self, bind, ts, months: int, zone: str) -> exp.Expression:
+        """Epoch second of ``ts`` moved ``months`` calendar months on ``zone``'s wall clock (day clamped)."""
+        return _func("motorcade_add_months", ts, bind(months), bind(zone))
+
+    # -- rendering --
+    def render(self, tree: exp.Expression, params: dict, pretty: bool = False) -> str:
+        return tree.sql(dialect=self.sqlglot, pretty=pretty)
+
+
+class TypedDialect(Dialect):
+    """What the typed engines (PostgreSQL, DuckDB, ClickHouse) share: booleans, tag values in three typed
+    columns, ISO text checked with a regular expression and calendar arithmetic."""
+
+    typed_tag_storage = False
+
+    def true(self):
+        return exp.true()
+
+    def false(self):
+        return exp.false()
+
+    def as_int(self, truth):
+        return _cast(truth, "INTEGER")
+
+    def tag_kind(self, t, col):
+        kind = col(t, "value_kind")
+
+        def stored(k):
+            if k == "integer":
+                return exp.EQ(this=kind, expression=_s("integer"))
+            return _in(kind, {"number": ("integer", "real"), "string": ("text",)}[k])
+
+        # a boolean tag's 0 / 1 compare as numbers 0 / 1
+        return kind, stored, {"number": col(t, "value_num"), "string": col(t, "value_text"),
+                              "bool": col(t, "value_num"), "date": col(t, "value_text")}
+
+    def _int(self, e):
+        return _cast(e, "INTEGER")
+
+    def _valid_day(self, v) -> exp.Expression:
+        """The YYYY-MM-DD at the start of ``v`` (already matched by a pattern) names a real day."""
+        y = self._int(_func("substr", v, _num(1), _num(4)))
+        m = self._int(_func("substr", v, _num(6), _num(2)))
+        d = self._int(_func("substr", v, _num(9), _num(2)))
+        leap = exp.Or(this=exp.Paren(this=_and(exp.EQ(this=exp.Mod(this=y, expression=_num(4)), expression=_num(0)),
+                                               exp.NEQ(this=exp.Mod(this=y.copy(), expression=_num(100)),
+                                                       expression=_num(0)))),
+                      expression=exp.EQ(this=exp.Mod(this=y.copy(), expression=_num(400)), expression=_num(0)))
+        days = exp.Case(ifs=[
+            exp.If(this=exp.EQ(this=m, expression=_num(2)),
+                   true=exp.Case(ifs=[exp.If(this=leap, true=_num(29))], default=_num(28))),
+            exp.If(this=exp.In(this=m.copy(), expressions=[_num(4), _num(6), _num(9), _num(11)]), true=_num(30))],
+            default=_num(31))
+        return _and(exp.GTE(this=m.copy(), expression=_num(1)), exp.LTE(this=m.copy(), expression=_num(12)),
+                    exp.GTE(this=d, expression=_num(1)), exp.LTE(this=d.copy(), expression=days))
+
+    def _guarded(self, pattern: str, v, then: exp.Expression) -> exp.Expression:
+        # CASE, not AND: an engine may evaluate both sides of AND, and the casts fail on other text
+        return exp.Case(ifs=[exp.If(this=exp.RegexpLike(this=v, expression=_s(pattern)), true=then)],
+                        default=self.false())
+
+    def iso_date(self, v, coalesce_false):
+        return self._guarded(ISO_DATE_RE, v, _and(exp.GTE(this=v, expression=_s("0001")), self._valid_day(v)))
+
+    def iso_instant(self, v, coalesce_false):
+        def part(start, length):
+            return self._int(_func("substr", v, _num(start), _num(length)))
+
+        return self._guarded(ISO_INSTANT_RE, v, _and(
+            exp.GTE(this=v, expression=_s("1000")), self._valid_day(v),
+            exp.LTE(this=part(12, 2), expression=_num(23)), exp.LTE(this=part(15, 2), expression=_num(59)),
+            exp.LTE(this=part(18, 2), expression=_num(59)),
+            exp.LTE(this=part(21, 2), expression=_num(23)), exp.LTE(this=part(24, 2), expression=_num(59))))
+
+    def total(self, value):
+        return exp.Coalesce(this=exp.Sum(this=value), expressions=[_num(0)])
+
+
+class DuckDBDialect(TypedDialect):
+    name = "duckdb"
+    sqlglot = "duckdb"
+
+    def json_parts(self, bind, document, key):
+        path = bind(self.json_path(key))
+        json_kind = _func("json_type", document, path)
+        value = exp.Nullif(this=json_kind, expression=_s("NULL"))
+        extracted = _func("json_extract", document, path)
+        text = _func("json_extract_string", document, path)
+        views = {"number": exp.TryCast(this=extracted, to=exp.DataType.build("DOUBLE")), "string": text,
+                 "bool": exp.Case(ifs=[exp.If(this=exp.EQ(this=text, expression=_s("true")), true=_num(1))],
+                                  default=_num(0))}
+        return value, self._kind_test(json_kind, _DUCKDB_JSON_KINDS), views
+
+    def instant_epoch(self, text):
+        return _cast(_func("epoch", exp.TryCast(this=text, to=exp.DataType.build("TIMESTAMPTZ"))), "BIGINT")
+
+    def contains(self, v, text):
+        return exp.GT(this=_func("instr", v, text), expression=_num(0))
+
+    def starts_with(self, v, text):
+        return _func("starts_with", v, text)
+
+
+class PostgresDialect(TypedDialect):
+    """PostgreSQL: documents are ``jsonb``; tag values as in :class:`TypedDialect`; consents' ``granted`` and
+    everything else as on SQLite (integers, ISO text, epoch seconds)."""
+
+    name = "postgres"
+    sqlglot = "postgres"
+
+    def json_parts(self, bind, document, key):
+        k = bind(key)
+        json_kind = _func("jsonb_typeof", _func("jsonb_extract_path", document, k))
+        value = exp.Nullif(this=json_kind, expression=_s("null"))
+        text = _func("jsonb_extract_path_text", document, k)
+        views = {"number": _cast(text, "DOUBLE PRECISION"), "string": text,
+                 "bool": exp.Case(ifs=[exp.If(this=exp.EQ(this=text, expression=_s("true")), true=_num(1))],
+                                  default=_num(0))}
+        return value, self._kind_test(json_kind, _POSTGRES_JSON_KINDS), views
+
+    def instant_epoch(self, text):
+        return _cast(exp.Extract(this=exp.var("EPOCH"), expression=_cast(text, "TIMESTAMPTZ")), "BIGINT")
+
+    def contains(self, v, text):
+        return exp.GT(this=_func("strpos", v, text), expression=_num(0))
+
+    def starts_with(self, v, text):
+        return _func("starts_with", v, text)
+
+    def add_months(self, bind, ts, months, zone):
+        z = bind(zone)
+        local = exp.AtTimeZone(this=_func("to_timestamp", ts), zone=z)
+        moved = exp.Add(this=local, expression=_func("make_interval", exp.Kwarg(this=exp.var("months"),
+                                                                                 expression=bind(months))))
+        return _cast(_func("floor", exp.Extract(this=exp.var("EPOCH"),
+                                                 expression=exp.AtTimeZone(this=moved, zone=z.copy()))), "BIGINT")
+
+
+class ClickHouseDialect(TypedDialect):
+    """ClickHouse (a server through clickhouse-connect, or in-process through chdb): documents are ``String``
+    columns read with ``JSONExtract*``; correlated columns only from the immediately enclosing query."""
+
+    name = "clickhouse"
+    sqlglot = "clickhouse"
+    correlate_innermost = True
+
+    def json_parts(self, bind, document, key):
+        k = bind(key)
+        json_kind = _func("toString", _func("JSONType", document, k))
+        value = exp.Nullif(this=json_kind, expression=_s("Null"))
+        views = {"number": _func("JSONExtractFloat", document, k), "string": _func("JSONExtractString", document, k),
+                 "bool": _func("toInt8", _func("JSONExtractBool", document, k))}
+        return value, self._kind_test(json_kind, _CLICKHOUSE_JSON_KINDS), views
+
+    def _int(self, e):
+        return _func("toInt64OrZero", e)
+
+    def instant_epoch(self, text):
+        return _func("toUnixTimestamp", _func("parseDateTimeBestEffortOrNull", text))
+
+    def contains(self, v, text):
+        return exp.GT(this=_func("position", v, text), expression=_num(0))
+
+    def starts_with(self, v, text):
+        return _func("startsWith", v, text)
+
+    def total(self, value):
+        return exp.Coalesce(this=_func("sumOrNull", value), expressions=[_num(0)])
+
+    def scalar(self, subquery, func):
+        # a correlated scalar subquery over no rows is NULL here, also for count
+        if func == "count":
+            return exp.Coalesce(this=subquery, expressions=[_num(0)])
+        return subquery
+
+    def in_list(self, value, items):
+        # `NULL IN (...)` is 0 in ClickHouse, not NULL
+        return exp.Case(ifs=[exp.If(this=exp.Is(this=value, expression=exp.Null()), true=exp.Null())],
+                        default=exp.In(this=value.copy(), expressions=items))
+
+    def add_months(self, bind, ts, months, zone):
+        # the zone of toDateTime must be a constant: it is the project's zone, bound as a literal name
+        # by the compiler (a zone key, never rule text)
+        local = _func("toDateTime", ts, _s(zone))
+        return _func("toInt64", _func("toUnixTimestamp", _func("addMonths", local, bind(months))))
+
+    def render(self, tree, params, pretty=False):
+        tree = tree.copy()
+        for placeholder in tree.find_all(exp.Placeholder):
+            value = params.get(placeholder.name)
+            kind = "Int64" if isinstance(value, int) else "Float64" if isinstance(value, float) else "String"
+            placeholder.set("kind", exp.DataType.build(kind, dialect="clickhouse"))
+        return tree.sql(dialect=self.sqlglot, pretty=pretty)
+
+
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (Dialect(), PostgresDialect(), DuckDBDialect(),
+                                                   ClickHouseDialect())}
+DIALECTS["postgresql"] = DIALECTS["postgres"]
+
+
+def get_dialect(dialect: str | Dialect | None) -> Dialect:
+    if dialect is None:
+        return DIALECTS["sqlite"]
+    if isinstance(dialect, Dialect):
+        return dialect
+    try:
+        return DIALECTS[dialect]
+    except KeyError:
+        raise ValueError(f"no segment compiler dialect `{dialect}` (known: "
+                         f"{', '.join(sorted(DIALECTS))})") from None
