@@ -35,7 +35,7 @@ from ..reports import ReportsMixin
 from ..segments import SegmentsMixin
 from ..stats import StatsMixin
 from ..tags import TagsMixin
-from .connection import Connection
+from .connection import Connection, configure
 from .overrides import PostgresOverrides
 
 # pg_advisory_xact_lock key of the store's writer lock ("MOTORCADE" folded into a bigint).
@@ -76,7 +76,8 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
         self._conns_lock = threading.Lock()
         try:
             self.pool = psycopg_pool.ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=30,
-                                                    kwargs={"autocommit": True}, name="motorcade")
+                                                    kwargs={"autocommit": True}, configure=configure,
+                                                    name="motorcade")
             self.pool.wait(timeout=30)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise ConfigError(f"database {self.path!r} cannot be reached: {exc}",
@@ -200,10 +201,11 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
     # -- reads for other stages -------------------------------------------------------------------
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[Any]:
-        """Run a read-only query and return rows (readable by position and by name)."""
+        """Run a read-only statement written in PostgreSQL (``%s`` / ``%(name)s`` placeholders, as sqlglot
+        renders the ``postgres`` dialect) and return rows (readable by position and by name)."""
         if not sql.lstrip().upper().startswith(("SELECT", "WITH", "EXPLAIN")):
             raise ValueError("Store.query is for reads; use the store's named functions to write")
-        return self.conn.execute(sql, params).fetchall()
+        return self.conn.execute_native(sql, params or None).fetchall()
 
     def status_counts(self) -> dict[str, int]:
         """Headline counts for `motorcade status`."""

@@ -8,6 +8,8 @@ pooled PostgreSQL connection in autocommit mode (``BEGIN`` / ``COMMIT`` come fro
 
 from __future__ import annotations
 
+import functools
+import json
 from decimal import Decimal
 from typing import Any, Iterable, Iterator
 
@@ -85,6 +87,21 @@ class Cursor:
             yield row
 
 
+JSONB_OID = 3802
+
+
+@functools.lru_cache(maxsize=512)
+def _row_type(names: tuple[str, ...]) -> type:
+    return type("Row", (Row,), {"_names": names})
+
+
+def configure(raw) -> None:
+    """Per-connection set-up (the pool calls it once per new connection): jsonb arrives as its text."""
+    from psycopg.types.string import TextLoader
+
+    raw.adapters.register_loader("jsonb", TextLoader)
+
+
 class Connection:
     """One PostgreSQL connection, sqlite3-shaped. ``raw`` is the psycopg connection."""
 
@@ -102,8 +119,14 @@ class Connection:
         if cur.description is None:
             return [], ()
         names = tuple(d.name for d in cur.description)
-        row_type = type("Row", (Row,), {"_names": names})
-        return [row_type(_plain(v) for v in r) for r in cur.fetchall()], names
+        row_type = _row_type(names)
+        # jsonb arrives as text (the mixins decode documents themselves), except a tag's ``value``: that
+        # is the value itself (a number, text or boolean), as SQLite's untyped column gives it
+        values = [i for i, d in enumerate(cur.description) if d.type_code == JSONB_OID and d.name == "value"]
+        rows = cur.fetchall()
+        if values:
+            rows = [[json.loads(v) if i in values and v is not None else v for i, v in enumerate(r)] for r in rows]
+        return [row_type(_plain(v) for v in r) for r in rows], names
 
     def execute(self, sql: str, params: Iterable[Any] | dict = ()) -> Cursor:
         text, order, returning = translate(sql)

@@ -17,9 +17,14 @@ from ..outbox import CLAIMABLE_STATES, OUTBOX_COLUMNS, _send_row
 
 
 def _jsonb(value: Any):
+    """A tag value as jsonb: booleans as 0 / 1 (as SQLite keeps them), other values as the codec writes."""
     from psycopg.types.json import Jsonb
 
-    return None if value is None else Jsonb(value)
+    from ..codec import dumps
+
+    if value is None:
+        return None
+    return Jsonb(int(value) if isinstance(value, bool) else value, dumps=dumps)
 
 
 class PostgresOverrides:
@@ -254,9 +259,59 @@ class PostgresOverrides:
     # -- segments -----------------------------------------------------------------------------------
 
     def query_person_ids(self, sql: str, params: dict | tuple = ()) -> list[int]:
+        """The ``person_id`` column of a read query written in PostgreSQL (a compiled segment), ascending."""
         if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
             raise ValueError("person_ids takes a SELECT")
-        return sorted(r[0] for r in self.conn.execute(f"SELECT person_id FROM ({sql}) AS members", params))
+        with self.conn.raw.cursor() as cur:  # one column of integers: no row objects
+            cur.execute(f"SELECT person_id FROM ({sql}) AS members", params or None)
+            return sorted(r[0] for r in cur.fetchall())
+
+    def explain_query(self, sql: str, params: dict | tuple = ()) -> list[str]:
+        """PostgreSQL's ``EXPLAIN`` of a read query: one line per plan node, indented as PostgreSQL does."""
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise ValueError("explain_query takes a SELECT")
+        return [r[0] for r in self.conn.execute_native("EXPLAIN " + sql, params or None)]
+
+    def attribute_names(self, *, limit: int = 10000) -> set[str]:
+        return {r[0] for r in self.conn.execute_native(
+            "SELECT DISTINCT key FROM people, jsonb_object_keys(people.attributes) AS key LIMIT %s", (limit,))}
+
+    def tag_value_pairs(self, first: str, second: str, *,
+                        person_ids: Iterable[int] | None = None) -> list[tuple[int, Any, Any]]:
+        sql = ("SELECT a.person_id, a.value, b.value FROM tag_values a "
+               "JOIN tag_values b ON b.tag = %s AND b.person_id = a.person_id WHERE a.tag = %s")
+        params: list[Any] = [second, first]
+        if person_ids is not None:
+            sql += " AND a.person_id = ANY(%s::bigint[])"
+            params.append(sorted(person_ids))
+        return [tuple(r) for r in self.conn.execute_native(sql + " ORDER BY a.person_id", params)]
+
+    def recount_tag_values(self, tags: Iterable[str]) -> None:
+        from ..stats import TAG_VALUES_COUNTED
+
+        conn = self.conn
+        for tag in set(tags):
+            conn.execute_native("DELETE FROM tag_value_counts WHERE tag = %s", (tag,))
+            rows = conn.execute_native(
+                "SELECT value, count(*) FROM tag_values WHERE tag = %s AND value IS NOT NULL GROUP BY value LIMIT %s",
+                (tag, TAG_VALUES_COUNTED + 1)).fetchall()
+            if len(rows) > TAG_VALUES_COUNTED:
+                self._set_stat(f"tag:{tag}", -1)
+                continue
+            if rows:
+                with conn.raw.cursor() as cur:
+                    cur.executemany("INSERT INTO tag_value_counts (tag, value, n) VALUES (%s, %s, %s)",
+                                    [(tag, _jsonb(v), n) for v, n in rows])
+            self._set_stat(f"tag:{tag}", len(rows))
+
+    def tag_range_estimate(self, tag: str, values: Sequence) -> int | None:
+        counted = self._stat(f"tag:{tag}")
+        if counted is None or counted < 0 or not values:
+            return None if counted is None or counted < 0 else 0
+        row = self.conn.execute_native(
+            "SELECT sum(n) FROM tag_value_counts WHERE tag = %s AND value = ANY(%s::jsonb[])",
+            (tag, [_jsonb(v) for v in values])).fetchone()
+        return row[0] or 0
 
     # -- the outbox: claims lock their rows ----------------------------------------------------------
 
