@@ -34,9 +34,11 @@ from motorcade.dsl.evaluate import Scope as EvalScope
 from motorcade.dsl.format import fmt_cond
 from motorcade.dsl.rules import RuleSet
 from motorcade.model import Advisor, Car, Consent, Event, Ownership, Store
-from motorcade.segments.compiler import Scope, SQLiteCompiler, col, compile_condition
+from motorcade.segments.compiler import Compiler, Scope, col, compile_condition
+from motorcade.segments.dialects import get_dialect
 from motorcade.segments.dataset import load_dataset
 from motorcade.segments.plan import plan_segment
+from motorcade.store import open_store
 from motorcade.store.sqlite import SQLiteStore
 from motorcade.tags.base import TagDefinition
 
@@ -322,9 +324,16 @@ def load(store: SQLiteStore, population, as_of) -> list[int]:
     return ids
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    s = SQLiteStore(tmp_path_factory.mktemp("agree") / "agree.db")
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.xfail(
+    reason="the compiler's PostgreSQL dialect still mixes text and boolean in some conditions (engines branch)",
+    strict=False))])
+def store(request, tmp_path_factory):
+    """The store the property runs on: SQLite, and PostgreSQL (a throwaway server, tests/conftest.py)."""
+    if request.param == "sqlite":
+        s = SQLiteStore(tmp_path_factory.mktemp("agree") / "agree.db")
+    else:
+        cluster = request.getfixturevalue("pg_cluster")
+        s = open_store(cluster.create_database())
     yield s
     s.close()
 
@@ -350,10 +359,10 @@ def person_scope_conditions(cond):
 def sql_truth(store, rule_set, cond, as_of, tz, *, only_true: bool = False) -> dict[int, bool | None]:
     """Each person's three-valued result of ``cond`` as the compiled SQL computes it (``only_true``: the
     form plans use for top-level conjuncts, exact only about TRUE)."""
-    compiler = SQLiteCompiler(rule_set, as_of, tz, store.value_types())
+    compiler = Compiler(rule_set, as_of, tz, store.value_types(), store.dialect)
     value = compiler.truth(cond, Scope("p")) if only_true else compiler.cond(cond, Scope("p"))
     query = exp.select(col("p", "id"), exp.alias_(value, "v")).from_(exp.to_table("people").as_("p"))
-    rows = store.query(query.sql(dialect="sqlite"), compiler.params)
+    rows = store.query(get_dialect(store.dialect).render(query, compiler.params), compiler.params)
     return {r[0]: None if r[1] is None else bool(r[1]) for r in rows}
 
 
@@ -377,7 +386,7 @@ def test_compiled_sql_agrees_with_the_reference_evaluator(store, case):
             # a rule the language rejects (e.g. `3 days` outside a car's age): the compiler must refuse it too
             note(f"evaluator refused {fmt_cond(cond)}: {refused}")
             with pytest.raises(EvaluationError):
-                compile_condition(rule_set, cond, as_of, tz)
+                compile_condition(rule_set, cond, as_of, tz, dialect=store.dialect)
             return
     expected = evaluate_segment(rule_set, "main", dataset, as_of, tz)
     # Every condition of the tree, three-valued, person by person: a wrong NULL under a NOT shows here.
@@ -385,7 +394,7 @@ def test_compiled_sql_agrees_with_the_reference_evaluator(store, case):
         assert sql_truth(store, rule_set, cond, as_of, tz) == expected_truth, fmt_cond(cond)
         true_ones = {pid for pid, v in sql_truth(store, rule_set, cond, as_of, tz, only_true=True).items() if v}
         assert true_ones == {pid for pid, v in expected_truth.items() if v is True}, fmt_cond(cond)
-    compiled = compile_condition(rule_set, main, as_of, tz, store.value_types())
+    compiled = compile_condition(rule_set, main, as_of, tz, store.value_types(), dialect=store.dialect)
     note(compiled.sql(pretty=True))
     assert {r[0] for r in store.query(compiled.sql(), compiled.params)} == expected
     planned = plan_segment(store, rule_set, "main", as_of, tz)

@@ -588,6 +588,8 @@ def _pg_m001_initial(execute: Callable[[str], None]) -> None:
             computed_at TEXT NOT NULL, calculator TEXT NOT NULL, calculator_version TEXT NOT NULL,
             {tag_value_columns}, PRIMARY KEY (tag, person_id));
         CREATE INDEX tag_values_tag_value ON tag_values (tag, value);
+        CREATE INDEX tag_values_tag_num ON tag_values (tag, value_num, person_id);
+        CREATE INDEX tag_values_tag_text ON tag_values (tag, value_text, person_id);
         CREATE INDEX tag_values_person ON tag_values (person_id);
         CREATE TABLE tag_runs (id {_PG_ID}, calculator TEXT NOT NULL, calculator_version TEXT NOT NULL,
             started_at TEXT NOT NULL, finished_at TEXT, rows_written BIGINT, health TEXT);

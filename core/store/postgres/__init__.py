@@ -35,7 +35,7 @@ from ..reports import ReportsMixin
 from ..segments import SegmentsMixin
 from ..stats import StatsMixin
 from ..tags import TagsMixin
-from .connection import Connection, configure
+from .connection import Connection, configure, percent_escaped
 from .overrides import PostgresOverrides
 
 # pg_advisory_xact_lock key of the store's writer lock ("MOTORCADE" folded into a bigint).
@@ -205,7 +205,7 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
         renders the ``postgres`` dialect) and return rows (readable by position and by name)."""
         if not sql.lstrip().upper().startswith(("SELECT", "WITH", "EXPLAIN")):
             raise ValueError("Store.query is for reads; use the store's named functions to write")
-        return self.conn.execute_native(sql, params or None).fetchall()
+        return self.conn.execute_native(percent_escaped(sql) if params else sql, params or None).fetchall()
 
     def status_counts(self) -> dict[str, int]:
         """Headline counts for `motorcade status`."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from decimal import Decimal
 from typing import Any, Iterable, Iterator
 
@@ -88,6 +89,14 @@ class Cursor:
 
 
 JSONB_OID = 3802
+_LONE_PERCENT = re.compile(r"%(?!\(\w+\)s|s\b)")
+
+
+def percent_escaped(sql: str) -> str:
+    """PostgreSQL text with psycopg placeholders (``%s``, ``%(name)s``), every other ``%`` (the modulo
+    operator sqlglot renders, a LIKE pattern) doubled, as psycopg requires when parameters are passed."""
+    return _LONE_PERCENT.sub("%%", sql)
+
 
 
 @functools.lru_cache(maxsize=512)

@@ -14,6 +14,7 @@ from ..codec import epoch, iso, loads, utc_now
 from ..events import BulkEventLoad
 from ..identity import _chunks, fast_dumps, fast_loads
 from ..outbox import CLAIMABLE_STATES, OUTBOX_COLUMNS, _send_row
+from .connection import percent_escaped
 
 
 def _jsonb(value: Any):
@@ -263,14 +264,16 @@ class PostgresOverrides:
         if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
             raise ValueError("person_ids takes a SELECT")
         with self.conn.raw.cursor() as cur:  # one column of integers: no row objects
-            cur.execute(f"SELECT person_id FROM ({sql}) AS members", params or None)
+            text = f"SELECT person_id FROM ({sql}) AS members"
+            cur.execute(percent_escaped(text) if params else text, params or None)
             return sorted(r[0] for r in cur.fetchall())
 
     def explain_query(self, sql: str, params: dict | tuple = ()) -> list[str]:
         """PostgreSQL's ``EXPLAIN`` of a read query: one line per plan node, indented as PostgreSQL does."""
         if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
             raise ValueError("explain_query takes a SELECT")
-        return [r[0] for r in self.conn.execute_native("EXPLAIN " + sql, params or None)]
+        text = "EXPLAIN " + sql
+        return [r[0] for r in self.conn.execute_native(percent_escaped(text) if params else text, params or None)]
 
     def attribute_names(self, *, limit: int = 10000) -> set[str]:
         return {r[0] for r in self.conn.execute_native(
