@@ -36,7 +36,18 @@ from ..segments import SegmentsMixin
 from ..stats import StatsMixin
 from ..tags import TagsMixin
 from .connection import Connection, configure, percent_escaped
+from .functions import install as install_functions
 from .overrides import PostgresOverrides
+
+def _bytewise_text(ddl: str) -> str:
+    """Text columns compare and sort by code point, as SQLite's do (``COLLATE "C"``), whatever the
+    database's default collation: min(), ORDER BY and ranges give the same answers on both stores."""
+    import re
+
+    if not re.match(r"\s*(CREATE\s+TABLE|ALTER\s+TABLE)", ddl, re.IGNORECASE):
+        return ddl
+    return re.sub(r"\bTEXT\b(?!\s+COLLATE)", 'TEXT COLLATE "C"', ddl)
+
 
 # pg_advisory_xact_lock key of the store's writer lock ("MOTORCADE" folded into a bigint).
 WRITER_LOCK = 0x4D4F544F52434144
@@ -177,6 +188,7 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
         with self.transaction():  # the writer lock: processes opening a new store at once migrate it once
             conn.execute_native("CREATE TABLE IF NOT EXISTS schema_version "
                                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            install_functions(conn.execute_native)
         applied: list[str] = []
         target = len(MIGRATIONS) if upto is None else upto
         current = self.schema_version()
@@ -192,7 +204,7 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
             with self.transaction():
                 if self.schema_version() >= number:
                     continue
-                body(lambda sql: sql.strip() and conn.execute_native(sql))
+                body(lambda sql: sql.strip() and conn.execute_native(_bytewise_text(sql)))
                 conn.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                              (number, fn.__name__, iso(utc_now())))
             applied.append(fn.__name__)

@@ -9,9 +9,12 @@ differs in spelling only is rewritten here once per statement text (cached):
 * ``INSERT OR REPLACE INTO t (cols) ...`` becomes an upsert on ``t``'s primary key (:data:`PRIMARY_KEYS`);
 * ``a IS NOT b`` (SQLite's null-safe comparison) becomes ``a IS DISTINCT FROM b`` and ``IS b`` (not NULL)
   ``IS NOT DISTINCT FROM b``;
-* two-or-more-argument ``min(...)`` / ``max(...)`` (SQLite's scalar forms) become ``LEAST`` / ``GREATEST``.
+* two-or-more-argument ``min(...)`` / ``max(...)`` (SQLite's scalar forms) become ``LEAST`` / ``GREATEST``;
+* ``CAST(... AS INTEGER)`` casts to ``BIGINT`` (SQLite's integers are 64-bit).
 
-Statements whose meaning differs (JSON functions, date functions, temporary tables, ``sqlite_master``)
+SQLite's ``date``, ``strftime`` and ``json_extract`` as the reports use them exist on PostgreSQL as functions
+the store installs (:mod:`.functions`). Statements whose meaning differs otherwise (``json_each``,
+temporary tables, ``sqlite_master``)
 are not translated: the PostgreSQL store overrides the named functions that use them, and
 :func:`translate` refuses them so that a missed one fails loudly instead of answering differently.
 """
@@ -38,7 +41,7 @@ PRIMARY_KEYS = {
 ID_TABLES = frozenset({"people", "identity_records", "identifiers", "identity_links", "ownerships", "events",
                        "quarantine", "tag_runs", "segment_runs", "segment_changes", "identity_splits", "inbox"})
 
-SQLITE_ONLY = re.compile(r"\b(json_each|json_extract|json_group_array|json_object|json_array|strftime|julianday|"
+SQLITE_ONLY = re.compile(r"\b(json_each|json_group_array|json_object|json_array|julianday|"
                          r"sqlite_master|PRAGMA|unixepoch|typeof|temp\.|GLOB|printf|group_concat|iif)\b",
                          re.IGNORECASE)
 
@@ -139,6 +142,7 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None, str | None]:
         text = re.sub(r"\bIS\s+(?!NOT\b|NULL\b|DISTINCT\b|TRUE\b|FALSE\b)", "IS NOT DISTINCT FROM ", text,
                       flags=re.IGNORECASE)
         text = _scalar_min_max(text)
+        text = re.sub(r"\bAS\s+INTEGER\s*\)", "AS BIGINT)", text, flags=re.IGNORECASE)  # SQLite's are 64-bit
         out.append(text)
     pg = "".join(out).strip()
     order = tuple(numbered) if numbered != list(range(len(numbered))) else None
