@@ -105,10 +105,12 @@ def _row_type(names: tuple[str, ...]) -> type:
 
 
 def configure(raw) -> None:
-    """Per-connection set-up (the pool calls it once per new connection): jsonb arrives as its text."""
+    """Per-connection set-up (the pool calls it once per new connection): jsonb arrives as its text, and the
+    session reads and writes times in UTC (a date or a time without an offset means UTC, as on SQLite)."""
     from psycopg.types.string import TextLoader
 
     raw.adapters.register_loader("jsonb", TextLoader)
+    raw.execute("SET TimeZone TO 'UTC'")
 
 
 class Connection:

@@ -80,6 +80,33 @@ _PLACEHOLDER = re.compile(r"\?(\d*)")
 _SCALAR = re.compile(r"\b(min|max)\s*\(", re.IGNORECASE)
 
 
+_SUBQUERY = re.compile(r"\b(FROM|JOIN)\s*\(\s*SELECT\b", re.IGNORECASE)
+_ALIAS_FOLLOWS = re.compile(r"\s*(AS\b|(?!(WHERE|GROUP|ORDER|LIMIT|UNION|JOIN|ON|CROSS|LEFT|INNER|HAVING|WINDOW|"
+                            r"EXCEPT|INTERSECT)\b)[A-Za-z_]\w*)", re.IGNORECASE)
+
+
+def _alias_subqueries(code: str) -> str:
+    """``FROM (SELECT ...)`` without an alias gets one (PostgreSQL 15 requires it; SQLite does not)."""
+    out, pos, n = [], 0, 0
+    for m in _SUBQUERY.finditer(code):
+        start = code.index("(", m.start())
+        depth, j = 0, start
+        while j < len(code):
+            if code[j] == "(":
+                depth += 1
+            elif code[j] == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        if j < len(code) and not _ALIAS_FOLLOWS.match(code, j + 1):
+            n += 1
+            out.append(code[pos:j + 1] + f" AS _sub{n}")
+            pos = j + 1
+    out.append(code[pos:])
+    return "".join(out)
+
+
 def _scalar_min_max(code: str) -> str:
     """``min(a, b)`` -> ``LEAST(a, b)`` (aggregate ``min(a)`` kept). Works on code without literals."""
     out, pos = [], 0
@@ -145,6 +172,8 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None, str | None]:
         text = re.sub(r"\bAS\s+INTEGER\s*\)", "AS BIGINT)", text, flags=re.IGNORECASE)  # SQLite's are 64-bit
         out.append(text)
     pg = "".join(out).strip()
+    if _SUBQUERY.search(pg):
+        pg = _alias_subqueries(pg)
     order = tuple(numbered) if numbered != list(range(len(numbered))) else None
     head = re.match(r"INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+(\w+)\s*(\(([^)]*)\))?", pg, re.IGNORECASE)
     if head:

@@ -8,7 +8,8 @@ store's portable statements mean on PostgreSQL what they mean on SQLite.
 * ``date(ts, 'unixepoch')``, ``strftime('%s', iso text)``, ``strftime(fmt, ts, 'unixepoch')`` for the
   formats the reports use (``%Y``, ``%m``, ``%Y-%m``, ``%s``), and ``json_extract(document, '$.key')``
   (text, or the value's text for a number; a path given as ``$."key"`` too): SQLite's functions of the
-  same names, for the report queries (:mod:`motorcade.store.reports`).
+  same names, for the report queries (:mod:`motorcade.store.reports`);
+* ``boolean + boolean`` and ``integer + boolean`` (SQLite's truth values are the integers 0 and 1).
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ FUNCTIONS = (
 )
 
 
+# SQLite's truth values are integers: ``(t1 IS NOT NULL) + (t2 IS NOT NULL)`` counts (a funnel's depth).
+OPERATORS = (
+    ("motorcade_bool_plus", "boolean", "boolean", "$1::int + $2::int"),
+    ("motorcade_int_plus_bool", "integer", "boolean", "$1 + $2::int"),
+)
+
+
 def install(execute: Callable[[str], object]) -> None:
     for statement in FUNCTIONS:
         execute(statement)
+    for name, left, right, body in OPERATORS:
+        execute(f"CREATE OR REPLACE FUNCTION {name}({left}, {right}) RETURNS integer LANGUAGE sql IMMUTABLE "
+                f"PARALLEL SAFE AS $$ SELECT {body} $$")
+        execute(f"DO $$ BEGIN CREATE OPERATOR + (LEFTARG = {left}, RIGHTARG = {right}, FUNCTION = {name}); "
+                f"EXCEPTION WHEN duplicate_function THEN NULL; END $$")

@@ -338,6 +338,24 @@ class PostgresOverrides:
 
     # -- reports ------------------------------------------------------------------------------------
 
+    def _cohort_cte(self, cohort_event: str | None, zone: str, store: str | None,
+                    until: int | None) -> tuple[str, list]:
+        """As the SQLite store's, with the ownership form's ``t0`` filtered outside the SELECT that names
+        it (PostgreSQL reads no output alias in WHERE)."""
+        if cohort_event is not None:
+            return super()._cohort_cte(cohort_event, zone, store, until)
+        from ..reports import _FAR, store_filter
+
+        pop_sql, pop_params = store_filter("o.person_id", store)
+        return (
+            "firsts AS (SELECT person_id, t0, id0 FROM (SELECT person_id, "
+            "n - motorcade_utc_offset(n - motorcade_utc_offset(n, ?), ?) AS t0, 0 AS id0 FROM "
+            "(SELECT o.person_id, min(CAST(strftime('%s', o.valid_from) AS INTEGER)) AS n "
+            f"FROM ownerships o WHERE o.valid_from IS NOT NULL{pop_sql} GROUP BY o.person_id) AS owners) AS starts "
+            "WHERE t0 <= ?)",
+            [zone, zone, *pop_params, until if until is not None else _FAR],
+        )
+
     def contact_summaries(self, person_ids: Iterable[int]) -> dict[int, dict]:
         ids = sorted(set(person_ids))
         out: dict[int, dict] = {p: {"name": None, "phone": None} for p in ids}
