@@ -398,7 +398,7 @@ def _driven(compiler: Compiler, conjuncts: list, chosen: Driver, settled: bool
     source = exp.Subquery(this=driver_sql, alias=compiler.alias("d"))
     select = select_(exp.alias_(col(p, "id"), "person_id")).from_(source, copy=False).join(
         exp.to_table("people").as_(p), on=exp.EQ(this=col(p, "id"), expression=col(source.alias, "person_id")),
-        join_type="cross", copy=False)
+        join_type="cross" if compiler.dialect == "sqlite" else "inner", copy=False)  # (others refuse CROSS ... ON)
     if rest:
         select = select.where(and_(*[compiler.truth(c, Scope(p)) for c in rest]), copy=False)
     return select, col(p, "id"), description

@@ -9,6 +9,10 @@ store's portable statements mean on PostgreSQL what they mean on SQLite.
   formats the reports use (``%Y``, ``%m``, ``%Y-%m``, ``%s``), and ``json_extract(document, '$.key')``
   (text, or the value's text for a number; a path given as ``$."key"`` too): SQLite's functions of the
   same names, for the report queries (:mod:`motorcade.store.reports`);
+* ``json_extract_path_text(jsonb, ...)``: what sqlglot renders for a JSON value on PostgreSQL, for the
+  jsonb documents (people.attributes, events.properties);
+* ``motorcade_id_list(json array text)``: the ids of a JSON array, for a tag calculator's person filter
+  (:meth:`motorcade.tags.base.TagContext.person_filter`);
 * ``boolean + boolean`` and ``integer + boolean`` (SQLite's truth values are the integers 0 and 1).
 """
 
@@ -54,6 +58,10 @@ FUNCTIONS = (
     SELECT CASE WHEN fmt = '%s' THEN ts::text ELSE to_char(
         to_timestamp(least(greatest(ts, {_LOW}), {_HIGH})) AT TIME ZONE 'UTC',
         replace(replace(fmt, '%Y', 'YYYY'), '%m', 'MM')) END $$""",
+    """CREATE OR REPLACE FUNCTION json_extract_path_text(document jsonb, VARIADIC path text[]) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT jsonb_extract_path_text(document, VARIADIC path) $$""",
+    """CREATE OR REPLACE FUNCTION motorcade_id_list(ids text) RETURNS SETOF bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT jsonb_array_elements_text(ids::jsonb)::bigint $$""",
     """CREATE OR REPLACE FUNCTION json_extract(document jsonb, path text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT document #>> ARRAY[CASE WHEN path LIKE '$."%"' THEN substr(path, 4, length(path) - 4)
