@@ -334,6 +334,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "motorcade.feedback.commands",  # report
     "motorcade.pipeline",  # pipeline
     "motorcade.config_commands",  # config
+    "motorcade.store.commands",  # store
 )
 
 

@@ -259,6 +259,21 @@ class PostgresOverrides:
 
     # -- segments -----------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def read_snapshot(self) -> Iterator[Any]:
+        """Statements inside see one snapshot (a REPEATABLE READ transaction: PostgreSQL's default READ
+        COMMITTED takes a new snapshot per statement). Inside a transaction: that one."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        try:
+            yield conn
+        finally:
+            if not conn.raw.closed:
+                conn.raw.execute("COMMIT")
+
     def query_person_ids(self, sql: str, params: dict | tuple = ()) -> list[int]:
         """The ``person_id`` column of a read query written in PostgreSQL (a compiled segment), ascending."""
         if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
