@@ -334,7 +334,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "motorcade.feedback.commands",  # report
     "motorcade.pipeline",  # pipeline
     "motorcade.config_commands",  # config
-    "motorcade.store.commands",  # store
+    "motorcade.store_commands",  # store (outside motorcade.store: --help imports no store)
 )
 
 

@@ -1,10 +1,12 @@
-"""`motorcade store copy --to postgresql://...`: move a project's SQLite store into PostgreSQL, verified."""
+"""`motorcade store copy --to postgresql://...`: move a project's SQLite store into PostgreSQL, verified.
+
+Kept outside :mod:`motorcade.store`, so that building the CLI imports no store (`motorcade --help` stays fast)."""
 
 from __future__ import annotations
 
 import click
 
-from ..as_of import as_of_option, parse_as_of
+from .as_of import as_of_option, parse_as_of
 
 
 @click.group()
@@ -25,9 +27,9 @@ def copy(state, target_url: str, batch_size: int, no_verify: bool, as_of: str | 
     row count of every table, and every segment's members computed on both stores at the same as-of.
 
     Afterwards set [project] database to the URL. Exit code 1 when the verification finds a difference."""
-    from . import open_store
-    from .copy import copy_store, verify_copy
-    from .postgres import redact
+    from .store import open_store
+    from .store.copy import copy_store, verify_copy
+    from .store.postgres import redact
 
     project = state.project
     source = project.store
