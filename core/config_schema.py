@@ -360,8 +360,8 @@ PROJECT = Section("[project]", "The project itself.", (
     Setting("name", NAME, "project name (shown in reports)", "the folder's name"),
     Setting("timezone", TIME_ZONE, "the project's time zone: relative times in rules, schedules, quiet hours "
             "and local dates in reports resolve in it", "Asia/Shanghai"),
-    Setting("database", TEXT, "the operational store: a file path (relative to the project) or "
-            "sqlite:///path", "motorcade.db"),
+    Setting("database", TEXT, "the operational store: a SQLite file path (relative to the project) or "
+            "sqlite:///path, or a PostgreSQL URL postgresql://user@host/db (docs/stores.md)", "motorcade.db"),
     Setting("rules", any_of(TEXT, list_of(TEXT)), "rule files (*.mc) or folders of them", ["rules"]),
     Setting("plugins_dir", any_of(TEXT, list_of(TEXT)), "folder(s) of one-off plugins as plain .py files, loaded "
             "with the installed ones", []),
