@@ -26,6 +26,7 @@ MODULES = {
     "segments": "benchmarks.bench_segments",
     "sends": "benchmarks.bench_sends",
     "realtime": "benchmarks.bench_realtime",
+    "stores": "benchmarks.bench_stores",
 }
 
 
