@@ -218,3 +218,24 @@ def test_postgres_refuses_nul_with_an_operator_error(pg_url):
     with pytest.raises(MotorcadeError, match=r"cars contains the NUL character"):
         store.upsert_cars([Car("LBV3A5106KMA00001", "BMW", "X\x003", 2019, None, None)])
     store.close()
+
+
+def test_postgresql_tests_skip_with_an_install_hint_and_fail_the_run_under_ci(tmp_path):
+    """Without PostgreSQL binaries the PostgreSQL tests are skipped, saying how to install them; under CI=true
+    the same run fails (CI must test both stores)."""
+    import os
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:randomly", "tests/test_store.py", "-k",
+            "test_events_are_deduplicated_per_source"]
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["MOTORCADE_PG_BIN"] = str(tmp_path / "no-postgresql-here")
+    local = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert local.returncode == 0, local.stdout
+    assert "1 passed, 1 skipped" in local.stdout and "apt-get install postgresql" in local.stdout
+    ci = subprocess.run(args, cwd=root, env={**env, "CI": "true"}, capture_output=True, text=True, timeout=300)
+    assert ci.returncode != 0 and "CI=true requires them" in ci.stdout

@@ -2,8 +2,8 @@
 Unix socket in that folder, stopped and removed by :meth:`ThrowawayCluster.stop`.
 
 The server refuses to run as root: when this process is root, initdb and the server run as the ``postgres``
-user (Debian's package creates it). The binaries are looked up in ``MOTORCADE_PG_BIN``, then in
-``/usr/lib/postgresql/<version>/bin`` (newest first), then on ``PATH``.
+user (Debian's package creates it). The binaries are looked up in ``MOTORCADE_PG_BIN`` (only there when it
+is set), else in ``/usr/lib/postgresql/<version>/bin`` (newest first), then on ``PATH``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ INSTALL_HINT = ("install the PostgreSQL server binaries (Debian/Ubuntu: apt-get 
 def find_bin_dir() -> Path | None:
     """The folder holding ``initdb`` and ``pg_ctl``, or None when PostgreSQL is not installed."""
     explicit = os.environ.get("MOTORCADE_PG_BIN")
-    candidates = [explicit] if explicit else []
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+    if explicit:  # only there (an empty or missing folder: PostgreSQL counts as not installed)
+        folder = Path(explicit)
+        return folder if (folder / "initdb").exists() and (folder / "pg_ctl").exists() else None
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
                          key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
                          reverse=True)
     on_path = shutil.which("initdb")
