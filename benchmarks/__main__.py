@@ -27,6 +27,7 @@ MODULES = {
     "sends": "benchmarks.bench_sends",
     "realtime": "benchmarks.bench_realtime",
     "stores": "benchmarks.bench_stores",
+    "engines": "benchmarks.bench_engines",
 }
 
 

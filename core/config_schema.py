@@ -362,6 +362,9 @@ PROJECT = Section("[project]", "The project itself.", (
             "and local dates in reports resolve in it", "Asia/Shanghai"),
     Setting("database", TEXT, "the operational store: a SQLite file path (relative to the project) or "
             "sqlite:///path, or a PostgreSQL URL postgresql://user@host/db (docs/stores.md)", "motorcade.db"),
+    Setting("analytics", TEXT, "the analytics engine segment plans run on, beside the operational store: "
+            "duckdb:///file.duckdb, chdb:///folder (ClickHouse in-process) or clickhouse://host:8123/db "
+            "(docs/engines.md); empty: the operational store itself", ""),
     Setting("rules", any_of(TEXT, list_of(TEXT)), "rule files (*.mc) or folders of them", ["rules"]),
     Setting("plugins_dir", any_of(TEXT, list_of(TEXT)), "folder(s) of one-off plugins as plain .py files, loaded "
             "with the installed ones", []),

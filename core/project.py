@@ -56,6 +56,16 @@ class Project:
 
         return open_store(self.config.database, base_dir=self.directory)
 
+    @cached_property
+    def analytics(self):
+        """The analytics engine of ``[project] analytics`` (None: segments run on the operational store)."""
+        url = self.config.raw.get("project", {}).get("analytics") or ""
+        if not url:
+            return None
+        from .analytics import open_engine
+
+        return open_engine(url, base_dir=self.directory)
+
     @property
     def timezone(self):
         return self.config.tz
@@ -109,6 +119,8 @@ class Project:
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+        if self.__dict__.get("analytics") is not None:
+            self.analytics.close()
 
 
 def find_project(start: str | Path | None = None, *, plugin_manager: MotorcadePluginManager | None = None) -> Project:

@@ -34,7 +34,7 @@ from motorcade.dsl.evaluate import Scope as EvalScope
 from motorcade.dsl.format import fmt_cond
 from motorcade.dsl.rules import RuleSet
 from motorcade.model import Advisor, Car, Consent, Event, Ownership, Store
-from motorcade.segments.compiler import Compiler, Scope, col, compile_condition
+from motorcade.segments.compiler import Compiler, Scope, SQLiteCompiler, col, compile_condition
 from motorcade.segments.dialects import get_dialect
 from motorcade.segments.dataset import load_dataset
 from motorcade.segments.plan import plan_segment
@@ -324,16 +324,21 @@ def load(store: SQLiteStore, population, as_of) -> list[int]:
     return ids
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.xfail(
-    reason="the compiler's PostgreSQL dialect still mixes text and boolean in some conditions (engines branch)",
-    strict=False))])
-def store(request, tmp_path_factory):
-    """The store the property runs on: SQLite, and PostgreSQL (a throwaway server, tests/conftest.py)."""
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = SQLiteStore(tmp_path_factory.mktemp("agree") / "agree.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def operational_store(request):
+    """The operational store the property runs on: SQLite, and PostgreSQL (a throwaway server,
+    tests/conftest.py), whose plans the compiler renders in PostgreSQL's dialect."""
     if request.param == "sqlite":
-        s = SQLiteStore(tmp_path_factory.mktemp("agree") / "agree.db")
-    else:
-        cluster = request.getfixturevalue("pg_cluster")
-        s = open_store(cluster.create_database())
+        yield request.getfixturevalue("store")
+        return
+    s = open_store(request.getfixturevalue("pg_cluster").create_database())
     yield s
     s.close()
 
@@ -370,7 +375,8 @@ def sql_truth(store, rule_set, cond, as_of, tz, *, only_true: bool = False) -> d
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
                                  HealthCheck.function_scoped_fixture])
 @given(case=cases())
-def test_compiled_sql_agrees_with_the_reference_evaluator(store, case):
+def test_compiled_sql_agrees_with_the_reference_evaluator(operational_store, case):
+    store = operational_store
     as_of, tz, base, main, population = case
     rule_set = RuleSet(segments={"base": ast.Segment("base", None, base), "main": ast.Segment("main", None, main)})
     load(store, population, as_of)
@@ -596,3 +602,65 @@ def test_windows_local_dates_and_relations_match_the_tests_own_oracle(store, cas
     assert {r[0] for r in store.query(compiled.sql(), compiled.params)} == expected
     planned = plan_segment(store, rule_set, "main", as_of, tz)
     assert {r[0] for r in store.query(planned.sql(), planned.params)} == expected
+
+
+# ---- the same property on the analytics engines ------------------------------------------------
+# The rows go into the SQLite store as above, are mirrored into DuckDB / ClickHouse (chdb, in-process)
+# by the analytics mirror, and every condition's three-valued result, the full-scan query and the plan
+# compiled in that engine's dialect must equal the evaluator's on the same rows.
+
+ENGINES = {"duckdb": lambda: pytest.importorskip("motorcade.analytics").DuckDBEngine(":memory:"),
+           "clickhouse": lambda: pytest.importorskip("motorcade.analytics").ClickHouseEngine()}
+
+
+@pytest.fixture(scope="module", params=sorted(ENGINES))
+def engine(request):
+    pytest.importorskip(request.param if request.param == "duckdb" else "chdb")
+    e = ENGINES[request.param]()
+    yield e
+    e.close()
+
+
+def engine_truth(engine, store, rule_set, cond, as_of, tz, *, only_true: bool = False) -> dict[int, bool | None]:
+    compiler = Compiler(rule_set, as_of, tz, store.value_types(), engine.dialect)
+    value = compiler.truth(cond, Scope("p")) if only_true else compiler.cond(cond, Scope("p"))
+    query = exp.select(col("p", "id"), exp.alias_(value, "v")).from_(exp.to_table("people").as_("p"))
+    rows = engine.query(compiler.d.render(query, compiler.params), compiler.params)
+    return {int(r[0]): None if r[1] is None else bool(r[1]) for r in rows}
+
+
+@settings(max_examples=int(os.environ.get("AGREEMENT_EXAMPLES", "200")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+                                 HealthCheck.function_scoped_fixture])
+@given(case=cases())
+def test_compiled_sql_agrees_with_the_reference_evaluator_on_each_engine(store, engine, case):
+    from motorcade.analytics.segments import plan_on_engine
+
+    as_of, tz, base, main, population = case
+    rule_set = RuleSet(segments={"base": ast.Segment("base", None, base), "main": ast.Segment("main", None, main)})
+    load(store, population, as_of)
+    engine.mirror(store, incremental=False)  # load() deletes and rewrites every event: copy them all
+    dataset = load_dataset(store)
+    note(f"where {fmt_cond(main)}\nbase: {fmt_cond(base)}")
+    evaluator = Evaluator(rule_set, dataset, as_of, tz)
+    truths = []
+    for cond in (main, base):
+        try:
+            truths += [(c, {pid: evaluator.cond(c, EvalScope(person)) for pid, person in dataset.people.items()})
+                       for c in person_scope_conditions(cond)]
+        except EvaluationError:
+            with pytest.raises(EvaluationError):
+                compile_condition(rule_set, cond, as_of, tz, dialect=engine.dialect)
+            return
+    expected = evaluate_segment(rule_set, "main", dataset, as_of, tz)
+    for cond, expected_truth in truths:
+        assert engine_truth(engine, store, rule_set, cond, as_of, tz) == expected_truth, fmt_cond(cond)
+        true_ones = {pid for pid, v in engine_truth(engine, store, rule_set, cond, as_of, tz, only_true=True).items()
+                     if v}
+        assert true_ones == {pid for pid, v in expected_truth.items() if v is True}, fmt_cond(cond)
+    compiled = compile_condition(rule_set, main, as_of, tz, store.value_types(), dialect=engine.dialect)
+    note(compiled.sql(pretty=True))
+    assert set(engine.person_ids(compiled)) == expected
+    planned = plan_on_engine(store, engine, rule_set, "main", as_of, tz)
+    note(planned.sql(pretty=True))
+    assert set(engine.person_ids(planned)) == expected

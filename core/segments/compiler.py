@@ -236,6 +236,10 @@ class Compiler:
     def F(self) -> exp.Expression:  # noqa: N802
         return self.d.false()
 
+    def unknown(self) -> exp.Expression:
+        """NULL as a truth value (typed where the engine must know a CASE of only NULLs is a boolean)."""
+        return self.d.unknown()
+
     def coalesce_false(self, e) -> exp.Expression:
         return exp.Coalesce(this=e, expressions=[self.F()])
 
@@ -519,15 +523,15 @@ class Compiler:
         v = subject.value
         if subject.typed_storage and op in ("=", "!=") and kind in ("number", "string"):
             return cmp(op, v, self.bind(value))  # NULL when missing; a value of another kind is unequal
-        mismatch = {"=": self.F(), "!=": self.T()}.get(op, null())
+        mismatch = {"=": self.F(), "!=": self.T()}.get(op, self.unknown())
         if isinstance(subject.kind, str):
             matched = self._matched(subject.kind, v, op, kind, value)
             if matched is None:
-                return case((is_null(v), null()), default=mismatch)
+                return case((is_null(v), self.unknown()), default=mismatch)
             return matched
         # dynamic kind (tags, JSON): NULL when missing; for each kind the value can have that compares with
         # the literal's, the comparison when it has that kind; else mismatch
-        whens = [(is_null(v), null())]
+        whens = [(is_null(v), self.unknown())]
         for k in subject.kinds:
             matched = self._matched(k, subject.views.get(k, v), op, kind, value)
             if matched is not None:
@@ -564,7 +568,7 @@ class Compiler:
         if op == ">=":
             return exp.GTE(this=v, expression=self.bind(hi))
         if lo != hi:  # a fractional instant never equals a whole-second timestamp
-            return case((is_null(v), null()), default=self.F() if op == "=" else self.T())
+            return case((is_null(v), self.unknown()), default=self.F() if op == "=" else self.T())
         return cmp(op, v, self.bind(lo))
 
     def _instant_vs_date(self, v, op: str, day: dt.date) -> exp.Expression:
@@ -643,7 +647,7 @@ class Compiler:
             found = self.F()
         else:
             found = or_(*[self.coalesce_false(self.compare(subject, "=", k, v)) for k, v in items])
-        result = case((is_null(subject.value), null()), default=not_(found) if node.negated else found)
+        result = case((is_null(subject.value), self.unknown()), default=not_(found) if node.negated else found)
         return subject.finish(result)
 
     def _in_list(self, subject: Typed, items: list[tuple[str, Any]]) -> exp.Expression | None:
@@ -663,11 +667,11 @@ class Compiler:
         if static is not None:
             if static in by_kind:
                 return member(static)
-            return case((is_null(v), null()), default=self.F())
+            return case((is_null(v), self.unknown()), default=self.F())
         if subject.typed_storage and by_kind and set(by_kind) <= {"number", "string"}:
             plain = [x for k in ("number", "string") for x in by_kind.get(k, ())]
             return exp.In(this=v, expressions=[self.bind(x) for x in plain])
-        whens = [(is_null(v), null())] + [(subject.kind(k), member(k)) for k in by_kind if k in subject.kinds]
+        whens = [(is_null(v), self.unknown())] + [(subject.kind(k), member(k)) for k in by_kind if k in subject.kinds]
         return case(*whens, default=self.F())
 
     def c_Between(self, node, scope):  # noqa: N802
@@ -697,14 +701,14 @@ class Compiler:
     def c_TextMatch(self, node, scope):  # noqa: N802
         subject = self.subject(node.subject, scope)
         if subject.is_set:
-            return null()
+            return self.unknown()
         v = subject.views.get("string", subject.value)
         text = self.bind(node.text)
         test = self.d.contains(v, text) if node.op == "contains" else self.d.starts_with(v, text)
         if isinstance(subject.kind, str):
-            result = test if subject.kind == "string" else null()
+            result = test if subject.kind == "string" else self.unknown()
         else:
-            result = case((subject.kind("string"), test), default=null())
+            result = case((subject.kind("string"), test), default=self.unknown())
         return subject.finish(result)
 
     # -- behaviour --

@@ -82,19 +82,35 @@ def parse_as_of(value, tz) -> dt.datetime:
     return parse(value, tz)
 
 
-def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz) -> tuple[list[int], str, CompiledQuery | None]:
+def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz, *, engine=None
+                     ) -> tuple[list[int], str, CompiledQuery | None]:
     """Member ids of segment ``name`` at ``as_of`` (sorted), the plan description and the query.
 
     Compiled SQL first; a condition the compiler has no rule for falls back to the reference evaluator
-    over the whole store (slow, but the same answer), and the plan says so.
+    over the whole store (slow, but the same answer), and the plan says so. ``engine``: an analytics
+    engine holding a mirror of the analytical tables (:mod:`motorcade.analytics`): the plan is compiled
+    in its dialect and runs there.
     """
     with store.read_snapshot():  # the plan's probes and checks see the rows its query reads
         try:
-            query = plan_segment(store, rule_set, name, as_of, tz)
+            if engine is not None:
+                from ..analytics.segments import plan_on_engine
+
+                query = plan_on_engine(store, engine, rule_set, name, as_of, tz)
+            else:
+                query = plan_segment(store, rule_set, name, as_of, tz)
         except Unsupported as exc:
             members = evaluate_segment(rule_set, name, load_dataset(store), as_of, tz)
             return sorted(members), f"reference evaluator ({exc})", None
-        members = store.query_person_ids(query.sql(dialect=store.dialect), query.params)
+        if engine is not None:
+            try:
+                members = engine.person_ids(query)
+            except Exception as exc:  # the engine's own error types (duckdb.Error, chdb's RuntimeError, ...)
+                raise MotorcadeError(f"segment `{name}`: the query failed on {engine.name}: {exc}",
+                                     "check the analytics engine ([project] analytics, docs/engines.md); the "
+                                     "last computed memberships stay in force") from exc
+            return sorted(members), f"on {engine.name}: {query.driver}", query
+        members = store.query_person_ids(query.sql(), query.params)
     return members, query.driver, query
 
 
@@ -131,12 +147,24 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None,
         progress(f"counting {behind:,} new events for the planner statistics (once per large load)...")
     with store.transaction():
         store.refresh_plan_stats()  # events written since the last run join the planner statistics
+    engine = project.analytics
+    if engine is not None:
+        # the analytical tables as they are now, into the engine the plans run on (memberships come back
+        # to the operational store below; triggers never wait on this)
+        if progress is not None:
+            progress(f"mirroring the analytical tables into {engine.name}...")
+        try:
+            engine.mirror(store)
+        except Exception as exc:
+            raise MotorcadeError(f"copying the analytical tables into {engine.name} failed: {exc}",
+                                 "check the analytics engine ([project] analytics, docs/engines.md); the "
+                                 "last computed memberships stay in force") from exc
     files = {rf.filename: rf.source for rf in rule_set.files}
     store.record_rule_revision(rule_set.revision, files, at=dt.datetime.now(dt.timezone.utc))
     results = []
     for name in dependency_order(rule_set, wanted):
         started = time.perf_counter()
-        members, plan, _ = evaluate_members(store, rule_set, name, as_of, tz)
+        members, plan, _ = evaluate_members(store, rule_set, name, as_of, tz, engine=engine)
         seconds = time.perf_counter() - started
         computed_at = dt.datetime.now(dt.timezone.utc)
         run = store.record_segment_run(name, members, revision=rule_set.revision, as_of=as_of,

@@ -86,6 +86,8 @@ class Dialect:
     typed_tag_storage = True
     # correlated columns only from the immediately enclosing query (ClickHouse)
     correlate_innermost = False
+    # how a plan joins people to its driver's rows: SQLite's CROSS JOIN ... ON keeps the driver outermost
+    driver_join: str | None = "cross"
 
     # -- truth values --
     def true(self) -> exp.Expression:
@@ -93,6 +95,10 @@ class Dialect:
 
     def false(self) -> exp.Expression:
         return _num(0)
+
+    def unknown(self) -> exp.Expression:
+        """NULL as a truth value."""
+        return exp.Null()
 
     def as_int(self, truth: exp.Expression) -> exp.Expression:
         """A truth value as the number 1 / 0 (for arithmetic)."""
@@ -111,6 +117,11 @@ class Dialect:
             return _in(_func("typeof", value), sqlite_types[k])
 
         return value, stored, {}
+
+    def tag_value_in(self, t: str, col, items: list, bind) -> exp.Expression:
+        """The tag value in row ``t`` equals one of ``items`` (numbers and strings; a text never equals a
+        number)."""
+        return exp.In(this=col(t, "value"), expressions=[bind(v) for v in items])
 
     # -- JSON documents --
     def json_path(self, key: str) -> str:
@@ -193,6 +204,7 @@ class TypedDialect(Dialect):
     columns, ISO text checked with a regular expression and calendar arithmetic."""
 
     typed_tag_storage = False
+    driver_join = None
 
     def true(self):
         return exp.true()
@@ -202,6 +214,9 @@ class TypedDialect(Dialect):
 
     def as_int(self, truth):
         return _cast(truth, "INTEGER")
+
+    def unknown(self):
+        return _cast(exp.Null(), "BOOLEAN")
 
     def tag_kind(self, t, col):
         kind = col(t, "value_kind")
@@ -215,18 +230,32 @@ class TypedDialect(Dialect):
         return kind, stored, {"number": col(t, "value_num"), "string": col(t, "value_text"),
                               "bool": col(t, "value_num"), "date": col(t, "value_text")}
 
+    def tag_value_in(self, t, col, items, bind):
+        numbers = [v for v in items if not isinstance(v, str)]
+        texts = [v for v in items if isinstance(v, str)]
+        tests = []
+        if numbers:
+            tests.append(exp.In(this=col(t, "value_num"), expressions=[bind(v) for v in numbers]))
+        if texts:
+            tests.append(exp.In(this=col(t, "value_text"), expressions=[bind(v) for v in texts]))
+        if not tests:
+            return self.false()
+        return tests[0] if len(tests) == 1 else exp.Paren(this=exp.Or(this=tests[0], expression=tests[1]))
+
     def _int(self, e):
         return _cast(e, "INTEGER")
+
+    def _mod(self, e, n: int):
+        return exp.Mod(this=e, expression=_num(n))
 
     def _valid_day(self, v) -> exp.Expression:
         """The YYYY-MM-DD at the start of ``v`` (already matched by a pattern) names a real day."""
         y = self._int(_func("substr", v, _num(1), _num(4)))
         m = self._int(_func("substr", v, _num(6), _num(2)))
         d = self._int(_func("substr", v, _num(9), _num(2)))
-        leap = exp.Or(this=exp.Paren(this=_and(exp.EQ(this=exp.Mod(this=y, expression=_num(4)), expression=_num(0)),
-                                               exp.NEQ(this=exp.Mod(this=y.copy(), expression=_num(100)),
-                                                       expression=_num(0)))),
-                      expression=exp.EQ(this=exp.Mod(this=y.copy(), expression=_num(400)), expression=_num(0)))
+        leap = exp.Or(this=exp.Paren(this=_and(exp.EQ(this=self._mod(y, 4), expression=_num(0)),
+                                               exp.NEQ(this=self._mod(y.copy(), 100), expression=_num(0)))),
+                      expression=exp.EQ(this=self._mod(y.copy(), 400), expression=_num(0)))
         days = exp.Case(ifs=[
             exp.If(this=exp.EQ(this=m, expression=_num(2)),
                    true=exp.Case(ifs=[exp.If(this=leap, true=_num(29))], default=_num(28))),
@@ -299,6 +328,9 @@ class PostgresDialect(TypedDialect):
                                   default=_num(0))}
         return value, self._kind_test(json_kind, _POSTGRES_JSON_KINDS), views
 
+    def _mod(self, e, n):
+        return _func("mod", e, _num(n))  # `%` would be read as a placeholder by psycopg
+
     def instant_epoch(self, text):
         return _cast(exp.Extract(this=exp.var("EPOCH"), expression=_cast(text, "TIMESTAMPTZ")), "BIGINT")
 
@@ -310,11 +342,13 @@ class PostgresDialect(TypedDialect):
 
     def add_months(self, bind, ts, months, zone):
         z = bind(zone)
-        local = exp.AtTimeZone(this=_func("to_timestamp", ts), zone=z)
-        moved = exp.Add(this=local, expression=_func("make_interval", exp.Kwarg(this=exp.var("months"),
-                                                                                 expression=bind(months))))
-        return _cast(_func("floor", exp.Extract(this=exp.var("EPOCH"),
-                                                 expression=exp.AtTimeZone(this=moved, zone=z.copy()))), "BIGINT")
+        # the wall clock in the zone, moved by calendar months (PostgreSQL clamps the day to the month's end),
+        # read back in the zone
+        local = exp.Paren(this=exp.AtTimeZone(this=_func("to_timestamp", ts), zone=z))
+        moved = exp.Paren(this=exp.Add(this=local, expression=_func(
+            "make_interval", exp.Kwarg(this=exp.var("months"), expression=bind(months)))))
+        return _cast(_func("floor", exp.Extract(this=exp.var("EPOCH"), expression=exp.Paren(
+            this=exp.AtTimeZone(this=moved, zone=z.copy())))), "BIGINT")
 
 
 class ClickHouseDialect(TypedDialect):
@@ -349,8 +383,9 @@ class ClickHouseDialect(TypedDialect):
         return exp.Coalesce(this=_func("sumOrNull", value), expressions=[_num(0)])
 
     def scalar(self, subquery, func):
-        # a correlated scalar subquery over no rows is NULL here, also for count
-        if func == "count":
+        # a correlated scalar subquery over no rows is NULL here (it is decorrelated into a join with the
+        # grouped rows: no row, no group), also for count and sum
+        if func in ("count", "sum"):
             return exp.Coalesce(this=subquery, expressions=[_num(0)])
         return subquery
 

@@ -39,7 +39,7 @@ from motorcade.dsl.evaluate import compare_values
 
 from .compiler import (CompileError, CompiledQuery, Compiler, Scope, and_, col, is_not_null, is_null, num, or_,
                        select_)
-from .dialects import TypedDialect, get_dialect
+from .dialects import get_dialect
 
 PROBE_CAP = 250_000
 # Measured on the 20M-event store: reading a row of events(name, ts) and fetching its person_id costs
@@ -113,17 +113,8 @@ def _events_driver(index, names, window, where, having, description, exact) -> D
 
 def _tag_driver(index, tag, items, description) -> Driver:
     def condition(compiler: Compiler, t: str) -> exp.Expression:
-        if not isinstance(compiler.d, TypedDialect):
-            return and_(exp.EQ(this=col(t, "tag"), expression=compiler.bind(tag)),
-                        exp.In(this=col(t, "value"), expressions=[compiler.bind(v) for v in items]))
-        # typed tag storage (PostgreSQL): numbers match value_num, strings value_text
-        numbers = [v for v in items if not isinstance(v, str)]
-        strings = [v for v in items if isinstance(v, str)]
-        parts = [exp.In(this=col(t, column), expressions=[compiler.bind(v) for v in values])
-                 for column, values in (("value_num", numbers), ("value_text", strings)) if values]
-        match = parts[0] if len(parts) == 1 else exp.Paren(this=exp.Or(this=parts[0], expression=parts[1])) \
-            if parts else exp.false()
-        return and_(exp.EQ(this=col(t, "tag"), expression=compiler.bind(tag)), match)
+        return and_(exp.EQ(this=col(t, "tag"), expression=compiler.bind(tag)),
+                    compiler.d.tag_value_in(t, col, items, compiler.bind))
 
     def rows(compiler: Compiler) -> tuple[exp.Select, exp.Column]:
         t = compiler.alias("t")
@@ -393,12 +384,12 @@ def _driven(compiler: Compiler, conjuncts: list, chosen: Driver, settled: bool
                 select = select.where(and_(*checks), copy=False)
         return select, key, description
     # CROSS JOIN keeps the driver outermost: SQLite never reorders it, and would otherwise scan people
-    # in id order to save the final sort.
+    # in id order to save the final sort (the other engines: an inner join; they choose the order).
     p = compiler.alias("p")
     source = exp.Subquery(this=driver_sql, alias=compiler.alias("d"))
     select = select_(exp.alias_(col(p, "id"), "person_id")).from_(source, copy=False).join(
         exp.to_table("people").as_(p), on=exp.EQ(this=col(p, "id"), expression=col(source.alias, "person_id")),
-        join_type="cross" if compiler.dialect == "sqlite" else "inner", copy=False)  # (others refuse CROSS ... ON)
+        join_type=compiler.d.driver_join, copy=False)
     if rest:
         select = select.where(and_(*[compiler.truth(c, Scope(p)) for c in rest]), copy=False)
     return select, col(p, "id"), description

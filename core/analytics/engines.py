@@ -1,0 +1,301 @@
+"""Analytics engines: DuckDB (embedded) and ClickHouse (a server, or in-process through chdb).
+
+An engine holds a mirror of the analytical tables (:mod:`motorcade.analytics.tables`), runs compiled
+segment queries in its own SQL dialect (:mod:`motorcade.segments.dialects`) and returns person ids. It
+never holds operational state: memberships, consents' history, the outbox and everything a trigger
+needs stay in the operational store (docs/engines.md).
+
+``open_engine(url)``: ``duckdb:///path/file.duckdb`` (``duckdb:///:memory:`` for a throwaway one),
+``chdb:///path/folder`` (ClickHouse in-process; ``chdb://`` alone: a temporary session), or
+``clickhouse://host:8123/database`` (a ClickHouse server, through ``clickhouse-connect``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import ConfigError
+from ..store.functions import add_months
+from .tables import TABLE_NAMES, TABLES, Column, Table, events_state, events_up_to, read_batches
+
+STATE_TABLE = "motorcade_mirror"  # one row: the events mirrored so far and the identity fingerprint then
+STATE = Table(STATE_TABLE, (Column("last_id", "int"), Column("events", "int"), Column("fingerprint", "text")),
+              "", ("last_id",))
+
+
+class AnalyticsEngine:
+    """What every engine offers; the subclasses implement the first four."""
+
+    name = "engine"
+    dialect = "sqlite"
+
+    def _execute(self, sql: str, params: dict | None = None) -> None:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: dict | None = None) -> list[tuple]:
+        """Rows of a read query (``params`` named, in the engine's placeholder style as rendered)."""
+        raise NotImplementedError
+
+    def _create(self, table: Table) -> None:
+        raise NotImplementedError
+
+    def _append(self, table: Table, batches: Iterable) -> int:
+        """Append Arrow record batches to ``table`` with the engine's bulk path; the row count."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    # -- shared --
+    def create_tables(self) -> None:
+        for table in TABLES:
+            self._create(table)
+        self._create(STATE)
+
+    def replace(self, table: Table, batches: Iterable) -> int:
+        self._execute(f"TRUNCATE TABLE {table.name}")
+        return self._append(table, batches)
+
+    last_mirror = ""  # "full" or "incremental": how the last mirror() copied the events
+
+    def mirror(self, store, tables: Iterable[str] = TABLE_NAMES, *, incremental: bool = True) -> dict[str, int]:
+        """Copy the analytical tables of the operational ``store`` into the engine; the rows copied per
+        table. Every table but ``events`` is replaced whole. ``events`` (the big one) gets only the rows
+        added since the last mirror when that is exact: identity settled then and now, no merge or split
+        since, and the events mirrored then still all there (a dedup pass deletes and renumbers); else it
+        is replaced whole too (:attr:`last_mirror` says which)."""
+        wanted = set(tables)
+        counts = {}
+        with store.read_snapshot():
+            max_id, count, fingerprint, settled = events_state(store)
+            previous = self._state() if incremental else None
+            append_after = None
+            if previous is not None and settled:
+                last_id, last_count, last_fingerprint = previous
+                if last_fingerprint == fingerprint and last_id <= max_id and events_up_to(store, last_id) == last_count:
+                    append_after = last_id
+            for table in TABLES:
+                if table.name not in wanted:
+                    continue
+                if table.name == "events" and append_after is not None:
+                    counts[table.name] = self._append(table, read_batches(store, table, after_id=append_after))
+                else:
+                    counts[table.name] = self.replace(table, read_batches(store, table))
+            if "events" in wanted:
+                self.last_mirror = "incremental" if append_after is not None else "full"
+                self._set_state(max_id, count, fingerprint)
+        return counts
+
+    def _state(self) -> tuple[int, int, str] | None:
+        rows = self.query(f"SELECT last_id, events, fingerprint FROM {STATE_TABLE}")
+        return (int(rows[0][0]), int(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def _set_state(self, last_id: int, events: int, fingerprint: str) -> None:
+        self._execute(f"TRUNCATE TABLE {STATE_TABLE}")
+        self._execute(f"INSERT INTO {STATE_TABLE} VALUES ({{last:Int64}}, {{events:Int64}}, {{fingerprint:String}})",
+                      {"last": int(last_id), "events": int(events), "fingerprint": fingerprint})
+
+    def counts(self) -> dict[str, int]:
+        return {name: int(self.query(f"SELECT count(*) FROM {name}")[0][0]) for name in TABLE_NAMES}
+
+    def person_ids(self, compiled) -> list[int]:
+        """Run a compiled segment query (compiled for this engine's dialect) and return its person ids."""
+        if compiled.dialect != self.dialect:
+            raise ConfigError(f"a query compiled for {compiled.dialect} cannot run on {self.name}",
+                              hint=f"compile it with dialect={self.dialect!r}")
+        return [int(r[0]) for r in self.query(compiled.sql(), compiled.params)]
+
+
+class DuckDBEngine(AnalyticsEngine):
+    name = "DuckDB"
+    dialect = "duckdb"
+    _TYPES = {"int": "BIGINT", "text": "VARCHAR", "float": "DOUBLE"}
+
+    def __init__(self, path: str | Path = ":memory:", threads: int | None = None):
+        import duckdb
+        try:
+            from duckdb.sqltypes import BIGINT, VARCHAR
+        except ImportError:  # duckdb < 1.4
+            from duckdb.typing import BIGINT, VARCHAR
+
+        self.path = str(path)
+        self.conn = duckdb.connect(self.path)
+        if threads:
+            self.conn.execute(f"SET threads = {int(threads)}")
+        # the evaluator's calendar month shift, exactly (docs/compiler.md: motorcade_add_months)
+        self.conn.create_function("motorcade_add_months", add_months, [BIGINT, BIGINT, VARCHAR], BIGINT,
+                                  null_handling="special", side_effects=False)
+        self.create_tables()
+
+    def _execute(self, sql, params=None):
+        self.conn.execute(sql, self._used(sql, params))
+
+    def query(self, sql, params=None):
+        return self.conn.execute(sql, self._used(sql, params)).fetchall()
+
+    @staticmethod
+    def _used(sql: str, params) -> dict:
+        # DuckDB refuses parameters the text does not use (a plan binds some it then drops)
+        if not params:
+            return {}
+        if not isinstance(params, dict):
+            return params
+        names = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", sql))
+        return {k: v for k, v in params.items() if k in names}
+
+    def _create(self, table):
+        columns = ", ".join(f"{c.name} {self._TYPES[c.kind]}" for c in table.columns)
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table.name} ({columns})")
+
+    def replace(self, table, batches):
+        self.conn.execute(f"DELETE FROM {table.name}")
+        return self._append(table, batches)
+
+    def _set_state(self, last_id, events, fingerprint):
+        self.conn.execute(f"DELETE FROM {STATE_TABLE}")
+        self.conn.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)", [last_id, events, fingerprint])
+
+    def _append(self, table, batches):
+        import pyarrow as pa
+
+        n = 0
+        for batch in batches:
+            view = pa.Table.from_batches([batch])
+            self.conn.register("motorcade_batch", view)
+            try:
+                self.conn.execute(f"INSERT INTO {table.name} SELECT * FROM motorcade_batch")
+            finally:
+                self.conn.unregister("motorcade_batch")
+            n += batch.num_rows
+        return n
+
+    def close(self):
+        self.conn.close()
+
+
+class ClickHouseEngine(AnalyticsEngine):
+    """ClickHouse through chdb (in-process) or clickhouse-connect (a server). MergeTree tables sorted by
+    :attr:`Table.order_by`; inserts in blocks of whole Arrow batches (Parquet files for chdb)."""
+
+    name = "ClickHouse"
+    dialect = "clickhouse"
+    _TYPES = {"int": "Int64", "text": "String", "float": "Float64"}
+    # correlated subqueries (the compiler's per-person checks) are a 25.x feature; name it explicitly
+    SETTINGS = {"allow_experimental_correlated_subqueries": 1}
+
+    def __init__(self, *, chdb_path: str | None = None, client=None, database: str = "motorcade"):
+        self.database = database
+        self.client = client
+        self.session = None
+        if client is None:
+            from chdb import session
+
+            self._tmp = None
+            if chdb_path is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="motorcade-chdb-")
+                chdb_path = self._tmp.name
+            self.session = session.Session(chdb_path)
+        self._execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+        if self.session is not None:
+            self._execute(f"USE {database}")
+        self.create_tables()
+
+    def _settings(self) -> str:
+        return " SETTINGS " + ", ".join(f"{k} = {v}" for k, v in self.SETTINGS.items())
+
+    def _execute(self, sql, params=None):
+        if self.session is not None:
+            self.session.query(sql, "CSV", params=params or {})
+        else:
+            self.client.command(sql, parameters=params or None)
+
+    def query(self, sql, params=None):
+        sql = sql + self._settings()
+        if self.session is not None:
+            table = self.session.query(sql, "ArrowTable", params=params or {})
+            columns = [c.to_pylist() for c in table.columns]
+            return list(zip(*columns))
+        return self.client.query(sql, parameters=params or None).result_rows
+
+    def _create(self, table):
+        keys = set(table.order_by)
+        columns = ", ".join(f"{c.name} {self._TYPES[c.kind] if c.name in keys else f'Nullable({self._TYPES[c.kind]})'}"
+                            for c in table.columns)
+        self._execute(f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}) ENGINE = MergeTree "
+                      f"ORDER BY ({', '.join(table.order_by)})")
+
+    def _append(self, table, batches):
+        n = 0
+        if self.session is None:
+            import pyarrow as pa
+
+            for batch in batches:
+                self.client.insert_arrow(table.name, pa.Table.from_batches([batch]), database=self.database)
+                n += batch.num_rows
+            return n
+        import pyarrow.parquet as pq
+
+        with tempfile.TemporaryDirectory(prefix="motorcade-load-") as folder:
+            for i, batch in enumerate(batches):
+                path = os.path.join(folder, f"{i}.parquet")
+                pq.write_table(__import__("pyarrow").Table.from_batches([batch]), path)
+                # the file name is ours (a temporary folder), never data
+                self._execute(f"INSERT INTO {table.name} SELECT * FROM file('{path}', Parquet)")
+                n += batch.num_rows
+        return n
+
+    def close(self):
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        if getattr(self, "_tmp", None) is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def open_engine(url: str, *, base_dir: Path | None = None, **options: Any) -> AnalyticsEngine:
+    """The analytics engine a setting names (see the module docstring for the forms)."""
+    scheme, sep, rest = str(url).partition("://")
+    if not sep:
+        raise ConfigError(f"analytics {url!r} is not an engine URL",
+                          hint='write analytics = "duckdb:///analytics.duckdb" or "chdb:///analytics-ch"')
+
+    def local(path: str) -> str:
+        path = path[1:] if path.startswith("/") and not path.startswith("//") else path  # duckdb:///rel, ////abs
+        if path in ("", ":memory:"):
+            return path
+        p = Path(path)
+        if not p.is_absolute() and base_dir is not None:
+            p = base_dir / p
+        return str(p)
+
+    if scheme == "duckdb":
+        try:
+            import duckdb  # noqa: F401
+        except ImportError:
+            raise ConfigError("analytics uses DuckDB but the duckdb package is not installed",
+                              hint="pip install duckdb") from None
+        return DuckDBEngine(local(rest) or ":memory:", **options)
+    if scheme == "chdb":
+        try:
+            import chdb  # noqa: F401
+        except ImportError:
+            raise ConfigError("analytics uses ClickHouse in-process but the chdb package is not installed",
+                              hint="pip install chdb") from None
+        return ClickHouseEngine(chdb_path=local(rest) or None, **options)
+    if scheme == "clickhouse":
+        try:
+            import clickhouse_connect
+        except ImportError:
+            raise ConfigError("analytics uses a ClickHouse server but clickhouse-connect is not installed",
+                              hint="pip install clickhouse-connect") from None
+        hostport, _, database = rest.partition("/")
+        host, _, port = hostport.partition(":")
+        client = clickhouse_connect.get_client(host=host or "localhost", port=int(port or 8123))
+        return ClickHouseEngine(client=client, database=database or "motorcade", **options)
+    raise ConfigError(f"analytics {url!r}: no engine for {scheme!r}",
+                      hint="duckdb:///file.duckdb, chdb:///folder or clickhouse://host:8123/database")

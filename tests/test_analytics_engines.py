@@ -1,0 +1,226 @@
+"""The analytics engines on the example dealer group: the same segment members on SQLite, DuckDB and
+ClickHouse (chdb, in-process), through the mirror and through the `[project] analytics` setting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from motorcade.analytics import open_engine
+from motorcade.analytics.tables import TABLE_NAMES
+from motorcade.config import load_config
+from motorcade.errors import ConfigError
+from motorcade.segments.compute import compute_segments, evaluate_members
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "dealer_group"
+AS_OF = dt.datetime(2026, 11, 20, tzinfo=dt.timezone(dt.timedelta(hours=8)))  # the example data's as-of
+MOTORCADE = [sys.executable, "-c", "import sys; from motorcade.cli import run; sys.argv[0] = 'motorcade'; run()"]
+TAG_PLUGINS = ("activity", "intent", "lifecycle", "quadrant", "value")
+ENGINES = {"duckdb": "duckdb:///analytics.duckdb", "clickhouse": "chdb:///analytics-ch"}
+
+
+def plugin_manager():
+    from motorcade.plugins import load_plugins
+
+    pm = load_plugins(entry_points=False)
+    for name in TAG_PLUGINS:
+        pm.register(importlib.import_module(f"motorcade_tags_{name}"), name=name)
+    return pm
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    """The example project on 400 generated people: ingested and tags computed, as of the data's as-of."""
+    project_dir = tmp_path_factory.mktemp("dealer_group") / "project"
+    project_dir.mkdir()
+    shutil.copy(EXAMPLE / "motorcade.toml", project_dir / "motorcade.toml")
+    shutil.copytree(EXAMPLE / "rules", project_dir / "rules")
+    subprocess.run([sys.executable, str(EXAMPLE / "generate.py"), "--size", "small", "--people", "400",
+                    "--seed", "7", "--out", str(project_dir / "data")], check=True, capture_output=True)
+    env = {**os.environ, "MOTORCADE_LOAD_PLUGINS": ",".join(("csv", "jsonl", *TAG_PLUGINS))}
+    for args in (["ingest", "--all"], ["tags", "compute", "--as-of", AS_OF.isoformat()]):
+        done = subprocess.run([*MOTORCADE, "--project", str(project_dir), *args], env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+    return project_dir
+
+
+@pytest.fixture
+def project(example):
+    from motorcade.project import Project
+
+    p = Project(example, plugin_manager=plugin_manager())
+    yield p
+    p.close()
+
+
+def _needs(engine: str):
+    pytest.importorskip("duckdb" if engine == "duckdb" else "chdb")
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_every_example_segment_has_the_same_members_on_the_engine(project, tmp_path, engine_name):
+    _needs(engine_name)
+    store, rules, tz = project.store, project.rules(), project.timezone
+    on_sqlite = {name: evaluate_members(store, rules, name, AS_OF, tz) for name in sorted(rules.segments)}
+    engine = open_engine(ENGINES[engine_name], base_dir=tmp_path)
+    try:
+        copied = engine.mirror(store)
+        # the mirror is complete: every table's row count, and the engine counts the same
+        for name in TABLE_NAMES:
+            assert copied[name] == store.query(f"SELECT count(*) FROM {name}")[0][0], name
+        assert engine.counts() == copied
+        assert copied["events"] > 1000 and copied["tag_values"] > 400
+        for name, (members, _plan, _query) in on_sqlite.items():
+            there, plan, query = evaluate_members(store, rules, name, AS_OF, tz, engine=engine)
+            assert there == members, name
+            if query is not None:  # compiled (not the evaluator's fallback): it ran on the engine
+                assert plan.startswith(f"on {engine.name}: ") and query.dialect == engine.dialect
+        assert sum(len(m) for m, _, _ in on_sqlite.values()) > 400  # the segments are not all empty
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_the_analytics_setting_runs_the_segment_stage_on_the_engine(example, tmp_path, engine_name):
+    _needs(engine_name)
+    from motorcade.project import Project
+
+    directory = tmp_path / "project"
+    shutil.copytree(example, directory, ignore=shutil.ignore_patterns("analytics*"))
+    plain = Project(directory, plugin_manager=plugin_manager())
+    try:
+        expected = {r.name: r.member_ids for r in compute_segments(plain, as_of=AS_OF)}
+    finally:
+        plain.close()
+    config = directory / "motorcade.toml"
+    text = config.read_text(encoding="utf-8").replace(
+        'database = "motorcade.db"', f'database = "motorcade.db"\nanalytics = "{ENGINES[engine_name]}"', 1)
+    config.write_text(text, encoding="utf-8")
+    project = Project(directory, plugin_manager=plugin_manager())
+    try:
+        results = compute_segments(project, as_of=AS_OF)
+        assert {r.name: r.member_ids for r in results} == expected
+        assert all(r.plan.startswith(f"on {project.analytics.name}: ") or r.plan.startswith("reference evaluator")
+                   for r in results)
+        # the memberships came back to the operational store
+        for r in results:
+            assert sorted(project.store.segment_member_ids(r.name)) == sorted(expected[r.name])
+    finally:
+        project.close()
+
+
+def test_an_unknown_engine_is_a_config_error_naming_the_forms(tmp_path):
+    with pytest.raises(ConfigError, match="no engine for 'mysql'") as info:
+        open_engine("mysql://localhost/x")
+    assert "duckdb:///" in info.value.hint
+    with pytest.raises(ConfigError, match="not an engine URL"):
+        open_engine("analytics.duckdb")
+
+
+def test_the_setting_is_validated_and_documented():
+    assert "analytics" in (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
+    assert load_config  # the schema check itself: tests/test_config_schema.py
+
+
+def test_a_failing_engine_query_names_the_segment_and_the_engine(project):
+    pytest.importorskip("duckdb")
+    from motorcade.errors import MotorcadeError
+
+    engine = open_engine("duckdb:///:memory:")
+    try:
+        engine.mirror(project.store)
+        engine.query("DROP TABLE events")  # the engine lost a table under the plan
+        with pytest.raises(MotorcadeError) as info:
+            evaluate_members(project.store, project.rules(), "lapsed_owners", AS_OF, project.timezone, engine=engine)
+        assert "segment `lapsed_owners`: the query failed on DuckDB" in str(info.value)
+        assert "[project] analytics" in info.value.hint
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_the_mirror_appends_new_events_and_copies_whole_after_a_merge(tmp_path, engine_name):
+    _needs(engine_name)
+    from motorcade.model import Event
+    from motorcade.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "m.db")
+    engine = open_engine(ENGINES[engine_name], base_dir=tmp_path)
+    at = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+
+    def events(pids, first):
+        store.insert_events([Event(person_id=p, name="view", ts=at + dt.timedelta(minutes=i), source="t",
+                                   dedup_key=str(first + i)) for i, p in enumerate(pids)])
+
+    def mirrored():
+        return sorted(engine.query("SELECT id, person_id FROM events"))
+
+    try:
+        a, b = store.create_person({}), store.create_person({})
+        events([a, b, a], 0)
+        assert engine.mirror(store)["events"] == 3 and engine.last_mirror == "full"
+        events([b, b], 10)
+        assert engine.mirror(store)["events"] == 2 and engine.last_mirror == "incremental"
+        assert mirrored() == sorted(tuple(r) for r in store.query("SELECT id, person_id FROM events"))
+        assert engine.mirror(store)["events"] == 0 and engine.last_mirror == "incremental"
+        # a merge: settle_identity rewrites existing events, so the next mirror copies them all again
+        store.merge_people(a, [b], reason="test")
+        assert engine.mirror(store)["events"] == 5 and engine.last_mirror == "full"  # not settled yet
+        store.settle_identity()
+        assert engine.mirror(store)["events"] == 5 and engine.last_mirror == "full"
+        assert {p for _, p in mirrored()} == {a}
+        assert mirrored() == sorted(tuple(r) for r in store.query("SELECT id, person_id FROM events"))
+    finally:
+        engine.close()
+        store.close()
+
+
+def _summary(output: str) -> str:
+    """The demo's "5. Summary" section up to its timings (which vary from run to run)."""
+    start = output.index("5. Summary")
+    return output[start:output.index("Time per stage", start)]
+
+
+@pytest.mark.slow
+def test_the_demo_gives_the_same_report_on_sqlite_duckdb_and_clickhouse(tmp_path):
+    pytest.importorskip("duckdb")
+    pytest.importorskip("chdb")
+    runs = {}
+    for name, url in (("sqlite", None), *ENGINES.items()):
+        directory = tmp_path / name
+        shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns("data", "out", "motorcade.db*",
+                                                                          "__pycache__", "analytics*"))
+        if url is not None:
+            config = directory / "motorcade.toml"
+            config.write_text(config.read_text(encoding="utf-8").replace(
+                'database = "motorcade.db"', f'database = "motorcade.db"\nanalytics = "{url}"', 1), encoding="utf-8")
+        # the three demos side by side (each is mostly waiting on its own stages)
+        runs[name] = subprocess.Popen([sys.executable, str(directory / "demo.py")], cwd=directory, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      env={**os.environ, "COLUMNS": "150"})
+    outputs = {}
+    for name, process in runs.items():
+        out, _ = process.communicate(timeout=1200)
+        assert process.returncode == 0, out[-3000:]
+        outputs[name] = out
+    # the segment stage really ran on each engine (the runs' plans say where)
+    import sqlite3
+
+    for name, engine in (("duckdb", "DuckDB"), ("clickhouse", "ClickHouse")):
+        with sqlite3.connect(tmp_path / name / "motorcade.db") as conn:
+            plans = [r[0] for r in conn.execute("SELECT plan FROM segment_runs")]
+        assert plans and all(p.startswith(f"on {engine}: ") or p.startswith("reference evaluator") for p in plans)
+        assert any(p.startswith(f"on {engine}: ") for p in plans)
+    expected = _summary(outputs["sqlite"])
+    assert "e-mails received by the SMTP server" in expected
+    for name in ENGINES:
+        assert _summary(outputs[name]) == expected, name
