@@ -95,9 +95,14 @@ batch_size = 100
 [activation]
 claim_batch = 500
 """, encoding="utf-8")
+    import zoneinfo
+
+    slot = (dt.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")) - dt.timedelta(minutes=2)).replace(second=0,
+                                                                                                microsecond=0)
     (directory / "rules" / "r.mc").write_text(
         'segment everyone { where profile.is_owner = true }\n'
-        'campaign notice { audience everyone  via webhook template "n"  transactional }\n', encoding="utf-8")
+        f'campaign notice {{ audience everyone  schedule at {slot.strftime("%Y-%m-%d %H:%M")}  '
+        'via webhook template "n"  transactional }\n', encoding="utf-8")
     (directory / "templates" / "n.txt").write_text("尊敬的{{ person.name }}，您的爱车{{ person.plate }}到了保养时间",
                                                    encoding="utf-8")
     project = Project(directory)
@@ -121,7 +126,9 @@ def bench_sends(report, cluster) -> None:
             directory = Path(tmp) / "p"
             _send_project(directory, server.url, cluster.create_database("sends"), people)
             command = [sys.executable, "-m", "motorcade.cli", "--project", str(directory), "run", "--once"]
-            subprocess.run([*command, "--no-dispatch"], env=env, check=True, capture_output=True)  # planning only
+            planning = subprocess.run([*command, "--no-dispatch"], env=env, capture_output=True, text=True)
+            if planning.returncode:
+                raise AssertionError(planning.stdout[-2000:] + planning.stderr[-2000:])
             started = time.perf_counter()
             procs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                      for _ in range(workers)]
@@ -160,9 +167,9 @@ def run(report) -> None:
         raise RuntimeError(f"no PostgreSQL server binaries: {INSTALL_HINT}")
     cluster = ThrowawayCluster(bin_dir).start()
     try:
-        bench_identity(report, cluster)
         bench_sends(report, cluster)
         bench_segments(report, cluster)
+        bench_identity(report, cluster)
     finally:
         cluster.stop()
 
