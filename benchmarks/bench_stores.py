@@ -70,7 +70,8 @@ def bench_segments(report, cluster) -> None:
             on_sqlite, (sqlite_members, _, _) = _best(lambda: evaluate_members(sqlite, rule_set, name, AS_OF, tz))
             on_pg, (pg_members, plan, _) = _best(lambda: evaluate_members(postgres, rule_set, name, AS_OF, tz))
             if pg_members != sqlite_members:
-                raise AssertionError(f"{name}: {len(pg_members)} members on PostgreSQL, {len(sqlite_members)} on SQLite")
+                raise AssertionError(f"{name}: {len(pg_members)} members on PostgreSQL, "
+                                     f"{len(sqlite_members)} on SQLite")
             report(f"{name}: PostgreSQL (baseline SQLite)", on_pg, on_sqlite,
                    note=f"{len(pg_members):,} members; {plan.split(';')[0][:60]}")
     finally:

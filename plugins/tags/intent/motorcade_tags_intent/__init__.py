@@ -89,7 +89,8 @@ class IntentTags(TagCalculator):
         high, medium = float(s["levels"]["high"]), float(s["levels"]["medium"])
         bands = s["income_bands"]
         amount_high, amount_medium = float(s["order_amount"]["high"]), float(s["order_amount"]["medium"])
-        for person_id, score, last_signal, last_order, top_amount, income in context.store.query(context.sql(sql), params):
+        rows = context.store.query(context.sql(sql), params)
+        for person_id, score, last_signal, last_order, top_amount, income in rows:
             score = float(score or 0.0)
             if s["reset_on_order"] and last_order is not None and last_signal is not None and last_order >= last_signal:
                 score = 0.0

@@ -80,7 +80,8 @@ class LifecycleTags(TagCalculator):
             f"WHERE 1 = 1{people_filter}"
         )
         now = context.as_of_epoch
-        for person_id, ever_owned, cars, acquired, car_date, last_service in context.store.query(context.sql(sql), params):
+        rows = context.store.query(context.sql(sql), params)
+        for person_id, ever_owned, cars, acquired, car_date, last_service in rows:
             since_service = None if last_service is None else (now - last_service) // 86400
             if since_service is not None:
                 yield person_id, "days_since_service", since_service
