@@ -70,7 +70,11 @@ def build_catalogue(project: Any):
 
     return attrs.evolve(catalogue, tags=tags, config_file=str(project.config.path.name), tag_producers={
         name: tuple(who for who, _ in produced if not who.startswith("rule tag"))
-        for name, produced in producers.items()}, config_errors=tuple(value_type_conflicts(project)))
+        for name, produced in producers.items()}, config_errors=tuple(value_type_conflicts(project)),
+        group_tags=frozenset(project.config.raw.get("access", {}).get("group_tags", GROUP_TAGS)))
+
+
+GROUP_TAGS = ("group_value_score", "value_level")  # the [access] group_tags default (config_schema.ACCESS)
 
 
 def declared_value_types(project: Any):

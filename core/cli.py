@@ -21,17 +21,52 @@ from .errors import EXIT_DOMAIN_ERROR, MotorcadeError
 class CliState:
     """What every command can reach through ``click.get_current_context().obj``."""
 
-    def __init__(self, project_dir: str | None):
+    def __init__(self, project_dir: str | None, as_user: str | None = None):
         self.project_dir = project_dir
+        self.as_user = as_user
         self._project = None
 
     @property
     def project(self):
+        """The project, with its caller set (``--as USER``, ``MOTORCADE_TOKEN``, or the local owner) and the
+        running command authorized for that caller (``motorcade.access.actions``)."""
         if self._project is None:
+            from .access.login import resolve_caller
             from .project import find_project
 
-            self._project = find_project(self.project_dir)
+            project = find_project(self.project_dir)
+            project.access = resolve_caller(project, as_user=self.as_user,
+                                            token=os.environ.get("MOTORCADE_TOKEN") or None)
+            self._project = project  # only with its caller known: a failed log-in never acts as the owner
+        self._authorize()
         return self._project
+
+    command_key: str | None = None  # the command authorized (``segments compute``), for its audit entry
+    command_params: dict = {}
+
+    def _authorize(self) -> None:
+        """Check the running command against the caller once (not while commands are merely looked up)."""
+        from .access.actions import authorize_command, command_key
+
+        ctx = click.get_current_context(silent=True)
+        key = command_key(ctx.command_path) if ctx is not None else ""
+        if not key or key == self.command_key:
+            return
+        authorize_command(self._project.access, key)
+        self.command_key, self.command_params = key, dict(ctx.params)
+
+    def finish(self, outcome: str) -> None:
+        """Record the command in the audit log when it is an audited action that reached its project."""
+        if self._project is None or self.command_key is None:
+            return
+        from .access.actions import audit_command
+
+        try:
+            audit_command(self._project.store, self.command_key, self.command_params, outcome,
+                          self._project.audit_affected)
+        except Exception as exc:  # the action happened; say loudly that its record did not
+            click.secho(f"error: the audit entry of this command could not be written: {one_line(exc)}", fg="red",
+                        err=True)
 
     def catalogue(self):
         """The project's catalogue for `check`; an empty one outside a project."""
@@ -118,7 +153,7 @@ class MotorcadeGroup(click.Group):
 def _state_of(ctx: click.Context) -> CliState:
     root = ctx.find_root()
     if not isinstance(root.obj, CliState):  # commands are looked up before the group's callback runs
-        root.obj = CliState(root.params.get("project_dir"))
+        root.obj = CliState(root.params.get("project_dir"), root.params.get("as_user"))
     return root.obj
 
 
@@ -182,14 +217,18 @@ _current_state: CliState | None = None  # the running command's state: where to 
               expose_value=False, callback=_load_plugins_dirs,
               help="Load every .py file in DIR as a plugin (repeatable). Env: MOTORCADE_PLUGINS_DIR; "
                    "project setting: [project] plugins_dir.")
+@click.option("--as", "as_user", metavar="USER", is_eager=True,
+              help="Act as this Motorcade user (the project's local owner only; others log in with "
+                   "MOTORCADE_TOKEN). Default: the local owner, as group_admin.")
 @click.pass_context
-def cli(ctx: click.Context, project_dir: str | None) -> None:
+def cli(ctx: click.Context, project_dir: str | None, as_user: str | None) -> None:
     """Motorcade: customer data and marketing automation for automotive retail.
 
     Pipeline: ingest -> identity -> tags -> segments -> run (campaigns, triggers) -> report.
     """
     global _current_state
     _current_state = _state_of(ctx)
+    _current_state.as_user = as_user
 
 
 @cli.command()
@@ -335,6 +374,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "motorcade.pipeline",  # pipeline
     "motorcade.config_commands",  # config
     "motorcade.store_commands",  # store (outside motorcade.store: --help imports no store)
+    "motorcade.access.commands",  # users, audit
 )
 
 
@@ -358,6 +398,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `motorcade` script: runs the CLI and maps errors to exit codes."""
     global _current_state
     _current_state = None
+    from .masking import permit_pii
+
+    permit_pii(True)  # until this command's caller is known (a previous in-process call may have set it)
+    code = _run(argv)
+    if _current_state is not None:
+        _current_state.finish("ok" if code == 0 else f"exit {code}")
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         group = build_cli()
         from .plugins import get_plugin_manager

@@ -442,6 +442,11 @@ PIPELINE = Section("[pipeline]", "What `motorcade pipeline` runs.", (
             "(reproducible runs); the formats --as-of takes, or a TOML date-time", "now"),
 ))
 
+ACCESS = Section("[access]", "Scopes, users and roles (docs/access.md).", (
+    Setting("group_tags", list_of(NAME), "tags only the group may read: `check` rejects a store-scoped rule that "
+            "reads one (the group value is weighted over every store)", ["group_value_score", "value_level"]),
+))
+
 TAGS_ENGINE = Section("[tags]", "Scalar keys of [tags] are engine settings; [tags.NAME] tables belong to "
                       "calculators.", (
     Setting("coverage_drift", number(0, 1), "warn when a tag's coverage moves by more than this share", 0.10),
@@ -476,7 +481,7 @@ SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its
 ), delegated=("person", "car", "event", "store", "advisor", "transfer", "tags"))
 
 CORE_SECTIONS = {"project": PROJECT, "activation": ACTIVATION, "guardrails": GUARDRAILS, "identity": IDENTITY,
-                 "pipeline": PIPELINE}
+                 "pipeline": PIPELINE, "access": ACCESS}
 TOP_LEVEL = (*CORE_SECTIONS, "sources", "channels", "tags")
 
 
@@ -628,7 +633,8 @@ def render_reference(registry: Any) -> str:
         "out of the file this way; numeric keys accept such text and read it as a number.",
         "",
     ]
-    for section in (PROJECT, ACTIVATION, GUARDRAILS, IDENTITY, IDENTITY_TYPE, PIPELINE, TAGS_ENGINE, SOURCE_COMMON):
+    for section in (PROJECT, ACTIVATION, GUARDRAILS, IDENTITY, IDENTITY_TYPE, PIPELINE, ACCESS, TAGS_ENGINE,
+                    SOURCE_COMMON):
         out += [f"## `{section.title}`", "", section.doc, "", *_table_rows(section.settings), ""]
     for kind, title, table in (("sources", "Source types", registry.sources),
                                ("channels", "Channels", registry.channels),

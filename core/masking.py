@@ -1,7 +1,9 @@
-"""Masking of personal data in logs and CLI output (on by default; MOTORCADE_SHOW_PII=1 turns it off)."""
+"""Masking of personal data in logs and CLI output (on by default; MOTORCADE_SHOW_PII=1 turns it off for a
+caller whose roles carry the ``pii`` permission, see docs/access.md)."""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import urllib.parse
@@ -9,8 +11,17 @@ import urllib.parse
 _PHONE = re.compile(r"^\+?\d{7,15}$")
 
 
+# Whether the current caller may see personal data at all (the ``pii`` permission); set with the caller.
+_pii_permitted: contextvars.ContextVar[bool] = contextvars.ContextVar("motorcade_pii_permitted", default=True)
+
+
+def permit_pii(allowed: bool) -> None:
+    """Record whether the current caller holds the ``pii`` permission (``Project.access`` sets it)."""
+    _pii_permitted.set(allowed)
+
+
 def pii_visible() -> bool:
-    return os.environ.get("MOTORCADE_SHOW_PII", "") in ("1", "true", "yes")
+    return _pii_permitted.get() and os.environ.get("MOTORCADE_SHOW_PII", "") in ("1", "true", "yes")
 
 
 def mask_phone(value: str) -> str:

@@ -22,6 +22,8 @@ class Project:
         self._pm = plugin_manager
         self._plugins_dirs_loaded = False
         self._plugin_settings_checked = False
+        self._access = None
+        self.audit_affected: dict = {}  # what the running action affected, for its audit entry
 
     @property
     def plugins(self) -> MotorcadePluginManager:
@@ -54,7 +56,28 @@ class Project:
     def store(self):
         from .store import open_store
 
-        return open_store(self.config.database, base_dir=self.directory)
+        store = open_store(self.config.database, base_dir=self.directory)
+        store.access = self._access
+        return store
+
+    @property
+    def access(self):
+        """The caller (``motorcade.access.Access``) every read and action of this project checks; the
+        project's local owner (group_admin) unless the CLI or a console set another."""
+        if self._access is None:
+            from .access import Access
+
+            self.access = Access.local_owner()
+        return self._access
+
+    @access.setter
+    def access(self, caller) -> None:
+        from .masking import permit_pii
+
+        self._access = caller
+        permit_pii(caller.may_see_pii)
+        if "store" in self.__dict__:
+            self.store.access = caller
 
     @cached_property
     def analytics(self):

@@ -351,11 +351,33 @@ def _rule_pos():
 
 
 @attrs.frozen
+class ScopeDecl(Node):
+    """``scope store "SH01", "SH02"`` (``stores``) or ``scope group`` (no stores): whose people a rule covers."""
+
+    stores: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+
+    @property
+    def group(self) -> bool:
+        return not self.stores
+
+
+def _scope_field():
+    return attrs.field(default=None, kw_only=True)
+
+
+def _scope_from_file():
+    # True when the rule took its scope from a `scope` line at the top of its file (how `fmt` writes it back)
+    return attrs.field(default=False, eq=False, repr=False, kw_only=True)
+
+
+@attrs.frozen
 class Segment(Node):
     name: str
     title: str | None
     where: Cond
     end_line: int | None = _rule_pos()
+    scope: ScopeDecl | None = _scope_field()
+    scope_from_file: bool = _scope_from_file()
 
 
 @attrs.frozen
@@ -372,6 +394,8 @@ class Campaign(Node):
     end_line: int | None = _rule_pos()
     # (clause, line, column) of each clause as written, for messages that point at the clause itself
     clause_positions: tuple[tuple[str, int, int], ...] = _rule_pos()
+    scope: ScopeDecl | None = _scope_field()
+    scope_from_file: bool = _scope_from_file()
 
     def clause_at(self, clause: str) -> "Node":
         return _clause_at(self, clause)
@@ -391,6 +415,8 @@ class Trigger(Node):
     end_line: int | None = _rule_pos()
     # (clause, line, column) of each clause as written, for messages that point at the clause itself
     clause_positions: tuple[tuple[str, int, int], ...] = _rule_pos()
+    scope: ScopeDecl | None = _scope_field()
+    scope_from_file: bool = _scope_from_file()
 
     def clause_at(self, clause: str) -> "Node":
         return _clause_at(self, clause)

@@ -40,6 +40,9 @@ class Catalogue:
     config_file: str = "motorcade.toml"
     # problems of the project's configuration that change what rules read: (message, hint)
     config_errors: tuple[tuple[str, str], ...] = ()
+    # tags only group-wide rules may read ([access] group_tags): the group value, weighted over every store
+    group_tags: frozenset[str] = attrs.field(default=frozenset(("group_value_score", "value_level")),
+                                             converter=frozenset)
 
     @classmethod
     def from_names(cls, *, events=None, tags=None, attributes=None, segments=None, channels=None,
@@ -130,10 +133,40 @@ class _Checker:
             for rule in rule_file.rules:
                 getattr(self, "rule_" + type(rule).__name__)(rule)
         self.file = None
+        self.check_scopes()
         cyclic = self.check_cycles()
         self.check_nesting(cyclic)
         self.check_producers()
         return self.diagnostics
+
+    def check_scopes(self):
+        """A store-scoped rule (``scope store "SH01"``) may use only segments scoped inside its stores, and
+        no tag only the group may read ([access] group_tags)."""
+        for rule_file in self.rule_set.files:
+            self.file = rule_file
+            for rule in rule_file.rules:
+                scope = getattr(rule, "scope", None)
+                if scope is None or scope.group:
+                    continue
+                stores = set(scope.stores)
+                where = ", ".join(f'"{s}"' for s in scope.stores)
+                for name, node in _segments_used(rule):
+                    used = self.rule_set.segments.get(name)
+                    if used is None:
+                        continue  # unknown names are reported elsewhere
+                    if used.scope is None or used.scope.group or not set(used.scope.stores) <= stores:
+                        self.report(ERROR, f"{ast.RULE_KINDS[type(rule)]} `{rule.name}` is scoped to store "
+                                           f"{where} but uses segment `{name}`, which covers "
+                                           f"{'the whole group' if used.scope is None or used.scope.group else 'other stores'}",
+                                    node, f'scope the segment too (`scope store {where}` in it), or define a '
+                                          f'store segment for this rule')
+                for node in ast.walk(rule):
+                    if isinstance(node, ast.TagRef) and node.name in self.catalogue.group_tags:
+                        self.report(ERROR, f"tag `{node.name}` is the group's (weighted over every store): a rule "
+                                           f"scoped to store {where} may not read it", node,
+                                    "read the store value instead (e.g. `tag store_value_score`), or leave the rule "
+                                    "group-wide")
+        self.file = None
 
     def check_producers(self):
         """A tag produced by two producers (a calculator and a source, two sources): which values would
@@ -572,6 +605,17 @@ def _describe(node) -> str:
 
     text = fmt_cond(node)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _segments_used(rule) -> list[tuple[str, Any]]:
+    """``(segment name, node)`` of every segment a rule uses: its audience, its trigger segment, `in segment`."""
+    used = []
+    if isinstance(rule, ast.Campaign) and rule.audience:
+        used.append((rule.audience, rule.clause_at("audience")))
+    if isinstance(rule, ast.Trigger) and isinstance(rule.on, ast.OnSegment):
+        used.append((rule.on.segment, rule.on))
+    used += [(node.segment, node) for node in ast.walk(rule) if isinstance(node, ast.InSegment)]
+    return used
 
 
 def check(rule_set, catalogue: Catalogue | None = None) -> list[Diagnostic]:

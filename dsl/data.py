@@ -131,6 +131,9 @@ class PersonData:
     cars: list[CarData] = attrs.field(factory=list)
     advisor_ids: set[str] = attrs.field(factory=set, converter=set)
     store_ids: set[str] = attrs.field(factory=set, converter=set)
+    # the stores the person belongs to for a rule's `scope` (docs/access.md: store relations of every kind and
+    # the stores of their advisors); None: the same as store_ids (rule tests give a person's stores once)
+    scope_stores: set[str] | None = None
     consents: dict[str, bool] = attrs.field(factory=dict)  # channel -> granted; "*" = every channel
     events: list[EventData] = attrs.field(factory=list)
 

@@ -325,7 +325,7 @@ class Evaluator:
             raise EvaluationError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
         self._segment_path.append(name)
         try:
-            member = self.cond(segment.where, Scope(person)) is True
+            member = self.cond(segment.where, Scope(person)) is True and _in_rule_scope(segment, person)
         finally:
             self._segment_path.pop()
         self._segment_memo[key] = member
@@ -578,6 +578,15 @@ def _show(value) -> str:
 
 
 # ---- public functions -------------------------------------------------------------------------
+
+
+def _in_rule_scope(rule, person: PersonData) -> bool:
+    """A segment scoped to stores (``scope store "SH01"``) holds only people of those stores."""
+    scope = getattr(rule, "scope", None)
+    if scope is None or scope.group:
+        return True
+    stores = person.scope_stores if person.scope_stores is not None else person.store_ids
+    return bool(stores & set(scope.stores))
 
 
 def evaluate_segment(rule_set, name: str, dataset: Dataset, as_of: dt.datetime,

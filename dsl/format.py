@@ -225,11 +225,22 @@ def _block(header: str, lines: list[str], inner_comments: list[str]) -> str:
     return header + " {\n" + "".join(b + "\n" for b in body) + "}"
 
 
+def fmt_scope(scope: ast.ScopeDecl) -> str:
+    return "scope group" if scope.group else "scope store " + ", ".join(fmt_string(s) for s in scope.stores)
+
+
+def _own_scope(rule) -> list[str]:
+    """A rule's own ``scope`` line (not one it took from the top of its file)."""
+    scope = getattr(rule, "scope", None)
+    return [fmt_scope(scope)] if scope is not None and not rule.scope_from_file else []
+
+
 def format_rule(rule, inner_comments: list[str] = ()) -> str:
     """Canonical text of one rule (no trailing newline)."""
     inner_comments = list(inner_comments)
     if isinstance(rule, ast.Segment):
-        return _block(_header("segment", rule), ["where " + _fmt_where(rule.where)], inner_comments)
+        return _block(_header("segment", rule), _own_scope(rule) + ["where " + _fmt_where(rule.where)],
+                      inner_comments)
     if isinstance(rule, ast.Campaign):
         lines = []
         if rule.audience is not None:
@@ -240,7 +251,7 @@ def format_rule(rule, inner_comments: list[str] = ()) -> str:
             lines.append("send to all members" if rule.send_to == "all" else "send to new members only")
         if rule.holdout is not None:
             lines.append(f"holdout {fmt_literal_value(rule.holdout)}%")
-        return _block(_header("campaign", rule), lines + _delivery_lines(rule), inner_comments)
+        return _block(_header("campaign", rule), _own_scope(rule) + lines + _delivery_lines(rule), inner_comments)
     if isinstance(rule, ast.Trigger):
         lines = []
         if isinstance(rule.on, ast.OnEvent):
@@ -257,7 +268,7 @@ def format_rule(rule, inner_comments: list[str] = ()) -> str:
         if rule.reentry is not None:
             r = rule.reentry
             lines.append("reenter " + (f"once per {fmt_value(r.every)}" if r.kind == "once per" else r.kind))
-        return _block(_header("trigger", rule), lines + _delivery_lines(rule), inner_comments)
+        return _block(_header("trigger", rule), _own_scope(rule) + lines + _delivery_lines(rule), inner_comments)
     if isinstance(rule, ast.TagRule):
         out = _header("tag", rule) + " = case\n"
         out += "".join(f"  {c}\n" for c in inner_comments)
@@ -291,9 +302,16 @@ def format_rules(rule_file: ast.RuleFile) -> str:
     """Canonical text of a whole file, keeping its comments (see module docstring)."""
     comments = list(rule_file.comments)
     blocks = []
+    file_scope = None  # the top-level `scope` line written last
     for rule in rule_file.rules:
         start = rule.line or 0
         end = rule.end_line or start
+        if getattr(rule, "scope_from_file", False) and rule.scope != file_scope:
+            file_scope = rule.scope
+            scope_line = rule.scope.line or start
+            before = [(line, text) for line, text in comments if line < scope_line]
+            comments = [(line, text) for line, text in comments if line >= scope_line]
+            blocks.append(_comment_lines(before, scope_line) + fmt_scope(rule.scope))
         leading = [(line, text) for line, text in comments if line < start]
         inner = [text for line, text in comments if start <= line <= end]
         comments = [(line, text) for line, text in comments if line > end]

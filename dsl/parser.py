@@ -8,6 +8,7 @@ import json
 import re
 from importlib import resources
 
+import attrs
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
@@ -275,8 +276,22 @@ class ToAst(Transformer):
         return None if token is None else str(token)
 
     def segment(self, meta, children):
-        name, title, where = children
-        return ast.Segment(str(name), self._title(title), where, end_line=meta.end_line, **_pos(meta))
+        name, title, scope, where = children
+        return ast.Segment(str(name), self._title(title), where, end_line=meta.end_line, scope=scope, **_pos(meta))
+
+    def scope_group(self, meta, children):
+        if str(children[0]) != "group":
+            hint = 'write `scope group`, or `scope store "CODE"` for stores' if str(children[0]) != "store" else \
+                'name the store: `scope store "SH01"` (several: `scope store "SH01", "SH02"`)'
+            self.collect.error(f"`scope {children[0]}` is not a scope", children[0].line, children[0].column, hint)
+        return ast.ScopeDecl((), **_pos(meta))
+
+    def scope_stores(self, meta, children):
+        word, *codes = children
+        if str(word) != "store":
+            self.collect.error(f"`scope {word} ...` is not a scope", word.line, word.column,
+                               'write `scope store "SH01"` (or `scope group`)')
+        return ast.ScopeDecl([str(c) for c in codes], **_pos(meta))
 
     def case_when(self, meta, children):
         return ast.CaseWhen(children[0], children[1], **_pos(meta))
@@ -376,6 +391,7 @@ class ToAst(Transformer):
         return ("reentry", ast.Reentry("once per", every, **_pos(meta)), meta)
 
     def _clauses(self, kind, clauses):
+        clauses = [("scope", c, c) if isinstance(c, ast.ScopeDecl) else c for c in clauses]
         fields: dict = {"clause_positions": tuple((field, meta.line, meta.column) for field, _, meta in clauses)}
         for field, value, meta in clauses:
             if field in fields:
@@ -397,7 +413,17 @@ class ToAst(Transformer):
         return ast.Trigger(str(name), self._title(title), end_line=meta.end_line, **fields, **_pos(meta))
 
     def start(self, meta, children):
-        return list(children)
+        """Rules in order; a top-level ``scope`` line gives its scope to the rules after it that can have
+        one and declare none of their own."""
+        rules, file_scope = [], None
+        for child in children:
+            if isinstance(child, ast.ScopeDecl):
+                file_scope = child
+            elif file_scope is not None and hasattr(child, "scope") and child.scope is None:
+                rules.append(attrs.evolve(child, scope=file_scope, scope_from_file=True))
+            else:
+                rules.append(child)
+        return rules
 
 
 # ---- syntax errors ----------------------------------------------------------------------------

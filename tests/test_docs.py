@@ -193,7 +193,7 @@ def test_shell_blocks_name_commands_that_exist(item):
         args = iter(words)
         for word in args:
             if word.startswith("-"):
-                if word in ("--project",):
+                if word in ("--project", "--as"):  # root options that take a value
                     next(args, None)
                 continue
             if isinstance(command, click.Group):

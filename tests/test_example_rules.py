@@ -306,8 +306,11 @@ def test_segments_compile_to_sql_that_agrees_with_the_evaluator(example_project,
     rules = load_rules([RULES])
     conn = sqlite3.connect(example_project / "motorcade.db")
     try:
-        for name, segment in rules.segments.items():
-            query = compiler.compile_condition(rules, segment.where, AS_OF, "Asia/Shanghai")
+        from motorcade.dsl import ast
+
+        for name in rules.segments:
+            # `in segment NAME`: the segment's condition with its `scope` (stores.mc is scoped to SH001)
+            query = compiler.compile_condition(rules, ast.InSegment(name), AS_OF, "Asia/Shanghai")
             members = {row[0] for row in conn.execute(query.sql(), query.params)}
             assert members == evaluate_segment(rules, name, dataset, AS_OF), name
     finally:

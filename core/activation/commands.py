@@ -36,7 +36,15 @@ def run(state, once: bool, campaigns: tuple[str, ...], no_dispatch: bool, as_jso
     messages: list[str] = []
     ctx = _context(project, log=messages.append if as_json else click.echo)
     extra = run_campaigns_now(ctx, campaigns) if campaigns else []
-    report = run_once(ctx, dispatch=not no_dispatch)
+    if campaigns and not project.access.is_group:  # a store's run plans its campaigns; the group delivers
+        from .runner import RunReport
+
+        report = RunReport()
+        ctx.log("planned only (the group's `run` or `serve` delivers the sends)")
+    else:
+        report = run_once(ctx, dispatch=not no_dispatch)
+    project.audit_affected["runs"] = [{k: r.get(k) for k in ("campaign", "run_id", "planned", "note")}
+                                      for r in extra]
     report.planned_runs[:0] = [r for r in extra if "note" not in r]
     for result in extra:
         if "note" in result:

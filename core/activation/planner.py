@@ -44,6 +44,13 @@ class PlanningStopped(PlanningError):
 # -- segment memberships (written by the segment stage: motorcade.segments.compute_segments) ------------
 
 
+def _in_rule_scope(store, rule, person_ids: list[int]) -> list[int]:
+    """A store-scoped campaign or trigger reaches only its stores' people (``scope store "SH01"``)."""
+    from motorcade.access.actions import rule_scope
+
+    return store.people_in(rule_scope(rule), person_ids)
+
+
 def segment_member_ids(store, segment: str) -> list[int]:
     return list(store.segment_member_ids(segment))
 
@@ -226,6 +233,7 @@ def plan_campaign(ctx: ActivationContext, name: str, slot: dt.datetime, *, rende
             entered = {pid for _, pid, change, _ in segment_changes_since(store, rule.audience, int(previous))
                        if change == "enter"}
             members = sorted(entered & current)
+        members = _in_rule_scope(store, rule, members)
         quiet = _quiet_hours(rule, ctx)
         snapshot, sends = [], []
         for pid in members:
@@ -316,6 +324,8 @@ def process_event_trigger(ctx: ActivationContext, name: str, *, renderer: Render
                 if person_id is None:
                     continue
                 person_id = store.resolve_person_id(person_id)
+                if not _in_rule_scope(store, rule, [person_id]):
+                    continue  # a store-scoped trigger does not fire for other stores' people
                 data = person_data(store, person_id, as_of=max(ts, now))
                 previous = store.trigger_firings(name, person_id) + fired_in_batch.get(person_id, [])
                 decision = trigger_fires(
@@ -365,6 +375,8 @@ def process_segment_trigger(ctx: ActivationContext, name: str, *, renderer: Rend
                 continue
             at = at or now
             person_id = store.resolve_person_id(person_id)
+            if not _in_rule_scope(store, rule, [person_id]):
+                continue  # a store-scoped trigger does not fire for other stores' people
             data = person_data(store, person_id, as_of=max(at, now))
             previous = store.trigger_firings(name, person_id) + fired_in_pass.get(person_id, [])
             decision = trigger_fires(ctx.rule_set, name, Dataset.of(data), person_id, segment_change=(change, on.segment),

@@ -112,6 +112,11 @@ def run_campaigns_now(ctx: ActivationContext, names) -> list[dict[str, Any]]:
     The run is the one of the scheduled period ``now`` falls in (see :func:`period_start`): if the
     scheduled pass, another manual run or another worker planned it already, nothing new is planned.
     """
+    from motorcade.access.actions import ACT, require_rule_scope
+
+    for name in names:  # a store's staff run only their stores' campaigns
+        if name in ctx.rule_set.campaigns:
+            require_rule_scope(ctx.store.access, ACT, "campaign", ctx.rule_set.campaigns[name])
     record_revision(ctx)
     out = []
     now = ctx.now()
@@ -132,6 +137,11 @@ def run_campaigns_now(ctx: ActivationContext, names) -> list[dict[str, Any]]:
 def run_once(ctx: ActivationContext, *, dispatch: bool = True, plan: bool = True) -> RunReport:
     """One pass: plan (if this worker gets the scheduler lease) and dispatch everything due now."""
     report = RunReport()
+    if plan or dispatch:  # planning every due rule and delivering everyone's sends is the group's work
+        from motorcade.access import ACT, Scope
+
+        ctx.store.require_access(ACT, "plan every due campaign and trigger and deliver the group's sends",
+                                 Scope.everyone())
     if plan:
         record_revision(ctx)
         if ctx.store.acquire_lease(SCHEDULER_LEASE, ctx.worker_id, ttl_seconds=ctx.settings.scheduler_lease_seconds,

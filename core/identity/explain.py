@@ -9,7 +9,7 @@ import attrs
 
 from ..errors import MotorcadeError
 from .guards import DEFAULT_PRIORITY
-from ..masking import mask_identifier
+from ..masking import mask_free_text, mask_identifier
 from ..sources.clean import CleanError, clean_identifier, identifier_lookup_key
 
 
@@ -93,7 +93,16 @@ def _explain_rejected(store, asked: list[tuple[str | None, str]]) -> None:
 
 
 def explain(store, query: str) -> Explanation:
-    pid, asked = find_person(store, query)
+    if store.access is not None and not store.access.is_group:
+        # a scoped caller gets one answer for "unknown", "nobody's" and "another store's": no probing
+        shown = mask_free_text(query.strip())
+        try:
+            pid, asked = find_person(store, query)
+        except MotorcadeError:
+            raise store.scope_denial(shown) from None
+        store.require_person_in_scope(pid, shown)
+    else:
+        pid, asked = find_person(store, query)
     records = store.identity_records_of(pid)
     links = store.identity_links_of(pid)
     by_record: dict[int, list[dict]] = {}

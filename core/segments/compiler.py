@@ -275,9 +275,31 @@ class Compiler:
                                "break the cycle: one of these segments must not use `in segment`")
         self._segment_path.append(name)
         try:
-            return self.cond(segment.where, scope)
+            condition = self.cond(segment.where, scope)
         finally:
             self._segment_path.pop()
+        if segment.scope is not None and not segment.scope.group:
+            condition = and_(condition, self._in_stores(list(segment.scope.stores), scope))
+        return condition
+
+    def _in_stores(self, stores: list[str], scope: Scope) -> exp.Expression:
+        """True when the person belongs to one of ``stores`` as a rule's `scope` reads it (docs/access.md:
+        a store relation of any kind, or an advisor of the store): ``motorcade.access.scope``."""
+        from motorcade.access.scope import ADVISOR_RELATION_KINDS, STORE_RELATION_KINDS
+
+        r, a = self.alias("r"), self.alias("a")
+        direct = exists(select_(num(1)).from_(exp.to_table("person_relations").as_(r), copy=False).where(and_(
+            exp.EQ(this=col(r, "person_id"), expression=scope.person_id()),
+            exp.In(this=col(r, "kind"), expressions=[self.bind(k) for k in STORE_RELATION_KINDS]),
+            exp.In(this=col(r, "target_id"), expressions=[self.bind(s) for s in stores])), copy=False))
+        r2 = self.alias("r")
+        via_advisor = exists(select_(num(1)).from_(exp.to_table("person_relations").as_(r2), copy=False).join(
+            exp.to_table("advisors").as_(a), on=exp.EQ(this=col(a, "id"), expression=col(r2, "target_id")),
+            copy=False).where(and_(
+                exp.EQ(this=col(r2, "person_id"), expression=scope.person_id()),
+                exp.In(this=col(r2, "kind"), expressions=[self.bind(k) for k in ADVISOR_RELATION_KINDS]),
+                exp.In(this=col(a, "store_id"), expressions=[self.bind(s) for s in stores])), copy=False))
+        return or_(direct, via_advisor)
 
     def truth(self, node, scope: Scope) -> exp.Expression:
         """``node`` where only TRUE matters: a top-level conjunct of a plan, where FALSE and NULL both leave

@@ -101,7 +101,7 @@ def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz, *, engi
                 query = plan_segment(store, rule_set, name, as_of, tz)
         except Unsupported as exc:
             members = evaluate_segment(rule_set, name, load_dataset(store), as_of, tz)
-            return sorted(members), f"reference evaluator ({exc})", None
+            return _in_scope(store, rule_set, name, sorted(members)), f"reference evaluator ({exc})", None
         if engine is not None:
             try:
                 members = engine.person_ids(query)
@@ -109,9 +109,16 @@ def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz, *, engi
                 raise MotorcadeError(f"segment `{name}`: the query failed on {engine.name}: {exc}",
                                      "check the analytics engine ([project] analytics, docs/engines.md); the "
                                      "last computed memberships stay in force") from exc
-            return sorted(members), f"on {engine.name}: {query.driver}", query
+            return _in_scope(store, rule_set, name, sorted(members)), f"on {engine.name}: {query.driver}", query
         members = store.query_person_ids(query.sql(), query.params)
-    return members, query.driver, query
+    return _in_scope(store, rule_set, name, members), query.driver, query
+
+
+def _in_scope(store, rule_set, name: str, members: list[int]) -> list[int]:
+    """A store-scoped segment holds only its stores' people; a scoped caller sees only their own."""
+    from motorcade.access.actions import rule_scope
+
+    return store.people_in_scope(store.people_in(rule_scope(rule_set.segments[name]), members))
 
 
 def members_now(project, segment: str, as_of=None) -> list[int]:
@@ -134,6 +141,11 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None,
     as_of = parse_as_of(as_of, tz)
     rule_set = rule_set or project.rules(checked=True)
     wanted = list(names) if names else sorted(rule_set.segments)
+    if not names and project.store.access is not None and not project.store.access.is_group:
+        from motorcade.access.actions import PUBLISH, rule_scope
+
+        held = project.store.access.scope(PUBLISH)  # every segment a store's staff may compute
+        wanted = [n for n in wanted if held.covers(rule_scope(rule_set.segments[n]))]
     for name in wanted:
         if name not in rule_set.segments:
             from motorcade.dsl.errors import did_you_mean
@@ -161,14 +173,22 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None,
                                  "last computed memberships stay in force") from exc
     files = {rf.filename: rf.source for rf in rule_set.files}
     store.record_rule_revision(rule_set.revision, files, at=dt.datetime.now(dt.timezone.utc))
+    order = dependency_order(rule_set, wanted)
+    from motorcade.access.actions import PUBLISH, require_rule_scope
+
+    for name in order:  # a store's staff compute only their stores' segments (and what those use)
+        require_rule_scope(store.access, PUBLISH, "segment", rule_set.segments[name])
     results = []
-    for name in dependency_order(rule_set, wanted):
+    affected = getattr(project, "audit_affected", {})
+    affected.update(revision=rule_set.revision, segments={})
+    for name in order:
         started = time.perf_counter()
         members, plan, _ = evaluate_members(store, rule_set, name, as_of, tz, engine=engine)
         seconds = time.perf_counter() - started
         computed_at = dt.datetime.now(dt.timezone.utc)
         run = store.record_segment_run(name, members, revision=rule_set.revision, as_of=as_of,
                                        computed_at=computed_at, duration_ms=seconds * 1000, plan=plan)
+        affected["segments"][name] = run["size"]
         results.append(SegmentResult(name, run["size"], run["entered"], run["left"], run["run_id"],
                                      rule_set.revision, as_of, computed_at, seconds, plan, members))
     return results

@@ -46,6 +46,11 @@ def load_dataset(store, person_ids: Iterable[int] | None = None) -> Dataset:
             people[pid].store_ids.add(target)
         elif kind in ADVISOR_RELATIONS:
             people[pid].advisor_ids.add(target)
+    for pid in people:
+        people[pid].scope_stores = set()
+    for pid, store_id in rows["scope_stores"]:  # a rule's `scope` reads stores as access control does
+        if pid in people:
+            people[pid].scope_stores.add(store_id)
     for pid, channel, granted in rows["consents"]:
         if pid in people:
             people[pid].consents[channel] = granted

@@ -79,6 +79,7 @@ def explain_person_in_segment(project, segment: str, person_id: int, as_of=None)
     store = project.store
     require_segment(rule_set, segment)
     resolved = store.resolve_person_id(person_id)
+    store.require_person_in_scope(resolved)
     dataset = load_dataset(store, [resolved])
     if resolved not in dataset.people:
         raise MotorcadeError(f"no person with id {person_id} in {store.location}",

@@ -59,4 +59,5 @@ def segment_members(project, segment: str, as_of: str | dt.datetime | None = Non
     contacts = store.contact_summaries(ids)
     rows = [{"person_id": p, "name": mask_name(contacts[p]["name"] or ""),
              "phone": mask_phone(contacts[p]["phone"] or ""), "entered_at": entered.get(p)} for p in ids]
+    getattr(project, "audit_affected", {}).update(segment=segment, members_exported=len(rows), source=source)
     return SegmentMembers(segment, when, source, revision, rows)

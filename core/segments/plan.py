@@ -198,11 +198,16 @@ def flatten_conjuncts(rule_set, cond, path=()) -> list:
     items = list(cond.items) if isinstance(cond, ast.And) else [cond]
     out = []
     for item in items:
-        if isinstance(item, ast.InSegment) and item.segment in rule_set.segments and item.segment not in path:
+        if (isinstance(item, ast.InSegment) and item.segment in rule_set.segments and item.segment not in path
+                and _unscoped(rule_set.segments[item.segment])):  # a store segment keeps its scope whole
             out.extend(flatten_conjuncts(rule_set, rule_set.segments[item.segment].where, (*path, item.segment)))
         else:
             out.append(item)
     return out
+
+
+def _unscoped(segment) -> bool:
+    return segment.scope is None or segment.scope.group
 
 
 def drop_implied(conjuncts: list) -> list:

@@ -17,7 +17,6 @@ import os
 import pickle
 import queue
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -167,17 +166,11 @@ class StagedEvents:
 
     @staticmethod
     def pack(rows: list[tuple]) -> bytes:
-        """The staging database of ``(name, ts, idset, properties JSON, dedup key)`` rows."""
-        conn = sqlite3.connect(":memory:", isolation_level=None)
-        try:
-            conn.execute("CREATE TABLE events (name, ts, idset, properties, dedup_key)")
-            conn.execute("CREATE TABLE people (idset INTEGER PRIMARY KEY, person_id, record_id)")
-            conn.execute("BEGIN")
-            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
-            conn.execute("COMMIT")
-            return conn.serialize()
-        finally:
-            conn.close()
+        """The staging database of ``(name, ts, idset, properties JSON, dedup key)`` rows (its format is the
+        store's: :func:`motorcade.store.ingest.pack_staged_events`)."""
+        from ..store.ingest import pack_staged_events
+
+        return pack_staged_events(rows)
 
 
 def can_fork() -> bool:

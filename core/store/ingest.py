@@ -14,6 +14,22 @@ if TYPE_CHECKING:
     from .quarantine import QuarantinedRow
 
 
+def pack_staged_events(rows: list[tuple]) -> bytes:
+    """The staging database :meth:`IngestMixin.load_stage` takes, holding ``(name, ts, idset, properties JSON,
+    dedup key)`` event rows in the source's order: a serialized SQLite database with tables ``events`` and
+    (empty) ``people``. Parse workers build it without a store (they run in other processes)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE events (name, ts, idset, properties, dedup_key)")
+        conn.execute("CREATE TABLE people (idset INTEGER PRIMARY KEY, person_id, record_id)")
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+        return conn.serialize()
+    finally:
+        conn.close()
+
+
 class IngestMixin:
     @contextlib.contextmanager
     def unsynced_writes(self) -> Iterator[None]:

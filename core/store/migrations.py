@@ -517,6 +517,61 @@ def m010_value_types(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m011_access(db: sqlite_utils.Database) -> None:
+    """Users, their role grants (kept after revocation, with who and when), API tokens (only a hash of each)
+    and the audit log: append-only (triggers refuse UPDATE and DELETE), each entry carrying the hash of the
+    one before it (``motorcade.access.audit``)."""
+    db.executescript(
+        """
+        CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            display_name TEXT,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            disabled_at TEXT
+        );
+        CREATE TABLE user_grants (
+            id INTEGER PRIMARY KEY,
+            user TEXT NOT NULL REFERENCES users(name),
+            role TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            granted_at TEXT NOT NULL,
+            granted_by TEXT NOT NULL,
+            revoked_at TEXT,
+            revoked_by TEXT
+        );
+        CREATE INDEX user_grants_user ON user_grants (user);
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            user TEXT NOT NULL REFERENCES users(name),
+            token_hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            label TEXT,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            revoked_at TEXT,
+            last_used_at TEXT
+        );
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            affected TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_log_action ON audit_log (action, at);
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """
+    )
+
+
 # -- PostgreSQL bodies ----------------------------------------------------------------------------------------
 # Same tables, columns and indexes as the SQLite bodies above, in PostgreSQL's types: ids are BIGINT with an
 # identity default (rows inserted with an explicit id move the sequence on, see motorcade.store.postgres);
@@ -707,3 +762,27 @@ def _pg_m009(execute: Callable[[str], None]) -> None:
 def _pg_m010(execute: Callable[[str], None]) -> None:
     execute("CREATE TABLE IF NOT EXISTS value_types (scope TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, "
             "source TEXT NOT NULL, PRIMARY KEY (scope, name))")
+
+
+@postgresql(m011_access)
+def _pg_m011_access(execute: Callable[[str], None]) -> None:
+    for statement in (
+        "CREATE TABLE users (name TEXT PRIMARY KEY, display_name TEXT, created_at TEXT NOT NULL, "
+        "created_by TEXT NOT NULL, disabled_at TEXT)",
+        f'CREATE TABLE user_grants (id {_PG_ID}, "user" TEXT NOT NULL REFERENCES users(name), role TEXT NOT NULL, '
+        "scope TEXT NOT NULL, granted_at TEXT NOT NULL, granted_by TEXT NOT NULL, revoked_at TEXT, revoked_by TEXT)",
+        'CREATE INDEX user_grants_user ON user_grants ("user")',
+        f'CREATE TABLE api_tokens (id {_PG_ID}, "user" TEXT NOT NULL REFERENCES users(name), '
+        "token_hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL, label TEXT, created_at TEXT NOT NULL, "
+        "expires_at TEXT, revoked_at TEXT, last_used_at TEXT)",
+        f"CREATE TABLE audit_log (id {_PG_ID}, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, "
+        "arguments TEXT NOT NULL, affected TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+        "CREATE INDEX audit_log_action ON audit_log (action, at)",
+        "CREATE FUNCTION motorcade_audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$",
+        "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+        "FOR EACH ROW EXECUTE FUNCTION motorcade_audit_log_append_only()",
+        "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+        "FOR EACH ROW EXECUTE FUNCTION motorcade_audit_log_append_only()",
+    ):
+        execute(statement)

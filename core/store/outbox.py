@@ -246,7 +246,7 @@ class OutboxMixin:
 
     def list_sends(self, *, status: str | None = None, origin: str | None = None, person_id: int | None = None,
                    run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        sql = f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE 1 = 1"
+        sql = f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE {self.person_scope_filter('person_id')}"
         params: list[Any] = []
         for column, value in (("status", status), ("origin", origin), ("person_id", person_id), ("run_id", run_id)):
             if value is not None:
@@ -277,6 +277,7 @@ class OutboxMixin:
             {"origin_kind": r[0], "origin": r[1], "channel": r[2], "status": r[3], "count": r[4]}
             for r in self.conn.execute(
                 "SELECT origin_kind, origin, channel, status, count(*) FROM outbox "
+                f"WHERE {self.person_scope_filter('person_id')} "
                 "GROUP BY origin_kind, origin, channel, status ORDER BY origin_kind, origin, channel, status"
             )
         ]
@@ -292,7 +293,7 @@ class OutboxMixin:
         now_text = iso(now or utc_now())
         sql = ("UPDATE outbox SET status = 'planned', attempts = 0, not_before = NULL, claimed_by = NULL, "
                "claimed_until = NULL, reason = 'retried by operator (was: ' || coalesce(reason, status) || ')', "
-               "updated_at = ? WHERE status = ?")
+               f"updated_at = ? WHERE status = ? AND {self.person_scope_filter('person_id')}")
         params: list[Any] = [now_text, status]
         if origin is not None:
             sql += " AND origin = ?"

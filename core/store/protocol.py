@@ -91,7 +91,8 @@ class StoreBase(Protocol):
         """Run one read-only statement (``SELECT``/``WITH``/``EXPLAIN``) written in :attr:`dialect` and return
         its rows; each row is indexable by position (and by column name) and unpacks like a tuple. Writes
         are refused with ValueError. SQL text must come from a sqlglot tree rendered with :attr:`dialect`
-        or from the store's own code; values always travel as ``params``, never inside the text."""
+        or from the store's own code; values always travel as ``params`` (named, as sqlglot renders a
+        placeholder in :attr:`dialect`: ``:name`` for SQLite), never inside the text."""
         ...
 
     def status_counts(self) -> dict[str, int]:
@@ -506,11 +507,12 @@ class IngestStore(Protocol):
 
     @contextlib.contextmanager
     def unsynced_writes(self) -> Iterator[None]:
-        """Commits without a sync to disk for a large load, and one synced checkpoint at its end.
+        """Commits inside may skip the sync to disk for a large load, with one synced checkpoint at its end.
 
-        In WAL mode a killed process loses nothing the operating system was handed, so the kill/re-run
-        guarantee holds; only a power cut or kernel crash during the load could damage the file, and
-        such a load is repeated from its source anyway. Commits per batch cost half as much."""
+        A killed process still loses nothing that was committed, so the kill/re-run guarantee holds; only a
+        power cut or kernel crash during the load could lose it, and such a load is repeated from its source
+        anyway. An engine without such a switch does nothing here. (SQLite: ``synchronous=OFF`` in WAL mode,
+        commits per batch cost half as much.)"""
         ...
 
     def insert_event_rows(self, rows: list[tuple]) -> int:
@@ -535,11 +537,14 @@ class IngestStore(Protocol):
         ...
 
     def attach_stage(self, schema: str) -> None:
-        """Attach an empty in-memory database as ``schema`` for :meth:`load_stage` (outside a transaction)."""
+        """Prepare an empty staging area named ``schema`` for :meth:`load_stage` (outside a transaction;
+        SQLite attaches an in-memory database)."""
         ...
 
     def load_stage(self, schema: str, data: bytes) -> None:
-        """Replace the attached ``schema`` by the serialized database ``data`` (between transactions)."""
+        """Replace the staging area's rows by ``data`` (between transactions): a staging database made by
+        :func:`motorcade.store.ingest.pack_staged_events` (a serialized SQLite database, which an engine other
+        than SQLite reads with :mod:`sqlite3` and copies in)."""
         ...
 
     def detach_stage(self, schema: str) -> None:

@@ -69,6 +69,15 @@ def store_filter(person_column: str, store: str | None) -> tuple[str, list]:
 
 
 class ReportsMixin:
+    def report_population(self, person_column: str, store: str | None) -> tuple[str, list]:
+        """The people a report counts: ``store``'s (its home-store view) or everyone's, always narrowed to
+        the caller's scope; a store outside it is refused."""
+        if store is not None and self.access is not None:
+            self.access.require_stores([store])
+        sql, params = store_filter(person_column, store)
+        mine = self.person_scope_filter(person_column)
+        return (sql if mine == "1" else f"{sql} AND {mine}"), params
+
     # -- stores -----------------------------------------------------------------------------------
 
     def store_names(self) -> dict[str, str]:
@@ -137,7 +146,7 @@ class ReportsMixin:
         if campaign is not None:
             where.append("json_extract(e.properties, '$.campaign') = ?")
             params.append(campaign)
-        pop_sql, pop_params = store_filter("e.person_id", store)
+        pop_sql, pop_params = self.report_population("e.person_id", store)
         params.extend(pop_params)
         limit_sql, limit_params = window_limit_sql(within, zone)
         params.extend(limit_params)
@@ -176,8 +185,11 @@ class ReportsMixin:
     def campaign_runs(self, campaign: str, *, until: int | None = None) -> list[tuple]:
         """``(run id, started_at, status, audience_size)`` of a campaign's runs (started at or before ``until``,
         epoch seconds), oldest first."""
+        mine = self.person_scope_filter("s.person_id")
+        size = "audience_size" if mine == "1" else (  # a scoped caller counts their own people only
+            f"(SELECT count(*) FROM audience_snapshots s WHERE s.run_id = activation_runs.id AND {mine})")
         return [tuple(r) for r in self.conn.execute(
-            "SELECT id, started_at, status, audience_size FROM activation_runs "
+            f"SELECT id, started_at, status, {size} FROM activation_runs "
             "WHERE origin_kind = 'campaign' AND origin = ? AND CAST(strftime('%s', started_at) AS INTEGER) <= ? "
             "ORDER BY started_at, id", (campaign, _FAR if until is None else until))]
 
@@ -196,7 +208,7 @@ class ReportsMixin:
         """
         until = _FAR if until is None else int(until)
         run_sql, run_params = ("AND id = ?", [run_id]) if run_id else ("", [])
-        pop_sql, pop_params = store_filter("a.person_id", store)
+        pop_sql, pop_params = self.report_population("a.person_id", store)
         day = local_date_sql("f.t0", "?")
         sql = f"""
             WITH runs AS (
@@ -238,12 +250,12 @@ class ReportsMixin:
         run_sql += (" AND o.run_id IN (SELECT id FROM activation_runs "
                     "WHERE CAST(strftime('%s', started_at) AS INTEGER) <= ?)")
         run_params = [*run_params, until]
-        pop_sql, pop_params = store_filter("o.person_id", store)
+        pop_sql, pop_params = self.report_population("o.person_id", store)
         outbox = {r[0]: r[1] for r in self.conn.execute(
             f"SELECT o.status, count(*) FROM outbox o WHERE o.origin_kind = 'campaign' AND o.origin = ? "
             f"{run_sql}{pop_sql} GROUP BY o.status ORDER BY o.status", [campaign, *run_params, *pop_params])}
         ev_run_sql, ev_run_params = ("AND json_extract(e.properties, '$.run_id') = ?", [run_id]) if run_id else ("", [])
-        ev_pop_sql, ev_pop_params = store_filter("e.person_id", store)
+        ev_pop_sql, ev_pop_params = self.report_population("e.person_id", store)
         events = {r[0]: r[1] for r in self.conn.execute(
             "SELECT e.name, count(DISTINCT e.person_id) FROM events e WHERE e.source = 'motorcade' "
             f"AND json_extract(e.properties, '$.campaign') = ? AND e.ts <= ? {ev_run_sql}{ev_pop_sql} GROUP BY e.name "
@@ -256,7 +268,7 @@ class ReportsMixin:
                     until: int | None) -> tuple[str, list]:
         """``firsts(person_id, t0, id0)``: each person's first cohort event, or first ownership start."""
         if cohort_event is None:
-            pop_sql, pop_params = store_filter("o.person_id", store)
+            pop_sql, pop_params = self.report_population("o.person_id", store)
             # a date is its local midnight in the project's time zone: `n` is that wall-clock time read as UTC,
             # less the offset in force then (found from the offset an offset earlier: exact but in a DST gap)
             return (
@@ -265,7 +277,7 @@ class ReportsMixin:
                 f"FROM ownerships o WHERE o.valid_from IS NOT NULL{pop_sql} GROUP BY o.person_id) WHERE t0 <= ?)",
                 [zone, zone, *pop_params, until if until is not None else _FAR],
             )
-        pop_sql, pop_params = store_filter("e.person_id", store)
+        pop_sql, pop_params = self.report_population("e.person_id", store)
         return (
             "firsts AS (SELECT person_id, t0, id0 FROM (SELECT e.person_id, e.ts AS t0, e.id AS id0, "
             "ROW_NUMBER() OVER (PARTITION BY e.person_id ORDER BY e.ts, e.id) AS rn FROM events e "
@@ -329,7 +341,7 @@ class ReportsMixin:
         dates are local dates). Visit times are the person's ``service_event`` timestamps up to ``as_of``,
         ascending.
         """
-        pop_sql, pop_params = store_filter("o.person_id", store)
+        pop_sql, pop_params = self.report_population("o.person_id", store)
         day = local_date_sql("?", "?")
         owners = self.conn.execute(
             f"SELECT o.person_id, {home_store_expr('o.person_id')}, min(o.valid_from) FROM ownerships o "

@@ -151,7 +151,8 @@ class SegmentsMixin:
     def segment_member_rows(self, segment: str, *, limit: int | None = None) -> list[tuple[int, str]]:
         """``(person_id, entered_at)`` of the members stored by the last computation, by id."""
         return [(r[0], r[1]) for r in self.conn.execute(
-            "SELECT person_id, entered_at FROM segment_members WHERE segment = ? ORDER BY person_id LIMIT ?",
+            f"SELECT person_id, entered_at FROM segment_members WHERE segment = ? AND "
+            f"{self.person_scope_filter('person_id')} ORDER BY person_id LIMIT ?",
             (segment, -1 if limit is None else limit))]
 
     def segment_membership(self, segment: str, person_id: int) -> dict[str, Any] | None:
@@ -178,9 +179,15 @@ class SegmentsMixin:
     def segment_runs(self, segment: str, *, limit: int = 10) -> list[dict[str, Any]]:
         """The segment's most recent runs, newest first."""
         keys = ("id", "segment", "revision", "as_of", "computed_at", "size", "entered", "left", "duration_ms", "plan")
-        return [dict(zip(keys, r)) for r in self.conn.execute(
+        runs = [dict(zip(keys, r)) for r in self.conn.execute(
             "SELECT id, segment, revision, as_of, computed_at, size, entered, left_count, duration_ms, plan "
             "FROM segment_runs WHERE segment = ? ORDER BY id DESC LIMIT ?", (segment, limit))]
+        mine = self.person_scope_filter("person_id")
+        if mine != "1":  # a scoped caller learns the sizes of their own people only: the latest run's, counted
+            for index, run in enumerate(runs):
+                run.update(entered=None, left=None, size=None if index else self.conn.execute(
+                    f"SELECT count(*) FROM segment_members WHERE segment = ? AND {mine}", (segment,)).fetchone()[0])
+        return runs
 
     def computed_segments(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT segment FROM segment_runs ORDER BY segment")]

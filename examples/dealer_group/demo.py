@@ -94,7 +94,10 @@ def main() -> int:
         ]
         timings["reports"] = time.perf_counter() - t
 
-        heading("5. Summary")
+        heading("5. A store's view: the store manager of SH001 sees only the store's customers")
+        codes += store_view(motorcade, project_args, as_of.isoformat())
+
+        heading("6. Summary")
         from summary import build_summary, print_summary, write_html
 
         summary = build_summary(project, manifest, results, smtp=smtp, gateway=gateway, responses=responses,
@@ -105,6 +108,29 @@ def main() -> int:
     click.echo(f"\nHTML report: {page}")
     click.echo(f"Demo finished in {time.perf_counter() - started:.1f} s")
     return 0 if not any(codes) else 1
+
+
+def store_view(motorcade, project_args: list[str], as_of: str) -> list[int]:
+    """Store users (docs/access.md): the group's view and SH001's side by side, and the audit log."""
+    codes = [
+        motorcade([*project_args, "users", "add", "sh001_manager", "--display-name", "SH001 店总",
+                   "--role", "store_manager", "--store", "SH001"]),
+        motorcade([*project_args, "users", "add", "group_analyst", "--role", "analyst"]),
+    ]
+    click.echo("  the group (local owner, group_admin):")
+    codes.append(motorcade([*project_args, "status"]))
+    click.echo("  SH001's store manager: the same command counts only the store's customers")
+    as_store = [*project_args, "--as", "sh001_manager"]
+    codes += [
+        motorcade([*as_store, "status"]),
+        motorcade([*as_store, "segments", "members", "sh001_lapsed_owners", "--limit", "5"]),
+        motorcade([*as_store, "report", "churn", "--store", "SH001", "--limit", "5", "--as-of", as_of]),
+    ]
+    click.echo("  another store's report is refused:")
+    motorcade([*as_store, "report", "churn", "--store", "BJ001", "--as-of", as_of])  # exits 1, as it should
+    click.echo("  the audit log (latest entries):")
+    codes.append(motorcade([*project_args, "audit", "--limit", "6"]))
+    return [code for code in codes if code]
 
 
 if __name__ == "__main__":

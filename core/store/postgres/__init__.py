@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 from ...errors import ConfigError, MotorcadeError
 from ..codec import iso, utc_now
+from ..access import AccessMixin
 from ..events import EventsMixin
 from ..identity import IdentityMixin
 from ..inbox import InboxMixin
@@ -73,7 +74,7 @@ def redact(url: str) -> str:
 
 
 class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin,
-                    TagsMixin, SegmentsMixin, OutboxMixin, ReportsMixin, StatsMixin, InboxMixin):
+                    TagsMixin, SegmentsMixin, OutboxMixin, ReportsMixin, StatsMixin, InboxMixin, AccessMixin):
     """A project's operational data in one PostgreSQL database, shared by every process that names it."""
 
     dialect = "postgres"  # sqlglot's name
@@ -220,20 +221,25 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
         return self.conn.execute_native(percent_escaped(sql) if params else sql, params or None).fetchall()
 
     def status_counts(self) -> dict[str, int]:
-        """Headline counts for `motorcade status`."""
+        """Headline counts for `motorcade status` (a scoped caller counts only their own people's rows)."""
         one = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
-        return {
-            "people": one("SELECT count(*) FROM people"),
-            "identifiers": one("SELECT count(*) FROM identifiers"),
-            "cars": one("SELECT count(*) FROM cars"),
-            "events": one("SELECT count(*) FROM events"),
+        mine = self.person_scope_filter
+        counts = {
+            "people": one(f"SELECT count(*) FROM people WHERE {mine('id')}"),
+            "identifiers": one(f"SELECT count(*) FROM identifiers WHERE {mine('person_id')}"),
+            "cars": one(f"SELECT count(DISTINCT vin) FROM ownerships WHERE {mine('person_id')}")
+            if mine("person_id") != "1" else one("SELECT count(*) FROM cars"),
+            "events": one(f"SELECT count(*) FROM events WHERE {mine('person_id')}"),
             "quarantined": one("SELECT count(*) FROM quarantine WHERE resolved = 0"),
-            "tag_values": one("SELECT count(*) FROM tag_values"),
+            "tag_values": one(f"SELECT count(*) FROM tag_values WHERE {mine('person_id')}"),
             "tags": one("SELECT count(DISTINCT tag) FROM tag_values"),
             "segments": one("SELECT count(DISTINCT segment) FROM segment_runs"),
-            "segment_members": one("SELECT count(*) FROM segment_members"),
-            "sends": one("SELECT count(*) FROM outbox"),
+            "segment_members": one(f"SELECT count(*) FROM segment_members WHERE {mine('person_id')}"),
+            "sends": one(f"SELECT count(*) FROM outbox WHERE {mine('person_id')}"),
         }
+        if mine("person_id") != "1":
+            del counts["quarantined"]
+        return counts
 
     def analyze(self) -> None:
         """Refresh the query planner's statistics (after bulk loads)."""

@@ -9,6 +9,8 @@ differs in spelling only is rewritten here once per statement text (cached):
 * ``INSERT OR REPLACE INTO t (cols) ...`` becomes an upsert on ``t``'s primary key (:data:`PRIMARY_KEYS`);
 * ``a IS NOT b`` (SQLite's null-safe comparison) becomes ``a IS DISTINCT FROM b`` and ``IS b`` (not NULL)
   ``IS NOT DISTINCT FROM b``;
+* ``temp.t`` is ``pg_temp.t``; ``WHERE 1`` / ``AND 0`` (integer truth values) are ``TRUE`` / ``FALSE``; the
+  column ``user`` is quoted (a keyword in PostgreSQL);
 * two-or-more-argument ``min(...)`` / ``max(...)`` (SQLite's scalar forms) become ``LEAST`` / ``GREATEST``;
 * ``CAST(... AS INTEGER)`` casts to ``BIGINT`` (SQLite's integers are 64-bit).
 
@@ -39,10 +41,11 @@ PRIMARY_KEYS = {
 
 # Tables whose ``id`` column is generated: an INSERT into one returns it (``cursor.lastrowid``).
 ID_TABLES = frozenset({"people", "identity_records", "identifiers", "identity_links", "ownerships", "events",
-                       "quarantine", "tag_runs", "segment_runs", "segment_changes", "identity_splits", "inbox"})
+                       "quarantine", "tag_runs", "segment_runs", "segment_changes", "identity_splits", "inbox",
+                       "user_grants", "api_tokens", "audit_log"})
 
 SQLITE_ONLY = re.compile(r"\b(json_each|json_group_array|json_object|json_array|julianday|"
-                         r"sqlite_master|PRAGMA|unixepoch|typeof|temp\.|GLOB|printf|group_concat|iif)\b",
+                         r"sqlite_master|PRAGMA|unixepoch|typeof|GLOB|printf|group_concat|iif)\b",
                          re.IGNORECASE)
 
 
@@ -169,13 +172,18 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None, str | None]:
         text = re.sub(r"\bIS\s+(?!NOT\b|NULL\b|DISTINCT\b|TRUE\b|FALSE\b)", "IS NOT DISTINCT FROM ", text,
                       flags=re.IGNORECASE)
         text = _scalar_min_max(text)
+        text = re.sub(r"\btemp\.", "pg_temp.", text)  # SQLite's temporary schema
+        # SQLite's truth values are integers: WHERE 1 / AND 0 as conditions
+        text = re.sub(r"\b(WHERE|AND|OR)\s+([01])\b(?!\s*[-+*/%=<>!.])",
+                      lambda m: f"{m.group(1)} {'TRUE' if m.group(2) == '1' else 'FALSE'}", text)
+        text = re.sub(r'(?<![\w"])user(?![\w"])', '"user"', text)  # a column named user (a keyword here)
         text = re.sub(r"\bAS\s+INTEGER\s*\)", "AS BIGINT)", text, flags=re.IGNORECASE)  # SQLite's are 64-bit
         out.append(text)
     pg = "".join(out).strip()
     if _SUBQUERY.search(pg):
         pg = _alias_subqueries(pg)
     order = tuple(numbered) if numbered != list(range(len(numbered))) else None
-    head = re.match(r"INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+(\w+)\s*(\(([^)]*)\))?", pg, re.IGNORECASE)
+    head = re.match(r"INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+([\w.]+)\s*(\(([^)]*)\))?", pg, re.IGNORECASE)
     if head:
         table = head.group(2)
         pg = "INSERT INTO " + pg[head.start(2):]

@@ -11,6 +11,7 @@ store's portable statements mean on PostgreSQL what they mean on SQLite.
   same names, for the report queries (:mod:`motorcade.store.reports`);
 * ``json_extract_path_text(jsonb, ...)``: what sqlglot renders for a JSON value on PostgreSQL, for the
   jsonb documents (people.attributes, events.properties);
+* ``instr(text, text)``: SQLite's substring search (the audit log's actor filter);
 * ``motorcade_id_list(json array text)``: the ids of a JSON array, for a tag calculator's person filter
   (:meth:`motorcade.tags.base.TagContext.person_filter`);
 * ``boolean + boolean`` and ``integer + boolean`` (SQLite's truth values are the integers 0 and 1).
@@ -60,6 +61,8 @@ FUNCTIONS = (
         replace(replace(fmt, '%Y', 'YYYY'), '%m', 'MM')) END $$""",
     """CREATE OR REPLACE FUNCTION json_extract_path_text(document jsonb, VARIADIC path text[]) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT jsonb_extract_path_text(document, VARIADIC path) $$""",
+    """CREATE OR REPLACE FUNCTION instr(haystack text, needle text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT strpos(haystack, needle) $$""",
     """CREATE OR REPLACE FUNCTION motorcade_id_list(ids text) RETURNS SETOF bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT jsonb_array_elements_text(ids::jsonb)::bigint $$""",
     """CREATE OR REPLACE FUNCTION json_extract(document jsonb, path text) RETURNS text
