@@ -84,11 +84,13 @@ class AccessMixin:
     # -- users, grants, tokens --------------------------------------------------------------------
 
     def get_user(self, name: str) -> dict[str, Any] | None:
+        """The user ``name`` (name, display_name, created_at, created_by, disabled_at), or None."""
         row = self.conn.execute("SELECT name, display_name, created_at, created_by, disabled_at FROM users "
                                 "WHERE name = ?", (name,)).fetchone()
         return dict(zip(("name", "display_name", "created_at", "created_by", "disabled_at"), row)) if row else None
 
     def add_user(self, name: str, display_name: str | None, created_by: str) -> None:
+        """Create user ``name`` with no grants; the name is unique (a second add raises the engine's integrity error)."""
         self.conn.execute("INSERT INTO users (name, display_name, created_at, created_by) VALUES (?, ?, ?, ?)",
                           (name, display_name, iso(utc_now()), created_by))
 
@@ -98,6 +100,7 @@ class AccessMixin:
                                  (iso(utc_now()), name)).rowcount == 1
 
     def list_users(self) -> list[dict[str, Any]]:
+        """Every user by name, with their live grants (as text) and the number of unrevoked tokens."""
         rows = self.conn.execute("SELECT name, display_name, created_at, disabled_at FROM users ORDER BY name")
         users = [dict(zip(("name", "display_name", "created_at", "disabled_at"), r)) for r in rows]
         for user in users:
@@ -107,6 +110,7 @@ class AccessMixin:
         return users
 
     def user_grants(self, name: str) -> list:
+        """The user's unrevoked grants (``motorcade.access.roles.Grant``) in the order they were given."""
         from ..access.roles import Grant
         from ..access.scope import Scope
 
@@ -134,6 +138,7 @@ class AccessMixin:
 
     def add_token(self, name: str, token_hash: str, prefix: str, label: str | None,
                   expires_at: dt.datetime | None) -> int:
+        """Store a token by its hash (the token itself is never stored); returns the token's id."""
         cursor = self.conn.execute(
             "INSERT INTO api_tokens (user, token_hash, prefix, label, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
             (name, token_hash, prefix, label, iso(utc_now()), iso(expires_at) if expires_at else None))
@@ -142,20 +147,24 @@ class AccessMixin:
     _TOKEN_COLUMNS = ("id", "user", "prefix", "label", "created_at", "expires_at", "revoked_at", "last_used_at")
 
     def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
+        """The token row whose hash is ``token_hash`` (revoked or expired ones too: the caller decides), or None."""
         row = self.conn.execute(f"SELECT {', '.join(self._TOKEN_COLUMNS)} FROM api_tokens WHERE token_hash = ?",
                                 (token_hash,)).fetchone()
         return dict(zip(self._TOKEN_COLUMNS, row)) if row else None
 
     def list_tokens(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Token rows by id (never their hashes), of user ``name`` or of everyone."""
         sql = f"SELECT {', '.join(self._TOKEN_COLUMNS)} FROM api_tokens"
         rows = self.conn.execute(sql + (" WHERE user = ?" if name else "") + " ORDER BY id", (name,) if name else ())
         return [dict(zip(self._TOKEN_COLUMNS, r)) for r in rows]
 
     def revoke_token(self, token_id: int) -> bool:
+        """Revoke a token; False when it was unknown or already revoked."""
         return self.conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                                  (iso(utc_now()), token_id)).rowcount == 1
 
     def touch_token(self, token_id: int) -> None:
+        """Record that the token was just used (``last_used_at``)."""
         self.conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (iso(utc_now()), token_id))
 
     # -- the audit log ----------------------------------------------------------------------------

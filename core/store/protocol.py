@@ -2,7 +2,7 @@
 
 :class:`Store` is a typing ``Protocol`` composed of one protocol per pipeline stage (the same grouping as
 the SQLite store's mixins: people, events, quarantine, identity, ingest, tags, segments, outbox, reports,
-stats, inbox) plus :class:`StoreBase` (connection, transactions, migrations, the read-only query seam).
+stats, inbox, access) plus :class:`StoreBase` (connection, transactions, migrations, the read-only query seam).
 :class:`~motorcade.store.sqlite.SQLiteStore` implements it; a second engine (PostgreSQL) implements the
 same functions and is checked the same way (:func:`motorcade.testing.store_conformance_problems`).
 
@@ -963,6 +963,12 @@ class ReportsStore(Protocol):
         """``{store id: display name}`` of every store."""
         ...
 
+    def report_population(self, person_column: str, store: str | None) -> tuple[str, list]:
+        """The people a report counts, as a condition on ``person_column`` and its parameters: ``store``'s
+        (its home-store view) or everyone's, always narrowed to the caller's scope; a store outside the
+        caller's scope is refused (AccessDenied)."""
+        ...
+
     def home_stores(self, person_ids: Iterable[int]) -> dict[int, str | None]:
         """The home store of each person (None when they have no store relation)."""
         ...
@@ -1100,12 +1106,115 @@ class InboxStore(Protocol):
 
 
 @runtime_checkable
+class AccessStore(Protocol):
+    """Users, grants and tokens, the caller's scope over people (one place decides who is in scope), and the
+    append-only, hash-chained audit log."""
+
+    access: Any
+    """The caller (a ``motorcade.access.Access``) whose scope every people-reading function narrows to, or
+    None for the library driven directly with no caller (everyone, as before scopes existed)."""
+
+    def person_scope_filter(self, column: str) -> str:
+        """A SQL condition on ``column`` (a person id) true only for people inside the caller's read scope:
+        ``1`` for a group-wide caller; else membership of a temporary table filled with the scope's people
+        (per connection, refreshed per caller)."""
+        ...
+
+    def people_in_scope(self, person_ids: Iterable[int]) -> list[int]:
+        """``person_ids`` (in order) without those outside the caller's read scope."""
+        ...
+
+    def people_in(self, scope, person_ids: Iterable[int]) -> list[int]:
+        """``person_ids`` (in order) without those outside ``scope`` (a ``motorcade.access.Scope``)."""
+        ...
+
+    def require_person_in_scope(self, person_id: int, asked: str | None = None) -> None:
+        """Raise AccessDenied when ``person_id`` lies outside the caller's read scope. The message is the
+        same whether or not the person exists and names the person as asked (``asked``: an identifier looked
+        up), so a scoped caller learns nothing about other stores' people."""
+        ...
+
+    def scope_denial(self, asked: str):
+        """The one answer a scoped caller gets for a person outside their scope, or one that does not exist."""
+        ...
+
+    def require_access(self, permission: str, what: str, scope=None) -> None:
+        """Raise AccessDenied unless the caller holds ``permission`` (over ``scope``)."""
+        ...
+
+    def get_user(self, name: str) -> dict[str, Any] | None:
+        """The user ``name`` (name, display_name, created_at, created_by, disabled_at), or None."""
+        ...
+
+    def add_user(self, name: str, display_name: str | None, created_by: str) -> None:
+        """Create user ``name`` with no grants; the name is unique (a second add raises the engine's integrity error)."""
+        ...
+
+    def disable_user(self, name: str) -> bool:
+        """Disable a user: their tokens and ``--as`` stop working; grants and history stay."""
+        ...
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Every user by name, with their live grants (as text) and the number of unrevoked tokens."""
+        ...
+
+    def user_grants(self, name: str) -> list:
+        """The user's unrevoked grants (``motorcade.access.roles.Grant``) in the order they were given."""
+        ...
+
+    def add_grant(self, name: str, role: str, scope: str, granted_by: str) -> bool:
+        """Grant ``role`` over ``scope``; False when the user already holds exactly that grant."""
+        ...
+
+    def revoke_grants(self, name: str, role: str, scope: str | None, revoked_by: str) -> int:
+        """Revoke the user's grants of ``role`` (only over ``scope`` when given); the rows stay, dated."""
+        ...
+
+    def add_token(self, name: str, token_hash: str, prefix: str, label: str | None,
+                  expires_at: dt.datetime | None) -> int:
+        """Store a token by its hash (the token itself is never stored); returns the token's id."""
+        ...
+
+    def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
+        """The token row whose hash is ``token_hash`` (revoked or expired ones too: the caller decides), or None."""
+        ...
+
+    def list_tokens(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Token rows by id (never their hashes), of user ``name`` or of everyone."""
+        ...
+
+    def revoke_token(self, token_id: int) -> bool:
+        """Revoke a token; False when it was unknown or already revoked."""
+        ...
+
+    def touch_token(self, token_id: int) -> None:
+        """Record that the token was just used (``last_used_at``)."""
+        ...
+
+    def audit(self, action: str, arguments: dict | None = None, affected: dict | None = None) -> int:
+        """Append an entry for the current caller; returns its id. The previous hash is read under the write
+        lock, so concurrent writers still form one chain."""
+        ...
+
+    def audit_entries(self, *, action: str | None = None, actor: str | None = None, since: str | None = None,
+                      limit: int | None = None) -> list[dict[str, Any]]:
+        """Entries, newest first, filtered by action (prefix), actor (substring) and time (``at >= since``)."""
+        ...
+
+    def audit_chain(self) -> Iterable[dict[str, Any]]:
+        """Every entry in id order (for ``audit verify``)."""
+        ...
+
+
+
+@runtime_checkable
 class Store(StoreBase, PeopleStore, EventsStore, QuarantineStore, IdentityStore, IngestStore, TagsStore, SegmentsStore,
-            OutboxStore, ReportsStore, StatsStore, InboxStore, Protocol):
+            OutboxStore, ReportsStore, StatsStore, InboxStore, AccessStore, Protocol):
     """A project's operational store: every stage's named functions (see the module docstring for the
     contracts they share)."""
 
 
 STAGE_PROTOCOLS: tuple[type, ...] = (StoreBase, PeopleStore, EventsStore, QuarantineStore, IdentityStore, IngestStore,
-                                     TagsStore, SegmentsStore, OutboxStore, ReportsStore, StatsStore, InboxStore)
+                                     TagsStore, SegmentsStore, OutboxStore, ReportsStore, StatsStore, InboxStore,
+                                     AccessStore)
 """The protocols :class:`Store` is composed of, in order (for conformance checks and docs)."""

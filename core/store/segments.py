@@ -61,8 +61,13 @@ class SegmentsMixin:
         ``(person_id, vin, brand, model, model_year, purchase_date, store_id, valid_from, valid_to)`` of their
         ownerships in ownership order; ``relations`` ``(person_id, kind, target_id)``; ``consents``
         ``(person_id, channel, granted bool)``; ``events`` ``(id, person_id, name, ts epoch, properties dict)``,
-        each person's in ``(ts, id)`` order. Dates stay ISO text."""
-        out: dict[str, list[tuple]] = {k: [] for k in ("people", "tags", "cars", "relations", "consents", "events")}
+        each person's in ``(ts, id)`` order; ``scope_stores`` ``(person_id, store_id)`` of the stores each person
+        belongs to for access control. Dates stay ISO text."""
+        from motorcade.access.scope import person_stores_sql
+
+        out: dict[str, list[tuple]] = {k: [] for k in ("people", "tags", "cars", "relations", "scope_stores",
+                                                       "consents", "events")}
+        pairs, pair_params = person_stores_sql()
         ids = list(person_ids)
         conn = self.conn
         for start in range(0, len(ids), 500):
@@ -78,6 +83,8 @@ class SegmentsMixin:
                 f"WHERE o.person_id IN ({marks}) ORDER BY o.id", chunk)]
             out["relations"] += [tuple(r) for r in conn.execute(
                 f"SELECT person_id, kind, target_id FROM person_relations WHERE person_id IN ({marks})", chunk)]
+            out["scope_stores"] += [tuple(r) for r in conn.execute(
+                f"SELECT person_id, store_id FROM ({pairs}) WHERE person_id IN ({marks})", (*pair_params, *chunk))]
             out["consents"] += [(pid, channel, bool(granted)) for pid, channel, granted in conn.execute(
                 f"SELECT person_id, channel, granted FROM consents WHERE person_id IN ({marks})", chunk)]
             out["events"] += [(eid, pid, name, ts, loads(properties)) for eid, pid, name, ts, properties in conn.execute(
