@@ -374,9 +374,9 @@ class PostgresOverrides:
         it (PostgreSQL reads no output alias in WHERE)."""
         if cohort_event is not None:
             return super()._cohort_cte(cohort_event, zone, store, until)
-        from ..reports import _FAR, store_filter
+        from ..reports import _FAR
 
-        pop_sql, pop_params = store_filter("o.person_id", store)
+        pop_sql, pop_params = self.report_population("o.person_id", store)
         return (
             "firsts AS (SELECT person_id, t0, id0 FROM (SELECT person_id, "
             "n - motorcade_utc_offset(n - motorcade_utc_offset(n, ?), ?) AS t0, 0 AS id0 FROM "
