@@ -88,7 +88,8 @@ def copy_store(source, target, *, batch_size: int = BATCH,
             cursor = source.conn.execute(f"SELECT {', '.join(columns)} FROM {table}")
             done = 0
             with raw.cursor() as cur:
-                with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                quoted = ", ".join(f'"{c}"' for c in columns)  # (a column may be a keyword: user)
+                with cur.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
                     while rows := cursor.fetchmany(batch_size):
                         for row in rows:
                             if encode:
