@@ -150,26 +150,34 @@ events = st.builds(
                      unique_by=lambda c: c.vin))
 def test_model_round_trips_through_the_store(request, tmp_path_factory, kind, attributes, evs, cars):
     if kind == "postgresql":  # PostgreSQL text holds no NUL (test_postgres_refuses_nul_with_an_operator_error)
+        from hypothesis import assume
+
+        from motorcade.store.codec import dumps
+
+        assume("\\u0000" not in dumps([attributes, [e.properties for e in evs]]))  # JSON escapes a NUL
         cars = [attr.evolve(c, brand=c.brand.replace("\x00", ""), model=c.model.replace("\x00", "")) for c in cars]
-    if kind == "sqlite":
-        store = open_store(tmp_path_factory.mktemp("rt") / "rt.db")
-    else:
         cluster = request.getfixturevalue("pg_cluster")
-        store = open_store(url := cluster.create_database())
-        request.addfinalizer(lambda: cluster.drop_database(url))
-    pid = store.create_person(attributes)
-    assert store.get_person(pid).attributes == attributes
-    with store.transaction():
-        store.insert_events([Event(e.name, e.ts, pid, e.properties, e.source, e.dedup_key) for e in evs])
-        store.upsert_cars(cars)
-    stored = store.events_of(pid)
-    expected = sorted((Event(e.name, e.ts, pid, e.properties, e.source, e.dedup_key) for e in evs),
-                      key=lambda e: e.ts)
-    assert [(e.name, e.ts, e.properties, e.source, e.dedup_key) for e in stored] == \
-           [(e.name, e.ts, e.properties, e.source, e.dedup_key) for e in expected]
-    for car in cars:
-        assert store.get_car(car.vin) == car
-    store.close()
+        url = cluster.create_database()
+        store = open_store(url)
+    else:
+        store = open_store(tmp_path_factory.mktemp("rt") / "rt.db")
+    try:
+        pid = store.create_person(attributes)
+        assert store.get_person(pid).attributes == attributes
+        with store.transaction():
+            store.insert_events([Event(e.name, e.ts, pid, e.properties, e.source, e.dedup_key) for e in evs])
+            store.upsert_cars(cars)
+        stored = store.events_of(pid)
+        expected = sorted((Event(e.name, e.ts, pid, e.properties, e.source, e.dedup_key) for e in evs),
+                          key=lambda e: e.ts)
+        assert [(e.name, e.ts, e.properties, e.source, e.dedup_key) for e in stored] == \
+               [(e.name, e.ts, e.properties, e.source, e.dedup_key) for e in expected]
+        for car in cars:
+            assert store.get_car(car.vin) == car
+    finally:
+        store.close()
+        if kind == "postgresql":
+            cluster.drop_database(url)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

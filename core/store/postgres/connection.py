@@ -19,7 +19,7 @@ from .dialect import arrange, explicit_id_table, translate
 
 def _refuse_nul(exc: Exception, sql: str) -> None:
     """PostgreSQL text cannot hold NUL (SQLite's can): an operator error naming the statement's table."""
-    if "NUL" in str(exc) and "0x00" in str(exc):
+    if ("NUL" in str(exc) and "0x00" in str(exc)) or "\\u0000 cannot be converted to text" in str(exc):
         import re
 
         from ...errors import MotorcadeError
