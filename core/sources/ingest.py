@@ -221,6 +221,8 @@ class Ingestor:
         """Parse workers for a bulk load of ``source``: 0 unless it can be read in parallel."""
         if getattr(source, "column_ranges", None) is None or getattr(source, "read_column_range", None) is None:
             return 0
+        if not getattr(self.store, "supports_staged_ingest", True):  # (PostgreSQL: no staging database)
+            return 0
         workers = self.workers
         if workers is None:
             workers = source.settings.get("workers")
