@@ -828,13 +828,13 @@ class Compiler:
                                "a recommendation's conditions must not depend on itself")
         conds = [r.when for r in rule.rules if not node.items or r.then.value in node.items]
         if not conds:
-            return num(0)
+            return self.F()
         either = conds[0] if len(conds) == 1 else ast.Or(conds)
         self._recommendation_path.append(node.recommendation)
         try:
             if rule.per_car:
                 return self.c_HasCar(ast.HasCar(either), Scope(scope.person, person_key=scope.person_key))
-            return coalesce0(self.cond(either, Scope(scope.person, person_key=scope.person_key)))
+            return self.coalesce_false(self.cond(either, Scope(scope.person, person_key=scope.person_key)))
         finally:
             self._recommendation_path.pop()
 
@@ -844,7 +844,7 @@ class Compiler:
         rule = self.rule_set.recommendations[name]
         self._recommendation_path.append(name)
         try:
-            return [coalesce0(self.cond(r.when, scope)) for r in rule.rules]
+            return [self.coalesce_false(self.cond(r.when, scope)) for r in rule.rules]
         finally:
             self._recommendation_path.pop()
 
