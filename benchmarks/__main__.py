@@ -27,6 +27,7 @@ MODULES = {
     "sends": "benchmarks.bench_sends",
     "realtime": "benchmarks.bench_realtime",
     "journeys": "benchmarks.bench_journeys",
+    "stores": "benchmarks.bench_stores",
     "engines": "benchmarks.bench_engines",
 }
 

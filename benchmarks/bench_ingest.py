@@ -115,8 +115,9 @@ def _stages(timings: dict, n: int) -> str:
     ])
 
 
-def bench_identity(report, n: int) -> float:
-    """Person records from two sources (CRM, DMS), 30 % sharing a phone with the other source."""
+def bench_identity(report, n: int, *, database: str | None = None) -> float:
+    """Person records from two sources (CRM, DMS), 30 % sharing a phone with the other source (into a new
+    SQLite file, or the empty store ``database`` names)."""
     from motorcade.sources.base import PersonRecord, RawIdentifier
     from motorcade.sources.ingest import Ingestor
     from motorcade.store import open_store
@@ -143,7 +144,7 @@ def bench_identity(report, n: int) -> float:
 
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
-        store = open_store(Path(tmp) / "i.db")
+        store = open_store(database or Path(tmp) / "i.db")
         ingestor = Ingestor(store)
         load = _load()
         started = time.perf_counter()

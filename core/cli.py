@@ -374,6 +374,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "motorcade.feedback.commands",  # report
     "motorcade.pipeline",  # pipeline
     "motorcade.config_commands",  # config
+    "motorcade.store_commands",  # store (outside motorcade.store: --help imports no store)
     "motorcade.access.commands",  # users, audit
     "motorcade.console.commands",  # console
 )

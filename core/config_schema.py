@@ -360,8 +360,8 @@ PROJECT = Section("[project]", "The project itself.", (
     Setting("name", NAME, "project name (shown in reports)", "the folder's name"),
     Setting("timezone", TIME_ZONE, "the project's time zone: relative times in rules, schedules, quiet hours "
             "and local dates in reports resolve in it", "Asia/Shanghai"),
-    Setting("database", TEXT, "the operational store: a file path (relative to the project) or "
-            "sqlite:///path", "motorcade.db"),
+    Setting("database", TEXT, "the operational store: a SQLite file path (relative to the project) or "
+            "sqlite:///path, or a PostgreSQL URL postgresql://user@host/db (docs/stores.md)", "motorcade.db"),
     Setting("analytics", TEXT, "the analytics engine segment plans run on, beside the operational store: "
             "duckdb:///file.duckdb, chdb:///folder (ClickHouse in-process) or clickhouse://host:8123/db "
             "(docs/engines.md); empty: the operational store itself", ""),

@@ -67,6 +67,7 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    _pg_terminal_summary(terminalreporter)
     if config.getoption("hypothesis_seed", None) is not None or exitstatus:
         terminalreporter.write_line(seed_line(config))
 
@@ -85,3 +86,62 @@ def pytest_collection_modifyitems(config, items):
             if factor < 1:  # scaled down: keep at least 10 (or all the test asked for, if fewer)
                 examples = max(examples, min(10, current.max_examples))
             test._hypothesis_internal_use_settings = settings(current, max_examples=examples)
+
+
+# -- PostgreSQL: a throwaway cluster for the store tests that run on both stores ---------------------------
+# One server per test session (initdb in a temporary folder, as the `postgres` user when run as root),
+# one fresh database per test. Without PostgreSQL binaries these tests are skipped with an install hint;
+# under CI=true such a skip fails the run (CI must test both stores).
+
+PG_SKIP_MARK = "PostgreSQL tests skipped"
+_pg_skips: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    from motorcade.store.postgres.cluster import INSTALL_HINT, ThrowawayCluster, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip(f"{PG_SKIP_MARK}: no PostgreSQL server binaries found; {INSTALL_HINT}")
+    cluster = ThrowawayCluster(bin_dir).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster):
+    """The URL of a new, empty PostgreSQL database (dropped after the test)."""
+    url = pg_cluster.create_database()
+    try:
+        yield url
+    finally:
+        pg_cluster.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_database(request, tmp_path):
+    """The ``database`` setting of a new, empty store, once per store implementation."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return request.getfixturevalue("pg_url")
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and PG_SKIP_MARK in str(report.longrepr):
+        _pg_skips.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _pg_skips and os.environ.get("CI") and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def _pg_terminal_summary(terminalreporter):  # called from pytest_terminal_summary below
+    if _pg_skips:
+        line = f"{len(_pg_skips)} {PG_SKIP_MARK} (no PostgreSQL binaries)"
+        if os.environ.get("CI"):
+            line += ": CI=true requires them, so this run FAILS"
+        terminalreporter.write_line(line, red=bool(os.environ.get("CI")), yellow=not os.environ.get("CI"))

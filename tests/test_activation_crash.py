@@ -43,7 +43,7 @@ SH = zoneinfo.ZoneInfo("Asia/Shanghai")
 
 
 def make_project(directory: Path, url: str, batch_size: int, people: int = PEOPLE,
-                 claim_seconds: int = 1) -> tuple[Project, dt.datetime]:
+                 claim_seconds: int = 1, database: str | None = None) -> tuple[Project, dt.datetime]:
     slot = (dt.datetime.now(SH) - dt.timedelta(minutes=2)).replace(second=0, microsecond=0)
     (directory / "rules").mkdir(parents=True)
     (directory / "templates").mkdir()
@@ -51,6 +51,7 @@ def make_project(directory: Path, url: str, batch_size: int, people: int = PEOPL
 [project]
 name = "crash"
 timezone = "Asia/Shanghai"
+{f'database = "{database}"' if database else ""}
 
 [channels.webhook]
 url = "{url}"
@@ -115,10 +116,31 @@ def test_sigkilled_workers_lose_no_send_and_redeliver_at_most_the_in_flight_batc
 
     Mutant it catches: the dispatcher posting every batch twice (2,000 extra requests against a bound of
     ``kills x batch_size``); the at-least-once checks alone passed it."""
-    kills = [first_kill, *more_kills]
+    run_kill_schedule([first_kill, *more_kills], batch_size)
+
+
+# The same on PostgreSQL (a throwaway server, tests/conftest.py): two workers on one database in every
+# round, killed at random; their claims meet in FOR UPDATE SKIP LOCKED and the leases in one table.
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.generate], database=None)
+@given(first_kill=st.integers(1, 500),
+       more_kills=st.lists(st.one_of(st.floats(0.2, 1.6), st.integers(1, 500)), min_size=1, max_size=2),
+       batch_size=st.sampled_from([1, 25]))
+def test_two_sigkilled_workers_on_postgresql_lose_no_send_and_redeliver_at_most_the_in_flight_batch(
+        pg_cluster, first_kill, more_kills, batch_size):
+    database = pg_cluster.create_database()
+    try:
+        run_kill_schedule([(first_kill, True), *((k, True) for k in more_kills)], batch_size, database=database)
+    finally:
+        pg_cluster.drop_database(database)
+
+
+def run_kill_schedule(kills: list[tuple], batch_size: int, *, database: str | None = None) -> None:
+    """Run workers (two at once where a kill says so) against one project, SIGKILL them on the schedule,
+    drain the outbox with fresh workers, and check what the receiver got (see the module docstring)."""
     with tempfile.TemporaryDirectory() as tmp, KeyCountingServer() as server:
         directory = Path(tmp) / "project"
-        project, slot = make_project(directory, server.url, batch_size, claim_seconds=4)
+        project, slot = make_project(directory, server.url, batch_size, claim_seconds=4, database=database)
         killed = 0
         mid_delivery = 0  # kills of a live worker while the receiver had some but not all sends
         for when, two_at_once in kills:

@@ -15,7 +15,7 @@ import pytest
 from motorcade.activation.dispatcher import Dispatcher, backoff_seconds
 from motorcade.activation.feedback import record_receipt
 from motorcade.activation.guardrails import in_holdout
-from motorcade.activation.planner import plan_campaign
+from motorcade.activation.planner import plan_campaign, process_event_trigger, process_segment_trigger
 from motorcade.activation.runner import run_once
 from motorcade.activation.settings import ActivationContext
 from motorcade.activation.testing import memory_channel_plugin
@@ -260,6 +260,7 @@ def test_holdout_is_deterministic_recorded_in_the_snapshot_and_not_sent(setup):
     snapshot = store.audience_snapshot(report.planned_runs[0]["run_id"])
     held = {pid for pid, arm in snapshot.items() if arm == "holdout"}
     assert held == {pid for pid in ids if in_holdout(pid, "recall", 10)}
+    assert report.planned_runs[0]["holdout"] == len(held) and report.planned_runs[0]["audience"] == 600
     assert 30 <= len(held) <= 90  # ~10% of 600
     sends = {s["person_id"]: s for s in store.list_sends(limit=1000)}
     assert all(sends[p]["status"] == "holdout" and sends[p]["reason"].startswith("holdout") for p in held)
@@ -755,3 +756,78 @@ def test_a_retry_after_beyond_the_cap_is_capped_and_flagged(setup):
     assert send["not_before"] - int(clock().timestamp()) == ctx.settings.retry_after_max_seconds == 3600
     assert "provider asked to wait 31536000 s; capped at 3600 s (retry_after_max_seconds)" in send["reason"]
     assert send["payload"]["retry_after_capped"] == 31536000
+
+
+def test_an_enter_trigger_sees_the_first_change_reacts_to_entries_only_and_counts_what_it_fired(setup):
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory], templates={"thanks.txt": "x", "hello.txt": "欢迎"})
+    messages: list[str] = []
+    ctx = attrs.evolve(ctx, log=messages.append)
+    store = project.store
+    first, second = people(store, 2)
+    # a pass before the segment ever changed must not skip its very first change
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 0, "fired": 0, "planned": 0}
+    put_members(store, "owners", [first], clock())
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
+    assert messages == ["trigger welcome: 1 segment changes, fired 1"]
+    clock.advance(hours=1)
+    put_members(store, "owners", [second], clock())  # the first person leaves, the second enters
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 2, "fired": 1, "planned": 1}
+    assert sorted(s["person_id"] for s in store.list_sends(limit=100)) == sorted([first, second])
+
+
+def test_an_event_trigger_pass_returns_and_logs_what_it_read_fired_and_planned(setup):
+    clock = Clock(dt.datetime(2026, 11, 23, 12, 0, tzinfo=SH))
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()], clock=clock,
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    messages: list[str] = []
+    ctx = attrs.evolve(ctx, log=messages.append)
+    store = project.store
+    vip, normal = people(store, 2)
+    store.write_tag_values([(vip, "value_tier", "vip"), (normal, "value_tier", "normal")], tags=["value_tier"],
+                           calculator="t", calculator_version="1", computed_at=clock())
+    with store.transaction():
+        store.insert_events([Event("order", clock() - dt.timedelta(minutes=5), pid, {"amount": amount}, "dms", key)
+                             for pid, amount, key in ((vip, 300000, "o1"), (vip, 500, "o2"), (normal, 300000, "o3"))])
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 3, "fired": 1, "planned": 1}
+    assert messages == ["trigger order_thanks: 3 events, fired 1, planned 1"]
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 0, "fired": 0, "planned": 0}
+
+
+@pytest.mark.parametrize("n, more", [(3, None), (4, "... and 1 more"), (6, "... and 3 more")])
+def test_dead_lettered_sends_are_logged_three_by_key_then_counted(setup, n, more):
+    project, ctx, clock = setup(rules(via='memory template "bad.txt"'), channels=[memory_channel_plugin()],
+                                templates={"bad.txt": "{{ 1/0 }}"})
+    messages: list[str] = []
+    ctx = attrs.evolve(ctx, log=messages.append)
+    put_members(project.store, "owners", people(project.store, n), clock())
+    assert plan_campaign(ctx, "recall", clock())["planned"] == n
+    named = [m for m in messages if " dead-lettered: template: " in m]
+    assert len(named) == 3 and all(m.startswith("campaign recall: send campaign:recall:") for m in named)
+    counted = [m for m in messages if m.startswith("... and ")]
+    assert counted == ([] if more is None else
+                       [f"{more} sends dead-lettered by template errors (motorcade sends list --status dead)"])
+
+
+@pytest.mark.parametrize("clause, window", [("", ["21:00", "09:00"]), ("quiet hours 22:30 to 07:15", ["22:30", "07:15"]),
+                                            ("quiet hours off", None), ("transactional", None),
+                                            ("transactional quiet hours 22:30 to 07:15", ["22:30", "07:15"])])
+def test_the_planned_send_carries_the_quiet_hours_its_rule_obeys(setup, clause, window):
+    project, ctx, clock = setup(RULES.format(send_to="all members", holdout=clause, via='memory template "hello"'),
+                                guardrails='quiet_hours = { start = "21:00", end = "09:00" }',
+                                channels=[memory_channel_plugin()])
+    put_members(project.store, "owners", people(project.store, 1), clock())
+    plan_campaign(ctx, "recall", clock())
+    (send,) = project.store.list_sends()
+    assert send["payload"]["quiet_hours"] == window
+
+
+def test_a_new_segment_trigger_ignores_changes_older_than_its_look_back(setup):
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    old, recent = people(store, 2)
+    put_members(store, "owners", [old], clock() - dt.timedelta(hours=25))  # before the 24-hour look-back
+    put_members(store, "owners", [old, recent], clock() - dt.timedelta(hours=23))
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
+    assert [s["person_id"] for s in store.list_sends()] == [recent]

@@ -35,8 +35,10 @@ from motorcade.dsl.format import fmt_cond
 from motorcade.dsl.rules import RuleSet
 from motorcade.model import Advisor, Car, Consent, Event, Ownership, Store
 from motorcade.segments.compiler import Compiler, Scope, SQLiteCompiler, col, compile_condition
+from motorcade.segments.dialects import get_dialect
 from motorcade.segments.dataset import load_dataset
 from motorcade.segments.plan import plan_segment
+from motorcade.store import open_store
 from motorcade.store.sqlite import SQLiteStore
 from motorcade.tags.base import TagDefinition
 
@@ -329,6 +331,18 @@ def store(tmp_path_factory):
     s.close()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def operational_store(request):
+    """The operational store the property runs on: SQLite, and PostgreSQL (a throwaway server,
+    tests/conftest.py), whose plans the compiler renders in PostgreSQL's dialect."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("store")
+        return
+    s = open_store(request.getfixturevalue("pg_cluster").create_database())
+    yield s
+    s.close()
+
+
 @st.composite
 def cases(draw):
     as_of, tz = draw(st.sampled_from(AS_OFS))
@@ -350,10 +364,10 @@ def person_scope_conditions(cond):
 def sql_truth(store, rule_set, cond, as_of, tz, *, only_true: bool = False) -> dict[int, bool | None]:
     """Each person's three-valued result of ``cond`` as the compiled SQL computes it (``only_true``: the
     form plans use for top-level conjuncts, exact only about TRUE)."""
-    compiler = SQLiteCompiler(rule_set, as_of, tz, store.value_types())
+    compiler = Compiler(rule_set, as_of, tz, store.value_types(), store.dialect)
     value = compiler.truth(cond, Scope("p")) if only_true else compiler.cond(cond, Scope("p"))
     query = exp.select(col("p", "id"), exp.alias_(value, "v")).from_(exp.to_table("people").as_("p"))
-    rows = store.query(query.sql(dialect="sqlite"), compiler.params)
+    rows = store.query(get_dialect(store.dialect).render(query, compiler.params), compiler.params)
     return {r[0]: None if r[1] is None else bool(r[1]) for r in rows}
 
 
@@ -361,7 +375,8 @@ def sql_truth(store, rule_set, cond, as_of, tz, *, only_true: bool = False) -> d
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
                                  HealthCheck.function_scoped_fixture])
 @given(case=cases())
-def test_compiled_sql_agrees_with_the_reference_evaluator(store, case):
+def test_compiled_sql_agrees_with_the_reference_evaluator(operational_store, case):
+    store = operational_store
     as_of, tz, base, main, population = case
     rule_set = RuleSet(segments={"base": ast.Segment("base", None, base), "main": ast.Segment("main", None, main)})
     load(store, population, as_of)
@@ -377,7 +392,7 @@ def test_compiled_sql_agrees_with_the_reference_evaluator(store, case):
             # a rule the language rejects (e.g. `3 days` outside a car's age): the compiler must refuse it too
             note(f"evaluator refused {fmt_cond(cond)}: {refused}")
             with pytest.raises(EvaluationError):
-                compile_condition(rule_set, cond, as_of, tz)
+                compile_condition(rule_set, cond, as_of, tz, dialect=store.dialect)
             return
     expected = evaluate_segment(rule_set, "main", dataset, as_of, tz)
     # Every condition of the tree, three-valued, person by person: a wrong NULL under a NOT shows here.
@@ -385,7 +400,7 @@ def test_compiled_sql_agrees_with_the_reference_evaluator(store, case):
         assert sql_truth(store, rule_set, cond, as_of, tz) == expected_truth, fmt_cond(cond)
         true_ones = {pid for pid, v in sql_truth(store, rule_set, cond, as_of, tz, only_true=True).items() if v}
         assert true_ones == {pid for pid, v in expected_truth.items() if v is True}, fmt_cond(cond)
-    compiled = compile_condition(rule_set, main, as_of, tz, store.value_types())
+    compiled = compile_condition(rule_set, main, as_of, tz, store.value_types(), dialect=store.dialect)
     note(compiled.sql(pretty=True))
     assert {r[0] for r in store.query(compiled.sql(), compiled.params)} == expected
     planned = plan_segment(store, rule_set, "main", as_of, tz)

@@ -77,13 +77,18 @@ def test_calculators_for_the_store_engine_or_any_engine_run(register_plugin, mot
     assert {t.tag: t.value for t in store.tags_of(person)} == {"anywhere_events": 1, "on_sqlite_events": 1}
 
 
-def test_the_bundled_sqlite_calculators_are_refused_on_another_engine(tmp_path):
+class ThirdEngineStore(OtherEngineStore):
+    dialect = "duckdb"
+
+
+def test_the_bundled_calculators_are_refused_on_an_engine_they_do_not_declare(tmp_path):
     from motorcade_tags_activity import ActivityTags
     from motorcade_tags_quadrant import QuadrantTags
 
-    store = OtherEngineStore(tmp_path / "other.db")
+    assert ActivityTags.supported_engines == ("sqlite", "postgres")  # (tests/test_e2e_stores.py runs both)
+    store = ThirdEngineStore(tmp_path / "other.db")
     try:
-        with pytest.raises(TagError, match=r"'activity' \(module motorcade_tags_activity\) runs on sqlite only"):
+        with pytest.raises(TagError, match=r"'activity' \(module motorcade_tags_activity\) runs on sqlite"):
             compute_tags(store, {"activity": ActivityTags()}, as_of=AS_OF)
         # quadrant reads through a store function: no engine restriction (it runs, on no values)
         assert QuadrantTags.supported_engines is None
@@ -116,8 +121,12 @@ def test_context_dialect_and_person_filter_on_another_engine(tmp_path):
         assert full.json_value_sql("properties", "amount") != TagContext(
             store=SQLiteStore(tmp_path / "s.db"), as_of=AS_OF, settings={}).json_value_sql("properties", "amount")
         assert full.person_filter("person_id") == ("", {})  # a full run needs no filter on any engine
-        with pytest.raises(MotorcadeError, match="person_filter has no postgres form"):
-            TagContext(store=store, as_of=AS_OF, settings={}, person_ids=frozenset({1})).person_filter("person_id")
+        some = TagContext(store=store, as_of=AS_OF, settings={}, person_ids=frozenset({2, 1}))
+        assert some.person_filter("person_id") == (" AND person_id IN (SELECT motorcade_id_list(:person_ids_json))",
+                                                   {"person_ids_json": "[1, 2]"})
+        with pytest.raises(MotorcadeError, match="person_filter has no duckdb form"):
+            TagContext(store=ThirdEngineStore(tmp_path / "t.db"), as_of=AS_OF, settings={},
+                       person_ids=frozenset({1})).person_filter("person_id")
     finally:
         store.close()
 

@@ -1,6 +1,6 @@
 """The analytical tables: what is mirrored from the operational store into an analytics engine.
 
-The segment compiler reads seven tables. In an analytics engine they keep the operational store's names
+The segment compiler reads eight tables. In an analytics engine they keep the operational store's names
 and columns, with one difference: a tag value, untyped on SQLite, is three typed columns there
 (``value_kind`` ``integer`` / ``real`` / ``text``, ``value_num``, ``value_text``; docs/engines.md).
 
@@ -61,6 +61,8 @@ TABLES: tuple[Table, ...] = (
           "SELECT id, person_id, vin, valid_from, valid_to FROM ownerships", ("person_id",)),
     Table("person_relations", _cols("person_id int, kind text, target_id text"),
           "SELECT person_id, kind, target_id FROM person_relations", ("person_id",)),
+    # A store scope (``scope store "X"``) reaches a person through an advisor's store too.
+    Table("advisors", _cols("id text, store_id text"), "SELECT id, store_id FROM advisors", ("id",)),
     Table("consents", _cols("person_id int, channel text, granted int"),
           "SELECT person_id, channel, granted FROM consents", ("person_id", "channel")),
 )

@@ -94,8 +94,7 @@ def split_cmd(person_id: int, identifier: str | None, link_id: int | None, reaso
     if identifier is None and link_id is None:  # a missing argument: usage error (exit 2)
         raise click.UsageError("say what to split off: --identifier TYPE:VALUE or --link LINK_ID")
     project = click.get_current_context().obj.project
-    identity_table = project.config.identity
-    guards = IdentityGuards.from_config(identity_table, region=identity_table.get("phone_region", "CN"))
+    guards = IdentityGuards.from_config(project.config.identity)
     people = split(project.store, person_id, identifier=identifier, link_id=link_id, reason=reason,
                    priority=guards.priority)
     number = project.store.list_identity_splits(people[0])[-1]["id"]

@@ -73,8 +73,9 @@ class IdentityGuards:
     accept_unknown_ranges: bool = False
 
     @classmethod
-    def from_config(cls, table: dict[str, Any] | None, *, region: str = "CN") -> "IdentityGuards":
+    def from_config(cls, table: dict[str, Any] | None, *, region: str | None = None) -> "IdentityGuards":
         table = dict(table or {})
+        region = region or str(table.get("phone_region", "CN"))  # the [identity] table's own region by default
         per_type = {k: v for k, v in table.items() if isinstance(v, dict)}
         try:
             default_max = int(table.get("max_records_per_source", DEFAULT_MAX_RECORDS))

@@ -221,6 +221,8 @@ class Ingestor:
         """Parse workers for a bulk load of ``source``: 0 unless it can be read in parallel."""
         if getattr(source, "column_ranges", None) is None or getattr(source, "read_column_range", None) is None:
             return 0
+        if not getattr(self.store, "supports_staged_ingest", True):  # (PostgreSQL: no staging database)
+            return 0
         workers = self.workers
         if workers is None:
             workers = source.settings.get("workers")
@@ -1031,7 +1033,7 @@ def open_source(project, name: str) -> Source:
 
 def project_ingestor(project) -> Ingestor:
     identity = project.config.identity
-    guards = IdentityGuards.from_config(identity, region=identity.get("phone_region", "CN"))
+    guards = IdentityGuards.from_config(identity)
     return Ingestor(project.store, guards=guards, timezone=project.config.timezone, tag_settings=project.config.tags)
 
 

@@ -28,8 +28,8 @@ class QuarantineMixin:
         before = self.conn.total_changes
         self.conn.executemany(
             "INSERT INTO quarantine (source, position, raw, reason, created_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(source, position, raw) DO UPDATE SET reason = excluded.reason WHERE resolved = 0 "
-            "AND reason != excluded.reason",
+            "ON CONFLICT(source, position, raw) DO UPDATE SET reason = excluded.reason WHERE quarantine.resolved = 0 "
+            "AND quarantine.reason != excluded.reason",
             [(source, position, raw, reason, now) for position, raw, reason in rows],
         )
         return self.conn.total_changes - before

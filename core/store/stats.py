@@ -55,13 +55,13 @@ class StatsMixin:
             conn.execute("DELETE FROM event_day_counts")
             conn.execute(
                 "INSERT INTO event_day_counts (name, day, n) SELECT name, ts / ?, count(*) FROM events "
-                "WHERE id <= ? GROUP BY name, ts / ?", (DAY, top, DAY))
+                "WHERE id <= ? GROUP BY 1, 2", (DAY, top))
         else:  # the newest rows only: a range of the table's ids
             conn.execute(
                 "INSERT INTO event_day_counts (name, day, n) SELECT name, ts / ?, count(*) FROM events "
-                "WHERE id > ? AND id <= ? GROUP BY name, ts / ? "
-                "ON CONFLICT(name, day) DO UPDATE SET n = n + excluded.n",
-                (DAY, mark, top, DAY),
+                "WHERE id > ? AND id <= ? GROUP BY 1, 2 "
+                "ON CONFLICT(name, day) DO UPDATE SET n = event_day_counts.n + excluded.n",
+                (DAY, mark, top),
             )
         self._set_stat("events_id", top)
         return top - mark

@@ -107,13 +107,27 @@ class TagContext:
             return "", {}
         import json
 
+        ids = {"person_ids_json": json.dumps(sorted(self.person_ids))}
+        if self.dialect == "postgres":  # motorcade_id_list: installed by the PostgreSQL store
+            return f" AND {column} IN (SELECT motorcade_id_list(:person_ids_json))", ids
         if self.dialect != "sqlite":
             from motorcade.errors import MotorcadeError
 
             raise MotorcadeError(f"TagContext.person_filter has no {self.dialect} form yet",
                                  hint="run the calculator in full, or give it supports_incremental = False")
-        return (f" AND {column} IN (SELECT value FROM json_each(:person_ids_json))",
-                {"person_ids_json": json.dumps(sorted(self.person_ids))})
+        return f" AND {column} IN (SELECT value FROM json_each(:person_ids_json))", ids
+
+    def sql(self, text: str) -> str:
+        """``text``, a query written in SQLite's dialect with ``:name`` parameters (as the bundled calculators
+        write theirs), rendered for the store's engine through sqlglot: on SQLite unchanged; on PostgreSQL
+        with PostgreSQL's spelling (``LEAST``/``GREATEST`` for scalar min/max, ``%(name)s`` parameters,
+        ``REAL`` as ``DOUBLE PRECISION``). Only for SQL whose meaning sqlglot carries over exactly: a
+        function one engine lacks (``printf``) must be written per dialect."""
+        if self.dialect == "sqlite":
+            return text
+        import sqlglot
+
+        return sqlglot.parse_one(text, read="sqlite").sql(dialect=self.dialect)
 
     def wants(self, person_id: int) -> bool:
         """Whether this computation should yield a value for ``person_id``."""

@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 class ActivityTags(TagCalculator):
     name = "activity"
     version = "1"
-    supported_engines = ("sqlite",)  # its SQL text uses SQLite's scalar min()/max() and json_each
+    supported_engines = ("sqlite", "postgres")  # SQLite text, rendered per engine (context.sql)
     depends_on_events = ("app_login", "touchpoint_visit", "share", "message_click", "wechat_follow",
                          "wechat_unfollow")
     default_settings = {
@@ -66,7 +66,7 @@ class ActivityTags(TagCalculator):
             f"WHERE 1 = 1{people_filter}"
         )
         high = float(s["high_threshold"])
-        for person_id, activity in context.store.query(sql, params):
+        for person_id, activity in context.store.query(context.sql(sql), params):
             activity = round(float(activity), 4)
             yield person_id, "activity_score", activity
             yield person_id, "activity_level", "high" if activity >= high else "low"

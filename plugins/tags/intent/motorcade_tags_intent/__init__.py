@@ -28,7 +28,7 @@ POWER = ("low", "medium", "high")
 class IntentTags(TagCalculator):
     name = "intent"
     version = "1"
-    supported_engines = ("sqlite",)  # its SQL text is written and tested for SQLite (json_each person filter)
+    supported_engines = ("sqlite", "postgres")  # SQLite text, rendered per engine (context.sql)
     depends_on_events = ("lead_submit", "configurator_view", "test_drive", "reservation", "order")
     default_settings = {
         "window_days": 365,
@@ -89,7 +89,8 @@ class IntentTags(TagCalculator):
         high, medium = float(s["levels"]["high"]), float(s["levels"]["medium"])
         bands = s["income_bands"]
         amount_high, amount_medium = float(s["order_amount"]["high"]), float(s["order_amount"]["medium"])
-        for person_id, score, last_signal, last_order, top_amount, income in context.store.query(sql, params):
+        rows = context.store.query(context.sql(sql), params)
+        for person_id, score, last_signal, last_order, top_amount, income in rows:
             score = float(score or 0.0)
             if s["reset_on_order"] and last_order is not None and last_signal is not None and last_order >= last_signal:
                 score = 0.0

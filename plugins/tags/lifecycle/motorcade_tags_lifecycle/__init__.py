@@ -35,7 +35,7 @@ STAGES = ("prospect", "new_owner", "owner", "lapsed_owner", "churned")
 class LifecycleTags(TagCalculator):
     name = "lifecycle"
     version = "1"
-    supported_engines = ("sqlite",)  # its SQL text uses SQLite's printf() and ISO-text date comparisons
+    supported_engines = ("sqlite", "postgres")  # SQLite text, rendered per engine (context.sql)
     depends_on_events = ("service_visit",)
     supports_incremental = False
     default_settings = {
@@ -59,11 +59,14 @@ class LifecycleTags(TagCalculator):
         today = context.local_today  # as_of's date in the project's time zone (as_of may come in another zone)
         people_filter, params = context.person_filter("p.id")
         params.update(today=today.isoformat(), now=context.as_of_epoch)
+        # 1 January of the model year as ISO text (printf is SQLite's; lpad PostgreSQL's)
+        year_start = ("printf('%04d-01-01', c.model_year)" if context.dialect == "sqlite"
+                      else "lpad(CAST(c.model_year AS TEXT), 4, '0') || '-01-01'")
         sql = (
             "WITH current AS (SELECT o.person_id, "
             "coalesce(o.valid_from, c.purchase_date) AS acquired, "
             "coalesce(c.purchase_date, o.valid_from, CASE WHEN c.model_year IS NOT NULL "
-            "THEN printf('%04d-01-01', c.model_year) END) AS car_date "
+            f"THEN {year_start} END) AS car_date "
             "FROM ownerships o LEFT JOIN cars c ON c.vin = o.vin "
             "WHERE (o.valid_from IS NULL OR o.valid_from <= :today) AND (o.valid_to IS NULL OR o.valid_to > :today)), "
             "owners AS (SELECT person_id, max(acquired) AS acquired, max(car_date) AS car_date, count(*) AS cars "
@@ -77,7 +80,8 @@ class LifecycleTags(TagCalculator):
             f"WHERE 1 = 1{people_filter}"
         )
         now = context.as_of_epoch
-        for person_id, ever_owned, cars, acquired, car_date, last_service in context.store.query(sql, params):
+        rows = context.store.query(context.sql(sql), params)
+        for person_id, ever_owned, cars, acquired, car_date, last_service in rows:
             since_service = None if last_service is None else (now - last_service) // 86400
             if since_service is not None:
                 yield person_id, "days_since_service", since_service

@@ -71,7 +71,7 @@ class ValueTags(TagCalculator):
     name = "value"
     version = "2"  # 2: exact money (cents), local days at each event's own UTC offset
     depends_on_events = ("service_visit", "order")
-    supported_engines = ("sqlite",)  # local days through the SQLite store's motorcade_utc_offset function
+    supported_engines = ("sqlite", "postgres")  # SQLite text, rendered per engine (context.sql)
     default_settings = {
         "window_days": 1095,  # events older than this (days before as_of) are ignored
         "store_properties": ["store_id", "store"],  # event properties naming the store, first present wins
@@ -138,7 +138,7 @@ class ValueTags(TagCalculator):
                       since=context.as_of_epoch - int(s["window_days"]) * 86400)
         now = context.as_of_epoch
         return [(r[0], None if r[1] is None else str(r[1]), (now - r[2]) // 86400, r[3], int(r[4]))
-                for r in context.store.query(sql, params)]
+                for r in context.store.query(context.sql(sql), params)]
 
     def compute(self, context: TagContext) -> Iterator[tuple[int, str, Any]]:
         s = context.settings

@@ -1,0 +1,183 @@
+"""SQLite and PostgreSQL side by side, in one run, on the same data (``python -m benchmarks stores``).
+
+A throwaway PostgreSQL server is started for the run (as the test suite does: ``initdb`` in a temporary
+folder; ``MOTORCADE_PG_BIN`` points at the binaries if they are not in the usual place) and removed at the end.
+
+* ``copy``: the generated dealer-group store (``benchmarks.generate_store``: 1,000,000 people / 20,000,000
+  events, seed 7; 10k / 200k with ``BENCH_SIZE=small``) copied into PostgreSQL by ``store copy``'s
+  :func:`~motorcade.store.copy.copy_store` (rows/s);
+* ``segments``: the six seed segments of ``benchmarks.bench_segments`` computed as ``segments compute`` does
+  (plan choice, query, member ids) on each store, best of 3; the ratio is PostgreSQL's time over SQLite's,
+  and both must give the same members;
+* ``sends``: a campaign of N sends (20,000; 3,000 small) through the webhook channel to a local receiver,
+  delivered by one and by two ``motorcade run --once`` worker processes on one PostgreSQL database (sends/s;
+  every key delivered once);
+* ``identity``: One-ID stitching of person records from two sources with 30 % overlap (records/s), on SQLite
+  and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _small() -> bool:
+    return os.environ.get("BENCH_SIZE") == "small"
+
+
+def _best(fn, repeat: int = 3):
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def bench_segments(report, cluster) -> None:
+    import zoneinfo
+
+    from benchmarks.bench_segments import SEGMENTS, _size
+    from benchmarks.generate_store import AS_OF, generate
+    from motorcade.dsl.rules import rule_set_from_text
+    from motorcade.segments.compute import evaluate_members
+    from motorcade.store import open_store
+    from motorcade.store.copy import copy_store
+    from motorcade.store.sqlite import SQLiteStore
+
+    people, events, seed = _size()
+    tz = zoneinfo.ZoneInfo("Asia/Shanghai")
+    sqlite = SQLiteStore(generate(people, events, seed))
+    postgres = open_store(cluster.create_database("bench"))
+    try:
+        with sqlite.transaction():
+            sqlite.refresh_plan_stats()
+        seconds = copy_store(sqlite, postgres, batch_size=50_000).seconds
+        rows = sum(r[0] for r in [sqlite.conn.execute(f"SELECT count(*) FROM {t}").fetchone()
+                                  for t in ("people", "events", "tag_values", "identifiers", "ownerships")])
+        report("store copy SQLite -> PostgreSQL", seconds, note=f"{rows:,} rows of the big tables, "
+                                                                f"{rows / seconds:,.0f} rows/s")
+        rule_set = rule_set_from_text(SEGMENTS, "bench_segments.mc")
+        for name in rule_set.segments:
+            on_sqlite, (sqlite_members, _, _) = _best(lambda: evaluate_members(sqlite, rule_set, name, AS_OF, tz))
+            on_pg, (pg_members, plan, _) = _best(lambda: evaluate_members(postgres, rule_set, name, AS_OF, tz))
+            if pg_members != sqlite_members:
+                raise AssertionError(f"{name}: {len(pg_members)} members on PostgreSQL, "
+                                     f"{len(sqlite_members)} on SQLite")
+            report(f"{name}: PostgreSQL (baseline SQLite)", on_pg, on_sqlite,
+                   note=f"{len(pg_members):,} members; {plan.split(';')[0][:60]}")
+    finally:
+        sqlite.close()
+        postgres.close()
+
+
+def _send_project(directory: Path, url: str, database: str, people: int) -> None:
+    from motorcade.project import Project
+
+    (directory / "rules").mkdir(parents=True)
+    (directory / "templates").mkdir()
+    (directory / "motorcade.toml").write_text(f"""
+[project]
+name = "bench"
+timezone = "Asia/Shanghai"
+database = "{database}"
+[channels.webhook]
+url = "{url}"
+secret = "bench-secret"
+batch_size = 100
+[activation]
+claim_batch = 500
+""", encoding="utf-8")
+    import zoneinfo
+
+    slot = (dt.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")) - dt.timedelta(minutes=2)).replace(second=0,
+                                                                                                microsecond=0)
+    (directory / "rules" / "r.mc").write_text(
+        'segment everyone { where profile.is_owner = true }\n'
+        f'campaign notice {{ audience everyone  schedule at {slot.strftime("%Y-%m-%d %H:%M")}  '
+        'via webhook template "n"  transactional }\n', encoding="utf-8")
+    (directory / "templates" / "n.txt").write_text("尊敬的{{ person.name }}，您的爱车{{ person.plate }}到了保养时间",
+                                                   encoding="utf-8")
+    project = Project(directory)
+    store = project.store
+    now = dt.datetime.now(dt.timezone.utc)
+    with store.transaction():
+        ids = [store.create_person({"name": f"客户{i}", "plate": f"沪A{i:05d}", "is_owner": True})
+               for i in range(people)]
+    store.record_segment_run("everyone", ids, revision="bench", as_of=now, computed_at=now, duration_ms=0,
+                             plan=None)
+    project.close()
+
+
+def bench_sends(report, cluster) -> None:
+    from motorcade.activation.testing import KeyCountingServer
+
+    people = 3_000 if _small() else 20_000
+    env = {**os.environ, "MOTORCADE_LOAD_PLUGINS": "webhook"}
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp, KeyCountingServer() as server:
+            directory = Path(tmp) / "p"
+            _send_project(directory, server.url, cluster.create_database("sends"), people)
+            command = [sys.executable, "-m", "motorcade.cli", "--project", str(directory), "run", "--once"]
+            planning = subprocess.run([*command, "--no-dispatch"], env=env, capture_output=True, text=True)
+            if planning.returncode:
+                raise AssertionError(planning.stdout[-2000:] + planning.stderr[-2000:])
+            started = time.perf_counter()
+            procs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                     for _ in range(workers)]
+            for proc in procs:
+                _, err = proc.communicate()
+                if proc.returncode:
+                    raise AssertionError(err.decode()[-2000:])
+            seconds = time.perf_counter() - started
+            deliveries = server.snapshot()[0]
+            if len(deliveries) != people or any(n != 1 for n in deliveries.values()):
+                raise AssertionError(f"{workers} workers: {len(deliveries)} of {people} keys delivered")
+            report(f"webhook sends, {workers} worker process{'es' if workers > 1 else ''} on PostgreSQL", seconds,
+                   note=f"{people:,} sends, {people / seconds:,.0f} sends/s")
+
+
+def bench_identity(report, cluster) -> None:
+    from benchmarks.bench_ingest import bench_identity as stitch
+
+    n = 100_000 if _small() else 1_000_000
+    figures = {}
+    for kind in ("sqlite", "postgresql"):
+        def record(name, seconds, baseline_seconds=None, note="", _kind=kind):
+            figures[_kind] = (seconds, note)
+        database = None if kind == "sqlite" else cluster.create_database("identity")
+        stitch(record, n, database=database)
+    (pg_seconds, pg_note), (sqlite_seconds, _) = figures["postgresql"], figures["sqlite"]
+    report("One-ID stitching on PostgreSQL (baseline SQLite)", pg_seconds, sqlite_seconds,
+           note=f"{n / pg_seconds:,.0f} records/s vs {n / sqlite_seconds:,.0f} on SQLite")
+
+
+def run(report) -> None:
+    from motorcade.store.postgres.cluster import INSTALL_HINT, ThrowawayCluster, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError(f"no PostgreSQL server binaries: {INSTALL_HINT}")
+    cluster = ThrowawayCluster(bin_dir).start()
+    try:
+        bench_sends(report, cluster)
+        bench_segments(report, cluster)
+        bench_identity(report, cluster)
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    def _print(name, seconds, baseline_seconds=None, note=""):
+        print(f"{name}: {seconds:.3f} s (baseline {baseline_seconds}) {note}")
+
+    os.environ.setdefault("BENCH_SIZE", "small")
+    run(_print)
