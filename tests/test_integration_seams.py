@@ -351,3 +351,41 @@ def test_a_segment_reading_a_recommendation_has_the_same_members_on_the_analytic
     finally:
         engine.close()
         store.close()
+
+
+@pytest.fixture
+def both_store(store_database):
+    from motorcade.store import open_store
+
+    s = open_store(store_database)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_links_receipts_and_journey_states_on_both_stores(both_store):
+    """The PostgreSQL store (merged beside tracking and journeys) offers their functions: short links and
+    their hits, receipts seen, journey versions, states and path, with the answers SQLite gives."""
+    store = both_store
+    t0 = dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone.utc)
+    pid = store.create_person({"name": "p"})
+    store.enqueue_sends([{"idempotency_key": "journey:j:e1:p1:s", "origin_kind": "journey", "origin": "j",
+                          "run_id": "journey:j", "person_id": pid, "channel": "sms", "template": "t",
+                          "revision": "r", "payload": {"steps": []}}], at=t0)
+    assert store.add_links([("AAAAAAAAAAA", "journey:j:e1:p1:s", 0, "link", "https://x.example")], at=t0) == 1
+    assert store.link("AAAAAAAAAAA")["target"] == "https://x.example"
+    store.add_link_hit("AAAAAAAAAAA", at=t0, user_agent="Mozilla/5.0", bot=None)
+    assert store.link_hit_counts("journey", "j") == {"click": 1, "open": 0, "bot": 0}
+    assert store.receipt_seen("sms", "k1", at=t0) is False and store.receipt_seen("sms", "k1", at=t0) is True
+    store.add_receipt_rejection("sms", "signature", None, at=t0)
+    assert store.receipt_rejection_counts() == {("sms", "signature"): 1}
+    with store.transaction():
+        store.record_journey_version("j", "v1", "journey j {}", at=t0)
+        store.add_journey_states([{"journey": "j", "person_id": pid, "entry": 1, "version": "v1", "arm": "treatment",
+                                   "step": "s", "status": "active", "entered_at": int(t0.timestamp()),
+                                   "due_at": int(t0.timestamp()), "waiting_since": None,
+                                   "updated_at": int(t0.timestamp())}])
+    assert store.journey_version_text("j", "v1") == "journey j {}"
+    assert [r["step"] for r in store.due_journey_states("j", t0 + dt.timedelta(minutes=1), limit=10)] == ["s"]
+    assert store.journey_entry_history("j", [pid])[pid][0] == 1
