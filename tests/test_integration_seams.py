@@ -389,3 +389,33 @@ def test_links_receipts_and_journey_states_on_both_stores(both_store):
     assert store.journey_version_text("j", "v1") == "journey j {}"
     assert [r["step"] for r in store.due_journey_states("j", t0 + dt.timedelta(minutes=1), limit=10)] == ["s"]
     assert store.journey_entry_history("j", [pid])[pid][0] == 1
+
+
+def test_a_journey_runs_and_sends_tracking_counts_on_both_stores(journey_project, store_database, capsys):
+    """The journey engine and `sends tracking --origin` run on PostgreSQL too: their reads through
+    `Store.query` were written with SQLite's `?` placeholders."""
+    from motorcade.cli import main
+    from motorcade.store import open_store
+
+    project, context, now = journey_project(SCOPED_JOURNEY.replace('scope store "SH01"\n', ""),
+                                            '\n[activation]\npublic_url = "https://go.example.cn"\n')
+    config = project.directory / "motorcade.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'database = "motorcade.db"', f'database = "{store_database}"'), encoding="utf-8")
+    (project.directory / "templates" / "hello.txt").write_text('{{ track("https://x.example") }}', encoding="utf-8")
+    store = open_store(store_database)
+    project.__dict__["store"] = store
+    try:
+        pid = store.create_person({"name": "客户", "is_owner": True})
+        store.record_segment_run("sh01_owners", [pid], revision="t", as_of=now, computed_at=now, duration_ms=0,
+                                 plan=None)
+        assert process_journey(context(), "sh01_recall")["sends"] == 1
+        send = store.list_sends(origin="sh01_recall", limit=10)[0]
+        store.add_link_hit(store.links_of_send(send["idempotency_key"])[0]["code"], at=now, user_agent="Mozilla/5.0",
+                           bot=None)
+    finally:
+        project.__dict__.pop("store")
+        store.close()
+    capsys.readouterr()
+    assert main(["--project", str(project.directory), "sends", "tracking", "--origin", "sh01_recall", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"]["click"] == 1

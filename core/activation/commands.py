@@ -196,7 +196,10 @@ def sends_tracking(state, origin, as_json) -> None:
         hits = store.link_hit_counts()
     else:  # every kind of rule the name sends as (a campaign, trigger or journey; names are unique per kind)
         hits = {"click": 0, "open": 0, "bot": 0}
-        for (kind,) in store.query("SELECT DISTINCT origin_kind FROM outbox WHERE origin = ?", (origin,)):
+        from motorcade.journeys.engine import _in_dialect
+
+        for (kind,) in store.query(_in_dialect("SELECT DISTINCT origin_kind FROM outbox WHERE origin = :origin",
+                                               store.dialect), {"origin": origin}):
             for what, count in store.link_hit_counts(kind, origin).items():
                 hits[what] += count
     refused = store.receipt_rejection_counts()

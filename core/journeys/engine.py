@@ -300,8 +300,9 @@ class JourneyRunner:
 
     def _waits_of_older_versions(self, now: dt.datetime) -> list[dict[str, Any]]:
         out = []
-        for version in self.store.query("SELECT DISTINCT version FROM journey_states WHERE journey = ? AND "
-                                        "status = 'active' AND version != ?", (self.name, self.version)):
+        for version in self.store.query(_in_dialect(
+                "SELECT DISTINCT version FROM journey_states WHERE journey = :journey AND status = 'active' AND "
+                "version <> :version", self.store.dialect), {"journey": self.name, "version": self.version}):
             found = self.version_of(version[0])
             if found is None:
                 continue
@@ -373,6 +374,14 @@ class JourneyRunner:
             "revision": self.ctx.revision, "status": "dead" if failed else "planned",
             "reason": "; ".join(failed)[:4000] if failed else None, "not_before": None, "payload": payload,
         }
+
+
+def _in_dialect(sql: str, dialect: str) -> str:
+    """A read written with ``:name`` placeholders, rendered for the store's dialect (``Store.query`` takes SQL
+    in its own dialect: ``%(name)s`` on PostgreSQL)."""
+    import sqlglot
+
+    return sqlglot.parse_one(sql, read="sqlite").sql(dialect=dialect)
 
 
 def _quiet(rule, ctx):

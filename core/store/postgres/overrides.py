@@ -29,6 +29,15 @@ def _jsonb(value: Any):
 
 
 class PostgresOverrides:
+    # -- tracking: PostgreSQL has no rowid; links are only ever inserted, so their physical order (ctid) is
+    # the order they were made in --------------------------------------------------------------------
+
+    def links_of_send(self, idempotency_key: str) -> list[dict[str, Any]]:
+        """The tracked links written for one send (see ``link``), by step then in the order they were made."""
+        rows = self.conn.execute("SELECT code FROM links WHERE idempotency_key = ? ORDER BY step, ctid",
+                                 (idempotency_key,)).fetchall()
+        return [self.link(code) for (code,) in rows]
+
     # -- identity: a batch's keys travel as one array parameter (unnest) ---------------------------
 
     def find_records(self, source: str, keys: Sequence[str]) -> dict[str, tuple[int, int, str]]:
