@@ -419,3 +419,19 @@ def test_a_journey_runs_and_sends_tracking_counts_on_both_stores(journey_project
     capsys.readouterr()
     assert main(["--project", str(project.directory), "sends", "tracking", "--origin", "sh01_recall", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["hits"]["click"] == 1
+
+
+def test_recommendations_compute_on_both_stores(both_store):
+    """A template's `recommendation.NAME` (and `explain recommendation`) computes on the PostgreSQL store too:
+    the query was rendered for SQLite whatever the store."""
+    from motorcade.segments.recommend import compute_recommendations
+
+    rules = rule_set_from_text('recommend pkg {\n  when profile.vip = true then "major"\n'
+                               '  when profile.is_owner = true then "minor"\n}\n')
+    store = both_store
+    vip = store.create_person({"name": "a", "vip": True, "is_owner": True})
+    plain = store.create_person({"name": "b", "is_owner": True})
+    nobody = store.create_person({"name": "c"})
+    at = dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone.utc)
+    got = compute_recommendations(store, rules, "pkg", at, "Asia/Shanghai", [vip, plain, nobody])
+    assert {pid: [i.item for i in items] for pid, items in got.items()} == {vip: ["major", "minor"], plain: ["minor"]}
