@@ -435,3 +435,33 @@ def test_recommendations_compute_on_both_stores(both_store):
     at = dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone.utc)
     got = compute_recommendations(store, rules, "pkg", at, "Asia/Shanghai", [vip, plain, nobody])
     assert {pid: [i.item for i in items] for pid, items in got.items()} == {vip: ["major", "minor"], plain: ["minor"]}
+
+
+def test_after_store_copy_postgresql_keeps_numbering_link_hits_receipt_rejections_and_journey_paths(tmp_path, pg_url):
+    """`store copy` moves each generated id's sequence past the copied rows, for the tracking and journeys
+    tables too: the next link hit, refused receipt or journey path row on PostgreSQL gets a new id."""
+    from motorcade.store import open_store
+    from motorcade.store.copy import copy_store
+
+    t0 = dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone.utc)
+    stamp = int(t0.timestamp())
+
+    def fill(store, n):
+        store.add_link_hit("AAAAAAAAAAA", at=t0, user_agent="Mozilla/5.0", bot=None)
+        store.add_receipt_rejection("sms", "signature", None, at=t0)
+        with store.transaction():
+            store.add_journey_path([{"journey": "j", "person_id": 1, "entry": 1, "step": f"s{n}", "outcome": "sent",
+                                     "next_step": None, "at": stamp + n, "detail": None}])
+
+    source = open_store(tmp_path / "p.db")
+    target = open_store(pg_url)
+    try:
+        fill(source, 0)
+        copy_store(source, target)
+        fill(target, 1)  # failed with a duplicate id: the sequences still started at 1
+        assert [tuple(r) for r in target.query("SELECT count(*), count(DISTINCT id) FROM link_hits")] == [(2, 2)]
+        assert [tuple(r) for r in target.query("SELECT count(DISTINCT id) FROM journey_path")] == [(2,)]
+        assert target.receipt_rejection_counts() == {("sms", "signature"): 2}
+    finally:
+        source.close()
+        target.close()

@@ -42,7 +42,7 @@ PRIMARY_KEYS = {
 # Tables whose ``id`` column is generated: an INSERT into one returns it (``cursor.lastrowid``).
 ID_TABLES = frozenset({"people", "identity_records", "identifiers", "identity_links", "ownerships", "events",
                        "quarantine", "tag_runs", "segment_runs", "segment_changes", "identity_splits", "inbox",
-                       "user_grants", "api_tokens", "audit_log"})
+                       "user_grants", "api_tokens", "audit_log", "link_hits", "receipt_rejections", "journey_path"})
 
 SQLITE_ONLY = re.compile(r"\b(json_each|json_group_array|json_object|json_array|julianday|"
                          r"sqlite_master|PRAGMA|unixepoch|typeof|GLOB|printf|group_concat|iif)\b",
