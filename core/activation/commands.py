@@ -192,11 +192,7 @@ def sends_tracking(state, origin, as_json) -> None:
     """Short-link and open-pixel hits (people and bots) and receipts refused, by channel and reason
     (bad signature, replayed, unknown message, malformed)."""
     store = state.project.store
-    kind = None
-    if origin is not None:
-        kind = "trigger" if store.query("SELECT 1 FROM outbox WHERE origin_kind = 'trigger' AND origin = ? LIMIT 1",
-                                        (origin,)) else "campaign"
-    hits = store.link_hit_counts(kind, origin)
+    hits = store.link_hit_counts(origin=origin)
     refused = store.receipt_rejection_counts()
     if as_json:
         click.echo(json.dumps({"hits": hits, "receipts_refused": [

@@ -294,15 +294,14 @@ class JourneyRunner:
 
     def _waits_of_older_versions(self, now: dt.datetime) -> list[dict[str, Any]]:
         out = []
-        for version in self.store.query("SELECT DISTINCT version FROM journey_states WHERE journey = ? AND "
-                                        "status = 'active' AND version != ?", (self.name, self.version)):
-            found = self.version_of(version[0])
+        for version in self.store.journey_active_versions(self.name, besides=self.version):
+            found = self.version_of(version)
             if found is None:
                 continue
             for node in found[1].nodes.values():
                 if node.kind == "wait_for":
                     out.extend(r for r in self.store.journey_waits_with_event(self.name, node.id, node.step.event, now)
-                               if r["version"] == version[0])
+                               if r["version"] == version)
         return out
 
     def _advance_rows(self, rows: list[dict[str, Any]], now: dt.datetime) -> None:

@@ -36,6 +36,8 @@ from ..reports import ReportsMixin
 from ..segments import SegmentsMixin
 from ..stats import StatsMixin
 from ..tags import TagsMixin
+from ..journeys import JourneysMixin
+from ..tracking import TrackingMixin
 from .connection import Connection, configure, percent_escaped
 from .functions import install as install_functions
 from .overrides import PostgresOverrides
@@ -74,7 +76,8 @@ def redact(url: str) -> str:
 
 
 class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin,
-                    TagsMixin, SegmentsMixin, OutboxMixin, ReportsMixin, StatsMixin, InboxMixin, AccessMixin):
+                    TagsMixin, SegmentsMixin, OutboxMixin, ReportsMixin, StatsMixin, InboxMixin, AccessMixin,
+                    TrackingMixin, JourneysMixin):
     """A project's operational data in one PostgreSQL database, shared by every process that names it."""
 
     dialect = "postgres"  # sqlglot's name
