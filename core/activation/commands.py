@@ -185,23 +185,14 @@ def sends_stats(state, as_json) -> None:
 
 
 @sends.command("tracking")
-@click.option("--origin", help="Only the links of this campaign, trigger or journey.")
+@click.option("--origin", help="Only the links of this campaign or trigger.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def sends_tracking(state, origin, as_json) -> None:
     """Short-link and open-pixel hits (people and bots) and receipts refused, by channel and reason
     (bad signature, replayed, unknown message, malformed)."""
     store = state.project.store
-    if origin is None:
-        hits = store.link_hit_counts()
-    else:  # every kind of rule the name sends as (a campaign, trigger or journey; names are unique per kind)
-        hits = {"click": 0, "open": 0, "bot": 0}
-        from motorcade.journeys.engine import _in_dialect
-
-        for (kind,) in store.query(_in_dialect("SELECT DISTINCT origin_kind FROM outbox WHERE origin = :origin",
-                                               store.dialect), {"origin": origin}):
-            for what, count in store.link_hit_counts(kind, origin).items():
-                hits[what] += count
+    hits = store.link_hit_counts(origin=origin)
     refused = store.receipt_rejection_counts()
     if as_json:
         click.echo(json.dumps({"hits": hits, "receipts_refused": [

@@ -300,16 +300,14 @@ class JourneyRunner:
 
     def _waits_of_older_versions(self, now: dt.datetime) -> list[dict[str, Any]]:
         out = []
-        for version in self.store.query(_in_dialect(
-                "SELECT DISTINCT version FROM journey_states WHERE journey = :journey AND status = 'active' AND "
-                "version <> :version", self.store.dialect), {"journey": self.name, "version": self.version}):
-            found = self.version_of(version[0])
+        for version in self.store.journey_active_versions(self.name, besides=self.version):
+            found = self.version_of(version)
             if found is None:
                 continue
             for node in found[1].nodes.values():
                 if node.kind == "wait_for":
                     out.extend(r for r in self.store.journey_waits_with_event(self.name, node.id, node.step.event, now)
-                               if r["version"] == version[0])
+                               if r["version"] == version)
         return out
 
     def _advance_rows(self, rows: list[dict[str, Any]], now: dt.datetime) -> None:
@@ -374,14 +372,6 @@ class JourneyRunner:
             "revision": self.ctx.revision, "status": "dead" if failed else "planned",
             "reason": "; ".join(failed)[:4000] if failed else None, "not_before": None, "payload": payload,
         }
-
-
-def _in_dialect(sql: str, dialect: str) -> str:
-    """A read written with ``:name`` placeholders, rendered for the store's dialect (``Store.query`` takes SQL
-    in its own dialect: ``%(name)s`` on PostgreSQL)."""
-    import sqlglot
-
-    return sqlglot.parse_one(sql, read="sqlite").sql(dialect=dialect)
 
 
 def _quiet(rule, ctx):

@@ -11,7 +11,8 @@ from motorcade.dsl.errors import did_you_mean
 from motorcade.dsl.evaluate import ExplainNode, explain_person
 from motorcade.errors import MotorcadeError
 
-from .compiler import Scope, SQLiteCompiler, col, select_
+from .compiler import Compiler, Scope, col, select_
+from .dialects import get_dialect
 from .compute import evaluate_members, parse_as_of
 from .dataset import load_dataset
 
@@ -85,13 +86,14 @@ def explain_person_in_segment(project, segment: str, person_id: int, as_of=None)
         raise MotorcadeError(f"no person with id {person_id} in {store.location}",
                              "check the id (e.g. from `motorcade explain SEGMENT` samples with MOTORCADE_SHOW_PII=1)")
     tree = explain_person(rule_set, segment, dataset, resolved, as_of, tz)
-    compiler = SQLiteCompiler(rule_set, as_of, tz, store.value_types())
+    dialect = get_dialect(getattr(store, "dialect", "sqlite"))
+    compiler = Compiler(rule_set, as_of, tz, store.value_types(), dialect.name)
     from sqlglot import exp
 
     condition = compiler.segment_condition(segment, Scope("p"))
     query = select_(exp.alias_(condition, "v")).from_(exp.to_table("people").as_("p"), copy=False).where(
         exp.EQ(this=col("p", "id"), expression=compiler.bind(resolved)), copy=False)
-    rows = store.query(query.sql(dialect=store.dialect), compiler.params)
+    rows = store.query(dialect.render(query, compiler.params), compiler.params)
     sql_member = bool(rows and rows[0][0] == 1)
     return PersonExplanation(segment, resolved, as_of, tree, sql_member,
                              store.segment_membership(segment, resolved))

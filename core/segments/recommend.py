@@ -19,6 +19,7 @@ from motorcade.dsl.evaluate import RecommendedItem, rank_items
 from motorcade.errors import MotorcadeError
 
 from .compiler import Compiler, Scope, and_, col, is_null, or_, select_
+from .dialects import get_dialect
 
 _CHUNK = 500
 
@@ -35,7 +36,8 @@ def recommendation_query(store, rule_set, name: str, as_of: dt.datetime, tz,
                          person_ids: list[int] | None = None) -> tuple[str, dict]:
     """The SQL (and its parameters) of recommendation ``name``: ``person_id, vin, rule_1, ..., rule_k``."""
     rule = require_recommendation(rule_set, name)
-    compiler = Compiler(rule_set, as_of, tz, store.value_types(), dialect=getattr(store, "dialect", None))
+    dialect = get_dialect(getattr(store, "dialect", "sqlite"))
+    compiler = Compiler(rule_set, as_of, tz, store.value_types(), dialect.name)
     where = []
     if person_ids is not None:
         where.append(exp.In(this=col("p", "id"), expressions=[compiler.bind(p) for p in person_ids]))
@@ -59,7 +61,7 @@ def recommendation_query(store, rule_set, name: str, as_of: dt.datetime, tz,
         if where:
             tree = tree.where(and_(*where), copy=False)
         tree = tree.order_by(col("p", "id"), copy=False)
-    return compiler.d.render(tree, compiler.params), compiler.params  # in the store's dialect
+    return dialect.render(tree, compiler.params), compiler.params
 
 
 def compute_recommendations(store, rule_set, name: str, as_of: dt.datetime, tz,

@@ -148,6 +148,12 @@ class JourneysMixin:
             "SELECT person_id, entry, arm, entered_at FROM journey_states WHERE journey = ? ORDER BY person_id, entry",
             (journey,))]
 
+    def journey_active_versions(self, journey: str, *, besides: str) -> list[str]:
+        """The versions of ``journey`` other than ``besides`` that people are still active on, by version."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT version FROM journey_states WHERE journey = ? AND status = 'active' AND version != ? "
+            "ORDER BY version", (journey, besides))]
+
     def journey_names_with_state(self) -> list[str]:
         """The journeys anyone has entered, by name."""
         return [r[0] for r in self.conn.execute("SELECT DISTINCT journey FROM journey_states ORDER BY journey")]

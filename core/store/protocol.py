@@ -1255,7 +1255,7 @@ class TrackingStore(Protocol):
 
     def link_hit_counts(self, origin_kind: str | None = None, origin: str | None = None) -> dict[str, int]:
         """Hits on links and pixels by what they were: ``click``, ``open``, ``bot`` (optionally of one
-        campaign or trigger)."""
+        campaign, trigger or journey ``origin``; ``origin_kind`` narrows it to that kind)."""
         ...
 
     def receipt_seen(self, provider: str, dedupe_key: str, *, at: dt.datetime) -> bool:
@@ -1342,6 +1342,10 @@ class JourneysStore(Protocol):
 
     def journey_entries(self, journey: str) -> list[tuple[int, int, str, int]]:
         """``(person, entry, arm, entered_at)`` of every entry."""
+        ...
+
+    def journey_active_versions(self, journey: str, *, besides: str) -> list[str]:
+        """The versions of ``journey`` other than ``besides`` that people are still active on, by version."""
         ...
 
     def journey_names_with_state(self) -> list[str]:

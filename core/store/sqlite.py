@@ -199,27 +199,6 @@ class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, Inge
         cursor.row_factory = sqlite3.Row
         return cursor.fetchall()
 
-    def status_counts(self) -> dict[str, int]:
-        """Headline counts for `motorcade status`."""
-        one = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
-        mine = self.person_scope_filter  # a scoped caller counts only their own people's rows
-        counts = {
-            "people": one(f"SELECT count(*) FROM people WHERE {mine('id')}"),
-            "identifiers": one(f"SELECT count(*) FROM identifiers WHERE {mine('person_id')}"),
-            "cars": one(f"SELECT count(DISTINCT vin) FROM ownerships WHERE {mine('person_id')}")
-            if mine("person_id") != "1" else one("SELECT count(*) FROM cars"),
-            "events": one(f"SELECT count(*) FROM events WHERE {mine('person_id')}"),
-            "quarantined": one("SELECT count(*) FROM quarantine WHERE resolved = 0"),
-            "tag_values": one(f"SELECT count(*) FROM tag_values WHERE {mine('person_id')}"),
-            "tags": one("SELECT count(DISTINCT tag) FROM tag_values"),
-            "segments": one("SELECT count(DISTINCT segment) FROM segment_runs"),
-            "segment_members": one(f"SELECT count(*) FROM segment_members WHERE {mine('person_id')}"),
-            "sends": one(f"SELECT count(*) FROM outbox WHERE {mine('person_id')}"),
-        }
-        if mine("person_id") != "1":
-            del counts["quarantined"]  # rows no store can be told from: the group's operators see them
-        return counts
-
     def analyze(self) -> None:
         """Refresh the query planner's statistics (after bulk loads)."""
         self.conn.execute("ANALYZE")

@@ -27,6 +27,29 @@ EVENT_DELTA_LIMIT = 50_000
 
 
 class StatsMixin:
+    def status_counts(self) -> dict[str, int]:
+        """Headline counts for `motorcade status` (portable SQL: every store runs it as it is).
+
+        A scoped caller counts only their own people's rows."""
+        one = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
+        mine = self.person_scope_filter  # a scoped caller counts only their own people's rows
+        counts = {
+            "people": one(f"SELECT count(*) FROM people WHERE {mine('id')}"),
+            "identifiers": one(f"SELECT count(*) FROM identifiers WHERE {mine('person_id')}"),
+            "cars": one(f"SELECT count(DISTINCT vin) FROM ownerships WHERE {mine('person_id')}")
+            if mine("person_id") != "1" else one("SELECT count(*) FROM cars"),
+            "events": one(f"SELECT count(*) FROM events WHERE {mine('person_id')}"),
+            "quarantined": one("SELECT count(*) FROM quarantine WHERE resolved = 0"),
+            "tag_values": one(f"SELECT count(*) FROM tag_values WHERE {mine('person_id')}"),
+            "tags": one("SELECT count(DISTINCT tag) FROM tag_values"),
+            "segments": one("SELECT count(DISTINCT segment) FROM segment_runs"),
+            "segment_members": one(f"SELECT count(*) FROM segment_members WHERE {mine('person_id')}"),
+            "sends": one(f"SELECT count(*) FROM outbox WHERE {mine('person_id')}"),
+        }
+        if mine("person_id") != "1":
+            del counts["quarantined"]  # rows no store can be told from: the group's operators see them
+        return counts
+
     def refresh_plan_stats(self) -> int:
         """Add the events written since the last refresh to ``event_day_counts`` and count the defined tags
         never counted yet (call inside a write transaction, e.g. before computing segments). Returns the

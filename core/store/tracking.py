@@ -47,13 +47,13 @@ class TrackingMixin:
 
     def link_hit_counts(self, origin_kind: str | None = None, origin: str | None = None) -> dict[str, int]:
         """Hits on links and pixels by what they were: ``click``, ``open``, ``bot`` (optionally of one
-        campaign or trigger)."""
+        campaign, trigger or journey ``origin``; ``origin_kind`` narrows it to that kind)."""
         sql = ("SELECT l.kind, h.bot IS NOT NULL, count(*) FROM link_hits h JOIN links l ON l.code = h.code "
                "JOIN outbox o ON o.idempotency_key = l.idempotency_key")
         params: tuple = ()
-        if origin is not None:
-            sql += " WHERE o.origin_kind = ? AND o.origin = ?"
-            params = (origin_kind, origin)
+        if origin is not None:  # of one campaign, trigger or journey (of that kind only, when given)
+            sql += " WHERE o.origin = ?" + (" AND o.origin_kind = ?" if origin_kind else "")
+            params = (origin, origin_kind) if origin_kind else (origin,)
         counts = {"click": 0, "open": 0, "bot": 0}
         for kind, is_bot, count in self.conn.execute(sql + " GROUP BY 1, 2", params):
             counts["bot" if is_bot else ("click" if kind == "link" else "open")] += count

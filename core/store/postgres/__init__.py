@@ -28,7 +28,6 @@ from ..events import EventsMixin
 from ..identity import IdentityMixin
 from ..inbox import InboxMixin
 from ..ingest import IngestMixin
-from ..journeys import JourneysMixin
 from ..migrations import MIGRATIONS, body_for
 from ..outbox import OutboxMixin
 from ..people import PeopleMixin
@@ -37,6 +36,7 @@ from ..reports import ReportsMixin
 from ..segments import SegmentsMixin
 from ..stats import StatsMixin
 from ..tags import TagsMixin
+from ..journeys import JourneysMixin
 from ..tracking import TrackingMixin
 from .connection import Connection, configure, percent_escaped
 from .functions import install as install_functions
@@ -222,27 +222,6 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
         if not sql.lstrip().upper().startswith(("SELECT", "WITH", "EXPLAIN")):
             raise ValueError("Store.query is for reads; use the store's named functions to write")
         return self.conn.execute_native(percent_escaped(sql) if params else sql, params or None).fetchall()
-
-    def status_counts(self) -> dict[str, int]:
-        """Headline counts for `motorcade status` (a scoped caller counts only their own people's rows)."""
-        one = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
-        mine = self.person_scope_filter
-        counts = {
-            "people": one(f"SELECT count(*) FROM people WHERE {mine('id')}"),
-            "identifiers": one(f"SELECT count(*) FROM identifiers WHERE {mine('person_id')}"),
-            "cars": one(f"SELECT count(DISTINCT vin) FROM ownerships WHERE {mine('person_id')}")
-            if mine("person_id") != "1" else one("SELECT count(*) FROM cars"),
-            "events": one(f"SELECT count(*) FROM events WHERE {mine('person_id')}"),
-            "quarantined": one("SELECT count(*) FROM quarantine WHERE resolved = 0"),
-            "tag_values": one(f"SELECT count(*) FROM tag_values WHERE {mine('person_id')}"),
-            "tags": one("SELECT count(DISTINCT tag) FROM tag_values"),
-            "segments": one("SELECT count(DISTINCT segment) FROM segment_runs"),
-            "segment_members": one(f"SELECT count(*) FROM segment_members WHERE {mine('person_id')}"),
-            "sends": one(f"SELECT count(*) FROM outbox WHERE {mine('person_id')}"),
-        }
-        if mine("person_id") != "1":
-            del counts["quarantined"]
-        return counts
 
     def analyze(self) -> None:
         """Refresh the query planner's statistics (after bulk loads)."""
