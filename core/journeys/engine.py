@@ -375,12 +375,28 @@ def _quiet(rule, ctx):
     return _quiet_hours(rule, ctx)
 
 
-def process_journey(ctx: ActivationContext, name: str, *, renderer: Renderer | None = None) -> dict[str, int]:
-    """One pass of journey ``name``: let new people in, then advance everyone due. Returns counts."""
+def reacts_to_events(journey: ast.Journey) -> bool:
+    """Whether new events can move people in ``journey`` at once: it lets people in on an event
+    (`entry on EVENT`) or has a `wait for EVENT` step. The collector's processor advances these journeys
+    right after it ingests (the real-time path); `run`/`serve` advance every journey."""
+    if isinstance(journey.entry, ast.EntryEvent):
+        return True
+    return any(node.kind == "wait_for" for node in build_flow(journey).nodes.values())
+
+
+def process_journey(ctx: ActivationContext, name: str, *, renderer: Renderer | None = None,
+                    realtime: bool = False) -> dict[str, int]:
+    """One pass of journey ``name``: let new people in, then advance everyone due. Returns counts.
+
+    ``realtime`` (the collector's processor, after new events): only an `entry on EVENT` lets people in
+    (segment and schedule entries wait for `run`/`serve`); advancing is the same. Both paths take each batch
+    in one write transaction that reads the states it changes, so a pass of `run` and one of the processor at
+    the same time advance each person once (the second sees the states the first wrote)."""
     runner = JourneyRunner(ctx, name, renderer)
     runner.prepare()
     runner.advance()  # first, so that people who finish now may enter again in this pass
-    runner.enter()
+    if not realtime or isinstance(runner.journey.entry, ast.EntryEvent):
+        runner.enter()
     runner.advance()
     if any(runner.totals.values()):
         totals = runner.totals
