@@ -304,3 +304,41 @@ def test_a_journey_with_a_broken_template_is_not_advanced_and_its_people_wait(se
     (project.directory / "templates" / "missing.txt").write_text("好", encoding="utf-8")
     process_journey(context(), "recall")  # fixed: the people who entered meanwhile go on
     assert len(sends(store)) == 2
+
+
+def test_a_batch_reads_its_people_as_the_store_does(setup):
+    """The send flow renders a batch from one read per table (BatchReads): each person's template context
+    and address equal what the store answers person by person -- tags, cars, advisor and store relations,
+    identifiers, a person merged into another, a person who does not exist."""
+    from motorcade.activation.people import address_of, template_context
+    from motorcade.journeys.engine import BatchReads
+    from motorcade.model import Advisor, Car, Ownership, Store
+
+    project, context, clock = setup(FLOW % {"extra": ""})
+    store = project.store
+    ids = people(store, 5, vip=True)
+    with store.transaction():
+        store.upsert_stores([Store("SH001", "浦东店", "华东", "上海", "BMW")])
+        store.upsert_advisors([Advisor("A1", "李顾问", "SH001", "service", "+8613800000000")])
+        store.upsert_cars([Car("WBA00000000000001", "BMW", "X3", 2020, dt.date(2020, 5, 1), "SH001"),
+                           Car("WBA00000000000002", "BMW", "X5", 2023, None, None)])
+        store.add_ownership(Ownership(ids[0], "WBA00000000000001", dt.date(2020, 5, 1), dt.date(2023, 1, 1)))
+        store.add_ownership(Ownership(ids[0], "WBA00000000000002", dt.date(2023, 1, 1)))
+        store.add_ownership(Ownership(ids[1], "WBA00000000000001", dt.date(2023, 2, 1)))
+        store.set_relation(ids[1], "service_advisor", "A1")
+        store.set_relation(ids[2], "home_store", "SH001")
+        store.write_tag_values([(ids[0], "value_level", "high"), (ids[3], "value_level", "low")],
+                               tags=["value_level"], calculator="rule", calculator_version="1",
+                               computed_at=clock())
+        store.merge_people(ids[3], [ids[4]], reason="test")
+    now = clock()
+    batch = [*ids, 999999]
+    reads = BatchReads(store, batch)
+    for pid in batch:
+        expected = template_context(store, pid, origin_kind="journey", origin="recall", now=now, tz=SH)
+        got = template_context(reads, pid, origin_kind="journey", origin="recall", now=now, tz=SH)
+        for part in ("recommendation",):
+            expected.pop(part), got.pop(part)
+        assert got == expected, pid
+        for kind in ("webhook", "advisor", "phone"):
+            assert address_of(reads, pid, kind) == address_of(store, pid, kind)

@@ -131,8 +131,12 @@ class Renderer:
                                 hint="fix them (`motorcade check` lists every problem); nothing is lost: "
                                      "the slot stays due and trigger events wait")
 
-    def steps(self, rule, person_id: int, now: dt.datetime, event_properties: dict | None = None) -> list[dict]:
+    def steps(self, rule, person_id: int, now: dt.datetime, event_properties: dict | None = None, *,
+              reads=None) -> list[dict]:
+        """Render every step of the rule for the person. ``reads`` answers the person reads in place of the
+        store (a batch that read its people at once: :class:`motorcade.journeys.engine.BatchReads`)."""
         ctx = self.ctx
+        reads = ctx.store if reads is None else reads
         context = None
         out = []
         for step in rule.via.steps:
@@ -144,13 +148,13 @@ class Renderer:
                 out.append(entry)
                 continue
             address_type = channel_class.capabilities.address_type
-            address = address_of(ctx.store, person_id, address_type)
+            address = address_of(reads, person_id, address_type)
             if address is None:
                 entry["error"] = f"no {address_type}"
                 out.append(entry)
                 continue
             if context is None:
-                context = template_context(ctx.store, person_id, origin_kind=_kind(rule), origin=rule.name, now=now,
+                context = template_context(reads, person_id, origin_kind=_kind(rule), origin=rule.name, now=now,
                                            tz=ctx.tz, event_properties=event_properties, rule_set=ctx.rule_set)
             links = LinkMaker(ctx.settings.public_url)  # this step's track() / open_pixel() codes
             context.update(track=links.track, open_pixel=links.open_pixel)

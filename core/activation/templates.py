@@ -342,6 +342,9 @@ class TemplateStore:
             except jinja2.TemplateSyntaxError as exc:
                 raise TemplateError(f"{path}:{exc.lineno}: template syntax error: {exc.message}",
                                     hint="fix the template; see docs/activation.md#templates") from None
+            for template in (subject, body):
+                if template is not None:  # a plain dict: Jinja copies the globals into every render's context,
+                    template.globals = dict(template.globals)  # and a ChainMap is slow to copy
             self._cache[key] = (path, subject, body)
         return self._cache[key]
 

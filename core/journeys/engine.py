@@ -109,6 +109,88 @@ class StoreWorld:
         return None
 
 
+class BatchReads:
+    """The store as a batch of sends reads it: what the template context and the addresses of the batch's
+    people need (the person with identifiers, tags, ownerships, relations) read in one query per table for
+    the whole batch instead of several per person; stores, advisors and cars are read once per batch.
+    Everything else (and a person merged into another) goes to the store itself. The objects are the
+    store's own, so a template sees exactly what it would see without the batch."""
+
+    def __init__(self, store, person_ids):
+        from motorcade.model import Identifier, Ownership, Person, TagValue
+        from motorcade.store.codec import from_date_text, from_iso, loads
+
+        self._store = store
+        ids = sorted(set(person_ids))
+        self._people: dict[int, Any] = {}
+        self._tags: dict[int, list] = {pid: [] for pid in ids}
+        self._ownerships: dict[int, list] = {pid: [] for pid in ids}
+        self._relations: dict[int, list] = {pid: [] for pid in ids}
+        self._shared: dict[tuple[str, str], Any] = {}
+        conn = store.conn
+        merged: set[int] = set()
+        identifiers: dict[int, list] = {pid: [] for pid in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            merged.update(r[0] for r in conn.execute(
+                f"SELECT old_id FROM person_merges WHERE old_id IN ({marks})", chunk).fetchall())
+            for pid, kind, value in conn.execute(
+                    f"SELECT person_id, type, value FROM identifiers WHERE person_id IN ({marks}) "
+                    "ORDER BY person_id, type, value", chunk).fetchall():
+                identifiers[pid].append(Identifier(kind, value))
+            for pid, attributes, created in conn.execute(
+                    f"SELECT id, attributes, created_at FROM people WHERE id IN ({marks})", chunk).fetchall():
+                self._people[pid] = Person(id=pid, attributes=loads(attributes),
+                                           identifiers=tuple(identifiers[pid]), created_at=from_iso(created))
+            for r in conn.execute(
+                    "SELECT person_id, tag, value, computed_at, calculator, calculator_version FROM tag_values "
+                    f"WHERE person_id IN ({marks}) ORDER BY person_id, tag", chunk).fetchall():
+                self._tags[r[0]].append(TagValue(r[0], r[1], r[2], from_iso(r[3]), r[4], r[5]))
+            for r in conn.execute(
+                    "SELECT person_id, vin, valid_from, valid_to, source FROM ownerships "
+                    f"WHERE person_id IN ({marks}) ORDER BY person_id, valid_from", chunk).fetchall():
+                self._ownerships[r[0]].append(Ownership(r[0], r[1], from_date_text(r[2]), from_date_text(r[3]),
+                                                        r[4]))
+            for r in conn.execute(
+                    "SELECT person_id, kind, target_id FROM person_relations "
+                    f"WHERE person_id IN ({marks}) ORDER BY person_id, kind, target_id", chunk).fetchall():
+                self._relations[r[0]].append((r[1], r[2]))
+        self._merged = merged
+
+    def _batched(self, person_id: int) -> bool:
+        return person_id in self._tags and person_id not in self._merged
+
+    def get_person(self, person_id: int):
+        return self._people.get(person_id) if self._batched(person_id) else self._store.get_person(person_id)
+
+    def tags_of(self, person_id: int):
+        return list(self._tags[person_id]) if self._batched(person_id) else self._store.tags_of(person_id)
+
+    def ownerships_of(self, person_id: int):
+        return list(self._ownerships[person_id]) if self._batched(person_id) else self._store.ownerships_of(person_id)
+
+    def relations_of(self, person_id: int):
+        return list(self._relations[person_id]) if self._batched(person_id) else self._store.relations_of(person_id)
+
+    def _once(self, kind: str, key: str, read):
+        if (kind, key) not in self._shared:
+            self._shared[(kind, key)] = read(key)
+        return self._shared[(kind, key)]
+
+    def get_store(self, store_id: str):
+        return self._once("store", store_id, self._store.get_store)
+
+    def get_advisor(self, advisor_id: str):
+        return self._once("advisor", advisor_id, self._store.get_advisor)
+
+    def get_car(self, vin: str):
+        return self._once("car", vin, self._store.get_car)
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+
 class JourneyRunner:
     """Entry and advancement of one journey for one pass of `run`/`serve`."""
 
@@ -320,6 +402,7 @@ class JourneyRunner:
         events = store.journey_events([r["person_id"] for r in rows], self._event_names(), since=since,
                                       until=epoch(now))
         world = StoreWorld(ctx, now, events)
+        self._reads = BatchReads(store, [r["person_id"] for r in rows]) if self._has_sends(rows) else store
         updates, path, sends = [], [], []
         positions: dict[int, dict[str, int]] = {}  # flow -> step id -> its position (the outbox's step column)
         for row in rows:
@@ -352,6 +435,10 @@ class JourneyRunner:
         store.add_journey_path(path)
         self.totals["sends"] += _enqueue(ctx, sends, now)
 
+    def _has_sends(self, rows) -> bool:
+        return any(node.kind == "send" for version in {r["version"] for r in rows}
+                   for node in (self.version_of(version) or (None, self.flow))[1].nodes.values())
+
     def _path_row(self, state, outcome, next_step, at, detail, step=None) -> dict[str, Any]:
         return {"journey": self.name, "person_id": state.person_id, "entry": state.entry,
                 "step": state.step if step is None else step, "outcome": outcome, "next_step": next_step,
@@ -362,7 +449,7 @@ class JourneyRunner:
         rule = SendRule(self.name, step.via)
         payload = {"arm": "treatment", "transactional": False, "quiet_hours": _quiet(rule, self.ctx),
                    "journey_step": step_id, "entry": state.entry,
-                   "steps": self.renderer.steps(rule, state.person_id, now)}
+                   "steps": self.renderer.steps(rule, state.person_id, now, reads=self._reads)}
         failed = [s["error"] for s in payload["steps"] if s.get("template_failed")]
         first = step.via.steps[0]
         return {
@@ -380,12 +467,28 @@ def _quiet(rule, ctx):
     return _quiet_hours(rule, ctx)
 
 
-def process_journey(ctx: ActivationContext, name: str, *, renderer: Renderer | None = None) -> dict[str, int]:
-    """One pass of journey ``name``: let new people in, then advance everyone due. Returns counts."""
+def reacts_to_events(journey: ast.Journey) -> bool:
+    """Whether new events can move people in ``journey`` at once: it lets people in on an event
+    (`entry on EVENT`) or has a `wait for EVENT` step. The collector's processor advances these journeys
+    right after it ingests (the real-time path); `run`/`serve` advance every journey."""
+    if isinstance(journey.entry, ast.EntryEvent):
+        return True
+    return any(node.kind == "wait_for" for node in build_flow(journey).nodes.values())
+
+
+def process_journey(ctx: ActivationContext, name: str, *, renderer: Renderer | None = None,
+                    realtime: bool = False) -> dict[str, int]:
+    """One pass of journey ``name``: let new people in, then advance everyone due. Returns counts.
+
+    ``realtime`` (the collector's processor, after new events): only an `entry on EVENT` lets people in
+    (segment and schedule entries wait for `run`/`serve`); advancing is the same. Both paths take each batch
+    in one write transaction that reads the states it changes, so a pass of `run` and one of the processor at
+    the same time advance each person once (the second sees the states the first wrote)."""
     runner = JourneyRunner(ctx, name, renderer)
     runner.prepare()
     runner.advance()  # first, so that people who finish now may enter again in this pass
-    runner.enter()
+    if not realtime or isinstance(runner.journey.entry, ast.EntryEvent):
+        runner.enter()
     runner.advance()
     if any(runner.totals.values()):
         totals = runner.totals

@@ -1,6 +1,7 @@
 """The collector's processor: ingests what the inbox received, then plans event triggers at once.
 
-It runs in a process of its own (its own store connections, its own GIL), loops while there is work and naps
+It also advances the journeys that events move (`entry on EVENT`, `wait for EVENT`), so those people move on
+within a second of their event. It runs in a process of its own (its own store connections, its own GIL), loops while there is work and naps
 ``idle_seconds`` when there is none, so an event reaches the outbox within a fraction of a second of its
 200. The segments that `on enter/leave segment` triggers watch are recomputed after new data (at most once a
 second) and those triggers planned for the people who entered or left; with ``dispatch`` the processor also
@@ -24,7 +25,7 @@ SEGMENT_REFRESH_SECONDS = 1.0
 class ProcessorStats:
     ingested: int = 0  # messages ingested
     events: int = 0
-    fired: int = 0  # trigger firings planned
+    fired: int = 0  # trigger firings and journey sends planned
 
 
 class Processor:
@@ -186,6 +187,7 @@ class _Loop:
                 self.counters[2] += process_event_trigger(ctx, name)["fired"]
             except MotorcadeError as exc:
                 self.log(f"trigger {name}: {exc}")
+        self._journeys(ctx)
         watched = {name: rule.on.segment for name, rule in ctx.rule_set.triggers.items()
                    if isinstance(rule.on, ast.OnSegment) and rule.on.segment in ctx.rule_set.segments}
         if segments and watched:
@@ -209,6 +211,20 @@ class _Loop:
                 dispatcher.dispatch_due()
             finally:
                 dispatcher.close()
+
+    def _journeys(self, ctx) -> None:
+        """Advance the journeys that new events move (`entry on EVENT`, `wait for EVENT`) at once: the same
+        engine, batches, keys and guard rails as `run`/`serve`, so running both never doubles a step."""
+        from motorcade.errors import MotorcadeError
+        from motorcade.journeys.engine import process_journey, reacts_to_events
+
+        for name, journey in sorted(ctx.rule_set.journeys.items()):
+            if not reacts_to_events(journey):
+                continue
+            try:
+                self.counters[2] += process_journey(ctx, name, realtime=True)["sends"]
+            except MotorcadeError as exc:
+                self.log(f"journey {name}: {exc}")
 
     def _purge(self, store, sources) -> None:
         now = dt.datetime.now(dt.timezone.utc)

@@ -498,3 +498,112 @@ def test_analytics_js_in_chromium_delivers_page_and_track(tmp_path, monkeypatch,
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+
+JOURNEY = """
+journey drive_followup {
+  entry on test_drive
+  thanks: send via webhook template "thanks"
+  reply: wait for service_booked up to 7 days then {
+    booked: send via webhook template "thanks"
+  }
+}
+"""
+
+
+def _with_webhook(project, receiver_url):
+    from motorcade.plugins import load_plugins
+
+    config = project.directory / "motorcade.toml"
+    config.write_text(config.read_text(encoding="utf-8") + f'\n[channels.webhook]\nurl = "{receiver_url}"\n'
+                      'secret = "s"\n', encoding="utf-8")
+    (project.directory / "rules" / "t.mc").write_text(JOURNEY, encoding="utf-8")
+    return Project(project.directory, plugin_manager=load_plugins())
+
+
+def test_the_processor_moves_journeys_on_live_events_and_dispatches_their_sends_once(project):
+    """`collect --dispatch`: an event that lets a person into a journey (`entry on EVENT`) and the event a
+    `wait for` waits for move the person on at once, without a `run` pass, and each send reaches the local
+    webhook receiver once."""
+    import contextlib
+
+    from motorcade.activation.testing import KeyCountingServer
+
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(KeyCountingServer())
+        project = _with_webhook(project, receiver.url)
+        stack.callback(project.close)
+        collector = stack.enter_context(running_collector(project, idle_seconds=0.01, dispatch=True))
+        collector.url = stack.enter_context(BackgroundServer(collector.app)).url
+        assert post(collector.url, "/v1/track", {"userId": "u-j", "event": "test_drive", "messageId": "j-1"}
+                    ).status_code == 200
+        assert wait_for(lambda: len(receiver.deliveries) == 1)
+        person = rows(project, "SELECT person_id FROM identifiers WHERE value = 'u-j'")[0][0]
+        assert rows(project, "SELECT step, status FROM journey_states WHERE person_id = ?", (person,)) == [
+            ("reply", "active")]
+        time.sleep(1.1)  # store times are whole seconds: only an event after the wait began counts
+        assert post(collector.url, "/v1/track", {"userId": "u-j", "event": "service_booked", "messageId": "j-2"}
+                    ).status_code == 200
+        assert wait_for(lambda: len(receiver.deliveries) == 2)
+        assert wait_for(lambda: rows(project, "SELECT status FROM journey_states")[0][0] == "completed")
+        assert sorted(receiver.deliveries) == [f"journey:drive_followup:e1:p{person}:sbooked",
+                                               f"journey:drive_followup:e1:p{person}:sthanks"]
+        assert list(receiver.deliveries.values()) == [1, 1]
+        assert [r[0] for r in rows(project, "SELECT outcome FROM journey_path ORDER BY id")] == [
+            "sent", "event", "sent"]
+
+
+def test_run_and_the_processor_together_never_double_a_journey_step(project):
+    """`run` passes in another connection while the processor advances the same journey on live events:
+    every person takes each step once (one path record per step and no other), one outbox row per send."""
+    import threading
+
+    from motorcade.activation.settings import ActivationContext
+    from motorcade.journeys.engine import process_journey
+    from motorcade.plugins import load_plugins
+
+    project = _with_webhook(project, "http://127.0.0.1:9/never-called")
+    runner = Project(project.directory, plugin_manager=load_plugins())
+    stop, passes, errors = threading.Event(), [], []
+
+    def run_passes():
+        while not stop.is_set():
+            try:
+                passes.append(process_journey(ActivationContext.for_project(runner), "drive_followup"))
+                stop.wait(0.03)
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+                return
+
+    people = 30
+    try:
+        with running_collector(project, idle_seconds=0.01) as collector:
+            with BackgroundServer(collector.app) as server:
+                thread = threading.Thread(target=run_passes)
+                thread.start()
+                try:
+                    for i in range(people):
+                        assert post(server.url, "/v1/track", {"userId": f"r-{i}", "event": "test_drive",
+                                                              "messageId": f"r-{i}"}).status_code == 200
+                    assert wait_for(lambda: rows(project, "SELECT count(*) FROM journey_states WHERE step = 'reply'"
+                                                 )[0][0] == people, timeout=30)
+                    time.sleep(1.1)
+                    for i in range(people):
+                        assert post(server.url, "/v1/track", {"userId": f"r-{i}", "event": "service_booked",
+                                                              "messageId": f"b-{i}"}).status_code == 200
+                    assert wait_for(lambda: rows(project, "SELECT count(*) FROM journey_states WHERE status = "
+                                                 "'completed'")[0][0] == people, timeout=30)
+                    assert collector.processor.stats.fired > 0  # the processor took some of the steps itself
+                finally:
+                    stop.set()
+                    thread.join()
+    finally:
+        runner.close()
+    assert errors == [] and passes
+    paths = rows(project, "SELECT person_id, group_concat(step || '>' || outcome, ' ') FROM "
+                          "(SELECT * FROM journey_path ORDER BY id) GROUP BY person_id")
+    assert len(paths) == people
+    assert {path for _, path in paths} == {"thanks>sent reply>event booked>sent"}
+    assert rows(project, "SELECT count(*), count(DISTINCT idempotency_key) FROM outbox") == [(2 * people, 2 * people)]
+    # the steps each side reports taking add up to the steps taken: nothing was taken twice
+    assert sum(p["steps"] for p in passes) <= 3 * people
