@@ -563,19 +563,7 @@ class IdentityMixin:
         now = iso(utc_now())
         conn = self.conn
         for chunk in _chunks(ids, 20000):
-            records = conn.execute(
-                "SELECT r.person_id, r.id, r.source, r.source_key, r.attributes FROM json_each(?) AS j "
-                "CROSS JOIN identity_records r ON r.person_id = j.value",
-                (_json(list(chunk)),),
-            ).fetchall()
-            # the unflagged identifier types on each record's live links
-            types: dict[int, list[str]] = {}
-            for rid, type_ in conn.execute(
-                "SELECT l.record_id, i.type FROM json_each(?) AS j CROSS JOIN identity_links l ON l.record_id = j.value "
-                "CROSS JOIN identifiers i ON i.id = l.identifier_id WHERE l.removed_at IS NULL AND i.flagged = 0",
-                (_json([r[1] for r in records]),),
-            ):
-                types.setdefault(rid, []).append(type_)
+            records, types = self._golden_record_rows(chunk)
             per_person: dict[int, list[tuple]] = {}
             for pid, rid, source, key, attributes in records:
                 names = types.get(rid)
@@ -605,6 +593,24 @@ class IdentityMixin:
             conn.executemany("UPDATE people SET attributes = ?, updated_at = ? WHERE id = ? AND attributes != ?", updates)
             changed += conn.total_changes - before
         return changed
+
+    def _golden_record_rows(self, person_ids: Sequence[int]) -> tuple[list[tuple], dict[int, list[str]]]:
+        """The identity records of ``person_ids`` as ``(person_id, id, source, source_key, attributes)``, and
+        the unflagged identifier types on each record's live links (``{record id: [type, ...]}``): the rows
+        :meth:`recompute_golden_records` merges (the one engine-specific part of it)."""
+        records = self.conn.execute(
+            "SELECT r.person_id, r.id, r.source, r.source_key, r.attributes FROM json_each(?) AS j "
+            "CROSS JOIN identity_records r ON r.person_id = j.value",
+            (_json(list(person_ids)),),
+        ).fetchall()
+        types: dict[int, list[str]] = {}
+        for rid, type_ in self.conn.execute(
+            "SELECT l.record_id, i.type FROM json_each(?) AS j CROSS JOIN identity_links l ON l.record_id = j.value "
+            "CROSS JOIN identifiers i ON i.id = l.identifier_id WHERE l.removed_at IS NULL AND i.flagged = 0",
+            (_json([r[1] for r in records]),),
+        ):
+            types.setdefault(rid, []).append(type_)
+        return records, types
 
     # -- settling: what follows people after merges and splits -------------------------------------
 

@@ -10,9 +10,8 @@ import contextlib
 import datetime as dt
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..codec import epoch, iso, loads, utc_now
+from ..codec import epoch, iso, loads
 from ..events import BulkEventLoad
-from ..identity import _chunks, fast_dumps, fast_loads
 from ..outbox import CLAIMABLE_STATES, OUTBOX_COLUMNS, _send_row
 from .connection import percent_escaped
 
@@ -128,45 +127,17 @@ class PostgresOverrides:
             for r in self.conn.execute_native(sql + " ORDER BY s.id", params)
         ]
 
-    def recompute_golden_records(self, person_ids: Iterable[int], priority: Sequence[str]) -> int:
-        rank = {t: i for i, t in enumerate(priority)}
-        worst = len(priority)
-        ids = sorted(set(person_ids))
-        changed = 0
-        now = iso(utc_now())
-        conn = self.conn
-        for chunk in _chunks(ids, 20000):
-            records = conn.execute_native(
-                "SELECT person_id, id, source, source_key, attributes FROM identity_records "
-                "WHERE person_id = ANY(%s::bigint[])", (list(chunk),)).fetchall()
-            types: dict[int, list[str]] = {}
-            for rid, type_ in conn.execute_native(
-                    "SELECT l.record_id, i.type FROM identity_links l JOIN identifiers i ON i.id = l.identifier_id "
-                    "WHERE l.record_id = ANY(%s::bigint[]) AND l.removed_at IS NULL AND i.flagged = 0",
-                    ([r[1] for r in records],)):
-                types.setdefault(rid, []).append(type_)
-            per_person: dict[int, list[tuple]] = {}
-            for pid, rid, source, key, attributes in records:
-                best = min((min((rank.get(t, worst) for t in name.split(",") if t), default=worst + 1)
-                            for name in types.get(rid, ())), default=worst + 1)
-                per_person.setdefault(pid, []).append((best, source, key, attributes))
-            updates = []
-            for pid, members in per_person.items():
-                golden: dict[str, Any] = {}
-                members.sort()
-                for _best, _source, _key, attributes in members:
-                    if attributes != "{}":
-                        for name, value in fast_loads(attributes).items():
-                            if value is not None and value != "" and name not in golden:
-                                golden[name] = value
-                golden["sources"] = sorted({r[1] for r in members})
-                text = fast_dumps(golden)
-                updates.append((text, now, pid, text))
-            before = conn.total_changes
-            conn.executemany("UPDATE people SET attributes = ?, updated_at = ? WHERE id = ? AND attributes != ?",
-                             updates)
-            changed += conn.total_changes - before
-        return changed
+    def _golden_record_rows(self, person_ids: Sequence[int]) -> tuple[list[tuple], dict[int, list[str]]]:
+        records = self.conn.execute_native(
+            "SELECT person_id, id, source, source_key, attributes FROM identity_records "
+            "WHERE person_id = ANY(%s::bigint[])", (list(person_ids),)).fetchall()
+        types: dict[int, list[str]] = {}
+        for rid, type_ in self.conn.execute_native(
+                "SELECT l.record_id, i.type FROM identity_links l JOIN identifiers i ON i.id = l.identifier_id "
+                "WHERE l.record_id = ANY(%s::bigint[]) AND l.removed_at IS NULL AND i.flagged = 0",
+                ([r[1] for r in records],)):
+            types.setdefault(rid, []).append(type_)
+        return records, types
 
     # -- ingest: no staging database to attach; events go in by rows ------------------------------
 
