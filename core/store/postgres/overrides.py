@@ -327,18 +327,8 @@ class PostgresOverrides:
 
     # -- access -------------------------------------------------------------------------------------
 
-    def people_in(self, scope, person_ids: Iterable[int]) -> list[int]:
-        ids = list(person_ids)
-        if scope.group or not ids:
-            return ids
-        condition, params = scope.member_condition("j.value")
-        inside: set[int] = set()
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start:start + 5000]
-            rows = self.conn.execute(f"SELECT j.value FROM unnest(CAST(? AS BIGINT[])) AS j(value) WHERE {condition}",
-                                     (chunk, *params)).fetchall()
-            inside.update(r[0] for r in rows)
-        return [i for i in ids if i in inside]
+    def _id_list_source(self, ids: list[int]) -> tuple[str, Any]:
+        return "unnest(CAST(? AS BIGINT[])) AS j(value)", ids
 
     # -- reports ------------------------------------------------------------------------------------
 
