@@ -22,6 +22,7 @@ import threading
 from typing import Any, Iterator
 
 from ...errors import ConfigError, MotorcadeError
+from ...masking import without_password
 from ..codec import iso, utc_now
 from ..access import AccessMixin
 from ..events import EventsMixin
@@ -68,11 +69,7 @@ def _driver():
     return psycopg, psycopg_pool
 
 
-def redact(url: str) -> str:
-    """The URL without its password (for messages)."""
-    import re
-
-    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+redact = without_password  # the URL without its password, for messages
 
 
 class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin,
