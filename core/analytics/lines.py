@@ -1,0 +1,67 @@
+"""A JSON Lines file as Arrow batches of raw lines, for an engine to parse (docs/engines.md, "Bulk ingest").
+
+The file is read in blocks of whole lines; numpy finds the line breaks and the lines become an Arrow
+string column over the block's own bytes (no Python object per line). Each batch is
+``(line_no, line)``: the 1-based line number and the line's text with its line break. A line that is
+not UTF-8 cannot be an Arrow string: it is handed back as raw bytes, with its number, for the Python
+path to quarantine with the reason the SQLite path gives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+BLOCK = 1 << 26  # 64 MB of lines per batch
+
+
+def line_batches(path: str | Path, block: int = BLOCK) -> Iterator[tuple[object, list[tuple[int, bytes]]]]:
+    """``(Arrow table (line_no int64, line string), [(line_no, raw bytes) of lines not UTF-8])`` per block."""
+    import numpy as np
+    import pyarrow as pa
+
+    line_no = 0
+    with open(path, "rb") as handle:
+        pending = b""
+        while True:
+            chunk = handle.read(block)
+            data = pending + chunk
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # one line longer than a block: read on
+                    pending = data
+                    continue
+                data, pending = data[:cut], data[cut:]
+            else:
+                pending = b""
+            if not data:
+                break
+            breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            ends = breaks + 1
+            if not len(ends) or ends[-1] != len(data):  # the file's last line, without a line break
+                ends = np.append(ends, len(data))
+            offsets = np.concatenate(([0], ends)).astype(np.int64)
+            count = len(ends)
+            numbers = np.arange(line_no + 1, line_no + 1 + count, dtype=np.int64)
+            line_no += count
+            buffer = pa.py_buffer(data)
+            lines = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets.tobytes()), buffer)
+            bad: list[tuple[int, bytes]] = []
+            try:
+                lines.validate(full=True)
+            except pa.ArrowInvalid:  # some line is not UTF-8: find which (rare), keep the others
+                keep = np.ones(count, dtype=bool)
+                for i in range(count):
+                    raw = data[offsets[i]:offsets[i + 1]]
+                    try:
+                        raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        keep[i] = False
+                        bad.append((int(numbers[i]), raw))
+                mask = pa.array(keep)
+                lines = pa.LargeBinaryArray.from_buffers(count, pa.py_buffer(offsets.tobytes()), buffer) \
+                    .filter(mask).cast(pa.large_string())
+                numbers = numbers[keep]
+            yield pa.table({"line_no": pa.array(numbers, type=pa.int64()), "line": lines}), bad
+            if not chunk:
+                break
