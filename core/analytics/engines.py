@@ -83,12 +83,23 @@ class AnalyticsEngine:
                     continue
                 if table.name == "events" and append_after is not None:
                     counts[table.name] = self._append(table, read_batches(store, table, after_id=append_after))
+                elif table.name == "events" and self._holds_ingested_events():
+                    # events ingested straight into the engine live only here: replace the store's alone
+                    from .ingest import INGEST_ID_BASE
+
+                    self._execute(f"DELETE FROM events WHERE id < {INGEST_ID_BASE}")
+                    counts[table.name] = self._append(table, read_batches(store, table))
                 else:
                     counts[table.name] = self.replace(table, read_batches(store, table))
             if "events" in wanted:
                 self.last_mirror = "incremental" if append_after is not None else "full"
                 self._set_state(max_id, count, fingerprint)
         return counts
+
+    def _holds_ingested_events(self) -> bool:
+        from .ingest import ingested_count
+
+        return ingested_count(self) > 0
 
     def _state(self) -> tuple[int, int, str] | None:
         rows = self.query(f"SELECT last_id, events, fingerprint FROM {STATE_TABLE}")

@@ -27,6 +27,7 @@ The engine parses the lines; Python sees only what is distinct or rare:
 
 from __future__ import annotations
 
+import bisect
 import os
 import tempfile
 import time
@@ -45,8 +46,9 @@ INGEST_ID_BASE = 1 << 40
 INGESTED = "ingested_events"  # id, source, dedup_key, record_id of every event ingested into the engine
 
 # lines the engine leaves to Python: numbers the store cannot keep or that the engines read differently,
-# escaped surrogates (DuckDB refuses them; Python quarantines lone ones)
-_GUARD = r"NaN|Infinity|[0-9.][eE][+-]?[0-9]{3}|[0-9]{19}|\\u[dD][89a-fA-F]"
+# escaped surrogates (DuckDB refuses them; Python quarantines lone ones), trailing commas (DuckDB's
+# reader takes them, JSON does not)
+_GUARD = r"NaN|Infinity|[0-9.][eE][+-]?[0-9]{3}|[0-9]{19}|\\u[dD][89a-fA-F]|,[ \t\r\n]*[}\]]"
 _ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-5][0-9]:[0-5][0-9]"
 _MAX_BRACKETS = 90  # more "[" and "{" than this: Python judges the nesting
 
@@ -310,21 +312,26 @@ class EngineIngest:
             summary.read += read + int(sql.rows("SELECT count(*) FROM motorcade_ingest_stage WHERE fast")[0][0])
             t = clock()
             with store.transaction():
-                people = self._resolve(settings, fast_sets, slow_events, summary)
-                quarantined = self._quarantine_rows(failed, fast_sets)
-                if records:  # identify calls (Segment lines): the record path
+                if records:  # identify calls (Segment lines): the record path, before the events as in a batch
                     ingestor.write_batch(settings, records, summary)
-                self._consents(settings, fast_sets, slow_events, people)
+                consents = self._consent_rows(settings, fast_sets, slow_events)
+                people = self._resolve(settings, fast_sets, slow_events, summary, consents)
+                quarantined = self._quarantine_rows(failed, fast_sets)
                 if quarantined:
                     summary.rejected += len(quarantined)
                     summary.quarantined += store.quarantine_rows(source.name, quarantined)
                 if ingestor._rejected:
                     store.record_rejected_identifiers(source.name, list(ingestor._rejected))
                 store.settle_identity()
+                # after settling (merges and splits move records between people): each set's person now
+                found = store.find_records(source.name, list(people)) if people else {}
+                people = {combo: found[combo][:2] if combo in found else people[combo] for combo in people}
             timings["store: One-ID, quarantine, consents"] = clock() - t
             t = clock()
             self._write(source.name, fast_sets, slow_events, people, summary)
             timings["engine: join and append"] = clock() - t
+            with store.transaction():
+                store.set_source_cursor(source.name, source.next_cursor())
         except BaseException:
             resolver.reset()
             raise
@@ -465,10 +472,12 @@ class EngineIngest:
         through the SQLite path's own code (see the module docstring)."""
         batch = EventBatch(position_unit="line")
         read = 0
+        self._source, self._blank_lines = source, []
         for where, raw_line in lines:
             stripped = raw_line.strip()
             if not stripped or (stripped[0] != 123 and not raw_line.decode("utf-8", "replace").strip()):
-                continue  # a blank line, as JsonlSource._lines skips it
+                self._blank_lines.append(where)  # a blank line, as JsonlSource._lines skips it
+                continue
             read += 1
             source._add_line(batch, where, raw_line)
         failed: dict = {}
@@ -484,9 +493,11 @@ class EngineIngest:
 
     # -- 5. One-ID in bulk -------------------------------------------------------------------------
 
-    def _resolve(self, settings, fast_sets: dict, slow_events: list, summary: IngestSummary) -> dict[str, tuple]:
+    def _resolve(self, settings, fast_sets: dict, slow_events: list, summary: IngestSummary,
+                 consents: list[tuple]) -> dict[str, tuple]:
         """``combination key -> (record id, person id)`` of every usable identifier set, resolved in the
-        order of first appearance (as the SQLite path meets them), person ids after this run's merges."""
+        order of first appearance (as the SQLite path meets them), person ids after this run's merges.
+        Each batch's consent events are applied after that batch's sets are resolved, as there."""
         first: dict[str, tuple[int, tuple]] = {}
         for raw_ids, entry, line, count in fast_sets.values():
             if entry[1]:  # identifier values that did not clean, counted per event as the SQLite path does
@@ -502,10 +513,27 @@ class EngineIngest:
                 first[combo] = (where, ev[3])
         order = sorted(first.items(), key=lambda item: item[1][0])
         rule = f"{settings.name} event"
-        observations = [Observation(combo, ids, None, rule) for combo, (_line, ids) in order]
-        resolved = self.ingestor._resolve_event_sets(settings.name, observations, summary) if observations else []
+        # One call per batch of the SQLite path (``batch_size`` non-blank lines): the guards judge an
+        # identifier's spread per call, so the same calls give the same graph
+        blank, size = self._blank_lines, max(1, int(getattr(self._source, "batch_size", 50000)))
+        batch_of = lambda line: (line - 1 - bisect.bisect_left(blank, line)) // size  # noqa: E731
+        calls: dict[int, list] = {}
+        for combo, (line, ids) in order:
+            calls.setdefault(batch_of(line), []).append((combo, ids))
+        consents_of: dict[int, list] = {}
+        for row in consents:
+            consents_of.setdefault(batch_of(row[0]), []).append(row)
+        out = {}
         person_of = self.ingestor.resolver.person_of
-        return {combo: (rid, person_of(pid)) for (combo, _), (rid, pid) in zip(order, resolved)}
+        for batch in sorted(set(calls) | set(consents_of)):
+            sets = calls.get(batch, ())
+            if sets:
+                observations = [Observation(combo, ids, None, rule) for combo, ids in sets]
+                resolved = self.ingestor._resolve_event_sets(settings.name, observations, summary)
+                out.update((combo, people) for (combo, _ids), people in zip(sets, resolved))
+            for _line, name, epoch, props, combo in consents_of.get(batch, ()):
+                self.ingestor._consent(settings, person_of(out[combo][1]), name, epoch, props)
+        return {combo: (rid, person_of(pid)) for combo, (rid, pid) in out.items()}
 
     def _quarantine_rows(self, failed: dict, fast_sets: dict) -> list[tuple[str, str, str]]:
         unusable = {key: entry[2] for key, (_raw, entry, _l, _c) in fast_sets.items() if entry[2] is not None}
@@ -529,11 +557,12 @@ class EngineIngest:
         sql.create(name, columns.format(text=sql.types["text"], int=sql.types["int"]))
         sql.append_arrow(name, table)
 
-    def _consents(self, settings, fast_sets: dict, slow_events: list, people: dict) -> None:
-        """Consent events change consent in the operational store (activation reads it there)."""
+    def _consent_rows(self, settings, fast_sets: dict, slow_events: list) -> list[tuple]:
+        """``(line, name, epoch, properties, combination key)`` of the consent events, in file order:
+        they change consent in the operational store (activation reads it there)."""
         names = list(settings.consent_events)
         if not names:
-            return
+            return []
         combo_of = {key: entry[3] for key, (_r, entry, _l, _c) in fast_sets.items() if entry[2] is None}
         rows = []
         sql = self.sql
@@ -548,8 +577,7 @@ class EngineIngest:
             if ev[1] in settings.consent_events:
                 rows.append((ev[0], ev[1], ev[2], ev[4], ev[6]))
         rows.sort(key=lambda r: r[0])
-        for _line, name, epoch, props, combo in rows:
-            self.ingestor._consent(settings, people[combo][1], name, epoch, props)
+        return rows
 
     # -- 6. write ----------------------------------------------------------------------------------
 

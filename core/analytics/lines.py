@@ -59,8 +59,9 @@ def line_batches(path: str | Path, block: int = BLOCK) -> Iterator[tuple[object,
                         keep[i] = False
                         bad.append((int(numbers[i]), raw))
                 mask = pa.array(keep)
-                lines = pa.LargeBinaryArray.from_buffers(count, pa.py_buffer(offsets.tobytes()), buffer) \
-                    .filter(mask).cast(pa.large_string())
+                raw_lines = pa.Array.from_buffers(pa.large_binary(), count,
+                                                  [None, pa.py_buffer(offsets.tobytes()), buffer])
+                lines = raw_lines.filter(mask).cast(pa.large_string())
                 numbers = numbers[keep]
             yield pa.table({"line_no": pa.array(numbers, type=pa.int64()), "line": lines}), bad
             if not chunk:

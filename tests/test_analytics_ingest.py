@@ -1,0 +1,206 @@
+"""Bulk JSON Lines ingest straight into DuckDB and ClickHouse (chdb) gives what the SQLite path gives.
+
+The oracle is the SQLite path itself (``Ingestor.ingest``, plain batches): the same file goes into a
+fresh SQLite store that way, and into a fresh store plus an engine through
+:class:`motorcade.analytics.ingest.EngineIngest`. Then the operational stores must be equal table by
+table but ``events`` (people, identity records and links, consents, quarantine rows with position,
+raw text and reason, rejected identifier values, same ids), the engine's events must be the SQLite
+store's events (same person, name, time and properties, in the same order), and the summary counts
+the same, on the first run and on a re-run that adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from motorcade.analytics import open_engine
+from motorcade.analytics.ingest import INGEST_ID_BASE, EngineIngest
+from motorcade.identity.guards import IdentityGuards
+from motorcade.sources.ingest import Ingestor
+from motorcade.store import open_store
+from motorcade.testing import dump_database
+from motorcade_sources_jsonl import JsonlSource
+
+pytest.importorskip("duckdb")
+pytest.importorskip("chdb")
+
+SETTINGS = {"path": "e.jsonl", "format": "native", "identifiers": {"phone": "phone", "crm_id": "crm_id"},
+            "user_id": "crm_id", "anonymous_id": "wechat_mp_openid", "traits": {"phone": "phone"},
+            "identify_attributes": {"name": "name"}}
+COUNTS = ("read", "written", "events", "duplicates", "quarantined", "rejected", "identifiers_dropped",
+          "people_created", "merged", "collapsed")
+ENGINES = ("duckdb:///:memory:", "chdb://")
+# tables of the operational store that the engine ingest leaves alone or that hold wall-clock values
+NOT_COMPARED = {"events", "sqlite_stat1", "sqlite_stat4"}
+
+iso = st.builds(lambda m, d, h, mi, s, suffix: f"2025-{m:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{suffix}"
+                if (sep := "T") else "",
+                st.integers(1, 12), st.integers(1, 28), st.integers(0, 23), st.integers(0, 59), st.integers(0, 59),
+                st.sampled_from(["", "Z", "+08:00", "-05:00", ".250+08:00", " ", "+0800", "x"]))
+odd_times = st.sampled_from(["2025-03-01", "2025/03/01 10:00", "1969-12-31T23:59:59Z", "0999-01-01T00:00:00",
+                             "yesterday", "2025-03-01T10:60:00", "2025-03-01T10:0５:00", "", 1740000000, 1740000000123,
+                             17.5, True, None, "2025-03-30T02:30:00", "9999-12-31T23:59:59-10:00",
+                             "1985-01-01T00:00:00Z", "2025-03-01 10:00:00"])
+properties = st.one_of(
+    st.dictionaries(st.sampled_from(["page", "channel", "车型", "n", "a\"b"]),
+                    st.one_of(st.integers(-10**20, 10**20), st.floats(), st.text(max_size=3), st.booleans(), st.none(),
+                              st.just({"x": [1, {"y": "z"}]}), st.just({"x": 12345678901234567890123})), max_size=3),
+    st.just([1]), st.none(), st.just(0), st.just(""), st.just({}),
+)
+native = st.fixed_dictionaries({"event": st.sampled_from(["view", "share", "unsubscribe", "subscribe", "", 7, None])},
+                               optional={
+    "ts": st.one_of(iso, iso, odd_times),
+    "phone": st.sampled_from(["13812345678", "+86 138 1234 5679", "13800138000", "12345", "", 13911112222,
+                              12345678901234567890123, 1.5, ["x"], True, None, -5]),
+    "crm_id": st.sampled_from(["C1", "C2", " C3 ", 0, "", "C\u00e9"]),
+    "properties": properties,
+    "id": st.sampled_from(["e1", "e2", "e3", "", 42, 4.5, None, True, -0]),
+})
+_GOOD = '"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678"'
+HOSTILE_LINES = [
+    '{%s,"properties":{"n":NaN}}' % _GOOD,
+    '{%s,"properties":{"n":[1,-Infinity]}}' % _GOOD,
+    '{%s,"properties":{"n":1e400},"id":"big"}' % _GOOD,
+    '{%s,"properties":{"n":1e30},"id":"e30"}' % _GOOD,
+    '{"event":"view","ts":"9999-12-31T23:59:59-10:00","phone":"13812345678","id":"far"}',
+    '{"event":"view","ts":"1985-01-01T00:00:00Z","phone":"13812345678"}',
+    '{"event":"view","ts":253402300799000,"phone":"13812345678"}',
+    '{%s,"properties":{"n":%s}}' % (_GOOD, "[" * 150 + "]" * 150),
+    '{%s,"properties":{"n":%s}}' % (_GOOD, "[" * 1100 + "]" * 1100),
+    '{%s,"properties":{"n":%s}}' % (_GOOD, "[" * 60 + "]" * 60),
+    '{%s,"properties":{"n":"\udcff"}}' % _GOOD,  # written with surrogatepass: bytes that are not UTF-8
+    '{%s,"properties":{"n":"\\ud800"}}' % _GOOD,  # a JSON escape of a lone surrogate
+    '{%s,"properties":{"n":"\\ud83d\\ude00"}}' % _GOOD,  # an escaped surrogate pair (fine)
+    '\ufeff{%s,"id":"bom"}' % _GOOD,
+    '{%s,"event":"share","id":"dupkey"}' % _GOOD,  # a duplicate key: the last one counts (Python's json)
+    '{%s,"properties":{"a":1,"a":2},"id":"dupprop"}' % _GOOD,
+    '{%s,}' % _GOOD,  # a trailing comma
+    '{%s} // a comment' % _GOOD,
+    '{%s}{"event":"view"}' % _GOOD,
+    '  {%s,"id":"indented"}' % _GOOD,
+    '{%s,"id":"crlf"}\r' % _GOOD,
+    '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","id":12345678901234567890}',
+    '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","id":"esc\\"aped\\n"}',
+    '{"event":"vi\\u0065w","ts":"2025-03-01T10:00:00\\u005a","phone":"1381234567\\u0038","id":"u-escapes"}',
+    '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","properties":{"t":"\\t\\u0001"}}',
+    '{"event":"view","ts":"2025-03-01T10:00:00Z","crm_id":"C1","properties":{"f":1.0,"g":-0.0,"h":0.1}}',
+    '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","properties":{"deep":{"a":[{"b":null}]}}}',
+    '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"001","crm_id":""}',
+    '{"event":"view","ts":"2025-03-01T10:00:00Z"}',
+    '{"event":"view","ts":"2025-03-01T10:00:00+08:00","phone":"13812345678","properties":"page"}',
+    '[1, 2]', '42', '', '   ', '\u3000', '\t', '{"event": NaN}', '\ufeff{}', '{"event":"view","ts":',
+]
+line = st.one_of(native.map(lambda o: json.dumps(o, ensure_ascii=False)),
+                 native.map(lambda o: json.dumps(o)), st.sampled_from(HOSTILE_LINES))
+
+
+def run_paths(lines: list[str], end: str = "\n", fmt: str = "native", engines=ENGINES) -> dict:
+    """``{path: (store dump, events, first counts, second counts)}`` for the SQLite path and each engine."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "e.jsonl").write_bytes(("\n".join(lines) + end).encode("utf-8", "surrogatepass"))
+        for way in ("sqlite", *engines):
+            db = tmp / f"{way.partition(':')[0]}.db"
+            store = open_store(db)
+            ingestor = Ingestor(store, guards=IdentityGuards.from_config({}), workers=0)
+            source = JsonlSource("ev", {**SETTINGS, "format": fmt, "batch_size": 7}, tmp)
+            engine = None
+            if way == "sqlite":
+                first, again = ingestor.ingest(source, bulk=False), ingestor.ingest(source, bulk=False)
+                events = [tuple(r) for r in store.conn.execute(
+                    "SELECT id, person_id, name, ts, properties FROM events ORDER BY id")]
+            else:
+                engine = open_engine(way)
+                runner = EngineIngest(ingestor, engine)
+                first, again = runner.ingest(source), runner.ingest(source)
+                events = [(i - INGEST_ID_BASE, *rest) for i, *rest in engine.query(
+                    "SELECT id, person_id, name, ts, properties FROM events ORDER BY id")]
+                engine.close()
+            store.close()
+            dump = {k: v for k, v in dump_database(db).items() if k not in NOT_COMPARED}
+            out[way] = (dump, [(i, p, n, t, json.loads(props)) for i, p, n, t, props in events],
+                        {c: getattr(first, c) for c in COUNTS}, {c: getattr(again, c) for c in COUNTS})
+    return out
+
+
+def assert_same(out: dict) -> None:
+    sqlite = out["sqlite"]
+    for way in out:
+        if way == "sqlite":
+            continue
+        for table in sqlite[0]:
+            assert out[way][0][table] == sqlite[0][table], (way, table)
+        assert out[way][1] == sqlite[1], way
+        assert out[way][2] == sqlite[2], (way, "first run")
+        assert out[way][3] == sqlite[3], (way, "second run")
+    assert sqlite[3]["events"] == 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(line, min_size=1, max_size=25), st.sampled_from(["\n", "", "\r\n"]))
+def test_engine_ingest_writes_what_the_sqlite_path_writes(lines, end):
+    assert_same(run_paths(lines, end))
+
+
+def test_hostile_lines_are_quarantined_alike_on_sqlite_duckdb_and_clickhouse():
+    good = [json.dumps({"event": "view", "ts": f"2025-03-01T10:00:{i:02d}Z", "phone": "13812345678", "id": f"g{i}"})
+            for i in range(len(HOSTILE_LINES))]
+    mixed = [x for pair in zip(good, HOSTILE_LINES) for x in pair]
+    out = run_paths(mixed)
+    assert_same(out)
+    quarantine = out["sqlite"][0]["quarantine"]
+    assert len(quarantine) >= 20, quarantine  # the hostile lines really are refused, one row each
+    reasons = " ".join(quarantine)
+    for word in ("finite", "outside the accepted range", "nested", "UTF-8", "surrogate", "not valid JSON",
+                 "must be an object", "no usable identifier", "missing identifiers"):
+        assert word in reasons, word
+
+
+def test_other_line_shapes_take_the_python_path_with_the_same_result():
+    lines = ['{"type":"identify","messageId":"m1","userId":"C1","timestamp":"2025-03-01T10:00:00Z",'
+             '"traits":{"phone":"13812345678","name":"张伟"}}',
+             '{"type":"track","messageId":"m2","userId":"C1","event":"share","timestamp":"2025-03-01T10:00:00Z"}',
+             '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","id":"n1"}', "not json"]
+    assert_same(run_paths(lines, fmt="auto"))
+
+
+def test_a_large_file_is_taken_by_the_engine_and_matches(tmp_path):
+    """Many people, repeated ids, consent events, a few odd lines: the bulk of the rows never go through
+    Python per row (the engine keeps them), and the result is still the SQLite path's."""
+    lines = []
+    for i in range(3000):
+        lines.append(json.dumps({"event": "unsubscribe" if i % 500 == 7 else "view",
+                                 "ts": f"2025-0{1 + i % 9}-1{i % 10}T1{i % 10}:{i % 60:02d}:{(i * 7) % 60:02d}+08:00",
+                                 "phone": f"1381234{i % 211:04d}", "crm_id": f"C{i % 97}" if i % 3 else "",
+                                 "id": f"e{i % 2900}", "properties": {"n": i, "page": "home", "channel": "app"}}))
+    lines[100] = "oops"
+    lines[200] = json.dumps({"event": "view", "ts": 1740000000, "phone": "13812340001"})
+    out = run_paths(lines)
+    assert_same(out)
+    assert out["sqlite"][2]["events"] == 2900 - 1
+
+
+def test_the_mirror_keeps_the_events_the_engine_ingested(tmp_path):
+    lines = [json.dumps({"event": "view", "ts": f"2025-03-01T10:00:{i:02d}Z", "phone": f"1381234{i:04d}",
+                         "id": f"e{i}"}) for i in range(30)]
+    (tmp_path / "e.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for url in ENGINES:
+        store = open_store(tmp_path / f"{url[:4]}.db")
+        ingestor = Ingestor(store, guards=IdentityGuards.from_config({}))
+        engine = open_engine(url)
+        try:
+            EngineIngest(ingestor, engine).ingest(JsonlSource("ev", SETTINGS, tmp_path))
+            ingestor.ingest_records("crm", [[]])  # the store changes; the mirror runs
+            engine.mirror(store)
+            engine.mirror(store, incremental=False)
+            assert engine.query("SELECT count(*) FROM events")[0][0] == 30, url
+        finally:
+            engine.close()
+            store.close()
