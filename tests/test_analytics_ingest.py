@@ -80,6 +80,8 @@ HOSTILE_LINES = [
     '\ufeff{%s,"id":"bom"}' % _GOOD,
     '{%s,"event":"share","id":"dupkey"}' % _GOOD,  # a duplicate key: the last one counts (Python's json)
     '{%s,"properties":{"a":1,"a":2},"id":"dupprop"}' % _GOOD,
+    '{%s,"properties":{"a":{"b":1,"b":2}},"id":"dupdeep"}' % _GOOD,
+    '{%s,"properties":{"a":[{"b":1,"b":2}]},"id":"dupinarray"}' % _GOOD,
     '{%s,}' % _GOOD,  # a trailing comma
     '{%s} // a comment' % _GOOD,
     '{%s}{"event":"view"}' % _GOOD,

@@ -89,49 +89,39 @@ class _DuckDB(_EngineSQL):
             conn.unregister("motorcade_ingest_batch")
 
     def stage_select(self, fields: dict[str, str], id_fields: list[str]) -> tuple[str, dict]:
-        """``SELECT`` of the staging columns from a batch of lines (``line_no``, ``line``)."""
+        """``SELECT`` of the staging columns from a batch of lines (``line_no``, ``line``): each line is
+        parsed four times in all (valid?, keys, the fields' types, their text), each list-valued."""
         paths = [_json_path(fields[k]) for k in ("name", "ts", "properties", "id")] + [_json_path(f) for f in id_fields]
-        n = len(paths)
         params = {"paths": paths, "guard": _GUARD, "iso": _ISO}
-        value = lambda i: f"v[{i + 1}]"  # noqa: E731
-        kind = lambda i: f"json_type(v[{i + 1}])"  # noqa: E731
-        text = lambda i: f"nullif(json_extract_string(v[{i + 1}], '$'), '')"  # noqa: E731
-        ids = [f"CASE WHEN {kind(4 + j)} IN ('VARCHAR', 'BIGINT', 'UBIGINT') THEN {text(4 + j)} END"
-               for j in range(len(id_fields))]
-        idkey = " || '|' || ".join(f"coalesce(length(i{j})::VARCHAR || ':' || i{j}, '-')" for j in range(len(id_fields)))
+        scalar = ("'NULL'", "'VARCHAR'", "'BIGINT'", "'UBIGINT'")
         ok = " AND ".join([
-            "parsed",
-            "len(keys) = len(list_distinct(keys))",
-            f"{kind(0)} = 'VARCHAR'", f"{text(0)} IS NOT NULL",
-            f"{kind(1)} = 'VARCHAR'", f"regexp_matches({text(1)}, $iso)",
-            f"({value(2)} IS NULL OR {kind(2)} = 'NULL' OR ({kind(2)} = 'OBJECT' AND "
-            f"len(json_keys({value(2)})) = len(list_distinct(json_keys({value(2)})))))",
-            f"({value(3)} IS NULL OR {kind(3)} IN ('NULL', 'VARCHAR', 'BIGINT', 'UBIGINT'))",
-            *[f"({value(4 + j)} IS NULL OR {kind(4 + j)} IN ('NULL', 'VARCHAR', 'BIGINT', 'UBIGINT'))"
-              for j in range(len(id_fields))],
+            "parsed", "len(k) = len(list_distinct(k))",
+            "t[1] = 'VARCHAR'", "s[1] <> ''", "t[2] = 'VARCHAR'", "regexp_matches(s[2], $iso)",
+            # properties: one level (a nested object may repeat a key deeper down: Python judges it)
+            "CASE WHEN t[3] = 'OBJECT' THEN strpos(substr(s[3], 2), '{') = 0 AND "
+            "len(json_keys(s[3])) = len(list_distinct(json_keys(s[3]))) ELSE coalesce(t[3] = 'NULL', TRUE) END",
+            *[f"coalesce(t[{i}] IN ({', '.join(scalar)}), TRUE)" for i in range(4, 5 + len(id_fields))],
         ])
-        inner = (
+        ids = "".join(f", CASE WHEN ok THEN nullif(s[{5 + j}], '') END AS i{j}" for j in range(len(id_fields)))
+        idkey = " || '|' || ".join(f"coalesce(length(i{j})::VARCHAR || ':' || i{j}, '-')" for j in range(len(id_fields)))
+        select = (
+            f"SELECT line_no, line, ok, name, ts, hkey, mmss, properties, dedup, "
+            f"{', '.join(f'i{j}' for j in range(len(id_fields))) or 'NULL'}, "
+            f"{idkey or chr(39) + chr(39)} AS idkey, FALSE AS fast, NULL AS epoch FROM ("
+            "SELECT line_no, line, ok, CASE WHEN ok THEN s[1] END AS name, CASE WHEN ok THEN s[2] END AS ts, "
+            "CASE WHEN ok THEN substr(s[2], 1, 13) || substr(s[2], 20) END AS hkey, "
+            "CASE WHEN ok THEN CAST(substr(s[2], 15, 2) AS BIGINT) * 60 + CAST(substr(s[2], 18, 2) AS BIGINT) END AS mmss, "
+            "CASE WHEN ok AND t[3] = 'OBJECT' THEN s[3] ELSE '{}' END AS properties, "
+            "CASE WHEN ok THEN nullif(s[4], '') END AS dedup" + ids + " FROM ("
+            f"SELECT line_no, line, t, s, coalesce({ok}, FALSE) AS ok FROM ("
             "SELECT line_no, line, parsed, "
-            "CASE WHEN parsed THEN json_extract(line, $paths) END AS v, "
-            "CASE WHEN parsed THEN json_keys(line) END AS keys FROM ("
+            "CASE WHEN parsed THEN json_type(line, $paths) END AS t, "
+            "CASE WHEN parsed THEN json_extract_string(line, $paths) END AS s, "
+            "CASE WHEN parsed THEN json_keys(line) END AS k FROM ("
             "SELECT line_no, line, starts_with(line, '{') AND NOT regexp_matches(line, $guard) "
             f"AND length(line) - length(replace(replace(line, '[', ''), '{{', '')) <= {_MAX_BRACKETS} "
-            "AND json_valid(line) AS parsed FROM motorcade_ingest_batch)"
+            "AND json_valid(line) AS parsed FROM motorcade_ingest_batch))))"
         )
-        ts = text(1)
-        select = (
-            f"SELECT line_no, line, ok, name, ts, hkey, mmss, properties, dedup, {', '.join(f'i{j}' for j in range(len(id_fields))) or 'NULL'}, "
-            f"{idkey or chr(39) + chr(39)} AS idkey, FALSE AS fast, NULL AS epoch FROM ("
-            f"SELECT line_no, line, coalesce({ok}, FALSE) AS ok, "
-            f"{text(0)} AS name, {ts} AS ts, "
-            f"substr({ts}, 1, 13) || substr({ts}, 20) AS hkey, "
-            f"TRY_CAST(substr({ts}, 15, 2) AS BIGINT) * 60 + TRY_CAST(substr({ts}, 18, 2) AS BIGINT) AS mmss, "
-            f"CASE WHEN {kind(2)} = 'OBJECT' THEN json_extract({value(2)}, '$')::VARCHAR ELSE '{{}}' END AS properties, "
-            f"CASE WHEN {kind(3)} IN ('VARCHAR', 'BIGINT', 'UBIGINT') THEN {text(3)} END AS dedup"
-            + "".join(f", {expr} AS i{j}" for j, expr in enumerate(ids))
-            + f" FROM ({inner}))"
-        )
-        assert n == 4 + len(id_fields)
         return select, params
 
     def sha_prefix(self, text: str) -> str:
@@ -190,7 +180,8 @@ class _ClickHouse(_EngineSQL):
             "length(JSONExtractKeys(line)) = length(arrayDistinct(JSONExtractKeys(line)))",
             f"{kind(0)} = 'String'", f"JSONExtractString(line, {{k0:String}}) != ''",
             f"{kind(1)} = 'String'", f"match(JSONExtractString(line, {{k1:String}}), {{iso:String}})",
-            f"({kind(2)} = 'Null' OR ({kind(2)} = 'Object' AND length(JSONExtractKeys(line, {{k2:String}})) = "
+            f"({kind(2)} = 'Null' OR ({kind(2)} = 'Object' AND position(JSONExtractRaw(line, {{k2:String}}), '{{', 2) = 0 "
+            f"AND length(JSONExtractKeys(line, {{k2:String}})) = "
             f"length(arrayDistinct(JSONExtractKeys(line, {{k2:String}})))))",
             scalar(3), *[scalar(4 + j) for j in range(len(id_fields))],
         ])
@@ -259,7 +250,7 @@ class EngineIngest:
         self.store = ingestor.store
         self.engine = engine
         self.sql = engine_sql(engine)
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, tuple[float, float]] = {}
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -273,8 +264,14 @@ class EngineIngest:
             raise ConfigError(f"[sources.{source.name}] follow = true is not supported by the engine ingest",
                               hint="read append-only logs through the operational store (engine_ingest = false)")
         started = time.perf_counter()
-        clock = time.perf_counter
-        timings = self.timings = {}
+        timings = self.timings = {}  # stage -> (wall-clock seconds, CPU seconds of the process, engine threads included)
+        last = [time.perf_counter(), time.process_time()]
+
+        def mark(stage: str) -> None:
+            wall, cpu = time.perf_counter(), time.process_time()
+            timings[stage] = (wall - last[0], cpu - last[1])
+            last[:] = [wall, cpu]
+
         ingestor, store, sql = self.ingestor, self.store, self.sql
         summary = IngestSummary(source=source.name)
         summary.bulk = True
@@ -295,22 +292,18 @@ class EngineIngest:
                   "id": source.id_field}
         first_load = self._holds_none_of(source.name)
         try:
-            t = clock()
             slow_raw = self._stage(source, fields, id_fields)
-            timings["engine: stage lines"] = clock() - t
-            t = clock()
+            mark("engine: stage lines")
             self._times(settings)
             fast_sets = self._identifier_sets(id_fields, id_types, settings)
-            timings["python: hours and identifier sets"] = clock() - t
-            t = clock()
+            mark("python: hours and identifier sets")
             slow_lines = slow_raw + [(int(n), line.encode("utf-8")) for n, line in
                                      sql.rows("SELECT line_no, line FROM motorcade_ingest_stage WHERE NOT fast "
                                               "ORDER BY line_no")]
             slow_lines.sort(key=lambda r: r[0])
             slow_events, failed, records, read = self._python_path(source, settings, slow_lines, summary)
-            timings["python: lines the engine left"] = clock() - t
+            mark("python: lines the engine left")
             summary.read += read + int(sql.rows("SELECT count(*) FROM motorcade_ingest_stage WHERE fast")[0][0])
-            t = clock()
             with store.transaction():
                 if records:  # identify calls (Segment lines): the record path, before the events as in a batch
                     ingestor.write_batch(settings, records, summary)
@@ -326,10 +319,9 @@ class EngineIngest:
                 # after settling (merges and splits move records between people): each set's person now
                 found = store.find_records(source.name, list(people)) if people else {}
                 people = {combo: found[combo][:2] if combo in found else people[combo] for combo in people}
-            timings["store: One-ID, quarantine, consents"] = clock() - t
-            t = clock()
+            mark("store: One-ID, quarantine, consents")
             self._write(source.name, fast_sets, slow_events, people, summary)
-            timings["engine: join and append"] = clock() - t
+            mark("engine: join and append")
             with store.transaction():
                 store.set_source_cursor(source.name, source.next_cursor())
         except BaseException:
