@@ -206,3 +206,104 @@ def test_the_mirror_keeps_the_events_the_engine_ingested(tmp_path):
         finally:
             engine.close()
             store.close()
+
+
+CONFIG = """
+[project]
+name = "p"
+database = "motorcade.db"
+{analytics}
+
+[sources.ev]
+type = "jsonl"
+path = "events.jsonl"
+format = "native"
+identifiers = {{ phone = "phone", crm_id = "crm_id" }}
+{into}
+"""
+RULES = """
+segment sharers "分享达人" {
+  where count(share) in last 90 days >= 2 and did view in last 30 days
+}
+segment big_orders "大单" {
+  where sum(order.amount) in last 1 years >= 500000
+}
+"""
+
+
+def _project(folder: Path, analytics: str, into: str, lines: list[str]) -> Path:
+    folder.mkdir()
+    (folder / "motorcade.toml").write_text(CONFIG.format(analytics=analytics, into=into), encoding="utf-8")
+    (folder / "rules").mkdir()
+    (folder / "rules" / "s.mc").write_text(RULES, encoding="utf-8")
+    (folder / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("url", ["duckdb:///analytics.duckdb", "chdb:///analytics-ch"])
+def test_motorcade_ingest_routes_a_source_into_the_engine_and_segments_agree(tmp_path, url, motorcade_pm,
+                                                                             register_plugin):
+    """`ingest_into = "analytics"`: `motorcade ingest` loads the file into the engine, the operational store
+    gets people, identities and quarantine but no events, and `segments compute` on the engine gives the
+    members the same file gives ingested into SQLite."""
+    import random
+
+    from click.testing import CliRunner
+
+    import motorcade_sources_jsonl
+
+    from motorcade.cli import build_cli
+
+    register_plugin(motorcade_sources_jsonl, name="jsonl")
+    cli = build_cli()
+    from motorcade.project import Project
+    from motorcade.segments.compute import compute_segments
+
+    rnd = random.Random(3)
+    lines = []
+    for i in range(600):
+        name = rnd.choice(["share", "view", "order", "share"])
+        props = {"amount": rnd.choice([100000, 300000, 600000])} if name == "order" else {"page": "首页"}
+        lines.append(json.dumps({"event": name, "ts": f"2026-{rnd.randint(6, 11):02d}-{rnd.randint(1, 28):02d}T10:00:00+08:00",
+                                 "phone": f"1381234{rnd.randrange(80):04d}", "id": f"e{i}", "properties": props},
+                                ensure_ascii=False))
+    lines.append("not json")
+    as_of = "2026-11-30T00:00:00+08:00"
+    members = {}
+    for way, analytics, into in (("sqlite", "", ""), ("engine", f'analytics = "{url}"', 'ingest_into = "analytics"')):
+        folder = _project(tmp_path / way, analytics, into, lines)
+        result = CliRunner().invoke(cli, ["--project", str(folder), "ingest", "ev"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "read 601" in result.output, result.output
+        project = Project(folder, plugin_manager=motorcade_pm)
+        try:
+            stored = project.store.query("SELECT count(*) FROM events")[0][0]
+            assert stored == (600 if way == "sqlite" else 0)
+            assert project.store.query("SELECT count(*) FROM quarantine")[0][0] == 1
+            results = compute_segments(project, as_of=as_of)
+            members[way] = {r.name: sorted(project.store.segment_member_ids(r.name))
+                            if hasattr(project.store, "segment_member_ids") else r for r in results}
+            members[way] = {name: sorted(r[0] for r in project.store.query(
+                "SELECT person_id FROM segment_members WHERE segment = ?", (name,))) for name in ("sharers", "big_orders")}
+            if way == "engine":
+                assert project.analytics.query("SELECT count(*) FROM events")[0][0] == 600
+        finally:
+            project.close()
+    assert members["engine"] == members["sqlite"]
+    assert members["sqlite"]["sharers"] and members["sqlite"]["big_orders"]
+
+
+def test_ingest_into_analytics_without_an_engine_is_a_configuration_error(tmp_path, motorcade_pm, register_plugin):
+    from click.testing import CliRunner
+
+    import motorcade_sources_jsonl
+
+    from motorcade.cli import build_cli
+
+    register_plugin(motorcade_sources_jsonl, name="jsonl")
+    cli = build_cli()
+
+    folder = _project(tmp_path / "p", "", 'ingest_into = "analytics"', ['{"event":"view"}'])
+    result = CliRunner().invoke(cli, ["--project", str(folder), "ingest", "ev"])
+    assert result.exit_code != 0
+    assert "no analytics engine" in str(result.exception) and "[project] analytics" in result.exception.hint

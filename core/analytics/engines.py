@@ -138,8 +138,11 @@ class DuckDBEngine(AnalyticsEngine):
         if threads:
             self.conn.execute(f"SET threads = {int(threads)}")
         # the evaluator's calendar month shift, exactly (docs/compiler.md: motorcade_add_months)
-        self.conn.create_function("motorcade_add_months", add_months, [BIGINT, BIGINT, VARCHAR], BIGINT,
-                                  null_handling="special", side_effects=False)
+        try:
+            self.conn.create_function("motorcade_add_months", add_months, [BIGINT, BIGINT, VARCHAR], BIGINT,
+                                      null_handling="special", side_effects=False)
+        except duckdb.CatalogException:  # the file is open in this process already: its instance has it
+            pass
         self.create_tables()
 
     def _execute(self, sql, params=None):

@@ -637,15 +637,24 @@ class EngineIngest:
         summary.duplicates += total - new
 
 
-def ingest_into_engine(project, names: list[str], *, ingestor: Ingestor | None = None) -> list[IngestSummary]:
-    """Ingest the named sources of ``project`` into its analytics engine (``[project] analytics``)."""
-    from ..sources.ingest import open_source, project_ingestor
+def into_engine(source) -> bool:
+    """Whether ``source`` is configured to go straight into the analytics engine (``ingest_into``)."""
+    return source.settings.get("ingest_into", "store") == "analytics"
 
+
+def ingest_opened(project, source, ingestor: Ingestor, *, progress=None) -> IngestSummary:
+    """Ingest an opened source of ``project`` where its ``ingest_into`` setting says: the operational
+    store (:meth:`Ingestor.ingest`) or the analytics engine (:class:`EngineIngest`)."""
+    if not into_engine(source):
+        return ingestor.ingest(source, progress=progress)
     engine = project.analytics
     if engine is None:
-        raise ConfigError("engine ingest needs an analytics engine",
-                          hint='set [project] analytics = "duckdb:///analytics.duckdb" in motorcade.toml')
-    runner = EngineIngest(ingestor or project_ingestor(project), engine)
-    return [runner.ingest(open_source(project, name)) for name in names]
+        raise ConfigError(f"[sources.{source.name}] ingest_into = \"analytics\" but the project has no analytics engine",
+                          hint='set [project] analytics = "duckdb:///analytics.duckdb" (or chdb:///folder) in '
+                               'motorcade.toml, or remove ingest_into')
+    summary = EngineIngest(ingestor, engine).ingest(source)
+    if progress is not None:
+        progress(summary.read)
+    return summary
 
 
