@@ -70,6 +70,9 @@ class AnalyticsEngine:
         is replaced whole too (:attr:`last_mirror` says which)."""
         wanted = set(tables)
         counts = {}
+        # nothing uncommitted on the store's connection: a reader on its own connection sees the same rows
+        # (the append-only events bounded by this snapshot's last id)
+        separate = not getattr(store.conn, "in_transaction", True)
         with store.read_snapshot():
             max_id, count, fingerprint, settled = events_state(store)
             previous = self._state() if incremental else None
@@ -82,15 +85,18 @@ class AnalyticsEngine:
                 if table.name not in wanted:
                     continue
                 if table.name == "events" and append_after is not None:
-                    counts[table.name] = self._append(table, read_batches(store, table, after_id=append_after))
+                    counts[table.name] = self._append(table, read_batches(store, table, after_id=append_after,
+                                                                          up_to=max_id, separate_reader=separate))
                 elif table.name == "events" and self._holds_ingested_events():
                     # events ingested straight into the engine live only here: replace the store's alone
                     from .ingest import INGEST_ID_BASE
 
                     self._execute(f"DELETE FROM events WHERE id < {INGEST_ID_BASE}")
-                    counts[table.name] = self._append(table, read_batches(store, table))
+                    counts[table.name] = self._append(table, read_batches(store, table, up_to=max_id,
+                                                                          separate_reader=separate))
                 else:
-                    counts[table.name] = self.replace(table, read_batches(store, table))
+                    counts[table.name] = self.replace(table, read_batches(store, table, up_to=max_id,
+                                                                          separate_reader=separate))
             if "events" in wanted:
                 self.last_mirror = "incremental" if append_after is not None else "full"
                 self._set_state(max_id, count, fingerprint)
