@@ -307,3 +307,34 @@ def test_ingest_into_analytics_without_an_engine_is_a_configuration_error(tmp_pa
     result = CliRunner().invoke(cli, ["--project", str(folder), "ingest", "ev"])
     assert result.exit_code != 0
     assert "no analytics engine" in str(result.exception) and "[project] analytics" in result.exception.hint
+
+
+@pytest.mark.parametrize("url", ["duckdb:///analytics.duckdb", "chdb:///analytics-ch"])
+def test_store_copy_moves_a_projects_analytical_data_into_an_engine_verified(tmp_path, url, motorcade_pm,
+                                                                             register_plugin):
+    """`motorcade store copy --to duckdb:///... | chdb:///...`: the existing project's events (ingested into
+    SQLite) are copied into the engine; the command checks row counts and every segment's members."""
+    import motorcade_sources_jsonl
+    from click.testing import CliRunner
+
+    from motorcade.analytics import open_engine
+    from motorcade.cli import build_cli
+
+    register_plugin(motorcade_sources_jsonl, name="jsonl")
+    lines = [json.dumps({"event": ["share", "view", "order"][i % 3],
+                         "ts": f"2026-11-{1 + i % 28:02d}T10:{i % 60:02d}:00+08:00", "phone": f"1381234{i % 50:04d}",
+                         "id": f"e{i}", "properties": {"amount": 100000 * (i % 7)}}) for i in range(900)]
+    folder = _project(tmp_path / "p", "", "", lines)
+    runner = CliRunner()
+    assert runner.invoke(build_cli(), ["--project", str(folder), "ingest", "ev"]).exit_code == 0
+    result = runner.invoke(build_cli(), ["--project", str(folder), "store", "copy", "--to", url,
+                                         "--as-of", "2026-11-30T00:00:00+08:00"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "verify: row counts of 8 tables equal" in result.output
+    assert "segment sharers:" in result.output and "in only one" not in result.output
+    assert "verify: OK" in result.output
+    engine = open_engine(url, base_dir=folder)
+    try:
+        assert engine.query("SELECT count(*) FROM events")[0][0] == 900
+    finally:
+        engine.close()

@@ -277,6 +277,9 @@ class ClickHouseEngine(AnalyticsEngine):
             self._tmp = None
 
 
+ENGINE_SCHEMES = ("duckdb", "chdb", "clickhouse")  # the URL schemes open_engine takes
+
+
 def open_engine(url: str, *, base_dir: Path | None = None, **options: Any) -> AnalyticsEngine:
     """The analytics engine a setting names (see the module docstring for the forms)."""
     scheme, sep, rest = str(url).partition("://")
