@@ -338,3 +338,41 @@ def test_store_copy_moves_a_projects_analytical_data_into_an_engine_verified(tmp
         assert engine.query("SELECT count(*) FROM events")[0][0] == 900
     finally:
         engine.close()
+
+
+def test_ingested_events_follow_a_later_merge_as_the_stores_events_do(tmp_path):
+    """A CRM record ingested later joins two people the events named apart: on SQLite settle_identity
+    moves their events; in the engine the next mirror moves the ingested events the same way."""
+    from motorcade.sources.base import PersonRecord, RawIdentifier
+
+    lines = [json.dumps({"event": "view", "ts": f"2025-03-01T10:00:{i:02d}Z", "phone": f"1381234{i % 4:04d}",
+                         "id": f"e{i}"}) for i in range(40)]
+    (tmp_path / "e.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    crm = [[PersonRecord(source_key="K1", identifiers=(RawIdentifier("phone", "13812340000"),
+                                                       RawIdentifier("phone", "13812340001")))]]
+    people = {}
+    for way in ("sqlite", *ENGINES):
+        store = open_store(tmp_path / f"{way.partition(':')[0]}.db")
+        ingestor = Ingestor(store, guards=IdentityGuards.from_config({}))
+        engine = None
+        try:
+            if way == "sqlite":
+                ingestor.ingest(JsonlSource("ev", SETTINGS, tmp_path))
+            else:
+                engine = open_engine(way)
+                EngineIngest(ingestor, engine).ingest(JsonlSource("ev", SETTINGS, tmp_path))
+            ingestor.ingest_records("crm", crm)
+            assert store.query("SELECT count(*) FROM person_merges")[0][0] == 1
+            if way == "sqlite":
+                rows = store.query("SELECT id, person_id FROM events ORDER BY id")
+            else:
+                engine.mirror(store)
+                rows = [(i - INGEST_ID_BASE, p) for i, p in engine.query("SELECT id, person_id FROM events ORDER BY id")]
+            people[way] = [tuple(r) for r in rows]
+        finally:
+            if engine is not None:
+                engine.close()
+            store.close()
+    assert len({p for _, p in people["sqlite"]}) == 3
+    for way in ENGINES:
+        assert people[way] == people["sqlite"], way

@@ -98,6 +98,10 @@ class AnalyticsEngine:
                     counts[table.name] = self.replace(table, read_batches(store, table, up_to=max_id,
                                                                           separate_reader=separate))
             if "events" in wanted:
+                if self._holds_ingested_events():  # events ingested into the engine follow merges and splits
+                    from .ingest import refresh_ingested_people
+
+                    refresh_ingested_people(store, self)
                 self.last_mirror = "incremental" if append_after is not None else "full"
                 self._set_state(max_id, count, fingerprint)
         return counts

@@ -324,6 +324,7 @@ class EngineIngest:
             mark("engine: join and append")
             with store.transaction():
                 store.set_source_cursor(source.name, source.next_cursor())
+            refresh_ingested_people(store, self.engine)  # earlier loads' events, after this load's merges
         except BaseException:
             resolver.reset()
             raise
@@ -658,3 +659,53 @@ def ingest_opened(project, source, ingestor: Ingestor, *, progress=None) -> Inge
     return summary
 
 
+
+
+# -- identity changes after the ingest ---------------------------------------------------------------
+
+INGEST_STATE = "motorcade_ingest_state"  # one row: the identity fingerprint the ingested events' people follow
+
+
+def refresh_ingested_people(store, engine) -> int:
+    """After merges and splits in the operational store, give the events ingested into the engine the
+    person their identity record belongs to now (as ``settle_identity`` does for the store's events);
+    the events whose person changed. Cheap when nothing changed (the identity fingerprint is kept)."""
+    import pyarrow as pa
+
+    from .tables import IDENTITY_FINGERPRINT
+
+    sql = engine_sql(engine)
+    if ingested_count(engine) == 0:
+        return 0
+    fingerprint = str(store.query(IDENTITY_FINGERPRINT)[0][0])
+    sql.create(INGEST_STATE, f"fingerprint {sql.types['text']}", temporary=False)
+    if [r[0] for r in sql.rows(f"SELECT fingerprint FROM {INGEST_STATE}")] == [fingerprint]:
+        return 0
+    records = store.query("SELECT id, person_id FROM identity_records")
+    table = pa.table({"record_id": pa.array([r[0] for r in records], pa.int64()),
+                      "person_id": pa.array([r[1] for r in records], pa.int64())})
+    sql.drop("motorcade_record_people")
+    sql.create("motorcade_record_people", f"record_id {sql.types['int']}, person_id {sql.types['int']}")
+    sql.append_arrow("motorcade_record_people", table)
+    moved = (f"SELECT k.id AS id, r.person_id AS person_id FROM {INGESTED} AS k "
+             "JOIN motorcade_record_people AS r ON k.record_id = r.record_id "
+             "JOIN events AS e ON e.id = k.id WHERE e.person_id != r.person_id")
+    try:
+        changed = int(sql.rows(f"SELECT count(*) FROM ({moved}) AS m")[0][0])
+        if changed and isinstance(sql, _DuckDB):
+            sql.run(f"UPDATE events SET person_id = m.person_id FROM ({moved}) AS m WHERE events.id = m.id")
+        elif changed:  # ClickHouse: the ingested events are rewritten (no UPDATE ... FROM)
+            sql.drop("motorcade_ingest_moved")
+            sql.run("CREATE TABLE motorcade_ingest_moved ENGINE = Memory AS "
+                    "SELECT e.id AS id, coalesce(m.person_id, e.person_id) AS person_id, e.name AS name, e.ts AS ts, "
+                    f"e.properties AS properties FROM events AS e LEFT JOIN ({moved}) AS m ON e.id = m.id "
+                    f"WHERE e.id >= {INGEST_ID_BASE} SETTINGS join_use_nulls = 1")
+            sql.run(f"DELETE FROM events WHERE id >= {INGEST_ID_BASE}")
+            sql.run("INSERT INTO events (id, person_id, name, ts, properties) "
+                    "SELECT id, person_id, name, ts, properties FROM motorcade_ingest_moved")
+    finally:
+        sql.drop("motorcade_record_people")
+        sql.drop("motorcade_ingest_moved")
+    sql.run(f"TRUNCATE TABLE {INGEST_STATE}" if isinstance(sql, _ClickHouse) else f"DELETE FROM {INGEST_STATE}")
+    sql.append_arrow(INGEST_STATE, pa.table({"fingerprint": pa.array([fingerprint], pa.string())}))
+    return changed
