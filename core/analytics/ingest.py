@@ -250,6 +250,9 @@ class EngineIngest:
         self.store = ingestor.store
         self.engine = engine
         self.sql = engine_sql(engine)
+        if engine.dialect == "clickhouse" and getattr(engine, "session", None) is None:
+            raise ConfigError("bulk ingest into a ClickHouse server is not built: the file is read by chdb's "
+                              "in-process reader", hint='use analytics = "chdb:///folder", or ingest_into = "store"')
         self.timings: dict[str, tuple[float, float]] = {}
 
     # -- the run -----------------------------------------------------------------------------------
