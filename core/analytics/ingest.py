@@ -38,7 +38,7 @@ from ..sources.base import RejectedRow
 from ..sources.batch import EventBatch, raw_line_text
 from ..sources.ingest import IngestSummary, Ingestor, _hour_epoch, _SourceSettings
 from ..sources.mapping import attribute_types
-from .lines import line_batches
+from .lines import BLOCK, line_batches
 
 # Events ingested into the engine are numbered from here on; ids below are the operational store's
 # (mirrored). The mirror replaces only those (docs/engines.md).
@@ -245,7 +245,9 @@ class EngineIngest:
     """Ingests JSON Lines sources of the native shape into ``engine`` beside ``ingestor``'s operational
     store (see the module docstring). Reuse one instance for several sources of a run."""
 
-    def __init__(self, ingestor: Ingestor, engine):
+    def __init__(self, ingestor: Ingestor, engine, *, block: int = BLOCK):
+        """``block``: bytes of lines per block (each block is staged, resolved and written as a whole)."""
+        self.block = block
         self.ingestor = ingestor
         self.store = ingestor.store
         self.engine = engine
@@ -262,17 +264,18 @@ class EngineIngest:
         if not hasattr(source, "_add_line") or not hasattr(source, "path"):
             raise ConfigError(f"[sources.{source.name}] is a {source.type_name!r} source: only JSON Lines "
                               "sources are ingested straight into the analytics engine",
-                              hint="set engine_ingest = false for it: it is ingested into the operational store")
+                              hint='remove ingest_into = "analytics" from it: it is ingested into the operational store')
         if source.follow:
             raise ConfigError(f"[sources.{source.name}] follow = true is not supported by the engine ingest",
-                              hint="read append-only logs through the operational store (engine_ingest = false)")
+                              hint='read append-only logs through the operational store (ingest_into = "store")')
         started = time.perf_counter()
         timings = self.timings = {}  # stage -> (wall-clock seconds, CPU seconds of the process, engine threads included)
         last = [time.perf_counter(), time.process_time()]
 
         def mark(stage: str) -> None:
             wall, cpu = time.perf_counter(), time.process_time()
-            timings[stage] = (wall - last[0], cpu - last[1])
+            before = timings.get(stage, (0.0, 0.0))
+            timings[stage] = (before[0] + wall - last[0], before[1] + cpu - last[1])
             last[:] = [wall, cpu]
 
         ingestor, store, sql = self.ingestor, self.store, self.sql
@@ -294,46 +297,24 @@ class EngineIngest:
         fields = {"name": source.name_field, "ts": source.ts_field, "properties": source.properties_field,
                   "id": source.id_field}
         first_load = self._holds_none_of(source.name)
+        self._source, self._blank_lines = source, []
         try:
-            slow_raw = self._stage(source, fields, id_fields)
-            mark("engine: stage lines")
-            self._times(settings)
-            fast_sets = self._identifier_sets(id_fields, id_types, settings)
-            mark("python: hours and identifier sets")
-            slow_lines = slow_raw + [(int(n), line.encode("utf-8")) for n, line in
-                                     sql.rows("SELECT line_no, line FROM motorcade_ingest_stage WHERE NOT fast "
-                                              "ORDER BY line_no")]
-            slow_lines.sort(key=lambda r: r[0])
-            slow_events, failed, records, read = self._python_path(source, settings, slow_lines, summary)
-            mark("python: lines the engine left")
-            summary.read += read + int(sql.rows("SELECT count(*) FROM motorcade_ingest_stage WHERE fast")[0][0])
-            with store.transaction():
-                if records:  # identify calls (Segment lines): the record path, before the events as in a batch
-                    ingestor.write_batch(settings, records, summary)
-                consents = self._consent_rows(settings, fast_sets, slow_events)
-                people = self._resolve(settings, fast_sets, slow_events, summary, consents)
-                quarantined = self._quarantine_rows(failed, fast_sets)
-                if quarantined:
-                    summary.rejected += len(quarantined)
-                    summary.quarantined += store.quarantine_rows(source.name, quarantined)
-                if ingestor._rejected:
-                    store.record_rejected_identifiers(source.name, list(ingestor._rejected))
-                store.settle_identity()
-                # after settling (merges and splits move records between people): each set's person now
-                found = store.find_records(source.name, list(people)) if people else {}
-                people = {combo: found[combo][:2] if combo in found else people[combo] for combo in people}
-            mark("store: One-ID, quarantine, consents")
-            self._write(source.name, fast_sets, slow_events, people, summary)
-            mark("engine: join and append")
+            # one block of lines at a time (64 MB): the engine's working tables stay that size, and each
+            # block's store writes commit together, as the SQLite path commits a batch
+            for lines, undecodable in line_batches(source.path, self.block, source.column_ranges()):
+                self._block(source, settings, summary, lines, undecodable, fields, id_fields, id_types, mark)
             with store.transaction():
                 store.set_source_cursor(source.name, source.next_cursor())
-            refresh_ingested_people(store, self.engine)  # earlier loads' events, after this load's merges
+                store.settle_identity()  # at the end of the run, as the SQLite path settles
+            # merges and splits of this run move records between people: the events follow their record
+            refresh_ingested_people(store, self.engine)
+            mark("engine: people after merges")
         except BaseException:
             resolver.reset()
             raise
         finally:
             for name in ("motorcade_ingest_stage", "motorcade_ingest_hours", "motorcade_ingest_map",
-                         "motorcade_ingest_slow", "motorcade_ingest_new"):
+                         "motorcade_ingest_slow", "motorcade_ingest_new", "motorcade_ingest_stage2"):
                 sql.drop(name)
         if first_load:  # every duplicate repeated a line of this very load
             summary.collapsed = summary.duplicates
@@ -343,6 +324,37 @@ class EngineIngest:
         summary.seconds = time.perf_counter() - started
         return summary
 
+    def _block(self, source, settings, summary: IngestSummary, lines, undecodable: list, fields: dict,
+               id_fields: list[str], id_types: list[str], mark) -> None:
+        """Steps 1-6 of the module docstring for one block of lines."""
+        ingestor, store, sql = self.ingestor, self.store, self.sql
+        ingestor._rejected = {}
+        self._stage(source, lines, fields, id_fields)
+        mark("engine: stage lines")
+        self._times(settings)
+        fast_sets = self._identifier_sets(id_fields, id_types, settings)
+        mark("python: hours and identifier sets")
+        slow_lines = list(undecodable) + [(int(n), line.encode("utf-8")) for n, line in sql.rows(
+            "SELECT line_no, line FROM motorcade_ingest_stage WHERE NOT fast ORDER BY line_no")]
+        slow_lines.sort(key=lambda r: r[0])
+        slow_events, failed, records, read = self._python_path(source, settings, slow_lines, summary)
+        mark("python: lines the engine left")
+        summary.read += read + int(sql.rows("SELECT count(*) FROM motorcade_ingest_stage WHERE fast")[0][0])
+        with store.transaction():
+            if records:  # identify calls (Segment lines): the record path, before the events as in a batch
+                ingestor.write_batch(settings, records, summary)
+            consents = self._consent_rows(settings, fast_sets, slow_events)
+            people = self._resolve(settings, fast_sets, slow_events, summary, consents)
+            quarantined = self._quarantine_rows(failed, fast_sets)
+            if quarantined:
+                summary.rejected += len(quarantined)
+                summary.quarantined += store.quarantine_rows(source.name, quarantined)
+            if ingestor._rejected:
+                store.record_rejected_identifiers(source.name, list(ingestor._rejected))
+        mark("store: One-ID, quarantine, consents")
+        self._write(source.name, fast_sets, slow_events, people, summary)
+        mark("engine: join and append")
+
     def _holds_none_of(self, source_name: str) -> bool:
         sql = self.sql
         sql.create(INGESTED, _ingested_columns(sql), temporary=False, order_by="source, dedup_key")
@@ -351,8 +363,8 @@ class EngineIngest:
 
     # -- 1. stage ----------------------------------------------------------------------------------
 
-    def _stage(self, source, fields: dict[str, str], id_fields: list[str]) -> list[tuple[int, bytes]]:
-        """Every line into ``motorcade_ingest_stage``; the lines that are not UTF-8 (for Python)."""
+    def _stage(self, source, lines, fields: dict[str, str], id_fields: list[str]) -> None:
+        """A block of lines (Arrow: ``line_no``, ``line``) into a fresh ``motorcade_ingest_stage``."""
         sql = self.sql
         t = sql.types
         sql.drop("motorcade_ingest_stage")
@@ -364,25 +376,19 @@ class EngineIngest:
                    + (id_columns.replace(f" {t['text']}", f" {nullable(t['text'])}")) + f", idkey {t['text']}"
                    + f", fast BOOLEAN, epoch {nullable(t['int'])}")
         sql.create("motorcade_ingest_stage", columns)
-        bad: list[tuple[int, bytes]] = []
         if source.format != "native":  # only the native shape is read by the engine; the rest by Python
-            select, params = "line_no, line, FALSE, NULL, NULL, NULL, NULL, '{}', NULL, NULL, '', FALSE, NULL", {}
-            for table, undecodable in line_batches(source.path):
-                bad.extend(undecodable)
-                sql.append_arrow("motorcade_ingest_stage", table, select)
-        else:
-            select, params = sql.stage_select(fields, id_fields)
-            for table, undecodable in line_batches(source.path):
-                bad.extend(undecodable)
-                if isinstance(sql, _ClickHouse):
-                    self._stage_clickhouse(table, select, params)
-                else:
-                    sql.engine.conn.register("motorcade_ingest_batch", table)
-                    try:
-                        sql.engine.conn.execute(f"INSERT INTO motorcade_ingest_stage {select}", params)
-                    finally:
-                        sql.engine.conn.unregister("motorcade_ingest_batch")
-        return bad
+            select = "line_no, line, FALSE, NULL, NULL, NULL, NULL, '{}', NULL, NULL, '', FALSE, NULL"
+            sql.append_arrow("motorcade_ingest_stage", lines, select)
+            return
+        select, params = sql.stage_select(fields, id_fields)
+        if isinstance(sql, _ClickHouse):
+            self._stage_clickhouse(lines, select, params)
+            return
+        sql.engine.conn.register("motorcade_ingest_batch", lines)
+        try:
+            sql.engine.conn.execute(f"INSERT INTO motorcade_ingest_stage {select}", params)
+        finally:
+            sql.engine.conn.unregister("motorcade_ingest_batch")
 
     def _stage_clickhouse(self, table, select: str, params: dict) -> None:
         import pyarrow as pa
@@ -468,7 +474,6 @@ class EngineIngest:
         through the SQLite path's own code (see the module docstring)."""
         batch = EventBatch(position_unit="line")
         read = 0
-        self._source, self._blank_lines = source, []
         for where, raw_line in lines:
             stripped = raw_line.strip()
             if not stripped or (stripped[0] != 123 and not raw_line.decode("utf-8", "replace").strip()):
