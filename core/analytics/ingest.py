@@ -130,9 +130,6 @@ class _DuckDB(_EngineSQL):
     def first_per_key(self, select: str, key: str, order: str) -> str:
         return f"SELECT * FROM ({select}) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1"
 
-    def delete_events_below(self, bound: int) -> None:
-        self.run(f"DELETE FROM events WHERE id < {int(bound)}")
-
     def to_text(self, expr: str) -> str:
         return f"CAST({expr} AS VARCHAR)"
 
@@ -213,9 +210,6 @@ class _ClickHouse(_EngineSQL):
 
     def first_per_key(self, select: str, key: str, order: str) -> str:
         return f"SELECT * FROM ({select}) ORDER BY {order} LIMIT 1 BY {key}"
-
-    def delete_events_below(self, bound: int) -> None:
-        self.run(f"DELETE FROM events WHERE id < {int(bound)}")
 
     def to_text(self, expr: str) -> str:
         return f"toString({expr})"
