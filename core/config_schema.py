@@ -468,6 +468,8 @@ SOURCE_COMMON = Section("[sources.NAME]", "Keys every source takes, whatever its
     Setting("timezone", TIME_ZONE, "zone of naive local times in this source", "Asia/Shanghai"),
     Setting("vin_check_digit", FLAG, "reject VINs whose check digit is wrong", True),
     Setting("workers", whole(0), "parallel worker processes for large loads (0: none)", "one per core"),
+    Setting("ingest_into", choice("store", "analytics"), "where the events of a `jsonl` source go: the operational "
+            "store, or straight into the analytics engine of [project] analytics (docs/engines.md)", "store"),
     Setting("phone_region", TEXT, "region assumed for this source's phone numbers without a country code",
             "[identity] phone_region"),
     Setting("car_advisor_relation", TEXT, "relation kind written from a car's advisor to its owner",

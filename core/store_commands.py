@@ -16,7 +16,9 @@ def store() -> None:
 
 @store.command("copy")
 @click.option("--to", "target_url", required=True, metavar="URL",
-              help="The PostgreSQL database to copy into (postgresql://user@host/db); it must be empty.")
+              help="The PostgreSQL database to copy into (postgresql://user@host/db); it must be empty. "
+                   "Or an analytics engine (duckdb:///file.duckdb, chdb:///folder): its analytical tables are "
+                   "replaced by the store's.")
 @click.option("--batch", "batch_size", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True,
               help="Rows per batch (progress is shown per batch).")
 @click.option("--no-verify", is_flag=True, help="Skip the check (row counts, every segment's members).")
@@ -26,13 +28,21 @@ def copy(state, target_url: str, batch_size: int, no_verify: bool, as_of: str | 
     """Copy this project's SQLite store into PostgreSQL (all tables, ids kept), then verify the copy: the
     row count of every table, and every segment's members computed on both stores at the same as-of.
 
-    Afterwards set [project] database to the URL. Exit code 1 when the verification finds a difference."""
+    Afterwards set [project] database to the URL. Exit code 1 when the verification finds a difference.
+
+    With an analytics engine's URL (duckdb:///file.duckdb, chdb:///folder) the analytical tables (people,
+    events, tag values, cars, ownerships, relations, advisors, consents) are copied into the engine instead,
+    then verified the same way: row counts, and every segment's members on the store and on the engine."""
     from .store import open_store
     from .store.copy import copy_store, verify_copy
     from .store.postgres import redact
 
     project = state.project
     source = project.store
+    from .analytics.load import is_engine_url
+
+    if is_engine_url(target_url):  # duckdb:///..., chdb:///...: the analytical tables into an engine
+        _copy_into_engine(project, target_url, no_verify, as_of)
     if source.dialect != "sqlite":
         raise click.UsageError(f"this project's store is already {source.dialect} ({source.location})")
     target = open_store(target_url)
@@ -66,6 +76,28 @@ def copy(state, target_url: str, batch_size: int, no_verify: bool, as_of: str | 
         raise click.exceptions.Exit(0)
     finally:
         target.close()
+
+
+def _copy_into_engine(project, url: str, no_verify: bool, as_of: str | None) -> None:
+    """`store copy --to duckdb:///... | chdb:///...`: the analytical tables, then the check."""
+    from .analytics.load import copy_into_engine
+
+    when = None if no_verify else parse_as_of(as_of, project.timezone)
+    click.echo(f"copying the analytical tables of {project.store.location} -> {url}")
+    result = copy_into_engine(project, url, as_of=when, progress=click.echo)
+    if no_verify:
+        raise click.exceptions.Exit(0)
+    wrong = {t: c for t, c in result.counts.items() if c[0] != c[1]}
+    click.echo(f"verify: row counts of {len(result.counts)} tables "
+               + ("equal" if not wrong else "DIFFER: " + ", ".join(f"{t} {a:,} != {b:,}" for t, (a, b) in wrong.items())))
+    for name, (on_store, on_engine, differ) in result.segments.items():
+        click.echo(f"  segment {name}: {on_store:,} members on the store, {on_engine:,} on the engine"
+                   + ("" if not differ else f", {differ:,} in only one of them"))
+    if not result.ok:
+        click.echo("verify FAILED: do not set [project] analytics to this engine", err=True)
+        raise click.exceptions.Exit(1)
+    click.echo(f"verify: OK at {when.isoformat()}; now set [project] analytics = \"{url}\"")
+    raise click.exceptions.Exit(0)
 
 
 COMMANDS = [store]

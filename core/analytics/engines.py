@@ -72,6 +72,9 @@ class AnalyticsEngine:
         is replaced whole too (:attr:`last_mirror` says which)."""
         wanted = set(tables)
         counts = {}
+        # nothing uncommitted on the store's connection: a reader on its own connection sees the same rows
+        # (the append-only events bounded by this snapshot's last id)
+        separate = not getattr(store.conn, "in_transaction", True)
         with store.read_snapshot():
             max_id, count, fingerprint, settled = events_state(store)
             previous = self._state() if incremental else None
@@ -84,13 +87,31 @@ class AnalyticsEngine:
                 if table.name not in wanted:
                     continue
                 if table.name == "events" and append_after is not None:
-                    counts[table.name] = self._append(table, read_batches(store, table, after_id=append_after))
+                    counts[table.name] = self._append(table, read_batches(store, table, after_id=append_after,
+                                                                          up_to=max_id, separate_reader=separate))
+                elif table.name == "events" and self._holds_ingested_events():
+                    # events ingested straight into the engine live only here: replace the store's alone
+                    from .ingest import INGEST_ID_BASE
+
+                    self._execute(f"DELETE FROM events WHERE id < {INGEST_ID_BASE}")
+                    counts[table.name] = self._append(table, read_batches(store, table, up_to=max_id,
+                                                                          separate_reader=separate))
                 else:
-                    counts[table.name] = self.replace(table, read_batches(store, table))
+                    counts[table.name] = self.replace(table, read_batches(store, table, up_to=max_id,
+                                                                          separate_reader=separate))
             if "events" in wanted:
+                if self._holds_ingested_events():  # events ingested into the engine follow merges and splits
+                    from .ingest import refresh_ingested_people
+
+                    refresh_ingested_people(store, self)
                 self.last_mirror = "incremental" if append_after is not None else "full"
                 self._set_state(max_id, count, fingerprint)
         return counts
+
+    def _holds_ingested_events(self) -> bool:
+        from .ingest import ingested_count
+
+        return ingested_count(self) > 0
 
     def _state(self) -> tuple[int, int, str] | None:
         rows = self.query(f"SELECT last_id, events, fingerprint FROM {STATE_TABLE}")
@@ -129,8 +150,11 @@ class DuckDBEngine(AnalyticsEngine):
         if threads:
             self.conn.execute(f"SET threads = {int(threads)}")
         # the evaluator's calendar month shift, exactly (docs/compiler.md: motorcade_add_months)
-        self.conn.create_function("motorcade_add_months", add_months, [BIGINT, BIGINT, VARCHAR], BIGINT,
-                                  null_handling="special", side_effects=False)
+        try:
+            self.conn.create_function("motorcade_add_months", add_months, [BIGINT, BIGINT, VARCHAR], BIGINT,
+                                      null_handling="special", side_effects=False)
+        except duckdb.CatalogException:  # the file is open in this process already: its instance has it
+            pass
         self.create_tables()
 
     def _execute(self, sql, params=None):
@@ -259,6 +283,9 @@ class ClickHouseEngine(AnalyticsEngine):
         if getattr(self, "_tmp", None) is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+ENGINE_SCHEMES = ("duckdb", "chdb", "clickhouse")  # the URL schemes open_engine takes
 
 
 def open_engine(url: str, *, base_dir: Path | None = None, **options: Any) -> AnalyticsEngine:

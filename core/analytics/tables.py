@@ -102,16 +102,48 @@ def _batch(table: Table, rows):
                                       schema=schema)
 
 
-def read_batches(store, table: Table, after_id: int | None = None) -> Iterator:
+# Tables read through ADBC's SQLite driver when it is installed (Arrow built in C, in a child process:
+# :mod:`motorcade.analytics.sqlite_arrow`): those whose every column has one SQLite type in every row,
+# which the driver needs (it infers a column's type from the first rows).
+ADBC_TABLES = frozenset({"events"})
+
+
+def _adbc_batches(store, table: Table, sql: str, params: tuple) -> Iterator | None:
+    """Arrow batches of ``sql`` read by ADBC's SQLite driver in a child process, or None when the
+    driver is not installed or the store is not a SQLite file."""
+    from . import sqlite_arrow
+
+    path = getattr(store, "path", None)
+    if table.name not in ADBC_TABLES or getattr(store, "dialect", "") != "sqlite" or path is None \
+            or str(path) == ":memory:" or not sqlite_arrow.available():
+        return None
+    return sqlite_arrow.batches(str(path), sql, params, [(c.name, c.kind) for c in table.columns])
+
+
+def read_batches(store, table: Table, after_id: int | None = None, up_to: int | None = None, *,
+                 separate_reader: bool = False) -> Iterator:
     """The rows of ``table`` in the operational store as Arrow record batches of up to BATCH rows
-    (``after_id``: only rows with a larger ``id``, for tables that are only appended).
+    (``after_id``: only rows with a larger ``id``, for tables that are only appended; ``up_to``: none
+    beyond this ``id``).
 
     Read with a plain cursor of the store's connection (tuples, not ``sqlite3.Row``: a quarter of the
-    time), in one read transaction so the batches are one snapshot."""
+    time), in one read transaction so the batches are one snapshot. ``separate_reader`` (the caller
+    has no uncommitted writes, and bounds append-only tables by ``up_to``, its snapshot's last id):
+    :data:`ADBC_TABLES` may be read by ADBC's SQLite driver on a connection of its own instead."""
     conn = store.conn
     sql, params = table.select, ()
+    where = []
     if after_id is not None and table.since_id:
-        sql, params = f"{sql} WHERE id > ?", (after_id,)
+        where.append(("id > ?", after_id))
+    if up_to is not None and table.since_id:
+        where.append(("id <= ?", up_to))
+    if where:
+        sql, params = f"{sql} WHERE {' AND '.join(w for w, _ in where)}", tuple(v for _, v in where)
+    if separate_reader and (up_to is not None or not table.since_id):
+        fast = _adbc_batches(store, table, sql, params)
+        if fast is not None:
+            yield from fast
+            return
     with store.read_snapshot():
         cursor = conn.cursor()
         cursor.row_factory = None

@@ -38,6 +38,7 @@ def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bo
     source is safe: what is already stored is not written twice.
     """
     from ..errors import UsageError
+    from ..analytics.ingest import ingest_opened, into_engine
     from .ingest import open_source, project_ingestor
 
     project = _state().project
@@ -53,8 +54,8 @@ def ingest(sources: tuple[str, ...], all_sources: bool, as_json: bool, quiet: bo
     results = []
     for source in opened:
         name = source.name
-        if not show_bar:
-            summary = ingestor.ingest(source)
+        if not show_bar or into_engine(source):
+            summary = ingest_opened(project, source, ingestor)
         else:
             summary = _ingest_with_bar(ingestor, source)
         results.append(summary)

@@ -1040,5 +1040,7 @@ def project_ingestor(project) -> Ingestor:
 def ingest(project, name: str, *, progress: Callable[[int], None] | None = None,
            ingestor: Ingestor | None = None) -> IngestSummary:
     """Ingest one configured source of ``project``."""
+    from ..analytics.ingest import ingest_opened  # ingest_into = "analytics": into the engine
+
     source = open_source(project, name)
-    return (ingestor or project_ingestor(project)).ingest(source, progress=progress)
+    return ingest_opened(project, source, ingestor or project_ingestor(project), progress=progress)
