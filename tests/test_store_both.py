@@ -36,6 +36,21 @@ def test_the_store_satisfies_the_protocol(store):
     assert store_conformance_problems(store) == []
 
 
+def test_due_sends_break_ties_by_idempotency_key_so_both_stores_claim_in_one_order(store):
+    """Sends planned in one pass share ``created_at``; which of them a worker claims first decides which a
+    frequency cap lets through, so the order must not be the engine's (SQLite's rowid order, PostgreSQL's heap
+    order, which an update reshuffles). The demo's summary differed between the stores by exactly that."""
+    people = [store.create_person({"name": f"p{i}"}) for i in range(6)]
+    keys = ["k5", "k2", "k4", "k0", "k3", "k1"]
+    with store.transaction():
+        store.enqueue_sends([_send(k, people[int(k[1])]) for k in keys], at=T0)
+    assert store.update_send("k0", now=T0, reason="touched")  # a new row version (moves it on PostgreSQL)
+    # a retry due at a time comes after the planned sends (no not_before sorts first, on both stores)
+    assert store.update_send("k4", now=T0, status="failed", not_before=T0 - dt.timedelta(minutes=1))
+    assert [s["idempotency_key"] for s in store.due_sends(T0, limit=10)] == ["k0", "k1", "k2", "k3", "k5", "k4"]
+    assert [s["idempotency_key"] for s in store.due_sends(T0, limit=2)] == ["k0", "k1"]
+
+
 def test_outbox_claim_renew_release_and_expiry(store):
     people = [store.create_person({"name": f"p{i}"}) for i in range(3)]
     assert store.create_run("r1", origin_kind="campaign", origin="spring", revision="rev", scheduled_for=None,

@@ -140,14 +140,17 @@ class OutboxMixin:
     # -- the outbox: dispatching --------------------------------------------------------------------
 
     def due_sends(self, now: dt.datetime, *, limit: int) -> list[dict[str, Any]]:
-        """Sends a dispatcher may claim now: claimable and due, or claimed by a worker whose lease expired."""
+        """Sends a dispatcher may claim now: claimable and due, or claimed by a worker whose lease expired.
+
+        Ordered by ``not_before`` (none first), then ``created_at``, then the key: one order on every store,
+        since which of a person's sends is claimed first decides which a frequency cap lets through."""
         t = epoch(now)
         placeholders = ", ".join("?" for _ in CLAIMABLE_STATES)
         rows = self.conn.execute(
             f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE status IN ({placeholders}) "
             f"AND coalesce(not_before, 0) <= ? "
             f"UNION ALL SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE status = 'claimed' AND claimed_until < ? "
-            f"ORDER BY not_before, created_at LIMIT ?",
+            f"ORDER BY not_before, created_at, idempotency_key LIMIT ?",
             (*CLAIMABLE_STATES, t, t, limit),
         ).fetchall()
         return [_send_row(r) for r in rows]

@@ -321,7 +321,7 @@ class PostgresOverrides:
         rows = self.conn.execute_native(
             f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE (status = ANY(%s::text[]) "
             f"AND coalesce(not_before, 0) <= %s) OR (status = 'claimed' AND claimed_until < %s) "
-            f"ORDER BY not_before NULLS FIRST, created_at LIMIT %s{lock}",
+            f"ORDER BY not_before NULLS FIRST, created_at, idempotency_key LIMIT %s{lock}",
             (list(CLAIMABLE_STATES), t, t, limit)).fetchall()
         return [_send_row(r) for r in rows]
 
