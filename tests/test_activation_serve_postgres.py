@@ -219,7 +219,7 @@ def run_schedule(kills: list[tuple[int, float | int]], database: str) -> None:
                     time.sleep(when)
                 else:
                     target = delivered(server) + when
-                    give_up = time.monotonic() + 30
+                    give_up = time.monotonic() + 60  # the first kill may wait for start-up and planning
                     while delivered(server) < target and time.monotonic() < give_up:
                         time.sleep(0.005)
                     while time.monotonic() < give_up:  # a worker in the send loop: it holds claims
