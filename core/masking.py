@@ -164,6 +164,12 @@ def mask_message(text: str | None, limit: int | None = None) -> str | None:
     return text + "…" if was_cut else text
 
 
+def without_password(url: str) -> str:
+    """A connection URL (``postgresql://``, ``clickhouse://``) with its password as ``***``: for messages, whatever
+    the PII setting (a password is a secret, not personal data)."""
+    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
 def mask_url(url: str) -> str:
     """A URL for messages: the password (or a bare user token), query values and fragment become ``***``;
     scheme, host, port and path stay (they are what an operator needs to fix a setting)."""

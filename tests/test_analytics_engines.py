@@ -28,6 +28,7 @@ DATABASE_LINE = 'database = "${MOTORCADE_DATABASE:-motorcade.db}"'
 MOTORCADE = [sys.executable, "-c", "import sys; from motorcade.cli import run; sys.argv[0] = 'motorcade'; run()"]
 TAG_PLUGINS = ("activity", "intent", "lifecycle", "quadrant", "value")
 ENGINES = {"duckdb": "duckdb:///analytics.duckdb", "clickhouse": "chdb:///analytics-ch"}
+# and "clickhouse-server": ClickHouse's HTTP interface through clickhouse-connect (motorcade.analytics.testing)
 
 
 def plugin_manager():
@@ -67,14 +68,32 @@ def project(example):
 
 def _needs(engine: str):
     pytest.importorskip("duckdb" if engine == "duckdb" else "chdb")
+    if engine == "clickhouse-server":
+        pytest.importorskip("clickhouse_connect")
 
 
-@pytest.mark.parametrize("engine_name", sorted(ENGINES))
-def test_every_example_segment_has_the_same_members_on_the_engine(project, tmp_path, engine_name):
-    _needs(engine_name)
+@pytest.fixture
+def engine_url(request):
+    """The ``analytics`` setting of the engine a test is parametrised with (``engine_name``)."""
+    name = request.node.callspec.params["engine_name"]
+    _needs(name)
+    if name != "clickhouse-server":
+        return ENGINES[name]
+    from motorcade.analytics.testing import ChdbHTTPServer
+
+    server = ChdbHTTPServer(user="analyst", password="pa:ss@word", database="mc_analytics")
+    request.addfinalizer(server.__exit__)
+    return server.__enter__().url
+
+
+SERVER_TOO = [*sorted(ENGINES), "clickhouse-server"]
+
+
+@pytest.mark.parametrize("engine_name", SERVER_TOO)
+def test_every_example_segment_has_the_same_members_on_the_engine(project, tmp_path, engine_name, engine_url):
     store, rules, tz = project.store, project.rules(), project.timezone
     on_sqlite = {name: evaluate_members(store, rules, name, AS_OF, tz) for name in sorted(rules.segments)}
-    engine = open_engine(ENGINES[engine_name], base_dir=tmp_path)
+    engine = open_engine(engine_url, base_dir=tmp_path)
     try:
         copied = engine.mirror(store)
         # the mirror is complete: every table's row count, and the engine counts the same
@@ -92,9 +111,8 @@ def test_every_example_segment_has_the_same_members_on_the_engine(project, tmp_p
         engine.close()
 
 
-@pytest.mark.parametrize("engine_name", sorted(ENGINES))
-def test_the_analytics_setting_runs_the_segment_stage_on_the_engine(example, tmp_path, engine_name):
-    _needs(engine_name)
+@pytest.mark.parametrize("engine_name", SERVER_TOO)
+def test_the_analytics_setting_runs_the_segment_stage_on_the_engine(example, tmp_path, engine_name, engine_url):
     from motorcade.project import Project
 
     directory = tmp_path / "project"
@@ -106,7 +124,7 @@ def test_the_analytics_setting_runs_the_segment_stage_on_the_engine(example, tmp
         plain.close()
     config = directory / "motorcade.toml"
     text = config.read_text(encoding="utf-8").replace(
-        DATABASE_LINE, f'database = "motorcade.db"\nanalytics = "{ENGINES[engine_name]}"', 1)
+        DATABASE_LINE, f'database = "motorcade.db"\nanalytics = "{engine_url}"', 1)
     config.write_text(text, encoding="utf-8")
     project = Project(directory, plugin_manager=plugin_manager())
     try:
@@ -127,6 +145,30 @@ def test_an_unknown_engine_is_a_config_error_naming_the_forms(tmp_path):
     assert "duckdb:///" in info.value.hint
     with pytest.raises(ConfigError, match="not an engine URL"):
         open_engine("analytics.duckdb")
+
+
+def test_a_clickhouse_server_setting_takes_credentials_and_never_shows_the_password(monkeypatch):
+    pytest.importorskip("chdb")
+    pytest.importorskip("clickhouse_connect")
+    from motorcade.analytics.testing import ChdbHTTPServer
+
+    with ChdbHTTPServer(user="analyst", password="s3cret", database="mc") as server:
+        port = server.server_address[1]
+        with pytest.raises(ConfigError, match="cannot reach ClickHouse: .*AUTHENTICATION_FAILED") as info:
+            open_engine(f"clickhouse://analyst:wrong@127.0.0.1:{port}/mc")
+        assert "wrong" not in str(info.value) and "analyst:***@" in str(info.value)
+        monkeypatch.setenv("CLICKHOUSE_PASSWORD", "s3cret")  # the password from the environment
+        engine = open_engine(f"clickhouse://analyst@127.0.0.1:{port}/mc")
+        try:
+            assert engine.query("SELECT currentDatabase()") == [("mc",)]
+            assert engine.counts()["events"] == 0
+        finally:
+            engine.close()
+        sent = [r["parameters"] for r in server.requests if r["parameters"].get("database")]
+        assert sent and all(p["database"] == "mc" for p in sent)
+    with pytest.raises(ConfigError, match="unknown option 'tls'") as info:
+        open_engine("clickhouse://u:pw@127.0.0.1:1/mc?tls=1")
+    assert "pw" not in str(info.value)
 
 
 def test_the_setting_is_validated_and_documented():
@@ -150,14 +192,13 @@ def test_a_failing_engine_query_names_the_segment_and_the_engine(project):
         engine.close()
 
 
-@pytest.mark.parametrize("engine_name", sorted(ENGINES))
-def test_the_mirror_appends_new_events_and_copies_whole_after_a_merge(tmp_path, engine_name):
-    _needs(engine_name)
+@pytest.mark.parametrize("engine_name", SERVER_TOO)
+def test_the_mirror_appends_new_events_and_copies_whole_after_a_merge(tmp_path, engine_name, engine_url):
     from motorcade.model import Event
     from motorcade.store.sqlite import SQLiteStore
 
     store = SQLiteStore(tmp_path / "m.db")
-    engine = open_engine(ENGINES[engine_name], base_dir=tmp_path)
+    engine = open_engine(engine_url, base_dir=tmp_path)
     at = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 
     def events(pids, first):

@@ -282,3 +282,19 @@ def test_one_id_on_postgresql_writes_a_batch_in_a_few_statements_not_one_per_row
         assert store.create_person({"name": "later"}) > max(people)
     finally:
         store.close()
+
+
+def test_people_in_a_store_scope_keeps_the_order_and_only_the_stores_people(store):
+    from motorcade.access.scope import Scope
+
+    people = [store.create_person({"name": f"p{i}"}) for i in range(7)]
+    store.set_relation(people[1], "service_store", "SH01")
+    store.set_relation(people[4], "selling_store", "SH01")
+    store.set_relation(people[5], "selling_store", "BJ02")
+    asked = [people[5], people[4], people[0], people[1], 999_999]
+    assert store.people_in(Scope.of_stores("SH01"), asked) == [people[4], people[1]]
+    assert store.people_in(Scope.of_stores("SH01", "BJ02"), asked) == [people[5], people[4], people[1]]
+    assert store.people_in(Scope.everyone(), asked) == asked
+    assert store.people_in(Scope.of_stores("SH01"), []) == []
+    many = people * 1500  # more than one chunk of ids
+    assert store.people_in(Scope.of_stores("BJ02"), many) == [people[5]] * 1500

@@ -134,3 +134,94 @@ class KeyCountingServer:
     def snapshot(self) -> tuple[dict[str, int], dict[str, set[str]]]:
         with self.lock:
             return dict(self.deliveries), {k: set(v) for k, v in self.bodies.items()}
+
+
+class ProviderAPI(http.server.ThreadingHTTPServer):
+    """A provider's API on 127.0.0.1 (a free port) for a channel's tests: the handler checks each request
+    as the provider documents it and answers as the provider would.
+
+    Subclass it to hold what the fake provider keeps (tokens, requests seen); ``problems`` collects what
+    the handler found wrong with a request, ``lock`` guards the state across handler threads. Use it as a
+    context manager: it serves on a thread inside the ``with`` and is shut down after it::
+
+        with ProviderAPI(Handler) as api:
+            channel = MyChannel({"api_base": api.base}, context)
+    """
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.lock = threading.Lock()
+        self.problems: list[str] = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base(self) -> str:
+        """The API's base URL, ``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> "ProviderAPI":
+        """Serve on a daemon thread (``shutdown`` stops it); returns the server."""
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def __enter__(self) -> "ProviderAPI":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class ProviderHandler(http.server.BaseHTTPRequestHandler):
+    """Request handler base for a :class:`ProviderAPI`: quiet, with the body reader and JSON answer every
+    fake provider needs. Subclasses implement ``do_GET``/``do_POST`` with the provider's checks."""
+
+    server: ProviderAPI
+    content_type = "application/json; charset=UTF-8"  # of every answer unless one says otherwise
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def read_body(self) -> bytes:
+        """The request body (``Content-Length`` bytes)."""
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def answer(self, document: Any, status: int = 200, headers: dict[str, str] | None = None, *,
+               content_type: str | None = None) -> None:
+        """Answer ``document`` as JSON (bytes and text as they are) with ``status`` and extra ``headers``."""
+        if isinstance(document, bytes):
+            body = document
+        elif isinstance(document, str):
+            body = document.encode()
+        else:
+            body = json.dumps(document, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type or self.content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def registered_channels(module: Any, name: str) -> tuple[list[type[Channel]], set[str]]:
+    """What a channel plugin module registers through ``register_channels`` when loaded as ``name``, and
+    the values of the installed ``motorcade`` entry points named ``name`` (to check the distribution's
+    entry point names the module)."""
+    import importlib.metadata
+
+    import pluggy
+
+    from motorcade import hookspecs
+
+    pm = pluggy.PluginManager("motorcade")
+    pm.add_hookspecs(hookspecs)
+    pm.register(module, name=name)
+    registered: list[type[Channel]] = []
+    pm.hook.register_channels(register=registered.append)
+    entry_points = {ep.value for ep in importlib.metadata.entry_points(group="motorcade") if ep.name == name}
+    return registered, entry_points
+

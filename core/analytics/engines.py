@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ConfigError
+from ..masking import without_password
 from ..store.functions import add_months
 from .tables import TABLE_NAMES, TABLES, Column, Table, events_state, events_up_to, read_batches
 
@@ -202,6 +204,8 @@ class ClickHouseEngine(AnalyticsEngine):
         self._execute(f"CREATE DATABASE IF NOT EXISTS {database}")
         if self.session is not None:
             self._execute(f"USE {database}")
+        else:  # every later request names it (the HTTP interface's `database` parameter)
+            self.client.database = database
         self.create_tables()
 
     def _settings(self) -> str:
@@ -288,14 +292,48 @@ def open_engine(url: str, *, base_dir: Path | None = None, **options: Any) -> An
                               hint="pip install chdb") from None
         return ClickHouseEngine(chdb_path=local(rest) or None, **options)
     if scheme == "clickhouse":
-        try:
-            import clickhouse_connect
-        except ImportError:
-            raise ConfigError("analytics uses a ClickHouse server but clickhouse-connect is not installed",
-                              hint="pip install clickhouse-connect") from None
-        hostport, _, database = rest.partition("/")
-        host, _, port = hostport.partition(":")
-        client = clickhouse_connect.get_client(host=host or "localhost", port=int(port or 8123))
-        return ClickHouseEngine(client=client, database=database or "motorcade", **options)
+        return ClickHouseEngine(client=_clickhouse_client(url), database=_clickhouse_database(url), **options)
     raise ConfigError(f"analytics {url!r}: no engine for {scheme!r}",
                       hint="duckdb:///file.duckdb, chdb:///folder or clickhouse://host:8123/database")
+
+
+def _clickhouse_database(url: str) -> str:
+    return urllib.parse.urlsplit(url).path.strip("/") or "motorcade"
+
+
+def _clickhouse_client(url: str):
+    """A clickhouse-connect client for ``clickhouse://[user[:password]@]host[:port][/database][?secure=true]``
+    (port 8123, or 8443 with ``secure``; user ``default``; the password may also come from the environment
+    variable ``CLICKHOUSE_PASSWORD``)."""
+    try:
+        import clickhouse_connect
+    except ImportError:
+        raise ConfigError("analytics uses a ClickHouse server but clickhouse-connect is not installed",
+                          hint="pip install clickhouse-connect (or the motorcade[clickhouse] extra)") from None
+    parts = urllib.parse.urlsplit(url)
+    options = dict(urllib.parse.parse_qsl(parts.query))
+    unknown = set(options) - {"secure"}
+    if unknown or options.get("secure", "false") not in ("true", "false", "1", "0"):
+        raise ConfigError(f"analytics {without_password(url)}: unknown option {sorted(unknown or {'secure'})[0]!r}",
+                          hint="the one option is ?secure=true (HTTPS)")
+    secure = options.get("secure") in ("true", "1")
+    try:
+        port = parts.port or (8443 if secure else 8123)
+    except ValueError:
+        raise ConfigError(f"analytics {without_password(url)}: the port is not a number",
+                          hint="clickhouse://host:8123/database") from None
+    password = urllib.parse.unquote(parts.password) if parts.password is not None \
+        else os.environ.get("CLICKHOUSE_PASSWORD", "")
+    try:
+        return clickhouse_connect.get_client(host=parts.hostname or "localhost", port=port, secure=secure,
+                                             username=urllib.parse.unquote(parts.username or "default"),
+                                             password=password)
+    except Exception as error:  # the client's own errors (refused, authentication) name no setting
+        raise ConfigError(f"analytics {without_password(url)}: cannot reach ClickHouse: {_first_line(error)}",
+                          hint="check [project] analytics (host, port, user, password or CLICKHOUSE_PASSWORD) "
+                               "and that the server is up") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+

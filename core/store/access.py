@@ -56,11 +56,14 @@ class AccessMixin:
         condition, params = scope.member_condition("j.value")
         inside: set[int] = set()
         for start in range(0, len(ids), 5000):
-            chunk = ids[start:start + 5000]
-            rows = self.conn.execute(f"SELECT j.value FROM json_each(?) j WHERE {condition}",
-                                     (json_list(chunk), *params)).fetchall()
+            source, listed = self._id_list_source(ids[start:start + 5000])
+            rows = self.conn.execute(f"SELECT j.value FROM {source} WHERE {condition}", (listed, *params)).fetchall()
             inside.update(r[0] for r in rows)
         return [i for i in ids if i in inside]
+
+    def _id_list_source(self, ids: list[int]) -> tuple[str, Any]:
+        """A FROM item ``j`` with one row per id (column ``j.value``) for a list of ids, and its parameter."""
+        return "json_each(?) j", json_list(ids)
 
     def require_person_in_scope(self, person_id: int, asked: str | None = None) -> None:
         """Raise AccessDenied when ``person_id`` lies outside the caller's read scope. The message is the

@@ -12,9 +12,12 @@ to open rather than skip it): :func:`body_for` names the migration.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import sqlite_utils
+
+from ..errors import MotorcadeError
+from .codec import iso, utc_now
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
 
@@ -44,6 +47,32 @@ def body_for(fn: Callable[..., None], dialect: str) -> Callable[..., None]:
         raise NotImplementedError(f"migration {fn.__name__} has no {dialect} body: the {dialect} store cannot "
                                   f"be brought to this schema version")
     return body
+
+
+def apply_pending(store: Any, apply: Callable[[Callable[..., None]], None], *, upto: int | None = None) -> list[str]:
+    """Bring ``store`` to schema version ``upto`` (default: the last): each pending migration in its own
+    transaction, run by ``apply(fn)`` (the store runs the body for its engine) and recorded in
+    ``schema_version``; return the names applied. The store's ``schema_version`` table must exist."""
+    target = len(MIGRATIONS) if upto is None else upto
+    current = store.schema_version()
+    if current > len(MIGRATIONS):
+        raise MotorcadeError(
+            f"{store.location} has schema version {current}, newer than this Motorcade knows ({len(MIGRATIONS)})",
+            hint="upgrade Motorcade (and its plugins) before opening this project",
+        )
+    applied: list[str] = []
+    for number, fn in enumerate(MIGRATIONS, start=1):
+        if number <= current or number > target:
+            continue
+        with store.transaction():
+            # Another process may have applied it since we looked: check again under the write lock.
+            if store.schema_version() >= number:
+                continue
+            apply(fn)
+            store.conn.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                               (number, fn.__name__, iso(utc_now())))
+        applied.append(fn.__name__)
+    return applied
 
 
 @migration

@@ -8,7 +8,6 @@ tags, ...); each mixin module owns its tables and exposes named functions. Nothi
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import sqlite3
 import threading
 from pathlib import Path
@@ -17,9 +16,8 @@ from typing import Any, Iterator
 import sqlite_utils
 
 from ..errors import MotorcadeError
-from .codec import iso, utc_now
 from .functions import register as register_functions
-from .migrations import MIGRATIONS
+from .migrations import apply_pending
 from .identity import IdentityMixin
 from .inbox import InboxMixin
 from .journeys import JourneysMixin
@@ -157,33 +155,11 @@ class SQLiteStore(PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, Inge
 
     def migrate(self, *, upto: int | None = None) -> list[str]:
         """Apply pending migrations in order; return the names applied."""
-        conn = self.conn
-        conn.execute(
+        self.conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
-        applied: list[str] = []
-        target = len(MIGRATIONS) if upto is None else upto
-        current = self.schema_version()
-        if current > len(MIGRATIONS):
-            raise MotorcadeError(
-                f"{self.path} has schema version {current}, newer than this Motorcade knows ({len(MIGRATIONS)})",
-                hint="upgrade Motorcade (and its plugins) before opening this project",
-            )
-        for number, fn in enumerate(MIGRATIONS, start=1):
-            if number <= current or number > target:
-                continue
-            with self.transaction():
-                # Another process may have applied it since we looked: check again under the write lock.
-                if self.schema_version() >= number:
-                    continue
-                fn(self.db)
-                conn.execute(
-                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                    (number, fn.__name__, iso(utc_now())),
-                )
-            applied.append(fn.__name__)
-        return applied
+        return apply_pending(self, lambda fn: fn(self.db), upto=upto)
 
     # -- reads for other stages -------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import zlib
 from typing import Any, Iterable
 
 from ..model import TagValue
-from .codec import dumps, from_iso, iso, loads, utc_now
+from .codec import dumps, from_iso, iso, loads
 
 
 class TagsMixin:
@@ -153,14 +153,10 @@ class TagsMixin:
     def tag_value_figures(self, tag: str, *, numeric: bool, top: int = 20) -> dict[str, Any]:
         """Health figures of one tag over all its stored values: count; the value counts (top ``top``) for
         categorical tags; min, max, mean, standard deviation and quartiles for numeric ones."""
-        conn = self.conn
-        count = conn.execute("SELECT count(*) FROM tag_values WHERE tag = ? AND value IS NOT NULL",
-                             (tag,)).fetchone()[0]
+        count = self._tag_value_count(tag)
         figures: dict[str, Any] = {"count": count}
         if not numeric:
-            rows = conn.execute(
-                "SELECT value, count(*) AS n FROM tag_values WHERE tag = ? AND value IS NOT NULL "
-                "GROUP BY value ORDER BY n DESC, value LIMIT ?", (tag, top + 1)).fetchall()
+            rows = self._tag_value_counts(tag, top + 1)
             counts = {str(v): n for v, n in rows[:top]}
             if len(rows) > top:
                 counts["(other)"] = count - sum(counts.values())
@@ -168,17 +164,33 @@ class TagsMixin:
             return figures
         if count == 0:
             return figures
-        lo, hi, mean, mean_sq = conn.execute(
-            "SELECT min(value), max(value), avg(value), avg(value * value) FROM tag_values "
-            "WHERE tag = ? AND value IS NOT NULL", (tag,)).fetchone()
+        lo, hi, mean, mean_sq = self._tag_number_moments(tag)
         figures.update(min=lo, max=hi, mean=mean, std=max(mean_sq - mean * mean, 0.0) ** 0.5)
         for label, q in (("p25", 0.25), ("p50", 0.5), ("p75", 0.75)):
-            # nearest-rank quantile; the (tag, value) index makes the OFFSET walk cheap
-            offset = max(int(-(-q * count // 1)) - 1, 0)
-            figures[label] = conn.execute(
-                "SELECT value FROM tag_values WHERE tag = ? AND value IS NOT NULL ORDER BY value LIMIT 1 OFFSET ?",
-                (tag, offset)).fetchone()[0]
+            # nearest-rank quantile
+            figures[label] = self._tag_number_at(tag, max(int(-(-q * count // 1)) - 1, 0))
         return figures
+
+    # The reads behind tag_value_figures, in this engine's SQL (another store overrides these four only).
+    def _tag_value_count(self, tag: str) -> int:
+        return self.conn.execute("SELECT count(*) FROM tag_values WHERE tag = ? AND value IS NOT NULL",
+                                 (tag,)).fetchone()[0]
+
+    def _tag_value_counts(self, tag: str, limit: int) -> list[tuple[Any, int]]:
+        return self.conn.execute(
+            "SELECT value, count(*) AS n FROM tag_values WHERE tag = ? AND value IS NOT NULL "
+            "GROUP BY value ORDER BY n DESC, value LIMIT ?", (tag, limit)).fetchall()
+
+    def _tag_number_moments(self, tag: str) -> tuple[Any, Any, float, float]:
+        return self.conn.execute(
+            "SELECT min(value), max(value), avg(value), avg(value * value) FROM tag_values "
+            "WHERE tag = ? AND value IS NOT NULL", (tag,)).fetchone()
+
+    def _tag_number_at(self, tag: str, offset: int) -> Any:
+        # the (tag, value) index makes the OFFSET walk cheap
+        return self.conn.execute(
+            "SELECT value FROM tag_values WHERE tag = ? AND value IS NOT NULL ORDER BY value LIMIT 1 OFFSET ?",
+            (tag, offset)).fetchone()[0]
 
     def tag_histogram(self, tag: str, low: float, high: float, bins: int = 10) -> list[int]:
         """Counts of the tag's values in ``bins`` equal-width bins over [low, high] (ends clamp)."""

@@ -22,13 +22,13 @@ import threading
 from typing import Any, Iterator
 
 from ...errors import ConfigError, MotorcadeError
-from ..codec import iso, utc_now
+from ...masking import without_password
 from ..access import AccessMixin
 from ..events import EventsMixin
 from ..identity import IdentityMixin
 from ..inbox import InboxMixin
 from ..ingest import IngestMixin
-from ..migrations import MIGRATIONS, body_for
+from ..migrations import apply_pending, body_for
 from ..outbox import OutboxMixin
 from ..people import PeopleMixin
 from ..quarantine import QuarantineMixin
@@ -68,11 +68,7 @@ def _driver():
     return psycopg, psycopg_pool
 
 
-def redact(url: str) -> str:
-    """The URL without its password (for messages)."""
-    import re
-
-    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+redact = without_password  # the URL without its password, for messages
 
 
 class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin, IdentityMixin, IngestMixin,
@@ -193,26 +189,11 @@ class PostgresStore(PostgresOverrides, PeopleMixin, EventsMixin, QuarantineMixin
             conn.execute_native("CREATE TABLE IF NOT EXISTS schema_version "
                                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
             install_functions(conn.execute_native)
-        applied: list[str] = []
-        target = len(MIGRATIONS) if upto is None else upto
-        current = self.schema_version()
-        if current > len(MIGRATIONS):
-            raise MotorcadeError(
-                f"{self.path} has schema version {current}, newer than this Motorcade knows ({len(MIGRATIONS)})",
-                hint="upgrade Motorcade (and its plugins) before opening this project",
-            )
-        for number, fn in enumerate(MIGRATIONS, start=1):
-            if number <= current or number > target:
-                continue
-            body = body_for(fn, "postgresql")
-            with self.transaction():
-                if self.schema_version() >= number:
-                    continue
-                body(lambda sql: sql.strip() and conn.execute_native(_bytewise_text(sql)))
-                conn.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                             (number, fn.__name__, iso(utc_now())))
-            applied.append(fn.__name__)
-        return applied
+
+        def apply(fn) -> None:
+            body_for(fn, "postgresql")(lambda sql: sql.strip() and conn.execute_native(_bytewise_text(sql)))
+
+        return apply_pending(self, apply, upto=upto)
 
     # -- reads for other stages -------------------------------------------------------------------
 

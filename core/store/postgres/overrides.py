@@ -239,34 +239,28 @@ class PostgresOverrides:
             self.recount_tag_values(written)
             return changed
 
-    def tag_value_figures(self, tag: str, *, numeric: bool, top: int = 20) -> dict[str, Any]:
-        conn = self.conn
-        count = conn.execute_native("SELECT count(*) FROM tag_values WHERE tag = %s AND value IS NOT NULL "
-                                    "AND value <> 'null'::jsonb", (tag,)).fetchone()[0]
-        figures: dict[str, Any] = {"count": count}
-        if not numeric:
-            rows = conn.execute_native(
-                "SELECT value, count(*) AS n FROM tag_values WHERE tag = %s AND value IS NOT NULL "
-                "AND value <> 'null'::jsonb GROUP BY value ORDER BY n DESC, value LIMIT %s", (tag, top + 1)).fetchall()
-            counts = {str(v): n for v, n in rows[:top]}
-            if len(rows) > top:
-                counts["(other)"] = count - sum(counts.values())
-            figures["counts"] = counts
-            return figures
-        if count == 0:
-            return figures
-        number = "(value #>> '{}')::double precision"
-        where = "tag = %s AND jsonb_typeof(value) = 'number'"
-        lo, hi, mean, mean_sq = conn.execute_native(
+    _NUMBER = "(value #>> '{}')::double precision"
+
+    def _tag_value_count(self, tag: str) -> int:
+        return self.conn.execute_native("SELECT count(*) FROM tag_values WHERE tag = %s AND value IS NOT NULL "
+                                        "AND value <> 'null'::jsonb", (tag,)).fetchone()[0]
+
+    def _tag_value_counts(self, tag: str, limit: int) -> list[tuple[Any, int]]:
+        return self.conn.execute_native(
+            "SELECT value, count(*) AS n FROM tag_values WHERE tag = %s AND value IS NOT NULL "
+            "AND value <> 'null'::jsonb GROUP BY value ORDER BY n DESC, value LIMIT %s", (tag, limit)).fetchall()
+
+    def _tag_number_moments(self, tag: str) -> tuple[Any, Any, float, float]:
+        number = self._NUMBER
+        lo, hi, mean, mean_sq = self.conn.execute_native(
             f"SELECT min({number}), max({number}), avg({number}), avg({number} * {number}) FROM tag_values "
-            f"WHERE {where}", (tag,)).fetchone()
-        figures.update(min=_number(lo), max=_number(hi), mean=mean, std=max(mean_sq - mean * mean, 0.0) ** 0.5)
-        for label, q in (("p25", 0.25), ("p50", 0.5), ("p75", 0.75)):
-            offset = max(int(-(-q * count // 1)) - 1, 0)
-            figures[label] = _number(conn.execute_native(
-                f"SELECT {number} FROM tag_values WHERE {where} ORDER BY 1 LIMIT 1 OFFSET %s",
-                (tag, offset)).fetchone()[0])
-        return figures
+            "WHERE tag = %s AND jsonb_typeof(value) = 'number'", (tag,)).fetchone()
+        return _number(lo), _number(hi), mean, mean_sq
+
+    def _tag_number_at(self, tag: str, offset: int) -> Any:
+        return _number(self.conn.execute_native(
+            f"SELECT {self._NUMBER} FROM tag_values WHERE tag = %s AND jsonb_typeof(value) = 'number' "
+            "ORDER BY 1 LIMIT 1 OFFSET %s", (tag, offset)).fetchone()[0])
 
     def tag_histogram(self, tag: str, low: float, high: float, bins: int = 10) -> list[int]:
         width = (high - low) / bins or 1.0
@@ -374,18 +368,8 @@ class PostgresOverrides:
 
     # -- access -------------------------------------------------------------------------------------
 
-    def people_in(self, scope, person_ids: Iterable[int]) -> list[int]:
-        ids = list(person_ids)
-        if scope.group or not ids:
-            return ids
-        condition, params = scope.member_condition("j.value")
-        inside: set[int] = set()
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start:start + 5000]
-            rows = self.conn.execute(f"SELECT j.value FROM unnest(CAST(? AS BIGINT[])) AS j(value) WHERE {condition}",
-                                     (chunk, *params)).fetchall()
-            inside.update(r[0] for r in rows)
-        return [i for i in ids if i in inside]
+    def _id_list_source(self, ids: list[int]) -> tuple[str, Any]:
+        return "unnest(CAST(? AS BIGINT[])) AS j(value)", ids
 
     # -- reports ------------------------------------------------------------------------------------
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import importlib.metadata
 import sqlite3
 import threading
 from pathlib import Path
 
-import pluggy
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import motorcade_channels_advisor_task as advisor_task
-from motorcade import hookspecs
 from motorcade.activation.channel import ChannelContext, OutboundMessage
+from motorcade.activation.testing import registered_channels
 
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
@@ -155,13 +152,9 @@ def test_any_sequence_of_resends_leaves_each_key_once(tmp_path_factory, batches)
 
 
 def test_registers_through_the_hook_and_the_entry_point():
-    pm = pluggy.PluginManager("motorcade")
-    pm.add_hookspecs(hookspecs)
-    pm.register(advisor_task, name="advisor_task")
-    registered = []
-    pm.hook.register_channels(register=registered.append)
+    registered, entry_points = registered_channels(advisor_task, "advisor_task")
     assert registered == [advisor_task.AdvisorTaskChannel]
-    assert any(ep.name == "advisor_task" for ep in importlib.metadata.entry_points(group="motorcade"))
+    assert entry_points == {"motorcade_channels_advisor_task"}
 
 
 def test_without_a_store_id_the_task_goes_to_the_advisors_own_store(tmp_path):

@@ -8,18 +8,16 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import http.server
 import json
 import re
-import threading
 import urllib.parse
 import zoneinfo
 
 import httpx
-import pytest
 
 import motorcade_channels_aliyun_sms as aliyun
 from motorcade.activation.channel import ChannelContext, OutboundMessage
+from motorcade.activation.testing import ProviderAPI, ProviderHandler
 from motorcade.activation.runner import run_once
 from motorcade.activation.settings import ActivationContext
 from motorcade.project import Project
@@ -39,31 +37,15 @@ def documented_signature(secret: str, params: dict[str, str]) -> str:
     return base64.b64encode(hmac.new((secret + "&").encode(), string_to_sign.encode(), hashlib.sha1).digest()).decode()
 
 
-class FakeAliyun(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeAliyun(ProviderAPI):
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(Handler)
         self.nonces: set[str] = set()
         self.delivered: dict[str, tuple[str, str, str]] = {}  # phone -> (BizId, OutId, text)
-        self.problems: list[str] = []
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def answer(self, body, status=200):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(ProviderHandler):
+    content_type = "application/json"
 
     def do_GET(self):
         server: FakeAliyun = self.server
@@ -104,10 +86,9 @@ def test_signature_matches_the_documented_worked_example():
 
 
 def test_answers_are_classified(tmp_path):
-    server = FakeAliyun()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = FakeAliyun().start()
     channel = aliyun.AliyunSmsChannel({"access_key_id": KEY_ID, "access_key_secret": SECRET, "sign_name": "宝悦汽车",
-                                       "endpoint": server.url, "templates": {"t": {"code": "SMS_1", "params": ["link"]}}},
+                                       "endpoint": server.base, "templates": {"t": {"code": "SMS_1", "params": ["link"]}}},
                                       ChannelContext(project_dir=tmp_path))
 
     def message(key, phone, **params):
@@ -159,9 +140,8 @@ def test_send_follow_and_push_receipts_through_the_collector(tmp_path):
     from motorcade.plugins import load_plugins
     from motorcade_sources_segment_http.server import BackgroundServer, running_collector
 
-    server = FakeAliyun()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    (tmp_path / "motorcade.toml").write_text(CONFIG.format(key_id=KEY_ID, secret=SECRET, endpoint=server.url,
+    server = FakeAliyun().start()
+    (tmp_path / "motorcade.toml").write_text(CONFIG.format(key_id=KEY_ID, secret=SECRET, endpoint=server.base,
                                                            token=TOKEN), encoding="utf-8")
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.mc").write_text(RULES, encoding="utf-8")

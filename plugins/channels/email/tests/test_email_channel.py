@@ -6,21 +6,18 @@ import datetime as dt
 import email
 import email.policy
 import hashlib
-import importlib.metadata
 import socket
 import ssl
 import subprocess
-from pathlib import Path
 
-import pluggy
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from hypothesis import given, settings, strategies as st
 
 import motorcade_channels_email as email_channel
-from motorcade import hookspecs
 from motorcade.activation.channel import ChannelContext, OutboundMessage
+from motorcade.activation.testing import registered_channels
 from motorcade.errors import ConfigError
 
 FIXED_NOW = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -278,11 +275,6 @@ def test_mask_address():
 
 
 def test_registers_through_the_hook_and_the_entry_point():
-    pm = pluggy.PluginManager("motorcade")
-    pm.add_hookspecs(hookspecs)
-    pm.register(email_channel, name="email")
-    registered = []
-    pm.hook.register_channels(register=registered.append)
+    registered, entry_points = registered_channels(email_channel, "email")
     assert registered == [email_channel.EmailChannel]
-    eps = importlib.metadata.entry_points(group="motorcade")
-    assert any(ep.name == "email" and ep.value == "motorcade_channels_email" for ep in eps)
+    assert entry_points == {"motorcade_channels_email"}

@@ -5,9 +5,7 @@ messages:send with the bearer token, the project in the path and the v1 message 
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 import time
 import urllib.parse
 
@@ -17,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import motorcade_channels_fcm as fcm
 from motorcade.activation.channel import ChannelContext, OutboundMessage
+from motorcade.activation.testing import ProviderAPI, ProviderHandler
 from motorcade.errors import ConfigError
 
 PROJECT = "dealer-app-12345"
@@ -27,21 +26,14 @@ def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class FakeGoogle(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeGoogle(ProviderAPI):
     def __init__(self, public_key):
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(Handler)
         self.public_key = public_key
         self.tokens: set[str] = set()
         self.token_requests = 0
         self.messages: list[dict] = []
-        self.problems: list[str] = []
         self.revoke_next = False
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 def fcm_error(status: int, name: str, code: str | None) -> dict:
@@ -49,35 +41,22 @@ def fcm_error(status: int, name: str, code: str | None) -> dict:
     return {"error": {"code": status, "message": f"{name} error", "status": name, "details": details}}
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def answer(self, status, body, headers=None):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
+class Handler(ProviderHandler):
     def do_POST(self):
         server: FakeGoogle = self.server
-        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        raw = self.read_body()
         if self.path == "/token":
             return self.token(server, raw)
         if self.path != f"/v1/projects/{PROJECT}/messages:send":
             server.problems.append(f"path {self.path}")
-            return self.answer(404, fcm_error(404, "NOT_FOUND", None))
+            return self.answer(fcm_error(404, "NOT_FOUND", None), 404)
         bearer = self.headers.get("Authorization", "")
         if not bearer.startswith("Bearer ") or bearer[7:] not in server.tokens:
-            return self.answer(401, fcm_error(401, "UNAUTHENTICATED", None))
+            return self.answer(fcm_error(401, "UNAUTHENTICATED", None), 401)
         if server.revoke_next:
             server.revoke_next = False
             server.tokens.discard(bearer[7:])
-            return self.answer(401, fcm_error(401, "UNAUTHENTICATED", None))
+            return self.answer(fcm_error(401, "UNAUTHENTICATED", None), 401)
         body = json.loads(raw)
         message = body.get("message", {})
         targets = [k for k in ("token", "topic", "condition") if k in message]
@@ -85,15 +64,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if set(body) != {"message"} or targets != ["token"] or not all(isinstance(v, str) for v in data.values()) \
                 or not isinstance(message.get("notification", {}).get("body"), str):
             server.problems.append(f"bad message {body}")
-            return self.answer(400, fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT"))
+            return self.answer(fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT"), 400)
         server.messages.append(message)
         scripted = {"tok-gone": (404, fcm_error(404, "NOT_FOUND", "UNREGISTERED"), {}),
                     "tok-quota": (429, fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED"), {"Retry-After": "17"}),
                     "tok-down": (503, fcm_error(503, "UNAVAILABLE", "UNAVAILABLE"), {}),
                     "tok-other": (403, fcm_error(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH"), {})}
         if message["token"] in scripted:
-            return self.answer(*scripted[message["token"]])
-        self.answer(200, {"name": f"projects/{PROJECT}/messages/0:{1500000000 + len(server.messages)}%31bd1c96"})
+            status, body, *headers = scripted[message["token"]]
+            return self.answer(body, status, *headers)
+        self.answer({"name": f"projects/{PROJECT}/messages/0:{1500000000 + len(server.messages)}%31bd1c96"}, 200)
 
     def token(self, server, raw):
         server.token_requests += 1
@@ -109,36 +89,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
             header, claims = json.loads(unb64(head)), json.loads(unb64(claims))
         except Exception as exc:  # noqa: BLE001
             server.problems.append(f"assertion: {exc!r}")
-            return self.answer(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+            return self.answer({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, 400)
         if header.get("alg") != "RS256" or claims.get("iss") != EMAIL or claims.get("scope") != fcm.SCOPE \
-                or claims.get("aud") != server.url + "/token" or not 0 < claims["exp"] - claims["iat"] <= 3600 \
+                or claims.get("aud") != server.base + "/token" or not 0 < claims["exp"] - claims["iat"] <= 3600 \
                 or abs(claims["iat"] - time.time()) > 300:
             problems.append(f"claims {header} {claims}")
         if problems:
             server.problems.extend(problems)
-            return self.answer(400, {"error": "invalid_grant"})
+            return self.answer({"error": "invalid_grant"}, 400)
         token = f"ya29.test-{server.token_requests}"
         server.tokens.add(token)
-        self.answer(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+        self.answer({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}, 200)
 
 
 @pytest.fixture
 def google(tmp_path):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    server = FakeGoogle(key.public_key())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = FakeGoogle(key.public_key()).start()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption()).decode()
     (tmp_path / "sa.json").write_text(json.dumps({
         "type": "service_account", "project_id": PROJECT, "private_key_id": "abc123", "private_key": pem,
-        "client_email": EMAIL, "token_uri": server.url + "/token"}), encoding="utf-8")
+        "client_email": EMAIL, "token_uri": server.base + "/token"}), encoding="utf-8")
     yield server, tmp_path
     server.shutdown()
 
 
 def channel(google):
     server, directory = google
-    return fcm.FcmChannel({"service_account_file": "sa.json", "endpoint": server.url},
+    return fcm.FcmChannel({"service_account_file": "sa.json", "endpoint": server.base},
                           ChannelContext(project_dir=directory))
 
 

@@ -4,14 +4,13 @@ Basic auth base64(appKey:masterSecret), POST /v3/push, JSON fields and types; an
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 
 import pytest
 
 import motorcade_channels_jpush as jpush
 from motorcade.activation.channel import ChannelContext, OutboundMessage
+from motorcade.activation.testing import ProviderAPI, ProviderHandler
 from motorcade.errors import ConfigError
 
 APP_KEY, SECRET = "7d431e42dfa6a6d693ac2d04", "5e987ac6d2e04d95a9d8f0d1"
@@ -25,38 +24,24 @@ SCRIPTED = {  # registration id -> (HTTP status, body, headers)
 }
 
 
-class FakeJPush(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeJPush(ProviderAPI):
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(Handler)
         self.requests: list[dict] = []
-        self.problems: list[str] = []
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def answer(self, status, body, headers=None):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(ProviderHandler):
+    content_type = "application/json"
 
     def do_POST(self):
         server: FakeJPush = self.server
-        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        raw = self.read_body()
         expected = "Basic " + base64.b64encode(f"{APP_KEY}:{SECRET}".encode()).decode()
         if self.headers.get("Authorization") != expected:
-            return self.answer(401, {"error": {"code": 1004, "message": "Authen failed"}})
+            return self.answer({"error": {"code": 1004, "message": "Authen failed"}}, 401)
         if self.path != "/v3/push" or not self.headers.get("Content-Type", "").startswith("application/json"):
             server.problems.append(f"path {self.path} / content type {self.headers.get('Content-Type')}")
-            return self.answer(400, {"error": {"code": 1003, "message": "bad request"}})
+            return self.answer({"error": {"code": 1003, "message": "bad request"}}, 400)
         body = json.loads(raw)
         server.requests.append(body)
         problems = []
@@ -78,16 +63,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             problems.append("notification over 4000 bytes")
         if problems:
             server.problems.extend(problems)
-            return self.answer(400, {"error": {"code": 1003, "message": "; ".join(problems)}})
+            return self.answer({"error": {"code": 1003, "message": "; ".join(problems)}}, 400)
         status, answer, headers = SCRIPTED.get(ids[0], (200, {"sendno": str(options["sendno"]),
                                                               "msg_id": str(54043195528000 + len(server.requests))}, {}))
-        self.answer(status, answer, headers)
+        self.answer(answer, status, headers)
 
 
 @pytest.fixture
 def server():
-    fake = FakeJPush()
-    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    fake = FakeJPush().start()
     yield fake
     fake.shutdown()
 

@@ -10,21 +10,16 @@ import collections
 import datetime as dt
 import hashlib
 import hmac
-import http.server
-import importlib.metadata
 import json
 import re
-import threading
 import time
-from pathlib import Path
 
-import pluggy
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import motorcade_channels_sms as sms
-from motorcade import hookspecs
 from motorcade.activation.channel import ChannelContext, OutboundMessage
+from motorcade.activation.testing import ProviderAPI, ProviderHandler, registered_channels
 from motorcade.errors import ConfigError
 
 SECRET_ID = "AKIDtestSecretId000000000000"
@@ -53,42 +48,26 @@ def documented_signature(secret_key, date, service, string_to_sign):
     return hmac.new(secret_signing, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-class FakeTencent(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeTencent(ProviderAPI):
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), FakeTencentHandler)
+        super().__init__(FakeTencentHandler)
         self.requests: list[dict] = []
         self.rejections: list[str] = []
         self.numbers = collections.Counter()
         self.forced_error: dict | None = None
 
-    @property
-    def endpoint(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
-
-class FakeTencentHandler(http.server.BaseHTTPRequestHandler):
+class FakeTencentHandler(ProviderHandler):
     protocol_version = "HTTP/1.1"
     wbufsize = 1 << 16
-
-    def log_message(self, *args):
-        pass
+    content_type = "application/json"
 
     def reject(self, code, message):
         self.server.rejections.append(f"{code}: {message}")
         self.answer({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "req-err"}})
 
-    def answer(self, document):
-        body = json.dumps(document, ensure_ascii=False).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_POST(self):
-        payload = self.rfile.read(int(self.headers["Content-Length"]))
+        payload = self.read_body()
         h = self.headers
         if self.path != "/":
             return self.reject("InvalidParameter", "path must be /")
@@ -168,11 +147,8 @@ class FakeTencentHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def tencent():
-    server = FakeTencent()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with FakeTencent() as server:
+        yield server
 
 
 def make_channel(endpoint, tmp_path, now=DAYTIME, **extra):
@@ -204,7 +180,7 @@ def test_documented_signature_example():
 
 
 def test_one_request_classifies_each_number(tencent, tmp_path):
-    channel = make_channel(tencent.endpoint, tmp_path)
+    channel = make_channel(tencent.base, tmp_path)
     batch = [msg("k-ok", "13811110000"), msg("k-bad", "+8613811110001"), msg("k-30s", "13811110002"),
              msg("k-black", "13811110003"), msg("k-daily", "13811110004"), msg("k-ok2", "0086 138 1111 0005")]
     results = {r.idempotency_key: r for r in channel.send(batch)}
@@ -226,7 +202,7 @@ def test_one_request_classifies_each_number(tencent, tmp_path):
 
 
 def test_single_message_carries_its_key_in_session_context(tencent, tmp_path):
-    channel = make_channel(tencent.endpoint, tmp_path)
+    channel = make_channel(tencent.base, tmp_path)
     [result] = channel.send([msg("campaign:lapsed:run:9:person:4:step:1", "13900000009", template="recall",
                                  template_params=["王女士"])])
     assert result.status == "sent"
@@ -236,7 +212,7 @@ def test_single_message_carries_its_key_in_session_context(tencent, tmp_path):
 
 
 def test_at_most_200_numbers_per_request(tencent, tmp_path):
-    channel = make_channel(tencent.endpoint, tmp_path)
+    channel = make_channel(tencent.base, tmp_path)
     assert channel.capabilities.batch_size == 200
     batch = [msg(f"k{i}", f"139{i:08d}") for i in range(450) if f"{i:08d}"[-4:] not in SCRIPTED]
     results = []
@@ -249,7 +225,7 @@ def test_at_most_200_numbers_per_request(tencent, tmp_path):
 
 
 def test_requests_split_by_template_parameters_region_and_repeated_numbers(tencent, tmp_path):
-    channel = make_channel(tencent.endpoint, tmp_path)
+    channel = make_channel(tencent.base, tmp_path)
     batch = [msg("a", "13800000010"), msg("b", "13800000011", name="李女士", date="3月6日"),
              msg("c", "+85291234567"), msg("d", "13800000010")]
     results = channel.send(batch)
@@ -260,7 +236,7 @@ def test_requests_split_by_template_parameters_region_and_repeated_numbers(tence
 
 
 def test_local_refusals_are_permanent_and_not_sent(tencent, tmp_path):
-    channel = make_channel(tencent.endpoint, tmp_path)
+    channel = make_channel(tencent.base, tmp_path)
     results = {r.idempotency_key: r for r in channel.send([
         msg("bad-number", "12345"), msg("no-template", "13800000020", template="unknown_tpl"),
         msg("missing-param", "13800000021", name="只有名字")])}
@@ -272,7 +248,7 @@ def test_local_refusals_are_permanent_and_not_sent(tencent, tmp_path):
 
 
 def test_wrong_key_is_refused_by_the_server_and_transient(tencent, tmp_path):
-    channel = make_channel(tencent.endpoint, tmp_path, secret_key="not-the-key")
+    channel = make_channel(tencent.base, tmp_path, secret_key="not-the-key")
     [result] = channel.send([msg("k", "13800000030")])
     assert result.status == "transient"
     assert "AuthFailure.SignatureFailure" in result.detail
@@ -285,7 +261,7 @@ def test_wrong_key_is_refused_by_the_server_and_transient(tencent, tmp_path):
                                           ("FailedOperation.InsufficientBalanceInSmsPackage", "transient")])
 def test_request_level_errors(tencent, tmp_path, code, status):
     tencent.forced_error = {"Code": code, "Message": "scripted"}
-    channel = make_channel(tencent.endpoint, tmp_path)
+    channel = make_channel(tencent.base, tmp_path)
     results = channel.send([msg("x", "13800000040"), msg("y", "13800000041")])
     assert [r.status for r in results] == [status, status]
     assert json.loads(results[0].detail)["Error"]["Code"] == code
@@ -293,15 +269,15 @@ def test_request_level_errors(tencent, tmp_path, code, status):
 
 def test_marketing_window_defers_without_a_request(tencent, tmp_path):
     night = dt.datetime(2026, 3, 2, 23, 30, tzinfo=BEIJING)
-    channel = make_channel(tencent.endpoint, tmp_path, now=night)
+    channel = make_channel(tencent.base, tmp_path, now=night)
     assert channel.capabilities.send_window == ("08:00", "22:00")
     [result] = channel.send([msg("k", "13800000050")])
     assert result.status == "transient" and result.retry_after == 8.5 * 3600
     assert tencent.requests == []
     early_utc = dt.datetime(2026, 3, 2, 23, 0, tzinfo=dt.timezone.utc)  # 07:00 Beijing
-    assert make_channel(tencent.endpoint, tmp_path, now=early_utc).send(
+    assert make_channel(tencent.base, tmp_path, now=early_utc).send(
         [msg("k", "13800000050")])[0].retry_after == 3600
-    notification = make_channel(tencent.endpoint, tmp_path, now=night, marketing=False)
+    notification = make_channel(tencent.base, tmp_path, now=night, marketing=False)
     assert notification.capabilities.send_window is None
     assert notification.send([msg("k", "13800000050")])[0].status == "sent"
 
@@ -364,11 +340,6 @@ def test_settings_errors_say_what_to_do(tmp_path, monkeypatch):
 
 
 def test_registers_through_the_hook_and_the_entry_point():
-    pm = pluggy.PluginManager("motorcade")
-    pm.add_hookspecs(hookspecs)
-    pm.register(sms, name="sms")
-    registered = []
-    pm.hook.register_channels(register=registered.append)
+    registered, entry_points = registered_channels(sms, "sms")
     assert registered == [sms.TencentSmsChannel]
-    eps = importlib.metadata.entry_points(group="motorcade")
-    assert any(ep.name == "sms" and ep.value == "motorcade_channels_sms" for ep in eps)
+    assert entry_points == {"motorcade_channels_sms"}

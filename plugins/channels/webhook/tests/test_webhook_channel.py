@@ -6,34 +6,28 @@ import collections
 import email.utils
 import hashlib
 import hmac
-import http.server
-import importlib.metadata
 import json
 import socket
 import threading
 import time
 from pathlib import Path
 
-import pluggy
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import motorcade_channels_webhook as webhook
-from motorcade import hookspecs
 from motorcade.activation.channel import ChannelContext, OutboundMessage
+from motorcade.activation.testing import ProviderAPI, ProviderHandler, registered_channels
 from motorcade.errors import ConfigError
 
 SECRET = "s3cret-分享"
 
 
-class Receiver(http.server.ThreadingHTTPServer):
+class Receiver(ProviderAPI):
     """Verifies the signature on its own (not with the plugin's helper), counts idempotency keys."""
 
-    daemon_threads = True
-
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), ReceiverHandler)
-        self.lock = threading.Lock()
+        super().__init__(ReceiverHandler)
         self.requests: list[dict] = []  # parsed bodies of accepted requests
         self.header_keys: collections.Counter[str] = collections.Counter()
         self.message_keys: collections.Counter[str] = collections.Counter()
@@ -47,16 +41,13 @@ class Receiver(http.server.ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/hooks/motorcade?src=test"
 
 
-class ReceiverHandler(http.server.BaseHTTPRequestHandler):
+class ReceiverHandler(ProviderHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     wbufsize = 1 << 16  # one write per answer (headers + body), so Nagle/delayed-ACK adds no 40 ms stall
 
-    def log_message(self, *args):
-        pass
-
     def do_POST(self):
         server: Receiver = self.server
-        body = self.rfile.read(int(self.headers["Content-Length"]))
+        body = self.read_body()
         with server.lock:
             server.client_ports.add(self.client_address[1])
         assert self.path == "/hooks/motorcade?src=test"
@@ -92,12 +83,8 @@ class ReceiverHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver():
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with Receiver() as server:
+        yield server
 
 
 def make_channel(url, tmp_path, **extra):
@@ -298,11 +285,6 @@ def test_settings_errors_say_what_to_do(tmp_path, monkeypatch):
 
 
 def test_registers_through_the_hook_and_the_entry_point():
-    pm = pluggy.PluginManager("motorcade")
-    pm.add_hookspecs(hookspecs)
-    pm.register(webhook, name="webhook")
-    registered = []
-    pm.hook.register_channels(register=registered.append)
+    registered, entry_points = registered_channels(webhook, "webhook")
     assert registered == [webhook.WebhookChannel]
-    eps = importlib.metadata.entry_points(group="motorcade")
-    assert any(ep.name == "webhook" and ep.value == "motorcade_channels_webhook" for ep in eps)
+    assert entry_points == {"motorcade_channels_webhook"}

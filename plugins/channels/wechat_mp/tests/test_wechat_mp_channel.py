@@ -5,17 +5,15 @@ ledger; the channel must never spend a subscription the user has not given."""
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import json
-import threading
 import urllib.parse
 import zoneinfo
 
-import pytest
 
 import motorcade_channels_wechat_mp as mp
 from motorcade.activation.runner import run_once
 from motorcade.activation.settings import ActivationContext
+from motorcade.activation.testing import ProviderAPI, ProviderHandler
 from motorcade.model import Event
 from motorcade.project import Project
 
@@ -24,37 +22,21 @@ APPID, SECRET, TEMPLATE = "wxmp0123456789ab", "mpSecret", "bDmywsp2oEHjwAadTGKkU
 DOCUMENTED = {"touser", "template_id", "page", "data", "miniprogram_state", "lang"}
 
 
-class FakeWeChat(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeWeChat(ProviderAPI):
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(Handler)
         self.subscriptions: dict[tuple[str, str], int] = {}  # WeChat's own ledger
         self.sent: list[dict] = []
         self.calls = 0
-        self.problems: list[str] = []
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def answer(self, body):
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(ProviderHandler):
+    content_type = "application/json"
 
     def do_POST(self):
         server: FakeWeChat = self.server
         path, _, query = self.path.partition("?")
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.loads(self.read_body())
         if path == "/cgi-bin/stable_token":
             if body != {"grant_type": "client_credential", "appid": APPID, "secret": SECRET, "force_refresh": False}:
                 server.problems.append(f"stable_token body {body}")
@@ -117,9 +99,8 @@ campaign due "保养到期" {
 def test_one_subscription_one_message(tmp_path):
     from motorcade.plugins import load_plugins
 
-    server = FakeWeChat()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    (tmp_path / "motorcade.toml").write_text(CONFIG.format(appid=APPID, secret=SECRET, api=server.url,
+    server = FakeWeChat().start()
+    (tmp_path / "motorcade.toml").write_text(CONFIG.format(appid=APPID, secret=SECRET, api=server.base,
                                                            template=TEMPLATE), encoding="utf-8")
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.mc").write_text(RULES, encoding="utf-8")

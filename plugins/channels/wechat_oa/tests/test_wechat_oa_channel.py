@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import http.server
-import importlib.metadata
 import json
-import threading
 import urllib.parse
 
-import pluggy
 import pytest
 
 import motorcade_channels_wechat_oa as wechat
-from motorcade import hookspecs
 from motorcade.activation.channel import ChannelContext, OutboundMessage
+from motorcade.activation.testing import ProviderAPI, ProviderHandler, registered_channels
 from motorcade.errors import ConfigError
 
 APPID = "wx1234567890abcdef"
@@ -22,44 +18,26 @@ SECRET = "app-secret"
 TEMPLATE_FIELDS = {"touser", "template_id", "url", "miniprogram", "client_msg_id", "data"}
 
 
-class FakeWeChat(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeWeChat(ProviderAPI):
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), FakeWeChatHandler)
-        self.lock = threading.Lock()
+        super().__init__(FakeWeChatHandler)
         self.current_token: str | None = None
         self.token_calls: list[bool] = []  # force_refresh of each stable_token call
         self.sent: list[dict] = []
         self.seen_client_ids: set[tuple[str, str]] = set()
-        self.problems: list[str] = []
         self.errcode_for: dict[str, dict] = {}  # openid -> forced answer
         self.revoked_tokens: set[str] = set()  # refused by template/send although stable_token returns them
 
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
-
-class FakeWeChatHandler(http.server.BaseHTTPRequestHandler):
+class FakeWeChatHandler(ProviderHandler):
     protocol_version = "HTTP/1.1"
     wbufsize = 1 << 16
-
-    def log_message(self, *args):
-        pass
-
-    def answer(self, document):
-        body = json.dumps(document, ensure_ascii=False).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json; encoding=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    content_type = "application/json; encoding=utf-8"
 
     def do_POST(self):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.loads(self.read_body())
         server: FakeWeChat = self.server
         if url.path == "/cgi-bin/stable_token":
             if set(body) - {"grant_type", "appid", "secret", "force_refresh"} or body.get(
@@ -108,11 +86,8 @@ class FakeWeChatHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    fake = FakeWeChat()
-    threading.Thread(target=fake.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield fake
-    fake.shutdown()
-    fake.server_close()
+    with FakeWeChat() as fake:
+        yield fake
 
 
 NOW = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -236,10 +211,6 @@ def test_settings_errors(tmp_path, monkeypatch):
 
 
 def test_registers_through_the_hook_and_the_entry_point():
-    pm = pluggy.PluginManager("motorcade")
-    pm.add_hookspecs(hookspecs)
-    pm.register(wechat, name="wechat_oa")
-    registered = []
-    pm.hook.register_channels(register=registered.append)
+    registered, entry_points = registered_channels(wechat, "wechat_oa")
     assert registered == [wechat.WeChatTemplateChannel]
-    assert any(ep.name == "wechat_oa" for ep in importlib.metadata.entry_points(group="motorcade"))
+    assert entry_points == {"motorcade_channels_wechat_oa"}

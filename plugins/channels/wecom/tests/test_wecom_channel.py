@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import http.server
-import importlib.metadata
 import json
-import threading
 import urllib.parse
-from pathlib import Path
 
-import pluggy
 import pytest
 
 import motorcade_channels_wecom as wecom
-from motorcade import hookspecs
 from motorcade.activation.channel import ChannelContext, OutboundMessage
+from motorcade.activation.testing import ProviderAPI, ProviderHandler, registered_channels
 from motorcade.errors import ConfigError
 
 CORPID = "ww0123456789abcdef"
@@ -24,22 +19,14 @@ ALLOWED_FIELDS = {"chat_type", "external_userid", "chat_id_list", "tag_filter", 
                   "text", "attachments"}
 
 
-class FakeWeCom(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeWeCom(ProviderAPI):
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), FakeWeComHandler)
-        self.lock = threading.Lock()
+        super().__init__(FakeWeComHandler)
         self.token_fetches = 0
         self.valid_tokens: set[str] = set()
         self.expired_tokens: set[str] = set()
         self.templates: list[dict] = []
-        self.problems: list[str] = []
         self.forced: dict | None = None
-
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def expire_all(self):
         with self.lock:
@@ -47,20 +34,9 @@ class FakeWeCom(http.server.ThreadingHTTPServer):
             self.valid_tokens = set()
 
 
-class FakeWeComHandler(http.server.BaseHTTPRequestHandler):
+class FakeWeComHandler(ProviderHandler):
     protocol_version = "HTTP/1.1"
     wbufsize = 1 << 16
-
-    def log_message(self, *args):
-        pass
-
-    def answer(self, document):
-        body = json.dumps(document, ensure_ascii=False).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
@@ -80,7 +56,7 @@ class FakeWeComHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.loads(self.read_body())
         if url.path != "/cgi-bin/externalcontact/add_msg_template":
             return self.answer({"errcode": 404, "errmsg": "not found"})
         token = query.get("access_token")
@@ -116,11 +92,8 @@ class FakeWeComHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    fake = FakeWeCom()
-    threading.Thread(target=fake.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield fake
-    fake.shutdown()
-    fake.server_close()
+    with FakeWeCom() as fake:
+        yield fake
 
 
 class Clock:
@@ -269,10 +242,6 @@ def test_settings_errors(tmp_path, monkeypatch):
 
 
 def test_registers_through_the_hook_and_the_entry_point():
-    pm = pluggy.PluginManager("motorcade")
-    pm.add_hookspecs(hookspecs)
-    pm.register(wecom, name="wecom")
-    registered = []
-    pm.hook.register_channels(register=registered.append)
+    registered, entry_points = registered_channels(wecom, "wecom")
     assert registered == [wecom.WeComChannel]
-    assert any(ep.name == "wecom" for ep in importlib.metadata.entry_points(group="motorcade"))
+    assert entry_points == {"motorcade_channels_wecom"}
