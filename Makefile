@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+PG_STAMP := $(VENV)/.installed-postgres
 
 .PHONY: demo console test thorough mutation bench fuzz setup clean
 
@@ -19,19 +20,27 @@ $(STAMP): $(BIN)/python pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS
 	$(BIN)/python -m pip install --quiet -e '.[demo]' $(addprefix -e ,$(PLUGIN_DIRS))
 	touch $(STAMP)
 
+$(PG_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[postgres]'
+	touch $(PG_STAMP)
+
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP)
 
 setup: $(TEST_STAMP)
 
-demo: $(STAMP)
-	$(BIN)/python examples/dealer_group/demo.py
+# `make demo DATABASE=postgresql://user@host/db` runs it on PostgreSQL (docs/stores.md; the same as exporting
+# MOTORCADE_DATABASE): the demo empties that database's Motorcade store first, so give it one of its own.
+demo: $(STAMP) $(if $(DATABASE)$(MOTORCADE_DATABASE),$(PG_STAMP))
+	$(if $(DATABASE),MOTORCADE_DATABASE='$(DATABASE)' )$(BIN)/python examples/dealer_group/demo.py
 
-# The web console on the demo's data (runs the demo first when its database is missing); docs/console.md.
+# The web console on the demo's data (runs the demo first when its SQLite file is missing; on PostgreSQL,
+# DATABASE=... as for the demo, run `make demo DATABASE=...` first); docs/console.md.
 console: $(STAMP)
-	test -f examples/dealer_group/motorcade.db || $(BIN)/python examples/dealer_group/demo.py
-	$(BIN)/motorcade --project examples/dealer_group console
+	test -n "$(DATABASE)$(MOTORCADE_DATABASE)" || test -f examples/dealer_group/motorcade.db || \
+		$(BIN)/python examples/dealer_group/demo.py
+	$(if $(DATABASE),MOTORCADE_DATABASE='$(DATABASE)' )$(BIN)/motorcade --project examples/dealer_group console
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -23,6 +23,8 @@ from motorcade.segments.compute import compute_segments, evaluate_members
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "dealer_group"
 AS_OF = dt.datetime(2026, 11, 20, tzinfo=dt.timezone(dt.timedelta(hours=8)))  # the example data's as-of
+# the example's store setting (SQLite unless MOTORCADE_DATABASE names another)
+DATABASE_LINE = 'database = "${MOTORCADE_DATABASE:-motorcade.db}"'
 MOTORCADE = [sys.executable, "-c", "import sys; from motorcade.cli import run; sys.argv[0] = 'motorcade'; run()"]
 TAG_PLUGINS = ("activity", "intent", "lifecycle", "quadrant", "value")
 ENGINES = {"duckdb": "duckdb:///analytics.duckdb", "clickhouse": "chdb:///analytics-ch"}
@@ -122,7 +124,7 @@ def test_the_analytics_setting_runs_the_segment_stage_on_the_engine(example, tmp
         plain.close()
     config = directory / "motorcade.toml"
     text = config.read_text(encoding="utf-8").replace(
-        'database = "motorcade.db"', f'database = "motorcade.db"\nanalytics = "{engine_url}"', 1)
+        DATABASE_LINE, f'database = "motorcade.db"\nanalytics = "{engine_url}"', 1)
     config.write_text(text, encoding="utf-8")
     project = Project(directory, plugin_manager=plugin_manager())
     try:
@@ -244,7 +246,7 @@ def test_the_demo_gives_the_same_report_on_sqlite_duckdb_and_clickhouse(tmp_path
         if url is not None:
             config = directory / "motorcade.toml"
             config.write_text(config.read_text(encoding="utf-8").replace(
-                'database = "motorcade.db"', f'database = "motorcade.db"\nanalytics = "{url}"', 1), encoding="utf-8")
+                DATABASE_LINE, f'database = "motorcade.db"\nanalytics = "{url}"', 1), encoding="utf-8")
         # the three demos side by side (each is mostly waiting on its own stages)
         runs[name] = subprocess.Popen([sys.executable, str(directory / "demo.py")], cwd=directory, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -20,6 +20,8 @@ from motorcade.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "dealer_group"
+# the example's store setting (SQLite unless MOTORCADE_DATABASE names another)
+DATABASE_LINE = 'database = "${MOTORCADE_DATABASE:-motorcade.db}"'
 MOTORCADE = [sys.executable, "-c", "import sys; from motorcade.cli import run; sys.argv[0] = 'motorcade'; run()"]
 
 pytestmark = pytest.mark.skipif(not (EXAMPLE / "generate.py").exists(), reason="example generator not present")
@@ -46,8 +48,8 @@ def run_pipeline(folder: Path, data: Path, database: str) -> dict:
     """The example project with ``database``, its pipeline run by the CLI; what the receivers got."""
     folder.mkdir(parents=True)
     toml = (EXAMPLE / "motorcade.toml").read_text(encoding="utf-8")
-    assert 'database = "motorcade.db"' in toml
-    (folder / "motorcade.toml").write_text(toml.replace('database = "motorcade.db"', f'database = "{database}"'),
+    assert DATABASE_LINE in toml
+    (folder / "motorcade.toml").write_text(toml.replace(DATABASE_LINE, f'database = "{database}"'),
                                            encoding="utf-8")
     for part in ("rules", "templates"):
         shutil.copytree(EXAMPLE / part, folder / part)
@@ -109,3 +111,75 @@ def test_the_dealer_group_pipeline_gives_the_same_results_on_sqlite_and_postgres
     assert delivered["postgresql"]["summary"] == delivered["sqlite"]["summary"]
     assert delivered["postgresql"]["email"] == delivered["sqlite"]["email"] > 0
     assert all(n == 1 for n in delivered["postgresql"]["webhook"].values())
+
+
+# -- `make demo` on PostgreSQL: one setting (MOTORCADE_DATABASE) -------------------------------------------
+
+def _demo_copy(directory: Path) -> Path:
+    shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns("data", "out", "motorcade.db*", "__pycache__",
+                                                                      "analytics*"))
+    return directory
+
+
+def _demo_env(database: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "MOTORCADE_DATABASE"}
+    env["COLUMNS"] = "150"
+    if database is not None:
+        env["MOTORCADE_DATABASE"] = database
+    return env
+
+
+def _summary(output: str) -> str:
+    """The demo's "N. Summary" section up to its timings (which vary from run to run)."""
+    start = re.search(r"\d+\. Summary", output).start()
+    return output[start:output.index("Time per stage", start)]
+
+
+@pytest.mark.slow
+def test_the_demo_runs_on_postgresql_with_one_setting_and_prints_sqlites_summary(tmp_path, pg_url):
+    """All seven steps (pipeline, HTTP customers, journeys, reports, a store's view, the summary) with only
+    MOTORCADE_DATABASE set; the database already holds a store from an earlier demo, which the demo empties."""
+    earlier = open_store(pg_url)  # what a previous `make demo` on this database left
+    earlier.create_person({"name": "left over"})
+    earlier.close()
+    runs = {}
+    for name, database in (("sqlite", None), ("postgresql", pg_url)):
+        directory = _demo_copy(tmp_path / name)
+        # both side by side (each is mostly waiting on its own stages)
+        runs[name] = subprocess.Popen([sys.executable, str(directory / "demo.py")], cwd=directory, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_demo_env(database))
+    outputs = {}
+    for name, process in runs.items():
+        out, _ = process.communicate(timeout=1500)
+        assert process.returncode == 0, out[-3000:]
+        outputs[name] = out
+    assert "the store: PostgreSQL (postgresql://" in outputs["postgresql"]
+    assert "the store: SQLite" in outputs["sqlite"]
+    assert not list((tmp_path / "postgresql").glob("motorcade.db*"))  # no SQLite file: it ran on PostgreSQL
+    for step in range(1, 8):
+        assert f"== {step}. " in outputs["postgresql"], step
+    expected = _summary(outputs["sqlite"])
+    assert "e-mails received by the SMTP server" in expected and "webhook keys received by the gateway" in expected
+    assert _summary(outputs["postgresql"]) == expected
+    store = open_store(pg_url)
+    try:
+        assert store.status_counts()["people"] > 1000
+        assert not any(p.attributes.get("name") == "left over" for p in map(store.get_person, store.person_ids()[:5]))
+    finally:
+        store.close()
+
+
+def test_the_demo_refuses_a_postgresql_database_that_is_not_a_motorcade_store(tmp_path, pg_url):
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE invoices (id integer)")
+    directory = _demo_copy(tmp_path / "demo")
+    done = subprocess.run([sys.executable, str(directory / "demo.py")], cwd=directory, text=True, capture_output=True,
+                          env=_demo_env(pg_url), timeout=120)
+    assert done.returncode == 1
+    assert "holds tables that are not a Motorcade store (invoices)" in done.stderr
+    assert "createdb" in done.stderr and "Traceback" not in done.stderr
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # untouched
+        assert conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 0
+        assert conn.execute("SELECT to_regclass('schema_version') IS NULL").fetchone()[0]

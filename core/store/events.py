@@ -77,7 +77,7 @@ class EventsMixin:
         events = list(events)
         # the person each event names today: a merged-away id follows the merge log, an id that names
         # nobody is stored as nobody's (NULL), so every stored person id names a person
-        live = {pid: self.live_person_id(pid) for pid in {e.person_id for e in events if e.person_id is not None}}
+        live = self._live_person_ids({e.person_id for e in events if e.person_id is not None})
         rows = [
             (live.get(e.person_id), e.name, epoch(e.ts), dumps(e.properties), e.source,
              e.dedup_key or content_dedup_key(e))
@@ -90,6 +90,21 @@ class EventsMixin:
             rows,
         )
         return self.conn.total_changes - before
+
+    def _live_person_ids(self, person_ids: set[int]) -> dict[int, int | None]:
+        """:meth:`live_person_id` of many people, read 500 at a time: an id that is a person and was not merged
+        away stands for itself; only the others follow the merge log one by one."""
+        ids = sorted(person_ids)
+        live: dict[int, int | None] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            people = {r[0] for r in self.conn.execute(f"SELECT id FROM people WHERE id IN ({marks})", chunk)}
+            merged = {r[0] for r in self.conn.execute(
+                f"SELECT old_id FROM person_merges WHERE old_id IN ({marks})", chunk)}
+            for pid in chunk:
+                live[pid] = pid if pid in people and pid not in merged else self.live_person_id(pid)
+        return live
 
     @contextlib.contextmanager
     def bulk_event_load(self, *, defer_dedup: bool = False) -> Iterator["BulkEventLoad"]:

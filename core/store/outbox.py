@@ -107,22 +107,34 @@ class OutboxMixin:
 
         Each dict has the outbox columns (``payload`` as a dict, ``not_before`` as an aware datetime or
         None). Returns the keys actually inserted. Call inside :meth:`transaction` with the snapshot.
+        The keys already stored are read 500 at a time and the rest inserted in one ``executemany`` (a
+        round trip per statement would dominate planning on a PostgreSQL store).
         """
         now = iso(at or utc_now())
-        inserted = []
+        rows: dict[str, tuple] = {}  # key -> row; a key given twice is planned once, as first given
         for s in sends:
+            if s["idempotency_key"] in rows:
+                continue
             not_before = s.get("not_before")
-            cur = self.conn.execute(
+            rows[s["idempotency_key"]] = (
+                s["idempotency_key"], s["origin_kind"], s["origin"], s["run_id"], s["person_id"], s.get("step", 0),
+                s["channel"], s["template"], s["revision"], s.get("status", "planned"),
+                None if not_before is None else epoch(not_before), s.get("reason"), dumps(s.get("payload", {})),
+                now, now)
+        keys = list(rows)
+        stored: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            stored.update(r[0] for r in self.conn.execute(
+                f"SELECT idempotency_key FROM outbox WHERE idempotency_key IN ({', '.join('?' for _ in chunk)})",
+                chunk))
+        inserted = [key for key in keys if key not in stored]
+        if inserted:
+            self.conn.executemany(
                 "INSERT OR IGNORE INTO outbox (idempotency_key, origin_kind, origin, run_id, person_id, step, channel, "
                 "template, revision, status, attempts, not_before, reason, payload, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
-                (s["idempotency_key"], s["origin_kind"], s["origin"], s["run_id"], s["person_id"], s.get("step", 0),
-                 s["channel"], s["template"], s["revision"], s.get("status", "planned"),
-                 None if not_before is None else epoch(not_before), s.get("reason"), dumps(s.get("payload", {})),
-                 now, now),
-            )
-            if cur.rowcount:
-                inserted.append(s["idempotency_key"])
+                [rows[key] for key in inserted])
         return inserted
 
     def trigger_firings(self, trigger: str, person_id: int) -> list[dt.datetime]:
@@ -140,14 +152,17 @@ class OutboxMixin:
     # -- the outbox: dispatching --------------------------------------------------------------------
 
     def due_sends(self, now: dt.datetime, *, limit: int) -> list[dict[str, Any]]:
-        """Sends a dispatcher may claim now: claimable and due, or claimed by a worker whose lease expired."""
+        """Sends a dispatcher may claim now: claimable and due, or claimed by a worker whose lease expired.
+
+        Ordered by ``not_before`` (none first), then ``created_at``, then the key: one order on every store,
+        since which of a person's sends is claimed first decides which a frequency cap lets through."""
         t = epoch(now)
         placeholders = ", ".join("?" for _ in CLAIMABLE_STATES)
         rows = self.conn.execute(
             f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE status IN ({placeholders}) "
             f"AND coalesce(not_before, 0) <= ? "
             f"UNION ALL SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE status = 'claimed' AND claimed_until < ? "
-            f"ORDER BY not_before, created_at LIMIT ?",
+            f"ORDER BY not_before, created_at, idempotency_key LIMIT ?",
             (*CLAIMABLE_STATES, t, t, limit),
         ).fetchall()
         return [_send_row(r) for r in rows]

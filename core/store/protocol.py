@@ -828,7 +828,10 @@ class OutboxStore(Protocol):
         ...
 
     def due_sends(self, now: dt.datetime, *, limit: int) -> list[dict[str, Any]]:
-        """Sends a dispatcher may claim now: claimable and due, or claimed by a worker whose lease expired."""
+        """Sends a dispatcher may claim now: claimable and due, or claimed by a worker whose lease expired.
+
+        Ordered by ``not_before`` (none first), then ``created_at``, then the key: one order on every store,
+        since which of a person's sends is claimed first decides which a frequency cap lets through."""
         ...
 
     def update_send(self, key: str, *, now: dt.datetime, expect_status: str | None = None,

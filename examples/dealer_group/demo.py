@@ -45,11 +45,50 @@ def heading(text: str) -> None:
     click.secho(f"\n== {text} ", fg="cyan", bold=True)
 
 
-def fresh_project_state() -> None:
+def fresh_project_state() -> str:
+    """Start from nothing: no data, no output, an empty store. Returns where the store is (for the log).
+
+    The store is the project's ``database`` setting, ``${MOTORCADE_DATABASE:-motorcade.db}``: the SQLite
+    file is deleted; a PostgreSQL database is emptied of the Motorcade store a previous demo left there
+    (a database holding tables that are not a Motorcade store is refused, untouched)."""
+    from motorcade.config import load_config
+
     for path in (HERE / "data", HERE / "out"):
         shutil.rmtree(path, ignore_errors=True)
-    for path in HERE.glob("motorcade.db*"):
-        path.unlink()
+    database = load_config(HERE / "motorcade.toml").database
+    if database.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
+        for path in HERE.glob("motorcade.db*"):
+            path.unlink()
+        return "SQLite (motorcade.db)"
+    from motorcade.store.postgres import redact
+
+    empty_postgres_store(database)
+    return f"PostgreSQL ({redact(database)})"
+
+
+def empty_postgres_store(url: str) -> None:
+    """Drop the tables of the Motorcade store in the PostgreSQL database ``url`` (the demo's own database)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            tables = [r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")]
+            if tables and "schema_version" not in tables:
+                raise click.ClickException(
+                    f"the database holds tables that are not a Motorcade store ({', '.join(tables[:5])}"
+                    f"{', ...' if len(tables) > 5 else ''}); the demo empties the database it runs on, so give "
+                    "it one of its own: createdb motorcade_demo, then MOTORCADE_DATABASE=postgresql://.../"
+                    "motorcade_demo")
+            if tables:
+                conn.execute("DROP TABLE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+                # and the store's own functions (its migrations create them with the tables)
+                for (function,) in conn.execute(
+                        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                        "WHERE n.nspname = current_schema() AND p.proname LIKE 'motorcade\\_%'").fetchall():
+                    conn.execute(f"DROP FUNCTION IF EXISTS {function} CASCADE")
+    except psycopg.Error as exc:
+        raise click.ClickException(f"the demo's PostgreSQL database cannot be reached: {exc}") from None
 
 
 def main() -> int:
@@ -59,9 +98,10 @@ def main() -> int:
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    fresh_project_state()
+    where = fresh_project_state()
 
     heading("1. Generate the example dealer group (seeded, small)")
+    click.echo(f"  the store: {where}")
     t = time.perf_counter()
     manifest = generate(HERE / "data", size="small", seed=42)["manifest"]
     timings["generate"] = time.perf_counter() - t
@@ -185,4 +225,8 @@ def store_view(motorcade, project_args: list[str], as_of: str) -> list[int]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except click.ClickException as exc:  # what the operator must fix, without a traceback
+        exc.show()
+        sys.exit(exc.exit_code)

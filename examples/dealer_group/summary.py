@@ -52,7 +52,7 @@ def build_summary(project, manifest, results, *, smtp, gateway, responses, timin
         if "segments" in by_stage else []
     sends = store.query(
         "SELECT channel, status, coalesce(reason, '') AS reason, count(*) FROM outbox "
-        "GROUP BY channel, status, reason ORDER BY channel, status, count(*) DESC")
+        "GROUP BY channel, status, reason ORDER BY channel, status, count(*) DESC, reason")
     holdout = _count(store, "SELECT count(*) FROM audience_snapshots WHERE arm = 'holdout'")
     return {
         "identity": {
@@ -60,7 +60,7 @@ def build_summary(project, manifest, results, *, smtp, gateway, responses, timin
             "people after One-ID": _count(store, "SELECT count(*) FROM people"),
             "profiles expected (planted truth)": truth["expected_profiles"],
             "merges logged": _count(store, "SELECT count(*) FROM person_merges"),
-            "identifiers flagged (shared too widely)": _count(store, "SELECT count(*) FROM identifiers WHERE flagged"),
+            "identifiers flagged (shared too widely)": _count(store, "SELECT count(*) FROM identifiers WHERE flagged = 1"),
             "cars": _count(store, "SELECT count(*) FROM cars"),
             "ownerships": _count(store, "SELECT count(*) FROM ownerships"),
             "events": _count(store, "SELECT count(*) FROM events"),

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from ..codec import epoch, iso, loads
 from ..events import BulkEventLoad
 from ..outbox import CLAIMABLE_STATES, OUTBOX_COLUMNS, _send_row
-from .connection import percent_escaped
+from .connection import _refuse_nul, percent_escaped
 
 
 def _jsonb(value: Any):
@@ -94,19 +94,60 @@ class PostgresOverrides:
             "SELECT type, value, person_id FROM identifiers WHERE person_id = ANY(%s::bigint[])", (ids,)).fetchall()
         return records, identifiers
 
+    # One set-based INSERT per call (arrays unnested in order) instead of executemany, which sends every row
+    # as its own statement: One-ID's writes of a batch are a few statements, not one per row.
+
+    def _insert_set(self, sql: str, params: tuple) -> None:
+        conn = self.conn
+        try:
+            conn.execute_native(sql, params)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is the NUL case
+            _refuse_nul(exc, sql)
+            raise
+        conn._follow_ids(sql)  # explicit ids: the table's sequence moves past them
+
     def insert_new_people(self, first_id: int, attributes: Sequence[str], at: str) -> None:
-        self.insert_people_rows((first_id + n, a, at) for n, a in enumerate(attributes))
+        if attributes:
+            self._insert_set(
+                "INSERT INTO people (id, attributes, created_at, updated_at) SELECT %s + u.n - 1, u.a::jsonb, %s, %s "
+                "FROM unnest(%s::text[]) WITH ORDINALITY AS u(a, n)", (first_id, at, at, list(attributes)))
 
     def insert_new_identity_records(self, first_id: int, source: str,
                                     rows: Sequence[tuple[str, int, int | None, str]], at: str) -> None:
-        self.insert_identity_records((first_id + n, source, *row, at) for n, row in enumerate(rows))
+        if not rows:
+            return
+        self._identity_changed()
+        keys, people, origins, attributes = (list(column) for column in zip(*rows))
+        self._insert_set(
+            "INSERT INTO identity_records (id, source, source_key, person_id, origin_person_id, attributes, "
+            "first_seen, last_seen) SELECT %s + u.n - 1, %s, u.k, u.p, u.o, u.a, %s, %s "
+            "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[]) WITH ORDINALITY AS u(k, p, o, a, n)",
+            (first_id, source, at, at, keys, people, origins, attributes))
 
     def insert_new_identifiers(self, first_id: int, rows: Sequence[tuple[str, str, int | None, str | None]]) -> None:
-        self.insert_identifiers((first_id + n, *row) for n, row in enumerate(rows))
+        if not rows:
+            return
+        self._identity_changed()
+        types, values, people, reasons = (list(column) for column in zip(*rows))
+        self._insert_set(
+            "INSERT INTO identifiers (id, type, value, person_id, flagged, flag_reason) "
+            "SELECT %s + u.n - 1, u.t, u.v, u.p, (u.r IS NOT NULL)::int, u.r "
+            "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[]) WITH ORDINALITY AS u(t, v, p, r, n)",
+            (first_id, types, values, people, reasons))
 
     def insert_new_identity_links(self, source: str, rule: str, at: str, codes: Sequence[int], mult: int) -> None:
-        if codes:
+        if not codes:
+            return
+        if max(codes) >= 1 << 63:  # beyond bigint: row by row
             self.insert_identity_links((*divmod(code, mult), source, rule, at, None, None) for code in codes)
+            return
+        self._identity_changed()
+        # in the given order (the links' ids follow it, as on SQLite); a link that exists is left as it is
+        self._insert_set(
+            "INSERT INTO identity_links (record_id, identifier_id, source, rule, created_at) "
+            "SELECT u.c / %s, u.c %% %s, %s, %s, %s FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(c, n) "
+            "ORDER BY u.n ON CONFLICT (record_id, identifier_id) DO NOTHING",
+            (mult, mult, source, rule, at, list(codes)))
 
     def list_identity_splits(self, person_id: int | None = None, *,
                              split_id: int | None = None) -> list[dict[str, Any]]:
@@ -315,7 +356,7 @@ class PostgresOverrides:
         rows = self.conn.execute_native(
             f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE (status = ANY(%s::text[]) "
             f"AND coalesce(not_before, 0) <= %s) OR (status = 'claimed' AND claimed_until < %s) "
-            f"ORDER BY not_before NULLS FIRST, created_at LIMIT %s{lock}",
+            f"ORDER BY not_before NULLS FIRST, created_at, idempotency_key LIMIT %s{lock}",
             (list(CLAIMABLE_STATES), t, t, limit)).fetchall()
         return [_send_row(r) for r in rows]
 
