@@ -130,6 +130,11 @@ def select_(*columns) -> exp.Select:
     return exp.Select(expressions=list(columns))
 
 
+def in_rows(value, select: exp.Select) -> exp.In:
+    """``value IN (select)``: a semi-join."""
+    return exp.In(this=value, query=exp.Subquery(this=select))
+
+
 def exists(select: exp.Select) -> exp.Exists:
     return exp.Exists(this=select)
 
@@ -147,6 +152,32 @@ def epoch_floor(instant: dt.datetime) -> int:
 
 def epoch_ceil(instant: dt.datetime) -> int:
     return -((EPOCH - instant) // dt.timedelta(seconds=1))
+
+
+_EVENT_FIELD_NODES = (ast.Compare, ast.InList, ast.Between, ast.IsNull, ast.TextMatch, ast.And, ast.Or, ast.Not,
+                      ast.FieldRef, ast.Literal, ast.Ago, ast.Duration)
+
+
+def _event_fields_only(cond) -> bool:
+    """Only event fields and literals: the condition reads nothing of the person."""
+    return cond is None or all(isinstance(n, _EVENT_FIELD_NODES) for n in ast.walk(cond))
+
+
+def _mentions_car(cond) -> bool:
+    """Whether a condition inside ``has car where`` reads the car (a bare field name). Names inside an
+    aggregate's event filter are event fields, and a nested ``has car`` has a car of its own."""
+    if isinstance(cond, ast.FieldRef):
+        return True
+    if isinstance(cond, (ast.Aggregate, ast.HasCar)):
+        return False
+    return any(_mentions_car(child) for child in ast.children(cond))
+
+
+def _no_person_row(car_cond) -> bool:
+    """A ``has car where`` condition that needs no people row: no ``profile.x``, no ``in segment`` or
+    ``recommendation`` (they may bring one in). A bare ``age`` there is the car's."""
+    return car_cond is None or not any(isinstance(n, (ast.ProfileRef, ast.InSegment, ast.Recommended))
+                                       for n in ast.walk(car_cond))
 
 
 # ---- compiled output ---------------------------------------------------------------------------
@@ -317,7 +348,102 @@ class Compiler:
                 return self.cond(node, scope)
             finally:
                 self._truth_subject = None
+        if self.d.set_plans:
+            semi = self.semi_join(node, scope)
+            if semi is not None:
+                return semi
         return self.cond(node, scope)
+
+    # -- set forms (column stores: docs/compiler.md, "Plan choice per engine") --
+    def semi_join(self, node, scope: Scope) -> exp.Expression | None:
+        """``node`` where only TRUE matters, as a semi-join (``person IN (uncorrelated SELECT person_id
+        ...)``) or an anti-join (``NOT IN``) instead of a correlated per-person check; None when ``node``
+        has no such form. Exact: each form is true exactly where the condition is.
+
+        A column store answers these as one hash join over the rows of the named events (tag, consents,
+        ownerships) instead of one lookup per person."""
+        person = scope.person_id()
+        if isinstance(node, ast.Not) and isinstance(node.item, ast.Did) and not node.item.negated:
+            node = ast.Did(node.item.event, node.item.window, negated=True)
+        if isinstance(node, (ast.Did, ast.DidAny)):
+            names = [node.event] if isinstance(node, ast.Did) else sorted(set(node.events))
+            rows = self.person_rows(names, node.window)
+            if isinstance(node, ast.Did) and node.negated:
+                return not_(in_rows(person, rows))
+            return in_rows(person, rows)
+        counted = self.count_test(node)
+        if counted is not None:
+            agg, op, k, zero_passes = counted
+            if not _event_fields_only(agg.where):
+                return None
+            rows = self.person_rows([agg.event], agg.window, agg.where)
+            count = exp.Count(this=exp.Star())
+            if zero_passes:  # people without such events are members: leave out those where the count fails
+                return not_(in_rows(person, rows.having(not_(cmp(op, count, self.bind(k))), copy=False)))
+            return in_rows(person, rows.having(cmp(op, count, self.bind(k)), copy=False))
+        if isinstance(node, ast.ConsentCond):
+            k = self.alias("k")
+            own, star = self.bind(node.channel), self.bind("*")
+
+            def granted(channel):
+                return exp.Max(this=case((exp.EQ(this=col(k, "channel"), expression=channel), col(k, "granted"))))
+
+            state = case((exp.EQ(this=granted(star.copy()), expression=num(0)), num(0)),
+                         (is_not_null(granted(own.copy())), granted(own.copy())), default=granted(star.copy()))
+            rows = (select_(col(k, "person_id")).from_(exp.to_table("consents").as_(k), copy=False)
+                    .where(exp.In(this=col(k, "channel"), expressions=[own, star]), copy=False)
+                    .group_by(col(k, "person_id"), copy=False)
+                    .having(exp.EQ(this=state, expression=num(1 if node.state == "consented" else 0)), copy=False))
+            return in_rows(person, rows)
+        if isinstance(node, ast.HasCar) and _no_person_row(node.where):
+            return in_rows(person, self.owner_rows(node))
+        return None
+
+    @staticmethod
+    def count_test(node):
+        """``(aggregate, op, k, whether 0 passes)`` of ``count(E ...) op k`` with a plain number ``k``; else None."""
+        from motorcade.dsl.evaluate import compare_values
+
+        if (isinstance(node, ast.Compare) and isinstance(node.subject, ast.Aggregate) and node.subject.func == "count"
+                and isinstance(node.value, ast.Literal) and isinstance(node.value.value, (int, float))
+                and not isinstance(node.value.value, bool)):
+            k = node.value.value
+            return node.subject, node.op, k, compare_values(0, node.op, k, dt.timezone.utc) is True
+        return None
+
+    def person_rows(self, names, window, where=None) -> exp.Select:
+        """``SELECT person_id FROM events`` named ``names`` in ``window`` (``where`` true), grouped by person."""
+        e = self.alias("e")
+        return (select_(col(e, "person_id")).from_(exp.to_table("events").as_(e), copy=False)
+                .where(and_(self.event_filter(e, names, window, Scope(None), where), is_not_null(col(e, "person_id"))),
+                       copy=False).group_by(col(e, "person_id"), copy=False))
+
+    def owner_rows(self, node) -> exp.Select:
+        """``SELECT person_id`` of the people who have a car now for which ``node.where`` holds: the car's own
+        conditions per ownership row, the others (which do not read the car) once per owner."""
+        o, c = self.alias("o"), self.alias("c")
+        key = col(o, "person_id")
+        parts = self.current_ownership(o)
+        where = node.where
+        items = [] if where is None else list(where.items) if isinstance(where, ast.And) else [where]
+        of_car = [i for i in items if _mentions_car(i)]
+        of_person = [i for i in items if not _mentions_car(i)]
+        query = select_(key.copy()).from_(exp.to_table("ownerships").as_(o), copy=False)
+        if of_car:
+            query = query.join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")),
+                               copy=False)
+            parts.extend(self.truth(i, Scope(o, car=c, ownership=o, person_key="person_id")) for i in of_car)
+        query = query.where(and_(*parts), copy=False).group_by(key.copy(), copy=False)
+        if of_person:
+            query = query.having(and_(*[self.truth(i, Scope(o, person_key="person_id")) for i in of_person]),
+                                 copy=False)
+        return query
+
+    def current_ownership(self, o: str) -> list[exp.Expression]:
+        """The ownership row ``o`` holds on the as-of local date."""
+        today = self.today.isoformat()
+        return [or_(is_null(col(o, "valid_from")), exp.LTE(this=col(o, "valid_from"), expression=self.bind(today))),
+                or_(is_null(col(o, "valid_to")), exp.GT(this=col(o, "valid_to"), expression=self.bind(today)))]
 
     def cond(self, node, scope: Scope) -> exp.Expression:
         method = getattr(self, "c_" + type(node).__name__, None)
@@ -392,6 +518,10 @@ class Compiler:
             def wrap(predicate, t=t, tag=tag, person=person):
                 # One lookup on the (tag, person_id) key; no row = missing = NULL.
                 key = and_(exp.EQ(this=col(t, "tag"), expression=tag), exp.EQ(this=col(t, "person_id"), expression=person))
+                if only_truth and self.d.set_plans:  # the same as a semi-join on the tag's rows
+                    return in_rows(person, select_(col(t, "person_id")).from_(
+                        exp.to_table("tag_values").as_(t), copy=False).where(
+                        and_(exp.EQ(this=col(t, "tag"), expression=tag), predicate), copy=False))
                 if only_truth:  # only TRUE matters (see truth): the row exists and the predicate holds
                     return exists(select_(num(1)).from_(exp.to_table("tag_values").as_(t), copy=False).where(
                         and_(key, predicate), copy=False))

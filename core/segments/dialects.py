@@ -88,6 +88,9 @@ class Dialect:
     correlate_innermost = False
     # how a plan joins people to its driver's rows: SQLite's CROSS JOIN ... ON keeps the driver outermost
     driver_join: str | None = "cross"
+    # plans of set shape (column stores): semi-/anti-joins and one GROUP BY person_id ... HAVING over the
+    # named events instead of correlated per-person checks, no probes (docs/compiler.md)
+    set_plans = False
 
     # -- truth values --
     def true(self) -> exp.Expression:
@@ -289,6 +292,7 @@ class TypedDialect(Dialect):
 class DuckDBDialect(TypedDialect):
     name = "duckdb"
     sqlglot = "duckdb"
+    set_plans = True
 
     def json_parts(self, bind, document, key):
         path = bind(self.json_path(key))
@@ -358,6 +362,7 @@ class ClickHouseDialect(TypedDialect):
     name = "clickhouse"
     sqlglot = "clickhouse"
     correlate_innermost = True
+    set_plans = True
 
     def json_parts(self, bind, document, key):
         k = bind(key)
