@@ -25,6 +25,9 @@ from .tables import TABLE_NAMES, TABLES, Column, Table, events_state, events_up_
 STATE_TABLE = "motorcade_mirror"  # one row: the events mirrored so far and the identity fingerprint then
 STATE = Table(STATE_TABLE, (Column("last_id", "int"), Column("events", "int"), Column("fingerprint", "text")),
               "", ("last_id",))
+# the event property keys kept in typed columns of `events` (dialects.property_columns), one row each
+PROPERTIES_TABLE = "motorcade_properties"
+PROPERTIES = Table(PROPERTIES_TABLE, (Column("key", "text"),), "", ("key",))
 
 
 class AnalyticsEngine:
@@ -55,6 +58,40 @@ class AnalyticsEngine:
         for table in TABLES:
             self._create(table)
         self._create(STATE)
+        self._create(PROPERTIES)
+
+    # -- typed columns for event properties --
+    _property_keys: frozenset[str] | None = None  # read once per engine object; materialise() updates it
+
+    def property_columns(self) -> frozenset[str]:
+        """The event property keys whose typed columns ``events`` has (the compiler reads them instead of
+        parsing each row's JSON)."""
+        if self._property_keys is None:
+            self._property_keys = frozenset(str(r[0]) for r in self.query(f"SELECT key FROM {PROPERTIES_TABLE}"))
+        return self._property_keys
+
+    def _add_property(self, key: str) -> None:
+        """Add the typed columns of ``key`` to ``events`` and fill them for every row there."""
+        raise NotImplementedError
+
+    def _fill_properties(self, keys, after_id: int | None) -> None:
+        """Fill the typed columns of ``keys`` for the events appended after ``after_id`` (None: all)."""
+
+    def materialise(self, keys: Iterable[str]) -> list[str]:
+        """Keep event properties ``keys`` (those matching dialects.PROPERTY_KEY_RE; others stay JSON) in typed
+        columns of ``events``, filled for every event there and every one mirrored later; the keys added."""
+        from ..segments.dialects import PROPERTY_KEY_RE
+
+        have = self.property_columns()
+        added = []
+        for key in sorted(set(keys)):
+            if key in have or not re.match(PROPERTY_KEY_RE, key):
+                continue
+            self._add_property(key)
+            self._execute(f"INSERT INTO {PROPERTIES_TABLE} VALUES ('{key}')")  # checked against the pattern
+            added.append(key)
+            self._property_keys = have | set(added)
+        return added
 
     def replace(self, table: Table, batches: Iterable) -> int:
         self._execute(f"TRUNCATE TABLE {table.name}")
@@ -62,12 +99,14 @@ class AnalyticsEngine:
 
     last_mirror = ""  # "full" or "incremental": how the last mirror() copied the events
 
-    def mirror(self, store, tables: Iterable[str] = TABLE_NAMES, *, incremental: bool = True) -> dict[str, int]:
+    def mirror(self, store, tables: Iterable[str] = TABLE_NAMES, *, incremental: bool = True,
+               properties: Iterable[str] = ()) -> dict[str, int]:
         """Copy the analytical tables of the operational ``store`` into the engine; the rows copied per
         table. Every table but ``events`` is replaced whole. ``events`` (the big one) gets only the rows
         added since the last mirror when that is exact: identity settled then and now, no merge or split
         since, and the events mirrored then still all there (a dedup pass deletes and renumbers); else it
-        is replaced whole too (:attr:`last_mirror` says which)."""
+        is replaced whole too (:attr:`last_mirror` says which). ``properties``: event property keys to keep
+        in typed columns (:meth:`materialise`; the rule set's: ``compiler.property_keys``)."""
         wanted = set(tables)
         counts = {}
         with store.read_snapshot():
@@ -87,7 +126,9 @@ class AnalyticsEngine:
                     counts[table.name] = self.replace(table, read_batches(store, table))
             if "events" in wanted:
                 self.last_mirror = "incremental" if append_after is not None else "full"
+                self._fill_properties(self.property_columns(), append_after)
                 self._set_state(max_id, count, fingerprint)
+        self.materialise(properties)
         return counts
 
     def _state(self) -> tuple[int, int, str] | None:
@@ -159,15 +200,36 @@ class DuckDBEngine(AnalyticsEngine):
         self.conn.execute(f"DELETE FROM {STATE_TABLE}")
         self.conn.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)", [last_id, events, fingerprint])
 
+    def _add_property(self, key):
+        from ..segments.dialects import DIALECTS
+
+        columns = DIALECTS["duckdb"].property_sql(key)
+        for name, (kind, _sql) in columns.items():
+            self.conn.execute(f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {kind}")
+        self.conn.execute("UPDATE events SET " + ", ".join(f"{name} = {sql}" for name, (_k, sql) in columns.items()))
+
+    def _fill_properties(self, keys, after_id):
+        from ..segments.dialects import DIALECTS
+
+        sets = [f"{name} = {sql}" for key in sorted(keys)
+                for name, (_k, sql) in DIALECTS["duckdb"].property_sql(key).items()]
+        if sets:
+            self.conn.execute("UPDATE events SET " + ", ".join(sets) + ("" if after_id is None else " WHERE id > ?"),
+                              [] if after_id is None else [after_id])
+
     def _append(self, table, batches):
         import pyarrow as pa
 
         n = 0
+        # rows in the table's sort key within each batch: DuckDB's zone maps (min / max per row group) then
+        # skip the row groups of other event names (the mirror reads events in time order)
+        order = f" ORDER BY {', '.join(table.order_by)}" if table.name == "events" else ""
         for batch in batches:
             view = pa.Table.from_batches([batch])
             self.conn.register("motorcade_batch", view)
             try:
-                self.conn.execute(f"INSERT INTO {table.name} SELECT * FROM motorcade_batch")
+                self.conn.execute(f"INSERT INTO {table.name} ({', '.join(table.names)}) "
+                                  f"SELECT * FROM motorcade_batch{order}")
             finally:
                 self.conn.unregister("motorcade_batch")
             n += batch.num_rows
@@ -228,6 +290,14 @@ class ClickHouseEngine(AnalyticsEngine):
         self._execute(f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}) ENGINE = MergeTree "
                       f"ORDER BY ({', '.join(table.order_by)})")
 
+    def _add_property(self, key):
+        from ..segments.dialects import DIALECTS
+
+        # MATERIALIZED: computed by ClickHouse on every insert; MATERIALIZE COLUMN fills the rows already there
+        for name, (kind, sql) in DIALECTS["clickhouse"].property_sql(key).items():
+            self._execute(f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {kind} MATERIALIZED {sql}")
+            self._execute(f"ALTER TABLE events MATERIALIZE COLUMN {name} SETTINGS mutations_sync = 2")
+
     def _append(self, table, batches):
         n = 0
         if self.session is None:
@@ -244,7 +314,7 @@ class ClickHouseEngine(AnalyticsEngine):
                 path = os.path.join(folder, f"{i}.parquet")
                 pq.write_table(__import__("pyarrow").Table.from_batches([batch]), path)
                 # the file name is ours (a temporary folder), never data
-                self._execute(f"INSERT INTO {table.name} SELECT * FROM file('{path}', Parquet)")
+                self._execute(f"INSERT INTO {table.name} ({', '.join(table.names)}) SELECT * FROM file('{path}', Parquet)")
                 n += batch.num_rows
         return n
 

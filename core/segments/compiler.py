@@ -244,13 +244,15 @@ class Compiler:
     few pieces that differ per engine."""
 
     def __init__(self, rule_set, as_of: dt.datetime, tz="Asia/Shanghai", types: ValueTypes | None = None,
-                 dialect: str | Dialect | None = None):
+                 dialect: str | Dialect | None = None, property_columns: frozenset[str] = frozenset()):
         if as_of.tzinfo is None:
             raise CompileError("as_of has no time zone", "pass an aware datetime")
         self.d = get_dialect(dialect)
         self.dialect = self.d.name
         self.rule_set = rule_set
         self.types = types or ValueTypes()  # declared types of attributes and tags (the store's value_types)
+        # event property keys the engine keeps in typed columns (AnalyticsEngine.property_columns)
+        self.property_columns = frozenset(property_columns)
         self.as_of = as_of
         self.tz = get_zone(tz)
         self.today = local_date(as_of, self.tz)
@@ -537,7 +539,8 @@ class Compiler:
             return self._json(col(scope.person, "attributes"), node.name, self.types.attributes.get(node.name))
         if isinstance(node, ast.FieldRef):
             if scope.event is not None:
-                return self._json(col(scope.event, "properties"), node.name, self.types.properties.get(node.name))
+                return self._json(col(scope.event, "properties"), node.name, self.types.properties.get(node.name),
+                                  event=scope.event)
             if scope.car is not None:
                 if node.name == "age":
                     pd = col(scope.car, "purchase_date")
@@ -556,10 +559,12 @@ class Compiler:
             return self.aggregate(node, scope)
         raise Unsupported(f"unsupported: subject {type(node).__name__}")
 
-    def _json(self, document: exp.Expression, key: str, declared: str | None = None) -> Typed:
+    def _json(self, document: exp.Expression, key: str, declared: str | None = None, event: str | None = None
+              ) -> Typed:
         """A JSON value's subject; ``declared`` "date" / "datetime": ISO text in that form is a date / an
-        instant (ValueTypes.attribute), other text stays a string."""
-        value, json_kind_is, views = self.d.json_parts(self.bind, document, key)
+        instant (ValueTypes.attribute), other text stays a string. ``event``: the alias of the event row
+        when ``document`` is its properties (read from typed columns where the engine has them)."""
+        value, json_kind_is, views = self.json_parts(document, key, event)
         text = views.get("string", value)
         typed = {"date": ("date", self.d.iso_date), "datetime": ("instant", self.d.iso_instant)}.get(declared)
 
@@ -579,6 +584,12 @@ class Compiler:
             elif text is not value:
                 views["date"] = text
         return Typed(value, kind, kinds=kinds, views=views)
+
+    def json_parts(self, document, key: str, event: str | None = None):
+        """The dialect's ``json_parts``; for an event property the engine materialised, its typed columns."""
+        if event is not None and key in self.property_columns:
+            return self.d.property_parts(event, col, key)
+        return self.d.json_parts(self.bind, document, key)
 
     def _person_age(self, scope: Scope) -> Typed:
         """A person's ``age``: whole years from the date attribute ``birth_date`` to the local date of as_of,
@@ -654,7 +665,7 @@ class Compiler:
             return Typed(value, "instant")
         if node.prop is None:
             raise CompileError(f"{node.func}({node.event}) needs a property: {node.func}({node.event}.amount)")
-        value, kind_is, views = self.d.json_parts(self.bind, col(e, "properties"), node.prop)
+        value, kind_is, views = self.json_parts(col(e, "properties"), node.prop, e)
         prop = views.get("number", value)
         where = and_(where, kind_is("number"))
         if node.func == "sum":
@@ -995,6 +1006,26 @@ class Compiler:
 
 class SQLiteCompiler(Compiler):
     """The compiler for the SQLite store (``Compiler(..., dialect="sqlite")``)."""
+
+
+def property_keys(rule_set) -> list[str]:
+    """The event property keys the rule set's conditions read (``count(E where amount >= ...)``,
+    ``sum(E.amount)``) that an engine can keep in typed columns (dialects.PROPERTY_KEY_RE), sorted."""
+    import re
+
+    from .dialects import PROPERTY_KEY_RE
+
+    keys = set()
+    roots = [s.where for s in rule_set.segments.values()] + [
+        r.when for rec in rule_set.recommendations.values() for r in rec.rules]
+    for root in roots:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Aggregate):
+                if node.prop:
+                    keys.add(node.prop)
+                if node.where is not None:
+                    keys.update(n.name for n in ast.walk(node.where) if isinstance(n, ast.FieldRef))
+    return sorted(k for k in keys if re.match(PROPERTY_KEY_RE, k))
 
 
 def compile_condition(rule_set, cond, as_of: dt.datetime, tz="Asia/Shanghai",

@@ -275,7 +275,9 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
         raise CompileError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
     types = store.value_types()  # declared types of attributes and tags: dates, date-times, booleans
     dialect = get_dialect(dialect or getattr(store, "dialect", "sqlite")).name
-    compiler = Compiler(rule_set, as_of, tz, types, dialect)
+    # event properties the engine keeps in typed columns (an analytics engine's; none on a store)
+    columns = getattr(store, "property_columns", None)
+    compiler = Compiler(rule_set, as_of, tz, types, dialect, property_columns=columns() if columns else frozenset())
     compiler._segment_path.append(name)
     if settled is None:
         settled = store.identity_settled()
