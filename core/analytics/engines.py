@@ -148,7 +148,12 @@ class AnalyticsEngine:
         if compiled.dialect != self.dialect:
             raise ConfigError(f"a query compiled for {compiled.dialect} cannot run on {self.name}",
                               hint=f"compile it with dialect={self.dialect!r}")
-        return [int(r[0]) for r in self.query(compiled.sql(), compiled.params)]
+        return self.ids(compiled.sql(), compiled.params)
+
+    def ids(self, sql: str, params: dict | None = None) -> list[int]:
+        """The first column of a read query as Python ints (person ids; the engines override this with a
+        columnar fetch: a Python row per member costs more than the query for large segments)."""
+        return [int(r[0]) for r in self.query(sql, params)]
 
 
 class DuckDBEngine(AnalyticsEngine):
@@ -177,6 +182,10 @@ class DuckDBEngine(AnalyticsEngine):
 
     def query(self, sql, params=None):
         return self.conn.execute(sql, self._used(sql, params)).fetchall()
+
+    def ids(self, sql, params=None):
+        column = next(iter(self.conn.execute(sql, self._used(sql, params)).fetchnumpy().values()))
+        return column.astype("int64").tolist()  # numpy int64 -> Python int, in C
 
     @staticmethod
     def _used(sql: str, params) -> dict:
@@ -283,6 +292,12 @@ class ClickHouseEngine(AnalyticsEngine):
             return list(zip(*columns))
         return self.client.query(sql, parameters=params or None).result_rows
 
+    def ids(self, sql, params=None):
+        if self.session is None:
+            return super().ids(sql, params)
+        table = self.session.query(sql + self._settings(), "ArrowTable", params=params or {})
+        return table.column(0).to_numpy().astype("int64").tolist()
+
     def _create(self, table):
         keys = set(table.order_by)
         columns = ", ".join(f"{c.name} {self._TYPES[c.kind] if c.name in keys else f'Nullable({self._TYPES[c.kind]})'}"
@@ -294,9 +309,12 @@ class ClickHouseEngine(AnalyticsEngine):
         from ..segments.dialects import DIALECTS
 
         # MATERIALIZED: computed by ClickHouse on every insert; MATERIALIZE COLUMN fills the rows already there
-        for name, (kind, sql) in DIALECTS["clickhouse"].property_sql(key).items():
-            self._execute(f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {kind} MATERIALIZED {sql}")
-            self._execute(f"ALTER TABLE events MATERIALIZE COLUMN {name} SETTINGS mutations_sync = 2")
+        # (one mutation for the four columns: the parts are rewritten once)
+        columns = DIALECTS["clickhouse"].property_sql(key)
+        self._execute("ALTER TABLE events " + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind} MATERIALIZED {sql}"
+                                                        for name, (kind, sql) in columns.items()))
+        self._execute("ALTER TABLE events " + ", ".join(f"MATERIALIZE COLUMN {name}" for name in columns)
+                      + " SETTINGS mutations_sync = 2")
 
     def _append(self, table, batches):
         n = 0

@@ -384,19 +384,24 @@ class Compiler:
                 return not_(in_rows(person, rows.having(not_(cmp(op, count, self.bind(k))), copy=False)))
             return in_rows(person, rows.having(cmp(op, count, self.bind(k)), copy=False))
         if isinstance(node, ast.ConsentCond):
-            k = self.alias("k")
-            own, star = self.bind(node.channel), self.bind("*")
+            # consent_state: a global refusal wins, then the channel's own row, then the global one; rows
+            # are unique per (person, channel), so as sets of people:
+            #   consented    = not refused(*) and (granted(C) or (no row for C and granted(*)))
+            #   unsubscribed = refused(*) or refused(C)
+            def rows(channel: str, granted: int | None = None) -> exp.Select:
+                k = self.alias("k")
+                test = exp.EQ(this=col(k, "channel"), expression=self.bind(channel))
+                if granted is not None:
+                    test = and_(test, exp.EQ(this=col(k, "granted"), expression=num(granted)))
+                return select_(col(k, "person_id")).from_(exp.to_table("consents").as_(k), copy=False).where(
+                    test, copy=False)
 
-            def granted(channel):
-                return exp.Max(this=case((exp.EQ(this=col(k, "channel"), expression=channel), col(k, "granted"))))
-
-            state = case((exp.EQ(this=granted(star.copy()), expression=num(0)), num(0)),
-                         (is_not_null(granted(own.copy())), granted(own.copy())), default=granted(star.copy()))
-            rows = (select_(col(k, "person_id")).from_(exp.to_table("consents").as_(k), copy=False)
-                    .where(exp.In(this=col(k, "channel"), expressions=[own, star]), copy=False)
-                    .group_by(col(k, "person_id"), copy=False)
-                    .having(exp.EQ(this=state, expression=num(1 if node.state == "consented" else 0)), copy=False))
-            return in_rows(person, rows)
+            if node.state == "consented":
+                return and_(not_(in_rows(person, rows("*", 0))),
+                            or_(in_rows(person.copy(), rows(node.channel, 1)),
+                                and_(not_(in_rows(person.copy(), rows(node.channel))),
+                                     in_rows(person.copy(), rows("*", 1)))))
+            return or_(in_rows(person, rows("*", 0)), in_rows(person.copy(), rows(node.channel, 0)))
         if isinstance(node, ast.HasCar) and _no_person_row(node.where):
             return in_rows(person, self.owner_rows(node))
         return None

@@ -354,11 +354,25 @@ def _events_group(compiler: Compiler, conditions: list) -> tuple[exp.Select, exp
     if all(first is not None for first, _ in windows):
         coarse.append(exp.GTE(this=col(e, "ts"), expression=compiler.bind(min(first for first, _ in windows))))
     coarse.append(exp.LTE(this=col(e, "ts"), expression=compiler.bind(max(last for _, last in windows))))
-    filters = [compiler.event_filter(e, c[0], c[1], Scope(None), c[2]) for c in conditions]
+    low = min(first for first, _ in windows) if all(first is not None for first, _ in windows) else None
+    high = max(last for _, last in windows)
+
+    def own_filter(names, window, where, bounds):
+        # the coarse filter already bounds the time: a condition over the same window tests only its names
+        if bounds == (low, high):
+            test = (exp.EQ(this=col(e, "name"), expression=compiler.bind(names[0])) if len(names) == 1 else
+                    exp.In(this=col(e, "name"), expressions=[compiler.bind(n) for n in names]))
+            if where is None:
+                return test
+            return and_(test, compiler.cond(where, Scope(None, event=e)))
+        return compiler.event_filter(e, names, window, Scope(None), where)
+
+    filters = [own_filter(c[0], c[1], c[2], w) for c, w in zip(conditions, windows)]
     query = select_(exp.alias_(key.copy(), "person_id")).from_(exp.to_table("events").as_(e), copy=False)
     tests = []
     if len(conditions) == 1:
-        query = query.where(and_(*coarse, filters[0]), copy=False)
+        query = query.where(and_(*coarse[1:], filters[0]) if len(names) == len(conditions[0][0]) else
+                            and_(*coarse, filters[0]), copy=False)
         op, k = conditions[0][3], conditions[0][4]
         if op is not None:
             tests.append(cmp_count(op, exp.Count(this=exp.Star()), compiler.bind(k)))
