@@ -71,11 +71,8 @@ class AnalyticsEngine:
         return self._property_keys
 
     def _add_property(self, key: str) -> None:
-        """Add the typed columns of ``key`` to ``events`` and fill them for every row there."""
+        """Add the typed columns of ``key`` to ``events``, filled for every row there and every row appended."""
         raise NotImplementedError
-
-    def _fill_properties(self, keys, after_id: int | None) -> None:
-        """Fill the typed columns of ``keys`` for the events appended after ``after_id`` (None: all)."""
 
     def materialise(self, keys: Iterable[str]) -> list[str]:
         """Keep event properties ``keys`` (those matching dialects.PROPERTY_KEY_RE; others stay JSON) in typed
@@ -126,7 +123,6 @@ class AnalyticsEngine:
                     counts[table.name] = self.replace(table, read_batches(store, table))
             if "events" in wanted:
                 self.last_mirror = "incremental" if append_after is not None else "full"
-                self._fill_properties(self.property_columns(), append_after)
                 self._set_state(max_id, count, fingerprint)
         self.materialise(properties)
         return counts
@@ -217,28 +213,37 @@ class DuckDBEngine(AnalyticsEngine):
             self.conn.execute(f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {kind}")
         self.conn.execute("UPDATE events SET " + ", ".join(f"{name} = {sql}" for name, (_k, sql) in columns.items()))
 
-    def _fill_properties(self, keys, after_id):
+    def typed_columns(self) -> list[tuple[str, str]]:
+        """``(column, SQL over properties)`` of every typed property column (computed as events are appended)."""
         from ..segments.dialects import DIALECTS
 
-        sets = [f"{name} = {sql}" for key in sorted(keys)
+        return [(name, sql) for key in sorted(self.property_columns())
                 for name, (_k, sql) in DIALECTS["duckdb"].property_sql(key).items()]
-        if sets:
-            self.conn.execute("UPDATE events SET " + ", ".join(sets) + ("" if after_id is None else " WHERE id > ?"),
-                              [] if after_id is None else [after_id])
+
+    def insert_events_sql(self, source: str) -> str:
+        """``INSERT INTO events`` of the rows of ``source`` (a relation with the events' columns), typed property
+        columns computed on the way in, in ``(name, ts)`` order: DuckDB's zone maps (min / max per row group)
+        then skip the row groups of other names (the mirror reads events in time order)."""
+        from .tables import TABLES
+
+        names = next(t for t in TABLES if t.name == "events").names
+        typed = self.typed_columns()
+        return (f"INSERT INTO events ({', '.join(names + [c for c, _ in typed])}) "
+                f"SELECT {', '.join(names + [sql for _, sql in typed])} FROM {source} ORDER BY name, ts")
 
     def _append(self, table, batches):
         import pyarrow as pa
 
         n = 0
-        # rows in the table's sort key within each batch: DuckDB's zone maps (min / max per row group) then
-        # skip the row groups of other event names (the mirror reads events in time order)
-        order = f" ORDER BY {', '.join(table.order_by)}" if table.name == "events" else ""
         for batch in batches:
             view = pa.Table.from_batches([batch])
             self.conn.register("motorcade_batch", view)
             try:
-                self.conn.execute(f"INSERT INTO {table.name} ({', '.join(table.names)}) "
-                                  f"SELECT * FROM motorcade_batch{order}")
+                if table.name == "events":
+                    self.conn.execute(self.insert_events_sql("motorcade_batch"))
+                else:
+                    self.conn.execute(f"INSERT INTO {table.name} ({', '.join(table.names)}) "
+                                      "SELECT * FROM motorcade_batch")
             finally:
                 self.conn.unregister("motorcade_batch")
             n += batch.num_rows

@@ -443,7 +443,9 @@ def _set_plan(compiler: Compiler, store, conjuncts: list, settled: bool) -> tupl
         description = f"from {chosen.description}"
     rest = [c for i, c in enumerate(conjuncts) if i not in used]
     description += f"; {len(rest)} other condition(s) as semi-joins / anti-joins / per-person checks"
-    return _checked(compiler, rows, key, rest, settled, description)
+    # the checks read only the person: before the grouping (measured: probing each row's person against a
+    # hashed set is cheaper than grouping rows of people the set then drops)
+    return _checked(compiler, rows, key, rest, settled, description, before_grouping=True)
 
 
 def _choose_driver(store, rule_set, as_of, tz, conjuncts, types=None, dialect="sqlite") -> Driver | None:
@@ -497,8 +499,9 @@ def _driven(compiler: Compiler, conjuncts: list, chosen: Driver, settled: bool
 
 
 def _checked(compiler: Compiler, driver_sql: exp.Select, key: exp.Column, rest: list, settled: bool,
-             description: str) -> tuple[exp.Select, exp.Column, str]:
-    """``driver_sql`` (one row per candidate, keyed by ``key``) with the ``rest`` of the conditions checked."""
+             description: str, before_grouping: bool = False) -> tuple[exp.Select, exp.Column, str]:
+    """``driver_sql`` (one row per candidate, keyed by ``key``) with the ``rest`` of the conditions checked
+    (``before_grouping``: in its WHERE even when it groups: they read only the person)."""
     if all(_no_profile(c) for c in rest):
         # One query over the driver's rows: the other conditions are checked once per candidate (in
         # HAVING when the driver groups its rows by person, else in WHERE), and ORDER BY repeats the
@@ -510,7 +513,7 @@ def _checked(compiler: Compiler, driver_sql: exp.Select, key: exp.Column, rest: 
                 exp.EQ(this=col("p", "id"), expression=key.copy()), copy=False)))
         select = driver_sql
         if checks:
-            if select.args.get("group"):
+            if select.args.get("group") and not before_grouping:
                 select = select.having(and_(*checks), copy=False)
             else:
                 select = select.where(and_(*checks), copy=False)
