@@ -354,7 +354,25 @@ class Compiler:
             semi = self.semi_join(node, scope)
             if semi is not None:
                 return semi
+            if (isinstance(node, ast.Compare) and node.op in ("=", "<", "<=", ">", ">=")
+                    and isinstance(node.value, ast.Literal) and (isinstance(node.subject, ast.ProfileRef) or (
+                        isinstance(node.subject, ast.FieldRef) and scope.event is not None))):
+                return self._compare_truth(node, scope)
         return self.cond(node, scope)
+
+    def _compare_truth(self, node, scope: Scope) -> exp.Expression:
+        """A JSON value compared with a literal where only TRUE matters: ``kind_1 AND test_1 OR ...`` over the
+        kinds that compare with the literal (the CASE of :meth:`compare` is TRUE exactly there). Plain
+        conjunctions, which a column store pushes into its scan (``p_amount_kind = 'number' AND
+        p_amount_num >= 500000``) where it evaluates a CASE row by row."""
+        subject = self.subject(node.subject, scope)
+        kind, value = self.literal(node.value)
+        parts = []
+        for k in subject.kinds:
+            matched = self._matched(k, subject.views.get(k, subject.value), node.op, kind, value)
+            if matched is not None:
+                parts.append(and_(subject.kind(k), matched))
+        return or_(*parts) if parts else self.F()
 
     # -- set forms (column stores: docs/compiler.md, "Plan choice per engine") --
     def semi_join(self, node, scope: Scope) -> exp.Expression | None:
@@ -631,7 +649,7 @@ class Compiler:
         parts.extend(self.window_bounds(ts, window))
         if where is not None:
             inner = self.inner_scope(scope, e, event=e) if scope.person is not None else attrs.evolve(scope, event=e)
-            parts.append(self.cond(where, inner))
+            parts.append(self.truth(where, inner))  # an event counts where the condition is TRUE
         return and_(*parts)
 
     def window_epochs(self, window) -> tuple[int | None, int]:

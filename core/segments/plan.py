@@ -364,7 +364,7 @@ def _events_group(compiler: Compiler, conditions: list) -> tuple[exp.Select, exp
                     exp.In(this=col(e, "name"), expressions=[compiler.bind(n) for n in names]))
             if where is None:
                 return test
-            return and_(test, compiler.cond(where, Scope(None, event=e)))
+            return and_(test, compiler.truth(where, Scope(None, event=e)))
         return compiler.event_filter(e, names, window, Scope(None), where)
 
     filters = [own_filter(c[0], c[1], c[2], w) for c, w in zip(conditions, windows)]
