@@ -69,6 +69,13 @@ def _and(*items) -> exp.Expression:
     return out
 
 
+def _or(*items) -> exp.Expression:
+    out = items[0]
+    for item in items[1:]:
+        out = exp.Or(this=out, expression=item)
+    return out
+
+
 def _in(value, names) -> exp.In:
     return exp.In(this=value, expressions=[_s(x) for x in names])
 
@@ -451,9 +458,13 @@ class ClickHouseDialect(TypedDialect):
         return subquery
 
     def in_list(self, value, items):
-        # `NULL IN (...)` is 0 in ClickHouse, not NULL
+        # `NULL IN (...)` is 0 in ClickHouse, not NULL; and a correlated subquery cannot be an argument of IN
+        # ("not supported as IN function arguments yet"): then one equality per item
+        member = exp.In(this=value.copy(), expressions=items)
+        if value.find(exp.Subquery) is not None and items:
+            member = exp.Paren(this=_or(*[exp.EQ(this=value.copy(), expression=i) for i in items]))
         return exp.Case(ifs=[exp.If(this=exp.Is(this=value, expression=exp.Null()), true=exp.Null())],
-                        default=exp.In(this=value.copy(), expressions=items))
+                        default=member)
 
     def add_months(self, bind, ts, months, zone):
         # the zone of toDateTime must be a constant: it is the project's zone, bound as a literal name
