@@ -419,7 +419,7 @@ def _set_plan(compiler: Compiler, store, conjuncts: list, settled: bool) -> tupl
                               lambda compiler, c=c: (compiler.owner_rows(c), None), lambda compiler, cap: None,
                               lambda store, compiler: store.ownership_rows())
                        for i, c in enumerate(conjuncts) if isinstance(c, ast.HasCar) and _no_person_row(c.where)]
-        for driver in candidates:
+        for driver in candidates if len(candidates) > 1 else ():  # a lone candidate drives unsized
             estimate = driver.from_stats(store, compiler)
             driver.estimate = -1 if estimate is None else estimate
         known = [d for d in candidates if d.estimate >= 0]
