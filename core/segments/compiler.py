@@ -404,22 +404,25 @@ class Compiler:
         if isinstance(node, ast.ConsentCond):
             # consent_state: a global refusal wins, then the channel's own row, then the global one; rows
             # are unique per (person, channel), so as sets of people:
-            #   consented    = not refused(*) and (granted(C) or (no row for C and granted(*)))
+            #   consented    = not refused(*) and (granted(C) or (granted(*) and no row for C))
             #   unsubscribed = refused(*) or refused(C)
-            def rows(channel: str, granted: int | None = None) -> exp.Select:
+            # each built once (the outer rows probe two hashed sets, as a hand-written query does)
+            def rows(channels: list[str], granted: int | None = None) -> exp.Select:
                 k = self.alias("k")
-                test = exp.EQ(this=col(k, "channel"), expression=self.bind(channel))
+                test = (exp.EQ(this=col(k, "channel"), expression=self.bind(channels[0])) if len(channels) == 1
+                        else exp.In(this=col(k, "channel"), expressions=[self.bind(c) for c in channels]))
                 if granted is not None:
                     test = and_(test, exp.EQ(this=col(k, "granted"), expression=num(granted)))
                 return select_(col(k, "person_id")).from_(exp.to_table("consents").as_(k), copy=False).where(
                     test, copy=False)
 
             if node.state == "consented":
-                return and_(not_(in_rows(person, rows("*", 0))),
-                            or_(in_rows(person.copy(), rows(node.channel, 1)),
-                                and_(not_(in_rows(person.copy(), rows(node.channel))),
-                                     in_rows(person.copy(), rows("*", 1)))))
-            return or_(in_rows(person, rows("*", 0)), in_rows(person.copy(), rows(node.channel, 0)))
+                by_default = rows(["*"], 1)
+                by_default = by_default.where(not_(in_rows(by_default.expressions[0].copy(), rows([node.channel]))),
+                                              copy=False)
+                either = exp.Union(this=rows([node.channel], 1), expression=by_default, distinct=False)
+                return and_(not_(in_rows(person, rows(["*"], 0))), in_rows(person.copy(), either))
+            return in_rows(person, rows(sorted({"*", node.channel}), 0))
         if isinstance(node, ast.HasCar) and _no_person_row(node.where):
             return in_rows(person, self.owner_rows(node))
         return None
