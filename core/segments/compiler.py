@@ -652,7 +652,10 @@ class Compiler:
         parts.extend(self.window_bounds(ts, window))
         if where is not None:
             inner = self.inner_scope(scope, e, event=e) if scope.person is not None else attrs.evolve(scope, event=e)
-            parts.append(self.truth(where, inner))  # an event counts where the condition is TRUE
+            # an event counts where the condition is TRUE: a set (uncorrelated) filter takes the truth form,
+            # which a column store pushes into its scan; inside a correlated per-person aggregate the
+            # three-valued form stays (ClickHouse's decorrelation then gives max() of no rows as 0, not NULL)
+            parts.append(self.truth(where, inner) if scope.person is None else self.cond(where, inner))
         return and_(*parts)
 
     def window_epochs(self, window) -> tuple[int | None, int]:
