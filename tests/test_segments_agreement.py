@@ -34,7 +34,7 @@ from motorcade.dsl.evaluate import Scope as EvalScope
 from motorcade.dsl.format import fmt_cond
 from motorcade.dsl.rules import RuleSet
 from motorcade.model import Advisor, Car, Consent, Event, Ownership, Store
-from motorcade.segments.compiler import Compiler, Scope, SQLiteCompiler, col, compile_condition
+from motorcade.segments.compiler import Compiler, Scope, SQLiteCompiler, col, compile_condition, property_keys
 from motorcade.segments.dialects import get_dialect
 from motorcade.segments.dataset import load_dataset
 from motorcade.segments.plan import plan_segment
@@ -705,7 +705,9 @@ def test_compiled_sql_agrees_with_the_reference_evaluator_on_each_engine(store, 
     as_of, tz, base, main, population = case
     rule_set = RuleSet(segments={"base": ast.Segment("base", None, base), "main": ast.Segment("main", None, main)})
     load(store, population, as_of)
-    engine.mirror(store, incremental=False)  # load() deletes and rewrites every event: copy them all
+    # load() deletes and rewrites every event: copy them all; the event properties the rules read go into
+    # typed columns, which the plan reads (compute_segments mirrors the same way)
+    engine.mirror(store, incremental=False, properties=property_keys(rule_set))
     dataset = load_dataset(store)
     note(f"where {fmt_cond(main)}\nbase: {fmt_cond(base)}")
     evaluator = Evaluator(rule_set, dataset, as_of, tz)

@@ -27,6 +27,9 @@ from .tables import TABLE_NAMES, TABLES, Column, Table, events_state, events_up_
 STATE_TABLE = "motorcade_mirror"  # one row: the events mirrored so far and the identity fingerprint then
 STATE = Table(STATE_TABLE, (Column("last_id", "int"), Column("events", "int"), Column("fingerprint", "text")),
               "", ("last_id",))
+# the event property keys kept in typed columns of `events` (dialects.property_columns), one row each
+PROPERTIES_TABLE = "motorcade_properties"
+PROPERTIES = Table(PROPERTIES_TABLE, (Column("key", "text"),), "", ("key",))
 
 
 class AnalyticsEngine:
@@ -57,6 +60,37 @@ class AnalyticsEngine:
         for table in TABLES:
             self._create(table)
         self._create(STATE)
+        self._create(PROPERTIES)
+
+    # -- typed columns for event properties --
+    _property_keys: frozenset[str] | None = None  # read once per engine object; materialise() updates it
+
+    def property_columns(self) -> frozenset[str]:
+        """The event property keys whose typed columns ``events`` has (the compiler reads them instead of
+        parsing each row's JSON)."""
+        if self._property_keys is None:
+            self._property_keys = frozenset(str(r[0]) for r in self.query(f"SELECT key FROM {PROPERTIES_TABLE}"))
+        return self._property_keys
+
+    def _add_property(self, key: str) -> None:
+        """Add the typed columns of ``key`` to ``events``, filled for every row there and every row appended."""
+        raise NotImplementedError
+
+    def materialise(self, keys: Iterable[str]) -> list[str]:
+        """Keep event properties ``keys`` (those matching dialects.PROPERTY_KEY_RE; others stay JSON) in typed
+        columns of ``events``, filled for every event there and every one mirrored later; the keys added."""
+        from ..segments.dialects import PROPERTY_KEY_RE
+
+        have = self.property_columns()
+        added = []
+        for key in sorted(set(keys)):
+            if key in have or not re.match(PROPERTY_KEY_RE, key):
+                continue
+            self._add_property(key)
+            self._execute(f"INSERT INTO {PROPERTIES_TABLE} VALUES ('{key}')")  # checked against the pattern
+            added.append(key)
+            self._property_keys = have | set(added)
+        return added
 
     def replace(self, table: Table, batches: Iterable) -> int:
         self._execute(f"TRUNCATE TABLE {table.name}")
@@ -64,12 +98,14 @@ class AnalyticsEngine:
 
     last_mirror = ""  # "full" or "incremental": how the last mirror() copied the events
 
-    def mirror(self, store, tables: Iterable[str] = TABLE_NAMES, *, incremental: bool = True) -> dict[str, int]:
+    def mirror(self, store, tables: Iterable[str] = TABLE_NAMES, *, incremental: bool = True,
+               properties: Iterable[str] = ()) -> dict[str, int]:
         """Copy the analytical tables of the operational ``store`` into the engine; the rows copied per
         table. Every table but ``events`` is replaced whole. ``events`` (the big one) gets only the rows
         added since the last mirror when that is exact: identity settled then and now, no merge or split
         since, and the events mirrored then still all there (a dedup pass deletes and renumbers); else it
-        is replaced whole too (:attr:`last_mirror` says which)."""
+        is replaced whole too (:attr:`last_mirror` says which). ``properties``: event property keys to keep
+        in typed columns (:meth:`materialise`; the rule set's: ``compiler.property_keys``)."""
         wanted = set(tables)
         counts = {}
         # nothing uncommitted on the store's connection: a reader on its own connection sees the same rows
@@ -106,6 +142,7 @@ class AnalyticsEngine:
                     refresh_ingested_people(store, self)
                 self.last_mirror = "incremental" if append_after is not None else "full"
                 self._set_state(max_id, count, fingerprint)
+        self.materialise(properties)
         return counts
 
     def _holds_ingested_events(self) -> bool:
@@ -130,7 +167,12 @@ class AnalyticsEngine:
         if compiled.dialect != self.dialect:
             raise ConfigError(f"a query compiled for {compiled.dialect} cannot run on {self.name}",
                               hint=f"compile it with dialect={self.dialect!r}")
-        return [int(r[0]) for r in self.query(compiled.sql(), compiled.params)]
+        return self.ids(compiled.sql(), compiled.params)
+
+    def ids(self, sql: str, params: dict | None = None) -> list[int]:
+        """The first column of a read query as Python ints (person ids; the engines override this with a
+        columnar fetch: a Python row per member costs more than the query for large segments)."""
+        return [int(r[0]) for r in self.query(sql, params)]
 
 
 class DuckDBEngine(AnalyticsEngine):
@@ -163,6 +205,10 @@ class DuckDBEngine(AnalyticsEngine):
     def query(self, sql, params=None):
         return self.conn.execute(sql, self._used(sql, params)).fetchall()
 
+    def ids(self, sql, params=None):
+        column = next(iter(self.conn.execute(sql, self._used(sql, params)).fetchnumpy().values()))
+        return column.astype("int64").tolist()  # numpy int64 -> Python int, in C
+
     @staticmethod
     def _used(sql: str, params) -> dict:
         # DuckDB refuses parameters the text does not use (a plan binds some it then drops)
@@ -185,6 +231,32 @@ class DuckDBEngine(AnalyticsEngine):
         self.conn.execute(f"DELETE FROM {STATE_TABLE}")
         self.conn.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)", [last_id, events, fingerprint])
 
+    def _add_property(self, key):
+        from ..segments.dialects import DIALECTS
+
+        columns = DIALECTS["duckdb"].property_sql(key)
+        for name, (kind, _sql) in columns.items():
+            self.conn.execute(f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {kind}")
+        self.conn.execute("UPDATE events SET " + ", ".join(f"{name} = {sql}" for name, (_k, sql) in columns.items()))
+
+    def typed_columns(self) -> list[tuple[str, str]]:
+        """``(column, SQL over properties)`` of every typed property column (computed as events are appended)."""
+        from ..segments.dialects import DIALECTS
+
+        return [(name, sql) for key in sorted(self.property_columns())
+                for name, (_k, sql) in DIALECTS["duckdb"].property_sql(key).items()]
+
+    def insert_events_sql(self, source: str) -> str:
+        """``INSERT INTO events`` of the rows of ``source`` (a relation with the events' columns), typed property
+        columns computed on the way in, in ``(name, ts)`` order: DuckDB's zone maps (min / max per row group)
+        then skip the row groups of other names (the mirror reads events in time order)."""
+        from .tables import TABLES
+
+        names = next(t for t in TABLES if t.name == "events").names
+        typed = self.typed_columns()
+        return (f"INSERT INTO events ({', '.join(names + [c for c, _ in typed])}) "
+                f"SELECT {', '.join(names + [sql for _, sql in typed])} FROM {source} ORDER BY name, ts")
+
     def _append(self, table, batches):
         import pyarrow as pa
 
@@ -193,7 +265,11 @@ class DuckDBEngine(AnalyticsEngine):
             view = pa.Table.from_batches([batch])
             self.conn.register("motorcade_batch", view)
             try:
-                self.conn.execute(f"INSERT INTO {table.name} SELECT * FROM motorcade_batch")
+                if table.name == "events":
+                    self.conn.execute(self.insert_events_sql("motorcade_batch"))
+                else:
+                    self.conn.execute(f"INSERT INTO {table.name} ({', '.join(table.names)}) "
+                                      "SELECT * FROM motorcade_batch")
             finally:
                 self.conn.unregister("motorcade_batch")
             n += batch.num_rows
@@ -249,12 +325,29 @@ class ClickHouseEngine(AnalyticsEngine):
             return list(zip(*columns))
         return self.client.query(sql, parameters=params or None).result_rows
 
+    def ids(self, sql, params=None):
+        if self.session is None:
+            return super().ids(sql, params)
+        table = self.session.query(sql + self._settings(), "ArrowTable", params=params or {})
+        return table.column(0).to_numpy().astype("int64").tolist()
+
     def _create(self, table):
         keys = set(table.order_by)
         columns = ", ".join(f"{c.name} {self._TYPES[c.kind] if c.name in keys else f'Nullable({self._TYPES[c.kind]})'}"
                             for c in table.columns)
         self._execute(f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}) ENGINE = MergeTree "
                       f"ORDER BY ({', '.join(table.order_by)})")
+
+    def _add_property(self, key):
+        from ..segments.dialects import DIALECTS
+
+        # MATERIALIZED: computed by ClickHouse on every insert; MATERIALIZE COLUMN fills the rows already there
+        # (one mutation for the four columns: the parts are rewritten once)
+        columns = DIALECTS["clickhouse"].property_sql(key)
+        self._execute("ALTER TABLE events " + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind} MATERIALIZED {sql}"
+                                                        for name, (kind, sql) in columns.items()))
+        self._execute("ALTER TABLE events " + ", ".join(f"MATERIALIZE COLUMN {name}" for name in columns)
+                      + " SETTINGS mutations_sync = 2")
 
     def _append(self, table, batches):
         n = 0
@@ -272,7 +365,7 @@ class ClickHouseEngine(AnalyticsEngine):
                 path = os.path.join(folder, f"{i}.parquet")
                 pq.write_table(__import__("pyarrow").Table.from_batches([batch]), path)
                 # the file name is ours (a temporary folder), never data
-                self._execute(f"INSERT INTO {table.name} SELECT * FROM file('{path}', Parquet)")
+                self._execute(f"INSERT INTO {table.name} ({', '.join(table.names)}) SELECT * FROM file('{path}', Parquet)")
                 n += batch.num_rows
         return n
 

@@ -24,6 +24,10 @@ class EnginePlanView:
     def query(self, sql, params=()):
         return self._engine.query(sql, params)
 
+    def property_columns(self) -> frozenset[str]:
+        """Event property keys the engine keeps in typed columns (the compiler reads those, not the JSON)."""
+        return self._engine.property_columns()
+
     def __getattr__(self, name):  # value_types, identity_settled, planner statistics
         return getattr(self._store, name)
 

@@ -130,6 +130,11 @@ def select_(*columns) -> exp.Select:
     return exp.Select(expressions=list(columns))
 
 
+def in_rows(value, select: exp.Select) -> exp.In:
+    """``value IN (select)``: a semi-join."""
+    return exp.In(this=value, query=exp.Subquery(this=select))
+
+
 def exists(select: exp.Select) -> exp.Exists:
     return exp.Exists(this=select)
 
@@ -147,6 +152,32 @@ def epoch_floor(instant: dt.datetime) -> int:
 
 def epoch_ceil(instant: dt.datetime) -> int:
     return -((EPOCH - instant) // dt.timedelta(seconds=1))
+
+
+_EVENT_FIELD_NODES = (ast.Compare, ast.InList, ast.Between, ast.IsNull, ast.TextMatch, ast.And, ast.Or, ast.Not,
+                      ast.FieldRef, ast.Literal, ast.Ago, ast.Duration)
+
+
+def _event_fields_only(cond) -> bool:
+    """Only event fields and literals: the condition reads nothing of the person."""
+    return cond is None or all(isinstance(n, _EVENT_FIELD_NODES) for n in ast.walk(cond))
+
+
+def _mentions_car(cond) -> bool:
+    """Whether a condition inside ``has car where`` reads the car (a bare field name). Names inside an
+    aggregate's event filter are event fields, and a nested ``has car`` has a car of its own."""
+    if isinstance(cond, ast.FieldRef):
+        return True
+    if isinstance(cond, (ast.Aggregate, ast.HasCar)):
+        return False
+    return any(_mentions_car(child) for child in ast.children(cond))
+
+
+def _no_person_row(car_cond) -> bool:
+    """A ``has car where`` condition that needs no people row: no ``profile.x``, no ``in segment`` or
+    ``recommendation`` (they may bring one in). A bare ``age`` there is the car's."""
+    return car_cond is None or not any(isinstance(n, (ast.ProfileRef, ast.InSegment, ast.Recommended))
+                                       for n in ast.walk(car_cond))
 
 
 # ---- compiled output ---------------------------------------------------------------------------
@@ -213,13 +244,15 @@ class Compiler:
     few pieces that differ per engine."""
 
     def __init__(self, rule_set, as_of: dt.datetime, tz="Asia/Shanghai", types: ValueTypes | None = None,
-                 dialect: str | Dialect | None = None):
+                 dialect: str | Dialect | None = None, property_columns: frozenset[str] = frozenset()):
         if as_of.tzinfo is None:
             raise CompileError("as_of has no time zone", "pass an aware datetime")
         self.d = get_dialect(dialect)
         self.dialect = self.d.name
         self.rule_set = rule_set
         self.types = types or ValueTypes()  # declared types of attributes and tags (the store's value_types)
+        # event property keys the engine keeps in typed columns (AnalyticsEngine.property_columns)
+        self.property_columns = frozenset(property_columns)
         self.as_of = as_of
         self.tz = get_zone(tz)
         self.today = local_date(as_of, self.tz)
@@ -317,7 +350,128 @@ class Compiler:
                 return self.cond(node, scope)
             finally:
                 self._truth_subject = None
+        if self.d.set_plans:
+            semi = self.semi_join(node, scope)
+            if semi is not None:
+                return semi
+            if (isinstance(node, ast.Compare) and node.op in ("=", "<", "<=", ">", ">=")
+                    and isinstance(node.value, ast.Literal) and (isinstance(node.subject, ast.ProfileRef) or (
+                        isinstance(node.subject, ast.FieldRef) and scope.event is not None))):
+                return self._compare_truth(node, scope)
         return self.cond(node, scope)
+
+    def _compare_truth(self, node, scope: Scope) -> exp.Expression:
+        """A JSON value compared with a literal where only TRUE matters: ``kind_1 AND test_1 OR ...`` over the
+        kinds that compare with the literal (the CASE of :meth:`compare` is TRUE exactly there). Plain
+        conjunctions, which a column store pushes into its scan (``p_amount_kind = 'number' AND
+        p_amount_num >= 500000``) where it evaluates a CASE row by row."""
+        subject = self.subject(node.subject, scope)
+        kind, value = self.literal(node.value)
+        parts = []
+        for k in subject.kinds:
+            matched = self._matched(k, subject.views.get(k, subject.value), node.op, kind, value)
+            if matched is not None:
+                parts.append(and_(subject.kind(k), matched))
+        return or_(*parts) if parts else self.F()
+
+    # -- set forms (column stores: docs/compiler.md, "Plan choice per engine") --
+    def semi_join(self, node, scope: Scope) -> exp.Expression | None:
+        """``node`` where only TRUE matters, as a semi-join (``person IN (uncorrelated SELECT person_id
+        ...)``) or an anti-join (``NOT IN``) instead of a correlated per-person check; None when ``node``
+        has no such form. Exact: each form is true exactly where the condition is.
+
+        A column store answers these as one hash join over the rows of the named events (tag, consents,
+        ownerships) instead of one lookup per person."""
+        person = scope.person_id()
+        if isinstance(node, ast.Not) and isinstance(node.item, ast.Did) and not node.item.negated:
+            node = ast.Did(node.item.event, node.item.window, negated=True)
+        if isinstance(node, (ast.Did, ast.DidAny)):
+            names = [node.event] if isinstance(node, ast.Did) else sorted(set(node.events))
+            rows = self.person_rows(names, node.window)
+            if isinstance(node, ast.Did) and node.negated:
+                return not_(in_rows(person, rows))
+            return in_rows(person, rows)
+        counted = self.count_test(node)
+        if counted is not None:
+            agg, op, k, zero_passes = counted
+            if not _event_fields_only(agg.where):
+                return None
+            rows = self.person_rows([agg.event], agg.window, agg.where)
+            count = exp.Count(this=exp.Star())
+            if zero_passes:  # people without such events are members: leave out those where the count fails
+                return not_(in_rows(person, rows.having(not_(cmp(op, count, self.bind(k))), copy=False)))
+            return in_rows(person, rows.having(cmp(op, count, self.bind(k)), copy=False))
+        if isinstance(node, ast.ConsentCond):
+            # consent_state: a global refusal wins, then the channel's own row, then the global one; rows
+            # are unique per (person, channel), so as sets of people:
+            #   consented    = not refused(*) and (granted(C) or (granted(*) and no row for C))
+            #   unsubscribed = refused(*) or refused(C)
+            # each built once (the outer rows probe two hashed sets, as a hand-written query does)
+            def rows(channels: list[str], granted: int | None = None) -> exp.Select:
+                k = self.alias("k")
+                test = (exp.EQ(this=col(k, "channel"), expression=self.bind(channels[0])) if len(channels) == 1
+                        else exp.In(this=col(k, "channel"), expressions=[self.bind(c) for c in channels]))
+                if granted is not None:
+                    test = and_(test, exp.EQ(this=col(k, "granted"), expression=num(granted)))
+                return select_(col(k, "person_id")).from_(exp.to_table("consents").as_(k), copy=False).where(
+                    test, copy=False)
+
+            if node.state == "consented":
+                by_default = rows(["*"], 1)
+                by_default = by_default.where(not_(in_rows(by_default.expressions[0].copy(), rows([node.channel]))),
+                                              copy=False)
+                either = exp.Union(this=rows([node.channel], 1), expression=by_default, distinct=False)
+                return and_(not_(in_rows(person, rows(["*"], 0))), in_rows(person.copy(), either))
+            return in_rows(person, rows(sorted({"*", node.channel}), 0))
+        if isinstance(node, ast.HasCar) and _no_person_row(node.where):
+            return in_rows(person, self.owner_rows(node))
+        return None
+
+    @staticmethod
+    def count_test(node):
+        """``(aggregate, op, k, whether 0 passes)`` of ``count(E ...) op k`` with a plain number ``k``; else None."""
+        from motorcade.dsl.evaluate import compare_values
+
+        if (isinstance(node, ast.Compare) and isinstance(node.subject, ast.Aggregate) and node.subject.func == "count"
+                and isinstance(node.value, ast.Literal) and isinstance(node.value.value, (int, float))
+                and not isinstance(node.value.value, bool)):
+            k = node.value.value
+            return node.subject, node.op, k, compare_values(0, node.op, k, dt.timezone.utc) is True
+        return None
+
+    def person_rows(self, names, window, where=None) -> exp.Select:
+        """``SELECT person_id FROM events`` named ``names`` in ``window`` (``where`` true), grouped by person."""
+        e = self.alias("e")
+        return (select_(col(e, "person_id")).from_(exp.to_table("events").as_(e), copy=False)
+                .where(and_(self.event_filter(e, names, window, Scope(None), where), is_not_null(col(e, "person_id"))),
+                       copy=False).group_by(col(e, "person_id"), copy=False))
+
+    def owner_rows(self, node) -> exp.Select:
+        """``SELECT person_id`` of the people who have a car now for which ``node.where`` holds: the car's own
+        conditions per ownership row, the others (which do not read the car) once per owner."""
+        o, c = self.alias("o"), self.alias("c")
+        key = col(o, "person_id")
+        parts = self.current_ownership(o)
+        where = node.where
+        items = [] if where is None else list(where.items) if isinstance(where, ast.And) else [where]
+        of_car = [i for i in items if _mentions_car(i)]
+        of_person = [i for i in items if not _mentions_car(i)]
+        query = select_(key.copy()).from_(exp.to_table("ownerships").as_(o), copy=False)
+        if of_car:
+            query = query.join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")),
+                               copy=False)
+            parts.extend(self.truth(i, Scope(o, car=c, ownership=o, person_key="person_id")) for i in of_car)
+        query = query.where(and_(*parts), copy=False).group_by(key.copy(), copy=False)
+        if of_person:
+            query = query.having(and_(*[self.truth(i, Scope(o, person_key="person_id")) for i in of_person]),
+                                 copy=False)
+        return query
+
+    def current_ownership(self, o: str) -> list[exp.Expression]:
+        """The ownership row ``o`` holds on the as-of local date."""
+        today = self.today.isoformat()
+        return [or_(is_null(col(o, "valid_from")), exp.LTE(this=col(o, "valid_from"), expression=self.bind(today))),
+                or_(is_null(col(o, "valid_to")), exp.GT(this=col(o, "valid_to"), expression=self.bind(today)))]
 
     def cond(self, node, scope: Scope) -> exp.Expression:
         method = getattr(self, "c_" + type(node).__name__, None)
@@ -392,6 +546,10 @@ class Compiler:
             def wrap(predicate, t=t, tag=tag, person=person):
                 # One lookup on the (tag, person_id) key; no row = missing = NULL.
                 key = and_(exp.EQ(this=col(t, "tag"), expression=tag), exp.EQ(this=col(t, "person_id"), expression=person))
+                if only_truth and self.d.set_plans:  # the same as a semi-join on the tag's rows
+                    return in_rows(person, select_(col(t, "person_id")).from_(
+                        exp.to_table("tag_values").as_(t), copy=False).where(
+                        and_(exp.EQ(this=col(t, "tag"), expression=tag), predicate), copy=False))
                 if only_truth:  # only TRUE matters (see truth): the row exists and the predicate holds
                     return exists(select_(num(1)).from_(exp.to_table("tag_values").as_(t), copy=False).where(
                         and_(key, predicate), copy=False))
@@ -407,7 +565,8 @@ class Compiler:
             return self._json(col(scope.person, "attributes"), node.name, self.types.attributes.get(node.name))
         if isinstance(node, ast.FieldRef):
             if scope.event is not None:
-                return self._json(col(scope.event, "properties"), node.name, self.types.properties.get(node.name))
+                return self._json(col(scope.event, "properties"), node.name, self.types.properties.get(node.name),
+                                  event=scope.event)
             if scope.car is not None:
                 if node.name == "age":
                     pd = col(scope.car, "purchase_date")
@@ -426,10 +585,12 @@ class Compiler:
             return self.aggregate(node, scope)
         raise Unsupported(f"unsupported: subject {type(node).__name__}")
 
-    def _json(self, document: exp.Expression, key: str, declared: str | None = None) -> Typed:
+    def _json(self, document: exp.Expression, key: str, declared: str | None = None, event: str | None = None
+              ) -> Typed:
         """A JSON value's subject; ``declared`` "date" / "datetime": ISO text in that form is a date / an
-        instant (ValueTypes.attribute), other text stays a string."""
-        value, json_kind_is, views = self.d.json_parts(self.bind, document, key)
+        instant (ValueTypes.attribute), other text stays a string. ``event``: the alias of the event row
+        when ``document`` is its properties (read from typed columns where the engine has them)."""
+        value, json_kind_is, views = self.json_parts(document, key, event)
         text = views.get("string", value)
         typed = {"date": ("date", self.d.iso_date), "datetime": ("instant", self.d.iso_instant)}.get(declared)
 
@@ -449,6 +610,12 @@ class Compiler:
             elif text is not value:
                 views["date"] = text
         return Typed(value, kind, kinds=kinds, views=views)
+
+    def json_parts(self, document, key: str, event: str | None = None):
+        """The dialect's ``json_parts``; for an event property the engine materialised, its typed columns."""
+        if event is not None and key in self.property_columns:
+            return self.d.property_parts(event, col, key)
+        return self.d.json_parts(self.bind, document, key)
 
     def _person_age(self, scope: Scope) -> Typed:
         """A person's ``age``: whole years from the date attribute ``birth_date`` to the local date of as_of,
@@ -485,7 +652,10 @@ class Compiler:
         parts.extend(self.window_bounds(ts, window))
         if where is not None:
             inner = self.inner_scope(scope, e, event=e) if scope.person is not None else attrs.evolve(scope, event=e)
-            parts.append(self.cond(where, inner))
+            # an event counts where the condition is TRUE: a set (uncorrelated) filter takes the truth form,
+            # which a column store pushes into its scan; inside a correlated per-person aggregate the
+            # three-valued form stays (ClickHouse's decorrelation then gives max() of no rows as 0, not NULL)
+            parts.append(self.truth(where, inner) if scope.person is None else self.cond(where, inner))
         return and_(*parts)
 
     def window_epochs(self, window) -> tuple[int | None, int]:
@@ -524,7 +694,7 @@ class Compiler:
             return Typed(value, "instant")
         if node.prop is None:
             raise CompileError(f"{node.func}({node.event}) needs a property: {node.func}({node.event}.amount)")
-        value, kind_is, views = self.d.json_parts(self.bind, col(e, "properties"), node.prop)
+        value, kind_is, views = self.json_parts(col(e, "properties"), node.prop, e)
         prop = views.get("number", value)
         where = and_(where, kind_is("number"))
         if node.func == "sum":
@@ -865,6 +1035,26 @@ class Compiler:
 
 class SQLiteCompiler(Compiler):
     """The compiler for the SQLite store (``Compiler(..., dialect="sqlite")``)."""
+
+
+def property_keys(rule_set) -> list[str]:
+    """The event property keys the rule set's conditions read (``count(E where amount >= ...)``,
+    ``sum(E.amount)``) that an engine can keep in typed columns (dialects.PROPERTY_KEY_RE), sorted."""
+    import re
+
+    from .dialects import PROPERTY_KEY_RE
+
+    keys = set()
+    roots = [s.where for s in rule_set.segments.values()] + [
+        r.when for rec in rule_set.recommendations.values() for r in rec.rules]
+    for root in roots:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Aggregate):
+                if node.prop:
+                    keys.add(node.prop)
+                if node.where is not None:
+                    keys.update(n.name for n in ast.walk(node.where) if isinstance(n, ast.FieldRef))
+    return sorted(k for k in keys if re.match(PROPERTY_KEY_RE, k))
 
 
 def compile_condition(rule_set, cond, as_of: dt.datetime, tz="Asia/Shanghai",

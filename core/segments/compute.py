@@ -13,7 +13,7 @@ from motorcade.dsl import ast
 from motorcade.dsl.evaluate import Unsupported, evaluate_segment
 from motorcade.errors import MotorcadeError
 
-from .compiler import CompiledQuery
+from .compiler import CompiledQuery, property_keys
 from .dataset import load_dataset
 from .plan import plan_segment
 
@@ -166,7 +166,8 @@ def compute_segments(project, names=None, as_of=None, *, rule_set=None,
         if progress is not None:
             progress(f"mirroring the analytical tables into {engine.name}...")
         try:
-            engine.mirror(store)
+            # the event properties the rules read go into typed columns (no JSON parsed per row)
+            engine.mirror(store, properties=property_keys(rule_set))
         except Exception as exc:
             raise MotorcadeError(f"copying the analytical tables into {engine.name} failed: {exc}",
                                  "check the analytics engine ([project] analytics, docs/engines.md); the "

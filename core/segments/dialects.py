@@ -69,6 +69,13 @@ def _and(*items) -> exp.Expression:
     return out
 
 
+def _or(*items) -> exp.Expression:
+    out = items[0]
+    for item in items[1:]:
+        out = exp.Or(this=out, expression=item)
+    return out
+
+
 def _in(value, names) -> exp.In:
     return exp.In(this=value, expressions=[_s(x) for x in names])
 
@@ -88,6 +95,9 @@ class Dialect:
     correlate_innermost = False
     # how a plan joins people to its driver's rows: SQLite's CROSS JOIN ... ON keeps the driver outermost
     driver_join: str | None = "cross"
+    # plans of set shape (column stores): semi-/anti-joins and one GROUP BY person_id ... HAVING over the
+    # named events instead of correlated per-person checks, no probes (docs/compiler.md)
+    set_plans = False
 
     # -- truth values --
     def true(self) -> exp.Expression:
@@ -285,10 +295,37 @@ class TypedDialect(Dialect):
     def total(self, value):
         return exp.Coalesce(this=exp.Sum(this=value), expressions=[_num(0)])
 
+    def property_parts(self, e: str, col, key: str) -> tuple[exp.Expression, Any, dict]:
+        """``json_parts`` of event property ``key`` read from the columns an engine materialised for it
+        (:func:`property_columns`) instead of parsing the JSON document of every row."""
+        names = property_columns(key)
+        kind = col(e, names["kind"])
+
+        def kind_is(k):
+            return exp.EQ(this=kind.copy(), expression=_s(k)) if k in ("bool", "number", "string", "other") else None
+
+        return kind, kind_is, {"number": col(e, names["num"]), "string": col(e, names["text"]),
+                               "bool": col(e, names["bool"])}
+
+    def property_sql(self, key: str) -> dict[str, tuple[str, str]]:
+        """``{column: (type, SQL over properties)}`` that fills the typed columns of ``key`` (an engine's)."""
+        raise NotImplementedError
+
+
+PROPERTY_KEY_RE = r"^[a-z][a-z0-9_]{0,30}$"  # event property keys that get typed columns in an engine
+
+
+def property_columns(key: str) -> dict[str, str]:
+    """The typed columns of event property ``key`` materialised in an engine's ``events`` (docs/engines.md):
+    its kind (``bool`` / ``number`` / ``string`` / ``other``, NULL when missing or JSON null) and its value as
+    a number, as text and as a 0 / 1 flag — exactly the pieces ``json_parts`` extracts per row."""
+    return {part: f"p_{key}_{part}" for part in ("kind", "num", "text", "bool")}
+
 
 class DuckDBDialect(TypedDialect):
     name = "duckdb"
     sqlglot = "duckdb"
+    set_plans = True
 
     def json_parts(self, bind, document, key):
         path = bind(self.json_path(key))
@@ -303,6 +340,22 @@ class DuckDBDialect(TypedDialect):
 
     def instant_epoch(self, text):
         return _cast(_func("epoch", exp.TryCast(this=text, to=exp.DataType.build("TIMESTAMPTZ"))), "BIGINT")
+
+    def property_sql(self, key):
+        import re
+
+        assert re.match(PROPERTY_KEY_RE, key)  # the key becomes part of the SQL text: checked before
+        path = self.json_path(key)
+        t = f"json_type(properties, '{path}')"
+        numbers = ", ".join(f"'{j}'" for j, v in _DUCKDB_JSON_KINDS.items() if v == "number")
+        names = property_columns(key)
+        return {names["kind"]: ("VARCHAR", f"CASE WHEN {t} IS NULL OR {t} = 'NULL' THEN NULL WHEN {t} = 'BOOLEAN' "
+                                           f"THEN 'bool' WHEN {t} IN ({numbers}) THEN 'number' WHEN {t} = 'VARCHAR' "
+                                           "THEN 'string' ELSE 'other' END"),
+                names["num"]: ("DOUBLE", f"TRY_CAST(json_extract(properties, '{path}') AS DOUBLE)"),
+                names["text"]: ("VARCHAR", f"json_extract_string(properties, '{path}')"),
+                names["bool"]: ("INTEGER", f"CASE WHEN json_extract_string(properties, '{path}') = 'true' "
+                                           "THEN 1 ELSE 0 END")}
 
     def contains(self, v, text):
         return exp.GT(this=_func("instr", v, text), expression=_num(0))
@@ -358,6 +411,7 @@ class ClickHouseDialect(TypedDialect):
     name = "clickhouse"
     sqlglot = "clickhouse"
     correlate_innermost = True
+    set_plans = True
 
     def json_parts(self, bind, document, key):
         k = bind(key)
@@ -369,6 +423,20 @@ class ClickHouseDialect(TypedDialect):
 
     def _int(self, e):
         return _func("toInt64OrZero", e)
+
+    def property_sql(self, key):
+        import re
+
+        assert re.match(PROPERTY_KEY_RE, key)  # the key becomes part of the SQL text: checked before
+        t = f"toString(JSONType(properties, '{key}'))"
+        numbers = ", ".join(f"'{j}'" for j, v in _CLICKHOUSE_JSON_KINDS.items() if v == "number")
+        names = property_columns(key)
+        return {names["kind"]: ("Nullable(String)", f"multiIf({t} IS NULL OR {t} = 'Null', NULL, {t} = 'Bool', "
+                                                    f"'bool', {t} IN ({numbers}), 'number', {t} = 'String', "
+                                                    "'string', 'other')"),
+                names["num"]: ("Nullable(Float64)", f"JSONExtractFloat(properties, '{key}')"),
+                names["text"]: ("Nullable(String)", f"JSONExtractString(properties, '{key}')"),
+                names["bool"]: ("Nullable(Int8)", f"toInt8(JSONExtractBool(properties, '{key}'))")}
 
     def instant_epoch(self, text):
         return _func("toUnixTimestamp", _func("parseDateTimeBestEffortOrNull", text))
@@ -390,9 +458,13 @@ class ClickHouseDialect(TypedDialect):
         return subquery
 
     def in_list(self, value, items):
-        # `NULL IN (...)` is 0 in ClickHouse, not NULL
+        # `NULL IN (...)` is 0 in ClickHouse, not NULL; and a correlated subquery cannot be an argument of IN
+        # ("not supported as IN function arguments yet"): then one equality per item
+        member = exp.In(this=value.copy(), expressions=items)
+        if value.find(exp.Subquery) is not None and items:
+            member = exp.Paren(this=_or(*[exp.EQ(this=value.copy(), expression=i) for i in items]))
         return exp.Case(ifs=[exp.If(this=exp.Is(this=value, expression=exp.Null()), true=exp.Null())],
-                        default=exp.In(this=value.copy(), expressions=items))
+                        default=member)
 
     def add_months(self, bind, ts, months, zone):
         # the zone of toDateTime must be a constant: it is the project's zone, bound as a literal name

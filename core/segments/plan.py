@@ -37,7 +37,8 @@ from sqlglot import exp
 from motorcade.dsl import ast
 from motorcade.dsl.evaluate import compare_values
 
-from .compiler import (CompileError, CompiledQuery, Compiler, Scope, and_, col, is_not_null, is_null, num, or_,
+from .compiler import (CompileError, CompiledQuery, Compiler, Scope, _event_fields_only, _mentions_car,
+                       _no_person_row, and_, col, is_not_null, is_null, num, or_,
                        select_)
 from .dialects import get_dialect
 
@@ -45,8 +46,6 @@ PROBE_CAP = 250_000
 # Measured on the 20M-event store: reading a row of events(name, ts) and fetching its person_id costs
 # about 4 rows of the covering tag_values(tag, value) index.
 EVENT_ROW_COST = 4.0
-_EVENT_FIELD_NODES = (ast.Compare, ast.InList, ast.Between, ast.IsNull, ast.TextMatch, ast.And, ast.Or, ast.Not,
-                      ast.FieldRef, ast.Literal, ast.Ago, ast.Duration)
 
 
 @attrs.define
@@ -69,10 +68,6 @@ class Driver:
     @property
     def cost(self) -> float:
         return self.estimate * self.row_cost
-
-
-def _event_fields_only(cond) -> bool:
-    return cond is None or all(isinstance(n, _EVENT_FIELD_NODES) for n in ast.walk(cond))
 
 
 def _capped_count(inner: exp.Select, cap: int) -> exp.Select:
@@ -171,16 +166,6 @@ def _car_driver(index, cond) -> Driver:
 
     return Driver(index, True, "ownerships for has car" + (" where ..." if cond.where is not None else ""),
                   rows, probe, lambda store, compiler: store.ownership_rows(), filtered=cond.where is not None)
-
-
-def _mentions_car(cond) -> bool:
-    """Whether a condition inside ``has car where`` reads the car (a bare field name). Names inside an
-    aggregate's event filter are event fields, and a nested ``has car`` has a car of its own."""
-    if isinstance(cond, ast.FieldRef):
-        return True
-    if isinstance(cond, (ast.Aggregate, ast.HasCar)):
-        return False
-    return any(_mentions_car(child) for child in ast.children(cond))
 
 
 def _no_profile(cond) -> bool:
@@ -290,11 +275,22 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
         raise CompileError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
     types = store.value_types()  # declared types of attributes and tags: dates, date-times, booleans
     dialect = get_dialect(dialect or getattr(store, "dialect", "sqlite")).name
-    compiler = Compiler(rule_set, as_of, tz, types, dialect)
+    # event properties the engine keeps in typed columns (an analytics engine's; none on a store)
+    columns = getattr(store, "property_columns", None)
+    compiler = Compiler(rule_set, as_of, tz, types, dialect, property_columns=columns() if columns else frozenset())
     compiler._segment_path.append(name)
     if settled is None:
         settled = store.identity_settled()
     where = segment.where
+    if not force_scan and compiler.d.set_plans:
+        # column stores: set shapes, no probes (docs/compiler.md, "Plan choice per engine")
+        items = where.items if isinstance(where, ast.Or) else [where]
+        branches = [_set_plan(compiler, store, drop_implied(flatten_conjuncts(rule_set, item, (name,))), settled)
+                    for item in items]
+        if len(branches) == 1:
+            select, key, description = branches[0]
+            return CompiledQuery(select.order_by(key.copy(), copy=False), compiler.params, description, dialect)
+        return _union(compiler, branches, dialect)
     if not force_scan and isinstance(where, ast.Or):
         branches = []
         for item in where.items:
@@ -304,14 +300,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
                 break
             branches.append(_driven(compiler, conjuncts, chosen, settled))
         else:
-            union = branches[0][0]
-            for select, _key, _description in branches[1:]:
-                union = exp.Union(this=union, expression=select, distinct=True)
-            u = compiler.alias("u")
-            tree = select_(exp.alias_(col(u, "person_id"), "person_id")).from_(
-                exp.Subquery(this=union, alias=u), copy=False).order_by(col(u, "person_id"), copy=False)
-            description = "union of one plan per alternative: " + " | ".join(d for _, _, d in branches)
-            return CompiledQuery(tree, compiler.params, description, dialect)
+            return _union(compiler, branches, dialect)
     conjuncts = drop_implied(flatten_conjuncts(rule_set, where, (name,)))
     chosen = None if force_scan else _choose_driver(store, rule_set, as_of, tz, conjuncts, types, dialect)
     if chosen is None:
@@ -323,6 +312,140 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
         return CompiledQuery(select, compiler.params, "scan people; check every condition per person", dialect)
     select, key, description = _driven(compiler, conjuncts, chosen, settled)
     return CompiledQuery(select.order_by(key.copy(), copy=False), compiler.params, description, dialect)
+
+
+def _union(compiler: Compiler, branches: list, dialect: str) -> CompiledQuery:
+    """One plan per alternative of a top-level ``or``, their UNION (a person is a member when one holds)."""
+    union = branches[0][0]
+    for select, _key, _description in branches[1:]:
+        union = exp.Union(this=union, expression=select, distinct=True)
+    u = compiler.alias("u")
+    tree = select_(exp.alias_(col(u, "person_id"), "person_id")).from_(
+        exp.Subquery(this=union, alias=u), copy=False).order_by(col(u, "person_id"), copy=False)
+    description = "union of one plan per alternative: " + " | ".join(d for _, _, d in branches)
+    return CompiledQuery(tree, compiler.params, description, dialect)
+
+
+def _positive_events(compiler: Compiler, cond):
+    """``(names, window, where, op, k)`` of a conjunct that one GROUP BY person_id over events answers —
+    ``did E``, ``did any of``, ``count(E [where event fields]) op k`` where a count of 0 fails — else None
+    (``op`` None: at least one event)."""
+    if isinstance(cond, ast.Did) and not cond.negated:
+        return [cond.event], cond.window, None, None, None
+    if isinstance(cond, ast.DidAny):
+        return sorted(set(cond.events)), cond.window, None, None, None
+    counted = compiler.count_test(cond)
+    if counted is not None and not counted[3] and _event_fields_only(counted[0].where):
+        agg, op, k, _ = counted
+        return [agg.event], agg.window, agg.where, op, k
+    return None
+
+
+def _events_group(compiler: Compiler, conditions: list) -> tuple[exp.Select, exp.Column]:
+    """One scan of the events the ``conditions`` name, grouped by person, each condition a test on its own
+    conditional count in HAVING: ``SELECT person_id FROM events WHERE <any of them> GROUP BY person_id
+    HAVING count_1 >= 3 AND count_2 >= 1``. A coarse filter (every name, the widest window) comes first
+    so the engine's sort key / zone maps skip the other events."""
+    e = compiler.alias("e")
+    key = col(e, "person_id")
+    names = sorted({n for names, *_ in conditions for n in names})
+    windows = [compiler.window_epochs(window) for _, window, *_ in conditions]
+    coarse = [exp.In(this=col(e, "name"), expressions=[compiler.bind(n) for n in names]), is_not_null(key.copy())]
+    if all(first is not None for first, _ in windows):
+        coarse.append(exp.GTE(this=col(e, "ts"), expression=compiler.bind(min(first for first, _ in windows))))
+    coarse.append(exp.LTE(this=col(e, "ts"), expression=compiler.bind(max(last for _, last in windows))))
+    low = min(first for first, _ in windows) if all(first is not None for first, _ in windows) else None
+    high = max(last for _, last in windows)
+
+    def own_filter(names, window, where, bounds):
+        # the coarse filter already bounds the time: a condition over the same window tests only its names
+        if bounds == (low, high):
+            test = (exp.EQ(this=col(e, "name"), expression=compiler.bind(names[0])) if len(names) == 1 else
+                    exp.In(this=col(e, "name"), expressions=[compiler.bind(n) for n in names]))
+            if where is None:
+                return test
+            return and_(test, compiler.truth(where, Scope(None, event=e)))
+        return compiler.event_filter(e, names, window, Scope(None), where)
+
+    filters = [own_filter(c[0], c[1], c[2], w) for c, w in zip(conditions, windows)]
+    query = select_(exp.alias_(key.copy(), "person_id")).from_(exp.to_table("events").as_(e), copy=False)
+    tests = []
+    if len(conditions) == 1:
+        query = query.where(and_(*coarse[1:], filters[0]) if len(names) == len(conditions[0][0]) else
+                            and_(*coarse, filters[0]), copy=False)
+        op, k = conditions[0][3], conditions[0][4]
+        if op is not None:
+            tests.append(cmp_count(op, exp.Count(this=exp.Star()), compiler.bind(k)))
+    else:
+        query = query.where(and_(*coarse, or_(*filters)), copy=False)
+        for (_n, _w, _where, op, k), f in zip(conditions, filters):
+            counted = exp.Sum(this=case_when(f, num(1), num(0)))
+            tests.append(cmp_count(op or ">=", counted, compiler.bind(1 if op is None else k)))
+    query = query.group_by(key.copy(), copy=False)
+    if tests:
+        query = query.having(and_(*tests), copy=False)
+    return query, key
+
+
+def cmp_count(op: str, count: exp.Expression, k: exp.Expression) -> exp.Expression:
+    return {">=": exp.GTE, ">": exp.GT, "=": exp.EQ, "<": exp.LT, "<=": exp.LTE, "!=": exp.NEQ}[op](
+        this=count, expression=k)
+
+
+def case_when(test: exp.Expression, then: exp.Expression, default: exp.Expression) -> exp.Case:
+    return exp.Case(ifs=[exp.If(this=test, true=then)], default=default)
+
+
+def _set_plan(compiler: Compiler, store, conjuncts: list, settled: bool) -> tuple[exp.Select, exp.Column, str]:
+    """The plan of ``conjuncts`` for a column store (dialects with ``set_plans``): the conditions on
+    events that one grouped scan answers drive (``GROUP BY person_id HAVING`` one conditional count per
+    condition); without them, the tag / ownership condition the planner statistics say is smallest (no
+    probe: a semi-join on a column store costs about the same whichever set drives), else ``people``.
+    Every other condition is a semi-join or anti-join (``Compiler.semi_join``), or, without a set form,
+    the per-person check."""
+    grouped = [(i, _positive_events(compiler, c)) for i, c in enumerate(conjuncts)]
+    grouped = [(i, g) for i, g in grouped if g is not None]
+    if grouped:
+        rows, key = _events_group(compiler, [g for _, g in grouped])
+        used = {i for i, _ in grouped}
+        names = sorted({n for _, g in grouped for n in g[0]})
+        description = (f"one scan of events ({', '.join(names)}) grouped by person for {len(grouped)} "
+                       "condition(s)")
+    else:
+        candidates = [d for i, c in enumerate(conjuncts) for d in drivers_for(i, c, store.value_types())
+                      if d.exact and "ownerships" not in d.description]
+        # a car's own conditions per ownership row, the owner's once per owner (Compiler.owner_rows)
+        candidates += [Driver(i, True, "ownerships for has car" + (" where ..." if c.where is not None else ""),
+                              lambda compiler, c=c: (compiler.owner_rows(c), None), lambda compiler, cap: None,
+                              lambda store, compiler: store.ownership_rows())
+                       for i, c in enumerate(conjuncts) if isinstance(c, ast.HasCar) and _no_person_row(c.where)]
+        for driver in candidates if len(candidates) > 1 else ():  # a lone candidate drives unsized
+            estimate = driver.from_stats(store, compiler)
+            driver.estimate = -1 if estimate is None else estimate
+        known = [d for d in candidates if d.estimate >= 0]
+        if known:
+            chosen = min(known, key=lambda d: d.cost)
+        elif candidates:
+            chosen = min(candidates, key=lambda d: ("tag_values" not in d.description, "ownerships" in d.description))
+        else:
+            chosen = None
+        if chosen is None:
+            p = "p"
+            checks = [compiler.truth(c, Scope(p)) for c in conjuncts]
+            select = select_(exp.alias_(col(p, "id"), "person_id")).from_(exp.to_table("people").as_(p), copy=False)
+            if checks:
+                select = select.where(and_(*checks), copy=False)
+            return select, col(p, "id"), "scan people; semi-joins for the conditions that have one"
+        rows, key = chosen.rows(compiler)
+        if key is None:  # owner_rows: its first column is the person
+            key = rows.expressions[0].copy()
+        used = {chosen.index}
+        description = f"from {chosen.description}"
+    rest = [c for i, c in enumerate(conjuncts) if i not in used]
+    description += f"; {len(rest)} other condition(s) as semi-joins / anti-joins / per-person checks"
+    # the checks read only the person: before the grouping (measured: probing each row's person against a
+    # hashed set is cheaper than grouping rows of people the set then drops)
+    return _checked(compiler, rows, key, rest, settled, description, before_grouping=True)
 
 
 def _choose_driver(store, rule_set, as_of, tz, conjuncts, types=None, dialect="sqlite") -> Driver | None:
@@ -372,6 +495,13 @@ def _driven(compiler: Compiler, conjuncts: list, chosen: Driver, settled: bool
         size = f"~{chosen.estimate}{'+' if chosen.estimate * chosen.row_cost >= PROBE_CAP else ''} index rows"
     description = (f"drive from {chosen.description} ({size}); "
                    f"check the other {len(rest)} condition(s) per candidate")
+    return _checked(compiler, driver_sql, key, rest, settled, description)
+
+
+def _checked(compiler: Compiler, driver_sql: exp.Select, key: exp.Column, rest: list, settled: bool,
+             description: str, before_grouping: bool = False) -> tuple[exp.Select, exp.Column, str]:
+    """``driver_sql`` (one row per candidate, keyed by ``key``) with the ``rest`` of the conditions checked
+    (``before_grouping``: in its WHERE even when it groups: they read only the person)."""
     if all(_no_profile(c) for c in rest):
         # One query over the driver's rows: the other conditions are checked once per candidate (in
         # HAVING when the driver groups its rows by person, else in WHERE), and ORDER BY repeats the
@@ -383,7 +513,7 @@ def _driven(compiler: Compiler, conjuncts: list, chosen: Driver, settled: bool
                 exp.EQ(this=col("p", "id"), expression=key.copy()), copy=False)))
         select = driver_sql
         if checks:
-            if select.args.get("group"):
+            if select.args.get("group") and not before_grouping:
                 select = select.having(and_(*checks), copy=False)
             else:
                 select = select.where(and_(*checks), copy=False)

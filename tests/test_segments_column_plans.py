@@ -1,0 +1,133 @@
+"""Plan shapes for the column stores (DuckDB, ClickHouse through chdb): set-shaped plans without probes,
+and event properties read from typed columns materialised at mirror time.
+
+The answers are the reference evaluator's: the agreement property (tests/test_segments_agreement.py) runs
+these plans on both engines; here the shapes and the mirror's typed columns are pinned."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import pytest
+
+from motorcade.analytics import open_engine
+from motorcade.analytics.segments import plan_on_engine
+from motorcade.dsl.rules import rule_set_from_text
+from motorcade.model import Car, Consent, Event, Ownership
+from motorcade.segments.compiler import property_keys
+from motorcade.segments.compute import evaluate_members
+from motorcade.store.sqlite import SQLiteStore
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+AS_OF = dt.datetime(2026, 11, 20, 12, tzinfo=TZ)
+ENGINES = {"duckdb": "duckdb:///:memory:", "clickhouse": "chdb://"}
+RULES = '''
+segment shared_and_funnel {
+  where count(share) in last 90 days >= 3 and did any of [lead_submit, test_drive, order] in last 90 days
+}
+segment high_intent { where tag intent_level = "high" and tag purchase_power in ["high", "very_high"]
+                            and count(share) in last 90 days >= 3 and did lead_submit in last 90 days }
+segment owners { where has car }
+segment lapsed_owners { where in segment owners and not did service_visit in last 365 days }
+segment big_orders { where count(order where amount >= 500000) in last 180 days >= 1 and consented to sms }
+segment few_shares { where tag intent_level = "high" and count(share) in last 90 days < 2 }
+segment amounts { where sum(order.amount) in last 180 days >= 600000 or did test_drive }
+'''
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteStore(tmp_path / "s.db")
+    day = dt.timedelta(days=1)
+    people = [s.create_person({}) for _ in range(8)]
+    a, b, c, d, e, f, g, h = people
+    history = {a: [("share", 10), ("share", 11), ("share", 12), ("lead_submit", 5)],
+               b: [("share", 10), ("share", 11), ("test_drive", 100)],
+               c: [("order", 20, {"amount": 650000}), ("share", 1)],
+               d: [("order", 20, {"amount": "650000"}), ("service_visit", 30)],
+               e: [("order", 20, {"amount": 400000}), ("order", 21, {"amount": 300000})],
+               g: [("share", 3), ("share", 4), ("share", 5), ("lead_submit", 6)]}
+    n = 0
+    for pid, items in history.items():
+        for name, ago, *props in items:
+            n += 1
+            s.insert_events([Event(person_id=pid, name=name, ts=AS_OF - ago * day, source="t", dedup_key=str(n),
+                                   properties=props[0] if props else {})])
+    s.write_tag_values([(a, "intent_level", "high"), (c, "intent_level", "high"), (g, "intent_level", "high"),
+                        (h, "intent_level", "high"), (a, "purchase_power", "very_high"), (g, "purchase_power", "low")],
+                       tags=[], calculator="test", calculator_version="1", computed_at=AS_OF, person_ids=[])
+    for pid, channel, granted in ((c, "sms", True), (d, "sms", True), (e, "*", True), (f, "sms", True)):
+        s.set_consent(Consent(pid, channel, granted, AS_OF - 50 * day, "test"))
+    for pid, vin, model, bought in ((d, "V1", "X5", dt.date(2019, 1, 1)), (h, "V2", "X3", dt.date(2020, 1, 1))):
+        s.upsert_cars([Car(vin, "B", model, bought.year, bought, None)])
+        s.add_ownership(Ownership(pid, vin, bought, None, "test"))
+    yield s
+    s.close()
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine(request):
+    pytest.importorskip(request.param if request.param == "duckdb" else "chdb")
+    e = open_engine(ENGINES[request.param])
+    yield e
+    e.close()
+
+
+class Counting:
+    """An engine whose queries are counted (the planning round trips)."""
+
+    def __init__(self, engine):
+        self.engine, self.queries = engine, 0
+        self.dialect, self.name = engine.dialect, engine.name
+
+    def query(self, sql, params=None):
+        self.queries += 1
+        return self.engine.query(sql, params)
+
+    def property_columns(self):
+        return self.engine.property_columns()
+
+
+def test_column_store_plans_are_set_shaped_and_make_no_probe_round_trips(store, engine):
+    rules = rule_set_from_text(RULES)
+    engine.mirror(store, properties=property_keys(rules))
+    counting = Counting(engine)
+    for name in rules.segments:
+        plan = plan_on_engine(store, counting, rules, name, AS_OF, TZ)
+        sql = plan.sql()
+        # no correlated per-person checks: semi-joins (IN) and anti-joins (NOT IN) over uncorrelated sets
+        assert "EXISTS" not in sql, (name, sql)
+        assert engine.person_ids(plan) == evaluate_members(store, rules, name, AS_OF, TZ)[0], name
+    assert counting.queries == 0  # sizing drivers with probes is left to the row stores
+    # several conditions on events: one grouped scan with a conditional count per condition
+    plan = plan_on_engine(store, engine, rules, "high_intent", AS_OF, TZ)
+    assert plan.driver.startswith("one scan of events (lead_submit, share) grouped by person for 2 condition(s)")
+    assert plan.sql().count("FROM events") == 1
+
+
+def test_property_keys_are_those_the_rules_read_from_events():
+    rules = rule_set_from_text(RULES + 'segment odd { where count(visit where Mixed = 1 and channel = "x") >= 1 }')
+    # a key that is not a plain lower-case name (column names fold case) stays JSON
+    assert property_keys(rules) == ["amount", "channel"]
+
+
+def test_the_rules_event_properties_are_typed_columns_filled_by_every_mirror(store, engine):
+    rules = rule_set_from_text(RULES)
+    assert engine.property_columns() == frozenset()
+    engine.mirror(store, properties=["amount"])
+    assert engine.property_columns() == {"amount"}
+    plan = plan_on_engine(store, engine, rules, "big_orders", AS_OF, TZ)
+    sql = plan.sql()
+    assert "p_amount_num" in sql and "p_amount_kind" in sql and "properties" not in sql  # no JSON per row
+    expected = evaluate_members(store, rules, "big_orders", AS_OF, TZ)[0]
+    assert engine.person_ids(plan) == expected and len(expected) == 1  # "650000" is text, not a number
+    # appended events (an incremental mirror) get their typed columns too
+    late = store.create_person({})
+    store.insert_events([Event(person_id=late, name="order", ts=AS_OF - dt.timedelta(days=1), source="t",
+                               dedup_key="late", properties={"amount": 900000, "other": True})])
+    store.set_consent(Consent(late, "sms", True, AS_OF - dt.timedelta(days=2), "test"))
+    engine.mirror(store, properties=["amount"])
+    assert engine.last_mirror == "incremental"
+    assert engine.query(f"SELECT p_amount_kind, p_amount_num FROM events WHERE person_id = {late}") == [("number", 900000.0)]
+    assert engine.person_ids(plan_on_engine(store, engine, rules, "big_orders", AS_OF, TZ)) == sorted([*expected, late])
