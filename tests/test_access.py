@@ -41,6 +41,14 @@ segment sh01_visited {
 segment uses_sh01 {
   where in segment sh01_visited
 }
+
+journey recall "召回" {
+  entry on entering segment visited
+  invite: send via email template "t"
+  settle: wait 3 days
+  last: send via email template "t"
+  goal service_visit within 7 days
+}
 """
 T0 = dt.datetime(2026, 11, 1, 10, tzinfo=UTC)
 
@@ -62,7 +70,12 @@ def oracle_people(relations: dict[int, list[tuple[str, str]]], scope: Scope) -> 
 relation = st.one_of(st.tuples(st.sampled_from(STORE_KINDS), st.sampled_from(STORES)),
                      st.tuples(st.sampled_from(ADVISOR_KINDS), st.sampled_from(sorted(ADVISORS))))
 person = st.fixed_dictionaries({"relations": st.lists(relation, max_size=3), "visits": st.integers(0, 2),
-                                "dead_send": st.booleans()})
+                                "dead_send": st.booleans(),
+                                # in journey `recall`: None (never entered) or (arm, status, step, steps taken)
+                                "journey": st.one_of(st.none(), st.tuples(
+                                    st.sampled_from(["treatment", "holdout"]),
+                                    st.sampled_from(["active", "completed", "exited", "converted"]),
+                                    st.sampled_from(["invite", "settle", "last"]), st.integers(0, 2)))})
 grant = st.one_of(
     st.lists(st.sampled_from(STORES), min_size=1, max_size=2, unique=True).map(
         lambda codes: Grant.make("store_manager", codes)),
@@ -87,6 +100,15 @@ def build_project(directory: Path, people: list[dict]):
             relations[pid].append((kind, target))
         events += [Event("service_visit", T0 + dt.timedelta(days=v), pid, {"store_id": "SH01"}, "dms",
                          f"v{pid}-{v}") for v in range(p["visits"])]
+        if p.get("journey"):
+            arm, status, step, taken = p["journey"]
+            entered = int((T0 - dt.timedelta(days=3)).timestamp())  # the visits fall in the goal's window
+            store.add_journey_states([{"journey": "recall", "person_id": pid, "entry": 1, "version": "v1", "arm": arm,
+                                       "step": step, "status": status, "entered_at": entered, "due_at": entered,
+                                       "waiting_since": None, "updated_at": entered}])
+            path = [("invite", "sent", "settle"), ("settle", "waited", "last")][:taken]
+            store.add_journey_path([{"journey": "recall", "person_id": pid, "entry": 1, "step": a, "outcome": o,
+                                     "next_step": b, "at": entered + i} for i, (a, o, b) in enumerate(path)])
         sends.append({"idempotency_key": f"k{pid}", "origin_kind": "campaign", "origin": "recall", "run_id": "r1",
                       "person_id": pid, "channel": "email", "template": "t", "revision": "x",
                       "status": "dead" if p["dead_send"] else "sent", "reason": "bounced"})
@@ -157,6 +179,23 @@ def test_nothing_outside_the_callers_scope_is_returned_or_touched(people, grants
                         explain_person_in_segment(project, "visited", pid, "2026-11-20")
                     with pytest.raises(AccessDenied):
                         identity_explain(store, str(pid))
+            # a group journey's figures for a store user count only their people (journeys status, the console)
+            from motorcade.journeys.observe import journey_status
+
+            status = journey_status(store, project.rules(), "recall", as_of=T0 + dt.timedelta(days=20), tz=UTC)
+            in_journey = {pid: p["journey"] for pid, p in zip(relations, people) if p["journey"] and pid in mine}
+            assert status.entered == len(in_journey)
+            assert status.holdout == sum(1 for j in in_journey.values() if j[0] == "holdout")
+            active_steps: dict[str, int] = {}
+            for arm, state, step, _ in in_journey.values():
+                if state == "active":
+                    active_steps[step] = active_steps.get(step, 0) + 1
+            assert status.at_step == active_steps
+            assert status.left == {k: sum(1 for j in in_journey.values() if j[1] == k) for k in status.left}
+            assert sum(n for *_, n in status.edges) == sum(j[3] for j in in_journey.values())
+            c = status.conversion  # every entry's 7-day window has closed; a visit in it is the goal
+            assert (c.treatment_n, c.holdout_n) == (len(in_journey) - status.holdout, status.holdout)
+            assert c.treatment_converted + c.holdout_converted == len(set(in_journey) & visited)
             # an action: retrying every dead letter touches only the caller's
             dead_before = {s["person_id"] for s in as_caller(project, Access.local_owner()).list_sends(
                 status="dead", limit=1000)}

@@ -1325,11 +1325,12 @@ class JourneysStore(Protocol):
         ...
 
     def journey_state_counts(self, journey: str) -> list[tuple[str, str, str, int]]:
-        """``(status, arm, step, people)`` for every combination present."""
+        """``(status, arm, step, people)`` for every combination present, over the caller's people only."""
         ...
 
     def journey_edge_counts(self, journey: str) -> list[tuple[str, str, str | None, int]]:
-        """``(step, outcome, next step, people)``: how many took each edge (every entry counts)."""
+        """``(step, outcome, next step, people)``: how many took each edge (every entry counts), over the
+        caller's people only."""
         ...
 
     def journey_states_of(self, journey: str, person_id: int) -> list[dict[str, Any]]:
@@ -1341,7 +1342,7 @@ class JourneysStore(Protocol):
         ...
 
     def journey_entries(self, journey: str) -> list[tuple[int, int, str, int]]:
-        """``(person, entry, arm, entered_at)`` of every entry."""
+        """``(person, entry, arm, entered_at)`` of every entry of the caller's people."""
         ...
 
     def journey_active_versions(self, journey: str, *, besides: str) -> list[str]:
