@@ -436,6 +436,13 @@ campaign fine {
         'not read it',
         'campaign `recall` is scoped to store "SH01" but uses segment `everyone`, which covers the whole group',
     ]
+    from motorcade.dsl.check import Catalogue
+
+    two = 'scope store "SH01", "SH02"\nsegment both { where tag store_value_score >= 4 }\n'
+    messages = [d.message for d in check(rule_set_from_text(two), Catalogue(store_tags={"store_value_score"}))]
+    assert messages == ['tag `store_value_score` has a value per store, and segment `both` is scoped to stores '
+                        '"SH01", "SH02": which store\'s value is meant?']
+    assert check(rule_set_from_text(two.replace(', "SH02"', "")), Catalogue(store_tags={"store_value_score"})) == []
 
 
 def test_scope_declarations_parse_format_and_round_trip():
@@ -498,3 +505,40 @@ def test_a_store_trigger_fires_only_for_its_store(tmp_path):
     assert process_event_trigger(ctx, "group_thanks")["planned"] == 4
     assert {s["person_id"] for s in project.store.list_sends(origin="sh01_thanks", limit=100)} == {1, 3}
     project.close()
+
+
+def test_rule_tests_state_per_store_values_and_a_store_rule_reads_its_stores(tmp_path):
+    """`tag NAME@STORE` gives a person's value of a per-store tag at a store: a rule scoped to SH01 reads the
+    SH01 value, a group rule the person's own (top store) value, and explain says which store's was read."""
+    from motorcade.dsl.evaluate import Evaluator, Scope as EvalScope
+    from motorcade.dsl.ruletest import parse_test_file, run_rule_tests
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "value.mc").write_text(
+        'segment valued { where tag store_value_score >= 4 }\n\n'
+        'scope store "SH01"\n\nsegment sh01_valued { where tag store_value_score >= 4 }\n', encoding="utf-8")
+    text = (
+        "as of 2026-06-01 10:00\n\npeople:\n"
+        "  id | tag store_value_score | tag store_value_score@SH01 | tag store_value_score@SH02 | stores\n"
+        '  1  | 4.5                   | 2.0                        | 4.5                        | ["SH01", "SH02"]\n'
+        '  2  | 4.2                   | 4.2                        |                            | ["SH01"]\n'
+        '  3  | 4.8                   |                            | 4.8                        | ["SH01", "SH02"]\n'
+        "\nexpect segment valued exactly [1, 2, 3]\nexpect segment sh01_valued exactly [2]\n")
+    (rules / "value.test.mc").write_text(text, encoding="utf-8")
+    report = run_rule_tests([rules])
+    assert report.failed == 0 and report.passed == 2, [(r.name, r.message) for r in report.results if not r.passed]
+    scenario = parse_test_file("value.test.mc", text).scenarios[0]
+    from motorcade.dsl.rules import rule_set_from_text
+
+    rule_set = rule_set_from_text('scope store "SH01"\nsegment sh01_valued { where tag store_value_score >= 4 }\n'
+                                  'scope store "SH01", "SH02"\nsegment two { where tag store_value_score >= 4 }\n')
+    evaluator = Evaluator(rule_set, scenario.dataset, dt.datetime(2026, 6, 1, tzinfo=UTC), "UTC")
+    evaluator._rule_scopes.append(rule_set.segments["sh01_valued"].scope)
+    tree = evaluator.explain_cond(rule_set.segments["sh01_valued"].where, EvalScope(scenario.dataset.people[1]))
+    assert "2.0 at store SH01" in tree.render()
+    from motorcade.dsl.evaluate import EvaluationError
+
+    with pytest.raises(EvaluationError, match="which store's value is meant"):
+        Evaluator(rule_set, scenario.dataset, dt.datetime(2026, 6, 1, tzinfo=UTC), "UTC").segment_member(
+            "two", scenario.dataset.people[1])

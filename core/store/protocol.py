@@ -621,6 +621,17 @@ class TagsStore(Protocol):
         Runs in one transaction: readers see the old or the new values, never a mix."""
         ...
 
+    def write_store_tag_values(self, values: Iterable[tuple[int, str, Any, str]], *, tags: Iterable[str],
+                               calculator: str, calculator_version: str, computed_at: dt.datetime,
+                               person_ids: Iterable[int] | None = None) -> int:
+        """Replace the per-store values ``(person_id, tag, value, store_id)`` of ``tags`` (for everyone, or only
+        ``person_ids``); like :meth:`write_tag_values`, in one transaction, dropping people merged away."""
+        ...
+
+    def store_tags_of(self, person_id: int) -> dict[str, dict[str, Any]]:
+        """The person's per-store tag values: ``store_id -> {tag: value as stored}``."""
+        ...
+
     def tags_of(self, person_id: int) -> list[TagValue]:
         """The person's current tag values, by tag name."""
         ...
