@@ -669,6 +669,7 @@ def explain_person(rule_set, name: str, dataset: Dataset, person_id: int, as_of:
     if person is None:
         raise EvaluationError(f"person {person_id} is not in the data")
     evaluator = Evaluator(rule_set, dataset, as_of, tz)
+    evaluator._rule_scopes.append(segment.scope)  # a store segment reads per-store tags at its store
     tree = evaluator.explain_cond(segment.where, Scope(person))
     return ExplainNode(f"segment {name}", tree.result is True, line=segment.line, column=segment.column,
                        children=[tree])

@@ -510,7 +510,7 @@ def test_a_store_trigger_fires_only_for_its_store(tmp_path):
 def test_rule_tests_state_per_store_values_and_a_store_rule_reads_its_stores(tmp_path):
     """`tag NAME@STORE` gives a person's value of a per-store tag at a store: a rule scoped to SH01 reads the
     SH01 value, a group rule the person's own (top store) value, and explain says which store's was read."""
-    from motorcade.dsl.evaluate import Evaluator, Scope as EvalScope
+    from motorcade.dsl.evaluate import Evaluator
     from motorcade.dsl.ruletest import parse_test_file, run_rule_tests
 
     rules = tmp_path / "rules"
@@ -533,10 +533,10 @@ def test_rule_tests_state_per_store_values_and_a_store_rule_reads_its_stores(tmp
 
     rule_set = rule_set_from_text('scope store "SH01"\nsegment sh01_valued { where tag store_value_score >= 4 }\n'
                                   'scope store "SH01", "SH02"\nsegment two { where tag store_value_score >= 4 }\n')
-    evaluator = Evaluator(rule_set, scenario.dataset, dt.datetime(2026, 6, 1, tzinfo=UTC), "UTC")
-    evaluator._rule_scopes.append(rule_set.segments["sh01_valued"].scope)
-    tree = evaluator.explain_cond(rule_set.segments["sh01_valued"].where, EvalScope(scenario.dataset.people[1]))
-    assert "2.0 at store SH01" in tree.render()
+    from motorcade.dsl.evaluate import explain_person
+
+    tree = explain_person(rule_set, "sh01_valued", scenario.dataset, 1, dt.datetime(2026, 6, 1, tzinfo=UTC), "UTC")
+    assert "(seen: 2.0 at store SH01)" in tree.render() and tree.result is False
     from motorcade.dsl.evaluate import EvaluationError
 
     with pytest.raises(EvaluationError, match="which store's value is meant"):

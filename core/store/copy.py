@@ -25,7 +25,7 @@ from .postgres.dialect import ID_TABLES
 
 BATCH = 20_000
 # Untyped SQLite columns that are jsonb on PostgreSQL: a tag value (a number or text) becomes its JSON.
-JSON_VALUE_COLUMNS = {("tag_values", "value"), ("tag_value_counts", "value")}
+JSON_VALUE_COLUMNS = {("tag_values", "value"), ("store_tag_values", "value"), ("tag_value_counts", "value")}
 
 
 @attrs.define

@@ -323,6 +323,13 @@ def test_a_store_scoped_segment_reads_the_value_at_its_store(tmp_path_factory, p
             assert "reference evaluator" not in plan
             assert set(compiled) == members, (name, plan)
             assert evaluate_segment(rules, name, dataset, AS_OF, "UTC") == members, name
+        from motorcade.dsl.evaluate import explain_person
+
+        for pid in related:  # explain reads the same value, and says which store's
+            if "S1" in related[pid]:
+                tree = explain_person(rules, "s1_valued", dataset, pid, AS_OF, "UTC")
+                assert tree.result is (pid in expected["s1_valued"])
+                assert (pid, "S1") not in hand or f"{hand[pid, 'S1'][3]} at store S1" in tree.render()
         top = {p: max(v[3] for (q, _), v in hand.items() if q == p) for p in related if any(
             q == p for q, _ in hand)}
         assert {p for p in top if top[p] >= 3} == expected["top_valued"]
