@@ -542,3 +542,48 @@ def test_rule_tests_state_per_store_values_and_a_store_rule_reads_its_stores(tmp
     with pytest.raises(EvaluationError, match="which store's value is meant"):
         Evaluator(rule_set, scenario.dataset, dt.datetime(2026, 6, 1, tzinfo=UTC), "UTC").segment_member(
             "two", scenario.dataset.people[1])
+
+
+def test_a_store_segment_reads_the_store_value_on_every_store_engine(store_database):
+    """On SQLite and PostgreSQL alike: the value plugin keeps each store's value, a segment scoped to a store
+    reads the value at that store, a group segment the value at the person's top store, and the
+    reference evaluator over the loaded rows agrees."""
+    from motorcade_tags_value import ValueTags
+
+    from motorcade.dsl import rule_set_from_text
+    from motorcade.dsl.evaluate import evaluate_segment
+    from motorcade.segments.compute import evaluate_members
+    from motorcade.segments.dataset import load_dataset
+    from motorcade.store import open_store
+    from motorcade.tags.engine import compute_tags
+
+    store = open_store(store_database)
+    try:
+        as_of = dt.datetime(2026, 11, 20, 8, tzinfo=UTC)
+        a, b = store.create_person({}), store.create_person({})
+        for pid in (a, b):
+            for code in ("SH01", "SH02"):
+                store.set_relation(pid, "selling_store", code)
+
+        def order(pid, code, days, amount):
+            return Event("order", as_of - dt.timedelta(days=days), pid, {"store": code, "amount": amount}, "t",
+                         f"{pid}-{code}-{days}")
+        # a: a big, recent spender at SH02, one old small order at SH01; b: the other way round
+        store.insert_events([order(a, "SH01", 300, 100), order(a, "SH02", 3, 90000), order(a, "SH02", 10, 90000),
+                             order(b, "SH01", 2, 80000), order(b, "SH01", 5, 80000), order(b, "SH02", 200, 50)])
+        cuts = {"recency_cut_points": [7, 30, 90, 180], "frequency_cut_points": [1, 2, 3, 4],
+                "monetary_cut_points": [1000, 5000, 20000, 100000]}
+        compute_tags(store, {"value": ValueTags()}, as_of=as_of, settings={"value": cuts})
+        # a at SH01: R 1 (300 days), F 1, M 1 -> 1.0; at SH02: R 5, F 2, M 5 -> 4.0 (its top store); b mirrored
+        assert store.store_tags_of(a)["SH01"]["store_value_score"] == 1.0
+        assert store.store_tags_of(a)["SH02"]["store_value_score"] == 4.0
+        rules = rule_set_from_text('segment top { where tag store_value_score >= 4 }\n'
+                                   'scope store "SH01"\nsegment sh01 { where tag store_value_score >= 4 }\n'
+                                   'scope store "SH02"\nsegment sh02 { where tag store_value_score >= 4 }\n')
+        dataset = load_dataset(store)
+        for name, members in (("top", [a, b]), ("sh01", [b]), ("sh02", [a])):
+            got, plan, _ = evaluate_members(store, rules, name, as_of, "UTC")
+            assert got == members and "reference evaluator" not in plan, (name, plan)
+            assert evaluate_segment(rules, name, dataset, as_of, "UTC") == set(members), name
+    finally:
+        store.close()
