@@ -72,6 +72,8 @@ def build_catalogue(project: Any):
         name: tuple(who for who, _ in produced if not who.startswith("rule tag"))
         for name, produced in producers.items()}, config_errors=tuple(value_type_conflicts(project)),
         group_tags=frozenset(project.config.raw.get("access", {}).get("group_tags", GROUP_TAGS)),
+        store_tags=frozenset(name for name, produced in producers.items()
+                             if any(getattr(d, "per_store", False) for _, d in produced if d is not None)),
         configured_channels=set(project.config.channels))
 
 
@@ -97,11 +99,14 @@ def declared_value_types(project: Any):
     except DslError:
         rule_set = None
     tags = {}
+    store_tags = set()  # tags kept per store: a store's rule reads the value at its store
     for name, produced in tag_producers(project, rule_set=rule_set).items():
         types = {definition.type for _, definition in produced if definition is not None}
         if len(types) == 1:
             tags[name] = types.pop()
-    return ValueTypes(attributes=attributes, tags=tags, properties=properties)
+        if any(getattr(definition, "per_store", False) for _, definition in produced if definition is not None):
+            store_tags.add(name)
+    return ValueTypes(attributes=attributes, tags=tags, properties=properties, store_tags=store_tags)
 
 
 def value_type_conflicts(project: Any) -> list[tuple[str, str]]:

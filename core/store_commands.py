@@ -34,7 +34,7 @@ def copy(state, target_url: str, batch_size: int, no_verify: bool, as_of: str | 
     events, tag values, cars, ownerships, relations, advisors, consents) are copied into the engine instead,
     then verified the same way: row counts, and every segment's members on the store and on the engine."""
     from .store import open_store
-    from .store.copy import copy_store, verify_copy
+    from .store.copy import copy_store, record_copy_outcome, verify_copy
     from .store.postgres import redact
 
     project = state.project
@@ -58,14 +58,18 @@ def copy(state, target_url: str, batch_size: int, no_verify: bool, as_of: str | 
         result = copy_store(source, target, batch_size=batch_size, progress=progress)
         click.echo(f"copied {sum(result.rows.values()):,} rows of {len(result.rows)} tables in {result.seconds:.1f} s")
         if no_verify:
+            project.audit_affected.update(record_copy_outcome(source, target, result, None))
             raise click.exceptions.Exit(0)
         tz = project.timezone
         when = parse_as_of(as_of, tz)
         check = verify_copy(source, target, project.rules(), tz, when)
+        project.audit_affected.update(record_copy_outcome(source, target, result, check))
         wrong = {t: c for t, c in check.counts.items() if c[0] != c[1]}
         click.echo(f"verify: row counts of {len(check.counts)} tables "
                    + ("equal" if not wrong else "DIFFER: " + ", ".join(f"{t} {a:,} != {b:,}"
                                                                        for t, (a, b) in wrong.items())))
+        if not check.audit_chain_same:
+            click.echo("verify: the audit log's copied entries DIFFER (the copy's own entry has another hash)")
         for name, (on_source, on_target, differ) in check.segments.items():
             click.echo(f"  segment {name}: {on_source:,} members on SQLite, {on_target:,} on PostgreSQL"
                        + ("" if not differ else f", {differ:,} in only one of them"))

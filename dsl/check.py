@@ -43,6 +43,9 @@ class Catalogue:
     # tags only group-wide rules may read ([access] group_tags): the group value, weighted over every store
     group_tags: frozenset[str] = attrs.field(default=frozenset(("group_value_score", "value_level")),
                                              converter=frozenset)
+    # tags kept per store (``per_store``): a rule scoped to one store reads the value at that store; a rule
+    # scoped to several stores cannot say which
+    store_tags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
     # channels with a [channels.NAME] table in motorcade.toml (journeys warn about sends to any other)
     configured_channels: frozenset[str] | None = attrs.field(default=None, converter=_opt_set)
 
@@ -169,6 +172,11 @@ class _Checker:
                                            f"scoped to store {where} may not read it", node,
                                     "read the store value instead (e.g. `tag store_value_score`), or leave the rule "
                                     "group-wide")
+                    elif (isinstance(node, ast.TagRef) and node.name in self.catalogue.store_tags
+                          and len(stores) > 1 and isinstance(rule, ast.Segment)):
+                        self.report(ERROR, f"tag `{node.name}` has a value per store, and segment `{rule.name}` is "
+                                           f"scoped to stores {where}: which store's value is meant?", node,
+                                    "scope the segment to one store (a segment per store), or read a group tag")
         self.file = None
 
     def check_producers(self):

@@ -64,6 +64,8 @@ class ValueTypes:
     attributes: dict[str, str] = attrs.field(factory=dict)
     tags: dict[str, str] = attrs.field(factory=dict)
     properties: dict[str, str] = attrs.field(factory=dict)
+    # tags with a value per store (``per_store``): a store-scoped rule reads the value at its store
+    store_tags: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
 
     def attribute(self, name: str, value: Any) -> Any:
         return _json_typed(self.attributes.get(name), value)
@@ -134,6 +136,8 @@ class PersonData:
     # the stores the person belongs to for a rule's `scope` (docs/access.md: store relations of every kind and
     # the stores of their advisors); None: the same as store_ids (rule tests give a person's stores once)
     scope_stores: set[str] | None = None
+    # per-store tag values: store id -> {tag: value}; a rule scoped to a store reads a per-store tag here
+    store_tags: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     consents: dict[str, bool] = attrs.field(factory=dict)  # channel -> granted; "*" = every channel
     events: list[EventData] = attrs.field(factory=list)
 
@@ -143,6 +147,8 @@ class Dataset:
     """The people to evaluate, by id."""
 
     people: dict[int, PersonData] = attrs.field(factory=dict)
+    # tags with a value per store (``ValueTypes.store_tags``): a store's rule reads them in PersonData.store_tags
+    store_tags: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
 
     @classmethod
     def of(cls, *people: PersonData) -> "Dataset":

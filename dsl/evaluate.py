@@ -310,6 +310,7 @@ class Evaluator:
         self._seen: str | None = None
         self._segment_memo: dict[tuple[str, int], bool] = {}
         self._segment_path: list[str] = []
+        self._rule_scopes: list = []  # the `scope` of each segment being evaluated (innermost last)
         self._recommendation_memo: dict[tuple[str, int], list[RecommendedItem]] = {}
         self._recommendation_path: list[str] = []
 
@@ -326,12 +327,18 @@ class Evaluator:
         if segment is None:
             raise EvaluationError(f"unknown segment `{name}`", "define it in a .mc file or fix the name")
         self._segment_path.append(name)
+        self._rule_scopes.append(segment.scope)
         try:
             member = self.cond(segment.where, Scope(person)) is True and _in_rule_scope(segment, person)
         finally:
             self._segment_path.pop()
+            self._rule_scopes.pop()
         self._segment_memo[key] = member
         return member
+
+    def tag_store(self, tag: str) -> str | None:
+        """The store whose value of ``tag`` the segment being evaluated reads (:func:`rule_tag_store`)."""
+        return rule_tag_store(self._rule_scopes[-1] if self._rule_scopes else None, tag, self.dataset.store_tags)
 
     def cond(self, node, scope: Scope) -> Tri:
         """Evaluate a condition; records explain frames and coverage when asked to."""
@@ -392,6 +399,9 @@ class Evaluator:
 
     def subject(self, node, scope: Scope) -> Any:
         if isinstance(node, ast.TagRef):
+            store = self.tag_store(node.name)
+            if store is not None:  # a per-store tag in a store's rule: the value at that store
+                return scope.person.store_tags.get(store, {}).get(node.name)
             return scope.person.tags.get(node.name)
         if isinstance(node, ast.ProfileRef):
             return scope.person.attributes.get(node.name)
@@ -419,6 +429,8 @@ class Evaluator:
         value = self.subject(node.subject, scope)
         if self.explain:
             self._seen = _show(value)
+            if isinstance(node.subject, ast.TagRef) and (store := self.tag_store(node.subject.name)) is not None:
+                self._seen += f" at store {store}"  # which store's value a store's rule read
         return value
 
     # -- predicates --
@@ -614,6 +626,20 @@ def _show(value) -> str:
 # ---- public functions -------------------------------------------------------------------------
 
 
+def rule_tag_store(rule_scope, tag: str, store_tags) -> str | None:
+    """The store at which a rule of scope ``rule_scope`` (a ``scope`` declaration, or None for group) reads
+    ``tag``: that store for a per-store tag (one of ``store_tags``) in a rule scoped to one store; None (the
+    person's own value) otherwise. The compiler, the reference evaluator and explain share this answer."""
+    if tag not in store_tags or rule_scope is None or rule_scope.group:
+        return None
+    stores = sorted(rule_scope.stores)
+    if len(stores) != 1:
+        raise EvaluationError(f"`tag {tag}` has a value per store, and this rule is scoped to stores "
+                              f"{', '.join(stores)}: which store's value is meant?",
+                              "scope the rule to one store (scope store \"CODE\"), or read a group tag")
+    return stores[0]
+
+
 def _in_rule_scope(rule, person: PersonData) -> bool:
     """A segment scoped to stores (``scope store "SH01"``) holds only people of those stores."""
     scope = getattr(rule, "scope", None)
@@ -643,6 +669,7 @@ def explain_person(rule_set, name: str, dataset: Dataset, person_id: int, as_of:
     if person is None:
         raise EvaluationError(f"person {person_id} is not in the data")
     evaluator = Evaluator(rule_set, dataset, as_of, tz)
+    evaluator._rule_scopes.append(segment.scope)  # a store segment reads per-store tags at its store
     tree = evaluator.explain_cond(segment.where, Scope(person))
     return ExplainNode(f"segment {name}", tree.result is True, line=segment.line, column=segment.column,
                        children=[tree])

@@ -34,7 +34,8 @@ A test file gives people, events and cars as small ``|``-separated tables and st
 
 An empty cell is a missing value. Cells are literals as in rules (strings in double quotes, numbers,
 true/false, dates, date-times, [lists]); the ``event`` column may hold a bare event name. People
-columns: ``id``, ``profile.NAME``, ``tag NAME``, ``stores``, ``advisors``, ``consent CHANNEL``
+columns: ``id``, ``profile.NAME``, ``tag NAME``, ``tag NAME@STORE`` (a tag kept per store: the value at
+that store, which a rule scoped to that store reads), ``stores``, ``advisors``, ``consent CHANNEL``
 (``consent *`` = every channel). ``scenario "title"`` starts a new, empty data set in the same file.
 
 A journey expectation simulates the person through the journey up to ``as of`` (the engine's stepper,
@@ -329,6 +330,14 @@ class _TestFileParser:
                 continue
             if key.startswith("profile."):
                 person.attributes[key[len("profile."):]] = value
+            elif key.startswith("tag ") and "@" in key:  # `tag NAME@STORE`: the value at that store
+                name, _, store = (part.strip() for part in key[4:].partition("@"))
+                if not name or not store:
+                    self.error(f"people column `{key}`: write `tag NAME@STORE`", number)
+                    continue
+                if value is not None:
+                    person.store_tags.setdefault(store, {})[name] = value
+                scenario.dataset.store_tags = scenario.dataset.store_tags | {name}
             elif key.startswith("tag "):
                 person.tags[key[4:].strip()] = value
             elif key in ("stores", "advisors"):
@@ -338,7 +347,7 @@ class _TestFileParser:
                 person.consents[key[len("consent "):].strip()] = value
             else:
                 self.error(f"unknown people column `{key}`", number,
-                           hint="use id, profile.NAME, tag NAME, stores, advisors, consent CHANNEL")
+                           hint="use id, profile.NAME, tag NAME, tag NAME@STORE, stores, advisors, consent CHANNEL")
         scenario.dataset.people[pid] = person
 
     def row_events(self, row, number, row_number, scenario):
@@ -588,7 +597,7 @@ class _ScenarioWorld:
         people = {}
         for pid, person in self.scenario.dataset.people.items():
             people[pid] = attrs.evolve(person, events=[e for e in person.events if e.ts <= self.now])
-        return Dataset(people)
+        return Dataset(people, store_tags=self.scenario.dataset.store_tags)
 
     def condition(self, person_id, cond):
         dataset = self._dataset()
@@ -714,6 +723,7 @@ def find_test_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _type_values(dataset: Dataset, types: ValueTypes) -> None:
+    dataset.store_tags = dataset.store_tags | types.store_tags  # the project's per-store tags are per store here too
     for person in dataset.people.values():
         person.attributes, person.tags = types.person(person.attributes, person.tags)
         for event in person.events:  # in place: the scenario's events by id are the same objects

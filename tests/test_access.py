@@ -41,6 +41,14 @@ segment sh01_visited {
 segment uses_sh01 {
   where in segment sh01_visited
 }
+
+journey recall "召回" {
+  entry on entering segment visited
+  invite: send via email template "t"
+  settle: wait 3 days
+  last: send via email template "t"
+  goal service_visit within 7 days
+}
 """
 T0 = dt.datetime(2026, 11, 1, 10, tzinfo=UTC)
 
@@ -62,7 +70,12 @@ def oracle_people(relations: dict[int, list[tuple[str, str]]], scope: Scope) -> 
 relation = st.one_of(st.tuples(st.sampled_from(STORE_KINDS), st.sampled_from(STORES)),
                      st.tuples(st.sampled_from(ADVISOR_KINDS), st.sampled_from(sorted(ADVISORS))))
 person = st.fixed_dictionaries({"relations": st.lists(relation, max_size=3), "visits": st.integers(0, 2),
-                                "dead_send": st.booleans()})
+                                "dead_send": st.booleans(),
+                                # in journey `recall`: None (never entered) or (arm, status, step, steps taken)
+                                "journey": st.one_of(st.none(), st.tuples(
+                                    st.sampled_from(["treatment", "holdout"]),
+                                    st.sampled_from(["active", "completed", "exited", "converted"]),
+                                    st.sampled_from(["invite", "settle", "last"]), st.integers(0, 2)))})
 grant = st.one_of(
     st.lists(st.sampled_from(STORES), min_size=1, max_size=2, unique=True).map(
         lambda codes: Grant.make("store_manager", codes)),
@@ -87,6 +100,15 @@ def build_project(directory: Path, people: list[dict]):
             relations[pid].append((kind, target))
         events += [Event("service_visit", T0 + dt.timedelta(days=v), pid, {"store_id": "SH01"}, "dms",
                          f"v{pid}-{v}") for v in range(p["visits"])]
+        if p.get("journey"):
+            arm, status, step, taken = p["journey"]
+            entered = int((T0 - dt.timedelta(days=3)).timestamp())  # the visits fall in the goal's window
+            store.add_journey_states([{"journey": "recall", "person_id": pid, "entry": 1, "version": "v1", "arm": arm,
+                                       "step": step, "status": status, "entered_at": entered, "due_at": entered,
+                                       "waiting_since": None, "updated_at": entered}])
+            path = [("invite", "sent", "settle"), ("settle", "waited", "last")][:taken]
+            store.add_journey_path([{"journey": "recall", "person_id": pid, "entry": 1, "step": a, "outcome": o,
+                                     "next_step": b, "at": entered + i} for i, (a, o, b) in enumerate(path)])
         sends.append({"idempotency_key": f"k{pid}", "origin_kind": "campaign", "origin": "recall", "run_id": "r1",
                       "person_id": pid, "channel": "email", "template": "t", "revision": "x",
                       "status": "dead" if p["dead_send"] else "sent", "reason": "bounced"})
@@ -157,6 +179,23 @@ def test_nothing_outside_the_callers_scope_is_returned_or_touched(people, grants
                         explain_person_in_segment(project, "visited", pid, "2026-11-20")
                     with pytest.raises(AccessDenied):
                         identity_explain(store, str(pid))
+            # a group journey's figures for a store user count only their people (journeys status, the console)
+            from motorcade.journeys.observe import journey_status
+
+            status = journey_status(store, project.rules(), "recall", as_of=T0 + dt.timedelta(days=20), tz=UTC)
+            in_journey = {pid: p["journey"] for pid, p in zip(relations, people) if p["journey"] and pid in mine}
+            assert status.entered == len(in_journey)
+            assert status.holdout == sum(1 for j in in_journey.values() if j[0] == "holdout")
+            active_steps: dict[str, int] = {}
+            for arm, state, step, _ in in_journey.values():
+                if state == "active":
+                    active_steps[step] = active_steps.get(step, 0) + 1
+            assert status.at_step == active_steps
+            assert status.left == {k: sum(1 for j in in_journey.values() if j[1] == k) for k in status.left}
+            assert sum(n for *_, n in status.edges) == sum(j[3] for j in in_journey.values())
+            c = status.conversion  # every entry's 7-day window has closed; a visit in it is the goal
+            assert (c.treatment_n, c.holdout_n) == (len(in_journey) - status.holdout, status.holdout)
+            assert c.treatment_converted + c.holdout_converted == len(set(in_journey) & visited)
             # an action: retrying every dead letter touches only the caller's
             dead_before = {s["person_id"] for s in as_caller(project, Access.local_owner()).list_sends(
                 status="dead", limit=1000)}
@@ -397,6 +436,13 @@ campaign fine {
         'not read it',
         'campaign `recall` is scoped to store "SH01" but uses segment `everyone`, which covers the whole group',
     ]
+    from motorcade.dsl.check import Catalogue
+
+    two = 'scope store "SH01", "SH02"\nsegment both { where tag store_value_score >= 4 }\n'
+    messages = [d.message for d in check(rule_set_from_text(two), Catalogue(store_tags={"store_value_score"}))]
+    assert messages == ['tag `store_value_score` has a value per store, and segment `both` is scoped to stores '
+                        '"SH01", "SH02": which store\'s value is meant?']
+    assert check(rule_set_from_text(two.replace(', "SH02"', "")), Catalogue(store_tags={"store_value_score"})) == []
 
 
 def test_scope_declarations_parse_format_and_round_trip():
@@ -459,3 +505,85 @@ def test_a_store_trigger_fires_only_for_its_store(tmp_path):
     assert process_event_trigger(ctx, "group_thanks")["planned"] == 4
     assert {s["person_id"] for s in project.store.list_sends(origin="sh01_thanks", limit=100)} == {1, 3}
     project.close()
+
+
+def test_rule_tests_state_per_store_values_and_a_store_rule_reads_its_stores(tmp_path):
+    """`tag NAME@STORE` gives a person's value of a per-store tag at a store: a rule scoped to SH01 reads the
+    SH01 value, a group rule the person's own (top store) value, and explain says which store's was read."""
+    from motorcade.dsl.evaluate import Evaluator
+    from motorcade.dsl.ruletest import parse_test_file, run_rule_tests
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "value.mc").write_text(
+        'segment valued { where tag store_value_score >= 4 }\n\n'
+        'scope store "SH01"\n\nsegment sh01_valued { where tag store_value_score >= 4 }\n', encoding="utf-8")
+    text = (
+        "as of 2026-06-01 10:00\n\npeople:\n"
+        "  id | tag store_value_score | tag store_value_score@SH01 | tag store_value_score@SH02 | stores\n"
+        '  1  | 4.5                   | 2.0                        | 4.5                        | ["SH01", "SH02"]\n'
+        '  2  | 4.2                   | 4.2                        |                            | ["SH01"]\n'
+        '  3  | 4.8                   |                            | 4.8                        | ["SH01", "SH02"]\n'
+        "\nexpect segment valued exactly [1, 2, 3]\nexpect segment sh01_valued exactly [2]\n")
+    (rules / "value.test.mc").write_text(text, encoding="utf-8")
+    report = run_rule_tests([rules])
+    assert report.failed == 0 and report.passed == 2, [(r.name, r.message) for r in report.results if not r.passed]
+    scenario = parse_test_file("value.test.mc", text).scenarios[0]
+    from motorcade.dsl.rules import rule_set_from_text
+
+    rule_set = rule_set_from_text('scope store "SH01"\nsegment sh01_valued { where tag store_value_score >= 4 }\n'
+                                  'scope store "SH01", "SH02"\nsegment two { where tag store_value_score >= 4 }\n')
+    from motorcade.dsl.evaluate import explain_person
+
+    tree = explain_person(rule_set, "sh01_valued", scenario.dataset, 1, dt.datetime(2026, 6, 1, tzinfo=UTC), "UTC")
+    assert "(seen: 2.0 at store SH01)" in tree.render() and tree.result is False
+    from motorcade.dsl.evaluate import EvaluationError
+
+    with pytest.raises(EvaluationError, match="which store's value is meant"):
+        Evaluator(rule_set, scenario.dataset, dt.datetime(2026, 6, 1, tzinfo=UTC), "UTC").segment_member(
+            "two", scenario.dataset.people[1])
+
+
+def test_a_store_segment_reads_the_store_value_on_every_store_engine(store_database):
+    """On SQLite and PostgreSQL alike: the value plugin keeps each store's value, a segment scoped to a store
+    reads the value at that store, a group segment the value at the person's top store, and the
+    reference evaluator over the loaded rows agrees."""
+    from motorcade_tags_value import ValueTags
+
+    from motorcade.dsl import rule_set_from_text
+    from motorcade.dsl.evaluate import evaluate_segment
+    from motorcade.segments.compute import evaluate_members
+    from motorcade.segments.dataset import load_dataset
+    from motorcade.store import open_store
+    from motorcade.tags.engine import compute_tags
+
+    store = open_store(store_database)
+    try:
+        as_of = dt.datetime(2026, 11, 20, 8, tzinfo=UTC)
+        a, b = store.create_person({}), store.create_person({})
+        for pid in (a, b):
+            for code in ("SH01", "SH02"):
+                store.set_relation(pid, "selling_store", code)
+
+        def order(pid, code, days, amount):
+            return Event("order", as_of - dt.timedelta(days=days), pid, {"store": code, "amount": amount}, "t",
+                         f"{pid}-{code}-{days}")
+        # a: a big, recent spender at SH02, one old small order at SH01; b: the other way round
+        store.insert_events([order(a, "SH01", 300, 100), order(a, "SH02", 3, 90000), order(a, "SH02", 10, 90000),
+                             order(b, "SH01", 2, 80000), order(b, "SH01", 5, 80000), order(b, "SH02", 200, 50)])
+        cuts = {"recency_cut_points": [7, 30, 90, 180], "frequency_cut_points": [1, 2, 3, 4],
+                "monetary_cut_points": [1000, 5000, 20000, 100000]}
+        compute_tags(store, {"value": ValueTags()}, as_of=as_of, settings={"value": cuts})
+        # a at SH01: R 1 (300 days), F 1, M 1 -> 1.0; at SH02: R 5, F 2, M 5 -> 4.0 (its top store); b mirrored
+        assert store.store_tags_of(a)["SH01"]["store_value_score"] == 1.0
+        assert store.store_tags_of(a)["SH02"]["store_value_score"] == 4.0
+        rules = rule_set_from_text('segment top { where tag store_value_score >= 4 }\n'
+                                   'scope store "SH01"\nsegment sh01 { where tag store_value_score >= 4 }\n'
+                                   'scope store "SH02"\nsegment sh02 { where tag store_value_score >= 4 }\n')
+        dataset = load_dataset(store)
+        for name, members in (("top", [a, b]), ("sh01", [b]), ("sh02", [a])):
+            got, plan, _ = evaluate_members(store, rules, name, as_of, "UTC")
+            assert got == members and "reference evaluator" not in plan, (name, plan)
+            assert evaluate_segment(rules, name, dataset, as_of, "UTC") == set(members), name
+    finally:
+        store.close()

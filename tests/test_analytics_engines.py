@@ -100,7 +100,7 @@ def test_every_example_segment_has_the_same_members_on_the_engine(project, tmp_p
         for name in TABLE_NAMES:
             assert copied[name] == store.query(f"SELECT count(*) FROM {name}")[0][0], name
         assert engine.counts() == copied
-        assert copied["events"] > 1000 and copied["tag_values"] > 400
+        assert copied["events"] > 1000 and copied["tag_values"] > 400 and copied["store_tag_values"] > 400
         for name, (members, _plan, _query) in on_sqlite.items():
             there, plan, query = evaluate_members(store, rules, name, AS_OF, tz, engine=engine)
             assert there == members, name

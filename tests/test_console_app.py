@@ -192,12 +192,23 @@ def test_personal_data_stays_masked_even_with_show_pii_set(console, monkeypatch)
 
 
 def test_journeys_show_their_graph_with_counts_to_those_who_may_read_them(console):
-    app_console, client, _, tokens = console
+    app_console, client, directory, tokens = console
+    project = Project(directory)  # people 1-4 (SH01) and 5-8 (SH02) entered the group journey
+    try:
+        with project.store.transaction():
+            project.store.add_journey_states([{
+                "journey": "welcome_back", "person_id": pid, "entry": 1, "version": "v1", "arm": "treatment",
+                "step": "thanks", "status": "active", "entered_at": 1, "due_at": 1, "waiting_since": None,
+                "updated_at": 1} for pid in range(1, 9)])
+    finally:
+        project.close()
     log_in(client, tokens["sm1"])
-    assert "/journeys" not in client.get("/").text
-    page = client.get("/journeys")  # as `motorcade journeys status`: a store manager reads only store journeys
-    assert page.status_code == 200 and 'data-journey="welcome_back"' not in page.text
+    assert "/journeys" in client.get("/").text
+    page = client.get("/journeys")  # as `motorcade journeys status`: a store manager's figures count their people
+    assert page.status_code == 200 and 'data-journey="welcome_back"' in page.text
+    assert '<strong class="entered">4</strong>' in page.text
     client.get(f"/login/owner?code={app_console.sessions.new_owner_code()}")
     page = client.get("/journeys")
     assert page.status_code == 200 and 'data-journey="welcome_back"' in page.text and "回厂关怀" in page.text
+    assert '<strong class="entered">8</strong>' in page.text
     assert "<svg" in page.text and "thanks" in page.text and "survey" in page.text

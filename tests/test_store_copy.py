@@ -82,3 +82,55 @@ def test_verify_finds_a_copy_that_differs(project, pg_url):
     finally:
         source.close()
         target.close()
+
+
+def test_store_copy_is_audited_in_both_stores_and_still_verifies(project, pg_url):
+    """`store copy` moves every person's data: it is audited (docs/access.md). The entry that it started is
+    written to the source before any row is read, so it is copied too and the chains agree; the outcome lands
+    in the target (after verify) and in the source's log; verify compares the audit log up to the copy's own
+    entry, so later entries (the outcome, later actions) never make a good copy look different."""
+    import json
+    import re
+
+    with_password = re.sub(r"^postgresql://([^@/]+)@", r"postgresql://\1:s3cret-pw@", pg_url)
+    assert "s3cret-pw" in with_password
+    result = cli(project, "store", "copy", "--to", with_password, "--as-of", AS_OF)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verify: OK" in result.stdout
+    source, target = open_store(project / "motorcade.db"), open_store(pg_url)
+    try:
+        started = source.audit_entries(action="store.copy.started", limit=1)
+        assert started and "/:***@" not in pg_url and ":***@" in json.loads(started[0]["arguments"])["to"]
+        copied = target.audit_entries(action="store.copy.started", limit=1)
+        assert copied == started  # the same entry, same hash: copied with the rows
+        outcome = target.audit_entries(action="store.copy", limit=1)[0]
+        assert outcome["action"] == "store.copy" and outcome["id"] == started[0]["id"] + 1
+        affected = json.loads(outcome["affected"])
+        assert affected["outcome"] == "ok" and affected["verify"] == "ok" and affected["rows"] > 0
+        assert affected["started_entry"] == started[0]["id"]
+        mine = [e for e in source.audit_entries(action="store.copy") if e["action"] == "store.copy"][0]
+        assert mine["id"] > started[0]["id"] and json.loads(mine["affected"])["outcome"] == "ok"
+        from motorcade.access.audit import verify_chain
+
+        for store in (source, target):  # both chains whole: the target's continues the copied one
+            assert verify_chain(store.audit_chain())[1] == []
+        for store in (source, target):
+            everything = json.dumps(store.audit_entries())
+            assert "s3cret-pw" not in everything and "***" in everything
+        # the source moved on (its outcome entry, a later action): the copy still verifies
+        source.audit("segments.compute", {"names": ["x"]}, {"outcome": "ok"})
+        from motorcade.project import Project
+
+        rules = Project(project).rules()
+        as_of = dt.datetime.fromisoformat(AS_OF + "+08:00")
+        check = verify_copy(source, target, rules, "Asia/Shanghai", as_of)
+        assert check.ok, check.counts
+        # a copied entry missing from the target is a difference
+        with target.transaction():
+            target.conn.execute_native("ALTER TABLE audit_log DISABLE TRIGGER USER")
+            target.conn.execute_native("DELETE FROM audit_log WHERE id = %s", (started[0]["id"] - 1,))
+        check = verify_copy(source, target, rules, "Asia/Shanghai", as_of)
+        assert not check.ok and check.counts["audit_log"][0] == check.counts["audit_log"][1] + 1
+    finally:
+        source.close()
+        target.close()

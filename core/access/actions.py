@@ -29,12 +29,13 @@ COMMAND_PERMISSIONS: dict[str, str] = {
     # a store user reads a journey scoped inside their stores and its people (checked by the command)
     "journeys status": READ, "journeys explain": READ,
     "report attribution": READ, "report portrait": READ, "sends tracking": READ,
+    "store copy": OPERATE,
 }
 # Commands that read aggregates over everyone (no person rows to narrow): a store-scoped caller is refused.
 GROUP_ONLY_READS = {"tags health", "report attribution", "sends tracking"}
 # Commands whose run is recorded in the audit log (the users commands record their own, finer entries).
 AUDITED = {"segments compute", "segments members", "run", "sends retry", "tags compute", "identity split",
-           "identity unsplit", "ingest", "quarantine retry", "pipeline", "serve", "collect"}
+           "identity unsplit", "ingest", "quarantine retry", "pipeline", "serve", "collect", "store copy"}
 # Commands anyone may run whatever their grants (they only say who the caller is).
 OPEN = {"users whoami"}
 
@@ -76,6 +77,16 @@ def audit_command(store, key: str, params: dict, outcome: str, affected: dict) -
     """Append the audit entry of an audited command (arguments as given, what it affected, its outcome)."""
     if key not in AUDITED:
         return
-    arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items() if v not in (None, (), False)}
+    arguments = {k: list(v) if isinstance(v, tuple) else _without_password(v) for k, v in params.items()
+                 if v not in (None, (), False)}
     store.audit(key.replace(" ", "."), arguments, {**affected, "outcome": outcome})
+
+
+def _without_password(value):
+    """A database URL argument (`store copy --to`) with its password replaced by ``***``."""
+    if isinstance(value, str) and "://" in value:
+        import re
+
+        return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", value)
+    return value
 

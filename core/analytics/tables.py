@@ -1,6 +1,6 @@
 """The analytical tables: what is mirrored from the operational store into an analytics engine.
 
-The segment compiler reads eight tables. In an analytics engine they keep the operational store's names
+The segment compiler reads nine tables. In an analytics engine they keep the operational store's names
 and columns, with one difference: a tag value, untyped on SQLite, is three typed columns there
 (``value_kind`` ``integer`` / ``real`` / ``text``, ``value_num``, ``value_text``; docs/engines.md).
 
@@ -55,6 +55,12 @@ TABLES: tuple[Table, ...] = (
           "SELECT tag, person_id, CASE typeof(value) WHEN 'null' THEN NULL ELSE typeof(value) END, "
           "CASE WHEN typeof(value) IN ('integer', 'real') THEN value END, "
           "CASE WHEN typeof(value) = 'text' THEN value END FROM tag_values", ("tag", "person_id")),
+    # A per-store tag's value at each store (what a store's rule reads), typed as tag_values.
+    Table("store_tag_values", _cols("tag text, store_id text, person_id int, value_kind text, value_num float, "
+                                    "value_text text"),
+          "SELECT tag, store_id, person_id, CASE typeof(value) WHEN 'null' THEN NULL ELSE typeof(value) END, "
+          "CASE WHEN typeof(value) IN ('integer', 'real') THEN value END, "
+          "CASE WHEN typeof(value) = 'text' THEN value END FROM store_tag_values", ("tag", "store_id", "person_id")),
     Table("cars", _cols("vin text, brand text, model text, model_year int, purchase_date text, store_id text"),
           "SELECT vin, brand, model, model_year, purchase_date, store_id FROM cars", ("vin",)),
     Table("ownerships", _cols("id int, person_id int, vin text, valid_from text, valid_to text"),

@@ -262,6 +262,7 @@ class Compiler:
         self._segment_path: list[str] = []
         self._recommendation_path: list[str] = []
         self._truth_subject = None  # a tag subject whose lookup may take the EXISTS form (see truth)
+        self._rule_scopes: list = []  # the `scope` of each segment being compiled (innermost last; None: group)
 
     # -- truth values (1 / 0 on SQLite, TRUE / FALSE where the engine has booleans) --
     def T(self) -> exp.Expression:  # noqa: N802
@@ -308,10 +309,12 @@ class Compiler:
             raise CompileError(f"segments refer to each other in a cycle: {cycle}",
                                "break the cycle: one of these segments must not use `in segment`")
         self._segment_path.append(name)
+        self._rule_scopes.append(segment.scope)
         try:
             condition = self.cond(segment.where, scope)
         finally:
             self._segment_path.pop()
+            self._rule_scopes.pop()
         if segment.scope is not None and not segment.scope.group:
             condition = and_(condition, self._in_stores(list(segment.scope.stores), scope))
         return condition
@@ -543,17 +546,26 @@ class Compiler:
             if only_truth:
                 self._truth_subject = None
 
-            def wrap(predicate, t=t, tag=tag, person=person):
-                # One lookup on the (tag, person_id) key; no row = missing = NULL.
+            at_store = self.tag_store(node.name)
+            table = "tag_values" if at_store is None else "store_tag_values"
+            store_key = None if at_store is None else self.bind(at_store)
+
+            def wrap(predicate, t=t, tag=tag, person=person, table=table, store_key=store_key):
+                # One lookup on the (tag, person_id) key -- (tag, store_id, person_id) for a per-store tag in a
+                # store's rule --; no row = missing = NULL.
                 key = and_(exp.EQ(this=col(t, "tag"), expression=tag), exp.EQ(this=col(t, "person_id"), expression=person))
                 if only_truth and self.d.set_plans:  # the same as a semi-join on the tag's rows
+                    where = and_(exp.EQ(this=col(t, "tag"), expression=tag), predicate)
+                    if store_key is not None:
+                        where = and_(where, exp.EQ(this=col(t, "store_id"), expression=store_key.copy()))
                     return in_rows(person, select_(col(t, "person_id")).from_(
-                        exp.to_table("tag_values").as_(t), copy=False).where(
-                        and_(exp.EQ(this=col(t, "tag"), expression=tag), predicate), copy=False))
+                        exp.to_table(table).as_(t), copy=False).where(where, copy=False))
+                if store_key is not None:
+                    key = and_(key, exp.EQ(this=col(t, "store_id"), expression=store_key))
                 if only_truth:  # only TRUE matters (see truth): the row exists and the predicate holds
-                    return exists(select_(num(1)).from_(exp.to_table("tag_values").as_(t), copy=False).where(
+                    return exists(select_(num(1)).from_(exp.to_table(table).as_(t), copy=False).where(
                         and_(key, predicate), copy=False))
-                return exp.Subquery(this=select_(predicate).from_(exp.to_table("tag_values").as_(t), copy=False).where(
+                return exp.Subquery(this=select_(predicate).from_(exp.to_table(table).as_(t), copy=False).where(
                     key, copy=False))
 
             # with a declared boolean or date type, `= 1` / `= "2026-01-01"` must not match a true / a date
@@ -584,6 +596,14 @@ class Compiler:
         if isinstance(node, ast.Aggregate):
             return self.aggregate(node, scope)
         raise Unsupported(f"unsupported: subject {type(node).__name__}")
+
+    def tag_store(self, tag: str) -> str | None:
+        """The store whose value of ``tag`` the rule being compiled reads: for a per-store tag
+        (``ValueTypes.store_tags``) in a segment scoped to one store, that store; else None (the person's
+        value). A per-store tag in a rule scoped to several stores is ambiguous: an error."""
+        from motorcade.dsl.evaluate import rule_tag_store
+
+        return rule_tag_store(self._rule_scopes[-1] if self._rule_scopes else None, tag, self.types.store_tags)
 
     def _json(self, document: exp.Expression, key: str, declared: str | None = None, event: str | None = None
               ) -> Typed:

@@ -35,6 +35,9 @@ def load_dataset(store, person_ids: Iterable[int] | None = None) -> Dataset:
     for pid, tag, value in rows["tags"]:
         if pid in people:
             people[pid].tags[tag] = value
+    for pid, store_id, tag, value in rows.get("store_tags", ()):
+        if pid in people:
+            people[pid].store_tags.setdefault(store_id, {})[tag] = types.tag(tag, value)
     for row in rows["cars"]:
         if row[0] in people:
             people[row[0]].cars.append(CarData(row[1], row[2], row[3], row[4], _date(row[5]), row[6],
@@ -61,4 +64,4 @@ def load_dataset(store, person_ids: Iterable[int] | None = None) -> Dataset:
         person.attributes, person.tags = types.person(person.attributes, person.tags)
         if types.properties:
             person.events = [attrs.evolve(e, properties=types.event(e.properties)) for e in person.events]
-    return Dataset(people)
+    return Dataset(people, store_tags=types.store_tags)

@@ -184,7 +184,9 @@ def flatten_conjuncts(rule_set, cond, path=()) -> list:
     out = []
     for item in items:
         if (isinstance(item, ast.InSegment) and item.segment in rule_set.segments and item.segment not in path
-                and _unscoped(rule_set.segments[item.segment])):  # a store segment keeps its scope whole
+                and _unscoped(rule_set.segments[item.segment])  # a store segment keeps its scope whole
+                # inside a store's segment a per-store tag reads the store's value, in a group one the person's
+                and (not path or path[0] not in rule_set.segments or _unscoped(rule_set.segments[path[0]]))):
             out.extend(flatten_conjuncts(rule_set, rule_set.segments[item.segment].where, (*path, item.segment)))
         else:
             out.append(item)
@@ -216,8 +218,11 @@ def _plain(value) -> bool:
 
 def _typed_tag(tag: str, types) -> bool:
     """A tag whose stored values are not what a rule compares: a boolean tag stores true as 1, a date tag
-    a date as ISO text (ValueTypes.tag), so a plain literal's index range is not the tag's answer."""
-    return types is not None and types.tags.get(tag) in ("boolean", "date")
+    a date as ISO text (ValueTypes.tag), so a plain literal's index range is not the tag's answer; a per-store
+    tag's value in a store's rule is not in tag_values at all."""
+    return types is not None and (types.tags.get(tag) in ("boolean", "date")
+                                  # the value a store's rule reads is in store_tag_values, not tag_values
+                                  or tag in types.store_tags)
 
 
 def drivers_for(index: int, cond, types=None) -> list[Driver]:
@@ -279,6 +284,7 @@ def plan_segment(store, rule_set, name: str, as_of: dt.datetime, tz="Asia/Shangh
     columns = getattr(store, "property_columns", None)
     compiler = Compiler(rule_set, as_of, tz, types, dialect, property_columns=columns() if columns else frozenset())
     compiler._segment_path.append(name)
+    compiler._rule_scopes.append(segment.scope)  # which store's value a per-store tag reads
     if settled is None:
         settled = store.identity_settled()
     where = segment.where

@@ -4,6 +4,11 @@
 transaction (a copy that fails or is killed leaves the target as empty as it found it), after migrating
 the target to the same schema version. :func:`verify_copy` then compares the row count of every table
 and the members of every segment of the project's rules, computed on both stores at the same as-of.
+
+The copy is audited without making the stores differ: its ``store.copy.started`` entry is appended to the
+source's log *before* any row is read, so it is copied with the rest and both chains agree up to it; the
+outcome (rows, verification) is appended afterwards to the target's log (:func:`record_copy_outcome`) and,
+by the command line, to the source's. :func:`verify_copy` compares the audit log up to the copy's own entry.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ from .postgres.dialect import ID_TABLES
 
 BATCH = 20_000
 # Untyped SQLite columns that are jsonb on PostgreSQL: a tag value (a number or text) becomes its JSON.
-JSON_VALUE_COLUMNS = {("tag_values", "value"), ("tag_value_counts", "value")}
+JSON_VALUE_COLUMNS = {("tag_values", "value"), ("store_tag_values", "value"), ("tag_value_counts", "value")}
 
 
 @attrs.define
 class CopyResult:
     rows: dict[str, int]  # table -> rows copied
     seconds: float
+    audit_entry: int | None = None  # id of the copy's ``store.copy.started`` entry (copied too)
 
 
 @attrs.define
@@ -34,10 +40,12 @@ class VerifyResult:
     counts: dict[str, tuple[int, int]]  # table -> (rows in the source, rows in the target)
     segments: dict[str, tuple[int, int, int]]  # segment -> (members on source, on target, in only one)
     as_of: dt.datetime
+    audit_chain_same: bool = True  # the copy's audit entry carries the same hash on both stores
 
     @property
     def ok(self) -> bool:
-        return all(a == b for a, b in self.counts.values()) and all(d == 0 for *_, d in self.segments.values())
+        return (self.audit_chain_same and all(a == b for a, b in self.counts.values())
+                and all(d == 0 for *_, d in self.segments.values()))
 
 
 def _tables(source) -> list[str]:
@@ -79,6 +87,9 @@ def copy_store(source, target, *, batch_size: int = BATCH,
     started = time.perf_counter()
     copied: dict[str, int] = {}
     raw = target.conn.raw
+    # Before any row is read, so the entry is among the rows copied (the target's chain continues from it).
+    audit_entry = source.audit("store.copy.started", {"to": target.location, "batch": batch_size},
+                               {"tables": len(tables)})
     with target.transaction():
         for table in tables:
             wanted = _target_columns(target, table)
@@ -106,20 +117,50 @@ def copy_store(source, target, *, batch_size: int = BATCH,
                 raw.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                             f"greatest((SELECT max(id) FROM {table}), 1))")
     target.analyze()
-    return CopyResult(copied, time.perf_counter() - started)
+    return CopyResult(copied, time.perf_counter() - started, audit_entry)
+
+
+def record_copy_outcome(source, target, result: CopyResult, verified: "VerifyResult | None") -> dict[str, Any]:
+    """Append the copy's outcome to the target's audit log, as the caller who copied (after verify, so it is
+    not compared); returns what it recorded (for the source's own entry)."""
+    outcome = {"rows": sum(result.rows.values()), "tables": len(result.rows), "started_entry": result.audit_entry,
+               "verify": "skipped" if verified is None else "ok" if verified.ok else "FAILED",
+               "outcome": "ok" if verified is None or verified.ok else "exit 1"}
+    target.access = source.access
+    target.audit("store.copy", {"from": source.location}, outcome)
+    return outcome
+
+
+def _copied_audit_entry(target) -> int | None:
+    """The id of the newest ``store.copy.started`` entry the target holds: the last entry copied."""
+    rows = target.audit_entries(action="store.copy.started", limit=1)
+    return rows[0]["id"] if rows else None
 
 
 def verify_copy(source, target, rule_set, tz, as_of: dt.datetime) -> VerifyResult:
-    """Row counts of every table on both stores, and every segment's members computed on both at ``as_of``."""
+    """Row counts of every table on both stores, and every segment's members computed on both at ``as_of``.
+
+    The audit log is compared up to the copy's own ``store.copy.started`` entry (entries appended later, the
+    outcome of the copy among them, are each store's own), and that entry must carry the same hash on both:
+    the copied chain is the source's."""
     from ..segments.compute import evaluate_members
 
     counts = {}
+    copied_upto = _copied_audit_entry(target)
     for table in _tables(source):
-        counts[table] = (source.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0],
-                         target.conn.execute_native(f"SELECT count(*) FROM {table}").fetchone()[0])
+        where = ""
+        if table == "audit_log" and copied_upto is not None:
+            where = f" WHERE id <= {int(copied_upto)}"
+        counts[table] = (source.conn.execute(f"SELECT count(*) FROM {table}{where}").fetchone()[0],
+                         target.conn.execute_native(f"SELECT count(*) FROM {table}{where}").fetchone()[0])
+    same_chain = True
+    if copied_upto is not None:
+        hashes = [s.conn.execute("SELECT hash FROM audit_log WHERE id = ?", (copied_upto,)).fetchone()
+                  for s in (source, target)]
+        same_chain = hashes[0] is not None and tuple(hashes[0]) == tuple(hashes[1])
     segments: dict[str, Any] = {}
     for name in sorted(rule_set.segments):
         on_source = set(evaluate_members(source, rule_set, name, as_of, tz)[0])
         on_target = set(evaluate_members(target, rule_set, name, as_of, tz)[0])
         segments[name] = (len(on_source), len(on_target), len(on_source ^ on_target))
-    return VerifyResult(counts, segments, as_of)
+    return VerifyResult(counts, segments, as_of, same_chain)

@@ -656,6 +656,7 @@ class IdentityMixin:
         conn.execute(f"DELETE FROM consents WHERE person_id IN {merged}")
         for table, columns in (
             ("tag_values", "tag, {pid}, value, computed_at, calculator, calculator_version"),
+            ("store_tag_values", "tag, store_id, {pid}, value, computed_at, calculator, calculator_version"),
             ("segment_members", "segment, {pid}, entered_at, computed_at, revision"),
         ):
             names = columns.format(pid="person_id")

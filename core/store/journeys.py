@@ -118,16 +118,19 @@ class JourneysMixin:
     # -- observing ----------------------------------------------------------------------------------
 
     def journey_state_counts(self, journey: str) -> list[tuple[str, str, str, int]]:
-        """``(status, arm, step, people)`` for every combination present."""
+        """``(status, arm, step, people)`` for every combination present, over the caller's people only."""
         return [tuple(r) for r in self.conn.execute(
-            "SELECT status, arm, step, count(*) FROM journey_states WHERE journey = ? GROUP BY status, arm, step "
-            "ORDER BY status, arm, step", (journey,))]
+            "SELECT status, arm, step, count(*) FROM journey_states WHERE journey = ? AND "
+            f"{self.person_scope_filter('person_id')} GROUP BY status, arm, step ORDER BY status, arm, step",
+            (journey,))]
 
     def journey_edge_counts(self, journey: str) -> list[tuple[str, str, str | None, int]]:
-        """``(step, outcome, next step, people)``: how many took each edge (every entry counts)."""
+        """``(step, outcome, next step, people)``: how many took each edge (every entry counts), over the
+        caller's people only."""
         return [tuple(r) for r in self.conn.execute(
-            "SELECT step, outcome, next_step, count(*) FROM journey_path WHERE journey = ? "
-            "GROUP BY step, outcome, next_step ORDER BY step, outcome", (journey,))]
+            "SELECT step, outcome, next_step, count(*) FROM journey_path WHERE journey = ? AND "
+            f"{self.person_scope_filter('person_id')} GROUP BY step, outcome, next_step ORDER BY step, outcome",
+            (journey,))]
 
     def journey_states_of(self, journey: str, person_id: int) -> list[dict[str, Any]]:
         """Every entry of the person into ``journey`` (its state row), by entry."""
@@ -143,10 +146,10 @@ class JourneysMixin:
             "ORDER BY entry, id", (journey, person_id))]
 
     def journey_entries(self, journey: str) -> list[tuple[int, int, str, int]]:
-        """``(person, entry, arm, entered_at)`` of every entry."""
+        """``(person, entry, arm, entered_at)`` of every entry of the caller's people."""
         return [tuple(r) for r in self.conn.execute(
-            "SELECT person_id, entry, arm, entered_at FROM journey_states WHERE journey = ? ORDER BY person_id, entry",
-            (journey,))]
+            "SELECT person_id, entry, arm, entered_at FROM journey_states WHERE journey = ? AND "
+            f"{self.person_scope_filter('person_id')} ORDER BY person_id, entry", (journey,))]
 
     def journey_active_versions(self, journey: str, *, besides: str) -> list[str]:
         """The versions of ``journey`` other than ``besides`` that people are still active on, by version."""

@@ -689,6 +689,30 @@ def m013_journeys(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m014_store_tag_values(db: sqlite_utils.Database) -> None:
+    """Tag values per (person, store) (seed 001: 门店价值 -> 加权 -> 企业级价值): a tag defined ``per_store``
+    (the value tag plugin's ``store_value_score``) keeps, besides the person's value in ``tag_values``, the
+    value at each store the person used; a store-scoped rule reads the value at its store."""
+    db.executescript(
+        """
+        ALTER TABLE tag_definitions ADD COLUMN per_store INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE IF NOT EXISTS store_tag_values (
+            tag TEXT NOT NULL,
+            store_id TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            value,
+            computed_at TEXT NOT NULL,
+            calculator TEXT NOT NULL,
+            calculator_version TEXT NOT NULL,
+            PRIMARY KEY (tag, store_id, person_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS store_tag_values_tag_value ON store_tag_values (tag, store_id, value);
+        CREATE INDEX IF NOT EXISTS store_tag_values_person ON store_tag_values (person_id);
+        """
+    )
+
+
 # -- PostgreSQL bodies ----------------------------------------------------------------------------------------
 # Same tables, columns and indexes as the SQLite bodies above, in PostgreSQL's types: ids are BIGINT with an
 # identity default (rows inserted with an explicit id move the sequence on, see motorcade.store.postgres);
@@ -936,5 +960,19 @@ def _pg_m013_journeys(execute: Callable[[str], None]) -> None:
         f"CREATE TABLE journey_path (id {_PG_ID}, journey TEXT NOT NULL, person_id BIGINT NOT NULL, "
         "entry INTEGER NOT NULL, step TEXT NOT NULL, outcome TEXT NOT NULL, next_step TEXT, at BIGINT NOT NULL, "
         "detail TEXT NOT NULL DEFAULT '{}', UNIQUE (journey, person_id, entry, step, outcome))",
+    ):
+        execute(statement)
+
+
+@postgresql(m014_store_tag_values)
+def _pg_m014_store_tag_values(execute: Callable[[str], None]) -> None:
+    for statement in (
+        "ALTER TABLE tag_definitions ADD COLUMN per_store INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE store_tag_values (tag TEXT NOT NULL, store_id TEXT NOT NULL, person_id BIGINT NOT NULL, "
+        "value JSONB, computed_at TEXT NOT NULL, calculator TEXT NOT NULL, calculator_version TEXT NOT NULL, "
+        f"{_PG_TAG_VALUE_COLUMNS}, PRIMARY KEY (tag, store_id, person_id))",
+        "CREATE INDEX store_tag_values_tag_num ON store_tag_values (tag, store_id, value_num, person_id)",
+        "CREATE INDEX store_tag_values_tag_text ON store_tag_values (tag, store_id, value_text, person_id)",
+        "CREATE INDEX store_tag_values_person ON store_tag_values (person_id)",
     ):
         execute(statement)

@@ -284,5 +284,7 @@ class PeopleMixin:
         declared: dict[str, dict[str, str]] = {"attribute": {}, "property": {}}
         for scope, name, kind in self.conn.execute("SELECT scope, name, type FROM value_types"):
             declared.setdefault(scope, {})[name] = kind
+        definitions = self.conn.execute("SELECT name, type, per_store FROM tag_definitions").fetchall()
         return ValueTypes(attributes=declared["attribute"], properties=declared["property"],
-                          tags=dict(self.conn.execute("SELECT name, type FROM tag_definitions").fetchall()))
+                          tags={name: kind for name, kind, _ in definitions},
+                          store_tags=frozenset(name for name, _, per_store in definitions if per_store))

@@ -621,6 +621,17 @@ class TagsStore(Protocol):
         Runs in one transaction: readers see the old or the new values, never a mix."""
         ...
 
+    def write_store_tag_values(self, values: Iterable[tuple[int, str, Any, str]], *, tags: Iterable[str],
+                               calculator: str, calculator_version: str, computed_at: dt.datetime,
+                               person_ids: Iterable[int] | None = None) -> int:
+        """Replace the per-store values ``(person_id, tag, value, store_id)`` of ``tags`` (for everyone, or only
+        ``person_ids``); like :meth:`write_tag_values`, in one transaction, dropping people merged away."""
+        ...
+
+    def store_tags_of(self, person_id: int) -> dict[str, dict[str, Any]]:
+        """The person's per-store tag values: ``store_id -> {tag: value as stored}``."""
+        ...
+
     def tags_of(self, person_id: int) -> list[TagValue]:
         """The person's current tag values, by tag name."""
         ...
@@ -1328,11 +1339,12 @@ class JourneysStore(Protocol):
         ...
 
     def journey_state_counts(self, journey: str) -> list[tuple[str, str, str, int]]:
-        """``(status, arm, step, people)`` for every combination present."""
+        """``(status, arm, step, people)`` for every combination present, over the caller's people only."""
         ...
 
     def journey_edge_counts(self, journey: str) -> list[tuple[str, str, str | None, int]]:
-        """``(step, outcome, next step, people)``: how many took each edge (every entry counts)."""
+        """``(step, outcome, next step, people)``: how many took each edge (every entry counts), over the
+        caller's people only."""
         ...
 
     def journey_states_of(self, journey: str, person_id: int) -> list[dict[str, Any]]:
@@ -1344,7 +1356,7 @@ class JourneysStore(Protocol):
         ...
 
     def journey_entries(self, journey: str) -> list[tuple[int, int, str, int]]:
-        """``(person, entry, arm, entered_at)`` of every entry."""
+        """``(person, entry, arm, entered_at)`` of every entry of the caller's people."""
         ...
 
     def journey_active_versions(self, journey: str, *, besides: str) -> list[str]:

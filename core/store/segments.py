@@ -57,7 +57,7 @@ class SegmentsMixin:
 
     def person_rule_rows(self, person_ids: Sequence[int]) -> dict[str, list[tuple]]:
         """The stored rows of these people that rules read, for the reference evaluator (ids not stored are left
-        out): ``people`` ``(id, attributes dict)``; ``tags`` ``(person_id, tag, value as stored)``; ``cars``
+        out): ``people`` ``(id, attributes dict)``; ``tags`` ``(person_id, tag, value as stored)``; ``store_tags`` ``(person_id, store_id, tag, value)``; ``cars``
         ``(person_id, vin, brand, model, model_year, purchase_date, store_id, valid_from, valid_to)`` of their
         ownerships in ownership order; ``relations`` ``(person_id, kind, target_id)``; ``consents``
         ``(person_id, channel, granted bool)``; ``events`` ``(id, person_id, name, ts epoch, properties dict)``,
@@ -65,8 +65,8 @@ class SegmentsMixin:
         belongs to for access control. Dates stay ISO text."""
         from motorcade.access.scope import person_stores_sql
 
-        out: dict[str, list[tuple]] = {k: [] for k in ("people", "tags", "cars", "relations", "scope_stores",
-                                                       "consents", "events")}
+        out: dict[str, list[tuple]] = {k: [] for k in ("people", "tags", "store_tags", "cars", "relations",
+                                                       "scope_stores", "consents", "events")}
         pairs, pair_params = person_stores_sql()
         ids = list(person_ids)
         conn = self.conn
@@ -77,6 +77,8 @@ class SegmentsMixin:
                 f"SELECT id, attributes FROM people WHERE id IN ({marks})", chunk)]
             out["tags"] += [tuple(r) for r in conn.execute(
                 f"SELECT person_id, tag, value FROM tag_values WHERE person_id IN ({marks})", chunk)]
+            out["store_tags"] += [tuple(r) for r in conn.execute(
+                f"SELECT person_id, store_id, tag, value FROM store_tag_values WHERE person_id IN ({marks})", chunk)]
             out["cars"] += [tuple(r) for r in conn.execute(
                 "SELECT o.person_id, c.vin, c.brand, c.model, c.model_year, c.purchase_date, c.store_id, "
                 f"o.valid_from, o.valid_to FROM ownerships o JOIN cars c ON c.vin = o.vin "

@@ -15,14 +15,16 @@ class TagsMixin:
         """Record tag definitions (:class:`motorcade.tags.base.TagDefinition`) in the catalogue."""
         self.conn.executemany(
             "INSERT INTO tag_definitions (name, type, description, title, allowed_values, value_range, calculator, "
-            "calculator_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "calculator_version, per_store) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
             "type=excluded.type, description=excluded.description, title=excluded.title, "
             "allowed_values=excluded.allowed_values, value_range=excluded.value_range, "
-            "calculator=excluded.calculator, calculator_version=excluded.calculator_version",
+            "calculator=excluded.calculator, calculator_version=excluded.calculator_version, "
+            "per_store=excluded.per_store",
             [
                 (d.name, d.type, d.description, d.title,
                  None if d.allowed_values is None else dumps(list(d.allowed_values)),
-                 None if d.value_range is None else dumps(list(d.value_range)), calculator, calculator_version)
+                 None if d.value_range is None else dumps(list(d.value_range)), calculator, calculator_version,
+                 int(getattr(d, "per_store", False)))
                 for d in definitions
             ],
         )
@@ -72,6 +74,37 @@ class TagsMixin:
             changed = self.conn.total_changes - before
             self.recount_tag_values(written)  # planner statistics (motorcade.store.stats)
             return changed
+
+    def write_store_tag_values(self, values: Iterable[tuple[int, str, Any, str]], *, tags: Iterable[str],
+                               calculator: str, calculator_version: str, computed_at: dt.datetime,
+                               person_ids: Iterable[int] | None = None) -> int:
+        """Replace the per-store values ``(person_id, tag, value, store_id)`` of ``tags`` (for everyone, or only
+        ``person_ids``); like :meth:`write_tag_values`, in one transaction, dropping people merged away."""
+        tags = list(tags)
+        at = iso(computed_at)
+        with self.transaction():
+            if person_ids is None:
+                self.conn.executemany("DELETE FROM store_tag_values WHERE tag = ?", [(t,) for t in tags])
+            else:
+                ids = list(person_ids)
+                self.conn.executemany("DELETE FROM store_tag_values WHERE tag = ? AND person_id = ?",
+                                      [(t, p) for t in tags for p in ids])
+            before = self.conn.total_changes
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO store_tag_values (tag, store_id, person_id, value, computed_at, calculator, "
+                "calculator_version) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM people WHERE id = ?3)",
+                ((tag, str(store_id), pid, value, at, calculator, calculator_version)
+                 for pid, tag, value, store_id in values))
+            return self.conn.total_changes - before
+
+    def store_tags_of(self, person_id: int) -> dict[str, dict[str, Any]]:
+        """The person's per-store tag values: ``store_id -> {tag: value as stored}``."""
+        out: dict[str, dict[str, Any]] = {}
+        for store_id, tag, value in self.conn.execute(
+                "SELECT store_id, tag, value FROM store_tag_values WHERE person_id = ? ORDER BY store_id, tag",
+                (person_id,)):
+            out.setdefault(store_id, {})[tag] = value
+        return out
 
     def tags_of(self, person_id: int) -> list[TagValue]:
         return [

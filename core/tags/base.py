@@ -25,6 +25,9 @@ class TagDefinition:
     title: str = ""  # display title, e.g. "购买意向等级"
     allowed_values: tuple[Any, ...] | None = None  # closed set of values (levels), if any
     value_range: tuple[float, float] | None = None  # inclusive numeric range, if any
+    # True: besides the person's value, the calculator yields the value at each store the person used, as
+    # ``(person_id, tag, value, store_id)``; a store-scoped rule reads the value at its store (docs/tags.md)
+    per_store: bool = False
 
     def __attrs_post_init__(self):
         if self.type not in TAG_TYPES:

@@ -211,10 +211,26 @@ def _check_value(calc: TagCalculator, definition: TagDefinition, person_id: int,
     return value
 
 
-def _checked(calc: TagCalculator, values: Iterable[tuple[int, str, Any]], person_ids: frozenset[int] | None,
-             written: dict[str, set[int]] | None) -> Iterator[tuple[int, str, Any]]:
+def _checked(calc: TagCalculator, values: Iterable[tuple], person_ids: frozenset[int] | None,
+             written: dict[str, set[int]] | None,
+             per_store: list[tuple[int, str, Any, str]] | None = None) -> Iterator[tuple[int, str, Any]]:
+    """The person-level values, checked; a per-store value ``(person_id, tag, value, store_id)`` of a tag
+    defined ``per_store`` is checked alike and appended to ``per_store``."""
     definitions = {d.name: d for d in calc.produces}
-    for person_id, tag, value in values:
+    for item in values:
+        person_id, tag, value, *store = item
+        if store:
+            definition = definitions.get(tag)
+            if definition is None or not definition.per_store or per_store is None or len(store) != 1:
+                raise TagError(f"calculator {calc.name!r} produced a per-store value of tag {tag!r}, which it "
+                               "does not declare per_store", hint="set per_store=True on its TagDefinition")
+            if person_ids is not None and person_id not in person_ids:
+                raise TagError(f"calculator {calc.name!r} produced a value for person {person_id} in an "
+                               "incremental run that did not ask for that person",
+                               hint="yield values only for context.person_ids (see TagContext.wants)")
+            if value is not None and store[0] is not None:
+                per_store.append((person_id, tag, _check_value(calc, definition, person_id, value), str(store[0])))
+            continue
         definition = definitions.get(tag)
         if definition is None:
             raise TagError(f"calculator {calc.name!r} produced tag {tag!r}, which it does not declare",
@@ -400,10 +416,17 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                 raise TagError(f"calculator {calc.name!r} (version {calc.version}) failed: "
                                f"{type(exc).__name__}: {exc}",
                                hint="run with MOTORCADE_TRACE_PLUGINS=1 or see the traceback with python -m") from exc
-            rows = store.write_tag_values(
-                _checked(calc, values, person_ids, written if person_ids is not None else None),
-                tags=[d.name for d in calc.produces], calculator=calc.name, calculator_version=calc.version,
-                computed_at=started, person_ids=person_ids)
+            per_store: list[tuple[int, str, Any, str]] = []
+            with store.transaction():  # the person values and the per-store values change together
+                rows = store.write_tag_values(
+                    _checked(calc, values, person_ids, written if person_ids is not None else None, per_store),
+                    tags=[d.name for d in calc.produces], calculator=calc.name, calculator_version=calc.version,
+                    computed_at=started, person_ids=person_ids)
+                store_tags = [d.name for d in calc.produces if d.per_store]
+                if store_tags:  # (rows_written counts the person values, as before)
+                    store.write_store_tag_values(
+                        per_store, tags=store_tags, calculator=calc.name, calculator_version=calc.version,
+                        computed_at=started, person_ids=person_ids)
         rewritten[calc.name] = None if person_ids is None else set(person_ids)
         people = store.people_count()
         previous = store.tag_runs(calc.name, limit=1)

@@ -29,6 +29,7 @@ import re
 # Primary key of each table an ``INSERT OR REPLACE`` may name.
 PRIMARY_KEYS = {
     "tag_values": ("tag", "person_id"),
+    "store_tag_values": ("tag", "store_id", "person_id"),
     "segment_members": ("segment", "person_id"),
     "plan_stats": ("key",),
     "event_day_counts": ("name", "day"),

@@ -239,6 +239,32 @@ class PostgresOverrides:
             self.recount_tag_values(written)
             return changed
 
+    def write_store_tag_values(self, values: Iterable[tuple[int, str, Any, str]], *, tags: Iterable[str],
+                               calculator: str, calculator_version: str, computed_at: dt.datetime,
+                               person_ids: Iterable[int] | None = None) -> int:
+        tags = list(tags)
+        at = iso(computed_at)
+        conn = self.conn
+        with self.transaction():
+            if person_ids is None:
+                conn.execute_native("DELETE FROM store_tag_values WHERE tag = ANY(%s::text[])", (tags,))
+            else:
+                conn.execute_native("DELETE FROM store_tag_values WHERE tag = ANY(%s::text[]) "
+                                    "AND person_id = ANY(%s::bigint[])", (tags, list(person_ids)))
+            before = conn.total_changes
+            rows = [(tag, str(store_id), pid, _jsonb(value), at, calculator, calculator_version, pid)
+                    for pid, tag, value, store_id in values]
+            if rows:
+                with conn.raw.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO store_tag_values (tag, store_id, person_id, value, computed_at, calculator, "
+                        "calculator_version) SELECT %s, %s, %s, %s, %s, %s, %s WHERE EXISTS "
+                        "(SELECT 1 FROM people WHERE id = %s) ON CONFLICT (tag, store_id, person_id) DO UPDATE "
+                        "SET value = excluded.value, computed_at = excluded.computed_at, "
+                        "calculator = excluded.calculator, calculator_version = excluded.calculator_version", rows)
+                    conn.total_changes += max(cur.rowcount, 0)
+            return conn.total_changes - before
+
     _NUMBER = "(value #>> '{}')::double precision"
 
     def _tag_value_count(self, tag: str) -> int:

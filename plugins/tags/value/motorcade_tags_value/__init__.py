@@ -16,7 +16,9 @@ scores higher (score = 1 + the number of cut points the value is above); a small
 whole days, day counts and whole cents, compared exactly (configured monetary cut points are read to the
 cent too).
 
-The store value score is the weighted mean of the three scores (``weights``). The group value score is
+The store value score is the weighted mean of the three scores (``weights``). ``store_value_score`` and the
+three ``store_*_score`` tags are kept per (person, store): a person's own value is the one at their top
+store, and a rule scoped to a store (``scope store "SH01"``) reads the value at that store. The group value score is
 the weighted sum of a person's store value scores, each store weighted by the person's spend there times
 the store's ``store_weights`` entry (default 1), normalised to sum to one; when the person spent nothing
 (e.g. free service visits only), visit days take the place of spend. Both stay within 1–5.
@@ -69,7 +71,7 @@ def _cut_points_setting(settings: dict[str, Any], key: str) -> list[float] | Non
 
 class ValueTags(TagCalculator):
     name = "value"
-    version = "2"  # 2: exact money (cents), local days at each event's own UTC offset
+    version = "3"  # 2: exact money (cents), local days at each event's own UTC offset; 3: values per store
     depends_on_events = ("service_visit", "order")
     supported_engines = ("sqlite", "postgres")  # SQLite text, rendered per engine (context.sql)
     default_settings = {
@@ -92,14 +94,14 @@ class ValueTags(TagCalculator):
         TagDefinition("store_count", "number", "Number of the group's stores the person used", title="到店门店数"),
         TagDefinition("top_store", "string", "The store where the person's store value score is highest",
                       title="主力门店"),
-        TagDefinition("store_value_score", "number", "Store value score (1–5) at the top store",
-                      title="门店价值分", value_range=(1, 5)),
-        TagDefinition("store_r_score", "number", "Recency score (1–5) at the top store", title="门店R分",
-                      value_range=(1, 5)),
-        TagDefinition("store_f_score", "number", "Frequency score (1–5) at the top store", title="门店F分",
-                      value_range=(1, 5)),
-        TagDefinition("store_m_score", "number", "Monetary score (1–5) at the top store", title="门店M分",
-                      value_range=(1, 5)),
+        TagDefinition("store_value_score", "number", "Store value score (1–5): at the top store; in a rule "
+                      "scoped to a store, at that store", title="门店价值分", value_range=(1, 5), per_store=True),
+        TagDefinition("store_r_score", "number", "Recency score (1–5): at the top store; in a store's rule, "
+                      "at that store", title="门店R分", value_range=(1, 5), per_store=True),
+        TagDefinition("store_f_score", "number", "Frequency score (1–5): at the top store; in a store's rule, "
+                      "at that store", title="门店F分", value_range=(1, 5), per_store=True),
+        TagDefinition("store_m_score", "number", "Monetary score (1–5): at the top store; in a store's rule, "
+                      "at that store", title="门店M分", value_range=(1, 5), per_store=True),
         TagDefinition("group_value_score", "number", "Group-level value: spend-weighted sum of store value scores",
                       title="集团价值分", value_range=(1, 5)),
         TagDefinition("value_level", "string", "Group value level from group_value_score", title="用户价值等级",
@@ -175,6 +177,11 @@ class ValueTags(TagCalculator):
             yield person_id, "rfm_monetary", sum(x[3] for x in scored) / 100
             known = [x for x in scored if x[0] is not None]
             yield person_id, "store_count", len(known)
+            for store, _, _, _, r, f, m, value in known:  # the value at each store (a store's rules read it)
+                yield person_id, "store_value_score", round(value, 2), store
+                yield person_id, "store_r_score", r, store
+                yield person_id, "store_f_score", f, store
+                yield person_id, "store_m_score", m, store
             if known:
                 top = min(known, key=lambda x: (-x[7], -x[3], x[1], x[0]))
                 yield person_id, "top_store", top[0]

@@ -235,3 +235,103 @@ def test_frequency_counts_distinct_local_dates(tmp_path_factory, visits, as_of_h
             assert tags(s, p)["rfm_frequency"] == len(days)
     finally:
         s.close()
+
+
+# -- the value per (person, store): a store's rule reads the value at its store --------------------------
+
+_STORES = ("S1", "S2", "S3")
+_CUTS = {"recency_cut_points": [30, 90, 180, 365], "frequency_cut_points": [1, 2, 3, 5],
+         "monetary_cut_points": [1000, 5000, 20000, 100000]}
+_STORE_RULES = """
+scope store "S1"
+segment s1_valued { where tag store_value_score >= 3 }
+segment s1_recent { where tag store_r_score = 5 or tag store_m_score <= 2 }
+scope group
+segment top_valued { where tag store_value_score >= 3 }
+segment uses_s1_valued { where in segment s1_valued }
+"""
+
+
+def _by_hand(orders):
+    """The store value of each (person, store) from that store's rows only, as the plugin's README states it
+    (configured cut points): (R, F, M, value rounded to 0.01)."""
+    out = {}
+    for (person, store), rows in orders.items():
+        recency = min(days for days, _ in rows)  # whole days: every order is at AS_OF's time of day
+        frequency = len({days for days, _ in rows})
+        cents = sum(round(amount * 100) for _, amount in rows)
+        r = 1 + sum(recency < c for c in _CUTS["recency_cut_points"])
+        f = 1 + sum(frequency > c for c in _CUTS["frequency_cut_points"])
+        m = 1 + sum(cents > c * 100 for c in _CUTS["monetary_cut_points"])
+        out[person, store] = (r, f, m, round((r + f + m) / 3, 2))
+    return out
+
+
+_order = st.tuples(st.sampled_from(_STORES), st.integers(1, 400), st.integers(1, 3000).map(lambda y: y * 37.5))
+
+
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(people=st.lists(st.tuples(st.lists(_order, max_size=6),
+                                 st.lists(st.sampled_from(_STORES), max_size=2, unique=True)),
+                       min_size=1, max_size=6))
+def test_a_store_scoped_segment_reads_the_value_at_its_store(tmp_path_factory, people):
+    """For random orders over several stores: a segment scoped to S1 on `store_value_score` holds exactly the
+    S1 people whose value computed by hand from S1's rows alone passes -- in the compiled SQL and in the
+    reference evaluator --; a group segment reads the value at the person's top store."""
+    from motorcade.dsl.evaluate import evaluate_segment
+    from motorcade.dsl.rules import rule_set_from_text
+    from motorcade.segments.compute import evaluate_members
+    from motorcade.segments.dataset import load_dataset
+
+    s = SQLiteStore(tmp_path_factory.mktemp("stores") / "v.db")
+    try:
+        orders, related = {}, {}
+        events = []
+        for i, (bought, stores) in enumerate(people):
+            pid = s.create_person()
+            related[pid] = set(stores)
+            for store in stores:
+                s.set_relation(pid, "selling_store", store)
+            for j, (store, days, amount) in enumerate(bought):
+                orders.setdefault((pid, store), []).append((days, amount))
+                events.append(Event(name="order", ts=AS_OF - dt.timedelta(days=days), person_id=pid,
+                                    properties={"store": store, "amount": amount}, source="test",
+                                    dedup_key=f"{pid}-{j}"))
+        s.insert_events(events)
+        compute_tags(s, {"value": ValueTags()}, as_of=AS_OF, settings={"value": dict(_CUTS)})
+        hand = _by_hand(orders)
+        for pid in related:  # what is stored: every store's value, and the top store's as the person's
+            stored = s.store_tags_of(pid)
+            assert {st_: v["store_value_score"] for st_, v in stored.items()} == {
+                st_: hand[p, st_][3] for p, st_ in hand if p == pid}
+            assert all((v["store_r_score"], v["store_f_score"], v["store_m_score"]) == hand[pid, st_][:3]
+                       for st_, v in stored.items())
+        rules = rule_set_from_text(_STORE_RULES)
+        dataset = load_dataset(s)
+        s1_value = {p: v[3] for (p, st_), v in hand.items() if st_ == "S1"}
+        expected = {
+            "s1_valued": {p for p in related if "S1" in related[p] and s1_value.get(p, 0) >= 3},
+            "s1_recent": {p for p in related if "S1" in related[p] and (p, "S1") in hand
+                          and (hand[p, "S1"][0] == 5 or hand[p, "S1"][2] <= 2)},
+            "top_valued": {p for p in related if {t.tag: t.value for t in s.tags_of(p)}.get(
+                "store_value_score", 0) >= 3},
+        }
+        expected["uses_s1_valued"] = expected["s1_valued"]
+        for name, members in expected.items():
+            compiled, plan, _ = evaluate_members(s, rules, name, AS_OF, "UTC")
+            assert "reference evaluator" not in plan
+            assert set(compiled) == members, (name, plan)
+            assert evaluate_segment(rules, name, dataset, AS_OF, "UTC") == members, name
+        from motorcade.dsl.evaluate import explain_person
+
+        for pid in related:  # explain reads the same value, and says which store's
+            if "S1" in related[pid]:
+                tree = explain_person(rules, "s1_valued", dataset, pid, AS_OF, "UTC")
+                assert tree.result is (pid in expected["s1_valued"])
+                assert (pid, "S1") not in hand or f"{hand[pid, 'S1'][3]} at store S1" in tree.render()
+        top = {p: max(v[3] for (q, _), v in hand.items() if q == p) for p in related if any(
+            q == p for q, _ in hand)}
+        assert {p for p in top if top[p] >= 3} == expected["top_valued"]
+    finally:
+        s.close()
