@@ -831,3 +831,77 @@ def test_a_new_segment_trigger_ignores_changes_older_than_its_look_back(setup):
     put_members(store, "owners", [old, recent], clock() - dt.timedelta(hours=23))
     assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
     assert [s["person_id"] for s in store.list_sends()] == [recent]
+
+
+@pytest.mark.parametrize("missing, listed, more", [(3, 3, ""), (4, 3, " (and 1 more)"), (2, 2, "")])
+def test_a_rule_with_broken_templates_names_three_problems_and_counts_the_rest(setup, missing, listed, more):
+    via = " fallback ".join(f'memory template "gone{i}"' for i in range(missing))
+    project, ctx, clock = setup(rules(via=via), channels=[memory_channel_plugin()])
+    put_members(project.store, "owners", people(project.store, 1), clock())
+    with pytest.raises(MotorcadeError) as caught:
+        plan_campaign(ctx, "recall", clock())
+    message = caught.value.message
+    assert message.startswith("campaign 'recall' is not planned: its templates are broken: ")
+    assert sum(f"gone{i}" in message for i in range(missing)) == listed
+    assert message.count(" (and ") == (1 if more else 0) and (not more or message.endswith(more))
+    assert project.store.list_sends() == []
+
+
+def test_a_step_whose_channel_is_not_installed_says_why_and_the_next_step_is_still_rendered(setup):
+    project, ctx, clock = setup(rules(via='nosuch template "hello" fallback memory template "hello"'),
+                                channels=[memory_channel_plugin()])
+    put_members(project.store, "owners", people(project.store, 1), clock())
+    plan_campaign(ctx, "recall", clock())
+    (send,) = project.store.list_sends()
+    missing, rendered = send["payload"]["steps"]
+    # the registry's hint (what is installed), not only "no channel named ... is installed"
+    assert missing["error"].startswith("channel 'nosuch' is not installed (installed: memory")
+    assert "no channel named" not in missing["error"]
+    assert rendered["channel"] == "memory" and rendered["body"] == "您好 客户0" and "error" not in rendered
+
+
+def test_an_event_trigger_starts_at_its_first_pass_even_before_any_event(setup):
+    """The first pass fixes where the trigger starts although no event exists yet: an order loaded later with a
+    time before the look-back (a late import) is still after the trigger's start, and fires."""
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", ""),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    (pid,) = people(store, 1)
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 0, "fired": 0, "planned": 0}
+    assert store.get_activation_cursor("trigger:order_thanks:event_id") == "0"
+    with store.transaction():
+        store.insert_events([Event("order", clock() - dt.timedelta(days=3), pid, {"amount": 200000}, "dms", "late")])
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 1, "fired": 1, "planned": 1}
+
+
+def test_an_event_trigger_cursor_is_an_event_id_never_a_person_id(setup):
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", ""),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    *_, other, pid = people(store, 9)  # person ids above every event id
+    order = Event("order", clock() - dt.timedelta(minutes=5), pid, {"amount": 200000}, "dms", "o1")
+    with store.transaction():
+        store.insert_events([order])
+    last_event = store.max_event_id()
+    assert process_event_trigger(ctx, "order_thanks")["fired"] == 1
+    assert int(store.get_activation_cursor("trigger:order_thanks:event_id")) == last_event < pid
+    with store.transaction():
+        store.insert_events([attrs.evolve(order, person_id=other, dedup_key="o2")])
+    assert process_event_trigger(ctx, "order_thanks")["fired"] == 1
+
+
+def test_a_dead_letter_reason_keeps_4000_characters_and_its_failed_event_500(setup):
+    # five steps that each fail with a long error (a template error is cut at 1,000 characters): over 4,000 joined
+    via = " fallback ".join(f'memory template "long{i}"' for i in range(5))
+    project, ctx, clock = setup(rules(via=via), channels=[memory_channel_plugin()],
+                                templates={f"long{i}.txt": '{{ [].index("x" * 3000) }}' for i in range(5)})
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    plan_campaign(ctx, "recall", clock())
+    (send,) = store.list_sends()
+    errors = [step["error"] for step in send["payload"]["steps"]]
+    assert len("; ".join(errors)) > 4000
+    assert send["status"] == "dead" and send["reason"] == "; ".join(errors)[:4000]
+    (failed,) = store.events_of(pid, name="failed")
+    assert failed.properties["detail"] == send["reason"][:500]
