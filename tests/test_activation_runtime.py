@@ -905,3 +905,40 @@ def test_a_dead_letter_reason_keeps_4000_characters_and_its_failed_event_500(set
     assert send["status"] == "dead" and send["reason"] == "; ".join(errors)[:4000]
     (failed,) = store.events_of(pid, name="failed")
     assert failed.properties["detail"] == send["reason"][:500]
+
+
+def test_a_new_segment_trigger_whose_changes_are_all_older_than_its_look_back_never_fires_them(setup):
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    put_members(store, "owners", people(store, 2), clock() - dt.timedelta(hours=30))
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 0, "fired": 0, "planned": 0}
+    # the first pass skipped past them for good: the next pass does not read them as new
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 0, "fired": 0, "planned": 0}
+    assert store.list_sends() == []
+
+
+def test_a_segment_trigger_fires_at_the_time_of_the_change_not_of_the_pass(setup):
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    entered = clock() - dt.timedelta(hours=2)
+    put_members(store, "owners", people(store, 1), entered)
+    assert process_segment_trigger(ctx, "welcome")["fired"] == 1
+    (send,) = store.list_sends()
+    assert dt.datetime.fromisoformat(send["payload"]["fired_at"]) == entered
+
+
+def test_a_store_scoped_segment_trigger_skips_other_stores_people_and_goes_on(setup):
+    scoped = TRIGGER_RULES.replace("segment owners {", 'segment owners {\n  scope store "SH01"').replace(
+        "trigger welcome {", 'trigger welcome {\n  scope store "SH01"')
+    project, ctx, clock = setup(scoped,
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    other, own = people(store, 2)
+    with store.transaction():
+        store.set_relation(other, "selling_store", "SH02")
+        store.set_relation(own, "selling_store", "SH01")
+    put_members(store, "owners", [other, own], clock())
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 2, "fired": 1, "planned": 1}
+    assert [s["person_id"] for s in store.list_sends()] == [own]
