@@ -942,3 +942,16 @@ def test_a_store_scoped_segment_trigger_skips_other_stores_people_and_goes_on(se
     put_members(store, "owners", [other, own], clock())
     assert process_segment_trigger(ctx, "welcome") == {"changes": 2, "fired": 1, "planned": 1}
     assert [s["person_id"] for s in store.list_sends()] == [own]
+
+
+def test_an_anonymous_event_is_counted_and_skipped_and_the_batch_goes_on(setup):
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", ""),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    (pid,) = people(store, 1)
+    at = clock() - dt.timedelta(minutes=5)
+    with store.transaction():  # the anonymous order comes first in id order
+        store.insert_events([Event("order", at, None, {"amount": 200000}, "dms", "anonymous"),
+                             Event("order", at, pid, {"amount": 200000}, "dms", "known")])
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 2, "fired": 1, "planned": 1}
+    assert [s["person_id"] for s in store.list_sends()] == [pid]
