@@ -955,3 +955,41 @@ def test_an_anonymous_event_is_counted_and_skipped_and_the_batch_goes_on(setup):
                              Event("order", at, pid, {"amount": 200000}, "dms", "known")])
     assert process_event_trigger(ctx, "order_thanks") == {"events": 2, "fired": 1, "planned": 1}
     assert [s["person_id"] for s in store.list_sends()] == [pid]
+
+
+def test_a_holdout_send_is_recorded_without_rendering_its_message(setup):
+    project, ctx, clock = setup(rules(holdout="holdout 50%"), channels=[memory_channel_plugin()])
+    put_members(project.store, "owners", people(project.store, 20), clock())
+    plan_campaign(ctx, "recall", clock())
+    arms = {"holdout": 0, "treatment": 0}
+    for send in project.store.list_sends():
+        arms[send["payload"]["arm"]] += 1
+        (step,) = send["payload"]["steps"]
+        if send["payload"]["arm"] == "holdout":
+            assert step == {"channel": "memory", "template": "hello", "error": "holdout: not rendered"}
+        else:
+            assert step["body"].startswith("您好 客户") and "error" not in step
+    assert arms["holdout"] and arms["treatment"]
+
+
+def test_a_new_segment_trigger_takes_a_change_exactly_at_the_start_of_its_look_back(setup):
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    put_members(store, "owners", people(store, 1), clock() - dt.timedelta(hours=ctx.settings.trigger_lookback_hours))
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
+
+
+def test_a_store_scoped_event_trigger_skips_other_stores_people_and_goes_on(setup):
+    scoped = TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", "").replace(
+        "trigger order_thanks {", 'trigger order_thanks {\n  scope store "SH01"')
+    project, ctx, clock = setup(scoped, channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    other, own = people(store, 2)
+    at = clock() - dt.timedelta(minutes=5)
+    with store.transaction():
+        store.set_relation(other, "selling_store", "SH02")
+        store.set_relation(own, "selling_store", "SH01")
+        store.insert_events([Event("order", at, pid, {"amount": 200000}, "dms", f"o{pid}") for pid in (other, own)])
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 2, "fired": 1, "planned": 1}
+    assert [s["person_id"] for s in store.list_sends()] == [own]
