@@ -765,7 +765,8 @@ def test_an_enter_trigger_sees_the_first_change_reacts_to_entries_only_and_count
     ctx = attrs.evolve(ctx, log=messages.append)
     store = project.store
     first, second = people(store, 2)
-    # a pass before the segment ever changed must not skip its very first change
+    # passes before the segment ever changed must not skip its very first change
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 0, "fired": 0, "planned": 0}
     assert process_segment_trigger(ctx, "welcome") == {"changes": 0, "fired": 0, "planned": 0}
     put_members(store, "owners", [first], clock())
     assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
@@ -993,3 +994,15 @@ def test_a_store_scoped_event_trigger_skips_other_stores_people_and_goes_on(setu
         store.insert_events([Event("order", at, pid, {"amount": 200000}, "dms", f"o{pid}") for pid in (other, own)])
     assert process_event_trigger(ctx, "order_thanks") == {"events": 2, "fired": 1, "planned": 1}
     assert [s["person_id"] for s in store.list_sends()] == [own]
+
+
+def test_a_campaign_whose_channel_is_configured_but_not_loaded_is_not_planned_and_keeps_its_slot(setup):
+    project, ctx, clock = setup(rules(via='wecom template "hello"'), channels=[memory_channel_plugin()])
+    ctx = attrs.evolve(ctx, channel_settings={"wecom": {"corp_id": "ww1"}})  # [channels.wecom], no plugin for it
+    put_members(project.store, "owners", people(project.store, 1), clock())
+    with pytest.raises(MotorcadeError) as caught:
+        plan_campaign(ctx, "recall", clock())
+    assert caught.value.message.startswith("campaign 'recall' is not planned: channel 'wecom' is not loaded: "
+                                           "motorcade.toml configures [channels.wecom]")
+    assert "the slot stays due" in caught.value.hint
+    assert project.store.list_sends() == [] and project.store.get_run("campaign:recall:20261123T0200Z") is None
