@@ -1006,3 +1006,17 @@ def test_a_campaign_whose_channel_is_configured_but_not_loaded_is_not_planned_an
                                            "motorcade.toml configures [channels.wecom]")
     assert "the slot stays due" in caught.value.hint
     assert project.store.list_sends() == [] and project.store.get_run("campaign:recall:20261123T0200Z") is None
+
+
+def test_a_segment_change_that_does_not_fire_is_skipped_and_the_pass_goes_on(setup):
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    again, new = people(store, 2)
+    put_members(store, "owners", [again], clock())
+    assert process_segment_trigger(ctx, "welcome")["fired"] == 1
+    clock.advance(days=1)
+    put_members(store, "owners", [], clock())
+    put_members(store, "owners", [again, new], clock())  # `again` re-enters within 30 days: no firing, `new` fires
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 3, "fired": 1, "planned": 1}
+    assert sorted(s["person_id"] for s in store.list_sends()) == [again, new]
