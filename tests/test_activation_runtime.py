@@ -1020,3 +1020,26 @@ def test_a_segment_change_that_does_not_fire_is_skipped_and_the_pass_goes_on(set
     put_members(store, "owners", [again, new], clock())  # `again` re-enters within 30 days: no firing, `new` fires
     assert process_segment_trigger(ctx, "welcome") == {"changes": 3, "fired": 1, "planned": 1}
     assert sorted(s["person_id"] for s in store.list_sends()) == [again, new]
+
+
+def test_an_event_trigger_with_a_batch_of_one_handles_every_event_one_transaction_each(setup):
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", "")
+                                .replace("on order where amount > 100000", "on order  reenter always"),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    ctx.settings = type(ctx.settings)(**{**attrs.asdict(ctx.settings), "trigger_batch": 1})
+    store = project.store
+    (pid,) = people(store, 1)
+    with store.transaction():
+        store.insert_events([Event("order", clock() - dt.timedelta(minutes=5), pid, {"amount": i}, "dms", f"o{i}")
+                             for i in range(3)])
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 3, "fired": 3, "planned": 3}
+
+
+def test_a_planned_send_names_the_first_step_of_its_chain_until_a_worker_chooses(setup):
+    project, ctx, clock = setup(rules(via='memory template "hello" fallback backup template "other"'),
+                                channels=[memory_channel_plugin(), memory_channel_plugin("backup")],
+                                templates={"hello.txt": "hi", "other.txt": "ho"})
+    put_members(project.store, "owners", people(project.store, 1), clock())
+    plan_campaign(ctx, "recall", clock())
+    (send,) = project.store.list_sends()
+    assert (send["channel"], send["template"], send["step"]) == ("memory", "hello", 0)
