@@ -765,7 +765,8 @@ def test_an_enter_trigger_sees_the_first_change_reacts_to_entries_only_and_count
     ctx = attrs.evolve(ctx, log=messages.append)
     store = project.store
     first, second = people(store, 2)
-    # a pass before the segment ever changed must not skip its very first change
+    # passes before the segment ever changed must not skip its very first change
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 0, "fired": 0, "planned": 0}
     assert process_segment_trigger(ctx, "welcome") == {"changes": 0, "fired": 0, "planned": 0}
     put_members(store, "owners", [first], clock())
     assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
@@ -831,3 +832,214 @@ def test_a_new_segment_trigger_ignores_changes_older_than_its_look_back(setup):
     put_members(store, "owners", [old, recent], clock() - dt.timedelta(hours=23))
     assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
     assert [s["person_id"] for s in store.list_sends()] == [recent]
+
+
+@pytest.mark.parametrize("missing, listed, more", [(3, 3, ""), (4, 3, " (and 1 more)"), (2, 2, "")])
+def test_a_rule_with_broken_templates_names_three_problems_and_counts_the_rest(setup, missing, listed, more):
+    via = " fallback ".join(f'memory template "gone{i}"' for i in range(missing))
+    project, ctx, clock = setup(rules(via=via), channels=[memory_channel_plugin()])
+    put_members(project.store, "owners", people(project.store, 1), clock())
+    with pytest.raises(MotorcadeError) as caught:
+        plan_campaign(ctx, "recall", clock())
+    message = caught.value.message
+    assert message.startswith("campaign 'recall' is not planned: its templates are broken: ")
+    assert sum(f"gone{i}" in message for i in range(missing)) == listed
+    assert message.count(" (and ") == (1 if more else 0) and (not more or message.endswith(more))
+    assert project.store.list_sends() == []
+
+
+def test_a_step_whose_channel_is_not_installed_says_why_and_the_next_step_is_still_rendered(setup):
+    project, ctx, clock = setup(rules(via='nosuch template "hello" fallback memory template "hello"'),
+                                channels=[memory_channel_plugin()])
+    put_members(project.store, "owners", people(project.store, 1), clock())
+    plan_campaign(ctx, "recall", clock())
+    (send,) = project.store.list_sends()
+    missing, rendered = send["payload"]["steps"]
+    # the registry's hint (what is installed), not only "no channel named ... is installed"
+    assert missing["error"].startswith("channel 'nosuch' is not installed (installed: memory")
+    assert "no channel named" not in missing["error"]
+    assert rendered["channel"] == "memory" and rendered["body"] == "您好 客户0" and "error" not in rendered
+
+
+def test_an_event_trigger_starts_at_its_first_pass_even_before_any_event(setup):
+    """The first pass fixes where the trigger starts although no event exists yet: an order loaded later with a
+    time before the look-back (a late import) is still after the trigger's start, and fires."""
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", ""),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    (pid,) = people(store, 1)
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 0, "fired": 0, "planned": 0}
+    assert store.get_activation_cursor("trigger:order_thanks:event_id") == "0"
+    with store.transaction():
+        store.insert_events([Event("order", clock() - dt.timedelta(days=3), pid, {"amount": 200000}, "dms", "late")])
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 1, "fired": 1, "planned": 1}
+
+
+def test_an_event_trigger_cursor_is_an_event_id_never_a_person_id(setup):
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", ""),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    *_, other, pid = people(store, 9)  # person ids above every event id
+    order = Event("order", clock() - dt.timedelta(minutes=5), pid, {"amount": 200000}, "dms", "o1")
+    with store.transaction():
+        store.insert_events([order])
+    last_event = store.max_event_id()
+    assert process_event_trigger(ctx, "order_thanks")["fired"] == 1
+    assert int(store.get_activation_cursor("trigger:order_thanks:event_id")) == last_event < pid
+    with store.transaction():
+        store.insert_events([attrs.evolve(order, person_id=other, dedup_key="o2")])
+    assert process_event_trigger(ctx, "order_thanks")["fired"] == 1
+
+
+def test_a_dead_letter_reason_keeps_4000_characters_and_its_failed_event_500(setup):
+    # five steps that each fail with a long error (a template error is cut at 1,000 characters): over 4,000 joined
+    via = " fallback ".join(f'memory template "long{i}"' for i in range(5))
+    project, ctx, clock = setup(rules(via=via), channels=[memory_channel_plugin()],
+                                templates={f"long{i}.txt": '{{ [].index("x" * 3000) }}' for i in range(5)})
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    plan_campaign(ctx, "recall", clock())
+    (send,) = store.list_sends()
+    errors = [step["error"] for step in send["payload"]["steps"]]
+    assert len("; ".join(errors)) > 4000
+    assert send["status"] == "dead" and send["reason"] == "; ".join(errors)[:4000]
+    (failed,) = store.events_of(pid, name="failed")
+    assert failed.properties["detail"] == send["reason"][:500]
+
+
+def test_a_new_segment_trigger_whose_changes_are_all_older_than_its_look_back_never_fires_them(setup):
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    put_members(store, "owners", people(store, 2), clock() - dt.timedelta(hours=30))
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 0, "fired": 0, "planned": 0}
+    # the first pass skipped past them for good: the next pass does not read them as new
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 0, "fired": 0, "planned": 0}
+    assert store.list_sends() == []
+
+
+def test_a_segment_trigger_fires_at_the_time_of_the_change_not_of_the_pass(setup):
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    entered = clock() - dt.timedelta(hours=2)
+    put_members(store, "owners", people(store, 1), entered)
+    assert process_segment_trigger(ctx, "welcome")["fired"] == 1
+    (send,) = store.list_sends()
+    assert dt.datetime.fromisoformat(send["payload"]["fired_at"]) == entered
+
+
+def test_a_store_scoped_segment_trigger_skips_other_stores_people_and_goes_on(setup):
+    scoped = TRIGGER_RULES.replace("segment owners {", 'segment owners {\n  scope store "SH01"').replace(
+        "trigger welcome {", 'trigger welcome {\n  scope store "SH01"')
+    project, ctx, clock = setup(scoped,
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    other, own = people(store, 2)
+    with store.transaction():
+        store.set_relation(other, "selling_store", "SH02")
+        store.set_relation(own, "selling_store", "SH01")
+    put_members(store, "owners", [other, own], clock())
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 2, "fired": 1, "planned": 1}
+    assert [s["person_id"] for s in store.list_sends()] == [own]
+
+
+def test_an_anonymous_event_is_counted_and_skipped_and_the_batch_goes_on(setup):
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", ""),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    (pid,) = people(store, 1)
+    at = clock() - dt.timedelta(minutes=5)
+    with store.transaction():  # the anonymous order comes first in id order
+        store.insert_events([Event("order", at, None, {"amount": 200000}, "dms", "anonymous"),
+                             Event("order", at, pid, {"amount": 200000}, "dms", "known")])
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 2, "fired": 1, "planned": 1}
+    assert [s["person_id"] for s in store.list_sends()] == [pid]
+
+
+def test_a_holdout_send_is_recorded_without_rendering_its_message(setup):
+    project, ctx, clock = setup(rules(holdout="holdout 50%"), channels=[memory_channel_plugin()])
+    put_members(project.store, "owners", people(project.store, 20), clock())
+    plan_campaign(ctx, "recall", clock())
+    arms = {"holdout": 0, "treatment": 0}
+    for send in project.store.list_sends():
+        arms[send["payload"]["arm"]] += 1
+        (step,) = send["payload"]["steps"]
+        if send["payload"]["arm"] == "holdout":
+            assert step == {"channel": "memory", "template": "hello", "error": "holdout: not rendered"}
+        else:
+            assert step["body"].startswith("您好 客户") and "error" not in step
+    assert arms["holdout"] and arms["treatment"]
+
+
+def test_a_new_segment_trigger_takes_a_change_exactly_at_the_start_of_its_look_back(setup):
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    put_members(store, "owners", people(store, 1), clock() - dt.timedelta(hours=ctx.settings.trigger_lookback_hours))
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
+
+
+def test_a_store_scoped_event_trigger_skips_other_stores_people_and_goes_on(setup):
+    scoped = TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", "").replace(
+        "trigger order_thanks {", 'trigger order_thanks {\n  scope store "SH01"')
+    project, ctx, clock = setup(scoped, channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    other, own = people(store, 2)
+    at = clock() - dt.timedelta(minutes=5)
+    with store.transaction():
+        store.set_relation(other, "selling_store", "SH02")
+        store.set_relation(own, "selling_store", "SH01")
+        store.insert_events([Event("order", at, pid, {"amount": 200000}, "dms", f"o{pid}") for pid in (other, own)])
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 2, "fired": 1, "planned": 1}
+    assert [s["person_id"] for s in store.list_sends()] == [own]
+
+
+def test_a_campaign_whose_channel_is_configured_but_not_loaded_is_not_planned_and_keeps_its_slot(setup):
+    project, ctx, clock = setup(rules(via='wecom template "hello"'), channels=[memory_channel_plugin()])
+    ctx = attrs.evolve(ctx, channel_settings={"wecom": {"corp_id": "ww1"}})  # [channels.wecom], no plugin for it
+    put_members(project.store, "owners", people(project.store, 1), clock())
+    with pytest.raises(MotorcadeError) as caught:
+        plan_campaign(ctx, "recall", clock())
+    assert caught.value.message.startswith("campaign 'recall' is not planned: channel 'wecom' is not loaded: "
+                                           "motorcade.toml configures [channels.wecom]")
+    assert "the slot stays due" in caught.value.hint
+    assert project.store.list_sends() == [] and project.store.get_run("campaign:recall:20261123T0200Z") is None
+
+
+def test_a_segment_change_that_does_not_fire_is_skipped_and_the_pass_goes_on(setup):
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    again, new = people(store, 2)
+    put_members(store, "owners", [again], clock())
+    assert process_segment_trigger(ctx, "welcome")["fired"] == 1
+    clock.advance(days=1)
+    put_members(store, "owners", [], clock())
+    put_members(store, "owners", [again, new], clock())  # `again` re-enters within 30 days: no firing, `new` fires
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 3, "fired": 1, "planned": 1}
+    assert sorted(s["person_id"] for s in store.list_sends()) == [again, new]
+
+
+def test_an_event_trigger_with_a_batch_of_one_handles_every_event_one_transaction_each(setup):
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", "")
+                                .replace("on order where amount > 100000", "on order  reenter always"),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    ctx.settings = type(ctx.settings)(**{**attrs.asdict(ctx.settings), "trigger_batch": 1})
+    store = project.store
+    (pid,) = people(store, 1)
+    with store.transaction():
+        store.insert_events([Event("order", clock() - dt.timedelta(minutes=5), pid, {"amount": i}, "dms", f"o{i}")
+                             for i in range(3)])
+    assert process_event_trigger(ctx, "order_thanks") == {"events": 3, "fired": 3, "planned": 3}
+
+
+def test_a_planned_send_names_the_first_step_of_its_chain_until_a_worker_chooses(setup):
+    project, ctx, clock = setup(rules(via='memory template "hello" fallback backup template "other"'),
+                                channels=[memory_channel_plugin(), memory_channel_plugin("backup")],
+                                templates={"hello.txt": "hi", "other.txt": "ho"})
+    put_members(project.store, "owners", people(project.store, 1), clock())
+    plan_campaign(ctx, "recall", clock())
+    (send,) = project.store.list_sends()
+    assert (send["channel"], send["template"], send["step"]) == ("memory", "hello", 0)

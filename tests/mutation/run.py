@@ -32,19 +32,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "mutation"
 
-# module -> the tests that exercise it (fast, deterministic ones first: pytest -x stops at the first failure)
+# module -> the tests that exercise it (fast, deterministic ones first: pytest -x stops at the first failure).
+# Left out on purpose, because one run of them costs minutes a mutant: the SIGKILL delivery properties of
+# tests/test_activation_crash.py (100-150 s each, real worker processes killed mid-delivery) and the agreement
+# property's other engines (PostgreSQL, DuckDB, ClickHouse: 20-80 s each); the SQLite agreement property and the
+# agreement test's own oracle stay in. `make test` still runs all of them.
+AGREEMENT = ["tests/test_segments_agreement.py::test_windows_local_dates_and_relations_match_the_tests_own_oracle",
+             "tests/test_segments_agreement.py::test_compiled_sql_agrees_with_the_reference_evaluator[sqlite]"]
 MODULES: dict[str, list[str]] = {
     "dsl/format.py": ["tests/test_dsl_format_text.py", "tests/test_dsl_roundtrip.py", "tests/test_dsl_errors.py"],
     "core/activation/guardrails.py": ["tests/test_activation_guardrail_rules.py", "tests/test_activation_parts.py",
                                       "tests/test_activation_guardrails.py", "tests/test_activation_runtime.py"],
-    "dsl/evaluate.py": ["tests/test_dsl_evaluate.py", "tests/test_dsl_ruletest.py",
-                        "tests/test_segments_agreement.py"],
-    "core/segments/compiler.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py",
-                                  "tests/test_segments_agreement.py"],
-    "core/segments/plan.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py",
-                              "tests/test_segments_agreement.py"],
-    "core/activation/dispatcher.py": ["tests/test_activation_parts.py", "tests/test_activation_runtime.py",
-                                      "tests/test_activation_crash.py"],
+    "dsl/evaluate.py": ["tests/test_dsl_evaluate.py", "tests/test_dsl_ruletest.py", *AGREEMENT],
+    "core/segments/compiler.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT],
+    "core/segments/plan.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT],
+    "core/activation/dispatcher.py": [
+        "tests/test_activation_parts.py", "tests/test_activation_runtime.py", "tests/test_activation_guardrails.py",
+        "tests/test_activation_crash.py::test_a_send_posted_but_never_recorded_is_redelivered_with_the_same_key_and_bytes"],
     "core/activation/planner.py": ["tests/test_activation_runtime.py", "tests/test_activation_guardrails.py"],
     "core/sources/clean.py": ["tests/test_sources_clean.py"],
     "core/identity/resolver.py": ["tests/test_identity_properties.py", "tests/test_identity_split.py",
@@ -68,7 +72,7 @@ def slug(module: str) -> str:
 
 def config_for(module: str) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
-    tests = " ".join(MODULES[module])
+    tests = " ".join(shlex.quote(t) for t in MODULES[module])
     command = f"{shlex.quote(sys.executable)} -m pytest -x -q -p no:randomly -p no:cacheprovider {tests}"
     path = OUT / f"{slug(module)}.toml"
     excluded = ", ".join(json.dumps(e) for e in EXCLUDED_OPERATORS)
