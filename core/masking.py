@@ -165,9 +165,17 @@ def mask_message(text: str | None, limit: int | None = None) -> str | None:
 
 
 def without_password(url: str) -> str:
-    """A connection URL (``postgresql://``, ``clickhouse://``) with its password as ``***``: for messages, whatever
-    the PII setting (a password is a secret, not personal data)."""
-    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """A connection URL (``postgresql://``, ``clickhouse://``) with its password as ``***``: for messages and the
+    audit log, whatever the PII setting (a password is a secret, not personal data). Text that is no URL with a
+    password is returned as it is."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, host = rest.rpartition("@")  # a password may hold an unescaped @
+    user, colon, _password = userinfo.partition(":")
+    if not at or not colon or "/" in user:
+        return url
+    return f"{scheme}://{user}:***@{host}"
 
 
 def mask_url(url: str) -> str:

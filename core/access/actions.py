@@ -9,6 +9,7 @@ segment, running a store's campaign) check the rule's scope where the rule is us
 
 from __future__ import annotations
 
+from ..masking import without_password
 from .caller import Access
 from .roles import ACT, AUDIT, EXPORT, OPERATE, PUBLISH, READ, USERS  # noqa: F401 (ACT, PUBLISH: re-exported)
 from .scope import Scope
@@ -84,9 +85,5 @@ def audit_command(store, key: str, params: dict, outcome: str, affected: dict) -
 
 def _without_password(value):
     """A database URL argument (`store copy --to`) with its password replaced by ``***``."""
-    if isinstance(value, str) and "://" in value:
-        import re
-
-        return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", value)
-    return value
+    return without_password(value) if isinstance(value, str) else value
 

@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..masking import without_password
 from .protocol import (STAGE_PROTOCOLS, EventsStore, IdentityStore, InboxStore, IngestStore, OutboxStore, PeopleStore,
                        QuarantineStore, ReportsStore, SegmentsStore, StatsStore, Store, StoreBase, TagsStore)
 from .sqlite import SQLiteStore
@@ -36,7 +37,7 @@ def open_store(database: str | Path, *, base_dir: Path | None = None, migrate: b
             return _open_postgres(text, migrate=migrate)
         if scheme != "sqlite":
             raise ConfigError(
-                f"database {_without_password(text)!r}: no store for {scheme!r} is installed",
+                f"database {without_password(text)!r}: no store for {scheme!r} is installed",
                 hint="the embedded default is SQLite: database = \"motorcade.db\"; "
                      "PostgreSQL: database = \"postgresql://user@host/dbname\"",
             )
@@ -58,23 +59,11 @@ def _open_postgres(url: str, *, migrate: bool) -> Store:
     except ImportError as exc:
         missing = exc.name or "motorcade.store.postgres"
         raise ConfigError(
-            f"database {_without_password(url)!r} needs the PostgreSQL store, which cannot be imported "
+            f"database {without_password(url)!r} needs the PostgreSQL store, which cannot be imported "
             f"(missing module {missing!r})",
             hint=POSTGRES_INSTALL_HINT,
         ) from None
     return module.PostgresStore(url, migrate=migrate)
-
-
-def _without_password(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for messages)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 __all__ = ["Store", "StoreBase", "PeopleStore", "EventsStore", "QuarantineStore", "IdentityStore", "IngestStore",
