@@ -154,3 +154,26 @@ def test_store_copy_keeps_any_text(tmp_path_factory, pg_cluster, values):
         source.close()
         target.close()
         pg_cluster.drop_database(url)
+
+
+def test_store_copy_leaves_tables_all_visible(tmp_path, pg_url):
+    """Right after a copy, index-only scans (the segment plans' event probes) read no table page: the copied
+    pages are frozen and all-visible. Otherwise the first segment runs after a copy read the whole heap
+    (at 20M events: 15 s instead of 1 s for one segment) until autovacuum comes by."""
+    from motorcade.store.copy import copy_store
+
+    source, target = open_store(tmp_path / "s.db"), open_store(pg_url)
+    try:
+        _fill_awkward(source, AWKWARD * 40)
+        copy_store(source, target, batch_size=100)
+        pages = {t: (p, v) for t, p, v in target.conn.execute_native(
+            "SELECT relname, relpages, relallvisible FROM pg_class WHERE relname IN ('events', 'people', "
+            "'tag_values', 'identifiers')").fetchall()}
+        assert len(pages) == 4 and all(p > 0 and v == p for p, v in pages.values()), pages
+        plan = "\n".join(r[0] for r in target.conn.execute_native(
+            "EXPLAIN (ANALYZE, COSTS OFF) SELECT person_id FROM events WHERE name = 'page_view' AND ts >= 0 "
+            "AND person_id IS NOT NULL").fetchall())
+        assert "Heap Fetches: 0" in plan or "Index Only Scan" not in plan, plan
+    finally:
+        source.close()
+        target.close()
