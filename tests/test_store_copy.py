@@ -177,3 +177,20 @@ def test_store_copy_leaves_tables_all_visible(tmp_path, pg_url):
     finally:
         source.close()
         target.close()
+
+
+def test_throwaway_cluster_takes_server_settings(pg_cluster):
+    """The stores bench sizes its server (shared_buffers, work_mem, ...); the settings reach the server and the
+    rest keep the test defaults."""
+    import psycopg
+
+    from motorcade.store.postgres.cluster import ThrowawayCluster
+
+    cluster = ThrowawayCluster(pg_cluster.bin_dir, {"work_mem": "7MB", "random_page_cost": "1.1"}).start()
+    try:
+        with psycopg.connect(cluster.url()) as conn:
+            shown = {name: conn.execute(f"SHOW {name}").fetchone()[0]
+                     for name in ("work_mem", "random_page_cost", "fsync", "shared_buffers")}
+    finally:
+        cluster.stop()
+    assert shown == {"work_mem": "7MB", "random_page_cost": "1.1", "fsync": "off", "shared_buffers": "128MB"}
