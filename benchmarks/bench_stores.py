@@ -1,19 +1,20 @@
 """SQLite and PostgreSQL side by side, in one run, on the same data (``python -m benchmarks stores``).
 
 A throwaway PostgreSQL server is started for the run (as the test suite does: ``initdb`` in a temporary
-folder; ``MOTORCADE_PG_BIN`` points at the binaries if they are not in the usual place) and removed at the end.
+folder; ``MOTORCADE_PG_BIN`` points at the binaries if they are not in the usual place) with
+:data:`SERVER_SETTINGS`, and removed at the end. Progress (copy, segment names) goes to stderr.
 
 * ``copy``: the generated dealer-group store (``benchmarks.generate_store``: 1,000,000 people / 20,000,000
   events, seed 7; 10k / 200k with ``BENCH_SIZE=small``) copied into PostgreSQL by ``store copy``'s
-  :func:`~motorcade.store.copy.copy_store` (rows/s);
+  :func:`~motorcade.store.copy.copy_store` (rows/s, every table);
 * ``segments``: the six seed segments of ``benchmarks.bench_segments`` computed as ``segments compute`` does
-  (plan choice, query, member ids) on each store, best of 3; the ratio is PostgreSQL's time over SQLite's,
-  and both must give the same members;
+  (plan choice, query, member ids) on each store, best of 3 (one run when it takes over 10 s); the ratio is
+  PostgreSQL's time over SQLite's, and both must give the same members;
 * ``sends``: a campaign of N sends (20,000; 3,000 small) through the webhook channel to a local receiver,
   delivered by one and by two ``motorcade run --once`` worker processes on one PostgreSQL database (sends/s;
   every key delivered once);
 * ``identity``: One-ID stitching of person records from two sources with 30 % overlap (records/s), on SQLite
-  and on PostgreSQL.
+  and on PostgreSQL (200,000 records at full size, 100,000 small).
 """
 
 from __future__ import annotations
