@@ -2,7 +2,9 @@
 
 :func:`copy_store` copies every table (ids kept) in batches through PostgreSQL's ``COPY``, in one
 transaction (a copy that fails or is killed leaves the target as empty as it found it), after migrating
-the target to the same schema version. :func:`verify_copy` then compares the row count of every table
+the target to the same schema version. Each table's secondary indexes are built after its rows arrive, and
+the rows arrive frozen (``COPY ... (FREEZE)`` into tables emptied in the same transaction), so the copy is
+ready for index-only scans without waiting for a vacuum. :func:`verify_copy` then compares the row count of every table
 and the members of every segment of the project's rules, computed on both stores at the same as-of.
 
 The copy is audited without making the stores differ: its ``store.copy.started`` entry is appended to the
@@ -65,6 +67,22 @@ def _target_columns(target, table: str) -> set[str]:
         "AND table_name = %s AND is_generated = 'NEVER'", (table,))}
 
 
+def _drop_secondary_indexes(raw, table: str) -> list[str]:
+    """Drop the indexes of ``table`` that back no constraint; return their definitions to build them again.
+
+    Filling a table and then building each index once (a sort) is several times faster than keeping the
+    indexes up to date row by row: for the events table's two indexes that lead with a person or a name,
+    each row lands on a random page, and once an index outgrows the server's cache every row costs a read.
+    """
+    found = raw.execute(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "WHERE i.indrelid = %s::regclass AND NOT EXISTS "
+        "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)", (table,)).fetchall()
+    for name, _ in found:
+        raw.execute(f"DROP INDEX {name}")
+    return [definition for _, definition in found]
+
+
 def copy_store(source, target, *, batch_size: int = BATCH,
                progress: Callable[[str, int, int], None] | None = None) -> CopyResult:
     """Copy every table of ``source`` (a SQLite store) into ``target`` (an empty PostgreSQL store).
@@ -91,6 +109,10 @@ def copy_store(source, target, *, batch_size: int = BATCH,
     audit_entry = source.audit("store.copy.started", {"to": target.location, "batch": batch_size},
                                {"tables": len(tables)})
     with target.transaction():
+        # Emptied in this transaction, the tables can take their rows frozen and all-visible (COPY FREEZE): the
+        # first reads after the copy need not visit every page to set its hint bits, and index-only scans
+        # read no table page (without it, the first run of a segment after a 20M-event copy took 15.8 s, not 0.9 s).
+        raw.execute("TRUNCATE " + ", ".join(tables))
         for table in tables:
             wanted = _target_columns(target, table)
             columns = [c for c in _source_columns(source, table) if c in wanted]
@@ -98,9 +120,10 @@ def copy_store(source, target, *, batch_size: int = BATCH,
             encode = [i for i, c in enumerate(columns) if (table, c) in JSON_VALUE_COLUMNS]
             cursor = source.conn.execute(f"SELECT {', '.join(columns)} FROM {table}")
             done = 0
+            rebuild = _drop_secondary_indexes(raw, table)
             with raw.cursor() as cur:
                 quoted = ", ".join(f'"{c}"' for c in columns)  # (a column may be a keyword: user)
-                with cur.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
+                with cur.copy(f"COPY {table} ({quoted}) FROM STDIN (FREEZE)") as copy:
                     while rows := cursor.fetchmany(batch_size):
                         for row in rows:
                             if encode:
@@ -112,6 +135,8 @@ def copy_store(source, target, *, batch_size: int = BATCH,
                         done += len(rows)
                         if progress is not None:
                             progress(table, done, total)
+            for definition in rebuild:
+                raw.execute(definition)
             copied[table] = done
             if table in ID_TABLES:  # the next id generated continues after the copied ones
                 raw.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "

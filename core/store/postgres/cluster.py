@@ -51,8 +51,14 @@ class ThrowawayCluster:
 
     user = "motorcade"
 
-    def __init__(self, bin_dir: Path):
+    # Small and safe for a test run: nothing needs to survive a crash, and many test processes share a machine.
+    SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "200",
+                "shared_buffers": "128MB"}
+
+    def __init__(self, bin_dir: Path, settings: dict[str, str] | None = None):
+        """``settings``: server settings (``postgres -c name=value``) over :attr:`SETTINGS`."""
         self.bin_dir = bin_dir
+        self.settings = {**self.SETTINGS, **(settings or {})}
         self.root = Path(tempfile.mkdtemp(prefix="motorcade-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -84,9 +90,8 @@ class ThrowawayCluster:
         try:
             self._run("initdb", "-D", str(self.data), "-U", self.user, "-A", "trust", "-E", "UTF8",
                       "--no-sync", "--locale=C")
-            options = (f"-k {self.root} -p {self.port} -c listen_addresses='' -c fsync=off "
-                       f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
-                       f"-c shared_buffers=128MB")
+            options = f"-k {self.root} -p {self.port} -c listen_addresses='' " + " ".join(
+                f"-c {name}={value}" for name, value in self.settings.items())
             self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"),
                       "-w", "-t", "60", "start")
         except subprocess.CalledProcessError as exc:
