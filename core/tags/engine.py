@@ -341,7 +341,7 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                  progress: Callable[[TagCalculator], None] | None = None,
                  imported: Mapping[str, str] | None = None,
                  timezone: dt.tzinfo | None = None,
-                 plugins: Mapping[str, str] | None = None) -> list[TagRunResult]:
+                 plugins: Mapping[str, str] | None = None, analytics=None) -> list[TagRunResult]:
     """Run the calculators (or ``names`` and what they depend on) in dependency order; see the module doc.
 
     ``settings`` is the ``[tags]`` table of ``motorcade.toml``. ``progress`` is called before each calculator.
@@ -349,6 +349,10 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
     ``timezone`` is the project's (local days and dates are counted in it); default: ``as_of``'s zone.
     ``plugins``: calculator name -> the plugin that registered it (named in errors).
     Every calculator to run must support the store's engine (:func:`check_engines`), checked before any runs.
+    ``analytics``: an analytics engine (``[project] analytics``). The analytical tables are mirrored into it
+    first; calculators built on :class:`motorcade.tags.query.TagQuery` (the bundled ones, rule tags) run their
+    queries there, and every calculator's values go to the operational store and to the engine's
+    ``tag_values`` (:mod:`motorcade.analytics.tags`). Health figures are the operational store's.
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime")
@@ -359,6 +363,11 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
     check_engines(ordered, store, plugins=plugins)
     configured = {c.name: merge_settings(c, settings.get(c.name)) for c in ordered}  # fail before any work
     producer = {d.name: c.name for c in calculators.values() for d in c.produces}
+    if analytics is not None:
+        from ..analytics.tags import tee_tag_values
+
+        # the engine's copy as the store is now (new events appended; a merge since copies them whole)
+        analytics.mirror(store)
     # person ids whose values of a calculator's tags were rewritten in this invocation (None = everyone)
     rewritten: dict[str, set[int] | None] = {}
     results = []
@@ -386,7 +395,7 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
             else:
                 person_ids, mode = frozenset(changed), "incremental"
         context = TagContext(store=store, as_of=as_of, settings=configured[calc.name], person_ids=person_ids,
-                             timezone=timezone)
+                             timezone=timezone, analytics=analytics)
         store.define_tags(calc.produces, calculator=calc.name, calculator_version=calc.version)
         written: dict[str, set[int]] = {}
         if person_ids is not None and not person_ids:
@@ -400,9 +409,12 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                 raise TagError(f"calculator {calc.name!r} (version {calc.version}) failed: "
                                f"{type(exc).__name__}: {exc}",
                                hint="run with MOTORCADE_TRACE_PLUGINS=1 or see the traceback with python -m") from exc
+            values = _checked(calc, values, person_ids, written if person_ids is not None else None)
+            if analytics is not None:
+                values = tee_tag_values(analytics, values, tags=[d.name for d in calc.produces],
+                                        person_ids=person_ids)
             rows = store.write_tag_values(
-                _checked(calc, values, person_ids, written if person_ids is not None else None),
-                tags=[d.name for d in calc.produces], calculator=calc.name, calculator_version=calc.version,
+                values, tags=[d.name for d in calc.produces], calculator=calc.name, calculator_version=calc.version,
                 computed_at=started, person_ids=person_ids)
         rewritten[calc.name] = None if person_ids is None else set(person_ids)
         people = store.people_count()
@@ -437,13 +449,14 @@ def compute_project_tags(project, names: Iterable[str] | None = None, *, increme
                          as_of: dt.datetime | None = None,
                          progress: Callable[[TagCalculator], None] | None = None,
                          calculators: Mapping[str, TagCalculator] | None = None) -> list[TagRunResult]:
-    """:func:`compute_tags` with the project's store, calculators (default :func:`project_calculators`: the
-    installed plugins' and the rule tags) and ``[tags]`` settings."""
+    """:func:`compute_tags` with the project's store, analytics engine (``[project] analytics``, if set),
+    calculators (default :func:`project_calculators`: the installed plugins' and the rule tags) and ``[tags]``
+    settings."""
     calculators = project_calculators(project) if calculators is None else calculators
     plugins = {name: entry.plugin for name, entry in project.plugins.registry().tag_calculators.items()}
     return compute_tags(project.store, calculators, as_of=as_of or project.now(), settings=project.config.tags,
                         names=names, incremental=incremental, progress=progress, imported=imported_tags(project),
-                        timezone=project.timezone, plugins=plugins)
+                        timezone=project.timezone, plugins=plugins, analytics=project.analytics)
 
 
 def imported_tags(project) -> dict[str, str]:
