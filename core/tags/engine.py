@@ -366,8 +366,15 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
     if analytics is not None:
         from ..analytics.tags import tee_tag_values
 
-        # the engine's copy as the store is now (new events appended; a merge since copies them whole)
-        analytics.mirror(store)
+        from ..analytics.tables import TABLE_NAMES
+
+        # the engine's copy as the store is now (new events appended; a merge since copies them whole); the
+        # tag values only when a calculator reads a tag this run does not write (each run's values reach the
+        # engine as they are written, before any calculator downstream reads them)
+        produced_here = {d.name for c in ordered for d in c.produces}
+        read = {t for c in ordered for t in c.depends_on_tags}
+        analytics.mirror(store, TABLE_NAMES if read - produced_here else
+                         [t for t in TABLE_NAMES if t != "tag_values"])
     # person ids whose values of a calculator's tags were rewritten in this invocation (None = everyone)
     rewritten: dict[str, set[int] | None] = {}
     results = []
