@@ -264,3 +264,32 @@ def test_every_tag_of_the_example_has_the_same_value_computed_on_the_engine(proj
     finally:
         engine.close()
         store.close()
+
+
+def test_tags_compute_with_the_analytics_setting_runs_on_the_engine(example, tmp_path):
+    """`motorcade tags compute` in a project with `[project] analytics`: the values written to the operational
+    store equal SQLite's, and the engine's tag table holds them too."""
+    pytest.importorskip("duckdb")
+    import sqlite3
+
+    directory = tmp_path / "project"
+    shutil.copytree(example, directory, ignore=shutil.ignore_patterns("analytics*"))
+
+    def values():
+        with sqlite3.connect(directory / "motorcade.db") as conn:
+            return dict(((p, t), v) for p, t, v in conn.execute("SELECT person_id, tag, value FROM tag_values"))
+
+    on_sqlite = values()
+    config = directory / "motorcade.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'database = "motorcade.db"', 'database = "motorcade.db"\nanalytics = "duckdb:///analytics.duckdb"', 1),
+        encoding="utf-8")
+    env = {**os.environ, "MOTORCADE_LOAD_PLUGINS": ",".join(("csv", "jsonl", *TAG_PLUGINS))}
+    done = subprocess.run([*MOTORCADE, "--project", str(directory), "tags", "compute", "--as-of", AS_OF.isoformat(),
+                           "--json"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert values() == on_sqlite
+    import duckdb
+
+    with duckdb.connect(str(directory / "analytics.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM tag_values").fetchone()[0] == len(on_sqlite)
