@@ -378,7 +378,8 @@ class DuckDBDialect(TypedDialect):
         return exp.IntDiv(this=_cast(wall, "BIGINT"), expression=_num(86400))
 
     def in_ids(self, column, ids_json):
-        return exp.In(this=column, query=exp.select(_func("unnest", _func("from_json", ids_json, _s('["BIGINT"]')))).subquery())
+        ids = _func("unnest", _func("from_json", ids_json, _s('["BIGINT"]')))
+        return exp.In(this=column, query=exp.select(ids).subquery())
 
 
 class PostgresDialect(TypedDialect):
@@ -456,7 +457,8 @@ class ClickHouseDialect(TypedDialect):
     def json_text(self, document, key):
         kind = _func("toString", _func("JSONType", document, _s(key)))
         return _func("multiIf", exp.EQ(this=kind, expression=_s("Null")), exp.Null(),
-                     exp.EQ(this=kind.copy(), expression=_s("String")), _func("JSONExtractString", document.copy(), _s(key)),
+                     exp.EQ(this=kind.copy(), expression=_s("String")),
+                     _func("JSONExtractString", document.copy(), _s(key)),
                      _func("JSONExtractRaw", document.copy(), _s(key)))
 
     def json_number(self, document, key):
