@@ -11,7 +11,8 @@ written here never change the shared store. Rows:
   on the engine, the values written to the operational store and to the engine's tag table, health figures;
   per calculator too. Every engine must leave the same values in the store as SQLite (checked per tag).
 
-``BENCH_ENGINES=duckdb`` (or ``clickhouse``) limits the engines. :func:`run` is what ``bench_engines`` calls;
+``BENCH_ENGINES=duckdb`` (or ``clickhouse``) limits the engines; ``BENCH_STORE=path`` writes (or reuses) the
+generated store of the chosen size at ``path`` instead of the shared ``benchmarks/out`` one. :func:`run` is what ``bench_engines`` calls;
 alone: ``python -m benchmarks.engine_tags``.
 """
 
@@ -69,7 +70,8 @@ def run(report) -> None:
 
     people, events, seed = _size()
     tz = zoneinfo.ZoneInfo("Asia/Shanghai")
-    source = generate(people, events, seed)
+    source = generate(people, events, seed, path=Path(os.environ["BENCH_STORE"]) if os.environ.get("BENCH_STORE")
+                      else None)
     wanted = os.environ.get("BENCH_ENGINES", "duckdb,clickhouse").split(",")
     folder = Path(tempfile.mkdtemp(prefix="motorcade-bench-engine-tags-"))
     try:
