@@ -268,3 +268,71 @@ def test_the_demo_gives_the_same_report_on_sqlite_duckdb_and_clickhouse(tmp_path
     assert "e-mails received by the SMTP server" in expected
     for name in ENGINES:
         assert _summary(outputs[name]) == expected, name
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_every_tag_of_the_example_has_the_same_value_computed_on_the_engine(project, tmp_path, engine_name):
+    """All the example's tags (the bundled calculators and the rules' own tags) computed on the engine over its
+    mirror equal those computed on SQLite, in the operational store and in the engine's tag table."""
+    _needs(engine_name)
+    import sqlite3
+
+    from motorcade.store.sqlite import SQLiteStore
+    from motorcade.tags.engine import compute_tags, imported_tags, project_calculators
+
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(copy) as target:
+        project.store.conn.backup(target)  # a copy: the module's store keeps its SQLite-computed values
+    target.close()
+    store = SQLiteStore(copy)
+    engine = open_engine(ENGINES[engine_name], base_dir=tmp_path)
+
+    def values():
+        return {(r[0], r[1]): r[2] for r in store.query("SELECT person_id, tag, value FROM tag_values")}
+
+    try:
+        on_sqlite = values()
+        calculators = project_calculators(project)
+        assert {"activity", "intent", "lifecycle", "quadrant", "value"} <= set(calculators)
+        results = compute_tags(store, calculators, as_of=AS_OF, settings=project.config.tags,
+                               imported=imported_tags(project), timezone=project.timezone, analytics=engine)
+        assert {r.calculator for r in results} == set(calculators)
+        assert len(on_sqlite) > 4000
+        assert values() == on_sqlite
+        kinds = {int: "integer", float: "real", str: "text"}
+        in_engine = {(int(p), t): (k, n, x) for t, p, k, n, x in engine.query(
+            "SELECT tag, person_id, value_kind, value_num, value_text FROM tag_values")}
+        assert in_engine == {key: (kinds[type(v)], None, v) if isinstance(v, str) else (kinds[type(v)], float(v), None)
+                             for key, v in on_sqlite.items()}
+    finally:
+        engine.close()
+        store.close()
+
+
+def test_tags_compute_with_the_analytics_setting_runs_on_the_engine(example, tmp_path):
+    """`motorcade tags compute` in a project with `[project] analytics`: the values written to the operational
+    store equal SQLite's, and the engine's tag table holds them too."""
+    pytest.importorskip("duckdb")
+    import sqlite3
+
+    directory = tmp_path / "project"
+    shutil.copytree(example, directory, ignore=shutil.ignore_patterns("analytics*"))
+
+    def values():
+        with sqlite3.connect(directory / "motorcade.db") as conn:
+            return dict(((p, t), v) for p, t, v in conn.execute("SELECT person_id, tag, value FROM tag_values"))
+
+    on_sqlite = values()
+    config = directory / "motorcade.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'database = "motorcade.db"', 'database = "motorcade.db"\nanalytics = "duckdb:///analytics.duckdb"', 1),
+        encoding="utf-8")
+    env = {**os.environ, "MOTORCADE_LOAD_PLUGINS": ",".join(("csv", "jsonl", *TAG_PLUGINS))}
+    done = subprocess.run([*MOTORCADE, "--project", str(directory), "tags", "compute", "--as-of", AS_OF.isoformat(),
+                           "--json"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert values() == on_sqlite
+    import duckdb
+
+    with duckdb.connect(str(directory / "analytics.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM tag_values").fetchone()[0] == len(on_sqlite)

@@ -81,19 +81,16 @@ class ThirdEngineStore(OtherEngineStore):
     dialect = "duckdb"
 
 
-def test_the_bundled_calculators_are_refused_on_an_engine_they_do_not_declare(tmp_path):
-    from motorcade_tags_activity import ActivityTags
-    from motorcade_tags_quadrant import QuadrantTags
+def test_the_bundled_calculators_declare_no_engine_restriction():
+    """They build their queries with motorcade.tags.query (one tree, rendered per engine: tests/test_tag_engines.py),
+    so they run on every store engine and analytics engine; only raw-SQL calculators declare engines."""
+    import importlib
 
-    assert ActivityTags.supported_engines == ("sqlite", "postgres")  # (tests/test_e2e_stores.py runs both)
-    store = ThirdEngineStore(tmp_path / "other.db")
-    try:
-        with pytest.raises(TagError, match=r"'activity' \(module motorcade_tags_activity\) runs on sqlite"):
-            compute_tags(store, {"activity": ActivityTags()}, as_of=AS_OF)
-        # quadrant reads through a store function: no engine restriction (it runs, on no values)
-        assert QuadrantTags.supported_engines is None
-    finally:
-        store.close()
+    for name in ("activity", "intent", "lifecycle", "quadrant", "value"):
+        module = importlib.import_module(f"motorcade_tags_{name}")
+        calc = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, TagCalculator)
+                    and v is not TagCalculator)
+        assert calc.supported_engines is None, name
 
 
 @pytest.mark.parametrize("column, key", [("properties", "amount"), ("e.properties", "store_id")])

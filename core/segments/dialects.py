@@ -204,6 +204,41 @@ class Dialect:
         """Epoch second of ``ts`` moved ``months`` calendar months on ``zone``'s wall clock (day clamped)."""
         return _func("motorcade_add_months", ts, bind(months), bind(zone))
 
+
+    # -- tag calculators (motorcade.tags.query) --
+    def json_text(self, document, key: str) -> exp.Expression:
+        """The value under top-level ``key`` (a plain name) of JSON ``document`` as text: a string as it is, a
+        number as its JSON text; NULL when the key is missing or JSON null."""
+        return _cast(_func("json_extract", document, _s(f"$.{key}")), "TEXT")
+
+    def json_number(self, document, key: str) -> exp.Expression:
+        """The value under ``key`` as a 64-bit float (a JSON number, or text holding one); NULL when missing."""
+        return _cast(_func("json_extract", document, _s(f"$.{key}")), "REAL")
+
+    def local_day(self, ts, zone: str, bind) -> exp.Expression:
+        """Days since 1970-01-01 of the local date, in the zone named ``zone`` (a
+        :func:`motorcade.localtime.zone_key`), of the epoch seconds ``ts``; exact across daylight saving."""
+        return exp.Div(this=exp.Paren(this=exp.Add(this=ts, expression=_func("motorcade_utc_offset", ts.copy(),
+                                                                              bind(zone)))),
+                       expression=_num(86400), typed=True)  # typed: integer division
+
+    def in_ids(self, column, ids_json) -> exp.Expression:
+        """``column`` is one of the ids of the JSON array bound as ``ids_json`` (one parameter for any number)."""
+        return exp.In(this=column, query=exp.select("value").from_(
+            exp.Table(this=_func("json_each", ids_json))).subquery())
+
+    def outer(self, value) -> exp.Expression:
+        """A column a LEFT JOIN reads from its right side: NULL where the right side has no row."""
+        return value
+
+    def year_start(self, year) -> exp.Expression:
+        """1 January of the (integer) year ``year`` as ISO text, ``'2019-01-01'``."""
+        return _func("printf", _s("%04d-01-01"), year)
+
+    def round_half_away(self, value) -> exp.Expression:
+        """``value`` rounded to a whole number, halves away from zero."""
+        return _func("round", value)
+
     # -- rendering --
     def render(self, tree: exp.Expression, params: dict, pretty: bool = False) -> str:
         return tree.sql(dialect=self.sqlglot, pretty=pretty)
@@ -295,6 +330,27 @@ class TypedDialect(Dialect):
     def total(self, value):
         return exp.Coalesce(this=exp.Sum(this=value), expressions=[_num(0)])
 
+    def json_number(self, document, key):
+        return exp.TryCast(this=self.json_text(document, key), to=exp.DataType.build("DOUBLE"))
+
+    def year_start(self, year):
+        return exp.DPipe(this=_func("lpad", _cast(year, "TEXT"), _num(4), _s("0")), expression=_s("-01-01"))
+
+    def round_half_away(self, value):
+        # round() of a float rounds halves to even on PostgreSQL and ClickHouse
+        return exp.Mul(this=_func("sign", value), expression=_func("floor", exp.Add(
+            this=_func("abs", value.copy()), expression=exp.Literal.number("0.5"))))
+
+    @staticmethod
+    def _fixed_offset(zone: str) -> int | None:
+        """The UTC offset of a zone without daylight saving (``"+08:00"``, ``"UTC"``), else None."""
+        import datetime as dt
+
+        from motorcade.localtime import zone_from_key
+
+        tz = zone_from_key(zone)
+        return int(tz.utcoffset(None).total_seconds()) if isinstance(tz, dt.timezone) else None
+
     def property_parts(self, e: str, col, key: str) -> tuple[exp.Expression, Any, dict]:
         """``json_parts`` of event property ``key`` read from the columns an engine materialised for it
         (:func:`property_columns`) instead of parsing the JSON document of every row."""
@@ -363,6 +419,21 @@ class DuckDBDialect(TypedDialect):
     def starts_with(self, v, text):
         return _func("starts_with", v, text)
 
+    def json_text(self, document, key):
+        return _func("json_extract_string", document, _s(f"$.{key}"))
+
+    def local_day(self, ts, zone, bind):
+        fixed = self._fixed_offset(zone)
+        if fixed is not None:
+            return exp.IntDiv(this=exp.Paren(this=exp.Add(this=ts, expression=_num(fixed))), expression=_num(86400))
+        # ICU's time zones: the wall clock in the zone, counted as if it were UTC
+        wall = _func("epoch", _func("timezone", bind(zone), _func("to_timestamp", ts)))
+        return exp.IntDiv(this=_cast(wall, "BIGINT"), expression=_num(86400))
+
+    def in_ids(self, column, ids_json):
+        ids = _func("unnest", _func("from_json", ids_json, _s('["BIGINT"]')))
+        return exp.In(this=column, query=exp.select(ids).subquery())
+
 
 class PostgresDialect(TypedDialect):
     """PostgreSQL: documents are ``jsonb``; tag values as in :class:`TypedDialect`; consents' ``granted`` and
@@ -383,6 +454,19 @@ class PostgresDialect(TypedDialect):
 
     def _mod(self, e, n):
         return _func("mod", e, _num(n))  # `%` would be read as a placeholder by psycopg
+
+    def json_text(self, document, key):
+        return _func("jsonb_extract_path_text", document, _s(key))
+
+    def json_number(self, document, key):
+        return _cast(self.json_text(document, key), "DOUBLE PRECISION")
+
+    def local_day(self, ts, zone, bind):
+        return Dialect.local_day(self, ts, zone, bind)  # motorcade_utc_offset: installed by the PostgreSQL store
+
+    def in_ids(self, column, ids_json):
+        return exp.In(this=column, query=exp.select(_func("motorcade_id_list", ids_json)).subquery())
+
 
     def instant_epoch(self, text):
         return _cast(exp.Extract(this=exp.var("EPOCH"), expression=_cast(text, "TIMESTAMPTZ")), "BIGINT")
@@ -437,6 +521,35 @@ class ClickHouseDialect(TypedDialect):
                 names["num"]: ("Nullable(Float64)", f"JSONExtractFloat(properties, '{key}')"),
                 names["text"]: ("Nullable(String)", f"JSONExtractString(properties, '{key}')"),
                 names["bool"]: ("Nullable(Int8)", f"toInt8(JSONExtractBool(properties, '{key}'))")}
+
+    def json_text(self, document, key):
+        kind = _func("toString", _func("JSONType", document, _s(key)))
+        return _func("multiIf", exp.EQ(this=kind, expression=_s("Null")), exp.Null(),
+                     exp.EQ(this=kind.copy(), expression=_s("String")),
+                     _func("JSONExtractString", document.copy(), _s(key)),
+                     _func("JSONExtractRaw", document.copy(), _s(key)))
+
+    def json_number(self, document, key):
+        return _func("toFloat64OrNull", self.json_text(document, key))
+
+    def local_day(self, ts, zone, bind):
+        fixed = self._fixed_offset(zone)
+        if fixed is not None:
+            return _func("intDiv", exp.Add(this=ts, expression=_num(fixed)), _num(86400))
+        # the zone of toDateTime must be a constant: the project's zone key, never data
+        return _func("toInt64", _func("toDate", _func("toDateTime", ts, _s(zone))))
+
+    def in_ids(self, column, ids_json):
+        return exp.In(this=column, query=exp.select(_func("arrayJoin", _func("JSONExtract", ids_json,
+                                                                             _s("Array(Int64)")))).subquery())
+
+    def outer(self, value):
+        # an unmatched LEFT JOIN row gets the column type's default (0, ''), NULL only in a Nullable column
+        return _func("toNullable", value)
+
+    def year_start(self, year):
+        return _func("concat", _func("leftPad", _func("toString", year), _num(4), _s("0")), _s("-01-01"))
+
 
     def instant_epoch(self, text):
         return _func("toUnixTimestamp", _func("parseDateTimeBestEffortOrNull", text))

@@ -43,6 +43,9 @@ class TagContext:
     settings: dict[str, Any]  # this calculator's `[tags.NAME]` table from motorcade.toml
     person_ids: frozenset[int] | None = None  # None = everyone; else only these people (incremental)
     timezone: dt.tzinfo | None = None  # the project's time zone (None: as_of's own zone)
+    # The analytics engine holding a mirror of the analytical tables (``[project] analytics``), where a
+    # calculator built on motorcade.tags.query.TagQuery runs its query; None: the operational store.
+    analytics: Any = None
 
     @property
     def dialect(self) -> str:

@@ -357,7 +357,7 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                  progress: Callable[[TagCalculator], None] | None = None,
                  imported: Mapping[str, str] | None = None,
                  timezone: dt.tzinfo | None = None,
-                 plugins: Mapping[str, str] | None = None) -> list[TagRunResult]:
+                 plugins: Mapping[str, str] | None = None, analytics=None) -> list[TagRunResult]:
     """Run the calculators (or ``names`` and what they depend on) in dependency order; see the module doc.
 
     ``settings`` is the ``[tags]`` table of ``motorcade.toml``. ``progress`` is called before each calculator.
@@ -365,6 +365,10 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
     ``timezone`` is the project's (local days and dates are counted in it); default: ``as_of``'s zone.
     ``plugins``: calculator name -> the plugin that registered it (named in errors).
     Every calculator to run must support the store's engine (:func:`check_engines`), checked before any runs.
+    ``analytics``: an analytics engine (``[project] analytics``). The analytical tables are mirrored into it
+    first; calculators built on :class:`motorcade.tags.query.TagQuery` (the bundled ones, rule tags) run their
+    queries there, and every calculator's values go to the operational store and to the engine's
+    ``tag_values`` (:mod:`motorcade.analytics.tags`). Health figures are the operational store's.
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime")
@@ -375,6 +379,18 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
     check_engines(ordered, store, plugins=plugins)
     configured = {c.name: merge_settings(c, settings.get(c.name)) for c in ordered}  # fail before any work
     producer = {d.name: c.name for c in calculators.values() for d in c.produces}
+    if analytics is not None:
+        from ..analytics.tags import tee_tag_values
+
+        from ..analytics.tables import TABLE_NAMES
+
+        # the engine's copy as the store is now (new events appended; a merge since copies them whole); the
+        # tag values only when a calculator reads a tag this run does not write (each run's values reach the
+        # engine as they are written, before any calculator downstream reads them)
+        produced_here = {d.name for c in ordered for d in c.produces}
+        read = {t for c in ordered for t in c.depends_on_tags}
+        analytics.mirror(store, TABLE_NAMES if read - produced_here else
+                         [t for t in TABLE_NAMES if t != "tag_values"])
     # person ids whose values of a calculator's tags were rewritten in this invocation (None = everyone)
     rewritten: dict[str, set[int] | None] = {}
     results = []
@@ -402,7 +418,7 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
             else:
                 person_ids, mode = frozenset(changed), "incremental"
         context = TagContext(store=store, as_of=as_of, settings=configured[calc.name], person_ids=person_ids,
-                             timezone=timezone)
+                             timezone=timezone, analytics=analytics)
         store.define_tags(calc.produces, calculator=calc.name, calculator_version=calc.version)
         written: dict[str, set[int]] = {}
         if person_ids is not None and not person_ids:
@@ -417,10 +433,13 @@ def compute_tags(store, calculators: Mapping[str, TagCalculator], *, as_of: dt.d
                                f"{type(exc).__name__}: {exc}",
                                hint="run with MOTORCADE_TRACE_PLUGINS=1 or see the traceback with python -m") from exc
             per_store: list[tuple[int, str, Any, str]] = []
+            values = _checked(calc, values, person_ids, written if person_ids is not None else None, per_store)
+            if analytics is not None:
+                values = tee_tag_values(analytics, values, tags=[d.name for d in calc.produces],
+                                        person_ids=person_ids)
             with store.transaction():  # the person values and the per-store values change together
                 rows = store.write_tag_values(
-                    _checked(calc, values, person_ids, written if person_ids is not None else None, per_store),
-                    tags=[d.name for d in calc.produces], calculator=calc.name, calculator_version=calc.version,
+                    values, tags=[d.name for d in calc.produces], calculator=calc.name, calculator_version=calc.version,
                     computed_at=started, person_ids=person_ids)
                 store_tags = [d.name for d in calc.produces if d.per_store]
                 if store_tags:  # (rows_written counts the person values, as before)
@@ -460,13 +479,14 @@ def compute_project_tags(project, names: Iterable[str] | None = None, *, increme
                          as_of: dt.datetime | None = None,
                          progress: Callable[[TagCalculator], None] | None = None,
                          calculators: Mapping[str, TagCalculator] | None = None) -> list[TagRunResult]:
-    """:func:`compute_tags` with the project's store, calculators (default :func:`project_calculators`: the
-    installed plugins' and the rule tags) and ``[tags]`` settings."""
+    """:func:`compute_tags` with the project's store, analytics engine (``[project] analytics``, if set),
+    calculators (default :func:`project_calculators`: the installed plugins' and the rule tags) and ``[tags]``
+    settings."""
     calculators = project_calculators(project) if calculators is None else calculators
     plugins = {name: entry.plugin for name, entry in project.plugins.registry().tag_calculators.items()}
     return compute_tags(project.store, calculators, as_of=as_of or project.now(), settings=project.config.tags,
                         names=names, incremental=incremental, progress=progress, imported=imported_tags(project),
-                        timezone=project.timezone, plugins=plugins)
+                        timezone=project.timezone, plugins=plugins, analytics=project.analytics)
 
 
 def imported_tags(project) -> dict[str, str]:

@@ -94,7 +94,8 @@ class RuleTagCalculator(TagCalculator):
             probe = f"__tag_{self.rule.name}_{index}"
             rule_set = attrs.evolve(self.rule_set, segments={
                 **self.rule_set.segments, probe: ast.Segment(name=probe, title=None, where=case.when)})
-            members, _plan, _query = evaluate_members(store, rule_set, probe, context.as_of, self.tz)
+            members, _plan, _query = evaluate_members(store, rule_set, probe, context.as_of, self.tz,
+                                                      engine=context.analytics)
             for person_id in members:
                 assigned.setdefault(person_id, case.then.value)
         if self.rule.default is not None:

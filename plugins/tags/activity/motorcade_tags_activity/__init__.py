@@ -22,7 +22,6 @@ __version__ = "0.1.0"
 class ActivityTags(TagCalculator):
     name = "activity"
     version = "1"
-    supported_engines = ("sqlite", "postgres")  # SQLite text, rendered per engine (context.sql)
     depends_on_events = ("app_login", "touchpoint_visit", "share", "message_click", "wechat_follow",
                          "wechat_unfollow")
     default_settings = {
@@ -43,30 +42,31 @@ class ActivityTags(TagCalculator):
         return tuple(settings["weights"])
 
     def compute(self, context: TagContext) -> Iterator[tuple[int, str, Any]]:
+        from sqlglot import exp
+
+        from motorcade.tags.query import TagQuery
+
         s = context.settings
         weights = s["weights"]
         if not weights:
             raise ConfigError("[tags.activity] weights is empty", hint="give at least one event name a weight")
-        values = ", ".join(f"(:n{i}, :w{i})" for i in range(len(weights)))
-        params: dict[str, Any] = {}
-        for i, (name, weight) in enumerate(weights.items()):
-            params[f"n{i}"], params[f"w{i}"] = name, float(weight)
-        events_filter, filter_params = context.person_filter("e.person_id")
-        people_filter, _ = context.person_filter("p.id")
-        params.update(filter_params, cap=int(s["cap_per_event"]), now=context.as_of_epoch,
-                      since=context.as_of_epoch - int(s["window_days"]) * 86400)
-        sql = (
-            f"WITH w(name, weight) AS (VALUES {values}), "
-            "counts AS (SELECT e.person_id, e.name, count(*) AS n FROM events e "
-            "WHERE e.name IN (SELECT name FROM w) AND e.ts >= :since AND e.ts < :now "
-            f"AND e.person_id IS NOT NULL{events_filter} GROUP BY e.person_id, e.name), "
-            "scores AS (SELECT c.person_id, sum(w.weight * min(c.n, :cap)) AS score FROM counts c "
-            "JOIN w ON w.name = c.name GROUP BY c.person_id) "
-            "SELECT p.id, max(coalesce(s.score, 0), 0) FROM people p LEFT JOIN scores s ON s.person_id = p.id "
-            f"WHERE 1 = 1{people_filter}"
-        )
+        q = TagQuery(context)  # one definition, rendered for the engine that computes the tags
+        weight, named = q.weight_of("c.name", weights)
+        _, wanted = q.weight_of("e.name", weights)
+        q.set(cap=int(s["cap_per_event"]), now=context.as_of_epoch,
+              since=context.as_of_epoch - int(s["window_days"]) * 86400)
+        counts = q.where(exp.select("e.person_id", "e.name", "count(*) AS n").from_("events AS e"),
+                         wanted, "e.ts >= :since AND e.ts < :now AND e.person_id IS NOT NULL",
+                         q.person_filter("e.person_id")).group_by("e.person_id", "e.name")
+        scores = exp.select("c.person_id", exp.alias_(exp.Sum(this=exp.Mul(
+            this=weight, expression=exp.Least(this=exp.column("n", "c"), expressions=[exp.Placeholder(this="cap")]))),
+            "score")).from_("counts AS c").group_by("c.person_id")
+        tree = q.where(exp.select("p.id", exp.Greatest(this=exp.Coalesce(this=exp.column("score", "s"), expressions=[
+            exp.Literal.number(0)]), expressions=[exp.Literal.number(0)])).from_("people AS p").join(
+            "scores AS s", on="s.person_id = p.id", join_type="left"), q.person_filter("p.id"))
+        tree = tree.with_("counts", as_=counts).with_("scores", as_=scores)
         high = float(s["high_threshold"])
-        for person_id, activity in context.store.query(context.sql(sql), params):
+        for person_id, activity in q.rows(tree):
             activity = round(float(activity), 4)
             yield person_id, "activity_score", activity
             yield person_id, "activity_level", "high" if activity >= high else "low"

@@ -28,7 +28,6 @@ POWER = ("low", "medium", "high")
 class IntentTags(TagCalculator):
     name = "intent"
     version = "1"
-    supported_engines = ("sqlite", "postgres")  # SQLite text, rendered per engine (context.sql)
     depends_on_events = ("lead_submit", "configurator_view", "test_drive", "reservation", "order")
     default_settings = {
         "window_days": 365,
@@ -60,36 +59,34 @@ class IntentTags(TagCalculator):
         attribute = str(s["income_attribute"])
         if not attribute.replace("_", "").isalnum():
             raise ConfigError(f"[tags.intent] income_attribute {attribute!r} is not an attribute name")
-        values = ", ".join(f"(:n{i}, :w{i})" for i in range(len(weights)))
-        params: dict[str, Any] = {}
-        for i, (name, weight) in enumerate(weights.items()):
-            params[f"n{i}"], params[f"w{i}"] = name, float(weight)
-        events_filter, filter_params = context.person_filter("e.person_id")
-        orders_filter, _ = context.person_filter("o.person_id")
-        people_filter, _ = context.person_filter("p.id")
-        params.update(filter_params, now=context.as_of_epoch,
-                      since=context.as_of_epoch - int(s["window_days"]) * 86400,
-                      ln2_over_half_life=0.6931471805599453 / (half_life * 86400.0))
+        from sqlglot import exp
+
+        from motorcade.tags.query import TagQuery
+
+        q = TagQuery(context)  # one definition, rendered for the engine that computes the tags
+        weight, wanted = q.weight_of("e.name", weights)
+        q.set(now=context.as_of_epoch, since=context.as_of_epoch - int(s["window_days"]) * 86400,
+              ln2_over_half_life=0.6931471805599453 / (half_life * 86400.0), order_name="order")
+        decayed = exp.Mul(this=weight, expression=exp.Exp(this=exp.maybe_parse("-(:now - e.ts) * :ln2_over_half_life")))
         # One pass over the intent signals, one over orders, joined to everyone.
-        sql = (
-            f"WITH w(name, weight) AS (VALUES {values}), "
-            "signals AS (SELECT e.person_id, sum(w.weight * exp(-(:now - e.ts) * :ln2_over_half_life)) AS score, "
-            "max(e.ts) AS last_signal FROM events e JOIN w ON w.name = e.name "
-            "WHERE e.name IN (SELECT name FROM w) AND e.ts >= :since AND e.ts < :now "
-            f"AND e.person_id IS NOT NULL{events_filter} GROUP BY e.person_id), "
-            "orders AS (SELECT o.person_id, max(o.ts) AS last_order, "
-            f"max(CAST({context.json_value_sql('o.properties', 'amount')} AS REAL)) AS top_amount FROM events o "
-            f"WHERE o.name = 'order' AND o.ts < :now AND o.person_id IS NOT NULL{orders_filter} "
-            "GROUP BY o.person_id) "
-            f"SELECT p.id, s.score, s.last_signal, o.last_order, o.top_amount, "
-            f"{context.json_value_sql('p.attributes', attribute)} FROM people p "
-            "LEFT JOIN signals s ON s.person_id = p.id LEFT JOIN orders o ON o.person_id = p.id "
-            f"WHERE 1 = 1{people_filter}"
-        )
+        signals = q.where(exp.select("e.person_id", exp.alias_(q.outer(exp.Sum(this=decayed)), "score"),
+                                     exp.alias_(q.outer("max(e.ts)"), "last_signal")).from_("events AS e"),
+                          wanted, "e.ts >= :since AND e.ts < :now AND e.person_id IS NOT NULL",
+                          q.person_filter("e.person_id")).group_by("e.person_id")
+        orders = q.where(exp.select("o.person_id", exp.alias_(q.outer("max(o.ts)"), "last_order"),
+                                    exp.alias_(q.outer(exp.Max(this=q.json_number(
+                                        "o.properties", "amount"))), "top_amount")).from_("events AS o"),
+                         "o.name = :order_name AND o.ts < :now AND o.person_id IS NOT NULL",
+                         q.person_filter("o.person_id")).group_by("o.person_id")
+        tree = q.where(exp.select("p.id", "s.score", "s.last_signal", "r.last_order", "r.top_amount",
+                                  q.json_text("p.attributes", attribute, "[tags.intent] income_attribute"))
+                       .from_("people AS p").join("signals AS s", on="s.person_id = p.id", join_type="left")
+                       .join("orders AS r", on="r.person_id = p.id", join_type="left"), q.person_filter("p.id"))
+        tree = tree.with_("signals", as_=signals).with_("orders", as_=orders)
+        rows = q.rows(tree)
         high, medium = float(s["levels"]["high"]), float(s["levels"]["medium"])
         bands = s["income_bands"]
         amount_high, amount_medium = float(s["order_amount"]["high"]), float(s["order_amount"]["medium"])
-        rows = context.store.query(context.sql(sql), params)
         for person_id, score, last_signal, last_order, top_amount, income in rows:
             score = float(score or 0.0)
             if s["reset_on_order"] and last_order is not None and last_signal is not None and last_order >= last_signal:

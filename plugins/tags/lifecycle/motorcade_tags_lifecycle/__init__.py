@@ -35,7 +35,6 @@ STAGES = ("prospect", "new_owner", "owner", "lapsed_owner", "churned")
 class LifecycleTags(TagCalculator):
     name = "lifecycle"
     version = "1"
-    supported_engines = ("sqlite", "postgres")  # SQLite text, rendered per engine (context.sql)
     depends_on_events = ("service_visit",)
     supports_incremental = False
     default_settings = {
@@ -57,30 +56,37 @@ class LifecycleTags(TagCalculator):
     def compute(self, context: TagContext) -> Iterator[tuple[int, str, Any]]:
         s = context.settings
         today = context.local_today  # as_of's date in the project's time zone (as_of may come in another zone)
-        people_filter, params = context.person_filter("p.id")
-        params.update(today=today.isoformat(), now=context.as_of_epoch)
-        # 1 January of the model year as ISO text (printf is SQLite's; lpad PostgreSQL's)
-        year_start = ("printf('%04d-01-01', c.model_year)" if context.dialect == "sqlite"
-                      else "lpad(CAST(c.model_year AS TEXT), 4, '0') || '-01-01'")
-        sql = (
-            "WITH current AS (SELECT o.person_id, "
-            "coalesce(o.valid_from, c.purchase_date) AS acquired, "
-            "coalesce(c.purchase_date, o.valid_from, CASE WHEN c.model_year IS NOT NULL "
-            f"THEN {year_start} END) AS car_date "
-            "FROM ownerships o LEFT JOIN cars c ON c.vin = o.vin "
-            "WHERE (o.valid_from IS NULL OR o.valid_from <= :today) AND (o.valid_to IS NULL OR o.valid_to > :today)), "
-            "owners AS (SELECT person_id, max(acquired) AS acquired, max(car_date) AS car_date, count(*) AS cars "
-            "FROM current GROUP BY person_id), "
-            "ever AS (SELECT DISTINCT person_id FROM ownerships), "
-            "service AS (SELECT person_id, max(ts) AS last_service FROM events "
-            "WHERE name = 'service_visit' AND ts < :now AND person_id IS NOT NULL GROUP BY person_id) "
-            "SELECT p.id, ever.person_id IS NOT NULL, owners.cars, owners.acquired, owners.car_date, "
-            "service.last_service FROM people p LEFT JOIN ever ON ever.person_id = p.id "
-            "LEFT JOIN owners ON owners.person_id = p.id LEFT JOIN service ON service.person_id = p.id "
-            f"WHERE 1 = 1{people_filter}"
-        )
+        from sqlglot import exp
+
+        from motorcade.tags.query import TagQuery
+
+        q = TagQuery(context)  # one definition, rendered for the engine that computes the tags
+        q.set(today=today.isoformat(), now=context.as_of_epoch, service_name="service_visit")
+        # aliases differ from the columns they aggregate (ClickHouse resolves a column name to an alias)
+        current = exp.select(
+            "o.person_id", "coalesce(o.valid_from, c.purchase_date) AS acquired_on",
+            exp.alias_(exp.Coalesce(this=exp.column("purchase_date", "c"), expressions=[
+                exp.column("valid_from", "o"), exp.Case(ifs=[exp.If(this=exp.maybe_parse("c.model_year IS NOT NULL"),
+                                                                  true=q.year_start("c.model_year"))])]), "car_on"),
+        ).from_("ownerships AS o").join("cars AS c", on="c.vin = o.vin", join_type="left").where(
+            "(o.valid_from IS NULL OR o.valid_from <= :today) AND (o.valid_to IS NULL OR o.valid_to > :today)")
+        owners = exp.select("cur.person_id", exp.alias_(q.outer("max(cur.acquired_on)"), "newest_acquired"),
+                            exp.alias_(q.outer("max(cur.car_on)"), "newest_car"),
+                            exp.alias_(q.outer("count(*)"), "cars_owned")).from_("current_cars AS cur").group_by(
+            "cur.person_id")
+        ever = exp.select(exp.alias_(q.outer("ow.person_id"), "owner_id")).distinct().from_("ownerships AS ow")
+        service = exp.select("v.person_id", exp.alias_(q.outer("max(v.ts)"), "last_service")).from_(
+            "events AS v").where("v.name = :service_name AND v.ts < :now AND v.person_id IS NOT NULL").group_by(
+            "v.person_id")
+        tree = q.where(exp.select("p.id", "ever.owner_id IS NOT NULL", "owners.cars_owned", "owners.newest_acquired",
+                                  "owners.newest_car", "service.last_service").from_("people AS p")
+                       .join("ever", on="ever.owner_id = p.id", join_type="left")
+                       .join("owners", on="owners.person_id = p.id", join_type="left")
+                       .join("service", on="service.person_id = p.id", join_type="left"), q.person_filter("p.id"))
+        for name, query in (("current_cars", current), ("owners", owners), ("ever", ever), ("service", service)):
+            tree = tree.with_(name, as_=query)
         now = context.as_of_epoch
-        rows = context.store.query(context.sql(sql), params)
+        rows = q.rows(tree)
         for person_id, ever_owned, cars, acquired, car_date, last_service in rows:
             since_service = None if last_service is None else (now - last_service) // 86400
             if since_service is not None:

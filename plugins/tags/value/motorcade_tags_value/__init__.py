@@ -73,7 +73,6 @@ class ValueTags(TagCalculator):
     name = "value"
     version = "3"  # 2: exact money (cents), local days at each event's own UTC offset; 3: values per store
     depends_on_events = ("service_visit", "order")
-    supported_engines = ("sqlite", "postgres")  # SQLite text, rendered per engine (context.sql)
     default_settings = {
         "window_days": 1095,  # events older than this (days before as_of) are ignored
         "store_properties": ["store_id", "store"],  # event properties naming the store, first present wins
@@ -111,36 +110,31 @@ class ValueTags(TagCalculator):
     def pairs(self, context: TagContext, *, restrict: bool) -> list[tuple]:
         """(person_id, store, recency days, local days, monetary in cents) per person and store; one
         set-based SELECT. Each amount is rounded to the cent before the sum, so the sum is exact."""
+        from sqlglot import exp
+
+        from motorcade.tags.query import TagQuery
+
         s = context.settings
-        for key in ("store_properties",):
-            for p in s[key]:
-                if not str(p).replace("_", "").isalnum():
-                    raise ConfigError(f"[tags.value] {key}: {p!r} is not a property name")
-        if not str(s["amount_property"]).replace("_", "").isalnum():
-            raise ConfigError(f"[tags.value] amount_property: {s['amount_property']!r} is not a "
-                                               "property name")
-        store_expr = "coalesce(" + ", ".join(
-            context.json_value_sql("properties", p) for p in s["store_properties"]) + ")"
-        if len(s["store_properties"]) == 1:
-            store_expr = context.json_value_sql("properties", s["store_properties"][0])
-        amount = context.json_value_sql("properties", s["amount_property"])
-        names = ", ".join(f"'{n}'" for n in self.depends_on_events)
-        person_sql, params = context.person_filter("person_id") if restrict else ("", {})
-        local_day, zone_params = context.local_day_sql("ts")
-        params.update(zone_params)
-        sql = (
-            f"SELECT person_id, {store_expr} AS store, max(ts) AS last_ts, "
-            f"count(DISTINCT {local_day}) AS days, "
-            f"coalesce(sum(CAST(round(CAST({amount} AS REAL) * 100) "
-            "AS INTEGER)), 0) AS cents "
-            f"FROM events WHERE name IN ({names}) AND ts >= :since AND ts < :now AND person_id IS NOT NULL"
-            f"{person_sql} GROUP BY person_id, store"
-        )
-        params.update(now=context.as_of_epoch,
-                      since=context.as_of_epoch - int(s["window_days"]) * 86400)
+        q = TagQuery(context)  # one definition, rendered for the engine that computes the tags
+        stores = [q.json_text("properties", p, "[tags.value] store_properties") for p in s["store_properties"]]
+        store_expr = stores[0] if len(stores) == 1 else exp.Coalesce(this=stores[0], expressions=stores[1:])
+        amount = q.json_number("properties", s["amount_property"], "[tags.value] amount_property")
+        cents = q.round_half_away(exp.Mul(this=amount, expression=exp.Literal.number(100)))
+        q.set(now=context.as_of_epoch, since=context.as_of_epoch - int(s["window_days"]) * 86400)
+        names = [q.bind(n) for n in self.depends_on_events]
+        # the store expression is grouped by as itself, not by its alias (ClickHouse and PostgreSQL differ there)
+        tree = q.where(
+            exp.select("person_id", exp.alias_(store_expr, "store_key"), "max(ts) AS last_ts",
+                       exp.alias_(exp.Count(this=exp.Distinct(expressions=[q.local_day("ts")])), "visit_days"),
+                       exp.alias_(exp.Coalesce(this=exp.Sum(this=exp.Cast(this=cents, to=exp.DataType.build("BIGINT"))),
+                                               expressions=[exp.Literal.number(0)]), "cents"))
+            .from_("events"),
+            exp.In(this=exp.column("name"), expressions=names),
+            "ts >= :since AND ts < :now AND person_id IS NOT NULL",
+            q.person_filter("person_id") if restrict else None).group_by("person_id", store_expr.copy())
         now = context.as_of_epoch
         return [(r[0], None if r[1] is None else str(r[1]), (now - r[2]) // 86400, r[3], int(r[4]))
-                for r in context.store.query(context.sql(sql), params)]
+                for r in q.rows(tree)]
 
     def compute(self, context: TagContext) -> Iterator[tuple[int, str, Any]]:
         s = context.settings
