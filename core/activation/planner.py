@@ -100,6 +100,7 @@ class Renderer:
             seconds=settings.render_seconds, max_chars=settings.render_max_chars, max_loops=settings.render_max_loops))
         self._names: tuple[set[str] | None, set[str] | None] | None = None
         self._refused: dict[str, str | None] = {}
+        self._roots: dict[tuple[tuple[str, str], ...], frozenset[str] | None] = {}
 
     def require_sound_templates(self, rule) -> None:
         """Raise :class:`PlanningError` if a channel of the rule is expected but not loaded (its plugin failed
@@ -131,6 +132,23 @@ class Renderer:
                                 hint="fix them (`motorcade check` lists every problem); nothing is lost: "
                                      "the slot stays due and trigger events wait")
 
+    def _roots_of(self, rule) -> frozenset[str] | None:
+        """The context names the rule's templates read (None: all); the context is built with these only."""
+        key = tuple((s.channel, s.template) for s in rule.via.steps)
+        if key not in self._roots:
+            roots: set[str] | None = set()
+            for channel, template in key:
+                try:
+                    found = self.templates.roots(template, channel)
+                except TemplateError:
+                    found = None  # rendering reports it
+                if found is None:
+                    roots = None
+                    break
+                roots |= found
+            self._roots[key] = None if roots is None else frozenset(roots)
+        return self._roots[key]
+
     def steps(self, rule, person_id: int, now: dt.datetime, event_properties: dict | None = None, *,
               reads=None) -> list[dict]:
         """Render every step of the rule for the person. ``reads`` answers the person reads in place of the
@@ -155,7 +173,8 @@ class Renderer:
                 continue
             if context is None:
                 context = template_context(reads, person_id, origin_kind=_kind(rule), origin=rule.name, now=now,
-                                           tz=ctx.tz, event_properties=event_properties, rule_set=ctx.rule_set)
+                                           tz=ctx.tz, event_properties=event_properties, rule_set=ctx.rule_set,
+                                           roots=self._roots_of(rule))
             links = LinkMaker(ctx.settings.public_url)  # this step's track() / open_pixel() codes
             context.update(track=links.track, open_pixel=links.open_pixel)
             try:

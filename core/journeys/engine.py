@@ -111,67 +111,109 @@ class StoreWorld:
 
 class BatchReads:
     """The store as a batch of sends reads it: what the template context and the addresses of the batch's
-    people need (the person with identifiers, tags, ownerships, relations) read in one query per table for
-    the whole batch instead of several per person; stores, advisors and cars are read once per batch.
-    Everything else (and a person merged into another) goes to the store itself. The objects are the
-    store's own, so a template sees exactly what it would see without the batch."""
+    people need (the person with identifiers, tags, ownerships, relations, identifiers of one type) read
+    in one query per table for the whole batch instead of several per person, each table on first use
+    (a template that never reads tags costs no read of tags); stores, advisors and cars are read once per
+    batch. Everything else (and the person of an id merged into another) goes to the store itself. The
+    objects are the store's own, so a template sees exactly what it would see without the batch."""
 
     def __init__(self, store, person_ids):
-        from motorcade.model import Identifier, Ownership, Person, TagValue
-        from motorcade.store.codec import from_date_text, from_iso, loads
-
         self._store = store
-        ids = sorted(set(person_ids))
-        self._people: dict[int, Any] = {}
-        self._tags: dict[int, list] = {pid: [] for pid in ids}
-        self._ownerships: dict[int, list] = {pid: [] for pid in ids}
-        self._relations: dict[int, list] = {pid: [] for pid in ids}
+        self._ids = sorted(set(person_ids))
+        self._id_set = set(self._ids)
+        self._tables: dict[str, dict[int, Any]] = {}
         self._shared: dict[tuple[str, str], Any] = {}
-        conn = store.conn
-        merged: set[int] = set()
-        identifiers: dict[int, list] = {pid: [] for pid in ids}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            merged.update(r[0] for r in conn.execute(
-                f"SELECT old_id FROM person_merges WHERE old_id IN ({marks})", chunk).fetchall())
-            for pid, kind, value in conn.execute(
-                    f"SELECT person_id, type, value FROM identifiers WHERE person_id IN ({marks}) "
-                    "ORDER BY person_id, type, value", chunk).fetchall():
-                identifiers[pid].append(Identifier(kind, value))
-            for pid, attributes, created in conn.execute(
-                    f"SELECT id, attributes, created_at FROM people WHERE id IN ({marks})", chunk).fetchall():
-                self._people[pid] = Person(id=pid, attributes=loads(attributes),
-                                           identifiers=tuple(identifiers[pid]), created_at=from_iso(created))
-            for r in conn.execute(
-                    "SELECT person_id, tag, value, computed_at, calculator, calculator_version FROM tag_values "
-                    f"WHERE person_id IN ({marks}) ORDER BY person_id, tag", chunk).fetchall():
-                self._tags[r[0]].append(TagValue(r[0], r[1], r[2], from_iso(r[3]), r[4], r[5]))
-            for r in conn.execute(
-                    "SELECT person_id, vin, valid_from, valid_to, source FROM ownerships "
-                    f"WHERE person_id IN ({marks}) ORDER BY person_id, valid_from", chunk).fetchall():
-                self._ownerships[r[0]].append(Ownership(r[0], r[1], from_date_text(r[2]), from_date_text(r[3]),
-                                                        r[4]))
-            for r in conn.execute(
-                    "SELECT person_id, kind, target_id FROM person_relations "
-                    f"WHERE person_id IN ({marks}) ORDER BY person_id, kind, target_id", chunk).fetchall():
-                self._relations[r[0]].append((r[1], r[2]))
-        self._merged = merged
+        self._merged = {r[0] for chunk in self._chunks()
+                        for r in store.conn.execute(f"SELECT old_id FROM person_merges WHERE old_id IN "
+                                                    f"({','.join('?' * len(chunk))})", chunk).fetchall()}
+
+    def _chunks(self):
+        for start in range(0, len(self._ids), 500):
+            yield self._ids[start:start + 500]
+
+    def _rows(self, sql: str, *params) -> list[tuple]:
+        """``sql`` (with ``{marks}`` for the ids) over every chunk of the batch's ids."""
+        out = []
+        for chunk in self._chunks():
+            out.extend(self._store.conn.execute(sql.format(marks=",".join("?" * len(chunk))),
+                                                [*chunk, *params]).fetchall())
+        return out
+
+    def _table(self, name: str) -> dict[int, Any]:
+        if name not in self._tables:
+            self._tables[name] = getattr(self, f"_read_{name}")()
+        return self._tables[name]
+
+    def _read_people(self) -> dict[int, Any]:
+        from motorcade.model import Identifier, Person
+        from motorcade.store.codec import from_iso, loads
+
+        identifiers: dict[int, list] = {pid: [] for pid in self._ids}
+        for pid, kind, value in self._rows("SELECT person_id, type, value FROM identifiers WHERE person_id IN "
+                                           "({marks}) ORDER BY person_id, type, value"):
+            identifiers[pid].append(Identifier(kind, value))
+        return {pid: Person(id=pid, attributes=loads(attributes), identifiers=tuple(identifiers[pid]),
+                            created_at=from_iso(created))
+                for pid, attributes, created in self._rows("SELECT id, attributes, created_at FROM people "
+                                                           "WHERE id IN ({marks})")}
+
+    def _read_tags(self) -> dict[int, list]:
+        from motorcade.model import TagValue
+        from motorcade.store.codec import from_iso
+
+        out: dict[int, list] = {pid: [] for pid in self._ids}
+        for r in self._rows("SELECT person_id, tag, value, computed_at, calculator, calculator_version FROM tag_values "
+                            "WHERE person_id IN ({marks}) ORDER BY person_id, tag"):
+            out[r[0]].append(TagValue(r[0], r[1], r[2], from_iso(r[3]), r[4], r[5]))
+        return out
+
+    def _read_ownerships(self) -> dict[int, list]:
+        from motorcade.model import Ownership
+        from motorcade.store.codec import from_date_text
+
+        out: dict[int, list] = {pid: [] for pid in self._ids}
+        for r in self._rows("SELECT person_id, vin, valid_from, valid_to, source FROM ownerships "
+                            "WHERE person_id IN ({marks}) ORDER BY person_id, valid_from"):
+            out[r[0]].append(Ownership(r[0], r[1], from_date_text(r[2]), from_date_text(r[3]), r[4]))
+        return out
+
+    def _read_relations(self) -> dict[int, list]:
+        out: dict[int, list] = {pid: [] for pid in self._ids}
+        for pid, kind, target in self._rows("SELECT person_id, kind, target_id FROM person_relations "
+                                            "WHERE person_id IN ({marks}) ORDER BY person_id, kind, target_id"):
+            out[pid].append((kind, target))
+        return out
 
     def _batched(self, person_id: int) -> bool:
-        return person_id in self._tags and person_id not in self._merged
+        return person_id in self._id_set and person_id not in self._merged
 
     def get_person(self, person_id: int):
-        return self._people.get(person_id) if self._batched(person_id) else self._store.get_person(person_id)
+        return self._table("people").get(person_id) if self._batched(person_id) else self._store.get_person(person_id)
 
     def tags_of(self, person_id: int):
-        return list(self._tags[person_id]) if self._batched(person_id) else self._store.tags_of(person_id)
+        return list(self._table("tags")[person_id]) if self._batched(person_id) else self._store.tags_of(person_id)
 
     def ownerships_of(self, person_id: int):
-        return list(self._ownerships[person_id]) if self._batched(person_id) else self._store.ownerships_of(person_id)
+        if self._batched(person_id):
+            return list(self._table("ownerships")[person_id])
+        return self._store.ownerships_of(person_id)
 
     def relations_of(self, person_id: int):
-        return list(self._relations[person_id]) if self._batched(person_id) else self._store.relations_of(person_id)
+        if self._batched(person_id):
+            return list(self._table("relations")[person_id])
+        return self._store.relations_of(person_id)
+
+    def identifiers_of(self, person_id: int, type_: str) -> list[str]:
+        if not self._batched(person_id):
+            return self._store.identifiers_of(person_id, type_)
+        name = f"identifiers:{type_}"
+        if name not in self._tables:
+            found: dict[int, list] = {pid: [] for pid in self._ids}
+            for pid, value in self._rows("SELECT person_id, value FROM identifiers WHERE person_id IN ({marks}) "
+                                         "AND type = ? AND flagged = 0 ORDER BY person_id, value", type_):
+                found[pid].append(value)
+            self._tables[name] = found
+        return list(self._tables[name][person_id])
 
     def _once(self, kind: str, key: str, read):
         if (kind, key) not in self._shared:
