@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from typing import Any
 
@@ -95,26 +96,24 @@ def template_context(store, person_id: int, *, origin_kind: str, origin: str, no
 
     ``roots``: only these names are needed (:meth:`TemplateStore.roots` of the templates to render); the
     others are left out and their reads skipped. ``store`` is always there (a send records its id)."""
-    def needs(*names: str) -> bool:
-        return roots is None or not roots.isdisjoint(names)
-
+    want_person, want_tags, want_cars, want_advisor, want_recommendation = _wanted(roots)
     context: dict[str, Any] = {}
-    if needs("person", "profile"):
+    if want_person:
         person = store.get_person(person_id)
         attributes = dict(person.attributes) if person else {}
         context.update(person={**attributes, "id": person_id}, profile=attributes)
-    if needs("tags"):
+    if want_tags:
         context["tags"] = {t.tag: t.value for t in store.tags_of(person_id)}
-    cars = _cars(store, person_id, now.astimezone(tz).date()) if needs("car", "cars") else None
+    cars = _cars(store, person_id, now.astimezone(tz).date()) if want_cars else None
     advisor, shop = _advisor_and_store(store, person_id)
     if shop is None:  # the store of the newest car
         if cars is None:
             cars = _cars(store, person_id, now.astimezone(tz).date())
         if cars and cars[0]["store_id"]:
             shop = store.get_store(cars[0]["store_id"])
-    if needs("car", "cars"):
+    if want_cars:
         context.update(car=cars[0] if cars else None, cars=cars)
-    if needs("advisor"):
+    if want_advisor:
         context["advisor"] = None if advisor is None else {
             "id": advisor.id, "name": advisor.name, "phone": advisor.phone, "store_id": advisor.store_id,
             "role": advisor.role}
@@ -122,9 +121,16 @@ def template_context(store, person_id: int, *, origin_kind: str, origin: str, no
                                                   "city": shop.city, "brand": shop.brand}
     context.update(origin={"kind": origin_kind, "name": origin}, event=event_properties or {},
                    now=now.astimezone(tz))
-    if needs("recommendation"):
+    if want_recommendation:
         context["recommendation"] = Recommendations(store, rule_set, person_id, now, tz)
     return context
+
+
+@functools.lru_cache(maxsize=256)
+def _wanted(roots: frozenset[str] | None) -> tuple[bool, bool, bool, bool, bool]:
+    """Which parts of the context ``roots`` needs: person/profile, tags, car/cars, advisor, recommendation."""
+    return tuple(roots is None or not roots.isdisjoint(names) for names in (
+        ("person", "profile"), ("tags",), ("car", "cars"), ("advisor",), ("recommendation",)))
 
 
 def _cars(store, person_id: int, today: dt.date) -> list[dict[str, Any]]:

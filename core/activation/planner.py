@@ -30,7 +30,7 @@ from .guardrails import in_holdout
 from .people import address_of, template_context
 from .schedule import period_start, slot_text
 from .settings import ActivationContext
-from .templates import RenderLimits, TemplateError, TemplateStore
+from .templates import HELPERS, RenderLimits, TemplateError, TemplateStore
 from .tracking import LinkMaker, store_links
 
 
@@ -171,12 +171,15 @@ class Renderer:
                 entry["error"] = f"no {address_type}"
                 out.append(entry)
                 continue
+            roots = self._roots_of(rule)
             if context is None:
                 context = template_context(reads, person_id, origin_kind=_kind(rule), origin=rule.name, now=now,
                                            tz=ctx.tz, event_properties=event_properties, rule_set=ctx.rule_set,
-                                           roots=self._roots_of(rule))
-            links = LinkMaker(ctx.settings.public_url)  # this step's track() / open_pixel() codes
-            context.update(track=links.track, open_pixel=links.open_pixel)
+                                           roots=roots)
+            links = None
+            if roots is None or not roots.isdisjoint(HELPERS):
+                links = LinkMaker(ctx.settings.public_url)  # this step's track() / open_pixel() codes
+                context.update(track=links.track, open_pixel=links.open_pixel)
             try:
                 rendered = self.templates.render(step.template, step.channel, context)
             except TemplateError as exc:
@@ -186,7 +189,7 @@ class Renderer:
                 continue
             entry.update(address=address, subject=rendered.subject, body=rendered.body,
                          store_id=(context["store"] or {}).get("id"))
-            if links.links:
+            if links is not None and links.links:
                 entry.update(links=links.links, params=links.params())
             out.append(entry)
         return out

@@ -437,7 +437,7 @@ class TemplateStore:
         return self._cache[key]
 
     def roots(self, name: str, channel: str) -> frozenset[str] | None:
-        """The context names (:data:`ROOTS`) the template reads, or None when that cannot be known from its
+        """The context names (:data:`ROOTS`, :data:`HELPERS`) the template reads, or None when that cannot be known from its
         text (it includes, imports or extends another template). A caller may leave the other names out of
         the context: a name the template never loads cannot change what it renders. Raises
         :class:`TemplateError` as :meth:`render` does for a missing or broken template."""
@@ -453,7 +453,8 @@ class TemplateStore:
             tree = env.parse(source)
             if any(True for _ in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends))):
                 return None
-            names.update(n.name for n in tree.find_all(nodes.Name) if n.ctx == "load" and n.name in ROOTS)
+            names.update(n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"
+                         and (n.name in ROOTS or n.name in HELPERS))
         return frozenset(names)
 
     def render(self, name: str, channel: str, context: dict[str, Any]) -> Rendered:

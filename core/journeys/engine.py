@@ -96,8 +96,11 @@ class StoreWorld:
         return tree.result is True, {"condition": fmt_cond(cond), "result": tree.result, "seen": _seen(tree)}
 
     def first_event(self, person_id, event, where, after, until):
+        events = self.events.get(person_id)
+        if not events:
+            return None
         low, high = epoch(after), epoch(until)
-        for event_id, name, ts, properties in self.events.get(person_id, ()):
+        for event_id, name, ts, properties in events:
             if name != event or ts <= low or ts > high:
                 continue
             if where is not None:
@@ -245,6 +248,7 @@ class JourneyRunner:
         self.flow = build_flow(self.journey)
         self.renderer = renderer or Renderer(ctx)
         self._versions: dict[str, tuple[ast.Journey, Flow] | None] = {self.version: (self.journey, self.flow)}
+        self._send_rules: dict[int, tuple[ast.SendStep, SendRule, list[str] | None]] = {}
         self.totals = {"entered": 0, "holdout": 0, "steps": 0, "sends": 0, "completed": 0, "exited": 0,
                        "converted": 0}
 
@@ -447,20 +451,31 @@ class JourneyRunner:
         self._reads = BatchReads(store, [r["person_id"] for r in rows]) if self._has_sends(rows) else store
         updates, path, sends = [], [], []
         positions: dict[int, dict[str, int]] = {}  # flow -> step id -> its position (the outbox's step column)
+        now_epoch = epoch(now)
+        times: dict[int | None, dt.datetime | None] = {None: None, now_epoch: now}  # epoch -> datetime, per batch
+
+        def time_of(seconds: int | None) -> dt.datetime | None:
+            if seconds not in times:
+                times[seconds] = from_epoch(seconds)
+            return times[seconds]
+
+        def seconds_of(at: dt.datetime | None) -> int | None:
+            return now_epoch if at is now else None if at is None else epoch(at)
+
         for row in rows:
             found = self.version_of(row["version"])
             journey, flow = found if found is not None else (self.journey, self.flow)
             state = PersonState(row["person_id"], row["entry"], row["step"], row["status"],
-                                from_epoch(row["entered_at"]), from_epoch(row["due_at"]),
-                                from_epoch(row["waiting_since"]))
+                                time_of(row["entered_at"]), time_of(row["due_at"]), time_of(row["waiting_since"]))
             if state.step != END and state.step not in flow.nodes:
                 taken, planned = [], []
-                path.append(self._path_row(state, "version gone", None, now, {"version": row["version"]}))
+                path.append(self._path_row(state, "version gone", None, now_epoch, {"version": row["version"]}))
                 state.status = "exited"
             else:
                 taken, planned = advance(journey, flow, state, world)
             for step in taken:
-                path.append(self._path_row(state, step.outcome, step.next_step, step.at, step.detail, step.step))
+                path.append(self._path_row(state, step.outcome, step.next_step, seconds_of(step.at), step.detail,
+                                           step.step))
             if planned and id(flow) not in positions:
                 positions[id(flow)] = {node_id: index for index, node_id in enumerate(flow.nodes)}
             for step_id, send_step in planned:
@@ -469,10 +484,8 @@ class JourneyRunner:
             if state.status in ("completed", "exited", "converted"):
                 self.totals[state.status] += 1
             updates.append({"journey": self.name, "person_id": state.person_id, "entry": state.entry,
-                            "step": state.step, "status": state.status,
-                            "due_at": None if state.due_at is None else epoch(state.due_at),
-                            "waiting_since": None if state.waiting_since is None else epoch(state.waiting_since),
-                            "updated_at": epoch(now)})
+                            "step": state.step, "status": state.status, "due_at": seconds_of(state.due_at),
+                            "waiting_since": seconds_of(state.waiting_since), "updated_at": now_epoch})
         store.update_journey_states(updates)
         store.add_journey_path(path)
         self.totals["sends"] += _enqueue(ctx, sends, now)
@@ -481,15 +494,18 @@ class JourneyRunner:
         return any(node.kind == "send" for version in {r["version"] for r in rows}
                    for node in (self.version_of(version) or (None, self.flow))[1].nodes.values())
 
-    def _path_row(self, state, outcome, next_step, at, detail, step=None) -> dict[str, Any]:
+    def _path_row(self, state, outcome, next_step, at: int, detail, step=None) -> dict[str, Any]:
         return {"journey": self.name, "person_id": state.person_id, "entry": state.entry,
                 "step": state.step if step is None else step, "outcome": outcome, "next_step": next_step,
-                "at": epoch(at), "detail": detail}
+                "at": at, "detail": detail}
 
     def _send(self, state: PersonState, step_id: str, position: int, step: ast.SendStep, now: dt.datetime
               ) -> dict[str, Any]:
-        rule = SendRule(self.name, step.via)
-        payload = {"arm": "treatment", "transactional": False, "quiet_hours": _quiet(rule, self.ctx),
+        if id(step) not in self._send_rules:  # per send step: its rule and quiet hours, made once per pass
+            rule = SendRule(self.name, step.via)
+            self._send_rules[id(step)] = (step, rule, _quiet(rule, self.ctx))
+        _step, rule, quiet = self._send_rules[id(step)]
+        payload = {"arm": "treatment", "transactional": False, "quiet_hours": quiet,
                    "journey_step": step_id, "entry": state.entry,
                    "steps": self.renderer.steps(rule, state.person_id, now, reads=self._reads)}
         failed = [s["error"] for s in payload["steps"] if s.get("template_failed")]
