@@ -101,6 +101,7 @@ class Renderer:
         self._names: tuple[set[str] | None, set[str] | None] | None = None
         self._refused: dict[str, str | None] = {}
         self._roots: dict[tuple[tuple[str, str], ...], frozenset[str] | None] = {}
+        self._roots_by_via: dict[int, tuple[Any, frozenset[str] | None]] = {}  # id(via) -> (via, roots)
 
     def require_sound_templates(self, rule) -> None:
         """Raise :class:`PlanningError` if a channel of the rule is expected but not loaded (its plugin failed
@@ -134,6 +135,9 @@ class Renderer:
 
     def _roots_of(self, rule) -> frozenset[str] | None:
         """The context names the rule's templates read (None: all); the context is built with these only."""
+        known = self._roots_by_via.get(id(rule.via))
+        if known is not None and known[0] is rule.via:
+            return known[1]
         key = tuple((s.channel, s.template) for s in rule.via.steps)
         if key not in self._roots:
             roots: set[str] | None = set()
@@ -147,6 +151,7 @@ class Renderer:
                     break
                 roots |= found
             self._roots[key] = None if roots is None else frozenset(roots)
+        self._roots_by_via[id(rule.via)] = (rule.via, self._roots[key])
         return self._roots[key]
 
     def steps(self, rule, person_id: int, now: dt.datetime, event_properties: dict | None = None, *,
