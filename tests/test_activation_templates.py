@@ -284,3 +284,59 @@ def test_any_template_is_planned_and_delivered_without_the_engine_raising(templa
                 sorted(f"您好 客户{i}" for i in range(len(ids)))
         finally:
             project.close()
+
+
+# ---- direct templates: text and lookups rendered without Jinja, the same as Jinja renders them -------------
+# A template made only of text and `{{ name.attr["key"] }}` lookups is rendered by DirectTemplate (for speed: a
+# journey's or campaign's sends). Property: for any such template and any context, what TemplateStore.render
+# gives (text, or the error of a failed render) equals what it gives when Jinja renders the same text.
+
+_KEYS = ["name", "plate", "id", "items", "keys", "get", "__class__", "mro", "upper", "0", "level", "x y", "客户"]
+_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False),
+              st.text(alphabet="ab<>&\"' 客户\n{}", max_size=6), st.just(dt.date(2026, 1, 2)), st.just(NOW)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=4)),
+    max_leaves=8)
+_LOOKUP = st.builds(
+    lambda root, path: root + "".join(f".{k}" if attribute else f"[{k!r}]" for attribute, k in path),
+    st.sampled_from(["person", "person", "person", "profile", "tags", "car", "store", "event", "now", "origin",
+                     "unknown", "loop"]),
+    st.lists(st.tuples(st.booleans(), st.sampled_from(_KEYS + [0, 1])).filter(
+        lambda p: not p[0] or (isinstance(p[1], str) and p[1].isidentifier())), max_size=3))
+_TEXT = st.text(alphabet="您好 ab<&>\n\t.:,", max_size=8).filter(lambda t: "{" not in t)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.one_of(_TEXT, _LOOKUP.map(lambda e: "{{ " + e + " }}"),
+                                 _LOOKUP.map(lambda e: "{{" + e + "}}{# note #}")), min_size=1, max_size=6),
+       subject=st.one_of(st.none(), _LOOKUP.map(lambda e: "Subject: 提醒 {{ " + e + " }}\n\n")),
+       html=st.booleans(), max_chars=st.sampled_from([5, 100_000]),
+       context=st.fixed_dictionaries({"person": st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=5)}, optional={
+           "profile": _VALUES, "tags": _VALUES, "car": _VALUES, "store": _VALUES, "now": _VALUES,
+           "event": _VALUES, "origin": _VALUES}))
+def test_a_direct_template_renders_what_jinja_renders(pieces, subject, html, max_chars, context):
+    import tempfile
+    from pathlib import Path
+    from unittest import mock
+
+    from motorcade.activation import templates
+
+    text = (subject or "") + "".join(pieces)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / ("t.html" if html else "t.txt")).write_text(text, encoding="utf-8")
+        limits = templates.RenderLimits(max_chars=max_chars)
+        outcomes = []
+        for direct in (True, False):
+            store = templates.TemplateStore(Path(tmp), limits)
+            if direct:
+                # any template of these pieces is direct, unless it looks up a name that is not the context's own
+                assert isinstance(store._compiled("t", "memory")[2], templates.DirectTemplate) or (
+                    "loop" in text or "unknown" in text)
+            else:
+                with mock.patch.object(templates.DirectTemplate, "from_source", return_value=None):
+                    assert not isinstance(store._compiled("t", "memory")[2], templates.DirectTemplate)
+            try:
+                outcomes.append(store.render("t", "memory", context))
+            except templates.TemplateError as exc:
+                outcomes.append((type(exc), exc.message))
+        assert outcomes[0] == outcomes[1]

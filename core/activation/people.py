@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from typing import Any
 
@@ -89,12 +90,51 @@ class Recommendations(dict):
 
 
 def template_context(store, person_id: int, *, origin_kind: str, origin: str, now: dt.datetime, tz: dt.tzinfo,
-                     event_properties: dict[str, Any] | None = None, rule_set=None) -> dict[str, Any]:
-    """The names a template sees for this person (see :mod:`motorcade.activation.templates`)."""
-    person = store.get_person(person_id)
-    attributes = dict(person.attributes) if person else {}
-    tags = {t.tag: t.value for t in store.tags_of(person_id)}
-    today = now.astimezone(tz).date()
+                     event_properties: dict[str, Any] | None = None, rule_set=None,
+                     roots: frozenset[str] | None = None) -> dict[str, Any]:
+    """The names a template sees for this person (see :mod:`motorcade.activation.templates`).
+
+    ``roots``: only these names are needed (:meth:`TemplateStore.roots` of the templates to render); the
+    others are left out and their reads skipped. ``store`` is always there (a send records its id)."""
+    want_person, want_tags, want_cars, want_advisor, want_recommendation = _wanted(roots)
+    context: dict[str, Any] = {}
+    if want_person:
+        person = store.get_person(person_id)
+        attributes = dict(person.attributes) if person else {}
+        context.update(person={**attributes, "id": person_id}, profile=attributes)
+    if want_tags:
+        context["tags"] = {t.tag: t.value for t in store.tags_of(person_id)}
+    cars = _cars(store, person_id, now.astimezone(tz).date()) if want_cars else None
+    advisor, shop = _advisor_and_store(store, person_id)
+    if shop is None:  # the store of the newest car
+        if cars is None:
+            cars = _cars(store, person_id, now.astimezone(tz).date())
+        if cars and cars[0]["store_id"]:
+            shop = store.get_store(cars[0]["store_id"])
+    if want_cars:
+        context.update(car=cars[0] if cars else None, cars=cars)
+    if want_advisor:
+        context["advisor"] = None if advisor is None else {
+            "id": advisor.id, "name": advisor.name, "phone": advisor.phone, "store_id": advisor.store_id,
+            "role": advisor.role}
+    context["store"] = None if shop is None else {"id": shop.id, "name": shop.name, "group": shop.group,
+                                                  "city": shop.city, "brand": shop.brand}
+    context.update(origin={"kind": origin_kind, "name": origin}, event=event_properties or {},
+                   now=now.astimezone(tz))
+    if want_recommendation:
+        context["recommendation"] = Recommendations(store, rule_set, person_id, now, tz)
+    return context
+
+
+@functools.lru_cache(maxsize=256)
+def _wanted(roots: frozenset[str] | None) -> tuple[bool, bool, bool, bool, bool]:
+    """Which parts of the context ``roots`` needs: person/profile, tags, car/cars, advisor, recommendation."""
+    return tuple(roots is None or not roots.isdisjoint(names) for names in (
+        ("person", "profile"), ("tags",), ("car", "cars"), ("advisor",), ("recommendation",)))
+
+
+def _cars(store, person_id: int, today: dt.date) -> list[dict[str, Any]]:
+    """The person's cars owned ``today``, newest ownership first."""
     cars = []
     for ownership in store.ownerships_of(person_id):
         if ownership.valid_to is not None and ownership.valid_to <= today:
@@ -105,24 +145,7 @@ def template_context(store, person_id: int, *, origin_kind: str, origin: str, no
                          "purchase_date": car.purchase_date, "store_id": car.store_id,
                          "_since": ownership.valid_from or dt.date.min})
     cars.sort(key=lambda c: c.pop("_since"), reverse=True)
-    advisor, shop = _advisor_and_store(store, person_id)
-    if shop is None and cars and cars[0]["store_id"]:
-        shop = store.get_store(cars[0]["store_id"])
-    return {
-        "person": {**attributes, "id": person_id},
-        "profile": attributes,
-        "tags": tags,
-        "car": cars[0] if cars else None,
-        "cars": cars,
-        "advisor": None if advisor is None else {"id": advisor.id, "name": advisor.name, "phone": advisor.phone,
-                                                  "store_id": advisor.store_id, "role": advisor.role},
-        "store": None if shop is None else {"id": shop.id, "name": shop.name, "group": shop.group, "city": shop.city,
-                                            "brand": shop.brand},
-        "origin": {"kind": origin_kind, "name": origin},
-        "event": event_properties or {},
-        "now": now.astimezone(tz),
-        "recommendation": Recommendations(store, rule_set, person_id, now, tz),
-    }
+    return cars
 
 
 def address_of(store, person_id: int, address_type: str) -> str | None:

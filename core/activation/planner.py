@@ -30,7 +30,7 @@ from .guardrails import in_holdout
 from .people import address_of, template_context
 from .schedule import period_start, slot_text
 from .settings import ActivationContext
-from .templates import RenderLimits, TemplateError, TemplateStore
+from .templates import HELPERS, RenderLimits, TemplateError, TemplateStore
 from .tracking import LinkMaker, store_links
 
 # A campaign's audience is read this many people at a time (motorcade.journeys.engine.BatchReads): a few
@@ -103,6 +103,8 @@ class Renderer:
             seconds=settings.render_seconds, max_chars=settings.render_max_chars, max_loops=settings.render_max_loops))
         self._names: tuple[set[str] | None, set[str] | None] | None = None
         self._refused: dict[str, str | None] = {}
+        self._roots: dict[tuple[tuple[str, str], ...], frozenset[str] | None] = {}
+        self._roots_by_via: dict[int, tuple[Any, frozenset[str] | None]] = {}  # id(via) -> (via, roots)
 
     def require_sound_templates(self, rule) -> None:
         """Raise :class:`PlanningError` if a channel of the rule is expected but not loaded (its plugin failed
@@ -134,6 +136,27 @@ class Renderer:
                                 hint="fix them (`motorcade check` lists every problem); nothing is lost: "
                                      "the slot stays due and trigger events wait")
 
+    def _roots_of(self, rule) -> frozenset[str] | None:
+        """The context names the rule's templates read (None: all); the context is built with these only."""
+        known = self._roots_by_via.get(id(rule.via))
+        if known is not None and known[0] is rule.via:
+            return known[1]
+        key = tuple((s.channel, s.template) for s in rule.via.steps)
+        if key not in self._roots:
+            roots: set[str] | None = set()
+            for channel, template in key:
+                try:
+                    found = self.templates.roots(template, channel)
+                except TemplateError:
+                    found = None  # rendering reports it
+                if found is None:
+                    roots = None
+                    break
+                roots |= found
+            self._roots[key] = None if roots is None else frozenset(roots)
+        self._roots_by_via[id(rule.via)] = (rule.via, self._roots[key])
+        return self._roots[key]
+
     def steps(self, rule, person_id: int, now: dt.datetime, event_properties: dict | None = None, *,
               reads=None) -> list[dict]:
         """Render every step of the rule for the person. ``reads`` answers the person reads in place of the
@@ -156,11 +179,15 @@ class Renderer:
                 entry["error"] = f"no {address_type}"
                 out.append(entry)
                 continue
+            roots = self._roots_of(rule)
             if context is None:
                 context = template_context(reads, person_id, origin_kind=_kind(rule), origin=rule.name, now=now,
-                                           tz=ctx.tz, event_properties=event_properties, rule_set=ctx.rule_set)
-            links = LinkMaker(ctx.settings.public_url)  # this step's track() / open_pixel() codes
-            context.update(track=links.track, open_pixel=links.open_pixel)
+                                           tz=ctx.tz, event_properties=event_properties, rule_set=ctx.rule_set,
+                                           roots=roots)
+            links = None
+            if roots is None or not roots.isdisjoint(HELPERS):
+                links = LinkMaker(ctx.settings.public_url)  # this step's track() / open_pixel() codes
+                context.update(track=links.track, open_pixel=links.open_pixel)
             try:
                 rendered = self.templates.render(step.template, step.channel, context)
             except TemplateError as exc:
@@ -170,7 +197,7 @@ class Renderer:
                 continue
             entry.update(address=address, subject=rendered.subject, body=rendered.body,
                          store_id=(context["store"] or {}).get("id"))
-            if links.links:
+            if links is not None and links.links:
                 entry.update(links=links.links, params=links.params())
             out.append(entry)
         return out

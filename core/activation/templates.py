@@ -30,6 +30,7 @@ from typing import Any, Iterable, Iterator
 
 import attrs
 import jinja2
+import markupsafe
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -253,6 +254,87 @@ class LimitedSandbox(SandboxedEnvironment):
         return limited
 
 
+_MISSING = object()
+# Names a direct template may look up: the context's own (``loop`` and Jinja's special names are not).
+_DIRECT_NAMES = frozenset(ROOTS) - {"loop"}
+# A plain dict's attributes: `d.name` is d["name"] in the sandbox unless `name` is one of these.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class DirectTemplate:
+    """A template made only of text and lookups such as ``{{ person.name }}`` or ``{{ tags["level"] }}`` (most
+    SMS and WeCom texts), rendered without building a Jinja context for each message.
+
+    It yields the same chunks as the Jinja template compiled from the same text: each run of text as one
+    chunk, each lookup resolved by the sandbox's own ``getattr`` / ``getitem``, finalised and (in an HTML
+    template) escaped as Jinja's generated code does. :meth:`from_source` returns None for any other
+    template, which Jinja renders. ``tests/test_activation_templates.py`` holds the two to the same output
+    and errors over generated templates and contexts."""
+
+    def __init__(self, env: LimitedSandbox, chunks: tuple):
+        self.env = env
+        self.globals = dict(env.globals)
+        self.chunks = chunks  # text, or (name, ((is_attribute, key), ...))
+        self.to_text = markupsafe.escape if env.autoescape else str
+
+    @classmethod
+    def from_source(cls, env: LimitedSandbox, source: str) -> "DirectTemplate | None":
+        chunks: list = []
+        for output in env.parse(source).body:
+            if not isinstance(output, nodes.Output):
+                return None
+            text: list[str] = []
+            for node in output.nodes:
+                if isinstance(node, nodes.TemplateData):
+                    text.append(node.data)
+                    continue
+                lookup = cls._lookup(node)
+                if lookup is None:
+                    return None
+                if text:
+                    chunks.append("".join(text))
+                    text = []
+                chunks.append(lookup)
+            if text:
+                chunks.append("".join(text))
+        return cls(env, tuple(chunks))
+
+    @staticmethod
+    def _lookup(node) -> tuple | None:
+        path = []
+        while True:
+            if isinstance(node, nodes.Getattr):
+                path.append((True, node.attr))
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
+                    and isinstance(node.arg.value, (str, int)) and not isinstance(node.arg.value, bool):
+                path.append((False, node.arg.value))
+            elif isinstance(node, nodes.Name) and node.ctx == "load" and node.name in _DIRECT_NAMES:
+                return node.name, tuple(reversed(path))
+            else:
+                return None
+            node = node.node
+
+    def generate(self, context: dict[str, Any]) -> Iterator[str]:
+        env = self.env
+        for chunk in self.chunks:
+            if chunk.__class__ is str:
+                yield chunk
+                continue
+            name, path = chunk
+            value = context.get(name, _MISSING)
+            if value is _MISSING:
+                value = self.globals.get(name, _MISSING)
+                if value is _MISSING:
+                    value = env.undefined(name=name)
+            for is_attribute, key in path:
+                if value.__class__ is dict and (key in value if not is_attribute else key not in _DICT_ATTRIBUTES):
+                    # what the sandbox's getattr / getitem give for a plain dict, without their exceptions
+                    value = value[key] if key in value else env.undefined(obj=value, name=key)
+                else:
+                    value = env.getattr(value, key) if is_attribute else env.getitem(value, key)
+            yield self.to_text(env.finalize(value))
+
+
 @attrs.frozen
 class Rendered:
     subject: str | None
@@ -308,6 +390,7 @@ class TemplateStore:
         self._text_env = make_environment(autoescape=False)
         self._html_env = make_environment(autoescape=True)
         self._cache: dict[tuple[str, str], tuple[Path, Any, Any]] = {}
+        self._roots: dict[tuple[str, str], frozenset[str] | None] = {}
 
     def candidates(self, name: str, channel: str) -> list[Path]:
         out = []
@@ -345,8 +428,34 @@ class TemplateStore:
             for template in (subject, body):
                 if template is not None:  # a plain dict: Jinja copies the globals into every render's context,
                     template.globals = dict(template.globals)  # and a ChainMap is slow to copy
+            # text and lookups only: rendered directly (the same output, without a Jinja context per message)
+            subject = subject if subject_src is None else DirectTemplate.from_source(self._text_env, subject_src) \
+                or subject
+            body = DirectTemplate.from_source(env, body_src) or body
+            self._roots[key] = self._loaded_roots(env, (subject_src, body_src))
             self._cache[key] = (path, subject, body)
         return self._cache[key]
+
+    def roots(self, name: str, channel: str) -> frozenset[str] | None:
+        """The context names (:data:`ROOTS`, :data:`HELPERS`) the template reads, or None when that cannot be known from its
+        text (it includes, imports or extends another template). A caller may leave the other names out of
+        the context: a name the template never loads cannot change what it renders. Raises
+        :class:`TemplateError` as :meth:`render` does for a missing or broken template."""
+        self._compiled(name, channel)
+        return self._roots[(name, channel)]
+
+    @staticmethod
+    def _loaded_roots(env: LimitedSandbox, sources: Iterable[str | None]) -> frozenset[str] | None:
+        names: set[str] = set()
+        for source in sources:
+            if source is None:
+                continue
+            tree = env.parse(source)
+            if any(True for _ in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends))):
+                return None
+            names.update(n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"
+                         and (n.name in ROOTS or n.name in HELPERS))
+        return frozenset(names)
 
     def render(self, name: str, channel: str, context: dict[str, Any]) -> Rendered:
         """Render for one person within :class:`RenderLimits`.
@@ -379,11 +488,17 @@ class TemplateStore:
     @staticmethod
     def _generate(template: Any, context: dict[str, Any], budget: _Budget) -> str:
         parts, length = [], 0
+        max_chars, deadline = budget.limits.max_chars, budget.deadline
+        direct = template.__class__ is DirectTemplate  # a few lookups: its time is checked once, at the end
         for chunk in template.generate(context):
             length += len(chunk)
-            budget.size(length)
-            budget.check_time()
+            if length > max_chars:
+                budget.size(length)  # raises
+            if not direct and time.monotonic() > deadline:
+                budget.check_time()  # raises
             parts.append(chunk)
+        if direct:
+            budget.check_time()
         return "".join(parts)
 
 

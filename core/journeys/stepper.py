@@ -94,6 +94,10 @@ def advance(journey: ast.Journey, flow: Flow, state: PersonState, world: World
     sends: list[tuple[str, ast.SendStep]] = []
     pid = state.person_id
     hops = 0
+    goal = journey.goal
+    # the goal counts up to now, within its window after entering (the same for every hop of this call)
+    goal_until = None if goal is None else min(now, shift(state.entered_at, goal.within.amount, goal.within.unit,
+                                                          world.tz))
 
     def move(outcome: str, target: str | None, detail: dict | None = None) -> None:
         taken.append(Taken(state.step, outcome, target, now, detail or {}))
@@ -107,10 +111,8 @@ def advance(journey: ast.Journey, flow: Flow, state: PersonState, world: World
         if state.step == END:
             state.status, state.due_at = "completed", None
             break
-        goal = journey.goal
         if goal is not None:
-            window_end = min(now, shift(state.entered_at, goal.within.amount, goal.within.unit, world.tz))
-            reached = world.first_event(pid, goal.event, goal.where, state.entered_at, window_end)
+            reached = world.first_event(pid, goal.event, goal.where, state.entered_at, goal_until)
             if reached is not None:
                 move("goal", None, {"event": goal.event, "at": reached.isoformat()})
                 state.status, state.due_at = "converted", None

@@ -113,7 +113,7 @@ class JourneysMixin:
             "INSERT OR IGNORE INTO journey_path (journey, person_id, entry, step, outcome, next_step, at, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(r["journey"], r["person_id"], r["entry"], r["step"], r["outcome"], r["next_step"], r["at"],
-              dumps(r.get("detail") or {})) for r in rows])
+              dumps(r["detail"]) if r.get("detail") else "{}") for r in rows])
 
     # -- observing ----------------------------------------------------------------------------------
 

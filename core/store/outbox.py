@@ -35,6 +35,16 @@ OUTBOX_COLUMNS = (
 )
 
 
+_ENQUEUE_SQL = (
+    "INSERT OR IGNORE INTO outbox (idempotency_key, origin_kind, origin, run_id, person_id, step, channel, template, "
+    "revision, status, attempts, not_before, reason, payload, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)")
+
+
+class _KeyTaken(Exception):
+    """Raised inside :meth:`OutboxMixin.enqueue_sends` to undo a bulk insert that inserted fewer rows than expected."""
+
+
 def _send_row(row: tuple) -> dict[str, Any]:
     send = dict(zip(OUTBOX_COLUMNS, row))
     send["payload"] = loads(send["payload"])
@@ -111,31 +121,36 @@ class OutboxMixin:
         round trip per statement would dominate planning on a PostgreSQL store).
         """
         now = iso(at or utc_now())
-        rows: dict[str, tuple] = {}  # key -> row; a key given twice is planned once, as first given
-        for s in sends:
-            if s["idempotency_key"] in rows:
-                continue
-            not_before = s.get("not_before")
-            rows[s["idempotency_key"]] = (
-                s["idempotency_key"], s["origin_kind"], s["origin"], s["run_id"], s["person_id"], s.get("step", 0),
-                s["channel"], s["template"], s["revision"], s.get("status", "planned"),
-                None if not_before is None else epoch(not_before), s.get("reason"), dumps(s.get("payload", {})),
-                now, now)
-        keys = list(rows)
-        stored: set[str] = set()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            stored.update(r[0] for r in self.conn.execute(
-                f"SELECT idempotency_key FROM outbox WHERE idempotency_key IN ({', '.join('?' for _ in chunk)})",
-                chunk))
-        inserted = [key for key in keys if key not in stored]
-        if inserted:
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO outbox (idempotency_key, origin_kind, origin, run_id, person_id, step, channel, "
-                "template, revision, status, attempts, not_before, reason, payload, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
-                [rows[key] for key in inserted])
-        return inserted
+        rows: dict[str, tuple] = {}
+        for s in sends:  # the first send of a key wins, as one INSERT OR IGNORE after another would keep it
+            if s["idempotency_key"] not in rows:
+                not_before = s.get("not_before")
+                rows[s["idempotency_key"]] = (
+                    s["idempotency_key"], s["origin_kind"], s["origin"], s["run_id"], s["person_id"], s.get("step", 0),
+                    s["channel"], s["template"], s["revision"], s.get("status", "planned"),
+                    None if not_before is None else epoch(not_before), s.get("reason"), dumps(s.get("payload", {})),
+                    now, now)
+        if not rows:
+            return []
+        with self.transaction():
+            # one read of the keys already there and one executemany, instead of a statement per send
+            keys = list(rows)
+            present: set[str] = set()
+            for start in range(0, len(keys), 900):
+                chunk = keys[start:start + 900]
+                present.update(r[0] for r in self.conn.execute(
+                    f"SELECT idempotency_key FROM outbox WHERE idempotency_key IN ({', '.join('?' * len(chunk))})",
+                    chunk))
+            new = [key for key in keys if key not in present]
+            try:
+                with self.transaction():
+                    before = self.conn.total_changes
+                    self.conn.executemany(_ENQUEUE_SQL, [rows[key] for key in new])
+                    if self.conn.total_changes - before != len(new):
+                        raise _KeyTaken  # a writer outside this store's write lock took a key meanwhile
+            except _KeyTaken:
+                new = [key for key in keys if key not in present and self.conn.execute(_ENQUEUE_SQL, rows[key]).rowcount]
+        return new
 
     def trigger_firings(self, trigger: str, person_id: int) -> list[dt.datetime]:
         """When ``trigger`` fired for the person (the firing event's time), for re-entry rules."""
