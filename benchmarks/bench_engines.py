@@ -18,7 +18,9 @@ On the generated store of ``benchmarks.generate_store`` (1,000,000 people / 20,0
 
 ``BENCH_ENGINES=duckdb`` (or ``clickhouse``) limits the engines; ``BENCH_SCALES=1,2,4`` the scales
 (default ``1``); ``BENCH_ENGINE_DIR`` keeps the engine files there (default: a temporary folder, removed).
-Run alone: ``python -m benchmarks engines``.
+Then, in the same run, bulk JSON Lines ingest into each engine (:mod:`benchmarks.engine_ingest`) and every
+built-in tag calculator per engine (:mod:`benchmarks.engine_tags`); ``BENCH_ENGINE_GROUPS=segments,ingest,tags``
+picks the groups (default: all three). Run alone: ``python -m benchmarks engines``.
 """
 
 from __future__ import annotations
@@ -239,6 +241,20 @@ def _interleaved(a, b, rounds: int = 5):
 
 
 def run(report) -> None:
+    groups = os.environ.get("BENCH_ENGINE_GROUPS", "segments,ingest,tags").split(",")
+    if "segments" in groups:
+        run_segments(report)
+    if "ingest" in groups:
+        from benchmarks.engine_ingest import run_engine_ingest
+
+        run_engine_ingest(report)
+    if "tags" in groups:
+        from benchmarks import engine_tags
+
+        engine_tags.run(report)
+
+
+def run_segments(report) -> None:
     import zoneinfo
 
     from benchmarks.bench_segments import SEGMENTS, _hand_params
