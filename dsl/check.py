@@ -177,6 +177,14 @@ class _Checker:
                         self.report(ERROR, f"tag `{node.name}` has a value per store, and segment `{rule.name}` is "
                                            f"scoped to stores {where}: which store's value is meant?", node,
                                     "scope the segment to one store (a segment per store), or read a group tag")
+                    elif (isinstance(node, ast.TagRef) and node.name in self.catalogue.store_tags
+                          and not isinstance(rule, ast.Segment)):
+                        kind = ast.RULE_KINDS[type(rule)]
+                        self.report(ERROR, f"tag `{node.name}` has a value per store, and {kind} `{rule.name}` reads "
+                                           f"it in its own condition, which is evaluated for the person, not at "
+                                           f"store {where}", node,
+                                    f"put the condition in a segment scoped to the store (`scope store {where}`) and "
+                                    f"write `in segment NAME` here: a store segment reads the value at its store")
         self.file = None
 
     def check_producers(self):

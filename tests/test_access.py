@@ -443,6 +443,15 @@ campaign fine {
     assert messages == ['tag `store_value_score` has a value per store, and segment `both` is scoped to stores '
                         '"SH01", "SH02": which store\'s value is meant?']
     assert check(rule_set_from_text(two.replace(', "SH02"', "")), Catalogue(store_tags={"store_value_score"})) == []
+    # a trigger's or a journey's own condition is evaluated for the person, not for a store: a per-store tag
+    # there would silently read the value at the person's top store, so check refuses it and says what to do
+    trigger = ('scope store "SH01"\nsegment mine { where tag store_value_score >= 4 }\n'
+               'trigger thanks {\n  on order\n  if tag store_value_score >= 4\n  via email template "t"\n}\n')
+    messages = [d.message for d in check(rule_set_from_text(trigger), Catalogue(store_tags={"store_value_score"}))]
+    assert messages == ['tag `store_value_score` has a value per store, and trigger `thanks` reads it in its own '
+                        'condition, which is evaluated for the person, not at store "SH01"']
+    fixed = trigger.replace("if tag store_value_score >= 4", "if in segment mine")
+    assert check(rule_set_from_text(fixed), Catalogue(store_tags={"store_value_score"})) == []
 
 
 def test_scope_declarations_parse_format_and_round_trip():
