@@ -25,6 +25,15 @@ EXAMPLE = ROOT / "examples" / "dealer_group"
 AS_OF = dt.datetime(2026, 11, 20, tzinfo=dt.timezone(dt.timedelta(hours=8)))  # the example data's as-of
 # the example's store setting (SQLite unless MOTORCADE_DATABASE names another)
 DATABASE_LINE = 'database = "${MOTORCADE_DATABASE:-motorcade.db}"'
+
+
+def set_analytics(config: Path, url: str) -> None:
+    """Give the example project's motorcade.toml the ``analytics`` setting ``url`` (failing loudly if the
+    example's store line has changed, so no test silently runs without its engine)."""
+    text = config.read_text(encoding="utf-8")
+    assert DATABASE_LINE in text, "the example's database line changed: update DATABASE_LINE"
+    config.write_text(text.replace(DATABASE_LINE, f'database = "motorcade.db"\nanalytics = "{url}"', 1),
+                      encoding="utf-8")
 MOTORCADE = [sys.executable, "-c", "import sys; from motorcade.cli import run; sys.argv[0] = 'motorcade'; run()"]
 TAG_PLUGINS = ("activity", "intent", "lifecycle", "quadrant", "value")
 ENGINES = {"duckdb": "duckdb:///analytics.duckdb", "clickhouse": "chdb:///analytics-ch"}
@@ -122,10 +131,7 @@ def test_the_analytics_setting_runs_the_segment_stage_on_the_engine(example, tmp
         expected = {r.name: r.member_ids for r in compute_segments(plain, as_of=AS_OF)}
     finally:
         plain.close()
-    config = directory / "motorcade.toml"
-    text = config.read_text(encoding="utf-8").replace(
-        DATABASE_LINE, f'database = "motorcade.db"\nanalytics = "{engine_url}"', 1)
-    config.write_text(text, encoding="utf-8")
+    set_analytics(directory / "motorcade.toml", engine_url)
     project = Project(directory, plugin_manager=plugin_manager())
     try:
         results = compute_segments(project, as_of=AS_OF)
@@ -244,9 +250,7 @@ def test_the_demo_gives_the_same_report_on_sqlite_duckdb_and_clickhouse(tmp_path
         shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns("data", "out", "motorcade.db*",
                                                                           "__pycache__", "analytics*"))
         if url is not None:
-            config = directory / "motorcade.toml"
-            config.write_text(config.read_text(encoding="utf-8").replace(
-                DATABASE_LINE, f'database = "motorcade.db"\nanalytics = "{url}"', 1), encoding="utf-8")
+            set_analytics(directory / "motorcade.toml", url)
         # the three demos side by side (each is mostly waiting on its own stages)
         runs[name] = subprocess.Popen([sys.executable, str(directory / "demo.py")], cwd=directory, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -323,10 +327,7 @@ def test_tags_compute_with_the_analytics_setting_runs_on_the_engine(example, tmp
             return dict(((p, t), v) for p, t, v in conn.execute("SELECT person_id, tag, value FROM tag_values"))
 
     on_sqlite = values()
-    config = directory / "motorcade.toml"
-    config.write_text(config.read_text(encoding="utf-8").replace(
-        'database = "motorcade.db"', 'database = "motorcade.db"\nanalytics = "duckdb:///analytics.duckdb"', 1),
-        encoding="utf-8")
+    set_analytics(directory / "motorcade.toml", "duckdb:///analytics.duckdb")
     env = {**os.environ, "MOTORCADE_LOAD_PLUGINS": ",".join(("csv", "jsonl", *TAG_PLUGINS))}
     done = subprocess.run([*MOTORCADE, "--project", str(directory), "tags", "compute", "--as-of", AS_OF.isoformat(),
                            "--json"], env=env, capture_output=True, text=True)
