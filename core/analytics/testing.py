@@ -20,13 +20,14 @@ test can check what the client sent.
 from __future__ import annotations
 
 import base64
-import http.server
 import os
 import re
 import tempfile
 import threading
 import urllib.parse
 from typing import Any
+
+from ..activation.testing import ProviderAPI, ProviderHandler
 
 # URL parameters of ClickHouse's HTTP interface that are not query settings
 HTTP_PARAMETERS = frozenset({"query", "database", "query_id", "session_id", "session_timeout", "session_check",
@@ -39,22 +40,19 @@ _INSERT = re.compile(r"\s*INSERT\s+INTO\s+(?P<table>[\w.`\"]+)\s*(?P<columns>\([
 _SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
-class ChdbHTTPServer(http.server.ThreadingHTTPServer):
+class ChdbHTTPServer(ProviderAPI):
     """ClickHouse's HTTP interface on 127.0.0.1 (a free port) over one chdb session; a context manager that
     serves on a thread. :attr:`url` is the ``clickhouse://`` setting that reaches it."""
-
-    daemon_threads = True
 
     def __init__(self, *, user: str = "default", password: str = "", database: str = "motorcade") -> None:
         from chdb import session
 
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.user, self.password, self.database = user, password, database
         self._folder = tempfile.TemporaryDirectory(prefix="motorcade-chdb-http-")
         self.session = session.Session(self._folder.name)
         self.engine_lock = threading.Lock()  # one chdb session: one query at a time, as its connection needs
         self.requests: list[dict[str, Any]] = []
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -63,30 +61,21 @@ class ChdbHTTPServer(http.server.ThreadingHTTPServer):
             auth += ":" + urllib.parse.quote(self.password, safe="")
         return f"clickhouse://{auth}@127.0.0.1:{self.server_address[1]}/{self.database}"
 
-    def __enter__(self) -> "ChdbHTTPServer":
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
+        super().__exit__(*exc)
         self.session.close()
         self._folder.cleanup()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(ProviderHandler):
     protocol_version = "HTTP/1.1"
     server: ChdbHTTPServer
-
-    def log_message(self, *args) -> None:
-        pass
 
     def do_GET(self) -> None:  # noqa: N802  (GET / is the liveness check; GET /?query= a read-only query)
         self._serve(b"")
 
     def do_POST(self) -> None:  # noqa: N802
-        self._serve(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self._serve(self.read_body())
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
