@@ -19,7 +19,6 @@ folder; ``MOTORCADE_PG_BIN`` points at the binaries if they are not in the usual
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -97,40 +96,10 @@ def bench_segments(report, cluster) -> None:
 
 
 def _send_project(directory: Path, url: str, database: str, people: int) -> None:
-    from motorcade.project import Project
+    from motorcade.activation.testing import blast_campaign_project
 
-    (directory / "rules").mkdir(parents=True)
-    (directory / "templates").mkdir()
-    (directory / "motorcade.toml").write_text(f"""
-[project]
-name = "bench"
-timezone = "Asia/Shanghai"
-database = "{database}"
-[channels.webhook]
-url = "{url}"
-secret = "bench-secret"
-batch_size = 100
-[activation]
-claim_batch = 500
-""", encoding="utf-8")
-    import zoneinfo
-
-    slot = (dt.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")) - dt.timedelta(minutes=2)).replace(second=0,
-                                                                                                microsecond=0)
-    (directory / "rules" / "r.mc").write_text(
-        'segment everyone { where profile.is_owner = true }\n'
-        f'campaign notice {{ audience everyone  schedule at {slot.strftime("%Y-%m-%d %H:%M")}  '
-        'via webhook template "n"  transactional }\n', encoding="utf-8")
-    (directory / "templates" / "n.txt").write_text("尊敬的{{ person.name }}，您的爱车{{ person.plate }}到了保养时间",
-                                                   encoding="utf-8")
-    project = Project(directory)
-    store = project.store
-    now = dt.datetime.now(dt.timezone.utc)
-    with store.transaction():
-        ids = [store.create_person({"name": f"客户{i}", "plate": f"沪A{i:05d}", "is_owner": True})
-               for i in range(people)]
-    store.record_segment_run("everyone", ids, revision="bench", as_of=now, computed_at=now, duration_ms=0,
-                             plan=None)
+    project, _slot = blast_campaign_project(directory, url, people=people, batch_size=100, database=database,
+                                            name="bench", activation={"claim_batch": 500})
     project.close()
 
 

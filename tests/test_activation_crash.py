@@ -29,61 +29,22 @@ import subprocess
 import sys
 import tempfile
 import time
-import zoneinfo
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from motorcade.activation.testing import KeyCountingServer
+from motorcade.activation.testing import KeyCountingServer, blast_campaign_project
 from motorcade.project import Project
 
 PEOPLE = 2000
-SH = zoneinfo.ZoneInfo("Asia/Shanghai")
 
 
 def make_project(directory: Path, url: str, batch_size: int, people: int = PEOPLE,
                  claim_seconds: int = 1, database: str | None = None) -> tuple[Project, dt.datetime]:
-    slot = (dt.datetime.now(SH) - dt.timedelta(minutes=2)).replace(second=0, microsecond=0)
-    (directory / "rules").mkdir(parents=True)
-    (directory / "templates").mkdir()
-    (directory / "motorcade.toml").write_text(f"""
-[project]
-name = "crash"
-timezone = "Asia/Shanghai"
-{f'database = "{database}"' if database else ""}
-
-[channels.webhook]
-url = "{url}"
-secret = "test-secret"
-batch_size = {batch_size}
-timeout = 5
-
-[activation]
-claim_seconds = {claim_seconds}
-claim_batch = 50
-scheduler_lease_seconds = 1
-""", encoding="utf-8")
-    (directory / "rules" / "blast.mc").write_text(f"""
-segment everyone {{ where profile.is_owner = true }}
-campaign blast {{
-  audience everyone
-  schedule at {slot.strftime("%Y-%m-%d %H:%M")}
-  via webhook template "notice"
-  transactional
-}}
-""", encoding="utf-8")
-    (directory / "templates" / "notice.txt").write_text("尊敬的{{ person.name }}，您的爱车{{ person.plate }}保养提醒",
-                                                        encoding="utf-8")
-    project = Project(directory)
-    store = project.store
-    now = dt.datetime.now(dt.timezone.utc)
-    with store.transaction():
-        ids = [store.create_person({"name": f"客户{i}", "plate": f"沪A{i:05d}", "is_owner": True})
-               for i in range(people)]
-    store.record_segment_run("everyone", ids, revision="test", as_of=now, computed_at=now, duration_ms=0,
-                             plan=None)
-    return project, slot
+    return blast_campaign_project(directory, url, people=people, batch_size=batch_size, database=database,
+                                  name="crash", activation={"claim_seconds": claim_seconds, "claim_batch": 50,
+                                                            "scheduler_lease_seconds": 1})
 
 
 def worker(directory: Path) -> subprocess.Popen:

@@ -24,74 +24,33 @@ worker's unsent claims wait before the other worker takes them.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import zoneinfo
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from motorcade.activation.testing import KeyCountingServer
+from motorcade.activation.testing import KeyCountingServer, blast_campaign_project
 from motorcade.project import Project
 
 PEOPLE = 3000  # the campaign's sends
 BATCH = 10  # messages per POST (the webhook channel's batch_size)
 CLAIM_SECONDS = 4
-SH = zoneinfo.ZoneInfo("Asia/Shanghai")
 
 
 def make_project(directory: Path, receiver_url: str, database: str, *, people: int = PEOPLE,
                  plugin_manager=None) -> tuple[Project, dt.datetime]:
     """A project on ``database`` with ``people`` owners and a transactional campaign due two minutes ago."""
-    slot = (dt.datetime.now(SH) - dt.timedelta(minutes=2)).replace(second=0, microsecond=0)
-    (directory / "rules").mkdir(parents=True)
-    (directory / "templates").mkdir()
-    (directory / "motorcade.toml").write_text(f"""
-[project]
-name = "serve_kill"
-timezone = "Asia/Shanghai"
-database = "{database}"
-
-[channels.webhook]
-url = "{receiver_url}"
-secret = "test-secret"
-batch_size = {BATCH}
-timeout = 5
-
-[activation]
-claim_seconds = {CLAIM_SECONDS}
-claim_batch = 50
-scheduler_lease_seconds = 1
-poll_seconds = 0.2
-stop_grace_seconds = 5
-""", encoding="utf-8")
-    (directory / "rules" / "blast.mc").write_text(f"""
-segment everyone {{ where profile.is_owner = true }}
-campaign blast {{
-  audience everyone
-  schedule at {slot.strftime("%Y-%m-%d %H:%M")}
-  via webhook template "notice"
-  transactional
-}}
-""", encoding="utf-8")
-    (directory / "templates" / "notice.txt").write_text("尊敬的{{ person.name }}，您的爱车{{ person.plate }}保养提醒",
-                                                        encoding="utf-8")
-    project = Project(directory, plugin_manager=plugin_manager)
-    store = project.store
-    now = dt.datetime.now(dt.timezone.utc)
-    with store.transaction():  # the people in one statement (the store's bulk path; ids 1..people)
-        store.insert_new_people(1, [json.dumps({"name": f"客户{i}", "plate": f"沪A{i:05d}", "is_owner": True},
-                                               ensure_ascii=False) for i in range(people)], now.isoformat())
-    ids = list(range(1, people + 1))
-    store.record_segment_run("everyone", ids, revision="test", as_of=now, computed_at=now, duration_ms=0,
-                             plan=None)
-    return project, slot
+    return blast_campaign_project(directory, receiver_url, people=people, batch_size=BATCH, database=database,
+                                  name="serve_kill", plugin_manager=plugin_manager,
+                                  activation={"claim_seconds": CLAIM_SECONDS, "claim_batch": 50,
+                                              "scheduler_lease_seconds": 1, "poll_seconds": 0.2,
+                                              "stop_grace_seconds": 5})
 
 
 class Workers:

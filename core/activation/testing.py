@@ -225,3 +225,58 @@ def registered_channels(module: Any, name: str) -> tuple[list[type[Channel]], se
     entry_points = {ep.value for ep in importlib.metadata.entry_points(group="motorcade") if ep.name == name}
     return registered, entry_points
 
+
+
+def blast_campaign_project(directory, webhook_url: str, *, people: int, batch_size: int,
+                           activation: dict[str, Any] | None = None, database: str | None = None,
+                           name: str = "blast", plugin_manager: Any = None) -> tuple[Any, Any]:
+    """A project in ``directory`` for delivery tests and benchmarks: ``people`` owners (person ids 1..people,
+    written in one statement), their segment ``everyone`` already computed, and a transactional campaign
+    ``blast`` through the webhook channel (``webhook_url``, ``batch_size`` messages a POST) scheduled two
+    minutes ago in Asia/Shanghai. ``activation`` are the ``[activation]`` settings; ``database`` the store
+    (default: the project's SQLite file). Returns the open project and the campaign's slot."""
+    import datetime as dt
+    import zoneinfo
+
+    from motorcade.project import Project
+
+    zone = zoneinfo.ZoneInfo("Asia/Shanghai")
+    slot = (dt.datetime.now(zone) - dt.timedelta(minutes=2)).replace(second=0, microsecond=0)
+    (directory / "rules").mkdir(parents=True)
+    (directory / "templates").mkdir()
+    settings = "\n".join(f"{key} = {value}" for key, value in (activation or {}).items())
+    (directory / "motorcade.toml").write_text(f"""
+[project]
+name = "{name}"
+timezone = "Asia/Shanghai"
+{f'database = "{database}"' if database else ""}
+
+[channels.webhook]
+url = "{webhook_url}"
+secret = "test-secret"
+batch_size = {batch_size}
+timeout = 5
+
+[activation]
+{settings}
+""", encoding="utf-8")
+    (directory / "rules" / "blast.mc").write_text(f"""
+segment everyone {{ where profile.is_owner = true }}
+campaign blast {{
+  audience everyone
+  schedule at {slot.strftime("%Y-%m-%d %H:%M")}
+  via webhook template "notice"
+  transactional
+}}
+""", encoding="utf-8")
+    (directory / "templates" / "notice.txt").write_text("尊敬的{{ person.name }}，您的爱车{{ person.plate }}保养提醒",
+                                                        encoding="utf-8")
+    project = Project(directory, plugin_manager=plugin_manager)
+    store = project.store
+    now = dt.datetime.now(dt.timezone.utc)
+    with store.transaction():  # the people in one statement (the store's bulk path; ids 1..people)
+        store.insert_new_people(1, [json.dumps({"name": f"客户{i}", "plate": f"沪A{i:05d}", "is_owner": True},
+                                               ensure_ascii=False) for i in range(people)], now.isoformat())
+    store.record_segment_run("everyone", list(range(1, people + 1)), revision="test", as_of=now, computed_at=now,
+                             duration_ms=0, plan=None)
+    return project, slot
