@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+import tests_per_line
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "mutation"
@@ -72,8 +75,7 @@ def slug(module: str) -> str:
 
 def config_for(module: str) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
-    tests = " ".join(shlex.quote(t) for t in MODULES[module])
-    command = f"{shlex.quote(sys.executable)} -m pytest -x -q -p no:randomly -p no:cacheprovider {tests}"
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(Path(__file__)))} --tests-for {shlex.quote(module)}"
     path = OUT / f"{slug(module)}.toml"
     excluded = ", ".join(json.dumps(e) for e in EXCLUDED_OPERATORS)
     path.write_text(f"""[cosmic-ray]
@@ -91,8 +93,32 @@ exclude-operators = [{excluded}]
     return path
 
 
+ENV = {**os.environ, "HYPOTHESIS_PROFILE": "mutation"}
+
+
 def run(*args: str) -> None:
-    subprocess.run(args, cwd=ROOT, check=True, env={**__import__("os").environ, "HYPOTHESIS_PROFILE": "mutation"})
+    subprocess.run(args, cwd=ROOT, check=True, env=ENV)
+
+
+def head() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def line_map(module: str, fresh: bool) -> Path:
+    """The module's tests per line (tests_per_line.py), built once per commit."""
+    path = OUT / f"{slug(module)}.lines.json"
+    commit = head()
+    if not fresh and path.exists() and json.loads(path.read_text(encoding="utf-8")).get("commit") == commit:
+        return path
+    print(f"== {module}: mapping which tests execute each line (one coverage run of its tests)", flush=True)
+    mapping = tests_per_line.build_map(sys.executable, ROOT, module, MODULES[module], path, ENV)
+    mapping["commit"] = commit
+    path.write_text(json.dumps(mapping, indent=0), encoding="utf-8")
+    covered = sum(1 for tests in mapping["lines"].values() if tests_per_line.ALL not in tests)
+    print(f"   {len(mapping['order'])} tests; {covered} lines pick their own tests, "
+          f"{len(mapping['lines']) - covered} run them all", flush=True)
+    return path
 
 
 def tool(name: str) -> str:
@@ -100,6 +126,7 @@ def tool(name: str) -> str:
 
 
 def mutate(module: str, fresh: bool, survivors: bool = False) -> None:
+    line_map(module, fresh)
     config = config_for(module)
     session = OUT / f"{slug(module)}.sqlite"
     if survivors and session.exists() and not fresh:
@@ -171,8 +198,12 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", help=f"default: all of {', '.join(MODULES)}")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results for these modules")
     parser.add_argument("--survivors", action="store_true", help="re-run only the mutants that survived last time")
+    parser.add_argument("--tests-for", metavar="MODULE", help=argparse.SUPPRESS)  # cosmic-ray's test command
     parser.add_argument("--report-only", action="store_true", help="only write build/mutation/report.md")
     args = parser.parse_args()
+    if args.tests_for:
+        return tests_per_line.run_tests_for_mutant(sys.executable, ROOT, args.tests_for,
+                                                   OUT / f"{slug(args.tests_for)}.lines.json")
     modules = args.modules or list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
