@@ -73,14 +73,21 @@ def slug(module: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", module.removesuffix(".py"))
 
 
-def config_for(module: str) -> Path:
+def timeout_for(mapping: dict) -> float:
+    """A mutant whose tests run this long counts as killed (it hangs: a loop that never ends, a wait never
+    met). Five times the whole selection's run under coverage, at least a minute: a mutant that only slows its
+    tests down is not mistaken for a hang, and one that hangs costs a minute or two rather than five."""
+    return max(60.0, 5 * float(mapping.get("seconds", 60)))
+
+
+def config_for(module: str, mapping: dict) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(Path(__file__)))} --tests-for {shlex.quote(module)}"
     path = OUT / f"{slug(module)}.toml"
     excluded = ", ".join(json.dumps(e) for e in EXCLUDED_OPERATORS)
     path.write_text(f"""[cosmic-ray]
 module-path = "{module}"
-timeout = 300.0
+timeout = {timeout_for(mapping)}
 excluded-modules = []
 test-command = {json.dumps(command)}
 
@@ -126,8 +133,8 @@ def tool(name: str) -> str:
 
 
 def mutate(module: str, fresh: bool, survivors: bool = False) -> None:
-    line_map(module, fresh)
-    config = config_for(module)
+    mapping = json.loads(line_map(module, fresh).read_text(encoding="utf-8"))
+    config = config_for(module, mapping)
     session = OUT / f"{slug(module)}.sqlite"
     if survivors and session.exists() and not fresh:
         with sqlite3.connect(session) as db:  # forget their results: `exec` runs what has none
@@ -151,7 +158,7 @@ def summary(session: Path) -> tuple[dict[str, int], list[str]]:
     """Counts by outcome and the diff of every survivor (skipped mutants are not counted)."""
     dump = subprocess.run([tool("cosmic-ray"), "dump", str(session)], capture_output=True, text=True,
                           check=True).stdout
-    counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0}
+    counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0, "timeout": 0}
     survivors = []
     for line in dump.splitlines():
         item, result = json.loads(line)
@@ -166,6 +173,7 @@ def summary(session: Path) -> tuple[dict[str, int], list[str]]:
             survivors.append(result.get("diff") or "")
         else:
             counts["killed"] += 1
+            counts["timeout"] += result.get("output") == "timeout"
     return counts, survivors
 
 
@@ -173,18 +181,20 @@ def report() -> Path:
     lines = ["# Mutation testing report (cosmic-ray)", "",
              "score = killed / mutants run; killed includes mutants whose tests hung or could not start.",
              "Survivors: kill them with a test or explain them in tests/MUTANTS.md.", "",
-             "| module | mutants run | killed | survived | not run yet | score |", "|---|---|---|---|---|---|"]
+             "| module | mutants run | killed | of them by timeout | survived | not run yet | score |",
+             "|---|---|---|---|---|---|---|"]
     details = []
     for module in MODULES:
         session = OUT / f"{slug(module)}.sqlite"
         if not session.exists():
-            lines.append(f"| {module} | 0 | | | all | not run |")
+            lines.append(f"| {module} | 0 | | | | all | not run |")
             continue
         counts, survivors = summary(session)
         done = counts["killed"] + counts["survived"] + counts["incompetent"]
         killed = counts["killed"] + counts["incompetent"]  # a mutant that breaks import or hangs is caught
         score = f"{100 * killed / done:.1f}%" if done else "-"
-        lines.append(f"| {module} | {done} | {killed} | {counts['survived']} | {counts['pending']} | {score} |")
+        lines.append(f"| {module} | {done} | {killed} | {counts['timeout']} | {counts['survived']} | "
+                     f"{counts['pending']} | {score} |")
         if survivors:
             details += [f"## Survivors in {module}", ""]
             details += [f"```diff\n{d.strip()}\n```\n" for d in survivors]

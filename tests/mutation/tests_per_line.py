@@ -31,6 +31,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ALL = "*"  # in a line's list: run the whole selection
@@ -60,9 +61,11 @@ def build_map(python: str, root: Path, module: str, tests: list[str], out: Path,
     order = collect_order(python, root, tests)
     data_file = out.with_suffix(".coverage")
     data_file.unlink(missing_ok=True)
+    started = time.perf_counter()
     subprocess.run([python, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
                     f"--cov={Path(module).parent}", "--cov-context=test", "--cov-report=", *tests],
                    cwd=root, env={**env, "COVERAGE_FILE": str(data_file)}, check=True)
+    seconds = time.perf_counter() - started
     import coverage
 
     data = coverage.CoverageData(basename=str(data_file))
@@ -90,7 +93,7 @@ def build_map(python: str, root: Path, module: str, tests: list[str], out: Path,
             lines[str(line)] = [ALL]
         elif tests_here:
             lines[str(line)] = sorted(tests_here, key=rank.__getitem__)
-    result = {"module": module, "order": order, "lines": lines}
+    result = {"module": module, "order": order, "lines": lines, "seconds": round(seconds, 1)}
     out.write_text(json.dumps(result, indent=0), encoding="utf-8")
     return result
 
