@@ -64,15 +64,8 @@ def copy(state, target_url: str, batch_size: int, no_verify: bool, as_of: str | 
         when = parse_as_of(as_of, tz)
         check = verify_copy(source, target, project.rules(), tz, when)
         project.audit_affected.update(record_copy_outcome(source, target, result, check))
-        wrong = {t: c for t, c in check.counts.items() if c[0] != c[1]}
-        click.echo(f"verify: row counts of {len(check.counts)} tables "
-                   + ("equal" if not wrong else "DIFFER: " + ", ".join(f"{t} {a:,} != {b:,}"
-                                                                       for t, (a, b) in wrong.items())))
-        if not check.audit_chain_same:
-            click.echo("verify: the audit log's copied entries DIFFER (the copy's own entry has another hash)")
-        for name, (on_source, on_target, differ) in check.segments.items():
-            click.echo(f"  segment {name}: {on_source:,} members on SQLite, {on_target:,} on PostgreSQL"
-                       + ("" if not differ else f", {differ:,} in only one of them"))
+        _echo_verify(check.counts, check.segments, "on SQLite", "on PostgreSQL",
+                     audit_differs=not check.audit_chain_same)
         if not check.ok:
             click.echo("verify FAILED: do not switch [project] database to the copy", err=True)
             raise click.exceptions.Exit(1)
@@ -91,17 +84,25 @@ def _copy_into_engine(project, url: str, no_verify: bool, as_of: str | None) -> 
     result = copy_into_engine(project, url, as_of=when, progress=click.echo)
     if no_verify:
         raise click.exceptions.Exit(0)
-    wrong = {t: c for t, c in result.counts.items() if c[0] != c[1]}
-    click.echo(f"verify: row counts of {len(result.counts)} tables "
-               + ("equal" if not wrong else "DIFFER: " + ", ".join(f"{t} {a:,} != {b:,}" for t, (a, b) in wrong.items())))
-    for name, (on_store, on_engine, differ) in result.segments.items():
-        click.echo(f"  segment {name}: {on_store:,} members on the store, {on_engine:,} on the engine"
-                   + ("" if not differ else f", {differ:,} in only one of them"))
+    _echo_verify(result.counts, result.segments, "on the store", "on the engine")
     if not result.ok:
         click.echo("verify FAILED: do not set [project] analytics to this engine", err=True)
         raise click.exceptions.Exit(1)
     click.echo(f"verify: OK at {when.isoformat()}; now set [project] analytics = \"{url}\"")
     raise click.exceptions.Exit(0)
+
+
+def _echo_verify(counts: dict[str, tuple[int, int]], segments: dict[str, tuple[int, int, int]], source: str,
+                 target: str, *, audit_differs: bool = False) -> None:
+    """A copy's check: row counts per table, then every segment's members on each side."""
+    wrong = {t: c for t, c in counts.items() if c[0] != c[1]}
+    click.echo(f"verify: row counts of {len(counts)} tables "
+               + ("equal" if not wrong else "DIFFER: " + ", ".join(f"{t} {a:,} != {b:,}" for t, (a, b) in wrong.items())))
+    if audit_differs:
+        click.echo("verify: the audit log's copied entries DIFFER (the copy's own entry has another hash)")
+    for name, (on_source, on_target, differ) in segments.items():
+        click.echo(f"  segment {name}: {on_source:,} members {source}, {on_target:,} {target}"
+                   + ("" if not differ else f", {differ:,} in only one of them"))
 
 
 COMMANDS = [store]
