@@ -8,12 +8,19 @@ the reason they are equivalent, in tests/MUTANTS.md.
 cosmic-ray edits the file in place and puts it back after each mutant, so this refuses to start when a
 module to mutate has uncommitted changes (``git checkout -- <module>`` restores it if the run is killed),
 and checks on the way out that every module is unchanged. Sessions are kept in build/mutation/ and a
-second run only does the mutants still pending, so a long run can be stopped and resumed.
+second run only does the mutants still pending, so a long run can be stopped and resumed. Each module's
+outcomes are also written to tests/mutation/results/ (kept_outcomes.py): committed, they let a fresh clone resume
+too, for as long as the module's source is the one they were found on.
+
+Each mutant runs only the tests of the module's selection that execute the statement it changed
+(tests_per_line.py: one coverage run per module maps lines to tests), and counts as killed when they fail
+or hang (five times the selection's run under coverage, at least a minute).
 
     python tests/mutation/run.py                         # every module
     python tests/mutation/run.py dsl/format.py ...       # some of them
     python tests/mutation/run.py --fresh dsl/format.py   # forget earlier results for these
     python tests/mutation/run.py --survivors dsl/format.py  # after adding tests: re-run only the survivors
+    python tests/mutation/run.py --keep-only             # write tests/mutation/results/ from the sessions
 
 The report (per-module score and every surviving mutant as a diff) is build/mutation/report.md.
 """
@@ -30,6 +37,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kept_outcomes
 import tests_per_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +89,7 @@ def timeout_for(mapping: dict) -> float:
 
 
 def config_for(module: str, mapping: dict) -> Path:
+    """cosmic-ray's configuration for ``module`` (``mapping``: its tests per line, for the timeout)."""
     OUT.mkdir(parents=True, exist_ok=True)
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(Path(__file__)))} --tests-for {shlex.quote(module)}"
     path = OUT / f"{slug(module)}.toml"
@@ -133,8 +142,7 @@ def tool(name: str) -> str:
 
 
 def mutate(module: str, fresh: bool, survivors: bool = False) -> None:
-    mapping = json.loads(line_map(module, fresh).read_text(encoding="utf-8"))
-    config = config_for(module, mapping)
+    config = config_for(module, {})
     session = OUT / f"{slug(module)}.sqlite"
     if survivors and session.exists() and not fresh:
         with sqlite3.connect(session) as db:  # forget their results: `exec` runs what has none
@@ -144,8 +152,37 @@ def mutate(module: str, fresh: bool, survivors: bool = False) -> None:
         run(tool("cosmic-ray"), "init", str(config), str(session))
         run(tool("cr-filter-operators"), str(session), str(config))
         run(tool("cr-filter-pragma"), str(session))
+        if not fresh:
+            restored = kept_outcomes.restore(session, module, committed(module), kept_results(module))
+            if restored:
+                print(f"== {module}: {restored} outcomes restored from {kept_results(module).relative_to(ROOT)}",
+                      flush=True)
     print(f"== {module}: {pending(session)} mutants to run", flush=True)
-    run(tool("cosmic-ray"), "exec", str(config), str(session))
+    if not pending(session):
+        return
+    config_for(module, json.loads(line_map(module, fresh).read_text(encoding="utf-8")))  # its timeout
+    try:
+        run(tool("cosmic-ray"), "exec", str(config), str(session))
+    finally:  # also when stopped: what ran is kept
+        keep(module)
+
+
+def committed(module: str) -> bytes:
+    """The module as committed: what was mutated (a module with changes of its own is refused), even while a
+    stopped run has left a mutant in the file."""
+    return subprocess.run(["git", "show", f"HEAD:{module}"], cwd=ROOT, capture_output=True, check=True).stdout
+
+
+def kept_results(module: str) -> Path:
+    return ROOT / "tests" / "mutation" / "results" / f"{slug(module)}.json"
+
+
+def keep(module: str) -> None:
+    """Write the module's outcomes so far to tests/mutation/results/ (commit it to let a fresh clone resume)."""
+    session = OUT / f"{slug(module)}.sqlite"
+    if session.exists():
+        count = kept_outcomes.export(session, module, committed(module), kept_results(module))
+        print(f"== {module}: {count} outcomes kept in {kept_results(module).relative_to(ROOT)}", flush=True)
 
 
 def pending(session: Path) -> int:
@@ -209,6 +246,8 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="forget earlier results for these modules")
     parser.add_argument("--survivors", action="store_true", help="re-run only the mutants that survived last time")
     parser.add_argument("--tests-for", metavar="MODULE", help=argparse.SUPPRESS)  # cosmic-ray's test command
+    parser.add_argument("--keep-only", action="store_true",
+                        help="only write tests/mutation/results/ from the sessions in build/mutation/")
     parser.add_argument("--report-only", action="store_true", help="only write build/mutation/report.md")
     args = parser.parse_args()
     if args.tests_for:
@@ -218,6 +257,10 @@ def main() -> int:
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         parser.error(f"not a module under mutation testing: {', '.join(unknown)} (choose from {', '.join(MODULES)})")
+    if args.keep_only:
+        for module in modules:
+            keep(module)
+        return 0
     if not args.report_only:
         dirty = subprocess.run(["git", "status", "--porcelain", "--", *modules], cwd=ROOT, capture_output=True,
                                text=True).stdout.strip()
