@@ -1135,3 +1135,33 @@ def test_a_full_batch_of_events_moves_the_cursor_to_its_last_event_id_never_a_pe
         store.insert_events([attrs.evolve(order, person_id=other, dedup_key="o2")])
     assert process_event_trigger(ctx, "order_thanks")["fired"] == 1
     assert sorted(s["person_id"] for s in store.list_sends()) == [other, pid]
+
+
+def test_a_trigger_firing_is_recorded_as_a_planned_run_of_one_person(setup):
+    """Each firing is a run of its own (`motorcade runs` lists it): one person in its audience and snapshot
+    (mutants of planner.py line 331: audience_size 0 or 2)."""
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", ""),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    (pid,) = people(store, 1)
+    fired_at = clock() - dt.timedelta(minutes=5)
+    with store.transaction():
+        store.insert_events([Event("order", fired_at, pid, {"amount": 200000}, "dms", "o1")])
+    assert process_event_trigger(ctx, "order_thanks")["fired"] == 1
+    (send,) = store.list_sends()
+    run = store.get_run(send["run_id"])
+    assert (run["origin_kind"], run["origin"], run["status"], run["audience_size"]) == (
+        "trigger", "order_thanks", "planned", 1)
+    assert store.audience_snapshot(send["run_id"]) == {pid: "treatment"}
+
+
+def test_a_campaign_not_in_the_rules_is_refused_naming_the_revision_as_sends_list_shows_it(setup):
+    """The message names the rules' revision by its first 12 characters, as `motorcade sends list` shows a
+    send's revision (mutants of planner.py line 252: 11 or 13 characters)."""
+    from motorcade.activation.planner import PlanningError
+
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    with pytest.raises(PlanningError) as caught:
+        plan_campaign(ctx, "recal", clock())
+    assert caught.value.message == f"no campaign named 'recal' in the rules (revision {ctx.revision[:12]})"
+    assert len(ctx.revision) == 64 and project.store.list_sends() == []
