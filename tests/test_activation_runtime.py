@@ -1165,3 +1165,38 @@ def test_a_campaign_not_in_the_rules_is_refused_naming_the_revision_as_sends_lis
         plan_campaign(ctx, "recal", clock())
     assert caught.value.message == f"no campaign named 'recal' in the rules (revision {ctx.revision[:12]})"
     assert len(ctx.revision) == 64 and project.store.list_sends() == []
+
+
+def test_a_rule_whose_templates_have_only_warnings_is_planned(setup):
+    """`motorcade check`'s warnings (here: an SMS that needs two segments, each billed) do not stop a rule; only
+    its errors do (mutant of planner.py line 130: `severity >= "error"` takes the warnings for errors)."""
+    from motorcade.activation.check import check_project
+
+    text = "尊敬的车主" * 16  # 80 characters: two SMS segments
+    project, ctx, clock = setup(rules(via='sms template "hello"'),
+                                channels=[memory_channel_plugin("sms", address_type="phone")], templates={"hello.txt": text})
+    store = project.store
+    (pid,) = people(store, 1)
+    add_identifier(store, pid, "phone", "+8613800000000")
+    put_members(store, "owners", [pid], clock())
+    assert [(p.template, p.severity) for p in check_project(project)] == [("hello", "warning")]
+    assert plan_campaign(ctx, "recall", clock())["planned"] == 1
+    (send,) = store.list_sends()
+    assert send["status"] == "planned" and send["payload"]["steps"][0]["body"] == text
+
+
+def test_a_segment_trigger_cursor_is_a_change_id_never_a_person_id(setup):
+    """The high-water mark of a segment trigger is the last change id it read (mutant of planner.py line 439:
+    the changes' person ids, here above every change id, which would skip the changes in between)."""
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    *_, other, pid = people(store, 9)  # person ids above every change id
+    put_members(store, "owners", [pid], clock())
+    assert process_segment_trigger(ctx, "welcome")["fired"] == 1
+    cursor = int(store.get_activation_cursor("trigger:welcome:segment_change_id"))
+    assert cursor == store.last_segment_change_id("owners") < pid
+    clock.advance(minutes=1)
+    put_members(store, "owners", [pid, other], clock())
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
+    assert sorted(s["person_id"] for s in store.list_sends()) == [other, pid]
