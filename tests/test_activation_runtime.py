@@ -1048,8 +1048,8 @@ def test_a_planned_send_names_the_first_step_of_its_chain_until_a_worker_chooses
 def test_a_template_that_calls_track_gets_a_short_link_per_send_and_the_link_is_kept(setup):
     """The renderer hands a template its track()/open_pixel() helpers only when the template reads them
     (mutant: handed out only to templates that do not read them)."""
-    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()],
-                                templates={"hello.txt": "您好 {{ person.name }}，预约 {{ track('https://dealer.example/b') }}"})
+    template = "您好 {{ person.name }}，预约 {{ track('https://dealer.example/b') }}"
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()], templates={"hello.txt": template})
     ctx.settings = attrs.evolve(ctx.settings, public_url="https://go.example.cn")
     store = project.store
     put_members(store, "owners", people(store, 2), clock())
@@ -1084,7 +1084,8 @@ def test_a_template_removed_after_its_rule_was_checked_fails_its_step_only_and_t
     assert plan_campaign(ctx, "recall", clock(), renderer=renderer)["planned"] == 1
     (send,) = store.list_sends()
     gone, hello = send["payload"]["steps"]
-    assert gone["template_failed"] and gone["error"].startswith("template: template 'gone' for channel memory not found")
+    assert gone["template_failed"]
+    assert gone["error"].startswith("template: template 'gone' for channel memory not found")
     assert send["reason"] == gone["error"]
     assert hello["channel"] == "backup" and hello["body"] == "您好 客户0" and "error" not in hello
 
@@ -1174,7 +1175,8 @@ def test_a_rule_whose_templates_have_only_warnings_is_planned(setup):
 
     text = "尊敬的车主" * 16  # 80 characters: two SMS segments
     project, ctx, clock = setup(rules(via='sms template "hello"'),
-                                channels=[memory_channel_plugin("sms", address_type="phone")], templates={"hello.txt": text})
+                                channels=[memory_channel_plugin("sms", address_type="phone")],
+                                templates={"hello.txt": text})
     store = project.store
     (pid,) = people(store, 1)
     add_identifier(store, pid, "phone", "+8613800000000")
