@@ -15,7 +15,7 @@ import pytest
 from motorcade.activation.dispatcher import Dispatcher, backoff_seconds
 from motorcade.activation.feedback import record_receipt
 from motorcade.activation.guardrails import in_holdout
-from motorcade.activation.planner import plan_campaign, process_event_trigger, process_segment_trigger
+from motorcade.activation.planner import Renderer, plan_campaign, process_event_trigger, process_segment_trigger
 from motorcade.activation.runner import run_once
 from motorcade.activation.settings import ActivationContext
 from motorcade.activation.testing import memory_channel_plugin
@@ -1043,3 +1043,162 @@ def test_a_planned_send_names_the_first_step_of_its_chain_until_a_worker_chooses
     plan_campaign(ctx, "recall", clock())
     (send,) = project.store.list_sends()
     assert (send["channel"], send["template"], send["step"]) == ("memory", "hello", 0)
+
+
+def test_a_template_that_calls_track_gets_a_short_link_per_send_and_the_link_is_kept(setup):
+    """The renderer hands a template its track()/open_pixel() helpers only when the template reads them
+    (mutant: handed out only to templates that do not read them)."""
+    template = "您好 {{ person.name }}，预约 {{ track('https://dealer.example/b') }}"
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()], templates={"hello.txt": template})
+    ctx.settings = attrs.evolve(ctx.settings, public_url="https://go.example.cn")
+    store = project.store
+    put_members(store, "owners", people(store, 2), clock())
+    assert plan_campaign(ctx, "recall", clock())["planned"] == 2
+    codes = set()
+    for send in store.list_sends():
+        assert send["status"] == "planned"
+        (step,) = send["payload"]["steps"]
+        (link,) = step["links"]
+        assert link["kind"] == "link" and link["target"] == "https://dealer.example/b"
+        assert step["body"].endswith(f"，预约 https://go.example.cn/s/{link['code']}")
+        assert step["params"] == {"link": f"https://go.example.cn/s/{link['code']}", "link_code": link["code"]}
+        assert [x["code"] for x in store.links_of_send(send["idempotency_key"])] == [link["code"]]
+        codes.add(link["code"])
+    assert len(codes) == 2  # one code per send
+
+
+def test_a_template_removed_after_its_rule_was_checked_fails_its_step_only_and_the_fallback_still_renders(setup):
+    """One renderer serves a whole pass (`run_once`), so a rule is checked once; a template that goes missing
+    afterwards fails the steps that need it (dead-lettered with the reason) while the other steps render with
+    the full context, and the campaign is planned. Written for the mutants of the renderer's context-names
+    lookup (planner.py lines 150-156, 188): the TemplateError not caught, the loop going on after the unknown
+    step, None stored for a known set (and the reverse), `or` as `and`."""
+    project, ctx, clock = setup(rules(via='memory template "gone" fallback backup template "hello"'),
+                                channels=[memory_channel_plugin(), memory_channel_plugin("backup")],
+                                templates={"gone.txt": "再见", "hello.txt": "您好 {{ person.name }}"})
+    store = project.store
+    put_members(store, "owners", people(store, 1), clock())
+    renderer = Renderer(ctx)
+    renderer.require_sound_templates(ctx.rule_set.campaigns["recall"])
+    (project.directory / "templates" / "gone.txt").unlink()
+    assert plan_campaign(ctx, "recall", clock(), renderer=renderer)["planned"] == 1
+    (send,) = store.list_sends()
+    gone, hello = send["payload"]["steps"]
+    assert gone["template_failed"]
+    assert gone["error"].startswith("template: template 'gone' for channel memory not found")
+    assert send["reason"] == gone["error"]
+    assert hello["channel"] == "backup" and hello["body"] == "您好 客户0" and "error" not in hello
+
+
+def test_planning_a_campaign_reads_its_audience_in_batches_never_person_by_person(setup):
+    """A campaign's audience is read a batch of people at a time (BatchReads): on PostgreSQL every read is a
+    round trip, and reading person by person made a 3,000-person campaign take 40 s. No member is read
+    through the store's per-person reads, and the number of queries does not grow with the audience
+    (mutants of planner.py line 287-290: a batch started never, for every person, after the first person,
+    or holding nobody)."""
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    store = project.store
+    ids = people(store, 600)
+    put_members(store, "owners", ids, clock())
+    one_by_one = []
+    for name in ("get_person", "identifiers_of", "tags_of", "ownerships_of", "relations_of"):
+        def counted(person_id, *args, _read=getattr(store, name), _name=name, **kwargs):
+            one_by_one.append((_name, person_id))
+            return _read(person_id, *args, **kwargs)
+        setattr(store, name, counted)
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    try:
+        assert plan_campaign(ctx, "recall", clock())["planned"] == 600
+    finally:
+        store.conn.set_trace_callback(None)
+    assert one_by_one == []
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) < 60, f"{len(reads)} queries to plan 600 sends"
+    assert {s["payload"]["steps"][0]["body"] for s in store.list_sends(limit=1000)} == {
+        f"您好 客户{i}" for i in range(600)}
+
+
+def test_a_full_batch_of_events_moves_the_cursor_to_its_last_event_id_never_a_person_id(setup):
+    """With a full batch (``trigger_batch`` events) the next batch starts after the batch's last event id; a
+    person id (mutant ``events[-1][1]``; here above every event id) would skip the events in between."""
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", ""),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    ctx.settings = attrs.evolve(ctx.settings, trigger_batch=1)
+    store = project.store
+    *_, other, pid = people(store, 9)  # person ids above every event id
+    order = Event("order", clock() - dt.timedelta(minutes=5), pid, {"amount": 200000}, "dms", "o1")
+    with store.transaction():
+        store.insert_events([order])
+    assert process_event_trigger(ctx, "order_thanks")["fired"] == 1
+    assert int(store.get_activation_cursor("trigger:order_thanks:event_id")) == store.max_event_id() < pid
+    with store.transaction():
+        store.insert_events([attrs.evolve(order, person_id=other, dedup_key="o2")])
+    assert process_event_trigger(ctx, "order_thanks")["fired"] == 1
+    assert sorted(s["person_id"] for s in store.list_sends()) == [other, pid]
+
+
+def test_a_trigger_firing_is_recorded_as_a_planned_run_of_one_person(setup):
+    """Each firing is a run of its own (`motorcade runs` lists it): one person in its audience and snapshot
+    (mutants of planner.py line 331: audience_size 0 or 2)."""
+    project, ctx, clock = setup(TRIGGER_RULES.replace("if in segment vip\n", "").replace("wait 10 minutes\n", ""),
+                                channels=[memory_channel_plugin()], templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    (pid,) = people(store, 1)
+    fired_at = clock() - dt.timedelta(minutes=5)
+    with store.transaction():
+        store.insert_events([Event("order", fired_at, pid, {"amount": 200000}, "dms", "o1")])
+    assert process_event_trigger(ctx, "order_thanks")["fired"] == 1
+    (send,) = store.list_sends()
+    run = store.get_run(send["run_id"])
+    assert (run["origin_kind"], run["origin"], run["status"], run["audience_size"]) == (
+        "trigger", "order_thanks", "planned", 1)
+    assert store.audience_snapshot(send["run_id"]) == {pid: "treatment"}
+
+
+def test_a_campaign_not_in_the_rules_is_refused_naming_the_revision_as_sends_list_shows_it(setup):
+    """The message names the rules' revision by its first 12 characters, as `motorcade sends list` shows a
+    send's revision (mutants of planner.py line 252: 11 or 13 characters)."""
+    from motorcade.activation.planner import PlanningError
+
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    with pytest.raises(PlanningError) as caught:
+        plan_campaign(ctx, "recal", clock())
+    assert caught.value.message == f"no campaign named 'recal' in the rules (revision {ctx.revision[:12]})"
+    assert len(ctx.revision) == 64 and project.store.list_sends() == []
+
+
+def test_a_rule_whose_templates_have_only_warnings_is_planned(setup):
+    """`motorcade check`'s warnings (here: an SMS that needs two segments, each billed) do not stop a rule; only
+    its errors do (mutant of planner.py line 130: `severity >= "error"` takes the warnings for errors)."""
+    from motorcade.activation.check import check_project
+
+    text = "尊敬的车主" * 16  # 80 characters: two SMS segments
+    project, ctx, clock = setup(rules(via='sms template "hello"'),
+                                channels=[memory_channel_plugin("sms", address_type="phone")],
+                                templates={"hello.txt": text})
+    store = project.store
+    (pid,) = people(store, 1)
+    add_identifier(store, pid, "phone", "+8613800000000")
+    put_members(store, "owners", [pid], clock())
+    assert [(p.template, p.severity) for p in check_project(project)] == [("hello", "warning")]
+    assert plan_campaign(ctx, "recall", clock())["planned"] == 1
+    (send,) = store.list_sends()
+    assert send["status"] == "planned" and send["payload"]["steps"][0]["body"] == text
+
+
+def test_a_segment_trigger_cursor_is_a_change_id_never_a_person_id(setup):
+    """The high-water mark of a segment trigger is the last change id it read (mutant of planner.py line 439:
+    the changes' person ids, here above every change id, which would skip the changes in between)."""
+    project, ctx, clock = setup(TRIGGER_RULES, channels=[memory_channel_plugin()],
+                                templates={"thanks.txt": "x", "hello.txt": "hi"})
+    store = project.store
+    *_, other, pid = people(store, 9)  # person ids above every change id
+    put_members(store, "owners", [pid], clock())
+    assert process_segment_trigger(ctx, "welcome")["fired"] == 1
+    cursor = int(store.get_activation_cursor("trigger:welcome:segment_change_id"))
+    assert cursor == store.last_segment_change_id("owners") < pid
+    clock.advance(minutes=1)
+    put_members(store, "owners", [pid, other], clock())
+    assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
+    assert sorted(s["person_id"] for s in store.list_sends()) == [other, pid]

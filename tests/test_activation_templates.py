@@ -175,6 +175,22 @@ def test_run_refuses_templates_check_reports_broken_and_plans_them_once_fixed(bu
     project.close()
 
 
+def test_a_template_mistake_only_jinjas_compiler_sees_is_a_check_error_and_the_campaign_is_not_planned(build):
+    """`{% for loop in ... %}` parses, but Jinja refuses to compile it. `motorcade check` only parsed, so the
+    campaign was planned and every send dead-lettered with the same error, spending the slot; now check reports
+    it and run refuses the campaign until it is fixed, as for any syntax error."""
+    from motorcade.activation.check import check_project
+
+    project, memory, ids = build(RULES, {"bad.txt": "{% for loop in [1, 2] %}x{% endfor %}", "good.txt": "hi"})
+    (problem,) = [p for p in check_project(project) if p.template == "bad"]
+    assert problem.severity == "error" and "Can't assign to special loop variable" in str(problem)
+    report = run_once(ActivationContext.for_project(project, clock=lambda: NOW, worker_id="w"))
+    assert any(e.startswith("campaign bad: campaign 'bad' is not planned: its templates are broken:")
+               and "special loop variable" in e for e in report.errors), report.errors
+    assert {s["origin"] for s in project.store.list_sends(limit=100)} == {"good"}
+    project.close()
+
+
 def test_the_run_command_exits_1_when_a_campaign_is_refused(build, capsys):
     project, memory, ids = build(RULES, {"bad.txt": "您好 {{ person.nmae }}", "good.txt": "hi"})
     code = main(["--project", str(project.directory), "run"])  # real time: today's 10:00 slot is due

@@ -549,6 +549,7 @@ def check_template(name: str, path: Path, text: str, *, attributes: set[str] | N
             continue
         try:
             tree = env.parse(part_src)
+            env.compile(tree)  # some mistakes only the compiler sees (`{% for loop in ... %}`): rendering would fail
         except jinja2.TemplateSyntaxError as exc:
             problems.append(TemplateProblem(name, str(path), (exc.lineno or 1) + offset,
                                             f"syntax error: {exc.message}"))
