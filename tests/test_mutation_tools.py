@@ -131,3 +131,16 @@ def test_every_kept_file_names_a_module_under_mutation_testing_and_reads(kept):
     assert data["module"] in run.MODULES and kept.stem == run.slug(data["module"])
     assert {m["outcome"] for m in data["mutants"]} <= {"killed", "timeout", "survived", "incompetent"}
     assert all("diff" in m for m in data["mutants"] if m["outcome"] == "survived")
+
+
+def test_a_mutants_time_limit_is_five_times_its_own_tests_and_at_least_a_minute():
+    mapping = {"durations": {"t::a": 30.0, "t::b": 2.0}}
+    assert tests_per_line.timeout_for(mapping, ["t::a", "t::b"]) == 160.0
+    assert tests_per_line.timeout_for(mapping, ["t::b"]) == 60.0
+
+
+def test_a_hang_is_kept_as_a_timeout(tmp_path):
+    ran = _session(tmp_path / "ran.sqlite", {0: ("NORMAL", f"....\n{tests_per_line.TIMEOUT} after 60 s\n", "KILLED", "")})
+    kept = tmp_path / "m.json"
+    kept_outcomes.export(ran, "m.py", b"s", kept)
+    assert [m["outcome"] for m in json.loads(kept.read_text(encoding="utf-8"))["mutants"]] == ["timeout"]

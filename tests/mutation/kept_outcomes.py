@@ -19,6 +19,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+from tests_per_line import TIMEOUT
+
 NOTE = "restored from tests/mutation/results (a run of the same source)"
 
 
@@ -33,7 +35,7 @@ def _outcome(worker: str, test: str | None, output: str | None) -> str | None:
         return "incompetent"
     if test == "SURVIVED":
         return "survived"
-    return "timeout" if output == "timeout" else "killed"
+    return "timeout" if output == "timeout" or TIMEOUT in (output or "") else "killed"
 
 
 def export(session: Path, module: str, source: bytes, out: Path) -> int:

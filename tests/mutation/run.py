@@ -14,7 +14,7 @@ too, for as long as the module's source is the one they were found on.
 
 Each mutant runs only the tests of the module's selection that execute the statement it changed
 (tests_per_line.py: one coverage run per module maps lines to tests), and counts as killed when they fail
-or hang (five times the selection's run under coverage, at least a minute).
+or hang (five times what they took under coverage on the unmutated module, at least a minute).
 
     python tests/mutation/run.py                         # every module
     python tests/mutation/run.py dsl/format.py ...       # some of them
@@ -44,19 +44,28 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "mutation"
 
 # module -> the tests that exercise it (fast, deterministic ones first: pytest -x stops at the first failure).
-# Left out on purpose, because one run of them costs minutes a mutant: the SIGKILL delivery properties of
-# tests/test_activation_crash.py (100-150 s each, real worker processes killed mid-delivery) and the agreement
-# property's other engines (PostgreSQL, DuckDB, ClickHouse: 20-80 s each); the SQLite agreement property and the
-# agreement test's own oracle stay in. `make test` still runs all of them.
+# A mutant runs only those of them that execute the statement it changed (tests_per_line.py), so a slow test
+# costs time only for the mutants on its lines: the agreement property on PostgreSQL, DuckDB and ClickHouse
+# (20-80 s each) runs for the compiler's and the planner's engine-only code (set-shaped plans, dialects), which
+# nothing else executes. Left out on purpose: the SIGKILL delivery properties of tests/test_activation_crash.py
+# (100-150 s each, real worker processes killed mid-delivery), whose lines the unit tests execute too. `make test`
+# still runs all of them.
 AGREEMENT = ["tests/test_segments_agreement.py::test_windows_local_dates_and_relations_match_the_tests_own_oracle",
              "tests/test_segments_agreement.py::test_compiled_sql_agrees_with_the_reference_evaluator[sqlite]"]
+ENGINE_PLANS = [
+    "tests/test_segments_dialects.py", "tests/test_segments_column_plans.py",
+    "tests/test_segments_agreement.py::test_compiled_sql_agrees_with_the_reference_evaluator_on_each_engine[duckdb]",
+    "tests/test_segments_agreement.py::test_compiled_sql_agrees_with_the_reference_evaluator_on_each_engine[clickhouse]",
+    "tests/test_segments_agreement.py::test_compiled_sql_agrees_with_the_reference_evaluator[postgresql]"]
 MODULES: dict[str, list[str]] = {
     "dsl/format.py": ["tests/test_dsl_format_text.py", "tests/test_dsl_roundtrip.py", "tests/test_dsl_errors.py"],
     "core/activation/guardrails.py": ["tests/test_activation_guardrail_rules.py", "tests/test_activation_parts.py",
                                       "tests/test_activation_guardrails.py", "tests/test_activation_runtime.py"],
     "dsl/evaluate.py": ["tests/test_dsl_evaluate.py", "tests/test_dsl_ruletest.py", *AGREEMENT],
-    "core/segments/compiler.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT],
-    "core/segments/plan.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT],
+    "core/segments/compiler.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT,
+                                  *ENGINE_PLANS],
+    "core/segments/plan.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT,
+                              *ENGINE_PLANS],
     "core/activation/dispatcher.py": [
         "tests/test_activation_parts.py", "tests/test_activation_runtime.py", "tests/test_activation_guardrails.py",
         "tests/test_activation_crash.py::test_a_send_posted_but_never_recorded_is_redelivered_with_the_same_key_and_bytes"],
@@ -82,10 +91,8 @@ def slug(module: str) -> str:
 
 
 def timeout_for(mapping: dict) -> float:
-    """A mutant whose tests run this long counts as killed (it hangs: a loop that never ends, a wait never
-    met). Five times the whole selection's run under coverage, at least a minute: a mutant that only slows its
-    tests down is not mistaken for a hang, and one that hangs costs a minute or two rather than five."""
-    return max(60.0, 5 * float(mapping.get("seconds", 60)))
+    """cosmic-ray's own limit, a backstop: each mutant's tests have theirs (tests_per_line.timeout_for)."""
+    return max(120.0, 6 * float(mapping.get("seconds", 60)))
 
 
 def config_for(module: str, mapping: dict) -> Path:
@@ -210,7 +217,8 @@ def summary(session: Path) -> tuple[dict[str, int], list[str]]:
             survivors.append(result.get("diff") or "")
         else:
             counts["killed"] += 1
-            counts["timeout"] += result.get("output") == "timeout"
+            output = result.get("output") or ""
+            counts["timeout"] += output == "timeout" or tests_per_line.TIMEOUT in output
     return counts, survivors
 
 

@@ -29,6 +29,7 @@ import ast
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -62,10 +63,17 @@ def build_map(python: str, root: Path, module: str, tests: list[str], out: Path,
     data_file = out.with_suffix(".coverage")
     data_file.unlink(missing_ok=True)
     started = time.perf_counter()
-    subprocess.run([python, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
-                    f"--cov={Path(module).parent}", "--cov-context=test", "--cov-report=", *tests],
-                   cwd=root, env={**env, "COVERAGE_FILE": str(data_file)}, check=True)
+    run = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+                          f"--cov={Path(module).parent}", "--cov-context=test", "--cov-report=", "--durations=0",
+                          "--durations-min=0", *tests],
+                         cwd=root, env={**env, "COVERAGE_FILE": str(data_file)}, capture_output=True, text=True)
+    print(run.stdout[-2000:], run.stderr[-2000:], sep="\n", flush=True)
+    if run.returncode:
+        raise SystemExit(f"the tests of {module} fail without any mutant: fix them first")
     seconds = time.perf_counter() - started
+    durations: dict[str, float] = {}
+    for took, test in re.findall(r"^\s*([\d.]+)s (?:setup|call|teardown)\s+(\S.*?)\s*$", run.stdout, flags=re.M):
+        durations[test] = durations.get(test, 0.0) + float(took)
     import coverage
 
     data = coverage.CoverageData(basename=str(data_file))
@@ -93,7 +101,8 @@ def build_map(python: str, root: Path, module: str, tests: list[str], out: Path,
             lines[str(line)] = [ALL]
         elif tests_here:
             lines[str(line)] = sorted(tests_here, key=rank.__getitem__)
-    result = {"module": module, "order": order, "lines": lines, "seconds": round(seconds, 1)}
+    result = {"module": module, "order": order, "lines": lines, "seconds": round(seconds, 1),
+              "durations": {test: round(durations.get(test, 0.0), 2) for test in order}}
     out.write_text(json.dumps(result, indent=0), encoding="utf-8")
     return result
 
@@ -121,6 +130,17 @@ def tests_for(mapping: dict, lines: list[int] | None) -> list[str]:
     return [test for test in mapping["order"] if test in chosen]
 
 
+TIMEOUT = "mutation: timeout"  # how a hang is told apart in cosmic-ray's output (kept_outcomes.py, run.py)
+
+
+def timeout_for(mapping: dict, tests: list[str]) -> float:
+    """Seconds after which the mutant's tests count as hanging (a loop that never ends, a wait never met): five
+    times what they took under coverage on the unmutated module, at least a minute, so a mutant that only slows
+    its tests down is not taken for a hang."""
+    durations = mapping.get("durations") or {}
+    return max(60.0, 5 * sum(durations.get(test, 10.0) for test in tests))
+
+
 def run_tests_for_mutant(python: str, root: Path, module: str, mapping_file: Path) -> int:
     """cosmic-ray's test command: 0 when the chosen tests pass (the mutant survived)."""
     mapping = json.loads(mapping_file.read_text(encoding="utf-8"))
@@ -128,8 +148,16 @@ def run_tests_for_mutant(python: str, root: Path, module: str, mapping_file: Pat
     if not tests:
         print("no test executes the changed statement")
         return 0
-    return subprocess.run([python, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
-                           *tests], cwd=root, env=os.environ.copy()).returncode
+    limit = timeout_for(mapping, tests)
+    process = subprocess.Popen([python, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+                                *tests], cwd=root, env=os.environ.copy(), start_new_session=True)
+    try:
+        return process.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the tests and whatever they started
+        process.wait()
+        print(f"{TIMEOUT} after {limit:.0f} s", flush=True)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover - run.py is the entry point
