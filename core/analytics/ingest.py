@@ -44,6 +44,10 @@ from .lines import BLOCK, line_batches
 # (mirrored). The mirror replaces only those (docs/engines.md).
 INGEST_ID_BASE = 1 << 40
 INGESTED = "ingested_events"  # id, source, dedup_key, record_id of every event ingested into the engine
+# the run's identity map: every usable identifier set (idkey: its values as the engine read them) met so
+# far, with its record and person; a block sends Python only the sets it meets first
+MAP = "motorcade_ingest_map"
+MAP_COLUMNS = "idkey {text}, record_id {int}, person_id {int}, ids_text {text}, combo {text}, dropped BOOLEAN"
 
 # lines the engine leaves to Python: numbers the store cannot keep or that the engines read differently,
 # escaped surrogates (DuckDB refuses them; Python quarantines lone ones), trailing commas (DuckDB's
@@ -292,7 +296,9 @@ class EngineIngest:
                   "id": source.id_field}
         first_load = self._holds_none_of(source.name)
         self._source, self._blank_lines = source, []
+        self._dropped_sets = {}  # idkey -> identifier values that did not clean, of the run's sets that have some
         try:
+            self._load_keys(MAP, None, MAP_COLUMNS)
             # one block of lines at a time (64 MB): the engine's working tables stay that size, and each
             # block's store writes commit together, as the SQLite path commits a batch
             for lines, undecodable in line_batches(source.path, self.block, source.column_ranges()):
@@ -307,7 +313,7 @@ class EngineIngest:
             resolver.reset()
             raise
         finally:
-            for name in ("motorcade_ingest_stage", "motorcade_ingest_hours", "motorcade_ingest_map",
+            for name in ("motorcade_ingest_stage", "motorcade_ingest_hours", MAP, "motorcade_ingest_unusable",
                          "motorcade_ingest_slow", "motorcade_ingest_new", "motorcade_ingest_stage2"):
                 sql.drop(name)
         if first_load:  # every duplicate repeated a line of this very load
@@ -445,11 +451,14 @@ class EngineIngest:
     # -- 3. identifier sets ------------------------------------------------------------------------
 
     def _identifier_sets(self, id_fields: list[str], id_types: list[str], settings) -> dict[str, list]:
-        """``idkey -> [raw identifiers, cleaned entry, first line, events]`` of the lines the engine keeps."""
+        """``idkey -> [raw identifiers, cleaned entry, first line, events]`` of the identifier sets of the
+        lines the engine keeps that this block meets first in the run (the others are in :data:`MAP`,
+        resolved already: resolving a set again changes nothing, as ``unchanged_record`` says)."""
         sql = self.sql
         any_ = "any_value" if isinstance(sql, _DuckDB) else "any"
         rows = sql.rows(f"SELECT idkey, {', '.join(f'{any_}(i{j})' for j in range(len(id_fields))) or 'NULL'}, "
-                        "min(line_no), count(*) FROM motorcade_ingest_stage WHERE fast GROUP BY idkey")
+                        f"min(line_no), count(*) FROM motorcade_ingest_stage WHERE fast "
+                        f"AND idkey NOT IN (SELECT idkey FROM {MAP}) GROUP BY idkey")
         out = {}
         cache = self.ingestor._id_sets.setdefault(settings.region, {})
         for row in rows:
@@ -493,6 +502,13 @@ class EngineIngest:
         """``combination key -> (record id, person id)`` of every usable identifier set, resolved in the
         order of first appearance (as the SQLite path meets them), person ids after this run's merges.
         Each batch's consent events are applied after that batch's sets are resolved, as there."""
+        if self._dropped_sets:  # sets of earlier blocks with values that did not clean: counted per event
+            for key, count in self.sql.rows(
+                    f"SELECT s.idkey, count(*) FROM motorcade_ingest_stage AS s JOIN {MAP} AS m ON s.idkey = m.idkey "
+                    "WHERE s.fast AND m.dropped GROUP BY s.idkey"):
+                rejected = self._dropped_sets[key]
+                summary.identifiers_dropped += len(rejected) * int(count)
+                self.ingestor._rejected.update(dict.fromkeys(rejected))
         first: dict[str, tuple[int, tuple]] = {}
         for raw_ids, entry, line, count in fast_sets.values():
             if entry[1]:  # identifier values that did not clean, counted per event as the SQLite path does
@@ -526,8 +542,12 @@ class EngineIngest:
                 observations = [Observation(combo, ids, None, rule) for combo, ids in sets]
                 resolved = self.ingestor._resolve_event_sets(settings.name, observations, summary)
                 out.update((combo, people) for (combo, _ids), people in zip(sets, resolved))
-            for _line, name, epoch, props, combo in consents_of.get(batch, ()):
-                self.ingestor._consent(settings, person_of(out[combo][1]), name, epoch, props)
+            consents = consents_of.get(batch, ())
+            # a set of an earlier block: its person now, from the store
+            known = self.store.find_records(settings.name, list({r[4]: None for r in consents if r[4] not in out}))
+            for _line, name, epoch, props, combo in consents:
+                pid = out[combo][1] if combo in out else known[combo][1]
+                self.ingestor._consent(settings, person_of(pid), name, epoch, props)
         return {combo: (rid, person_of(pid)) for combo, (rid, pid) in out.items()}
 
     def _quarantine_rows(self, failed: dict, fast_sets: dict) -> list[tuple[str, str, str]]:
@@ -536,21 +556,23 @@ class EngineIngest:
         if unusable:
             import pyarrow as pa
 
-            self._load_keys("motorcade_ingest_map", pa.table({"idkey": pa.array(list(unusable), pa.string()),
+            self._load_keys("motorcade_ingest_unusable", pa.table({"idkey": pa.array(list(unusable), pa.string()),
                                                               "reason": pa.array(list(unusable.values()), pa.string())}),
                             "idkey {text}, reason {text}")
             for line_no, line, reason in self.sql.rows(
                     "SELECT s.line_no, s.line, m.reason FROM motorcade_ingest_stage AS s "
-                    "JOIN motorcade_ingest_map AS m ON s.idkey = m.idkey WHERE s.fast"):
+                    "JOIN motorcade_ingest_unusable AS m ON s.idkey = m.idkey WHERE s.fast"):
                 rows.append((f"line {int(line_no)}", raw_line_text(line.encode("utf-8")), reason))
         rows.sort(key=lambda r: int(r[0].partition(" ")[2]))
         return rows
 
     def _load_keys(self, name: str, table, columns: str) -> None:
+        """A fresh temporary table ``name`` holding ``table`` (None: empty)."""
         sql = self.sql
         sql.drop(name)
         sql.create(name, columns.format(text=sql.types["text"], int=sql.types["int"]))
-        sql.append_arrow(name, table)
+        if table is not None:
+            sql.append_arrow(name, table)
 
     def _consent_rows(self, settings, fast_sets: dict, slow_events: list) -> list[tuple]:
         """``(line, name, epoch, properties, combination key)`` of the consent events, in file order:
@@ -563,11 +585,14 @@ class EngineIngest:
         sql = self.sql
         marks = ", ".join(f"$c{i}" if isinstance(sql, _DuckDB) else f"{{c{i}:String}}" for i in range(len(names)))
         params = {f"c{i}": n for i, n in enumerate(names)}
-        for line_no, name, epoch, props, key in sql.rows(
-                f"SELECT line_no, name, epoch, properties, idkey FROM motorcade_ingest_stage WHERE fast AND name IN ({marks})",
-                params):
-            if key in combo_of:
-                rows.append((int(line_no), name, int(epoch), props, combo_of[key]))
+        # a set of an earlier block has its combination key in the map (an unusable set has none: skipped)
+        for line_no, name, epoch, props, key, known in sql.rows(
+                f"SELECT s.line_no, s.name, s.epoch, s.properties, s.idkey, m.combo FROM motorcade_ingest_stage AS s "
+                f"LEFT JOIN {MAP} AS m ON s.idkey = m.idkey WHERE s.fast AND s.name IN ({marks})"
+                + (" SETTINGS join_use_nulls = 1" if isinstance(sql, _ClickHouse) else ""), params):
+            combo = combo_of.get(key, known)
+            if combo is not None:
+                rows.append((int(line_no), name, int(epoch), props, combo))
         for ev in slow_events:
             if ev[1] in settings.consent_events:
                 rows.append((ev[0], ev[1], ev[2], ev[4], ev[6]))
@@ -582,7 +607,9 @@ class EngineIngest:
 
         sql = self.sql
         t = sql.types
-        keys, records, persons, texts = [], [], [], []
+        # this block's new sets join the run's map; a set's person there is the one it had when resolved:
+        # a later merge is followed by refresh_ingested_people at the end of the run, as for earlier blocks
+        keys, records, persons, texts, combos, dropped = [], [], [], [], [], []
         for key, (_raw, entry, _line, _count) in fast_sets.items():
             if entry[2] is None:
                 rid, pid = people[entry[3]]
@@ -590,10 +617,15 @@ class EngineIngest:
                 records.append(rid)
                 persons.append(pid)
                 texts.append(entry[4])
-        self._load_keys("motorcade_ingest_map", pa.table({
-            "idkey": pa.array(keys, pa.string()), "record_id": pa.array(records, pa.int64()),
-            "person_id": pa.array(persons, pa.int64()), "ids_text": pa.array(texts, pa.string())}),
-            "idkey {text}, record_id {int}, person_id {int}, ids_text {text}")
+                combos.append(entry[3])
+                dropped.append(bool(entry[1]))
+                if entry[1]:
+                    self._dropped_sets[key] = entry[1]
+        if keys:
+            sql.append_arrow(MAP, pa.table({
+                "idkey": pa.array(keys, pa.string()), "record_id": pa.array(records, pa.int64()),
+                "person_id": pa.array(persons, pa.int64()), "ids_text": pa.array(texts, pa.string()),
+                "combo": pa.array(combos, pa.string()), "dropped": pa.array(dropped, pa.bool_())}))
         # the lines Python cleaned, with their person
         slow = [(ev[0], ev[1], ev[2], ev[4], ev[5], *people[ev[6]]) for ev in slow_events]
         self._load_keys("motorcade_ingest_slow", pa.table({
@@ -610,7 +642,7 @@ class EngineIngest:
         candidates = (
             f"SELECT s.line_no AS line_no, s.name AS name, s.epoch AS ts, s.properties AS properties, {dedup} AS dedup_key, "
             "m.record_id AS record_id, m.person_id AS person_id FROM motorcade_ingest_stage AS s "
-            "JOIN motorcade_ingest_map AS m ON s.idkey = m.idkey WHERE s.fast "
+            f"JOIN {MAP} AS m ON s.idkey = m.idkey WHERE s.fast "
             "UNION ALL SELECT line_no, name, ts, properties, dedup_key, record_id, person_id FROM motorcade_ingest_slow")
         total = int(sql.rows(f"SELECT count(*) FROM ({candidates}) AS c")[0][0])
         param = "$source" if isinstance(sql, _DuckDB) else "{source:String}"
