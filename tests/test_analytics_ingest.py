@@ -196,6 +196,21 @@ def test_a_large_file_is_taken_by_the_engine_and_matches(tmp_path):
     assert out["sqlite"][2]["events"] == 2900 - 1
 
 
+def test_identifier_sets_of_earlier_blocks_count_their_dropped_values_and_consents_as_the_sqlite_path():
+    """A block sends Python only the identifier sets it meets first; a set met again in a later block still
+    counts its values that did not clean per event, records them, and its consent events reach its person."""
+    lines = []
+    for i in range(40):
+        person = i % 4  # each person's set recurs in many blocks
+        lines.append(json.dumps({"event": "unsubscribe" if i in (21, 34) else "view",
+                                 "ts": f"2025-03-01T10:{i:02d}:00Z", "phone": "12345" if person < 2 else "13812345678",
+                                 "crm_id": f"C{person}", "id": f"e{i}", "properties": {"channel": "sms"}}))
+    out = run_paths(lines, block=400)  # about two lines per block
+    assert_same(out)
+    assert out["sqlite"][2]["identifiers_dropped"] == 20
+    assert len(out["sqlite"][0]["consents"]) == 2
+
+
 def test_the_mirror_keeps_the_events_the_engine_ingested(tmp_path):
     lines = [json.dumps({"event": "view", "ts": f"2025-03-01T10:00:{i:02d}Z", "phone": f"1381234{i:04d}",
                          "id": f"e{i}"}) for i in range(30)]
