@@ -339,20 +339,22 @@ class EngineIngest:
         slow_lines.sort(key=lambda r: r[0])
         slow_events, failed, records, read = self._python_path(source, settings, slow_lines, summary)
         mark("python: lines the engine left")
-        summary.read += read + int(sql.rows("SELECT count(*) FROM motorcade_ingest_stage WHERE fast")[0][0])
+        fast = int(sql.rows("SELECT count(*) FROM motorcade_ingest_stage WHERE fast")[0][0])
+        summary.read += read + fast
         with store.transaction():
             if records:  # identify calls (Segment lines): the record path, before the events as in a batch
                 ingestor.write_batch(settings, records, summary)
             consents = self._consent_rows(settings, fast_sets, slow_events)
             people = self._resolve(settings, fast_sets, slow_events, summary, consents)
             quarantined = self._quarantine_rows(failed, fast_sets)
+            unusable = len(quarantined) - len(failed)  # lines the engine kept whose identifier set is unusable
             if quarantined:
                 summary.rejected += len(quarantined)
                 summary.quarantined += store.quarantine_rows(source.name, quarantined)
             if ingestor._rejected:
                 store.record_rejected_identifiers(source.name, list(ingestor._rejected))
         mark("store: One-ID, quarantine, consents")
-        self._write(source.name, fast_sets, slow_events, people, summary)
+        self._write(source.name, fast_sets, slow_events, people, summary, fast - unusable + len(slow_events))
         mark("engine: join and append")
 
     def _holds_none_of(self, source_name: str) -> bool:
@@ -601,8 +603,10 @@ class EngineIngest:
 
     # -- 6. write ----------------------------------------------------------------------------------
 
-    def _write(self, source_name: str, fast_sets: dict, slow_events: list, people: dict, summary) -> None:
-        """Join the identity map, drop what the source holds already (first line kept), append."""
+    def _write(self, source_name: str, fast_sets: dict, slow_events: list, people: dict, summary, total: int) -> None:
+        """Join the identity map, drop what the source holds already (first line kept), append. ``total``:
+        the block's events to write before that (the lines the engine keeps with a usable identifier set,
+        and the events Python cleaned)."""
         import pyarrow as pa
 
         sql = self.sql
@@ -644,29 +648,22 @@ class EngineIngest:
             "m.record_id AS record_id, m.person_id AS person_id FROM motorcade_ingest_stage AS s "
             f"JOIN {MAP} AS m ON s.idkey = m.idkey WHERE s.fast "
             "UNION ALL SELECT line_no, name, ts, properties, dedup_key, record_id, person_id FROM motorcade_ingest_slow")
-        total = int(sql.rows(f"SELECT count(*) FROM ({candidates}) AS c")[0][0])
         param = "$source" if isinstance(sql, _DuckDB) else "{source:String}"
         fresh = (f"SELECT c.* FROM ({candidates}) AS c WHERE c.dedup_key NOT IN "
                  f"(SELECT dedup_key FROM {INGESTED} WHERE source = {param})")
+        # the new events, numbered in line order, in one pass (one table for both appends)
+        base = max(INGEST_ID_BASE, int(sql.rows(f"SELECT coalesce(max(id), 0) FROM {INGESTED}")[0][0]))
         sql.drop("motorcade_ingest_new")
-        sql.create("motorcade_ingest_new", f"line_no {t['int']}, name {t['text']}, ts {t['int']}, "
+        sql.create("motorcade_ingest_new", f"id {t['int']}, line_no {t['int']}, name {t['text']}, ts {t['int']}, "
                                            f"properties {t['text']}, dedup_key {t['text']}, record_id {t['int']}, "
                                            f"person_id {t['int']}")
-        sql.run(f"INSERT INTO motorcade_ingest_new {sql.first_per_key(fresh, 'dedup_key', 'line_no')}",
-                {"source": source_name})
-        base = max(INGEST_ID_BASE, int(sql.rows(f"SELECT coalesce(max(id), 0) FROM {INGESTED}")[0][0]))
-        numbered = f"SELECT {base} + row_number() OVER (ORDER BY line_no) AS id, * FROM motorcade_ingest_new"
-        sql.drop("motorcade_ingest_numbered")
-        sql.run(f"CREATE {'TEMP ' if isinstance(sql, _DuckDB) else ''}TABLE motorcade_ingest_numbered "
-                + ("ENGINE = Memory " if isinstance(sql, _ClickHouse) else "") + f"AS {numbered}")
-        try:
-            sql.run("INSERT INTO events (id, person_id, name, ts, properties) "
-                    "SELECT id, person_id, name, ts, properties FROM motorcade_ingest_numbered")
-            sql.run(f"INSERT INTO {INGESTED} (id, source, dedup_key, record_id) "
-                    f"SELECT id, {param}, dedup_key, record_id FROM motorcade_ingest_numbered", {"source": source_name})
-            new = int(sql.rows("SELECT count(*) FROM motorcade_ingest_numbered")[0][0])
-        finally:
-            sql.drop("motorcade_ingest_numbered")
+        sql.run(f"INSERT INTO motorcade_ingest_new SELECT {base} + row_number() OVER (ORDER BY f.line_no) AS id, f.* "
+                f"FROM ({sql.first_per_key(fresh, 'dedup_key', 'line_no')}) AS f", {"source": source_name})
+        sql.run("INSERT INTO events (id, person_id, name, ts, properties) "
+                "SELECT id, person_id, name, ts, properties FROM motorcade_ingest_new")
+        sql.run(f"INSERT INTO {INGESTED} (id, source, dedup_key, record_id) "
+                f"SELECT id, {param}, dedup_key, record_id FROM motorcade_ingest_new", {"source": source_name})
+        new = int(sql.rows("SELECT count(*) FROM motorcade_ingest_new")[0][0])
         summary.events += new
         summary.written += new
         summary.duplicates += total - new
