@@ -84,6 +84,8 @@ HOSTILE_LINES = [
     '{%s,"properties":{"n":"\\ud83d\\ude00"}}' % _GOOD,  # an escaped surrogate pair (fine)
     '\ufeff{%s,"id":"bom"}' % _GOOD,
     '{%s,"event":"share","id":"dupkey"}' % _GOOD,  # a duplicate key: the last one counts (Python's json)
+    '{%s,"\\u0065vent":"share","id":"escdupkey"}' % _GOOD,  # the same, the second spelt with an escape
+    '{%s,"x":1,"x":2,"id":"dupunread"}' % _GOOD,  # a repeated key no field reads
     '{%s,"properties":{"a":1,"a":2},"id":"dupprop"}' % _GOOD,
     '{%s,"properties":{"a":{"b":1,"b":2}},"id":"dupdeep"}' % _GOOD,
     '{%s,"properties":{"a":[{"b":1,"b":2}]},"id":"dupinarray"}' % _GOOD,
