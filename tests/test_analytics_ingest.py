@@ -95,6 +95,8 @@ HOSTILE_LINES = [
     '  {%s,"id":"indented"}' % _GOOD,
     '{%s,"id":"crlf"}\r' % _GOOD,
     '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","id":12345678901234567890}',
+    '{"event":"view","ts":"2025-03-01T10:00:00Z","crm_id":"C9","id":1.0}',  # JSON text of 1.0 is "1" on ClickHouse
+    '{"event":"view","ts":"2025-03-01T10:00:00Z","crm_id":7.0,"id":-0}',
     '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","id":"esc\\"aped\\n"}',
     '{"event":"vi\\u0065w","ts":"2025-03-01T10:00:00\\u005a","phone":"1381234567\\u0038","id":"u-escapes"}',
     '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","properties":{"t":"\\t\\u0001"}}',
