@@ -147,6 +147,11 @@ class _DuckDB(_EngineSQL):
     def first_per_key(self, select: str, key: str, order: str) -> str:
         return f"SELECT * FROM ({select}) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1"
 
+    def not_ingested(self, candidates: str, keys: str) -> str:
+        """The rows of ``candidates`` whose ``dedup_key`` is not among ``keys`` (never NULL): an anti join
+        (DuckDB plans ``NOT IN`` as a mark join, measured ~0.3 CPU-s slower per 733k-line block)."""
+        return f"SELECT c.* FROM ({candidates}) AS c ANTI JOIN ({keys}) AS k ON c.dedup_key = k.dedup_key"
+
     def to_text(self, expr: str) -> str:
         return f"CAST({expr} AS VARCHAR)"
 
@@ -246,6 +251,10 @@ class _ClickHouse(_EngineSQL):
 
     def first_per_key(self, select: str, key: str, order: str) -> str:
         return f"SELECT * FROM ({select}) ORDER BY {order} LIMIT 1 BY {key}"
+
+    def not_ingested(self, candidates: str, keys: str) -> str:
+        """The rows of ``candidates`` whose ``dedup_key`` is not among ``keys``."""
+        return f"SELECT c.* FROM ({candidates}) AS c WHERE c.dedup_key NOT IN ({keys})"
 
     def to_text(self, expr: str) -> str:
         return f"toString({expr})"
@@ -682,8 +691,7 @@ class EngineIngest:
             f"JOIN {MAP} AS m ON s.idkey = m.idkey WHERE s.fast "
             "UNION ALL SELECT line_no, name, ts, properties, dedup_key, record_id, person_id FROM motorcade_ingest_slow")
         param = "$source" if isinstance(sql, _DuckDB) else "{source:String}"
-        fresh = (f"SELECT c.* FROM ({candidates}) AS c WHERE c.dedup_key NOT IN "
-                 f"(SELECT dedup_key FROM {INGESTED} WHERE source = {param})")
+        fresh = sql.not_ingested(candidates, f"SELECT dedup_key FROM {INGESTED} WHERE source = {param}")
         # the new events, numbered in line order, in one pass (one table for both appends)
         base = max(INGEST_ID_BASE, int(sql.rows(f"SELECT coalesce(max(id), 0) FROM {INGESTED}")[0][0]))
         sql.drop("motorcade_ingest_new")
