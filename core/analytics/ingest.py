@@ -6,15 +6,19 @@ The engine parses the lines; Python sees only what is distinct or rare:
    SQL pass per batch extracts the event name, time, properties, dedup id and identifier values and
    marks the lines the engine may take on its own (``ok``): a JSON object the engine and Python read
    alike (no ``NaN``/``Infinity``, no exponent beyond two digits, no 19-digit run, no escaped surrogate,
-   no duplicate key, shallow nesting), a text name, an ISO time stamp ``YYYY-MM-DD[T ]HH:MM:SS…``,
+   no field's key repeated, no repeated key in the properties, shallow nesting), a text name, an ISO
+   time stamp ``YYYY-MM-DD[T ]HH:MM:SS…``,
    identifiers and id as text or whole numbers, properties an object or absent.
 2. **Times.** The distinct hours of those stamps (``YYYY-MM-DDTHH`` + the rest after the seconds) go
    to Python, which gives each its epoch exactly as the SQLite path does
    (:func:`motorcade.sources.ingest._hour_epoch`); the engine joins them back and checks the range.
-3. **Identities.** The distinct identifier value sets go to Python: cleaned as on the SQLite path,
-   resolved through One-ID in the operational store in bulk (one observation per distinct set, in the
-   order of their first line). The answer — the identity map of this file, key -> person id, record
-   id — is loaded into the engine and joined: no person id is computed per row in Python.
+3. **Identities.** The distinct identifier value sets a block meets first in the run go to Python:
+   cleaned as on the SQLite path, resolved through One-ID in the operational store in bulk (one
+   observation per distinct set, in the order of their first line). The answer joins the run's identity
+   map in the engine (:data:`MAP`: value set -> record id, person id), which every block's lines are
+   joined to: no person id is computed per row in Python, and a set met again in a later block costs
+   Python nothing (resolving it again would change nothing). A later merge moves the events of a set
+   to its record's person at the end of the run (:func:`refresh_ingested_people`).
 4. **The rest in Python.** Every line the engine did not take (odd time stamps, bad JSON, lines that
    are not UTF-8, blank lines...) goes through the very code of the SQLite path
    (``JsonlSource._add_line`` and ``Ingestor._clean_event_rows``), so it is stored, or quarantined
