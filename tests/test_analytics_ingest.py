@@ -84,6 +84,8 @@ HOSTILE_LINES = [
     '{%s,"properties":{"n":"\\ud83d\\ude00"}}' % _GOOD,  # an escaped surrogate pair (fine)
     '\ufeff{%s,"id":"bom"}' % _GOOD,
     '{%s,"event":"share","id":"dupkey"}' % _GOOD,  # a duplicate key: the last one counts (Python's json)
+    '{%s,"\\u0065vent":"share","id":"escdupkey"}' % _GOOD,  # the same, the second spelt with an escape
+    '{%s,"x":1,"x":2,"id":"dupunread"}' % _GOOD,  # a repeated key no field reads
     '{%s,"properties":{"a":1,"a":2},"id":"dupprop"}' % _GOOD,
     '{%s,"properties":{"a":{"b":1,"b":2}},"id":"dupdeep"}' % _GOOD,
     '{%s,"properties":{"a":[{"b":1,"b":2}]},"id":"dupinarray"}' % _GOOD,
@@ -93,6 +95,8 @@ HOSTILE_LINES = [
     '  {%s,"id":"indented"}' % _GOOD,
     '{%s,"id":"crlf"}\r' % _GOOD,
     '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","id":12345678901234567890}',
+    '{"event":"view","ts":"2025-03-01T10:00:00Z","crm_id":"C9","id":1.0}',  # JSON text of 1.0 is "1" on ClickHouse
+    '{"event":"view","ts":"2025-03-01T10:00:00Z","crm_id":7.0,"id":-0}',
     '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","id":"esc\\"aped\\n"}',
     '{"event":"vi\\u0065w","ts":"2025-03-01T10:00:00\\u005a","phone":"1381234567\\u0038","id":"u-escapes"}',
     '{"event":"view","ts":"2025-03-01T10:00:00Z","phone":"13812345678","properties":{"t":"\\t\\u0001"}}',
@@ -194,6 +198,21 @@ def test_a_large_file_is_taken_by_the_engine_and_matches(tmp_path):
     out = run_paths(lines, block=50_000)  # several blocks, boundaries within the SQLite path's batches
     assert_same(out)
     assert out["sqlite"][2]["events"] == 2900 - 1
+
+
+def test_identifier_sets_of_earlier_blocks_count_their_dropped_values_and_consents_as_the_sqlite_path():
+    """A block sends Python only the identifier sets it meets first; a set met again in a later block still
+    counts its values that did not clean per event, records them, and its consent events reach its person."""
+    lines = []
+    for i in range(40):
+        person = i % 4  # each person's set recurs in many blocks
+        lines.append(json.dumps({"event": "unsubscribe" if i in (21, 34) else "view",
+                                 "ts": f"2025-03-01T10:{i:02d}:00Z", "phone": "12345" if person < 2 else "13812345678",
+                                 "crm_id": f"C{person}", "id": f"e{i}", "properties": {"channel": "sms"}}))
+    out = run_paths(lines, block=400)  # about two lines per block
+    assert_same(out)
+    assert out["sqlite"][2]["identifiers_dropped"] == 20
+    assert len(out["sqlite"][0]["consents"]) == 2
 
 
 def test_the_mirror_keeps_the_events_the_engine_ingested(tmp_path):

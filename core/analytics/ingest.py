@@ -6,15 +6,19 @@ The engine parses the lines; Python sees only what is distinct or rare:
    SQL pass per batch extracts the event name, time, properties, dedup id and identifier values and
    marks the lines the engine may take on its own (``ok``): a JSON object the engine and Python read
    alike (no ``NaN``/``Infinity``, no exponent beyond two digits, no 19-digit run, no escaped surrogate,
-   no duplicate key, shallow nesting), a text name, an ISO time stamp ``YYYY-MM-DD[T ]HH:MM:SS…``,
+   no field's key repeated, no repeated key in the properties, shallow nesting), a text name, an ISO
+   time stamp ``YYYY-MM-DD[T ]HH:MM:SS…``,
    identifiers and id as text or whole numbers, properties an object or absent.
 2. **Times.** The distinct hours of those stamps (``YYYY-MM-DDTHH`` + the rest after the seconds) go
    to Python, which gives each its epoch exactly as the SQLite path does
    (:func:`motorcade.sources.ingest._hour_epoch`); the engine joins them back and checks the range.
-3. **Identities.** The distinct identifier value sets go to Python: cleaned as on the SQLite path,
-   resolved through One-ID in the operational store in bulk (one observation per distinct set, in the
-   order of their first line). The answer — the identity map of this file, key -> person id, record
-   id — is loaded into the engine and joined: no person id is computed per row in Python.
+3. **Identities.** The distinct identifier value sets a block meets first in the run go to Python:
+   cleaned as on the SQLite path, resolved through One-ID in the operational store in bulk (one
+   observation per distinct set, in the order of their first line). The answer joins the run's identity
+   map in the engine (:data:`MAP`: value set -> record id, person id), which every block's lines are
+   joined to: no person id is computed per row in Python, and a set met again in a later block costs
+   Python nothing (resolving it again would change nothing). A later merge moves the events of a set
+   to its record's person at the end of the run (:func:`refresh_ingested_people`).
 4. **The rest in Python.** Every line the engine did not take (odd time stamps, bad JSON, lines that
    are not UTF-8, blank lines...) goes through the very code of the SQLite path
    (``JsonlSource._add_line`` and ``Ingestor._clean_event_rows``), so it is stored, or quarantined
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import tempfile
 import time
 
@@ -44,6 +49,10 @@ from .lines import BLOCK, line_batches
 # (mirrored). The mirror replaces only those (docs/engines.md).
 INGEST_ID_BASE = 1 << 40
 INGESTED = "ingested_events"  # id, source, dedup_key, record_id of every event ingested into the engine
+# the run's identity map: every usable identifier set (idkey: its values as the engine read them) met so
+# far, with its record and person; a block sends Python only the sets it meets first
+MAP = "motorcade_ingest_map"
+MAP_COLUMNS = "idkey {text}, record_id {int}, person_id {int}, ids_text {text}, combo {text}, dropped BOOLEAN"
 
 # lines the engine leaves to Python: numbers the store cannot keep or that the engines read differently,
 # escaped surrogates (DuckDB refuses them; Python quarantines lone ones), trailing commas (DuckDB's
@@ -51,6 +60,14 @@ INGESTED = "ingested_events"  # id, source, dedup_key, record_id of every event 
 _GUARD = r"NaN|Infinity|[0-9.][eE][+-]?[0-9]{3}|[0-9]{19}|\\u[dD][89a-fA-F]|,[ \t\r\n]*[}\]]"
 _ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-5][0-9]:[0-5][0-9]"
 _MAX_BRACKETS = 90  # more "[" and "{" than this: Python judges the nesting
+
+
+def _lambda(arg: str, body: str) -> str:
+    """A DuckDB lambda: ``lambda x: ...`` from 1.3 on (2.0 refuses the arrow), ``x -> ...`` before."""
+    import duckdb
+
+    version = tuple(int(p) for p in re.findall(r"\d+", duckdb.__version__)[:2])
+    return f"lambda {arg}: {body}" if version >= (1, 3) else f"{arg} -> {body}"
 
 
 def _json_path(field: str) -> str:
@@ -92,10 +109,14 @@ class _DuckDB(_EngineSQL):
         """``SELECT`` of the staging columns from a batch of lines (``line_no``, ``line``): each line is
         parsed four times in all (valid?, keys, the fields' types, their text), each list-valued."""
         paths = [_json_path(fields[k]) for k in ("name", "ts", "properties", "id")] + [_json_path(f) for f in id_fields]
-        params = {"paths": paths, "guard": _GUARD, "iso": _ISO}
+        keys = list(dict.fromkeys([fields[k] for k in ("name", "ts", "properties", "id")] + list(id_fields)))
+        params = {"paths": paths, "guard": _GUARD, "iso": _ISO, "keys": keys}
         scalar = ("'NULL'", "'VARCHAR'", "'BIGINT'", "'UBIGINT'")
         ok = " AND ".join([
-            "parsed", "len(k) = len(list_distinct(k))",
+            # no field read twice (Python keeps a repeated key's last value, the engine its first); other
+            # keys may repeat (neither reads them): counting ours costs a third of deduplicating all
+            "parsed", f"len(list_filter(k, {_lambda('x', 'list_contains($keys, x)')})) = "
+                      f"len(list_filter($keys, {_lambda('x', 'list_contains(k, x)')}))",
             "t[1] = 'VARCHAR'", "s[1] <> ''", "t[2] = 'VARCHAR'", "regexp_matches(s[2], $iso)",
             # properties: one level (a nested object may repeat a key deeper down: Python judges it)
             "CASE WHEN t[3] = 'OBJECT' THEN strpos(substr(s[3], 2), '{') = 0 AND "
@@ -130,6 +151,11 @@ class _DuckDB(_EngineSQL):
     def first_per_key(self, select: str, key: str, order: str) -> str:
         return f"SELECT * FROM ({select}) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1"
 
+    def not_ingested(self, candidates: str, keys: str) -> str:
+        """The rows of ``candidates`` whose ``dedup_key`` is not among ``keys`` (never NULL): an anti join
+        (DuckDB plans ``NOT IN`` as a mark join, measured ~0.3 CPU-s slower per 733k-line block)."""
+        return f"SELECT c.* FROM ({candidates}) AS c ANTI JOIN ({keys}) AS k ON c.dedup_key = k.dedup_key"
+
     def to_text(self, expr: str) -> str:
         return f"CAST({expr} AS VARCHAR)"
 
@@ -162,46 +188,65 @@ class _ClickHouse(_EngineSQL):
             self.run(f"INSERT INTO {name} SELECT {select} FROM file('{path}', Arrow)", params)
 
     def stage_select(self, fields: dict[str, str], id_fields: list[str]) -> tuple[str, dict]:
+        """``SELECT`` of the staging columns from the lines at ``__LINES__``: each line is parsed once
+        for all its top-level keys with their values' JSON text (``JSONExtractKeysAndValuesRaw``); a field's
+        value is then read from its own text. Numbers are typed on the line itself (the raw text of
+        ``1.0`` is ``1``): a field that is not text, an object or null costs a parse of the line."""
         keys = [fields[k] for k in ("name", "ts", "properties", "id")] + list(id_fields)
         params = {f"k{i}": k for i, k in enumerate(keys)}
         # query parameters are read in ClickHouse's escaped text format: backslashes doubled
         params.update({"guard": _GUARD.replace("\\", "\\\\"), "iso": _ISO})
-        kind = lambda i: f"JSONType(line, {{k{i}:String}})"  # noqa: E731
+        raw = lambda i: f"r{i}"  # noqa: E731  the value's JSON text ('' when the key is absent)
+        # a value typed by its text alone (absent, text, an object, null): the line need not be parsed again
+        plain = lambda i: f"(r{i} = '' OR startsWith(r{i}, '\"') OR startsWith(r{i}, '{{') OR r{i} = 'null')"  # noqa: E731
+        kind_of = lambda i: (  # noqa: E731
+            f"multiIf(r{i} = '', 'Null', startsWith(r{i}, '\"'), 'String', startsWith(r{i}, '{{'), 'Object', "
+            f"r{i} = 'null', 'Null', toString(JSONType(if({plain(i)}, '{{}}', line), {{k{i}:String}})))")
+        kind = lambda i: f"t{i}"  # noqa: E731
+        text = lambda i: f"JSONExtractString({raw(i)})"  # noqa: E731
         number_or_text = lambda i: (  # noqa: E731
-            f"multiIf({kind(i)} = 'String', nullIf(JSONExtractString(line, {{k{i}:String}}), ''), "
-            f"{kind(i)} = 'Int64', toString(JSONExtractInt(line, {{k{i}:String}})), "
-            f"{kind(i)} = 'UInt64', toString(JSONExtractUInt(line, {{k{i}:String}})), NULL)")
+            f"multiIf({kind(i)} = 'String', nullIf({text(i)}, ''), "
+            f"{kind(i)} = 'Int64', toString(JSONExtractInt(if({kind(i)} = 'Int64', line, '{{}}'), {{k{i}:String}})), "
+            f"{kind(i)} = 'UInt64', toString(JSONExtractUInt(if({kind(i)} = 'UInt64', line, '{{}}'), {{k{i}:String}})), "
+            "NULL)")
         scalar = lambda i: f"{kind(i)} IN ('Null', 'String', 'Int64', 'UInt64')"  # noqa: E731
         ok = " AND ".join([
             "parsed",
-            "length(JSONExtractKeys(line)) = length(arrayDistinct(JSONExtractKeys(line)))",
-            f"{kind(0)} = 'String'", f"JSONExtractString(line, {{k0:String}}) != ''",
-            f"{kind(1)} = 'String'", f"match(JSONExtractString(line, {{k1:String}}), {{iso:String}})",
-            f"({kind(2)} = 'Null' OR ({kind(2)} = 'Object' AND position(JSONExtractRaw(line, {{k2:String}}), '{{', 2) = 0 "
-            f"AND length(JSONExtractKeys(line, {{k2:String}})) = "
-            f"length(arrayDistinct(JSONExtractKeys(line, {{k2:String}})))))",
+            # no field read twice (Python keeps a repeated key's last value, the engine its first)
+            *[f"countEqual(ks, {{k{i}:String}}) <= 1" for i in range(len(keys))],
+            f"{kind(0)} = 'String'", f"{text(0)} != ''",
+            f"{kind(1)} = 'String'", f"match({text(1)}, {{iso:String}})",
+            f"({kind(2)} = 'Null' OR ({kind(2)} = 'Object' AND position(r2, '{{', 2) = 0 "
+            f"AND length(JSONExtractKeys(r2)) = length(arrayDistinct(JSONExtractKeys(r2)))))",
             scalar(3), *[scalar(4 + j) for j in range(len(id_fields))],
         ])
         ids = [number_or_text(4 + j) for j in range(len(id_fields))]
         idkey = " || '|' || ".join(f"coalesce(toString(lengthUTF8(i{j})) || ':' || i{j}, '-')"
                                    for j in range(len(id_fields)))
-        ts = "JSONExtractString(line, {k1:String})"
+        ts = text(1)
+        rs = ", ".join(f"r{i}" for i in range(len(keys)))
+        ts_ = ", ".join(f"t{i}" for i in range(len(keys)))
         select = (
             f"SELECT line_no, line, ok, name, ts, hkey, mmss, properties, dedup, "
             f"{', '.join(f'i{j}' for j in range(len(id_fields)))}, {idkey or chr(39) + chr(39)} AS idkey, "
             "FALSE AS fast, CAST(NULL AS Nullable(Int64)) AS epoch FROM ("
             f"SELECT line_no, line, ok, "
-            f"if(ok, JSONExtractString(line, {{k0:String}}), NULL) AS name, if(ok, {ts}, NULL) AS ts, "
+            f"if(ok, {text(0)}, NULL) AS name, if(ok, {ts}, NULL) AS ts, "
             f"if(ok, substringUTF8({ts}, 1, 13) || substringUTF8({ts}, 20), NULL) AS hkey, "
             f"if(ok, toInt64OrNull(substring({ts}, 15, 2)) * 60 + toInt64OrNull(substring({ts}, 18, 2)), NULL) AS mmss, "
-            f"if(ok AND {kind(2)} = 'Object', JSONExtractRaw(line, {{k2:String}}), '{{}}') AS properties, "
+            f"if(ok AND {kind(2)} = 'Object', r2, '{{}}') AS properties, "
             f"if(ok, {number_or_text(3)}, NULL) AS dedup"
             + "".join(f", if(ok, {expr}, NULL) AS i{j}" for j, expr in enumerate(ids))
-            + " FROM (SELECT line_no, line, parsed, "
-            f"parsed AND {ok} AS ok FROM ("
+            + f" FROM (SELECT line_no, line, parsed, {rs}, {ts_}, parsed AND {ok} AS ok FROM ("
+            "SELECT line_no, line, parsed, arrayMap(p -> p.1, kv) AS ks"
+            + "".join(f", arrayFirst(p -> p.1 = {{k{i}:String}}, kv).2 AS r{i}" for i in range(len(keys)))
+            + "".join(f", {kind_of(i)} AS t{i}" for i in range(len(keys)))
+            + " FROM (SELECT line_no, line, parsed, JSONExtractKeysAndValuesRaw(if(parsed, line, '{}')) AS kv FROM ("
             "SELECT line_no, line, startsWith(line, '{') AND NOT match(line, {guard:String}) "
             f"AND length(line) - length(replaceAll(replaceAll(line, '[', ''), '{{', '')) <= {_MAX_BRACKETS} "
-            "AND isValidJSON(line) AS parsed FROM "
+            "AND isValidJSON(line) AS parsed FROM __LINES__))))) "
+            # evaluated by masks, each JSON function would run again per branch it sits in (measured: 5x the CPU)
+            "SETTINGS short_circuit_function_evaluation = 'disable'"
         )
         return select, params
 
@@ -210,6 +255,10 @@ class _ClickHouse(_EngineSQL):
 
     def first_per_key(self, select: str, key: str, order: str) -> str:
         return f"SELECT * FROM ({select}) ORDER BY {order} LIMIT 1 BY {key}"
+
+    def not_ingested(self, candidates: str, keys: str) -> str:
+        """The rows of ``candidates`` whose ``dedup_key`` is not among ``keys``."""
+        return f"SELECT c.* FROM ({candidates}) AS c WHERE c.dedup_key NOT IN ({keys})"
 
     def to_text(self, expr: str) -> str:
         return f"toString({expr})"
@@ -292,7 +341,9 @@ class EngineIngest:
                   "id": source.id_field}
         first_load = self._holds_none_of(source.name)
         self._source, self._blank_lines = source, []
+        self._dropped_sets = {}  # idkey -> identifier values that did not clean, of the run's sets that have some
         try:
+            self._load_keys(MAP, None, MAP_COLUMNS)
             # one block of lines at a time (64 MB): the engine's working tables stay that size, and each
             # block's store writes commit together, as the SQLite path commits a batch
             for lines, undecodable in line_batches(source.path, self.block, source.column_ranges()):
@@ -307,7 +358,7 @@ class EngineIngest:
             resolver.reset()
             raise
         finally:
-            for name in ("motorcade_ingest_stage", "motorcade_ingest_hours", "motorcade_ingest_map",
+            for name in ("motorcade_ingest_stage", "motorcade_ingest_hours", MAP, "motorcade_ingest_unusable",
                          "motorcade_ingest_slow", "motorcade_ingest_new", "motorcade_ingest_stage2"):
                 sql.drop(name)
         if first_load:  # every duplicate repeated a line of this very load
@@ -333,20 +384,22 @@ class EngineIngest:
         slow_lines.sort(key=lambda r: r[0])
         slow_events, failed, records, read = self._python_path(source, settings, slow_lines, summary)
         mark("python: lines the engine left")
-        summary.read += read + int(sql.rows("SELECT count(*) FROM motorcade_ingest_stage WHERE fast")[0][0])
+        fast = int(sql.rows("SELECT count(*) FROM motorcade_ingest_stage WHERE fast")[0][0])
+        summary.read += read + fast
         with store.transaction():
             if records:  # identify calls (Segment lines): the record path, before the events as in a batch
                 ingestor.write_batch(settings, records, summary)
             consents = self._consent_rows(settings, fast_sets, slow_events)
             people = self._resolve(settings, fast_sets, slow_events, summary, consents)
             quarantined = self._quarantine_rows(failed, fast_sets)
+            unusable = len(quarantined) - len(failed)  # lines the engine kept whose identifier set is unusable
             if quarantined:
                 summary.rejected += len(quarantined)
                 summary.quarantined += store.quarantine_rows(source.name, quarantined)
             if ingestor._rejected:
                 store.record_rejected_identifiers(source.name, list(ingestor._rejected))
         mark("store: One-ID, quarantine, consents")
-        self._write(source.name, fast_sets, slow_events, people, summary)
+        self._write(source.name, fast_sets, slow_events, people, summary, fast - unusable + len(slow_events))
         mark("engine: join and append")
 
     def _holds_none_of(self, source_name: str) -> bool:
@@ -392,7 +445,8 @@ class EngineIngest:
             with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                 writer.write_table(table)
             # the file name is ours (a temporary folder), never data
-            self.sql.run(f"INSERT INTO motorcade_ingest_stage {select} file('{path}', Arrow, 'line_no Int64, line String'))))", params)
+            lines = f"file('{path}', Arrow, 'line_no Int64, line String')"
+            self.sql.run(f"INSERT INTO motorcade_ingest_stage {select.replace('__LINES__', lines)}", params)
 
     # -- 2. times ----------------------------------------------------------------------------------
 
@@ -445,11 +499,14 @@ class EngineIngest:
     # -- 3. identifier sets ------------------------------------------------------------------------
 
     def _identifier_sets(self, id_fields: list[str], id_types: list[str], settings) -> dict[str, list]:
-        """``idkey -> [raw identifiers, cleaned entry, first line, events]`` of the lines the engine keeps."""
+        """``idkey -> [raw identifiers, cleaned entry, first line, events]`` of the identifier sets of the
+        lines the engine keeps that this block meets first in the run (the others are in :data:`MAP`,
+        resolved already: resolving a set again changes nothing, as ``unchanged_record`` says)."""
         sql = self.sql
         any_ = "any_value" if isinstance(sql, _DuckDB) else "any"
         rows = sql.rows(f"SELECT idkey, {', '.join(f'{any_}(i{j})' for j in range(len(id_fields))) or 'NULL'}, "
-                        "min(line_no), count(*) FROM motorcade_ingest_stage WHERE fast GROUP BY idkey")
+                        f"min(line_no), count(*) FROM motorcade_ingest_stage WHERE fast "
+                        f"AND idkey NOT IN (SELECT idkey FROM {MAP}) GROUP BY idkey")
         out = {}
         cache = self.ingestor._id_sets.setdefault(settings.region, {})
         for row in rows:
@@ -493,6 +550,13 @@ class EngineIngest:
         """``combination key -> (record id, person id)`` of every usable identifier set, resolved in the
         order of first appearance (as the SQLite path meets them), person ids after this run's merges.
         Each batch's consent events are applied after that batch's sets are resolved, as there."""
+        if self._dropped_sets:  # sets of earlier blocks with values that did not clean: counted per event
+            for key, count in self.sql.rows(
+                    f"SELECT s.idkey, count(*) FROM motorcade_ingest_stage AS s JOIN {MAP} AS m ON s.idkey = m.idkey "
+                    "WHERE s.fast AND m.dropped GROUP BY s.idkey"):
+                rejected = self._dropped_sets[key]
+                summary.identifiers_dropped += len(rejected) * int(count)
+                self.ingestor._rejected.update(dict.fromkeys(rejected))
         first: dict[str, tuple[int, tuple]] = {}
         for raw_ids, entry, line, count in fast_sets.values():
             if entry[1]:  # identifier values that did not clean, counted per event as the SQLite path does
@@ -526,8 +590,12 @@ class EngineIngest:
                 observations = [Observation(combo, ids, None, rule) for combo, ids in sets]
                 resolved = self.ingestor._resolve_event_sets(settings.name, observations, summary)
                 out.update((combo, people) for (combo, _ids), people in zip(sets, resolved))
-            for _line, name, epoch, props, combo in consents_of.get(batch, ()):
-                self.ingestor._consent(settings, person_of(out[combo][1]), name, epoch, props)
+            consents = consents_of.get(batch, ())
+            # a set of an earlier block: its person now, from the store
+            known = self.store.find_records(settings.name, list({r[4]: None for r in consents if r[4] not in out}))
+            for _line, name, epoch, props, combo in consents:
+                pid = out[combo][1] if combo in out else known[combo][1]
+                self.ingestor._consent(settings, person_of(pid), name, epoch, props)
         return {combo: (rid, person_of(pid)) for combo, (rid, pid) in out.items()}
 
     def _quarantine_rows(self, failed: dict, fast_sets: dict) -> list[tuple[str, str, str]]:
@@ -536,21 +604,23 @@ class EngineIngest:
         if unusable:
             import pyarrow as pa
 
-            self._load_keys("motorcade_ingest_map", pa.table({"idkey": pa.array(list(unusable), pa.string()),
+            self._load_keys("motorcade_ingest_unusable", pa.table({"idkey": pa.array(list(unusable), pa.string()),
                                                               "reason": pa.array(list(unusable.values()), pa.string())}),
                             "idkey {text}, reason {text}")
             for line_no, line, reason in self.sql.rows(
                     "SELECT s.line_no, s.line, m.reason FROM motorcade_ingest_stage AS s "
-                    "JOIN motorcade_ingest_map AS m ON s.idkey = m.idkey WHERE s.fast"):
+                    "JOIN motorcade_ingest_unusable AS m ON s.idkey = m.idkey WHERE s.fast"):
                 rows.append((f"line {int(line_no)}", raw_line_text(line.encode("utf-8")), reason))
         rows.sort(key=lambda r: int(r[0].partition(" ")[2]))
         return rows
 
     def _load_keys(self, name: str, table, columns: str) -> None:
+        """A fresh temporary table ``name`` holding ``table`` (None: empty)."""
         sql = self.sql
         sql.drop(name)
         sql.create(name, columns.format(text=sql.types["text"], int=sql.types["int"]))
-        sql.append_arrow(name, table)
+        if table is not None:
+            sql.append_arrow(name, table)
 
     def _consent_rows(self, settings, fast_sets: dict, slow_events: list) -> list[tuple]:
         """``(line, name, epoch, properties, combination key)`` of the consent events, in file order:
@@ -563,11 +633,14 @@ class EngineIngest:
         sql = self.sql
         marks = ", ".join(f"$c{i}" if isinstance(sql, _DuckDB) else f"{{c{i}:String}}" for i in range(len(names)))
         params = {f"c{i}": n for i, n in enumerate(names)}
-        for line_no, name, epoch, props, key in sql.rows(
-                f"SELECT line_no, name, epoch, properties, idkey FROM motorcade_ingest_stage WHERE fast AND name IN ({marks})",
-                params):
-            if key in combo_of:
-                rows.append((int(line_no), name, int(epoch), props, combo_of[key]))
+        # a set of an earlier block has its combination key in the map (an unusable set has none: skipped)
+        for line_no, name, epoch, props, key, known in sql.rows(
+                f"SELECT s.line_no, s.name, s.epoch, s.properties, s.idkey, m.combo FROM motorcade_ingest_stage AS s "
+                f"LEFT JOIN {MAP} AS m ON s.idkey = m.idkey WHERE s.fast AND s.name IN ({marks})"
+                + (" SETTINGS join_use_nulls = 1" if isinstance(sql, _ClickHouse) else ""), params):
+            combo = combo_of.get(key, known)
+            if combo is not None:
+                rows.append((int(line_no), name, int(epoch), props, combo))
         for ev in slow_events:
             if ev[1] in settings.consent_events:
                 rows.append((ev[0], ev[1], ev[2], ev[4], ev[6]))
@@ -576,13 +649,17 @@ class EngineIngest:
 
     # -- 6. write ----------------------------------------------------------------------------------
 
-    def _write(self, source_name: str, fast_sets: dict, slow_events: list, people: dict, summary) -> None:
-        """Join the identity map, drop what the source holds already (first line kept), append."""
+    def _write(self, source_name: str, fast_sets: dict, slow_events: list, people: dict, summary, total: int) -> None:
+        """Join the identity map, drop what the source holds already (first line kept), append. ``total``:
+        the block's events to write before that (the lines the engine keeps with a usable identifier set,
+        and the events Python cleaned)."""
         import pyarrow as pa
 
         sql = self.sql
         t = sql.types
-        keys, records, persons, texts = [], [], [], []
+        # this block's new sets join the run's map; a set's person there is the one it had when resolved:
+        # a later merge is followed by refresh_ingested_people at the end of the run, as for earlier blocks
+        keys, records, persons, texts, combos, dropped = [], [], [], [], [], []
         for key, (_raw, entry, _line, _count) in fast_sets.items():
             if entry[2] is None:
                 rid, pid = people[entry[3]]
@@ -590,10 +667,15 @@ class EngineIngest:
                 records.append(rid)
                 persons.append(pid)
                 texts.append(entry[4])
-        self._load_keys("motorcade_ingest_map", pa.table({
-            "idkey": pa.array(keys, pa.string()), "record_id": pa.array(records, pa.int64()),
-            "person_id": pa.array(persons, pa.int64()), "ids_text": pa.array(texts, pa.string())}),
-            "idkey {text}, record_id {int}, person_id {int}, ids_text {text}")
+                combos.append(entry[3])
+                dropped.append(bool(entry[1]))
+                if entry[1]:
+                    self._dropped_sets[key] = entry[1]
+        if keys:
+            sql.append_arrow(MAP, pa.table({
+                "idkey": pa.array(keys, pa.string()), "record_id": pa.array(records, pa.int64()),
+                "person_id": pa.array(persons, pa.int64()), "ids_text": pa.array(texts, pa.string()),
+                "combo": pa.array(combos, pa.string()), "dropped": pa.array(dropped, pa.bool_())}))
         # the lines Python cleaned, with their person
         slow = [(ev[0], ev[1], ev[2], ev[4], ev[5], *people[ev[6]]) for ev in slow_events]
         self._load_keys("motorcade_ingest_slow", pa.table({
@@ -610,31 +692,23 @@ class EngineIngest:
         candidates = (
             f"SELECT s.line_no AS line_no, s.name AS name, s.epoch AS ts, s.properties AS properties, {dedup} AS dedup_key, "
             "m.record_id AS record_id, m.person_id AS person_id FROM motorcade_ingest_stage AS s "
-            "JOIN motorcade_ingest_map AS m ON s.idkey = m.idkey WHERE s.fast "
+            f"JOIN {MAP} AS m ON s.idkey = m.idkey WHERE s.fast "
             "UNION ALL SELECT line_no, name, ts, properties, dedup_key, record_id, person_id FROM motorcade_ingest_slow")
-        total = int(sql.rows(f"SELECT count(*) FROM ({candidates}) AS c")[0][0])
         param = "$source" if isinstance(sql, _DuckDB) else "{source:String}"
-        fresh = (f"SELECT c.* FROM ({candidates}) AS c WHERE c.dedup_key NOT IN "
-                 f"(SELECT dedup_key FROM {INGESTED} WHERE source = {param})")
+        fresh = sql.not_ingested(candidates, f"SELECT dedup_key FROM {INGESTED} WHERE source = {param}")
+        # the new events, numbered in line order, in one pass (one table for both appends)
+        base = max(INGEST_ID_BASE, int(sql.rows(f"SELECT coalesce(max(id), 0) FROM {INGESTED}")[0][0]))
         sql.drop("motorcade_ingest_new")
-        sql.create("motorcade_ingest_new", f"line_no {t['int']}, name {t['text']}, ts {t['int']}, "
+        sql.create("motorcade_ingest_new", f"id {t['int']}, line_no {t['int']}, name {t['text']}, ts {t['int']}, "
                                            f"properties {t['text']}, dedup_key {t['text']}, record_id {t['int']}, "
                                            f"person_id {t['int']}")
-        sql.run(f"INSERT INTO motorcade_ingest_new {sql.first_per_key(fresh, 'dedup_key', 'line_no')}",
-                {"source": source_name})
-        base = max(INGEST_ID_BASE, int(sql.rows(f"SELECT coalesce(max(id), 0) FROM {INGESTED}")[0][0]))
-        numbered = f"SELECT {base} + row_number() OVER (ORDER BY line_no) AS id, * FROM motorcade_ingest_new"
-        sql.drop("motorcade_ingest_numbered")
-        sql.run(f"CREATE {'TEMP ' if isinstance(sql, _DuckDB) else ''}TABLE motorcade_ingest_numbered "
-                + ("ENGINE = Memory " if isinstance(sql, _ClickHouse) else "") + f"AS {numbered}")
-        try:
-            sql.run("INSERT INTO events (id, person_id, name, ts, properties) "
-                    "SELECT id, person_id, name, ts, properties FROM motorcade_ingest_numbered")
-            sql.run(f"INSERT INTO {INGESTED} (id, source, dedup_key, record_id) "
-                    f"SELECT id, {param}, dedup_key, record_id FROM motorcade_ingest_numbered", {"source": source_name})
-            new = int(sql.rows("SELECT count(*) FROM motorcade_ingest_numbered")[0][0])
-        finally:
-            sql.drop("motorcade_ingest_numbered")
+        sql.run(f"INSERT INTO motorcade_ingest_new SELECT {base} + row_number() OVER (ORDER BY f.line_no) AS id, f.* "
+                f"FROM ({sql.first_per_key(fresh, 'dedup_key', 'line_no')}) AS f", {"source": source_name})
+        sql.run("INSERT INTO events (id, person_id, name, ts, properties) "
+                "SELECT id, person_id, name, ts, properties FROM motorcade_ingest_new")
+        sql.run(f"INSERT INTO {INGESTED} (id, source, dedup_key, record_id) "
+                f"SELECT id, {param}, dedup_key, record_id FROM motorcade_ingest_new", {"source": source_name})
+        new = int(sql.rows("SELECT count(*) FROM motorcade_ingest_new")[0][0])
         summary.events += new
         summary.written += new
         summary.duplicates += total - new
