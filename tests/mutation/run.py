@@ -64,7 +64,7 @@ MODULES: dict[str, list[str]] = {
     "dsl/evaluate.py": ["tests/test_dsl_evaluate.py", "tests/test_dsl_ruletest.py", *AGREEMENT],
     "core/segments/compiler.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT,
                                   *ENGINE_PLANS],
-    "core/segments/plan.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT,
+    "core/segments/plan.py": ["tests/test_segments_plan.py", "tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT,
                               *ENGINE_PLANS],
     "core/activation/dispatcher.py": [
         "tests/test_activation_parts.py", "tests/test_activation_runtime.py", "tests/test_activation_guardrails.py",

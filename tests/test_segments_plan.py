@@ -1,0 +1,265 @@
+"""Plan choice (core/segments/plan.py): which condition drives, how its range was sized, what is checked per
+candidate, and that every shape gives the reference evaluator's answer, on the row store (SQLite) and on a
+column store (DuckDB, the set-shaped plans). Written for the surviving mutants of the module (issue 24): each
+test names the mutants it kills."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import pytest
+
+from motorcade.dsl.evaluate import evaluate_segment
+from motorcade.dsl.rules import rule_set_from_text
+from motorcade.model import Car, Event, Ownership
+from motorcade.segments.dataset import load_dataset
+from motorcade.segments.plan import plan_segment
+from motorcade.store.sqlite import SQLiteStore
+
+TZ = "Asia/Shanghai"
+AS_OF = dt.datetime(2026, 11, 20, 12, tzinfo=zoneinfo.ZoneInfo(TZ))
+
+# person -> events (name, days ago); tag intent_level; car model
+PEOPLE = {
+    1: ([("share", 1), ("share", 2), ("share", 3), ("lead_submit", 2)], "high", "X5"),
+    2: ([("share", 1), ("share", 2), ("share", 3), ("test_drive", 5)], "high", None),
+    3: ([("share", 1), ("lead_submit", 5)], "low", None),
+    4: ([("share", 200), ("share", 201), ("share", 202), ("order", 10)], "high", "X3"),
+    5: ([], "high", "X5"),
+    6: ([("share", 1), ("share", 2), ("lead_submit", 3)], None, None),
+    7: ([("service_visit", 20)], None, "X3"),
+    8: ([("share", 40), ("share", 41), ("share", 42), ("lead_submit", 60)], "low", None),
+    9: ([("lead_submit", 100), ("share", 3)], None, None),
+    # ten more people tagged low: the tag's range (12 rows) lies between two and four times lead_submit's
+    # four events in the last 90 days
+    **{pid: ([], "low", None) for pid in range(10, 20)},
+}
+
+
+def _build(path) -> SQLiteStore:
+    store = SQLiteStore(path)
+    day = dt.timedelta(days=1)
+    with store.transaction():
+        for pid, (events, _tag, model) in PEOPLE.items():
+            assert store.create_person({"n": pid}) == pid
+            store.insert_events([Event(person_id=pid, name=name, ts=AS_OF - ago * day, source="t",
+                                       dedup_key=f"{pid}-{k}") for k, (name, ago) in enumerate(events)])
+            if model:
+                store.upsert_cars([Car(f"V{pid}", "B", model, 2020, dt.date(2020, 1, 1), None)])
+                store.add_ownership(Ownership(pid, f"V{pid}", dt.date(2020, 1, 1), None, "test"))
+    store.write_tag_values([(pid, "intent_level", tag) for pid, (_e, tag, _m) in PEOPLE.items() if tag],
+                           tags=["intent_level"], calculator="t", calculator_version="1", computed_at=AS_OF)
+    return store
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = _build(tmp_path / "plan.db")
+    yield s
+    s.close()
+
+
+def _members(store, rule_set, name, **options):
+    query = plan_segment(store, rule_set, name, AS_OF, TZ, **options)
+    return query, set(store.query_person_ids(query.sql(), query.params))
+
+
+def _expected(store, rule_set, name):
+    return evaluate_segment(rule_set, name, load_dataset(store), AS_OF, TZ)
+
+
+# condition -> how the plan starts (a lone indexed condition drives unsized; an exact one is not re-checked)
+LONE_DRIVERS = {
+    "did any of [test_drive, lead_submit] in last 90 days":
+        "drive from events(name, ts) for did any of lead_submit, test_drive (the only indexed condition); "
+        "check the other 0 condition(s)",
+    "count(share) in last 30 days >= 3":
+        "drive from events(name, ts) for count(share) >= 3 (the only indexed condition); check the other 0",
+    'tag intent_level in ["high"]':
+        "drive from tag_values(tag, value) for tag intent_level in ['high'] (the only indexed condition); "
+        "check the other 0",
+    'has car where model = "X5"':
+        "drive from ownerships for has car where ... (the only indexed condition); check the other 0",
+    "did share then lead_submit within 14 days":
+        "drive from events(name, ts) for the first step (share) of a sequence (the only indexed condition); "
+        "check the other 1",
+    'tag intent_level not in ["high"]': "scan people",
+    "count(share) in last 90 days >= 0": "scan people",
+    "count(share) in last 90 days < 2": "scan people",
+}
+
+
+@pytest.mark.parametrize("condition", list(LONE_DRIVERS))
+def test_each_indexed_condition_drives_alone_and_an_exact_one_is_not_checked_again(store, condition):
+    """Mutants: `did any of` / `count` drivers made inexact or broken (lines 236, 248), a count with a number
+    not driving (242, 245), `tag in` not driving (256, 257), `has car where` losing its car condition (148)."""
+    rule_set = rule_set_from_text(f"segment s {{ where {condition} }}")
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith(LONE_DRIVERS[condition]), query.driver
+    assert members == _expected(store, rule_set, "s")
+
+
+def test_a_has_car_where_keeps_its_car_condition_when_it_drives(store):
+    """Mutant: line 148 `if of_car` -> `if not of_car` (the ownership rows drive without the car's model)."""
+    rule_set = rule_set_from_text('segment s { where has car where model = "X5" }')
+    assert _members(store, rule_set, "s")[1] == {1, 5}
+
+
+def test_conditions_that_cannot_drive_are_still_checked(store):
+    """A `not in` list or a count that zero passes is no index range: the other condition drives and these
+    are checked per candidate. Mutants: line 256 (`not in` driving with its own items), 245."""
+    rule_set = rule_set_from_text("""
+        segment a { where tag intent_level not in ["high"] and did lead_submit in last 90 days }
+        segment b { where count(share) in last 90 days < 2 and did lead_submit in last 90 days }
+    """)
+    for name, answer in (("a", {3, 8}), ("b", {3})):  # a person without the tag is in no list
+        query, members = _members(store, rule_set, name)
+        assert query.driver.startswith("drive from events(name, ts) for did lead_submit"), query.driver
+        assert members == answer == _expected(store, rule_set, name)
+
+
+def test_a_repeated_condition_and_a_bare_has_car_are_dropped_but_what_follows_them_is_kept(store):
+    """`A and A and B` is `A and B`; `has car and has car where ... and B` is `has car where ... and B`.
+    Mutants: lines 207 and 210, `continue` -> `break` (B dropped with the repeat)."""
+    rule_set = rule_set_from_text("""
+        segment a { where did lead_submit in last 90 days and did lead_submit in last 90 days
+                          and tag intent_level = "low" }
+        segment b { where has car and has car where model = "X5" and tag intent_level = "high"
+                          and did share in last 90 days }
+    """)
+    for name, answer in (("a", {3, 8}), ("b", {1})):
+        assert _members(store, rule_set, name)[1] == answer == _expected(store, rule_set, name)
+
+
+def test_an_event_row_weighs_four_tag_rows(store):
+    """The statistics size both ranges: 12 people tagged low (12 index rows of tag_values) against 4
+    lead_submit events in the last 90 days (each costs about 4 rows: 16): the tag drives, and the plan
+    says how the range was sized. Mutants: line 65 (a tag row costing 2), 498 (`== "statistics"` -> `>`)."""
+    with store.transaction():
+        store.refresh_plan_stats()
+    rule_set = rule_set_from_text('segment s { where did lead_submit in last 90 days and tag intent_level = "low" }')
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith("drive from tag_values(tag, value) for tag intent_level = 'low' "
+                                   "(~12 rows by the planner statistics)"), query.driver
+    assert members == {3, 8} == _expected(store, rule_set, "s")
+
+
+class Recording:
+    """The store, with the SQL of every query it is asked (the planner's probes) kept."""
+
+    def __init__(self, store):
+        self._store, self.queries = store, []
+
+    def query(self, sql, params=()):
+        self.queries.append(sql)
+        return self._store.query(sql, params)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_probe_counts_only_as_far_as_could_beat_the_range_the_statistics_know(store):
+    """Events not counted yet: their range is probed, but 4 tagged people (statistics) cost 4, so the probe
+    stops after 4 / 4 + 1 = 2 index rows (not a whole cap of 250,000). Mutant: line 472 (`>= 0` -> `== 0`)."""
+    rule_set = rule_set_from_text('segment s { where tag intent_level = "high" and did share in last 90 days }')
+    recording = Recording(store)
+    query = plan_segment(recording, rule_set, "s", AS_OF, TZ)
+    assert len(recording.queries) == 1 and "LIMIT 2)" in recording.queries[0], recording.queries
+    assert query.driver.startswith("drive from tag_values(tag, value) for tag intent_level = 'high' "
+                                   "(~4 rows by the planner statistics)"), query.driver
+    assert set(store.query_person_ids(query.sql(), query.params)) == {1, 2} == _expected(store, rule_set, "s")
+
+
+def test_on_a_tie_the_driver_that_filters_its_rows_drives(store):
+    """`did share` and `count(share) >= 3` read the same range (a tie): the count drives, its grouped rows
+    are fewer. Mutants: line 106 (`filtered` computed with `and`, or with `where is None`)."""
+    with store.transaction():
+        store.refresh_plan_stats()
+    rule_set = rule_set_from_text("segment s { where did share in last 90 days and count(share) in last 90 days >= 3 }")
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith("drive from events(name, ts) for count(share) >= 3"), query.driver
+    assert members == {1, 2, 8} == _expected(store, rule_set, "s")
+
+
+def test_a_residual_event_property_named_like_action_does_not_bring_in_people(store):
+    """Only `age` (of a person or a car) needs the people row; an event property whose name sorts before
+    "age" does not. Mutant: line 175 (`n.name == "age"` -> `<=`: the plan joins people)."""
+    rule_set = rule_set_from_text(
+        'segment s { where tag intent_level = "high" and count(share where action = "x") in last 90 days < 1 }')
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith("drive from tag_values"), query.driver
+    assert "people" not in query.sql()
+    assert members == {1, 2, 4, 5} == _expected(store, rule_set, "s")
+
+
+# --- column stores: set-shaped plans (DuckDB) --------------------------------------------------------------
+
+SET_RULES = '''
+segment one_did { where did lead_submit in last 90 days }
+segment one_any { where did any of [lead_submit, test_drive] in last 90 days }
+segment one_count { where count(share) in last 30 days >= 3 }
+segment two { where count(share) in last 90 days >= 3 and did any of [lead_submit, test_drive, order] in last 90 days }
+segment ever_and_recent { where did share and did lead_submit in last 90 days }
+segment narrow { where did share in last 7 days and did lead_submit in last 90 days }
+segment high_no_share { where tag intent_level = "high" and not did share in last 90 days }
+segment high_few { where tag intent_level = "high" and count(share) in last 90 days < 2 }
+segment low_owner { where tag intent_level = "low" and has car }
+segment none_owner { where tag intent_level = "none" and has car }
+segment uncounted_owner { where tag colour = "red" and has car }
+segment x5 { where has car where model = "X5" }
+segment quiet { where not did share in last 90 days }
+segment either { where did lead_submit in last 90 days or tag intent_level = "high" }
+'''
+
+# segment -> how its set plan starts
+SET_SHAPES = {
+    "one_did": "one scan of events (lead_submit) grouped by person for 1 condition(s); 0 other",
+    "one_any": "one scan of events (lead_submit, test_drive) grouped by person for 1 condition(s); 0 other",
+    "one_count": "one scan of events (share) grouped by person for 1 condition(s); 0 other",
+    "two": "one scan of events (lead_submit, order, share, test_drive) grouped by person for 2 condition(s); 0 other",
+    "ever_and_recent": "one scan of events (lead_submit, share) grouped by person for 2 condition(s); 0 other",
+    "narrow": "one scan of events (lead_submit, share) grouped by person for 2 condition(s); 0 other",
+    "high_no_share": "from tag_values(tag, value) for tag intent_level = 'high'; 1 other",
+    "high_few": "from tag_values(tag, value) for tag intent_level = 'high'; 1 other",
+    # the statistics: 12 people tagged low, at most 5 ownership rows
+    "low_owner": "from ownerships for has car; 1 other",
+    # nobody is tagged `none`: the empty range drives
+    "none_owner": "from tag_values(tag, value) for tag intent_level = 'none'; 1 other",
+    # a tag the statistics never counted is not taken for an empty one
+    "uncounted_owner": "from ownerships for has car; 1 other",
+    "x5": "from ownerships for has car where ...; 0 other",
+    "quiet": "scan people",
+    "either": "union of one plan per alternative",
+}
+
+
+@pytest.fixture
+def duckdb_engine():
+    pytest.importorskip("duckdb")
+    from motorcade.analytics import open_engine
+    engine = open_engine("duckdb:///:memory:")
+    yield engine
+    engine.close()
+
+
+def test_column_store_plans_take_every_shape_and_give_the_evaluators_answer(store, duckdb_engine):
+    """Every branch of the set-shaped plan (`_set_plan`, `_events_group`, `_positive_events`). Mutants: lines
+    291-297, 339-446 (conditions grouped or not, the coarse filter and each condition's own, the HAVING
+    tests, the choice among tag and ownership ranges by the statistics)."""
+    from motorcade.analytics.segments import plan_on_engine
+    from motorcade.segments.compiler import property_keys
+    rules = rule_set_from_text(SET_RULES)
+    duckdb_engine.mirror(store, properties=property_keys(rules))
+    recording = Recording(duckdb_engine)
+    for name, shape in SET_SHAPES.items():
+        plan = plan_on_engine(store, recording, rules, name, AS_OF, TZ)
+        assert plan.driver.startswith(shape), (name, plan.driver)
+        assert set(duckdb_engine.person_ids(plan)) == _expected(store, rules, name), name
+    assert recording.queries == []  # no probes on a column store
+    # a lone condition on events is tested in the scan's WHERE: no conditional count per person
+    assert "CASE" not in plan_on_engine(store, duckdb_engine, rules, "one_did", AS_OF, TZ).sql()
+    # a forced scan reads people on a column store too
+    forced = plan_on_engine(store, duckdb_engine, rules, "one_did", AS_OF, TZ, force_scan=True)
+    assert forced.driver.startswith("scan people"), forced.driver
+    assert set(duckdb_engine.person_ids(forced)) == {1, 3, 6, 8}
