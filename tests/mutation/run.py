@@ -64,8 +64,8 @@ MODULES: dict[str, list[str]] = {
     "dsl/evaluate.py": ["tests/test_dsl_evaluate.py", "tests/test_dsl_ruletest.py", *AGREEMENT],
     "core/segments/compiler.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT,
                                   *ENGINE_PLANS],
-    "core/segments/plan.py": ["tests/test_segments_plan.py", "tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT,
-                              *ENGINE_PLANS],
+    "core/segments/plan.py": ["tests/test_segments_plan.py", "tests/test_segments_sql.py",
+                              "tests/test_segments_compute.py", *AGREEMENT, *ENGINE_PLANS],
     "core/activation/dispatcher.py": [
         "tests/test_activation_parts.py", "tests/test_activation_runtime.py", "tests/test_activation_guardrails.py",
         "tests/test_activation_crash.py::test_a_send_posted_but_never_recorded_is_redelivered_with_the_same_key_and_bytes"],
