@@ -263,3 +263,16 @@ def test_column_store_plans_take_every_shape_and_give_the_evaluators_answer(stor
     forced = plan_on_engine(store, duckdb_engine, rules, "one_did", AS_OF, TZ, force_scan=True)
     assert forced.driver.startswith("scan people"), forced.driver
     assert set(duckdb_engine.person_ids(forced)) == {1, 3, 6, 8}
+
+
+def test_a_window_of_one_instant_is_not_taken_for_an_empty_one(store):
+    """`between T and T` holds the events at T: the statistics size its range (it is not empty). Mutant:
+    line 100 (`first > last` -> `>=`: such a window estimated at 0 rows)."""
+    with store.transaction():
+        store.refresh_plan_stats()
+    rule_set = rule_set_from_text("segment s { where did lead_submit between 2026-11-18 12:00 and 2026-11-18 12:00 "
+                                  "and did share in last 90 days }")
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith("drive from events(name, ts) for did lead_submit (~1 rows by the planner "
+                                   "statistics)"), query.driver
+    assert members == {1} == _expected(store, rule_set, "s")
