@@ -201,6 +201,7 @@ segment one_any { where did any of [lead_submit, test_drive] in last 90 days }
 segment one_count { where count(share) in last 30 days >= 3 }
 segment two { where count(share) in last 90 days >= 3 and did any of [lead_submit, test_drive, order] in last 90 days }
 segment ever_and_recent { where did share and did lead_submit in last 90 days }
+segment ever_both { where did share and did order }
 segment narrow { where did share in last 7 days and did lead_submit in last 90 days }
 segment high_no_share { where tag intent_level = "high" and not did share in last 90 days }
 segment high_few { where tag intent_level = "high" and count(share) in last 90 days < 2 }
@@ -219,6 +220,8 @@ SET_SHAPES = {
     "one_count": "one scan of events (share) grouped by person for 1 condition(s); 0 other",
     "two": "one scan of events (lead_submit, order, share, test_drive) grouped by person for 2 condition(s); 0 other",
     "ever_and_recent": "one scan of events (lead_submit, share) grouped by person for 2 condition(s); 0 other",
+    # no window at all: no lower time bound
+    "ever_both": "one scan of events (order, share) grouped by person for 2 condition(s); 0 other",
     "narrow": "one scan of events (lead_submit, share) grouped by person for 2 condition(s); 0 other",
     "high_no_share": "from tag_values(tag, value) for tag intent_level = 'high'; 1 other",
     "high_few": "from tag_values(tag, value) for tag intent_level = 'high'; 1 other",
@@ -246,7 +249,7 @@ def duckdb_engine():
 def test_column_store_plans_take_every_shape_and_give_the_evaluators_answer(store, duckdb_engine):
     """Every branch of the set-shaped plan (`_set_plan`, `_events_group`, `_positive_events`). Mutants: lines
     291-297, 339-446 (conditions grouped or not, the coarse filter and each condition's own, the HAVING
-    tests, the choice among tag and ownership ranges by the statistics)."""
+    tests, the choice among tag and ownership ranges by the statistics; 363: conditions without a window)."""
     from motorcade.analytics.segments import plan_on_engine
     from motorcade.segments.compiler import property_keys
     rules = rule_set_from_text(SET_RULES)
