@@ -108,7 +108,8 @@ def test_a_has_car_where_keeps_its_car_condition_when_it_drives(store):
 
 def test_conditions_that_cannot_drive_are_still_checked(store):
     """A `not in` list or a count that zero passes is no index range: the other condition drives and these
-    are checked per candidate. Mutants: line 256 (`not in` driving with its own items), 245."""
+    are checked per candidate, once per person. Mutants: line 256 (`not in` driving with its own items), 245, 508
+    (`before_grouping` True by default: the checks run per event row)."""
     rule_set = rule_set_from_text("""
         segment a { where tag intent_level not in ["high"] and did lead_submit in last 90 days }
         segment b { where count(share) in last 90 days < 2 and did lead_submit in last 90 days }
@@ -116,6 +117,10 @@ def test_conditions_that_cannot_drive_are_still_checked(store):
     for name, answer in (("a", {3, 8}), ("b", {3})):  # a person without the tag is in no list
         query, members = _members(store, rule_set, name)
         assert query.driver.startswith("drive from events(name, ts) for did lead_submit"), query.driver
+        # the driver groups its events by person: the other condition is checked once per person, in HAVING,
+        # not once per event row in WHERE
+        where, having = query.sql().split(" GROUP BY ")[0], query.sql().split(" HAVING ")[1]
+        assert "SELECT" not in where.removeprefix("SELECT") and "SELECT" in having
         assert members == answer == _expected(store, rule_set, name)
 
 
