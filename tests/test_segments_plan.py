@@ -166,7 +166,8 @@ class Recording:
 
 def test_a_probe_counts_only_as_far_as_could_beat_the_range_the_statistics_know(store):
     """Events not counted yet: their range is probed, but 4 tagged people (statistics) cost 4, so the probe
-    stops after 4 / 4 + 1 = 2 index rows (not a whole cap of 250,000). Mutant: line 472 (`>= 0` -> `== 0`)."""
+    stops after 4 / 4 + 1 = 2 index rows (not a whole cap of 250,000). Mutants: line 472 (`>= 0` -> `== 0`),
+    479 (`best_cost / row_cost` -> `*`)."""
     rule_set = rule_set_from_text('segment s { where tag intent_level = "high" and did share in last 90 days }')
     recording = Recording(store)
     query = plan_segment(recording, rule_set, "s", AS_OF, TZ)
@@ -284,3 +285,13 @@ def test_a_window_of_one_instant_is_not_taken_for_an_empty_one(store):
     assert query.driver.startswith("drive from events(name, ts) for did lead_submit (~1 rows by the planner "
                                    "statistics)"), query.driver
     assert members == {1} == _expected(store, rule_set, "s")
+
+
+def test_a_range_the_statistics_do_not_know_is_counted_and_the_plan_says_so(store):
+    """Events not counted by the statistics yet: both ranges are probed, lead_submit's 4 index rows drive, and
+    the plan says they were counted in the index. Mutant: line 498 (`== "statistics"` -> `<=`)."""
+    rule_set = rule_set_from_text("segment s { where did share in last 90 days and did lead_submit in last 90 days }")
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith("drive from events(name, ts) for did lead_submit (~4 index rows); "
+                                   "check the other 1 condition(s)"), query.driver
+    assert members == {1, 3, 6, 8} == _expected(store, rule_set, "s")
