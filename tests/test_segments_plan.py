@@ -166,7 +166,7 @@ class Recording:
 
 def test_a_probe_counts_only_as_far_as_could_beat_the_range_the_statistics_know(store):
     """Events not counted yet: their range is probed, but 4 tagged people (statistics) cost 4, so the probe
-    stops after 4 / 4 + 1 = 2 index rows (not a whole cap of 250,000). Mutants: line 472 (`>= 0` -> `== 0`),
+    stops after 4 / 4 + 1 = 2 index rows (not a whole cap of 250,000). Mutants: line 472 (`>= 0` -> `== 0`, `> 0`),
     479 (`best_cost / row_cost` -> `*`)."""
     rule_set = rule_set_from_text('segment s { where tag intent_level = "high" and did share in last 90 days }')
     recording = Recording(store)
@@ -175,6 +175,13 @@ def test_a_probe_counts_only_as_far_as_could_beat_the_range_the_statistics_know(
     assert query.driver.startswith("drive from tag_values(tag, value) for tag intent_level = 'high' "
                                    "(~4 rows by the planner statistics)"), query.driver
     assert set(store.query_person_ids(query.sql(), query.params)) == {1, 2} == _expected(store, rule_set, "s")
+    # nobody is tagged `none` (the statistics know it): nothing can beat an empty range, one row is enough
+    empty = rule_set_from_text('segment s { where tag intent_level = "none" and did share in last 90 days }')
+    recording.queries.clear()
+    query = plan_segment(recording, empty, "s", AS_OF, TZ)
+    assert len(recording.queries) == 1 and "LIMIT 1)" in recording.queries[0], recording.queries
+    assert query.driver.startswith("drive from tag_values(tag, value) for tag intent_level = 'none' (~0 rows"), \
+        query.driver
 
 
 def test_on_a_tie_the_driver_that_filters_its_rows_drives(store):
