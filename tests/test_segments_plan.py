@@ -224,6 +224,7 @@ segment uncounted_owner { where tag colour = "red" and has car }
 segment x5 { where has car where model = "X5" }
 segment quiet { where not did share in last 90 days }
 segment either { where did lead_submit in last 90 days or tag intent_level = "high" }
+segment lead_low { where did lead_submit in last 90 days and tag intent_level = "low" }
 '''
 
 # segment -> how its set plan starts
@@ -247,6 +248,7 @@ SET_SHAPES = {
     "x5": "from ownerships for has car where ...; 0 other",
     "quiet": "scan people",
     "either": "union of one plan per alternative",
+    "lead_low": "one scan of events (lead_submit) grouped by person for 1 condition(s); 1 other",
 }
 
 
@@ -275,6 +277,10 @@ def test_column_store_plans_take_every_shape_and_give_the_evaluators_answer(stor
     assert recording.queries == []  # no probes on a column store
     # a lone condition on events is tested in the scan's WHERE: no conditional count per person
     assert "CASE" not in plan_on_engine(store, duckdb_engine, rules, "one_did", AS_OF, TZ).sql()
+    # the other conditions read only the person: tested on the event rows, before they are grouped (measured:
+    # cheaper than grouping rows of people the check then drops). Mutant: line 454 (`before_grouping=False`).
+    sql = plan_on_engine(store, duckdb_engine, rules, "lead_low", AS_OF, TZ).sql()
+    assert sql.index("tag_values") < sql.index("GROUP BY"), sql
     # a forced scan reads people on a column store too
     forced = plan_on_engine(store, duckdb_engine, rules, "one_did", AS_OF, TZ, force_scan=True)
     assert forced.driver.startswith("scan people"), forced.driver
@@ -302,3 +308,40 @@ def test_a_range_the_statistics_do_not_know_is_counted_and_the_plan_says_so(stor
     assert query.driver.startswith("drive from events(name, ts) for did lead_submit (~4 index rows); "
                                    "check the other 1 condition(s)"), query.driver
     assert members == {1, 3, 6, 8} == _expected(store, rule_set, "s")
+
+
+def test_on_a_tie_a_count_drives_before_a_tag_whose_rows_are_not_filtered(store):
+    """4 people tagged high (4 tag rows) and 1 test_drive event (weighing 4): a tie; the count's grouped rows
+    are filtered by its HAVING, a tag's range is exactly its rows. Mutant: line 66 (`filtered` True by default:
+    the tag wins the tie)."""
+    with store.transaction():
+        store.refresh_plan_stats()
+    rule_set = rule_set_from_text(
+        'segment s { where tag intent_level = "high" and count(test_drive) in last 90 days >= 1 }')
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith("drive from events(name, ts) for count(test_drive) >= 1 (~1 rows"), query.driver
+    assert members == {2} == _expected(store, rule_set, "s")
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "duckdb"])
+def test_a_member_of_several_alternatives_is_listed_once(store, engine):
+    """A top-level `or` is a UNION of one plan per alternative: person 1 is in both, and listed once. Mutant:
+    line 327 (`distinct=False`: UNION ALL)."""
+    rule_set = rule_set_from_text(
+        'segment s { where did lead_submit in last 90 days or tag intent_level = "high" }')
+    if engine == "sqlite":
+        query = plan_segment(store, rule_set, "s", AS_OF, TZ)
+        members = store.query_person_ids(query.sql(), query.params)
+    else:
+        pytest.importorskip("duckdb")
+        from motorcade.analytics import open_engine
+        from motorcade.analytics.segments import plan_on_engine
+        duck = open_engine("duckdb:///:memory:")
+        try:
+            duck.mirror(store, properties=[])
+            query = plan_on_engine(store, duck, rule_set, "s", AS_OF, TZ)
+            members = list(duck.person_ids(query))
+        finally:
+            duck.close()
+    assert query.driver.startswith("union of one plan per alternative"), query.driver
+    assert members == [1, 2, 3, 4, 5, 6, 8] and set(members) == _expected(store, rule_set, "s")
