@@ -259,6 +259,11 @@ def test_rate_limiter_paces_requests_on_an_injected_clock():
     limiter.wait(1)
     limiter.wait(1)
     assert clock.now == pytest.approx(before + 0.02)
+    before = clock.now + 10
+    clock.now = before
+    limiter.wait()  # no count: one request (a mutant of line 58 made it none, and the next went at once)
+    limiter.wait()
+    assert clock.now == pytest.approx(before + 0.02)
     unlimited = RateLimiter(None, clock=clock, sleep=clock.sleep)
     sleeps = len(clock.sleeps)
     for _ in range(1000):

@@ -7,11 +7,14 @@ Segment memberships are written with the store's ``record_segment_run`` (what th
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import zoneinfo
 
 import attrs
 import pytest
 
+from motorcade.activation.channel import Channel, ChannelCapabilities, DeliveryResult
 from motorcade.activation.dispatcher import Dispatcher, backoff_seconds
 from motorcade.activation.feedback import record_receipt
 from motorcade.activation.guardrails import in_holdout
@@ -303,7 +306,10 @@ def test_channel_limits_send_window_defers_and_max_length_skips(setup):
     put_members(store, "owners", [short, long], clock())
     run_once(ctx)
     by_person = {s["person_id"]: s for s in store.list_sends()}
-    assert by_person[short]["status"] == "deferred" and by_person[short]["reason"].startswith("send_window: sms")
+    assert by_person[short]["status"] == "deferred"
+    # the window as the channel states it (a mutant of line 188 printed 22:00-22:00)
+    assert by_person[short]["reason"] == ("send_window: sms sends 08:00-22:00 Asia/Shanghai, "
+                                          "deferred to 2026-11-23T08:00:00+08:00")
     assert by_person[long]["status"] == "suppressed" and "accepts 10" in by_person[long]["reason"]
     clock.at = dt.datetime(2026, 11, 23, 8, 0, tzinfo=SH)
     run_once(ctx)
@@ -1043,3 +1049,251 @@ def test_a_planned_send_names_the_first_step_of_its_chain_until_a_worker_chooses
     plan_campaign(ctx, "recall", clock())
     (send,) = project.store.list_sends()
     assert (send["channel"], send["template"], send["step"]) == ("memory", "hello", 0)
+
+
+# -- the dispatcher: what its mutation run (issue #24) found no test for ---------------------------------------
+
+
+def channel_plugin(cls):
+    """A plugin object registering the channel class ``cls`` (for the fixture's ``channels=[...]``)."""
+    return type("P", (), {"channel_class": cls, "register_channels": staticmethod(
+        __import__("motorcade").hookimpl(lambda register: register(cls)))})
+
+
+def test_backoff_keeps_half_of_any_delay_fixed_also_odd_and_fractional_ones():
+    """Equal jitter waits between half the delay and all of it, whatever the base: the `delay // 2` mutant
+    (line 42) retries a 1 s delay after 0 s, against the docstring's "never zero"."""
+
+    class Lowest:
+        def uniform(self, low, high):
+            return low
+
+    class Highest:
+        def uniform(self, low, high):
+            return high
+
+    for base in (1, 3, 0.5, 7.5):
+        for attempts in (1, 2, 3):
+            full = min(20, base * 2 ** (attempts - 1))
+            assert backoff_seconds(attempts, base=base, cap=20, rng=Lowest()) == full / 2
+            assert backoff_seconds(attempts, base=base, cap=20, rng=Highest()) == full
+
+
+def test_the_run_reports_what_it_claimed_sent_retried_and_dead_lettered(setup):
+    """`run_once(...).dispatched` counts every outcome from zero (mutants of lines 360 and 383 miscounted)."""
+    key = "campaign:recall:20261123T0200Z:p{}:s0"
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    store = project.store
+    ok, flaky, rejected = people(store, 3)
+    ctx.registry.channels["memory"].obj = memory_channel_plugin("memory", answers={
+        key.format(flaky): ["transient", "sent"], key.format(rejected): ["permanent"]}).channel_class
+    put_members(store, "owners", [ok, flaky, rejected], clock())
+    assert run_once(ctx).dispatched == {"claimed": 3, "sent": 1, "failed": 1, "dead": 1}
+    clock.advance(hours=1)
+    assert run_once(ctx).dispatched == {"claimed": 1, "sent": 1, "failed": 0, "dead": 0}
+    assert run_once(ctx).dispatched == {"claimed": 0, "sent": 0, "failed": 0, "dead": 0}
+
+
+def test_every_result_of_a_batch_is_recorded_and_long_provider_answers_are_cut_where_documented(setup):
+    """A dead letter in the middle of a batch does not keep the rest of it from being recorded (the `break`
+    mutant of line 362 left them claimed); reasons keep 4,000 characters of the provider's answer and the
+    `failed` event 500 (lines 359, 361, 375)."""
+
+    class Verbose(Channel):
+        name = "verbose"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            answers = ["permanent", "transient", "sent"]
+            return [DeliveryResult(m.idempotency_key, status, detail=status[0].upper() * 5000,
+                                   provider_message_id="id" if status == "sent" else None)
+                    for m, status in zip(batch, answers)]
+
+    project, ctx, clock = setup(rules(via='verbose template "hello"'), channels=[channel_plugin(Verbose)])
+    store = project.store
+    rejected, flaky, ok = people(store, 3)
+    put_members(store, "owners", [rejected, flaky, ok], clock())
+    assert run_once(ctx).dispatched == {"claimed": 3, "sent": 1, "failed": 1, "dead": 1}
+    sends = {s["person_id"]: s for s in store.list_sends()}
+    assert sends[rejected]["status"] == "dead" and sends[rejected]["reason"] == ("permanent: " + "P" * 5000)[:4000]
+    (failed,) = store.events_of(rejected, name="failed")
+    assert failed.properties["detail"] == "P" * 500
+    assert sends[flaky]["status"] == "failed"
+    assert sends[flaky]["reason"] == ("transient (attempt 1): " + "T" * 5000)[:4000]
+    assert sends[ok]["status"] == "sent" and sends[ok]["provider_message_id"] == "id"
+
+
+def test_a_channel_that_fails_to_close_does_not_hide_the_runs_outcome(setup):
+    """close() raising after the pass (a provider session already gone) is swallowed: the report of what
+    was sent comes back (the mutant of line 105 let the error escape from run_once)."""
+    closed = []
+
+    class Leaky(Channel):
+        name = "leaky"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            return [DeliveryResult(m.idempotency_key, "sent") for m in batch]
+
+        def close(self):
+            closed.append(True)
+            raise ConnectionResetError("session already closed by the provider")
+
+    project, ctx, clock = setup(rules(via='leaky template "hello"'), channels=[channel_plugin(Leaky)])
+    store = project.store
+    put_members(store, "owners", people(store, 2), clock())
+    assert run_once(ctx).dispatched["sent"] == 2
+    assert closed == [True] and set(statuses(store).values()) == {"sent"}
+
+
+def test_a_service_only_channel_takes_transactional_sends_and_marketing_falls_back(setup):
+    """A channel with `marketing_allowed = False` (WeChat OA templates) is skipped for marketing, with the
+    reason in the fallback, and used for transactional sends (the mutant of line 175 swapped the two)."""
+    service = memory_channel_plugin("service", marketing_allowed=False)
+    memory = memory_channel_plugin()
+    text = """
+segment owners { where profile.is_owner = true }
+campaign promo { audience owners  schedule daily at 10:00  via service template "hello" fallback memory template "hello" }
+campaign notice { audience owners  schedule daily at 10:00  via service template "hello" fallback memory template "hello"
+  transactional }
+"""
+    project, ctx, clock = setup(text, channels=[service, memory])
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    by_origin = {s["origin"]: s for s in store.list_sends()}
+    assert by_origin["promo"]["status"] == "sent" and by_origin["promo"]["channel"] == "memory"
+    assert by_origin["promo"]["reason"] == ("fallback: service -> memory "
+                                            "(service: service notifications only, this send is marketing)")
+    assert by_origin["notice"]["status"] == "sent" and by_origin["notice"]["channel"] == "service"
+    assert [m.metadata["origin"] for m in service.sent] == ["notice"]
+    assert [m.metadata["origin"] for m in memory.sent] == ["promo"]
+
+
+def test_a_channel_that_takes_one_message_a_request_gets_claims_its_rate_can_send_in_half_a_claim(setup):
+    """batch_size 1 at 2 requests a second with claim_seconds = 10: 10 messages a claim, not 20 (the mutant of
+    line 204 counted at least two messages a request)."""
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin(batch_size=1, rate_limit_per_second=2)])
+    store = project.store
+    put_members(store, "owners", people(store, 30), clock())
+    run_once(ctx, dispatch=False)
+    ctx.settings = attrs.evolve(ctx.settings, claim_seconds=10)
+    assert len(Dispatcher(ctx).claim()) == 10
+
+
+def test_a_channel_at_its_claim_quota_does_not_hold_back_other_channels_sends(setup):
+    """The rate-limited channel's rows sort first; once its quota is claimed the claim goes on to the other
+    channel's rows (the `break` mutant of line 227 stopped there and left them for a later claim)."""
+    slow = memory_channel_plugin("slow", batch_size=1, rate_limit_per_second=1)
+    text = """
+segment owners { where profile.is_owner = true }
+campaign a_slow { audience owners  schedule daily at 10:00  via slow template "hello" }
+campaign b_fast { audience owners  schedule daily at 10:00  via memory template "hello" }
+"""
+    project, ctx, clock = setup(text, channels=[slow, memory_channel_plugin()])
+    store = project.store
+    put_members(store, "owners", people(store, 8), clock())
+    run_once(ctx, dispatch=False)
+    ctx.settings = attrs.evolve(ctx.settings, claim_seconds=10)  # slow: 1 request a second for 5 s
+    claimed = Dispatcher(ctx).claim()
+    assert sorted(s["origin"] for s in claimed) == ["a_slow"] * 5 + ["b_fast"] * 8
+
+
+def test_dispatch_due_makes_at_most_max_rounds_claims(setup):
+    """`max_rounds=1` is one claim of `claim_batch` rows (the mutant of line 384 made two)."""
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    put_members(store, "owners", people(store, 5), clock())
+    run_once(ctx, dispatch=False)
+    ctx.settings = attrs.evolve(ctx.settings, claim_batch=2)
+    dispatcher = Dispatcher(ctx)
+    assert dispatcher.dispatch_due(max_rounds=1) == {"claimed": 2, "sent": 2, "failed": 0, "dead": 0}
+    assert dispatcher.dispatch_due() == {"claimed": 3, "sent": 3, "failed": 0, "dead": 0}
+    assert len(memory.sent) == 5
+
+
+def test_a_rate_limited_channel_gets_its_requests_no_faster_than_its_limit(setup):
+    """5 requests a second, one message each: the fourth request goes out 0.6 s after the first at the
+    earliest (the mutant of line 284 counted each request as none and sent them all at once). Run as `serve`
+    runs it, with a stop event that is never set."""
+    times: list[float] = []
+
+    class Paced(Channel):
+        name = "paced"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=1, rate_limit_per_second=5)
+
+        def send(self, batch):
+            times.append(time.monotonic())
+            return [DeliveryResult(m.idempotency_key, "sent") for m in batch]
+
+    project, ctx, clock = setup(rules(via='paced template "hello"'), channels=[channel_plugin(Paced)])
+    store = project.store
+    put_members(store, "owners", people(store, 4), clock())
+    run_once(ctx, dispatch=False)
+    ctx.stop = threading.Event()
+    started = time.monotonic()
+    assert Dispatcher(ctx).dispatch_due()["sent"] == 4
+    assert len(times) == 4 and times[-1] - started >= 3 / 5
+
+
+@pytest.fixture
+def stoppable(setup):
+    """A project whose channel `hang` (one message a request) signals `entered` when a request starts and
+    answers `sent` only when `answer` is set (or after 5 s); the context has a stop event, a log and a
+    grace of 0.2 s. Returns (project, ctx, entered, answer, log)."""
+    entered, answer = threading.Event(), threading.Event()
+
+    class Hang(Channel):
+        name = "hang"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=1)
+
+        def send(self, batch):
+            entered.set()
+            answer.wait(5)
+            return [DeliveryResult(m.idempotency_key, "sent") for m in batch]
+
+    project, ctx, clock = setup(rules(via='hang template "hello"'), channels=[channel_plugin(Hang)])
+    log: list[str] = []
+    ctx.stop, ctx.log = threading.Event(), log.append
+    ctx.settings = attrs.evolve(ctx.settings, stop_grace_seconds=0.2)
+    yield project, ctx, entered, answer, log
+    answer.set()
+
+
+def test_a_stop_during_a_hanging_request_leaves_that_batch_claimed_and_gives_the_others_back(stoppable):
+    """In-process version of tests/test_activation_shutdown.py (whose `serve` subprocess coverage does not
+    see): the batch in flight may have reached the provider, so it stays claimed with its attempt counted and
+    is re-sent with the same key once its claim expires; the batches not started are released, with no
+    attempt. Mutants: line 291 (`index + 0`, `index - 1`: the wrong batches released), 304 (`stop is not
+    None`: no stop noticed while the provider hangs), 319 (`done.wait` negated: a slow answer read as none)."""
+    project, ctx, entered, answer, log = stoppable
+    store = project.store
+    ids = people(store, 3)
+    put_members(store, "owners", ids, ctx.now())
+    run_once(ctx, dispatch=False)
+    log.clear()  # the planner's line
+    dispatcher = Dispatcher(ctx)
+    claimed = dispatcher.claim()
+    assert len(claimed) == 3
+    threading.Thread(target=lambda: entered.wait(5) and ctx.stop.set(), daemon=True).start()
+    assert dispatcher.deliver(claimed) == {"sent": 0, "failed": 0, "dead": 0}
+    assert ctx.stop.is_set()
+    sends = {s["idempotency_key"]: s for s in store.list_sends()}
+    first, *rest = [sends[s["idempotency_key"]] for s in claimed]
+    assert (first["status"], first["claimed_by"], first["attempts"]) == ("claimed", "w1", 1)
+    assert [(s["status"], s["claimed_by"], s["attempts"]) for s in rest] == [("planned", None, 0)] * 2
+    assert log == ["stopping: 1 sends of channel hang still in flight after 0.2 s stay claimed (re-sent with "
+                   "the same key when the claim expires)", "stopping: released 2 claimed sends that were not sent yet"]
+
+
+def test_a_provider_slower_than_the_stop_grace_is_waited_for_while_no_stop_is_asked(stoppable):
+    """The grace period counts from a stop, not from the request: an answer after 0.5 s (grace 0.2 s) is
+    recorded (mutants of lines 319 and 320 abandoned it or read it as no answer)."""
+    project, ctx, entered, answer, log = stoppable
+    store = project.store
+    put_members(store, "owners", people(store, 1), ctx.now())
+    threading.Thread(target=lambda: entered.wait(5) and (time.sleep(0.5), answer.set()), daemon=True).start()
+    assert run_once(ctx).dispatched["sent"] == 1
+    assert set(statuses(store).values()) == {"sent"} and not [line for line in log if "stopping" in line]
