@@ -1073,8 +1073,8 @@ def test_backoff_keeps_half_of_any_delay_fixed_also_odd_and_fractional_ones():
             return high
 
     for base in (1, 3, 0.5, 7.5):
-        for attempts in (1, 2, 3):
-            full = min(20, base * 2 ** (attempts - 1))
+        for attempts in (0, 1, 2, 3):  # 0 (no attempt yet) waits as long as the first (a mutant of line 40: half)
+            full = min(20, base * 2 ** max(0, attempts - 1))
             assert backoff_seconds(attempts, base=base, cap=20, rng=Lowest()) == full / 2
             assert backoff_seconds(attempts, base=base, cap=20, rng=Highest()) == full
 
@@ -1201,23 +1201,24 @@ campaign b_fast { audience owners  schedule daily at 10:00  via memory template 
 
 
 def test_dispatch_due_makes_at_most_max_rounds_claims(setup):
-    """`max_rounds=1` is one claim of `claim_batch` rows (the mutant of line 384 made two)."""
+    """`max_rounds=N` is N claims of `claim_batch` rows (mutants of lines 384-386 made one more or fewer)."""
     memory = memory_channel_plugin()
     project, ctx, clock = setup(rules(), channels=[memory])
     store = project.store
-    put_members(store, "owners", people(store, 5), clock())
+    put_members(store, "owners", people(store, 7), clock())
     run_once(ctx, dispatch=False)
     ctx.settings = attrs.evolve(ctx.settings, claim_batch=2)
     dispatcher = Dispatcher(ctx)
     assert dispatcher.dispatch_due(max_rounds=1) == {"claimed": 2, "sent": 2, "failed": 0, "dead": 0}
-    assert dispatcher.dispatch_due() == {"claimed": 3, "sent": 3, "failed": 0, "dead": 0}
-    assert len(memory.sent) == 5
+    assert dispatcher.dispatch_due(max_rounds=2) == {"claimed": 4, "sent": 4, "failed": 0, "dead": 0}
+    assert dispatcher.dispatch_due() == {"claimed": 1, "sent": 1, "failed": 0, "dead": 0}
+    assert len(memory.sent) == 7
 
 
 def test_a_rate_limited_channel_gets_its_requests_no_faster_than_its_limit(setup):
     """5 requests a second, one message each: the fourth request goes out 0.6 s after the first at the
     earliest (the mutant of line 284 counted each request as none and sent them all at once). Run as `serve`
-    runs it, with a stop event that is never set."""
+    runs it, with a stop event (the wait is the event's: the mutant of line 68 waited for hours)."""
     times: list[float] = []
 
     class Paced(Channel):
@@ -1233,8 +1234,13 @@ def test_a_rate_limited_channel_gets_its_requests_no_faster_than_its_limit(setup
     put_members(store, "owners", people(store, 4), clock())
     run_once(ctx, dispatch=False)
     ctx.stop = threading.Event()
+    watchdog = threading.Timer(10, ctx.stop.set)  # a pacing wait that never ends fails the test, not hangs it
+    watchdog.start()
     started = time.monotonic()
-    assert Dispatcher(ctx).dispatch_due()["sent"] == 4
+    try:
+        assert Dispatcher(ctx).dispatch_due()["sent"] == 4
+    finally:
+        watchdog.cancel()
     assert len(times) == 4 and times[-1] - started >= 3 / 5
 
 
@@ -1297,3 +1303,102 @@ def test_a_provider_slower_than_the_stop_grace_is_waited_for_while_no_stop_is_as
     threading.Thread(target=lambda: entered.wait(5) and (time.sleep(0.5), answer.set()), daemon=True).start()
     assert run_once(ctx).dispatched["sent"] == 1
     assert set(statuses(store).values()) == {"sent"} and not [line for line in log if "stopping" in line]
+
+
+def test_a_claim_that_guard_rails_stopped_entirely_is_followed_by_the_next_due_rows_in_the_same_pass(setup):
+    """Two opted-out people fill the first claim (claim_batch 2) and nothing is claimed; more rows are due, so
+    the pass goes on and sends them (the mutant of line 390 looked for due rows with LIMIT 0 and stopped)."""
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    ids = people(store, 5)
+    with store.transaction():
+        for pid in ids[:2]:  # their keys sort first: the first claim holds only them
+            store.set_consent(Consent(pid, "*", False, clock(), source="crm"))
+    put_members(store, "owners", ids, clock())
+    run_once(ctx, dispatch=False)
+    ctx.settings = attrs.evolve(ctx.settings, claim_batch=2)
+    assert Dispatcher(ctx).dispatch_due() == {"claimed": 3, "sent": 3, "failed": 0, "dead": 0}
+    assert sorted(m.person_id for m in memory.sent) == ids[2:]
+
+
+def test_the_run_summarises_guard_rail_stops_one_line_per_rule(setup):
+    """`report.stopped` counts sends per status and rule, without the time a deferral runs to (mutants of
+    line 238 kept only that time, or dropped the reason)."""
+    clock = Clock(dt.datetime(2026, 11, 23, 22, 30, tzinfo=SH))
+    text = rules().replace("daily at 10:00", "daily at 22:00")
+    project, ctx, clock = setup(text, guardrails='quiet_hours = { start = "21:00", end = "09:00" }',
+                                channels=[memory_channel_plugin()], clock=clock)
+    store = project.store
+    ids = people(store, 3)
+    with store.transaction():
+        store.set_consent(Consent(ids[0], "*", False, clock(), source="crm"))
+    put_members(store, "owners", ids, clock())
+    assert run_once(ctx).stopped == {"deferred: quiet_hours: 21:00-09:00 Asia/Shanghai": 2,
+                                     "suppressed: consent: opted out of every channel": 1}
+
+
+def test_a_channel_that_raises_while_serve_runs_it_fails_the_batch_with_its_own_error(setup):
+    """Under `serve` (a stop event) the request runs in a thread that hands the plugin's exception back: the
+    send is a transient failure naming it (the mutant of line 312 lost it and reported a KeyError)."""
+
+    class Broken(Channel):
+        name = "broken"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            raise ConnectionError("gateway unreachable")
+
+    project, ctx, clock = setup(rules(via='broken template "hello"'), channels=[channel_plugin(Broken)])
+    store = project.store
+    put_members(store, "owners", people(store, 1), clock())
+    ctx.stop = threading.Event()
+    assert run_once(ctx).dispatched == {"claimed": 1, "sent": 0, "failed": 1, "dead": 0}
+    (send,) = store.list_sends()
+    assert send["status"] == "failed"
+    assert send["reason"] == "transient (attempt 1): channel broken raised ConnectionError: gateway unreachable"
+
+
+def test_a_stop_waits_up_to_the_grace_for_the_request_in_flight_and_records_its_answer(stoppable):
+    """Grace 5 s; the provider answers 0.3 s after the stop: that batch is recorded as sent, the batches not
+    started are given back (the mutant of line 322 gave up at the stop without waiting)."""
+    project, ctx, entered, answer, log = stoppable
+    ctx.settings = attrs.evolve(ctx.settings, stop_grace_seconds=5)
+    store = project.store
+    put_members(store, "owners", people(store, 3), ctx.now())
+    run_once(ctx, dispatch=False)
+    log.clear()  # the planner's line
+    dispatcher = Dispatcher(ctx)
+    claimed = dispatcher.claim()
+
+    def stop_then_answer():
+        entered.wait(5)
+        ctx.stop.set()
+        time.sleep(0.3)
+        answer.set()
+
+    threading.Thread(target=stop_then_answer, daemon=True).start()
+    assert dispatcher.deliver(claimed) == {"sent": 1, "failed": 0, "dead": 0}
+    sends = {s["idempotency_key"]: s for s in store.list_sends()}
+    assert [sends[s["idempotency_key"]]["status"] for s in claimed] == ["sent", "planned", "planned"]
+    assert log == ["stopping: released 2 claimed sends that were not sent yet"]
+
+
+def test_a_retry_after_equal_to_the_cap_is_obeyed_without_being_flagged_as_capped(setup):
+    """Retry-After of exactly retry_after_max_seconds is not cut: no "capped" note, no flag on the payload
+    (the mutant of line 369 flagged it)."""
+
+    class Busy(Channel):
+        name = "busy"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            return [DeliveryResult(m.idempotency_key, "transient", detail="429", retry_after=3600) for m in batch]
+
+    project, ctx, clock = setup(rules(via='busy template "hello"'), channels=[channel_plugin(Busy)])
+    store = project.store
+    put_members(store, "owners", people(store, 1), clock())
+    run_once(ctx)
+    (send,) = store.list_sends()
+    assert send["not_before"] - int(clock().timestamp()) == ctx.settings.retry_after_max_seconds == 3600
+    assert send["reason"] == "transient (attempt 1): 429" and "retry_after_capped" not in send["payload"]
