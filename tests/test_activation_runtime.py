@@ -1215,9 +1215,22 @@ def test_dispatch_due_makes_at_most_max_rounds_claims(setup):
     assert len(memory.sent) == 7
 
 
+class RecordingStop(threading.Event):
+    """`serve`'s stop event, keeping the timeout of every wait on it (the rate limiter waits on it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
 def test_a_rate_limited_channel_gets_its_requests_no_faster_than_its_limit(setup):
     """5 requests a second, one message each: the fourth request goes out 0.6 s after the first at the
-    earliest (the mutant of line 284 counted each request as none and sent them all at once). Run as `serve`
+    earliest (the mutant of line 284 counted each request as none and sent them all at once), and no pause
+    is longer than one interval (one request is one slot: the `wait(2)` mutant paused 0.4 s). Run as `serve`
     runs it, with a stop event (the wait is the event's: the mutant of line 68 waited for hours)."""
     times: list[float] = []
 
@@ -1233,7 +1246,7 @@ def test_a_rate_limited_channel_gets_its_requests_no_faster_than_its_limit(setup
     store = project.store
     put_members(store, "owners", people(store, 4), clock())
     run_once(ctx, dispatch=False)
-    ctx.stop = threading.Event()
+    ctx.stop = RecordingStop()
     watchdog = threading.Timer(10, ctx.stop.set)  # a pacing wait that never ends fails the test, not hangs it
     watchdog.start()
     started = time.monotonic()
@@ -1242,6 +1255,8 @@ def test_a_rate_limited_channel_gets_its_requests_no_faster_than_its_limit(setup
     finally:
         watchdog.cancel()
     assert len(times) == 4 and times[-1] - started >= 3 / 5
+    # each pause runs to the previous request's start + 0.2 s, and the clock is past that start already
+    assert ctx.stop.waits and max(ctx.stop.waits) <= 1 / 5 + 0.001
 
 
 @pytest.fixture
@@ -1286,6 +1301,10 @@ def test_a_stop_during_a_hanging_request_leaves_that_batch_claimed_and_gives_the
     threading.Thread(target=lambda: entered.wait(5) and ctx.stop.set(), daemon=True).start()
     assert dispatcher.deliver(claimed) == {"sent": 0, "failed": 0, "dead": 0}
     assert ctx.stop.is_set()
+    # the request still hanging cannot keep the process from exiting (the mutant of line 317 made its thread
+    # a non-daemon one: `serve` would wait for the provider's own timeout after SIGTERM)
+    hanging = [t for t in threading.enumerate() if t.name == "motorcade-send"]
+    assert hanging and all(t.daemon for t in hanging)
     sends = {s["idempotency_key"]: s for s in store.list_sends()}
     first, *rest = [sends[s["idempotency_key"]] for s in claimed]
     assert (first["status"], first["claimed_by"], first["attempts"]) == ("claimed", "w1", 1)
@@ -1402,3 +1421,82 @@ def test_a_retry_after_equal_to_the_cap_is_obeyed_without_being_flagged_as_cappe
     (send,) = store.list_sends()
     assert send["not_before"] - int(clock().timestamp()) == ctx.settings.retry_after_max_seconds == 3600
     assert send["reason"] == "transient (attempt 1): 429" and "retry_after_capped" not in send["payload"]
+
+
+def test_a_step_whose_channel_is_gone_or_whose_body_is_too_long_falls_back_to_the_next_step(setup):
+    """A channel uninstalled after planning, then one whose length limit the body exceeds: both are skipped with
+    their reasons and the chain's last step sends (the `break` mutants of lines 173 and 180 gave up instead)."""
+    sms = memory_channel_plugin("sms", address_type="phone", max_length=3)
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(
+        rules(via='gone template "hello" fallback sms template "hello" fallback memory template "hello"'),
+        channels=[memory_channel_plugin("gone"), sms, memory])
+    store = project.store
+    (pid,) = people(store, 1)
+    with store.transaction():
+        add_identifier(store, pid, "phone", "+8613800000001")
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx, dispatch=False)
+    del ctx.registry.channels["gone"]  # its plugin was uninstalled since
+    run_once(ctx)
+    (send,) = store.list_sends()
+    assert send["status"] == "sent" and send["channel"] == "memory" and [m.person_id for m in memory.sent] == [pid]
+    assert send["reason"] == ("fallback: gone -> memory (gone: no channel named 'gone' is installed; "
+                              "sms: body is 6 characters, the channel accepts 3)") and not sms.sent
+
+
+def test_a_claim_holds_for_claim_seconds_against_other_workers(setup):
+    """Another worker cannot take a claimed send until `claim_seconds` have passed (the mutant of line 230
+    set the claim to expire `claim_seconds` ago)."""
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    store = project.store
+    put_members(store, "owners", people(store, 1), clock())
+    run_once(ctx, dispatch=False)
+    assert len(Dispatcher(ctx).claim()) == 1
+    other = Dispatcher(ActivationContext.for_project(project, clock=clock, worker_id="w2"))
+    assert other.claim() == []
+    clock.advance(seconds=ctx.settings.claim_seconds - 1)
+    assert other.claim() == []
+    clock.advance(seconds=2)
+    assert len(other.claim()) == 1
+
+
+def test_a_worker_that_lost_one_batch_still_sends_the_batches_it_owns(setup):
+    """w2 takes over the first of w1's two expired batches; w1 skips that one and sends the second (the `break`
+    mutant of line 282 stopped at the lost batch and left the second claimed)."""
+    memory = memory_channel_plugin(batch_size=2)
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    ids = people(store, 4)
+    put_members(store, "owners", ids, clock())
+    run_once(ctx, dispatch=False)
+    slow = Dispatcher(ctx)
+    claimed = slow.claim()
+    assert [s["person_id"] for s in claimed] == ids
+    clock.advance(seconds=ctx.settings.claim_seconds + 1)
+    other = Dispatcher(ActivationContext.for_project(project, clock=clock, worker_id="w2"))
+    taken = other.claim(limit=2)
+    assert [s["person_id"] for s in taken] == ids[:2]
+    assert slow.deliver(claimed) == {"sent": 2, "failed": 0, "dead": 0}
+    assert [m.person_id for m in memory.sent] == ids[2:]
+    assert other.deliver(taken)["sent"] == 2 and sorted(m.person_id for m in memory.sent) == ids
+
+
+def test_lowering_max_attempts_dead_letters_a_send_already_past_the_new_limit(setup):
+    """A send with 3 failed attempts under max_attempts 10, then the operator lowers it to 2: its next failure
+    is its last (the mutant of line 354 waited for attempts to equal the limit, so it was retried forever)."""
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    store = project.store
+    (pid,) = people(store, 1)
+    key = f"campaign:recall:20261123T0200Z:p{pid}:s0"
+    ctx.registry.channels["memory"].obj = memory_channel_plugin("memory", answers={key: ["transient"] * 9}).channel_class
+    ctx.settings = attrs.evolve(ctx.settings, max_attempts=10)
+    put_members(store, "owners", [pid], clock())
+    for _ in range(3):
+        run_once(ctx)
+        clock.advance(hours=1)
+    assert (store.get_send(key)["status"], store.get_send(key)["attempts"]) == ("failed", 3)
+    ctx.settings = attrs.evolve(ctx.settings, max_attempts=2)
+    assert run_once(ctx).dispatched == {"claimed": 1, "sent": 0, "failed": 0, "dead": 1}
+    send = store.get_send(key)
+    assert send["status"] == "dead" and send["reason"] == "retries exhausted after 4 attempts: memory: transient"
