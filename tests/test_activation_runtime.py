@@ -1500,3 +1500,51 @@ def test_lowering_max_attempts_dead_letters_a_send_already_past_the_new_limit(se
     assert run_once(ctx).dispatched == {"claimed": 1, "sent": 0, "failed": 0, "dead": 1}
     send = store.get_send(key)
     assert send["status"] == "dead" and send["reason"] == "retries exhausted after 4 attempts: memory: transient"
+
+
+def test_sends_of_a_channel_configured_but_not_loaded_wait_one_backoff_and_the_problem_is_named_once(setup):
+    """Planned while the plugin worked; at dispatch `[channels.memory]` is configured but nothing provides it:
+    each send is deferred by backoff_base_seconds (the mutant of line 167 deferred it into the past, so the
+    pass claimed it again and again) and the operator sees the problem once (line 165)."""
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    store = project.store
+    put_members(store, "owners", people(store, 2), clock())
+    run_once(ctx, dispatch=False)
+    del ctx.registry.channels["memory"]
+    ctx = attrs.evolve(ctx, channel_settings={"memory": {}})
+    dispatcher = Dispatcher(ctx)
+    assert dispatcher.dispatch_due(max_rounds=3) == {"claimed": 0, "sent": 0, "failed": 0, "dead": 0}
+    problem = ("channel 'memory' is not loaded: motorcade.toml configures [channels.memory] but no installed plugin "
+               "provides it; install its plugin (`motorcade plugins` lists what is installed)")
+    assert dispatcher.problems == [problem]
+    for send in store.list_sends():
+        assert send["status"] == "deferred" and send["reason"] == f"channel_not_loaded: {problem}"
+        assert send["not_before"] - int(clock().timestamp()) == ctx.settings.backoff_base_seconds == 10
+
+
+def test_a_body_exactly_as_long_as_the_channel_accepts_is_sent(setup):
+    """max_length is the longest body accepted, not the first refused (the mutant of line 178 skipped it)."""
+    sms = memory_channel_plugin("sms", address_type="phone", max_length=6)  # "您好 客户0" is 6 characters
+    project, ctx, clock = setup(rules(via='sms template "hello"'), channels=[sms])
+    store = project.store
+    (pid,) = people(store, 1)
+    with store.transaction():
+        add_identifier(store, pid, "phone", "+8613800000001")
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    assert [m.body for m in sms.sent] == ["您好 客户0"]
+
+
+def test_a_very_slow_channel_declaring_batch_size_0_still_gets_one_message_a_claim(setup):
+    """0.01 requests a second: half a 60 s claim is under one request, and batch_size 0 means 1 (as the sender
+    reads it); a claim still takes one message, or the channel's sends would never go (mutants of lines 203
+    and 204 made the quota 0)."""
+    slow = memory_channel_plugin(batch_size=0, rate_limit_per_second=0.01)
+    project, ctx, clock = setup(rules(), channels=[slow])
+    store = project.store
+    put_members(store, "owners", people(store, 3), clock())
+    run_once(ctx, dispatch=False)
+    dispatcher = Dispatcher(ctx)
+    claimed = dispatcher.claim()
+    assert len(claimed) == 1
+    assert dispatcher.deliver(claimed)["sent"] == 1 and len(slow.sent) == 1
