@@ -1403,23 +1403,25 @@ def test_a_stop_waits_up_to_the_grace_for_the_request_in_flight_and_records_its_
     assert log == ["stopping: released 2 claimed sends that were not sent yet"]
 
 
-def test_a_retry_after_equal_to_the_cap_is_obeyed_without_being_flagged_as_capped(setup):
-    """Retry-After of exactly retry_after_max_seconds is not cut: no "capped" note, no flag on the payload
-    (the mutant of line 369 flagged it)."""
+@pytest.mark.parametrize("retry_after", [60, 3600])
+def test_a_retry_after_up_to_the_cap_is_obeyed_without_being_flagged_as_capped(setup, retry_after):
+    """A Retry-After below or exactly at retry_after_max_seconds is not cut: no "capped" note, no flag on the
+    payload (mutants of line 369, `>=` and `!=`, flagged them)."""
 
     class Busy(Channel):
         name = "busy"
         capabilities = ChannelCapabilities(address_type="person", batch_size=10)
 
         def send(self, batch):
-            return [DeliveryResult(m.idempotency_key, "transient", detail="429", retry_after=3600) for m in batch]
+            return [DeliveryResult(m.idempotency_key, "transient", detail="429", retry_after=retry_after)
+                    for m in batch]
 
     project, ctx, clock = setup(rules(via='busy template "hello"'), channels=[channel_plugin(Busy)])
     store = project.store
     put_members(store, "owners", people(store, 1), clock())
     run_once(ctx)
     (send,) = store.list_sends()
-    assert send["not_before"] - int(clock().timestamp()) == ctx.settings.retry_after_max_seconds == 3600
+    assert send["not_before"] - int(clock().timestamp()) == retry_after  # above the backoff's 5-10 s
     assert send["reason"] == "transient (attempt 1): 429" and "retry_after_capped" not in send["payload"]
 
 
@@ -1548,3 +1550,30 @@ def test_a_very_slow_channel_declaring_batch_size_0_still_gets_one_message_a_cla
     claimed = dispatcher.claim()
     assert len(claimed) == 1
     assert dispatcher.deliver(claimed)["sent"] == 1 and len(slow.sent) == 1
+
+
+def test_a_batch_with_the_provider_is_claimed_for_another_claim_seconds_so_no_other_worker_takes_it(setup):
+    """Claimed at 10:00:00, handed to the channel at 10:00:59 (the claim renewed to 10:01:59); while the provider
+    works, at 10:01:29, another worker claims nothing (the mutant of line 278 renewed it to 09:59:59)."""
+    box: dict = {}
+
+    class Watched(Channel):
+        name = "watched"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            box["clock"].advance(seconds=30)
+            box["seen"] = box["other"].claim()
+            return [DeliveryResult(m.idempotency_key, "sent") for m in batch]
+
+    project, ctx, clock = setup(rules(via='watched template "hello"'), channels=[channel_plugin(Watched)])
+    store = project.store
+    put_members(store, "owners", people(store, 2), clock())
+    run_once(ctx, dispatch=False)
+    box["clock"] = clock
+    box["other"] = Dispatcher(ActivationContext.for_project(project, clock=clock, worker_id="w2"))
+    dispatcher = Dispatcher(ctx)
+    claimed = dispatcher.claim()
+    clock.advance(seconds=ctx.settings.claim_seconds - 1)
+    assert dispatcher.deliver(claimed)["sent"] == 2
+    assert box["seen"] == [] and set(statuses(store).values()) == {"sent"}
