@@ -647,13 +647,16 @@ def test_store_and_advisor_refuse_orderings_and_between():
 
 
 def test_unknown_names_are_errors_not_nulls():
-    """A car field or a person name the evaluator does not know raises, even one that sorts before `age`
-    (line 412 and 420 survivors)."""
+    """A car field or a person name the evaluator does not know raises, whether it sorts before or after `age`;
+    an age compared with days instead of years too (line 395, 412 and 420 survivors)."""
     people = [PersonData(1, cars=[CarData("V1", "BMW")])]
     with pytest.raises(EvaluationError, match="cars have no field `a`"):
         members("has car where a = 1", *people)
-    with pytest.raises(EvaluationError, match="unknown name `a` in a person condition"):
-        members("a = 1", *people)
+    for name in ("a", "zzz"):
+        with pytest.raises(EvaluationError, match=f"unknown name `{name}` in a person condition"):
+            members(f"{name} = 1", *people)
+    with pytest.raises(EvaluationError, match="`5 days` can only be compared with an age in years"):
+        members("has car where age >= 5 days", *people)
 
 
 def test_a_store_rule_reads_store_tags_at_the_innermost_rules_store_and_other_tags_as_they_are():
@@ -667,14 +670,16 @@ def test_a_store_rule_reads_store_tags_at_the_innermost_rules_store_and_other_ta
     people = [PersonData(1, tags={"score": 1, "tier": "gold"}, store_tags={"SH01": {"score": 4}, "SH02": {"score": 5}},
                          store_ids={"SH01", "SH02"}),
               PersonData(2, tags={"score": 9}, store_tags={"SH01": {"score": 5}, "SH02": {"score": 1}},
-                         store_ids={"SH01", "SH02"})]
+                         store_ids={"SH01", "SH02"}),
+              # high at SH02 only: sh02_and_sh01's own test passes, the inner sh01 (read at SH01) does not
+              PersonData(3, store_tags={"SH01": {"score": 2}, "SH02": {"score": 5}}, store_ids={"SH01", "SH02"})]
     data = Dataset(Dataset.of(*people).people, store_tags={"score"})
     assert evaluate_segment(rules, "sh02_and_sh01", data, AS_OF) == {1}
     assert evaluate_segment(rules, "sh02_gold", data, AS_OF) == {1}
     assert evaluate_segment(rules, "both_gold", data, AS_OF) == {1}
     assert evaluate_segment(rules, "top", data, AS_OF) == {2}
     assert evaluate_tag(rule_set_from_text('tag high = case when tag score >= 4 then true else false end'),
-                        "high", data, AS_OF) == {1: False, 2: True}
+                        "high", data, AS_OF) == {1: False, 2: True, 3: False}
 
 
 def test_explain_says_what_each_behaviour_condition_saw_and_keeps_event_filters_out():
@@ -732,3 +737,32 @@ def test_trigger_edges_other_events_unknown_conditions_and_firings_at_as_of():
     assert not trigger_fires(rule_set, "thanks", data, 1, event=order, previous_firings=[order.ts]).fires
     assert trigger_fires(rule_set, "thanks", data, 1, event=order,
                          previous_firings=[order.ts + dt.timedelta(seconds=1)]).fires
+
+
+def test_a_date_time_bound_is_that_instant_not_its_whole_day():
+    """`between T1 and T2` with date-times: the window is exactly T1..T2, not the days they fall on (line 155,
+    157 survivors)."""
+    people = [PersonData(1, events=[ev("x", at(2026, 5, 1, 9, 0))]), PersonData(2, events=[ev("x", at(2026, 5, 1, 11, 0))]),
+              PersonData(3, events=[ev("x", at(2026, 5, 1, 13, 0))])]
+    assert members("did x between 2026-05-01 10:00 and 2026-05-01 12:00", *people) == {2}
+    assert members("did x between 2026-05-01 10:00 and 2026-05-01", *people) == {2, 3}
+    assert members("did x between 2026-05-01 and 2026-05-01 12:00", *people) == {1, 2}
+
+
+@pytest.mark.parametrize("op, below, equal, above", [
+    ("=", False, True, False), ("!=", True, False, True), ("<", True, False, False),
+    ("<=", True, True, False), (">", False, False, True), (">=", False, True, True)])
+def test_each_comparison_on_a_smaller_an_equal_and_a_larger_value(op, below, equal, above):
+    """Every operator against 1 < 2 = 2 < 3 (the line 222 survivor: `!=` as `>` agrees whenever the left side is
+    the larger one)."""
+    people = [PersonData(1, attributes={"n": 1}), PersonData(2, attributes={"n": 2}), PersonData(3, attributes={"n": 3})]
+    expected = {pid for pid, truth in ((1, below), (2, equal), (3, above)) if truth}
+    assert members(f"profile.n {op} 2", *people) == expected
+    assert [compare_values(n, op, "2", SH) for n in ("1", "2", "3")] == [below, equal, above]
+
+
+def test_starts_with_is_not_contains():
+    """Line 475 survivor: `starts with` read as `contains`."""
+    people = [PersonData(1, attributes={"phone": "+8621123"}), PersonData(2, attributes={"phone": "021+8621"})]
+    assert members('profile.phone starts with "+8621"', *people) == {1}
+    assert members('profile.phone contains "+8621"', *people) == {1, 2}
