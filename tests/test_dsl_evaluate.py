@@ -334,7 +334,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from motorcade.dsl import ast  # noqa: E402
 from motorcade.dsl.evaluate import (  # noqa: E402
-    Evaluator, RecommendedItem, Scope, evaluate_recommendations, explain_recommendation, person_items,
+    Evaluator, RecommendedItem, Scope, TriggerDecision, evaluate_recommendations, explain_recommendation, person_items,
 )
 
 _instants = st.integers(min_value=-400 * 86400, max_value=86400).map(lambda s: AS_OF + dt.timedelta(seconds=s))
@@ -727,9 +727,12 @@ def test_trigger_edges_other_events_unknown_conditions_and_firings_at_as_of():
     ''')
     order = ev("order", at(2026, 5, 30, 12), amount=150)
     data = Dataset.of(PersonData(1, tags={"tier": "gold"}, events=[order]), PersonData(2, events=[order]))
-    assert trigger_fires(rule_set, "thanks", data, 1, event=ev("lead", order.ts, amount=150)).reason == "not a `order` event"
-    assert trigger_fires(rule_set, "thanks", data, 1, event=ev("order", order.ts)).reason == "event does not match `where`"
-    assert trigger_fires(rule_set, "gold", data, 2, event=order).reason == "`if` condition is not true"
+    for name in ("lead", "share"):  # sorting before and after `order`
+        assert trigger_fires(rule_set, "thanks", data, 1, event=ev(name, order.ts, amount=150)) == \
+            TriggerDecision(False, "not a `order` event")
+    assert trigger_fires(rule_set, "thanks", data, 1, event=ev("order", order.ts)) == \
+        TriggerDecision(False, "event does not match `where`")
+    assert trigger_fires(rule_set, "gold", data, 2, event=order) == TriggerDecision(False, "`if` condition is not true")
     assert trigger_fires(rule_set, "gold", data, 1, event=order).fires
     for change in (("enter", "other"), ("enter", "zzz"), None):
         assert not trigger_fires(rule_set, "welcome", data, 1, segment_change=change, as_of=AS_OF).fires
