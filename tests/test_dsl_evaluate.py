@@ -323,6 +323,8 @@ def test_trigger_fires_on_matching_event_with_condition_and_reentry():
     assert trigger_fires(rule_set, "again", data, 1, event=big, previous_firings=[week_ago]).fires
     assert not trigger_fires(rule_set, "again", data, 1, event=big,
                              previous_firings=[week_ago + dt.timedelta(seconds=1)]).fires
+    # long before the period: fires again (line 842 survivor: `t > since` as `t != since`)
+    assert trigger_fires(rule_set, "again", data, 1, event=big, previous_firings=[week_ago - dt.timedelta(days=30)]).fires
     assert trigger_fires(rule_set, "welcome", data, 1, segment_change=("enter", "vip"), as_of=AS_OF).fires
     assert not trigger_fires(rule_set, "welcome", data, 1, segment_change=("leave", "vip"), as_of=AS_OF).fires
 
