@@ -259,8 +259,28 @@ def test_rate_limiter_paces_requests_on_an_injected_clock():
     limiter.wait(1)
     limiter.wait(1)
     assert clock.now == pytest.approx(before + 0.02)
+    before = clock.now + 10
+    clock.now = before
+    limiter.wait()  # no count: one request (a mutant of line 58 made it none, and the next went at once)
+    limiter.wait()
+    assert clock.now == pytest.approx(before + 0.02)
     unlimited = RateLimiter(None, clock=clock, sleep=clock.sleep)
     sleeps = len(clock.sleeps)
     for _ in range(1000):
         unlimited.wait(1)
     assert len(clock.sleeps) == sleeps
+
+
+@pytest.mark.parametrize("origin", [0.0, 0.5, -50.0])
+def test_a_rate_limiters_first_request_goes_at_once_whatever_the_clocks_origin(origin):
+    """A monotonic clock's origin is arbitrary (an injected one may start at 0 or below): the first request
+    never waits, the second waits one interval. Before the fix the bucket started at 0.0, so a clock below 0
+    waited until 0 (mutants of line 55 moved that start to 1.0 or -1.0)."""
+    from motorcade.activation.dispatcher import RateLimiter
+
+    clock = FakeClock(start=origin)
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    limiter.wait(1)
+    assert clock.sleeps == [] and clock.now == origin
+    limiter.wait(1)
+    assert clock.sleeps == pytest.approx([0.1])

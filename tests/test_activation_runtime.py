@@ -7,11 +7,14 @@ Segment memberships are written with the store's ``record_segment_run`` (what th
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import zoneinfo
 
 import attrs
 import pytest
 
+from motorcade.activation.channel import Channel, ChannelCapabilities, DeliveryResult
 from motorcade.activation.dispatcher import Dispatcher, backoff_seconds
 from motorcade.activation.feedback import record_receipt
 from motorcade.activation.guardrails import in_holdout
@@ -303,7 +306,10 @@ def test_channel_limits_send_window_defers_and_max_length_skips(setup):
     put_members(store, "owners", [short, long], clock())
     run_once(ctx)
     by_person = {s["person_id"]: s for s in store.list_sends()}
-    assert by_person[short]["status"] == "deferred" and by_person[short]["reason"].startswith("send_window: sms")
+    assert by_person[short]["status"] == "deferred"
+    # the window as the channel states it (a mutant of line 188 printed 22:00-22:00)
+    assert by_person[short]["reason"] == ("send_window: sms sends 08:00-22:00 Asia/Shanghai, "
+                                          "deferred to 2026-11-23T08:00:00+08:00")
     assert by_person[long]["status"] == "suppressed" and "accepts 10" in by_person[long]["reason"]
     clock.at = dt.datetime(2026, 11, 23, 8, 0, tzinfo=SH)
     run_once(ctx)
@@ -1202,3 +1208,530 @@ def test_a_segment_trigger_cursor_is_a_change_id_never_a_person_id(setup):
     put_members(store, "owners", [pid, other], clock())
     assert process_segment_trigger(ctx, "welcome") == {"changes": 1, "fired": 1, "planned": 1}
     assert sorted(s["person_id"] for s in store.list_sends()) == [other, pid]
+
+# -- the dispatcher: what its mutation run (issue #24) found no test for ---------------------------------------
+
+
+def channel_plugin(cls):
+    """A plugin object registering the channel class ``cls`` (for the fixture's ``channels=[...]``)."""
+    return type("P", (), {"channel_class": cls, "register_channels": staticmethod(
+        __import__("motorcade").hookimpl(lambda register: register(cls)))})
+
+
+def test_backoff_keeps_half_of_any_delay_fixed_also_odd_and_fractional_ones():
+    """Equal jitter waits between half the delay and all of it, whatever the base: the `delay // 2` mutant
+    (line 42) retries a 1 s delay after 0 s, against the docstring's "never zero"."""
+
+    class Lowest:
+        def uniform(self, low, high):
+            return low
+
+    class Highest:
+        def uniform(self, low, high):
+            return high
+
+    for base in (1, 3, 0.5, 7.5):
+        for attempts in (0, 1, 2, 3):  # 0 (no attempt yet) waits as long as the first (a mutant of line 40: half)
+            full = min(20, base * 2 ** max(0, attempts - 1))
+            assert backoff_seconds(attempts, base=base, cap=20, rng=Lowest()) == full / 2
+            assert backoff_seconds(attempts, base=base, cap=20, rng=Highest()) == full
+
+
+def test_the_run_reports_what_it_claimed_sent_retried_and_dead_lettered(setup):
+    """`run_once(...).dispatched` counts every outcome from zero (mutants of lines 360 and 383 miscounted)."""
+    key = "campaign:recall:20261123T0200Z:p{}:s0"
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    store = project.store
+    ok, flaky, rejected = people(store, 3)
+    ctx.registry.channels["memory"].obj = memory_channel_plugin("memory", answers={
+        key.format(flaky): ["transient", "sent"], key.format(rejected): ["permanent"]}).channel_class
+    put_members(store, "owners", [ok, flaky, rejected], clock())
+    assert run_once(ctx).dispatched == {"claimed": 3, "sent": 1, "failed": 1, "dead": 1}
+    clock.advance(hours=1)
+    assert run_once(ctx).dispatched == {"claimed": 1, "sent": 1, "failed": 0, "dead": 0}
+    assert run_once(ctx).dispatched == {"claimed": 0, "sent": 0, "failed": 0, "dead": 0}
+
+
+def test_every_result_of_a_batch_is_recorded_and_long_provider_answers_are_cut_where_documented(setup):
+    """A dead letter in the middle of a batch does not keep the rest of it from being recorded (the `break`
+    mutant of line 362 left them claimed); reasons keep 4,000 characters of the provider's answer and the
+    `failed` event 500 (lines 359, 361, 375)."""
+
+    class Verbose(Channel):
+        name = "verbose"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            answers = ["permanent", "transient", "sent"]
+            return [DeliveryResult(m.idempotency_key, status, detail=status[0].upper() * 5000,
+                                   provider_message_id="id" if status == "sent" else None)
+                    for m, status in zip(batch, answers)]
+
+    project, ctx, clock = setup(rules(via='verbose template "hello"'), channels=[channel_plugin(Verbose)])
+    store = project.store
+    rejected, flaky, ok = people(store, 3)
+    put_members(store, "owners", [rejected, flaky, ok], clock())
+    assert run_once(ctx).dispatched == {"claimed": 3, "sent": 1, "failed": 1, "dead": 1}
+    sends = {s["person_id"]: s for s in store.list_sends()}
+    assert sends[rejected]["status"] == "dead" and sends[rejected]["reason"] == ("permanent: " + "P" * 5000)[:4000]
+    (failed,) = store.events_of(rejected, name="failed")
+    assert failed.properties["detail"] == "P" * 500
+    assert sends[flaky]["status"] == "failed"
+    assert sends[flaky]["reason"] == ("transient (attempt 1): " + "T" * 5000)[:4000]
+    assert sends[ok]["status"] == "sent" and sends[ok]["provider_message_id"] == "id"
+
+
+def test_a_channel_that_fails_to_close_does_not_hide_the_runs_outcome(setup):
+    """close() raising after the pass (a provider session already gone) is swallowed: the report of what
+    was sent comes back (the mutant of line 105 let the error escape from run_once)."""
+    closed = []
+
+    class Leaky(Channel):
+        name = "leaky"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            return [DeliveryResult(m.idempotency_key, "sent") for m in batch]
+
+        def close(self):
+            closed.append(True)
+            raise ConnectionResetError("session already closed by the provider")
+
+    project, ctx, clock = setup(rules(via='leaky template "hello"'), channels=[channel_plugin(Leaky)])
+    store = project.store
+    put_members(store, "owners", people(store, 2), clock())
+    assert run_once(ctx).dispatched["sent"] == 2
+    assert closed == [True] and set(statuses(store).values()) == {"sent"}
+
+
+def test_a_service_only_channel_takes_transactional_sends_and_marketing_falls_back(setup):
+    """A channel with `marketing_allowed = False` (WeChat OA templates) is skipped for marketing, with the
+    reason in the fallback, and used for transactional sends (the mutant of line 175 swapped the two)."""
+    service = memory_channel_plugin("service", marketing_allowed=False)
+    memory = memory_channel_plugin()
+    text = """
+segment owners { where profile.is_owner = true }
+campaign promo { audience owners  schedule daily at 10:00  via service template "hello" fallback memory template "hello" }
+campaign notice { audience owners  schedule daily at 10:00  via service template "hello" fallback memory template "hello"
+  transactional }
+"""
+    project, ctx, clock = setup(text, channels=[service, memory])
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    by_origin = {s["origin"]: s for s in store.list_sends()}
+    assert by_origin["promo"]["status"] == "sent" and by_origin["promo"]["channel"] == "memory"
+    assert by_origin["promo"]["reason"] == ("fallback: service -> memory "
+                                            "(service: service notifications only, this send is marketing)")
+    assert by_origin["notice"]["status"] == "sent" and by_origin["notice"]["channel"] == "service"
+    assert [m.metadata["origin"] for m in service.sent] == ["notice"]
+    assert [m.metadata["origin"] for m in memory.sent] == ["promo"]
+
+
+def test_a_channel_that_takes_one_message_a_request_gets_claims_its_rate_can_send_in_half_a_claim(setup):
+    """batch_size 1 at 2 requests a second with claim_seconds = 10: 10 messages a claim, not 20 (the mutant of
+    line 204 counted at least two messages a request)."""
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin(batch_size=1, rate_limit_per_second=2)])
+    store = project.store
+    put_members(store, "owners", people(store, 30), clock())
+    run_once(ctx, dispatch=False)
+    ctx.settings = attrs.evolve(ctx.settings, claim_seconds=10)
+    assert len(Dispatcher(ctx).claim()) == 10
+
+
+def test_a_channel_at_its_claim_quota_does_not_hold_back_other_channels_sends(setup):
+    """The rate-limited channel's rows sort first; once its quota is claimed the claim goes on to the other
+    channel's rows (the `break` mutant of line 227 stopped there and left them for a later claim)."""
+    slow = memory_channel_plugin("slow", batch_size=1, rate_limit_per_second=1)
+    text = """
+segment owners { where profile.is_owner = true }
+campaign a_slow { audience owners  schedule daily at 10:00  via slow template "hello" }
+campaign b_fast { audience owners  schedule daily at 10:00  via memory template "hello" }
+"""
+    project, ctx, clock = setup(text, channels=[slow, memory_channel_plugin()])
+    store = project.store
+    put_members(store, "owners", people(store, 8), clock())
+    run_once(ctx, dispatch=False)
+    ctx.settings = attrs.evolve(ctx.settings, claim_seconds=10)  # slow: 1 request a second for 5 s
+    claimed = Dispatcher(ctx).claim()
+    assert sorted(s["origin"] for s in claimed) == ["a_slow"] * 5 + ["b_fast"] * 8
+
+
+def test_dispatch_due_makes_at_most_max_rounds_claims(setup):
+    """`max_rounds=N` is N claims of `claim_batch` rows (mutants of lines 384-386 made one more or fewer)."""
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    put_members(store, "owners", people(store, 7), clock())
+    run_once(ctx, dispatch=False)
+    ctx.settings = attrs.evolve(ctx.settings, claim_batch=2)
+    dispatcher = Dispatcher(ctx)
+    assert dispatcher.dispatch_due(max_rounds=1) == {"claimed": 2, "sent": 2, "failed": 0, "dead": 0}
+    assert dispatcher.dispatch_due(max_rounds=2) == {"claimed": 4, "sent": 4, "failed": 0, "dead": 0}
+    assert dispatcher.dispatch_due() == {"claimed": 1, "sent": 1, "failed": 0, "dead": 0}
+    assert len(memory.sent) == 7
+
+
+class RecordingStop(threading.Event):
+    """`serve`'s stop event, keeping the timeout of every wait on it (the rate limiter waits on it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
+def test_a_rate_limited_channel_gets_its_requests_no_faster_than_its_limit(setup):
+    """5 requests a second, one message each: the fourth request goes out 0.6 s after the first at the
+    earliest (the mutant of line 284 counted each request as none and sent them all at once), and no pause
+    is longer than one interval (one request is one slot: the `wait(2)` mutant paused 0.4 s). Run as `serve`
+    runs it, with a stop event (the wait is the event's: the mutant of line 68 waited for hours)."""
+    times: list[float] = []
+
+    class Paced(Channel):
+        name = "paced"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=1, rate_limit_per_second=5)
+
+        def send(self, batch):
+            times.append(time.monotonic())
+            return [DeliveryResult(m.idempotency_key, "sent") for m in batch]
+
+    project, ctx, clock = setup(rules(via='paced template "hello"'), channels=[channel_plugin(Paced)])
+    store = project.store
+    put_members(store, "owners", people(store, 4), clock())
+    run_once(ctx, dispatch=False)
+    ctx.stop = RecordingStop()
+    watchdog = threading.Timer(10, ctx.stop.set)  # a pacing wait that never ends fails the test, not hangs it
+    watchdog.start()
+    started = time.monotonic()
+    try:
+        assert Dispatcher(ctx).dispatch_due()["sent"] == 4
+    finally:
+        watchdog.cancel()
+    assert len(times) == 4 and times[-1] - started >= 3 / 5
+    # each pause runs to the previous request's start + 0.2 s, and the clock is past that start already
+    assert ctx.stop.waits and max(ctx.stop.waits) <= 1 / 5 + 0.001
+
+
+@pytest.fixture
+def stoppable(setup):
+    """A project whose channel `hang` (one message a request) signals `entered` when a request starts and
+    answers `sent` only when `answer` is set (or after 5 s); the context has a stop event, a log and a
+    grace of 0.2 s. Returns (project, ctx, entered, answer, log)."""
+    entered, answer = threading.Event(), threading.Event()
+
+    class Hang(Channel):
+        name = "hang"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=1)
+
+        def send(self, batch):
+            entered.set()
+            answer.wait(5)
+            return [DeliveryResult(m.idempotency_key, "sent") for m in batch]
+
+    project, ctx, clock = setup(rules(via='hang template "hello"'), channels=[channel_plugin(Hang)])
+    log: list[str] = []
+    ctx.stop, ctx.log = threading.Event(), log.append
+    ctx.settings = attrs.evolve(ctx.settings, stop_grace_seconds=0.2)
+    yield project, ctx, entered, answer, log
+    answer.set()
+
+
+def test_a_stop_during_a_hanging_request_leaves_that_batch_claimed_and_gives_the_others_back(stoppable):
+    """In-process version of tests/test_activation_shutdown.py (whose `serve` subprocess coverage does not
+    see): the batch in flight may have reached the provider, so it stays claimed with its attempt counted and
+    is re-sent with the same key once its claim expires; the batches not started are released, with no
+    attempt. Mutants: line 291 (`index + 0`, `index - 1`: the wrong batches released), 304 (`stop is not
+    None`: no stop noticed while the provider hangs), 319 (`done.wait` negated: a slow answer read as none)."""
+    project, ctx, entered, answer, log = stoppable
+    store = project.store
+    ids = people(store, 3)
+    put_members(store, "owners", ids, ctx.now())
+    run_once(ctx, dispatch=False)
+    log.clear()  # the planner's line
+    dispatcher = Dispatcher(ctx)
+    claimed = dispatcher.claim()
+    assert len(claimed) == 3
+    threading.Thread(target=lambda: entered.wait(5) and ctx.stop.set(), daemon=True).start()
+    assert dispatcher.deliver(claimed) == {"sent": 0, "failed": 0, "dead": 0}
+    assert ctx.stop.is_set()
+    # the request still hanging cannot keep the process from exiting (the mutant of line 317 made its thread
+    # a non-daemon one: `serve` would wait for the provider's own timeout after SIGTERM)
+    hanging = [t for t in threading.enumerate() if t.name == "motorcade-send"]
+    assert hanging and all(t.daemon for t in hanging)
+    sends = {s["idempotency_key"]: s for s in store.list_sends()}
+    first, *rest = [sends[s["idempotency_key"]] for s in claimed]
+    assert (first["status"], first["claimed_by"], first["attempts"]) == ("claimed", "w1", 1)
+    assert [(s["status"], s["claimed_by"], s["attempts"]) for s in rest] == [("planned", None, 0)] * 2
+    assert log == ["stopping: 1 sends of channel hang still in flight after 0.2 s stay claimed (re-sent with "
+                   "the same key when the claim expires)", "stopping: released 2 claimed sends that were not sent yet"]
+
+
+def test_a_provider_slower_than_the_stop_grace_is_waited_for_while_no_stop_is_asked(stoppable):
+    """The grace period counts from a stop, not from the request: an answer after 0.5 s (grace 0.2 s) is
+    recorded (mutants of lines 319 and 320 abandoned it or read it as no answer)."""
+    project, ctx, entered, answer, log = stoppable
+    store = project.store
+    put_members(store, "owners", people(store, 1), ctx.now())
+    threading.Thread(target=lambda: entered.wait(5) and (time.sleep(0.5), answer.set()), daemon=True).start()
+    assert run_once(ctx).dispatched["sent"] == 1
+    assert set(statuses(store).values()) == {"sent"} and not [line for line in log if "stopping" in line]
+
+
+def test_a_claim_that_guard_rails_stopped_entirely_is_followed_by_the_next_due_rows_in_the_same_pass(setup):
+    """Two opted-out people fill the first claim (claim_batch 2) and nothing is claimed; more rows are due, so
+    the pass goes on and sends them (the mutant of line 390 looked for due rows with LIMIT 0 and stopped)."""
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    ids = people(store, 5)
+    with store.transaction():
+        for pid in ids[:2]:  # their keys sort first: the first claim holds only them
+            store.set_consent(Consent(pid, "*", False, clock(), source="crm"))
+    put_members(store, "owners", ids, clock())
+    run_once(ctx, dispatch=False)
+    ctx.settings = attrs.evolve(ctx.settings, claim_batch=2)
+    assert Dispatcher(ctx).dispatch_due() == {"claimed": 3, "sent": 3, "failed": 0, "dead": 0}
+    assert sorted(m.person_id for m in memory.sent) == ids[2:]
+
+
+def test_the_run_summarises_guard_rail_stops_one_line_per_rule(setup):
+    """`report.stopped` counts sends per status and rule, without the time a deferral runs to (mutants of
+    line 238 kept only that time, or dropped the reason)."""
+    clock = Clock(dt.datetime(2026, 11, 23, 22, 30, tzinfo=SH))
+    text = rules().replace("daily at 10:00", "daily at 22:00")
+    project, ctx, clock = setup(text, guardrails='quiet_hours = { start = "21:00", end = "09:00" }',
+                                channels=[memory_channel_plugin()], clock=clock)
+    store = project.store
+    ids = people(store, 3)
+    with store.transaction():
+        store.set_consent(Consent(ids[0], "*", False, clock(), source="crm"))
+    put_members(store, "owners", ids, clock())
+    assert run_once(ctx).stopped == {"deferred: quiet_hours: 21:00-09:00 Asia/Shanghai": 2,
+                                     "suppressed: consent: opted out of every channel": 1}
+
+
+def test_a_channel_that_raises_while_serve_runs_it_fails_the_batch_with_its_own_error(setup):
+    """Under `serve` (a stop event) the request runs in a thread that hands the plugin's exception back: the
+    send is a transient failure naming it (the mutant of line 312 lost it and reported a KeyError)."""
+
+    class Broken(Channel):
+        name = "broken"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            raise ConnectionError("gateway unreachable")
+
+    project, ctx, clock = setup(rules(via='broken template "hello"'), channels=[channel_plugin(Broken)])
+    store = project.store
+    put_members(store, "owners", people(store, 1), clock())
+    ctx.stop = threading.Event()
+    assert run_once(ctx).dispatched == {"claimed": 1, "sent": 0, "failed": 1, "dead": 0}
+    (send,) = store.list_sends()
+    assert send["status"] == "failed"
+    assert send["reason"] == "transient (attempt 1): channel broken raised ConnectionError: gateway unreachable"
+
+
+def test_a_stop_waits_up_to_the_grace_for_the_request_in_flight_and_records_its_answer(stoppable):
+    """Grace 5 s; the provider answers 0.3 s after the stop: that batch is recorded as sent, the batches not
+    started are given back (the mutant of line 322 gave up at the stop without waiting)."""
+    project, ctx, entered, answer, log = stoppable
+    ctx.settings = attrs.evolve(ctx.settings, stop_grace_seconds=5)
+    store = project.store
+    put_members(store, "owners", people(store, 3), ctx.now())
+    run_once(ctx, dispatch=False)
+    log.clear()  # the planner's line
+    dispatcher = Dispatcher(ctx)
+    claimed = dispatcher.claim()
+
+    def stop_then_answer():
+        entered.wait(5)
+        ctx.stop.set()
+        time.sleep(0.3)
+        answer.set()
+
+    threading.Thread(target=stop_then_answer, daemon=True).start()
+    assert dispatcher.deliver(claimed) == {"sent": 1, "failed": 0, "dead": 0}
+    sends = {s["idempotency_key"]: s for s in store.list_sends()}
+    assert [sends[s["idempotency_key"]]["status"] for s in claimed] == ["sent", "planned", "planned"]
+    assert log == ["stopping: released 2 claimed sends that were not sent yet"]
+
+
+@pytest.mark.parametrize("retry_after", [60, 3600])
+def test_a_retry_after_up_to_the_cap_is_obeyed_without_being_flagged_as_capped(setup, retry_after):
+    """A Retry-After below or exactly at retry_after_max_seconds is not cut: no "capped" note, no flag on the
+    payload (mutants of line 369, `>=` and `!=`, flagged them)."""
+
+    class Busy(Channel):
+        name = "busy"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            return [DeliveryResult(m.idempotency_key, "transient", detail="429", retry_after=retry_after)
+                    for m in batch]
+
+    project, ctx, clock = setup(rules(via='busy template "hello"'), channels=[channel_plugin(Busy)])
+    store = project.store
+    put_members(store, "owners", people(store, 1), clock())
+    run_once(ctx)
+    (send,) = store.list_sends()
+    assert send["not_before"] - int(clock().timestamp()) == retry_after  # above the backoff's 5-10 s
+    assert send["reason"] == "transient (attempt 1): 429" and "retry_after_capped" not in send["payload"]
+
+
+def test_a_step_whose_channel_is_gone_or_whose_body_is_too_long_falls_back_to_the_next_step(setup):
+    """A channel uninstalled after planning, then one whose length limit the body exceeds: both are skipped with
+    their reasons and the chain's last step sends (the `break` mutants of lines 173 and 180 gave up instead)."""
+    sms = memory_channel_plugin("sms", address_type="phone", max_length=3)
+    memory = memory_channel_plugin()
+    project, ctx, clock = setup(
+        rules(via='gone template "hello" fallback sms template "hello" fallback memory template "hello"'),
+        channels=[memory_channel_plugin("gone"), sms, memory])
+    store = project.store
+    (pid,) = people(store, 1)
+    with store.transaction():
+        add_identifier(store, pid, "phone", "+8613800000001")
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx, dispatch=False)
+    del ctx.registry.channels["gone"]  # its plugin was uninstalled since
+    run_once(ctx)
+    (send,) = store.list_sends()
+    assert send["status"] == "sent" and send["channel"] == "memory" and [m.person_id for m in memory.sent] == [pid]
+    assert send["reason"] == ("fallback: gone -> memory (gone: no channel named 'gone' is installed; "
+                              "sms: body is 6 characters, the channel accepts 3)") and not sms.sent
+
+
+def test_a_claim_holds_for_claim_seconds_against_other_workers(setup):
+    """Another worker cannot take a claimed send until `claim_seconds` have passed (the mutant of line 230
+    set the claim to expire `claim_seconds` ago)."""
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    store = project.store
+    put_members(store, "owners", people(store, 1), clock())
+    run_once(ctx, dispatch=False)
+    assert len(Dispatcher(ctx).claim()) == 1
+    other = Dispatcher(ActivationContext.for_project(project, clock=clock, worker_id="w2"))
+    assert other.claim() == []
+    clock.advance(seconds=ctx.settings.claim_seconds - 1)
+    assert other.claim() == []
+    clock.advance(seconds=2)
+    assert len(other.claim()) == 1
+
+
+def test_a_worker_that_lost_one_batch_still_sends_the_batches_it_owns(setup):
+    """w2 takes over the first of w1's two expired batches; w1 skips that one and sends the second (the `break`
+    mutant of line 282 stopped at the lost batch and left the second claimed)."""
+    memory = memory_channel_plugin(batch_size=2)
+    project, ctx, clock = setup(rules(), channels=[memory])
+    store = project.store
+    ids = people(store, 4)
+    put_members(store, "owners", ids, clock())
+    run_once(ctx, dispatch=False)
+    slow = Dispatcher(ctx)
+    claimed = slow.claim()
+    assert [s["person_id"] for s in claimed] == ids
+    clock.advance(seconds=ctx.settings.claim_seconds + 1)
+    other = Dispatcher(ActivationContext.for_project(project, clock=clock, worker_id="w2"))
+    taken = other.claim(limit=2)
+    assert [s["person_id"] for s in taken] == ids[:2]
+    assert slow.deliver(claimed) == {"sent": 2, "failed": 0, "dead": 0}
+    assert [m.person_id for m in memory.sent] == ids[2:]
+    assert other.deliver(taken)["sent"] == 2 and sorted(m.person_id for m in memory.sent) == ids
+
+
+def test_lowering_max_attempts_dead_letters_a_send_already_past_the_new_limit(setup):
+    """A send with 3 failed attempts under max_attempts 10, then the operator lowers it to 2: its next failure
+    is its last (the mutant of line 354 waited for attempts to equal the limit, so it was retried forever)."""
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    store = project.store
+    (pid,) = people(store, 1)
+    key = f"campaign:recall:20261123T0200Z:p{pid}:s0"
+    ctx.registry.channels["memory"].obj = memory_channel_plugin("memory", answers={key: ["transient"] * 9}).channel_class
+    ctx.settings = attrs.evolve(ctx.settings, max_attempts=10)
+    put_members(store, "owners", [pid], clock())
+    for _ in range(3):
+        run_once(ctx)
+        clock.advance(hours=1)
+    assert (store.get_send(key)["status"], store.get_send(key)["attempts"]) == ("failed", 3)
+    ctx.settings = attrs.evolve(ctx.settings, max_attempts=2)
+    assert run_once(ctx).dispatched == {"claimed": 1, "sent": 0, "failed": 0, "dead": 1}
+    send = store.get_send(key)
+    assert send["status"] == "dead" and send["reason"] == "retries exhausted after 4 attempts: memory: transient"
+
+
+def test_sends_of_a_channel_configured_but_not_loaded_wait_one_backoff_and_the_problem_is_named_once(setup):
+    """Planned while the plugin worked; at dispatch `[channels.memory]` is configured but nothing provides it:
+    each send is deferred by backoff_base_seconds (the mutant of line 167 deferred it into the past, so the
+    pass claimed it again and again) and the operator sees the problem once (line 165)."""
+    project, ctx, clock = setup(rules(), channels=[memory_channel_plugin()])
+    store = project.store
+    put_members(store, "owners", people(store, 2), clock())
+    run_once(ctx, dispatch=False)
+    del ctx.registry.channels["memory"]
+    ctx = attrs.evolve(ctx, channel_settings={"memory": {}})
+    dispatcher = Dispatcher(ctx)
+    assert dispatcher.dispatch_due(max_rounds=3) == {"claimed": 0, "sent": 0, "failed": 0, "dead": 0}
+    problem = ("channel 'memory' is not loaded: motorcade.toml configures [channels.memory] but no installed plugin "
+               "provides it; install its plugin (`motorcade plugins` lists what is installed)")
+    assert dispatcher.problems == [problem]
+    for send in store.list_sends():
+        assert send["status"] == "deferred" and send["reason"] == f"channel_not_loaded: {problem}"
+        assert send["not_before"] - int(clock().timestamp()) == ctx.settings.backoff_base_seconds == 10
+
+
+def test_a_body_exactly_as_long_as_the_channel_accepts_is_sent(setup):
+    """max_length is the longest body accepted, not the first refused (the mutant of line 178 skipped it)."""
+    sms = memory_channel_plugin("sms", address_type="phone", max_length=6)  # "您好 客户0" is 6 characters
+    project, ctx, clock = setup(rules(via='sms template "hello"'), channels=[sms])
+    store = project.store
+    (pid,) = people(store, 1)
+    with store.transaction():
+        add_identifier(store, pid, "phone", "+8613800000001")
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    assert [m.body for m in sms.sent] == ["您好 客户0"]
+
+
+def test_a_very_slow_channel_declaring_batch_size_0_still_gets_one_message_a_claim(setup):
+    """0.01 requests a second: half a 60 s claim is under one request, and batch_size 0 means 1 (as the sender
+    reads it); a claim still takes one message, or the channel's sends would never go (mutants of lines 203
+    and 204 made the quota 0)."""
+    slow = memory_channel_plugin(batch_size=0, rate_limit_per_second=0.01)
+    project, ctx, clock = setup(rules(), channels=[slow])
+    store = project.store
+    put_members(store, "owners", people(store, 3), clock())
+    run_once(ctx, dispatch=False)
+    dispatcher = Dispatcher(ctx)
+    claimed = dispatcher.claim()
+    assert len(claimed) == 1
+    assert dispatcher.deliver(claimed)["sent"] == 1 and len(slow.sent) == 1
+
+
+def test_a_batch_with_the_provider_is_claimed_for_another_claim_seconds_so_no_other_worker_takes_it(setup):
+    """Claimed at 10:00:00, handed to the channel at 10:00:59 (the claim renewed to 10:01:59); while the provider
+    works, at 10:01:29, another worker claims nothing (the mutant of line 278 renewed it to 09:59:59)."""
+    box: dict = {}
+
+    class Watched(Channel):
+        name = "watched"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            box["clock"].advance(seconds=30)
+            box["seen"] = box["other"].claim()
+            return [DeliveryResult(m.idempotency_key, "sent") for m in batch]
+
+    project, ctx, clock = setup(rules(via='watched template "hello"'), channels=[channel_plugin(Watched)])
+    store = project.store
+    put_members(store, "owners", people(store, 2), clock())
+    run_once(ctx, dispatch=False)
+    box["clock"] = clock
+    box["other"] = Dispatcher(ActivationContext.for_project(project, clock=clock, worker_id="w2"))
+    dispatcher = Dispatcher(ctx)
+    claimed = dispatcher.claim()
+    clock.advance(seconds=ctx.settings.claim_seconds - 1)
+    assert dispatcher.deliver(claimed)["sent"] == 2
+    assert box["seen"] == [] and set(statuses(store).values()) == {"sent"}

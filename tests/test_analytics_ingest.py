@@ -289,28 +289,35 @@ def test_motorcade_ingest_routes_a_source_into_the_engine_and_segments_agree(tmp
                                 ensure_ascii=False))
     lines.append("not json")
     as_of = "2026-11-30T00:00:00+08:00"
-    members = {}
+    members: dict[tuple[str, int], dict] = {}
     for way, analytics, into in (("sqlite", "", ""), ("engine", f'analytics = "{url}"', 'ingest_into = "analytics"')):
-        folder = _project(tmp_path / way, analytics, into, lines)
-        # a process of its own, as an operator runs it (chdb keeps one data folder per process)
-        result = subprocess.run([*MOTORCADE, "--project", str(folder), "ingest", "ev"], capture_output=True, text=True,
-                                env={**os.environ, "MOTORCADE_LOAD_PLUGINS": "jsonl"})
-        assert result.returncode == 0, result.stderr
-        assert "read 601" in result.stdout, result.stdout
-        project = Project(folder, plugin_manager=motorcade_pm)
-        try:
-            stored = project.store.query("SELECT count(*) FROM events")[0][0]
-            assert stored == (600 if way == "sqlite" else 0)
-            assert project.store.query("SELECT count(*) FROM quarantine")[0][0] == 1
-            compute_segments(project, as_of=as_of)
-            members[way] = {name: sorted(r[0] for r in project.store.query(
-                "SELECT person_id FROM segment_members WHERE segment = ?", (name,))) for name in ("sharers", "big_orders")}
-            if way == "engine":
-                assert project.analytics.query("SELECT count(*) FROM events")[0][0] == 600
-        finally:
-            project.close()
-    assert members["engine"] == members["sqlite"]
-    assert members["sqlite"]["sharers"] and members["sqlite"]["big_orders"]
+        folder = _project(tmp_path / way, analytics, into, lines[:300])
+        # then the whole file again: its first 300 lines are in already, and the rules' event properties are typed
+        # columns on the engine by now (the first compute made them): the new events must fill them too
+        for run, upto in enumerate((300, 601)):
+            (folder / "events.jsonl").write_text("\n".join(lines[:upto]) + "\n", encoding="utf-8")
+            # a process of its own, as an operator runs it (chdb keeps one data folder per process)
+            result = subprocess.run([*MOTORCADE, "--project", str(folder), "ingest", "ev"], capture_output=True,
+                                    text=True, env={**os.environ, "MOTORCADE_LOAD_PLUGINS": "jsonl"})
+            assert result.returncode == 0, result.stderr
+            assert f"read {upto}" in result.stdout, result.stdout
+            project = Project(folder, plugin_manager=motorcade_pm)
+            try:
+                stored = project.store.query("SELECT count(*) FROM events")[0][0]
+                assert stored == (min(upto, 600) if way == "sqlite" else 0)
+                assert project.store.query("SELECT count(*) FROM quarantine")[0][0] == run
+                compute_segments(project, as_of=as_of)
+                members[way, run] = {name: sorted(r[0] for r in project.store.query(
+                    "SELECT person_id FROM segment_members WHERE segment = ?", (name,)))
+                    for name in ("sharers", "big_orders")}
+                if way == "engine":
+                    assert project.analytics.query("SELECT count(*) FROM events")[0][0] == min(upto, 600)
+            finally:
+                project.close()
+    for run in (0, 1):
+        assert members["engine", run] == members["sqlite", run], run
+    assert members["sqlite", 0]["big_orders"] != members["sqlite", 1]["big_orders"]  # the second file counts
+    assert members["sqlite", 1]["sharers"] and members["sqlite", 1]["big_orders"]
 
 
 def test_ingest_into_analytics_without_an_engine_is_a_configuration_error(tmp_path, motorcade_pm, register_plugin):

@@ -323,6 +323,8 @@ def test_trigger_fires_on_matching_event_with_condition_and_reentry():
     assert trigger_fires(rule_set, "again", data, 1, event=big, previous_firings=[week_ago]).fires
     assert not trigger_fires(rule_set, "again", data, 1, event=big,
                              previous_firings=[week_ago + dt.timedelta(seconds=1)]).fires
+    # long before the period: fires again (line 842 survivor: `t > since` as `t != since`)
+    assert trigger_fires(rule_set, "again", data, 1, event=big, previous_firings=[week_ago - dt.timedelta(days=30)]).fires
     assert trigger_fires(rule_set, "welcome", data, 1, segment_change=("enter", "vip"), as_of=AS_OF).fires
     assert not trigger_fires(rule_set, "welcome", data, 1, segment_change=("leave", "vip"), as_of=AS_OF).fires
 
@@ -333,7 +335,9 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from motorcade.dsl import ast  # noqa: E402
-from motorcade.dsl.evaluate import Evaluator, Scope  # noqa: E402
+from motorcade.dsl.evaluate import (  # noqa: E402
+    Evaluator, RecommendedItem, Scope, TriggerDecision, evaluate_recommendations, explain_recommendation, person_items,
+)
 
 _instants = st.integers(min_value=-400 * 86400, max_value=86400).map(lambda s: AS_OF + dt.timedelta(seconds=s))
 _values = st.none() | st.integers(-3, 3) | st.sampled_from(["a", "b", "车"]) | st.booleans() | st.just(1.5)
@@ -381,3 +385,389 @@ def test_equivalent_forms_agree(person, amount, unit):
     assert value(f"did a before {window} ago") == (value(f"first(a) < {window} ago") is True)  # null -> not true
     assert value('tag t not in ["a", 1]') == value('not tag t in ["a", 1]')
     assert value("profile.x between -1 and 2") == value("profile.x >= -1 and profile.x <= 2")
+
+
+# ---- tests added for the mutation run of dsl/evaluate.py (issue #24) --------------------------------
+# Each names the survivors it kills; tests/MUTANTS.md lists the ones that cannot change behaviour.
+
+
+def test_a_sum_too_large_for_a_float_is_infinite_with_the_sign_of_the_sum():
+    """Past 64 bits SQLite's total() gives a float; past the largest float an infinity of the sum's sign, never an
+    error (line 84–85 survivors: the comparison, the sign, the caught exception)."""
+    huge = 10**400
+    people = [PersonData(1, events=[ev("order", at(2026, 5, 1), amount=huge)]),
+              PersonData(2, events=[ev("order", at(2026, 5, 1), amount=-huge)]),
+              PersonData(3, events=[ev("order", at(2026, 5, 1), amount=5)])]
+    assert members("sum(order.amount) > 1000", *people) == {1}
+    assert members("sum(order.amount) < -1000", *people) == {2}
+    evaluator = Evaluator(None, Dataset.of(*people), AS_OF)
+    totals = [evaluator.aggregate(parse_cond("sum(order.amount) > 0").subject, p) for p in people]
+    assert totals == [float("inf"), float("-inf"), 5]
+
+
+def test_explain_shows_consent_states_sets_and_dates_as_seen():
+    """What explain prints for consent (granted / refused / unknown), a set of stores and a date (survivors on
+    the explain-only lines 604 and 620)."""
+    rule_set = rule_set_from_text('segment s { where consented to sms and store = "SH01" and profile.born < 2000-01-01 }')
+    people = [PersonData(1, consents={"sms": True}, store_ids={"SH02", "SH01"}, attributes={"born": dt.date(1990, 5, 1)}),
+              PersonData(2, consents={"sms": False}), PersonData(3)]
+    data = Dataset.of(*people)
+    granted = explain_person(rule_set, "s", data, 1, AS_OF).render()
+    assert granted.splitlines() == [
+        "[PASS] segment s",
+        '  [PASS] consented to sms and store = "SH01" and profile.born < 2000-01-01',
+        "    [PASS] consented to sms  (seen: granted)",
+        '    [PASS] store = "SH01"  (seen: [SH01, SH02])',
+        "    [PASS] profile.born < 2000-01-01  (seen: 1990-05-01)",
+    ]
+    assert "[FAIL] consented to sms  (seen: refused)" in explain_person(rule_set, "s", data, 2, AS_OF).render()
+    assert "[FAIL] consented to sms  (seen: unknown)" in explain_person(rule_set, "s", data, 3, AS_OF).render()
+
+
+def test_a_store_segment_holds_the_people_of_its_store_and_reads_per_store_tags_there():
+    """``scope store``: a person belongs to the store through ``scope_stores`` when the data gives them (their
+    relations and advisors' stores), else through ``store_ids``; a per-store tag is read at the rule's one store,
+    and a rule scoped to two stores cannot say which value it means (survivors on lines 636, 640, 648)."""
+    rules = rule_set_from_text('scope store "SH01"\nsegment sh01 { where tag score >= 4 }\n'
+                               'scope store "SH01", "SH02"\nsegment both { where tag score >= 4 }\n'
+                               'scope store "SH01", "SH02"\nsegment both_any { where did x }\n')
+    people = [
+        PersonData(1, tags={"score": 5}, store_tags={"SH01": {"score": 4}, "SH02": {"score": 1}}, store_ids={"SH01"}),
+        PersonData(2, tags={"score": 5}, store_tags={"SH01": {"score": 2}, "SH02": {"score": 5}}, store_ids={"SH01"}),
+        # an advisor's store makes person 3 one of SH01's people although no store relation says so
+        PersonData(3, tags={"score": 1}, store_tags={"SH01": {"score": 9}}, scope_stores={"SH01"}),
+        # scope_stores, when given, is the whole answer: store_ids do not add to it
+        PersonData(4, tags={"score": 9}, store_tags={"SH01": {"score": 9}}, store_ids={"SH01"}, scope_stores={"SH03"}),
+        PersonData(5, events=[ev("x", at(2026, 5, 1))], store_ids={"SH02"}),
+        PersonData(6, events=[ev("x", at(2026, 5, 1))], store_ids={"SH03"}),
+    ]
+    data = Dataset(Dataset.of(*people).people, store_tags={"score"})
+    assert evaluate_segment(rules, "sh01", data, AS_OF) == {1, 3}
+    assert evaluate_segment(rules, "both_any", data, AS_OF) == {5}
+    with pytest.raises(EvaluationError, match="scoped to stores SH01, SH02: which store's value is meant"):
+        evaluate_segment(rules, "both", data, AS_OF)
+    assert "(seen: 4 at store SH01)" in explain_person(rules, "sh01", data, 1, AS_OF).render()
+
+
+RECOMMEND = '''
+recommend service per car {
+  when age >= 3 years then "major"
+  when age >= 1 years then "minor"
+  when brand = "MINI" then "tyres"
+}
+recommend offer {
+  when tag intent = "high" then "drive"
+  when profile.vip = true then "brochure"
+  when tag intent in ["high", "mid"] then "brochure"
+}
+segment wants_brochure { where recommendation offer includes any of ["brochure", "tyres"] }
+segment any_offer { where has recommendation offer }
+segment any_service { where has recommendation service }
+'''
+
+
+def _recommend_people():
+    """1: a 4-year-old BMW (VA), a new MINI (VB), a sold 10-year-old car (VC); intent high; vip unknown (the
+    second `offer` rule is null for them). 2: a 2-year-old BMW and a car with no data (every `service` rule is
+    null for it); intent mid; not vip. 3: nothing. 4: intent high
+    and vip: their third rule is true but `brochure` was given by the second already."""
+    today = AS_OF.date()
+    return Dataset.of(
+        PersonData(1, tags={"intent": "high"}, cars=[
+            CarData("VB", "MINI", "Cooper", 2026, today - dt.timedelta(days=100)),
+            CarData("VA", "BMW", "X3", 2021, dt.date(2022, 1, 10)),
+            CarData("VC", "BMW", "X5", 2015, dt.date(2016, 1, 1), owned_to=dt.date(2025, 1, 1))]),
+        PersonData(2, tags={"intent": "mid"}, attributes={"vip": False},
+                   cars=[CarData("VD", "BMW", "X1", 2023, dt.date(2024, 2, 1)), CarData("VE")]),  # VE: all null
+        PersonData(3),
+        PersonData(4, tags={"intent": "high"}, attributes={"vip": True}),
+    )
+
+
+def _ranked(result):
+    return {pid: [(i.item, i.rank, i.rule, i.vin) for i in items] for pid, items in result.items()}
+
+
+def test_the_evaluator_ranks_recommended_items_per_car_and_per_person():
+    """Each true `when` adds its item unless an earlier true one gave it; ranks count from 1 in rule order;
+    a `per car` recommendation ranks per owned car, by VIN; people with no item are left out (survivors on
+    lines 572–589, 730–733 and 746–752)."""
+    rules = rule_set_from_text(RECOMMEND)
+    data = _recommend_people()
+    assert _ranked(evaluate_recommendations(rules, "service", data, AS_OF)) == {
+        1: [("major", 1, 1, "VA"), ("minor", 2, 2, "VA"), ("tyres", 1, 3, "VB")],  # VC was sold
+        2: [("minor", 1, 2, "VD")],
+    }
+    assert _ranked(evaluate_recommendations(rules, "offer", data, AS_OF)) == {
+        1: [("drive", 1, 1, None), ("brochure", 2, 3, None)],
+        2: [("brochure", 1, 3, None)],
+        4: [("drive", 1, 1, None), ("brochure", 2, 2, None)],
+    }
+    line = next(r.line for r in rules.recommendations["offer"].rules if r.then.value == "drive")
+    assert evaluate_recommendations(rules, "offer", data, AS_OF)[4][0].to_dict() == {
+        "item": "drive", "rank": 1, "rule": 1, "line": line, "vin": None}
+    assert evaluate_segment(rules, "wants_brochure", data, AS_OF) == {1, 2, 4}
+    assert evaluate_segment(rules, "any_offer", data, AS_OF) == {1, 2, 4}
+    assert evaluate_segment(rules, "any_service", data, AS_OF) == {1, 2}
+    with pytest.raises(EvaluationError, match="unknown recommendation `nope`"):
+        evaluate_recommendations(rules, "nope", data, AS_OF)
+
+
+def test_a_persons_items_are_best_rank_first_then_by_vin_once_each():
+    """``person_items`` orders by rank, then VIN, whatever order the items come in (line 739 survivor)."""
+    items = [RecommendedItem("wash", 1, 1, None, "VZ"), RecommendedItem("tyres", 2, 2, None, "VA"),
+             RecommendedItem("oil", 1, 3, None, "VA"), RecommendedItem("wash", 2, 1, None, "VA")]
+    assert person_items(items) == ["oil", "wash", "tyres"]
+
+
+def test_recommendations_that_depend_on_themselves_are_a_cycle_error():
+    rules = rule_set_from_text('recommend a { when recommendation b includes "x" then "x" }\n'
+                               'recommend b { when has recommendation a then "y" }\n')
+    with pytest.raises(EvaluationError, match=r"recommendations refer to each other in a cycle: a -> b -> a"):
+        evaluate_recommendations(rules, "a", Dataset.of(PersonData(1)), AS_OF)
+
+
+def test_explain_recommendation_says_which_rule_gave_each_item():
+    """Per person and per car: a node per rule that passes when its condition is true, seen = the rank it gave,
+    or that an earlier rule gave the item (survivors on lines 597–599 and 763–790)."""
+    rules = rule_set_from_text(RECOMMEND)
+    data = _recommend_people()
+    offer = explain_recommendation(rules, "offer", data, 4, AS_OF)
+    assert offer.render().splitlines() == [
+        "[PASS] recommend offer  (seen: [drive, brochure])",
+        '  [PASS] when … then "drive"  (seen: rank 1)',
+        '    [PASS] tag intent = "high"  (seen: \'high\')',
+        '  [PASS] when … then "brochure"  (seen: rank 2)',
+        "    [PASS] profile.vip = true  (seen: True)",
+        '  [PASS] when … then "brochure"  (seen: item given by an earlier rule)',
+        '    [PASS] tag intent in ["high", "mid"]  (seen: \'high\')',
+    ]
+    assert (offer.line, offer.column) == (rules.recommendations["offer"].line, rules.recommendations["offer"].column)
+    unknown_vip = explain_recommendation(rules, "offer", data, 1, AS_OF).render().splitlines()
+    assert unknown_vip[3:5] == ['  [FAIL] when … then "brochure"', "    [NULL] profile.vip = true  (seen: null)"]
+    nothing = explain_recommendation(rules, "offer", data, 3, AS_OF)
+    assert nothing.result is False and nothing.seen == "[]"
+    service = explain_recommendation(rules, "service", data, 1, AS_OF)
+    assert service.render().splitlines() == [
+        "[PASS] recommend service per car  (seen: [major, tyres, minor])",
+        "  [PASS] car VA  (seen: [major, minor])",
+        '    [PASS] when … then "major"  (seen: rank 1)',
+        "      [PASS] age >= 3 years  (seen: 4)",
+        '    [PASS] when … then "minor"  (seen: rank 2)',
+        "      [PASS] age >= 1 year  (seen: 4)",
+        '    [FAIL] when … then "tyres"',
+        "      [FAIL] brand = \"MINI\"  (seen: 'BMW')",
+        "  [PASS] car VB  (seen: [tyres])",
+        '    [FAIL] when … then "major"',
+        "      [FAIL] age >= 3 years  (seen: 0)",
+        '    [FAIL] when … then "minor"',
+        "      [FAIL] age >= 1 year  (seen: 0)",
+        '    [PASS] when … then "tyres"  (seen: rank 1)',
+        "      [PASS] brand = \"MINI\"  (seen: 'MINI')",
+    ]
+    assert explain_recommendation(rules, "service", data, 3, AS_OF).render() == \
+        "[FAIL] recommend service per car  (seen: [])"
+    in_segment = explain_person(rules, "wants_brochure", data, 1, AS_OF).render()
+    assert '(seen: [brochure, drive])' in in_segment
+    for name, pid in (("nope", 1), ("offer", 99)):
+        with pytest.raises(EvaluationError, match="unknown recommendation|not in the data"):
+            explain_recommendation(rules, name, data, pid, AS_OF)
+
+
+def test_minutes_and_years_windows_have_their_exact_length():
+    """`in last N minutes` is N × 60 s; `in last 1 year` is 12 calendar months back (survivors on lines 30 and 73)."""
+    people = [PersonData(1, events=[ev("x", AS_OF - dt.timedelta(minutes=90))]),
+              PersonData(2, events=[ev("x", AS_OF - dt.timedelta(minutes=90, seconds=1))]),
+              PersonData(3, events=[ev("x", at(2025, 6, 1, 10, 0))]),   # exactly one year before AS_OF
+              PersonData(4, events=[ev("x", at(2025, 5, 31, 10, 0))]),  # a year and a day
+              PersonData(5, events=[ev("x", at(2025, 7, 1, 10, 0))])]   # eleven months
+    assert members("did x in last 90 minutes", *people) == {1}
+    assert members("did x in last 1 year", *people) == {1, 2, 3, 5}
+    assert members("did x in last 12 months", *people) == {1, 2, 3, 5}
+
+
+def test_explain_shows_a_sum_as_the_engine_keeps_it_an_integer_within_64_bits_a_float_past_them():
+    """Sums stay integers from -2⁶³ to 2⁶³ - 1 and become floats outside, as SQLite's total() (line 81 survivors)."""
+    rule_set = rule_set_from_text("segment s { where sum(order.amount) > 0 }")
+    sums = {1: 5, 2: -5, 3: 2**63 - 1, 4: 2**63, 5: -(2**63), 6: -(2**63) - 1}
+    people = [PersonData(pid, events=[ev("order", at(2026, 5, 1), amount=total - 1), ev("order", at(2026, 5, 2), amount=1)])
+              for pid, total in sums.items()]
+    data = Dataset.of(*people)
+    seen = {pid: explain_person(rule_set, "s", data, pid, AS_OF).children[0].seen for pid in sums}
+    assert seen == {1: "5", 2: "-5", 3: "9223372036854775807", 4: "9.223372036854776e+18",
+                    5: "-9223372036854775808", 6: "-9.223372036854776e+18"}
+    assert members("sum(order.amount) = 9223372036854775807", *people) == {3}
+
+
+def test_age_counts_from_a_date_of_birth_and_is_unknown_for_any_other_value():
+    """A person's `age` needs `profile.birth_date` to be a date; text, a number, a date-time or a boolean give an
+    unknown age (line 178 survivors)."""
+    people = [PersonData(1, attributes={"birth_date": dt.date(1996, 6, 1)}),  # 30 today
+              PersonData(2, attributes={"birth_date": dt.date(1996, 6, 2)}),  # 30 tomorrow
+              PersonData(3, attributes={"birth_date": "1990-01-01"}), PersonData(4, attributes={"birth_date": 1990}),
+              PersonData(5, attributes={"birth_date": at(1990, 1, 1)}), PersonData(6, attributes={"birth_date": True}),
+              PersonData(7)]
+    assert members("age >= 30", *people) == {1}
+    assert members("age is null", *people) == {3, 4, 5, 6, 7}
+
+
+def test_a_car_is_owned_from_its_first_day_until_the_day_it_is_sold():
+    today = AS_OF.date()
+    day = dt.timedelta(days=1)
+    people = [PersonData(1, cars=[CarData("V1", owned_from=today - day)]),
+              PersonData(2, cars=[CarData("V2", owned_from=today + day)]),
+              PersonData(3, cars=[CarData("V3", owned_from=today - 9 * day, owned_to=today + day)]),
+              PersonData(4, cars=[CarData("V4", owned_from=today - 9 * day, owned_to=today - day)])]
+    assert members("has car", *people) == {1, 3}
+
+
+def test_a_date_compared_with_an_instant_compares_local_dates_whichever_side_it_is_on():
+    """`profile.d >= 7 days ago` with a date attribute: the instant 7 days ago becomes its local date (line 212–215)."""
+    week_ago = (AS_OF - dt.timedelta(days=7)).date()
+    people = [PersonData(1, attributes={"d": week_ago}), PersonData(2, attributes={"d": week_ago - dt.timedelta(days=1)}),
+              PersonData(3, attributes={"d": at(2026, 5, 25, 0, 30)})]
+    assert members("profile.d >= 7 days ago", *people) == {1}  # person 3's instant is before 10:00 that day
+    assert members("profile.d = 2026-05-25", *people) == {1, 3}
+    assert compare_values(dt.date(2026, 5, 25), "=", dt.datetime(2026, 5, 24, 16, 30, tzinfo=UTC), SH) is True
+
+
+def test_values_of_another_kind_are_equal_to_nothing_and_unordered():
+    """A list or a dict in the data is of no comparable kind: `=` False, `!=` True, ordering unknown (line 201, 217)."""
+    people = [PersonData(1, attributes={"x": ["a"]}), PersonData(2, attributes={"x": {"a": 1}}), PersonData(3, attributes={"x": "a"})]
+    assert members('profile.x = "a"', *people) == {3}
+    assert members('profile.x != "a"', *people) == {1, 2}
+    assert members('profile.x < "b"', *people) == {3}
+    assert compare_values(["a"], "=", ["a"], SH) is False
+    assert compare_values(["a"], "<", ["b"], SH) is None
+
+
+def test_store_and_advisor_refuse_orderings_and_between():
+    people = [PersonData(1, store_ids={"SH01"})]
+    for condition in ('store < "SH02"', 'store > "SH00"', 'store >= "SH01"', 'advisor <= "A"', 'store between "A" and "Z"'):
+        with pytest.raises(EvaluationError, match="only supports =, !=, in, not in, is null|does not support between"):
+            members(condition, *people)
+
+
+def test_unknown_names_are_errors_not_nulls():
+    """A car field or a person name the evaluator does not know raises, whether it sorts before or after `age`;
+    an age compared with days instead of years too (line 395, 412 and 420 survivors)."""
+    people = [PersonData(1, cars=[CarData("V1", "BMW")])]
+    with pytest.raises(EvaluationError, match="cars have no field `a`"):
+        members("has car where a = 1", *people)
+    for name in ("a", "zzz"):
+        with pytest.raises(EvaluationError, match=f"unknown name `{name}` in a person condition"):
+            members(f"{name} = 1", *people)
+    with pytest.raises(EvaluationError, match="`5 days` can only be compared with an age in years"):
+        members("has car where age >= 5 days", *people)
+
+
+def test_a_store_rule_reads_store_tags_at_the_innermost_rules_store_and_other_tags_as_they_are():
+    """A store segment that uses another store's segment: each reads the per-store tag at its own store; an
+    ordinary tag is read as it is in a store's rule; a group rule reads the person's own value (lines 341, 633)."""
+    rules = rule_set_from_text('segment top { where tag score >= 4 }\n'  # a `scope` line holds for the rules below it
+                               'scope store "SH01"\nsegment sh01 { where tag score >= 4 }\n'
+                               'scope store "SH02"\nsegment sh02_and_sh01 { where tag score >= 4 and in segment sh01 }\n'
+                               'scope store "SH02"\nsegment sh02_gold { where tag tier = "gold" }\n'
+                               'scope store "SH01", "SH02"\nsegment both_gold { where tag tier = "gold" }\n')
+    people = [PersonData(1, tags={"score": 1, "tier": "gold"}, store_tags={"SH01": {"score": 4}, "SH02": {"score": 5}},
+                         store_ids={"SH01", "SH02"}),
+              PersonData(2, tags={"score": 9}, store_tags={"SH01": {"score": 5}, "SH02": {"score": 1}},
+                         store_ids={"SH01", "SH02"}),
+              # high at SH02 only: sh02_and_sh01's own test passes, the inner sh01 (read at SH01) does not
+              PersonData(3, store_tags={"SH01": {"score": 2}, "SH02": {"score": 5}}, store_ids={"SH01", "SH02"})]
+    data = Dataset(Dataset.of(*people).people, store_tags={"score"})
+    assert evaluate_segment(rules, "sh02_and_sh01", data, AS_OF) == {1}
+    assert evaluate_segment(rules, "sh02_gold", data, AS_OF) == {1}
+    assert evaluate_segment(rules, "both_gold", data, AS_OF) == {1}
+    assert evaluate_segment(rules, "top", data, AS_OF) == {2}
+    assert evaluate_tag(rule_set_from_text('tag high = case when tag score >= 4 then true else false end'),
+                        "high", data, AS_OF) == {1: False, 2: True, 3: False}
+
+
+def test_explain_says_what_each_behaviour_condition_saw_and_keeps_event_filters_out():
+    """The seen values of did, did any of, a sequence, has car, and a null root; the per-event `where` of a count
+    adds no nodes (survivors on lines 494, 524, 530, 551, 565, 674)."""
+    rule_set = rule_set_from_text(
+        'segment s { where did a in last 90 days and did any of [a, b] and did a then b within 2 days and has car\n'
+        '  and count(a where n = 1) >= 1 }\n'
+        'segment unknown { where tag level = "high" }')
+    person = PersonData(1, cars=[CarData("V1")], events=[ev("a", at(2026, 5, 1), n=1), ev("b", at(2026, 5, 2)),
+                                                         ev("a", at(2026, 5, 3))])
+    tree = explain_person(rule_set, "s", Dataset.of(person), 1, AS_OF)
+    lines = tree.render().splitlines()
+    assert lines[2:] == [
+        "    [PASS] did a in last 90 days  (seen: 2 matching events)",
+        "    [PASS] did any of [a, b]  (seen: 3 matching events)",
+        "    [PASS] did a then b within 2 days  (seen: from 2026-05-01T00:00:00+08:00 to 2026-05-02T00:00:00+08:00)",
+        "    [PASS] has car  (seen: 1 cars owned)",
+        "    [PASS] count(a where n = 1) >= 1  (seen: 1)",
+    ]
+    assert tree.result is True
+    unknown = explain_person(rule_set, "unknown", Dataset.of(person), 1, AS_OF)
+    assert unknown.result is False and unknown.children[0].result is None
+
+
+def test_first_and_last_of_three_events_are_the_oldest_and_the_newest():
+    person = PersonData(1, events=[ev("x", at(2026, 5, d)) for d in (3, 1, 2)])
+    assert members("last(x) = 2026-05-03 and first(x) = 2026-05-01", person) == {1}
+
+
+def test_an_event_filter_that_is_unknown_for_an_event_leaves_it_out():
+    person = PersonData(1, events=[ev("x", at(2026, 5, 1), n=1), ev("x", at(2026, 5, 2)), ev("x", at(2026, 5, 3), n=2)])
+    assert members("count(x where n >= 1) = 2 and count(x where n < 2) = 1", person) == {1}
+
+
+def test_trigger_edges_other_events_unknown_conditions_and_firings_at_as_of():
+    """Survivors on lines 825–842: an event whose name sorts before the trigger's; an event `where` or an `if`
+    that is null; another segment's change (or none); a previous firing exactly at as_of counts, a later one
+    does not."""
+    rule_set = rule_set_from_text('''
+        trigger thanks { on order where amount > 100 via sms template "t" }
+        trigger gold { on order if tag tier = "gold" via sms template "t" }
+        trigger welcome { on enter segment vip via sms template "w" }
+        segment vip { where did order }
+    ''')
+    order = ev("order", at(2026, 5, 30, 12), amount=150)
+    data = Dataset.of(PersonData(1, tags={"tier": "gold"}, events=[order]), PersonData(2, events=[order]))
+    for name in ("lead", "share"):  # sorting before and after `order`
+        assert trigger_fires(rule_set, "thanks", data, 1, event=ev(name, order.ts, amount=150)) == \
+            TriggerDecision(False, "not a `order` event")
+    assert trigger_fires(rule_set, "thanks", data, 1, event=ev("order", order.ts)) == \
+        TriggerDecision(False, "event does not match `where`")
+    assert trigger_fires(rule_set, "gold", data, 2, event=order) == TriggerDecision(False, "`if` condition is not true")
+    assert trigger_fires(rule_set, "gold", data, 1, event=order).fires
+    for change in (("enter", "other"), ("enter", "zzz"), None):
+        assert not trigger_fires(rule_set, "welcome", data, 1, segment_change=change, as_of=AS_OF).fires
+    assert trigger_fires(rule_set, "welcome", data, 1, segment_change=("enter", "vip"), as_of=AS_OF).fires
+    assert not trigger_fires(rule_set, "thanks", data, 1, event=order, previous_firings=[order.ts]).fires
+    assert trigger_fires(rule_set, "thanks", data, 1, event=order,
+                         previous_firings=[order.ts + dt.timedelta(seconds=1)]).fires
+
+
+def test_a_date_time_bound_is_that_instant_not_its_whole_day():
+    """`between T1 and T2` with date-times: the window is exactly T1..T2, not the days they fall on (line 155,
+    157 survivors)."""
+    people = [PersonData(1, events=[ev("x", at(2026, 5, 1, 9, 0))]), PersonData(2, events=[ev("x", at(2026, 5, 1, 11, 0))]),
+              PersonData(3, events=[ev("x", at(2026, 5, 1, 13, 0))])]
+    assert members("did x between 2026-05-01 10:00 and 2026-05-01 12:00", *people) == {2}
+    assert members("did x between 2026-05-01 10:00 and 2026-05-01", *people) == {2, 3}
+    assert members("did x between 2026-05-01 and 2026-05-01 12:00", *people) == {1, 2}
+
+
+@pytest.mark.parametrize("op, below, equal, above", [
+    ("=", False, True, False), ("!=", True, False, True), ("<", True, False, False),
+    ("<=", True, True, False), (">", False, False, True), (">=", False, True, True)])
+def test_each_comparison_on_a_smaller_an_equal_and_a_larger_value(op, below, equal, above):
+    """Every operator against 1 < 2 = 2 < 3 (the line 222 survivor: `!=` as `>` agrees whenever the left side is
+    the larger one)."""
+    people = [PersonData(1, attributes={"n": 1}), PersonData(2, attributes={"n": 2}), PersonData(3, attributes={"n": 3})]
+    expected = {pid for pid, truth in ((1, below), (2, equal), (3, above)) if truth}
+    assert members(f"profile.n {op} 2", *people) == expected
+    assert [compare_values(n, op, "2", SH) for n in ("1", "2", "3")] == [below, equal, above]
+
+
+def test_starts_with_is_not_contains():
+    """Line 475 survivor: `starts with` read as `contains`."""
+    people = [PersonData(1, attributes={"phone": "+8621123"}), PersonData(2, attributes={"phone": "021+8621"})]
+    assert members('profile.phone starts with "+8621"', *people) == {1}
+    assert members('profile.phone contains "+8621"', *people) == {1, 2}

@@ -52,7 +52,7 @@ class RateLimiter:
         self.per_second = per_second
         self._clock = clock
         self._sleep = sleep
-        self._next = 0.0
+        self._next = float("-inf")  # the first request goes at once, whatever the clock's origin
         self._lock = threading.Lock()
 
     def wait(self, requests: int = 1, stop: threading.Event | None = None) -> None:

@@ -86,9 +86,20 @@ class _EngineSQL:
     def rows(self, sql: str, params: dict | None = None) -> list[tuple]:
         return self.engine.query(sql, params)
 
+    def insert_events(self, source: str) -> None:
+        """Append the events of ``source`` (a table with the events' columns) to ``events``; ClickHouse computes
+        the typed property columns itself (MATERIALIZED)."""
+        self.run(f"INSERT INTO events (id, person_id, name, ts, properties) "
+                 f"SELECT id, person_id, name, ts, properties FROM {source}")
+
 
 class _DuckDB(_EngineSQL):
     types = {"int": "BIGINT", "text": "VARCHAR"}
+
+    def insert_events(self, source: str) -> None:
+        """Append the events of ``source``, filling the typed property columns the rules' keys have by now
+        (DuckDB computes them only in the engine's own insert)."""
+        self.run(self.engine.insert_events_sql(source))
 
     def create(self, name: str, columns: str, *, temporary: bool = True, order_by: str = "") -> None:
         kind = "TEMP TABLE" if temporary else "TABLE"
@@ -704,8 +715,7 @@ class EngineIngest:
                                            f"person_id {t['int']}")
         sql.run(f"INSERT INTO motorcade_ingest_new SELECT {base} + row_number() OVER (ORDER BY f.line_no) AS id, f.* "
                 f"FROM ({sql.first_per_key(fresh, 'dedup_key', 'line_no')}) AS f", {"source": source_name})
-        sql.run("INSERT INTO events (id, person_id, name, ts, properties) "
-                "SELECT id, person_id, name, ts, properties FROM motorcade_ingest_new")
+        sql.insert_events("motorcade_ingest_new")
         sql.run(f"INSERT INTO {INGESTED} (id, source, dedup_key, record_id) "
                 f"SELECT id, {param}, dedup_key, record_id FROM motorcade_ingest_new", {"source": source_name})
         new = int(sql.rows("SELECT count(*) FROM motorcade_ingest_new")[0][0])
