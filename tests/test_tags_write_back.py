@@ -97,3 +97,28 @@ def test_the_write_is_set_based_inside_an_enclosing_transaction(tmp_path, person
         assert len(_values(store, "a", ids)) == 400 and len(_values(store, "b", ids)) == 400
     finally:
         store.close()
+
+
+def test_a_value_of_a_tag_not_being_replaced_leaves_other_peoples_values(store):
+    """``tags`` names what is replaced; a value of another tag is written over that person's only (tests and
+    loaders write one person at a time this way)."""
+    a, b = store.create_person(), store.create_person()
+    for person, value in ((a, "x"), (b, "y")):
+        store.write_tag_values([(person, "level", value)], tags=[], calculator="t", calculator_version="1",
+                               computed_at=T0)
+        store.write_store_tag_values([(person, "sv", value, "S1")], tags=[], calculator="t", calculator_version="1",
+                                     computed_at=T0)
+    assert _values(store, "level", (a, b)) == {a: "x", b: "y"}
+    assert store.store_tags_of(a) == {"S1": {"sv": "x"}} and store.store_tags_of(b) == {"S1": {"sv": "y"}}
+
+
+def test_the_engines_copy_is_typed_column_by_column_as_one_value_at_a_time():
+    pytest.importorskip("pyarrow")
+    from motorcade.analytics.tables import _batch
+    from motorcade.analytics.tags import TAG_TABLE, _typed_batch, typed_row
+
+    values = [1, 2.5, "x", True, False, 2**62, -0.0, "", 3, "2026-01-02"]
+    tags = [f"t{i % 3}" for i in range(len(values))]
+    people = list(range(len(values)))
+    assert _typed_batch(tags, people, values).equals(
+        _batch(TAG_TABLE, [typed_row(t, p, v) for t, p, v in zip(tags, people, values)]))

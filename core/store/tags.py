@@ -44,11 +44,12 @@ class TagsMixin:
             out.append(d)
         return out
 
-    # Values are written set-based: staged into a temporary table (one plain insert per value, no index), then
-    # one INSERT ... SELECT joined to people replaces the tags' rows. A statement per value (INSERT OR REPLACE
-    # with a per-row EXISTS) cost time growing with the values already written once the write ran inside an
-    # enclosing transaction (compute_tags writes person and per-store values together, so SQLite keeps a
-    # savepoint journal): 100,000 people took over 20 minutes.
+    # Values are written set-based: staged into a temporary table (one plain insert per value, no index); then,
+    # per tag, one DELETE of the rows the new values do not replace and one upsert joined to people. A statement
+    # per value (INSERT OR REPLACE with a per-row EXISTS) cost time growing with the values already written once
+    # the write ran inside an enclosing transaction (compute_tags writes person and per-store values together,
+    # so SQLite keeps a savepoint journal): 100,000 people took over 20 minutes. The upsert updates a kept row
+    # in place (its person index entry stays), which costs less than deleting every row and inserting it again.
     def _stage_tag_values(self, rows: Iterable[tuple]) -> None:
         """``(tag, person_id, value, store_id)`` rows into ``temp.motorcade_tag_stage``, in the given order."""
         conn = self.conn
@@ -58,14 +59,39 @@ class TagsMixin:
         conn.executemany("INSERT INTO temp.motorcade_tag_stage (tag, person_id, value, store_id) VALUES (?, ?, ?, ?)",
                          rows)
 
-    def _delete_tag_rows(self, table: str, tags: list[str], person_ids: Iterable[int] | None) -> None:
-        """Remove the rows of ``tags`` from ``table`` (everyone's, or only ``person_ids``'), one statement per tag."""
-        if person_ids is None:
-            self.conn.executemany(f"DELETE FROM {table} WHERE tag = ?", [(t,) for t in tags])
-            return
-        ids = dumps(sorted({int(p) for p in person_ids}))  # whole numbers: exact in JSON
-        self.conn.executemany(f"DELETE FROM {table} WHERE tag = ? AND person_id IN (SELECT value FROM json_each(?))",
-                              [(t, ids) for t in tags])
+    def _replace_staged(self, table: str, tags: list[str], person_ids: Iterable[int] | None, at: str,
+                        calculator: str, calculator_version: str) -> int:
+        """Make the rows of ``tags`` in ``table`` (everyone's, or only ``person_ids``') the staged values of
+        people that exist, and write the staged values of any other tag over what is stored for those people;
+        a (tag, [store,] person) staged twice keeps the later value. Returns the values
+        written (of existing people, a repeated one counted each time, as one upsert per value counts)."""
+        key = "(store_id, person_id)" if table == "store_tag_values" else "person_id"
+        scope = ""
+        params: tuple = ()
+        if person_ids is not None:
+            scope = " AND person_id IN (SELECT value FROM json_each(?2))"
+            params = (dumps(sorted({int(p) for p in person_ids})),)  # whole numbers: exact in JSON
+        conn = self.conn
+        # the rows no staged value replaces: gone (as are rows of people who no longer exist)
+        conn.executemany(
+            f"DELETE FROM {table} WHERE tag = ?1{scope} AND ({key} NOT IN (SELECT {key.strip('()')} FROM "
+            "temp.motorcade_tag_stage WHERE tag = ?1) OR person_id NOT IN (SELECT id FROM people))",
+            [(tag, *params) for tag in tags])
+        store = "store_id, " if table == "store_tag_values" else ""
+        before = conn.total_changes
+        # only for people that exist: a value computed for someone merged away meanwhile is dropped (the
+        # survivor's comes with the next run), so every stored person id names a person
+        conn.execute(
+            f"INSERT INTO {table} (tag, {store}person_id, value, computed_at, calculator, calculator_version) "
+            f"SELECT s.tag, {store.replace('store_id', 's.store_id')}s.person_id, s.value, ?, ?, ? "
+            "FROM temp.motorcade_tag_stage s WHERE s.person_id IN (SELECT id FROM people) "
+            f"ORDER BY s.tag, {store.replace('store_id', 's.store_id')}s.person_id, s.seq "
+            f"ON CONFLICT (tag, {store}person_id) DO UPDATE SET value = excluded.value, "
+            "computed_at = excluded.computed_at, calculator = excluded.calculator, "
+            "calculator_version = excluded.calculator_version", (at, calculator, calculator_version))
+        changed = conn.total_changes - before
+        conn.execute("DELETE FROM temp.motorcade_tag_stage")
+        return changed
 
     def write_tag_values(self, values: Iterable[tuple[int, str, Any]], *, tags: Iterable[str], calculator: str,
                          calculator_version: str, computed_at: dt.datetime,
@@ -75,22 +101,11 @@ class TagsMixin:
         Runs in one transaction: readers see the old or the new values, never a mix.
         """
         tags = list(tags)
-        at = iso(computed_at)
+        written = set(tags)  # and any other tag given a value (its other people's values stay)
         with self.transaction():
-            self._delete_tag_rows("tag_values", tags, person_ids)
-            written = set(tags)
             self._stage_tag_values((tag, pid, value, None) for pid, tag, value in values if written.add(tag) is None)
-            # only for people that exist: a value computed for someone merged away meanwhile is dropped
-            # (the survivor's comes with the next run), so every stored person id names a person; a (tag, person)
-            # given twice keeps the later value (seq), as one INSERT OR REPLACE per value did
-            before = self.conn.total_changes
-            self.conn.execute(
-                "INSERT OR REPLACE INTO tag_values (tag, person_id, value, computed_at, calculator, calculator_version) "
-                "SELECT s.tag, s.person_id, s.value, ?, ?, ? FROM temp.motorcade_tag_stage s "
-                "WHERE s.person_id IN (SELECT id FROM people) ORDER BY s.tag, s.person_id, s.seq",
-                (at, calculator, calculator_version))
-            changed = self.conn.total_changes - before
-            self.conn.execute("DELETE FROM temp.motorcade_tag_stage")
+            changed = self._replace_staged("tag_values", tags, person_ids, iso(computed_at), calculator,
+                                           calculator_version)
             self.recount_tag_values(written)  # planner statistics (motorcade.store.stats)
             return changed
 
@@ -99,20 +114,10 @@ class TagsMixin:
                                person_ids: Iterable[int] | None = None) -> int:
         """Replace the per-store values ``(person_id, tag, value, store_id)`` of ``tags`` (for everyone, or only
         ``person_ids``); like :meth:`write_tag_values`, in one transaction, dropping people merged away."""
-        tags = list(tags)
-        at = iso(computed_at)
         with self.transaction():
-            self._delete_tag_rows("store_tag_values", tags, person_ids)
             self._stage_tag_values((tag, pid, value, str(store_id)) for pid, tag, value, store_id in values)
-            before = self.conn.total_changes
-            self.conn.execute(
-                "INSERT OR REPLACE INTO store_tag_values (tag, store_id, person_id, value, computed_at, calculator, "
-                "calculator_version) SELECT s.tag, s.store_id, s.person_id, s.value, ?, ?, ? "
-                "FROM temp.motorcade_tag_stage s WHERE s.person_id IN (SELECT id FROM people) "
-                "ORDER BY s.tag, s.store_id, s.person_id, s.seq", (at, calculator, calculator_version))
-            changed = self.conn.total_changes - before
-            self.conn.execute("DELETE FROM temp.motorcade_tag_stage")
-            return changed
+            return self._replace_staged("store_tag_values", list(tags), person_ids, iso(computed_at), calculator,
+                                        calculator_version)
 
     def store_tags_of(self, person_id: int) -> dict[str, dict[str, Any]]:
         """The person's per-store tag values: ``store_id -> {tag: value as stored}``."""
