@@ -153,6 +153,42 @@ def test_values_are_checked_against_definitions(store, produced, message):
     assert store.tag_value_count("level") == 0  # nothing half-written
 
 
+_DEFINITIONS = [
+    TagDefinition("s", "string", "s"), TagDefinition("level", "string", "l", allowed_values=("low", "high")),
+    TagDefinition("n", "number", "n"), TagDefinition("score", "number", "s", value_range=(0, 10)),
+    TagDefinition("band", "number", "b", allowed_values=(1, 2.5, True)), TagDefinition("flag", "boolean", "f"),
+    TagDefinition("yes", "boolean", "y", allowed_values=(True,)), TagDefinition("day", "date", "d"),
+]
+
+
+class _Numbers(float):
+    """A float subclass (as numpy's float64 is): not the fast path's exact type."""
+
+
+@given(index=st.integers(0, len(_DEFINITIONS) - 1), value=st.one_of(
+    st.integers(-3, 12), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.sampled_from(
+        ["low", "high", "huge", "", "2026-02-03", "2026-02-30", "7"]), st.none(), st.dates(),
+    st.floats(-1, 11).map(_Numbers), st.lists(st.integers(), max_size=1)))
+def test_the_per_tag_check_answers_as_the_general_check(index, value):
+    """The checker built once per tag (fast for the common types) stores and refuses exactly as the general
+    check does, with the same message."""
+    from motorcade.tags.engine import _check_value, _value_check
+
+    definition = _DEFINITIONS[index]
+    calc = type("C", (TagCalculator,), {"name": "c", "produces": tuple(_DEFINITIONS)})()
+
+    def outcome(check):
+        try:
+            stored = check()
+        except TagError as exc:
+            return "error", str(exc)
+        return "stored", type(stored), stored
+
+    expected = outcome(lambda: _check_value(calc, definition, 7, value))
+    got = outcome(lambda: _value_check(calc, definition)(7, value))
+    assert got == expected
+
+
 def test_a_failing_calculator_is_reported_by_name(store):
     def boom(ctx):
         raise ZeroDivisionError("division by zero")

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 from sqlglot import exp
 
 from ..segments.dialects import get_dialect
-from .tables import BATCH, TABLES, _batch
+from .tables import BATCH, TABLES, arrow_schema
 
 TAG_TABLE = next(t for t in TABLES if t.name == "tag_values")
 
@@ -50,18 +50,37 @@ def delete_tag_values(engine, tags: Iterable[str], person_ids: Iterable[int] | N
     engine._execute(dialect.render(exp.delete("tag_values", where=where), params), params)
 
 
+def _typed_batch(tags: list, people: list, values: list):
+    """An Arrow batch of the engine's ``tag_values`` from three columns, typed as :func:`typed_row` types one
+    value, column by column (the common ``float``, ``int`` and ``str`` values without a call per value)."""
+    import pyarrow as pa
+
+    kinds = ["real" if type(v) is float else "integer" if type(v) is int else "text" if type(v) is str
+             else typed_row("", 0, v)[2] for v in values]
+    numbers = [None if k == "text" else float(v) for k, v in zip(kinds, values)]
+    texts = [str(v) if k == "text" else None for k, v in zip(kinds, values)]
+    schema = arrow_schema(TAG_TABLE)
+    return pa.RecordBatch.from_arrays([pa.array(c, type=f.type) for c, f in zip(
+        (tags, people, kinds, numbers, texts), schema)], schema=schema)
+
+
 def tee_tag_values(engine, values: Iterable[tuple[int, str, Any]], *, tags: Iterable[str],
                    person_ids: Iterable[int] | None) -> Iterator[tuple[int, str, Any]]:
     """``values`` passed through unchanged, appended on the way to the engine's ``tag_values`` in Arrow
     batches, after the engine's old values of ``tags`` (everyone's, or ``person_ids``') are removed."""
     delete_tag_values(engine, list(tags), person_ids)
-    pending: list[tuple] = []
-    for person_id, tag, value in values:
+    tag_column: list = []
+    person_column: list = []
+    value_column: list = []
+    for item in values:
+        person_id, tag, value = item
         if value is not None:
-            pending.append(typed_row(tag, person_id, value))
-        if len(pending) >= BATCH:
-            engine._append(TAG_TABLE, [_batch(TAG_TABLE, pending)])
-            pending = []
-        yield person_id, tag, value
-    if pending:
-        engine._append(TAG_TABLE, [_batch(TAG_TABLE, pending)])
+            tag_column.append(tag)
+            person_column.append(person_id)
+            value_column.append(value)
+            if len(value_column) >= BATCH:
+                engine._append(TAG_TABLE, [_typed_batch(tag_column, person_column, value_column)])
+                tag_column, person_column, value_column = [], [], []
+        yield item
+    if value_column:
+        engine._append(TAG_TABLE, [_typed_batch(tag_column, person_column, value_column)])

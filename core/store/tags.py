@@ -44,6 +44,55 @@ class TagsMixin:
             out.append(d)
         return out
 
+    # Values are written set-based: staged into a temporary table (one plain insert per value, no index); then,
+    # per tag, one DELETE of the rows the new values do not replace and one upsert joined to people. A statement
+    # per value (INSERT OR REPLACE with a per-row EXISTS) cost time growing with the values already written once
+    # the write ran inside an enclosing transaction (compute_tags writes person and per-store values together,
+    # so SQLite keeps a savepoint journal): 100,000 people took over 20 minutes. The upsert updates a kept row
+    # in place (its person index entry stays), which costs less than deleting every row and inserting it again.
+    def _stage_tag_values(self, rows: Iterable[tuple]) -> None:
+        """``(tag, person_id, value, store_id)`` rows into ``temp.motorcade_tag_stage``, in the given order."""
+        conn = self.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS motorcade_tag_stage (seq INTEGER PRIMARY KEY, tag TEXT NOT "
+                     "NULL, person_id INTEGER NOT NULL, value, store_id TEXT)")
+        conn.execute("DELETE FROM temp.motorcade_tag_stage")
+        conn.executemany("INSERT INTO temp.motorcade_tag_stage (tag, person_id, value, store_id) VALUES (?, ?, ?, ?)",
+                         rows)
+
+    def _replace_staged(self, table: str, tags: list[str], person_ids: Iterable[int] | None, at: str,
+                        calculator: str, calculator_version: str) -> int:
+        """Make the rows of ``tags`` in ``table`` (everyone's, or only ``person_ids``') the staged values of
+        people that exist, and write the staged values of any other tag over what is stored for those people;
+        a (tag, [store,] person) staged twice keeps the later value. Returns the values
+        written (of existing people, a repeated one counted each time, as one upsert per value counts)."""
+        key = "(store_id, person_id)" if table == "store_tag_values" else "person_id"
+        scope = ""
+        params: tuple = ()
+        if person_ids is not None:
+            scope = " AND person_id IN (SELECT value FROM json_each(?2))"
+            params = (dumps(sorted({int(p) for p in person_ids})),)  # whole numbers: exact in JSON
+        conn = self.conn
+        # the rows no staged value replaces: gone (as are rows of people who no longer exist)
+        conn.executemany(
+            f"DELETE FROM {table} WHERE tag = ?1{scope} AND ({key} NOT IN (SELECT {key.strip('()')} FROM "
+            "temp.motorcade_tag_stage WHERE tag = ?1) OR person_id NOT IN (SELECT id FROM people))",
+            [(tag, *params) for tag in tags])
+        store = "store_id, " if table == "store_tag_values" else ""
+        before = conn.total_changes
+        # only for people that exist: a value computed for someone merged away meanwhile is dropped (the
+        # survivor's comes with the next run), so every stored person id names a person
+        conn.execute(
+            f"INSERT INTO {table} (tag, {store}person_id, value, computed_at, calculator, calculator_version) "
+            f"SELECT s.tag, {store.replace('store_id', 's.store_id')}s.person_id, s.value, ?, ?, ? "
+            "FROM temp.motorcade_tag_stage s WHERE s.person_id IN (SELECT id FROM people) "
+            f"ORDER BY s.tag, {store.replace('store_id', 's.store_id')}s.person_id, s.seq "
+            f"ON CONFLICT (tag, {store}person_id) DO UPDATE SET value = excluded.value, "
+            "computed_at = excluded.computed_at, calculator = excluded.calculator, "
+            "calculator_version = excluded.calculator_version", (at, calculator, calculator_version))
+        changed = conn.total_changes - before
+        conn.execute("DELETE FROM temp.motorcade_tag_stage")
+        return changed
+
     def write_tag_values(self, values: Iterable[tuple[int, str, Any]], *, tags: Iterable[str], calculator: str,
                          calculator_version: str, computed_at: dt.datetime,
                          person_ids: Iterable[int] | None = None) -> int:
@@ -52,26 +101,11 @@ class TagsMixin:
         Runs in one transaction: readers see the old or the new values, never a mix.
         """
         tags = list(tags)
-        at = iso(computed_at)
+        written = set(tags)  # and any other tag given a value (its other people's values stay)
         with self.transaction():
-            if person_ids is None:
-                self.conn.executemany("DELETE FROM tag_values WHERE tag = ?", [(t,) for t in tags])
-            else:
-                ids = list(person_ids)
-                self.conn.executemany(
-                    "DELETE FROM tag_values WHERE tag = ? AND person_id = ?", [(t, p) for t in tags for p in ids]
-                )
-            before = self.conn.total_changes
-            written = set(tags)
-            # only for people that exist: a value computed for someone merged away meanwhile is dropped
-            # (the survivor's comes with the next run), so every stored person id names a person
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO tag_values (tag, person_id, value, computed_at, calculator, "
-                "calculator_version) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM people WHERE id = ?2)",
-                ((tag, pid, value, at, calculator, calculator_version)
-                 for pid, tag, value in values if written.add(tag) is None),
-            )
-            changed = self.conn.total_changes - before
+            self._stage_tag_values((tag, pid, value, None) for pid, tag, value in values if written.add(tag) is None)
+            changed = self._replace_staged("tag_values", tags, person_ids, iso(computed_at), calculator,
+                                           calculator_version)
             self.recount_tag_values(written)  # planner statistics (motorcade.store.stats)
             return changed
 
@@ -80,22 +114,10 @@ class TagsMixin:
                                person_ids: Iterable[int] | None = None) -> int:
         """Replace the per-store values ``(person_id, tag, value, store_id)`` of ``tags`` (for everyone, or only
         ``person_ids``); like :meth:`write_tag_values`, in one transaction, dropping people merged away."""
-        tags = list(tags)
-        at = iso(computed_at)
         with self.transaction():
-            if person_ids is None:
-                self.conn.executemany("DELETE FROM store_tag_values WHERE tag = ?", [(t,) for t in tags])
-            else:
-                ids = list(person_ids)
-                self.conn.executemany("DELETE FROM store_tag_values WHERE tag = ? AND person_id = ?",
-                                      [(t, p) for t in tags for p in ids])
-            before = self.conn.total_changes
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO store_tag_values (tag, store_id, person_id, value, computed_at, calculator, "
-                "calculator_version) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM people WHERE id = ?3)",
-                ((tag, str(store_id), pid, value, at, calculator, calculator_version)
-                 for pid, tag, value, store_id in values))
-            return self.conn.total_changes - before
+            self._stage_tag_values((tag, pid, value, str(store_id)) for pid, tag, value, store_id in values)
+            return self._replace_staged("store_tag_values", list(tags), person_ids, iso(computed_at), calculator,
+                                        calculator_version)
 
     def store_tags_of(self, person_id: int) -> dict[str, dict[str, Any]]:
         """The person's per-store tag values: ``store_id -> {tag: value as stored}``."""

@@ -211,15 +211,54 @@ def _check_value(calc: TagCalculator, definition: TagDefinition, person_id: int,
     return value
 
 
+def _value_check(calc: TagCalculator, definition: TagDefinition) -> Callable[[int, Any], Any]:
+    """``check(person_id, value)``: what :func:`_check_value` returns or raises, with the common cases (an
+    ``int``, ``float``, ``str`` or ``bool`` of the declared type that passes the definition's allowed values
+    and range) answered without its general dispatch. Built once per tag, called once per value."""
+    allowed = None if definition.allowed_values is None else \
+        [int(v) if isinstance(v, bool) else v for v in definition.allowed_values]
+    low, high = definition.value_range if definition.value_range is not None else (None, None)
+    ranged = definition.value_range is not None
+    kind = definition.type
+    isfinite = math.isfinite
+
+    def slow(person_id: int, value: Any) -> Any:
+        return _check_value(calc, definition, person_id, value)
+
+    if kind == "number":
+        def check(person_id: int, value: Any) -> Any:
+            t = type(value)
+            if (t is int or (t is float and isfinite(value))) and (allowed is None or value in allowed) \
+                    and (not ranged or low <= value <= high):
+                return value
+            return slow(person_id, value)
+    elif kind == "string":
+        def check(person_id: int, value: Any) -> Any:
+            if type(value) is str and (allowed is None or value in allowed) and (not ranged or low <= value <= high):
+                return value
+            return slow(person_id, value)
+    elif kind == "boolean":
+        def check(person_id: int, value: Any) -> Any:
+            if type(value) is bool:
+                stored = int(value)
+                if (allowed is None or stored in allowed) and (not ranged or low <= stored <= high):
+                    return stored
+            return slow(person_id, value)
+    else:
+        check = slow
+    return check
+
+
 def _checked(calc: TagCalculator, values: Iterable[tuple], person_ids: frozenset[int] | None,
              written: dict[str, set[int]] | None,
              per_store: list[tuple[int, str, Any, str]] | None = None) -> Iterator[tuple[int, str, Any]]:
     """The person-level values, checked; a per-store value ``(person_id, tag, value, store_id)`` of a tag
     defined ``per_store`` is checked alike and appended to ``per_store``."""
     definitions = {d.name: d for d in calc.produces}
+    checks = {d.name: _value_check(calc, d) for d in calc.produces}
     for item in values:
-        person_id, tag, value, *store = item
-        if store:
+        if len(item) != 3:
+            person_id, tag, value, *store = item
             definition = definitions.get(tag)
             if definition is None or not definition.per_store or per_store is None or len(store) != 1:
                 raise TagError(f"calculator {calc.name!r} produced a per-store value of tag {tag!r}, which it "
@@ -229,10 +268,11 @@ def _checked(calc: TagCalculator, values: Iterable[tuple], person_ids: frozenset
                                "incremental run that did not ask for that person",
                                hint="yield values only for context.person_ids (see TagContext.wants)")
             if value is not None and store[0] is not None:
-                per_store.append((person_id, tag, _check_value(calc, definition, person_id, value), str(store[0])))
+                per_store.append((person_id, tag, checks[tag](person_id, value), str(store[0])))
             continue
-        definition = definitions.get(tag)
-        if definition is None:
+        person_id, tag, value = item
+        check = checks.get(tag)
+        if check is None:
             raise TagError(f"calculator {calc.name!r} produced tag {tag!r}, which it does not declare",
                            hint=f"declared: {', '.join(definitions)}; add a TagDefinition to `produces`")
         if person_ids is not None and person_id not in person_ids:
@@ -243,7 +283,7 @@ def _checked(calc: TagCalculator, values: Iterable[tuple], person_ids: frozenset
             continue
         if written is not None:
             written.setdefault(tag, set()).add(person_id)
-        yield person_id, tag, _check_value(calc, definition, person_id, value)
+        yield person_id, tag, check(person_id, value)
 
 
 # -- health ---------------------------------------------------------------------------------------

@@ -210,6 +210,41 @@ class PostgresOverrides:
 
     # -- tags: values are jsonb (a number, text or boolean) ----------------------------------------
 
+    # Set-based like _insert_set: the values travel as arrays (jsonb as the codec's text) and one INSERT ...
+    # SELECT joined to people replaces them, instead of one statement per value. A (tag, person) given twice
+    # keeps the later value, as the row-by-row upsert did (DISTINCT ON, latest ordinal first); the count is of
+    # the values of existing people, duplicates included, as before.
+    _WRITE_TAGS = (
+        "WITH given AS (SELECT u.* FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[]) WITH ORDINALITY "
+        "AS u(tag, store_id, person_id, value, n) WHERE EXISTS (SELECT 1 FROM people WHERE id = u.person_id)), "
+        "written AS (INSERT INTO {table} (tag, {store}person_id, value, computed_at, calculator, calculator_version) "
+        "SELECT DISTINCT ON (g.tag, {given_store}g.person_id) g.tag, {given_store}g.person_id, g.value::jsonb, %s, "
+        "%s, %s FROM given g ORDER BY g.tag, {given_store}g.person_id, g.n DESC "
+        "ON CONFLICT ({conflict}) DO UPDATE SET value = excluded.value, computed_at = excluded.computed_at, "
+        "calculator = excluded.calculator, calculator_version = excluded.calculator_version) "
+        "SELECT count(*) FROM given")
+
+    def _write_tag_rows(self, table: str, rows: list[tuple], at: str, calculator: str, calculator_version: str) -> int:
+        """``(tag, store_id or None, person_id, value)`` rows into ``table`` (tag_values or store_tag_values)."""
+        if not rows:
+            return 0
+        per_store = table == "store_tag_values"
+        from ..codec import dumps
+
+        tags, stores, people, values = (list(column) for column in zip(*rows))
+        values = [None if v is None else dumps(int(v) if isinstance(v, bool) else v) for v in values]
+        sql = self._WRITE_TAGS.format(table=table, store="store_id, " if per_store else "",
+                                      given_store="g.store_id, " if per_store else "",
+                                      conflict="tag, store_id, person_id" if per_store else "tag, person_id")
+        try:
+            count = self.conn.execute_native(sql, (tags, stores, people, values, at, calculator,
+                                                   calculator_version)).fetchone()[0]
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is the NUL case
+            _refuse_nul(exc, sql)
+            raise
+        self.conn.total_changes += count
+        return count
+
     def write_tag_values(self, values: Iterable[tuple[int, str, Any]], *, tags: Iterable[str], calculator: str,
                          calculator_version: str, computed_at: dt.datetime,
                          person_ids: Iterable[int] | None = None) -> int:
@@ -222,20 +257,9 @@ class PostgresOverrides:
             else:
                 conn.execute_native("DELETE FROM tag_values WHERE tag = ANY(%s::text[]) AND person_id = ANY(%s::bigint[])",
                                     (tags, list(person_ids)))
-            before = conn.total_changes
             written = set(tags)
-            rows = [(tag, pid, _jsonb(value), at, calculator, calculator_version, pid)
-                    for pid, tag, value in values if written.add(tag) is None]
-            if rows:
-                with conn.raw.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO tag_values (tag, person_id, value, computed_at, calculator, calculator_version) "
-                        "SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM people WHERE id = %s) "
-                        "ON CONFLICT (tag, person_id) DO UPDATE SET value = excluded.value, "
-                        "computed_at = excluded.computed_at, calculator = excluded.calculator, "
-                        "calculator_version = excluded.calculator_version", rows)
-                    conn.total_changes += max(cur.rowcount, 0)
-            changed = conn.total_changes - before
+            rows = [(tag, None, pid, value) for pid, tag, value in values if written.add(tag) is None]
+            changed = self._write_tag_rows("tag_values", rows, at, calculator, calculator_version)
             self.recount_tag_values(written)
             return changed
 
@@ -251,19 +275,8 @@ class PostgresOverrides:
             else:
                 conn.execute_native("DELETE FROM store_tag_values WHERE tag = ANY(%s::text[]) "
                                     "AND person_id = ANY(%s::bigint[])", (tags, list(person_ids)))
-            before = conn.total_changes
-            rows = [(tag, str(store_id), pid, _jsonb(value), at, calculator, calculator_version, pid)
-                    for pid, tag, value, store_id in values]
-            if rows:
-                with conn.raw.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO store_tag_values (tag, store_id, person_id, value, computed_at, calculator, "
-                        "calculator_version) SELECT %s, %s, %s, %s, %s, %s, %s WHERE EXISTS "
-                        "(SELECT 1 FROM people WHERE id = %s) ON CONFLICT (tag, store_id, person_id) DO UPDATE "
-                        "SET value = excluded.value, computed_at = excluded.computed_at, "
-                        "calculator = excluded.calculator, calculator_version = excluded.calculator_version", rows)
-                    conn.total_changes += max(cur.rowcount, 0)
-            return conn.total_changes - before
+            rows = [(tag, str(store_id), pid, value) for pid, tag, value, store_id in values]
+            return self._write_tag_rows("store_tag_values", rows, at, calculator, calculator_version)
 
     _NUMBER = "(value #>> '{}')::double precision"
 
