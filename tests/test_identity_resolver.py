@@ -1,0 +1,139 @@
+"""The resolver's own promises, one behaviour each: why people merged (the merge log), the keys of unkeyed
+records, limits, flagging, the counts an ingest summary reports.
+
+Fast unit tests, driving :class:`IdentityResolver` directly. Several were written for mutants of
+``core/identity/resolver.py`` that the property tests let through (``make mutation``); their docstrings
+name them by line and change.
+"""
+
+import datetime as dt
+import hashlib
+
+import pytest
+
+from motorcade.identity.guards import IdentityGuards
+from motorcade.identity.resolver import IdentityResolver, Observation, combination_key
+from motorcade.model import Identifier
+from motorcade.store import open_store
+
+NOW = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
+JUNK_PHONE = "+8613800138000"  # a default junk value: stored flagged, never links
+
+
+def ids(*texts: str) -> tuple[Identifier, ...]:
+    return tuple(Identifier(*t.split(":", 1)) for t in texts)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(tmp_path / "r.db")
+    yield s
+    s.close()
+
+
+class Graph:
+    """A resolver over ``store`` with helpers to read what it wrote."""
+
+    def __init__(self, store, guards=None):
+        self.store = store
+        self.resolver = IdentityResolver(store, guards, now=NOW)
+
+    def resolve(self, source, *observations):
+        with self.store.transaction():
+            return self.resolver.resolve(source, [Observation(key, ids(*texts)) for key, texts in observations])
+
+    def iid(self, value):
+        (row,) = self.store.conn.execute("SELECT id FROM identifiers WHERE value = ?", (value,)).fetchall()
+        return row[0]
+
+    def merges(self):
+        return {old: (new, reason) for old, new, reason in
+                self.store.conn.execute("SELECT old_id, new_id, reason FROM person_merges")}
+
+    def person(self, type_, value):
+        return self.store.person_of_identifier(type_, value)
+
+
+def test_a_merge_names_the_identifier_that_joined_the_people(store):
+    """The merge log says which identifier, on which source's record, joined the people; a flagged
+    identifier on the same record never does.
+
+    Mutants: line 506 ``ie[_REASON] is not None`` → ``is None`` and 507 ``continue`` → ``break`` (no reason, or
+    the junk phone's); the replay's node kinds and unions (lines 494-529)."""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]))
+    g.resolve("app", ("U7", ["app_user_id:U7", "email:a@b.cn"]))
+    a, b = g.person("crm_id", "C1"), g.person("app_user_id", "U7")
+    # an event carrying the junk phone first, then the app user's id, then the customer's phone
+    g.resolve("events", (None, ["phone:" + JUNK_PHONE, "app_user_id:U7", "phone:+8613912340001"]))
+    assert g.merges() == {b: (a, f"linked by phone identifier #{g.iid('+8613912340001')} on a events record")}
+
+
+def test_merges_in_one_batch_each_name_their_own_identifier(store):
+    """Two merges in one batch, next to records that merge nobody: each merge names the identifier of its
+    own component (a stored record gaining another person's phone; an event whose new e-mail reaches one
+    customer's id first)."""
+    g = Graph(store)
+    g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}", f"phone:+861391234000{n}"]) for n in range(1, 5)])
+    p = {n: g.person("crm_id", f"C{n}") for n in range(1, 5)}
+    g.resolve("crm", ("C2", ["crm_id:C2", "phone:+8613912340001"]),  # C2's record gains C1's phone
+              (None, ["email:z@z.cn"]),  # a new record merging nobody
+              (None, ["email:q@q.cn", "crm_id:C4", "crm_id:C3"]))  # an event of C4 and C3
+    assert g.merges() == {
+        p[2]: (p[1], f"linked by phone identifier #{g.iid('+8613912340001')} on a crm record"),
+        p[4]: (p[3], f"linked by crm_id identifier #{g.iid('C4')} on a crm record"),
+    }
+
+
+def test_a_person_merged_earlier_in_the_run_merges_again_under_the_id_it_merged_into(store):
+    """The resolver remembers, for the rest of the run, where a merged person went: a record of the merged
+    person that later joins a third person merges that one into the surviving id, with its reason."""
+    g = Graph(store)
+    g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}"]) for n in range(1, 4)])
+    p1, p2, p3 = (g.person("crm_id", f"C{n}") for n in range(1, 4))
+    g.resolve("crm", ("C2", ["crm_id:C2", "crm_id:C1"]))
+    assert g.resolver.person_of(p2) == p1
+    out = g.resolve("crm", ("C2", ["crm_id:C2", "crm_id:C3"]))
+    assert [pid for _rid, pid in out] == [p1]
+    assert g.merges()[p3] == (p1, f"linked by crm_id identifier #{g.iid('C3')} on a crm record")
+    assert g.merges()[p2][0] == p1
+    assert {g.person("crm_id", f"C{n}") for n in range(1, 4)} == {p1}
+
+
+def test_an_unkeyed_record_is_keyed_by_its_sorted_identifiers_and_a_long_set_by_their_hash(store):
+    """The key of an unkeyed record (an event's identifier set) is stored, so it must stay what it was: the
+    sorted ``type=value`` pairs, or, past 120 characters, a SHA-256 prefix of them. The same set in another
+    order is the same record."""
+    short = ids("phone:+8613912340001", "email:a@b.cn")
+    assert combination_key(short) == "ids:email=a@b.cn|phone=+8613912340001"
+    at_limit = ids("crm_id:" + "x" * 113)  # "crm_id=" + 113 characters: 120
+    assert combination_key(at_limit) == "ids:crm_id=" + "x" * 113
+    over = ids("crm_id:" + "x" * 114)
+    text = "crm_id=" + "x" * 114
+    assert combination_key(over) == "ids:" + hashlib.sha256(text.encode()).hexdigest()[:40]
+    g = Graph(store)
+    long_set = ids("email:" + "e" * 60 + "@b.cn", "crm_id:" + "c" * 60)
+    (first,) = g.resolver.resolve("app", [Observation(None, long_set)])
+    (again,) = g.resolver.resolve("app", [Observation(None, long_set[::-1])])
+    assert again == first
+    keys = [k for (k,) in store.conn.execute("SELECT source_key FROM identity_records")]
+    assert keys == [combination_key(long_set)] and len(keys[0]) == 44
+
+
+@pytest.mark.parametrize("config", [{"max_records_per_source": 0}, {"email": {"max_records_per_source": 0}}],
+                         ids=["default", "per type"])
+def test_a_limit_of_zero_means_the_type_never_links(store, config):
+    """``max_records_per_source = 0`` flags an e-mail on its first record (it never belongs to anyone), so
+    records sharing it stay apart.
+
+    Mutants: line 176 ``>= 1`` → ``>= 0`` and ``and`` → ``or`` (the new identifier's fast path, which links it
+    once without checking the limit)."""
+    g = Graph(store, IdentityGuards.from_config(config))
+    ((_, u1),) = g.resolve("app", ("U1", ["app_user_id:U1", "email:a@b.cn"]))
+    assert g.person("email", "a@b.cn") is None  # flagged on its first record already
+    ((_, u2),) = g.resolve("app", ("U2", ["app_user_id:U2", "email:a@b.cn"]))
+    assert u1 != u2
+    assert g.person("email", "a@b.cn") is None
+    flags = {f["value"]: f["reason"] for f in store.list_flagged_identifiers()}
+    assert flags["a@b.cn"].startswith("shared by ")
+    assert g.resolver.flagged == len(flags)
