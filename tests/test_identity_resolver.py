@@ -137,3 +137,84 @@ def test_a_limit_of_zero_means_the_type_never_links(store, config):
     flags = {f["value"]: f["reason"] for f in store.list_flagged_identifiers()}
     assert flags["a@b.cn"].startswith("shared by ")
     assert g.resolver.flagged == len(flags)
+
+
+def test_people_joined_through_several_records_of_one_batch_are_one_person(store):
+    """Stored customers C1, C2 and C3; one batch joins C1 and C2 through a new record, then C2's own record,
+    sent again, lists C3's id first: all three are one person, the oldest id.
+
+    Mutant: line 338 ``elif parent[c] != c`` → ``==`` (C2's component, already joined to C1's, is not
+    followed to its root, gets re-parented to C3's and leaves C1 behind)."""
+    g = Graph(store)
+    g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}"]) for n in range(1, 4)])
+    p1, p2, p3 = (g.person("crm_id", f"C{n}") for n in range(1, 4))
+    out = g.resolve("crm", (None, ["crm_id:C3"]), (None, ["crm_id:C1"]), (None, ["crm_id:C2"]),
+                    (None, ["crm_id:C1", "crm_id:C2"]), ("C2", ["crm_id:C3", "crm_id:C2"]))
+    assert {pid for _rid, pid in out} == {p1}
+    assert {g.person("crm_id", f"C{n}") for n in range(1, 4)} == {p1}
+    assert {old: new for old, (new, _why) in g.merges().items()} == {p2: p1, p3: p1}
+
+
+def test_an_identifier_whose_links_were_all_split_off_joins_the_next_record_that_carries_it(store):
+    """A split that removes an identifier's last link leaves it without a person; the next record carrying
+    it makes it that record's person's again (lines 349, 413-415, 430)."""
+    from motorcade.identity.explain import split
+
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]))
+    a = g.person("crm_id", "C1")
+    (link,) = [l for l in store.identity_links_of(a) if l["type"] == "phone"]
+    split(store, a, link_id=link["link_id"])
+    assert g.person("phone", "+8613912340001") is None
+    ((_rid, lead),) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]))
+    assert lead != a
+    assert g.person("phone", "+8613912340001") == lead == g.person("lead_id", "L1")
+
+
+@pytest.mark.parametrize("lead_first", [False, True], ids=["crm only", "a lead first"])
+def test_a_fresh_resolver_counts_the_records_each_source_stored_before_it(store, lead_first):
+    """The limit is per source and counts records stored before this resolver started: with a limit of 2,
+    two stored CRM records share a phone; a new resolver (seeing the phone on a lead first, or not) meets
+    it on a third CRM record, which crosses the CRM limit and flags the phone.
+
+    Mutants: line 663 ``ie[_COUNTED] is None`` → ``is not None`` (the first source's stored count is
+    dropped) and line 666 ``counts[(iid, source)] = n`` (the second source's) lost."""
+    guards = IdentityGuards.from_config({"max_records_per_source": 2})
+    phone = "phone:+8613912340001"
+    Graph(store, guards).resolve("crm", ("C1", ["crm_id:C1", phone]), ("C2", ["crm_id:C2", phone]))
+    g = Graph(store, guards)
+    if lead_first:
+        g.resolve("leads", ("L1", ["lead_id:L1", phone]))
+        assert g.person("phone", "+8613912340001") == g.person("crm_id", "C1") == g.person("lead_id", "L1")
+    g.resolve("crm", ("C3", ["crm_id:C3", phone]))
+    (flag,) = store.list_flagged_identifiers()
+    assert flag["reason"] == "shared by 3 records of source crm (limit 2 for phone)"
+    assert len({g.person("crm_id", f"C{n}") for n in range(1, 4)}) == 3
+
+
+def test_flag_stops_identifiers_linking_and_splits_the_people_they_joined(store):
+    """``flag`` (an advisor's work phone, say): a stored identifier is flagged and the people it joined
+    are re-derived with golden records of their own; an unknown one is stored flagged; one flagged
+    already keeps its reason; a value given twice counts once. Records carrying it later join nobody."""
+    g = Graph(store)
+    phone, other = "+8613912340001", "+8613912340002"
+    with store.transaction():
+        g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1", "phone:" + phone, "phone:" + JUNK_PHONE),
+                                               {"name": "Zhang"})])
+        g.resolver.resolve("app", [Observation("U7", ids("app_user_id:U7", "phone:" + phone), {"city": "SH"})])
+    a = g.person("crm_id", "C1")
+    assert g.person("app_user_id", "U7") == a
+    assert g.resolver.flagged == 1  # the junk phone
+    with store.transaction():
+        changed = g.resolver.flag(ids("phone:" + JUNK_PHONE, "phone:" + phone, "phone:" + phone, "phone:" + other),
+                                  "an advisor's work phone")
+    assert changed == 2  # one identifier stored new, one person re-derived
+    assert g.resolver.flagged == 3  # the junk phone, the phone, the new one
+    flags = {f["value"]: f["reason"] for f in store.list_flagged_identifiers()}
+    assert flags == {phone: "an advisor's work phone", other: "an advisor's work phone", JUNK_PHONE: "junk value"}
+    b = g.person("app_user_id", "U7")
+    assert g.person("crm_id", "C1") == a and b != a
+    assert store.get_person(a).attributes == {"name": "Zhang", "sources": ["crm"]}
+    assert store.get_person(b).attributes == {"city": "SH", "sources": ["app"]}
+    ((_rid, lead),) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:" + phone, "phone:" + other]))
+    assert lead not in (a, b)
