@@ -218,3 +218,51 @@ def test_flag_stops_identifiers_linking_and_splits_the_people_they_joined(store)
     assert store.get_person(b).attributes == {"city": "SH", "sources": ["app"]}
     ((_rid, lead),) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:" + phone, "phone:" + other]))
     assert lead not in (a, b)
+
+
+def test_a_person_made_of_several_new_records_takes_each_attribute_from_the_best_record(store):
+    """A new person made of four new records: each attribute comes from the record holding the
+    highest-priority identifier type (``crm_id`` before ``lead_id`` before a type the priority does not
+    list), ties broken by record key, exactly as the store's rule recomputes it."""
+    g = Graph(store)
+    with store.transaction():
+        out = g.resolver.resolve("crm", [
+            Observation("z1", ids("crm_id:C1", "lead_id:L1"), {"name": "crm"}),
+            Observation("y2", ids("lead_id:L1", "member_no:M1"), {"city": "Y", "tier": "silver"}),
+            Observation("x3", ids("member_no:M1"), {"city": "X", "tier": "X", "age": 3}),
+            Observation("w4", ids("member_no:M1", "lead_id:L1"), {"city": "W", "name": ""}),
+        ])
+    (pid,) = {pid for _rid, pid in out}
+    assert store.get_person(pid).attributes == {"name": "crm", "city": "W", "tier": "silver", "age": 3,
+                                                "sources": ["crm"]}
+    assert store.recompute_golden_records([pid], g.resolver.guards.priority) == 0
+
+
+def test_unchanged_record_answers_only_for_a_known_record_with_every_identifier_linked(store):
+    """``unchanged_record``: the cached entry of a record that resolving would leave as it is, else None
+    (an unknown source or key, an identifier never seen, or one seen on another record only)."""
+    g = Graph(store)
+    ((rid, pid),) = g.resolve("app", ("U1", ["app_user_id:U1", "email:a@b.cn"]))
+    g.resolve("app", ("U2", ["app_user_id:U2", "phone:+8613912340001"]))
+    unchanged = g.resolver.unchanged_record
+    entry = unchanged("app", "U1", ids("email:a@b.cn", "app_user_id:U1"))
+    assert entry is not None and (entry[0], entry[1]) == (rid, pid)
+    assert unchanged("app", "U1", ()) is entry
+    assert unchanged("crm", "U1", ids("app_user_id:U1")) is None
+    assert unchanged("app", "U9", ids("app_user_id:U1")) is None
+    assert unchanged("app", "U1", ids("app_user_id:U1", "email:new@b.cn")) is None
+    assert unchanged("app", "U1", ids("app_user_id:U1", "wechat_unionid:W1")) is None
+    assert unchanged("app", "U1", ids("phone:+8613912340001")) is None  # U2's
+
+
+def test_person_of_follows_merges_across_batches(store):
+    """An id handed out earlier in the run leads to where its person lives now, through several merges
+    (3 into 2, then 2 into 1); an id never merged, or None, is itself."""
+    g = Graph(store)
+    g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}"]) for n in range(1, 5)])
+    p1, p2, p3, p4 = (g.person("crm_id", f"C{n}") for n in range(1, 5))
+    g.resolve("crm", ("C3", ["crm_id:C3", "crm_id:C2"]))
+    g.resolve("crm", ("C2", ["crm_id:C2", "crm_id:C1"]))
+    assert [g.resolver.person_of(p) for p in (p3, p3, p2, p1, p4, None)] == [p1, p1, p1, p1, p4, None]
+    ((_rid, pid),) = g.resolve("crm", ("C3", ["crm_id:C3", "crm_id:C4"]))
+    assert pid == p1 and g.person("crm_id", "C4") == p1
