@@ -266,3 +266,59 @@ def test_person_of_follows_merges_across_batches(store):
     assert [g.resolver.person_of(p) for p in (p3, p3, p2, p1, p4, None)] == [p1, p1, p1, p1, p4, None]
     ((_rid, pid),) = g.resolve("crm", ("C3", ["crm_id:C3", "crm_id:C4"]))
     assert pid == p1 and g.person("crm_id", "C4") == p1
+
+
+LOOKUPS = ("find_records", "find_identifiers", "record_link_ids", "identifier_link_counts")
+
+
+def spy_on_lookups(store, monkeypatch) -> list[str]:
+    calls: list[str] = []
+    for name in LOOKUPS:
+        def counted(*args, _lookup=getattr(store, name), _name=name, **kwargs):
+            calls.append(_name)
+            return _lookup(*args, **kwargs)
+        monkeypatch.setattr(store, name, counted)
+    return calls
+
+
+def test_a_first_load_never_reads_back_what_it_wrote_until_someone_else_writes(store, tmp_path, monkeypatch):
+    """Started on an empty store, the resolver's cache is the graph: batch after batch (new records, records
+    sent again, merges) it looks nothing up. Once another connection has written, the next batch looks its
+    keys and identifiers up and sees that writer's person."""
+    calls = spy_on_lookups(store, monkeypatch)
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]), ("C2", ["crm_id:C2"]))
+    g.resolve("app", ("U1", ["app_user_id:U1", "phone:+8613912340001"]))
+    g.resolve("crm", ("C2", ["crm_id:C2", "email:a@b.cn"]), ("C1", ["crm_id:C1", "email:a@b.cn"]))
+    assert calls == []
+    other = open_store(tmp_path / "r.db")
+    Graph(other).resolve("dms", ("D1", ["dms_customer_id:D1", "phone:+8613912340002"]))
+    other.close()
+    ((_rid, pid),) = g.resolve("app", ("U2", ["app_user_id:U2", "phone:+8613912340002"]))
+    assert "find_identifiers" in calls
+    assert pid == g.person("dms_customer_id", "D1")
+
+
+def test_a_resolver_started_on_records_without_identifiers_looks_them_up(store):
+    """A store holding records but no identifier yet is not empty: a new resolver finds the stored record
+    when its source sends it again (line 154: both next ids must be 1)."""
+    ((rid, pid),) = Graph(store).resolve("crm", ("C1", []))
+    g = Graph(store)
+    assert g.resolve("crm", ("C1", ["crm_id:C1"])) == [(rid, pid)]
+    assert store.conn.execute("SELECT count(*) FROM identity_records").fetchone()[0] == 1
+
+
+def test_a_key_sent_twice_in_one_batch_keeps_its_last_attributes(store):
+    """The same record twice in one batch, the second time with other attributes (a name sorting after
+    ``sources``): one record with the last attributes, and a golden record the store's rule agrees with.
+
+    Mutant: line 214 ``entry[_RID] >= first_rid`` → ``>`` (the batch's first record would keep its first
+    attributes for the golden record)."""
+    g = Graph(store)
+    with store.transaction():
+        out = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {"name": "a"}),
+                                         Observation("C1", ids("crm_id:C1"), {"status": "vip"})])
+    assert out[0] == out[1]
+    assert store.conn.execute("SELECT attributes FROM identity_records").fetchall() == [('{"status": "vip"}',)]
+    assert store.get_person(out[0][1]).attributes == {"sources": ["crm"], "status": "vip"}
+    assert store.recompute_golden_records([out[0][1]], g.resolver.guards.priority) == 0
