@@ -342,3 +342,24 @@ def test_each_link_keeps_the_rule_of_the_observation_that_made_it(store, ranges)
                 "+8613912340003": "dms car owner", "a@b.cn": "dms car owner", "D2": "dms record"}
     assert rules == {value: rule for value, rule in expected.items() if ranges == 3 or value != "D2"}
     assert store.conn.execute("SELECT count(*) FROM identity_links").fetchone()[0] == len(rules)
+
+
+def test_new_people_get_ids_in_the_order_of_their_first_records_in_one_batch_or_many(tmp_path):
+    """People created by a batch are numbered in the order their first records come, so one batch gives
+    the ids that records sent one by one give: R0 and R3 share an e-mail, R1 and R2 another.
+
+    Mutant: line 361 ``if d < c`` → ``if d == c`` (a component's root is then its last record, not its
+    first, and the ids follow the roots)."""
+    observations = [("R0", ["email:a@b.cn"]), ("R1", ["email:x@y.cn"]), ("R2", ["lead_id:L2", "email:x@y.cn"]),
+                    ("R3", ["lead_id:L3", "email:a@b.cn"]), ("R4", ["lead_id:L4"])]
+    results = []
+    for batch_size in (len(observations), 1):
+        store = open_store(tmp_path / f"{batch_size}.db")
+        g = Graph(store)
+        out = []
+        for i in range(0, len(observations), batch_size):
+            out += g.resolve("leads", *observations[i:i + batch_size])
+        results.append(out)
+        store.close()
+    assert results[0] == results[1]
+    assert [pid for _rid, pid in results[0]] == [1, 2, 2, 1, 3]
