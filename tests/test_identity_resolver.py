@@ -363,3 +363,28 @@ def test_new_people_get_ids_in_the_order_of_their_first_records_in_one_batch_or_
         store.close()
     assert results[0] == results[1]
     assert [pid for _rid, pid in results[0]] == [1, 2, 2, 1, 3]
+
+
+@pytest.mark.parametrize("grown", ["records", "identifiers"])
+def test_a_cache_grown_past_its_limit_is_dropped_before_the_next_batch(store, monkeypatch, grown):
+    """The cache holds at most ``_CACHE_LIMIT`` records and as many identifiers (plus one batch): past either,
+    the next batch starts from an empty cache (a new :attr:`generation`, lookups again), with the same result.
+
+    Mutant: line 160 ``self._n_records > _CACHE_LIMIT`` → ``==`` (a cache that jumped past the limit in one
+    batch would never be dropped)."""
+    import motorcade.identity.resolver as resolver_module
+
+    monkeypatch.setattr(resolver_module, "_CACHE_LIMIT", 2)
+    calls = spy_on_lookups(store, monkeypatch)
+    g = Graph(store)
+    if grown == "records":
+        g.resolve("crm", ("C1", []), ("C2", []), ("C3", []))
+    else:
+        g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001", "email:a@b.cn"]))
+    generation = g.resolver.generation
+    ((_rid, pid),) = g.resolve("crm", ("C4", ["crm_id:C4", "crm_id:C1"] if grown == "identifiers" else ["crm_id:C4"]))
+    assert g.resolver.generation == generation + 1
+    assert "find_records" in calls
+    assert pid == g.person("crm_id", "C4")
+    if grown == "identifiers":  # found again through the store: C4 joins C1's person
+        assert pid == g.person("crm_id", "C1")
