@@ -388,3 +388,32 @@ def test_a_cache_grown_past_its_limit_is_dropped_before_the_next_batch(store, mo
     assert pid == g.person("crm_id", "C4")
     if grown == "identifiers":  # found again through the store: C4 joins C1's person
         assert pid == g.person("crm_id", "C1")
+
+
+def test_a_merge_through_an_events_new_identifiers_names_the_first_that_reached_a_person(store):
+    """An event carrying two e-mails never seen before, then the ids of two customers: the merge names
+    the first identifier that reached a person (C4's id), not the new e-mails, which joined nobody.
+
+    Mutant: line 522 ``_PERSON <= ra`` → ``_PERSON != ra`` (a union of two new identifiers would count as
+    reaching a person)."""
+    g = Graph(store)
+    g.resolve("crm", ("C3", ["crm_id:C3"]), ("C4", ["crm_id:C4"]))
+    p3, p4 = g.person("crm_id", "C3"), g.person("crm_id", "C4")
+    g.resolve("app", (None, ["email:new1@b.cn", "email:new2@b.cn", "crm_id:C4", "crm_id:C3"]))
+    assert g.merges() == {p4: (p3, f"linked by crm_id identifier #{g.iid('C4')} on a app record")}
+
+
+def test_an_identifier_left_without_links_joins_a_person_merged_in_the_same_batch(store):
+    """The identifier left without a person by a split comes back on a lead whose person, in the same batch,
+    joins a customer: it belongs to that customer's id (line 414: the lead's component is no longer a root)."""
+    from motorcade.identity.explain import split
+
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]))
+    a = g.person("crm_id", "C1")
+    (link,) = [l for l in store.identity_links_of(a) if l["type"] == "phone"]
+    split(store, a, link_id=link["link_id"])
+    out = g.resolve("leads", (None, ["crm_id:C1"]), ("L1", ["lead_id:L1", "phone:+8613912340001"]),
+                    (None, ["phone:+8613912340001", "crm_id:C1"]))
+    assert {pid for _rid, pid in out} == {a}
+    assert g.person("phone", "+8613912340001") == a == g.person("lead_id", "L1")
