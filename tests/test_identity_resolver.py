@@ -8,6 +8,7 @@ name them by line and change.
 
 import datetime as dt
 import hashlib
+import json
 
 import pytest
 
@@ -171,11 +172,12 @@ def test_an_identifier_whose_links_were_all_split_off_joins_the_next_record_that
     assert g.person("phone", "+8613912340001") == lead == g.person("lead_id", "L1")
 
 
-@pytest.mark.parametrize("lead_first", [False, True], ids=["crm only", "a lead first"])
-def test_a_fresh_resolver_counts_the_records_each_source_stored_before_it(store, lead_first):
+@pytest.mark.parametrize("first", [None, "app", "leads"])
+def test_a_fresh_resolver_counts_the_records_each_source_stored_before_it(store, first):
     """The limit is per source and counts records stored before this resolver started: with a limit of 2,
     two stored CRM records share a phone; a new resolver (seeing the phone on a lead first, or not) meets
-    it on a third CRM record, which crosses the CRM limit and flags the phone.
+    it on a third CRM record, which crosses the CRM limit and flags the phone. (The other source's name sorts
+    before ``crm`` or after it.)
 
     Mutants: line 663 ``ie[_COUNTED] is None`` → ``is not None`` (the first source's stored count is
     dropped) and line 666 ``counts[(iid, source)] = n`` (the second source's) lost."""
@@ -183,8 +185,8 @@ def test_a_fresh_resolver_counts_the_records_each_source_stored_before_it(store,
     phone = "phone:+8613912340001"
     Graph(store, guards).resolve("crm", ("C1", ["crm_id:C1", phone]), ("C2", ["crm_id:C2", phone]))
     g = Graph(store, guards)
-    if lead_first:
-        g.resolve("leads", ("L1", ["lead_id:L1", phone]))
+    if first:
+        g.resolve(first, ("L1", ["lead_id:L1", phone]))
         assert g.person("phone", "+8613912340001") == g.person("crm_id", "C1") == g.person("lead_id", "L1")
     g.resolve("crm", ("C3", ["crm_id:C3", phone]))
     (flag,) = store.list_flagged_identifiers()
@@ -308,19 +310,20 @@ def test_a_resolver_started_on_records_without_identifiers_looks_them_up(store):
     assert store.conn.execute("SELECT count(*) FROM identity_records").fetchone()[0] == 1
 
 
-def test_a_key_sent_twice_in_one_batch_keeps_its_last_attributes(store):
-    """The same record twice in one batch, the second time with other attributes (a name sorting after
-    ``sources``): one record with the last attributes, and a golden record the store's rule agrees with.
+@pytest.mark.parametrize("first, last", [({"name": "a"}, {"status": "vip"}), ({"status": "vip"}, {"name": "a"})])
+def test_a_key_sent_twice_in_one_batch_keeps_its_last_attributes(store, first, last):
+    """The same record twice in one batch, the second time with other attributes (one of them a name sorting
+    after ``sources``): one record with the last attributes, and a golden record the store's rule agrees with.
 
     Mutant: line 214 ``entry[_RID] >= first_rid`` → ``>`` (the batch's first record would keep its first
     attributes for the golden record)."""
     g = Graph(store)
     with store.transaction():
-        out = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {"name": "a"}),
-                                         Observation("C1", ids("crm_id:C1"), {"status": "vip"})])
+        out = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), first),
+                                         Observation("C1", ids("crm_id:C1"), last)])
     assert out[0] == out[1]
-    assert store.conn.execute("SELECT attributes FROM identity_records").fetchall() == [('{"status": "vip"}',)]
-    assert store.get_person(out[0][1]).attributes == {"sources": ["crm"], "status": "vip"}
+    assert [json.loads(a) for (a,) in store.conn.execute("SELECT attributes FROM identity_records")] == [last]
+    assert store.get_person(out[0][1]).attributes == {**last, "sources": ["crm"]}
     assert store.recompute_golden_records([out[0][1]], g.resolver.guards.priority) == 0
 
 
@@ -417,3 +420,49 @@ def test_an_identifier_left_without_links_joins_a_person_merged_in_the_same_batc
                     (None, ["phone:+8613912340001", "crm_id:C1"]))
     assert {pid for _rid, pid in out} == {a}
     assert g.person("phone", "+8613912340001") == a == g.person("lead_id", "L1")
+
+
+def test_identifiers_flagged_before_any_record_are_looked_up_by_a_new_resolver(store):
+    """Advisors' phones flagged on an empty store (identifiers, no record yet): a new resolver does not take
+    the store for empty, finds the flagged phone and never links it (line 154)."""
+    Graph(store).resolver.flag(ids("phone:+8613912340001"), "an advisor's work phone")
+    g = Graph(store)
+    (_, a), (_, b) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]),
+                               ("L2", ["lead_id:L2", "phone:+8613912340001"]))
+    assert a != b
+    assert store.conn.execute("SELECT count(*) FROM identifiers WHERE type = 'phone'").fetchone()[0] == 1
+
+
+def test_records_of_one_new_person_keep_one_origin_so_a_split_gives_the_others_new_ids(store):
+    """Two records that make one new person in one batch: the first is the person's origin, so splitting
+    the phone that joined them leaves the first with the person's id and gives the second a new one."""
+    from motorcade.identity.explain import split
+
+    g = Graph(store)
+    out = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]),
+                    ("L2", ["lead_id:L2", "phone:+8613912340001"]))
+    ((pid,),) = [{p for _r, p in out}]
+    origins = dict(store.conn.execute("SELECT source_key, origin_person_id FROM identity_records"))
+    assert origins == {"L1": pid, "L2": None}
+    people = split(store, pid, identifier="phone:13912340001")
+    assert len(set(people)) == 2 and g.person("lead_id", "L1") == pid != g.person("lead_id", "L2")
+
+
+def test_a_record_sent_twice_in_one_batch_joins_every_person_either_time_reached(store):
+    """New record K carries C1's id, then a new record joins C1 and C3, then K comes again with C2's id:
+    C1, C2 and C3 are one person (line 329: K's component, no longer a root, must be followed to it)."""
+    g = Graph(store)
+    g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}"]) for n in range(1, 4)])
+    p1 = g.person("crm_id", "C1")
+    out = g.resolve("app", (None, ["crm_id:C2"]), (None, ["crm_id:C3"]), ("K", ["crm_id:C1"]),
+                    (None, ["crm_id:C1", "crm_id:C3"]), ("K", ["crm_id:C2", "crm_id:C1"]))
+    assert {pid for _rid, pid in out} == {p1}
+    assert {g.person("crm_id", f"C{n}") for n in range(1, 4)} == {p1}
+
+
+def test_a_record_with_empty_attributes_makes_a_golden_record_of_its_sources_only(store):
+    """Attributes given as an empty dict (not None): the new person's golden record is its sources."""
+    g = Graph(store)
+    with store.transaction():
+        ((_rid, pid),) = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {})])
+    assert store.get_person(pid).attributes == {"sources": ["crm"]}
