@@ -466,3 +466,18 @@ def test_a_record_with_empty_attributes_makes_a_golden_record_of_its_sources_onl
     with store.transaction():
         ((_rid, pid),) = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {})])
     assert store.get_person(pid).attributes == {"sources": ["crm"]}
+
+
+def test_identifier_ids_past_two_to_the_32_still_link_the_right_records(store):
+    """Links travel to the store packed as ``record id * mult + identifier id``, with ``mult`` above every
+    identifier id of the batch: ids past 2**32 (a long-lived or copied store) still link correctly.
+
+    Mutant: line 185 ``next_iid + sum(...)`` → ``next_iid - sum(...)`` (``mult`` would be at most the new ids)."""
+    with store.transaction():
+        store.insert_identifiers([(2**32, "email", "old@b.cn", None, "an advisor's work phone")])
+    g = Graph(store)
+    out = g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]), ("C2", ["crm_id:C2", "email:a@b.cn"]))
+    links = {(link["record_id"], link["value"]) for _rid, pid in out for link in store.identity_links_of(pid)}
+    (r1, _), (r2, _) = out
+    assert links == {(r1, "C1"), (r1, "+8613912340001"), (r2, "C2"), (r2, "a@b.cn")}
+    assert g.iid("C1") == 2**32 + 1
