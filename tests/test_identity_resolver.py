@@ -78,8 +78,9 @@ def test_merges_in_one_batch_each_name_their_own_identifier(store):
     g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}", f"phone:+861391234000{n}"]) for n in range(1, 5)])
     p = {n: g.person("crm_id", f"C{n}") for n in range(1, 5)}
     g.resolve("crm", ("C2", ["crm_id:C2", "phone:+8613912340001"]),  # C2's record gains C1's phone
-              (None, ["email:z@z.cn"]),  # a new record merging nobody
-              (None, ["email:q@q.cn", "crm_id:C4", "crm_id:C3"]))  # an event of C4 and C3
+              (None, ["email:q@q.cn", "crm_id:C4", "crm_id:C3"]),  # an event of C4 and C3
+              (None, ["email:z@z.cn"]))  # a new record merging nobody: a new person
+    assert store.get_person(g.person("email", "z@z.cn")).attributes == {"sources": ["crm"]}
     assert g.merges() == {
         p[2]: (p[1], f"linked by phone identifier #{g.iid('+8613912340001')} on a crm record"),
         p[4]: (p[3], f"linked by crm_id identifier #{g.iid('C4')} on a crm record"),
@@ -368,10 +369,11 @@ def test_new_people_get_ids_in_the_order_of_their_first_records_in_one_batch_or_
     assert [pid for _rid, pid in results[0]] == [1, 2, 2, 1, 3]
 
 
-@pytest.mark.parametrize("grown", ["records", "identifiers"])
+@pytest.mark.parametrize("grown", ["records", "identifiers", "at the limit"])
 def test_a_cache_grown_past_its_limit_is_dropped_before_the_next_batch(store, monkeypatch, grown):
     """The cache holds at most ``_CACHE_LIMIT`` records and as many identifiers (plus one batch): past either,
-    the next batch starts from an empty cache (a new :attr:`generation`, lookups again), with the same result.
+    the next batch starts from an empty cache (a new :attr:`generation`, lookups again), with the same result;
+    at the limit it is kept.
 
     Mutant: line 160 ``self._n_records > _CACHE_LIMIT`` → ``==`` (a cache that jumped past the limit in one
     batch would never be dropped)."""
@@ -382,12 +384,17 @@ def test_a_cache_grown_past_its_limit_is_dropped_before_the_next_batch(store, mo
     g = Graph(store)
     if grown == "records":
         g.resolve("crm", ("C1", []), ("C2", []), ("C3", []))
-    else:
+    elif grown == "identifiers":
         g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001", "email:a@b.cn"]))
+    else:  # two records, two identifiers
+        g.resolve("crm", ("C1", ["crm_id:C1"]), ("C2", ["crm_id:C2"]))
     generation = g.resolver.generation
     ((_rid, pid),) = g.resolve("crm", ("C4", ["crm_id:C4", "crm_id:C1"] if grown == "identifiers" else ["crm_id:C4"]))
-    assert g.resolver.generation == generation + 1
-    assert "find_records" in calls
+    if grown == "at the limit":
+        assert g.resolver.generation == generation and calls == []
+    else:
+        assert g.resolver.generation == generation + 1
+        assert "find_records" in calls
     assert pid == g.person("crm_id", "C4")
     if grown == "identifiers":  # found again through the store: C4 joins C1's person
         assert pid == g.person("crm_id", "C1")
