@@ -499,3 +499,16 @@ def test_the_counters_say_what_the_resolver_did(store):
     g.resolve("crm", ("C1", ["crm_id:C1"]), ("C2", ["crm_id:C2", "phone:" + JUNK_PHONE]), ("C3", ["crm_id:C3"]))
     g.resolve("app", (None, ["crm_id:C1", "crm_id:C2", "crm_id:C3"]))
     assert (g.resolver.created, g.resolver.records_created, g.resolver.merged, g.resolver.flagged) == (3, 4, 2, 1)
+
+
+def test_a_new_record_joining_the_newest_stored_person_leaves_the_new_peoples_golden_records_alone(store):
+    """In one batch a new person N, then a new record of the newest stored person C1: N's golden record is
+    N's own (line 550: the joining record's person is one below the first new id)."""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1"]))
+    with store.transaction():
+        (_, n), (_, c1) = g.resolver.resolve("app", [Observation("N", ids("app_user_id:N"), {"name": "new"}),
+                                                     Observation("J", ids("crm_id:C1"), {"name": "joiner"})])
+    assert c1 == g.person("crm_id", "C1") != n
+    assert store.get_person(n).attributes == {"name": "new", "sources": ["app"]}
+    assert store.recompute_golden_records([n, c1], g.resolver.guards.priority) == 0
