@@ -393,7 +393,7 @@ def test_a_cache_grown_past_its_limit_is_dropped_before_the_next_batch(store, mo
     if grown == "at the limit":
         assert g.resolver.generation == generation and calls == []
     else:
-        assert g.resolver.generation == generation + 1
+        assert g.resolver.generation != generation
         assert "find_records" in calls
     assert pid == g.person("crm_id", "C4")
     if grown == "identifiers":  # found again through the store: C4 joins C1's person
