@@ -512,3 +512,14 @@ def test_a_new_record_joining_the_newest_stored_person_leaves_the_new_peoples_go
     assert c1 == g.person("crm_id", "C1") != n
     assert store.get_person(n).attributes == {"name": "new", "sources": ["app"]}
     assert store.recompute_golden_records([n, c1], g.resolver.guards.priority) == 0
+
+
+def test_people_created_after_a_flag_in_the_same_batch_take_the_next_person_ids(store):
+    """A batch whose third CRM record pushes a stored phone over the limit (its people re-derived) and
+    which creates a new person: that person takes the next person id (line 300)."""
+    g = Graph(store, IdentityGuards.from_config({"max_records_per_source": 2}))
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001", "email:a@b.cn"]),
+              ("C2", ["crm_id:C2", "phone:+8613912340001", "email:b@b.cn"]))
+    ((_, c3), (_, n)) = g.resolve("crm", ("C3", ["crm_id:C3", "phone:+8613912340001"]), ("N", ["crm_id:N"]))
+    people = sorted(p for (p,) in store.conn.execute("SELECT id FROM people"))
+    assert people == [1, 2, 3, 4] and (c3, n) == (3, 4)
