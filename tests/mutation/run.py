@@ -74,8 +74,8 @@ MODULES: dict[str, list[str]] = {
         "tests/test_activation_crash.py::test_a_send_posted_but_never_recorded_is_redelivered_with_the_same_key_and_bytes"],
     "core/activation/planner.py": ["tests/test_activation_runtime.py", "tests/test_activation_guardrails.py"],
     "core/sources/clean.py": ["tests/test_sources_clean.py"],
-    "core/identity/resolver.py": ["tests/test_identity_properties.py", "tests/test_identity_split.py",
-                                  "tests/test_identity_speed_cache.py"],
+    "core/identity/resolver.py": ["tests/test_identity_resolver.py", "tests/test_identity_properties.py",
+                                  "tests/test_identity_split.py", "tests/test_identity_speed_cache.py"],
     "core/identity/guards.py": ["tests/test_identity_junk.py", "tests/test_identity_properties.py"],
 }
 

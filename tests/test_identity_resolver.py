@@ -1,0 +1,525 @@
+"""The resolver's own promises, one behaviour each: why people merged (the merge log), the keys of unkeyed
+records, limits, flagging, the counts an ingest summary reports.
+
+Fast unit tests, driving :class:`IdentityResolver` directly. Several were written for mutants of
+``core/identity/resolver.py`` that the property tests let through (``make mutation``); their docstrings
+name them by line and change.
+"""
+
+import datetime as dt
+import hashlib
+import json
+
+import pytest
+
+from motorcade.identity.guards import IdentityGuards
+from motorcade.identity.resolver import IdentityResolver, Observation, combination_key
+from motorcade.model import Identifier
+from motorcade.store import open_store
+
+NOW = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
+JUNK_PHONE = "+8613800138000"  # a default junk value: stored flagged, never links
+
+
+def ids(*texts: str) -> tuple[Identifier, ...]:
+    return tuple(Identifier(*t.split(":", 1)) for t in texts)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(tmp_path / "r.db")
+    yield s
+    s.close()
+
+
+class Graph:
+    """A resolver over ``store`` with helpers to read what it wrote."""
+
+    def __init__(self, store, guards=None):
+        self.store = store
+        self.resolver = IdentityResolver(store, guards, now=NOW)
+
+    def resolve(self, source, *observations):
+        with self.store.transaction():
+            return self.resolver.resolve(source, [Observation(key, ids(*texts)) for key, texts in observations])
+
+    def iid(self, value):
+        (row,) = self.store.conn.execute("SELECT id FROM identifiers WHERE value = ?", (value,)).fetchall()
+        return row[0]
+
+    def merges(self):
+        return {old: (new, reason) for old, new, reason in
+                self.store.conn.execute("SELECT old_id, new_id, reason FROM person_merges")}
+
+    def person(self, type_, value):
+        return self.store.person_of_identifier(type_, value)
+
+
+def test_a_merge_names_the_identifier_that_joined_the_people(store):
+    """The merge log says which identifier, on which source's record, joined the people; a flagged
+    identifier on the same record never does.
+
+    Mutants: line 506 ``ie[_REASON] is not None`` → ``is None`` and 507 ``continue`` → ``break`` (no reason, or
+    the junk phone's); the replay's node kinds and unions (lines 494-529)."""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]))
+    g.resolve("app", ("U7", ["app_user_id:U7", "email:a@b.cn"]))
+    a, b = g.person("crm_id", "C1"), g.person("app_user_id", "U7")
+    # an event carrying the junk phone first, then the app user's id, then the customer's phone
+    g.resolve("events", (None, ["phone:" + JUNK_PHONE, "app_user_id:U7", "phone:+8613912340001"]))
+    assert g.merges() == {b: (a, f"linked by phone identifier #{g.iid('+8613912340001')} on a events record")}
+
+
+def test_merges_in_one_batch_each_name_their_own_identifier(store):
+    """Two merges in one batch, next to records that merge nobody: each merge names the identifier of its
+    own component (a stored record gaining another person's phone; an event whose new e-mail reaches one
+    customer's id first)."""
+    g = Graph(store)
+    g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}", f"phone:+861391234000{n}"]) for n in range(1, 5)])
+    p = {n: g.person("crm_id", f"C{n}") for n in range(1, 5)}
+    g.resolve("crm", ("C2", ["crm_id:C2", "phone:+8613912340001"]),  # C2's record gains C1's phone
+              (None, ["email:q@q.cn", "crm_id:C4", "crm_id:C3"]),  # an event of C4 and C3
+              (None, ["email:z@z.cn"]))  # a new record merging nobody: a new person
+    assert store.get_person(g.person("email", "z@z.cn")).attributes == {"sources": ["crm"]}
+    assert g.merges() == {
+        p[2]: (p[1], f"linked by phone identifier #{g.iid('+8613912340001')} on a crm record"),
+        p[4]: (p[3], f"linked by crm_id identifier #{g.iid('C4')} on a crm record"),
+    }
+
+
+def test_a_person_merged_earlier_in_the_run_merges_again_under_the_id_it_merged_into(store):
+    """The resolver remembers, for the rest of the run, where a merged person went: a record of the merged
+    person that later joins a third person merges that one into the surviving id, with its reason."""
+    g = Graph(store)
+    g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}"]) for n in range(1, 4)])
+    p1, p2, p3 = (g.person("crm_id", f"C{n}") for n in range(1, 4))
+    g.resolve("crm", ("C2", ["crm_id:C2", "crm_id:C1"]))
+    assert g.resolver.person_of(p2) == p1
+    out = g.resolve("crm", ("C2", ["crm_id:C2", "crm_id:C3"]))
+    assert [pid for _rid, pid in out] == [p1]
+    assert g.merges()[p3] == (p1, f"linked by crm_id identifier #{g.iid('C3')} on a crm record")
+    assert g.merges()[p2][0] == p1
+    assert {g.person("crm_id", f"C{n}") for n in range(1, 4)} == {p1}
+
+
+def test_an_unkeyed_record_is_keyed_by_its_sorted_identifiers_and_a_long_set_by_their_hash(store):
+    """The key of an unkeyed record (an event's identifier set) is stored, so it must stay what it was: the
+    sorted ``type=value`` pairs, or, past 120 characters, a SHA-256 prefix of them. The same set in another
+    order is the same record."""
+    short = ids("phone:+8613912340001", "email:a@b.cn")
+    assert combination_key(short) == "ids:email=a@b.cn|phone=+8613912340001"
+    at_limit = ids("crm_id:" + "x" * 113)  # "crm_id=" + 113 characters: 120
+    assert combination_key(at_limit) == "ids:crm_id=" + "x" * 113
+    over = ids("crm_id:" + "x" * 114)
+    text = "crm_id=" + "x" * 114
+    assert combination_key(over) == "ids:" + hashlib.sha256(text.encode()).hexdigest()[:40]
+    g = Graph(store)
+    long_set = ids("email:" + "e" * 60 + "@b.cn", "crm_id:" + "c" * 60)
+    (first,) = g.resolver.resolve("app", [Observation(None, long_set)])
+    (again,) = g.resolver.resolve("app", [Observation(None, long_set[::-1])])
+    assert again == first
+    keys = [k for (k,) in store.conn.execute("SELECT source_key FROM identity_records")]
+    assert keys == [combination_key(long_set)] and len(keys[0]) == 44
+
+
+@pytest.mark.parametrize("config", [{"max_records_per_source": 0}, {"email": {"max_records_per_source": 0}}],
+                         ids=["default", "per type"])
+def test_a_limit_of_zero_means_the_type_never_links(store, config):
+    """``max_records_per_source = 0`` flags an e-mail on its first record (it never belongs to anyone), so
+    records sharing it stay apart.
+
+    Mutants: line 176 ``>= 1`` → ``>= 0`` and ``and`` → ``or`` (the new identifier's fast path, which links it
+    once without checking the limit)."""
+    g = Graph(store, IdentityGuards.from_config(config))
+    ((_, u1),) = g.resolve("app", ("U1", ["app_user_id:U1", "email:a@b.cn"]))
+    assert g.person("email", "a@b.cn") is None  # flagged on its first record already
+    ((_, u2),) = g.resolve("app", ("U2", ["app_user_id:U2", "email:a@b.cn"]))
+    assert u1 != u2
+    assert g.person("email", "a@b.cn") is None
+    flags = {f["value"]: f["reason"] for f in store.list_flagged_identifiers()}
+    assert flags["a@b.cn"].startswith("shared by ")
+    assert g.resolver.flagged == len(flags)
+
+
+def test_people_joined_through_several_records_of_one_batch_are_one_person(store):
+    """Stored customers C1, C2 and C3; one batch joins C1 and C2 through a new record, then C2's own record,
+    sent again, lists C3's id first: all three are one person, the oldest id.
+
+    Mutant: line 338 ``elif parent[c] != c`` → ``==`` (C2's component, already joined to C1's, is not
+    followed to its root, gets re-parented to C3's and leaves C1 behind)."""
+    g = Graph(store)
+    g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}"]) for n in range(1, 4)])
+    p1, p2, p3 = (g.person("crm_id", f"C{n}") for n in range(1, 4))
+    out = g.resolve("crm", (None, ["crm_id:C3"]), (None, ["crm_id:C1"]), (None, ["crm_id:C2"]),
+                    (None, ["crm_id:C1", "crm_id:C2"]), ("C2", ["crm_id:C3", "crm_id:C2"]))
+    assert {pid for _rid, pid in out} == {p1}
+    assert {g.person("crm_id", f"C{n}") for n in range(1, 4)} == {p1}
+    assert {old: new for old, (new, _why) in g.merges().items()} == {p2: p1, p3: p1}
+
+
+def test_an_identifier_whose_links_were_all_split_off_joins_the_next_record_that_carries_it(store):
+    """A split that removes an identifier's last link leaves it without a person; the next record carrying
+    it makes it that record's person's again (lines 349, 413-415, 430)."""
+    from motorcade.identity.explain import split
+
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]))
+    a = g.person("crm_id", "C1")
+    (link,) = [l for l in store.identity_links_of(a) if l["type"] == "phone"]
+    split(store, a, link_id=link["link_id"])
+    assert g.person("phone", "+8613912340001") is None
+    ((_rid, lead),) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]))
+    assert lead != a
+    assert g.person("phone", "+8613912340001") == lead == g.person("lead_id", "L1")
+
+
+@pytest.mark.parametrize("first", [None, "app", "leads"])
+def test_a_fresh_resolver_counts_the_records_each_source_stored_before_it(store, first):
+    """The limit is per source and counts records stored before this resolver started: with a limit of 2,
+    two stored CRM records share a phone; a new resolver (seeing the phone on a lead first, or not) meets
+    it on a third CRM record, which crosses the CRM limit and flags the phone. (The other source's name sorts
+    before ``crm`` or after it.)
+
+    Mutants: line 663 ``ie[_COUNTED] is None`` → ``is not None`` (the first source's stored count is
+    dropped) and line 666 ``counts[(iid, source)] = n`` (the second source's) lost."""
+    guards = IdentityGuards.from_config({"max_records_per_source": 2})
+    phone = "phone:+8613912340001"
+    Graph(store, guards).resolve("crm", ("C1", ["crm_id:C1", phone]), ("C2", ["crm_id:C2", phone]))
+    g = Graph(store, guards)
+    if first:
+        g.resolve(first, ("L1", ["lead_id:L1", phone]))
+        assert g.person("phone", "+8613912340001") == g.person("crm_id", "C1") == g.person("lead_id", "L1")
+    g.resolve("crm", ("C3", ["crm_id:C3", phone]))
+    (flag,) = store.list_flagged_identifiers()
+    assert flag["reason"] == "shared by 3 records of source crm (limit 2 for phone)"
+    assert len({g.person("crm_id", f"C{n}") for n in range(1, 4)}) == 3
+
+
+def test_flag_stops_identifiers_linking_and_splits_the_people_they_joined(store):
+    """``flag`` (an advisor's work phone, say): a stored identifier is flagged and the people it joined
+    are re-derived with golden records of their own; an unknown one is stored flagged; one flagged
+    already keeps its reason; a value given twice counts once. Records carrying it later join nobody."""
+    g = Graph(store)
+    phone, other = "+8613912340001", "+8613912340002"
+    with store.transaction():
+        g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1", "phone:" + phone, "phone:" + JUNK_PHONE),
+                                               {"name": "Zhang"})])
+        g.resolver.resolve("app", [Observation("U7", ids("app_user_id:U7", "phone:" + phone), {"city": "SH"})])
+    a = g.person("crm_id", "C1")
+    assert g.person("app_user_id", "U7") == a
+    assert g.resolver.flagged == 1  # the junk phone
+    with store.transaction():
+        changed = g.resolver.flag(ids("phone:" + JUNK_PHONE, "phone:" + phone, "phone:" + phone, "phone:" + other),
+                                  "an advisor's work phone")
+    assert changed == 2  # one identifier stored new, one person re-derived
+    assert g.resolver.flagged == 3  # the junk phone, the phone, the new one
+    flags = {f["value"]: f["reason"] for f in store.list_flagged_identifiers()}
+    assert flags == {phone: "an advisor's work phone", other: "an advisor's work phone", JUNK_PHONE: "junk value"}
+    b = g.person("app_user_id", "U7")
+    assert g.person("crm_id", "C1") == a and b != a
+    assert store.get_person(a).attributes == {"name": "Zhang", "sources": ["crm"]}
+    assert store.get_person(b).attributes == {"city": "SH", "sources": ["app"]}
+    ((_rid, lead),) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:" + phone, "phone:" + other]))
+    assert lead not in (a, b)
+
+
+def test_a_person_made_of_several_new_records_takes_each_attribute_from_the_best_record(store):
+    """A new person made of four new records: each attribute comes from the record holding the
+    highest-priority identifier type (``crm_id`` before ``lead_id`` before a type the priority does not
+    list), ties broken by record key, exactly as the store's rule recomputes it."""
+    g = Graph(store)
+    with store.transaction():
+        out = g.resolver.resolve("crm", [
+            Observation("z1", ids("crm_id:C1", "lead_id:L1"), {"name": "crm"}),
+            Observation("y2", ids("lead_id:L1", "member_no:M1"), {"city": "Y", "tier": "silver"}),
+            Observation("x3", ids("member_no:M1"), {"city": "X", "tier": "X", "age": 3}),
+            Observation("w4", ids("member_no:M1", "lead_id:L1"), {"city": "W", "name": ""}),
+        ])
+    (pid,) = {pid for _rid, pid in out}
+    assert store.get_person(pid).attributes == {"name": "crm", "city": "W", "tier": "silver", "age": 3,
+                                                "sources": ["crm"]}
+    assert store.recompute_golden_records([pid], g.resolver.guards.priority) == 0
+
+
+def test_unchanged_record_answers_only_for_a_known_record_with_every_identifier_linked(store):
+    """``unchanged_record``: the cached entry of a record that resolving would leave as it is, else None
+    (an unknown source or key, an identifier never seen, or one seen on another record only)."""
+    g = Graph(store)
+    ((rid, pid),) = g.resolve("app", ("U1", ["app_user_id:U1", "email:a@b.cn"]))
+    g.resolve("app", ("U2", ["app_user_id:U2", "phone:+8613912340001"]))
+    unchanged = g.resolver.unchanged_record
+    entry = unchanged("app", "U1", ids("email:a@b.cn", "app_user_id:U1"))
+    assert entry is not None and (entry[0], entry[1]) == (rid, pid)
+    assert unchanged("app", "U1", ()) is entry
+    assert unchanged("crm", "U1", ids("app_user_id:U1")) is None
+    assert unchanged("app", "U9", ids("app_user_id:U1")) is None
+    assert unchanged("app", "U1", ids("app_user_id:U1", "email:new@b.cn")) is None
+    assert unchanged("app", "U1", ids("app_user_id:U1", "wechat_unionid:W1")) is None
+    assert unchanged("app", "U1", ids("phone:+8613912340001")) is None  # U2's
+
+
+def test_person_of_follows_merges_across_batches(store):
+    """An id handed out earlier in the run leads to where its person lives now, through several merges
+    (3 into 2, then 2 into 1); an id never merged, or None, is itself."""
+    g = Graph(store)
+    g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}"]) for n in range(1, 5)])
+    p1, p2, p3, p4 = (g.person("crm_id", f"C{n}") for n in range(1, 5))
+    g.resolve("crm", ("C3", ["crm_id:C3", "crm_id:C2"]))
+    g.resolve("crm", ("C2", ["crm_id:C2", "crm_id:C1"]))
+    assert [g.resolver.person_of(p) for p in (p3, p3, p2, p1, p4, None)] == [p1, p1, p1, p1, p4, None]
+    ((_rid, pid),) = g.resolve("crm", ("C3", ["crm_id:C3", "crm_id:C4"]))
+    assert pid == p1 and g.person("crm_id", "C4") == p1
+
+
+LOOKUPS = ("find_records", "find_identifiers", "record_link_ids", "identifier_link_counts")
+
+
+def spy_on_lookups(store, monkeypatch) -> list[str]:
+    calls: list[str] = []
+    for name in LOOKUPS:
+        def counted(*args, _lookup=getattr(store, name), _name=name, **kwargs):
+            calls.append(_name)
+            return _lookup(*args, **kwargs)
+        monkeypatch.setattr(store, name, counted)
+    return calls
+
+
+def test_a_first_load_never_reads_back_what_it_wrote_until_someone_else_writes(store, tmp_path, monkeypatch):
+    """Started on an empty store, the resolver's cache is the graph: batch after batch (new records, records
+    sent again, merges) it looks nothing up. Once another connection has written, the next batch looks its
+    keys and identifiers up and sees that writer's person."""
+    calls = spy_on_lookups(store, monkeypatch)
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]), ("C2", ["crm_id:C2"]))
+    g.resolve("app", ("U1", ["app_user_id:U1", "phone:+8613912340001"]))
+    g.resolve("crm", ("C2", ["crm_id:C2", "email:a@b.cn"]), ("C1", ["crm_id:C1", "email:a@b.cn"]))
+    assert calls == []
+    other = open_store(tmp_path / "r.db")
+    Graph(other).resolve("dms", ("D1", ["dms_customer_id:D1", "phone:+8613912340002"]))
+    other.close()
+    ((_rid, pid),) = g.resolve("app", ("U2", ["app_user_id:U2", "phone:+8613912340002"]))
+    assert "find_identifiers" in calls
+    assert pid == g.person("dms_customer_id", "D1")
+
+
+def test_a_resolver_started_on_records_without_identifiers_looks_them_up(store):
+    """A store holding records but no identifier yet is not empty: a new resolver finds the stored record
+    when its source sends it again (line 154: both next ids must be 1)."""
+    ((rid, pid),) = Graph(store).resolve("crm", ("C1", []))
+    g = Graph(store)
+    assert g.resolve("crm", ("C1", ["crm_id:C1"])) == [(rid, pid)]
+    assert store.conn.execute("SELECT count(*) FROM identity_records").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("first, last", [({"name": "a"}, {"status": "vip"}), ({"status": "vip"}, {"name": "a"})])
+def test_a_key_sent_twice_in_one_batch_keeps_its_last_attributes(store, first, last):
+    """The same record twice in one batch, the second time with other attributes (one of them a name sorting
+    after ``sources``): one record with the last attributes, and a golden record the store's rule agrees with.
+
+    Mutant: line 214 ``entry[_RID] >= first_rid`` → ``>`` (the batch's first record would keep its first
+    attributes for the golden record)."""
+    g = Graph(store)
+    with store.transaction():
+        out = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), first),
+                                         Observation("C1", ids("crm_id:C1"), last)])
+    assert out[0] == out[1]
+    assert [json.loads(a) for (a,) in store.conn.execute("SELECT attributes FROM identity_records")] == [last]
+    assert store.get_person(out[0][1]).attributes == {**last, "sources": ["crm"]}
+    assert store.recompute_golden_records([out[0][1]], g.resolver.guards.priority) == 0
+
+
+@pytest.mark.parametrize("ranges", [2, 3])
+def test_each_link_keeps_the_rule_of_the_observation_that_made_it(store, ranges):
+    """Observations of one batch with different rules, in runs (customer records, car owners, a customer
+    record again): every link records its own observation's rule, which explain shows."""
+    g = Graph(store)
+    observations = [
+        Observation("D1", ids("dms_customer_id:D1", "phone:+8613912340001"), None, "dms record"),
+        Observation(None, ids("phone:+8613912340002"), None, "dms car owner"),
+        Observation(None, ids("phone:+8613912340003", "email:a@b.cn"), None, "dms car owner"),
+        Observation("D2", ids("dms_customer_id:D2"), None, "dms record"),
+    ][:ranges + 1]
+    with store.transaction():
+        out = g.resolver.resolve("dms", observations)
+    rules = {link["value"]: link["rule"] for _rid, pid in out for link in store.identity_links_of(pid)}
+    expected = {"D1": "dms record", "+8613912340001": "dms record", "+8613912340002": "dms car owner",
+                "+8613912340003": "dms car owner", "a@b.cn": "dms car owner", "D2": "dms record"}
+    assert rules == {value: rule for value, rule in expected.items() if ranges == 3 or value != "D2"}
+    assert store.conn.execute("SELECT count(*) FROM identity_links").fetchone()[0] == len(rules)
+
+
+def test_new_people_get_ids_in_the_order_of_their_first_records_in_one_batch_or_many(tmp_path):
+    """People created by a batch are numbered in the order their first records come, so one batch gives
+    the ids that records sent one by one give: R0 and R3 share an e-mail, R1 and R2 another.
+
+    Mutant: line 361 ``if d < c`` → ``if d == c`` (a component's root is then its last record, not its
+    first, and the ids follow the roots)."""
+    observations = [("R0", ["email:a@b.cn"]), ("R1", ["email:x@y.cn"]), ("R2", ["lead_id:L2", "email:x@y.cn"]),
+                    ("R3", ["lead_id:L3", "email:a@b.cn"]), ("R4", ["lead_id:L4"])]
+    results = []
+    for batch_size in (len(observations), 1):
+        store = open_store(tmp_path / f"{batch_size}.db")
+        g = Graph(store)
+        out = []
+        for i in range(0, len(observations), batch_size):
+            out += g.resolve("leads", *observations[i:i + batch_size])
+        results.append(out)
+        store.close()
+    assert results[0] == results[1]
+    assert [pid for _rid, pid in results[0]] == [1, 2, 2, 1, 3]
+
+
+@pytest.mark.parametrize("grown", ["records", "identifiers", "at the limit"])
+def test_a_cache_grown_past_its_limit_is_dropped_before_the_next_batch(store, monkeypatch, grown):
+    """The cache holds at most ``_CACHE_LIMIT`` records and as many identifiers (plus one batch): past either,
+    the next batch starts from an empty cache (a new :attr:`generation`, lookups again), with the same result;
+    at the limit it is kept.
+
+    Mutant: line 160 ``self._n_records > _CACHE_LIMIT`` → ``==`` (a cache that jumped past the limit in one
+    batch would never be dropped)."""
+    import motorcade.identity.resolver as resolver_module
+
+    monkeypatch.setattr(resolver_module, "_CACHE_LIMIT", 2)
+    calls = spy_on_lookups(store, monkeypatch)
+    g = Graph(store)
+    if grown == "records":
+        g.resolve("crm", ("C1", []), ("C2", []), ("C3", []))
+    elif grown == "identifiers":
+        g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001", "email:a@b.cn"]))
+    else:  # two records, two identifiers
+        g.resolve("crm", ("C1", ["crm_id:C1"]), ("C2", ["crm_id:C2"]))
+    generation = g.resolver.generation
+    ((_rid, pid),) = g.resolve("crm", ("C4", ["crm_id:C4", "crm_id:C1"] if grown == "identifiers" else ["crm_id:C4"]))
+    if grown == "at the limit":
+        assert g.resolver.generation == generation and calls == []
+    else:
+        assert g.resolver.generation != generation
+        assert "find_records" in calls
+    assert pid == g.person("crm_id", "C4")
+    if grown == "identifiers":  # found again through the store: C4 joins C1's person
+        assert pid == g.person("crm_id", "C1")
+
+
+def test_a_merge_through_an_events_new_identifiers_names_the_first_that_reached_a_person(store):
+    """An event carrying two e-mails never seen before, then the ids of two customers: the merge names
+    the first identifier that reached a person (C4's id), not the new e-mails, which joined nobody.
+
+    Mutant: line 522 ``_PERSON <= ra`` → ``_PERSON != ra`` (a union of two new identifiers would count as
+    reaching a person)."""
+    g = Graph(store)
+    g.resolve("crm", ("C3", ["crm_id:C3"]), ("C4", ["crm_id:C4"]))
+    p3, p4 = g.person("crm_id", "C3"), g.person("crm_id", "C4")
+    g.resolve("app", (None, ["email:new1@b.cn", "email:new2@b.cn", "crm_id:C4", "crm_id:C3"]))
+    assert g.merges() == {p4: (p3, f"linked by crm_id identifier #{g.iid('C4')} on a app record")}
+
+
+def test_an_identifier_left_without_links_joins_a_person_merged_in_the_same_batch(store):
+    """The identifier left without a person by a split comes back on a lead whose person, in the same batch,
+    joins a customer: it belongs to that customer's id (line 414: the lead's component is no longer a root)."""
+    from motorcade.identity.explain import split
+
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]))
+    a = g.person("crm_id", "C1")
+    (link,) = [l for l in store.identity_links_of(a) if l["type"] == "phone"]
+    split(store, a, link_id=link["link_id"])
+    out = g.resolve("leads", (None, ["crm_id:C1"]), ("L1", ["lead_id:L1", "phone:+8613912340001"]),
+                    (None, ["phone:+8613912340001", "crm_id:C1"]))
+    assert {pid for _rid, pid in out} == {a}
+    assert g.person("phone", "+8613912340001") == a == g.person("lead_id", "L1")
+
+
+def test_identifiers_flagged_before_any_record_are_looked_up_by_a_new_resolver(store):
+    """Advisors' phones flagged on an empty store (identifiers, no record yet): a new resolver does not take
+    the store for empty, finds the flagged phone and never links it (line 154)."""
+    Graph(store).resolver.flag(ids("phone:+8613912340001"), "an advisor's work phone")
+    g = Graph(store)
+    (_, a), (_, b) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]),
+                               ("L2", ["lead_id:L2", "phone:+8613912340001"]))
+    assert a != b
+    assert store.conn.execute("SELECT count(*) FROM identifiers WHERE type = 'phone'").fetchone()[0] == 1
+
+
+def test_records_of_one_new_person_keep_one_origin_so_a_split_gives_the_others_new_ids(store):
+    """Two records that make one new person in one batch: the first is the person's origin, so splitting
+    the phone that joined them leaves the first with the person's id and gives the second a new one."""
+    from motorcade.identity.explain import split
+
+    g = Graph(store)
+    out = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]),
+                    ("L2", ["lead_id:L2", "phone:+8613912340001"]))
+    ((pid,),) = [{p for _r, p in out}]
+    origins = dict(store.conn.execute("SELECT source_key, origin_person_id FROM identity_records"))
+    assert origins == {"L1": pid, "L2": None}
+    people = split(store, pid, identifier="phone:13912340001")
+    assert len(set(people)) == 2 and g.person("lead_id", "L1") == pid != g.person("lead_id", "L2")
+
+
+def test_a_record_sent_twice_in_one_batch_joins_every_person_either_time_reached(store):
+    """New record K carries C1's id, then a new record joins C1 and C3, then K comes again with C2's id:
+    C1, C2 and C3 are one person (line 329: K's component, no longer a root, must be followed to it)."""
+    g = Graph(store)
+    g.resolve("crm", *[(f"C{n}", [f"crm_id:C{n}"]) for n in range(1, 4)])
+    p1 = g.person("crm_id", "C1")
+    out = g.resolve("app", (None, ["crm_id:C2"]), (None, ["crm_id:C3"]), ("K", ["crm_id:C1"]),
+                    (None, ["crm_id:C1", "crm_id:C3"]), ("K", ["crm_id:C2", "crm_id:C1"]))
+    assert {pid for _rid, pid in out} == {p1}
+    assert {g.person("crm_id", f"C{n}") for n in range(1, 4)} == {p1}
+
+
+def test_a_record_with_empty_attributes_makes_a_golden_record_of_its_sources_only(store):
+    """Attributes given as an empty dict (not None): the new person's golden record is its sources."""
+    g = Graph(store)
+    with store.transaction():
+        ((_rid, pid),) = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {})])
+    assert store.get_person(pid).attributes == {"sources": ["crm"]}
+
+
+def test_identifier_ids_past_two_to_the_32_still_link_the_right_records(store):
+    """Links travel to the store packed as ``record id * mult + identifier id``, with ``mult`` above every
+    identifier id of the batch: ids past 2**32 (a long-lived or copied store) still link correctly.
+
+    Mutant: line 185 ``next_iid + sum(...)`` → ``next_iid - sum(...)`` (``mult`` would be at most the new ids)."""
+    with store.transaction():
+        store.insert_identifiers([(2**32, "email", "old@b.cn", None, "an advisor's work phone")])
+    g = Graph(store)
+    out = g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]), ("C2", ["crm_id:C2", "email:a@b.cn"]))
+    links = {(link["record_id"], link["value"]) for _rid, pid in out for link in store.identity_links_of(pid)}
+    (r1, _), (r2, _) = out
+    assert links == {(r1, "C1"), (r1, "+8613912340001"), (r2, "C2"), (r2, "a@b.cn")}
+    assert g.iid("C1") == 2**32 + 1
+
+
+def test_the_counters_say_what_the_resolver_did(store):
+    """``created``, ``records_created``, ``merged`` and ``flagged`` count, from zero, the people and records
+    created, the person ids merged away and the identifiers flagged by this resolver (an ingest summary reports
+    their growth; a caller may read them directly). Mutants: lines 83-86, ``= 0`` → ``= 1``."""
+    g = Graph(store)
+    assert (g.resolver.created, g.resolver.records_created, g.resolver.merged, g.resolver.flagged) == (0, 0, 0, 0)
+    g.resolve("crm", ("C1", ["crm_id:C1"]), ("C2", ["crm_id:C2", "phone:" + JUNK_PHONE]), ("C3", ["crm_id:C3"]))
+    g.resolve("app", (None, ["crm_id:C1", "crm_id:C2", "crm_id:C3"]))
+    assert (g.resolver.created, g.resolver.records_created, g.resolver.merged, g.resolver.flagged) == (3, 4, 2, 1)
+
+
+def test_a_new_record_joining_the_newest_stored_person_leaves_the_new_peoples_golden_records_alone(store):
+    """In one batch a new person N, then a new record of the newest stored person C1: N's golden record is
+    N's own (line 550: the joining record's person is one below the first new id)."""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1"]))
+    with store.transaction():
+        (_, n), (_, c1) = g.resolver.resolve("app", [Observation("N", ids("app_user_id:N"), {"name": "new"}),
+                                                     Observation("J", ids("crm_id:C1"), {"name": "joiner"})])
+    assert c1 == g.person("crm_id", "C1") != n
+    assert store.get_person(n).attributes == {"name": "new", "sources": ["app"]}
+    assert store.recompute_golden_records([n, c1], g.resolver.guards.priority) == 0
+
+
+def test_people_created_after_a_flag_in_the_same_batch_take_the_next_person_ids(store):
+    """A batch whose third CRM record pushes a stored phone over the limit (its people re-derived) and
+    which creates a new person: that person takes the next person id (line 300)."""
+    g = Graph(store, IdentityGuards.from_config({"max_records_per_source": 2}))
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001", "email:a@b.cn"]),
+              ("C2", ["crm_id:C2", "phone:+8613912340001", "email:b@b.cn"]))
+    ((_, c3), (_, n)) = g.resolve("crm", ("C3", ["crm_id:C3", "phone:+8613912340001"]), ("N", ["crm_id:N"]))
+    people = sorted(p for (p,) in store.conn.execute("SELECT id FROM people"))
+    assert people == [1, 2, 3, 4] and (c3, n) == (3, 4)
