@@ -787,8 +787,7 @@ def refresh_ingested_people(store, engine) -> int:
                     f"e.properties AS properties FROM events AS e LEFT JOIN ({moved}) AS m ON e.id = m.id "
                     f"WHERE e.id >= {INGEST_ID_BASE} SETTINGS join_use_nulls = 1")
             sql.run(f"DELETE FROM events WHERE id >= {INGEST_ID_BASE}")
-            sql.run("INSERT INTO events (id, person_id, name, ts, properties) "
-                    "SELECT id, person_id, name, ts, properties FROM motorcade_ingest_moved")
+            sql.insert_events("motorcade_ingest_moved")
     finally:
         sql.drop("motorcade_record_people")
         sql.drop("motorcade_ingest_moved")
