@@ -58,7 +58,8 @@ def collect_order(python: str, root: Path, tests: list[str]) -> list[str]:
 
 
 def build_map(python: str, root: Path, module: str, tests: list[str], out: Path, env: dict[str, str]) -> dict:
-    """Run ``tests`` once under coverage and write ``out``: for each line of ``module``, the tests to run."""
+    """Run ``tests`` once under coverage (its data beside ``out``, where the caller keeps the map): for each
+    line of ``module``, the tests to run."""
     order = collect_order(python, root, tests)
     data_file = out.with_suffix(".coverage")
     data_file.unlink(missing_ok=True)
@@ -101,10 +102,8 @@ def build_map(python: str, root: Path, module: str, tests: list[str], out: Path,
             lines[str(line)] = [ALL]
         elif tests_here:
             lines[str(line)] = sorted(tests_here, key=rank.__getitem__)
-    result = {"module": module, "order": order, "lines": lines, "seconds": round(seconds, 1),
-              "durations": {test: round(durations.get(test, 0.0), 2) for test in order}}
-    out.write_text(json.dumps(result, indent=0), encoding="utf-8")
-    return result
+    return {"module": module, "order": order, "lines": lines, "seconds": round(seconds, 1),
+            "durations": {test: round(durations.get(test, 0.0), 2) for test in order}}
 
 
 def changed_lines(root: Path, module: str) -> list[int] | None:
