@@ -27,6 +27,27 @@ def test_a_mutant_runs_the_tests_of_its_lines_in_the_selections_order():
     assert tests_per_line.tests_for(MAPPING, [3]) == ["t::b"]
 
 
+def test_a_mutants_tests_run_quickest_first_and_ties_keep_the_selections_order():
+    timed = {**MAPPING, "durations": {"t::a": 9.0, "t::b": 0.5, "t::c": 0.5}}
+    assert tests_per_line.tests_for(timed, [3, 4]) == ["t::b", "t::c", "t::a"]
+    assert tests_per_line.tests_for(timed, [9]) == ["t::b", "t::c", "t::a"]
+    assert tests_per_line.tests_for(timed, None) == ["t::b", "t::c", "t::a"]
+
+
+def test_the_mutated_modules_cached_bytecode_is_deleted_and_only_its_own(tmp_path):
+    import importlib.util
+    import py_compile
+
+    module, other = tmp_path / "m.py", tmp_path / "n.py"
+    for source in (module, other):
+        source.write_text("X = 1\n")
+        py_compile.compile(str(source))
+    tests_per_line.forget_compiled(module)
+    assert not Path(importlib.util.cache_from_source(str(module))).exists()
+    assert Path(importlib.util.cache_from_source(str(other))).exists()
+    tests_per_line.forget_compiled(module)  # nothing left to delete is fine
+
+
 def test_a_line_run_at_import_or_an_unreadable_diff_runs_everything_and_an_unrun_line_nothing():
     assert tests_per_line.tests_for(MAPPING, [3, 9]) == MAPPING["order"]
     assert tests_per_line.tests_for(MAPPING, None) == MAPPING["order"]

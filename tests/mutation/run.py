@@ -119,7 +119,10 @@ exclude-operators = [{excluded}]
     return path
 
 
-ENV = {**os.environ, "HYPOTHESIS_PROFILE": "mutation"}
+# Bytecode is written (PYTHONDONTWRITEBYTECODE dropped): each mutant's pytest then reuses the compiled modules
+# and rewritten test files instead of compiling them all again; the mutated module's own is deleted before its
+# tests run (tests_per_line.forget_compiled).
+ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "HYPOTHESIS_PROFILE": "mutation"}
 
 
 def run(*args: str) -> None:
