@@ -362,8 +362,10 @@ class EngineIngest:
             with store.transaction():
                 store.set_source_cursor(source.name, source.next_cursor())
                 store.settle_identity()  # at the end of the run, as the SQLite path settles
-            # merges and splits of this run move records between people: the events follow their record
-            refresh_ingested_people(store, self.engine)
+            # merges and splits of this run move records between people: the events follow their record. A
+            # merge undone in the same run (a shared phone over its limit) leaves the merge log, and so the
+            # identity fingerprint, as it was, while this run's events were written with the merged person.
+            refresh_ingested_people(store, self.engine, force=resolver.merged > merged0)
             mark("engine: people after merges")
         except BaseException:
             resolver.reset()
@@ -752,10 +754,12 @@ def ingest_opened(project, source, ingestor: Ingestor, *, progress=None) -> Inge
 INGEST_STATE = "motorcade_ingest_state"  # one row: the identity fingerprint the ingested events' people follow
 
 
-def refresh_ingested_people(store, engine) -> int:
+def refresh_ingested_people(store, engine, *, force: bool = False) -> int:
     """After merges and splits in the operational store, give the events ingested into the engine the
     person their identity record belongs to now (as ``settle_identity`` does for the store's events);
-    the events whose person changed. Cheap when nothing changed (the identity fingerprint is kept)."""
+    the events whose person changed. Cheap when nothing changed (the identity fingerprint is kept), unless
+    ``force``: people merged since events were written, even if the merge log has come back to the
+    fingerprint kept."""
     import pyarrow as pa
 
     from .tables import IDENTITY_FINGERPRINT
@@ -765,7 +769,7 @@ def refresh_ingested_people(store, engine) -> int:
         return 0
     fingerprint = str(store.query(IDENTITY_FINGERPRINT)[0][0])
     sql.create(INGEST_STATE, f"fingerprint {sql.types['text']}", temporary=False)
-    if [r[0] for r in sql.rows(f"SELECT fingerprint FROM {INGEST_STATE}")] == [fingerprint]:
+    if not force and [r[0] for r in sql.rows(f"SELECT fingerprint FROM {INGEST_STATE}")] == [fingerprint]:
         return 0
     records = store.query("SELECT id, person_id FROM identity_records")
     table = pa.table({"record_id": pa.array([r[0] for r in records], pa.int64()),
