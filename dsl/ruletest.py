@@ -50,6 +50,7 @@ the segment then).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -344,6 +345,11 @@ class _TestFileParser:
                 ids = set(value) if isinstance(value, list) else {value}
                 setattr(person, "store_ids" if key == "stores" else "advisor_ids", ids)
             elif key.startswith("consent "):
+                if value is not None and not isinstance(value, bool):  # `1`, "yes": which was meant is unclear
+                    self.error(f"people column `{key}`: a consent is `true` or `false`, not `{json.dumps(value, ensure_ascii=False, default=str)}`",
+                               number, item[1], hint="write true (consented), false (opted out) or leave the cell "
+                                                     "empty (no consent given)")
+                    continue
                 person.consents[key[len("consent "):].strip()] = value
             else:
                 self.error(f"unknown people column `{key}`", number,

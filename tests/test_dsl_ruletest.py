@@ -107,6 +107,23 @@ def test_test_file_errors_have_positions(tmp_path):
     assert (1, "a rule test file needs an `as of` line") in found
 
 
+@pytest.mark.parametrize("cell, shown", [("1", "1"), ('"yes"', '"yes"'), ("[true]", "[true]"), ("0.0", "0.0")])
+def test_a_consent_cell_is_true_false_or_empty(tmp_path, cell, shown):
+    """A consent of `1` or "yes" is refused where it is written: the evaluator asks `is True` of consents, so it
+    would be read as no consent, silently (the line-299/605/611 mutants of dsl/evaluate.py in tests/MUTANTS.md)."""
+    write(tmp_path, "r.mc", RULES)
+    path = write(tmp_path, "c.test.mc", "as of 2026-06-01 10:00\npeople:\n  id | consent sms\n"
+                                        f"  1  | {cell}\n  2  | false\n  3  |\nexpect segment owners exactly []\n")
+    with pytest.raises(DslError) as info:
+        run_rule_tests([path])
+    (found,) = info.value.diagnostics
+    assert (found.line, found.column) == (4, 8)
+    assert found.message == f"people column `consent sms`: a consent is `true` or `false`, not `{shown}`"
+    assert "leave the cell empty" in found.hint
+    write(tmp_path, "c.test.mc", path.read_text(encoding="utf-8").replace(f"| {cell}", "| true"))
+    assert run_rule_tests([path]).summary() == "1 passed, 0 failed"
+
+
 def test_check_command_reports_errors_and_exits_1(tmp_path):
     write(tmp_path, "a.mc", "segment a { where in segment b }\nsegment b { where in segment a }\n")
     write(tmp_path, "b.mc", "segment c { where did x }\n")
