@@ -647,6 +647,33 @@ def test_a_channel_that_answers_nothing_or_raises_leaves_the_send_for_a_retry(se
     assert send["attempts"] == 2
 
 
+def test_a_channel_answering_a_state_outside_the_contract_is_a_failure_named_for_it(setup):
+    """`DeliveryResult` takes only sent / transient / permanent: a plugin answering "error" fails its batch with
+    that named (retried, then dead-lettered as retries run out), where the dispatcher used to read any other word
+    as transient (the line-355/356 mutants of core/activation/dispatcher.py in tests/MUTANTS.md)."""
+    from motorcade.activation.channel import Channel, ChannelCapabilities, DeliveryResult
+
+    with pytest.raises(ValueError, match="'status' must be in"):
+        DeliveryResult("k", "error")
+
+    class Sloppy(Channel):
+        name = "sloppy"
+        capabilities = ChannelCapabilities(address_type="person", batch_size=10)
+
+        def send(self, batch):
+            return [DeliveryResult(m.idempotency_key, "error") for m in batch]
+
+    plugin = type("P", (), {"channel_class": Sloppy, "register_channels": staticmethod(
+        __import__("motorcade").hookimpl(lambda register: register(Sloppy)))})
+    project, ctx, clock = setup(rules(via='sloppy template "hello"'), channels=[plugin])
+    store = project.store
+    (pid,) = people(store, 1)
+    put_members(store, "owners", [pid], clock())
+    run_once(ctx)
+    (send,) = store.list_sends()
+    assert send["status"] == "failed" and "ValueError" in send["reason"] and "'status' must be in" in send["reason"]
+
+
 def test_a_slow_worker_renews_its_claim_batch_by_batch_and_never_sends_a_row_it_lost(setup):
     memory = memory_channel_plugin(batch_size=2)
     project, ctx, clock = setup(rules(), channels=[memory])

@@ -56,7 +56,9 @@ class DeliveryResult:
     """The channel's answer for one message."""
 
     idempotency_key: str  # which message
-    status: str  # one of RESULT_STATES
+    # one of RESULT_STATES; anything else is refused where the plugin builds it (a crash of its batch, retried
+    # and reported), never guessed at by the dispatcher
+    status: str = attrs.field(validator=attrs.validators.in_(RESULT_STATES))
     provider_message_id: str | None = None  # provider's id (for receipts)
     detail: str = ""  # the provider's answer, verbatim where possible
     retry_after: float | None = None  # seconds the provider asked us to wait (transient only)
