@@ -165,3 +165,28 @@ def test_a_hang_is_kept_as_a_timeout(tmp_path):
     kept = tmp_path / "m.json"
     kept_outcomes.export(ran, "m.py", b"s", kept)
     assert [m["outcome"] for m in json.loads(kept.read_text(encoding="utf-8"))["mutants"]] == ["timeout"]
+
+
+def _pending(path: Path) -> set[tuple]:
+    with sqlite3.connect(path) as db:
+        return set(db.execute("SELECT operator_name, occurrence FROM mutation_specs WHERE job_id NOT IN "
+                              "(SELECT job_id FROM work_results)"))
+
+
+def test_two_shards_run_complementary_halves_and_one_takes_the_others_outcomes_over(tmp_path):
+    done = {0: ("NORMAL", "1 failed", "KILLED", "-a\n+b"), 3: ("SKIPPED", "excluded operator", None, "")}
+    first, second = _session(tmp_path / "a.sqlite", done), _session(tmp_path / "b.sqlite", done)
+    everything = _pending(first)
+    assert kept_outcomes.set_aside(first, "m.py", 1, 2) == 1 and kept_outcomes.set_aside(second, "m.py", 2, 2) == 2
+    mine, theirs = _pending(first), _pending(second)
+    assert mine | theirs == everything and not mine & theirs and len(mine) == 2
+    (ran,) = theirs
+    with sqlite3.connect(second) as db:  # the second shard runs its mutant: it survives
+        db.execute("INSERT INTO work_results SELECT 'NORMAL', '3 passed', 'SURVIVED', '+x', job_id FROM "
+                   "mutation_specs WHERE operator_name = ? AND occurrence = ?", ran)
+    kept = tmp_path / "b.json"
+    assert kept_outcomes.export(second, "m.py", b"src", kept) == 2  # killed + survived; set-aside ones not kept
+    assert kept_outcomes.take_back(second) == 2 and kept_outcomes.take_back(first) == 1
+    assert _pending(first) == everything
+    assert kept_outcomes.restore(first, "m.py", b"src", kept) == 1  # the other shard's survivor
+    assert _pending(first) == everything - {ran}

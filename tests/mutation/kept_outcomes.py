@@ -22,6 +22,7 @@ from pathlib import Path
 from tests_per_line import TIMEOUT
 
 NOTE = "restored from tests/mutation/results (a run of the same source)"
+SHARD_NOTE = "set aside: another shard's (run.py --shard)"
 
 
 def source_digest(source: bytes) -> str:
@@ -87,3 +88,24 @@ def restore(session: Path, module: str, source: bytes, kept: Path) -> int:
                        "VALUES (?, ?, ?, ?, ?)", (worker, output, test, mutant.get("diff", ""), job_id))
             restored += 1
     return restored
+
+
+def set_aside(session: Path, module: str, shard: int, shards: int) -> int:
+    """Split the pending mutants of ``module`` into ``shards`` by their order (operator, occurrence), the same in
+    every session of the same source with the same outcomes kept, and mark those not of ``shard`` (1-based) as
+    skipped so that ``cosmic-ray exec`` leaves them to another checkout; the number set aside. Undone by
+    :func:`take_back`; :func:`export` never keeps them."""
+    with sqlite3.connect(session) as db:
+        pending = db.execute("SELECT job_id FROM mutation_specs WHERE module_path = ? AND job_id NOT IN "
+                             "(SELECT job_id FROM work_results) ORDER BY operator_name, occurrence", (module,)).fetchall()
+        others = [(SHARD_NOTE, job_id) for i, (job_id,) in enumerate(pending) if i % shards != shard - 1]
+        db.executemany("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
+                       "VALUES ('SKIPPED', ?, NULL, '', ?)", others)
+    return len(others)
+
+
+def take_back(session: Path) -> int:
+    """Make the mutants :func:`set_aside` marked pending again; how many."""
+    with sqlite3.connect(session) as db:
+        return db.execute("DELETE FROM work_results WHERE worker_outcome = 'SKIPPED' AND output = ?",
+                          (SHARD_NOTE,)).rowcount

@@ -22,6 +22,10 @@ or hang (five times what they took under coverage on the unmutated module, at le
     python tests/mutation/run.py --survivors dsl/format.py  # after adding tests: re-run only the survivors
     python tests/mutation/run.py --keep-only             # write tests/mutation/results/ from the sessions
 
+One module on two cores: two checkouts with the same kept outcomes run ``--shard 1/2`` and ``--shard 2/2``
+(each runs every other pending mutant); then ``--keep-only --restore-from OTHER_CHECKOUT/tests/mutation/results/
+<module>.json`` in one of them takes the other's outcomes over and keeps them all.
+
 The report (per-module score and every surviving mutant as a diff) is build/mutation/report.md.
 """
 
@@ -154,7 +158,7 @@ def tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def mutate(module: str, fresh: bool, survivors: bool = False) -> None:
+def mutate(module: str, fresh: bool, survivors: bool = False, shard: tuple[int, int] | None = None) -> None:
     config = config_for(module, {})
     session = OUT / f"{slug(module)}.sqlite"
     if survivors and session.exists() and not fresh:
@@ -170,13 +174,18 @@ def mutate(module: str, fresh: bool, survivors: bool = False) -> None:
             if restored:
                 print(f"== {module}: {restored} outcomes restored from {kept_results(module).relative_to(ROOT)}",
                       flush=True)
+    kept_outcomes.take_back(session)  # a stopped sharded run's
+    if shard is not None:
+        aside = kept_outcomes.set_aside(session, module, *shard)
+        print(f"== {module}: shard {shard[0]}/{shard[1]}: {aside} mutants left to the other shards", flush=True)
     print(f"== {module}: {pending(session)} mutants to run", flush=True)
-    if not pending(session):
-        return
-    config_for(module, json.loads(line_map(module, fresh).read_text(encoding="utf-8")))  # its timeout
     try:
+        if not pending(session):
+            return
+        config_for(module, json.loads(line_map(module, fresh).read_text(encoding="utf-8")))  # its timeout
         run(tool("cosmic-ray"), "exec", str(config), str(session))
     finally:  # also when stopped: what ran is kept
+        kept_outcomes.take_back(session)
         keep(module)
 
 
@@ -190,10 +199,14 @@ def kept_results(module: str) -> Path:
     return ROOT / "tests" / "mutation" / "results" / f"{slug(module)}.json"
 
 
-def keep(module: str) -> None:
-    """Write the module's outcomes so far to tests/mutation/results/ (commit it to let a fresh clone resume)."""
+def keep(module: str, restore_from: Path | None = None) -> None:
+    """Write the module's outcomes so far to tests/mutation/results/ (commit it to let a fresh clone resume),
+    first taking over the outcomes kept in ``restore_from`` (another checkout's shard) for mutants without one."""
     session = OUT / f"{slug(module)}.sqlite"
     if session.exists():
+        if restore_from is not None:
+            count = kept_outcomes.restore(session, module, committed(module), restore_from)
+            print(f"== {module}: {count} outcomes taken over from {restore_from}", flush=True)
         count = kept_outcomes.export(session, module, committed(module), kept_results(module))
         print(f"== {module}: {count} outcomes kept in {kept_results(module).relative_to(ROOT)}", flush=True)
 
@@ -263,6 +276,10 @@ def main() -> int:
     parser.add_argument("--keep-only", action="store_true",
                         help="only write tests/mutation/results/ from the sessions in build/mutation/")
     parser.add_argument("--report-only", action="store_true", help="only write build/mutation/report.md")
+    parser.add_argument("--shard", metavar="K/N", help="run only every N-th pending mutant, from the K-th "
+                        "(another checkout runs the others)")
+    parser.add_argument("--restore-from", metavar="FILE", type=Path,
+                        help="with --keep-only and one module: take over the outcomes kept in FILE first")
     args = parser.parse_args()
     if args.tests_for:
         return tests_per_line.run_tests_for_mutant(sys.executable, ROOT, args.tests_for,
@@ -271,9 +288,17 @@ def main() -> int:
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         parser.error(f"not a module under mutation testing: {', '.join(unknown)} (choose from {', '.join(MODULES)})")
+    shard = None
+    if args.shard:
+        k, _, n = args.shard.partition("/")
+        if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+            parser.error(f"--shard {args.shard}: give K/N with 1 <= K <= N, e.g. --shard 1/2")
+        shard = (int(k), int(n))
+    if args.restore_from and not (args.keep_only and len(modules) == 1):
+        parser.error("--restore-from goes with --keep-only and one module")
     if args.keep_only:
         for module in modules:
-            keep(module)
+            keep(module, args.restore_from)
         return 0
     if not args.report_only:
         dirty = subprocess.run(["git", "status", "--porcelain", "--", *modules], cwd=ROOT, capture_output=True,
@@ -284,7 +309,7 @@ def main() -> int:
             return 2
         try:
             for module in modules:
-                mutate(module, args.fresh, args.survivors)
+                mutate(module, args.fresh, args.survivors, shard)
         finally:
             changed = subprocess.run(["git", "status", "--porcelain", "--", *modules], cwd=ROOT,
                                      capture_output=True, text=True).stdout.strip()
