@@ -312,18 +312,22 @@ def test_a_resolver_started_on_records_without_identifiers_looks_them_up(store):
 
 
 @pytest.mark.parametrize("first, last", [({"name": "a"}, {"status": "vip"}), ({"status": "vip"}, {"name": "a"})])
-def test_a_key_sent_twice_in_one_batch_keeps_its_last_attributes(store, first, last):
+@pytest.mark.parametrize("place", ["first in the batch", "after another new record"])
+def test_a_key_sent_twice_in_one_batch_keeps_its_last_attributes(store, first, last, place):
     """The same record twice in one batch, the second time with other attributes (one of them a name sorting
-    after ``sources``): one record with the last attributes, and a golden record the store's rule agrees with.
+    after ``sources``): one record with the last attributes, and a golden record the store's rule agrees with,
+    whether the record is the batch's first new record or a later one.
 
-    Mutant: line 214 ``entry[_RID] >= first_rid`` → ``>`` (the batch's first record would keep its first
-    attributes for the golden record)."""
+    Mutants: line 214 ``entry[_RID] >= first_rid`` → ``>`` (the batch's first record would keep its first
+    attributes for the golden record) and → ``==`` (so would every later one)."""
     g = Graph(store)
+    before = [Observation("C0", ids("crm_id:C0"), {"name": "zero"})] if place != "first in the batch" else []
     with store.transaction():
-        out = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), first),
-                                         Observation("C1", ids("crm_id:C1"), last)])
+        out = g.resolver.resolve("crm", [*before, Observation("C1", ids("crm_id:C1"), first),
+                                         Observation("C1", ids("crm_id:C1"), last)])[len(before):]
     assert out[0] == out[1]
-    assert [json.loads(a) for (a,) in store.conn.execute("SELECT attributes FROM identity_records")] == [last]
+    attributes = dict(store.conn.execute("SELECT source_key, attributes FROM identity_records"))
+    assert json.loads(attributes["C1"]) == last
     assert store.get_person(out[0][1]).attributes == {**last, "sources": ["crm"]}
     assert store.recompute_golden_records([out[0][1]], g.resolver.guards.priority) == 0
 
@@ -523,3 +527,115 @@ def test_people_created_after_a_flag_in_the_same_batch_take_the_next_person_ids(
     ((_, c3), (_, n)) = g.resolve("crm", ("C3", ["crm_id:C3", "phone:+8613912340001"]), ("N", ["crm_id:N"]))
     people = sorted(p for (p,) in store.conn.execute("SELECT id FROM people"))
     assert people == [1, 2, 3, 4] and (c3, n) == (3, 4)
+
+
+def test_every_new_person_of_a_batch_keeps_its_origin_and_all_its_records_attributes(store):
+    """Not only the first person a batch creates: the second, made of two new records, takes attributes from
+    both, and its first record is its origin, so splitting the phone that joined them leaves that record
+    with the person's id and gives the other a new one.
+
+    Mutants: line 400 ``target >= first_new_pid`` → ``==`` (the second person's records were neither
+    counted as several nor given an origin) and line 422 ``e[_PID] >= first_new_pid`` → ``==`` (no origin
+    stored for the second person)."""
+    from motorcade.identity.explain import split
+
+    g = Graph(store)
+    with store.transaction():
+        out = g.resolver.resolve("leads", [
+            Observation("A1", ids("lead_id:A1"), {"name": "first"}),
+            Observation("B1", ids("lead_id:B1", "phone:+8613912340001"), {"name": "b"}),
+            Observation("B2", ids("lead_id:B2", "phone:+8613912340001"), {"city": "SH"}),
+        ])
+    (_, a), (_, b), (_, b2) = out
+    assert a != b == b2
+    assert store.get_person(b).attributes == {"name": "b", "city": "SH", "sources": ["leads"]}
+    assert store.recompute_golden_records([a, b], g.resolver.guards.priority) == 0
+    origins = dict(store.conn.execute("SELECT source_key, origin_person_id FROM identity_records"))
+    assert origins == {"A1": a, "B1": b, "B2": None}
+    people = split(store, b, identifier="phone:13912340001")
+    assert len(set(people)) == 2 and g.person("lead_id", "B1") == b != g.person("lead_id", "B2")
+
+
+def test_a_person_is_numbered_by_its_first_record_whichever_component_joins_it_last(store):
+    """R0 and R2 are apart until R3 joins them, R1 stands alone between them: the joined person is numbered
+    by its first record R0, so it is person 1 and R1 person 2, as records sent one by one would number them.
+
+    Mutant: line 361 ``if d < c`` → ``if d != c`` (the union keeps the root met last, R2's, which is numbered
+    after R1's)."""
+    out = Graph(store).resolve("leads", ("R0", ["email:a@b.cn"]), ("R1", ["email:z@y.cn"]),
+                               ("R2", ["email:b@b.cn"]), ("R3", ["email:a@b.cn", "email:b@b.cn"]))
+    assert [pid for _rid, pid in out] == [1, 2, 1, 1]
+    assert dict(store.conn.execute("SELECT source_key, origin_person_id FROM identity_records")) == {
+        "R0": 1, "R1": 2, "R2": None, "R3": None}
+
+
+def test_a_type_that_never_links_leaves_other_types_limits_as_they_are(store):
+    """With e-mails never linking (limit 0) and phones allowed on one record each, a new phone links the
+    record it first comes on, and is flagged only when a second record carries it.
+
+    Mutant: line 240 a new identifier's count starting at 1 instead of 0 (a limit below 1 on any type sends
+    every new identifier through the general count, which then counts its first record twice)."""
+    g = Graph(store, IdentityGuards.from_config({"phone": {"max_records_per_source": 1},
+                                                 "email": {"max_records_per_source": 0}}))
+    ((_, l1),) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]))
+    assert g.person("phone", "+8613912340001") == l1
+    assert store.list_flagged_identifiers() == []
+    ((_, l2),) = g.resolve("leads", ("L2", ["lead_id:L2", "phone:+8613912340001"]))
+    assert l2 != l1
+    (flag,) = store.list_flagged_identifiers()
+    assert flag["reason"] == "shared by 2 records of source leads (limit 1 for phone)"
+
+
+def test_a_record_sent_again_after_a_split_stays_split(store):
+    """An operator split C2 off C1 by removing the link of C2 to their shared phone; the CRM then sends
+    C2 again, with the phone: the removed link is not made again, and C2 stays a person of its own.
+
+    Mutant: line 275 ``len(linked) != n_linked`` → ``>=`` (a record that gained no link would be united
+    again with the people of every identifier it carries, removed links included)."""
+    from motorcade.identity.explain import split
+
+    g = Graph(store)
+    _c1, (c2, a) = g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]),
+                             ("C2", ["crm_id:C2", "phone:+8613912340001"]))
+    (link,) = [l for l in store.identity_links_of(a) if l["type"] == "phone" and l["record_id"] == c2]
+    split(store, a, link_id=link["link_id"])
+    b = g.person("crm_id", "C2")
+    assert b != a
+    ((_rid, pid),) = g.resolve("crm", ("C2", ["crm_id:C2", "phone:+8613912340001"]))
+    assert pid == b == g.person("crm_id", "C2")
+    assert g.person("crm_id", "C1") == a == g.person("phone", "+8613912340001")
+    assert g.merges().get(b) is None
+
+
+def test_an_id_merged_away_in_the_run_still_leads_to_its_records_person_after_a_re_derivation(store):
+    """C2 and C3 (joined by an e-mail) merge into C1 through a phone, all in this run; a fourth CRM record then
+    pushes the phone over its limit, and the re-derivation leaves C1 alone and C2 with C3. An id handed out
+    earlier in the run for C3's person must still lead, through the store's merge log (which callers' rows such
+    as consents follow), to the person holding C3's record, not to C1.
+
+    Mutant: line 673, ``_refresh_people``'s first loop made empty (C3's id kept its redirect to C1's)."""
+    g = Graph(store, IdentityGuards.from_config({"phone": {"max_records_per_source": 2}}))
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]), ("C2", ["crm_id:C2"]),
+              ("C3", ["crm_id:C3", "email:c@b.cn"]))
+    p1, p2, p3 = (g.person("crm_id", f"C{n}") for n in range(1, 4))
+    g.resolve("crm", ("C2", ["crm_id:C2", "phone:+8613912340001", "email:c@b.cn"]))
+    assert {g.resolver.person_of(p) for p in (p1, p2, p3)} == {p1}
+    g.resolve("crm", ("C4", ["crm_id:C4", "phone:+8613912340001"]))
+    assert g.person("crm_id", "C1") == p1 and g.person("crm_id", "C3") == g.person("crm_id", "C2") == p2
+    for pid in (p1, p2, p3):
+        assert store.resolve_person_id(g.resolver.person_of(pid)) == store.resolve_person_id(pid)
+    assert store.resolve_person_id(g.resolver.person_of(p3)) == p2
+
+
+def test_attribute_names_that_are_not_text_give_the_golden_record_the_stores_rule_gives(store):
+    """Names a Python caller may give that are not text (``True``, ``2``: JSON writes them as ``"true"``,
+    ``"2"``): the new person's golden record is the one the store's rule computes, ``"sources"`` in its
+    sorted place.
+
+    Mutant: line 704 ``except TypeError: return False`` → ``return True`` (``"sources"`` appended after
+    ``"true"``, which sorts after it)."""
+    g = Graph(store)
+    with store.transaction():
+        ((_rid, pid),) = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {True: "yes", 2: "two"})])
+    assert store.get_person(pid).attributes == {"true": "yes", "2": "two", "sources": ["crm"]}
+    assert store.recompute_golden_records([pid], g.resolver.guards.priority) == 0
