@@ -639,3 +639,29 @@ def test_attribute_names_that_are_not_text_give_the_golden_record_the_stores_rul
         ((_rid, pid),) = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {True: "yes", 2: "two"})])
     assert store.get_person(pid).attributes == {"true": "yes", "2": "two", "sources": ["crm"]}
     assert store.recompute_golden_records([pid], g.resolver.guards.priority) == 0
+
+
+def test_records_joined_in_a_chain_within_one_batch_are_one_person(store):
+    """R2 joins R1 (through b) and brings c along; R3 then joins R0 (through a) to R2 (through c), whose
+    component was by then part of R1's: the four records are one person, and so are their e-mails.
+
+    Mutants: line 358 ``if parent[d] != d`` → ``==`` / ``>`` (c's component, no longer a root, was not
+    followed to its root, and the union cut R1 off the others)."""
+    out = Graph(store).resolve("leads", ("R0", ["email:a@b.cn"]), ("R1", ["email:b@b.cn"]),
+                               ("R2", ["email:c@b.cn", "email:b@b.cn"]), ("R3", ["email:a@b.cn", "email:c@b.cn"]))
+    assert {pid for _rid, pid in out} == {1}
+    assert {store.person_of_identifier("email", f"{x}@b.cn") for x in "abc"} == {1}
+
+
+def test_a_merge_through_an_event_of_two_new_e_mails_names_the_first_e_mail_joined_to_a_person(store):
+    """C1 and C2 are sent again, each with a new e-mail, then an event carries both e-mails: the merge of
+    C2 into C1 names C1's e-mail (the first of the two that had reached a person), not "a shared identifier".
+
+    Mutant: line 522 ``_PERSON <= ra < _RECORD`` → ``_PERSON <= ra == _RECORD`` (a component that reached a
+    person through the record's own person was not marked, so neither e-mail was named)."""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1"]), ("C2", ["crm_id:C2"]))
+    p1, p2 = g.person("crm_id", "C1"), g.person("crm_id", "C2")
+    g.resolve("crm", ("C1", ["crm_id:C1", "email:e@b.cn"]), ("C2", ["crm_id:C2", "email:f@b.cn"]),
+              (None, ["email:e@b.cn", "email:f@b.cn"]))
+    assert g.merges() == {p2: (p1, f"linked by email identifier #{g.iid('e@b.cn')} on a crm record")}
