@@ -665,3 +665,19 @@ def test_a_merge_through_an_event_of_two_new_e_mails_names_the_first_e_mail_join
     g.resolve("crm", ("C1", ["crm_id:C1", "email:e@b.cn"]), ("C2", ["crm_id:C2", "email:f@b.cn"]),
               (None, ["email:e@b.cn", "email:f@b.cn"]))
     assert g.merges() == {p2: (p1, f"linked by email identifier #{g.iid('e@b.cn')} on a crm record")}
+
+
+def test_an_event_reaching_a_customer_through_another_events_e_mail_names_that_e_mail(store):
+    """In one batch: an event with a new e-mail n; an event with a new e-mail m and C1's id; an event with n, m
+    and C2's id. C2 merges into C1, and the merge log names m, through which the last event reached C1 before
+    C2's id reached C2.
+
+    Mutant: line 522 ``ra in bridge or rb in bridge`` → ``and`` (a union with a component that had reached a
+    person, from a component that had not, named nothing, and C2's id was named instead)."""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1"]), ("C2", ["crm_id:C2"]))
+    p1, p2 = g.person("crm_id", "C1"), g.person("crm_id", "C2")
+    g.resolve("app", (None, ["email:n@b.cn"]), (None, ["email:m@b.cn", "crm_id:C1"]),
+              (None, ["email:n@b.cn", "email:m@b.cn", "crm_id:C2"]))
+    assert g.merges() == {p2: (p1, f"linked by email identifier #{g.iid('m@b.cn')} on a app record")}
+    assert {g.person("email", "n@b.cn"), g.person("email", "m@b.cn"), g.person("crm_id", "C2")} == {p1}
