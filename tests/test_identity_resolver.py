@@ -681,3 +681,18 @@ def test_an_event_reaching_a_customer_through_another_events_e_mail_names_that_e
               (None, ["email:n@b.cn", "email:m@b.cn", "crm_id:C2"]))
     assert g.merges() == {p2: (p1, f"linked by email identifier #{g.iid('m@b.cn')} on a app record")}
     assert {g.person("email", "n@b.cn"), g.person("email", "m@b.cn"), g.person("crm_id", "C2")} == {p1}
+
+
+def test_a_stored_record_sent_again_with_new_attributes_updates_its_persons_golden_record(store):
+    """A CRM customer sent again with the same identifiers and a new name: the record keeps the new attributes
+    and the person's golden record follows, although the record gained no link.
+
+    Mutant: line 447 ``if record_updates`` → ``if not record_updates`` (the person of a record whose attributes
+    changed was left out of the golden records recomputed)."""
+    g = Graph(store)
+    with store.transaction():
+        ((rid, pid),) = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {"name": "Zhang"})])
+    with store.transaction():
+        assert g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {"name": "Li", "city": "SH"})]) == [
+            (rid, pid)]
+    assert store.get_person(pid).attributes == {"name": "Li", "city": "SH", "sources": ["crm"]}
