@@ -696,3 +696,38 @@ def test_a_stored_record_sent_again_with_new_attributes_updates_its_persons_gold
         assert g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {"name": "Li", "city": "SH"})]) == [
             (rid, pid)]
     assert store.get_person(pid).attributes == {"name": "Li", "city": "SH", "sources": ["crm"]}
+
+
+def test_after_a_phone_crosses_its_limit_each_record_sent_again_is_its_own_pieces(store):
+    """C1 and C2, one person through a shared phone, then a third CRM record with the phone (limit 2): the phone
+    is flagged and the person split. Sent again by the same resolver, with a new e-mail, C2 belongs to its own
+    piece, and so does the e-mail; C1 keeps the old id.
+
+    Mutant: line 679, ``_refresh_people``'s loop over the re-derived records made empty (the cache kept C2's
+    person from before the split)."""
+    g = Graph(store, IdentityGuards.from_config({"phone": {"max_records_per_source": 2}}))
+    (_, a), (_, a2) = g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]),
+                                ("C2", ["crm_id:C2", "phone:+8613912340001"]))
+    assert a == a2
+    g.resolve("crm", ("C3", ["crm_id:C3", "phone:+8613912340001"]))
+    b = g.person("crm_id", "C2")
+    assert b != a == g.person("crm_id", "C1")
+    ((_rid, pid),) = g.resolve("crm", ("C2", ["crm_id:C2", "email:c2@b.cn"]))
+    assert pid == b == g.person("email", "c2@b.cn")
+    assert g.person("crm_id", "C1") == a
+
+
+def test_flag_stores_every_unknown_identifier_flagged(store):
+    """``flag`` with several identifiers the store has never seen stores each of them, flagged with the reason,
+    and none links later.
+
+    Mutant: line 614 ``next_iid += 1`` → ``+= 0`` (the unknown identifiers of one call got one id)."""
+    g = Graph(store)
+    phones = ["+8613912340001", "+8613912340002", "+8613912340003"]
+    with store.transaction():
+        assert g.resolver.flag(ids(*("phone:" + p for p in phones)), "an advisor's work phone") == 3
+    assert {f["value"]: f["reason"] for f in store.list_flagged_identifiers()} == dict.fromkeys(
+        phones, "an advisor's work phone")
+    (_, l1), (_, l2) = g.resolve("leads", ("L1", ["lead_id:L1", *("phone:" + p for p in phones)]),
+                                 ("L2", ["lead_id:L2", *("phone:" + p for p in phones)]))
+    assert l1 != l2
