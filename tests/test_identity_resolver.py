@@ -687,14 +687,17 @@ def test_a_stored_record_sent_again_with_new_attributes_updates_its_persons_gold
     """A CRM customer sent again with the same identifiers and a new name: the record keeps the new attributes
     and the person's golden record follows, although the record gained no link.
 
-    Mutant: line 447 ``if record_updates`` → ``if not record_updates`` (the person of a record whose attributes
-    changed was left out of the golden records recomputed)."""
+    Mutants: line 426 ``if record_updates`` → ``if not record_updates`` (the record's new attributes were not
+    written) and line 447, the same change (the person of a record whose attributes changed was left out of the
+    golden records recomputed)."""
     g = Graph(store)
     with store.transaction():
         ((rid, pid),) = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {"name": "Zhang"})])
     with store.transaction():
         assert g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {"name": "Li", "city": "SH"})]) == [
             (rid, pid)]
+    (attributes,) = store.conn.execute("SELECT attributes FROM identity_records WHERE id = ?", (rid,)).fetchone()
+    assert json.loads(attributes) == {"name": "Li", "city": "SH"}
     assert store.get_person(pid).attributes == {"name": "Li", "city": "SH", "sources": ["crm"]}
 
 
@@ -731,3 +734,20 @@ def test_flag_stores_every_unknown_identifier_flagged(store):
     (_, l1), (_, l2) = g.resolve("leads", ("L1", ["lead_id:L1", *("phone:" + p for p in phones)]),
                                  ("L2", ["lead_id:L2", *("phone:" + p for p in phones)]))
     assert l1 != l2
+
+
+def test_a_resolver_keeps_working_after_the_store_reconnects(store, monkeypatch):
+    """The store's connection is closed between two batches (it reconnects on demand): the resolver takes the
+    new connection for a change by someone else, drops its cache and looks the batch up, with the same graph.
+
+    Mutant: line 150 ``self._sync != (...)`` → ``<`` (the marks of two connections cannot be ordered: the batch
+    raised ``TypeError``)."""
+    calls = spy_on_lookups(store, monkeypatch)
+    g = Graph(store)
+    ((_rid, pid),) = g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]))
+    assert calls == []
+    store.close()
+    generation = g.resolver.generation
+    ((_rid, lead),) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]))
+    assert lead == pid == g.person("lead_id", "L1")
+    assert g.resolver.generation != generation and "find_identifiers" in calls
