@@ -520,10 +520,12 @@ def test_a_new_record_joining_the_newest_stored_person_leaves_the_new_peoples_go
 
 def test_people_created_after_a_flag_in_the_same_batch_take_the_next_person_ids(store):
     """A batch whose third CRM record pushes a stored phone over the limit (its people re-derived) and
-    which creates a new person: that person takes the next person id (line 300)."""
+    which creates a new person: that person takes the next person id (line 300; a WeChat record of C1's makes
+    the next record id another number, for the mutant ``identity_next_ids()[1]``)."""
     g = Graph(store, IdentityGuards.from_config({"max_records_per_source": 2}))
     g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001", "email:a@b.cn"]),
               ("C2", ["crm_id:C2", "phone:+8613912340001", "email:b@b.cn"]))
+    g.resolve("wechat", ("W1", ["wechat_unionid:W1", "email:a@b.cn"]))
     ((_, c3), (_, n)) = g.resolve("crm", ("C3", ["crm_id:C3", "phone:+8613912340001"]), ("N", ["crm_id:N"]))
     people = sorted(p for (p,) in store.conn.execute("SELECT id FROM people"))
     assert people == [1, 2, 3, 4] and (c3, n) == (3, 4)
