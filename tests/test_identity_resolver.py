@@ -753,3 +753,23 @@ def test_a_resolver_keeps_working_after_the_store_reconnects(store, monkeypatch)
     ((_rid, lead),) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]))
     assert lead == pid == g.person("lead_id", "L1")
     assert g.resolver.generation != generation and "find_identifiers" in calls
+
+
+@pytest.mark.parametrize("order", ["the new e-mail first", "the new e-mail between the two ids"])
+def test_a_new_identifier_that_joins_nobody_never_names_a_merge(store, order):
+    """A stored customer's record sent again with a new e-mail (no one else carries it) before the phone of
+    another customer, or an event with one customer's id, a new e-mail and another customer's id: the merge
+    log names the identifier that reached the other person, never the new e-mail. (Before the fix, a union
+    of the record's own person with the new e-mail counted as reaching a person; the mutant at line 522
+    ``_PERSON <= ra == _RECORD`` showed it, naming the phone in the first case.)"""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]), ("C2", ["crm_id:C2"]))
+    p1, p2 = g.person("crm_id", "C1"), g.person("crm_id", "C2")
+    if order == "the new e-mail first":
+        g.resolve("crm", ("C2", ["email:new@b.cn", "crm_id:C2", "phone:+8613912340001"]))
+        why = f"phone identifier #{g.iid('+8613912340001')} on a crm record"
+    else:
+        g.resolve("app", (None, ["crm_id:C2", "email:new@b.cn", "crm_id:C1"]))
+        why = f"crm_id identifier #{g.iid('C2')} on a app record"
+    assert g.merges() == {p2: (p1, "linked by " + why)}
+    assert {g.person("crm_id", "C1"), g.person("crm_id", "C2"), g.person("email", "new@b.cn")} == {p1}
