@@ -312,18 +312,22 @@ def test_a_resolver_started_on_records_without_identifiers_looks_them_up(store):
 
 
 @pytest.mark.parametrize("first, last", [({"name": "a"}, {"status": "vip"}), ({"status": "vip"}, {"name": "a"})])
-def test_a_key_sent_twice_in_one_batch_keeps_its_last_attributes(store, first, last):
+@pytest.mark.parametrize("place", ["first in the batch", "after another new record"])
+def test_a_key_sent_twice_in_one_batch_keeps_its_last_attributes(store, first, last, place):
     """The same record twice in one batch, the second time with other attributes (one of them a name sorting
-    after ``sources``): one record with the last attributes, and a golden record the store's rule agrees with.
+    after ``sources``): one record with the last attributes, and a golden record the store's rule agrees with,
+    whether the record is the batch's first new record or a later one.
 
-    Mutant: line 214 ``entry[_RID] >= first_rid`` → ``>`` (the batch's first record would keep its first
-    attributes for the golden record)."""
+    Mutants: line 214 ``entry[_RID] >= first_rid`` → ``>`` (the batch's first record would keep its first
+    attributes for the golden record) and → ``==`` (so would every later one)."""
     g = Graph(store)
+    before = [Observation("C0", ids("crm_id:C0"), {"name": "zero"})] if place != "first in the batch" else []
     with store.transaction():
-        out = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), first),
-                                         Observation("C1", ids("crm_id:C1"), last)])
+        out = g.resolver.resolve("crm", [*before, Observation("C1", ids("crm_id:C1"), first),
+                                         Observation("C1", ids("crm_id:C1"), last)])[len(before):]
     assert out[0] == out[1]
-    assert [json.loads(a) for (a,) in store.conn.execute("SELECT attributes FROM identity_records")] == [last]
+    attributes = dict(store.conn.execute("SELECT source_key, attributes FROM identity_records"))
+    assert json.loads(attributes["C1"]) == last
     assert store.get_person(out[0][1]).attributes == {**last, "sources": ["crm"]}
     assert store.recompute_golden_records([out[0][1]], g.resolver.guards.priority) == 0
 
@@ -516,10 +520,256 @@ def test_a_new_record_joining_the_newest_stored_person_leaves_the_new_peoples_go
 
 def test_people_created_after_a_flag_in_the_same_batch_take_the_next_person_ids(store):
     """A batch whose third CRM record pushes a stored phone over the limit (its people re-derived) and
-    which creates a new person: that person takes the next person id (line 300)."""
+    which creates a new person: that person takes the next person id (line 300; a WeChat record of C1's makes
+    the next record id another number, for the mutant ``identity_next_ids()[1]``)."""
     g = Graph(store, IdentityGuards.from_config({"max_records_per_source": 2}))
     g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001", "email:a@b.cn"]),
               ("C2", ["crm_id:C2", "phone:+8613912340001", "email:b@b.cn"]))
+    g.resolve("wechat", ("W1", ["wechat_unionid:W1", "email:a@b.cn"]))
     ((_, c3), (_, n)) = g.resolve("crm", ("C3", ["crm_id:C3", "phone:+8613912340001"]), ("N", ["crm_id:N"]))
     people = sorted(p for (p,) in store.conn.execute("SELECT id FROM people"))
     assert people == [1, 2, 3, 4] and (c3, n) == (3, 4)
+
+
+def test_every_new_person_of_a_batch_keeps_its_origin_and_all_its_records_attributes(store):
+    """Not only the first person a batch creates: the second, made of two new records, takes attributes from
+    both, and its first record is its origin, so splitting the phone that joined them leaves that record
+    with the person's id and gives the other a new one.
+
+    Mutants: line 400 ``target >= first_new_pid`` → ``==`` (the second person's records were neither
+    counted as several nor given an origin) and line 422 ``e[_PID] >= first_new_pid`` → ``==`` (no origin
+    stored for the second person)."""
+    from motorcade.identity.explain import split
+
+    g = Graph(store)
+    with store.transaction():
+        out = g.resolver.resolve("leads", [
+            Observation("A1", ids("lead_id:A1"), {"name": "first"}),
+            Observation("B1", ids("lead_id:B1", "phone:+8613912340001"), {"name": "b"}),
+            Observation("B2", ids("lead_id:B2", "phone:+8613912340001"), {"city": "SH"}),
+        ])
+    (_, a), (_, b), (_, b2) = out
+    assert a != b == b2
+    assert store.get_person(b).attributes == {"name": "b", "city": "SH", "sources": ["leads"]}
+    assert store.recompute_golden_records([a, b], g.resolver.guards.priority) == 0
+    origins = dict(store.conn.execute("SELECT source_key, origin_person_id FROM identity_records"))
+    assert origins == {"A1": a, "B1": b, "B2": None}
+    people = split(store, b, identifier="phone:13912340001")
+    assert len(set(people)) == 2 and g.person("lead_id", "B1") == b != g.person("lead_id", "B2")
+
+
+def test_a_person_is_numbered_by_its_first_record_whichever_component_joins_it_last(store):
+    """R0 and R2 are apart until R3 joins them, R1 stands alone between them: the joined person is numbered
+    by its first record R0, so it is person 1 and R1 person 2, as records sent one by one would number them.
+
+    Mutant: line 361 ``if d < c`` → ``if d != c`` (the union keeps the root met last, R2's, which is numbered
+    after R1's)."""
+    out = Graph(store).resolve("leads", ("R0", ["email:a@b.cn"]), ("R1", ["email:z@y.cn"]),
+                               ("R2", ["email:b@b.cn"]), ("R3", ["email:a@b.cn", "email:b@b.cn"]))
+    assert [pid for _rid, pid in out] == [1, 2, 1, 1]
+    assert dict(store.conn.execute("SELECT source_key, origin_person_id FROM identity_records")) == {
+        "R0": 1, "R1": 2, "R2": None, "R3": None}
+
+
+def test_a_type_that_never_links_leaves_other_types_limits_as_they_are(store):
+    """With e-mails never linking (limit 0) and phones allowed on one record each, a new phone links the
+    record it first comes on, and is flagged only when a second record carries it.
+
+    Mutant: line 240 a new identifier's count starting at 1 instead of 0 (a limit below 1 on any type sends
+    every new identifier through the general count, which then counts its first record twice)."""
+    g = Graph(store, IdentityGuards.from_config({"phone": {"max_records_per_source": 1},
+                                                 "email": {"max_records_per_source": 0}}))
+    ((_, l1),) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]))
+    assert g.person("phone", "+8613912340001") == l1
+    assert store.list_flagged_identifiers() == []
+    ((_, l2),) = g.resolve("leads", ("L2", ["lead_id:L2", "phone:+8613912340001"]))
+    assert l2 != l1
+    (flag,) = store.list_flagged_identifiers()
+    assert flag["reason"] == "shared by 2 records of source leads (limit 1 for phone)"
+
+
+def test_a_record_sent_again_after_a_split_stays_split(store):
+    """An operator split C2 off C1 by removing the link of C2 to their shared phone; the CRM then sends
+    C2 again, with the phone: the removed link is not made again, and C2 stays a person of its own.
+
+    Mutant: line 275 ``len(linked) != n_linked`` → ``>=`` (a record that gained no link would be united
+    again with the people of every identifier it carries, removed links included)."""
+    from motorcade.identity.explain import split
+
+    g = Graph(store)
+    _c1, (c2, a) = g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]),
+                             ("C2", ["crm_id:C2", "phone:+8613912340001"]))
+    (link,) = [l for l in store.identity_links_of(a) if l["type"] == "phone" and l["record_id"] == c2]
+    split(store, a, link_id=link["link_id"])
+    b = g.person("crm_id", "C2")
+    assert b != a
+    ((_rid, pid),) = g.resolve("crm", ("C2", ["crm_id:C2", "phone:+8613912340001"]))
+    assert pid == b == g.person("crm_id", "C2")
+    assert g.person("crm_id", "C1") == a == g.person("phone", "+8613912340001")
+    assert g.merges().get(b) is None
+
+
+def test_an_id_merged_away_in_the_run_still_leads_to_its_records_person_after_a_re_derivation(store):
+    """C2 and C3 (joined by an e-mail) merge into C1 through a phone, all in this run; a fourth CRM record then
+    pushes the phone over its limit, and the re-derivation leaves C1 alone and C2 with C3. An id handed out
+    earlier in the run for C3's person must still lead, through the store's merge log (which callers' rows such
+    as consents follow), to the person holding C3's record, not to C1.
+
+    Mutant: line 673, ``_refresh_people``'s first loop made empty (C3's id kept its redirect to C1's)."""
+    g = Graph(store, IdentityGuards.from_config({"phone": {"max_records_per_source": 2}}))
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]), ("C2", ["crm_id:C2"]),
+              ("C3", ["crm_id:C3", "email:c@b.cn"]))
+    p1, p2, p3 = (g.person("crm_id", f"C{n}") for n in range(1, 4))
+    g.resolve("crm", ("C2", ["crm_id:C2", "phone:+8613912340001", "email:c@b.cn"]))
+    assert {g.resolver.person_of(p) for p in (p1, p2, p3)} == {p1}
+    g.resolve("crm", ("C4", ["crm_id:C4", "phone:+8613912340001"]))
+    assert g.person("crm_id", "C1") == p1 and g.person("crm_id", "C3") == g.person("crm_id", "C2") == p2
+    for pid in (p1, p2, p3):
+        assert store.resolve_person_id(g.resolver.person_of(pid)) == store.resolve_person_id(pid)
+    assert store.resolve_person_id(g.resolver.person_of(p3)) == p2
+
+
+def test_attribute_names_that_are_not_text_give_the_golden_record_the_stores_rule_gives(store):
+    """Names a Python caller may give that are not text (``True``, ``2``: JSON writes them as ``"true"``,
+    ``"2"``): the new person's golden record is the one the store's rule computes, ``"sources"`` in its
+    sorted place.
+
+    Mutant: line 704 ``except TypeError: return False`` → ``return True`` (``"sources"`` appended after
+    ``"true"``, which sorts after it)."""
+    g = Graph(store)
+    with store.transaction():
+        ((_rid, pid),) = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {True: "yes", 2: "two"})])
+    assert store.get_person(pid).attributes == {"true": "yes", "2": "two", "sources": ["crm"]}
+    assert store.recompute_golden_records([pid], g.resolver.guards.priority) == 0
+
+
+def test_records_joined_in_a_chain_within_one_batch_are_one_person(store):
+    """R2 joins R1 (through b) and brings c along; R3 then joins R0 (through a) to R2 (through c), whose
+    component was by then part of R1's: the four records are one person, and so are their e-mails.
+
+    Mutants: line 358 ``if parent[d] != d`` → ``==`` / ``>`` (c's component, no longer a root, was not
+    followed to its root, and the union cut R1 off the others)."""
+    out = Graph(store).resolve("leads", ("R0", ["email:a@b.cn"]), ("R1", ["email:b@b.cn"]),
+                               ("R2", ["email:c@b.cn", "email:b@b.cn"]), ("R3", ["email:a@b.cn", "email:c@b.cn"]))
+    assert {pid for _rid, pid in out} == {1}
+    assert {store.person_of_identifier("email", f"{x}@b.cn") for x in "abc"} == {1}
+
+
+def test_a_merge_through_an_event_of_two_new_e_mails_names_the_first_e_mail_joined_to_a_person(store):
+    """C1 and C2 are sent again, each with a new e-mail, then an event carries both e-mails: the merge of
+    C2 into C1 names C1's e-mail (the first of the two that had reached a person), not "a shared identifier".
+
+    Mutant: line 522 ``_PERSON <= ra < _RECORD`` → ``_PERSON <= ra == _RECORD`` (a component that reached a
+    person through the record's own person was not marked, so neither e-mail was named)."""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1"]), ("C2", ["crm_id:C2"]))
+    p1, p2 = g.person("crm_id", "C1"), g.person("crm_id", "C2")
+    g.resolve("crm", ("C1", ["crm_id:C1", "email:e@b.cn"]), ("C2", ["crm_id:C2", "email:f@b.cn"]),
+              (None, ["email:e@b.cn", "email:f@b.cn"]))
+    assert g.merges() == {p2: (p1, f"linked by email identifier #{g.iid('e@b.cn')} on a crm record")}
+
+
+def test_an_event_reaching_a_customer_through_another_events_e_mail_names_that_e_mail(store):
+    """In one batch: an event with a new e-mail n; an event with a new e-mail m and C1's id; an event with n, m
+    and C2's id. C2 merges into C1, and the merge log names m, through which the last event reached C1 before
+    C2's id reached C2.
+
+    Mutant: line 522 ``ra in bridge or rb in bridge`` → ``and`` (a union with a component that had reached a
+    person, from a component that had not, named nothing, and C2's id was named instead)."""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1"]), ("C2", ["crm_id:C2"]))
+    p1, p2 = g.person("crm_id", "C1"), g.person("crm_id", "C2")
+    g.resolve("app", (None, ["email:n@b.cn"]), (None, ["email:m@b.cn", "crm_id:C1"]),
+              (None, ["email:n@b.cn", "email:m@b.cn", "crm_id:C2"]))
+    assert g.merges() == {p2: (p1, f"linked by email identifier #{g.iid('m@b.cn')} on a app record")}
+    assert {g.person("email", "n@b.cn"), g.person("email", "m@b.cn"), g.person("crm_id", "C2")} == {p1}
+
+
+def test_a_stored_record_sent_again_with_new_attributes_updates_its_persons_golden_record(store):
+    """A CRM customer sent again with the same identifiers and a new name: the record keeps the new attributes
+    and the person's golden record follows, although the record gained no link.
+
+    Mutants: line 426 ``if record_updates`` → ``if not record_updates`` (the record's new attributes were not
+    written) and line 447, the same change (the person of a record whose attributes changed was left out of the
+    golden records recomputed)."""
+    g = Graph(store)
+    with store.transaction():
+        ((rid, pid),) = g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {"name": "Zhang"})])
+    with store.transaction():
+        assert g.resolver.resolve("crm", [Observation("C1", ids("crm_id:C1"), {"name": "Li", "city": "SH"})]) == [
+            (rid, pid)]
+    (attributes,) = store.conn.execute("SELECT attributes FROM identity_records WHERE id = ?", (rid,)).fetchone()
+    assert json.loads(attributes) == {"name": "Li", "city": "SH"}
+    assert store.get_person(pid).attributes == {"name": "Li", "city": "SH", "sources": ["crm"]}
+
+
+def test_after_a_phone_crosses_its_limit_each_record_sent_again_is_its_own_pieces(store):
+    """C1 and C2, one person through a shared phone, then a third CRM record with the phone (limit 2): the phone
+    is flagged and the person split. Sent again by the same resolver, with a new e-mail, C2 belongs to its own
+    piece, and so does the e-mail; C1 keeps the old id.
+
+    Mutant: line 679, ``_refresh_people``'s loop over the re-derived records made empty (the cache kept C2's
+    person from before the split)."""
+    g = Graph(store, IdentityGuards.from_config({"phone": {"max_records_per_source": 2}}))
+    (_, a), (_, a2) = g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]),
+                                ("C2", ["crm_id:C2", "phone:+8613912340001"]))
+    assert a == a2
+    g.resolve("crm", ("C3", ["crm_id:C3", "phone:+8613912340001"]))
+    b = g.person("crm_id", "C2")
+    assert b != a == g.person("crm_id", "C1")
+    ((_rid, pid),) = g.resolve("crm", ("C2", ["crm_id:C2", "email:c2@b.cn"]))
+    assert pid == b == g.person("email", "c2@b.cn")
+    assert g.person("crm_id", "C1") == a
+
+
+def test_flag_stores_every_unknown_identifier_flagged(store):
+    """``flag`` with several identifiers the store has never seen stores each of them, flagged with the reason,
+    and none links later.
+
+    Mutant: line 614 ``next_iid += 1`` → ``+= 0`` (the unknown identifiers of one call got one id)."""
+    g = Graph(store)
+    phones = ["+8613912340001", "+8613912340002", "+8613912340003"]
+    with store.transaction():
+        assert g.resolver.flag(ids(*("phone:" + p for p in phones)), "an advisor's work phone") == 3
+    assert {f["value"]: f["reason"] for f in store.list_flagged_identifiers()} == dict.fromkeys(
+        phones, "an advisor's work phone")
+    (_, l1), (_, l2) = g.resolve("leads", ("L1", ["lead_id:L1", *("phone:" + p for p in phones)]),
+                                 ("L2", ["lead_id:L2", *("phone:" + p for p in phones)]))
+    assert l1 != l2
+
+
+def test_a_resolver_keeps_working_after_the_store_reconnects(store, monkeypatch):
+    """The store's connection is closed between two batches (it reconnects on demand): the resolver takes the
+    new connection for a change by someone else, drops its cache and looks the batch up, with the same graph.
+
+    Mutant: line 150 ``self._sync != (...)`` → ``<`` (the marks of two connections cannot be ordered: the batch
+    raised ``TypeError``)."""
+    calls = spy_on_lookups(store, monkeypatch)
+    g = Graph(store)
+    ((_rid, pid),) = g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]))
+    assert calls == []
+    store.close()
+    generation = g.resolver.generation
+    ((_rid, lead),) = g.resolve("leads", ("L1", ["lead_id:L1", "phone:+8613912340001"]))
+    assert lead == pid == g.person("lead_id", "L1")
+    assert g.resolver.generation != generation and "find_identifiers" in calls
+
+
+@pytest.mark.parametrize("order", ["the new e-mail first", "the new e-mail between the two ids"])
+def test_a_new_identifier_that_joins_nobody_never_names_a_merge(store, order):
+    """A stored customer's record sent again with a new e-mail (no one else carries it) before the phone of
+    another customer, or an event with one customer's id, a new e-mail and another customer's id: the merge
+    log names the identifier that reached the other person, never the new e-mail. (Before the fix, a union
+    of the record's own person with the new e-mail counted as reaching a person; the mutant at line 522
+    ``_PERSON <= ra == _RECORD`` showed it, naming the phone in the first case.)"""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]), ("C2", ["crm_id:C2"]))
+    p1, p2 = g.person("crm_id", "C1"), g.person("crm_id", "C2")
+    if order == "the new e-mail first":
+        g.resolve("crm", ("C2", ["email:new@b.cn", "crm_id:C2", "phone:+8613912340001"]))
+        why = f"phone identifier #{g.iid('+8613912340001')} on a crm record"
+    else:
+        g.resolve("app", (None, ["crm_id:C2", "email:new@b.cn", "crm_id:C1"]))
+        why = f"crm_id identifier #{g.iid('C2')} on a app record"
+    assert g.merges() == {p2: (p1, "linked by " + why)}
+    assert {g.person("crm_id", "C1"), g.person("crm_id", "C2"), g.person("email", "new@b.cn")} == {p1}

@@ -473,7 +473,9 @@ class IdentityResolver:
 
         Replays, for the touched records of merging components only, the union-find the reason is
         defined by (nodes ordered identifiers < people < records, the smaller root wins; the first
-        union that reaches a person names the component's final root).
+        union whose identifier's side holds a person names the component's final root). The record's
+        own person does not count: an identifier no one else carries (a new e-mail) joins nobody and
+        never names a merge; the root such a union leaves keeps the name found before it.
         """
         merging = {c for _, _, c in merges}
         redirect = self._redirect
@@ -491,6 +493,7 @@ class IdentityResolver:
             return root
 
         bridge: dict[int, str] = {}
+        peopled: set[int] = set()  # roots of components that hold a person node
         for (entry, ies), c in zip(touched, record_comps):
             if find(c) not in merging:
                 continue
@@ -519,8 +522,14 @@ class IdentityResolver:
                 if ra != rb:
                     root, child = (ra, rb) if ra < rb else (rb, ra)
                     parent[child] = root
-                    if _PERSON <= ra < _RECORD or _PERSON <= rb < _RECORD or ra in bridge or rb in bridge:
+                    if rb in peopled or _PERSON <= rb < _RECORD:  # the identifier reaches a person
                         bridge.setdefault(root, f"{ie[_TYPE]} identifier #{ie[_IID]} on a {source} record")
+                        peopled.add(root)
+                    else:
+                        if child in bridge:
+                            bridge.setdefault(root, bridge[child])
+                        if ra in peopled or _PERSON <= ra < _RECORD:
+                            peopled.add(root)
                     ra = root
         out = {}
         for target, _others, c in merges:
