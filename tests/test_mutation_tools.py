@@ -190,3 +190,22 @@ def test_two_shards_run_complementary_halves_and_one_takes_the_others_outcomes_o
     assert _pending(first) == everything
     assert kept_outcomes.restore(first, "m.py", b"src", kept) == 1  # the other shard's survivor
     assert _pending(first) == everything - {ran}
+
+
+def test_a_session_made_on_another_source_of_the_module_is_never_kept(tmp_path, monkeypatch):
+    import run
+
+    monkeypatch.setattr(run, "OUT", tmp_path / "build")
+    monkeypatch.setattr(run, "ROOT", tmp_path)
+    monkeypatch.setattr(run, "committed", lambda module: b"source now")
+    (tmp_path / "build").mkdir()
+    session = _session(tmp_path / "build" / "m.sqlite", {0: ("NORMAL", "1 failed", "KILLED", "")})
+    kept = tmp_path / "tests" / "mutation" / "results" / "m.json"
+    for digest in (None, kept_outcomes.source_digest(b"source before")):  # no digest kept, another source's
+        if digest:
+            session.with_suffix(".sha256").write_text(digest + "\n", encoding="utf-8")
+        run.keep("m.py")
+        assert not kept.exists()
+    session.with_suffix(".sha256").write_text(kept_outcomes.source_digest(b"source now") + "\n", encoding="utf-8")
+    run.keep("m.py")
+    assert [m["outcome"] for m in json.loads(kept.read_text(encoding="utf-8"))["mutants"]] == ["killed"]

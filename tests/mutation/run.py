@@ -161,12 +161,20 @@ def tool(name: str) -> str:
 def mutate(module: str, fresh: bool, survivors: bool = False, shard: tuple[int, int] | None = None) -> None:
     config = config_for(module, {})
     session = OUT / f"{slug(module)}.sqlite"
+    # a session made on another source of the module (it changed since) mutated other code: start again
+    digest_file = session.with_suffix(".sha256")
+    digest = kept_outcomes.source_digest(committed(module))
+    if session.exists() and not fresh and (not digest_file.exists() or digest_file.read_text().strip() != digest):
+        print(f"== {module}: its source changed since {session.relative_to(ROOT)} was made: a new session",
+              flush=True)
+        session.unlink()
     if survivors and session.exists() and not fresh:
         with sqlite3.connect(session) as db:  # forget their results: `exec` runs what has none
             db.execute("DELETE FROM work_results WHERE lower(test_outcome) = 'survived'")
     if fresh or not session.exists():
         session.unlink(missing_ok=True)
         run(tool("cosmic-ray"), "init", str(config), str(session))
+        digest_file.write_text(digest + "\n", encoding="utf-8")
         run(tool("cr-filter-operators"), str(session), str(config))
         run(tool("cr-filter-pragma"), str(session))
         if not fresh:
@@ -203,6 +211,12 @@ def keep(module: str, restore_from: Path | None = None) -> None:
     """Write the module's outcomes so far to tests/mutation/results/ (commit it to let a fresh clone resume),
     first taking over the outcomes kept in ``restore_from`` (another checkout's shard) for mutants without one."""
     session = OUT / f"{slug(module)}.sqlite"
+    digest_file = session.with_suffix(".sha256")
+    if session.exists() and (not digest_file.exists() or digest_file.read_text().strip()
+                             != kept_outcomes.source_digest(committed(module))):
+        print(f"== {module}: {session.relative_to(ROOT)} was made on another source of the module: not kept",
+              flush=True)
+        return
     if session.exists():
         if restore_from is not None:
             count = kept_outcomes.restore(session, module, committed(module), restore_from)
