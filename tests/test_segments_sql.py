@@ -262,3 +262,142 @@ def test_a_store_from_before_is_repaired_once(tmp_path):
     assert [tuple(r) for r in store.query("SELECT person_id FROM events ORDER BY dedup_key")] == [(a,), (None,)]
     assert [tuple(r) for r in store.query("SELECT person_id, granted FROM consents")] == [(a, 0)]
     assert store.query("SELECT count(*) FROM tag_values")[0][0] == 0
+
+
+# ---- edges the mutation run of the compiler found no test for (tests/MUTANTS.md, core/segments/compiler.py) ----
+# Each condition's three-valued result, person by person, is the reference evaluator's, and the people it is
+# true for are written out here by hand: instants and dates compared with every operator on and next to the
+# value, lists of dates, sequences at exactly their `within` and one second past it, a car's age far outside
+# the ISO years, and the logic of nothing (an empty `and` / `or` built in Python).
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+T = dt.datetime(2026, 11, 1, 10, 0, tzinfo=TZ)  # a whole second
+SECOND = dt.timedelta(seconds=1)
+# who did what: name -> [(event, instant)], and one car bought 2020-01-01
+EDGE_PEOPLE = {
+    "order_before": [("order", T - SECOND)], "order_at": [("order", T)], "order_after": [("order", T + SECOND)],
+    # the local day 2026-11-01 and the seconds on either side of it
+    "visit_prev": [("visit", dt.datetime(2026, 10, 31, 23, 59, 59, tzinfo=TZ))],
+    "visit_start": [("visit", dt.datetime(2026, 11, 1, tzinfo=TZ))],
+    "visit_end": [("visit", dt.datetime(2026, 11, 1, 23, 59, 59, tzinfo=TZ))],
+    "visit_next": [("visit", dt.datetime(2026, 11, 2, tzinfo=TZ))],
+    # `a then b`: b exactly one unit after a, or one second more
+    **{f"{unit}{'_over' if over else ''}": [("a", T - dt.timedelta(days=30)),
+                                             ("b", T - dt.timedelta(days=30) + length + over * SECOND)]
+       for unit, length in (("minutes", dt.timedelta(minutes=1)), ("hours", dt.timedelta(hours=1)),
+                            ("days", dt.timedelta(days=1)), ("weeks", dt.timedelta(weeks=1)))
+       for over in (False, True)},
+    "years": [("a", dt.datetime(2025, 3, 1, 10, tzinfo=TZ)), ("b", dt.datetime(2026, 3, 1, 10, tzinfo=TZ))],
+    "years_over": [("a", dt.datetime(2025, 3, 1, 10, tzinfo=TZ)), ("b", dt.datetime(2026, 3, 1, 10, 0, 1, tzinfo=TZ))],
+    "car_owner": [],
+}
+
+
+@pytest.fixture(scope="module")
+def edge_store(tmp_path_factory):
+    from motorcade.model import Car, Ownership
+
+    s = SQLiteStore(tmp_path_factory.mktemp("edges") / "edges.db")
+    ids = {}
+    with s.transaction():
+        for n, (name, events) in enumerate(EDGE_PEOPLE.items()):
+            ids[name] = pid = s.create_person({"name": name})
+            s.insert_events([Event(person_id=pid, name=event, ts=ts, source="t", dedup_key=f"{n}-{k}")
+                             for k, (event, ts) in enumerate(events)])
+        s.upsert_cars([Car("VIN1", "BMW", "X5", 2020, dt.date(2020, 1, 1), None)])
+        s.add_ownership(Ownership(ids["car_owner"], "VIN1", dt.date(2020, 1, 1), None, "dms"))
+    yield s, ids
+    s.close()
+
+
+def _truth_per_person(store, rule_set, cond) -> dict[int, bool | None]:
+    from sqlglot import exp
+
+    from motorcade.segments.compiler import Compiler, col
+    from motorcade.segments.dialects import get_dialect
+
+    compiler = Compiler(rule_set, AS_OF, "Asia/Shanghai", store.value_types())
+    query = exp.select(col("p", "id"), exp.alias_(compiler.cond(cond, Scope("p")), "v")).from_(
+        exp.to_table("people").as_("p"))
+    return {r[0]: None if r[1] is None else bool(r[1])
+            for r in store.query(get_dialect("sqlite").render(query, compiler.params), compiler.params)}
+
+
+def _ast(node, *args):
+    from motorcade.dsl import ast
+
+    return getattr(ast, node)(*args)
+
+
+def _order(op, instant):
+    from motorcade.dsl import ast
+
+    return ast.Compare(ast.Aggregate("last", "order"), op, ast.Literal(instant))
+
+
+def _visit(op, day):
+    from motorcade.dsl import ast
+
+    return ast.Compare(ast.Aggregate("last", "visit"), op, ast.Literal(day))
+
+
+HALF = T + dt.timedelta(milliseconds=500)  # between two whole seconds: never equal to a stored ts
+NOV1 = dt.date(2026, 11, 1)
+GAPS = [unit + over for unit in ("minutes", "hours", "days", "weeks") for over in ("", "_over")]  # shortest first
+EDGE_CASES = [
+    # an instant against ts (whole seconds), every operator, on the second and between two
+    (_order("<", T), {"order_before"}), (_order("<=", T), {"order_before", "order_at"}),
+    (_order(">", T), {"order_after"}), (_order(">=", T), {"order_at", "order_after"}),
+    (_order("=", T), {"order_at"}), (_order("!=", T), {"order_before", "order_after"}),
+    (_order("<", HALF), {"order_before", "order_at"}), (_order("<=", HALF), {"order_before", "order_at"}),
+    (_order(">", HALF), {"order_after"}), (_order(">=", HALF), {"order_after"}),
+    (_order("=", HALF), set()), (_order("!=", HALF), {"order_before", "order_at", "order_after"}),
+    # a date is the whole local day
+    (_visit("=", NOV1), {"visit_start", "visit_end"}), (_visit("!=", NOV1), {"visit_prev", "visit_next"}),
+    (_visit("<", NOV1), {"visit_prev"}), (_visit("<=", NOV1), {"visit_prev", "visit_start", "visit_end"}),
+    (_visit(">", NOV1), {"visit_next"}), (_visit(">=", NOV1), {"visit_start", "visit_end", "visit_next"}),
+    # a list of dates: each item is a whole local day; no item, no match
+    ("last(visit) in [2026-11-01, 2026-11-03]", {"visit_start", "visit_end"}),
+    ("last(visit) not in [2026-11-01, 2026-11-03]", {"visit_prev", "visit_next"}),
+    ("last(visit) in [2026-11-02, 2026-10-31]", {"visit_prev", "visit_next"}),
+    # `within` counts its unit in seconds (months and years on the calendar): at the limit is in, a second past is out
+    *[(f"did a then b within 1 {unit}", {*GAPS[:2 * i], unit}) for i, unit in enumerate(("minutes", "hours", "days",
+                                                                                        "weeks", "years"))],
+    ("did a then b within 2 weeks", set(GAPS)),
+    # a car's age in whole years, also where today minus the age leaves the ISO years (0001-9999)
+    ("has car where age >= -7974", {"car_owner"}), ("has car where age < 10000", {"car_owner"}),
+    ("has car where age >= 2030", set()), ("has car where age <= 2025", {"car_owner"}),
+    ("has car where age = 6", {"car_owner"}), ("has car where age != 6", set()),
+    # nothing to hold: an empty `and` is true, an empty `or` false, a list of no dates matches no date
+    (_ast("And", []), set(EDGE_PEOPLE)), (_ast("Or", []), set()),
+    (_ast("InList", _ast("Aggregate", "last", "visit"), []), set()),
+    (_ast("InList", _ast("Aggregate", "last", "visit"), [], True), {"visit_prev", "visit_start", "visit_end", "visit_next"}),
+]
+
+
+@pytest.mark.parametrize("condition, members", EDGE_CASES, ids=lambda c: c if isinstance(c, str) else None)
+def test_edges_of_instants_dates_lists_sequences_and_ages_give_the_evaluators_answer(edge_store, condition, members):
+    from motorcade.dsl import ast
+    from motorcade.dsl.evaluate import Evaluator
+    from motorcade.dsl.evaluate import Scope as EvalScope
+    from motorcade.dsl.rules import RuleSet
+
+    store, ids = edge_store
+    cond = rule_set_from_text(f"segment s {{ where {condition} }}").segments["s"].where \
+        if isinstance(condition, str) else condition
+    rule_set = RuleSet(segments={"s": ast.Segment("s", None, cond)})
+    dataset = load_dataset(store)
+    evaluator = Evaluator(rule_set, dataset, AS_OF, "Asia/Shanghai")
+    expected = {pid: evaluator.cond(cond, EvalScope(person)) for pid, person in dataset.people.items()}
+    assert {pid for pid, v in expected.items() if v is True} == {ids[m] for m in members}
+    assert _truth_per_person(store, rule_set, cond) == expected
+
+
+def test_segments_that_refer_to_each_other_in_a_cycle_are_refused_with_the_cycle():
+    from motorcade.segments.compiler import CompileError, compile_condition
+
+    rule_set = rule_set_from_text("segment a { where in segment b }\nsegment b { where did x and in segment c }\n"
+                                  "segment c { where in segment a }")
+    # c's condition is `in segment a`: a, b, c, then a again
+    with pytest.raises(CompileError, match="in a cycle: a -> b -> c -> a\n"):
+        compile_condition(rule_set, rule_set.segments["c"].where, AS_OF, "Asia/Shanghai")
