@@ -289,8 +289,13 @@ EDGE_PEOPLE = {
        for over in (False, True)},
     "years": [("a", dt.datetime(2025, 3, 1, 10, tzinfo=TZ)), ("b", dt.datetime(2026, 3, 1, 10, tzinfo=TZ))],
     "years_over": [("a", dt.datetime(2025, 3, 1, 10, tzinfo=TZ)), ("b", dt.datetime(2026, 3, 1, 10, 0, 1, tzinfo=TZ))],
-    "car_owner": [],
+    "car_owner": [],  # bought 2020-01-01: 6 years old
+    # bought the day before, on, and the day after today six years back: 6, 6 and 5 years old
+    "car_day_before": [], "car_on_day": [], "car_day_after": [],
 }
+CARS = {"car_owner": dt.date(2020, 1, 1), "car_day_before": dt.date(2020, 11, 19), "car_on_day": dt.date(2020, 11, 20),
+        "car_day_after": dt.date(2020, 11, 21)}
+SIX = {"car_owner", "car_day_before", "car_on_day"}
 
 
 @pytest.fixture(scope="module")
@@ -304,8 +309,9 @@ def edge_store(tmp_path_factory):
             ids[name] = pid = s.create_person({"name": name})
             s.insert_events([Event(person_id=pid, name=event, ts=ts, source="t", dedup_key=f"{n}-{k}")
                              for k, (event, ts) in enumerate(events)])
-        s.upsert_cars([Car("VIN1", "BMW", "X5", 2020, dt.date(2020, 1, 1), None)])
-        s.add_ownership(Ownership(ids["car_owner"], "VIN1", dt.date(2020, 1, 1), None, "dms"))
+        for name, bought in CARS.items():
+            s.upsert_cars([Car(f"VIN-{name}", "BMW", "X5", 2020, bought, None)])
+            s.add_ownership(Ownership(ids[name], f"VIN-{name}", bought, None, "dms"))
     yield s, ids
     s.close()
 
@@ -365,9 +371,12 @@ EDGE_CASES = [
                                                                                         "weeks", "years"))],
     ("did a then b within 2 weeks", set(GAPS)),
     # a car's age in whole years, also where today minus the age leaves the ISO years (0001-9999)
-    ("has car where age >= -7974", {"car_owner"}), ("has car where age < 10000", {"car_owner"}),
-    ("has car where age >= 2030", set()), ("has car where age <= 2025", {"car_owner"}),
-    ("has car where age = 6", {"car_owner"}), ("has car where age != 6", set()),
+    ("has car where age >= 6", SIX), ("has car where age > 5", SIX), ("has car where age > 6", set()),
+    ("has car where age < 6", {"car_day_after"}), ("has car where age <= 5", {"car_day_after"}),
+    ("has car where age <= 6", set(CARS)), ("has car where age = 6", SIX), ("has car where age != 6", {"car_day_after"}),
+    ("has car where age = 5", {"car_day_after"}), ("has car where age != 5", SIX),
+    ("has car where age >= -7974", set(CARS)), ("has car where age < 10000", set(CARS)),
+    ("has car where age >= 2030", set()), ("has car where age <= 2025", set(CARS)),
     # nothing to hold: an empty `and` is true, an empty `or` false, a list of no dates matches no date
     (_ast("And", []), set(EDGE_PEOPLE)), (_ast("Or", []), set()),
     (_ast("InList", _ast("Aggregate", "last", "visit"), []), set()),
