@@ -153,14 +153,14 @@ SET_PEOPLE = {
     "a_then_b": {"events": [("a", 30), ("b", 29)]}, "a_then_b_late": {"events": [("a", 30), ("b", 29, {}, -1)]},
     "b_then_a": {"events": [("b", 30), ("a", 29)]},
     # cars (an X5 whose owner shared twice; an X3), tags and a profile number
-    "x5_sharer": {"car": "X5", "events": [("share", 3), ("share", 4)]}, "x3": {"car": "X3"},
+    "x5_sharer": {"car": "X5", "events": [("share", 3), ("share", 4)], "attributes": {"n": 1}}, "x3": {"car": "X3"},
     "sold_x5": {"car": "X5", "sold": True},
-    "high": {"tags": {"level": "high", "score": 3}, "attributes": {"n": 5}},
+    "high": {"tags": {"level": "high", "score": 3}, "attributes": {"n": 5}, "events": [("share", 3)]},
     "low": {"tags": {"level": "low", "score": 2}, "attributes": {"n": 4}},
     "text_n": {"tags": {"score": "3"}, "attributes": {"n": "5"}},
 }
 EVERYONE = set(SET_PEOPLE)
-SHARERS = {"share1", "share2", "share3", "order_small", "x5_sharer"}  # shared in the last 90 days
+SHARERS = {"share1", "share2", "share3", "order_small", "x5_sharer", "high"}  # shared in the last 90 days
 SET_CASES = {
     "consented to sms": {"sms_yes", "all_yes"},
     "unsubscribed from sms": {"sms_no", "all_no", "all_yes_sms_no", "all_no_sms_yes"},
@@ -178,7 +178,10 @@ SET_CASES = {
     "count(share) in last 90 days < 2": EVERYONE - {"share2", "share3", "x5_sharer"},
     "count(share) in last 90 days <= 1": EVERYONE - {"share2", "share3", "x5_sharer"},
     "count(share) in last 90 days = 0": EVERYONE - SHARERS,
-    "count(share) in last 90 days != 1": EVERYONE - {"share1", "order_small"},
+    "count(share) in last 90 days != 1": EVERYONE - {"share1", "order_small", "high"},
+    # an event filter that reads the person has no set form: checked person by person
+    'count(share where tag level = "high") in last 90 days >= 1': {"high"},
+    'count(share where tag level = "high") in last 90 days = 0': EVERYONE - {"high"},
     "count(order where amount >= 500000) >= 1": {"order_big"},
     "count(order where amount >= 500000) = 0": EVERYONE - {"order_big"},
     "did a then b within 1 days": {"a_then_b"},
@@ -187,11 +190,19 @@ SET_CASES = {
     'has car where model = "X5" and count(share) in last 90 days >= 2': {"x5_sharer"},
     'has car where model = "X3" and count(share) in last 90 days >= 1': set(),
     'has car where count(share) in last 90 days >= 1': {"x5_sharer"},
+    # a car condition reading the profile needs the people row: checked per person
+    'has car where model = "X5" and profile.n = 1': {"x5_sharer"},
     'tag level = "high"': {"high"}, 'tag level != "high"': {"low"}, "tag score >= 3": {"high"},
     'tag level in ["high", "x"]': {"high"},
-    "profile.n >= 5": {"high"}, "profile.n > 4": {"high"}, "profile.n < 5": {"low"}, "profile.n <= 4": {"low"},
+    "profile.n >= 5": {"high"}, "profile.n > 4": {"high"}, "profile.n < 5": {"low", "x5_sharer"},
+    "profile.n <= 4": {"low", "x5_sharer"},
     "profile.n = 5": {"high"},
 }
+
+
+# the conditions whose form is still a correlated check (EXISTS) on a column store: every other one above is a
+# semi-join, an anti-join or a plain conjunction
+CORRELATED = {"did a then b within 1 days", 'has car where model = "X5" and profile.n = 1'}
 
 
 @pytest.fixture(scope="module")
@@ -229,8 +240,16 @@ def set_engine(request, set_store):
 
 
 @pytest.mark.parametrize("condition", list(SET_CASES))
-def test_each_set_form_holds_for_the_people_written_out_and_the_evaluator(set_store, set_engine, condition):
+def test_each_set_form_holds_for_the_people_written_out_and_the_evaluator(set_store, set_engine, condition, request):
     from sqlglot import exp
+
+    from motorcade.dsl.evaluate import Unsupported
+
+    if set_engine.dialect == "clickhouse" and "profile." in condition and "has car" in condition:
+        # A gap, not a wanted answer: ClickHouse reads the person inside `has car where` from the ownership row
+        # (correlate_innermost), which has no attributes, so the compiler refuses `profile.x` there.
+        request.applymarker(pytest.mark.xfail(raises=Unsupported, strict=True,
+                                              reason="ClickHouse: profile.x inside has car where is not compiled"))
 
     from motorcade.dsl.evaluate import Evaluator
     from motorcade.dsl.evaluate import Scope as EvalScope
@@ -255,4 +274,6 @@ def test_each_set_form_holds_for_the_people_written_out_and_the_evaluator(set_st
         return {int(r[0]): None if r[1] is None else bool(r[1]) for r in rows}
 
     assert {pid for pid, v in engine_values(True).items() if v} == members
+    compiler = Compiler(rules, AS_OF, TZ, store.value_types(), set_engine.dialect)
+    assert ("EXISTS" in compiler.d.render(compiler.truth(cond, Scope("p")), compiler.params)) == (condition in CORRELATED)
     assert engine_values(False) == expected

@@ -358,6 +358,11 @@ EDGE_CASES = [
     (_order("<", HALF), {"order_before", "order_at"}), (_order("<=", HALF), {"order_before", "order_at"}),
     (_order(">", HALF), {"order_after"}), (_order(">=", HALF), {"order_after"}),
     (_order("=", HALF), set()), (_order("!=", HALF), {"order_before", "order_at", "order_after"}),
+    # a window's ends between two whole seconds: the seconds on the right side of them
+    (_ast("Did", "order", _ast("After", _ast("Literal", HALF))), {"order_after"}),
+    (_ast("Did", "order", _ast("Since", _ast("Literal", HALF))), {"order_after"}),
+    (_ast("Did", "order", _ast("Before", _ast("Literal", HALF))), {"order_before", "order_at"}),
+    (_ast("Did", "order", _ast("BetweenTimes", _ast("Literal", T - SECOND / 2), _ast("Literal", HALF))), {"order_at"}),
     # a date is the whole local day
     (_visit("=", NOV1), {"visit_start", "visit_end"}), (_visit("!=", NOV1), {"visit_prev", "visit_next"}),
     (_visit("<", NOV1), {"visit_prev"}), (_visit("<=", NOV1), {"visit_prev", "visit_start", "visit_end"}),
