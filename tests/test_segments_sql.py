@@ -289,6 +289,7 @@ EDGE_PEOPLE = {
        for over in (False, True)},
     "years": [("a", dt.datetime(2025, 3, 1, 10, tzinfo=TZ)), ("b", dt.datetime(2026, 3, 1, 10, tzinfo=TZ))],
     "years_over": [("a", dt.datetime(2025, 3, 1, 10, tzinfo=TZ)), ("b", dt.datetime(2026, 3, 1, 10, 0, 1, tzinfo=TZ))],
+    "vip": [],  # profile.vip = true (a boolean is not the number 1)
     "car_owner": [],  # bought 2020-01-01: 6 years old
     # bought the day before, on, and the day after today six years back: 6, 6 and 5 years old
     "car_day_before": [], "car_on_day": [], "car_day_after": [],
@@ -306,7 +307,7 @@ def edge_store(tmp_path_factory):
     ids = {}
     with s.transaction():
         for n, (name, events) in enumerate(EDGE_PEOPLE.items()):
-            ids[name] = pid = s.create_person({"name": name})
+            ids[name] = pid = s.create_person({"name": name, **({"vip": True} if name == "vip" else {})})
             s.insert_events([Event(person_id=pid, name=event, ts=ts, source="t", dedup_key=f"{n}-{k}")
                              for k, (event, ts) in enumerate(events)])
         for name, bought in CARS.items():
@@ -382,6 +383,8 @@ EDGE_CASES = [
     ("has car where age = 5", {"car_day_after"}), ("has car where age != 5", SIX),
     ("has car where age >= -7974", set(CARS)), ("has car where age < 10000", set(CARS)),
     ("has car where age >= 2030", set()), ("has car where age <= 2025", set(CARS)),
+    # a boolean attribute equals `true`, never the number 1 (JSON keeps the kind SQL's = would lose)
+    ("profile.vip = true", {"vip"}), ("profile.vip = 1", set()), ("profile.vip != 1", {"vip"}),
     # nothing to hold: an empty `and` is true, an empty `or` false, a list of no dates matches no date
     (_ast("And", []), set(EDGE_PEOPLE)), (_ast("Or", []), set()),
     (_ast("InList", _ast("Aggregate", "last", "visit"), []), set()),
@@ -415,3 +418,42 @@ def test_segments_that_refer_to_each_other_in_a_cycle_are_refused_with_the_cycle
     # c's condition is `in segment a`: a, b, c, then a again
     with pytest.raises(CompileError, match="in a cycle: a -> b -> c -> a\n"):
         compile_condition(rule_set, rule_set.segments["c"].where, AS_OF, "Asia/Shanghai")
+
+
+def test_a_segment_scoped_to_a_store_holds_only_that_stores_people_where_another_segment_uses_it(tmp_path):
+    """`in segment X` of a segment X with `scope store "S1"`: a store relation of any kind the access scope
+    counts, or an advisor of the store (docs/access.md); `scope group` and no scope: everyone. (A segment's
+    own scope is applied after its plan, by compute; inside another segment the compiler applies it.)"""
+    from motorcade.model import Advisor, Store
+
+    store = SQLiteStore(tmp_path / "scoped.db")
+    relations = {"selling": ("selling_store", "S1"), "service": ("service_store", "S1"), "store": ("store", "S1"),
+                 "home": ("home_store", "S1"), "lead": ("lead_store", "S1"), "advised": ("sales_advisor", "A1"),
+                 "service_advised": ("service_advisor", "A1"), "other_store": ("store", "S2"),
+                 "other_advisor": ("advisor", "A2"), "friend": ("friend", "S1"), "nobody": None}
+    ids = {}
+    with store.transaction():
+        store.upsert_stores([Store("S1", "s1", "g"), Store("S2", "s2", "g")])
+        store.upsert_advisors([Advisor("A1", "a1", "S1"), Advisor("A2", "a2", "S2")])
+        for name, relation in relations.items():
+            ids[name] = pid = store.create_person({})
+            store.insert_events([Event(person_id=pid, name="x", ts=AS_OF - dt.timedelta(days=1), source="t",
+                                       dedup_key=name)])
+            if relation:
+                store.set_relation(pid, *relation)
+    rule_set = rule_set_from_text('segment mine { scope store "S1" where did x }\n'
+                                  'segment both { scope store "S1", "S2" where did x }\n'
+                                  'segment all_stores { scope group where did x }\nsegment plain { where did x }\n'
+                                  + "".join(f"segment in_{n} {{ where in segment {n} }}\n"
+                                            f"segment out_{n} {{ where not in segment {n} }}\n"
+                                            for n in ("mine", "both", "all_stores", "plain")))
+    dataset = load_dataset(store)
+    s1 = {ids[n] for n in ("selling", "service", "store", "home", "lead", "advised", "service_advised")}
+    everyone = set(ids.values())
+    for name, members in (("mine", s1), ("both", s1 | {ids["other_store"], ids["other_advisor"]}),
+                          ("all_stores", everyone), ("plain", everyone)):
+        for segment, expected in ((f"in_{name}", members), (f"out_{name}", everyone - members)):
+            assert evaluate_segment(rule_set, segment, dataset, AS_OF, "Asia/Shanghai") == expected, segment
+            for force_scan in (True, False):
+                query = plan_segment(store, rule_set, segment, AS_OF, "Asia/Shanghai", force_scan=force_scan)
+                assert set(store.query_person_ids(query.sql(), query.params)) == expected, (segment, force_scan)
