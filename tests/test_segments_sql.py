@@ -290,6 +290,8 @@ EDGE_PEOPLE = {
     "years": [("a", dt.datetime(2025, 3, 1, 10, tzinfo=TZ)), ("b", dt.datetime(2026, 3, 1, 10, tzinfo=TZ))],
     "years_over": [("a", dt.datetime(2025, 3, 1, 10, tzinfo=TZ)), ("b", dt.datetime(2026, 3, 1, 10, 0, 1, tzinfo=TZ))],
     "vip": [],  # profile.vip = true (a boolean is not the number 1)
+    # a declared boolean tag holds 0 / 1 as booleans, other numbers stay numbers; a declared date tag holds ISO days
+    "flag0": [], "flag1": [], "flag2": [], "flag_text": [], "since_day": [], "since_text": [],
     "car_owner": [],  # bought 2020-01-01: 6 years old
     # bought the day before, on, and the day after today six years back: 6, 6 and 5 years old
     "car_day_before": [], "car_on_day": [], "car_day_after": [],
@@ -297,6 +299,8 @@ EDGE_PEOPLE = {
 CARS = {"car_owner": dt.date(2020, 1, 1), "car_day_before": dt.date(2020, 11, 19), "car_on_day": dt.date(2020, 11, 20),
         "car_day_after": dt.date(2020, 11, 21)}
 SIX = {"car_owner", "car_day_before", "car_on_day"}
+TAGS = {"flag0": ("flag", 0), "flag1": ("flag", 1), "flag2": ("flag", 2), "flag_text": ("flag", "x"),
+        "since_day": ("since", "2026-11-01"), "since_text": ("since", "soon")}
 
 
 @pytest.fixture(scope="module")
@@ -310,6 +314,12 @@ def edge_store(tmp_path_factory):
             ids[name] = pid = s.create_person({"name": name, **({"vip": True} if name == "vip" else {})})
             s.insert_events([Event(person_id=pid, name=event, ts=ts, source="t", dedup_key=f"{n}-{k}")
                              for k, (event, ts) in enumerate(events)])
+        from motorcade.tags.base import TagDefinition
+
+        s.define_tags([TagDefinition("flag", "boolean", "flag"), TagDefinition("since", "date", "since")],
+                      calculator="test", calculator_version="1")
+        s.write_tag_values([(ids[name], tag, value) for name, (tag, value) in TAGS.items()], tags=[], calculator="test",
+                           calculator_version="1", computed_at=AS_OF, person_ids=[])
         for name, bought in CARS.items():
             s.upsert_cars([Car(f"VIN-{name}", "BMW", "X5", 2020, bought, None)])
             s.add_ownership(Ownership(ids[name], f"VIN-{name}", bought, None, "dms"))
@@ -383,6 +393,15 @@ EDGE_CASES = [
     ("has car where age = 5", {"car_day_after"}), ("has car where age != 5", SIX),
     ("has car where age >= -7974", set(CARS)), ("has car where age < 10000", set(CARS)),
     ("has car where age >= 2030", set()), ("has car where age <= 2025", set(CARS)),
+    # an instant written in another offset, or without one (the project's zone), is the same instant
+    (_order("=", T.astimezone(dt.timezone.utc)), {"order_at"}), (_order("=", T.replace(tzinfo=None)), {"order_at"}),
+    (_order(">", (T - SECOND).astimezone(dt.timezone(dt.timedelta(hours=-5)))), {"order_at", "order_after"}),
+    # a declared boolean tag: 0 / 1 are false / true, not numbers; a declared date tag: ISO text is a day, not a string
+    ("tag flag = true", {"flag1"}), ("tag flag = false", {"flag0"}), ("tag flag = 1", set()), ("tag flag = 2", {"flag2"}),
+    ("tag flag != true", {"flag0", "flag2", "flag_text"}), ("tag flag in [true, 2]", {"flag1", "flag2"}),
+    ('tag flag = "x"', {"flag_text"}), ("tag flag > 1", {"flag2"}),
+    ("tag since = 2026-11-01", {"since_day"}), ('tag since = "2026-11-01"', set()), ('tag since = "soon"', {"since_text"}),
+    ("tag since < 2026-11-02", {"since_day"}), ('tag since != "soon"', {"since_day"}),
     # a boolean attribute equals `true`, never the number 1 (JSON keeps the kind SQL's = would lose)
     ("profile.vip = true", {"vip"}), ("profile.vip = 1", set()), ("profile.vip != 1", {"vip"}),
     # nothing to hold: an empty `and` is true, an empty `or` false, a list of no dates matches no date
@@ -457,3 +476,14 @@ def test_a_segment_scoped_to_a_store_holds_only_that_stores_people_where_another
             for force_scan in (True, False):
                 query = plan_segment(store, rule_set, segment, AS_OF, "Asia/Shanghai", force_scan=force_scan)
                 assert set(store.query_person_ids(query.sql(), query.params)) == expected, (segment, force_scan)
+
+
+def test_a_duration_other_than_years_is_refused_outside_an_age():
+    from motorcade.segments.compiler import CompileError, compile_condition
+
+    for unit in ("minutes", "hours", "days", "weeks", "months"):
+        rule_set = rule_set_from_text(f"segment s {{ where has car where age >= 3 {unit} }}")
+        with pytest.raises(CompileError, match=f"`3 {unit}` can only be compared with an age in years"):
+            compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai")
+    rule_set = rule_set_from_text("segment s { where has car where age >= 3 years }")
+    assert "purchase_date" in compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai").sql()
