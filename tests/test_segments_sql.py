@@ -292,6 +292,8 @@ EDGE_PEOPLE = {
     "vip": [],  # profile.vip = true (a boolean is not the number 1)
     # a declared boolean tag holds 0 / 1 as booleans, other numbers stay numbers; a declared date tag holds ISO days
     "flag0": [], "flag1": [], "flag2": [], "flag_text": [], "since_day": [], "since_text": [],
+    # declared date / date-time attributes: ISO text is a day / an instant, other text a string; `age` from birth_date
+    "born": [], "born_next_day": [], "born_text": [], "seen_at": [], "seen_text": [],
     "car_owner": [],  # bought 2020-01-01: 6 years old
     # bought the day before, on, and the day after today six years back: 6, 6 and 5 years old
     "car_day_before": [], "car_on_day": [], "car_day_after": [],
@@ -299,6 +301,9 @@ EDGE_PEOPLE = {
 CARS = {"car_owner": dt.date(2020, 1, 1), "car_day_before": dt.date(2020, 11, 19), "car_on_day": dt.date(2020, 11, 20),
         "car_day_after": dt.date(2020, 11, 21)}
 SIX = {"car_owner", "car_day_before", "car_on_day"}
+ATTRIBUTES = {"vip": {"vip": True}, "born": {"birth_date": "2000-11-20"}, "born_next_day": {"birth_date": "2000-11-21"},
+              "born_text": {"birth_date": "soon"}, "seen_at": {"seen": "2026-11-01T10:00:00+08:00"},
+              "seen_text": {"seen": "later"}}
 TAGS = {"flag0": ("flag", 0), "flag1": ("flag", 1), "flag2": ("flag", 2), "flag_text": ("flag", "x"),
         "since_day": ("since", "2026-11-01"), "since_text": ("since", "soon")}
 
@@ -311,11 +316,12 @@ def edge_store(tmp_path_factory):
     ids = {}
     with s.transaction():
         for n, (name, events) in enumerate(EDGE_PEOPLE.items()):
-            ids[name] = pid = s.create_person({"name": name, **({"vip": True} if name == "vip" else {})})
+            ids[name] = pid = s.create_person({"name": name, **ATTRIBUTES.get(name, {})})
             s.insert_events([Event(person_id=pid, name=event, ts=ts, source="t", dedup_key=f"{n}-{k}")
                              for k, (event, ts) in enumerate(events)])
         from motorcade.tags.base import TagDefinition
 
+        s.define_value_types({"birth_date": "date", "seen": "datetime"}, scope="attribute", source="test")
         s.define_tags([TagDefinition("flag", "boolean", "flag"), TagDefinition("since", "date", "since")],
                       calculator="test", calculator_version="1")
         s.write_tag_values([(ids[name], tag, value) for name, (tag, value) in TAGS.items()], tags=[], calculator="test",
@@ -402,6 +408,16 @@ EDGE_CASES = [
     ('tag flag = "x"', {"flag_text"}), ("tag flag > 1", {"flag2"}),
     ("tag since = 2026-11-01", {"since_day"}), ('tag since = "2026-11-01"', set()), ('tag since = "soon"', {"since_text"}),
     ("tag since < 2026-11-02", {"since_day"}), ('tag since != "soon"', {"since_day"}),
+    # declared date and date-time attributes, and a person's age (whole years, counted like a birthday)
+    ("profile.birth_date = 2000-11-20", {"born"}), ("profile.birth_date < 2000-11-21", {"born"}),
+    ('profile.birth_date = "2000-11-20"', set()), ('profile.birth_date = "soon"', {"born_text"}),
+    ('profile.birth_date != "soon"', {"born", "born_next_day"}),
+    ("age >= 26", {"born"}), ("age = 25", {"born_next_day"}), ("age < 26", {"born_next_day"}),
+    ("profile.seen = 2026-11-01", {"seen_at"}), (_ast("Compare", _ast("ProfileRef", "seen"), "=", _ast("Literal", T)),
+                                                {"seen_at"}),
+    (_ast("Compare", _ast("ProfileRef", "seen"), ">", _ast("Literal", T - SECOND)), {"seen_at"}),
+    (_ast("Compare", _ast("ProfileRef", "seen"), "<", _ast("Literal", T)), set()),
+    ('profile.seen = "later"', {"seen_text"}), ('profile.seen = "2026-11-01T10:00:00+08:00"', set()),
     # a boolean attribute equals `true`, never the number 1 (JSON keeps the kind SQL's = would lose)
     ("profile.vip = true", {"vip"}), ("profile.vip = 1", set()), ("profile.vip != 1", {"vip"}),
     # nothing to hold: an empty `and` is true, an empty `or` false, a list of no dates matches no date
