@@ -503,3 +503,16 @@ def test_a_duration_other_than_years_is_refused_outside_an_age():
             compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai")
     rule_set = rule_set_from_text("segment s { where has car where age >= 3 years }")
     assert "purchase_date" in compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai").sql()
+
+
+@pytest.mark.parametrize("name", ["abc", "Age", "agf", "zed"])
+def test_an_unknown_bare_name_is_refused_not_read_as_an_age(name):
+    """Only `age` (and `store` / `advisor`, and a car's fields inside `has car where`) is a bare name: a typo on
+    either side of it in sort order must be refused (mutants compared the name with `<=` / `>=`)."""
+    from motorcade.segments.compiler import CompileError, compile_condition
+
+    for condition, message in ((f"{name} >= 3", f"unknown name `{name}` in a person condition"),
+                               (f"has car where {name} >= 3", f"cars have no field `{name}`")):
+        rule_set = rule_set_from_text(f"segment s {{ where {condition} }}")
+        with pytest.raises(CompileError, match=message):
+            compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai")
