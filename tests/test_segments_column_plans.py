@@ -158,6 +158,9 @@ SET_PEOPLE = {
     "high": {"tags": {"level": "high", "score": 3}, "attributes": {"n": 5}, "events": [("share", 3)]},
     "low": {"tags": {"level": "low", "score": 2}, "attributes": {"n": 4}},
     "text_n": {"tags": {"score": "3"}, "attributes": {"n": "5"}},
+    # a declared date attribute (ISO text is a day) and the age counted from it, on both sides of a birthday
+    "born": {"attributes": {"birth_date": "2000-11-20"}}, "born_next_day": {"attributes": {"birth_date": "2000-11-21"}},
+    "born_text": {"attributes": {"birth_date": "soon"}},
 }
 EVERYONE = set(SET_PEOPLE)
 SHARERS = {"share1", "share2", "share3", "order_small", "x5_sharer", "high"}  # shared in the last 90 days
@@ -202,6 +205,9 @@ SET_CASES = {
     "profile.n >= 5": {"high"}, "profile.n > 4": {"high"}, "profile.n < 5": {"low", "x5_sharer"},
     "profile.n <= 4": {"low", "x5_sharer"},
     "profile.n = 5": {"high"},
+    "profile.birth_date = 2000-11-20": {"born"}, "profile.birth_date < 2000-11-21": {"born"},
+    'profile.birth_date = "soon"': {"born_text"}, 'profile.birth_date = "2000-11-20"': set(),
+    "age >= 26": {"born"}, "age = 25": {"born_next_day"}, "age < 26": {"born_next_day"},
 }
 
 
@@ -217,6 +223,7 @@ CORRELATED = {"did a then b within 1 days", 'has car where model = "X5" and prof
 @pytest.fixture(scope="module")
 def set_store(tmp_path_factory):
     s = SQLiteStore(tmp_path_factory.mktemp("sets") / "s.db")
+    s.define_value_types({"birth_date": "date"}, scope="attribute", source="test")
     ids, n = {}, 0
     for name, person in SET_PEOPLE.items():
         ids[name] = pid = s.create_person(person.get("attributes", {}))
@@ -286,7 +293,7 @@ def test_each_set_form_holds_for_the_people_written_out_and_the_evaluator(set_st
     compiler = Compiler(rules, AS_OF, TZ, store.value_types(), set_engine.dialect)
     sql = compiler.d.render(compiler.truth(cond, Scope("p")), compiler.params)
     assert ("= p.id" in sql) == (condition in CORRELATED)
-    if condition.startswith("profile.") or "where amount" in condition:
-        # a JSON value against a literal: kind test AND comparison, which the engine pushes into its scan (no CASE)
+    if condition.startswith("profile.n ") or "where amount" in condition:
+        # an undeclared JSON value against a literal: kind test AND comparison, pushed into the scan (no CASE)
         assert "CASE" not in sql
     assert engine_values(False) == expected

@@ -294,6 +294,9 @@ EDGE_PEOPLE = {
     "flag0": [], "flag1": [], "flag2": [], "flag_text": [], "since_day": [], "since_text": [],
     # declared date / date-time attributes: ISO text is a day / an instant, other text a string; `age` from birth_date
     "born": [], "born_next_day": [], "born_text": [], "seen_at": [], "seen_text": [],
+    # events at as_of itself and a day after it (invisible: events after as_of do not count)
+    "ping_before": [("ping", AS_OF - SECOND)], "ping_at_as_of": [("ping", AS_OF)],
+    "ping_future": [("ping", AS_OF + dt.timedelta(days=1))],
     "car_owner": [],  # bought 2020-01-01: 6 years old
     # bought the day before, on, and the day after today six years back: 6, 6 and 5 years old
     "car_day_before": [], "car_on_day": [], "car_day_after": [],
@@ -380,6 +383,14 @@ EDGE_CASES = [
     (_ast("Did", "order", _ast("Since", _ast("Literal", HALF))), {"order_after"}),
     (_ast("Did", "order", _ast("Before", _ast("Literal", HALF))), {"order_before", "order_at"}),
     (_ast("Did", "order", _ast("BetweenTimes", _ast("Literal", T - SECOND / 2), _ast("Literal", HALF))), {"order_at"}),
+    # a window ending at or after as_of: an exclusive end at as_of leaves as_of out, a later end stops at as_of
+    (_ast("Did", "ping", _ast("Before", _ast("Literal", AS_OF))), {"ping_before"}),
+    (_ast("Did", "ping", _ast("Before", _ast("Literal", AS_OF + dt.timedelta(days=1)))), {"ping_before", "ping_at_as_of"}),
+    (_ast("Did", "ping", _ast("BetweenTimes", _ast("Literal", AS_OF - SECOND), _ast("Literal", AS_OF))),
+     {"ping_before", "ping_at_as_of"}),
+    (_ast("Did", "ping", _ast("BetweenTimes", _ast("Literal", AS_OF), _ast("Literal", AS_OF + dt.timedelta(days=2)))),
+     {"ping_at_as_of"}),
+    ("did ping", {"ping_before", "ping_at_as_of"}),
     # a date is the whole local day
     (_visit("=", NOV1), {"visit_start", "visit_end"}), (_visit("!=", NOV1), {"visit_prev", "visit_next"}),
     (_visit("<", NOV1), {"visit_prev"}), (_visit("<=", NOV1), {"visit_prev", "visit_start", "visit_end"}),
@@ -516,3 +527,23 @@ def test_an_unknown_bare_name_is_refused_not_read_as_an_age(name):
         rule_set = rule_set_from_text(f"segment s {{ where {condition} }}")
         with pytest.raises(CompileError, match=message):
             compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai")
+
+
+def test_age_without_a_declared_date_of_birth_is_missing_for_everyone(store):
+    """`age` counts from `birth_date` only where it is declared a date (the store's value types): without the
+    declaration no one has an age, whatever the attribute holds (a mutant compared the type name with `<` / `>`)."""
+    from motorcade.dsl.evaluate import Evaluator
+    from motorcade.dsl.evaluate import Scope as EvalScope
+
+    with store.transaction():
+        store.create_person({"birth_date": "2000-01-01"})
+    for types in ({}, {"birth_date": "datetime"}):
+        if types:
+            with store.transaction():
+                store.define_value_types(types, scope="attribute", source="test")
+        rule_set = rule_set_from_text("segment s { where age >= 0 or age < 0 }")
+        cond = rule_set.segments["s"].where
+        dataset = load_dataset(store)
+        evaluator = Evaluator(rule_set, dataset, AS_OF, "Asia/Shanghai")
+        assert {evaluator.cond(cond, EvalScope(p)) for p in dataset.people.values()} == {None}
+        assert set(_truth_per_person(store, rule_set, cond).values()) == {None}
