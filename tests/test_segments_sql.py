@@ -294,9 +294,9 @@ EDGE_PEOPLE = {
     "flag0": [], "flag1": [], "flag2": [], "flag_text": [], "since_day": [], "since_text": [],
     # declared date / date-time attributes: ISO text is a day / an instant, other text a string; `age` from birth_date
     "born": [], "born_next_day": [], "born_text": [], "seen_at": [], "seen_text": [],
-    # events at as_of itself and a day after it (invisible: events after as_of do not count)
+    # events at as_of itself and an hour after it (invisible: events after as_of do not count)
     "ping_before": [("ping", AS_OF - SECOND)], "ping_at_as_of": [("ping", AS_OF)],
-    "ping_future": [("ping", AS_OF + dt.timedelta(days=1))],
+    "ping_future": [("ping", AS_OF + dt.timedelta(hours=1))],
     "car_owner": [],  # bought 2020-01-01: 6 years old
     # bought the day before, on, and the day after today six years back: 6, 6 and 5 years old
     "car_day_before": [], "car_on_day": [], "car_day_after": [],
