@@ -297,6 +297,7 @@ EDGE_PEOPLE = {
     # events at as_of itself and an hour after it (invisible: events after as_of do not count)
     "ping_before": [("ping", AS_OF - SECOND)], "ping_at_as_of": [("ping", AS_OF)],
     "ping_future": [("ping", AS_OF + dt.timedelta(hours=1))],
+    "in_s1": [],  # a store relation to S1: `store = "S1"`
     "car_owner": [],  # bought 2020-01-01: 6 years old
     # bought the day before, on, and the day after today six years back: 6, 6 and 5 years old
     "car_day_before": [], "car_on_day": [], "car_day_after": [],
@@ -329,6 +330,7 @@ def edge_store(tmp_path_factory):
                       calculator="test", calculator_version="1")
         s.write_tag_values([(ids[name], tag, value) for name, (tag, value) in TAGS.items()], tags=[], calculator="test",
                            calculator_version="1", computed_at=AS_OF, person_ids=[])
+        s.set_relation(ids["in_s1"], "store", "S1")
         for name, bought in CARS.items():
             s.upsert_cars([Car(f"VIN-{name}", "BMW", "X5", 2020, bought, None)])
             s.add_ownership(Ownership(ids[name], f"VIN-{name}", bought, None, "dms"))
@@ -429,6 +431,16 @@ EDGE_CASES = [
     (_ast("Compare", _ast("ProfileRef", "seen"), ">", _ast("Literal", T - SECOND)), {"seen_at"}),
     (_ast("Compare", _ast("ProfileRef", "seen"), "<", _ast("Literal", T)), set()),
     ('profile.seen = "later"', {"seen_text"}), ('profile.seen = "2026-11-01T10:00:00+08:00"', set()),
+    # kinds that do not compare: = is false, != true, an ordering unknown; a date attribute against an instant
+    # compares the instant's local date
+    (_order("=", True), set()), (_order("!=", True), {"order_before", "order_at", "order_after"}),
+    (_ast("Compare", _ast("ProfileRef", "vip"), "<", _ast("Literal", T)), set()),
+    (_ast("Compare", _ast("ProfileRef", "vip"), "!=", _ast("Literal", T)), {"vip"}),
+    ("profile.vip < 2026-11-01", set()), ("profile.vip != 2026-11-01", {"vip"}),
+    (_ast("Compare", _ast("ProfileRef", "birth_date"), "=", _ast("Literal", dt.datetime(2000, 11, 20, 23, tzinfo=TZ))),
+     {"born"}),
+    # a person's stores: a set, = is membership, != its negation; ids are strings
+    ('store = "S1"', {"in_s1"}), ('store != "S1"', set(EDGE_PEOPLE) - {"in_s1"}), ("store = 5", set()),
     # a boolean attribute equals `true`, never the number 1 (JSON keeps the kind SQL's = would lose)
     ("profile.vip = true", {"vip"}), ("profile.vip = 1", set()), ("profile.vip != 1", {"vip"}),
     # nothing to hold: an empty `and` is true, an empty `or` false, a list of no dates matches no date
