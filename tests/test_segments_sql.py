@@ -298,6 +298,7 @@ EDGE_PEOPLE = {
     "ping_before": [("ping", AS_OF - SECOND)], "ping_at_as_of": [("ping", AS_OF)],
     "ping_future": [("ping", AS_OF + dt.timedelta(hours=1))],
     "in_s1": [],  # a store relation to S1: `store = "S1"`
+    "ticks": [("tick", T - dt.timedelta(days=1)), ("tick", T)],  # first and last differ
     "car_owner": [],  # bought 2020-01-01: 6 years old
     # bought the day before, on, and the day after today six years back: 6, 6 and 5 years old
     "car_day_before": [], "car_on_day": [], "car_day_after": [],
@@ -431,6 +432,7 @@ EDGE_CASES = [
     (_ast("Compare", _ast("ProfileRef", "seen"), ">", _ast("Literal", T - SECOND)), {"seen_at"}),
     (_ast("Compare", _ast("ProfileRef", "seen"), "<", _ast("Literal", T)), set()),
     ('profile.seen = "later"', {"seen_text"}), ('profile.seen = "2026-11-01T10:00:00+08:00"', set()),
+    ("first(tick) < 2026-11-01T09:00:00", {"ticks"}), ("last(tick) < 2026-11-01T09:00:00", set()),
     # kinds that do not compare: = is false, != true, an ordering unknown; a date attribute against an instant
     # compares the instant's local date
     (_order("=", True), set()), (_order("!=", True), {"order_before", "order_at", "order_after"}),
