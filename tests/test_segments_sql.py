@@ -561,3 +561,31 @@ def test_age_without_a_declared_date_of_birth_is_missing_for_everyone(store):
         evaluator = Evaluator(rule_set, dataset, AS_OF, "Asia/Shanghai")
         assert {evaluator.cond(cond, EvalScope(p)) for p in dataset.people.values()} == {None}
         assert set(_truth_per_person(store, rule_set, cond).values()) == {None}
+
+
+def test_a_per_store_tag_reads_the_store_of_the_innermost_scoped_segment(tmp_path):
+    """A per-store tag is read at the store of the segment whose condition holds it, also when that segment is
+    used (`in segment`) by a segment scoped to another store (a mutant read the outermost segment's store)."""
+    from motorcade.dsl.evaluate import evaluate_segment
+    from motorcade.tags.base import TagDefinition
+
+    store = SQLiteStore(tmp_path / "per_store.db")
+    with store.transaction():
+        store.define_tags([TagDefinition("value", "number", "value", per_store=True)], calculator="test",
+                          calculator_version="1")
+        both, only_s1 = store.create_person({}), store.create_person({})
+        for pid in (both, only_s1):
+            store.set_relation(pid, "store", "S1")
+        store.set_relation(both, "store", "S2")
+        store.write_store_tag_values([(both, "value", 1, "S1"), (both, "value", 5, "S2"), (only_s1, "value", 5, "S1")],
+                                     tags=["value"], calculator="test", calculator_version="1", computed_at=AS_OF)
+    rule_set = rule_set_from_text('segment s2_valued { scope store "S2" where tag value >= 4 }\n'
+                                  'segment s1_of_s2 { scope store "S1" where not in segment s2_valued }\n'
+                                  'segment top { where not in segment s1_of_s2 }')
+    dataset = load_dataset(store)
+    # s2_valued: `both` (5 at S2); s1_of_s2: S1's people not in it: `only_s1`; top: everyone else
+    for name, members in (("s2_valued", {both}), ("s1_of_s2", {only_s1}), ("top", {both})):
+        assert evaluate_segment(rule_set, name, dataset, AS_OF, "Asia/Shanghai") == members, name
+    for force_scan in (True, False):
+        query = plan_segment(store, rule_set, "top", AS_OF, "Asia/Shanghai", force_scan=force_scan)
+        assert set(store.query_person_ids(query.sql(), query.params)) == {both}, force_scan
