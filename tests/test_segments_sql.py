@@ -299,6 +299,7 @@ EDGE_PEOPLE = {
     "ping_future": [("ping", AS_OF + dt.timedelta(hours=1))],
     "in_s1": [],  # a store relation to S1: `store = "S1"`
     "ticks": [("tick", T - dt.timedelta(days=1)), ("tick", T)],  # first and last differ
+    "buyer": [("buy", T - dt.timedelta(days=2), {"amount": 100}), ("buy", T - dt.timedelta(days=1), {"amount": 300})],
     "car_owner": [],  # bought 2020-01-01: 6 years old
     # bought the day before, on, and the day after today six years back: 6, 6 and 5 years old
     "car_day_before": [], "car_on_day": [], "car_day_after": [],
@@ -322,8 +323,9 @@ def edge_store(tmp_path_factory):
     with s.transaction():
         for n, (name, events) in enumerate(EDGE_PEOPLE.items()):
             ids[name] = pid = s.create_person({"name": name, **ATTRIBUTES.get(name, {})})
-            s.insert_events([Event(person_id=pid, name=event, ts=ts, source="t", dedup_key=f"{n}-{k}")
-                             for k, (event, ts) in enumerate(events)])
+            s.insert_events([Event(person_id=pid, name=event, ts=ts, source="t", dedup_key=f"{n}-{k}",
+                                   properties=props[0] if props else {})
+                             for k, (event, ts, *props) in enumerate(events)])
         from motorcade.tags.base import TagDefinition
 
         s.define_value_types({"birth_date": "date", "seen": "datetime"}, scope="attribute", source="test")
@@ -432,6 +434,8 @@ EDGE_CASES = [
     (_ast("Compare", _ast("ProfileRef", "seen"), ">", _ast("Literal", T - SECOND)), {"seen_at"}),
     (_ast("Compare", _ast("ProfileRef", "seen"), "<", _ast("Literal", T)), set()),
     ('profile.seen = "later"', {"seen_text"}), ('profile.seen = "2026-11-01T10:00:00+08:00"', set()),
+    ("sum(buy.amount) = 400", {"buyer"}), ("avg(buy.amount) = 200", {"buyer"}), ("min(buy.amount) = 100", {"buyer"}),
+    ("max(buy.amount) = 300", {"buyer"}),
     ("first(tick) < 2026-11-01T09:00:00", {"ticks"}), ("last(tick) < 2026-11-01T09:00:00", set()),
     # kinds that do not compare: = is false, != true, an ordering unknown; a date attribute against an instant
     # compares the instant's local date
