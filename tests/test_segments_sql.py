@@ -445,6 +445,15 @@ EDGE_CASES = [
     ("profile.vip < 2026-11-01", set()), ("profile.vip != 2026-11-01", {"vip"}),
     (_ast("Compare", _ast("ProfileRef", "birth_date"), "=", _ast("Literal", dt.datetime(2000, 11, 20, 23, tzinfo=TZ))),
      {"born"}),
+    ("profile.birth_date = true", set()), ("profile.birth_date != true", {"born", "born_next_day", "born_text"}),
+    ("profile.seen in [2026-11-01T10:00:00, 2026-11-02]", {"seen_at"}),
+    # between, is null and text matches, on a value, a tag (looked up: no row is null) and a person's stores
+    ("last(order) between 2026-11-01T10:00:00 and 2026-11-01T10:00:01", {"order_at", "order_after"}),
+    ("tag flag is null", set(EDGE_PEOPLE) - {"flag0", "flag1", "flag2", "flag_text"}),
+    ("tag flag is not null", {"flag0", "flag1", "flag2", "flag_text"}),
+    ("profile.vip is not null", {"vip"}), ("profile.vip is null", set(EDGE_PEOPLE) - {"vip"}),
+    ("store is null", set(EDGE_PEOPLE) - {"in_s1"}), ("store is not null", {"in_s1"}),
+    ('profile.seen contains "ate"', {"seen_text"}), ('profile.seen starts with "2026"', set()),
     # a person's stores: a set, = is membership, != its negation; ids are strings
     ('store = "S1"', {"in_s1"}), ('store != "S1"', set(EDGE_PEOPLE) - {"in_s1"}), ("store = 5", set()),
     # a boolean attribute equals `true`, never the number 1 (JSON keeps the kind SQL's = would lose)
@@ -593,3 +602,12 @@ def test_a_per_store_tag_reads_the_store_of_the_innermost_scoped_segment(tmp_pat
     for force_scan in (True, False):
         query = plan_segment(store, rule_set, "top", AS_OF, "Asia/Shanghai", force_scan=force_scan)
         assert set(store.query_person_ids(query.sql(), query.params)) == {both}, force_scan
+
+
+@pytest.mark.parametrize("condition", ['store > "S1"', 'store <= "S1"', 'store between "S1" and "S2"'])
+def test_a_persons_stores_take_only_membership_tests(condition):
+    from motorcade.segments.compiler import CompileError, compile_condition
+
+    rule_set = rule_set_from_text(f"segment s {{ where {condition} }}")
+    with pytest.raises(CompileError, match="`store` (only supports =, !=, in, not in, is null|does not support between)"):
+        compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai")
