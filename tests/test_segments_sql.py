@@ -454,6 +454,8 @@ EDGE_CASES = [
     ("profile.vip is not null", {"vip"}), ("profile.vip is null", set(EDGE_PEOPLE) - {"vip"}),
     ("store is null", set(EDGE_PEOPLE) - {"in_s1"}), ("store is not null", {"in_s1"}),
     ('profile.seen contains "ate"', {"seen_text"}), ('profile.seen starts with "2026"', set()),
+    ('profile.name starts with "der_a"', set()), ('profile.name contains "der_a"', {"order_at", "order_after"}),
+    ('has car where model contains "X"', set(CARS)), ('has car where model_year contains "20"', set()),
     # a person's stores: a set, = is membership, != its negation; ids are strings
     ('store = "S1"', {"in_s1"}), ('store != "S1"', set(EDGE_PEOPLE) - {"in_s1"}), ("store = 5", set()),
     # a boolean attribute equals `true`, never the number 1 (JSON keeps the kind SQL's = would lose)
