@@ -216,3 +216,17 @@ tag offer_kind = case when recommendation next_offer includes "brochure" then "p
     calculator = RuleTagCalculator(rule_set, rule_set.tags["offer_kind"], TZ)
     assert calculator.depends_on_tags == ("intent_level",)
     assert calculator.depends_on_events == ("configurator_view",)
+
+
+def test_recommendations_that_refer_to_each_other_in_a_cycle_are_refused_with_the_cycle(shop):
+    """The compiler names the cycle (a mutant of the message's `+ [name]` raised a TypeError instead)."""
+    from motorcade.segments.compiler import CompileError
+
+    store, _ = shop
+    rule_set = rule_set_from_text('''
+recommend a { when recommendation b includes "y" then "x" }
+recommend b { when recommendation a includes "x" then "y" }
+segment s { where did configurator_view and recommendation a includes "x" }
+''')
+    with pytest.raises(CompileError, match="recommendations refer to each other in a cycle: a -> b -> a\n"):
+        evaluate_members(store, rule_set, "s", AS_OF, TZ)

@@ -131,3 +131,169 @@ def test_the_rules_event_properties_are_typed_columns_filled_by_every_mirror(sto
     assert engine.last_mirror == "incremental"
     assert engine.query(f"SELECT p_amount_kind, p_amount_num FROM events WHERE person_id = {late}") == [("number", 900000.0)]
     assert engine.person_ids(plan_on_engine(store, engine, rules, "big_orders", AS_OF, TZ)) == sorted([*expected, late])
+
+
+# ---- the set forms, condition by condition (what the compiler's mutation run found no fast test for) ----
+# On a column store a top-level condition takes its set form (Compiler.truth: semi-joins, anti-joins, plain
+# conjunctions): here each form's people are written out by hand and must also be the reference evaluator's.
+# The full three-valued form is compared with the evaluator person by person too.
+
+SET_PEOPLE = {
+    # consents: `*` is every channel, a global refusal wins, then the channel's own row, then the global one
+    "sms_yes": {"consents": {"sms": True}}, "sms_no": {"consents": {"sms": False}},
+    "all_yes": {"consents": {"*": True}}, "all_no": {"consents": {"*": False}},
+    "all_yes_sms_no": {"consents": {"*": True, "sms": False}}, "all_no_sms_yes": {"consents": {"*": False, "sms": True}},
+    # shares in the last 90 days (and one long ago), orders with an amount
+    "share1": {"events": [("share", 3)]}, "share2": {"events": [("share", 3), ("share", 4)]},
+    "share3": {"events": [("share", 3), ("share", 4), ("share", 5)]}, "share_old": {"events": [("share", 200)]},
+    "order_big": {"events": [("order", 10, {"amount": 600000})]},
+    "order_text": {"events": [("order", 10, {"amount": "600000"})]},
+    "order_small": {"events": [("order", 10, {"amount": 100000}), ("share", 3)]},
+    # `a then b`: a day apart, and a day and a second
+    "a_then_b": {"events": [("a", 30), ("b", 29)]}, "a_then_b_late": {"events": [("a", 30), ("b", 29, {}, -1)]},
+    "b_then_a": {"events": [("b", 30), ("a", 29)]},
+    # cars (an X5 whose owner shared twice; an X3), tags and a profile number
+    "x5_sharer": {"car": "X5", "events": [("share", 3), ("share", 4)], "attributes": {"n": 1}}, "x3": {"car": "X3"},
+    "sold_x5": {"car": "X5", "sold": True},
+    "high": {"tags": {"level": "high", "score": 3}, "attributes": {"n": 5}, "events": [("share", 3)]},
+    "low": {"tags": {"level": "low", "score": 2}, "attributes": {"n": 4}},
+    "text_n": {"tags": {"score": "3"}, "attributes": {"n": "5"}},
+    # a declared date attribute (ISO text is a day) and the age counted from it, on both sides of a birthday
+    "born": {"attributes": {"birth_date": "2000-11-20"}}, "born_next_day": {"attributes": {"birth_date": "2000-11-21"}},
+    "born_text": {"attributes": {"birth_date": "soon"}},
+}
+EVERYONE = set(SET_PEOPLE)
+SHARERS = {"share1", "share2", "share3", "order_small", "x5_sharer", "high"}  # shared in the last 90 days
+SET_CASES = {
+    "consented to sms": {"sms_yes", "all_yes"},
+    "unsubscribed from sms": {"sms_no", "all_no", "all_yes_sms_no", "all_no_sms_yes"},
+    "consented to wecom": {"all_yes", "all_yes_sms_no"},
+    "unsubscribed from wecom": {"all_no", "all_no_sms_yes"},
+    "did share in last 90 days": SHARERS, "not did share in last 90 days": EVERYONE - SHARERS,
+    "did share": SHARERS | {"share_old"},
+    "did any of [order, a] in last 90 days": {"order_big", "order_text", "order_small", "a_then_b", "a_then_b_late",
+                                               "b_then_a"},
+    "count(share) in last 90 days >= 2": {"share2", "share3", "x5_sharer"},
+    "count(share) in last 90 days > 2": {"share3"},
+    "count(share) in last 90 days = 2": {"share2", "x5_sharer"},
+    "count(share) in last 90 days != 0": SHARERS,
+    # zero passes: people without such events are members
+    "count(share) in last 90 days < 2": EVERYONE - {"share2", "share3", "x5_sharer"},
+    "count(share) in last 90 days <= 1": EVERYONE - {"share2", "share3", "x5_sharer"},
+    "count(share) in last 90 days = 0": EVERYONE - SHARERS,
+    "count(share) in last 90 days != 1": EVERYONE - {"share1", "order_small", "high"},
+    # an event filter that reads the person has no set form: checked person by person
+    'count(share where tag level = "high") in last 90 days >= 1': {"high"},
+    'count(share where tag level = "high") in last 90 days = 0': EVERYONE - {"high"},
+    "count(order where amount >= 500000) >= 1": {"order_big"},
+    "count(order where amount >= 500000) = 0": EVERYONE - {"order_big"},
+    # other aggregates (not counts) and a count against a non-number have no set form: checked per person
+    "sum(order.amount) in last 90 days >= 500000": {"order_big"}, "avg(order.amount) >= 500000": {"order_big"},
+    "max(order.amount) >= 500000": {"order_big"}, "min(order.amount) < 500000": {"order_small"},
+    "last(order) > 30 days ago": {"order_big", "order_text", "order_small"},
+    "count(share) in last 90 days >= true": set(), "count(share) in last 90 days > 2.5": {"share3"},
+    "did a then b within 1 days": {"a_then_b"},
+    "has car": {"x5_sharer", "x3"},
+    'has car where model = "X5"': {"x5_sharer"},
+    'has car where model = "X5" and count(share) in last 90 days >= 2': {"x5_sharer"},
+    'has car where model = "X3" and count(share) in last 90 days >= 1': set(),
+    'has car where count(share) in last 90 days >= 1': {"x5_sharer"},
+    # a car condition reading the profile needs the people row: checked per person
+    'has car where model = "X5" and profile.n = 1': {"x5_sharer"},
+    'tag level = "high"': {"high"}, 'tag level != "high"': {"low"}, "tag score >= 3": {"high"},
+    'tag level in ["high", "x"]': {"high"},
+    "profile.n >= 5": {"high"}, "profile.n > 4": {"high"}, "profile.n < 5": {"low", "x5_sharer"},
+    "profile.n <= 4": {"low", "x5_sharer"},
+    "profile.n = 5": {"high"},
+    "profile.birth_date = 2000-11-20": {"born"}, "profile.birth_date < 2000-11-21": {"born"},
+    'profile.birth_date = "soon"': {"born_text"}, 'profile.birth_date = "2000-11-20"': set(),
+    "age >= 26": {"born"}, "age = 25": {"born_next_day"}, "age < 26": {"born_next_day"},
+}
+
+
+# the conditions whose form is still a correlated check (a subquery reading `p.id`) on a column store: every
+# other one above is a semi-join, an anti-join or a plain conjunction
+CORRELATED = {"did a then b within 1 days", 'has car where model = "X5" and profile.n = 1',
+              'count(share where tag level = "high") in last 90 days >= 1',
+              'count(share where tag level = "high") in last 90 days = 0', "sum(order.amount) in last 90 days >= 500000",
+              "avg(order.amount) >= 500000", "max(order.amount) >= 500000", "min(order.amount) < 500000",
+              "last(order) > 30 days ago", "count(share) in last 90 days >= true"}
+
+
+@pytest.fixture(scope="module")
+def set_store(tmp_path_factory):
+    s = SQLiteStore(tmp_path_factory.mktemp("sets") / "s.db")
+    s.define_value_types({"birth_date": "date"}, scope="attribute", source="test")
+    ids, n = {}, 0
+    for name, person in SET_PEOPLE.items():
+        ids[name] = pid = s.create_person(person.get("attributes", {}))
+        for channel, granted in person.get("consents", {}).items():
+            s.set_consent(Consent(pid, channel, granted, AS_OF - dt.timedelta(days=50), "test"))
+        for event, days_ago, *more in person.get("events", []):
+            n += 1
+            props = more[0] if more else {}
+            seconds = more[1] if len(more) > 1 else 0
+            s.insert_events([Event(person_id=pid, name=event, source="t", dedup_key=str(n), properties=props,
+                                   ts=AS_OF - dt.timedelta(days=days_ago, seconds=seconds))])
+        if "car" in person:
+            vin = f"V-{name}"
+            s.upsert_cars([Car(vin, "B", person["car"], 2020, dt.date(2020, 1, 1), None)])
+            s.add_ownership(Ownership(pid, vin, dt.date(2020, 1, 1), dt.date(2025, 1, 1) if person.get("sold") else None,
+                                      "test"))
+        s.write_tag_values([(pid, tag, value) for tag, value in person.get("tags", {}).items()], tags=[],
+                           calculator="test", calculator_version="1", computed_at=AS_OF, person_ids=[])
+    yield s, ids
+    s.close()
+
+
+@pytest.fixture(scope="module", params=sorted(ENGINES))
+def set_engine(request, set_store):
+    pytest.importorskip(request.param if request.param == "duckdb" else "chdb")
+    e = open_engine(ENGINES[request.param])
+    e.mirror(set_store[0], properties=["amount"])
+    yield e
+    e.close()
+
+
+@pytest.mark.parametrize("condition", list(SET_CASES))
+def test_each_set_form_holds_for_the_people_written_out_and_the_evaluator(set_store, set_engine, condition, request):
+    from sqlglot import exp
+
+    from motorcade.dsl.evaluate import Unsupported
+
+    if set_engine.dialect == "clickhouse" and "profile." in condition and "has car" in condition:
+        # A gap, not a wanted answer: ClickHouse reads the person inside `has car where` from the ownership row
+        # (correlate_innermost), which has no attributes, so the compiler refuses `profile.x` there.
+        request.applymarker(pytest.mark.xfail(raises=Unsupported, strict=True,
+                                              reason="ClickHouse: profile.x inside has car where is not compiled"))
+
+    from motorcade.dsl.evaluate import Evaluator
+    from motorcade.dsl.evaluate import Scope as EvalScope
+    from motorcade.segments.compiler import Compiler, Scope, col
+    from motorcade.segments.dataset import load_dataset
+
+    store, ids = set_store
+    rules = rule_set_from_text(f"segment s {{ where {condition} }}")
+    cond = rules.segments["s"].where
+    dataset = load_dataset(store)
+    evaluator = Evaluator(rules, dataset, AS_OF, TZ)
+    expected = {pid: evaluator.cond(cond, EvalScope(person)) for pid, person in dataset.people.items()}
+    members = {ids[name] for name in SET_CASES[condition]}
+    assert {pid for pid, v in expected.items() if v is True} == members
+
+    def engine_values(only_true):
+        compiler = Compiler(rules, AS_OF, TZ, store.value_types(), set_engine.dialect,
+                            property_columns=set_engine.property_columns())
+        value = compiler.truth(cond, Scope("p")) if only_true else compiler.cond(cond, Scope("p"))
+        query = exp.select(col("p", "id"), exp.alias_(value, "v")).from_(exp.to_table("people").as_("p"))
+        rows = set_engine.query(compiler.d.render(query, compiler.params), compiler.params)
+        return {int(r[0]): None if r[1] is None else bool(r[1]) for r in rows}
+
+    assert {pid for pid, v in engine_values(True).items() if v} == members
+    compiler = Compiler(rules, AS_OF, TZ, store.value_types(), set_engine.dialect)
+    sql = compiler.d.render(compiler.truth(cond, Scope("p")), compiler.params)
+    assert ("= p.id" in sql) == (condition in CORRELATED)
+    if condition.startswith("profile.n ") or "where amount" in condition:
+        # an undeclared JSON value against a literal: kind test AND comparison, pushed into the scan (no CASE)
+        assert "CASE" not in sql
+    assert engine_values(False) == expected

@@ -78,6 +78,11 @@ def test_compiled_queries_render_only_for_their_dialect():
     assert query.dialect == "duckdb" and "$v1" in query.sql() and query.sql("duckdb") == query.sql()
     with pytest.raises(CompileError, match="compiled for duckdb, not sqlite"):
         query.sql("sqlite")
+    # whichever name sorts first (a mutant compared the names with `>`)
+    on_sqlite = compile_condition(rules, rules.segments["s"].where, AS_OF, TZ)
+    assert on_sqlite.sql("sqlite") == on_sqlite.sql()
+    with pytest.raises(CompileError, match="compiled for sqlite, not duckdb"):
+        on_sqlite.sql("duckdb")
 
 
 def test_dialects_by_name():

@@ -262,3 +262,354 @@ def test_a_store_from_before_is_repaired_once(tmp_path):
     assert [tuple(r) for r in store.query("SELECT person_id FROM events ORDER BY dedup_key")] == [(a,), (None,)]
     assert [tuple(r) for r in store.query("SELECT person_id, granted FROM consents")] == [(a, 0)]
     assert store.query("SELECT count(*) FROM tag_values")[0][0] == 0
+
+
+# ---- edges the mutation run of the compiler found no test for (tests/MUTANTS.md, core/segments/compiler.py) ----
+# Each condition's three-valued result, person by person, is the reference evaluator's, and the people it is
+# true for are written out here by hand: instants and dates compared with every operator on and next to the
+# value, lists of dates, sequences at exactly their `within` and one second past it, a car's age far outside
+# the ISO years, and the logic of nothing (an empty `and` / `or` built in Python).
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+T = dt.datetime(2026, 11, 1, 10, 0, tzinfo=TZ)  # a whole second
+SECOND = dt.timedelta(seconds=1)
+# who did what: name -> [(event, instant)], and one car bought 2020-01-01
+EDGE_PEOPLE = {
+    "order_before": [("order", T - SECOND)], "order_at": [("order", T)], "order_after": [("order", T + SECOND)],
+    # the local day 2026-11-01 and the seconds on either side of it
+    "visit_prev": [("visit", dt.datetime(2026, 10, 31, 23, 59, 59, tzinfo=TZ))],
+    "visit_start": [("visit", dt.datetime(2026, 11, 1, tzinfo=TZ))],
+    "visit_end": [("visit", dt.datetime(2026, 11, 1, 23, 59, 59, tzinfo=TZ))],
+    "visit_next": [("visit", dt.datetime(2026, 11, 2, tzinfo=TZ))],
+    # `a then b`: b exactly one unit after a, or one second more
+    **{f"{unit}{'_over' if over else ''}": [("a", T - dt.timedelta(days=30)),
+                                             ("b", T - dt.timedelta(days=30) + length + over * SECOND)]
+       for unit, length in (("minutes", dt.timedelta(minutes=1)), ("hours", dt.timedelta(hours=1)),
+                            ("days", dt.timedelta(days=1)), ("weeks", dt.timedelta(weeks=1)))
+       for over in (False, True)},
+    "years": [("a", dt.datetime(2025, 3, 1, 10, tzinfo=TZ)), ("b", dt.datetime(2026, 3, 1, 10, tzinfo=TZ))],
+    "years_over": [("a", dt.datetime(2025, 3, 1, 10, tzinfo=TZ)), ("b", dt.datetime(2026, 3, 1, 10, 0, 1, tzinfo=TZ))],
+    "vip": [],  # profile.vip = true (a boolean is not the number 1)
+    # a declared boolean tag holds 0 / 1 as booleans, other numbers stay numbers; a declared date tag holds ISO days
+    "flag0": [], "flag1": [], "flag2": [], "flag_text": [], "since_day": [], "since_text": [],
+    # declared date / date-time attributes: ISO text is a day / an instant, other text a string; `age` from birth_date
+    "born": [], "born_next_day": [], "born_text": [], "seen_at": [], "seen_text": [],
+    # events at as_of itself and an hour after it (invisible: events after as_of do not count)
+    "ping_before": [("ping", AS_OF - SECOND)], "ping_at_as_of": [("ping", AS_OF)],
+    "ping_future": [("ping", AS_OF + dt.timedelta(hours=1))],
+    "in_s1": [],  # a store relation to S1: `store = "S1"`
+    "ticks": [("tick", T - dt.timedelta(days=1)), ("tick", T)],  # first and last differ
+    "buyer": [("buy", T - dt.timedelta(days=2), {"amount": 100}), ("buy", T - dt.timedelta(days=1), {"amount": 300})],
+    "car_owner": [],  # bought 2020-01-01: 6 years old
+    # bought the day before, on, and the day after today six years back: 6, 6 and 5 years old
+    "car_day_before": [], "car_on_day": [], "car_day_after": [],
+}
+CARS = {"car_owner": dt.date(2020, 1, 1), "car_day_before": dt.date(2020, 11, 19), "car_on_day": dt.date(2020, 11, 20),
+        "car_day_after": dt.date(2020, 11, 21)}
+SIX = {"car_owner", "car_day_before", "car_on_day"}
+ATTRIBUTES = {"vip": {"vip": True}, "born": {"birth_date": "2000-11-20"}, "born_next_day": {"birth_date": "2000-11-21"},
+              "born_text": {"birth_date": "soon"}, "seen_at": {"seen": "2026-11-01T10:00:00+08:00"},
+              "seen_text": {"seen": "later"}}
+TAGS = {"flag0": ("flag", 0), "flag1": ("flag", 1), "flag2": ("flag", 2), "flag_text": ("flag", "x"),
+        "since_day": ("since", "2026-11-01"), "since_text": ("since", "soon")}
+
+
+@pytest.fixture(scope="module")
+def edge_store(tmp_path_factory):
+    from motorcade.model import Car, Ownership
+
+    s = SQLiteStore(tmp_path_factory.mktemp("edges") / "edges.db")
+    ids = {}
+    with s.transaction():
+        for n, (name, events) in enumerate(EDGE_PEOPLE.items()):
+            ids[name] = pid = s.create_person({"name": name, **ATTRIBUTES.get(name, {})})
+            s.insert_events([Event(person_id=pid, name=event, ts=ts, source="t", dedup_key=f"{n}-{k}",
+                                   properties=props[0] if props else {})
+                             for k, (event, ts, *props) in enumerate(events)])
+        from motorcade.tags.base import TagDefinition
+
+        s.define_value_types({"birth_date": "date", "seen": "datetime"}, scope="attribute", source="test")
+        s.define_tags([TagDefinition("flag", "boolean", "flag"), TagDefinition("since", "date", "since")],
+                      calculator="test", calculator_version="1")
+        s.write_tag_values([(ids[name], tag, value) for name, (tag, value) in TAGS.items()], tags=[], calculator="test",
+                           calculator_version="1", computed_at=AS_OF, person_ids=[])
+        s.set_relation(ids["in_s1"], "store", "S1")
+        for name, bought in CARS.items():
+            s.upsert_cars([Car(f"VIN-{name}", "BMW", "X5", 2020, bought, None)])
+            s.add_ownership(Ownership(ids[name], f"VIN-{name}", bought, None, "dms"))
+    yield s, ids
+    s.close()
+
+
+def _truth_per_person(store, rule_set, cond) -> dict[int, bool | None]:
+    from sqlglot import exp
+
+    from motorcade.segments.compiler import Compiler, col
+    from motorcade.segments.dialects import get_dialect
+
+    compiler = Compiler(rule_set, AS_OF, "Asia/Shanghai", store.value_types())
+    query = exp.select(col("p", "id"), exp.alias_(compiler.cond(cond, Scope("p")), "v")).from_(
+        exp.to_table("people").as_("p"))
+    return {r[0]: None if r[1] is None else bool(r[1])
+            for r in store.query(get_dialect("sqlite").render(query, compiler.params), compiler.params)}
+
+
+def _ast(node, *args):
+    from motorcade.dsl import ast
+
+    return getattr(ast, node)(*args)
+
+
+def _order(op, instant):
+    from motorcade.dsl import ast
+
+    return ast.Compare(ast.Aggregate("last", "order"), op, ast.Literal(instant))
+
+
+def _visit(op, day):
+    from motorcade.dsl import ast
+
+    return ast.Compare(ast.Aggregate("last", "visit"), op, ast.Literal(day))
+
+
+HALF = T + dt.timedelta(milliseconds=500)  # between two whole seconds: never equal to a stored ts
+NOV1 = dt.date(2026, 11, 1)
+GAPS = [unit + over for unit in ("minutes", "hours", "days", "weeks") for over in ("", "_over")]  # shortest first
+EDGE_CASES = [
+    # an instant against ts (whole seconds), every operator, on the second and between two
+    (_order("<", T), {"order_before"}), (_order("<=", T), {"order_before", "order_at"}),
+    (_order(">", T), {"order_after"}), (_order(">=", T), {"order_at", "order_after"}),
+    (_order("=", T), {"order_at"}), (_order("!=", T), {"order_before", "order_after"}),
+    (_order("<", HALF), {"order_before", "order_at"}), (_order("<=", HALF), {"order_before", "order_at"}),
+    (_order(">", HALF), {"order_after"}), (_order(">=", HALF), {"order_after"}),
+    (_order("=", HALF), set()), (_order("!=", HALF), {"order_before", "order_at", "order_after"}),
+    # a window's ends between two whole seconds: the seconds on the right side of them
+    (_ast("Did", "order", _ast("After", _ast("Literal", HALF))), {"order_after"}),
+    (_ast("Did", "order", _ast("Since", _ast("Literal", HALF))), {"order_after"}),
+    (_ast("Did", "order", _ast("Before", _ast("Literal", HALF))), {"order_before", "order_at"}),
+    (_ast("Did", "order", _ast("BetweenTimes", _ast("Literal", T - SECOND / 2), _ast("Literal", HALF))), {"order_at"}),
+    # a window ending at or after as_of: an exclusive end at as_of leaves as_of out, a later end stops at as_of
+    (_ast("Did", "ping", _ast("Before", _ast("Literal", AS_OF))), {"ping_before"}),
+    (_ast("Did", "ping", _ast("Before", _ast("Literal", AS_OF + dt.timedelta(days=1)))), {"ping_before", "ping_at_as_of"}),
+    (_ast("Did", "ping", _ast("BetweenTimes", _ast("Literal", AS_OF - SECOND), _ast("Literal", AS_OF))),
+     {"ping_before", "ping_at_as_of"}),
+    (_ast("Did", "ping", _ast("BetweenTimes", _ast("Literal", AS_OF), _ast("Literal", AS_OF + dt.timedelta(days=2)))),
+     {"ping_at_as_of"}),
+    ("did ping", {"ping_before", "ping_at_as_of"}),
+    # a date is the whole local day
+    (_visit("=", NOV1), {"visit_start", "visit_end"}), (_visit("!=", NOV1), {"visit_prev", "visit_next"}),
+    (_visit("<", NOV1), {"visit_prev"}), (_visit("<=", NOV1), {"visit_prev", "visit_start", "visit_end"}),
+    (_visit(">", NOV1), {"visit_next"}), (_visit(">=", NOV1), {"visit_start", "visit_end", "visit_next"}),
+    # a list of dates: each item is a whole local day; no item, no match
+    ("last(visit) in [2026-11-01, 2026-11-03]", {"visit_start", "visit_end"}),
+    ("last(visit) not in [2026-11-01, 2026-11-03]", {"visit_prev", "visit_next"}),
+    ("last(visit) in [2026-11-02, 2026-10-31]", {"visit_prev", "visit_next"}),
+    # `within` counts its unit in seconds (months and years on the calendar): at the limit is in, a second past is out
+    *[(f"did a then b within 1 {unit}", {*GAPS[:2 * i], unit}) for i, unit in enumerate(("minutes", "hours", "days",
+                                                                                        "weeks", "years"))],
+    ("did a then b within 2 weeks", set(GAPS)),
+    # a car's age in whole years, also where today minus the age leaves the ISO years (0001-9999)
+    ("has car where age >= 6", SIX), ("has car where age > 5", SIX), ("has car where age > 6", set()),
+    ("has car where age < 6", {"car_day_after"}), ("has car where age <= 5", {"car_day_after"}),
+    ("has car where age <= 6", set(CARS)), ("has car where age = 6", SIX), ("has car where age != 6", {"car_day_after"}),
+    ("has car where age = 5", {"car_day_after"}), ("has car where age != 5", SIX),
+    ("has car where age >= -7974", set(CARS)), ("has car where age < 10000", set(CARS)),
+    ("has car where age >= 2030", set()), ("has car where age <= 2025", set(CARS)),
+    # an instant written in another offset, or without one (the project's zone), is the same instant
+    (_order("=", T.astimezone(dt.timezone.utc)), {"order_at"}), (_order("=", T.replace(tzinfo=None)), {"order_at"}),
+    (_order(">", (T - SECOND).astimezone(dt.timezone(dt.timedelta(hours=-5)))), {"order_at", "order_after"}),
+    # a declared boolean tag: 0 / 1 are false / true, not numbers; a declared date tag: ISO text is a day, not a string
+    ("tag flag = true", {"flag1"}), ("tag flag = false", {"flag0"}), ("tag flag = 1", set()), ("tag flag = 2", {"flag2"}),
+    ("tag flag != true", {"flag0", "flag2", "flag_text"}), ("tag flag in [true, 2]", {"flag1", "flag2"}),
+    ('tag flag = "x"', {"flag_text"}), ("tag flag > 1", {"flag2"}),
+    ("tag since = 2026-11-01", {"since_day"}), ('tag since = "2026-11-01"', set()), ('tag since = "soon"', {"since_text"}),
+    ("tag since < 2026-11-02", {"since_day"}), ('tag since != "soon"', {"since_day"}),
+    # declared date and date-time attributes, and a person's age (whole years, counted like a birthday)
+    ("profile.birth_date = 2000-11-20", {"born"}), ("profile.birth_date < 2000-11-21", {"born"}),
+    ('profile.birth_date = "2000-11-20"', set()), ('profile.birth_date = "soon"', {"born_text"}),
+    ('profile.birth_date != "soon"', {"born", "born_next_day"}),
+    ("age >= 26", {"born"}), ("age = 25", {"born_next_day"}), ("age < 26", {"born_next_day"}),
+    ("profile.seen = 2026-11-01", {"seen_at"}), (_ast("Compare", _ast("ProfileRef", "seen"), "=", _ast("Literal", T)),
+                                                {"seen_at"}),
+    (_ast("Compare", _ast("ProfileRef", "seen"), ">", _ast("Literal", T - SECOND)), {"seen_at"}),
+    (_ast("Compare", _ast("ProfileRef", "seen"), "<", _ast("Literal", T)), set()),
+    ('profile.seen = "later"', {"seen_text"}), ('profile.seen = "2026-11-01T10:00:00+08:00"', set()),
+    ("sum(buy.amount) = 400", {"buyer"}), ("avg(buy.amount) = 200", {"buyer"}), ("min(buy.amount) = 100", {"buyer"}),
+    ("max(buy.amount) = 300", {"buyer"}),
+    ("first(tick) < 2026-11-01T09:00:00", {"ticks"}), ("last(tick) < 2026-11-01T09:00:00", set()),
+    # kinds that do not compare: = is false, != true, an ordering unknown; a date attribute against an instant
+    # compares the instant's local date
+    (_order("=", True), set()), (_order("!=", True), {"order_before", "order_at", "order_after"}),
+    (_ast("Compare", _ast("ProfileRef", "vip"), "<", _ast("Literal", T)), set()),
+    (_ast("Compare", _ast("ProfileRef", "vip"), "!=", _ast("Literal", T)), {"vip"}),
+    ("profile.vip < 2026-11-01", set()), ("profile.vip != 2026-11-01", {"vip"}),
+    (_ast("Compare", _ast("ProfileRef", "birth_date"), "=", _ast("Literal", dt.datetime(2000, 11, 20, 23, tzinfo=TZ))),
+     {"born"}),
+    ("profile.birth_date = true", set()), ("profile.birth_date != true", {"born", "born_next_day", "born_text"}),
+    ("profile.seen in [2026-11-01T10:00:00, 2026-11-02]", {"seen_at"}),
+    # between, is null and text matches, on a value, a tag (looked up: no row is null) and a person's stores
+    ("last(order) between 2026-11-01T10:00:00 and 2026-11-01T10:00:01", {"order_at", "order_after"}),
+    ("tag flag is null", set(EDGE_PEOPLE) - {"flag0", "flag1", "flag2", "flag_text"}),
+    ("tag flag is not null", {"flag0", "flag1", "flag2", "flag_text"}),
+    ("profile.vip is not null", {"vip"}), ("profile.vip is null", set(EDGE_PEOPLE) - {"vip"}),
+    ("store is null", set(EDGE_PEOPLE) - {"in_s1"}), ("store is not null", {"in_s1"}),
+    ('profile.seen contains "ate"', {"seen_text"}), ('profile.seen starts with "2026"', set()),
+    ('profile.name starts with "der_a"', set()), ('profile.name contains "der_a"', {"order_at", "order_after"}),
+    ('has car where model contains "X"', set(CARS)), ('has car where model_year contains "20"', set()),
+    # a person's stores: a set, = is membership, != its negation; ids are strings
+    ('store = "S1"', {"in_s1"}), ('store != "S1"', set(EDGE_PEOPLE) - {"in_s1"}), ("store = 5", set()),
+    # a boolean attribute equals `true`, never the number 1 (JSON keeps the kind SQL's = would lose)
+    ("profile.vip = true", {"vip"}), ("profile.vip = 1", set()), ("profile.vip != 1", {"vip"}),
+    # nothing to hold: an empty `and` is true, an empty `or` false, a list of no dates matches no date
+    (_ast("And", []), set(EDGE_PEOPLE)), (_ast("Or", []), set()),
+    (_ast("InList", _ast("Aggregate", "last", "visit"), []), set()),
+    (_ast("InList", _ast("Aggregate", "last", "visit"), [], True), {"visit_prev", "visit_start", "visit_end", "visit_next"}),
+]
+
+
+@pytest.mark.parametrize("condition, members", EDGE_CASES, ids=lambda c: c if isinstance(c, str) else None)
+def test_edges_of_instants_dates_lists_sequences_and_ages_give_the_evaluators_answer(edge_store, condition, members):
+    from motorcade.dsl import ast
+    from motorcade.dsl.evaluate import Evaluator
+    from motorcade.dsl.evaluate import Scope as EvalScope
+    from motorcade.dsl.rules import RuleSet
+
+    store, ids = edge_store
+    cond = rule_set_from_text(f"segment s {{ where {condition} }}").segments["s"].where \
+        if isinstance(condition, str) else condition
+    rule_set = RuleSet(segments={"s": ast.Segment("s", None, cond)})
+    dataset = load_dataset(store)
+    evaluator = Evaluator(rule_set, dataset, AS_OF, "Asia/Shanghai")
+    expected = {pid: evaluator.cond(cond, EvalScope(person)) for pid, person in dataset.people.items()}
+    assert {pid for pid, v in expected.items() if v is True} == {ids[m] for m in members}
+    assert _truth_per_person(store, rule_set, cond) == expected
+
+
+def test_segments_that_refer_to_each_other_in_a_cycle_are_refused_with_the_cycle():
+    from motorcade.segments.compiler import CompileError, compile_condition
+
+    rule_set = rule_set_from_text("segment a { where in segment b }\nsegment b { where did x and in segment c }\n"
+                                  "segment c { where in segment a }")
+    # c's condition is `in segment a`: a, b, c, then a again
+    with pytest.raises(CompileError, match="in a cycle: a -> b -> c -> a\n"):
+        compile_condition(rule_set, rule_set.segments["c"].where, AS_OF, "Asia/Shanghai")
+
+
+def test_a_segment_scoped_to_a_store_holds_only_that_stores_people_where_another_segment_uses_it(tmp_path):
+    """`in segment X` of a segment X with `scope store "S1"`: a store relation of any kind the access scope
+    counts, or an advisor of the store (docs/access.md); `scope group` and no scope: everyone. (A segment's
+    own scope is applied after its plan, by compute; inside another segment the compiler applies it.)"""
+    from motorcade.model import Advisor, Store
+
+    store = SQLiteStore(tmp_path / "scoped.db")
+    relations = {"selling": ("selling_store", "S1"), "service": ("service_store", "S1"), "store": ("store", "S1"),
+                 "home": ("home_store", "S1"), "lead": ("lead_store", "S1"), "advised": ("sales_advisor", "A1"),
+                 "service_advised": ("service_advisor", "A1"), "other_store": ("store", "S2"),
+                 "other_advisor": ("advisor", "A2"), "friend": ("friend", "S1"), "nobody": None}
+    ids = {}
+    with store.transaction():
+        store.upsert_stores([Store("S1", "s1", "g"), Store("S2", "s2", "g")])
+        store.upsert_advisors([Advisor("A1", "a1", "S1"), Advisor("A2", "a2", "S2")])
+        for name, relation in relations.items():
+            ids[name] = pid = store.create_person({})
+            store.insert_events([Event(person_id=pid, name="x", ts=AS_OF - dt.timedelta(days=1), source="t",
+                                       dedup_key=name)])
+            if relation:
+                store.set_relation(pid, *relation)
+    rule_set = rule_set_from_text('segment mine { scope store "S1" where did x }\n'
+                                  'segment both { scope store "S1", "S2" where did x }\n'
+                                  'segment all_stores { scope group where did x }\nsegment plain { where did x }\n'
+                                  + "".join(f"segment in_{n} {{ where in segment {n} }}\n"
+                                            f"segment out_{n} {{ where not in segment {n} }}\n"
+                                            for n in ("mine", "both", "all_stores", "plain")))
+    dataset = load_dataset(store)
+    s1 = {ids[n] for n in ("selling", "service", "store", "home", "lead", "advised", "service_advised")}
+    everyone = set(ids.values())
+    for name, members in (("mine", s1), ("both", s1 | {ids["other_store"], ids["other_advisor"]}),
+                          ("all_stores", everyone), ("plain", everyone)):
+        for segment, expected in ((f"in_{name}", members), (f"out_{name}", everyone - members)):
+            assert evaluate_segment(rule_set, segment, dataset, AS_OF, "Asia/Shanghai") == expected, segment
+            for force_scan in (True, False):
+                query = plan_segment(store, rule_set, segment, AS_OF, "Asia/Shanghai", force_scan=force_scan)
+                assert set(store.query_person_ids(query.sql(), query.params)) == expected, (segment, force_scan)
+
+
+def test_a_duration_other_than_years_is_refused_outside_an_age():
+    from motorcade.segments.compiler import CompileError, compile_condition
+
+    for unit in ("minutes", "hours", "days", "weeks", "months"):
+        rule_set = rule_set_from_text(f"segment s {{ where has car where age >= 3 {unit} }}")
+        with pytest.raises(CompileError, match=f"`3 {unit}` can only be compared with an age in years"):
+            compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai")
+    rule_set = rule_set_from_text("segment s { where has car where age >= 3 years }")
+    assert "purchase_date" in compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai").sql()
+
+
+@pytest.mark.parametrize("name", ["abc", "Age", "agf", "zed"])
+def test_an_unknown_bare_name_is_refused_not_read_as_an_age(name):
+    """Only `age` (and `store` / `advisor`, and a car's fields inside `has car where`) is a bare name: a typo on
+    either side of it in sort order must be refused (mutants compared the name with `<=` / `>=`)."""
+    from motorcade.segments.compiler import CompileError, compile_condition
+
+    for condition, message in ((f"{name} >= 3", f"unknown name `{name}` in a person condition"),
+                               (f"has car where {name} >= 3", f"cars have no field `{name}`")):
+        rule_set = rule_set_from_text(f"segment s {{ where {condition} }}")
+        with pytest.raises(CompileError, match=message):
+            compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai")
+
+
+def test_age_without_a_declared_date_of_birth_is_missing_for_everyone(store):
+    """`age` counts from `birth_date` only where it is declared a date (the store's value types): without the
+    declaration no one has an age, whatever the attribute holds (a mutant compared the type name with `<` / `>`)."""
+    from motorcade.dsl.evaluate import Evaluator
+    from motorcade.dsl.evaluate import Scope as EvalScope
+
+    with store.transaction():
+        store.create_person({"birth_date": "2000-01-01"})
+    for types in ({}, {"birth_date": "datetime"}):
+        if types:
+            with store.transaction():
+                store.define_value_types(types, scope="attribute", source="test")
+        rule_set = rule_set_from_text("segment s { where age >= 0 or age < 0 }")
+        cond = rule_set.segments["s"].where
+        dataset = load_dataset(store)
+        evaluator = Evaluator(rule_set, dataset, AS_OF, "Asia/Shanghai")
+        assert {evaluator.cond(cond, EvalScope(p)) for p in dataset.people.values()} == {None}
+        assert set(_truth_per_person(store, rule_set, cond).values()) == {None}
+
+
+def test_a_per_store_tag_reads_the_store_of_the_innermost_scoped_segment(tmp_path):
+    """A per-store tag is read at the store of the segment whose condition holds it, also when that segment is
+    used (`in segment`) by a segment scoped to another store (a mutant read the outermost segment's store)."""
+    from motorcade.dsl.evaluate import evaluate_segment
+    from motorcade.tags.base import TagDefinition
+
+    store = SQLiteStore(tmp_path / "per_store.db")
+    with store.transaction():
+        store.define_tags([TagDefinition("value", "number", "value", per_store=True)], calculator="test",
+                          calculator_version="1")
+        both, only_s1 = store.create_person({}), store.create_person({})
+        for pid in (both, only_s1):
+            store.set_relation(pid, "store", "S1")
+        store.set_relation(both, "store", "S2")
+        store.write_store_tag_values([(both, "value", 1, "S1"), (both, "value", 5, "S2"), (only_s1, "value", 5, "S1")],
+                                     tags=["value"], calculator="test", calculator_version="1", computed_at=AS_OF)
+    rule_set = rule_set_from_text('segment s2_valued { scope store "S2" where tag value >= 4 }\n'
+                                  'segment s1_of_s2 { scope store "S1" where not in segment s2_valued }\n'
+                                  'segment top { where not in segment s1_of_s2 }')
+    dataset = load_dataset(store)
+    # s2_valued: `both` (5 at S2); s1_of_s2: S1's people not in it: `only_s1`; top: everyone else
+    for name, members in (("s2_valued", {both}), ("s1_of_s2", {only_s1}), ("top", {both})):
+        assert evaluate_segment(rule_set, name, dataset, AS_OF, "Asia/Shanghai") == members, name
+    for force_scan in (True, False):
+        query = plan_segment(store, rule_set, "top", AS_OF, "Asia/Shanghai", force_scan=force_scan)
+        assert set(store.query_person_ids(query.sql(), query.params)) == {both}, force_scan
+
+
+@pytest.mark.parametrize("condition", ['store > "S1"', 'store <= "S1"', 'store between "S1" and "S2"'])
+def test_a_persons_stores_take_only_membership_tests(condition):
+    from motorcade.segments.compiler import CompileError, compile_condition
+
+    rule_set = rule_set_from_text(f"segment s {{ where {condition} }}")
+    with pytest.raises(CompileError, match="`store` (only supports =, !=, in, not in, is null|does not support between)"):
+        compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai")

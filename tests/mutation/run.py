@@ -66,8 +66,9 @@ MODULES: dict[str, list[str]] = {
     "core/activation/guardrails.py": ["tests/test_activation_guardrail_rules.py", "tests/test_activation_parts.py",
                                       "tests/test_activation_guardrails.py", "tests/test_activation_runtime.py"],
     "dsl/evaluate.py": ["tests/test_dsl_evaluate.py", "tests/test_dsl_ruletest.py", *AGREEMENT],
-    "core/segments/compiler.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py", *AGREEMENT,
-                                  *ENGINE_PLANS],
+    # test_recommendations.py: the only fast tests of `recommendation R includes` (c_Recommended)
+    "core/segments/compiler.py": ["tests/test_segments_sql.py", "tests/test_segments_compute.py",
+                                  "tests/test_recommendations.py", *AGREEMENT, *ENGINE_PLANS],
     "core/segments/plan.py": ["tests/test_segments_plan.py", "tests/test_segments_sql.py",
                               "tests/test_segments_compute.py", *AGREEMENT, *ENGINE_PLANS],
     "core/activation/dispatcher.py": [
