@@ -345,3 +345,62 @@ def test_a_member_of_several_alternatives_is_listed_once(store, engine):
             duck.close()
     assert query.driver.startswith("union of one plan per alternative"), query.driver
     assert members == [1, 2, 3, 4, 5, 6, 8] and set(members) == _expected(store, rule_set, "s")
+
+
+def test_a_window_after_as_of_is_an_empty_range_and_a_window_without_a_start_is_sized(store):
+    """No statistics yet. `since` a date after as_of admits no event (none is later than as_of): its range is
+    known to be empty without reading the index, so it drives, and the other range is probed for one row only.
+    A condition without a window (no lower bound) is probed like any other. Mutants: line 100 (`first is not
+    None` -> `first is None` or `not first is not None`: the empty range probed, and a TypeError comparing
+    None for a window without a start), 101 (`return 0` -> `return 1` or `return -1`)."""
+    recording = Recording(store)
+    future = rule_set_from_text("segment s { where did lead_submit since 2026-12-01 and did share in last 90 days }")
+    query = plan_segment(recording, future, "s", AS_OF, TZ)
+    assert query.driver.startswith("drive from events(name, ts) for did lead_submit (~0 rows by the planner "
+                                   "statistics)"), query.driver
+    assert len(recording.queries) == 1 and "LIMIT 1)" in recording.queries[0], recording.queries
+    assert set(store.query_person_ids(query.sql(), query.params)) == set() == _expected(store, future, "s")
+    # ever: share's 16 events are counted (weighing 64), then lead_submit's as far as 64 / 4 + 1 rows: its 5 drive
+    ever = rule_set_from_text("segment s { where did share and did lead_submit }")
+    recording.queries.clear()
+    query = plan_segment(recording, ever, "s", AS_OF, TZ)
+    assert query.driver.startswith("drive from events(name, ts) for did lead_submit (~5 index rows)"), query.driver
+    assert [q.count("LIMIT") for q in recording.queries] == [1, 1] and "LIMIT 17)" in recording.queries[1]
+    assert set(store.query_person_ids(query.sql(), query.params)) == {1, 3, 6, 8, 9} == _expected(store, ever, "s")
+
+
+def test_a_tag_compared_with_true_or_a_date_does_not_match_a_stored_number_or_text(store):
+    """Tag values are numbers or strings (an undeclared tag stores true as 1 and a date as its text): `tag vip =
+    true` is nobody, and only the plain items of a list can come from the tag's index range. Mutant: line 216
+    (`_plain` with `or`: true and the date looked up in tag_values, matching the 1 and the text)."""
+    store.write_tag_values([(1, "vip", 1), (2, "vip", "2026-01-01"), (3, "vip", True), (4, "vip", 7)], tags=["vip"],
+                           calculator="t", calculator_version="1", computed_at=AS_OF)
+    rule_set = rule_set_from_text("""
+        segment is_true { where tag vip = true }
+        segment on_date { where tag vip = 2026-01-01 }
+        segment listed { where tag vip in [true, 2026-01-01, 7] }
+    """)
+    for name, answer in (("is_true", set()), ("on_date", set()), ("listed", {4})):
+        assert _members(store, rule_set, name)[1] == answer == _expected(store, rule_set, name), name
+
+
+def test_a_store_segment_reads_a_group_segment_it_names_with_the_persons_own_tag_values(store):
+    """`in segment valued` inside a segment scoped to SH01: `valued` is a group segment, so its per-store tag
+    is the person's own value, not the value at SH01 (the store segment's conditions are not merged with the
+    group segment's). Person 1 scores 5 but 1 at SH01, person 2 the other way round. Mutant: line 189
+    (`not path or ...` -> `path or ...`: the group segment's condition inlined and read at the store)."""
+    from motorcade.tags.base import TagDefinition
+    with store.transaction():
+        store.define_tags([TagDefinition("score", "number", "a score per store", per_store=True)], calculator="t",
+                          calculator_version="1")
+        for pid in PEOPLE:
+            store.set_relation(pid, "selling_store", "SH01")
+    store.write_tag_values([(1, "score", 5), (2, "score", 1), (3, "score", 5)], tags=["score"], calculator="t",
+                           calculator_version="1", computed_at=AS_OF)
+    store.write_store_tag_values([(1, "score", 1, "SH01"), (2, "score", 5, "SH01"), (3, "score", 5, "SH01")],
+                                 tags=["score"], calculator="t", calculator_version="1", computed_at=AS_OF)
+    rule_set = rule_set_from_text("""
+        segment valued { where tag score >= 4 }
+        segment sh01_sharers { scope store "SH01" where in segment valued and did share in last 90 days }
+    """)
+    assert _members(store, rule_set, "sh01_sharers")[1] == {1, 3} == _expected(store, rule_set, "sh01_sharers")
