@@ -138,15 +138,19 @@ def test_a_repeated_condition_and_a_bare_has_car_are_dropped_but_what_follows_th
 
 
 def test_an_event_row_weighs_four_tag_rows(store):
-    """The statistics size both ranges: 12 people tagged low (12 index rows of tag_values) against 4
+    """The statistics size both ranges: 13 people tagged low (13 index rows of tag_values) against 4
     lead_submit events in the last 90 days (each costs about 4 rows: 16): the tag drives, and the plan
-    says how the range was sized. Mutants: line 65 (a tag row costing 2), 498 (`== "statistics"` -> `>`)."""
+    says how the range was sized. Mutants: line 65 (a tag row costing 2), 498 (`== "statistics"` -> `>`), 48
+    (`EVENT_ROW_COST = 3.0`: 12, the events drive)."""
+    thirteenth = store.create_person({"n": 20})
+    store.write_tag_values([(thirteenth, "intent_level", "low")], tags=["intent_level"], calculator="t",
+                           calculator_version="1", computed_at=AS_OF, person_ids=[thirteenth])
     with store.transaction():
         store.refresh_plan_stats()
     rule_set = rule_set_from_text('segment s { where did lead_submit in last 90 days and tag intent_level = "low" }')
     query, members = _members(store, rule_set, "s")
     assert query.driver.startswith("drive from tag_values(tag, value) for tag intent_level = 'low' "
-                                   "(~12 rows by the planner statistics)"), query.driver
+                                   "(~13 rows by the planner statistics)"), query.driver
     assert members == {3, 8} == _expected(store, rule_set, "s")
 
 
@@ -404,3 +408,67 @@ def test_a_store_segment_reads_a_group_segment_it_names_with_the_persons_own_tag
         segment sh01_sharers { scope store "SH01" where in segment valued and did share in last 90 days }
     """)
     assert _members(store, rule_set, "sh01_sharers")[1] == {1, 3} == _expected(store, rule_set, "sh01_sharers")
+
+
+def test_only_a_count_drives_from_the_events_index(store):
+    """`count(E) >= k` drives from E's events grouped by person; an average, a sum or a maximum of a property
+    is no count of events. Person 5 ordered twice for 1, person 7 once for 3. Mutants: line 240 (`func ==
+    "count"` -> `<=` or `>=`: an `avg`, or a `sum`/`max`, taken for the count of its events)."""
+    day = dt.timedelta(days=1)
+    with store.transaction():
+        store.insert_events([Event(person_id=pid, name="order", ts=AS_OF - ago * day, source="t", dedup_key=key,
+                                   properties={"amount": amount})
+                             for pid, ago, amount, key in ((5, 3, 1, "o1"), (5, 4, 1, "o2"), (7, 5, 3, "o3"))])
+    rule_set = rule_set_from_text("""
+        segment avg_2 { where avg(order.amount) in last 90 days >= 2 }
+        segment sum_3 { where sum(order.amount) in last 90 days >= 3 }
+        segment max_2 { where max(order.amount) in last 90 days >= 2 }
+        segment count_2 { where count(order) in last 90 days >= 2 }
+    """)
+    for name, answer in (("avg_2", {7}), ("sum_3", {7}), ("max_2", {7}), ("count_2", {5})):
+        query, members = _members(store, rule_set, name)
+        assert members == answer == _expected(store, rule_set, name), name
+    assert query.driver.startswith("drive from events(name, ts) for count(order) >= 2"), query.driver
+
+
+def test_a_tag_ordering_does_not_drive_from_the_equal_values(store):
+    """Only `tag T = v` (and `in [...]`) reads one range of tag_values(tag, value): `tag intent_level > "high"`
+    is checked per person ("low" sorts after "high"). Mutant: line 251 (`op == "="` -> `>=`: the `>`
+    driven from the people tagged exactly "high")."""
+    rule_set = rule_set_from_text('segment s { where tag intent_level > "high" }')
+    query, members = _members(store, rule_set, "s")
+    assert members == {3, 8, *range(10, 20)} == _expected(store, rule_set, "s")
+    assert query.driver.startswith("scan people"), query.driver
+
+
+def test_a_tag_declared_boolean_or_date_is_compared_as_declared_not_as_stored(store):
+    """A boolean tag stores true as 1 and a date tag a date as ISO text (ValueTypes.tag), but a rule compares
+    the declared value: `tag vip = 1` and `tag joined = "2026-01-01"` hold for nobody, so neither may be
+    answered from tag_values' stored range. Mutants: line 223 (`types is not None` -> `is None`) and 225
+    (`or tag in types.store_tags` -> `and`): the typed tags driven from their stored form."""
+    from motorcade.tags.base import TagDefinition
+    with store.transaction():
+        store.define_tags([TagDefinition("vip", "boolean", "v"), TagDefinition("joined", "date", "j")],
+                          calculator="t", calculator_version="1")
+    store.write_tag_values([(1, "vip", True), (2, "vip", False), (3, "joined", dt.date(2026, 1, 1))],
+                           tags=["vip", "joined"], calculator="t", calculator_version="1", computed_at=AS_OF)
+    rule_set = rule_set_from_text("""
+        segment vip_1 { where tag vip = 1 }
+        segment vip_true { where tag vip = true }
+        segment joined_text { where tag joined = "2026-01-01" }
+        segment joined_date { where tag joined = 2026-01-01 }
+    """)
+    for name, answer in (("vip_1", set()), ("vip_true", {1}), ("joined_text", set()), ("joined_date", {3})):
+        assert _members(store, rule_set, name)[1] == answer == _expected(store, rule_set, name), name
+
+
+def test_on_a_tie_an_exact_driver_drives_before_a_sequences_first_step(store):
+    """`did share then lead_submit ...` and `did share` in the same window read the same range (13 share
+    events): the exact `did share` drives and is not checked again; the sequence's first step is only a
+    superset. Mutant: line 488 (`not d.exact` -> `d.exact`: the sequence drives, both conditions re-checked)."""
+    rule_set = rule_set_from_text("segment s { where did share then lead_submit within 14 days in last 90 days "
+                                  "and did share in last 90 days }")
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith("drive from events(name, ts) for did share (~13 index rows); check the other 1 "
+                                   "condition(s)"), query.driver
+    assert members == {1} == _expected(store, rule_set, "s")
