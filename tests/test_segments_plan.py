@@ -472,3 +472,16 @@ def test_on_a_tie_an_exact_driver_drives_before_a_sequences_first_step(store):
     assert query.driver.startswith("drive from events(name, ts) for did share (~13 index rows); check the other 1 "
                                    "condition(s)"), query.driver
     assert members == {1} == _expected(store, rule_set, "s")
+
+
+def test_on_a_tie_a_has_car_where_drives_before_a_tag_whose_rows_are_not_filtered(store):
+    """4 people tagged high (4 tag rows) and 4 ownership rows: a tie; the ownerships' `where model = "X5"`
+    filters them, a tag's range is exactly its rows. Mutant: line 168 (`filtered=cond.where is not None` ->
+    `is None`: the tag wins the tie)."""
+    with store.transaction():
+        store.refresh_plan_stats()
+    rule_set = rule_set_from_text('segment s { where tag intent_level = "high" and has car where model = "X5" }')
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith("drive from ownerships for has car where ... (~4 rows by the planner "
+                                   "statistics)"), query.driver
+    assert members == {1, 5} == _expected(store, rule_set, "s")
