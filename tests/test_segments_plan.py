@@ -485,3 +485,18 @@ def test_on_a_tie_a_has_car_where_drives_before_a_tag_whose_rows_are_not_filtere
     assert query.driver.startswith("drive from ownerships for has car where ... (~4 rows by the planner "
                                    "statistics)"), query.driver
     assert members == {1, 5} == _expected(store, rule_set, "s")
+
+
+def test_an_event_of_nobody_makes_no_member_of_a_column_store_plan(store, duckdb_engine):
+    """An event whose person is not resolved (person_id NULL) is nobody's: the grouped scan of events keeps
+    only rows with a person, also when one condition's own filter already bounds names and time. Mutant: line
+    380 (`coarse[1:]` -> `coarse[2:]`: the `person_id IS NOT NULL` test dropped, NULL listed as a member)."""
+    from motorcade.analytics.segments import plan_on_engine
+    with store.transaction():
+        store.insert_events([Event(person_id=None, name="lead_submit", ts=AS_OF - dt.timedelta(days=1), source="t",
+                                   dedup_key="nobody")])
+    rules = rule_set_from_text("segment s { where did lead_submit in last 90 days }")
+    duckdb_engine.mirror(store, properties=[])
+    plan = plan_on_engine(store, duckdb_engine, rules, "s", AS_OF, TZ)
+    assert plan.driver.startswith("one scan of events (lead_submit) grouped by person for 1 condition(s)")
+    assert list(duckdb_engine.person_ids(plan)) == [1, 3, 6, 8] and _expected(store, rules, "s") == {1, 3, 6, 8}
