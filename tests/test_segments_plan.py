@@ -229,6 +229,7 @@ segment x5 { where has car where model = "X5" }
 segment quiet { where not did share in last 90 days }
 segment either { where did lead_submit in last 90 days or tag intent_level = "high" }
 segment lead_low { where did lead_submit in last 90 days and tag intent_level = "low" }
+segment share_then_lead { where did share then lead_submit within 14 days }
 '''
 
 # segment -> how its set plan starts
@@ -253,6 +254,8 @@ SET_SHAPES = {
     "quiet": "scan people",
     "either": "union of one plan per alternative",
     "lead_low": "one scan of events (lead_submit) grouped by person for 1 condition(s); 1 other",
+    # a sequence's first step is only a superset: it does not drive a set plan (it would be dropped from the checks)
+    "share_then_lead": "scan people",
 }
 
 
@@ -268,7 +271,8 @@ def duckdb_engine():
 def test_column_store_plans_take_every_shape_and_give_the_evaluators_answer(store, duckdb_engine):
     """Every branch of the set-shaped plan (`_set_plan`, `_events_group`, `_positive_events`). Mutants: lines
     291-297, 339-446 (conditions grouped or not, the coarse filter and each condition's own, the HAVING
-    tests, the choice among tag and ownership ranges by the statistics; 363: conditions without a window)."""
+    tests, the choice among tag and ownership ranges by the statistics; 363: conditions without a window; 422: `d.exact
+    and ...` -> `or`, a sequence's inexact driver chosen and its condition never checked)."""
     from motorcade.analytics.segments import plan_on_engine
     from motorcade.segments.compiler import property_keys
     rules = rule_set_from_text(SET_RULES)
