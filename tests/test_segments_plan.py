@@ -469,7 +469,8 @@ def test_a_tag_declared_boolean_or_date_is_compared_as_declared_not_as_stored(st
 def test_on_a_tie_an_exact_driver_drives_before_a_sequences_first_step(store):
     """`did share then lead_submit ...` and `did share` in the same window read the same range (13 share
     events): the exact `did share` drives and is not checked again; the sequence's first step is only a
-    superset. Mutant: line 488 (`not d.exact` -> `d.exact`: the sequence drives, both conditions re-checked)."""
+    superset. Mutants: line 488 (`not d.exact` -> `d.exact`: the sequence drives, both conditions re-checked), 238
+    (`steps[0]` -> `steps[-1]` or `steps[1]`: the sequence sized by lead_submit's 4 events, called its first step's)."""
     rule_set = rule_set_from_text("segment s { where did share then lead_submit within 14 days in last 90 days "
                                   "and did share in last 90 days }")
     query, members = _members(store, rule_set, "s")
