@@ -138,15 +138,19 @@ def test_a_repeated_condition_and_a_bare_has_car_are_dropped_but_what_follows_th
 
 
 def test_an_event_row_weighs_four_tag_rows(store):
-    """The statistics size both ranges: 12 people tagged low (12 index rows of tag_values) against 4
+    """The statistics size both ranges: 13 people tagged low (13 index rows of tag_values) against 4
     lead_submit events in the last 90 days (each costs about 4 rows: 16): the tag drives, and the plan
-    says how the range was sized. Mutants: line 65 (a tag row costing 2), 498 (`== "statistics"` -> `>`)."""
+    says how the range was sized. Mutants: line 65 (a tag row costing 2), 498 (`== "statistics"` -> `>`), 48
+    (`EVENT_ROW_COST = 3.0`: 12, the events drive)."""
+    thirteenth = store.create_person({"n": 20})
+    store.write_tag_values([(thirteenth, "intent_level", "low")], tags=["intent_level"], calculator="t",
+                           calculator_version="1", computed_at=AS_OF, person_ids=[thirteenth])
     with store.transaction():
         store.refresh_plan_stats()
     rule_set = rule_set_from_text('segment s { where did lead_submit in last 90 days and tag intent_level = "low" }')
     query, members = _members(store, rule_set, "s")
     assert query.driver.startswith("drive from tag_values(tag, value) for tag intent_level = 'low' "
-                                   "(~12 rows by the planner statistics)"), query.driver
+                                   "(~13 rows by the planner statistics)"), query.driver
     assert members == {3, 8} == _expected(store, rule_set, "s")
 
 
@@ -225,6 +229,7 @@ segment x5 { where has car where model = "X5" }
 segment quiet { where not did share in last 90 days }
 segment either { where did lead_submit in last 90 days or tag intent_level = "high" }
 segment lead_low { where did lead_submit in last 90 days and tag intent_level = "low" }
+segment share_then_lead { where did share then lead_submit within 14 days }
 '''
 
 # segment -> how its set plan starts
@@ -249,6 +254,8 @@ SET_SHAPES = {
     "quiet": "scan people",
     "either": "union of one plan per alternative",
     "lead_low": "one scan of events (lead_submit) grouped by person for 1 condition(s); 1 other",
+    # a sequence's first step is only a superset: it does not drive a set plan (it would be dropped from the checks)
+    "share_then_lead": "scan people",
 }
 
 
@@ -264,7 +271,8 @@ def duckdb_engine():
 def test_column_store_plans_take_every_shape_and_give_the_evaluators_answer(store, duckdb_engine):
     """Every branch of the set-shaped plan (`_set_plan`, `_events_group`, `_positive_events`). Mutants: lines
     291-297, 339-446 (conditions grouped or not, the coarse filter and each condition's own, the HAVING
-    tests, the choice among tag and ownership ranges by the statistics; 363: conditions without a window)."""
+    tests, the choice among tag and ownership ranges by the statistics; 363: conditions without a window; 422: `d.exact
+    and ...` -> `or`, a sequence's inexact driver chosen and its condition never checked)."""
     from motorcade.analytics.segments import plan_on_engine
     from motorcade.segments.compiler import property_keys
     rules = rule_set_from_text(SET_RULES)
@@ -345,3 +353,155 @@ def test_a_member_of_several_alternatives_is_listed_once(store, engine):
             duck.close()
     assert query.driver.startswith("union of one plan per alternative"), query.driver
     assert members == [1, 2, 3, 4, 5, 6, 8] and set(members) == _expected(store, rule_set, "s")
+
+
+def test_a_window_after_as_of_is_an_empty_range_and_a_window_without_a_start_is_sized(store):
+    """No statistics yet. `since` a date after as_of admits no event (none is later than as_of): its range is
+    known to be empty without reading the index, so it drives, and the other range is probed for one row only.
+    A condition without a window (no lower bound) is probed like any other. Mutants: line 100 (`first is not
+    None` -> `first is None` or `not first is not None`: the empty range probed, and a TypeError comparing
+    None for a window without a start), 101 (`return 0` -> `return 1` or `return -1`)."""
+    recording = Recording(store)
+    future = rule_set_from_text("segment s { where did lead_submit since 2026-12-01 and did share in last 90 days }")
+    query = plan_segment(recording, future, "s", AS_OF, TZ)
+    assert query.driver.startswith("drive from events(name, ts) for did lead_submit (~0 rows by the planner "
+                                   "statistics)"), query.driver
+    assert len(recording.queries) == 1 and "LIMIT 1)" in recording.queries[0], recording.queries
+    assert set(store.query_person_ids(query.sql(), query.params)) == set() == _expected(store, future, "s")
+    # ever: share's 16 events are counted (weighing 64), then lead_submit's as far as 64 / 4 + 1 rows: its 5 drive
+    ever = rule_set_from_text("segment s { where did share and did lead_submit }")
+    recording.queries.clear()
+    query = plan_segment(recording, ever, "s", AS_OF, TZ)
+    assert query.driver.startswith("drive from events(name, ts) for did lead_submit (~5 index rows)"), query.driver
+    assert [q.count("LIMIT") for q in recording.queries] == [1, 1] and "LIMIT 17)" in recording.queries[1]
+    assert set(store.query_person_ids(query.sql(), query.params)) == {1, 3, 6, 8, 9} == _expected(store, ever, "s")
+
+
+def test_a_tag_compared_with_true_or_a_date_does_not_match_a_stored_number_or_text(store):
+    """Tag values are numbers or strings (an undeclared tag stores true as 1 and a date as its text): `tag vip =
+    true` is nobody, and only the plain items of a list can come from the tag's index range. Mutant: line 216
+    (`_plain` with `or`: true and the date looked up in tag_values, matching the 1 and the text)."""
+    store.write_tag_values([(1, "vip", 1), (2, "vip", "2026-01-01"), (3, "vip", True), (4, "vip", 7)], tags=["vip"],
+                           calculator="t", calculator_version="1", computed_at=AS_OF)
+    rule_set = rule_set_from_text("""
+        segment is_true { where tag vip = true }
+        segment on_date { where tag vip = 2026-01-01 }
+        segment listed { where tag vip in [true, 2026-01-01, 7] }
+    """)
+    for name, answer in (("is_true", set()), ("on_date", set()), ("listed", {4})):
+        assert _members(store, rule_set, name)[1] == answer == _expected(store, rule_set, name), name
+
+
+def test_a_store_segment_reads_a_group_segment_it_names_with_the_persons_own_tag_values(store):
+    """`in segment valued` inside a segment scoped to SH01: `valued` is a group segment, so its per-store tag
+    is the person's own value, not the value at SH01 (the store segment's conditions are not merged with the
+    group segment's). Person 1 scores 5 but 1 at SH01, person 2 the other way round. Mutant: line 189
+    (`not path or ...` -> `path or ...`: the group segment's condition inlined and read at the store)."""
+    from motorcade.tags.base import TagDefinition
+    with store.transaction():
+        store.define_tags([TagDefinition("score", "number", "a score per store", per_store=True)], calculator="t",
+                          calculator_version="1")
+        for pid in PEOPLE:
+            store.set_relation(pid, "selling_store", "SH01")
+    store.write_tag_values([(1, "score", 5), (2, "score", 1), (3, "score", 5)], tags=["score"], calculator="t",
+                           calculator_version="1", computed_at=AS_OF)
+    store.write_store_tag_values([(1, "score", 1, "SH01"), (2, "score", 5, "SH01"), (3, "score", 5, "SH01")],
+                                 tags=["score"], calculator="t", calculator_version="1", computed_at=AS_OF)
+    rule_set = rule_set_from_text("""
+        segment valued { where tag score >= 4 }
+        segment sh01_sharers { scope store "SH01" where in segment valued and did share in last 90 days }
+    """)
+    assert _members(store, rule_set, "sh01_sharers")[1] == {1, 3} == _expected(store, rule_set, "sh01_sharers")
+
+
+def test_only_a_count_drives_from_the_events_index(store):
+    """`count(E) >= k` drives from E's events grouped by person; an average, a sum or a maximum of a property
+    is no count of events. Person 5 ordered twice for 1, person 7 once for 3. Mutants: line 240 (`func ==
+    "count"` -> `<=` or `>=`: an `avg`, or a `sum`/`max`, taken for the count of its events)."""
+    day = dt.timedelta(days=1)
+    with store.transaction():
+        store.insert_events([Event(person_id=pid, name="order", ts=AS_OF - ago * day, source="t", dedup_key=key,
+                                   properties={"amount": amount})
+                             for pid, ago, amount, key in ((5, 3, 1, "o1"), (5, 4, 1, "o2"), (7, 5, 3, "o3"))])
+    rule_set = rule_set_from_text("""
+        segment avg_2 { where avg(order.amount) in last 90 days >= 2 }
+        segment sum_3 { where sum(order.amount) in last 90 days >= 3 }
+        segment max_2 { where max(order.amount) in last 90 days >= 2 }
+        segment count_2 { where count(order) in last 90 days >= 2 }
+    """)
+    for name, answer in (("avg_2", {7}), ("sum_3", {7}), ("max_2", {7}), ("count_2", {5})):
+        query, members = _members(store, rule_set, name)
+        assert members == answer == _expected(store, rule_set, name), name
+    assert query.driver.startswith("drive from events(name, ts) for count(order) >= 2"), query.driver
+
+
+def test_a_tag_ordering_does_not_drive_from_the_equal_values(store):
+    """Only `tag T = v` (and `in [...]`) reads one range of tag_values(tag, value): `tag intent_level > "high"`
+    is checked per person ("low" sorts after "high"). Mutant: line 251 (`op == "="` -> `>=`: the `>`
+    driven from the people tagged exactly "high")."""
+    rule_set = rule_set_from_text('segment s { where tag intent_level > "high" }')
+    query, members = _members(store, rule_set, "s")
+    assert members == {3, 8, *range(10, 20)} == _expected(store, rule_set, "s")
+    assert query.driver.startswith("scan people"), query.driver
+
+
+def test_a_tag_declared_boolean_or_date_is_compared_as_declared_not_as_stored(store):
+    """A boolean tag stores true as 1 and a date tag a date as ISO text (ValueTypes.tag), but a rule compares
+    the declared value: `tag vip = 1` and `tag joined = "2026-01-01"` hold for nobody, so neither may be
+    answered from tag_values' stored range. Mutants: line 223 (`types is not None` -> `is None`) and 225
+    (`or tag in types.store_tags` -> `and`): the typed tags driven from their stored form."""
+    from motorcade.tags.base import TagDefinition
+    with store.transaction():
+        store.define_tags([TagDefinition("vip", "boolean", "v"), TagDefinition("joined", "date", "j")],
+                          calculator="t", calculator_version="1")
+    store.write_tag_values([(1, "vip", True), (2, "vip", False), (3, "joined", dt.date(2026, 1, 1))],
+                           tags=["vip", "joined"], calculator="t", calculator_version="1", computed_at=AS_OF)
+    rule_set = rule_set_from_text("""
+        segment vip_1 { where tag vip = 1 }
+        segment vip_true { where tag vip = true }
+        segment joined_text { where tag joined = "2026-01-01" }
+        segment joined_date { where tag joined = 2026-01-01 }
+    """)
+    for name, answer in (("vip_1", set()), ("vip_true", {1}), ("joined_text", set()), ("joined_date", {3})):
+        assert _members(store, rule_set, name)[1] == answer == _expected(store, rule_set, name), name
+
+
+def test_on_a_tie_an_exact_driver_drives_before_a_sequences_first_step(store):
+    """`did share then lead_submit ...` and `did share` in the same window read the same range (13 share
+    events): the exact `did share` drives and is not checked again; the sequence's first step is only a
+    superset. Mutants: line 488 (`not d.exact` -> `d.exact`: the sequence drives, both conditions re-checked), 238
+    (`steps[0]` -> `steps[-1]` or `steps[1]`: the sequence sized by lead_submit's 4 events, called its first step's)."""
+    rule_set = rule_set_from_text("segment s { where did share then lead_submit within 14 days in last 90 days "
+                                  "and did share in last 90 days }")
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith("drive from events(name, ts) for did share (~13 index rows); check the other 1 "
+                                   "condition(s)"), query.driver
+    assert members == {1} == _expected(store, rule_set, "s")
+
+
+def test_on_a_tie_a_has_car_where_drives_before_a_tag_whose_rows_are_not_filtered(store):
+    """4 people tagged high (4 tag rows) and 4 ownership rows: a tie; the ownerships' `where model = "X5"`
+    filters them, a tag's range is exactly its rows. Mutant: line 168 (`filtered=cond.where is not None` ->
+    `is None`: the tag wins the tie)."""
+    with store.transaction():
+        store.refresh_plan_stats()
+    rule_set = rule_set_from_text('segment s { where tag intent_level = "high" and has car where model = "X5" }')
+    query, members = _members(store, rule_set, "s")
+    assert query.driver.startswith("drive from ownerships for has car where ... (~4 rows by the planner "
+                                   "statistics)"), query.driver
+    assert members == {1, 5} == _expected(store, rule_set, "s")
+
+
+def test_an_event_of_nobody_makes_no_member_of_a_column_store_plan(store, duckdb_engine):
+    """An event whose person is not resolved (person_id NULL) is nobody's: the grouped scan of events keeps
+    only rows with a person, also when one condition's own filter already bounds names and time. Mutant: line
+    380 (`coarse[1:]` -> `coarse[2:]`: the `person_id IS NOT NULL` test dropped, NULL listed as a member)."""
+    from motorcade.analytics.segments import plan_on_engine
+    with store.transaction():
+        store.insert_events([Event(person_id=None, name="lead_submit", ts=AS_OF - dt.timedelta(days=1), source="t",
+                                   dedup_key="nobody")])
+    rules = rule_set_from_text("segment s { where did lead_submit in last 90 days }")
+    duckdb_engine.mirror(store, properties=[])
+    plan = plan_on_engine(store, duckdb_engine, rules, "s", AS_OF, TZ)
+    assert plan.driver.startswith("one scan of events (lead_submit) grouped by person for 1 condition(s)")
+    assert list(duckdb_engine.person_ids(plan)) == [1, 3, 6, 8] and _expected(store, rules, "s") == {1, 3, 6, 8}
