@@ -617,6 +617,18 @@ def test_event_trigger_high_water_mark_skips_other_events_and_batches(setup):
     assert int(store.get_activation_cursor("trigger:order_thanks:event_id")) == store.max_event_id()
 
 
+def _one_send_through(setup, channel):
+    """A project whose campaign sends through ``channel`` (a Channel class, registered by an in-memory plugin)
+    to its one owner, after one activation pass: (store, context, clock)."""
+    plugin = type("P", (), {"channel_class": channel, "register_channels": staticmethod(
+        __import__("motorcade").hookimpl(lambda register: register(channel)))})
+    project, ctx, clock = setup(rules(via=f'{channel.name} template "hello"'), channels=[plugin])
+    (pid,) = people(project.store, 1)
+    put_members(project.store, "owners", [pid], clock())
+    run_once(ctx)
+    return project.store, ctx, clock
+
+
 def test_a_channel_that_answers_nothing_or_raises_leaves_the_send_for_a_retry(setup):
     from motorcade.activation.channel import Channel, ChannelCapabilities
 
@@ -631,13 +643,7 @@ def test_a_channel_that_answers_nothing_or_raises_leaves_the_send_for_a_retry(se
                 return []  # a buggy plugin: no result at all
             raise ConnectionError("gateway unreachable")
 
-    plugin = type("P", (), {"channel_class": Silent, "register_channels": staticmethod(
-        __import__("motorcade").hookimpl(lambda register: register(Silent)))})
-    project, ctx, clock = setup(rules(via='silent template "hello"'), channels=[plugin])
-    store = project.store
-    (pid,) = people(store, 1)
-    put_members(store, "owners", [pid], clock())
-    run_once(ctx)
+    store, ctx, clock = _one_send_through(setup, Silent)
     (send,) = store.list_sends()
     assert send["status"] == "failed" and "channel silent returned no result" in send["reason"]
     clock.advance(hours=1)
@@ -663,13 +669,7 @@ def test_a_channel_answering_a_state_outside_the_contract_is_a_failure_named_for
         def send(self, batch):
             return [DeliveryResult(m.idempotency_key, "error") for m in batch]
 
-    plugin = type("P", (), {"channel_class": Sloppy, "register_channels": staticmethod(
-        __import__("motorcade").hookimpl(lambda register: register(Sloppy)))})
-    project, ctx, clock = setup(rules(via='sloppy template "hello"'), channels=[plugin])
-    store = project.store
-    (pid,) = people(store, 1)
-    put_members(store, "owners", [pid], clock())
-    run_once(ctx)
+    store, _ctx, _clock = _one_send_through(setup, Sloppy)
     (send,) = store.list_sends()
     assert send["status"] == "failed" and "ValueError" in send["reason"] and "'status' must be in" in send["reason"]
 

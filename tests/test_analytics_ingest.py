@@ -369,6 +369,14 @@ def test_store_copy_moves_a_projects_analytical_data_into_an_engine_verified(tmp
         engine.close()
 
 
+def _event_people(store, engine) -> list[tuple[int, int]]:
+    """``(event id, person id)`` of every event, from the store (``engine`` None) or the engine (ids as the
+    store numbers them)."""
+    if engine is None:
+        return [tuple(r) for r in store.query("SELECT id, person_id FROM events ORDER BY id")]
+    return [(i - INGEST_ID_BASE, p) for i, p in engine.query("SELECT id, person_id FROM events ORDER BY id")]
+
+
 def test_ingested_events_follow_a_later_merge_as_the_stores_events_do(tmp_path):
     """A CRM record ingested later joins two people the events named apart: on SQLite settle_identity
     moves their events; in the engine the next mirror moves the ingested events the same way."""
@@ -392,12 +400,9 @@ def test_ingested_events_follow_a_later_merge_as_the_stores_events_do(tmp_path):
                 EngineIngest(ingestor, engine).ingest(JsonlSource("ev", SETTINGS, tmp_path))
             ingestor.ingest_records("crm", crm)
             assert store.query("SELECT count(*) FROM person_merges")[0][0] == 1
-            if way == "sqlite":
-                rows = store.query("SELECT id, person_id FROM events ORDER BY id")
-            else:
+            if engine is not None:
                 engine.mirror(store)
-                rows = [(i - INGEST_ID_BASE, p) for i, p in engine.query("SELECT id, person_id FROM events ORDER BY id")]
-            people[way] = [tuple(r) for r in rows]
+            people[way] = _event_people(store, engine)
         finally:
             if engine is not None:
                 engine.close()
@@ -436,11 +441,7 @@ def test_ingested_events_follow_a_merge_undone_in_the_same_run_as_the_stores_eve
                     EngineIngest(ingestor, engine, block=1).ingest(source)
             assert store.query("SELECT count(*) FROM person_merges")[0][0] == 0
             assert store.query("SELECT count(*) FROM identifiers WHERE flagged = 1")[0][0] == 1
-            if engine is None:
-                rows = store.query("SELECT id, person_id FROM events ORDER BY id")
-            else:
-                rows = [(i - INGEST_ID_BASE, p) for i, p in engine.query("SELECT id, person_id FROM events ORDER BY id")]
-            people[way] = [tuple(r) for r in rows]
+            people[way] = _event_people(store, engine)
         finally:
             if engine is not None:
                 engine.close()
