@@ -755,6 +755,20 @@ def test_a_resolver_keeps_working_after_the_store_reconnects(store, monkeypatch)
     assert g.resolver.generation != generation and "find_identifiers" in calls
 
 
+def test_new_identifiers_a_new_record_joins_before_the_merge_never_name_it(store):
+    """In one batch a new record carries two new e-mails, and a second record one of them with C2's id and C1's
+    phone: the merge of C1 and C2 is named by C2's id, the first identifier that reached a person, not by the
+    e-mail, which reached only the new record (mutant at line 531, ``_PERSON <= ra < _RECORD`` ->
+    ``_PERSON != ra < _RECORD``: the e-mails' own component counted as holding a person)."""
+    g = Graph(store)
+    g.resolve("crm", ("C1", ["crm_id:C1", "phone:+8613912340001"]), ("C2", ["crm_id:C2"]))
+    p1, p2 = g.person("crm_id", "C1"), g.person("crm_id", "C2")
+    g.resolve("app", ("A1", ["email:x@b.cn", "email:y@b.cn"]),
+              ("A2", ["email:y@b.cn", "crm_id:C2", "phone:+8613912340001"]))
+    assert g.merges() == {p2: (p1, f"linked by crm_id identifier #{g.iid('C2')} on a app record")}
+    assert {g.person("email", "x@b.cn"), g.person("email", "y@b.cn"), g.person("crm_id", "C2")} == {p1}
+
+
 @pytest.mark.parametrize("order", ["the new e-mail first", "the new e-mail between the two ids"])
 def test_a_new_identifier_that_joins_nobody_never_names_a_merge(store, order):
     """A stored customer's record sent again with a new e-mail (no one else carries it) before the phone of
