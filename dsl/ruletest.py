@@ -346,7 +346,8 @@ class _TestFileParser:
                 setattr(person, "store_ids" if key == "stores" else "advisor_ids", ids)
             elif key.startswith("consent "):
                 if value is not None and not isinstance(value, bool):  # `1`, "yes": which was meant is unclear
-                    self.error(f"people column `{key}`: a consent is `true` or `false`, not `{json.dumps(value, ensure_ascii=False, default=str)}`",
+                    shown = json.dumps(value, ensure_ascii=False, default=str)
+                    self.error(f"people column `{key}`: a consent is `true` or `false`, not `{shown}`",
                                number, item[1], hint="write true (consented), false (opted out) or leave the cell "
                                                      "empty (no consent given)")
                     continue

@@ -203,9 +203,9 @@ def test_a_session_made_on_another_source_of_the_module_is_never_kept(tmp_path, 
     kept = tmp_path / "tests" / "mutation" / "results" / "m.json"
     for digest in (None, kept_outcomes.source_digest(b"source before")):  # no digest kept, another source's
         if digest:
-            session.with_suffix(".sha256").write_text(digest + "\n", encoding="utf-8")
+            run.digest_file(session).write_text(digest + "\n", encoding="utf-8")
         run.keep("m.py")
         assert not kept.exists()
-    session.with_suffix(".sha256").write_text(kept_outcomes.source_digest(b"source now") + "\n", encoding="utf-8")
+    run.digest_file(session).write_text(kept_outcomes.source_digest(b"source now") + "\n", encoding="utf-8")
     run.keep("m.py")
     assert [m["outcome"] for m in json.loads(kept.read_text(encoding="utf-8"))["mutants"]] == ["killed"]

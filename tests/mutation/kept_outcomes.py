@@ -97,7 +97,8 @@ def set_aside(session: Path, module: str, shard: int, shards: int) -> int:
     :func:`take_back`; :func:`export` never keeps them."""
     with sqlite3.connect(session) as db:
         pending = db.execute("SELECT job_id FROM mutation_specs WHERE module_path = ? AND job_id NOT IN "
-                             "(SELECT job_id FROM work_results) ORDER BY operator_name, occurrence", (module,)).fetchall()
+                             "(SELECT job_id FROM work_results) ORDER BY operator_name, occurrence",
+                             (module,)).fetchall()
         others = [(SHARD_NOTE, job_id) for i, (job_id,) in enumerate(pending) if i % shards != shard - 1]
         db.executemany("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
                        "VALUES ('SKIPPED', ?, NULL, '', ?)", others)

@@ -163,9 +163,7 @@ def mutate(module: str, fresh: bool, survivors: bool = False, shard: tuple[int, 
     config = config_for(module, {})
     session = OUT / f"{slug(module)}.sqlite"
     # a session made on another source of the module (it changed since) mutated other code: start again
-    digest_file = session.with_suffix(".sha256")
-    digest = kept_outcomes.source_digest(committed(module))
-    if session.exists() and not fresh and (not digest_file.exists() or digest_file.read_text().strip() != digest):
+    if session.exists() and not fresh and not made_on_committed_source(module, session):
         print(f"== {module}: its source changed since {session.relative_to(ROOT)} was made: a new session",
               flush=True)
         session.unlink()
@@ -175,7 +173,7 @@ def mutate(module: str, fresh: bool, survivors: bool = False, shard: tuple[int, 
     if fresh or not session.exists():
         session.unlink(missing_ok=True)
         run(tool("cosmic-ray"), "init", str(config), str(session))
-        digest_file.write_text(digest + "\n", encoding="utf-8")
+        digest_file(session).write_text(kept_outcomes.source_digest(committed(module)) + "\n", encoding="utf-8")
         run(tool("cr-filter-operators"), str(session), str(config))
         run(tool("cr-filter-pragma"), str(session))
         if not fresh:
@@ -204,6 +202,18 @@ def committed(module: str) -> bytes:
     return subprocess.run(["git", "show", f"HEAD:{module}"], cwd=ROOT, capture_output=True, check=True).stdout
 
 
+def digest_file(session: Path) -> Path:
+    """Where the SHA-256 of the module source a session was made on is kept, beside the session."""
+    return session.with_suffix(".sha256")
+
+
+def made_on_committed_source(module: str, session: Path) -> bool:
+    """Whether ``session`` mutated the module as committed now (a session without a digest kept: unknown, no)."""
+    kept = digest_file(session)
+    return kept.exists() and kept.read_text(encoding="utf-8").strip() == kept_outcomes.source_digest(
+        committed(module))
+
+
 def kept_results(module: str) -> Path:
     return ROOT / "tests" / "mutation" / "results" / f"{slug(module)}.json"
 
@@ -212,9 +222,7 @@ def keep(module: str, restore_from: Path | None = None) -> None:
     """Write the module's outcomes so far to tests/mutation/results/ (commit it to let a fresh clone resume),
     first taking over the outcomes kept in ``restore_from`` (another checkout's shard) for mutants without one."""
     session = OUT / f"{slug(module)}.sqlite"
-    digest_file = session.with_suffix(".sha256")
-    if session.exists() and (not digest_file.exists() or digest_file.read_text().strip()
-                             != kept_outcomes.source_digest(committed(module))):
+    if session.exists() and not made_on_committed_source(module, session):
         print(f"== {module}: {session.relative_to(ROOT)} was made on another source of the module: not kept",
               flush=True)
         return
