@@ -128,6 +128,8 @@ _PARQUET_COLUMNS = {
     # every tag value of the generated store is text (checked in _export): the three typed columns
     "tag_values": "tag, person_id, if(value IS NULL, NULL, 'text') AS value_kind, "
                   "CAST(NULL AS Nullable(Float64)) AS value_num, value AS value_text",
+    "store_tag_values": "tag, store_id, person_id, if(value IS NULL, NULL, 'text') AS value_kind, "
+                        "CAST(NULL AS Nullable(Float64)) AS value_num, value AS value_text",
     "cars": "vin, brand, model, model_year, purchase_date, store_id",
     "ownerships": "id, person_id, vin, valid_from, valid_to",
     "person_relations": "person_id, kind, target_id",
@@ -139,6 +141,7 @@ _SHIFTED = {
     "people": {"id": "id + {k} * {P}"},
     "events": {"id": "id + {k} * {E}", "person_id": "person_id + {k} * {P}"},
     "tag_values": {"person_id": "person_id + {k} * {P}"},
+    "store_tag_values": {"person_id": "person_id + {k} * {P}"},
     "cars": {"vin": "vin || '#{k}'"},
     "ownerships": {"id": "id + {k} * {O}", "person_id": "person_id + {k} * {P}", "vin": "vin || '#{k}'"},
     "person_relations": {"person_id": "person_id + {k} * {P}"},
@@ -153,32 +156,36 @@ def _export(sqlite_path: str, folder: Path) -> dict[str, int]:
 
     conn = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
     try:
-        untyped = conn.execute("SELECT count(*) FROM tag_values WHERE typeof(value) NOT IN ('text', 'null')").fetchone()[0]
-        if untyped:
-            raise RuntimeError("the scaled loader assumes text tag values (the generated store's); "
-                               f"{untyped} are not")
+        for table in ("tag_values", "store_tag_values"):
+            untyped = conn.execute(f"SELECT count(*) FROM {table} WHERE typeof(value) NOT IN ('text', 'null')"
+                                   ).fetchone()[0]
+            if untyped:
+                raise RuntimeError("the scaled loader assumes text tag values (the generated store's); "
+                                   f"{untyped} in {table} are not")
         top = {"P": conn.execute("SELECT max(id) FROM people").fetchone()[0],
                "E": conn.execute("SELECT max(id) FROM events").fetchone()[0],
                "O": conn.execute("SELECT coalesce(max(id), 0) FROM ownerships").fetchone()[0]}
     finally:
         conn.close()
-    done = folder / "done"
-    if not done.exists():
+    # one file per table, each written under a temporary name and renamed when complete: a folder made
+    # before a table joined the engine's tables gets only the missing file
+    missing = [table for table in _PARQUET_COLUMNS if not (folder / f"{table}.parquet").exists()]
+    if missing:
         from chdb import session
 
         folder.mkdir(parents=True, exist_ok=True)
         s = session.Session(str(folder / "chdb-tmp"))
         try:
-            for table, columns in _PARQUET_COLUMNS.items():
-                target = folder / f"{table}.parquet"
-                target.unlink(missing_ok=True)
+            for table in missing:
+                partial = folder / f"{table}.partial.parquet"
+                partial.unlink(missing_ok=True)
                 # both paths are ours (the benchmark's folder and generated file), never data
-                s.query(f"INSERT INTO FUNCTION file('{target}', Parquet) SELECT {columns} "
+                s.query(f"INSERT INTO FUNCTION file('{partial}', Parquet) SELECT {_PARQUET_COLUMNS[table]} "
                         f"FROM sqlite('{sqlite_path}', '{table}')")
+                partial.rename(folder / f"{table}.parquet")
         finally:
             s.close()
         shutil.rmtree(folder / "chdb-tmp", ignore_errors=True)
-        done.write_text("ok")
     return top
 
 

@@ -156,7 +156,8 @@ def conditions(draw, as_of, tz, allow_segment=True, depth=2):
     )
     car_fields = st.sampled_from(["brand", "model", "model_year", "purchase_date", "store", "age", "vin"]
                                  ).map(ast.FieldRef)
-    car_cond = tree(predicates(car_fields, vals), 2)
+    # the owner's own attributes inside `has car where` too (ClickHouse joins the people row in there)
+    car_cond = tree(predicates(st.one_of(car_fields, car_fields, st.sampled_from(ATTRS).map(ast.ProfileRef)), vals), 2)
     scalar_subjects = st.one_of(st.sampled_from(TAGS).map(ast.TagRef), st.sampled_from(ATTRS).map(ast.ProfileRef),
                                 aggregates, st.just(ast.FieldRef("age")))
     set_subjects = st.sampled_from(["store", "advisor"]).map(ast.FieldRef)

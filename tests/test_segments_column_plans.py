@@ -256,16 +256,8 @@ def set_engine(request, set_store):
 
 
 @pytest.mark.parametrize("condition", list(SET_CASES))
-def test_each_set_form_holds_for_the_people_written_out_and_the_evaluator(set_store, set_engine, condition, request):
+def test_each_set_form_holds_for_the_people_written_out_and_the_evaluator(set_store, set_engine, condition):
     from sqlglot import exp
-
-    from motorcade.dsl.evaluate import Unsupported
-
-    if set_engine.dialect == "clickhouse" and "profile." in condition and "has car" in condition:
-        # A gap, not a wanted answer: ClickHouse reads the person inside `has car where` from the ownership row
-        # (correlate_innermost), which has no attributes, so the compiler refuses `profile.x` there.
-        request.applymarker(pytest.mark.xfail(raises=Unsupported, strict=True,
-                                              reason="ClickHouse: profile.x inside has car where is not compiled"))
 
     from motorcade.dsl.evaluate import Evaluator
     from motorcade.dsl.evaluate import Scope as EvalScope

@@ -997,12 +997,19 @@ class Compiler:
             or_(is_null(col(o, "valid_from")), exp.LTE(this=col(o, "valid_from"), expression=self.bind(today))),
             or_(is_null(col(o, "valid_to")), exp.GT(this=col(o, "valid_to"), expression=self.bind(today))),
         ]
-        if node.where is not None:
-            parts.append(self.cond(node.where, self.inner_scope(scope, o, car=c, ownership=o, event=None)))
         select = (select_(num(1)).from_(exp.to_table("ownerships").as_(o), copy=False)
-                  .join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")), copy=False)
-                  .where(and_(*parts), copy=False))
-        return exists(select)
+                  .join(exp.to_table("cars").as_(c), on=exp.EQ(this=col(c, "vin"), expression=col(o, "vin")), copy=False))
+        if node.where is not None:
+            inner = self.inner_scope(scope, o, car=c, ownership=o, event=None)
+            if inner.person_key != "id" and not _no_person_row(node.where):
+                # the person's attributes (`profile.x`) where the person is read from the ownership row: the
+                # owner's people row joined in (the same person), still correlated on the enclosing query only
+                pp = self.alias("pp")
+                select = select.join(exp.to_table("people").as_(pp),
+                                     on=exp.EQ(this=col(pp, "id"), expression=col(o, "person_id")), copy=False)
+                inner = attrs.evolve(inner, person=pp, person_key="id")
+            parts.append(self.cond(node.where, inner))
+        return exists(select.where(and_(*parts), copy=False))
 
     # -- recommendations (docs/dsl.md): `recommendation R includes "x"` holds when a rule of R that gives "x"
     # holds for the person (for one car they own, for `per car`): earlier rules only decide the rank.
