@@ -109,7 +109,8 @@ def evaluate_members(store, rule_set, name: str, as_of: dt.datetime, tz, *, engi
                 raise MotorcadeError(f"segment `{name}`: the query failed on {engine.name}: {exc}",
                                      "check the analytics engine ([project] analytics, docs/engines.md); the "
                                      "last computed memberships stay in force") from exc
-            return _in_scope(store, rule_set, name, sorted(members)), f"on {engine.name}: {query.driver}", query
+            members.sort()  # in place: the plan's ORDER BY has already sorted them (a copy costs ms per 100k)
+            return _in_scope(store, rule_set, name, members), f"on {engine.name}: {query.driver}", query
         members = store.query_person_ids(query.sql(), query.params)
     return _in_scope(store, rule_set, name, members), query.driver, query
 
