@@ -215,6 +215,9 @@ class Typed:
     typed_storage: bool = False
     kinds: tuple[str, ...] = ()  # dynamic kind: the kinds the value can have (``kind(k)`` tests each)
     views: dict[str, Any] = attrs.field(factory=dict)  # kind -> the value as that kind, when not ``value``
+    # kinds whose view is NULL unless the value has that kind (a typed tag column): where only TRUE matters,
+    # a comparison of that view needs no kind test
+    exclusive: frozenset = frozenset()
 
     def finish(self, predicate: exp.Expression) -> exp.Expression:
         return self.wrap(predicate) if self.wrap else predicate
@@ -591,8 +594,9 @@ class Compiler:
                     key, copy=False))
 
             # with a declared boolean or date type, `= 1` / `= "2026-01-01"` must not match a true / a date
+            special = {"boolean": "number", "date": "string"}.get(declared)
             return Typed(value, kind, wrap, typed_storage=self.d.typed_tag_storage and declared not in ("boolean", "date"),
-                         kinds=kinds, views=views)
+                         kinds=kinds, views=views, exclusive=frozenset(self.d.exclusive_tag_views) - {special})
         if isinstance(node, ast.ProfileRef):
             if scope.person_key != "id":
                 raise Unsupported("unsupported: ProfileRef outside a people row (plan error)")
@@ -766,14 +770,18 @@ class Compiler:
             return matched
         # dynamic kind (tags, JSON): NULL when missing; for each kind the value can have that compares with
         # the literal's, the comparison when it has that kind; else mismatch
-        whens = [(is_null(v), self.unknown())]
-        for k in subject.kinds:
-            matched = self._matched(k, subject.views.get(k, v), op, kind, value)
-            if matched is not None:
-                whens.append((subject.kind(k), matched))
+        matches = [(k, self._matched(k, subject.views.get(k, v), op, kind, value)) for k in subject.kinds]
+        matches = [(k, matched) for k, matched in matches if matched is not None]
         if self._truth_predicate and op != "!=":  # only TRUE matters (truth): the kinds that match, as an OR
-            return or_(*[and_(test, matched) for test, matched in whens[1:]]) if whens[1:] else self.F()
-        return case(*whens, default=mismatch)
+            return or_(*[self._of_kind(subject, k, matched) for k, matched in matches]) if matches else self.F()
+        return case((is_null(v), self.unknown()), *[(subject.kind(k), matched) for k, matched in matches],
+                    default=mismatch)
+
+    @staticmethod
+    def _of_kind(subject: Typed, k: str, test: exp.Expression) -> exp.Expression:
+        """``test`` (of the value as kind ``k``) where only TRUE matters: with the kind test, unless the
+        view of ``k`` is NULL for every other kind."""
+        return test if k in subject.exclusive else and_(subject.kind(k), test)
 
     def _matched(self, static: str, v, op: str, kind: str, value: Any) -> exp.Expression | None:
         """``v op value`` when the subject's value ``v`` has kind ``static`` (brought to the literal's kind
@@ -909,7 +917,8 @@ class Compiler:
             plain = [x for k in ("number", "string") for x in by_kind.get(k, ())]
             return exp.In(this=v, expressions=[self.bind(x) for x in plain])
         if self._truth_predicate:  # only TRUE matters (truth): a missing value's IN is NULL or 0, not TRUE
-            parts = [and_(subject.kind(k), exp.In(this=subject.views.get(k, v), expressions=[self.bind(x) for x in by_kind[k]]))
+            parts = [self._of_kind(subject, k, exp.In(this=subject.views.get(k, v),
+                                                      expressions=[self.bind(x) for x in by_kind[k]]))
                      for k in by_kind if k in subject.kinds]
             return or_(*parts) if parts else self.F()
         whens = [(is_null(v), self.unknown())] + [(subject.kind(k), member(k)) for k in by_kind if k in subject.kinds]

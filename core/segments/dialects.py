@@ -102,6 +102,8 @@ class Dialect:
     # by grouping their `*` and channel rows (ClickHouse: measured faster) rather than by an anti-join over
     # the channel's rows of just those people (DuckDB): docs/compiler.md, "Plan choice per engine"
     grouped_default_consent = False
+    # the tag value's kinds whose view column (``tag_kind``) is NULL for every other kind
+    exclusive_tag_views: tuple[str, ...] = ()
 
     # -- truth values --
     def true(self) -> exp.Expression:
@@ -253,6 +255,8 @@ class TypedDialect(Dialect):
     columns, ISO text checked with a regular expression and calendar arithmetic."""
 
     typed_tag_storage = False
+    # value_num holds only integers and reals, value_text only texts (tables.py, tags.typed_row, migrations)
+    exclusive_tag_views = ("number", "string")
     driver_join = None
 
     def true(self):

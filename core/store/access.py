@@ -42,16 +42,16 @@ class AccessMixin:
         return (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
 
     def people_in_scope(self, person_ids: Iterable[int]) -> list[int]:
-        """``person_ids`` (in order) without those outside the caller's read scope (a list passed in comes
-        back itself when nothing is left out: a segment's ids are not copied per check)."""
+        """``person_ids`` (in order) without those outside the caller's read scope. A list passed in may come
+        back itself (no scope to check: a segment's ids are not copied per check), so neither may be changed."""
         ids = person_ids if isinstance(person_ids, list) else list(person_ids)
         if self.access is None or self.access.is_group or not ids:
             return ids
         return self.people_in(self.access.scope(), ids)
 
     def people_in(self, scope, person_ids: Iterable[int]) -> list[int]:
-        """``person_ids`` (in order) without those outside ``scope`` (a ``motorcade.access.Scope``; a list
-        passed in comes back itself when nothing is left out)."""
+        """``person_ids`` (in order) without those outside ``scope`` (a ``motorcade.access.Scope``). A list
+        passed in may come back itself (a group scope), so neither may be changed."""
         ids = person_ids if isinstance(person_ids, list) else list(person_ids)
         if scope.group or not ids:
             return ids

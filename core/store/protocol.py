@@ -1161,11 +1161,13 @@ class AccessStore(Protocol):
         ...
 
     def people_in_scope(self, person_ids: Iterable[int]) -> list[int]:
-        """``person_ids`` (in order) without those outside the caller's read scope."""
+        """``person_ids`` (in order) without those outside the caller's read scope (a list passed in may come
+        back itself: change neither)."""
         ...
 
     def people_in(self, scope, person_ids: Iterable[int]) -> list[int]:
-        """``person_ids`` (in order) without those outside ``scope`` (a ``motorcade.access.Scope``)."""
+        """``person_ids`` (in order) without those outside ``scope`` (a ``motorcade.access.Scope``; a list
+        passed in may come back itself: change neither)."""
         ...
 
     def require_person_in_scope(self, person_id: int, asked: str | None = None) -> None:
