@@ -18,6 +18,7 @@ from motorcade.model import Car, Consent, Event, Ownership
 from motorcade.segments.compiler import property_keys
 from motorcade.segments.compute import evaluate_members
 from motorcade.store.sqlite import SQLiteStore
+from motorcade.tags.base import TagDefinition
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
 AS_OF = dt.datetime(2026, 11, 20, 12, tzinfo=TZ)
@@ -161,6 +162,11 @@ SET_PEOPLE = {
     # a declared date attribute (ISO text is a day) and the age counted from it, on both sides of a birthday
     "born": {"attributes": {"birth_date": "2000-11-20"}}, "born_next_day": {"attributes": {"birth_date": "2000-11-21"}},
     "born_text": {"attributes": {"birth_date": "soon"}},
+    # a declared boolean tag (true is the stored 1, which `= 1` must not match; 2 stays a number) and a
+    # declared date tag (ISO text is a day, which a string must not match): their kind tests stay in the
+    # set form, while a plain tag's typed column needs none
+    "vip_true": {"tags": {"vip": True}}, "vip_two": {"tags": {"vip": 2}},
+    "since_day": {"tags": {"since": "2020-01-01"}}, "since_text": {"tags": {"since": "soon"}},
 }
 EVERYONE = set(SET_PEOPLE)
 SHARERS = {"share1", "share2", "share3", "order_small", "x5_sharer", "high"}  # shared in the last 90 days
@@ -208,6 +214,9 @@ SET_CASES = {
     "profile.birth_date = 2000-11-20": {"born"}, "profile.birth_date < 2000-11-21": {"born"},
     'profile.birth_date = "soon"': {"born_text"}, 'profile.birth_date = "2000-11-20"': set(),
     "age >= 26": {"born"}, "age = 25": {"born_next_day"}, "age < 26": {"born_next_day"},
+    "tag vip = true": {"vip_true"}, "tag vip = 1": set(), "tag vip = 2": {"vip_two"}, "tag vip in [1, 2]": {"vip_two"},
+    "tag since = 2020-01-01": {"since_day"}, 'tag since = "2020-01-01"': set(), 'tag since = "soon"': {"since_text"},
+    'tag since in ["2020-01-01", "soon"]': {"since_text"}, "tag since < 2021-01-01": {"since_day"},
 }
 
 
@@ -224,6 +233,8 @@ CORRELATED = {"did a then b within 1 days", 'has car where model = "X5" and prof
 def set_store(tmp_path_factory):
     s = SQLiteStore(tmp_path_factory.mktemp("sets") / "s.db")
     s.define_value_types({"birth_date": "date"}, scope="attribute", source="test")
+    s.define_tags([TagDefinition("vip", "boolean", "test"), TagDefinition("since", "date", "test")], calculator="test",
+                  calculator_version="1")
     ids, n = {}, 0
     for name, person in SET_PEOPLE.items():
         ids[name] = pid = s.create_person(person.get("attributes", {}))
