@@ -192,6 +192,27 @@ def test_two_shards_run_complementary_halves_and_one_takes_the_others_outcomes_o
     assert _pending(first) == everything - {ran}
 
 
+def test_a_stopped_shard_resumes_its_own_half_whatever_the_other_checkout_has_run(tmp_path):
+    first, second = _session(tmp_path / "a.sqlite", {}), _session(tmp_path / "b.sqlite", {})
+    everything = _pending(first)
+    kept_outcomes.set_aside(first, "m.py", 1, 2)
+    kept_outcomes.set_aside(second, "m.py", 2, 2)
+    halves = _pending(first), _pending(second)
+    ran = set()
+    for session, half in zip((first, second), halves):  # each runs one of its mutants, then both are stopped
+        one = sorted(half)[0]
+        ran.add(one)
+        with sqlite3.connect(session) as db:
+            db.execute("INSERT INTO work_results SELECT 'NORMAL', '1 failed', 'KILLED', '', job_id FROM "
+                       "mutation_specs WHERE operator_name = ? AND occurrence = ?", one)
+        kept_outcomes.take_back(session)
+    kept_outcomes.set_aside(first, "m.py", 1, 2)  # resumed, each with only its own outcomes
+    kept_outcomes.set_aside(second, "m.py", 2, 2)
+    left = _pending(first), _pending(second)
+    assert left[0] == halves[0] - ran and left[1] == halves[1] - ran  # no overlap, no gap
+    assert left[0] | left[1] | ran == everything
+
+
 def test_a_session_made_on_another_source_of_the_module_is_never_kept(tmp_path, monkeypatch):
     import run
 

@@ -91,15 +91,16 @@ def restore(session: Path, module: str, source: bytes, kept: Path) -> int:
 
 
 def set_aside(session: Path, module: str, shard: int, shards: int) -> int:
-    """Split the pending mutants of ``module`` into ``shards`` by their order (operator, occurrence), the same in
-    every session of the same source with the same outcomes kept, and mark those not of ``shard`` (1-based) as
-    skipped so that ``cosmic-ray exec`` leaves them to another checkout; the number set aside. Undone by
-    :func:`take_back`; :func:`export` never keeps them."""
+    """Split the mutants of ``module`` into ``shards`` by their order (operator, occurrence) — all of them, not
+    just the pending ones, so the split is the same in every session of the same source whatever each has run
+    (a stopped shard resumes its own half, and the halves never overlap or leave a gap) — and mark the pending
+    ones not of ``shard`` (1-based) as skipped so that ``cosmic-ray exec`` leaves them to another checkout;
+    the number set aside. Undone by :func:`take_back`; :func:`export` never keeps them."""
     with sqlite3.connect(session) as db:
-        pending = db.execute("SELECT job_id FROM mutation_specs WHERE module_path = ? AND job_id NOT IN "
-                             "(SELECT job_id FROM work_results) ORDER BY operator_name, occurrence",
-                             (module,)).fetchall()
-        others = [(SHARD_NOTE, job_id) for i, (job_id,) in enumerate(pending) if i % shards != shard - 1]
+        mutants = db.execute("SELECT job_id, job_id IN (SELECT job_id FROM work_results) FROM mutation_specs "
+                             "WHERE module_path = ? ORDER BY operator_name, occurrence", (module,)).fetchall()
+        others = [(SHARD_NOTE, job_id) for i, (job_id, done) in enumerate(mutants) if i % shards != shard - 1
+                  and not done]
         db.executemany("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
                        "VALUES ('SKIPPED', ?, NULL, '', ?)", others)
     return len(others)

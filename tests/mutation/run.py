@@ -22,9 +22,10 @@ or hang (five times what they took under coverage on the unmutated module, at le
     python tests/mutation/run.py --survivors dsl/format.py  # after adding tests: re-run only the survivors
     python tests/mutation/run.py --keep-only             # write tests/mutation/results/ from the sessions
 
-One module on two cores: two checkouts with the same kept outcomes run ``--shard 1/2`` and ``--shard 2/2``
-(each runs every other pending mutant); then ``--keep-only --restore-from OTHER_CHECKOUT/tests/mutation/results/
-<module>.json`` in one of them takes the other's outcomes over and keeps them all.
+One module on two cores: two checkouts of the module's same source run ``--shard 1/2`` and ``--shard 2/2``
+(each runs every other mutant in a fixed order, so a stopped shard resumes its own half); then
+``--keep-only --restore-from OTHER_CHECKOUT/tests/mutation/results/<module>.json`` in one of them takes the
+other's outcomes over and keeps them all.
 
 The report (per-module score and every surviving mutant as a diff) is build/mutation/report.md.
 """
@@ -299,7 +300,7 @@ def main() -> int:
     parser.add_argument("--keep-only", action="store_true",
                         help="only write tests/mutation/results/ from the sessions in build/mutation/")
     parser.add_argument("--report-only", action="store_true", help="only write build/mutation/report.md")
-    parser.add_argument("--shard", metavar="K/N", help="run only every N-th pending mutant, from the K-th "
+    parser.add_argument("--shard", metavar="K/N", help="run only every N-th mutant (in a fixed order), from the K-th "
                         "(another checkout runs the others)")
     parser.add_argument("--restore-from", metavar="FILE", type=Path,
                         help="with --keep-only and one module: take over the outcomes kept in FILE first")
