@@ -12,8 +12,9 @@ On the generated store of ``benchmarks.generate_store`` (1,000,000 people / 20,0
   k x the members); then the event properties the rules read go into typed columns (``materialise``);
 * ``<engine> x<scale>: <segment> (baseline hand-written)``: plan choice and the compiled query on that
   engine, the member ids fetched, against the best hand-written query for that engine (:data:`HAND_WRITTEN`),
-  fetched the same way; interleaved rounds (at least 5, up to 50 until both ran 1 s), best of each. Both must return the same members, which at 1x
-  must be SQLite's and at k x must be k x as many (the note has compiled / SQLite at 1x);
+  fetched the same way; interleaved rounds (at least 5, more up to 50 until the two have run 2 s together),
+  best of each. Both must return the same members, which at 1x must be SQLite's and at k x must be k x as
+  many (the note has compiled / SQLite at 1x);
 * ``<engine> x<scale>: size on disk``.
 
 ``BENCH_ENGINES=duckdb`` (or ``clickhouse``) limits the engines; ``BENCH_SCALES=1,2,4`` the scales
@@ -237,9 +238,9 @@ def _best(fn, repeat: int = 3):
 
 def _interleaved(a, b, rounds: int = 5, at_least: float = 1.0, most: int = 50):
     """Best seconds of ``a`` and of ``b`` over rounds that run one after the other (both see the same cache
-    and machine load), and their last results: ``rounds`` rounds, more (up to ``most``) until both have run
-    ``at_least`` seconds in all — a query of a few milliseconds varies by more than the gap being measured
-    over five runs."""
+    and machine load), and their last results: ``rounds`` rounds, more (up to ``most``) until the two have run
+    ``2 * at_least`` seconds together — a query of a few milliseconds varies by more than the gap being
+    measured over five runs."""
     best_a = best_b = float("inf")
     result_a = result_b = None
     spent = done = 0
