@@ -378,14 +378,8 @@ class Compiler:
         kinds that compare with the literal (the CASE of :meth:`compare` is TRUE exactly there). Plain
         conjunctions, which a column store pushes into its scan (``p_amount_kind = 'number' AND
         p_amount_num >= 500000``) where it evaluates a CASE row by row."""
-        subject = self.subject(node.subject, scope)
         kind, value = self.literal(node.value)
-        parts = []
-        for k in subject.kinds:
-            matched = self._matched(k, subject.views.get(k, subject.value), node.op, kind, value)
-            if matched is not None:
-                parts.append(and_(subject.kind(k), matched))
-        return or_(*parts) if parts else self.F()
+        return self._truth_of_kinds(self.subject(node.subject, scope), node.op, kind, value)
 
     # -- set forms (column stores: docs/compiler.md, "Plan choice per engine") --
     def semi_join(self, node, scope: Scope) -> exp.Expression | None:
@@ -768,14 +762,25 @@ class Compiler:
             if matched is None:
                 return case((is_null(v), self.unknown()), default=mismatch)
             return matched
+        if self._truth_predicate and op != "!=":  # only TRUE matters (truth)
+            return self._truth_of_kinds(subject, op, kind, value)
         # dynamic kind (tags, JSON): NULL when missing; for each kind the value can have that compares with
         # the literal's, the comparison when it has that kind; else mismatch
         matches = [(k, self._matched(k, subject.views.get(k, v), op, kind, value)) for k in subject.kinds]
         matches = [(k, matched) for k, matched in matches if matched is not None]
-        if self._truth_predicate and op != "!=":  # only TRUE matters (truth): the kinds that match, as an OR
-            return or_(*[self._of_kind(subject, k, matched) for k, matched in matches]) if matches else self.F()
         return case((is_null(v), self.unknown()), *[(subject.kind(k), matched) for k, matched in matches],
                     default=mismatch)
+
+    def _truth_of_kinds(self, subject: Typed, op: str, kind: str, value: Any) -> exp.Expression:
+        """``subject op value`` of a dynamic-kind subject where only TRUE matters: an OR, over the kinds the
+        value can have that compare with the literal's ``kind``, of that kind's comparison (FALSE when none
+        does). True exactly where the three-valued CASE of :meth:`compare` is."""
+        parts = []
+        for k in subject.kinds:
+            matched = self._matched(k, subject.views.get(k, subject.value), op, kind, value)
+            if matched is not None:
+                parts.append(self._of_kind(subject, k, matched))
+        return or_(*parts) if parts else self.F()
 
     @staticmethod
     def _of_kind(subject: Typed, k: str, test: exp.Expression) -> exp.Expression:
