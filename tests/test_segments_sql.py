@@ -7,6 +7,7 @@ import zoneinfo
 
 import pytest
 
+from motorcade.dsl.data import ValueTypes
 from motorcade.dsl.evaluate import Unsupported, evaluate_segment
 from motorcade.dsl.rules import rule_set_from_text
 from motorcade.model import Event
@@ -556,6 +557,20 @@ def test_an_unknown_bare_name_is_refused_not_read_as_an_age(name):
         rule_set = rule_set_from_text(f"segment s {{ where {condition} }}")
         with pytest.raises(CompileError, match=message):
             compile_condition(rule_set, rule_set.segments["s"].where, AS_OF, "Asia/Shanghai")
+
+
+@pytest.mark.parametrize("condition", ["profile.vip = true", "age >= 30"])
+def test_an_attribute_or_age_on_a_row_without_attributes_is_refused_as_a_plan_error(condition):
+    """`profile.x` and `age` read the people row's attributes. A scope whose person is a driver row (an
+    ownership or event row: `person_key` is `person_id`) has none, so the compiler refuses them there as a plan
+    error instead of writing SQL that fails in the engine (mutants compared `person_key` with `<`: the guard never
+    fired)."""
+    rule_set = rule_set_from_text(f"segment s {{ where {condition} }}")
+    where = rule_set.segments["s"].where
+    compiler = SQLiteCompiler(rule_set, AS_OF, "Asia/Shanghai", ValueTypes(attributes={"birth_date": "date"}))
+    with pytest.raises(Unsupported, match=r"outside a people row \(plan error\)"):
+        compiler.cond(where, Scope("o", person_key="person_id"))
+    assert "p.attributes" in compiler.cond(where, Scope("p")).sql(dialect="sqlite")
 
 
 def test_age_without_a_declared_date_of_birth_is_missing_for_everyone(store):
