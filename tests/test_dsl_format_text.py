@@ -142,3 +142,62 @@ def test_utc_offsets_are_written_with_their_sign(minutes, text):
 def test_units_are_singular_only_for_one():
     assert [fmt_unit(n, "days") for n in (0, 1, 2)] == ["0 days", "1 day", "2 days"]
     assert fmt_unit(1, "months") == "1 month" and fmt_unit(0, "years") == "0 years"
+
+
+NEWER = """\
+# head
+scope store "S1"  # the north stores
+segment and_in_or { where did a or did b and did c }
+segment one_item { where recommendation next includes "A" }
+segment two_items { where recommendation next includes any of ["A", "B"] }
+journey j {
+  entry on order_paid where amount > 3
+  goal service_visit where amount > 100 within 30 days
+  send via sms template "a"
+}
+journey k {
+  entry on order_paid
+  goal service_visit where (did a then b) within 30 days
+  send via sms template "a"
+}
+"""
+
+NEWER_FORMATTED = """\
+# head
+scope store "S1"
+
+# the north stores
+segment and_in_or {
+  where did a
+    or did b and did c
+}
+
+segment one_item {
+  where recommendation next includes "A"
+}
+
+segment two_items {
+  where recommendation next includes any of ["A", "B"]
+}
+
+journey j {
+  entry on order_paid where amount > 3
+  goal service_visit where amount > 100 within 30 days
+  send via sms template "a"
+}
+
+journey k {
+  entry on order_paid
+  goal service_visit where (did a then b) within 30 days
+  send via sms template "a"
+}
+"""
+
+
+def test_format_of_scope_lines_recommendations_and_journey_clauses_is_exact():
+    """A comment after the file's `scope` line stays after it (mutants moved it above, or dropped it); `and`
+    inside `or` needs no parentheses; one recommended item is written without `any of [...]`; a journey's event
+    entry keeps its `where`, and a goal's condition is parenthesized only when it holds a sequence (mutants did
+    each of these otherwise; all of them parse back to the same rules)."""
+    assert format_rules(parse_text(NEWER)) == NEWER_FORMATTED
+    assert format_rules(parse_text(NEWER_FORMATTED)) == NEWER_FORMATTED
