@@ -144,23 +144,28 @@ def test_units_are_singular_only_for_one():
     assert fmt_unit(1, "months") == "1 month" and fmt_unit(0, "years") == "0 years"
 
 
-NEWER = """\
-# head
-scope store "S1"  # the north stores
-segment and_in_or { where did a or did b and did c }
-segment one_item { where recommendation next includes "A" }
-segment two_items { where recommendation next includes any of ["A", "B"] }
+# already canonical: written back as they are, after the segments
+JOURNEYS = """\
 journey j {
   entry on order_paid where amount > 3
   goal service_visit where amount > 100 within 30 days
   send via sms template "a"
 }
+
 journey k {
   entry on order_paid
   goal service_visit where (did a then b) within 30 days
   send via sms template "a"
 }
 """
+
+NEWER = """\
+# head
+scope store "S1"  # the north stores
+segment and_in_or { where did a or did b and did c }
+segment one_item { where recommendation next includes "A" }
+segment two_items { where recommendation next includes any of ["A", "B"] }
+""" + JOURNEYS
 
 NEWER_FORMATTED = """\
 # head
@@ -180,18 +185,7 @@ segment two_items {
   where recommendation next includes any of ["A", "B"]
 }
 
-journey j {
-  entry on order_paid where amount > 3
-  goal service_visit where amount > 100 within 30 days
-  send via sms template "a"
-}
-
-journey k {
-  entry on order_paid
-  goal service_visit where (did a then b) within 30 days
-  send via sms template "a"
-}
-"""
+""" + JOURNEYS
 
 
 def test_format_of_scope_lines_recommendations_and_journey_clauses_is_exact():
