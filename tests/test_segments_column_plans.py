@@ -7,6 +7,7 @@ these plans on both engines; here the shapes and the mirror's typed columns are 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import zoneinfo
 
 import pytest
@@ -67,10 +68,28 @@ def store(tmp_path):
     s.close()
 
 
+@pytest.fixture(scope="module")
+def chdb_dir(tmp_path_factory):
+    """The one folder of this module's ClickHouse engines. chdb runs one server per process, on one folder: an
+    engine opened on another folder while one is open fails. `set_engine` (module scope) is open while a test's own
+    `engine` is, whenever the tests run in another order than the file's (the mutation runner runs the quickest
+    first), so each engine takes a database of its own in this folder."""
+    return tmp_path_factory.mktemp("chdb")
+
+
+_DATABASES = itertools.count(1)
+
+
+def open_test_engine(name: str, chdb_dir, database: str):
+    pytest.importorskip(name if name == "duckdb" else "chdb")
+    if name == "clickhouse":
+        return open_engine(f"chdb:///{chdb_dir}", database=database)
+    return open_engine(ENGINES[name])
+
+
 @pytest.fixture(params=sorted(ENGINES))
-def engine(request):
-    pytest.importorskip(request.param if request.param == "duckdb" else "chdb")
-    e = open_engine(ENGINES[request.param])
+def engine(request, chdb_dir):
+    e = open_test_engine(request.param, chdb_dir, f"plans_{next(_DATABASES)}")
     yield e
     e.close()
 
@@ -260,9 +279,8 @@ def set_store(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", params=sorted(ENGINES))
-def set_engine(request, set_store):
-    pytest.importorskip(request.param if request.param == "duckdb" else "chdb")
-    e = open_engine(ENGINES[request.param])
+def set_engine(request, set_store, chdb_dir):
+    e = open_test_engine(request.param, chdb_dir, "sets")
     e.mirror(set_store[0], properties=["amount"])
     yield e
     e.close()
